@@ -17,6 +17,10 @@ from gradcheck.report import Finding, GradCheckReport, TargetResult
 #: Richardson extrapolation before a FAIL is reported.
 MAX_REFINED = 512
 
+#: Failing elements whose error exceeds the tolerance by more than this
+#: factor are not recomputed: no truncation error is that large.
+REFINE_RATIO = 1e6
+
 #: Weight of a method's own per-element truncation-error estimate in the
 #: allowed difference (methods that extrapolate: central4, richardson).
 ESTIMATE_WEIGHT = 3.0
@@ -367,9 +371,13 @@ class _Run:
 
     def _refine(self, target, arr, ana, num, est, allowed, failing, atol, rtol):
         """Recompute failing elements by Richardson extrapolation from the central step."""
-        bad = np.flatnonzero(failing)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(num - ana) / allowed
+        bad = np.flatnonzero(failing & (ratio < REFINE_RATIO))
         if len(bad) > MAX_REFINED:
-            bad = bad[np.argsort(-(np.abs(num - ana) / allowed)[bad])[:MAX_REFINED]]
+            bad = bad[np.argsort(-ratio[bad])[:MAX_REFINED]]
+        if not len(bad):
+            return num, est, allowed, np.abs(num - ana), failing, 0
         steps = element_steps(arr, "central", self.eps)
         value, trunc = self.numerical(target, arr, steps, bad, "richardson")[:2]
         num, est, allowed = num.copy(), est.copy(), allowed.copy()
