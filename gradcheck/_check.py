@@ -164,6 +164,12 @@ class _Run:
         name, layer = self.name, self.layer
         out0 = self._forward_base()
         if not np.all(np.isfinite(out0)):
+            culprits = [k for k, v in vars(layer).items() if isinstance(v, np.ndarray)
+                        and v.dtype.kind == "f" and not np.all(np.isfinite(v))]
+            if culprits:
+                raise GradCheckInputError(
+                    f"parameter or state {culprits[0]!r} contains NaN or inf, and forward() "
+                    "produced NaN or inf", layer=name, target=culprits[0])
             raise LayerCallError("forward() produced NaN or inf on the unperturbed input",
                                  layer=name)
         if dout is None:
@@ -215,9 +221,10 @@ class _Run:
         self.analytic = {"x": np.array(dx2, dtype=np.float64)}
         for p, g in params.items():
             grad = getattr(layer, g, None)
-            if grad is poison[p]:
+            if grad is poison[p] and np.isnan(grad).all():
                 raise LayerProtocolError(
-                    f"backward() did not set {g}: it holds a stale value from an earlier call",
+                    f"backward() did not refresh {g}: it still holds the value from before "
+                    "this call (stale from an earlier call, or accumulated into with +=)",
                     layer=name, target=p)
             self._check_grad(p, g, getattr(layer, p), grad, "after the second backward()")
             if np.isnan(grad).any() and not np.isnan(grads1[p]).any():
