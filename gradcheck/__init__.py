@@ -1,0 +1,23 @@
+"""Gradient checking for hand-written numpy layers.
+
+>>> from gradcheck import check_layer
+"""
+
+from gradcheck._check import check_layer
+from gradcheck.errors import (GradCheckInputError, GradientCheckError, LayerCallError,
+                              LayerProtocolError)
+from gradcheck.report import Finding, GradCheckReport, TargetResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "check_layer",
+    "GradCheckReport",
+    "TargetResult",
+    "Finding",
+    "GradCheckInputError",
+    "GradientCheckError",
+    "LayerProtocolError",
+    "LayerCallError",
+    "__version__",
+]

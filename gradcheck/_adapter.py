@@ -1,0 +1,203 @@
+"""The layer protocol: calling ``forward``/``backward`` and finding parameters.
+
+Everything here validates what the layer returns and turns a layer's own
+exception into a :class:`~gradcheck.errors.LayerCallError` that names the
+layer, the target and the perturbed element.
+"""
+
+import inspect
+
+import numpy as np
+
+from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
+
+
+def layer_name(layer):
+    """A short human-readable name for ``layer`` (its class name)."""
+    return type(layer).__name__
+
+
+def _accepts_train_flg(forward):
+    """How to pass ``train_flg``: ``"positional"``, ``"keyword"`` or ``None`` (not accepted)."""
+    try:
+        sig = inspect.signature(forward)
+    except (TypeError, ValueError):
+        return "positional"
+    params = list(sig.parameters.values())
+    if "train_flg" in sig.parameters:
+        p = sig.parameters["train_flg"]
+        return "keyword" if p.kind == p.KEYWORD_ONLY else "positional"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params):
+        return "positional"
+    return None
+
+
+class LayerAdapter:
+    """Calls a layer following the protocol and validates what it returns.
+
+    Parameters
+    ----------
+    layer : object
+        Has ``forward(x[, train_flg])`` and ``backward(dout)``.
+    train_flg : bool
+        Passed to ``forward`` when its signature accepts it.
+
+    Raises
+    ------
+    LayerProtocolError
+        ``forward`` or ``backward`` is missing or not callable.
+    """
+
+    def __init__(self, layer, train_flg):
+        self.layer = layer
+        self.name = layer_name(layer)
+        for meth in ("forward", "backward"):
+            if not callable(getattr(layer, meth, None)):
+                raise LayerProtocolError(
+                    f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
+                    "and backward(dout) (wrap other conventions in a small adapter class)",
+                    layer=self.name)
+        self.train_flg = bool(train_flg)
+        self.flag_mode = _accepts_train_flg(layer.forward)
+        if self.flag_mode == "positional":
+            self._args = (self.train_flg,)
+            self._kwargs = {}
+        elif self.flag_mode == "keyword":
+            self._args = ()
+            self._kwargs = {"train_flg": self.train_flg}
+        else:
+            self._args = ()
+            self._kwargs = {}
+        self.forward_calls = 0
+        self.backward_calls = 0
+
+    # -- raw calls (used in the hot loop: no validation beyond the minimum) --
+    def raw_forward(self, x):
+        """``layer.forward(x, train_flg)`` as the layer returns it."""
+        self.forward_calls += 1
+        return self.layer.forward(x, *self._args, **self._kwargs)
+
+    def forward(self, x, target=None, index=None):
+        """Call ``forward`` and return its output as an ndarray (not copied).
+
+        Raises
+        ------
+        LayerCallError
+            ``forward`` raised.
+        LayerProtocolError
+            The output is not an array or a number (a tuple, ``None``, ...).
+        """
+        try:
+            out = self.raw_forward(x)
+        except GradCheckInputError:
+            raise
+        except Exception as exc:  # the layer's own error: keep its traceback
+            raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
+                                 layer=self.name, target=target, index=index) from exc
+        return self.validate_output(out, target)
+
+    def validate_output(self, out, target=None):
+        if isinstance(out, np.ndarray):
+            arr = out
+        elif isinstance(out, (float, int, np.floating, np.integer)) and not isinstance(out, bool):
+            arr = np.asarray(out, dtype=np.float64)
+        else:
+            raise LayerProtocolError(
+                f"forward() returned {type(out).__name__}, expected one ndarray "
+                "(a layer with several outputs needs a wrapper that returns one)",
+                layer=self.name, target=target)
+        if arr.dtype.kind not in "fc":
+            raise LayerProtocolError(
+                f"forward() returned an array of dtype {arr.dtype}, expected floating point",
+                layer=self.name, target=target)
+        return arr
+
+    def backward(self, dout, x_shape, x_dtype):
+        """Call ``backward`` on a fresh copy of ``dout``; return ``(dx, dout_modified)``.
+
+        Raises
+        ------
+        LayerCallError
+            ``backward`` raised.
+        LayerProtocolError
+            ``dx`` is ``None``, not an ndarray, of the wrong shape or dtype.
+        """
+        dout_copy = dout.copy()
+        self.backward_calls += 1
+        try:
+            dx = self.layer.backward(dout_copy)
+        except Exception as exc:
+            raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
+                                 layer=self.name, target="x") from exc
+        modified = not np.array_equal(dout_copy, dout, equal_nan=True)
+        if dx is None:
+            raise LayerProtocolError(
+                "backward() returned None; it must return dx, the gradient with respect "
+                "to the input, an ndarray of the input's shape", layer=self.name, target="x")
+        if not isinstance(dx, np.ndarray):
+            raise LayerProtocolError(
+                f"backward() returned {type(dx).__name__}, expected an ndarray of shape "
+                f"{x_shape}", layer=self.name, target="x")
+        if dx.shape != tuple(x_shape):
+            raise LayerProtocolError(
+                f"backward() returned dx of shape {dx.shape}, expected the input's shape "
+                f"{tuple(x_shape)}", layer=self.name, target="x")
+        if dx.dtype.kind != "f":
+            raise LayerProtocolError(
+                f"backward() returned dx of dtype {dx.dtype}, expected a floating dtype "
+                f"(the input is {x_dtype})", layer=self.name, target="x")
+        return dx, modified
+
+
+def discover_params(layer, exclude=()):
+    """Trainable parameters: ndarray attributes ``p`` with an ndarray ``d`` + ``p``.
+
+    Parameters
+    ----------
+    layer : object
+        A layer after one ``backward`` call.
+    exclude : iterable of str
+        Attribute names never taken as parameters.
+
+    Returns
+    -------
+    dict
+        ``{param_name: grad_name}`` in attribute order.
+    """
+    found = {}
+    attrs = vars(layer) if hasattr(layer, "__dict__") else {}
+    for name, value in attrs.items():
+        if name in exclude or name.startswith("d") and name[1:] in attrs:
+            continue
+        grad = "d" + name
+        if isinstance(value, np.ndarray) and isinstance(attrs.get(grad), np.ndarray):
+            found[name] = grad
+    return found
+
+
+def check_params_mapping(layer, params):
+    """Validate an explicit ``params={"gamma": "dgamma", ...}`` mapping.
+
+    Raises
+    ------
+    GradCheckInputError
+        Not a mapping of str to str, or a parameter attribute that is not an ndarray.
+    """
+    name = layer_name(layer)
+    if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in params.items()):
+        raise GradCheckInputError(
+            f"params must be a dict mapping parameter attribute names to gradient attribute "
+            f"names, e.g. {{'W': 'dW'}}; got {params!r}", layer=name)
+    for p in params:
+        if p == "x":
+            raise GradCheckInputError("'x' is reserved for the input; rename the parameter",
+                                      layer=name, target=p)
+        value = getattr(layer, p, None)
+        if not isinstance(value, np.ndarray):
+            raise GradCheckInputError(
+                f"params names attribute {p!r}, which is "
+                f"{'missing' if value is None else type(value).__name__}, not an ndarray",
+                layer=name, target=p)
+    return dict(params)

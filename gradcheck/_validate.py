@@ -1,0 +1,87 @@
+"""Validation of ``check_layer``'s arguments, all in one place, before any work."""
+
+import numbers
+
+import numpy as np
+
+from gradcheck.errors import GradCheckInputError
+
+METHODS = ("forward", "central", "central4", "richardson")
+STRATEGIES = ("elementwise",)
+
+
+def check_options(name, *, method, strategy, eps, atol, rtol, seed, wrt, train_flg):
+    """Raise :class:`GradCheckInputError` for an invalid option value."""
+    if method not in METHODS:
+        raise GradCheckInputError(
+            f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}", layer=name)
+    if strategy not in STRATEGIES:
+        raise GradCheckInputError(
+            f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}",
+            layer=name)
+    if eps is not None:
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not np.isfinite(eps) \
+                or eps <= 0:
+            raise GradCheckInputError(f"eps must be a finite float > 0 or None; got {eps!r}",
+                                      layer=name)
+    for label, tol in (("atol", atol), ("rtol", rtol)):
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, numbers.Real)
+                                or not np.isfinite(tol) or tol < 0):
+            raise GradCheckInputError(f"{label} must be a finite float >= 0 or None; got {tol!r}",
+                                      layer=name)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise GradCheckInputError(f"seed must be an int >= 0; got {seed!r}", layer=name)
+    if not isinstance(train_flg, (bool, np.bool_)):
+        raise GradCheckInputError(f"train_flg must be True or False; got {train_flg!r}",
+                                  layer=name)
+    if wrt is not None:
+        if isinstance(wrt, str):
+            wrt = [wrt]
+        if not all(isinstance(w, str) for w in wrt) or not len(wrt):
+            raise GradCheckInputError(
+                f"wrt must be None or a non-empty list of target names ('x', 'gamma', ...); "
+                f"got {wrt!r}", layer=name)
+        wrt = list(dict.fromkeys(wrt))
+    return wrt
+
+
+def check_array(arr, *, layer, target, what):
+    """Return ``arr`` as a floating ndarray, or raise for bad dtype/size/values.
+
+    Returns
+    -------
+    array : ndarray
+        ``arr`` itself when it is a floating ndarray, else a float64 copy.
+    converted : bool
+        True when an integer array was converted to float64.
+    """
+    if not isinstance(arr, np.ndarray):
+        if isinstance(arr, (list, tuple, numbers.Number)) and not isinstance(arr, bool):
+            arr = np.asarray(arr)
+        else:
+            raise GradCheckInputError(f"{what} must be a numpy array; got {type(arr).__name__}",
+                                      layer=layer, target=target)
+    kind = arr.dtype.kind
+    converted = False
+    if kind == "b":
+        raise GradCheckInputError(f"{what} is boolean; gradients need floating point values",
+                                  layer=layer, target=target)
+    if kind == "c":
+        raise GradCheckInputError(
+            f"{what} is complex ({arr.dtype}); check the real and imaginary parts as two real "
+            "inputs", layer=layer, target=target)
+    if kind in "iu":
+        arr = arr.astype(np.float64)
+        converted = True
+    elif kind != "f":
+        raise GradCheckInputError(f"{what} has dtype {arr.dtype}; expected a floating dtype",
+                                  layer=layer, target=target)
+    if arr.size == 0:
+        raise GradCheckInputError(f"{what} is empty (shape {arr.shape}); nothing to check",
+                                  layer=layer, target=target)
+    if not np.all(np.isfinite(arr)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise GradCheckInputError(
+            f"{what} contains NaN or inf (first at index {bad}); a gradient check needs "
+            "finite values", layer=layer, target=target)
+    return arr, converted

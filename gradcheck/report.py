@@ -1,0 +1,257 @@
+"""Results of a gradient check: frozen dataclasses, a table and a JSON form."""
+
+import io
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from gradcheck.errors import GradientCheckError
+
+__all__ = ["TargetResult", "Finding", "GradCheckReport"]
+
+#: Version of the layout of :meth:`GradCheckReport.to_dict`.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """The comparison for one target (the input ``"x"`` or one parameter).
+
+    Attributes
+    ----------
+    name : str
+        ``"x"`` or the parameter's attribute name.
+    shape : tuple of int
+    passed : bool
+        Every checked element within ``atol + rtol * |numerical|``.
+    max_abs_error : float
+        ``max |numerical - analytic|``.
+    max_rel_error : float
+        ``max |numerical - analytic| / max(max|numerical|, max|analytic|)``:
+        the error relative to the gradient's scale (elementwise relative
+        errors of tiny true entries are meaningless).
+    worst_index : tuple of int
+        The element whose error uses most of its tolerance.
+    worst_numerical, worst_analytic : float
+        Both values at ``worst_index``.
+    atol, rtol : float
+        The tolerances used.
+    tolerance_reason : str
+        Where ``atol`` and ``rtol`` come from.
+    numerical, analytic : ndarray of the target's shape (float64)
+        The two gradients.
+    step : float
+        Smallest absolute step used (the steps are per element).
+    error_estimate : float
+        Largest estimated error of the numerical gradient (rounding, and
+        truncation where the method estimates it).
+    margin : float
+        Worst ``|numerical - analytic| / (atol + rtol |numerical|)``; below 1
+        passes. ``marginal`` is true when it lies between 0.3 and 3.
+    vacuous : bool
+        The check cannot tell a right backward from a wrong one (the
+        gradient is identically zero, or no element could be perturbed).
+    n_checked, n_skipped, n_refined : int
+        Elements compared; elements skipped (``x + h == x``); elements whose
+        first comparison failed and were recomputed by Richardson
+        extrapolation before the verdict.
+    """
+
+    name: str
+    shape: tuple
+    dtype: str
+    passed: bool
+    max_abs_error: float
+    max_rel_error: float
+    worst_index: tuple
+    worst_numerical: float
+    worst_analytic: float
+    atol: float
+    rtol: float
+    tolerance_reason: str
+    numerical: np.ndarray = field(repr=False)
+    analytic: np.ndarray = field(repr=False)
+    step: float = 0.0
+    error_estimate: float = 0.0
+    margin: float = 0.0
+    marginal: bool = False
+    vacuous: bool = False
+    n_checked: int = 0
+    n_skipped: int = 0
+    n_refined: int = 0
+
+    @property
+    def verdict(self):
+        """``"PASS"``, ``"FAIL"`` or ``"VACUOUS"`` (passed, but proves nothing)."""
+        if not self.passed:
+            return "FAIL"
+        return "VACUOUS" if self.vacuous else "PASS"
+
+    def to_dict(self, arrays=False):
+        """JSON-serialisable fields (the gradients only when ``arrays``)."""
+        d = {
+            "name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+            "passed": self.passed, "verdict": self.verdict,
+            "max_abs_error": self.max_abs_error, "max_rel_error": self.max_rel_error,
+            "worst_index": list(self.worst_index), "worst_numerical": self.worst_numerical,
+            "worst_analytic": self.worst_analytic, "atol": self.atol, "rtol": self.rtol,
+            "tolerance_reason": self.tolerance_reason, "step": self.step,
+            "error_estimate": self.error_estimate, "margin": self.margin,
+            "marginal": self.marginal, "vacuous": self.vacuous,
+            "n_checked": self.n_checked, "n_skipped": self.n_skipped,
+            "n_refined": self.n_refined,
+        }
+        if arrays:
+            d["numerical"] = self.numerical.tolist()
+            d["analytic"] = self.analytic.tolist()
+        return d
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the check noticed besides the gradient comparison.
+
+    Attributes
+    ----------
+    kind : str
+        A stable identifier, e.g. ``"forward-modifies-input"``,
+        ``"backward-modifies-dout"``, ``"vacuous"``, ``"integer-input"``.
+    failure : bool
+        ``True`` makes the report fail; ``False`` is a warning.
+    message : str
+    target : str or None
+    """
+
+    kind: str
+    failure: bool
+    message: str
+    target: Optional[str] = None
+
+    def to_dict(self):
+        return {"kind": self.kind, "failure": self.failure, "message": self.message,
+                "target": self.target}
+
+
+@dataclass(frozen=True)
+class GradCheckReport:
+    """Everything one :func:`~gradcheck.check_layer` call found.
+
+    Attributes
+    ----------
+    layer : str
+        The layer's class name.
+    input_shape : tuple of int
+    dtype : str
+        The dtype the check evaluated in.
+    train_flg : bool
+    method, strategy : str
+    seed : int
+    results : tuple of TargetResult
+        One per target, ``"x"`` first.
+    findings : tuple of Finding
+    forward_calls, backward_calls : int
+        Calls the check made.
+    versions : dict
+        Library versions (for reproducing the verdict).
+    """
+
+    layer: str
+    input_shape: tuple
+    dtype: str
+    train_flg: bool
+    method: str
+    strategy: str
+    seed: int
+    results: tuple
+    findings: tuple = ()
+    forward_calls: int = 0
+    backward_calls: int = 0
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def passed(self):
+        """Every target passed and no finding is a failure."""
+        return all(r.passed for r in self.results) and not any(f.failure for f in self.findings)
+
+    @property
+    def warnings(self):
+        """Messages of the findings that are not failures (vacuous checks, ...)."""
+        return [f.message for f in self.findings if not f.failure]
+
+    @property
+    def failures(self):
+        """Messages of the findings that fail the check (besides gradient mismatches)."""
+        return [f.message for f in self.findings if f.failure]
+
+    def result(self, name):
+        """The :class:`TargetResult` called ``name`` (``KeyError`` otherwise)."""
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"no target {name!r}; targets: {[r.name for r in self.results]}")
+
+    @property
+    def mode(self):
+        return "train" if self.train_flg else "eval"
+
+    def raise_if_failed(self):
+        """Raise :class:`~gradcheck.GradientCheckError` (with this table) if the check failed.
+
+        Returns
+        -------
+        GradCheckReport
+            ``self``, when the check passed.
+        """
+        if not self.passed:
+            raise GradientCheckError(self)
+        return self
+
+    def to_dict(self, arrays=False):
+        """A JSON-serialisable dict (schema version :data:`SCHEMA_VERSION`).
+
+        Parameters
+        ----------
+        arrays : bool, default False
+            Include both gradients of every target as nested lists.
+        """
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "layer": self.layer, "input_shape": list(self.input_shape), "dtype": self.dtype,
+            "mode": self.mode, "method": self.method, "strategy": self.strategy,
+            "seed": self.seed, "passed": self.passed,
+            "results": [r.to_dict(arrays) for r in self.results],
+            "findings": [f.to_dict() for f in self.findings],
+            "forward_calls": self.forward_calls, "backward_calls": self.backward_calls,
+            "versions": dict(self.versions),
+        }
+
+    def __str__(self):
+        from rich.console import Console
+        from rich.table import Table
+
+        title = (f"{self.layer} {tuple(self.input_shape)} {self.dtype} {self.mode}: "
+                 f"{'PASS' if self.passed else 'FAIL'}")
+        table = Table(title=title, title_justify="left", show_edge=False)
+        for col in ("target", "shape", "max abs err", "max rel err", "worst index",
+                    "numerical", "analytic", "atol", "rtol", "verdict"):
+            table.add_column(col, justify="left" if col in ("target", "verdict") else "right")
+        for r in self.results:
+            table.add_row(r.name, "x".join(map(str, r.shape)) or "()",
+                          f"{r.max_abs_error:.3g}", f"{r.max_rel_error:.3g}",
+                          str(tuple(r.worst_index)), f"{r.worst_numerical:.10g}",
+                          f"{r.worst_analytic:.10g}", f"{r.atol:.2g}", f"{r.rtol:.2g}",
+                          r.verdict + (" (marginal)" if r.marginal else ""))
+        buf = io.StringIO()
+        console = Console(file=buf, width=160, color_system=None, force_terminal=False)
+        console.print(table)
+        lines = [buf.getvalue().rstrip()]
+        lines.append(f"method={self.method} strategy={self.strategy} seed={self.seed} "
+                     f"forward calls={self.forward_calls} backward calls={self.backward_calls}")
+        for r in self.results:
+            lines.append(f"  {r.name}: {r.tolerance_reason}; smallest step {r.step:.3g}"
+                         + (f"; {r.n_refined} element(s) recomputed by Richardson extrapolation"
+                            if r.n_refined else ""))
+        for f in self.findings:
+            lines.append(f"{'FAILURE' if f.failure else 'warning'}: {f.message}")
+        return "\n".join(lines)
