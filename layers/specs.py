@@ -180,14 +180,18 @@ def make_groupnorm(shape, rng, train_flg=True, num_groups=2):
 
 
 def make_mlp(shape, rng, train_flg=True, hidden=6, classes=3):
-    """Sequential(Affine, BatchNormalization, Tanh, Dropout, Affine, SoftmaxWithLoss)."""
+    """Sequential(Affine, Tanh, BatchNormalization, Dropout, Affine, SoftmaxWithLoss).
+
+    (Tanh comes before the batch normalisation: an affine bias directly before
+    a train-mode batch normalisation has an identically zero gradient.)
+    """
     N, D = shape
     affine1, x = make_affine(shape, rng, train_flg, out_features=hidden)
     bn, _ = make_batchnorm((N, hidden), rng, train_flg)
     dropout, _ = make_dropout((N, hidden), rng, train_flg)
     affine2, _ = make_affine((N, hidden), rng, train_flg, out_features=classes)
     loss = SoftmaxWithLoss(rng.integers(0, classes, N))
-    return Sequential(affine1, bn, Tanh(), dropout, affine2, loss), x
+    return Sequential(affine1, Tanh(), bn, dropout, affine2, loss), x
 
 
 def make_cnn(shape, rng, train_flg=True, filters=3, outputs=2, margin=0.05):
@@ -254,7 +258,7 @@ SPECS = [
     LayerSpec("GroupNorm", make_groupnorm, shapes=((2, 4, 3, 3), (3, 6, 2, 2)), modes=(True,),
               notes="2 groups"),
     LayerSpec("Sequential-mlp", make_mlp, shapes=((4, 5), (6, 3)),
-              notes="Affine, BatchNormalization, Tanh, Dropout, Affine, SoftmaxWithLoss"),
+              notes="Affine, Tanh, BatchNormalization, Dropout, Affine, SoftmaxWithLoss"),
     LayerSpec("Sequential-cnn", make_cnn, shapes=((2, 2, 4, 4),), modes=(True,),
               notes="Convolution, Relu, Pooling avg, Affine"),
 ]
