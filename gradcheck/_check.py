@@ -17,6 +17,10 @@ from gradcheck.report import Finding, GradCheckReport, TargetResult
 #: Richardson extrapolation before a FAIL is reported.
 MAX_REFINED = 512
 
+#: Failing elements whose error exceeds the tolerance by more than this
+#: factor are not recomputed: no truncation error is that large.
+REFINE_RATIO = 1e6
+
 #: Weight of a method's own per-element truncation-error estimate in the
 #: allowed difference (methods that extrapolate: central4, richardson).
 ESTIMATE_WEIGHT = 3.0
@@ -160,6 +164,12 @@ class _Run:
         name, layer = self.name, self.layer
         out0 = self._forward_base()
         if not np.all(np.isfinite(out0)):
+            culprits = [k for k, v in vars(layer).items() if isinstance(v, np.ndarray)
+                        and v.dtype.kind == "f" and not np.all(np.isfinite(v))]
+            if culprits:
+                raise GradCheckInputError(
+                    f"parameter or state {culprits[0]!r} contains NaN or inf, and forward() "
+                    "produced NaN or inf", layer=name, target=culprits[0])
             raise LayerCallError("forward() produced NaN or inf on the unperturbed input",
                                  layer=name)
         if dout is None:
@@ -211,9 +221,10 @@ class _Run:
         self.analytic = {"x": np.array(dx2, dtype=np.float64)}
         for p, g in params.items():
             grad = getattr(layer, g, None)
-            if grad is poison[p]:
+            if grad is poison[p] and np.isnan(grad).all():
                 raise LayerProtocolError(
-                    f"backward() did not set {g}: it holds a stale value from an earlier call",
+                    f"backward() did not refresh {g}: it still holds the value from before "
+                    "this call (stale from an earlier call, or accumulated into with +=)",
                     layer=name, target=p)
             self._check_grad(p, g, getattr(layer, p), grad, "after the second backward()")
             if np.isnan(grad).any() and not np.isnan(grads1[p]).any():
@@ -367,9 +378,13 @@ class _Run:
 
     def _refine(self, target, arr, ana, num, est, allowed, failing, atol, rtol):
         """Recompute failing elements by Richardson extrapolation from the central step."""
-        bad = np.flatnonzero(failing)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(num - ana) / allowed
+        bad = np.flatnonzero(failing & (ratio < REFINE_RATIO))
         if len(bad) > MAX_REFINED:
-            bad = bad[np.argsort(-(np.abs(num - ana) / allowed)[bad])[:MAX_REFINED]]
+            bad = bad[np.argsort(-ratio[bad])[:MAX_REFINED]]
+        if not len(bad):
+            return num, est, allowed, np.abs(num - ana), failing, 0
         steps = element_steps(arr, "central", self.eps)
         value, trunc = self.numerical(target, arr, steps, bad, "richardson")[:2]
         num, est, allowed = num.copy(), est.copy(), allowed.copy()

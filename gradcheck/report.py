@@ -249,9 +249,7 @@ class GradCheckReport:
         lines.append(f"method={self.method} strategy={self.strategy} seed={self.seed} "
                      f"forward calls={self.forward_calls} backward calls={self.backward_calls}")
         for r in self.results:
-            lines.append(f"  {r.name}: {r.tolerance_reason}; smallest step {r.step:.3g}"
-                         + (f"; {r.n_refined} element(s) recomputed by Richardson extrapolation"
-                            if r.n_refined else ""))
+            lines.append(f"  {r.name}: {r.tolerance_reason}; smallest step {r.step:.3g}")
         for f in self.findings:
             lines.append(f"{'FAILURE' if f.failure else 'warning'}: {f.message}")
         return "\n".join(lines)

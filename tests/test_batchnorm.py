@@ -1,0 +1,183 @@
+"""BatchNormalization (the seed's convention) under check_layer: correct passes, bugs fail."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from broken_layers import BROKEN, SeedBatchNormalization
+from gradcheck import check_layer
+from gradcheck.errors import LayerCallError
+from layers import BatchNormalization
+
+shapes = st.one_of(
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=9),
+    st.tuples(st.integers(2, 4), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
+)
+
+
+@st.composite
+def bn_cases(draw, shape_strategy=shapes):
+    shape = draw(shape_strategy)
+    D = int(np.prod(shape[1:]))
+    elems = st.floats(-3.0, 3.0, allow_nan=False, allow_subnormal=False)
+    x = draw(hnp.arrays(np.float64, shape, elements=elems))
+    # a column with spread far below sqrt(eps_bn) is a different (ill-conditioned) regime,
+    # tested on its own below; here each feature has a spread of at least 0.1
+    flat = x.reshape(shape[0], -1)
+    spread = flat.max(axis=0) - flat.min(axis=0)
+    flat[:, spread < 0.1] += np.linspace(-0.5, 0.5, shape[0])[:, None]
+    gamma = draw(hnp.arrays(np.float64, D, elements=st.floats(0.2, 2.0)))
+    beta = draw(hnp.arrays(np.float64, D, elements=st.floats(-1.0, 1.0)))
+    rmean = draw(hnp.arrays(np.float64, D, elements=st.floats(-1.0, 1.0)))
+    rvar = draw(hnp.arrays(np.float64, D, elements=st.floats(0.1, 3.0)))
+    seed = draw(st.integers(0, 2**16))
+    return BatchNormalization(gamma, beta, 0.9, rmean, rvar), flat.reshape(shape), seed
+
+
+@given(bn_cases(), st.booleans())
+def test_correct_batchnorm_passes(case, train_flg):
+    bn, x, seed = case
+    report = check_layer(bn, x, train_flg=train_flg, seed=seed)
+    assert report.passed, str(report)
+    assert [r.name for r in report.results] == ["x", "gamma", "beta"]
+
+
+@given(bn_cases(), st.booleans())
+def test_check_leaves_everything_bit_identical(case, train_flg):
+    bn, x, seed = case
+    bn.dgamma = np.full_like(bn.gamma, 7.0)  # a gradient from an "earlier" step
+    before = {k: (v, v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(bn).items()}
+    x_before = x.copy()
+    dout = np.random.default_rng(seed).normal(size=x.shape)
+    dout_before = dout.copy()
+    check_layer(bn, x, train_flg=train_flg, dout=dout)
+    assert vars(bn).keys() == before.keys()
+    for k, (obj, saved) in before.items():
+        assert getattr(bn, k) is obj, k
+        if isinstance(obj, np.ndarray):
+            assert obj.tobytes() == saved.tobytes(), k
+    assert x.tobytes() == x_before.tobytes() and dout.tobytes() == dout_before.tobytes()
+
+
+def test_running_statistics_created_lazily_are_removed_again():
+    bn = BatchNormalization(np.ones(3), np.zeros(3))
+    check_layer(bn, np.random.default_rng(0).normal(size=(4, 3)))
+    assert bn.running_mean is None and bn.running_var is None
+
+
+@pytest.mark.parametrize("train_flg", [True, False])
+def test_batch_size_one_is_vacuous_not_failed(train_flg):
+    bn = BatchNormalization(np.full(4, 1.3), np.full(4, 0.2), 0.9, np.zeros(4), np.ones(4))
+    report = check_layer(bn, np.array([[0.3, -1.0, 2.0, 0.5]]), train_flg=train_flg)
+    assert report.passed, str(report)
+    if train_flg:  # x - mean(x) == 0: the output does not depend on x
+        assert report.result("x").vacuous and any("vacuous" in w for w in report.warnings)
+    else:
+        assert not report.result("x").vacuous
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (5, 2, 2, 3)])
+def test_constant_column_passes(shape):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=shape)
+    flat = x.reshape(shape[0], -1)
+    flat[:, 1] = 0.7
+    D = flat.shape[1]
+    bn = BatchNormalization(rng.uniform(0.5, 1.5, D), rng.normal(size=D))
+    report = check_layer(bn, x)
+    assert report.passed, str(report)
+
+
+def test_dout_of_ones_is_reported_vacuous():
+    rng = np.random.default_rng(0)
+    bn = BatchNormalization(rng.uniform(0.5, 1.5, 5), rng.normal(size=5))
+    report = check_layer(bn, rng.normal(size=(6, 5)), dout=np.ones((6, 5)))
+    assert report.result("x").vacuous
+    assert report.result("x").verdict == "VACUOUS"
+
+
+def test_default_dout_is_random_not_ones():
+    rng = np.random.default_rng(0)
+    bn = BatchNormalization(rng.uniform(0.5, 1.5, 5), rng.normal(size=5))
+    report = check_layer(bn, rng.normal(size=(6, 5)))
+    assert not report.result("x").vacuous
+    assert np.max(np.abs(report.result("x").analytic)) > 0.1
+
+
+def _make(cls, shape, rng, train_flg):
+    D = int(np.prod(shape[1:]))
+    layer = cls(rng.uniform(0.5, 1.5, D), rng.normal(size=D), 0.9,
+                rng.normal(size=D), rng.uniform(0.5, 2.0, D))
+    return layer, rng.normal(0.2, 1.3, size=shape)
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 2, 2, 2)])
+@pytest.mark.parametrize("bug", sorted(BROKEN))
+def test_broken_variant_fails_on_the_right_target(bug, shape):
+    cls, target, modes = BROKEN[bug]
+    for train_flg in modes:
+        layer, x = _make(cls, shape, np.random.default_rng(1), train_flg)
+        report = check_layer(layer, x, train_flg=train_flg)
+        assert not report.passed
+        assert not report.result(target).passed, str(report)
+        assert not report.findings or all(not f.failure for f in report.findings)
+
+
+@pytest.mark.parametrize("bug", sorted(BROKEN))
+def test_broken_variant_passes_in_the_mode_without_the_bug(bug):
+    cls, target, modes = BROKEN[bug]
+    for train_flg in {True, False} - set(modes):
+        layer, x = _make(cls, (6, 4), np.random.default_rng(1), train_flg)
+        assert check_layer(layer, x, train_flg=train_flg).passed
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (8, 2, 1, 3)])
+def test_the_seeds_eval_backward_is_caught(shape):
+    rng = np.random.default_rng(0)
+    D = int(np.prod(shape[1:]))
+    seed_bn = SeedBatchNormalization(rng.uniform(0.5, 1.5, D), rng.normal(size=D))
+    for _ in range(3):
+        seed_bn.forward(rng.normal(1.0, 2.0, size=shape), True)
+    x = rng.normal(1.0, 2.0, size=shape)
+    assert check_layer(seed_bn, x, train_flg=True).passed
+    report = check_layer(seed_bn, x, train_flg=False)
+    assert not report.result("x").passed and not report.result("gamma").passed
+    assert report.result("beta").passed
+
+
+def test_the_seeds_eval_backward_without_a_train_call_is_a_clear_error():
+    seed_bn = SeedBatchNormalization(np.ones(3), np.zeros(3))
+    with pytest.raises(LayerCallError, match="SeedBatchNormalization.*backward.*xn"):
+        check_layer(seed_bn, np.random.default_rng(0).normal(size=(4, 3)), train_flg=False)
+
+
+@pytest.mark.parametrize("method", ["forward", "central", "central4", "richardson"])
+def test_every_method_passes_correct_and_fails_broken(method):
+    rng = np.random.default_rng(5)
+    layer, x = _make(BatchNormalization, (6, 3), rng, True)
+    assert check_layer(layer, x, method=method).passed
+    broken, x = _make(BROKEN["no-mean-term"][0], (6, 3), rng, True)
+    assert not check_layer(broken, x, method=method).result("x").passed
+
+
+def test_accuracy_of_central_differences_on_batchnorm():
+    """Max error relative to the gradient's scale, against the exact (analytic) gradient."""
+    rng = np.random.default_rng(11)
+    for shape in [(32, 8), (4, 3, 5, 5)]:
+        for train_flg in (True, False):
+            layer, x = _make(BatchNormalization, shape, rng, train_flg)
+            for r in check_layer(layer, x, train_flg=train_flg).results:
+                assert r.max_rel_error < 1e-9, (shape, train_flg, r.name, r.max_rel_error)
+
+
+def test_float32_layer_is_checked_with_float32_tolerances():
+    rng = np.random.default_rng(2)
+    bn = BatchNormalization(rng.uniform(0.5, 1.5, 4).astype(np.float32),
+                            rng.normal(size=4).astype(np.float32))
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    report = check_layer(bn, x)
+    assert report.passed, str(report)
+    assert report.result("x").rtol > 1e-4  # float32's rounding, not float64's
+    broken = BROKEN["no-mean-term"][0](bn.gamma, bn.beta)
+    assert not check_layer(broken, x).result("x").passed

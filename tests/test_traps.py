@@ -1,0 +1,369 @@
+"""Bad input and the known traps of gradient checkers."""
+
+import numpy as np
+import pytest
+
+from gradcheck import (GradCheckInputError, GradientCheckError, LayerCallError,
+                       LayerProtocolError, check_layer)
+from layers import BatchNormalization
+
+
+class Scale:
+    """``out = w * x``: a minimal correct layer with one parameter."""
+
+    def __init__(self, D=3):
+        self.w = np.linspace(0.5, 1.5, D)
+        self.dw = None
+
+    def forward(self, x, train_flg=True):
+        self.x = x
+        return self.w * x
+
+    def backward(self, dout):
+        self.dw = np.sum(dout * self.x, axis=0)
+        return dout * self.w
+
+
+X = np.random.default_rng(0).normal(size=(4, 3))
+
+
+def test_minimal_layer_passes_and_report_renders():
+    report = check_layer(Scale(), X)
+    assert report.passed
+    text = str(report)
+    assert "Scale" in text and "PASS" in text and "rtol" in text
+    d = report.to_dict()
+    assert d["passed"] and {r["name"] for r in d["results"]} == {"x", "w"}
+    import json
+    json.dumps(d)
+    assert report.raise_if_failed() is report
+
+
+def test_raise_if_failed_carries_the_table():
+    class Bad(Scale):
+        def backward(self, dout):
+            super().backward(dout)
+            return dout  # forgot the w
+    report = check_layer(Bad(), X)
+    with pytest.raises(GradientCheckError, match="FAIL") as info:
+        report.raise_if_failed()
+    assert isinstance(info.value, AssertionError) and info.value.report is report
+
+
+class NoBackward:
+    def forward(self, x):
+        return x
+
+
+@pytest.mark.parametrize("layer, match", [
+    (NoBackward(), "NoBackward.*no callable backward"),
+    (object(), "no callable forward"),
+])
+def test_layer_without_protocol_methods(layer, match):
+    with pytest.raises(LayerProtocolError, match=match):
+        check_layer(layer, X)
+
+
+def _with_backward(fn):
+    class L(Scale):
+        def backward(self, dout):
+            super().backward(dout)
+            return fn(dout)
+    return L()
+
+
+@pytest.mark.parametrize("fn, match", [
+    (lambda d: None, "returned None"),
+    (lambda d: d[:, :2], r"shape \(4, 2\).*\(4, 3\)"),
+    (lambda d: d.tolist(), "returned list"),
+    (lambda d: (d > 0), "dtype bool"),
+])
+def test_bad_backward_return(fn, match):
+    with pytest.raises(LayerProtocolError, match=match) as info:
+        check_layer(_with_backward(fn), X)
+    assert info.value.target == "x" and "L" in str(info.value)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.array([[np.nan, 1.0]]), "NaN or inf"),
+    (np.array([[np.inf, 1.0]]), "NaN or inf"),
+    (np.array([[True, False]]), "boolean"),
+    (np.array([[1 + 2j, 1.0]]), "complex"),
+    (np.array([[object(), 1.0]], dtype=object), "dtype object"),
+    (np.zeros((0, 2)), "empty"),
+    ("abc", "must be a numpy array"),
+])
+def test_bad_x(bad, match):
+    with pytest.raises(GradCheckInputError, match=match) as info:
+        check_layer(Scale(2), bad)
+    assert "Scale" in str(info.value) and info.value.target == "x"
+
+
+def test_nan_in_dout_and_in_a_parameter():
+    with pytest.raises(GradCheckInputError, match="dout contains NaN"):
+        check_layer(Scale(), X, dout=np.full(X.shape, np.nan))
+    layer = Scale()
+    layer.w[1] = np.inf
+    with pytest.raises(GradCheckInputError, match="'w'.*NaN or inf"):
+        check_layer(layer, X)
+
+
+def test_dout_of_the_wrong_shape():
+    with pytest.raises(GradCheckInputError, match=r"dout has shape \(2, 2\)"):
+        check_layer(Scale(), X, dout=np.ones((2, 2)))
+
+
+def test_integer_x_is_converted_and_reported():
+    report = check_layer(Scale(), np.arange(12).reshape(4, 3))
+    assert report.passed and report.dtype == "float64"
+    assert any("integer" in w for w in report.warnings)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "simpson"}, "method must be one of"),
+    ({"strategy": "magic"}, "strategy must be one of"),
+    ({"eps": 0.0}, "eps must be"),
+    ({"eps": -1e-3}, "eps must be"),
+    ({"atol": -1.0}, "atol must be"),
+    ({"rtol": float("nan")}, "rtol must be"),
+    ({"seed": -1}, "seed must be"),
+    ({"wrt": ["nope"]}, "wrt names 'nope'"),
+    ({"wrt": []}, "wrt must be"),
+    ({"train_flg": "yes"}, "train_flg must be"),
+    ({"params": {"w": 3}}, "params must be a dict"),
+    ({"params": {"nope": "dnope"}}, "'nope'.*missing"),
+])
+def test_invalid_options_raise_before_any_work(kwargs, match):
+    layer = Scale()
+    calls = []
+    layer.forward = lambda x, train_flg=True: calls.append(1) or x
+    with pytest.raises(GradCheckInputError, match=match):
+        check_layer(layer, X, **kwargs)
+    assert not calls
+
+
+def test_parameter_gradient_that_never_appears():
+    class NoGrad(Scale):
+        def backward(self, dout):
+            return dout * self.w
+    with pytest.raises(LayerProtocolError, match="'dw' does not exist"):
+        check_layer(NoGrad(), X, params={"w": "dw"})
+
+
+def test_parameter_gradient_of_the_wrong_shape():
+    class WrongShape(Scale):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.dw = self.dw[:2]
+            return dx
+    with pytest.raises(LayerProtocolError, match=r"dw has shape \(2,\).*w has shape \(3,\)"):
+        check_layer(WrongShape(), X)
+
+
+def test_stale_parameter_gradient_is_caught():
+    class Stale(Scale):
+        calls = 0
+
+        def backward(self, dout):
+            Stale.calls += 1
+            if self.dw is None:  # computes dW once, then never again
+                self.dw = np.sum(dout * self.x, axis=0)
+            return dout * self.w
+    layer = Stale()
+    layer.forward(X)
+    layer.backward(np.ones_like(X))  # an earlier training step left dw behind
+    with pytest.raises(LayerProtocolError, match="did not refresh dw.*stale"):
+        check_layer(layer, X)
+
+
+def test_accumulated_parameter_gradient_is_caught():
+    class Accumulates(Scale):
+        def backward(self, dout):
+            if self.dw is None:
+                self.dw = np.zeros_like(self.w)
+            self.dw += np.sum(dout * self.x, axis=0)
+            return dout * self.w
+    with pytest.raises(LayerProtocolError, match="did not refresh dw.*accumulated"):
+        check_layer(Accumulates(), X)
+
+
+def test_backward_that_zeroes_dout_in_place_is_a_warning_not_a_mismatch():
+    class BookRelu:
+        """The book's Relu: backward sets dout[mask] = 0 in place."""
+
+        def forward(self, x, train_flg=True):
+            self.mask = x <= 0
+            out = x.copy()
+            out[self.mask] = 0
+            return out
+
+        def backward(self, dout):
+            dout[self.mask] = 0
+            return dout
+    x = np.array([[0.5, -0.7, 1.2], [-0.3, 0.8, -1.1]])
+    dout = np.ones_like(x) * 0.5
+    report = check_layer(BookRelu(), x, dout=dout)
+    assert report.passed, str(report)
+    assert any("modifies dout" in w for w in report.warnings)
+    assert np.all(dout == 0.5)
+
+
+def test_forward_that_modifies_x_fails_as_its_own_finding():
+    class InPlace(Scale):
+        def forward(self, x, train_flg=True):
+            self.x = x.copy()
+            x *= self.w  # modifies the caller's array
+            return x
+    x = X.copy()
+    report = check_layer(InPlace(), x)
+    assert not report.passed
+    assert any("modifies its input x" in m for m in report.failures)
+    assert all(r.passed for r in report.results)  # not a gradient mismatch
+    assert np.array_equal(x, X)
+
+
+def test_forward_returning_a_view_of_its_input():
+    class Identity:
+        def forward(self, x, train_flg=True):
+            return x  # a view of x: perturbing x changes earlier outputs
+
+        def backward(self, dout):
+            return dout.copy()
+    assert check_layer(Identity(), X).passed
+
+    class WrongIdentity(Identity):
+        def backward(self, dout):
+            return 2 * dout
+    assert not check_layer(WrongIdentity(), X).passed
+
+
+def test_forward_reusing_an_output_buffer():
+    class Buffered(Scale):
+        def forward(self, x, train_flg=True):
+            self.x = x
+            if getattr(self, "buf", None) is None or self.buf.shape != x.shape:
+                self.buf = np.empty_like(x)
+            np.multiply(self.w, x, out=self.buf)
+            return self.buf
+    assert check_layer(Buffered(), X).passed
+
+
+def test_forward_that_raises_names_target_and_index():
+    class Fragile(Scale):
+        def forward(self, x, train_flg=True):
+            if x[1, 2] > X[1, 2]:
+                raise FloatingPointError("overflow in my layer")
+            return super().forward(x)
+    with pytest.raises(LayerCallError, match=r"target 'x'.*FloatingPointError.*element \(1, 2\)") \
+            as info:
+        check_layer(Fragile(), X)
+    assert isinstance(info.value.__cause__, FloatingPointError)
+
+
+def test_forward_producing_nan_under_perturbation():
+    class Log(Scale):
+        def forward(self, x, train_flg=True):
+            self.x = x
+            with np.errstate(invalid="ignore"):
+                return np.log(x)
+
+        def backward(self, dout):
+            return dout / self.x
+    x = np.array([[1.0, 2.0], [0.0, 3.0]]) + np.array([[0, 0], [1e-9, 0]])
+    with pytest.raises(LayerCallError, match="NaN or inf"):
+        check_layer(Log(), x, wrt=["x"])
+
+
+@pytest.mark.parametrize("out, match", [((1, 2), "returned tuple"), (None, "returned NoneType")])
+def test_forward_returning_a_non_array(out, match):
+    class Odd(Scale):
+        def forward(self, x, train_flg=True):
+            return out
+    with pytest.raises(LayerProtocolError, match=match):
+        check_layer(Odd(), X)
+
+
+def test_layer_whose_forward_takes_only_x():
+    class OnlyX:
+        def __init__(self):
+            self.w = np.array([2.0, -1.0, 0.5])
+
+        def forward(self, x):
+            self.x = x
+            return self.w * x
+
+        def backward(self, dout):
+            self.dw = (dout * self.x).sum(0)
+            return dout * self.w
+    assert check_layer(OnlyX(), X, train_flg=False).passed
+
+
+def test_params_mapping_for_another_convention():
+    class Torchish:
+        def __init__(self):
+            self.weight = np.array([2.0, -1.0, 0.5])
+
+        def forward(self, x):
+            self.x = x
+            return self.weight * x
+
+        def backward(self, dout):
+            self.weight_grad = (dout * self.x).sum(0)
+            return dout * self.weight
+    report = check_layer(Torchish(), X, params={"weight": "weight_grad"})
+    assert report.passed and [r.name for r in report.results] == ["x", "weight"]
+
+
+def test_dropout_style_randomness_is_replayed_and_restored():
+    class Dropout:
+        def __init__(self):
+            self.rng = np.random.default_rng(42)
+
+        def forward(self, x, train_flg=True):
+            self.mask = self.rng.random(x.shape) > 0.5
+            return x * self.mask
+
+        def backward(self, dout):
+            return dout * self.mask
+    layer = Dropout()
+    state = layer.rng.bit_generator.state
+    g_state = np.random.get_state()[1].copy()
+    assert check_layer(layer, X).passed
+    assert layer.rng.bit_generator.state == state
+    assert np.array_equal(np.random.get_state()[1], g_state)
+
+    class GlobalDropout(Dropout):
+        def forward(self, x, train_flg=True):
+            self.mask = np.random.rand(*x.shape) > 0.5
+            return x * self.mask
+    np.random.seed(3)
+    before = np.random.get_state()[1].copy()
+    assert check_layer(GlobalDropout(), X).passed
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+def test_unreplayable_randomness_is_reported():
+    class Noisy(Scale):
+        def forward(self, x, train_flg=True):
+            return super().forward(x) * np.random.default_rng().uniform(0.9, 1.1)
+    report = check_layer(Noisy(), X)
+    assert not report.passed
+    assert any("different outputs for identical input" in m for m in report.failures)
+
+
+def test_state_restored_after_an_error_and_after_keyboard_interrupt():
+    bn = BatchNormalization(np.ones(3), np.zeros(3), 0.9, np.zeros(3), np.ones(3))
+    rm = bn.running_mean
+    calls = {"n": 0}
+    original = bn.forward
+
+    def interrupted(x, train_flg=True):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return original(x, train_flg)
+    bn.forward = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        check_layer(bn, X)
+    assert bn.running_mean is rm and np.array_equal(rm, np.zeros(3))
+    assert bn.xc is None and bn.dgamma is None
