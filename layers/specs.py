@@ -9,9 +9,19 @@ this table, so adding a layer here adds it everywhere.
 from dataclasses import dataclass, field
 from typing import Callable
 
+from functools import partial
+
 import numpy as np
 
+from layers.activations import Relu, Sigmoid, Tanh
+from layers.affine import Affine
 from layers.batchnorm import BatchNormalization
+from layers.conv import Convolution
+from layers.dropout import Dropout
+from layers.loss import SoftmaxWithLoss
+from layers.normalization import GroupNorm, LayerNorm, SpatialBatchNormalization
+from layers.pooling import Pooling
+from layers.sequential import Sequential
 
 __all__ = ["LayerSpec", "SPECS", "Case", "builtin_cases", "get_spec"]
 
@@ -83,6 +93,124 @@ def make_batchnorm(shape, rng, train_flg=True):
     return layer, x
 
 
+# -- input samplers ---------------------------------------------------------
+
+
+def _away_from_zero(rng, shape, margin=0.05, high=2.0):
+    """Normal-ish values with ``|x| >= margin`` (away from the ReLU kink)."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(margin, high, size=shape)
+
+
+def _distinct(rng, shape, gap=0.1):
+    """Values whose pairwise distances are at least ``gap / 2`` (no max-pool ties)."""
+    size = int(np.prod(shape))
+    grid = rng.permutation(size) + rng.uniform(0.0, 0.5, size)
+    return ((grid - size / 2) * gap).reshape(shape)
+
+
+# -- factories: make(shape, rng, train_flg) -> (layer, x) ---------------------
+
+
+def make_affine(shape, rng, train_flg=True, out_features=3):
+    """:class:`Affine` with ``W`` of shape ``(prod(shape[1:]), out_features)``."""
+    D = _feature_count(shape)
+    layer = Affine(rng.normal(0.0, 1.0 / np.sqrt(D), (D, out_features)),
+                   rng.normal(0.0, 0.5, out_features))
+    return layer, rng.normal(0.0, 1.0, shape)
+
+
+def make_activation(cls, shape, rng, train_flg=True):
+    """An activation layer ``cls()``; ReLU inputs stay 0.05 away from the kink."""
+    x = _away_from_zero(rng, shape) if cls is Relu else rng.normal(0.0, 1.5, shape)
+    return cls(), x
+
+
+def make_softmax_loss(shape, rng, train_flg=True, onehot=False):
+    """:class:`SoftmaxWithLoss` with labels from ``rng`` (indices or one-hot rows)."""
+    N, C = shape
+    t = rng.integers(0, C, N)
+    if onehot:
+        t = np.eye(C)[t]
+    return SoftmaxWithLoss(t), rng.normal(0.0, 2.0, shape)
+
+
+def make_dropout(shape, rng, train_flg=True, scale=True):
+    """:class:`Dropout` with ratio 0.3 and a generator seeded from ``rng``."""
+    layer = Dropout(0.3, seed=int(rng.integers(2**31)), scale=scale)
+    return layer, rng.normal(0.0, 1.0, shape)
+
+
+def make_convolution(shape, rng, train_flg=True, filters=3, kernel=3, stride=1, pad=0):
+    """:class:`Convolution` with ``filters`` kernels of ``kernel x kernel``."""
+    C = shape[1]
+    fan_in = C * kernel * kernel
+    W = rng.normal(0.0, 1.0 / np.sqrt(fan_in), (filters, C, kernel, kernel))
+    layer = Convolution(W, rng.normal(0.0, 0.5, filters), stride=stride, pad=pad)
+    return layer, rng.normal(0.0, 1.0, shape)
+
+
+def make_pooling(shape, rng, train_flg=True, pool=2, stride=2, pad=0, mode="max"):
+    """:class:`Pooling`; max-pool inputs are distinct (no ties in any window)."""
+    layer = Pooling(pool, pool, stride=stride, pad=pad, mode=mode)
+    x = _distinct(rng, shape) if mode == "max" else rng.normal(0.0, 1.0, shape)
+    return layer, x
+
+
+def make_spatial_batchnorm(shape, rng, train_flg=True):
+    """:class:`SpatialBatchNormalization`; eval mode gets running statistics."""
+    C = shape[1]
+    layer = SpatialBatchNormalization(
+        rng.uniform(0.5, 1.5, C), rng.normal(0.0, 0.5, C), 0.9,
+        None if train_flg else rng.normal(0.0, 0.5, C),
+        None if train_flg else rng.uniform(0.5, 2.0, C))
+    return layer, rng.normal(0.3, 1.2, shape)
+
+
+def make_layernorm(shape, rng, train_flg=True):
+    """:class:`LayerNorm` with ``gamma`` and ``beta`` of shape ``shape[1:]``."""
+    layer = LayerNorm(rng.uniform(0.5, 1.5, shape[1:]), rng.normal(0.0, 0.5, shape[1:]))
+    return layer, rng.normal(0.3, 1.2, shape)
+
+
+def make_groupnorm(shape, rng, train_flg=True, num_groups=2):
+    """:class:`GroupNorm` with ``num_groups`` groups (must divide ``shape[1]``)."""
+    C = shape[1]
+    layer = GroupNorm(num_groups, rng.uniform(0.5, 1.5, C), rng.normal(0.0, 0.5, C))
+    return layer, rng.normal(0.3, 1.2, shape)
+
+
+def make_mlp(shape, rng, train_flg=True, hidden=6, classes=3):
+    """Sequential(Affine, Tanh, BatchNormalization, Dropout, Affine, SoftmaxWithLoss).
+
+    (Tanh comes before the batch normalisation: an affine bias directly before
+    a train-mode batch normalisation has an identically zero gradient.)
+    """
+    N, D = shape
+    affine1, x = make_affine(shape, rng, train_flg, out_features=hidden)
+    bn, _ = make_batchnorm((N, hidden), rng, train_flg)
+    dropout, _ = make_dropout((N, hidden), rng, train_flg)
+    affine2, _ = make_affine((N, hidden), rng, train_flg, out_features=classes)
+    loss = SoftmaxWithLoss(rng.integers(0, classes, N))
+    return Sequential(affine1, Tanh(), bn, dropout, affine2, loss), x
+
+
+def make_cnn(shape, rng, train_flg=True, filters=3, outputs=2, margin=0.05):
+    """Sequential(Convolution 3x3 pad 1, Relu, Pooling avg 2x2, Affine).
+
+    ``x`` is redrawn until every ReLU input is at least ``margin`` from 0.
+    """
+    conv, x = make_convolution(shape, rng, train_flg, filters=filters, pad=1)
+    for _ in range(1000):
+        if np.min(np.abs(conv.forward(x))) >= margin:
+            break
+        x = rng.normal(0.0, 1.0, shape)
+    else:  # pragma: no cover - the loop ends after a few draws
+        raise RuntimeError("make_cnn: could not draw an input away from the ReLU kink")
+    N, C, H, W = shape
+    affine, _ = make_affine((N, filters * (H // 2) * (W // 2)), rng, train_flg, outputs)
+    return Sequential(conv, Relu(), Pooling(2, 2, stride=2, mode="avg"), affine), x
+
+
 SPECS = [
     LayerSpec("BatchNormalization-2d", make_batchnorm,
               shapes=((8, 5), (16, 12), (3, 7)),
@@ -90,6 +218,49 @@ SPECS = [
     LayerSpec("BatchNormalization-4d", make_batchnorm,
               shapes=((4, 3, 5, 5), (2, 2, 3, 4), (6, 1, 2, 3)),
               notes="the seed's layer, (N, C, H, W) flattened to (N, C*H*W)"),
+    LayerSpec("Affine-2d", make_affine, shapes=((4, 5), (2, 3)), modes=(True,)),
+    LayerSpec("Affine-4d", make_affine, shapes=((2, 2, 3, 3), (3, 1, 2, 2)), modes=(True,),
+              notes="(N, C, H, W) flattened; dx reshaped back"),
+    LayerSpec("Relu", partial(make_activation, Relu), shapes=((4, 5), (2, 3, 3, 3)),
+              modes=(True,), notes="|x| >= 0.05, away from the kink"),
+    LayerSpec("Sigmoid", partial(make_activation, Sigmoid), shapes=((4, 5), (2, 2, 3, 3)),
+              modes=(True,)),
+    LayerSpec("Tanh", partial(make_activation, Tanh), shapes=((4, 5), (2, 2, 3, 3)),
+              modes=(True,)),
+    LayerSpec("SoftmaxWithLoss-index", make_softmax_loss, shapes=((4, 5), (6, 3)),
+              modes=(True,), notes="scalar output; labels as class indices"),
+    LayerSpec("SoftmaxWithLoss-onehot", partial(make_softmax_loss, onehot=True),
+              shapes=((4, 5), (6, 3)), modes=(True,), notes="scalar output; one-hot labels"),
+    LayerSpec("Dropout", make_dropout, shapes=((4, 5), (2, 2, 3, 3)),
+              notes="p=0.3, inverted (scaled) dropout; a fresh mask per train forward"),
+    LayerSpec("Dropout-unscaled", partial(make_dropout, scale=False),
+              shapes=((4, 5), (2, 2, 3, 3)), notes="the book's variant: eval multiplies by 1-p"),
+    LayerSpec("Convolution", make_convolution, shapes=((2, 3, 5, 5), (1, 3, 4, 6)),
+              modes=(True,), notes="3 filters 3x3, stride 1, no padding"),
+    LayerSpec("Convolution-stride2-pad1", partial(make_convolution, stride=2, pad=1),
+              shapes=((2, 2, 5, 5), (1, 2, 6, 4)), modes=(True,)),
+    LayerSpec("Pooling-max-2x2", make_pooling, shapes=((2, 2, 4, 4), (1, 3, 4, 6)),
+              modes=(True,), notes="stride 2; distinct values, no ties"),
+    LayerSpec("Pooling-max-3x3-stride1-pad1", partial(make_pooling, pool=3, stride=1, pad=1),
+              shapes=((2, 2, 4, 4), (1, 2, 5, 3)), modes=(True,),
+              notes="overlapping windows, -inf padding"),
+    LayerSpec("Pooling-avg-2x2", partial(make_pooling, mode="avg"),
+              shapes=((2, 2, 4, 4), (1, 3, 4, 6)), modes=(True,)),
+    LayerSpec("Pooling-avg-3x3-stride2-pad1",
+              partial(make_pooling, pool=3, stride=2, pad=1, mode="avg"),
+              shapes=((2, 2, 5, 5), (1, 2, 4, 6)), modes=(True,),
+              notes="zero padding counted in the mean"),
+    LayerSpec("SpatialBatchNormalization", make_spatial_batchnorm,
+              shapes=((4, 3, 2, 2), (2, 2, 3, 3)), notes="per-channel statistics"),
+    LayerSpec("LayerNorm-2d", make_layernorm, shapes=((4, 6), (2, 5)), modes=(True,)),
+    LayerSpec("LayerNorm-4d", make_layernorm, shapes=((2, 2, 3, 3), (3, 3, 2, 2)),
+              modes=(True,)),
+    LayerSpec("GroupNorm", make_groupnorm, shapes=((2, 4, 3, 3), (3, 6, 2, 2)), modes=(True,),
+              notes="2 groups"),
+    LayerSpec("Sequential-mlp", make_mlp, shapes=((4, 5), (6, 3)),
+              notes="Affine, Tanh, BatchNormalization, Dropout, Affine, SoftmaxWithLoss"),
+    LayerSpec("Sequential-cnn", make_cnn, shapes=((2, 2, 4, 4),), modes=(True,),
+              notes="Convolution, Relu, Pooling avg, Affine"),
 ]
 
 
