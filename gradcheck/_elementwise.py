@@ -68,8 +68,9 @@ def compare(run, target, idx=None, strategy="elementwise"):
     num, trunc, den, skipped = run.numerical(target, arr, steps, idx, method)
     with np.errstate(divide="ignore"):
         rounding = np.where(den > 0, 2.0 * run.rounding_noise() / den, 0.0)
-    if method == "complex":  # no cancellation: the rounding is in rtol's eps term
-        rounding = np.zeros_like(rounding)
+    if method == "complex":  # no cancellation: the forward's own rounding, 4 eps x scale
+        rounding = np.full(len(idx), 4.0 * np.finfo(run.out0.dtype).eps
+                           * max(float(np.max(np.abs(num))), np.finfo(float).tiny))
     atol, rtol, reason = derive(method, run.out0.dtype, num[~skipped] if (~skipped).any()
                                 else num, float(np.max(rounding)), run.atol, run.rtol)
     est = np.nan_to_num(trunc, nan=0.0)
@@ -102,6 +103,8 @@ def compare(run, target, idx=None, strategy="elementwise"):
                    "Richardson extrapolation (steps h, h/2, h/4), allowing 3x its error estimate")
     numerical = np.full(n, np.nan)
     numerical[idx] = num
+    estimates = np.full(n, np.nan)
+    estimates[idx] = rounding + est
     return TargetResult(
         name=target, shape=tuple(arr.shape), dtype=str(arr.dtype), passed=passed,
         max_abs_error=maxdiff, max_rel_error=maxdiff / scale if scale > 0 else maxdiff,
@@ -112,7 +115,8 @@ def compare(run, target, idx=None, strategy="elementwise"):
         step=float(np.min(steps[idx])), error_estimate=float(np.max(rounding + est)),
         margin=margin, marginal=MARGINAL < margin < 1.0 / MARGINAL, vacuous=vacuous,
         n_checked=int(checked.sum()), n_skipped=int(skipped.sum()), n_refined=n_refined,
-        excluded=tuple(_index(i, arr.shape) for i in idx[kinks]))
+        excluded=tuple(_index(i, arr.shape) for i in idx[kinks]), strategy=strategy,
+        error_estimates=estimates.reshape(arr.shape))
 
 
 def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol):

@@ -9,6 +9,7 @@ the result is bit-identical to a serial run. ``n_jobs`` uses a local
 ``get_executor()`` runs the same chunks on a cluster.
 """
 
+import pickle
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -16,10 +17,12 @@ import numpy as np
 from gradcheck import _numdiff
 
 
-def _chunk_worker(layer, xw, fresh_x, train_flg, dout, target, idx, steps, multipliers):
+def _chunk_worker(payload, idx):
     from gradcheck._adapter import LayerAdapter
     from gradcheck._state import StateSnapshot
 
+    # every task differentiates its own copy, whatever the executor shares
+    layer, xw, fresh_x, train_flg, dout, target, steps, multipliers = pickle.loads(payload)
     adapter = LayerAdapter(layer, train_flg)
     snapshot = StateSnapshot(layer)
     adapter.raw_forward(xw.copy())
@@ -43,12 +46,18 @@ def parallel_differences(run, target, u, idx, steps, multipliers):
     workers = opts.n_jobs or 2
     chunks = [c for c in np.array_split(np.asarray(idx), max(1, workers * 4)) if len(c)]
     run.snapshot.restore_all()
+    try:
+        payload = pickle.dumps((run.layer, run.xw, run.fresh_x, run.adapter.train_flg, u,
+                                target, steps, multipliers))
+    except Exception as exc:
+        from gradcheck.errors import GradCheckInputError
+        raise GradCheckInputError(
+            f"n_jobs/executor need a picklable layer: {type(exc).__name__}: {exc}",
+            layer=run.name, target=target) from exc
     own = opts.executor is None
     executor = ProcessPoolExecutor(workers) if own else opts.executor
     try:
-        futures = [executor.submit(_chunk_worker, run.layer, run.xw, run.fresh_x,
-                                   run.adapter.train_flg, u, target, c, steps, multipliers)
-                   for c in chunks]
+        futures = [executor.submit(_chunk_worker, payload, c) for c in chunks]
         parts = [f.result() for f in futures]
     finally:
         if own:

@@ -135,12 +135,12 @@ def compare_projection(run, target, probes=None):
     for p in np.flatnonzero(failing):
         u, grads = probes[p]
         wrong, kinks = _bisect(run, d, dirs[p], u, grads[target])
-        located.extend(w for w in wrong if w[0] not in {x[0] for x in located})
+        located.extend(wrong)
         excluded.extend(i for i in kinks if i not in excluded)
         if not wrong and kinks:
             failing[p] = False  # explained by kinks the direction crossed
-        if len(located) >= MAX_LOCATED:
-            break
+        if located:
+            break  # localised once: the other failing probes see the same backward
     diff = np.abs(num - ana)
     ratio = diff / np.maximum(allowed, np.finfo(float).tiny)
     worst = int(np.argmax(ratio))

@@ -65,6 +65,9 @@ class TargetResult:
         ``worst_output_index`` is the output element of the worst entry; for
         ``"projection"`` they are the ``k`` compared scalars ``u . (J v)``
         and ``(J^T u) . v`` and ``worst_index`` is ``(probe,)``.
+    error_estimates : ndarray of the target's shape or None
+        Per-element estimate of the numerical gradient's error (rounding,
+        plus truncation where the method estimates it); NaN where not checked.
     located : tuple of (index, numerical, analytic)
         ``"projection"``: the wrong elements found by bisection after a
         failed probe (derivatives of ``sum(forward * u)`` for that probe's
@@ -97,6 +100,7 @@ class TargetResult:
     strategy: str = "elementwise"
     worst_output_index: Optional[tuple] = None
     located: tuple = ()
+    error_estimates: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def verdict(self):
