@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from gradcheck._adapter import LayerAdapter, check_params_mapping, layer_name
+from gradcheck._adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
 from gradcheck._run import Run
 from gradcheck._state import StateSnapshot
 from gradcheck._validate import check_array, check_engine_options, check_options
@@ -163,7 +163,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if wrt is not None:
         for w in wrt:
             ok = w == "x" or (w in params if params is not None
-                              else isinstance(getattr(layer, w, None), np.ndarray))
+                              else isinstance(get_attr(layer, w), np.ndarray))
             if not ok:
                 raise GradCheckInputError(
                     f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
