@@ -66,6 +66,12 @@ def compare(run, target, idx=None, strategy="elementwise"):
     method = run.method
     steps = element_steps(arr, method, run.eps)
     num, trunc, den, skipped = run.numerical(target, arr, steps, idx, method)
+    if skipped.all() and run.eps is not None:
+        from gradcheck.errors import GradCheckInputError
+        raise GradCheckInputError(
+            f"eps={run.eps:g} underflows: x + h == x in {arr.dtype} for every checked element "
+            f"(max|x| = {float(np.max(np.abs(arr))):.3g}); pass eps=None for steps chosen from "
+            "the dtype and each element's magnitude", layer=run.name, target=target)
     with np.errstate(divide="ignore"):
         rounding = np.where(den > 0, 2.0 * run.rounding_noise() / den, 0.0)
     if method == "complex":  # no cancellation: the forward's own rounding, 4 eps x scale

@@ -225,3 +225,17 @@ def test_invalid_engine_options(kwargs, match):
     layer, x = _bn((4, 3), True)
     with pytest.raises(GradCheckInputError, match=match):
         check_layer(layer, x, **kwargs)
+
+
+def test_a_step_that_underflows_is_an_input_error():
+    layer, x = _bn((4, 3), True)
+    with pytest.raises(GradCheckInputError, match="eps=1e-300 underflows.*eps=None"):
+        check_layer(layer, x + 10.0, eps=1e-300)
+
+
+def test_float16_layer_is_checked_in_float64():
+    layer, x = _bn((6, 4), True)
+    layer.gamma, layer.beta = layer.gamma.astype(np.float16), layer.beta.astype(np.float16)
+    report = check_layer(layer, x.astype(np.float16))
+    assert report.passed and report.dtype == "float64" and report.input_dtype == "float16"
+    assert layer.gamma.dtype == np.float16
