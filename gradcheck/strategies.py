@@ -188,11 +188,10 @@ def _positive(shape):
 
 
 def _bn_kwargs(D):
-    return st.fixed_dictionaries({
-        "gamma": _params((D,)), "beta": _params((D,), 0.0),
-        "momentum": st.floats(0.0, 0.99),
-        "running_mean": st.none() | _params((D,), 0.0), "running_var": st.none() | _positive((D,)),
-    })
+    running = st.just((None, None)) | st.tuples(_params((D,), 0.0), _positive((D,)))
+    return st.tuples(_params((D,)), _params((D,), 0.0), st.floats(0.0, 0.99), running).map(
+        lambda a: {"gamma": a[0], "beta": a[1], "momentum": a[2],
+                   "running_mean": a[3][0], "running_var": a[3][1]})
 
 
 @st.composite
@@ -261,8 +260,8 @@ def parameters_for(layer_name, shape):
     SearchStrategy of dict
         Keyword arguments: ``getattr(layers, layer_name)(**kwargs)`` accepts
         input of ``shape``. Parameter arrays are float64 with magnitudes at
-        most 2; running variances lie in ``[0.25, 4]``; running statistics may
-        be ``None``.
+        most 2; running variances lie in ``[0.25, 4]``; the running statistics
+        are both arrays or both ``None``.
 
     Examples
     --------
