@@ -126,7 +126,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                     layer=name, target=w)
     if dout is not None:
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
-        dout_w = np.array(dout_arr, dtype=np.float64, copy=True)
+        dout_w = np.array(dout_arr, copy=True)
     else:
         dout_w = None
     xw = np.array(x_arr, copy=True, order="C")
@@ -174,6 +174,7 @@ class _Run:
                                  layer=name)
         if dout is None:
             dout = np.random.default_rng(self.seed).standard_normal(out0.shape)
+            dout = dout.astype(out0.dtype, copy=False)
         elif dout.shape != out0.shape:
             raise GradCheckInputError(
                 f"dout has shape {dout.shape}, but forward() returned shape {out0.shape}",

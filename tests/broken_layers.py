@@ -1,75 +1,28 @@
 """Deliberately wrong BatchNormalization variants, each with one realistic bug.
 
-``SeedBatchNormalization`` is the seed's class as the book ships it: its
-eval-mode backward reuses the intermediates of the last train-mode forward.
+``SeedBatchNormalization`` is the seed's class as the book ships it (kept in
+``examples/seed_batchnorm.py``): its eval-mode backward reuses the
+intermediates of the last train-mode forward.
 """
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
 from layers.batchnorm import BN_EPS, BatchNormalization
 
 
-class SeedBatchNormalization:
-    """The seed's class, verbatim in behaviour (eval backward is wrong)."""
+def _load_example(name):
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
-        self.gamma, self.beta, self.momentum = gamma, beta, momentum
-        self.input_shape = None
-        self.running_mean, self.running_var = running_mean, running_var
-        self.batch_size = self.xc = self.std = self.dgamma = self.dbeta = None
 
-    def forward(self, x, train_flg=True):
-        self.input_shape = x.shape
-        if x.ndim != 2:
-            N, C, H, W = x.shape
-            x = x.reshape(N, -1)
-        out = self.__forward(x, train_flg)
-        return out.reshape(*self.input_shape)
-
-    def __forward(self, x, train_flg):
-        if self.running_mean is None:
-            N, D = x.shape
-            self.running_mean = np.zeros(D)
-            self.running_var = np.zeros(D)
-        if train_flg:
-            mu = x.mean(axis=0)
-            xc = x - mu
-            var = np.mean(xc**2, axis=0)
-            std = np.sqrt(var + 10e-7)
-            xn = xc / std
-            self.batch_size = x.shape[0]
-            self.xc = xc
-            self.xn = xn
-            self.std = std
-            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
-            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
-        else:
-            xc = x - self.running_mean
-            xn = xc / ((np.sqrt(self.running_var + 10e-7)))
-        out = self.gamma * xn + self.beta
-        return out
-
-    def backward(self, dout):
-        if dout.ndim != 2:
-            N, C, H, W = dout.shape
-            dout = dout.reshape(N, -1)
-        dx = self.__backward(dout)
-        dx = dx.reshape(*self.input_shape)
-        return dx
-
-    def __backward(self, dout):
-        dbeta = dout.sum(axis=0)
-        dgamma = np.sum(self.xn * dout, axis=0)
-        dxn = self.gamma * dout
-        dxc = dxn / self.std
-        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
-        dvar = 0.5 * dstd / self.std
-        dxc += (2.0 / self.batch_size) * self.xc * dvar
-        dmu = np.sum(dxc, axis=0)
-        dx = dxc - dmu / self.batch_size
-        self.dgamma = dgamma
-        self.dbeta = dbeta
-        return dx
+#: The seed's class as the book ships it (examples/seed_batchnorm.py).
+SeedBatchNormalization = _load_example("seed_batchnorm").BatchNormalization
 
 
 class NoMeanTermBN(BatchNormalization):

@@ -148,7 +148,7 @@ def test_the_seeds_eval_backward_is_caught(shape):
 
 def test_the_seeds_eval_backward_without_a_train_call_is_a_clear_error():
     seed_bn = SeedBatchNormalization(np.ones(3), np.zeros(3))
-    with pytest.raises(LayerCallError, match="SeedBatchNormalization.*backward.*xn"):
+    with pytest.raises(LayerCallError, match="layer BatchNormalization.*backward.*xn"):
         check_layer(seed_bn, np.random.default_rng(0).normal(size=(4, 3)), train_flg=False)
 
 

@@ -367,3 +367,25 @@ def test_state_restored_after_an_error_and_after_keyboard_interrupt():
         check_layer(bn, X)
     assert bn.running_mean is rm and np.array_equal(rm, np.zeros(3))
     assert bn.xc is None and bn.dgamma is None
+
+
+def test_non_contiguous_parameter_view_is_perturbed_in_place_and_restored():
+    class ViewParam(Scale):
+        def __init__(self):
+            self.storage = np.arange(1.0, 7.0)
+            self.w = self.storage[::2]  # a strided view into a larger array
+            self.dw = None
+    layer = ViewParam()
+    before = layer.storage.copy()
+    report = check_layer(layer, X, wrt=["x", "w"])
+    assert report.passed, str(report)
+    assert layer.storage.tobytes() == before.tobytes()
+    assert np.shares_memory(layer.w, layer.storage)
+
+
+def test_non_contiguous_and_fortran_x():
+    base = np.random.default_rng(1).normal(size=(4, 6))
+    for x in (base[:, ::2], np.asfortranarray(base[:, :3])):
+        before = x.copy()
+        assert check_layer(Scale(), x).passed
+        assert np.array_equal(x, before)

@@ -1,0 +1,93 @@
+"""The ``gradcheck`` command: exit status 0/1/2, tables, JSON."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gradcheck.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def test_builtin_suite_passes(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "BatchNormalization-2d" in out and "BatchNormalization-4d" in out
+    assert "train" in out and "eval" in out and "FAIL" not in out
+    assert "checks passed, 0 failed" in out
+
+
+def test_builtin_suite_writes_json(tmp_path):
+    path = tmp_path / "report.json"
+    assert main(["--quiet", "--eval", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == 1 and doc["passed"] is True
+    assert doc["checks"] and all(c["mode"] == "eval" for c in doc["checks"])
+    assert {r["name"] for r in doc["checks"][0]["results"]} == {"x", "gamma", "beta"}
+
+
+def test_correct_example_exits_0():
+    assert main([f"{EXAMPLES / 'my_layers.py'}:make_swish", "-q"]) == 0
+
+
+def test_broken_example_exits_1_and_names_the_target(capsys):
+    assert main([f"{EXAMPLES / 'my_layers.py'}:make_broken_swish"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and " x " in out and "atol" in out
+
+
+def test_seed_batchnorm_eval_fails_and_train_passes():
+    target = f"{EXAMPLES / 'seed_batchnorm.py'}:make"
+    assert main([target, "-q"]) == 0
+    assert main([target, "--eval", "-q"]) == 1
+
+
+def test_factory_returning_a_layer_needs_shape(capsys):
+    target = f"{EXAMPLES / 'my_layers.py'}:make_scale"
+    assert main([target]) == 2
+    assert "--shape" in capsys.readouterr().err
+    assert main([target, "--shape", "8,4", "--train", "--eval", "-q"]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nosuchmodule_xyz:factory"], "cannot import module"),
+    (["no_colon_here"], "MODULE:FACTORY"),
+    ([f"{EXAMPLES / 'my_layers.py'}:nope"], "no attribute 'nope'"),
+    ([f"{EXAMPLES / 'my_layers.py'}:Swish"], "factory raised"),
+    (["missing/file.py:make"], "no such file"),
+    (["--shape", "2,2"], "built-in suite"),
+])
+def test_usage_errors_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--method", "bogus"], ["--eps", "-1"], ["--rtol", "x"],
+                                  ["--shape", "a,b", "x:y"]])
+def test_argument_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_layer_that_breaks_the_protocol_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad_layer.py"
+    bad.write_text("import numpy as np\n"
+                   "class L:\n"
+                   "    def forward(self, x):\n        return x\n"
+                   "    def backward(self, dout):\n        return None\n"
+                   "def make():\n    return L(), np.ones((2, 3))\n")
+    assert main([f"{bad}:make"]) == 2
+    err = capsys.readouterr().err
+    assert "layer L" in err and "returned None" in err and "Traceback" not in err
+
+
+def test_console_script_runs_as_a_subprocess():
+    proc = subprocess.run([sys.executable, "-m", "gradcheck", "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 failed" in proc.stdout
