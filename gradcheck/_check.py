@@ -220,10 +220,6 @@ def _dispatch(run, strategy):
     return tuple(results)
 
 
-#: The ``jacobian`` strategy refuses above this many Jacobian entries.
-MAX_JACOBIAN_ENTRIES = 4_000_000
-
-
 def _check_size(name, strategy, x, layer):
     if strategy != "jacobian":
         return
@@ -231,7 +227,8 @@ def _check_size(name, strategy, x, layer):
                      if isinstance(v, np.ndarray) and v.dtype.kind == "f") \
         if hasattr(layer, "__dict__") else x.size
     # the output is usually the size of x (or smaller); refuse before any work
-    if x.size * n > MAX_JACOBIAN_ENTRIES:
+    from gradcheck._jacobian import MAX_ENTRIES
+    if x.size * n > MAX_ENTRIES:
         raise GradCheckInputError(
             f"strategy='jacobian' on an input of {x.size} elements needs about {x.size} "
             f"backward calls and a {x.size} x {n} Jacobian; that would take hours -- use "

@@ -20,7 +20,7 @@ Elements that fail are looked at twice more before the verdict:
 import numpy as np
 
 from gradcheck._steps import element_steps
-from gradcheck._tolerances import MARGINAL, derive
+from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
 from gradcheck.report import Finding, TargetResult
 
 #: At most this many failing elements per target are recomputed.
@@ -29,9 +29,6 @@ MAX_REFINED = 512
 #: Failing elements whose error exceeds the tolerance by more than this
 #: factor are not recomputed by extrapolation: no truncation error is that large.
 REFINE_RATIO = 1e6
-
-#: Weight of a method's own per-element truncation-error estimate.
-ESTIMATE_WEIGHT = 3.0
 
 #: ``|D+ - D-|`` must exceed this many tolerances for a kink.
 KINK_FACTOR = 10.0
@@ -142,11 +139,11 @@ def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol):
     return len(rows)
 
 
-def _kinks(run, target, arr, idx, ana, allowed, failing):
+def _kinks(run, target, arr, idx, ana, allowed, failing, u=None):
     """Failing elements at non-differentiable points (see the module notes)."""
     rows = np.flatnonzero(failing)[:MAX_REFINED]
     steps = element_steps(arr, "central", run.eps)
-    Dp, Dm = run.one_sided(target, arr, steps, idx[rows])
+    Dp, Dm = run.one_sided(target, arr, steps, idx[rows], u)
     tol = allowed[rows]
     lo, hi = np.minimum(Dp, Dm) - tol, np.maximum(Dp, Dm) + tol
     kink_rows = (np.abs(Dp - Dm) > KINK_FACTOR * tol) & (ana[rows] >= lo) & (ana[rows] <= hi)

@@ -214,10 +214,11 @@ class Run:
         skipped = (den == 0.0).any(axis=1)
         return value, trunc, np.min(np.abs(den), axis=1), skipped
 
-    def one_sided(self, target, arr, steps, idx):
+    def one_sided(self, target, arr, steps, idx, u=None):
         """Forward and backward one-sided differences ``D+``, ``D-`` (kink detection)."""
         ev = self._evaluator(target, arr)
-        Dp, Dm = _numdiff.one_sided_differences(ev, arr, self.dout, idx, steps, self.out0)
+        u = self.dout if u is None else u
+        Dp, Dm = _numdiff.one_sided_differences(ev, arr, u, idx, steps, self.out0)
         self._check_finite(target, arr, idx, np.stack([Dp, Dm], axis=1))
         return Dp, Dm
 
