@@ -23,7 +23,7 @@ def estimate_forward_calls(layer, x, method):
     ``p`` of the layer (and of layers it holds) that have a ``d`` + ``p``
     attribute; the check itself discovers them exactly.
     """
-    size, seen, stack = int(np.size(x)), set(), [layer]
+    size, seen, counted, stack = int(np.size(x)), set(), set(), [layer]
     while stack:
         obj = stack.pop()
         attrs = getattr(obj, "__dict__", None)
@@ -32,7 +32,9 @@ def estimate_forward_calls(layer, x, method):
         seen.add(id(obj))
         for name, v in attrs.items():
             if isinstance(v, np.ndarray) and v.dtype.kind == "f" and "d" + name in attrs:
-                size += v.size
+                if id(v) not in counted:  # a container may alias its children's arrays
+                    counted.add(id(v))
+                    size += v.size
             elif isinstance(v, (list, tuple)):
                 stack.extend(v)
             elif hasattr(v, "forward") and hasattr(v, "backward"):
@@ -52,6 +54,7 @@ class CheckProgress:
         self.console, self.n_checks, self.enabled, self.delay = console, n_checks, enabled, delay
         self._progress = None
         self._started = False
+        self.last_calls = None  # forward calls counted during the last check
         self._t0 = time.perf_counter()
 
     def __enter__(self):
@@ -105,6 +108,7 @@ class CheckProgress:
         finally:
             if counted:
                 del layer.forward
+            self.last_calls = state["n"] if counted else None
             p.update(task, completed=state["n"], total=max(state["n"], 1))
             p.advance(self._run)
             self._tick()

@@ -41,9 +41,13 @@ def register_hypothesis_profiles():
         from hypothesis import HealthCheck, settings
     except ImportError:  # hypothesis is optional
         return
-    settings.register_profile("gradcheck-ci", max_examples=25, derandomize=True, deadline=None,
-                              print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-    settings.register_profile("gradcheck-dev", max_examples=200, deadline=None, print_blob=True)
+    # from hypothesis's defaults, whatever profile a conftest loaded before us
+    base = settings.get_profile("default")
+    settings.register_profile("gradcheck-ci", base, max_examples=25, derandomize=True,
+                              deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("gradcheck-dev", base, max_examples=200, derandomize=False,
+                              deadline=None, print_blob=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before hypothesis's plugin loads --hypothesis-profile

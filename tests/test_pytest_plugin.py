@@ -174,8 +174,9 @@ def test_marker_is_registered_and_selects(gate_pytester):
     result.stdout.fnmatch_lines(["@pytest.mark.gradcheck(**options): a gradient test*"])
 
 
-def test_hypothesis_profiles_are_registered(gate_pytester):
-    pytest.importorskip("hypothesis")
+@pytest.mark.parametrize("profile", ["gradcheck-ci", "gradcheck-dev"])
+def test_hypothesis_profiles_are_registered(gate_pytester, profile):
+    hypothesis = pytest.importorskip("hypothesis")
     gate_pytester.makepyfile(test_profile='''
 from hypothesis import given, settings, strategies as st
 
@@ -187,10 +188,12 @@ def test_profile(request):
     else:
         assert not s.derandomize and s.max_examples == 200 and s.deadline is None
 ''')
-    for profile in ("gradcheck-ci", "gradcheck-dev"):
-        # a subprocess: loading a profile changes hypothesis's global settings
-        result = gate_pytester.runpytest_subprocess(*PLUGIN, "--hypothesis-profile", profile)
-        result.assert_outcomes(passed=1)
+    outer = hypothesis.settings.get_current_profile_name()
+    try:
+        result = gate_pytester.runpytest(*PLUGIN, "--hypothesis-profile", profile)
+    finally:  # loading a profile changes hypothesis's global settings: put ours back
+        hypothesis.settings.load_profile(outer)
+    result.assert_outcomes(passed=1)
 
 
 def _verdicts(result):
