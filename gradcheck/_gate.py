@@ -164,7 +164,9 @@ def run_checks(cases, options, *, console, progress_console, quiet=False, verbos
         for case in cases:
             t_case = time.perf_counter()
             layer, x = case.build()
-            with progress.check(case.label, layer, x, options.get("method", "central")):
+            mode = "train" if case.train_flg else "eval"
+            with progress.check(f"{case.label} {mode}", layer, x,
+                                options.get("method", "central")):
                 report = check_layer(layer, x, train_flg=case.train_flg, **options)
             reports.append((case, report, time.perf_counter() - t_case))
             _add_rows(table, case.label, report, verbose)
