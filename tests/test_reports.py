@@ -112,7 +112,8 @@ def test_junit_marks_vacuous_targets_skipped_and_loose_findings_as_cases(junit_s
     assert "vacuous" in cases["vacuous/x (2, 3) train"].find("system-out").text
     selfcheck = cases["restless/self-checks (2, 3) train"].find("failure")
     assert selfcheck.get("type") == "forward-nondeterministic"
-    assert doc.find("testsuite").get("skipped") == "1"
+    vacuous = sum(r.vacuous and r.passed for _, report, _ in outcomes for r in report.results)
+    assert vacuous >= 1 and doc.find("testsuite").get("skipped") == str(vacuous)
 
 
 @pytest.mark.skipif(xmlschema is None, reason="xmlschema is not installed: the JUnit reports "
