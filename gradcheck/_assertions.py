@@ -32,12 +32,15 @@ def failure_message(report, run_options=None):
     for f in report.findings:
         if f.failure:
             lines.append(f"  {f.kind}: {f.message}")
-    lines += ["", str(report)]
+    text = str(report)
+    lines += ["", text]
     if run_options:
         lines.append("run-wide options from the command line: " + " ".join(
             f"--gradcheck-{k}={v}" for k, v in sorted(run_options.items())))
-    lines.append("hint: a wrong backward shows an error far above the tolerance at the named "
-                 "index; an error near it (marginal) may be the step: try method='richardson'")
+    if "hint:" not in text:
+        lines.append("hint: an error far above the tolerance at the named index is a wrong "
+                     "backward; one near it (marginal) may be the step: try "
+                     "method='richardson'")
     return "\n".join(lines)
 
 
