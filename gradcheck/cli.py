@@ -14,8 +14,6 @@ loaded, a layer that breaks the protocol).
 import argparse
 import sys
 
-import numpy as np
-
 from gradcheck._gate import run_checks, write_json, write_text
 from gradcheck._options import GATE_OPTIONS, parse_step
 from gradcheck._targets import UsageError, builtin_cases, config_cases, target_cases
