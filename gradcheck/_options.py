@@ -16,7 +16,7 @@ from typing import Callable
 from gradcheck._validate import METHODS
 
 __all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_seed", "parse_tolerance",
-           "parse_step"]
+           "parse_step", "parse_shape"]
 
 #: The exception every parser raises; argparse and pytest print it as a usage error.
 OptionError = argparse.ArgumentTypeError
@@ -68,6 +68,18 @@ def parse_step(value):
     if not math.isfinite(step) or step <= 0:
         raise OptionError(f"expected a finite number > 0, got {value!r}")
     return step
+
+
+def parse_shape(text):
+    """An input shape: positive integers separated by commas (``8,16`` or ``4x3x5x5``)."""
+    try:
+        shape = tuple(int(s) for s in str(text).replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise OptionError(f"--shape must be integers like 8,16 or 2,3,4,4; got {text!r}") \
+            from None
+    if not shape or any(n <= 0 for n in shape):
+        raise OptionError(f"--shape needs positive sizes; got {text!r}")
+    return shape
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,12 @@ import argparse
 import sys
 
 from gradcheck._gate import run_checks, write_json, write_text
-from gradcheck._options import GATE_OPTIONS, parse_step
+from gradcheck._options import GATE_OPTIONS, parse_shape, parse_step
 from gradcheck._targets import UsageError, builtin_cases, config_cases, target_cases
 from gradcheck.config import ConfigError, find_config, read_config
 from gradcheck.errors import GradCheckInputError, LayerCallError
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-
-def _shape(text):
-    try:
-        shape = tuple(int(s) for s in text.replace("x", ",").split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shape must be integers like 8,16 or 2,3,4,4; "
-                                         f"got {text!r}") from None
-    if not shape or any(n <= 0 for n in shape):
-        raise argparse.ArgumentTypeError(f"--shape needs positive sizes; got {text!r}")
-    return shape
-
 
 def build_parser():
     p = argparse.ArgumentParser(
@@ -44,7 +33,7 @@ def build_parser():
     p.add_argument("target", nargs="?", metavar="TARGET",
                    help="MODULE:FACTORY or path/to/file.py:FACTORY; FACTORY() returns "
                         "(layer, x) or a layer (then give --shape)")
-    p.add_argument("--shape", type=_shape, help="input shape for a factory that returns a "
+    p.add_argument("--shape", type=parse_shape, help="input shape for a factory that returns a "
                    "layer alone, e.g. 8,16 or 4,3,5,5")
     p.add_argument("--config", metavar="FILE", help="read the targets from FILE (a .toml file "
                    "with [tool.gradcheck], or an INI file with [gradcheck]) instead of "

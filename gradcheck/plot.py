@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck._check import check_layer
-from gradcheck._options import parse_seed
+from gradcheck._options import parse_seed, parse_shape
 from gradcheck._targets import UsageError, builtin_case, target_cases
 from gradcheck._validate import METHODS
 from gradcheck.errors import GradCheckInputError
@@ -242,7 +242,8 @@ def build_parser():
     p.add_argument("--method", action="append", choices=METHODS,
                    help="finite-difference formula; repeat to compare (default: central)")
     p.add_argument("--seed", type=parse_seed, default=0, help="seed of dout (default 0)")
-    p.add_argument("--shape", help="input shape for a factory that returns a layer alone")
+    p.add_argument("--shape", type=parse_shape,
+                   help="input shape for a factory that returns a layer alone, e.g. 8,16")
     p.add_argument("-o", "--output", default="gradcheck-steps.png", metavar="PNG",
                    help="the file written (default: gradcheck-steps.png)")
     p.add_argument("--heatmap", action="store_true", default=None,
@@ -252,8 +253,6 @@ def build_parser():
 
 def main(argv=None):
     """``gradcheck plot``; returns the exit status (0 written, 2 usage or input error)."""
-    from gradcheck.cli import _shape
-
     args = build_parser().parse_args(argv)
     try:
         try:
@@ -262,9 +261,8 @@ def main(argv=None):
             raise UsageError("gradcheck plot needs matplotlib: pip install 'gradcheck-np[plot]' "
                              "(or pip install matplotlib)") from None
         train_flg = not args.eval
-        shape = _shape(args.shape) if args.shape else None
         if ":" in args.target:
-            case = target_cases(args.target, (train_flg,), shape=shape, seed=args.seed)[0]
+            case = target_cases(args.target, (train_flg,), shape=args.shape, seed=args.seed)[0]
         else:
             case = builtin_case(args.target, train_flg, args.seed)
         layer, x = case.build()
@@ -272,7 +270,7 @@ def main(argv=None):
                            methods=tuple(dict.fromkeys(args.method or ["central"])),
                            seed=args.seed, label=_short(case.label))
         plot_sweep(sweep, args.output, heatmap=args.heatmap)
-    except (UsageError, GradCheckInputError, argparse.ArgumentTypeError, OSError) as exc:
+    except (UsageError, GradCheckInputError, OSError) as exc:
         print(f"gradcheck plot: error: {exc}", file=sys.stderr)
         return 2
     best = {m: float(sweep.steps[np.nanargmin(e)]) for m, e in sweep.errors.items()
