@@ -239,3 +239,26 @@ def test_float16_layer_is_checked_in_float64():
     report = check_layer(layer, x.astype(np.float16))
     assert report.passed and report.dtype == "float64" and report.input_dtype == "float16"
     assert layer.gamma.dtype == np.float16
+
+
+def test_zero_tolerances_never_turn_smooth_elements_into_kinks():
+    """atol=rtol=0 demands exact agreement: a smooth layer FAILS, never a vacuous PASS."""
+    layer, x = _bn((5, 3), True)
+    report = check_layer(layer, x, atol=0.0, rtol=0.0)
+    assert not report.passed
+    assert all(not r.excluded for r in report.results)
+    assert report.result("x").n_checked == x.size
+
+
+def test_smooth_but_curved_layer_is_not_mistaken_for_a_kink():
+    class Sharp:
+        """exp(50 x): large second derivative, no kink."""
+        def forward(self, x):
+            self.y = np.exp(50 * x)
+            return self.y
+
+        def backward(self, dout):
+            return dout * 50 * self.y * 1.001  # wrong by 0.1 %
+    x = np.random.default_rng(0).uniform(-0.1, 0.1, size=(4, 3))
+    report = check_layer(Sharp(), x)
+    assert not report.passed and not report.result("x").excluded
