@@ -93,7 +93,7 @@ class LayerAdapter:
             out = self.raw_forward(x)
         except GradCheckInputError:
             raise
-        except Exception as exc:  # the layer's own error: keep its traceback
+        except (Exception, SystemExit) as exc:  # the layer's own error: keep its traceback
             raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target=target, index=index) from exc
         return self.validate_output(out, target)
@@ -128,7 +128,7 @@ class LayerAdapter:
         self.backward_calls += 1
         try:
             dx = self.layer.backward(dout_copy)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)

@@ -13,10 +13,10 @@ import numbers
 from dataclasses import dataclass
 from typing import Callable
 
-from gradcheck._validate import METHODS
+from gradcheck._validate import METHODS, PRECISIONS, STRATEGIES
 
-__all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_seed", "parse_tolerance",
-           "parse_step", "parse_shape"]
+__all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision",
+           "parse_seed", "parse_tolerance", "parse_step", "parse_shape"]
 
 #: The exception every parser raises; argparse and pytest print it as a usage error.
 OptionError = argparse.ArgumentTypeError
@@ -38,6 +38,22 @@ def parse_method(value):
     text = str(value).strip()
     if text not in METHODS:
         raise OptionError(f"expected one of {', '.join(METHODS)}; got {value!r}")
+    return text
+
+
+def parse_strategy(value):
+    """A strategy name (``"elementwise"``, ``"projection"``, ...)."""
+    text = str(value).strip()
+    if text not in STRATEGIES:
+        raise OptionError(f"expected one of {', '.join(STRATEGIES)}; got {value!r}")
+    return text
+
+
+def parse_precision(value):
+    """A precision policy (``"auto"``, ``"float64"``, ``"native"``)."""
+    text = str(value).strip()
+    if text not in PRECISIONS:
+        raise OptionError(f"expected one of {', '.join(PRECISIONS)}; got {value!r}")
     return text
 
 
@@ -96,6 +112,11 @@ class Option:
 GATE_OPTIONS = (
     Option("method", parse_method, "{" + ",".join(METHODS) + "}",
            "finite-difference formula (default: central)"),
+    Option("strategy", parse_strategy, "{" + ",".join(STRATEGIES) + "}",
+           "what is compared: every element, the whole Jacobian, random projections or "
+           "sampled elements (default: elementwise)"),
+    Option("precision", parse_precision, "{" + ",".join(PRECISIONS) + "}",
+           "float16/float32 layers: evaluate in float64 (auto, the default) or natively"),
     Option("seed", parse_seed, "N", "seed of dout and of the inputs (default: 0)"),
     Option("atol", parse_tolerance, "ATOL",
            "absolute tolerance (default: derived from the dtype, method and step)"),

@@ -170,7 +170,7 @@ class Run:
                 r()
             try:
                 out = fwd(xw.copy() if fresh else xw)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
                                      layer=adapter.name, target=target,
                                      index=tuple(int(j) for j in np.unravel_index(i, shape))

@@ -54,7 +54,7 @@ def load_factory(spec, search_path=()):
                 sys.path.insert(0, d)
         try:
             module = importlib.import_module(where)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             missing = isinstance(exc, ModuleNotFoundError) and exc.name == where
             raise UsageError(f"cannot import module {where!r}: {type(exc).__name__}: {exc}",
                              show_cause=not missing) from exc
@@ -76,7 +76,7 @@ def _import_file(where):
     sys.path.insert(0, str(path.resolve().parent))
     try:
         module_spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise UsageError(f"{where}: importing it raised {type(exc).__name__}: {exc}",
                          show_cause=True) from exc
     finally:
@@ -96,11 +96,16 @@ def target_cases(target, modes, *, shape=None, seed=0, label=None, search_path=(
     def build():
         try:
             made = factory()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in user code must not pass
             raise UsageError(f"{label}: the factory raised {type(exc).__name__}: {exc}",
                              show_cause=True) from exc
         if isinstance(made, tuple) and len(made) == 2:
             return made
+        if isinstance(made, tuple) or not callable(getattr(made, "forward", None)):
+            what = (f"a tuple of {len(made)}" if isinstance(made, tuple)
+                    else type(made).__name__)
+            raise UsageError(f"{label}: the factory returned {what}; expected a layer (with "
+                             "forward and backward) or a (layer, x) pair")
         if shape is None:
             raise UsageError(f"{label}: the factory returned a layer without an input; return "
                              "(layer, x), or give --shape N,D or --shape N,C,H,W")

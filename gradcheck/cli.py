@@ -12,7 +12,9 @@ loaded, a layer that breaks the protocol).
 """
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from gradcheck._gate import run_checks, write_json, write_text
 from gradcheck._options import GATE_OPTIONS, parse_shape, parse_step
@@ -100,6 +102,20 @@ def plan(args):
     return cases, options, source
 
 
+def _check_writable(flag, path):
+    """Refuse an output path that cannot be written before any check runs."""
+    if path is None:
+        return
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UsageError(f"{flag} {path}: is a directory")
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: no such directory {str(parent)!r}")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{flag} {path}: not writable")
+
+
 def main(argv=None):
     """Entry point of the ``gradcheck`` command; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -113,6 +129,8 @@ def main(argv=None):
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
     errors = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 150)
     try:
+        for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml)):
+            _check_writable(flag, path)
         cases, options, source = plan(args)
         if source.get("file") and not args.quiet:
             console.print(f"gradcheck: configuration from {source['file']}", highlight=False)
