@@ -91,7 +91,5 @@ def assert_gradients(layer, x, **options):
     run_options = dict(_run_options)
     report = check_layer(layer, x, **{**options, **run_options})
     if not report.passed:
-        error = GradientCheckError(report)
-        error.args = (failure_message(report, run_options),)
-        raise error
+        raise GradientCheckError(report, failure_message(report, run_options))
     return report

@@ -122,7 +122,7 @@ def compare(run, target, idx=None, strategy="elementwise"):
         worst_numerical=float(num[worst]), worst_analytic=float(ana[worst]),
         atol=atol, rtol=rtol, tolerance_reason=reason,
         numerical=numerical.reshape(arr.shape), analytic=ana_full.reshape(arr.shape),
-        step=float(np.min(steps[idx])), error_estimate=float(np.max(rounding + est)),
+        step=float(np.min(steps[idx])), max_step=float(np.max(steps[idx])), error_estimate=float(np.max(rounding + est)),
         margin=margin, marginal=MARGINAL < margin < 1.0 / MARGINAL, vacuous=vacuous,
         n_checked=int(checked.sum()), n_skipped=int(skipped.sum()), n_refined=n_refined,
         excluded=tuple(_index(i, arr.shape) for i in idx[kinks]), strategy=strategy,

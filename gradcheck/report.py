@@ -41,8 +41,8 @@ class TargetResult:
         Where ``atol`` and ``rtol`` come from.
     numerical, analytic : ndarray of the target's shape (float64)
         The two gradients.
-    step : float
-        Smallest absolute step used (the steps are per element).
+    step, max_step : float
+        Smallest and largest absolute step used (the steps are per element).
     error_estimate : float
         Largest estimated error of the numerical gradient (rounding, and
         truncation where the method estimates it).
@@ -89,6 +89,7 @@ class TargetResult:
     numerical: np.ndarray = field(repr=False)
     analytic: np.ndarray = field(repr=False)
     step: float = 0.0
+    max_step: float = 0.0
     error_estimate: float = 0.0
     margin: float = 0.0
     marginal: bool = False
@@ -118,6 +119,7 @@ class TargetResult:
             "worst_index": list(self.worst_index), "worst_numerical": self.worst_numerical,
             "worst_analytic": self.worst_analytic, "atol": self.atol, "rtol": self.rtol,
             "tolerance_reason": self.tolerance_reason, "step": self.step,
+            "max_step": self.max_step or self.step,
             "error_estimate": self.error_estimate, "margin": self.margin,
             "marginal": self.marginal, "vacuous": self.vacuous,
             "n_checked": self.n_checked, "n_skipped": self.n_skipped,
