@@ -262,3 +262,18 @@ def test_smooth_but_curved_layer_is_not_mistaken_for_a_kink():
     x = np.random.default_rng(0).uniform(-0.1, 0.1, size=(4, 3))
     report = check_layer(Sharp(), x)
     assert not report.passed and not report.result("x").excluded
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_same_call_same_seed_gives_a_bit_identical_report(strategy):
+    reports = []
+    for _ in range(2):
+        layer, x = _bn((5, 4), True)
+        reports.append(check_layer(layer, x, strategy=strategy, seed=7))
+    a, b = reports
+    assert a.to_dict(arrays=True) == b.to_dict(arrays=True)
+    for ra, rb in zip(a.results, b.results):
+        assert ra.numerical.tobytes() == rb.numerical.tobytes()
+    d = a.to_dict()
+    assert d["seed"] == 7 and d["method"] == "central" and d["versions"]["numpy"]
+    assert all("step" in r and "atol" in r and "rtol" in r for r in d["results"])
