@@ -7,9 +7,10 @@ For each checked element ``i`` of a target, the numerical derivative of
 
 Elements that fail are looked at twice more before the verdict:
 
-1. ``forward``/``central``: recomputed by Richardson extrapolation from the
-   same step (``h, h/2, h/4``), so truncation error at a badly scaled point
-   never fails a correct layer;
+1. recomputed by Richardson extrapolation from the central-difference step
+   (``h, h/2, h/4``), so truncation error at a badly scaled point -- or, for
+   the wide stencils of ``central4``/``richardson``, a kink inside the
+   stencil -- never fails a correct layer;
 2. still failing: the one-sided differences ``D+``/``D-`` are compared; an
    element where they differ by more than ``KINK_FACTOR`` tolerances and the
    analytic value lies between them (a valid one-sided derivative or
@@ -78,20 +79,23 @@ def compare(run, target, idx=None, strategy="elementwise"):
         rounding = np.full(len(idx), 4.0 * np.finfo(run.out0.dtype).eps
                            * max(float(np.max(np.abs(num))), np.finfo(float).tiny))
     atol, rtol, reason = derive(method, run.out0.dtype, num[~skipped] if (~skipped).any()
-                                else num, float(np.max(rounding)), run.atol, run.rtol)
+                                else num, float(np.max(rounding)), run.atol, run.rtol,
+                                scale=run.gradient_scale)
     est = np.nan_to_num(trunc, nan=0.0)
     allowed = atol + rtol * np.abs(num) + ESTIMATE_WEIGHT * est
     diff = np.abs(num - ana)
     failing = (diff > allowed) & ~skipped
     n_refined = 0
-    if failing.any() and method in ("forward", "central"):
-        n_refined = _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol)
+    if failing.any() and method != "complex":  # central4/richardson: a smaller stencil
+        n_refined = _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol,
+                            float(np.max(rounding)))
         diff = np.abs(num - ana)
     kinks = np.zeros(len(idx), dtype=bool)
     if failing.any() and method != "complex":
         # judged with the engine's own tolerance, never the caller's (atol=rtol=0
         # must not turn every element into a "kink")
-        own_atol, own_rtol, _ = derive(method, run.out0.dtype, num, float(np.max(rounding)))
+        own_atol, own_rtol, _ = derive(method, run.out0.dtype, num, float(np.max(rounding)),
+                                       scale=run.gradient_scale)
         own = own_atol + own_rtol * np.abs(num) + ESTIMATE_WEIGHT * est
         kinks = _kinks(run, target, arr, idx, ana, own, failing)
         failing &= ~kinks
@@ -129,7 +133,7 @@ def compare(run, target, idx=None, strategy="elementwise"):
         error_estimates=estimates.reshape(arr.shape))
 
 
-def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol):
+def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol, rounding_max):
     """Recompute failing elements by Richardson extrapolation, in place; return the count."""
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.abs(num - ana) / allowed
@@ -141,6 +145,12 @@ def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol):
     steps = element_steps(arr, "central", run.eps)
     value, trunc = run.numerical(target, arr, steps, idx[rows], "richardson")[:2]
     num[rows], est[rows] = value, trunc
+    if run.method in ("central4", "richardson") and run.rtol is None:
+        # extrapolated from the central step: at least as accurate as central
+        # differences, and judged with their tolerance (rounding grows as h shrinks)
+        c_atol, c_rtol, _ = derive("central", run.out0.dtype, num, rounding_max,
+                                   scale=run.gradient_scale)
+        atol, rtol = max(atol, c_atol) if run.atol is None else atol, c_rtol
     allowed[rows] = atol + rtol * np.abs(value) + ESTIMATE_WEIGHT * trunc
     failing[rows] = np.abs(value - ana[rows]) > allowed[rows]
     return len(rows)

@@ -123,6 +123,7 @@ def compare_projection(run, target, probes=None):
     dirs = []
     for p, (u, grads) in enumerate(probes):
         v = rng.standard_normal(d.arr.shape)
+        v /= np.linalg.norm(v)  # unit length: the step moves all n elements by ~h / sqrt(n)
         dirs.append(v)
         g = grads[target]
         num[p], ana[p], allowed[p], atol, rtol, est[p] = d.judge(v, u, g, d.central_method)

@@ -197,7 +197,11 @@ class Run:
         u = self.dout if u is None else u
         if method == "complex":
             ev = self._evaluator(target, arr)
-            D, den = _numdiff.complex_step(ev, arr, u, idx, steps)
+            D, den, S = _numdiff.complex_step(ev, arr, u, idx, steps)
+            self._check_finite(target, arr, idx, D)
+            eps = float(np.finfo(self.out0.dtype).eps)
+            # the error estimate of the complex step: the rounding of the summed terms
+            return D[:, 0].copy(), 4.0 * eps * S, den[:, 0].copy(), den[:, 0] == 0.0
         elif method == "forward":
             ev = self._evaluator(target, arr)
             D, den = _numdiff.forward_differences(ev, arr, u, idx, steps, self.out0)
@@ -247,6 +251,11 @@ class Run:
             grads[p] = np.array(get_attr(self.layer, g), dtype=np.float64)
         self.snapshot.restore_all()
         return grads
+
+    @property
+    def gradient_scale(self):
+        """The largest analytic gradient over every target of this check."""
+        return max(float(np.max(np.abs(g), initial=0.0)) for g in self.analytic.values())
 
     def rounding_noise(self, u=None):
         """``eps * ||out * u||_2``: the rounding error of one reduced output difference."""

@@ -13,10 +13,13 @@ and the conditioning of its forward pass are covered by a stated safety
 factor ``SAFETY = 100``:
 
     rtol = SAFETY * nominal
-    atol = rtol * max|numerical| + SAFETY * rounding
+    atol = rtol * max|numerical| + SAFETY * max(rounding, nominal * G)
 
 where ``rounding = eps * ||out * dout||_2 / min(h)`` estimates the rounding
-error of the reduced difference of two outputs. An element passes when
+error of the reduced difference of two outputs, and ``G`` is the largest
+analytic gradient over all targets of the check (a target whose true gradient
+is zero -- a bias before a train-mode batch normalisation -- still carries
+the rounding of the computation it shares with the others). An element passes when
 ``|numerical - analytic| <= atol + rtol * |numerical|`` (``numerical`` is
 the reference, as in PyTorch's ``gradcheck``): ``atol`` scales with the size
 of the whole gradient, since the elementwise relative error of a gradient with
@@ -51,7 +54,7 @@ def nominal_accuracy(method, dtype):
     return 2.0 * machine_eps(dtype) ** (p / (p + 1.0))
 
 
-def derive(method, dtype, numerical, rounding, atol=None, rtol=None):
+def derive(method, dtype, numerical, rounding, atol=None, rtol=None, scale=0.0):
     """Tolerances for one target and the reason for each.
 
     Parameters
@@ -65,6 +68,10 @@ def derive(method, dtype, numerical, rounding, atol=None, rtol=None):
         Absolute rounding-error estimate of the numerical gradient.
     atol, rtol : float or None
         Given by the caller (used as they are) or ``None`` (derived).
+    scale : float
+        The largest analytic gradient of the whole check (every target): the
+        rounding of a target whose own gradient is (near) zero is that of the
+        computation it shares with the others, at least ``nominal * scale``.
 
     Returns
     -------
@@ -72,6 +79,7 @@ def derive(method, dtype, numerical, rounding, atol=None, rtol=None):
     reason : str
     """
     nominal = nominal_accuracy(method, dtype)
+    global_scale = scale
     scale = float(np.max(np.abs(numerical))) if numerical.size else 0.0
     name = np.dtype(dtype).name
     parts = []
@@ -85,6 +93,7 @@ def derive(method, dtype, numerical, rounding, atol=None, rtol=None):
         rtol = float(rtol)
         parts.append("rtol given by the caller")
     if atol is None:
+        rounding = max(rounding, nominal * global_scale)
         atol = rtol * scale + SAFETY * rounding
         parts.append(f"atol = rtol x max|numerical| ({scale:.3g}) + {SAFETY:g} x rounding "
                      f"estimate ({rounding:.2g})")

@@ -136,6 +136,11 @@ def main(argv=None):
             console.print(f"gradcheck: configuration from {source['file']}", highlight=False)
         reports = run_checks(cases, options, console=console, progress_console=errors,
                              quiet=args.quiet, verbose=args.verbose)
+        if source["kind"] == "builtin":
+            from layers.specs import UNAVAILABLE
+            for name, reason in UNAVAILABLE:
+                errors.print(f"gradcheck: note: {name} not checked: {reason}", style="yellow",
+                             markup=False)
         if args.json:
             write_json(args.json, reports, source)
         if args.junit_xml:

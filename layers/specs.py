@@ -263,6 +263,44 @@ SPECS = [
               notes="Convolution, Relu, Pooling avg, Affine"),
 ]
 
+#: Built-in configurations that this installation cannot build: ``[(name, reason)]``.
+UNAVAILABLE = []
+
+
+def _digits_networks():
+    """``examples/digits_networks.py`` (real images: scikit-learn's digits), or a reason."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "digits_networks.py"
+    if not path.is_file():
+        return None, "examples/digits_networks.py is not there (install from a source checkout)"
+    if importlib.util.find_spec("sklearn") is None:
+        return None, "needs scikit-learn for its images: pip install -e '.[examples]'"
+    spec = importlib.util.spec_from_file_location("gradcheck_examples_digits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, None
+
+
+def _add_digits_networks():
+    module, reason = _digits_networks()
+    names = ("Digits-MLP", "Digits-ConvNet")
+    if module is None:
+        UNAVAILABLE.extend((name, reason) for name in names)
+        return
+    SPECS.append(LayerSpec(
+        names[0], lambda shape, rng, train_flg=True: module.make_mlp(train_flg),
+        shapes=((16, 64),), notes="Affine, BatchNormalization, Relu, Affine, SoftmaxWithLoss "
+        "on 16 real digit images (examples/digits_networks.py)"))
+    SPECS.append(LayerSpec(
+        names[1], lambda shape, rng, train_flg=True: module.make_convnet(train_flg),
+        shapes=((8, 1, 8, 8),), notes="Convolution, BatchNormalization, Relu, max Pooling, "
+        "Affine, SoftmaxWithLoss on 8 real digit images (examples/digits_networks.py)"))
+
+
+_add_digits_networks()
+
 
 def get_spec(name):
     """Return the spec called ``name`` (``KeyError`` listing the names otherwise)."""
