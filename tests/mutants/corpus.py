@@ -30,11 +30,11 @@ from layers import (Affine, BatchNormalization, Convolution, Dropout, GroupNorm,
                     SpatialBatchNormalization, Tanh)
 from layers._im2col import output_size
 from layers.batchnorm import BN_EPS
-from layers.specs import (make_activation, make_affine, make_batchnorm, make_convolution,
+from layers.specs import (LayerSpec, make_activation, make_affine, make_batchnorm, make_convolution,
                           make_dropout, make_groupnorm, make_layernorm, make_mlp, make_pooling,
                           make_softmax_loss, make_spatial_batchnorm)
 
-__all__ = ["Mutant", "MUTANTS", "SEED"]
+__all__ = ["Mutant", "MUTANTS", "SEED", "EXTRA_SPECS"]
 
 #: Seed of every factory's generator.
 SEED = 20240607
@@ -200,6 +200,20 @@ class SoftmaxSign(SoftmaxWithLoss):
         t = self._onehot
         N = t.shape[0]
         return dout * (t - self.y * np.sum(t, axis=1, keepdims=True)) / N  # BUG: sign
+
+
+class SoftmaxAssumesOneHot(SoftmaxWithLoss):
+    def backward(self, dout=1.0):
+        t = self._onehot
+        N = t.shape[0]
+        return dout * (self.y - t) / N  # BUG: the book's (y - t) / N: rows of t must sum to 1
+
+
+def make_softmax_weighted(shape, rng, train_flg=True):
+    """:class:`SoftmaxWithLoss` with non-negative target weights whose rows do not sum to 1."""
+    N, C = shape
+    t = rng.uniform(0.0, 1.0, (N, C)) * rng.uniform(0.5, 2.0, (N, 1))
+    return SoftmaxWithLoss(t), rng.normal(0.0, 2.0, shape)
 
 
 # ---------------------------------------------------------------------------
@@ -591,6 +605,8 @@ _TABLE = [
      _spec_factory(make_softmax_loss, (4, 5)), "x", TRAIN),
     ("softmax-sign", SoftmaxSign,
      _spec_factory(partial(make_softmax_loss, onehot=True), (6, 3)), "x", TRAIN),
+    ("softmax-assumes-onehot", SoftmaxAssumesOneHot,
+     _spec_factory(make_softmax_weighted, (4, 5)), "x", TRAIN),
     ("dropout-mask-not-applied", DropoutMaskNotApplied,
      _spec_factory(make_dropout, (4, 5)), "x", TRAIN),
     ("dropout-missing-scale", DropoutMissingScale,
@@ -642,6 +658,25 @@ _TABLE = [
      _spec_factory(make_mlp, (4, 5)), "x", BOTH),
     ("sequential-child-bn-no-mean-term", BNNoMeanTerm,
      _spec_factory(make_mlp, (6, 3)), "x", TRAIN),
+]
+
+
+#: Configurations beyond :data:`layers.specs.SPECS` that the AST mutation run
+#: (``ast_mutants.py``) showed are needed to kill real mutants: 3-D input to
+#: the seed's BatchNormalization (flattened like 4-D), padding of 2 (the
+#: col2im buffer), target weights whose rows do not sum to 1.
+EXTRA_SPECS = [
+    LayerSpec("BatchNormalization-3d", make_batchnorm, shapes=((4, 2, 3),),
+              notes="(N, C, L) flattened to (N, C*L)"),
+    LayerSpec("Convolution-stride3-pad2", partial(make_convolution, stride=3, pad=2),
+              shapes=((1, 2, 5, 5), (2, 1, 4, 6)), modes=(True,)),
+    LayerSpec("Pooling-max-5x5-stride2-pad2", partial(make_pooling, pool=5, stride=2, pad=2),
+              shapes=((1, 2, 5, 5),), modes=(True,)),
+    LayerSpec("Pooling-avg-5x5-stride2-pad2",
+              partial(make_pooling, pool=5, stride=2, pad=2, mode="avg"),
+              shapes=((1, 2, 5, 5),), modes=(True,)),
+    LayerSpec("SoftmaxWithLoss-weighted", make_softmax_weighted, shapes=((4, 5), (3, 2)),
+              modes=(True,), notes="non-negative target weights, rows not summing to 1"),
 ]
 
 
