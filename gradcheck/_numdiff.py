@@ -17,6 +17,28 @@ import numpy as np
 
 
 
+#: Step multipliers of each central-type method (two forward calls each).
+MULTIPLIERS = {"central": (1.0,), "central4": (2.0, 1.0), "richardson": (1.0, 0.5, 0.25)}
+
+
+def combine(method, D):
+    """The derivative and its truncation-error estimate from the differences ``D``.
+
+    Parameters
+    ----------
+    method : str
+    D : ndarray, shape (m, len(MULTIPLIERS[method])) (``(m, 1)`` for forward)
+
+    Returns
+    -------
+    value, trunc : ndarray of float64, shape (m,)
+        ``trunc`` is NaN for ``forward`` and ``central`` (no estimate).
+    """
+    if method in ("forward", "central"):
+        return D[:, 0].copy(), np.full(D.shape[0], np.nan)
+    return richardson(D)
+
+
 def _flat_view(arr):
     """A writable flat view of ``arr`` (``arr.flat`` when it is not C-contiguous)."""
     return arr.reshape(-1) if arr.flags.c_contiguous else arr.flat
@@ -139,6 +161,47 @@ def forward_differences(evaluate, arr, dout, idx, steps, out0):
     return D, denom
 
 
+def one_sided_differences(evaluate, arr, dout, idx, steps, out0):
+    """``D+ = (L(x+h) - L(x)) / h`` and ``D- = (L(x) - L(x-h)) / h`` per element.
+
+    At a smooth point both approach the derivative; across a kink (ReLU at
+    0, a max-pool tie, ``abs``) they differ by the jump in slope [1]_.
+
+    Returns
+    -------
+    Dp, Dm : ndarray of float64, shape (m,)
+
+    References
+    ----------
+    .. [1] Chainer, ``chainer.gradient_check.numerical_grad``,
+       ``detect_nondifferentiable``.
+    """
+    flat = _flat_view(arr)
+    tp = arr.dtype.type
+    Dp, Dm = np.zeros(len(idx)), np.zeros(len(idx))
+    buf, reduce = _reducer(out0.shape, out0.dtype, dout)
+    i = saved = None
+    try:
+        for row, i in enumerate(idx):
+            saved = flat[i]
+            xi = float(saved)
+            xp, xm = tp(xi + steps[i]), tp(xi - steps[i])
+            flat[i] = xp
+            np.subtract(evaluate(i), out0, out=buf)
+            hp = float(xp) - xi
+            Dp[row] = reduce() / hp if hp else 0.0
+            flat[i] = xm
+            np.subtract(out0, evaluate(i), out=buf)
+            hm = xi - float(xm)
+            Dm[row] = reduce() / hm if hm else 0.0
+            flat[i] = saved
+            saved = None
+    finally:
+        if saved is not None:
+            flat[i] = saved
+    return Dp, Dm
+
+
 def richardson(D, ratio=2.0, order=2):
     """Richardson extrapolation of central differences at steps ``h, h/r, h/r**2, ...``.
 
@@ -176,3 +239,81 @@ def richardson(D, ratio=2.0, order=2):
         T = (f * T[:, 1:] - T[:, :-1]) / (f - 1.0)
         p += 2
     return T[:, 0], np.abs(T[:, 0] - prev)
+
+
+def jacobian_columns(evaluate, arr, idx, steps, multipliers=(1.0,)):
+    """Columns ``d out / d arr_j`` of the Jacobian by central differences.
+
+    Parameters are as for :func:`central_differences` (no ``dout``: nothing
+    is reduced).
+
+    Returns
+    -------
+    C : ndarray of float64, shape (out.size, len(idx), len(multipliers))
+    denom : ndarray of float64, shape (len(idx), len(multipliers))
+    """
+    flat = _flat_view(arr)
+    tp = arr.dtype.type
+    C = denom = buf = None
+    i = saved = None
+    try:
+        for row, i in enumerate(idx):
+            saved = flat[i]
+            xi = float(saved)
+            for col, c in enumerate(multipliers):
+                xp, xm = tp(xi + c * steps[i]), tp(xi - c * steps[i])
+                flat[i] = xp
+                out = evaluate(i)
+                if C is None:
+                    C = np.zeros((out.size, len(idx), len(multipliers)))
+                    denom = np.zeros((len(idx), len(multipliers)))
+                    buf = np.empty(out.shape, dtype=np.float64)
+                np.copyto(buf, out)
+                flat[i] = xm
+                buf -= evaluate(i)
+                flat[i] = saved
+                den = float(xp) - float(xm)
+                denom[row, col] = den
+                C[:, row, col] = buf.reshape(-1) / den if den else 0.0
+            saved = None
+    finally:
+        if saved is not None:
+            flat[i] = saved
+    return C, denom
+
+
+def complex_step(evaluate, arr, dout, idx, steps):
+    """Complex-step derivatives ``Im(out(x + i h)) . dout / h``.
+
+    ``arr`` is a complex working copy of the target; one forward call per
+    element and no subtractive cancellation, so the result is exact to the
+    forward's rounding for complex-analytic layers [1]_.
+
+    Returns
+    -------
+    D, denom : ndarray of float64, shape (m, 1)
+
+    References
+    ----------
+    .. [1] W. Squire and G. Trapp, "Using complex variables to estimate
+       derivatives of real functions", SIAM Review 40 (1998).
+    """
+    flat = _flat_view(arr)
+    d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
+    D, denom = np.zeros((len(idx), 1)), np.zeros((len(idx), 1))
+    i = saved = None
+    try:
+        for row, i in enumerate(idx):
+            saved = flat[i]
+            h = steps[i]
+            flat[i] = saved + 1j * h
+            out = evaluate(i)
+            flat[i] = saved
+            saved = None
+            D[row, 0] = float(np.einsum("i,i->", np.ascontiguousarray(out.imag).reshape(-1),
+                                        d)) / h
+            denom[row, 0] = h
+    finally:
+        if saved is not None:
+            flat[i] = saved
+    return D, denom

@@ -182,3 +182,35 @@ class StateSnapshot:
             if s.kind == "array" and s.obj is arr:
                 return s
         return None
+
+    def substitute(self, mapping):
+        """Replace, in every walked container, each object whose ``id`` is in ``mapping``.
+
+        Used to swap a layer's arrays for working copies (float64 upcasts,
+        complex copies) everywhere they are referenced, aliases included;
+        :meth:`restore_all` puts the originals back.
+
+        Returns
+        -------
+        int
+            The number of references replaced.
+        """
+        count = 0
+        for s in self.slots:
+            if s.kind == "attrs":
+                items = s.obj.__dict__
+            elif s.kind in ("dict", "list"):
+                items = s.obj
+            else:
+                continue
+            keys = range(len(items)) if isinstance(items, list) else list(items)
+            for k in keys:
+                new = mapping.get(id(items[k]))
+                if new is not None:
+                    items[k] = new
+                    count += 1
+        return count
+
+    def arrays(self):
+        """The arrays found in the walk (the live objects)."""
+        return [s.obj for s in self.slots if s.kind == "array"]

@@ -32,8 +32,22 @@ def machine_eps(dtype):
     return float(np.finfo(dtype).eps)
 
 
+#: Complex step: no subtractive cancellation, so the step can be tiny [3]_.
+COMPLEX_STEP = 1e-20
+
+
 def base_step(method, dtype):
-    """Relative step ``eps**(1/(p+1))`` for ``method`` in ``dtype`` (see module notes)."""
+    """Relative step ``eps**(1/(p+1))`` for ``method`` in ``dtype`` (see module notes).
+
+    For ``method="complex"``: :data:`COMPLEX_STEP`, whatever the dtype [3]_.
+
+    References
+    ----------
+    .. [3] J. R. R. A. Martins, P. Sturdza, J. J. Alonso, "The complex-step
+       derivative approximation", ACM TOMS 29 (2003).
+    """
+    if method == "complex":
+        return COMPLEX_STEP
     return machine_eps(dtype) ** (1.0 / (ORDER[method] + 1))
 
 
@@ -54,7 +68,7 @@ def element_steps(values, method, eps=None):
     -------
     ndarray of float64, shape ``(values.size,)``
     """
-    flat = np.abs(values.reshape(-1).astype(np.float64))
+    flat = np.abs(values.reshape(-1)).astype(np.float64)
     if eps is not None:
         return np.full(flat.shape, float(eps))
     return base_step(method, values.dtype) * np.maximum(1.0, flat)

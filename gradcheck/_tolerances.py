@@ -36,7 +36,13 @@ MARGINAL = 0.3
 
 
 def nominal_accuracy(method, dtype):
-    """Relative accuracy ``2 eps**(p/(p+1))`` of ``method`` at its optimal step."""
+    """Relative accuracy ``2 eps**(p/(p+1))`` of ``method`` at its optimal step.
+
+    The complex step has no cancellation: its accuracy is the forward's own
+    rounding, ``4 eps``.
+    """
+    if method == "complex":
+        return 4.0 * machine_eps(dtype)
     p = ORDER[method]
     return 2.0 * machine_eps(dtype) ** (p / (p + 1.0))
 
@@ -67,8 +73,10 @@ def derive(method, dtype, numerical, rounding, atol=None, rtol=None):
     parts = []
     if rtol is None:
         rtol = SAFETY * nominal
+        formula = ("4 eps" if method == "complex"
+                   else f"2 eps^({ORDER[method]}/{ORDER[method] + 1})")
         parts.append(f"rtol = {SAFETY:g} x nominal accuracy of {method} in {name} "
-                     f"(2 eps^({ORDER[method]}/{ORDER[method] + 1}) = {nominal:.2g})")
+                     f"({formula} = {nominal:.2g})")
     else:
         rtol = float(rtol)
         parts.append("rtol given by the caller")

@@ -6,8 +6,9 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError
 
-METHODS = ("forward", "central", "central4", "richardson")
-STRATEGIES = ("elementwise",)
+METHODS = ("forward", "central", "central4", "richardson", "complex")
+STRATEGIES = ("elementwise", "jacobian", "projection", "sampled")
+PRECISIONS = ("auto", "float64", "native")
 
 
 def check_options(name, *, method, strategy, eps, atol, rtol, seed, wrt, train_flg):
@@ -43,6 +44,32 @@ def check_options(name, *, method, strategy, eps, atol, rtol, seed, wrt, train_f
                 f"got {wrt!r}", layer=name)
         wrt = list(dict.fromkeys(wrt))
     return wrt
+
+
+def _positive_int(value, label, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise GradCheckInputError(f"{label} must be an int >= 1; got {value!r}", layer=name)
+    return int(value)
+
+
+def check_engine_options(name, *, samples, probes, precision, nondet_tol, n_jobs, executor):
+    """Raise :class:`GradCheckInputError` for an invalid engine option."""
+    _positive_int(samples, "samples", name)
+    _positive_int(probes, "probes", name)
+    if precision not in PRECISIONS:
+        raise GradCheckInputError(
+            f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}",
+            layer=name)
+    if isinstance(nondet_tol, bool) or not isinstance(nondet_tol, numbers.Real) \
+            or not np.isfinite(nondet_tol) or nondet_tol < 0:
+        raise GradCheckInputError(f"nondet_tol must be a finite float >= 0; got {nondet_tol!r}",
+                                  layer=name)
+    if n_jobs is not None:
+        _positive_int(n_jobs, "n_jobs", name)
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise GradCheckInputError(
+            f"executor must be a concurrent.futures.Executor (with submit()); got "
+            f"{type(executor).__name__}", layer=name)
 
 
 def check_array(arr, *, layer, target, what):

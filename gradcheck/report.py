@@ -56,6 +56,22 @@ class TargetResult:
         Elements compared; elements skipped (``x + h == x``); elements whose
         first comparison failed and were recomputed by Richardson
         extrapolation before the verdict.
+    excluded : tuple of tuple of int
+        Elements excluded from the verdict at non-differentiable points.
+    strategy : str
+        ``"elementwise"``, ``"sampled"``, ``"jacobian"`` or ``"projection"``.
+        For ``"jacobian"``, ``numerical``/``analytic`` are the Jacobian
+        blocks of shape ``(out.size, target.size)`` and
+        ``worst_output_index`` is the output element of the worst entry; for
+        ``"projection"`` they are the ``k`` compared scalars ``u . (J v)``
+        and ``(J^T u) . v`` and ``worst_index`` is ``(probe,)``.
+    error_estimates : ndarray of the target's shape or None
+        Per-element estimate of the numerical gradient's error (rounding,
+        plus truncation where the method estimates it); NaN where not checked.
+    located : tuple of (index, numerical, analytic)
+        ``"projection"``: the wrong elements found by bisection after a
+        failed probe (derivatives of ``sum(forward * u)`` for that probe's
+        ``u``).
     """
 
     name: str
@@ -80,6 +96,11 @@ class TargetResult:
     n_checked: int = 0
     n_skipped: int = 0
     n_refined: int = 0
+    excluded: tuple = ()
+    strategy: str = "elementwise"
+    worst_output_index: Optional[tuple] = None
+    located: tuple = ()
+    error_estimates: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def verdict(self):
@@ -100,7 +121,12 @@ class TargetResult:
             "error_estimate": self.error_estimate, "margin": self.margin,
             "marginal": self.marginal, "vacuous": self.vacuous,
             "n_checked": self.n_checked, "n_skipped": self.n_skipped,
-            "n_refined": self.n_refined,
+            "n_refined": self.n_refined, "strategy": self.strategy,
+            "excluded": [list(i) for i in self.excluded],
+            "worst_output_index": (list(self.worst_output_index)
+                                   if self.worst_output_index is not None else None),
+            "located": [{"index": list(i), "numerical": n, "analytic": a}
+                        for i, n, a in self.located],
         }
         if arrays:
             d["numerical"] = self.numerical.tolist()
@@ -168,6 +194,7 @@ class GradCheckReport:
     forward_calls: int = 0
     backward_calls: int = 0
     versions: dict = field(default_factory=dict)
+    input_dtype: str = ""
 
     @property
     def passed(self):
@@ -223,7 +250,7 @@ class GradCheckReport:
             "results": [r.to_dict(arrays) for r in self.results],
             "findings": [f.to_dict() for f in self.findings],
             "forward_calls": self.forward_calls, "backward_calls": self.backward_calls,
-            "versions": dict(self.versions),
+            "versions": dict(self.versions), "input_dtype": self.input_dtype or self.dtype,
         }
 
     def __str__(self):

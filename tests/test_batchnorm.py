@@ -171,13 +171,21 @@ def test_accuracy_of_central_differences_on_batchnorm():
                 assert r.max_rel_error < 1e-9, (shape, train_flg, r.name, r.max_rel_error)
 
 
-def test_float32_layer_is_checked_with_float32_tolerances():
+def test_float32_layer_is_checked_in_float64_by_default_and_natively_on_request():
     rng = np.random.default_rng(2)
     bn = BatchNormalization(rng.uniform(0.5, 1.5, 4).astype(np.float32),
                             rng.normal(size=4).astype(np.float32))
     x = rng.normal(size=(8, 4)).astype(np.float32)
+    gamma = bn.gamma
     report = check_layer(bn, x)
     assert report.passed, str(report)
-    assert report.result("x").rtol > 1e-4  # float32's rounding, not float64's
+    assert report.dtype == "float64" and report.input_dtype == "float32"
+    assert any("upcast" in w for w in report.warnings)
+    assert report.result("x").rtol < 1e-7
+    assert bn.gamma is gamma and bn.gamma.dtype == np.float32 and bn.running_mean is None
+    native = check_layer(bn, x, precision="native")
+    assert native.passed, str(native)
+    assert native.dtype == "float32" and native.result("x").rtol > 1e-4
     broken = BROKEN["no-mean-term"][0](bn.gamma, bn.beta)
     assert not check_layer(broken, x).result("x").passed
+    assert not check_layer(broken, x, precision="native").result("x").passed

@@ -1,0 +1,179 @@
+"""The ``elementwise`` and ``sampled`` strategies: every (or m random) element(s) of a target.
+
+For each checked element ``i`` of a target, the numerical derivative of
+``L = sum(forward * dout)`` is compared with the analytic one:
+``|numerical_i - analytic_i| <= atol + rtol |numerical_i| + 3 trunc_i``
+(``trunc_i``: the method's own truncation-error estimate, where it has one).
+
+Elements that fail are looked at twice more before the verdict:
+
+1. ``forward``/``central``: recomputed by Richardson extrapolation from the
+   same step (``h, h/2, h/4``), so truncation error at a badly scaled point
+   never fails a correct layer;
+2. still failing: the one-sided differences ``D+``/``D-`` are compared; an
+   element where they differ by more than ``KINK_FACTOR`` tolerances and the
+   analytic value lies between them (a valid one-sided derivative or
+   subgradient) sits at a non-differentiable point and is excluded from the
+   verdict and listed in the report.
+"""
+
+import numpy as np
+
+from gradcheck._steps import element_steps
+from gradcheck._tolerances import MARGINAL, derive
+from gradcheck.report import Finding, TargetResult
+
+#: At most this many failing elements per target are recomputed.
+MAX_REFINED = 512
+
+#: Failing elements whose error exceeds the tolerance by more than this
+#: factor are not recomputed by extrapolation: no truncation error is that large.
+REFINE_RATIO = 1e6
+
+#: Weight of a method's own per-element truncation-error estimate.
+ESTIMATE_WEIGHT = 3.0
+
+#: ``|D+ - D-|`` must exceed this many tolerances for a kink.
+KINK_FACTOR = 10.0
+
+
+def _index(i, shape):
+    return tuple(int(j) for j in np.unravel_index(int(i), shape))
+
+
+def compare(run, target, idx=None, strategy="elementwise"):
+    """Compare the numerical and analytic gradient of ``target`` on elements ``idx``.
+
+    Parameters
+    ----------
+    run : gradcheck._run.Run
+    target : str
+    idx : ndarray of int or None
+        Flat indices to check (``None``: all).
+    strategy : str
+        Recorded in the finding texts.
+
+    Returns
+    -------
+    TargetResult
+        ``numerical`` holds NaN at elements not checked.
+    """
+    arr = run.target_array(target)
+    ana_full = run.analytic[target].reshape(-1)
+    n = arr.size
+    idx = np.arange(n) if idx is None else np.asarray(idx)
+    ana = ana_full[idx]
+    method = run.method
+    steps = element_steps(arr, method, run.eps)
+    num, trunc, den, skipped = run.numerical(target, arr, steps, idx, method)
+    with np.errstate(divide="ignore"):
+        rounding = np.where(den > 0, 2.0 * run.rounding_noise() / den, 0.0)
+    if method == "complex":  # no cancellation: the forward's own rounding, 4 eps x scale
+        rounding = np.full(len(idx), 4.0 * np.finfo(run.out0.dtype).eps
+                           * max(float(np.max(np.abs(num))), np.finfo(float).tiny))
+    atol, rtol, reason = derive(method, run.out0.dtype, num[~skipped] if (~skipped).any()
+                                else num, float(np.max(rounding)), run.atol, run.rtol)
+    est = np.nan_to_num(trunc, nan=0.0)
+    allowed = atol + rtol * np.abs(num) + ESTIMATE_WEIGHT * est
+    diff = np.abs(num - ana)
+    failing = (diff > allowed) & ~skipped
+    n_refined = 0
+    if failing.any() and method in ("forward", "central"):
+        n_refined = _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol)
+        diff = np.abs(num - ana)
+    kinks = np.zeros(len(idx), dtype=bool)
+    if failing.any() and method != "complex":
+        kinks = _kinks(run, target, arr, idx, ana, allowed, failing)
+        failing &= ~kinks
+    checked = ~skipped & ~kinks
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
+    ratio[~checked] = 0.0
+    worst = int(np.argmax(ratio)) if ratio.max() > 0 else int(np.argmax(np.where(checked, diff, 0)))
+    margin = float(ratio[worst])
+    scale = max(float(np.max(np.abs(num[checked]), initial=0.0)),
+                float(np.max(np.abs(ana[checked]), initial=0.0)))
+    maxdiff = float(np.max(diff[checked], initial=0.0))
+    passed = not failing.any()
+    vacuous = (not checked.any()) or bool(
+        passed and np.max(np.abs(ana[checked])) <= atol and np.max(np.abs(num[checked])) <= atol)
+    _findings(run, target, arr, idx, skipped, kinks, vacuous, num, ana, atol, strategy)
+    if n_refined:
+        reason += (f"; {n_refined} element(s) outside the first tolerance recomputed by "
+                   "Richardson extrapolation (steps h, h/2, h/4), allowing 3x its error estimate")
+    numerical = np.full(n, np.nan)
+    numerical[idx] = num
+    estimates = np.full(n, np.nan)
+    estimates[idx] = rounding + est
+    return TargetResult(
+        name=target, shape=tuple(arr.shape), dtype=str(arr.dtype), passed=passed,
+        max_abs_error=maxdiff, max_rel_error=maxdiff / scale if scale > 0 else maxdiff,
+        worst_index=_index(idx[worst], arr.shape),
+        worst_numerical=float(num[worst]), worst_analytic=float(ana[worst]),
+        atol=atol, rtol=rtol, tolerance_reason=reason,
+        numerical=numerical.reshape(arr.shape), analytic=ana_full.reshape(arr.shape),
+        step=float(np.min(steps[idx])), error_estimate=float(np.max(rounding + est)),
+        margin=margin, marginal=MARGINAL < margin < 1.0 / MARGINAL, vacuous=vacuous,
+        n_checked=int(checked.sum()), n_skipped=int(skipped.sum()), n_refined=n_refined,
+        excluded=tuple(_index(i, arr.shape) for i in idx[kinks]), strategy=strategy,
+        error_estimates=estimates.reshape(arr.shape))
+
+
+def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol):
+    """Recompute failing elements by Richardson extrapolation, in place; return the count."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(num - ana) / allowed
+    rows = np.flatnonzero(failing & (ratio < REFINE_RATIO))
+    if len(rows) > MAX_REFINED:
+        rows = rows[np.argsort(-ratio[rows])[:MAX_REFINED]]
+    if not len(rows):
+        return 0
+    steps = element_steps(arr, "central", run.eps)
+    value, trunc = run.numerical(target, arr, steps, idx[rows], "richardson")[:2]
+    num[rows], est[rows] = value, trunc
+    allowed[rows] = atol + rtol * np.abs(value) + ESTIMATE_WEIGHT * trunc
+    failing[rows] = np.abs(value - ana[rows]) > allowed[rows]
+    return len(rows)
+
+
+def _kinks(run, target, arr, idx, ana, allowed, failing):
+    """Failing elements at non-differentiable points (see the module notes)."""
+    rows = np.flatnonzero(failing)[:MAX_REFINED]
+    steps = element_steps(arr, "central", run.eps)
+    Dp, Dm = run.one_sided(target, arr, steps, idx[rows])
+    tol = allowed[rows]
+    lo, hi = np.minimum(Dp, Dm) - tol, np.maximum(Dp, Dm) + tol
+    kink_rows = (np.abs(Dp - Dm) > KINK_FACTOR * tol) & (ana[rows] >= lo) & (ana[rows] <= hi)
+    kinks = np.zeros(len(idx), dtype=bool)
+    kinks[rows[kink_rows]] = True
+    return kinks
+
+
+def _findings(run, target, arr, idx, skipped, kinks, vacuous, num, ana, atol, strategy):
+    if skipped.any():
+        run.findings.append(Finding(
+            "step-underflow", False,
+            f"{int(skipped.sum())} of {len(idx)} elements of {target!r} were not checked: "
+            f"x + h == x in {arr.dtype} (pass a larger eps)", target))
+    if kinks.any():
+        where = [_index(i, arr.shape) for i in idx[kinks]]
+        run.findings.append(Finding(
+            "nondifferentiable", False,
+            f"{len(where)} element(s) of {target!r} excluded at non-differentiable points (the "
+            f"one-sided differences disagree and the analytic value lies between them): "
+            f"{where[:10]}{' ...' if len(where) > 10 else ''}", target))
+    if vacuous:
+        checked = ~skipped & ~kinks
+        run.findings.append(Finding(
+            "vacuous", False,
+            f"the check of {target!r} is vacuous: the gradient is identically zero for this "
+            f"dout and input (max|numerical| = {np.max(np.abs(num[checked]), initial=0):.2g}, "
+            f"max|analytic| = {np.max(np.abs(ana[checked]), initial=0):.2g}, atol = {atol:.2g})"
+            "; it cannot tell a right backward from a wrong one -- use a random dout or "
+            "another input", target))
+    if strategy == "sampled" and len(idx) < arr.size:
+        run.findings.append(Finding(
+            "sampled", False,
+            f"{target!r}: {len(idx)} of {arr.size} elements checked (sampled); a backward "
+            f"wrong in a single element is caught with probability {len(idx) / arr.size:.2f}",
+            target))

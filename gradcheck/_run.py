@@ -1,0 +1,254 @@
+"""One check's working state: the analytic passes and the perturbed forward calls.
+
+:class:`Run` does the two analytic forward/backward passes (discovering the
+parameters, catching stale gradients, nondeterminism and in-place mutation),
+then serves the numerical side: an evaluator per target that restores the
+layer's per-call state and calls ``forward`` on the perturbed input, and
+``vjp(u)`` for other upstream gradients (the ``jacobian`` and ``projection``
+strategies).
+"""
+
+import numpy as np
+
+from gradcheck import _numdiff
+from gradcheck._adapter import discover_params
+from gradcheck._state import _bitwise_equal
+from gradcheck._validate import check_array
+from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
+from gradcheck.report import Finding
+
+
+def _close(a, b, tol):
+    """Bitwise equal (``tol == 0``) or within ``tol`` elementwise."""
+    if tol == 0:
+        return _bitwise_equal(a, b)
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol))
+
+
+class Run:
+    """One check: the analytic passes, then the numerical side per target."""
+
+    def __init__(self, adapter, xw, dout, params, wrt, opts, snapshot, findings):
+        self.adapter, self.layer, self.name = adapter, adapter.layer, adapter.name
+        self.xw, self.x_ref = xw, xw.copy()
+        self.opts = opts
+        self.method, self.eps, self.atol, self.rtol, self.seed = (
+            opts.method, opts.eps, opts.atol, opts.rtol, opts.seed)
+        self.snapshot, self.findings = snapshot, findings
+        self.fresh_x = False
+        self._analytic(dout, params, wrt)
+
+    # -- the analytic side ---------------------------------------------------
+    def _forward_base(self):
+        out = self.adapter.forward(self.xw)
+        out = np.array(out, copy=True)  # the layer may return a view of x or of a reused buffer
+        if not _bitwise_equal(self.xw, self.x_ref):
+            self.fresh_x = True
+            np.copyto(self.xw, self.x_ref)
+        return out
+
+    def _analytic(self, dout, params, wrt):
+        name, layer = self.name, self.layer
+        out0 = self._forward_base()
+        if not np.all(np.isfinite(out0)):
+            culprits = [k for k, v in vars(layer).items() if isinstance(v, np.ndarray)
+                        and v.dtype.kind == "f" and not np.all(np.isfinite(v))]
+            if culprits:
+                raise GradCheckInputError(
+                    f"parameter or state {culprits[0]!r} contains NaN or inf, and forward() "
+                    "produced NaN or inf", layer=name, target=culprits[0])
+            raise LayerCallError("forward() produced NaN or inf on the unperturbed input",
+                                 layer=name)
+        if dout is None:
+            dout = np.random.default_rng(self.seed).standard_normal(out0.shape)
+            dout = dout.astype(out0.dtype, copy=False)
+        elif dout.shape != out0.shape:
+            raise GradCheckInputError(
+                f"dout has shape {dout.shape}, but forward() returned shape {out0.shape}",
+                layer=name)
+        self.out0, self.dout = out0, dout
+        dx1, mod1 = self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
+        dx1 = np.array(dx1, dtype=np.float64)
+        # which parameters, and do their gradients appear?
+        if params is None:
+            params = discover_params(layer, exclude={"x"})
+            params = {p: g for p, g in params.items() if getattr(layer, p) is not self.xw}
+        for p, g in params.items():
+            value, grad = getattr(layer, p), getattr(layer, g, None)
+            check_array(value, layer=name, target=p, what=f"parameter {p!r}")
+            self._check_grad(p, g, value, grad, "after backward()")
+        grads1 = {p: np.array(getattr(layer, g), dtype=np.float64) for p, g in params.items()}
+        self.params = params
+        targets = ["x"] + list(params)
+        if wrt is not None:
+            missing = [w for w in wrt if w not in targets]
+            if missing:
+                raise LayerProtocolError(
+                    f"wrt names {missing}, but backward() stores no gradient for "
+                    f"{'it' if len(missing) == 1 else 'them'}; targets: {targets}",
+                    layer=name, target=missing[0])
+            targets = [t for t in targets if t in wrt]
+        self.targets = targets
+
+        # second pass: same input, gradients poisoned with NaN to catch stale ones
+        self.snapshot.restore_all()
+        out = self._forward_base()
+        if not _close(out, out0, self.opts.nondet_tol):
+            self.findings.append(Finding(
+                "forward-nondeterministic", True,
+                f"forward() gave different outputs for identical input and state (max "
+                f"difference {np.max(np.abs(out - out0)):.3g} > nondet_tol = "
+                f"{self.opts.nondet_tol:g}); randomness the check cannot replay (an unseeded "
+                "generator?)"))
+        self.dirty = [s for s in self.snapshot.changed()]
+        poison = {}
+        for p, g in params.items():
+            value = getattr(layer, p)
+            poison[p] = np.full(value.shape, np.nan, dtype=value.dtype)
+            setattr(layer, g, poison[p])
+        dx2, mod2 = self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
+        self.analytic = {"x": np.array(dx2, dtype=np.float64)}
+        for p, g in params.items():
+            grad = getattr(layer, g, None)
+            if grad is poison[p] and np.isnan(grad).all():
+                raise LayerProtocolError(
+                    f"backward() did not refresh {g}: it still holds the value from before "
+                    "this call (stale from an earlier call, or accumulated into with +=)",
+                    layer=name, target=p)
+            self._check_grad(p, g, getattr(layer, p), grad, "after the second backward()")
+            if np.isnan(grad).any() and not np.isnan(grads1[p]).any():
+                raise LayerProtocolError(
+                    f"backward() did not refresh every element of {g} (it accumulates into "
+                    "or partly keeps the array from an earlier call)", layer=name, target=p)
+            self.analytic[p] = np.array(grad, dtype=np.float64)
+        if mod1 or mod2:
+            self.findings.append(Finding(
+                "backward-modifies-dout", False,
+                "backward() modifies dout in place (the check passed it a copy); a layer "
+                "before it in a network would see the changed array", "x"))
+        if self.fresh_x:
+            self.findings.append(Finding(
+                "forward-modifies-input", True,
+                "forward() modifies its input x in place; the caller's array would change "
+                "(the check gave it a fresh copy per call)", "x"))
+        for t, first in [("x", dx1)] + list(grads1.items()):
+            if not _close(first, self.analytic[t], self.opts.nondet_tol):
+                self.findings.append(Finding(
+                    "backward-nondeterministic", True,
+                    f"two identical forward/backward passes gave different gradients for "
+                    f"{t!r} (max difference {np.max(np.abs(first - self.analytic[t])):.3g} > "
+                    f"nondet_tol = {self.opts.nondet_tol:g})", t))
+        for s in self.dirty:
+            if s.kind == "array" and any(s.obj is getattr(layer, p) for p in params):
+                self.findings.append(Finding(
+                    "forward-modifies-parameter", True,
+                    "forward() modifies a parameter array in place"))
+        self.snapshot.restore_all()
+
+    def _check_grad(self, p, g, value, grad, when):
+        if grad is None:
+            raise LayerProtocolError(f"gradient attribute {g!r} does not exist {when}",
+                                     layer=self.name, target=p)
+        if not isinstance(grad, np.ndarray):
+            raise LayerProtocolError(f"{g} is {type(grad).__name__} {when}, expected an ndarray",
+                                     layer=self.name, target=p)
+        if grad.shape != value.shape:
+            raise LayerProtocolError(
+                f"{g} has shape {grad.shape} {when}, but {p} has shape {value.shape}",
+                layer=self.name, target=p)
+
+    # -- the numerical side --------------------------------------------------
+    def _evaluator(self, target, arr):
+        adapter, fresh = self.adapter, self.fresh_x
+        xw = arr if target == "x" else self.xw
+        fwd = adapter.raw_forward
+        restores = [s.restore for s in self.dirty if not (s.kind == "array" and s.obj is arr)]
+        shape = arr.shape
+
+        def evaluate(i):
+            for r in restores:
+                r()
+            try:
+                out = fwd(xw.copy() if fresh else xw)
+            except Exception as exc:
+                raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
+                                     layer=adapter.name, target=target,
+                                     index=tuple(int(j) for j in np.unravel_index(i, shape))
+                                     ) from exc
+            if type(out) is not np.ndarray:
+                out = adapter.validate_output(out, target)
+            return out
+
+        return evaluate
+
+    def numerical(self, target, arr, steps, idx, method, u=None):
+        """Finite differences of ``sum(forward * u)`` for the elements ``idx`` of ``arr``.
+
+        Returns
+        -------
+        value, trunc : ndarray of float64, shape (len(idx),)
+            The derivative and its truncation-error estimate (NaN where the
+            method has none).
+        den : ndarray, shape (len(idx),)
+            The smallest step denominator used (``2h`` or ``h``).
+        skipped : ndarray of bool
+            ``x + h == x`` in the target's dtype.
+        """
+        u = self.dout if u is None else u
+        if method == "complex":
+            ev = self._evaluator(target, arr)
+            D, den = _numdiff.complex_step(ev, arr, u, idx, steps)
+        elif method == "forward":
+            ev = self._evaluator(target, arr)
+            D, den = _numdiff.forward_differences(ev, arr, u, idx, steps, self.out0)
+        elif self.opts.parallel and len(idx) >= self.opts.parallel_min:
+            from gradcheck._parallel import parallel_differences
+            D, den = parallel_differences(self, target, u, idx, steps,
+                                          _numdiff.MULTIPLIERS[method])
+        else:
+            ev = self._evaluator(target, arr)
+            D, den = _numdiff.central_differences(ev, arr, u, idx, steps,
+                                                  _numdiff.MULTIPLIERS[method])
+        self._check_finite(target, arr, idx, D)
+        value, trunc = _numdiff.combine(method, D)
+        skipped = (den == 0.0).any(axis=1)
+        return value, trunc, np.min(np.abs(den), axis=1), skipped
+
+    def one_sided(self, target, arr, steps, idx):
+        """Forward and backward one-sided differences ``D+``, ``D-`` (kink detection)."""
+        ev = self._evaluator(target, arr)
+        Dp, Dm = _numdiff.one_sided_differences(ev, arr, self.dout, idx, steps, self.out0)
+        self._check_finite(target, arr, idx, np.stack([Dp, Dm], axis=1))
+        return Dp, Dm
+
+    def _check_finite(self, target, arr, idx, D):
+        bad = ~np.isfinite(D).all(axis=1)
+        if bad.any():
+            i = int(idx[np.argmax(bad)])
+            raise LayerCallError("forward() produced NaN or inf", layer=self.name,
+                                 target=target,
+                                 index=tuple(int(j) for j in np.unravel_index(i, arr.shape)))
+
+    def target_array(self, target):
+        """The array perturbed for ``target`` (a working copy for ``x``)."""
+        override = getattr(self, "override", None)
+        if override and target in override:
+            return override[target]
+        return self.xw if target == "x" else getattr(self.layer, target)
+
+    def vjp(self, u):
+        """Analytic gradients of ``sum(forward(x) * u)`` for every target, ``{name: float64}``."""
+        self.snapshot.restore_all()
+        self.adapter.forward(self.xw.copy() if self.fresh_x else self.xw)
+        dx, _ = self.adapter.backward(u, self.xw.shape, self.xw.dtype)
+        grads = {"x": np.array(dx, dtype=np.float64)}
+        for p, g in self.params.items():
+            grads[p] = np.array(getattr(self.layer, g), dtype=np.float64)
+        self.snapshot.restore_all()
+        return grads
+
+    def rounding_noise(self, u=None):
+        """``eps * ||out * u||_2``: the rounding error of one reduced output difference."""
+        u = self.dout if u is None else u
+        eps = float(np.finfo(self.out0.dtype).eps)
+        return eps * float(np.linalg.norm((self.out0 * u).reshape(-1)))

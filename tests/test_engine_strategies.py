@@ -1,0 +1,227 @@
+"""Every method and strategy of the engine on BatchNormalization and small layers."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from broken_layers import BROKEN
+from gradcheck import GradCheckInputError, check_layer
+from gradcheck._validate import METHODS, STRATEGIES
+from layers.batchnorm import BatchNormalization
+from layers.specs import make_batchnorm
+
+CASES = [((6, 5), True), ((6, 5), False), ((3, 2, 2, 2), True), ((3, 2, 2, 2), False)]
+
+
+def _bn(shape, train_flg, cls=BatchNormalization, seed=0):
+    layer, x = make_batchnorm(shape, np.random.default_rng(seed), train_flg)
+    if cls is not BatchNormalization:
+        layer = cls(layer.gamma, layer.beta, 0.9, layer.running_mean, layer.running_var)
+    return layer, x
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("shape, train_flg", CASES)
+def test_correct_batchnorm_passes_every_strategy(strategy, shape, train_flg):
+    layer, x = _bn(shape, train_flg)
+    report = check_layer(layer, x, train_flg=train_flg, strategy=strategy)
+    assert report.passed, str(report)
+    assert all(r.strategy == strategy for r in report.results)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("bug", sorted(BROKEN))
+def test_broken_batchnorm_fails_every_strategy_on_the_right_target(strategy, bug):
+    cls, target, modes = BROKEN[bug]
+    for train_flg in modes:
+        layer, x = _bn((6, 4), train_flg, cls)
+        report = check_layer(layer, x, train_flg=train_flg, strategy=strategy)
+        assert not report.result(target).passed, str(report)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_on_batchnorm_4d_eval_and_train(method):
+    for train_flg in (True, False):
+        layer, x = _bn((3, 2, 2, 2), train_flg)
+        assert check_layer(layer, x, train_flg=train_flg, method=method).passed
+        broken, x = _bn((3, 2, 2, 2), train_flg, BROKEN["dgamma-from-centred"][0])
+        assert not check_layer(broken, x, train_flg=train_flg, method=method) \
+            .result("gamma").passed
+
+
+def test_accuracy_targets_and_error_estimates():
+    """Central <= 1e-9, extrapolated <= 1e-11 (relative to the gradient's scale), and the
+    per-element error estimate bounds the actual error on >= 99 % of elements."""
+    for shape in [(32, 16), (4, 3, 5, 5)]:
+        for method, target in [("central", 1e-9), ("richardson", 1e-11), ("central4", 1e-11),
+                               ("complex", 1e-14)]:
+            layer, x = _bn(shape, True)
+            r = check_layer(layer, x, method=method, wrt=["x"]).result("x")
+            assert r.max_rel_error <= target, (shape, method, r.max_rel_error)
+            err = np.abs(r.numerical - r.analytic)
+            assert np.mean(err <= r.error_estimates) >= 0.99
+
+
+def test_jacobian_reports_output_and_input_index_of_the_worst_entry():
+    layer, x = _bn((4, 3), True, BROKEN["no-mean-term"][0])
+    report = check_layer(layer, x, strategy="jacobian", wrt=["x"])
+    r = report.result("x")
+    assert not r.passed
+    assert r.numerical.shape == (12, 12) and r.analytic.shape == (12, 12)
+    assert len(r.worst_output_index) == 2 and len(r.worst_index) == 2
+    o = np.ravel_multi_index(r.worst_output_index, (4, 3))
+    i = np.ravel_multi_index(r.worst_index, (4, 3))
+    assert r.worst_numerical == r.numerical[o, i] and r.worst_analytic == r.analytic[o, i]
+    assert report.backward_calls >= 2 + 12
+
+
+def test_jacobian_refuses_a_size_that_would_take_hours():
+    bn = BatchNormalization(np.ones(4096), np.zeros(4096))
+    with pytest.raises(GradCheckInputError, match="jacobian.*hours.*projection"):
+        check_layer(bn, np.ones((1024, 4096)), strategy="jacobian")
+
+
+def test_projection_cost_does_not_grow_with_the_input():
+    calls = []
+    for shape in [(8, 4), (64, 128)]:
+        layer, x = _bn(shape, True)
+        report = check_layer(layer, x, strategy="projection", probes=4, wrt=["x"])
+        assert report.passed
+        calls.append(report.forward_calls)
+    assert calls[0] == calls[1] <= 2 * 4 + 4 + 2
+
+
+class OneElementOff(BatchNormalization):
+    """dx wrong by 1 % in a single element."""
+
+    def _backward(self, dout):
+        dx = super()._backward(dout)
+        dx[5, 3] *= 1.01
+        return dx
+
+
+def test_projection_locates_a_single_wrong_element_by_bisection():
+    layer, x = _bn((64, 32), True, OneElementOff)
+    report = check_layer(layer, x, strategy="projection", probes=4, wrt=["x"])
+    r = report.result("x")
+    assert not r.passed
+    assert [loc[0] for loc in r.located] == [(5, 3)]
+    elementwise = check_layer(layer, x, wrt=["x"]).forward_calls
+    assert report.forward_calls < elementwise / 10
+
+
+def test_sampled_checks_m_elements_and_states_the_detection_probability():
+    layer, x = _bn((16, 8), True)
+    report = check_layer(layer, x, strategy="sampled", samples=20)
+    r = report.result("x")
+    assert r.passed and r.n_checked == 20 and np.isnan(r.numerical).sum() == 128 - 20
+    assert any("probability 0.16" in w for w in report.warnings)
+
+
+def test_complex_step_refuses_a_forward_that_is_not_complex_analytic():
+    class AbsLayer:
+        def forward(self, x):
+            self.x = x
+            return np.abs(x)
+
+        def backward(self, dout):
+            return dout * np.sign(self.x)
+    x = np.random.default_rng(0).normal(size=(3, 4)) + 3.0
+    assert check_layer(AbsLayer(), x).passed
+    with pytest.raises(GradCheckInputError, match="complex.*method='central'"):
+        check_layer(AbsLayer(), x, method="complex")
+
+
+class Relu:
+    def forward(self, x, train_flg=True):
+        self.mask = x <= 0
+        return np.where(self.mask, 0.0, x)
+
+    def backward(self, dout):
+        return np.where(self.mask, 0.0, dout)
+
+
+class LeakyWrong(Relu):
+    def backward(self, dout):
+        return np.where(self.mask, 0.1, 1.0) * dout  # slope 0.1 where forward has 0
+
+
+@pytest.mark.parametrize("strategy", ["elementwise", "projection", "sampled"])
+def test_relu_at_and_near_kinks_is_excluded_not_failed(strategy):
+    x = np.random.default_rng(0).normal(size=(6, 5))
+    x[0, 0], x[1, 1], x[2, 2] = 0.0, 1e-9, -3e-7
+    report = check_layer(Relu(), x, strategy=strategy, samples=30)
+    assert report.passed, str(report)
+    if strategy != "sampled":
+        assert any("non-differentiable" in w for w in report.warnings)
+
+
+def test_wrong_relu_away_from_kinks_fails():
+    x = np.random.default_rng(0).normal(size=(6, 5))
+    x[np.abs(x) < 0.1] = 0.5
+    assert not check_layer(LeakyWrong(), x).passed
+    assert not check_layer(LeakyWrong(), x, strategy="projection").passed
+
+
+def test_max_pool_with_ties_passes():
+    class MaxPool1x2:
+        def forward(self, x):
+            pairs = x.reshape(x.shape[0], -1, 2)
+            self.arg = np.argmax(pairs, axis=2)
+            return np.take_along_axis(pairs, self.arg[..., None], 2)[..., 0]
+
+        def backward(self, dout):
+            dx = np.zeros(dout.shape + (2,))
+            np.put_along_axis(dx, self.arg[..., None], dout[..., None], 2)
+            return dx.reshape(dout.shape[0], -1)
+    x = np.random.default_rng(1).normal(size=(3, 6))
+    x[0, 1] = x[0, 0]  # a tie
+    report = check_layer(MaxPool1x2(), x)
+    assert report.passed, str(report)
+    assert (0, 0) in report.result("x").excluded or (0, 1) in report.result("x").excluded
+
+
+def test_nondet_tol_accepts_tiny_backward_noise():
+    class NoisyBackward(BatchNormalization):
+        def _backward(self, dout):
+            return super()._backward(dout) + 1e-14 * np.random.default_rng().normal()
+    layer, x = _bn((6, 4), True, NoisyBackward)
+    assert not check_layer(layer, x).passed
+    assert check_layer(layer, x, nondet_tol=1e-12).passed
+
+
+def test_parallel_evaluation_is_bit_identical_to_serial():
+    layer, x = _bn((16, 32), True)
+    serial = check_layer(layer, x, wrt=["x"])
+    with ThreadPoolExecutor(2) as ex:
+        threaded = check_layer(layer, x, wrt=["x"], executor=ex)
+    procs = check_layer(layer, x, wrt=["x"], n_jobs=2)
+    for r in (threaded, procs):
+        assert r.passed
+        assert np.array_equal(r.result("x").numerical, serial.result("x").numerical)
+
+
+def test_parallel_evaluation_on_a_local_dask_cluster():
+    distributed = pytest.importorskip("distributed", reason="dask.distributed not installed "
+                                      "(pip install 'dask[distributed]')")
+    layer, x = _bn((16, 32), True)
+    serial = check_layer(layer, x, wrt=["x"])
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        report = check_layer(layer, x, wrt=["x"], executor=client.get_executor())
+    assert report.passed
+    assert np.array_equal(report.result("x").numerical, serial.result("x").numerical)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"samples": 0}, "samples must be"), ({"probes": 1.5}, "probes must be"),
+    ({"precision": "half"}, "precision must be"), ({"nondet_tol": -1}, "nondet_tol"),
+    ({"n_jobs": 0}, "n_jobs"), ({"executor": object()}, "executor must be"),
+    ({"method": "complex", "strategy": "jacobian"}, "supports strategy=.elementwise. only"),
+])
+def test_invalid_engine_options(kwargs, match):
+    layer, x = _bn((4, 3), True)
+    with pytest.raises(GradCheckInputError, match=match):
+        check_layer(layer, x, **kwargs)
