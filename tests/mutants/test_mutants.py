@@ -18,16 +18,35 @@ from math import comb
 import numpy as np
 import pytest
 
-from gradcheck import check_layer
+from gradcheck import GradCheckInputError, check_layer
 from gradcheck._validate import METHODS, STRATEGIES
 from mutants.corpus import MUTANTS
 
 FAST = ("central", "elementwise")
+#: Finite-difference methods: every strategy applies. ``"complex"`` (complex step, for
+#: complex-analytic forwards only, elementwise only) has its own test.
+FD_METHODS = tuple(m for m in METHODS if m != "complex")
+
+#: (mutant, strategy) -> reason: known blind spots of the engine (strict xfail).
+ENGINE_GAPS = {
+    ("softmax-ignores-dout", "jacobian"):
+        "engine gap: strategy='jacobian' calls backward only with unit upstream gradients "
+        "e_i; for a scalar output that is dout = 1, so a backward that ignores dout (the "
+        "book's SoftmaxWithLoss) or is not linear in dout looks right",
+}
 
 CASES = [(name, mode) for name, m in MUTANTS.items() for mode in m.modes]
-SWEEP = [pytest.param(name, mode, method, strategy,
-                      id=f"{name}-{'train' if mode else 'eval'}-{method}-{strategy}")
-         for name, mode in CASES for method in METHODS for strategy in STRATEGIES
+
+
+def _sweep_param(name, mode, method, strategy):
+    gap = ENGINE_GAPS.get((name, strategy))
+    marks = [pytest.mark.xfail(strict=True, reason=gap)] if gap else []
+    return pytest.param(name, mode, method, strategy, marks=marks,
+                        id=f"{name}-{'train' if mode else 'eval'}-{method}-{strategy}")
+
+
+SWEEP = [_sweep_param(name, mode, method, strategy)
+         for name, mode in CASES for method in FD_METHODS for strategy in STRATEGIES
          if (method, strategy) != FAST]
 
 
@@ -68,7 +87,12 @@ def _takes_flag(layer):
 def check_mutant(name, train_flg, method, strategy):
     m = MUTANTS[name]
     layer, x = m.build(train_flg)
-    report = check_layer(layer, x, train_flg=train_flg, method=method, strategy=strategy)
+    try:
+        report = check_layer(layer, x, train_flg=train_flg, method=method, strategy=strategy)
+    except GradCheckInputError as exc:
+        if method == "complex" and "complex" in str(exc):
+            pytest.skip(f"the layer's forward is not complex-analytic: {exc}")
+        raise
     result = report.result(m.target)
     if result.passed and strategy == "sampled":
         k, n = affected_elements(m, train_flg)
@@ -94,6 +118,14 @@ def test_mutant_fails_and_correct_layer_passes(name, train_flg):
 @pytest.mark.parametrize("name, train_flg, method, strategy", SWEEP)
 def test_sweep_every_method_and_strategy(name, train_flg, method, strategy):
     check_mutant(name, train_flg, method, strategy)
+
+
+@pytest.mark.parametrize("name, train_flg", [pytest.param(*c, id=_case_id(*c)) for c in CASES])
+def test_complex_step(name, train_flg):
+    """``method="complex"`` where the layer's forward is complex-analytic (skipped otherwise)."""
+    if "complex" not in METHODS:
+        pytest.skip("no complex-step method")
+    check_mutant(name, train_flg, "complex", "elementwise")
 
 
 def test_corpus_size_and_single_overrides():
