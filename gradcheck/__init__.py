@@ -3,6 +3,7 @@
 >>> from gradcheck import check_layer
 """
 
+from gradcheck._assertions import assert_gradients
 from gradcheck._check import check_layer
 from gradcheck.errors import (GradCheckInputError, GradientCheckError, LayerCallError,
                               LayerProtocolError)
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "check_layer",
+    "assert_gradients",
     "GradCheckReport",
     "TargetResult",
     "Finding",

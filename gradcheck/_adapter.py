@@ -6,6 +6,7 @@ layer, the target and the perturbed element.
 """
 
 import inspect
+import re
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class LayerAdapter:
             out = self.raw_forward(x)
         except GradCheckInputError:
             raise
-        except Exception as exc:  # the layer's own error: keep its traceback
+        except (Exception, SystemExit) as exc:  # the layer's own error: keep its traceback
             raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target=target, index=index) from exc
         return self.validate_output(out, target)
@@ -127,7 +128,7 @@ class LayerAdapter:
         self.backward_calls += 1
         try:
             dx = self.layer.backward(dout_copy)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)
@@ -150,8 +151,33 @@ class LayerAdapter:
         return dx, modified
 
 
+_ITEM = re.compile(r"""^(\w+)\[['"]?([^'"\]]+)['"]?\]$""")
+
+
+def get_attr(layer, name, default=None):
+    """``layer.name``, or ``layer.attr[key]`` for a name written ``attr['key']``."""
+    m = _ITEM.match(name)
+    if m:
+        container = getattr(layer, m[1], None)
+        return container.get(m[2], default) if isinstance(container, dict) else default
+    return getattr(layer, name, default)
+
+
+def set_attr(layer, name, value):
+    """Set ``layer.name`` or ``layer.attr[key]`` (see :func:`get_attr`)."""
+    m = _ITEM.match(name)
+    if m:
+        getattr(layer, m[1])[m[2]] = value
+    else:
+        setattr(layer, name, value)
+
+
 def discover_params(layer, exclude=()):
     """Trainable parameters: ndarray attributes ``p`` with an ndarray ``d`` + ``p``.
+
+    Also the entries of a ``params`` dict with an ndarray under the same key
+    in a ``grads`` dict (named ``"params['W1']"``), as the book's networks
+    keep them.
 
     Parameters
     ----------
@@ -173,6 +199,12 @@ def discover_params(layer, exclude=()):
         grad = "d" + name
         if isinstance(value, np.ndarray) and isinstance(attrs.get(grad), np.ndarray):
             found[name] = grad
+    # the book's networks: self.params = {"W1": ...} with self.grads = {"W1": ...}
+    params, grads = attrs.get("params"), attrs.get("grads")
+    if isinstance(params, dict) and isinstance(grads, dict):
+        for key, value in params.items():
+            if isinstance(value, np.ndarray) and isinstance(grads.get(key), np.ndarray):
+                found[f"params[{key!r}]"] = f"grads[{key!r}]"
     return found
 
 
@@ -194,7 +226,7 @@ def check_params_mapping(layer, params):
         if p == "x":
             raise GradCheckInputError("'x' is reserved for the input; rename the parameter",
                                       layer=name, target=p)
-        value = getattr(layer, p, None)
+        value = get_attr(layer, p)
         if not isinstance(value, np.ndarray):
             raise GradCheckInputError(
                 f"params names attribute {p!r}, which is "

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from gradcheck._adapter import LayerAdapter, check_params_mapping, layer_name
+from gradcheck._adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
 from gradcheck._run import Run
 from gradcheck._state import StateSnapshot
 from gradcheck._validate import check_array, check_engine_options, check_options
@@ -163,7 +163,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if wrt is not None:
         for w in wrt:
             ok = w == "x" or (w in params if params is not None
-                              else isinstance(getattr(layer, w, None), np.ndarray))
+                              else isinstance(get_attr(layer, w), np.ndarray))
             if not ok:
                 raise GradCheckInputError(
                     f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
@@ -220,10 +220,6 @@ def _dispatch(run, strategy):
     return tuple(results)
 
 
-#: The ``jacobian`` strategy refuses above this many Jacobian entries.
-MAX_JACOBIAN_ENTRIES = 4_000_000
-
-
 def _check_size(name, strategy, x, layer):
     if strategy != "jacobian":
         return
@@ -231,7 +227,8 @@ def _check_size(name, strategy, x, layer):
                      if isinstance(v, np.ndarray) and v.dtype.kind == "f") \
         if hasattr(layer, "__dict__") else x.size
     # the output is usually the size of x (or smaller); refuse before any work
-    if x.size * n > MAX_JACOBIAN_ENTRIES:
+    from gradcheck._jacobian import MAX_ENTRIES
+    if x.size * n > MAX_ENTRIES:
         raise GradCheckInputError(
             f"strategy='jacobian' on an input of {x.size} elements needs about {x.size} "
             f"backward calls and a {x.size} x {n} Jacobian; that would take hours -- use "

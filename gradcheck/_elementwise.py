@@ -20,7 +20,7 @@ Elements that fail are looked at twice more before the verdict:
 import numpy as np
 
 from gradcheck._steps import element_steps
-from gradcheck._tolerances import MARGINAL, derive
+from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
 from gradcheck.report import Finding, TargetResult
 
 #: At most this many failing elements per target are recomputed.
@@ -30,11 +30,11 @@ MAX_REFINED = 512
 #: factor are not recomputed by extrapolation: no truncation error is that large.
 REFINE_RATIO = 1e6
 
-#: Weight of a method's own per-element truncation-error estimate.
-ESTIMATE_WEIGHT = 3.0
-
 #: ``|D+ - D-|`` must exceed this many tolerances for a kink.
 KINK_FACTOR = 10.0
+
+#: ... and keep at least this fraction of its size when the step is halved.
+KINK_STAY = 0.75
 
 
 def _index(i, shape):
@@ -66,6 +66,12 @@ def compare(run, target, idx=None, strategy="elementwise"):
     method = run.method
     steps = element_steps(arr, method, run.eps)
     num, trunc, den, skipped = run.numerical(target, arr, steps, idx, method)
+    if skipped.all() and run.eps is not None:
+        from gradcheck.errors import GradCheckInputError
+        raise GradCheckInputError(
+            f"eps={run.eps:g} underflows: x + h == x in {arr.dtype} for every checked element "
+            f"(max|x| = {float(np.max(np.abs(arr))):.3g}); pass eps=None for steps chosen from "
+            "the dtype and each element's magnitude", layer=run.name, target=target)
     with np.errstate(divide="ignore"):
         rounding = np.where(den > 0, 2.0 * run.rounding_noise() / den, 0.0)
     if method == "complex":  # no cancellation: the forward's own rounding, 4 eps x scale
@@ -83,7 +89,11 @@ def compare(run, target, idx=None, strategy="elementwise"):
         diff = np.abs(num - ana)
     kinks = np.zeros(len(idx), dtype=bool)
     if failing.any() and method != "complex":
-        kinks = _kinks(run, target, arr, idx, ana, allowed, failing)
+        # judged with the engine's own tolerance, never the caller's (atol=rtol=0
+        # must not turn every element into a "kink")
+        own_atol, own_rtol, _ = derive(method, run.out0.dtype, num, float(np.max(rounding)))
+        own = own_atol + own_rtol * np.abs(num) + ESTIMATE_WEIGHT * est
+        kinks = _kinks(run, target, arr, idx, ana, own, failing)
         failing &= ~kinks
     checked = ~skipped & ~kinks
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -112,7 +122,7 @@ def compare(run, target, idx=None, strategy="elementwise"):
         worst_numerical=float(num[worst]), worst_analytic=float(ana[worst]),
         atol=atol, rtol=rtol, tolerance_reason=reason,
         numerical=numerical.reshape(arr.shape), analytic=ana_full.reshape(arr.shape),
-        step=float(np.min(steps[idx])), error_estimate=float(np.max(rounding + est)),
+        step=float(np.min(steps[idx])), max_step=float(np.max(steps[idx])), error_estimate=float(np.max(rounding + est)),
         margin=margin, marginal=MARGINAL < margin < 1.0 / MARGINAL, vacuous=vacuous,
         n_checked=int(checked.sum()), n_skipped=int(skipped.sum()), n_refined=n_refined,
         excluded=tuple(_index(i, arr.shape) for i in idx[kinks]), strategy=strategy,
@@ -136,14 +146,24 @@ def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol):
     return len(rows)
 
 
-def _kinks(run, target, arr, idx, ana, allowed, failing):
-    """Failing elements at non-differentiable points (see the module notes)."""
+def _kinks(run, target, arr, idx, ana, allowed, failing, u=None):
+    """Failing elements at non-differentiable points (see the module notes).
+
+    A kink is a jump of the slope: the one-sided differences differ by more
+    than ``KINK_FACTOR`` tolerances at step ``h`` *and* at ``h/2`` (at a
+    smooth point the gap ``~h |f''|`` halves with the step; across a kink it
+    stays), and the analytic value lies between them.
+    """
     rows = np.flatnonzero(failing)[:MAX_REFINED]
     steps = element_steps(arr, "central", run.eps)
-    Dp, Dm = run.one_sided(target, arr, steps, idx[rows])
+    Dp, Dm = run.one_sided(target, arr, steps, idx[rows], u)
+    Dp2, Dm2 = run.one_sided(target, arr, steps / 2.0, idx[rows], u)
     tol = allowed[rows]
-    lo, hi = np.minimum(Dp, Dm) - tol, np.maximum(Dp, Dm) + tol
-    kink_rows = (np.abs(Dp - Dm) > KINK_FACTOR * tol) & (ana[rows] >= lo) & (ana[rows] <= hi)
+    gap, gap2 = np.abs(Dp - Dm), np.abs(Dp2 - Dm2)
+    lo = np.minimum(np.minimum(Dp, Dm), np.minimum(Dp2, Dm2)) - tol
+    hi = np.maximum(np.maximum(Dp, Dm), np.maximum(Dp2, Dm2)) + tol
+    kink_rows = ((gap > KINK_FACTOR * tol) & (gap2 > KINK_STAY * gap)
+                 & (ana[rows] >= lo) & (ana[rows] <= hi))
     kinks = np.zeros(len(idx), dtype=bool)
     kinks[rows[kink_rows]] = True
     return kinks

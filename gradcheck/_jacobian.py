@@ -12,12 +12,12 @@ import numpy as np
 
 from gradcheck import _numdiff
 from gradcheck._steps import element_steps
-from gradcheck._tolerances import MARGINAL, derive
+from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
 from gradcheck.errors import GradCheckInputError
 from gradcheck.report import TargetResult
 
+#: The strategy refuses above this many Jacobian entries (memory and hours of calls).
 MAX_ENTRIES = 4_000_000
-ESTIMATE_WEIGHT = 3.0
 
 
 def compare_jacobian(run):

@@ -18,7 +18,7 @@ from gradcheck import _numdiff
 
 
 def _chunk_worker(payload, idx):
-    from gradcheck._adapter import LayerAdapter
+    from gradcheck._adapter import LayerAdapter, get_attr
     from gradcheck._state import StateSnapshot
 
     # every task differentiates its own copy, whatever the executor shares
@@ -28,7 +28,7 @@ def _chunk_worker(payload, idx):
     adapter.raw_forward(xw.copy())
     dirty = snapshot.changed()
     snapshot.restore_all()
-    arr = xw if target == "x" else getattr(layer, target)
+    arr = xw if target == "x" else get_attr(layer, target)
     restores = [s.restore for s in dirty if not (s.kind == "array" and s.obj is arr)]
 
     def evaluate(i):

@@ -31,13 +31,11 @@ import numpy as np
 
 from gradcheck import _numdiff
 from gradcheck._steps import base_step
-from gradcheck._tolerances import MARGINAL, SAFETY, derive, nominal_accuracy
+from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, SAFETY, derive, nominal_accuracy
 from gradcheck.report import Finding, TargetResult
 
 #: Bisection stops after locating this many wrong elements per target.
 MAX_LOCATED = 16
-
-ESTIMATE_WEIGHT = 3.0
 
 
 class _Directional:
@@ -198,13 +196,8 @@ def _bisect(run, d, v, u, g):
             allowed = atol + rtol * abs(value) + ESTIMATE_WEIGHT * trunc
             index = tuple(int(j) for j in np.unravel_index(int(block[0]), arr.shape))
             if abs(value - ana) > allowed:
-                saved_dout = run.dout
-                run.dout = u
-                try:
-                    is_kink = _kinks(run, d.target, arr, block, np.array([ana]),
-                                     np.array([allowed]), np.array([True]))[0]
-                finally:
-                    run.dout = saved_dout
+                is_kink = _kinks(run, d.target, arr, block, np.array([ana]),
+                                 np.array([allowed]), np.array([True]), u)[0]
                 if is_kink:
                     kinks.append(index)
                 else:

@@ -11,7 +11,7 @@ strategies).
 import numpy as np
 
 from gradcheck import _numdiff
-from gradcheck._adapter import discover_params
+from gradcheck._adapter import discover_params, get_attr, set_attr
 from gradcheck._state import _bitwise_equal
 from gradcheck._validate import check_array
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
@@ -72,12 +72,12 @@ class Run:
         # which parameters, and do their gradients appear?
         if params is None:
             params = discover_params(layer, exclude={"x"})
-            params = {p: g for p, g in params.items() if getattr(layer, p) is not self.xw}
+            params = {p: g for p, g in params.items() if get_attr(layer, p) is not self.xw}
         for p, g in params.items():
-            value, grad = getattr(layer, p), getattr(layer, g, None)
+            value, grad = get_attr(layer, p), get_attr(layer, g)
             check_array(value, layer=name, target=p, what=f"parameter {p!r}")
             self._check_grad(p, g, value, grad, "after backward()")
-        grads1 = {p: np.array(getattr(layer, g), dtype=np.float64) for p, g in params.items()}
+        grads1 = {p: np.array(get_attr(layer, g), dtype=np.float64) for p, g in params.items()}
         self.params = params
         targets = ["x"] + list(params)
         if wrt is not None:
@@ -103,19 +103,19 @@ class Run:
         self.dirty = [s for s in self.snapshot.changed()]
         poison = {}
         for p, g in params.items():
-            value = getattr(layer, p)
+            value = get_attr(layer, p)
             poison[p] = np.full(value.shape, np.nan, dtype=value.dtype)
-            setattr(layer, g, poison[p])
+            set_attr(layer, g, poison[p])
         dx2, mod2 = self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
         self.analytic = {"x": np.array(dx2, dtype=np.float64)}
         for p, g in params.items():
-            grad = getattr(layer, g, None)
+            grad = get_attr(layer, g)
             if grad is poison[p] and np.isnan(grad).all():
                 raise LayerProtocolError(
                     f"backward() did not refresh {g}: it still holds the value from before "
                     "this call (stale from an earlier call, or accumulated into with +=)",
                     layer=name, target=p)
-            self._check_grad(p, g, getattr(layer, p), grad, "after the second backward()")
+            self._check_grad(p, g, get_attr(layer, p), grad, "after the second backward()")
             if np.isnan(grad).any() and not np.isnan(grads1[p]).any():
                 raise LayerProtocolError(
                     f"backward() did not refresh every element of {g} (it accumulates into "
@@ -139,7 +139,7 @@ class Run:
                     f"{t!r} (max difference {np.max(np.abs(first - self.analytic[t])):.3g} > "
                     f"nondet_tol = {self.opts.nondet_tol:g})", t))
         for s in self.dirty:
-            if s.kind == "array" and any(s.obj is getattr(layer, p) for p in params):
+            if s.kind == "array" and any(s.obj is get_attr(layer, p) for p in params):
                 self.findings.append(Finding(
                     "forward-modifies-parameter", True,
                     "forward() modifies a parameter array in place"))
@@ -170,7 +170,7 @@ class Run:
                 r()
             try:
                 out = fwd(xw.copy() if fresh else xw)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
                                      layer=adapter.name, target=target,
                                      index=tuple(int(j) for j in np.unravel_index(i, shape))
@@ -214,10 +214,11 @@ class Run:
         skipped = (den == 0.0).any(axis=1)
         return value, trunc, np.min(np.abs(den), axis=1), skipped
 
-    def one_sided(self, target, arr, steps, idx):
+    def one_sided(self, target, arr, steps, idx, u=None):
         """Forward and backward one-sided differences ``D+``, ``D-`` (kink detection)."""
         ev = self._evaluator(target, arr)
-        Dp, Dm = _numdiff.one_sided_differences(ev, arr, self.dout, idx, steps, self.out0)
+        u = self.dout if u is None else u
+        Dp, Dm = _numdiff.one_sided_differences(ev, arr, u, idx, steps, self.out0)
         self._check_finite(target, arr, idx, np.stack([Dp, Dm], axis=1))
         return Dp, Dm
 
@@ -234,7 +235,7 @@ class Run:
         override = getattr(self, "override", None)
         if override and target in override:
             return override[target]
-        return self.xw if target == "x" else getattr(self.layer, target)
+        return self.xw if target == "x" else get_attr(self.layer, target)
 
     def vjp(self, u):
         """Analytic gradients of ``sum(forward(x) * u)`` for every target, ``{name: float64}``."""
@@ -243,7 +244,7 @@ class Run:
         dx, _ = self.adapter.backward(u, self.xw.shape, self.xw.dtype)
         grads = {"x": np.array(dx, dtype=np.float64)}
         for p, g in self.params.items():
-            grads[p] = np.array(getattr(self.layer, g), dtype=np.float64)
+            grads[p] = np.array(get_attr(self.layer, g), dtype=np.float64)
         self.snapshot.restore_all()
         return grads
 

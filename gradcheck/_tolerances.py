@@ -30,6 +30,10 @@ from gradcheck._steps import ORDER, machine_eps
 #: Safety factor between the nominal accuracy of a method and the tolerance.
 SAFETY = 100.0
 
+#: Weight of a method's own per-element truncation-error estimate in the
+#: allowed difference (methods that extrapolate: central4, richardson).
+ESTIMATE_WEIGHT = 3.0
+
 #: A comparison whose worst element uses more than this fraction of the
 #: tolerance (or fails by less than its inverse) is flagged as marginal.
 MARGINAL = 0.3

@@ -68,9 +68,10 @@ class LayerCallError(GradCheckInputError):
 class GradientCheckError(AssertionError):
     """A gradient check failed; raised by ``GradCheckReport.raise_if_failed``.
 
-    The message is the report's table; the report itself is ``.report``.
+    The message is the report's table (or ``message``, when given); the
+    report itself is ``.report``.
     """
 
-    def __init__(self, report):
-        super().__init__(str(report))
+    def __init__(self, report, message=None):
+        super().__init__(str(report) if message is None else message)
         self.report = report

@@ -41,8 +41,8 @@ class TargetResult:
         Where ``atol`` and ``rtol`` come from.
     numerical, analytic : ndarray of the target's shape (float64)
         The two gradients.
-    step : float
-        Smallest absolute step used (the steps are per element).
+    step, max_step : float
+        Smallest and largest absolute step used (the steps are per element).
     error_estimate : float
         Largest estimated error of the numerical gradient (rounding, and
         truncation where the method estimates it).
@@ -89,6 +89,7 @@ class TargetResult:
     numerical: np.ndarray = field(repr=False)
     analytic: np.ndarray = field(repr=False)
     step: float = 0.0
+    max_step: float = 0.0
     error_estimate: float = 0.0
     margin: float = 0.0
     marginal: bool = False
@@ -118,6 +119,7 @@ class TargetResult:
             "worst_index": list(self.worst_index), "worst_numerical": self.worst_numerical,
             "worst_analytic": self.worst_analytic, "atol": self.atol, "rtol": self.rtol,
             "tolerance_reason": self.tolerance_reason, "step": self.step,
+            "max_step": self.max_step or self.step,
             "error_estimate": self.error_estimate, "margin": self.margin,
             "marginal": self.marginal, "vacuous": self.vacuous,
             "n_checked": self.n_checked, "n_skipped": self.n_skipped,
@@ -260,15 +262,18 @@ class GradCheckReport:
         title = (f"{self.layer} {tuple(self.input_shape)} {self.dtype} {self.mode}: "
                  f"{'PASS' if self.passed else 'FAIL'}")
         table = Table(title=title, title_justify="left", show_edge=False)
-        for col in ("target", "shape", "max abs err", "max rel err", "worst index",
-                    "numerical", "analytic", "atol", "rtol", "verdict"):
+        for col in ("target", "shape", "max abs err", "est. num. err", "max rel err",
+                    "worst index", "numerical", "analytic", "atol", "rtol", "verdict"):
             table.add_column(col, justify="left" if col in ("target", "verdict") else "right")
         for r in self.results:
+            worst = str(tuple(r.worst_index))
+            if r.worst_output_index is not None:
+                worst = f"out {tuple(r.worst_output_index)}, in {worst}"
             table.add_row(r.name, "x".join(map(str, r.shape)) or "()",
-                          f"{r.max_abs_error:.3g}", f"{r.max_rel_error:.3g}",
-                          str(tuple(r.worst_index)), f"{r.worst_numerical:.10g}",
+                          f"{r.max_abs_error:.3g}", f"{r.error_estimate:.2g}",
+                          f"{r.max_rel_error:.3g}", worst, f"{r.worst_numerical:.10g}",
                           f"{r.worst_analytic:.10g}", f"{r.atol:.2g}", f"{r.rtol:.2g}",
-                          r.verdict + (" (marginal)" if r.marginal else ""))
+                          f"{r.verdict} ({'marginal' if r.marginal else 'clear'})")
         buf = io.StringIO()
         console = Console(file=buf, width=160, color_system=None, force_terminal=False)
         console.print(table)
@@ -277,6 +282,13 @@ class GradCheckReport:
                      f"forward calls={self.forward_calls} backward calls={self.backward_calls}")
         for r in self.results:
             lines.append(f"  {r.name}: {r.tolerance_reason}; smallest step {r.step:.3g}")
+            for index, num, ana in r.located:
+                lines.append(f"  {r.name}: wrong element {index}: numerical {num:.10g}, "
+                             f"analytic {ana:.10g}")
         for f in self.findings:
             lines.append(f"{'FAILURE' if f.failure else 'warning'}: {f.message}")
+        if not self.passed:
+            lines.append("hint: the worst index and both values point at the wrong term; "
+                         "rerun with method='richardson' to rule out numerical error, or "
+                         "strategy='jacobian' (small layers) to see which output it affects")
         return "\n".join(lines)

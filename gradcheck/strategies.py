@@ -81,11 +81,7 @@ def _signed_floats(dtype, low, high):
 
 
 def _kink_free(shape, dtype, low, high, margin):
-    """Arrays with ``|v| >= max(low, margin)`` and pairwise gaps ``>= margin``.
-
-    Element ``k`` (a unique nonzero integer) becomes ``sign(k) * (base +
-    2 margin (|k| - 1) + jitter)`` with ``jitter`` in ``[0, margin)``.
-    """
+    """``|v| >= max(low, margin)``, gaps ``>= margin``: a jittered grid of unique k != 0."""
     size = int(np.prod(shape))
     base = max(low, margin)
     K = max(int((high - base) // (2 * margin)) + 1, size, 1)
@@ -102,7 +98,7 @@ def _kink_free(shape, dtype, low, high, margin):
 def _constant_column(pair):
     x, (j, c) = pair
     x = x.copy()
-    x[:, j % x.shape[1]] = c
+    x[:, j] = c
     return x
 
 
@@ -183,16 +179,12 @@ def _params(shape, low=0.1, high=2.0):
     return float_arrays(shape, min_magnitude=low, max_magnitude=high)
 
 
-def _positive(shape):
-    return hnp.arrays(np.float64, shape, elements=st.floats(0.25, 4.0))
-
-
 def _bn_kwargs(D):
-    return st.fixed_dictionaries({
-        "gamma": _params((D,)), "beta": _params((D,), 0.0),
-        "momentum": st.floats(0.0, 0.99),
-        "running_mean": st.none() | _params((D,), 0.0), "running_var": st.none() | _positive((D,)),
-    })
+    variances = hnp.arrays(np.float64, (D,), elements=st.floats(0.25, 4.0))
+    running = st.just((None, None)) | st.tuples(_params((D,), 0.0), variances)
+    return st.tuples(_params((D,)), _params((D,), 0.0), st.floats(0.0, 0.99), running).map(
+        lambda a: {"gamma": a[0], "beta": a[1], "momentum": a[2],
+                   "running_mean": a[3][0], "running_var": a[3][1]})
 
 
 @st.composite
@@ -259,10 +251,9 @@ def parameters_for(layer_name, shape):
     Returns
     -------
     SearchStrategy of dict
-        Keyword arguments: ``getattr(layers, layer_name)(**kwargs)`` accepts
-        input of ``shape``. Parameter arrays are float64 with magnitudes at
-        most 2; running variances lie in ``[0.25, 4]``; running statistics may
-        be ``None``.
+        ``kwargs`` such that ``getattr(layers, layer_name)(**kwargs)`` accepts
+        input of ``shape``: float64 parameters of magnitude at most 2, running
+        variances in ``[0.25, 4]`` (running statistics both arrays or both None).
 
     Examples
     --------

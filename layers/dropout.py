@@ -60,7 +60,8 @@ class Dropout:
 
     def __init__(self, dropout_ratio=0.5, seed=0, scale=True):
         if not 0 <= dropout_ratio < 1:
-            raise ValueError(f"Dropout: dropout_ratio must satisfy 0 <= p < 1, got {dropout_ratio!r}")
+            raise ValueError(
+                f"Dropout: dropout_ratio must satisfy 0 <= p < 1, got {dropout_ratio!r}")
         self.dropout_ratio = dropout_ratio
         self.scale = bool(scale)
         self.rng = np.random.default_rng(seed)

@@ -220,7 +220,8 @@ class GroupNorm:
 
         \\mu_{ng} = \\frac1M \\sum_{i \\in g} x_{ni}, \\quad
         \\sigma_{ng}^2 = \\frac1M \\sum_{i \\in g} (x_{ni} - \\mu_{ng})^2, \\quad
-        y_{nchw} = \\gamma_c \\frac{x_{nchw} - \\mu_{ng}}{\\sqrt{\\sigma_{ng}^2 + \\epsilon}} + \\beta_c
+        y_{nchw} = \\gamma_c
+            \\frac{x_{nchw} - \\mu_{ng}}{\\sqrt{\\sigma_{ng}^2 + \\epsilon}} + \\beta_c
 
     ``G = 1`` is layer normalisation with per-channel affine parameters,
     ``G = C`` is instance normalisation. Train and eval mode are the same.

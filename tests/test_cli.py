@@ -91,3 +91,39 @@ def test_console_script_runs_as_a_subprocess():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "0 failed" in proc.stdout
+
+
+@pytest.mark.parametrize("body", [
+    "def make():\n    raise SystemExit(0)\n",
+    "import sys\nsys.exit(0)\ndef make():\n    pass\n",
+    "import numpy as np\nclass L:\n    def forward(self, x):\n        raise SystemExit(0)\n"
+    "    def backward(self, d):\n        return d\ndef make():\n    return L(), np.ones((2, 2))\n",
+])
+def test_sys_exit_in_user_code_never_passes_the_gate(tmp_path, body, capsys):
+    f = tmp_path / "exits.py"
+    f.write_text(body)
+    assert main([f"{f}:make"]) == 2
+    assert "SystemExit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ret, what", [('"hello"', "str"), ("(1, 2, 3)", "a tuple of 3"),
+                                       ("None", "NoneType")])
+def test_factory_returning_garbage_is_named(tmp_path, ret, what, capsys):
+    f = tmp_path / "garbage.py"
+    f.write_text(f"def make():\n    return {ret}\n")
+    assert main([f"{f}:make", "--shape", "2,3"]) == 2
+    assert f"returned {what}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--junit-xml"])
+def test_unwritable_report_path_is_refused_before_checking(tmp_path, flag, capsys):
+    assert main(["--quiet", flag, str(tmp_path)]) == 2
+    err = capsys.readouterr()
+    assert "is a directory" in err.err and "checks passed" not in err.out
+    assert main(["--quiet", flag, str(tmp_path / "missing" / "r.json")]) == 2
+
+
+def test_strategy_and_precision_options():
+    assert main(["--quiet", "--strategy", "projection", "--precision", "native"]) == 0
+    with pytest.raises(SystemExit):
+        main(["--strategy", "magic"])

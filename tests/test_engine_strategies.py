@@ -225,3 +225,55 @@ def test_invalid_engine_options(kwargs, match):
     layer, x = _bn((4, 3), True)
     with pytest.raises(GradCheckInputError, match=match):
         check_layer(layer, x, **kwargs)
+
+
+def test_a_step_that_underflows_is_an_input_error():
+    layer, x = _bn((4, 3), True)
+    with pytest.raises(GradCheckInputError, match="eps=1e-300 underflows.*eps=None"):
+        check_layer(layer, x + 10.0, eps=1e-300)
+
+
+def test_float16_layer_is_checked_in_float64():
+    layer, x = _bn((6, 4), True)
+    layer.gamma, layer.beta = layer.gamma.astype(np.float16), layer.beta.astype(np.float16)
+    report = check_layer(layer, x.astype(np.float16))
+    assert report.passed and report.dtype == "float64" and report.input_dtype == "float16"
+    assert layer.gamma.dtype == np.float16
+
+
+def test_zero_tolerances_never_turn_smooth_elements_into_kinks():
+    """atol=rtol=0 demands exact agreement: a smooth layer FAILS, never a vacuous PASS."""
+    layer, x = _bn((5, 3), True)
+    report = check_layer(layer, x, atol=0.0, rtol=0.0)
+    assert not report.passed
+    assert all(not r.excluded for r in report.results)
+    assert report.result("x").n_checked == x.size
+
+
+def test_smooth_but_curved_layer_is_not_mistaken_for_a_kink():
+    class Sharp:
+        """exp(50 x): large second derivative, no kink."""
+        def forward(self, x):
+            self.y = np.exp(50 * x)
+            return self.y
+
+        def backward(self, dout):
+            return dout * 50 * self.y * 1.001  # wrong by 0.1 %
+    x = np.random.default_rng(0).uniform(-0.1, 0.1, size=(4, 3))
+    report = check_layer(Sharp(), x)
+    assert not report.passed and not report.result("x").excluded
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_same_call_same_seed_gives_a_bit_identical_report(strategy):
+    reports = []
+    for _ in range(2):
+        layer, x = _bn((5, 4), True)
+        reports.append(check_layer(layer, x, strategy=strategy, seed=7))
+    a, b = reports
+    assert a.to_dict(arrays=True) == b.to_dict(arrays=True)
+    for ra, rb in zip(a.results, b.results):
+        assert ra.numerical.tobytes() == rb.numerical.tobytes()
+    d = a.to_dict()
+    assert d["seed"] == 7 and d["method"] == "central" and d["versions"]["numpy"]
+    assert all("step" in r and "atol" in r and "rtol" in r for r in d["results"])

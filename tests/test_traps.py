@@ -389,3 +389,42 @@ def test_non_contiguous_and_fortran_x():
         before = x.copy()
         assert check_layer(Scale(), x).passed
         assert np.array_equal(x, before)
+
+
+class TwoLayerNetLike:
+    """Parameters in ``self.params``, gradients in ``self.grads``, as the book's networks."""
+
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.params = {"W1": rng.normal(size=(3, 4)), "b1": rng.normal(size=4)}
+        self.grads = {}
+
+    def forward(self, x):
+        self.x = x
+        self.h = np.tanh(x @ self.params["W1"] + self.params["b1"])
+        return self.h
+
+    def backward(self, dout):
+        dz = dout * (1 - self.h ** 2)
+        self.grads["W1"] = self.x.T @ dz
+        self.grads["b1"] = dz.sum(axis=0)
+        return dz @ self.params["W1"].T
+
+
+def test_book_style_params_and_grads_dicts_are_discovered():
+    net = TwoLayerNetLike()
+    W1 = net.params["W1"]
+    report = check_layer(net, X)
+    assert [r.name for r in report.results] == ["x", "params['W1']", "params['b1']"]
+    assert report.passed, str(report)
+    assert net.params["W1"] is W1 and net.grads == {}
+
+    class WrongBias(TwoLayerNetLike):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads["b1"] = -self.grads["b1"]
+            return dx
+    report = check_layer(WrongBias(), X)
+    assert not report.result("params['b1']").passed and report.result("params['W1']").passed
+    explicit = check_layer(TwoLayerNetLike(), X, params={"params['W1']": "grads['W1']"})
+    assert [r.name for r in explicit.results] == ["x", "params['W1']"]

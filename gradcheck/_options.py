@@ -1,0 +1,125 @@
+"""Options shared by the ``gradcheck`` command, the pytest plugin and project configuration.
+
+One definition per option: the parser that validates its value (used as
+argparse's and pytest's ``type=``, and by the ``[gradcheck]`` configuration
+reader) and its help text, so ``--method`` on the command line,
+``--gradcheck-method`` under pytest and ``method = ...`` in ``setup.cfg``
+accept exactly the same values with the same messages.
+"""
+
+import argparse
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Callable
+
+from gradcheck._validate import METHODS, PRECISIONS, STRATEGIES
+
+__all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision",
+           "parse_seed", "parse_tolerance", "parse_step", "parse_shape"]
+
+#: The exception every parser raises; argparse and pytest print it as a usage error.
+OptionError = argparse.ArgumentTypeError
+
+
+def _number(value, what):
+    if isinstance(value, bool):
+        raise OptionError(f"expected {what}, got {value!r}")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise OptionError(f"expected {what}, got {value!r}") from None
+
+
+def parse_method(value):
+    """A finite-difference method name (``"central"``, ...)."""
+    text = str(value).strip()
+    if text not in METHODS:
+        raise OptionError(f"expected one of {', '.join(METHODS)}; got {value!r}")
+    return text
+
+
+def parse_strategy(value):
+    """A strategy name (``"elementwise"``, ``"projection"``, ...)."""
+    text = str(value).strip()
+    if text not in STRATEGIES:
+        raise OptionError(f"expected one of {', '.join(STRATEGIES)}; got {value!r}")
+    return text
+
+
+def parse_precision(value):
+    """A precision policy (``"auto"``, ``"float64"``, ``"native"``)."""
+    text = str(value).strip()
+    if text not in PRECISIONS:
+        raise OptionError(f"expected one of {', '.join(PRECISIONS)}; got {value!r}")
+    return text
+
+
+def parse_seed(value):
+    """An integer seed >= 0."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise OptionError(f"expected an integer >= 0, got {value!r}")
+    try:
+        seed = int(value) if isinstance(value, numbers.Integral) else int(str(value).strip())
+    except ValueError:
+        raise OptionError(f"expected an integer >= 0, got {value!r}") from None
+    if seed < 0:
+        raise OptionError(f"expected an integer >= 0, got {value!r}")
+    return seed
+
+
+def parse_tolerance(value):
+    """A finite tolerance >= 0."""
+    tol = _number(value, "a number >= 0")
+    if not math.isfinite(tol) or tol < 0:
+        raise OptionError(f"expected a finite number >= 0, got {value!r}")
+    return tol
+
+
+def parse_step(value):
+    """A finite absolute step > 0."""
+    step = _number(value, "a number > 0")
+    if not math.isfinite(step) or step <= 0:
+        raise OptionError(f"expected a finite number > 0, got {value!r}")
+    return step
+
+
+def parse_shape(text):
+    """An input shape: positive integers separated by commas (``8,16`` or ``4x3x5x5``)."""
+    try:
+        shape = tuple(int(s) for s in str(text).replace("x", ",").split(",") if s.strip())
+    except ValueError:
+        raise OptionError(f"--shape must be integers like 8,16 or 2,3,4,4; got {text!r}") \
+            from None
+    if not shape or any(n <= 0 for n in shape):
+        raise OptionError(f"--shape needs positive sizes; got {text!r}")
+    return shape
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a check, as the CLI, the plugin and the config file spell it."""
+
+    name: str
+    parse: Callable
+    metavar: str
+    help: str
+
+
+#: The options that ``check_layer`` takes and that a run can set for every check.
+GATE_OPTIONS = (
+    Option("method", parse_method, "{" + ",".join(METHODS) + "}",
+           "finite-difference formula (default: central)"),
+    Option("strategy", parse_strategy, "{" + ",".join(STRATEGIES) + "}",
+           "what is compared: every element, the whole Jacobian, random projections or "
+           "sampled elements (default: elementwise)"),
+    Option("precision", parse_precision, "{" + ",".join(PRECISIONS) + "}",
+           "float16/float32 layers: evaluate in float64 (auto, the default) or natively"),
+    Option("seed", parse_seed, "N", "seed of dout and of the inputs (default: 0)"),
+    Option("atol", parse_tolerance, "ATOL",
+           "absolute tolerance (default: derived from the dtype, method and step)"),
+    Option("rtol", parse_tolerance, "RTOL",
+           "relative tolerance (default: derived from the dtype and method)"),
+)

@@ -1,0 +1,146 @@
+"""What the gate checks: a user's ``MODULE:FACTORY`` targets or the built-in suite.
+
+A *case* is one check: a label, a function building a fresh ``(layer, x)``
+and a mode. Factories are resolved (imported) before any check runs, so a
+missing module or factory is reported before work is done.
+"""
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+class UsageError(Exception):
+    """A command-line or configuration problem: exit status 2.
+
+    ``show_cause``: the user's own code raised (the factory, or importing the
+    user's module), so its traceback is printed below the message.
+    """
+
+    def __init__(self, message, show_cause=False):
+        super().__init__(message)
+        self.show_cause = show_cause
+
+
+class Case(NamedTuple):
+    """One check of a gate run."""
+
+    label: str
+    build: Callable  # () -> (layer, x)
+    train_flg: bool
+
+
+def load_factory(spec, search_path=()):
+    """Resolve ``MODULE:FACTORY`` or ``path/to/file.py:FACTORY`` to a callable.
+
+    ``search_path``: directories tried (after the current directory) to
+    import ``MODULE``.
+    """
+    if ":" not in spec:
+        raise UsageError(f"TARGET must be MODULE:FACTORY or path/to/file.py:FACTORY; got {spec!r}")
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr:
+        raise UsageError(f"TARGET must be MODULE:FACTORY or path/to/file.py:FACTORY; got {spec!r}")
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        module = _import_file(where)
+    else:
+        for d in (os.getcwd(), *map(str, search_path)):
+            if d not in sys.path:
+                sys.path.insert(0, d)
+        try:
+            module = importlib.import_module(where)
+        except (Exception, SystemExit) as exc:
+            missing = isinstance(exc, ModuleNotFoundError) and exc.name == where
+            raise UsageError(f"cannot import module {where!r}: {type(exc).__name__}: {exc}",
+                             show_cause=not missing) from exc
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise UsageError(f"{where} has no attribute {attr!r}")
+    if not callable(factory):
+        raise UsageError(f"{where}:{attr} is {type(factory).__name__}, not a callable factory")
+    return factory
+
+
+def _import_file(where):
+    path = Path(where)
+    if not path.is_file():
+        raise UsageError(f"{where}: no such file")
+    mod_name = f"_gradcheck_user_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        module_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:
+        raise UsageError(f"{where}: importing it raised {type(exc).__name__}: {exc}",
+                         show_cause=True) from exc
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def target_cases(target, modes, *, shape=None, seed=0, label=None, search_path=()):
+    """``[Case]`` for a user's ``MODULE:FACTORY``, one per mode.
+
+    The factory returns ``(layer, x)``, or a layer alone when ``shape`` is
+    given (``x`` is then standard normal from ``seed``).
+    """
+    factory = load_factory(target, search_path)
+    label = label or target
+
+    def build():
+        try:
+            made = factory()
+        except (Exception, SystemExit) as exc:  # sys.exit() in user code must not pass
+            raise UsageError(f"{label}: the factory raised {type(exc).__name__}: {exc}",
+                             show_cause=True) from exc
+        if isinstance(made, tuple) and len(made) == 2:
+            return made
+        if isinstance(made, tuple) or not callable(getattr(made, "forward", None)):
+            what = (f"a tuple of {len(made)}" if isinstance(made, tuple)
+                    else type(made).__name__)
+            raise UsageError(f"{label}: the factory returned {what}; expected a layer (with "
+                             "forward and backward) or a (layer, x) pair")
+        if shape is None:
+            raise UsageError(f"{label}: the factory returned a layer without an input; return "
+                             "(layer, x), or give --shape N,D or --shape N,C,H,W")
+        return made, np.random.default_rng(seed).standard_normal(shape)
+
+    return [Case(label, build, m) for m in modes]
+
+
+def config_cases(config, modes, seed):
+    """``[Case]`` for every target of a :class:`~gradcheck.config.GateConfig`."""
+    cases = []
+    for target in config.targets:
+        try:
+            cases += target_cases(config.resolve(target), modes, seed=seed, label=target,
+                                  search_path=(config.path.parent,))
+        except UsageError as exc:
+            raise UsageError(f"{config.where('targets')}: {exc}", exc.show_cause) from exc
+    return cases
+
+
+def builtin_cases(modes, seed):
+    """``[Case]`` of the built-in suite (every layer configuration) in ``modes``."""
+    from layers.specs import builtin_cases as cases
+
+    return [Case(c.spec.name, c.build, c.train_flg) for c in cases(seed=seed)
+            if c.train_flg in modes]
+
+
+def builtin_case(name, train_flg, seed):
+    """The first built-in case of the layer configuration ``name`` (for ``gradcheck plot``)."""
+    from layers.specs import SPECS, builtin_cases as cases
+
+    for c in cases(seed=seed):
+        if c.spec.name == name and c.train_flg == train_flg:
+            return Case(c.spec.name, c.build, c.train_flg)
+    known = ", ".join(s.name for s in SPECS)
+    raise UsageError(f"no built-in layer {name!r} in {'train' if train_flg else 'eval'} mode; "
+                     f"built-in layers: {known}")

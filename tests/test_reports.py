@@ -1,0 +1,203 @@
+"""Reports of the gate: JUnit XML (validated against tests/data/junit.xsd), JSON, progress."""
+
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from gradcheck import check_layer
+from gradcheck._gate import CheckProgress, estimate_forward_calls, run_checks
+from gradcheck._targets import Case
+from gradcheck.cli import main
+from gradcheck.junit import junit_xml
+from layers import Affine, BatchNormalization, Sequential, Tanh
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+XSD = Path(__file__).parent / "data" / "junit.xsd"
+
+
+try:
+    import xmlschema
+except ImportError:  # a test-only dependency: pip install -e '.[test]'
+    xmlschema = None
+
+
+@pytest.fixture(scope="module")
+def junit_schema():
+    """Validates a JUnit document (a path or a string); without xmlschema, a no-op.
+
+    ``test_the_schema_rejects_what_jenkins_would_reject`` is skipped then, so a
+    missing validation shows in the summary.
+    """
+    if xmlschema is None:
+        return type("NoValidation", (), {"validate": staticmethod(lambda doc: None)})()
+    return xmlschema.XMLSchema(str(XSD))
+
+
+def _cases(doc):
+    return doc.findall("./testsuite/testcase")
+
+
+def test_junit_of_a_failing_target(tmp_path, junit_schema):
+    path = tmp_path / "junit.xml"
+    assert main([f"{EXAMPLES / 'my_layers.py'}:make_broken_swish", "--train", "--eval", "-q",
+                 "--junit-xml", str(path)]) == 1
+    junit_schema.validate(str(path))
+    doc = ET.parse(path).getroot()
+    suite = doc.find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "2", "0")
+    names = [(c.get("classname"), c.get("name")) for c in _cases(doc)]
+    label = f"{EXAMPLES / 'my_layers.py'}:make_broken_swish"
+    assert names == [(label, "x (10, 6) train"), (label, "beta (10, 6) train"),
+                     (label, "x (10, 6) eval"), (label, "beta (10, 6) eval")]
+    failure = _cases(doc)[0].find("failure")
+    assert re.match(r"target 'x' at index \(\d+, \d+\): numerical \S+, analytic \S+",
+                    failure.get("message"))
+    assert "max abs err" in failure.text and "worst index" in failure.text
+    assert _cases(doc)[1].find("failure") is None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props == {"method": "central", "seed": "0", "source": "target"}
+
+
+def test_junit_of_the_builtin_suite_has_one_testcase_per_target(tmp_path, junit_schema):
+    xml_path, json_path = tmp_path / "junit.xml", tmp_path / "report.json"
+    assert main(["-q", "--eval", "--junit-xml", str(xml_path), "--json", str(json_path)]) == 0
+    junit_schema.validate(str(xml_path))
+    report = json.loads(json_path.read_text())
+    doc = ET.parse(xml_path).getroot()
+    assert len(_cases(doc)) == report["summary"]["targets"] == int(doc.get("tests"))
+    assert doc.get("failures") == "0" and not doc.findall(".//failure")
+
+
+class _Vacuous:
+    """A constant output: every gradient is zero, so the check proves nothing."""
+
+    def forward(self, x, train_flg=True):
+        return np.ones_like(x)
+
+    def backward(self, dout):
+        return np.zeros_like(dout)
+
+
+_CALLS = [0]
+
+
+class _Restless:
+    """Adds a global call counter: forward differs between identical calls."""
+
+    def forward(self, x, train_flg=True):
+        _CALLS[0] += 1
+        return x * (1.0 + 1e-3 * _CALLS[0])
+
+    def backward(self, dout):
+        return dout
+
+
+def test_junit_marks_vacuous_targets_skipped_and_loose_findings_as_cases(junit_schema):
+    x = np.linspace(-1, 1, 6).reshape(2, 3)
+    outcomes = [("vacuous", check_layer(_Vacuous(), x), 0.01),
+                ("restless", check_layer(_Restless(), x), 0.02)]
+    assert outcomes[0][1].passed and not outcomes[1][1].passed
+    text = junit_xml(outcomes)
+    junit_schema.validate(text)
+    doc = ET.fromstring(text)
+    cases = {c.get("classname") + "/" + c.get("name"): c for c in _cases(doc)}
+    assert cases["vacuous/x (2, 3) train"].find("skipped") is not None
+    assert "vacuous" in cases["vacuous/x (2, 3) train"].find("system-out").text
+    selfcheck = cases["restless/self-checks (2, 3) train"].find("failure")
+    assert selfcheck.get("type") == "forward-nondeterministic"
+    vacuous = sum(r.vacuous and r.passed for _, report, _ in outcomes for r in report.results)
+    assert vacuous >= 1 and doc.find("testsuite").get("skipped") == str(vacuous)
+
+
+@pytest.mark.skipif(xmlschema is None, reason="xmlschema is not installed: the JUnit reports "
+                    "were not validated against tests/data/junit.xsd")
+def test_the_schema_rejects_what_jenkins_would_reject(junit_schema):
+    assert not junit_schema.is_valid("<testsuites><testsuite name='s' tests='1'>"
+                                     "<testcase classname='c'/></testsuite></testsuites>")
+    assert not junit_schema.is_valid("<testsuites><testsuite name='s' tests='-1'/>"
+                                     "</testsuites>")
+
+
+def test_json_document_and_its_documentation_agree(tmp_path):
+    path = tmp_path / "report.json"
+    assert main([f"{EXAMPLES / 'my_layers.py'}:make_broken_swish", "-q", "--json",
+                 str(path)]) == 1
+    doc = json.loads(path.read_text())
+    assert doc["schema_version"] == 1 and doc["passed"] is False
+    assert doc["summary"] == {"checks": 1, "passed": 0, "failed": 1, "targets": 2}
+    assert doc["source"] == {"kind": "target",
+                             "targets": [f"{EXAMPLES / 'my_layers.py'}:make_broken_swish"]}
+    check = doc["checks"][0]
+    assert check["results"][0]["verdict"] == "FAIL" and check["seconds"] > 0
+    documented = (ROOT / "docs" / "report-format.md").read_text()
+    keys = set(doc) | set(doc["summary"]) | set(check) | set(check["results"][0]) | set(
+        doc["source"])
+    missing = [k for k in sorted(keys) if f"`{k}`" not in documented]
+    assert not missing, f"docs/report-format.md does not describe {missing}"
+
+
+@pytest.mark.parametrize("option", ["--json", "--junit-xml"])
+def test_unwritable_report_path_exits_2(tmp_path, capsys, option):
+    target = f"{EXAMPLES / 'my_layers.py'}:make_swish"
+    assert main([target, "-q", option, str(tmp_path / "no" / "such" / "dir.out")]) == 2
+    assert f"{option} " in capsys.readouterr().err
+
+
+# -- the progress display ----------------------------------------------------------
+
+def _terminal():
+    buf = io.StringIO()
+    return buf, Console(file=buf, force_terminal=True, width=120)
+
+
+def test_progress_counts_every_forward_call_and_leaves_the_layer_alone():
+    _, console = _terminal()
+    rng = np.random.default_rng(0)
+    bn = BatchNormalization(np.ones(4), np.zeros(4))
+    x = rng.normal(size=(6, 4))
+    with CheckProgress(console, 1, enabled=True, delay=0.0) as progress:
+        with progress.check("bn", bn, x, "central"):
+            report = check_layer(bn, x)
+    assert progress.last_calls == report.forward_calls
+    assert "forward" not in vars(bn)  # the counting wrapper is gone
+    assert report.passed
+
+
+def test_progress_is_drawn_on_a_terminal(capsys):
+    buf, console = _terminal()
+    rng = np.random.default_rng(1)
+    cases = [Case("affine-progress", lambda: (Affine(rng.normal(size=(4, 3)), np.zeros(3)),
+                                              rng.normal(size=(5, 4))), True)]
+    run_checks(cases, {"method": "central"}, console=Console(file=io.StringIO()),
+               progress_console=console, progress_delay=0.0)
+    drawn = buf.getvalue()
+    assert "affine-progress" in drawn and "forward calls" in drawn and "checks" in drawn
+    assert capsys.readouterr().out == ""  # nothing of it on stdout
+
+
+@pytest.mark.parametrize("terminal, quiet", [(False, False), (True, True)])
+def test_progress_is_off_when_not_a_terminal_or_quiet(terminal, quiet):
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=terminal)
+    cases = [Case("tanh", lambda: (Tanh(), np.linspace(-1, 1, 8).reshape(2, 4)), True)]
+    reports = run_checks(cases, {}, console=Console(file=io.StringIO()),
+                         progress_console=console, quiet=quiet, progress_delay=0.0)
+    assert buf.getvalue() == "" and reports[0][1].passed
+
+
+def test_forward_call_estimate_counts_x_and_parameters():
+    rng = np.random.default_rng(2)
+    affine = Affine(rng.normal(size=(4, 3)), np.zeros(3))
+    x = rng.normal(size=(5, 4))
+    assert estimate_forward_calls(affine, x, "central") == 2 * (20 + 12 + 3) + 2
+    net = Sequential(Affine(rng.normal(size=(4, 3)), np.zeros(3)), Tanh())
+    estimate = estimate_forward_calls(net, x, "central")
+    assert estimate >= 2 * (20 + 12 + 3)
+    assert abs(check_layer(net, x).forward_calls - estimate) <= 0.2 * estimate
