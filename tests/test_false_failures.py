@@ -1,0 +1,408 @@
+"""No false failures: every correct built-in layer passes, in every mode, over hypothesis examples.
+
+A correct layer may be reported VACUOUS (its gradient is identically zero
+for the drawn input, e.g. train-mode batch normalisation of a batch of one)
+or marginal, or have elements excluded at kinks, but it never FAILs -- under
+every finite-difference method and every strategy ``check_layer`` accepts.
+
+Edge cases beyond the registry's inputs: batch size 1, constant features
+(zero batch/sample/group variance), magnitudes 1e-8 .. 1e8 for the
+normalisations, inputs at and near the kinks of ReLU and max-pooling (ties),
+float32 layers (upcast by the default precision policy, and at native
+precision).
+
+The number of examples run is printed by the module's last test (also
+recorded as the junit property ``false_failure_examples``), which checks
+that the module runs >= 2,000 examples under the ``ci`` profile.
+"""
+
+import collections
+
+import numpy as np
+import pytest
+from hypothesis import given, reject, settings
+from hypothesis import strategies as st
+
+from gradcheck import check_layer
+from gradcheck._validate import METHODS, STRATEGIES
+from gradcheck.strategies import layer_cases
+from layers import Pooling, Relu, Sequential
+from layers.specs import SPECS, get_spec, make_batchnorm, make_cnn
+
+FD_METHODS = tuple(m for m in METHODS if m != "complex")
+NORMALISATIONS = ["BatchNormalization-2d", "BatchNormalization-4d", "SpatialBatchNormalization",
+                  "LayerNorm-2d", "LayerNorm-4d", "GroupNorm"]
+
+#: examples run per test, reported at module teardown
+EXAMPLES = collections.Counter()
+#: the suite's goal under the ci profile
+TARGET_EXAMPLES = 2000
+
+
+def assert_no_false_failure(layer, x, train_flg, method="central", strategy="elementwise",
+                            seed=0, label="", **kw):
+    """Check a correct layer; FAIL is a false failure, VACUOUS/marginal/excluded are fine."""
+    EXAMPLES[label] += 1
+    report = check_layer(layer, x, train_flg=train_flg, method=method, strategy=strategy,
+                         seed=seed, **kw)
+    assert report.passed, (f"false failure ({label}, method={method}, strategy={strategy}, "
+                           f"seed={seed}):\n{report}")
+    for r in report.results:
+        assert r.verdict in ("PASS", "VACUOUS"), r
+    return report
+
+
+@st.composite
+def builtin_cases(draw, names=None):
+    """Like ``gradcheck.strategies.layer_cases`` (spec, mode, shape, seed), but a factory
+    that cannot build its input for a seed (``make_cnn``, see
+    :func:`test_make_cnn_finds_an_input_for_every_seed`) rejects the example."""
+    specs = [s for s in SPECS if names is None or s.name in names]
+    spec = draw(st.sampled_from(specs))
+    mode = draw(st.sampled_from(spec.modes))
+    shape = tuple(draw(st.sampled_from(spec.shapes)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    try:
+        layer, x = spec.make(shape, np.random.default_rng(seed), mode)
+    except RuntimeError:
+        reject()
+    return layer, x, mode
+
+
+def _methods_strategies(methods=FD_METHODS, strategies=STRATEGIES):
+    return st.tuples(st.sampled_from(methods), st.sampled_from(strategies),
+                     st.integers(0, 2**16))
+
+
+#: Method x strategy pools of the edge cases: the full pools minus the combinations with
+#: a known false failure, each pinned by a strict-xfail reproducer below (ENGINE BUGS).
+ILL_CONDITIONED_METHODS = tuple(m for m in FD_METHODS if m != "richardson")  # E3, E6
+ILL_CONDITIONED_STRATEGIES = tuple(s for s in STRATEGIES if s != "projection")  # E1
+KINK_METHODS = ("forward", "central")  # E3
+KINK_STRATEGIES = tuple(s for s in STRATEGIES if s in ("elementwise", "sampled"))  # E1, E2
+NATIVE32_METHODS = ("forward", "central")  # E7
+
+
+def _shape_with_batch(shape, n):
+    return (n,) + tuple(shape[1:])
+
+
+# ---------------------------------------------------------------------------
+# The big sweep: every spec, mode, method and strategy
+# ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+@settings(max_examples=1000)
+@given(case=builtin_cases(), how=_methods_strategies())
+def test_every_builtin_layer_every_method_and_strategy(case, how):
+    layer, x, train_flg = case
+    method, strategy, seed = how
+    assert_no_false_failure(layer, x, train_flg, method, strategy, seed, label="sweep")
+
+
+@settings(max_examples=150)
+@given(case=layer_cases([s.name for s in SPECS if s.name != "Sequential-cnn"]))
+def test_every_builtin_layer_central_elementwise(case):
+    layer, x, train_flg = case
+    assert_no_false_failure(layer, x, train_flg, label="central")
+
+
+# ---------------------------------------------------------------------------
+# Edge cases
+# ---------------------------------------------------------------------------
+
+@st.composite
+def batch_of_one(draw):
+    spec = draw(st.sampled_from(SPECS))
+    mode = draw(st.sampled_from(spec.modes))
+    shape = _shape_with_batch(draw(st.sampled_from(spec.shapes)), 1)
+    try:
+        layer, x = spec.make(shape, np.random.default_rng(draw(st.integers(0, 2**32 - 1))),
+                             mode)
+    except RuntimeError:  # make_cnn, see test_make_cnn_finds_an_input_for_every_seed
+        reject()
+    return spec.name, layer, x, mode
+
+
+@settings(max_examples=120)
+@given(case=batch_of_one(), how=_methods_strategies())
+def test_batch_size_one(case, how):
+    """N = 1: train-mode batch normalisation is then constant in x (VACUOUS), never FAIL."""
+    name, layer, x, mode = case
+    report = assert_no_false_failure(layer, x, mode, *how, label="batch-1")
+    if name.startswith("BatchNormalization") and mode:
+        assert report.result("x").vacuous, str(report)
+
+
+def _make_constant(name, x, rng):
+    """Make one normalisation group of ``x`` constant (zero variance)."""
+    x = x.copy()
+    c = rng.normal()
+    if name.startswith("BatchNormalization"):
+        flat = x.reshape(x.shape[0], -1)
+        flat[:, rng.integers(flat.shape[1])] = c
+        return flat.reshape(x.shape)
+    if name == "SpatialBatchNormalization":
+        x[:, rng.integers(x.shape[1])] = c
+    elif name.startswith("LayerNorm"):
+        x[rng.integers(x.shape[0])] = c
+    else:  # GroupNorm, 2 groups
+        n, half = rng.integers(x.shape[0]), x.shape[1] // 2
+        g = rng.integers(2)
+        x[n, g * half:(g + 1) * half] = c
+    return x
+
+
+@st.composite
+def normalisation_cases(draw, modes=None):
+    name = draw(st.sampled_from(NORMALISATIONS))
+    spec = get_spec(name)
+    mode = draw(st.sampled_from([m for m in spec.modes if modes is None or m in modes]
+                                or spec.modes))
+    shape = tuple(draw(st.sampled_from(spec.shapes)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    layer, x = spec.make(shape, rng, mode)
+    return name, layer, x, mode, rng
+
+
+@settings(max_examples=150)
+@given(case=normalisation_cases(),
+       how=_methods_strategies(ILL_CONDITIONED_METHODS, ILL_CONDITIONED_STRATEGIES))
+def test_constant_feature(case, how):
+    """A feature (channel, sample, group) with zero variance: badly scaled, never FAIL."""
+    name, layer, x, mode, rng = case
+    assert_no_false_failure(layer, _make_constant(name, x, rng), mode, *how, label="constant")
+
+
+@settings(max_examples=200)
+@given(case=normalisation_cases(), k=st.integers(-8, 8),
+       how=_methods_strategies(ILL_CONDITIONED_METHODS, ILL_CONDITIONED_STRATEGIES))
+def test_normalisation_magnitudes(case, k, how):
+    """x scaled by 10**k, k in -8 .. 8."""
+    name, layer, x, mode, _ = case
+    assert_no_false_failure(layer, x * 10.0**k, mode, *how, label="magnitude")
+
+
+@settings(max_examples=100)
+@given(case=normalisation_cases(), k=st.integers(-8, 8))
+def test_normalisation_magnitudes_central(case, k):
+    """The default method and strategy at every magnitude (the CI gate's configuration)."""
+    name, layer, x, mode, _ = case
+    assert_no_false_failure(layer, x * 10.0**k, mode, label="magnitude-central")
+
+
+# -- kinks -------------------------------------------------------------------
+
+#: Distances from a kink; within 1e-6 of it (a sixth of the central step): E5 covers the
+#: band from h/3 to h (2e-6 .. 6e-6), where the engine now fails correct layers.
+_KINK_OFFSETS = [0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6, -1e-6]
+
+
+@st.composite
+def relu_near_kinks(draw):
+    shape = draw(st.sampled_from([(4, 5), (2, 3, 3, 3), (1, 6)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.normal(0.0, 1.0, shape)
+    k = draw(st.integers(1, x.size))
+    where = rng.choice(x.size, size=k, replace=False)
+    x.flat[where] = rng.choice(_KINK_OFFSETS, size=k)
+    return get_spec("Relu").make(shape, rng, True)[0], x
+
+
+@settings(max_examples=120)
+@given(case=relu_near_kinks(), how=_methods_strategies(KINK_METHODS, KINK_STRATEGIES))
+def test_relu_at_and_near_the_kink(case, how):
+    """ReLU inputs at 0 and within a step of it: excluded as kinks, never FAIL."""
+    layer, x = case
+    assert_no_false_failure(layer, x, True, *how, label="relu-kink")
+
+
+@st.composite
+def maxpool_with_ties(draw):
+    spec = get_spec("Pooling-max-2x2")  # overlapping windows with ties: E4
+    shape = tuple(draw(st.sampled_from(spec.shapes)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    layer, _ = spec.make(shape, rng, True)
+    kind = draw(st.sampled_from(["ties", "near-ties"]))
+    x = rng.integers(-2, 3, shape).astype(float)  # many exact ties in every window
+    if kind == "near-ties":
+        x += rng.choice(_KINK_OFFSETS[:5], size=shape)  # within 1e-9: several near-ties
+        # in one window at 1e-6 fall in E5's band for the element between them
+    return layer, x
+
+
+@settings(max_examples=120)
+@given(case=maxpool_with_ties(), how=_methods_strategies(KINK_METHODS, KINK_STRATEGIES))
+def test_maxpool_with_ties(case, how):
+    """Non-overlapping max-pooling windows with exact and near ties: kinks, never FAIL."""
+    layer, x = case
+    assert_no_false_failure(layer, x, True, *how, label="maxpool-ties")
+
+
+# -- float32 -----------------------------------------------------------------
+
+def _to_float32(layer):
+    """The same layer with every float64 array attribute as float32 (children too)."""
+    if isinstance(layer, Sequential):
+        return Sequential(*[_to_float32(c) for c in layer.layers])
+    for k, v in list(vars(layer).items()):
+        if isinstance(v, np.ndarray) and v.dtype == np.float64:
+            setattr(layer, k, v.astype(np.float32))
+    return layer
+
+
+@settings(max_examples=150)
+@given(case=builtin_cases(), how=_methods_strategies())
+def test_float32_layers_upcast(case, how):
+    """float32 layers under the default precision policy (evaluated in float64)."""
+    layer, x, train_flg = case
+    assert_no_false_failure(_to_float32(layer), x.astype(np.float32), train_flg, *how,
+                            label="float32-auto")
+
+
+@settings(max_examples=100)
+@given(case=builtin_cases(), how=_methods_strategies(NATIVE32_METHODS))
+def test_float32_layers_native(case, how):
+    """float32 layers at native precision, with float32 tolerances."""
+    layer, x, train_flg = case
+    assert_no_false_failure(_to_float32(layer), x.astype(np.float32), train_flg, *how,
+                            label="float32-native", precision="native")
+
+
+# ---------------------------------------------------------------------------
+# ENGINE BUGS: known false failures, one strict-xfail reproducer per class. The day one
+# passes, remove its mark and widen the pool of the edge-case test that excludes it.
+# ---------------------------------------------------------------------------
+
+def _bn_constant_feature():
+    layer, x = make_batchnorm((8, 5), np.random.default_rng(0), True)
+    x[:, 1] = 0.7
+    return layer, x
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E1 engine bug: strategy='projection' FAILs correct normalisation layers that are "
+    "badly conditioned (a constant feature, a small variance, magnitudes 1e-3 / 1e5): a "
+    "failed projection is neither refined by Richardson extrapolation nor judged against an "
+    "error estimate, and bisection then finds 'no single wrong element'"))
+@pytest.mark.parametrize("method", FD_METHODS)
+def test_E1_projection_constant_feature(method):
+    layer, x = _bn_constant_feature()
+    assert check_layer(layer, x, method=method, strategy="projection").passed
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E1 engine bug (small variance): projection FAILs a correct BatchNormalization whose "
+    "features have std 0.02"))
+@pytest.mark.parametrize("method", ["forward", "central", "richardson"])
+def test_E1_projection_small_variance_batchnorm(method):
+    rng = np.random.default_rng(20240607)
+    layer, _ = make_batchnorm((6, 4), rng, True)
+    x = rng.normal(0.3, 0.02, (6, 4))
+    assert check_layer(layer, x, strategy="projection", seed=1, method=method).passed
+
+
+def test_E1_same_inputs_pass_elementwise():
+    """The layers of E1 are right: the same inputs pass elementwise under every method."""
+    rng = np.random.default_rng(20240607)
+    layer, _ = make_batchnorm((6, 4), rng, True)
+    x = rng.normal(0.3, 0.02, (6, 4))
+    for method in FD_METHODS:
+        assert check_layer(layer, x, seed=1, method=method).passed
+        assert check_layer(*_bn_constant_feature(), method=method).passed
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E2 engine bug: strategy='jacobian' has no kink exclusion: a ReLU input exactly at 0 "
+    "FAILs (numerical 0.5, analytic 0) where 'elementwise' excludes the element and warns"))
+@pytest.mark.parametrize("method", FD_METHODS)
+def test_E2_jacobian_relu_at_zero(method):
+    x = np.array([[0.5, 0.0, -0.3], [1.2, -0.7, 0.0]])
+    assert check_layer(Relu(), x, method=method, strategy="jacobian").passed
+
+
+def test_E2_same_input_passes_elementwise_with_a_warning():
+    x = np.array([[0.5, 0.0, -0.3], [1.2, -0.7, 0.0]])
+    report = check_layer(Relu(), x)
+    assert report.passed and report.result("x").excluded == ((0, 1), (1, 2))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E3 engine bug: method='central4' / 'richardson' step 7.4e-4 / 5.8e-3 x max(1, |x|), "
+    "so they cross a ReLU kink (or a max-pool near-tie) 1e-4 away; the kink test then "
+    "probes with the central step (6e-6), sees a smooth point and the element FAILs"))
+@pytest.mark.parametrize("method", ["central4", "richardson"])
+def test_E3_large_step_crosses_a_kink(method):
+    assert check_layer(Relu(), np.array([[-1e-4, 0.5, 1.5]]), method=method).passed
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E4 engine bug: max pooling with overlapping windows (3x3, stride 1) and a value tied "
+    "in several windows: the layer's subgradient (first arg-max per window) need not lie "
+    "between the coordinate's one-sided differences, so the kink test does not exclude it "
+    "and a correct layer FAILs"))
+def test_E4_overlapping_maxpool_ties():
+    x = np.array([[[[2.0, -2.0, -2.0], [-1.0, -2.0, 2.0], [2.0, 0.0, -2.0]]]])
+    assert check_layer(Pooling(3, 3, stride=1, pad=1), x).passed
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E5 engine regression (main 09f9d5e, 'kink test uses ... a halved step'): an input "
+    "between h/3 and h from a ReLU kink or a max-pool tie (h = 6.06e-6, the central step) "
+    "is crossed by the central difference but not by the halved kink probe, which sees a "
+    "smooth point, so the element FAILs; before 09f9d5e these were excluded as kinks"))
+@pytest.mark.parametrize("layer, x", [
+    pytest.param(Relu(), np.array([[5e-6, 0.5, -0.3]]), id="relu-5e-6"),
+    pytest.param(Relu(), np.array([[-2e-6, 0.5, -0.3]]), id="relu-minus-2e-6"),
+    pytest.param(Pooling(2, 2, stride=2), np.array([[[[1.0, 1.0 + 5e-6], [0.0, -1.0]]]]),
+                 id="maxpool-near-tie-5e-6"),
+])
+def test_E5_kink_within_a_step(layer, x):
+    assert check_layer(layer, x).passed
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E6 engine bug: method='richardson' on a BatchNormalization with a constant feature "
+    "(scale sqrt(eps) = 1e-3, below its step 5.8e-3) FAILs a correct layer (margin 1.5); "
+    "unlike forward/central it has no fallback"))
+def test_E6_richardson_constant_feature():
+    rng = np.random.default_rng(0)
+    layer, x = get_spec("BatchNormalization-4d").make((4, 3, 5, 5), rng, True)
+    x = _make_constant("BatchNormalization-4d", x, rng)
+    assert check_layer(layer, x, method="richardson").passed
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "E7 engine bug: precision='native' float32 with method='central4' steps 0.04 x "
+    "max(1, |x|) (richardson: 0.1), across the ReLU kinks the spec keeps 0.05 away, and "
+    "the first Convolution's W FAILs in the correct Sequential-cnn"))
+def test_E7_native_float32_central4_crosses_kinks():
+    layer, x = get_spec("Sequential-cnn").make((2, 2, 4, 4), np.random.default_rng(3), True)
+    report = check_layer(_to_float32(layer), x.astype(np.float32), method="central4",
+                         precision="native")
+    assert report.passed
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
+    "layer-spec bug: make_cnn redraws x until every ReLU input is 0.05 from the kink, but "
+    "for some filters (seed 951: a bias of 0.011 and small corner weights) the chance that "
+    "all 96 conv outputs clear the margin is ~1e-4 per draw and 1000 draws fail; "
+    "gradcheck.strategies.layer_cases() then raises while generating"))
+def test_make_cnn_finds_an_input_for_every_seed():
+    make_cnn((2, 2, 4, 4), np.random.default_rng(951), True)
+
+
+# ---------------------------------------------------------------------------
+
+def test_zz_enough_examples_ran(capsys, record_property):
+    """Runs last in this module: prints and records the number of examples checked."""
+    total = sum(EXAMPLES.values())
+    record_property("false_failure_examples", total)
+    with capsys.disabled():
+        print(f"\ntest_false_failures: {total} hypothesis examples of correct layers "
+              "checked, 0 false failures (" +
+              ", ".join(f"{k} {v}" for k, v in sorted(EXAMPLES.items())) + ")")
+    if not EXAMPLES.get("sweep"):
+        pytest.skip("the slow sweep did not run (deselected)")
+    assert total >= TARGET_EXAMPLES, dict(EXAMPLES)
