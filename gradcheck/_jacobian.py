@@ -14,7 +14,7 @@ from gradcheck import _numdiff
 from gradcheck._steps import element_steps
 from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
 from gradcheck.errors import GradCheckInputError
-from gradcheck.report import TargetResult
+from gradcheck.report import Finding, TargetResult
 
 #: The strategy refuses above this many Jacobian entries (memory and hours of calls).
 MAX_ENTRIES = 4_000_000
@@ -31,12 +31,15 @@ def compare_jacobian(run):
             "calls; that would take hours -- use strategy='elementwise' or 'projection'",
             layer=run.name)
     rows = {t: np.zeros((m, n)) for t, n in sizes.items()}
+    # e_i scaled by a random c_i (then divided out): with c_i = 1, a backward that
+    # ignores dout would look right whenever the output is a scalar loss
+    scales = np.random.default_rng([run.seed, 4]).uniform(0.5, 2.0, m)
     for i in range(m):
         u = np.zeros(out0.shape, dtype=out0.dtype)
-        u.flat[i] = 1.0
+        u.flat[i] = scales[i]
         grads = run.vjp(u)
         for t in rows:
-            rows[t][i] = grads[t].reshape(-1)
+            rows[t][i] = grads[t].reshape(-1) / scales[i]
     return tuple(_compare_target(run, t, rows[t]) for t in run.targets)
 
 
@@ -57,16 +60,32 @@ def _compare_target(run, target, Ja):
     allowed = atol + rtol * np.abs(Jn) + ESTIMATE_WEIGHT * est
     failing = np.abs(Jn - Ja) > allowed
     n_refined = 0
-    if failing.any() and method == "central":
+    if failing.any():  # extrapolate from the small central step
         cols = np.flatnonzero(failing.any(axis=0))
+        steps = element_steps(arr, "central", run.eps)
         Cr, _ = _numdiff.jacobian_columns(ev, arr, cols, steps, _numdiff.MULTIPLIERS["richardson"])
         v, t = _numdiff.combine("richardson", Cr.reshape(-1, 3))
         Jn[:, cols], est[:, cols] = v.reshape(m, len(cols)), t.reshape(m, len(cols))
+        if method != "central" and run.rtol is None:  # judged as central differences
+            c_atol, rtol, _ = derive("central", run.out0.dtype, Jn, rounding)
+            atol = max(atol, c_atol) if run.atol is None else atol
         allowed = atol + rtol * np.abs(Jn) + ESTIMATE_WEIGHT * est
         failing = np.abs(Jn - Ja) > allowed
         n_refined = len(cols)
         reason += f"; {n_refined} column(s) recomputed by Richardson extrapolation"
+    excluded = ()
+    if failing.any():
+        kink_cols = _kink_columns(ev, arr, steps, np.flatnonzero(failing.any(axis=0)), allowed)
+        if len(kink_cols):
+            failing[:, kink_cols] = False
+            excluded = tuple(tuple(int(k) for k in np.unravel_index(int(j), arr.shape))
+                             for j in kink_cols)
+            run.findings.append(Finding(
+                "nondifferentiable", False,
+                f"{len(excluded)} column(s) of the Jacobian of {target!r} excluded at "
+                f"non-differentiable points: {list(excluded)[:10]}", target))
     diff = np.abs(Jn - Ja)
+    diff[:, [np.ravel_multi_index(e, arr.shape) for e in excluded]] = 0.0
     ratio = diff / np.maximum(allowed, np.finfo(float).tiny)
     wi, wj = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     scale = max(float(np.max(np.abs(Jn))), float(np.max(np.abs(Ja))))
@@ -83,4 +102,35 @@ def _compare_target(run, target, Ja):
         atol=atol, rtol=rtol, tolerance_reason=reason, numerical=Jn, analytic=Ja,
         step=float(np.min(steps)), error_estimate=float(est.max()), margin=margin,
         marginal=MARGINAL < margin < 1.0 / MARGINAL, vacuous=bool(vacuous),
-        n_checked=int(Jn.size), n_refined=n_refined, strategy="jacobian")
+        n_checked=int(Jn.size), n_refined=n_refined, strategy="jacobian", excluded=excluded)
+
+
+def _kink_columns(ev, arr, steps, cols, allowed):
+    """Input elements whose one-sided output differences jump (see ``_elementwise._kinks``)."""
+    from gradcheck._elementwise import KINK_FACTOR, KINK_HALVING
+
+    flat = _numdiff._flat_view(arr)
+    tp = arr.dtype.type
+    kinks = []
+    for j in cols:
+        saved = flat[j]
+        gaps = []
+        try:
+            flat[j] = saved
+            out0 = np.array(ev(j), dtype=np.float64)
+            for s in (1.0, 0.5, 0.25):
+                h = s * steps[j]
+                flat[j] = tp(float(saved) + h)
+                up = (np.array(ev(j), dtype=np.float64) - out0) / h
+                flat[j] = tp(float(saved) - h)
+                down = (out0 - np.array(ev(j), dtype=np.float64)) / h
+                flat[j] = saved
+                gaps.append(float(np.max(np.abs(up - down))))
+        finally:
+            flat[j] = saved
+        g, g2, g4 = gaps
+        smooth = g > 0 and g2 > 0 and abs(g2 / g - 0.5) <= KINK_HALVING \
+            and abs(g4 / g2 - 0.5) <= KINK_HALVING
+        if g > KINK_FACTOR * float(np.max(allowed[:, j])) and not smooth:
+            kinks.append(j)
+    return np.array(kinks, dtype=int)

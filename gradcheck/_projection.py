@@ -51,10 +51,10 @@ class _Directional:
             else "central"
         self.scale = max(1.0, rms)
 
-    def diff(self, v, u, g, method):
+    def diff(self, v, u, g, method, step_method=None):
         """``(value, analytic, trunc, rounding, S)`` for direction ``v`` and upstream ``u``."""
         arr, tp = self.arr, self.arr.dtype
-        h = base_step(method, tp) * self.scale
+        h = base_step(step_method or method, tp) * self.scale
         mults = _numdiff.MULTIPLIERS[method]
         D, A = np.zeros((1, len(mults))), np.zeros((1, len(mults)))
         S = 0.0
@@ -88,11 +88,14 @@ class _Directional:
                                  layer=self.run.name, target=self.target)
         return float(value[0]), float(ana[0]), float(np.nan_to_num(trunc[0])), rounding, S
 
-    def judge(self, v, u, g, method):
-        value, ana, trunc, rounding, S = self.diff(v, u, g, method)
+    def judge(self, v, u, g, method, step_method=None, tol_method=None):
+        """Compare along ``v``; ``step_method``/``tol_method`` pick the base step and the
+        tolerance (a refinement extrapolates from the small central step and is
+        judged with the central tolerance)."""
+        value, ana, trunc, rounding, S = self.diff(v, u, g, method, step_method)
         run = self.run
-        rtol = run.rtol if run.rtol is not None else SAFETY * nominal_accuracy(method,
-                                                                               run.out0.dtype)
+        rtol = run.rtol if run.rtol is not None else SAFETY * nominal_accuracy(
+            tol_method or method, run.out0.dtype)
         atol = run.atol if run.atol is not None else rtol * S + SAFETY * rounding
         allowed = atol + rtol * abs(value) + ESTIMATE_WEIGHT * trunc
         return value, ana, allowed, atol, rtol, rounding + trunc
@@ -127,8 +130,9 @@ def compare_projection(run, target, probes=None):
         dirs.append(v)
         g = grads[target]
         num[p], ana[p], allowed[p], atol, rtol, est[p] = d.judge(v, u, g, d.central_method)
-        if abs(num[p] - ana[p]) > allowed[p] and run.method in ("forward", "central"):
-            num[p], ana[p], allowed[p], _, _, est[p] = d.judge(v, u, g, "richardson")
+        if abs(num[p] - ana[p]) > allowed[p]:  # extrapolate from the small central step
+            num[p], ana[p], allowed[p], _, _, est[p] = d.judge(v, u, g, "richardson",
+                                                               "central", "central")
         failing[p] = abs(num[p] - ana[p]) > allowed[p]
     located, excluded = [], []
     for p in np.flatnonzero(failing):
@@ -179,7 +183,7 @@ def _bisect(run, d, v, u, g):
     from gradcheck._elementwise import _kinks
 
     arr = d.arr
-    method = d.central_method if d.central_method != "central" else "richardson"
+    method = "richardson"  # extrapolated from the central step, judged as central
     stack = [np.arange(arr.size)]
     wrong, kinks = [], []
     g_flat = g.reshape(-1)
@@ -190,10 +194,9 @@ def _bisect(run, d, v, u, g):
             value, trunc, den, _ = run.numerical(d.target, arr, steps, block, method, u=u)
             value, trunc = float(value[0]), float(np.nan_to_num(trunc[0]))
             ana = float(g_flat[block[0]])
-            rtol = SAFETY * nominal_accuracy(method, run.out0.dtype) if run.rtol is None \
-                else run.rtol
             rounding = 2.0 * run.rounding_noise(u) / float(den[0])
-            atol, rtol, _ = derive(method, run.out0.dtype, g_flat, rounding, run.atol, rtol)
+            atol, rtol, _ = derive("central", run.out0.dtype, g_flat, rounding, run.atol,
+                                   run.rtol, scale=run.gradient_scale)
             allowed = atol + rtol * abs(value) + ESTIMATE_WEIGHT * trunc
             index = tuple(int(j) for j in np.unravel_index(int(block[0]), arr.shape))
             if abs(value - ana) > allowed:
@@ -208,7 +211,7 @@ def _bisect(run, d, v, u, g):
             mask = np.zeros(arr.size)
             mask[half] = 1.0
             vm = v * mask.reshape(arr.shape)
-            value, ana, allowed, *_ = d.judge(vm, u, g, method)
+            value, ana, allowed, *_ = d.judge(vm, u, g, method, "central", "central")
             if abs(value - ana) > allowed:
                 stack.append(half)
     return wrong, kinks

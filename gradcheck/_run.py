@@ -75,6 +75,10 @@ class Run:
             params = {p: g for p, g in params.items() if get_attr(layer, p) is not self.xw}
         for p, g in params.items():
             value, grad = get_attr(layer, p), get_attr(layer, g)
+            if isinstance(value, np.ndarray) and value.dtype.kind != "f":
+                raise GradCheckInputError(
+                    f"parameter {p!r} has dtype {value.dtype}; trainable parameters must be "
+                    "floating point (convert it with astype(float))", layer=name, target=p)
             check_array(value, layer=name, target=p, what=f"parameter {p!r}")
             self._check_grad(p, g, value, grad, "after backward()")
         grads1 = {p: np.array(get_attr(layer, g), dtype=np.float64) for p, g in params.items()}
@@ -152,6 +156,10 @@ class Run:
         if not isinstance(grad, np.ndarray):
             raise LayerProtocolError(f"{g} is {type(grad).__name__} {when}, expected an ndarray",
                                      layer=self.name, target=p)
+        if grad.dtype.kind != "f":
+            raise LayerProtocolError(
+                f"{g} has dtype {grad.dtype} {when}; a gradient must be floating point like "
+                f"{p} ({value.dtype})", layer=self.name, target=p)
         if grad.shape != value.shape:
             raise LayerProtocolError(
                 f"{g} has shape {grad.shape} {when}, but {p} has shape {value.shape}",
@@ -163,7 +171,7 @@ class Run:
         xw = arr if target == "x" else self.xw
         fwd = adapter.raw_forward
         restores = [s.restore for s in self.dirty if not (s.kind == "array" and s.obj is arr)]
-        shape = arr.shape
+        shape, shape0 = arr.shape, self.out0.shape
 
         def evaluate(i):
             for r in restores:
@@ -177,6 +185,11 @@ class Run:
                                      ) from exc
             if type(out) is not np.ndarray:
                 out = adapter.validate_output(out, target)
+            if out.shape != shape0:
+                raise LayerProtocolError(
+                    f"forward() returned shape {out.shape} while perturbing element "
+                    f"{tuple(int(j) for j in np.unravel_index(i, shape))}, but {shape0} on the "
+                    "unperturbed input", layer=adapter.name, target=target)
             return out
 
         return evaluate

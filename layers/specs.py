@@ -197,13 +197,17 @@ def make_mlp(shape, rng, train_flg=True, hidden=6, classes=3):
 def make_cnn(shape, rng, train_flg=True, filters=3, outputs=2, margin=0.05):
     """Sequential(Convolution 3x3 pad 1, Relu, Pooling avg 2x2, Affine).
 
-    ``x`` is redrawn until every ReLU input is at least ``margin`` from 0.
+    ``x`` is redrawn until every ReLU input is at least ``margin`` from 0
+    (and the filters too, every 20 draws: some filters make that unlikely).
     """
     conv, x = make_convolution(shape, rng, train_flg, filters=filters, pad=1)
-    for _ in range(1000):
+    for attempt in range(1000):
         if np.min(np.abs(conv.forward(x))) >= margin:
             break
-        x = rng.normal(0.0, 1.0, shape)
+        if attempt % 20 == 19:
+            conv, x = make_convolution(shape, rng, train_flg, filters=filters, pad=1)
+        else:
+            x = rng.normal(0.0, 1.0, shape)
     else:  # pragma: no cover - the loop ends after a few draws
         raise RuntimeError("make_cnn: could not draw an input away from the ReLU kink")
     N, C, H, W = shape

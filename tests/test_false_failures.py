@@ -57,7 +57,9 @@ def builtin_cases(draw, names=None):
     """Like ``gradcheck.strategies.layer_cases`` (spec, mode, shape, seed), but a factory
     that cannot build its input for a seed (``make_cnn``, see
     :func:`test_make_cnn_finds_an_input_for_every_seed`) rejects the example."""
-    specs = [s for s in SPECS if names is None or s.name in names]
+    # the digits networks (fixed real images) have their own tests: test_digits_networks.py
+    specs = [s for s in SPECS if (names is None or s.name in names)
+             and not s.name.startswith("Digits-")]
     spec = draw(st.sampled_from(specs))
     mode = draw(st.sampled_from(spec.modes))
     shape = tuple(draw(st.sampled_from(spec.shapes)))
@@ -75,12 +77,12 @@ def _methods_strategies(methods=FD_METHODS, strategies=STRATEGIES):
 
 
 #: Method x strategy pools of the edge cases: the full pools minus the combinations with
-#: a known false failure, each pinned by a strict-xfail reproducer below (ENGINE BUGS).
-ILL_CONDITIONED_METHODS = tuple(m for m in FD_METHODS if m != "richardson")  # E3, E6
-ILL_CONDITIONED_STRATEGIES = tuple(s for s in STRATEGIES if s != "projection")  # E1
-KINK_METHODS = ("forward", "central")  # E3
-KINK_STRATEGIES = tuple(s for s in STRATEGIES if s in ("elementwise", "sampled"))  # E1, E2
-NATIVE32_METHODS = ("forward", "central")  # E7
+#: (these pools once left out the combinations of engine bugs E1-E7; all are fixed)
+ILL_CONDITIONED_METHODS = FD_METHODS
+ILL_CONDITIONED_STRATEGIES = STRATEGIES
+KINK_METHODS = FD_METHODS
+KINK_STRATEGIES = STRATEGIES
+NATIVE32_METHODS = FD_METHODS
 
 
 def _shape_with_batch(shape, n):
@@ -194,9 +196,8 @@ def test_normalisation_magnitudes_central(case, k):
 
 # -- kinks -------------------------------------------------------------------
 
-#: Distances from a kink; within 1e-6 of it (a sixth of the central step): E5 covers the
-#: band from h/3 to h (2e-6 .. 6e-6), where the engine now fails correct layers.
-_KINK_OFFSETS = [0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6, -1e-6]
+#: Distances from a kink, up to the central step (6e-6) and beyond it (E5's band included).
+_KINK_OFFSETS = [0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6, -1e-6, 2e-6, -2e-6, 5e-6, -5e-6]
 
 
 @st.composite
@@ -271,8 +272,8 @@ def test_float32_layers_native(case, how):
 
 
 # ---------------------------------------------------------------------------
-# ENGINE BUGS: known false failures, one strict-xfail reproducer per class. The day one
-# passes, remove its mark and widen the pool of the edge-case test that excludes it.
+# ENGINE BUGS found by this sweep, one reproducer per class; all fixed on main (the
+# reproducers stay as regression tests).
 # ---------------------------------------------------------------------------
 
 def _bn_constant_feature():
@@ -281,20 +282,12 @@ def _bn_constant_feature():
     return layer, x
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E1 engine bug: strategy='projection' FAILs correct normalisation layers that are "
-    "badly conditioned (a constant feature, a small variance, magnitudes 1e-3 / 1e5): a "
-    "failed projection is neither refined by Richardson extrapolation nor judged against an "
-    "error estimate, and bisection then finds 'no single wrong element'"))
 @pytest.mark.parametrize("method", FD_METHODS)
 def test_E1_projection_constant_feature(method):
     layer, x = _bn_constant_feature()
     assert check_layer(layer, x, method=method, strategy="projection").passed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E1 engine bug (small variance): projection FAILs a correct BatchNormalization whose "
-    "features have std 0.02"))
 @pytest.mark.parametrize("method", ["forward", "central", "richardson"])
 def test_E1_projection_small_variance_batchnorm(method):
     rng = np.random.default_rng(20240607)
@@ -313,9 +306,6 @@ def test_E1_same_inputs_pass_elementwise():
         assert check_layer(*_bn_constant_feature(), method=method).passed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E2 engine bug: strategy='jacobian' has no kink exclusion: a ReLU input exactly at 0 "
-    "FAILs (numerical 0.5, analytic 0) where 'elementwise' excludes the element and warns"))
 @pytest.mark.parametrize("method", FD_METHODS)
 def test_E2_jacobian_relu_at_zero(method):
     x = np.array([[0.5, 0.0, -0.3], [1.2, -0.7, 0.0]])
@@ -328,30 +318,16 @@ def test_E2_same_input_passes_elementwise_with_a_warning():
     assert report.passed and report.result("x").excluded == ((0, 1), (1, 2))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E3 engine bug: method='central4' / 'richardson' step 7.4e-4 / 5.8e-3 x max(1, |x|), "
-    "so they cross a ReLU kink (or a max-pool near-tie) 1e-4 away; the kink test then "
-    "probes with the central step (6e-6), sees a smooth point and the element FAILs"))
 @pytest.mark.parametrize("method", ["central4", "richardson"])
 def test_E3_large_step_crosses_a_kink(method):
     assert check_layer(Relu(), np.array([[-1e-4, 0.5, 1.5]]), method=method).passed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E4 engine bug: max pooling with overlapping windows (3x3, stride 1) and a value tied "
-    "in several windows: the layer's subgradient (first arg-max per window) need not lie "
-    "between the coordinate's one-sided differences, so the kink test does not exclude it "
-    "and a correct layer FAILs"))
 def test_E4_overlapping_maxpool_ties():
     x = np.array([[[[2.0, -2.0, -2.0], [-1.0, -2.0, 2.0], [2.0, 0.0, -2.0]]]])
     assert check_layer(Pooling(3, 3, stride=1, pad=1), x).passed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E5 engine regression (main 09f9d5e, 'kink test uses ... a halved step'): an input "
-    "between h/3 and h from a ReLU kink or a max-pool tie (h = 6.06e-6, the central step) "
-    "is crossed by the central difference but not by the halved kink probe, which sees a "
-    "smooth point, so the element FAILs; before 09f9d5e these were excluded as kinks"))
 @pytest.mark.parametrize("layer, x", [
     pytest.param(Relu(), np.array([[5e-6, 0.5, -0.3]]), id="relu-5e-6"),
     pytest.param(Relu(), np.array([[-2e-6, 0.5, -0.3]]), id="relu-minus-2e-6"),
@@ -362,10 +338,6 @@ def test_E5_kink_within_a_step(layer, x):
     assert check_layer(layer, x).passed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E6 engine bug: method='richardson' on a BatchNormalization with a constant feature "
-    "(scale sqrt(eps) = 1e-3, below its step 5.8e-3) FAILs a correct layer (margin 1.5); "
-    "unlike forward/central it has no fallback"))
 def test_E6_richardson_constant_feature():
     rng = np.random.default_rng(0)
     layer, x = get_spec("BatchNormalization-4d").make((4, 3, 5, 5), rng, True)
@@ -373,10 +345,6 @@ def test_E6_richardson_constant_feature():
     assert check_layer(layer, x, method="richardson").passed
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "E7 engine bug: precision='native' float32 with method='central4' steps 0.04 x "
-    "max(1, |x|) (richardson: 0.1), across the ReLU kinks the spec keeps 0.05 away, and "
-    "the first Convolution's W FAILs in the correct Sequential-cnn"))
 def test_E7_native_float32_central4_crosses_kinks():
     layer, x = get_spec("Sequential-cnn").make((2, 2, 4, 4), np.random.default_rng(3), True)
     report = check_layer(_to_float32(layer), x.astype(np.float32), method="central4",
@@ -384,11 +352,6 @@ def test_E7_native_float32_central4_crosses_kinks():
     assert report.passed
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "layer-spec bug: make_cnn redraws x until every ReLU input is 0.05 from the kink, but "
-    "for some filters (seed 951: a bias of 0.011 and small corner weights) the chance that "
-    "all 96 conv outputs clear the margin is ~1e-4 per draw and 1000 draws fail; "
-    "gradcheck.strategies.layer_cases() then raises while generating"))
 def test_make_cnn_finds_an_input_for_every_seed():
     make_cnn((2, 2, 4, 4), np.random.default_rng(951), True)
 

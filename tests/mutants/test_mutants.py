@@ -28,12 +28,9 @@ FAST = ("central", "elementwise")
 FD_METHODS = tuple(m for m in METHODS if m != "complex")
 
 #: (mutant, strategy) -> reason: known blind spots of the engine (strict xfail).
-ENGINE_GAPS = {
-    ("softmax-ignores-dout", "jacobian"):
-        "engine gap: strategy='jacobian' calls backward only with unit upstream gradients "
-        "e_i; for a scalar output that is dout = 1, so a backward that ignores dout (the "
-        "book's SoftmaxWithLoss) or is not linear in dout looks right",
-}
+#: (none left: the jacobian strategy now scales each unit upstream gradient by a random
+#: factor, so a backward that ignores dout fails there too)
+ENGINE_GAPS = {}
 
 CASES = [(name, mode) for name, m in MUTANTS.items() for mode in m.modes]
 
