@@ -228,7 +228,8 @@ TRIGGERS = {
     "backward-complex-dtype": _call(_backward_returning(lambda dx: dx + 0j)),
     "backward-non-array": _call(_backward_returning(lambda dx: dx.tolist())),
     "backward-lower-precision": _call(_backward_returning(lambda dx: dx.astype(np.float32))),
-    "backward-nan": _call(_backward_returning(lambda dx: np.where(dx > 1.0, np.nan, dx))),
+    "backward-nan": _call(_backward_returning(
+        lambda dx: np.where(np.arange(dx.size).reshape(dx.shape) == 1, np.nan, dx))),
     "param-grad-missing": _call(NoGrad(), params={"w": "dw"}),
     "param-grad-missing-wrt": _call(NoGrad(), wrt=["w"]),
     "param-grad-wrong-shape": _call(_dw_becomes(lambda g: g[:2])),
