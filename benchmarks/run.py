@@ -1,0 +1,36 @@
+"""Every benchmark in one command, printing the tables of benchmarks/README.md.
+
+    pip install -e '.[examples]' torch==2.13.0 && python benchmarks/run.py
+
+Runs, in this order: cost and accuracy per method (bench_engine), accuracy per
+forward call on every built-in layer (bench_methods), n_jobs speed-up
+(bench_parallel) and, when PyTorch is installed, the side-by-side comparison
+with torch.autograd.gradcheck (bench_vs_torch).
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main():
+    for name in ("bench_engine", "bench_methods", "bench_parallel", "bench_vs_torch"):
+        if name == "bench_vs_torch" and importlib.util.find_spec("torch") is None:
+            print(f"\n## {name}: skipped (pip install torch==2.13.0)")
+            continue
+        print(f"\n## {name}\n", flush=True)
+        _load(name).main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
