@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import gradcheck
 from gradcheck import GradCheckInputError, LayerCallError, LayerProtocolError, check_layer
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"

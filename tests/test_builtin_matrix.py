@@ -3,7 +3,6 @@
 (The digits networks, thousands of elements each, run every method in the
 slow sweep of tests/test_digits_networks.py.)"""
 
-import numpy as np
 import pytest
 
 from gradcheck import GradCheckInputError, check_layer

@@ -41,9 +41,7 @@ import ast
 import contextlib
 import copy
 import importlib
-import inspect
 import sys
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
