@@ -163,6 +163,17 @@ def _refine(run, target, arr, idx, ana, num, est, allowed, failing, atol, rtol, 
     return len(rows)
 
 
+def halves_twice(gap, gap2, gap4):
+    """Whether one-sided gaps at steps ``h, h/2, h/4`` shrink as at a smooth point.
+
+    Elementwise on arrays; 0/0 (no gap at all) counts as not halving.
+    """
+    gap, gap2, gap4 = (np.asarray(g, dtype=np.float64) for g in (gap, gap2, gap4))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((np.abs(gap2 / gap - 0.5) <= KINK_HALVING)
+                & (np.abs(gap4 / gap2 - 0.5) <= KINK_HALVING))
+
+
 def _kinks(run, target, arr, idx, ana, allowed, failing, u=None):
     """Failing elements at non-differentiable points (see the module notes).
 
@@ -183,10 +194,7 @@ def _kinks(run, target, arr, idx, ana, allowed, failing, u=None):
     Dp4, Dm4 = run.one_sided(target, arr, steps / 4.0, idx[rows], u)
     tol = allowed[rows]
     gap, gap2, gap4 = np.abs(Dp - Dm), np.abs(Dp2 - Dm2), np.abs(Dp4 - Dm4)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        halves = ((np.abs(gap2 / gap - 0.5) <= KINK_HALVING)
-                  & (np.abs(gap4 / gap2 - 0.5) <= KINK_HALVING))
-    kink_rows = (gap > KINK_FACTOR * tol) & ~halves
+    kink_rows = (gap > KINK_FACTOR * tol) & ~halves_twice(gap, gap2, gap4)
     kinks = np.zeros(len(idx), dtype=bool)
     kinks[rows[kink_rows]] = True
     return kinks

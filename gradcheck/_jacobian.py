@@ -107,7 +107,7 @@ def _compare_target(run, target, Ja):
 
 def _kink_columns(ev, arr, steps, cols, allowed):
     """Input elements whose one-sided output differences jump (see ``_elementwise._kinks``)."""
-    from gradcheck._elementwise import KINK_FACTOR, KINK_HALVING
+    from gradcheck._elementwise import KINK_FACTOR, halves_twice
 
     flat = _numdiff._flat_view(arr)
     tp = arr.dtype.type
@@ -129,8 +129,6 @@ def _kink_columns(ev, arr, steps, cols, allowed):
         finally:
             flat[j] = saved
         g, g2, g4 = gaps
-        smooth = g > 0 and g2 > 0 and abs(g2 / g - 0.5) <= KINK_HALVING \
-            and abs(g4 / g2 - 0.5) <= KINK_HALVING
-        if g > KINK_FACTOR * float(np.max(allowed[:, j])) and not smooth:
+        if g > KINK_FACTOR * float(np.max(allowed[:, j])) and not halves_twice(g, g2, g4):
             kinks.append(j)
     return np.array(kinks, dtype=int)

@@ -19,24 +19,18 @@ from gradcheck import _numdiff
 
 def _chunk_worker(payload, idx):
     from gradcheck._adapter import LayerAdapter, get_attr
+    from gradcheck._run import make_evaluator
     from gradcheck._state import StateSnapshot
 
     # every task differentiates its own copy, whatever the executor shares
     layer, xw, fresh_x, train_flg, dout, target, steps, multipliers = pickle.loads(payload)
     adapter = LayerAdapter(layer, train_flg)
     snapshot = StateSnapshot(layer)
-    adapter.raw_forward(xw.copy())
+    out0 = adapter.forward(xw.copy())
     dirty = snapshot.changed()
     snapshot.restore_all()
     arr = xw if target == "x" else get_attr(layer, target)
-    restores = [s.restore for s in dirty if not (s.kind == "array" and s.obj is arr)]
-
-    def evaluate(i):
-        for r in restores:
-            r()
-        out = adapter.raw_forward(xw.copy() if fresh_x else xw)
-        return out if isinstance(out, np.ndarray) else np.asarray(out, dtype=np.float64)
-
+    evaluate = make_evaluator(adapter, xw, fresh_x, dirty, target, arr, out0.shape)
     return _numdiff.central_differences(evaluate, arr, dout, idx, steps, multipliers)
 
 

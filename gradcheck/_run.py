@@ -25,6 +25,41 @@ def _close(a, b, tol):
     return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol))
 
 
+def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, shape0):
+    """``evaluate(i) -> out``: one forward call on the layer's per-call state.
+
+    Puts back the ``dirty`` state slots (except the perturbed ``arr``), calls
+    ``forward`` on ``xw`` (a fresh copy when the layer modifies its input),
+    and turns the layer's own exception or a changed output shape into an
+    error naming the target and the perturbed element ``i``. Used by the
+    serial engine and by every parallel worker.
+    """
+    fwd = adapter.raw_forward
+    restores = [s.restore for s in dirty if not (s.kind == "array" and s.obj is arr)]
+    shape = arr.shape
+
+    def evaluate(i):
+        for r in restores:
+            r()
+        try:
+            out = fwd(xw.copy() if fresh_x else xw)
+        except (Exception, SystemExit) as exc:
+            raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
+                                 layer=adapter.name, target=target,
+                                 index=tuple(int(j) for j in np.unravel_index(i, shape))
+                                 ) from exc
+        if type(out) is not np.ndarray:
+            out = adapter.validate_output(out, target)
+        if out.shape != shape0:
+            raise LayerProtocolError(
+                f"forward() returned shape {out.shape} while perturbing element "
+                f"{tuple(int(j) for j in np.unravel_index(i, shape))}, but {shape0} on the "
+                "unperturbed input", layer=adapter.name, target=target)
+        return out
+
+    return evaluate
+
+
 class Run:
     """One check: the analytic passes, then the numerical side per target."""
 
@@ -167,32 +202,9 @@ class Run:
 
     # -- the numerical side --------------------------------------------------
     def _evaluator(self, target, arr):
-        adapter, fresh = self.adapter, self.fresh_x
         xw = arr if target == "x" else self.xw
-        fwd = adapter.raw_forward
-        restores = [s.restore for s in self.dirty if not (s.kind == "array" and s.obj is arr)]
-        shape, shape0 = arr.shape, self.out0.shape
-
-        def evaluate(i):
-            for r in restores:
-                r()
-            try:
-                out = fwd(xw.copy() if fresh else xw)
-            except (Exception, SystemExit) as exc:
-                raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
-                                     layer=adapter.name, target=target,
-                                     index=tuple(int(j) for j in np.unravel_index(i, shape))
-                                     ) from exc
-            if type(out) is not np.ndarray:
-                out = adapter.validate_output(out, target)
-            if out.shape != shape0:
-                raise LayerProtocolError(
-                    f"forward() returned shape {out.shape} while perturbing element "
-                    f"{tuple(int(j) for j in np.unravel_index(i, shape))}, but {shape0} on the "
-                    "unperturbed input", layer=adapter.name, target=target)
-            return out
-
-        return evaluate
+        return make_evaluator(self.adapter, xw, self.fresh_x, self.dirty, target, arr,
+                              self.out0.shape)
 
     def numerical(self, target, arr, steps, idx, method, u=None):
         """Finite differences of ``sum(forward * u)`` for the elements ``idx`` of ``arr``.
