@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from gradcheck import check_layer
-from layers.specs import make_batchnorm
+from gradcheck.gate.suite import make_batchnorm
 
 
 def bare_forward_time(layer, x, train_flg, repeat=200):

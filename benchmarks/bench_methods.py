@@ -13,7 +13,7 @@ step on a forward that is not complex-analytic) are marked.
 import numpy as np
 
 from gradcheck import GradCheckInputError, check_layer
-from layers.specs import builtin_cases
+from gradcheck.gate.suite import builtin_cases
 
 METHODS = ("forward", "central", "central4", "richardson", "complex")
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from gradcheck import check_layer
-from layers.specs import make_batchnorm
+from gradcheck.gate.suite import make_batchnorm
 
 
 def main():

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from gradcheck import check_layer
-from layers.specs import make_batchnorm
+from gradcheck.gate.suite import make_batchnorm
 
 
 def best_of(fn, repeat=3):

@@ -3,8 +3,8 @@
 >>> from gradcheck import check_layer
 """
 
-from gradcheck._assertions import assert_gradients
-from gradcheck._check import check_layer
+from gradcheck.testing.assertions import assert_gradients
+from gradcheck.check import check_layer
 from gradcheck.errors import (GradCheckInputError, GradientCheckError, LayerCallError,
                               LayerProtocolError)
 from gradcheck.report import Finding, GradCheckReport, TargetResult

@@ -331,7 +331,7 @@ def test_row(rid, tmp_path, capsys):
     trigger = TRIGGERS[rid]
     if raises == "exit 2":
         _, argv = trigger(tmp_path)
-        from gradcheck.cli import main
+        from gradcheck.gate.cli import main
         capsys.readouterr()
         status_code = main(argv)
         err = capsys.readouterr().err

@@ -6,8 +6,8 @@ slow sweep of tests/test_digits_networks.py.)"""
 import pytest
 
 from gradcheck import GradCheckInputError, check_layer
-from gradcheck._validate import METHODS, STRATEGIES
-from layers.specs import builtin_cases
+from gradcheck.validate import METHODS, STRATEGIES
+from gradcheck.gate.suite import builtin_cases
 
 CASES = {}
 for _case in builtin_cases():

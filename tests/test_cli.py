@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck.cli import main
+from gradcheck.gate.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -44,7 +44,7 @@ def test_a_bug_in_one_layer_fails_that_layers_parameter():
 
 
 def test_the_builtin_suite_includes_the_networks():
-    from layers.specs import SPECS
+    from gradcheck.gate.suite import SPECS
     assert {"Digits-MLP", "Digits-ConvNet"} <= {s.name for s in SPECS}
 
 

@@ -7,9 +7,9 @@ import pytest
 
 from broken_layers import BROKEN
 from gradcheck import GradCheckInputError, check_layer
-from gradcheck._validate import METHODS, STRATEGIES
+from gradcheck.validate import METHODS, STRATEGIES
 from layers.batchnorm import BatchNormalization
-from layers.specs import make_batchnorm
+from gradcheck.gate.suite import make_batchnorm
 
 CASES = [((6, 5), True), ((6, 5), False), ((3, 2, 2, 2), True), ((3, 2, 2, 2), False)]
 

@@ -24,10 +24,10 @@ from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from gradcheck import check_layer
-from gradcheck._validate import METHODS, STRATEGIES
-from gradcheck.strategies import layer_cases
+from gradcheck.validate import METHODS, STRATEGIES
+from gradcheck.testing.strategies import layer_cases
 from layers import Pooling, Relu, Sequential
-from layers.specs import SPECS, get_spec, make_batchnorm, make_cnn
+from gradcheck.gate.suite import SPECS, get_spec, make_batchnorm, make_cnn
 
 FD_METHODS = tuple(m for m in METHODS if m != "complex")
 NORMALISATIONS = ["BatchNormalization-2d", "BatchNormalization-4d", "SpatialBatchNormalization",
@@ -54,7 +54,7 @@ def assert_no_false_failure(layer, x, train_flg, method="central", strategy="ele
 
 @st.composite
 def builtin_cases(draw, names=None):
-    """Like ``gradcheck.strategies.layer_cases`` (spec, mode, shape, seed), but a factory
+    """Like ``gradcheck.testing.strategies.layer_cases`` (spec, mode, shape, seed), but a factory
     that cannot build its input for a seed (``make_cnn``, see
     :func:`test_make_cnn_finds_an_input_for_every_seed`) rejects the example."""
     # the digits networks (fixed real images) have their own tests: test_digits_networks.py

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck.cli import build_parser, main, plan
-from gradcheck._validate import METHODS
-from gradcheck.config import ConfigError, find_config, read_config
+from gradcheck.gate.cli import build_parser, main, plan
+from gradcheck.validate import METHODS
+from gradcheck.gate.config import ConfigError, find_config, read_config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, strategies as st
 
 import layers
-from gradcheck.strategies import float_arrays, layer_cases, parameters_for, shapes_2d, shapes_4d
+from gradcheck.testing.strategies import float_arrays, layer_cases, parameters_for, shapes_2d, shapes_4d
 from layers import (Affine, BatchNormalization, Convolution, Dropout, GroupNorm, LayerNorm,
                     Pooling, Relu, Sequential, Sigmoid, SoftmaxWithLoss,
                     SpatialBatchNormalization, Tanh)
 from layers.batchnorm import BN_EPS
-from layers.specs import SPECS, get_spec
+from gradcheck.gate.suite import SPECS, get_spec
 
 SPEC_NAMES = [spec.name for spec in SPECS]
 

@@ -2,8 +2,8 @@
 
 Three families of properties:
 
-- the built-in suite (:data:`layers.specs.SPECS`): every spec and mode, drawn
-  through :func:`gradcheck.strategies.layer_cases`, passes without warnings;
+- the built-in suite (:data:`gradcheck.gate.suite.SPECS`): every spec and mode, drawn
+  through :func:`gradcheck.testing.strategies.layer_cases`, passes without warnings;
 - random configurations (shapes, parameters, strides, paddings, groups, ...)
   drawn through the other strategies pass;
 - deliberately broken variants, one realistic bug each, fail on the target
@@ -16,9 +16,9 @@ from hypothesis import given, settings, strategies as st
 
 import layers
 from gradcheck import check_layer
-from gradcheck.strategies import float_arrays, layer_cases, parameters_for, shapes_2d, shapes_4d
+from gradcheck.testing.strategies import float_arrays, layer_cases, parameters_for, shapes_2d, shapes_4d
 from layers import Sequential
-from layers.specs import SPECS, get_spec
+from gradcheck.gate.suite import SPECS, get_spec
 
 # the digits networks are fixed (real images, no random draw): tests/test_digits_networks.py
 SPEC_MODES = [pytest.param(s.name, m, id=f"{s.name}-{'train' if m else 'eval'}")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gradcheck import _numdiff
-from gradcheck._steps import base_step, element_steps
+from gradcheck.engine import perturb as _numdiff
+from gradcheck.engine.steps import base_step, element_steps
 
 
 class Elementwise:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
-from gradcheck.strategies import float_arrays, parameters_for, shapes_2d, shapes_4d
+from gradcheck.testing.strategies import float_arrays, parameters_for, shapes_2d, shapes_4d
 from layers import (Affine, BatchNormalization, Convolution, GroupNorm, LayerNorm, Pooling,
                     Relu, Sigmoid, SoftmaxWithLoss, SpatialBatchNormalization, Tanh)
 from layers.batchnorm import BN_EPS

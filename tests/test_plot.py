@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcheck.cli import main
-from gradcheck.plot import step_sweep
+from gradcheck.gate.cli import main
+from gradcheck.gate.plot import step_sweep
 from layers import Tanh
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

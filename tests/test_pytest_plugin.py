@@ -11,7 +11,7 @@ import pytest
 
 import gradcheck
 from gradcheck import GradCheckInputError, GradientCheckError, assert_gradients
-from gradcheck._validate import METHODS
+from gradcheck.validate import METHODS
 
 pytest_plugins = ["pytester"]
 
@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _entry_point_installed():
     eps = importlib.metadata.entry_points(group="pytest11")
-    return any(ep.name == "gradcheck" and ep.value == "gradcheck.pytest_plugin" for ep in eps)
+    return any(ep.name == "gradcheck" and ep.value == "gradcheck.testing.pytest_plugin" for ep in eps)
 
 
 # When gradcheck is installed, pytest loads the plugin through its entry point;
 # from a bare checkout, name it (giving both would register it twice).
-PLUGIN = [] if _entry_point_installed() else ["-p", "gradcheck.pytest_plugin"]
+PLUGIN = [] if _entry_point_installed() else ["-p", "gradcheck.testing.pytest_plugin"]
 
 PASSING = '''
 import numpy as np
@@ -123,7 +123,7 @@ def test_failing_file_shows_the_table(gate_pytester):
     ])
     # the traceback ends at the user's call, not inside gradcheck
     assert "__tracebackhide__" not in result.stdout.str()
-    assert "_assertions.py" not in result.stdout.str()
+    assert "assertions.py" not in result.stdout.str()
 
 
 def test_command_line_options_apply_to_every_call(gate_pytester):

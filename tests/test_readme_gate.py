@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from gradcheck import check_layer
-from gradcheck.cli import build_parser
-from gradcheck.config import read_config
+from gradcheck.gate.cli import build_parser
+from gradcheck.gate.config import read_config
 
 pytest_plugins = ["pytester"]
 

@@ -11,10 +11,10 @@ import pytest
 from rich.console import Console
 
 from gradcheck import check_layer
-from gradcheck._gate import CheckProgress, estimate_forward_calls, run_checks
-from gradcheck._targets import Case
-from gradcheck.cli import main
-from gradcheck.junit import junit_xml
+from gradcheck.gate.run import CheckProgress, estimate_forward_calls, run_checks
+from gradcheck.gate.targets import Case
+from gradcheck.gate.cli import main
+from gradcheck.gate.junit import junit_xml
 from layers import Affine, BatchNormalization, Sequential, Tanh
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""``gradcheck.strategies`` produces what its docstrings promise."""
+"""``gradcheck.testing.strategies`` produces what its docstrings promise."""
 
 import inspect
 import subprocess
@@ -10,9 +10,9 @@ from hypothesis import Phase, find, given, settings, strategies as st
 from hypothesis.errors import InvalidArgument
 
 import layers
-from gradcheck.strategies import (EDGE_LARGE, EDGE_TINY, float_arrays, layer_cases,
+from gradcheck.testing.strategies import (EDGE_LARGE, EDGE_TINY, float_arrays, layer_cases,
                                   parameters_for, shapes_2d, shapes_4d)
-from layers.specs import SPECS
+from gradcheck.gate.suite import SPECS
 
 FIND = settings(database=None, max_examples=500, derandomize=True, phases=[Phase.generate])
 

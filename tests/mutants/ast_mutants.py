@@ -25,7 +25,7 @@ operator                 mutation
 Each mutant is patched into its class (so subclasses and children of
 :class:`~layers.Sequential` inherit it) and checked with
 ``check_layer(method="central")`` on every built-in spec that uses the
-class (``layers.specs.SPECS`` and ``mutants.corpus.EXTRA_SPECS``), in every
+class (``gradcheck.gate.suite.SPECS`` and ``mutants.corpus.EXTRA_SPECS``), in every
 shape and mode of the spec, and by the behaviour tests of :data:`KILL_TESTS`
 (properties a gradient check cannot see, such as a default argument). A mutant is *killed* when some
 check FAILs or raises :class:`~gradcheck.GradCheckInputError` (a protocol
@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 
 from gradcheck import GradCheckInputError, check_layer  # noqa: E402
 from layers.sequential import Sequential  # noqa: E402
-from layers.specs import SPECS  # noqa: E402
+from gradcheck.gate.suite import SPECS  # noqa: E402
 from mutants.corpus import EXTRA_SPECS  # noqa: E402
 
 #: Modules whose backward passes are mutated (``layers/<name>.py``).

@@ -30,7 +30,7 @@ from layers import (Affine, BatchNormalization, Convolution, Dropout, GroupNorm,
                     SpatialBatchNormalization, Tanh)
 from layers._im2col import output_size
 from layers.batchnorm import BN_EPS
-from layers.specs import (LayerSpec, make_activation, make_affine, make_batchnorm, make_convolution,
+from gradcheck.gate.suite import (LayerSpec, make_activation, make_affine, make_batchnorm, make_convolution,
                           make_dropout, make_groupnorm, make_layernorm, make_mlp, make_pooling,
                           make_softmax_loss, make_spatial_batchnorm)
 
@@ -90,7 +90,7 @@ def _rng():
 
 
 def _spec_factory(fn, shape, **kw):
-    """``make(train_flg)`` from a :mod:`layers.specs` factory and a shape."""
+    """``make(train_flg)`` from a :mod:`gradcheck.gate.suite` factory and a shape."""
     def make(train_flg):
         return fn(shape, _rng(), train_flg, **kw)
     return make
@@ -661,7 +661,7 @@ _TABLE = [
 ]
 
 
-#: Configurations beyond :data:`layers.specs.SPECS` that the AST mutation run
+#: Configurations beyond :data:`gradcheck.gate.suite.SPECS` that the AST mutation run
 #: (``ast_mutants.py``) showed are needed to kill real mutants: 3-D input to
 #: the seed's BatchNormalization (flattened like 4-D), padding of 2 (the
 #: col2im buffer), target weights whose rows do not sum to 1.

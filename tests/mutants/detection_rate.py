@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from gradcheck import GradCheckInputError, check_layer  # noqa: E402
-from gradcheck._validate import METHODS, STRATEGIES  # noqa: E402
+from gradcheck.validate import METHODS, STRATEGIES  # noqa: E402
 from mutants.corpus import MUTANTS  # noqa: E402
 
 RANDOM_STRATEGIES = ("sampled", "projection")

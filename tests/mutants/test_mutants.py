@@ -2,7 +2,7 @@
 
 The fast subset (central differences, elementwise) runs every mutant in every
 mode where its bug lives; the sweep over every method and every strategy
-that ``check_layer`` accepts (read from ``gradcheck._validate``, so a new
+that ``check_layer`` accepts (read from ``gradcheck.validate``, so a new
 strategy is covered as soon as it exists) is marked ``slow``.
 
 For ``strategy="sampled"`` a bug confined to ``k`` of the target's ``n``
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gradcheck import GradCheckInputError, check_layer
-from gradcheck._validate import METHODS, STRATEGIES
+from gradcheck.validate import METHODS, STRATEGIES
 from mutants.corpus import MUTANTS
 
 FAST = ("central", "elementwise")

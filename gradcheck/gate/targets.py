@@ -115,7 +115,7 @@ def target_cases(target, modes, *, shape=None, seed=0, label=None, search_path=(
 
 
 def config_cases(config, modes, seed):
-    """``[Case]`` for every target of a :class:`~gradcheck.config.GateConfig`."""
+    """``[Case]`` for every target of a :class:`~gradcheck.gate.config.GateConfig`."""
     cases = []
     for target in config.targets:
         try:
@@ -128,7 +128,7 @@ def config_cases(config, modes, seed):
 
 def builtin_cases(modes, seed):
     """``[Case]`` of the built-in suite (every layer configuration) in ``modes``."""
-    from layers.specs import builtin_cases as cases
+    from gradcheck.gate.suite import builtin_cases as cases
 
     return [Case(c.spec.name, c.build, c.train_flg) for c in cases(seed=seed)
             if c.train_flg in modes]
@@ -136,7 +136,7 @@ def builtin_cases(modes, seed):
 
 def builtin_case(name, train_flg, seed):
     """The first built-in case of the layer configuration ``name`` (for ``gradcheck plot``)."""
-    from layers.specs import SPECS, builtin_cases as cases
+    from gradcheck.gate.suite import SPECS, builtin_cases as cases
 
     for c in cases(seed=seed):
         if c.spec.name == name and c.train_flg == train_flg:

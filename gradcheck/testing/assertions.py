@@ -1,12 +1,12 @@
 """``assert_gradients``: a gradient check as one assertion in a test."""
 
-from gradcheck._check import check_layer
+from gradcheck.check import check_layer
 from gradcheck.errors import GradientCheckError
 
 __all__ = ["assert_gradients"]
 
 # Options that apply to every call during a pytest run (``--gradcheck-method``,
-# ...). Set by gradcheck.pytest_plugin for the duration of the run; empty
+# ...). Set by gradcheck.testing.pytest_plugin for the duration of the run; empty
 # outside pytest.
 _run_options = {}
 

@@ -14,13 +14,13 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from gradcheck import _numdiff
+from gradcheck.engine import perturb as _numdiff
 
 
 def _chunk_worker(payload, idx):
-    from gradcheck._adapter import LayerAdapter, get_attr
-    from gradcheck._run import make_evaluator
-    from gradcheck._state import StateSnapshot
+    from gradcheck.protocol.adapter import LayerAdapter, get_attr
+    from gradcheck.protocol.problem import make_evaluator
+    from gradcheck.protocol.state import StateSnapshot
 
     # every task differentiates its own copy, whatever the executor shares
     layer, xw, fresh_x, train_flg, dout, target, steps, multipliers = pickle.loads(payload)

@@ -1,6 +1,6 @@
 """Tolerances derived from the dtype, the method and the step.
 
-With the optimal step ``h = eps**(1/(p+1))`` (see :mod:`gradcheck._steps`),
+With the optimal step ``h = eps**(1/(p+1))`` (see :mod:`gradcheck.engine.steps`),
 the truncation error ``O(h**p)`` and the rounding error ``O(eps/h)`` of a
 finite difference are both about ``eps**(p/(p+1))`` relative to the
 gradient's scale, so the *nominal accuracy* of a method is
@@ -28,7 +28,7 @@ tiny true entries is meaningless.
 
 import numpy as np
 
-from gradcheck._steps import ORDER, machine_eps
+from gradcheck.engine.steps import ORDER, machine_eps
 
 #: Safety factor between the nominal accuracy of a method and the tolerance.
 SAFETY = 100.0

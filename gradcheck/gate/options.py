@@ -13,7 +13,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Callable
 
-from gradcheck._validate import METHODS, PRECISIONS, STRATEGIES
+from gradcheck.validate import METHODS, PRECISIONS, STRATEGIES
 
 __all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision",
            "parse_seed", "parse_tolerance", "parse_step", "parse_shape"]

@@ -6,10 +6,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from gradcheck._adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
-from gradcheck._run import Run
-from gradcheck._state import StateSnapshot
-from gradcheck._validate import check_array, check_engine_options, check_options
+from gradcheck.protocol.adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
+from gradcheck.protocol.problem import Run
+from gradcheck.protocol.state import StateSnapshot
+from gradcheck.validate import check_array, check_engine_options, check_options
 from gradcheck.errors import GradCheckInputError
 from gradcheck.report import Finding, GradCheckReport
 
@@ -92,7 +92,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         An element passes when ``|numerical - analytic| <= atol + rtol *
         |numerical|`` (plus 3x the method's truncation estimate, where it
         has one). ``None`` = derived from the dtype, method and step
-        (:mod:`gradcheck._tolerances`); the report says which and why.
+        (:mod:`gradcheck.engine.tolerances`); the report says which and why.
     seed : int, default 0
         Seed of the random ``dout``, projections and samples.
     samples : int, default 64
@@ -133,7 +133,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     Failing elements of a ``forward``/``central`` check are recomputed by
     Richardson extrapolation before a FAIL is reported, and elements where
     the one-sided differences disagree (a kink) with the analytic value
-    between them are excluded and listed; see :mod:`gradcheck._elementwise`.
+    between them are excluded and listed; see :mod:`gradcheck.engine.elementwise`.
 
     Examples
     --------
@@ -179,7 +179,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     xw = np.array(x_arr, copy=True, order="C")
     original = StateSnapshot(layer)
     try:
-        from gradcheck._precision import working_precision
+        from gradcheck.protocol.precision import working_precision
         xw, dout_w, snapshot = working_precision(layer, adapter, original, xw, dout_w,
                                                  precision, findings)
         run = Run(adapter, xw, dout_w, params, wrt, opts, snapshot, findings)
@@ -197,18 +197,18 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
 
 def _dispatch(run, strategy):
     if run.method == "complex":
-        from gradcheck._complex import complex_step_results
+        from gradcheck.engine.complex import complex_step_results
         if strategy != "elementwise":
             raise GradCheckInputError(
                 "method='complex' supports strategy='elementwise' only", layer=run.name)
         return complex_step_results(run)
     if strategy == "jacobian":
-        from gradcheck._jacobian import compare_jacobian
+        from gradcheck.engine.jacobian import compare_jacobian
         return compare_jacobian(run)
     if strategy == "projection":
-        from gradcheck._projection import compare_projection
+        from gradcheck.engine.projection import compare_projection
         return tuple(compare_projection(run, t) for t in run.targets)
-    from gradcheck._elementwise import compare
+    from gradcheck.engine.elementwise import compare
     results = []
     rng = np.random.default_rng([run.seed, 1])
     for t in run.targets:
@@ -227,7 +227,7 @@ def _check_size(name, strategy, x, layer):
                      if isinstance(v, np.ndarray) and v.dtype.kind == "f") \
         if hasattr(layer, "__dict__") else x.size
     # the output is usually the size of x (or smaller); refuse before any work
-    from gradcheck._jacobian import MAX_ENTRIES
+    from gradcheck.engine.jacobian import MAX_ENTRIES
     if x.size * n > MAX_ENTRIES:
         raise GradCheckInputError(
             f"strategy='jacobian' on an input of {x.size} elements needs about {x.size} "

@@ -11,9 +11,9 @@ elements must agree with central differences. Otherwise a
 
 import numpy as np
 
-from gradcheck._elementwise import compare
-from gradcheck._state import StateSnapshot
-from gradcheck._steps import element_steps
+from gradcheck.engine.elementwise import compare
+from gradcheck.protocol.state import StateSnapshot
+from gradcheck.engine.steps import element_steps
 from gradcheck.errors import GradCheckInputError
 
 #: Elements of each target compared against central differences in the trial.

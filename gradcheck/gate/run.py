@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gradcheck._check import check_layer
-from gradcheck._targets import UsageError
+from gradcheck.check import check_layer
+from gradcheck.gate.targets import UsageError
 
 #: Version of the layout of the ``--json`` document (see docs/report-format.md).
 JSON_SCHEMA_VERSION = 1

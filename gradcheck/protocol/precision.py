@@ -11,7 +11,7 @@ times more precisely. The originals are put back afterwards.
 
 import numpy as np
 
-from gradcheck._state import StateSnapshot
+from gradcheck.protocol.state import StateSnapshot
 from gradcheck.report import Finding
 
 LOW = (np.float16, np.float32)
@@ -22,7 +22,7 @@ def working_precision(layer, adapter, original, xw, dout, precision, findings):
 
     Parameters
     ----------
-    layer, adapter : the layer and its :class:`~gradcheck._adapter.LayerAdapter`
+    layer, adapter : the layer and its :class:`~gradcheck.protocol.adapter.LayerAdapter`
     original : StateSnapshot
         Snapshot of the untouched layer (restores the originals at the end).
     xw : ndarray

@@ -276,7 +276,7 @@ def _digits_networks():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "digits_networks.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "digits_networks.py"
     if not path.is_file():
         return None, "examples/digits_networks.py is not there (install from a source checkout)"
     if importlib.util.find_spec("sklearn") is None:

@@ -10,10 +10,10 @@ strategies).
 
 import numpy as np
 
-from gradcheck import _numdiff
-from gradcheck._adapter import discover_params, get_attr, set_attr
-from gradcheck._state import _bitwise_equal
-from gradcheck._validate import check_array
+from gradcheck.engine import perturb as _numdiff
+from gradcheck.protocol.adapter import discover_params, get_attr, set_attr
+from gradcheck.protocol.state import _bitwise_equal
+from gradcheck.validate import check_array
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.report import Finding
 
@@ -231,7 +231,7 @@ class Run:
             ev = self._evaluator(target, arr)
             D, den = _numdiff.forward_differences(ev, arr, u, idx, steps, self.out0)
         elif self.opts.parallel and len(idx) >= self.opts.parallel_min:
-            from gradcheck._parallel import parallel_differences
+            from gradcheck.engine.parallel import parallel_differences
             D, den = parallel_differences(self, target, u, idx, steps,
                                           _numdiff.MULTIPLIERS[method])
         else:

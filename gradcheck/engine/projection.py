@@ -21,7 +21,7 @@ When a probe fails, the wrong elements are found by bisection: the
 coordinates are split in halves, the same directional check is made along
 ``v`` restricted to each half, and only failing halves are split further --
 about ``2 log2(n)`` checks per wrong element. Single coordinates are checked
-elementwise (with the kink test of :mod:`gradcheck._elementwise`) and
+elementwise (with the kink test of :mod:`gradcheck.engine.elementwise`) and
 reported like the ``jacobian`` strategy reports entries.
 """
 
@@ -29,9 +29,9 @@ import zlib
 
 import numpy as np
 
-from gradcheck import _numdiff
-from gradcheck._steps import base_step
-from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, SAFETY, derive, nominal_accuracy
+from gradcheck.engine import perturb as _numdiff
+from gradcheck.engine.steps import base_step
+from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, MARGINAL, SAFETY, derive, nominal_accuracy
 from gradcheck.report import Finding, TargetResult
 
 #: Bisection stops after locating this many wrong elements per target.
@@ -179,8 +179,8 @@ def compare_projection(run, target, probes=None):
 
 def _bisect(run, d, v, u, g):
     """Wrong elements ``[(index, numerical, analytic)]`` and kink indices along ``v``."""
-    from gradcheck._steps import element_steps
-    from gradcheck._elementwise import _kinks
+    from gradcheck.engine.steps import element_steps
+    from gradcheck.engine.elementwise import _kinks
 
     arr = d.arr
     method = "richardson"  # extrapolated from the central step, judged as central

@@ -10,9 +10,9 @@ layers: it costs ``out.size`` backward calls and ``out.size x n`` memory.
 
 import numpy as np
 
-from gradcheck import _numdiff
-from gradcheck._steps import element_steps
-from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
+from gradcheck.engine import perturb as _numdiff
+from gradcheck.engine.steps import element_steps
+from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
 from gradcheck.errors import GradCheckInputError
 from gradcheck.report import Finding, TargetResult
 
@@ -107,7 +107,7 @@ def _compare_target(run, target, Ja):
 
 def _kink_columns(ev, arr, steps, cols, allowed):
     """Input elements whose one-sided output differences jump (see ``_elementwise._kinks``)."""
-    from gradcheck._elementwise import KINK_FACTOR, halves_twice
+    from gradcheck.engine.elementwise import KINK_FACTOR, halves_twice
 
     flat = _numdiff._flat_view(arr)
     tp = arr.dtype.type

@@ -20,8 +20,8 @@ Elements that fail are looked at twice more before the verdict:
 
 import numpy as np
 
-from gradcheck._steps import element_steps
-from gradcheck._tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
+from gradcheck.engine.steps import element_steps
+from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
 from gradcheck.report import Finding, TargetResult
 
 #: At most this many failing elements per target are recomputed.
@@ -47,7 +47,7 @@ def compare(run, target, idx=None, strategy="elementwise"):
 
     Parameters
     ----------
-    run : gradcheck._run.Run
+    run : gradcheck.protocol.problem.Run
     target : str
     idx : ndarray of int or None
         Flat indices to check (``None``: all).

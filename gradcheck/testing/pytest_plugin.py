@@ -1,0 +1,112 @@
+"""pytest plugin of :mod:`gradcheck` (entry point ``pytest11: gradcheck``).
+
+Provides
+
+- the ``gradcheck`` marker, to tag gradient tests (``pytest -m gradcheck``);
+  its keyword arguments are defaults of the ``assert_gradients`` fixture:
+  ``@pytest.mark.gradcheck(method="richardson")``;
+- the fixtures ``assert_gradients`` (:func:`gradcheck.assert_gradients` with
+  the marker's defaults) and ``gradcheck_options`` (the options in force);
+- the command-line options ``--gradcheck-method``, ``--gradcheck-seed``,
+  ``--gradcheck-atol`` and ``--gradcheck-rtol``, validated when pytest parses
+  them, which apply to every ``assert_gradients`` call of the run (also under
+  ``pytest -n``: each worker parses the same options);
+- the hypothesis settings profiles ``gradcheck-ci`` (derandomised, 25
+  examples, no deadline) and ``gradcheck-dev`` (200 examples, no deadline):
+  ``pytest --hypothesis-profile gradcheck-ci``.
+
+Only public pytest APIs are used.
+"""
+
+import pytest
+
+from gradcheck.testing import assertions as _assertions
+from gradcheck.gate.options import GATE_OPTIONS
+
+_PREVIOUS_OPTIONS = pytest.StashKey()
+_RUN_OPTIONS = pytest.StashKey()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("gradcheck", "gradient checks (gradcheck.assert_gradients)")
+    for opt in GATE_OPTIONS:
+        group.addoption(f"--gradcheck-{opt.name}", dest=f"gradcheck_{opt.name}", type=opt.parse,
+                        default=None, metavar=opt.metavar,
+                        help=f"{opt.help}; applies to every assert_gradients call of the run")
+
+
+def register_hypothesis_profiles():
+    """Register the ``gradcheck-ci`` and ``gradcheck-dev`` profiles (if hypothesis is installed)."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # hypothesis is optional
+        return
+    # from hypothesis's defaults, whatever profile a conftest loaded before us
+    base = settings.get_profile("default")
+    settings.register_profile("gradcheck-ci", base, max_examples=25, derandomize=True,
+                              deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("gradcheck-dev", base, max_examples=200, derandomize=False,
+                              deadline=None, print_blob=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's plugin loads --hypothesis-profile
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "gradcheck(**options): a gradient test; options (method=, atol=, ...) are "
+                   "defaults of the assert_gradients fixture")
+    register_hypothesis_profiles()
+    options = {}
+    for opt in GATE_OPTIONS:
+        value = config.getoption(f"gradcheck_{opt.name}")
+        if value is not None:
+            options[opt.name] = value
+    config.stash[_RUN_OPTIONS] = options
+    config.stash[_PREVIOUS_OPTIONS] = _assertions._set_run_options(options)
+
+
+def pytest_unconfigure(config):
+    if _PREVIOUS_OPTIONS in config.stash:
+        _assertions._set_run_options(config.stash[_PREVIOUS_OPTIONS])
+        del config.stash[_PREVIOUS_OPTIONS]
+
+
+def pytest_report_header(config):
+    options = config.stash.get(_RUN_OPTIONS, {})
+    if options:
+        return "gradcheck: " + " ".join(f"{k}={v}" for k, v in sorted(options.items())) + \
+               " for every assert_gradients call"
+    return None
+
+
+def _marker_options(request):
+    options = {}
+    for mark in reversed(list(request.node.iter_markers("gradcheck"))):
+        options.update(mark.kwargs)  # the closest marker (the test's own) wins
+    return options
+
+
+@pytest.fixture
+def gradcheck_options(request):
+    """The options an ``assert_gradients`` call in this test uses, as a dict.
+
+    The ``gradcheck`` marker's keyword arguments, overridden by the
+    ``--gradcheck-*`` command-line options.
+    """
+    return {**_marker_options(request), **request.config.stash.get(_RUN_OPTIONS, {})}
+
+
+@pytest.fixture
+def assert_gradients(request):
+    """:func:`gradcheck.assert_gradients` with the ``gradcheck`` marker's options as defaults.
+
+    ``assert_gradients(layer, x, **options)`` returns the report or raises
+    :class:`gradcheck.GradientCheckError` with the report's table.
+    """
+    defaults = _marker_options(request)
+
+    def check(layer, x, **options):
+        __tracebackhide__ = True
+        return _assertions.assert_gradients(layer, x, **{**defaults, **options})
+
+    return check
