@@ -72,6 +72,16 @@ class TargetResult:
         ``"projection"``: the wrong elements found by bisection after a
         failed probe (derivatives of ``sum(forward * u)`` for that probe's
         ``u``).
+    resolution : float
+        The smallest single-element error of the analytic gradient that the
+        check would have caught, in the units of the gradient: an error
+        larger than this in any checked element fails.
+    noise : float
+        The measured noise level of the reduced forward ``L = sum(out * dout)``
+        at the working point (absolute, one evaluation).
+    inconclusive : str
+        Why the check could not have caught an error of practical size
+        (empty when it could): then the verdict is ``"INCONCLUSIVE"``.
     """
 
     name: str
@@ -102,13 +112,17 @@ class TargetResult:
     worst_output_index: Optional[tuple] = None
     located: tuple = ()
     error_estimates: Optional[np.ndarray] = field(default=None, repr=False)
+    resolution: float = float("nan")
+    noise: float = float("nan")
+    inconclusive: str = ""
 
     @property
     def verdict(self):
-        """``"PASS"``, ``"FAIL"`` or ``"VACUOUS"`` (passed, but proves nothing)."""
+        """``"PASS"``, ``"FAIL"`` or ``"INCONCLUSIVE"`` (no mismatch found, but the check
+        could not have caught an error of practical size: see ``inconclusive``)."""
         if not self.passed:
             return "FAIL"
-        return "VACUOUS" if self.vacuous else "PASS"
+        return "INCONCLUSIVE" if (self.inconclusive or self.vacuous) else "PASS"
 
     def to_dict(self, arrays=False):
         """JSON-serialisable fields (the gradients only when ``arrays``)."""
@@ -129,6 +143,8 @@ class TargetResult:
                                    if self.worst_output_index is not None else None),
             "located": [{"index": list(i), "numerical": n, "analytic": a}
                         for i, n, a in self.located],
+            "resolution": self.resolution, "noise": self.noise,
+            "inconclusive": self.inconclusive,
         }
         if arrays:
             d["numerical"] = self.numerical.tolist()

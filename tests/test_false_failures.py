@@ -48,7 +48,7 @@ def assert_no_false_failure(layer, x, train_flg, method="central", strategy="ele
     assert report.passed, (f"false failure ({label}, method={method}, strategy={strategy}, "
                            f"seed={seed}):\n{report}")
     for r in report.results:
-        assert r.verdict in ("PASS", "VACUOUS"), r
+        assert r.verdict in ("PASS", "INCONCLUSIVE"), r
     return report
 
 
