@@ -7,9 +7,10 @@ from typing import Any, Optional
 import numpy as np
 
 from gradcheck.protocol.adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
-from gradcheck.protocol.problem import Run
+from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
-from gradcheck.validate import check_array, check_engine_options, check_options
+from gradcheck.validate import (check_array, check_engine_options, check_options,
+                                check_verdict_options)
 from gradcheck.errors import GradCheckInputError
 from gradcheck.report import Finding, GradCheckReport
 
@@ -32,6 +33,9 @@ class Options:
     executor: Any = None
     n_jobs: Optional[int] = None
     parallel_min: int = PARALLEL_MIN
+    min_resolution: float = 1e-3
+    inconclusive: str = "fail"
+    expect_zero: tuple = ()
 
     @property
     def parallel(self):
@@ -41,7 +45,7 @@ class Options:
 def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 method="central", strategy="elementwise", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,
-                executor=None):
+                executor=None, min_resolution=1e-3, inconclusive="fail", expect_zero=()):
     """Check a layer's analytic ``backward`` against finite differences.
 
     The scalar checked is ``L = sum(forward(x) * dout)``: ``backward(dout)``
@@ -85,14 +89,17 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         cost independent of the input size, wrong elements then located by
         bisection. ``sampled``: ``samples`` random elements per target.
     eps : float or None
-        Absolute step for every element; ``None`` = from the dtype and the
-        element's magnitude, ``eps_machine**(1/3) * max(1, |x_i|)`` for
-        central differences.
+        Absolute step for every element; ``None`` = from the *measured*
+        noise of the forward and the element's magnitude,
+        ``noise**(1/(p+1)) * max(1, |x_i|)``, shrunk when the truncation
+        error measured along a random direction exceeds the rounding error
+        (:mod:`gradcheck.engine.steps`).
     atol, rtol : float or None
         An element passes when ``|numerical - analytic| <= atol + rtol *
-        |numerical|`` (plus 3x the method's truncation estimate, where it
-        has one). ``None`` = derived from the dtype, method and step
-        (:mod:`gradcheck.engine.tolerances`); the report says which and why.
+        |numerical|``. ``None`` = derived per element from the measured
+        noise of its outputs, the measured truncation error and the target's
+        own scale (:mod:`gradcheck.engine.tolerances`); given values are
+        used exactly. The report states the tolerance of every element.
     seed : int, default 0
         Seed of the random ``dout``, projections and samples.
     samples : int, default 64
@@ -113,6 +120,18 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     executor : concurrent.futures.Executor or None
         Evaluate large targets on this executor instead (e.g. a
         ``dask.distributed`` client's ``get_executor()``).
+    min_resolution : float, default 1e-3
+        A target whose resolution (the smallest single-element error it
+        would catch) is coarser than this fraction of its gradient's scale
+        is INCONCLUSIVE, not PASS.
+    inconclusive : {"fail", "pass"}
+        ``"fail"``: an INCONCLUSIVE target makes ``report.passed`` False;
+        ``"pass"``: it does not (it is still reported as INCONCLUSIVE).
+    expect_zero : sequence of str
+        Targets whose gradient is zero for every input by the layer's
+        structure (a bias right before a train-mode batch normalisation):
+        they PASS when numerical and analytic gradients are both zero to
+        within the stated resolution, instead of being INCONCLUSIVE.
 
     Returns
     -------
@@ -130,10 +149,10 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
 
     Notes
     -----
-    Failing elements of a ``forward``/``central`` check are recomputed by
-    Richardson extrapolation before a FAIL is reported, and elements where
-    the one-sided differences disagree (a kink) with the analytic value
-    between them are excluded and listed; see :mod:`gradcheck.engine.elementwise`.
+    Every target states its ``resolution``. Elements outside their first
+    tolerance are refined by a step search before a FAIL is reported, and an
+    element at a kink is judged by the hull of its one-sided derivatives and
+    listed; see :mod:`gradcheck.engine.verdict`.
 
     Examples
     --------
@@ -151,6 +170,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                         seed=seed, wrt=wrt, train_flg=train_flg)
     check_engine_options(name, samples=samples, probes=probes, precision=precision,
                          nondet_tol=nondet_tol, n_jobs=n_jobs, executor=executor)
+    expect_zero = check_verdict_options(name, min_resolution=min_resolution,
+                                        inconclusive=inconclusive, expect_zero=expect_zero)
     adapter = LayerAdapter(layer, train_flg)
     findings = []
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -160,14 +181,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                 "x"))
     if params is not None:
         params = check_params_mapping(layer, params)
-    if wrt is not None:
-        for w in wrt:
-            ok = w == "x" or (w in params if params is not None
-                              else isinstance(get_attr(layer, w), np.ndarray))
-            if not ok:
-                raise GradCheckInputError(
-                    f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
-                    layer=name, target=w)
+    _check_wrt(layer, name, wrt, params)
     dout_w = None
     if dout is not None:
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
@@ -175,49 +189,53 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     _check_size(name, strategy, x_arr, layer)
     opts = Options(method=method, eps=eps, atol=atol, rtol=rtol, seed=int(seed),
                    samples=int(samples), probes=int(probes), nondet_tol=float(nondet_tol),
-                   executor=executor, n_jobs=n_jobs)
+                   executor=executor, n_jobs=n_jobs, min_resolution=float(min_resolution),
+                   inconclusive=inconclusive, expect_zero=expect_zero)
     xw = np.array(x_arr, copy=True, order="C")
     original = StateSnapshot(layer)
     try:
         from gradcheck.protocol.precision import working_precision
         xw, dout_w, snapshot = working_precision(layer, adapter, original, xw, dout_w,
                                                  precision, findings)
-        run = Run(adapter, xw, dout_w, params, wrt, opts, snapshot, findings)
-        results = _dispatch(run, strategy)
+        problem = Problem(adapter, xw, dout_w, params, wrt, snapshot, findings, seed=opts.seed,
+                          nondet_tol=opts.nondet_tol)
+        _check_expect_zero(problem, opts)
+        results = run_strategy(problem, strategy, opts)
         snapshot.restore_all()
         return GradCheckReport(
             layer=name, input_shape=tuple(xw.shape), dtype=str(xw.dtype),
             train_flg=adapter.train_flg, method=method, strategy=strategy, seed=int(seed),
             results=results, findings=tuple(findings), forward_calls=adapter.forward_calls,
             backward_calls=adapter.backward_calls, versions=_versions(),
-            input_dtype=str(x_arr.dtype))
+            input_dtype=str(x_arr.dtype), inconclusive=inconclusive)
     finally:
         original.restore_all()
 
 
-def _dispatch(run, strategy):
-    if run.method == "complex":
-        from gradcheck.engine.complex import complex_step_results
-        if strategy != "elementwise":
+def _check_wrt(layer, name, wrt, params):
+    for w in wrt or ():
+        ok = w == "x" or (w in params if params is not None
+                          else isinstance(get_attr(layer, w), np.ndarray))
+        if not ok:
             raise GradCheckInputError(
-                "method='complex' supports strategy='elementwise' only", layer=run.name)
-        return complex_step_results(run)
-    if strategy == "jacobian":
-        from gradcheck.engine.jacobian import compare_jacobian
-        return compare_jacobian(run)
-    if strategy == "projection":
-        from gradcheck.engine.projection import compare_projection
-        return tuple(compare_projection(run, t) for t in run.targets)
-    from gradcheck.engine.elementwise import compare
-    results = []
-    rng = np.random.default_rng([run.seed, 1])
-    for t in run.targets:
-        idx = None
-        if strategy == "sampled":
-            n = run.target_array(t).size
-            idx = np.sort(rng.choice(n, size=min(run.opts.samples, n), replace=False))
-        results.append(compare(run, t, idx, strategy))
-    return tuple(results)
+                f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
+                layer=name, target=w)
+
+
+def _check_expect_zero(problem, opts):
+    names = [t.name for t in problem.targets]
+    for t in opts.expect_zero:
+        if t not in names:
+            raise GradCheckInputError(
+                f"expect_zero names {t!r}, which is not a target of this check; targets: "
+                f"{names}", layer=problem.name, target=t)
+
+
+def run_strategy(problem, strategy, opts):
+    """One :class:`~gradcheck.report.TargetResult` per target of ``problem``."""
+    from gradcheck.engine import strategies
+
+    return strategies.run(problem, strategy, opts)
 
 
 def _check_size(name, strategy, x, layer):

@@ -112,3 +112,27 @@ def check_array(arr, *, layer, target, what):
             f"{what} contains NaN or inf (first at index {bad}); a gradient check needs "
             "finite values", layer=layer, target=target)
     return arr, converted
+
+
+INCONCLUSIVE = ("fail", "pass")
+
+
+def check_verdict_options(name, *, min_resolution, inconclusive, expect_zero):
+    """Validate the verdict options; return ``expect_zero`` as a tuple of names."""
+    if isinstance(min_resolution, bool) or not isinstance(min_resolution, numbers.Real) \
+            or not np.isfinite(min_resolution) or min_resolution <= 0:
+        raise GradCheckInputError(
+            f"min_resolution must be a finite float > 0; got {min_resolution!r}", layer=name)
+    if inconclusive not in INCONCLUSIVE:
+        raise GradCheckInputError(
+            f"inconclusive must be 'fail' or 'pass'; got {inconclusive!r}", layer=name)
+    if isinstance(expect_zero, str):
+        expect_zero = (expect_zero,)
+    try:
+        names = tuple(expect_zero)
+    except TypeError:
+        names = None
+    if names is None or not all(isinstance(t, str) for t in names):
+        raise GradCheckInputError(
+            f"expect_zero must be a list of target names; got {expect_zero!r}", layer=name)
+    return names

@@ -1,71 +1,113 @@
 """``method="complex"``: complex-step differentiation, when the layer allows it.
 
-The layer's forward must accept complex input and be complex-analytic (no
-``abs``, ``maximum``, comparisons or ``.real`` on the path). Both are found
-out by a trial before the check: a forward call on complex copies must
-return a complex output, and the complex-step derivative of the first
-elements must agree with central differences. Otherwise a
-:class:`~gradcheck.GradCheckInputError` refuses, suggesting
-``method="central"``.
+``Im L(x + i h e_j) / h`` is the derivative to the forward's own rounding
+(no subtractive cancellation, so ``h = 1e-20``) [1]_. The layer's forward
+must accept complex input and be complex-analytic (no ``abs``, ``maximum``,
+comparisons or ``.real`` on the path). Both are found out by a trial before
+the check: a forward call on complex copies must return a complex output,
+and the complex-step derivative of the first elements must agree with
+central differences. Otherwise a :class:`~gradcheck.GradCheckInputError`
+refuses, suggesting ``method="central"``.
+
+The rounding error of each derivative is that of the summed terms,
+``eps * sum |Im out_k| |dout_k| / h``; there is no truncation error to speak
+of, and no refinement.
+
+References
+----------
+.. [1] W. Squire and G. Trapp, "Using complex variables to estimate
+   derivatives of real functions", SIAM Review 40 (1998).
 """
 
 import numpy as np
 
-from gradcheck.engine.elementwise import compare
-from gradcheck.protocol.state import StateSnapshot
+from gradcheck.engine import methods
+from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.steps import element_steps
+from gradcheck.engine.tolerances import derive
+from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
+from gradcheck.protocol.state import StateSnapshot
+
+__all__ = ["comparisons"]
 
 #: Elements of each target compared against central differences in the trial.
 TRIAL_ELEMENTS = 3
 
 
-def _refuse(run, target, why):
+def _refuse(problem, target, why):
     raise GradCheckInputError(
         f"method='complex' needs a forward that accepts complex input and is complex-analytic; "
         f"{why} -- use method='central' (or 'richardson' for more accuracy)",
-        layer=run.name, target=target)
+        layer=problem.name, target=target)
 
 
-def complex_step_results(run):
-    """One elementwise :class:`TargetResult` per target, by complex step."""
-    results = []
-    for target in run.targets:
-        real = run.target_array(target)
-        trial = np.arange(min(TRIAL_ELEMENTS, real.size))
-        central = run.numerical(target, real, element_steps(real, "central", run.eps), trial,
-                                "central")[0]
-        cdtype = np.complex64 if real.dtype == np.float32 else np.complex128
-        work = real.astype(cdtype)
-        run.snapshot.restore_all()
-        outer = StateSnapshot(run.layer)
-        if target != "x":
-            outer.substitute({id(real): work})
+def _central(problem, target, idx):
+    """Central differences of the trial elements, at the float64 base step."""
+    central = methods.get("central")
+    steps = element_steps(target.array, central, np.finfo(np.float64).eps)
+    sink = Reduce(problem.dout, len(idx), 1)
+    span = differences(problem.evaluator(target), ElementMoves(target.array, idx, steps),
+                       central.pairs, sink, problem.out0)
+    return sink.R[:, 0].real / span[:, 0]
+
+
+def _complex_step(problem, target, work, idx, dirty):
+    """``(D, S, h)``: complex-step derivatives of ``idx``, the size of their summed terms."""
+    steps = element_steps(target.array, None, 0.0)
+    sink = Reduce(problem.dout, len(idx), 1, sizes=True)
+    evaluate = problem.evaluator(target, array=work, dirty=dirty)
+    span = differences(evaluate, ElementMoves(work, idx, steps), [(1j, 0.0)], sink,
+                       problem.out0)
+    return sink.R[:, 0].imag / span[:, 0], sink.S[:, 0] / span[:, 0], steps[idx]
+
+
+def comparisons(problem, opts, strategy):
+    """``(target, Comparison)`` of every target, by complex step."""
+    for target in problem.targets:
+        yield target, _compare(problem, target, opts)
+
+
+def _compare(problem, target, opts):
+    real = target.array
+    trial = np.arange(min(TRIAL_ELEMENTS, real.size))
+    central = _central(problem, target, trial)
+    work = real.astype(np.complex64 if real.dtype == np.float32 else np.complex128)
+    problem.snapshot.restore_all()
+    outer = StateSnapshot(problem.layer)
+    if target.kind != "input":
+        outer.substitute({id(real): work})
+    try:
+        inner = StateSnapshot(problem.layer)
         try:
-            inner = StateSnapshot(run.layer)
-            try:
-                out = run.adapter.raw_forward(work if target == "x" else run.xw)
-            except Exception as exc:
-                _refuse(run, target, f"forward() raised {type(exc).__name__}: {exc}")
-            if not np.iscomplexobj(out):
-                _refuse(run, target, f"forward() returned {np.asarray(out).dtype} for complex "
-                        "input (the imaginary part is dropped)")
-            dirty_saved, run.dirty = run.dirty, inner.changed()
-            inner.restore_all()
-            saved_snapshot, run.snapshot = run.snapshot, inner
-            run.override = {target: work}
-            try:
-                cstep = run.numerical(target, work, element_steps(real, "complex", run.eps),
-                                      trial, "complex")[0]
-                scale = max(1.0, float(np.max(np.abs(central))))
-                if np.any(np.abs(cstep - central) > 1e-5 * scale):
-                    _refuse(run, target, "its complex-step and central differences disagree "
-                            f"(e.g. {cstep[0]:.6g} vs {central[0]:.6g}): the forward is not "
-                            "complex-analytic (abs, maximum, comparisons?)")
-                results.append(compare(run, target, None, "elementwise"))
-            finally:
-                run.override = {}
-                run.dirty, run.snapshot = dirty_saved, saved_snapshot
-        finally:
-            outer.restore_all()
-    return tuple(results)
+            out = problem.adapter.raw_forward(work if target.kind == "input" else problem.xw)
+        except Exception as exc:
+            _refuse(problem, target.name, f"forward() raised {type(exc).__name__}: {exc}")
+        if not np.iscomplexobj(out):
+            _refuse(problem, target.name, f"forward() returned {np.asarray(out).dtype} for "
+                    "complex input (the imaginary part is dropped)")
+        dirty = inner.changed()
+        inner.restore_all()
+        cstep = _complex_step(problem, target, work, trial, dirty)[0]
+        scale = max(1.0, float(np.max(np.abs(central))))
+        if np.any(np.abs(cstep - central) > 1e-5 * scale):
+            _refuse(problem, target.name, "its complex-step and central differences disagree "
+                    f"(e.g. {cstep[0]:.6g} vs {central[0]:.6g}): the forward is not "
+                    "complex-analytic (abs, maximum, comparisons?)")
+        idx = np.arange(real.size)
+        num, S, h = _complex_step(problem, target, work, idx, dirty)
+    finally:
+        outer.restore_all()
+    eps = float(np.finfo(real.dtype).eps)
+    rule = derive(num, eps, opts.atol, opts.rtol, eps)
+    ana = problem.analytic[target.name].reshape(-1)
+    return Comparison(
+        name=target.name, shape=real.shape, dtype=str(real.dtype), strategy="elementwise",
+        method="complex", numerical=num, analytic=ana, rounding=eps * S,
+        estimate=np.full(num.shape, np.nan), rule=rule, skipped=np.zeros(num.size, bool),
+        steps=h, index=lambda r: tuple(int(j) for j in np.unravel_index(int(r), real.shape)),
+        noise=None, full=lambda st: {"numerical": st.num.reshape(real.shape),
+                                     "analytic": ana.reshape(real.shape),
+                                     "tolerances": st.allowed.reshape(real.shape),
+                                     "estimates": st.rounding.reshape(real.shape)},
+        reason="; complex step: rounding of the summed terms, eps x sum|Im out||dout| / h")

@@ -1,134 +1,110 @@
 """The ``jacobian`` strategy: the whole Jacobian, numerically and analytically.
 
-Numerically, one column per input element (two forward calls each, nothing
-reduced); analytically, one row per output element: a ``backward`` with the
-unit upstream gradient ``e_i`` (one forward and one backward call each), as
-PyTorch's ``gradcheck`` does. Every entry is compared and the worst one is
-reported as ``(output index, input index)`` with both values. Meant for small
-layers: it costs ``out.size`` backward calls and ``out.size x n`` memory.
+Numerically, one column per input element by the method's own stencil
+(nothing reduced); analytically, one row per output element: a ``backward``
+with the unit upstream gradient ``e_i`` scaled by a random factor (one
+forward and one backward call each), as PyTorch's ``gradcheck`` does. Every
+entry is compared -- its rounding error is the measured noise of its own
+output over the step -- and the worst one is reported as ``(output index,
+input index)`` with both values. Meant for small layers: it costs
+``out.size`` backward calls and ``out.size x n`` memory.
 """
 
 import numpy as np
 
-from gradcheck.engine import perturb as _numdiff
-from gradcheck.engine.steps import element_steps
-from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, MARGINAL, derive
+from gradcheck.engine.elementwise import prepare
+from gradcheck.engine.perturb import Columns, ElementMoves, differences
+from gradcheck.engine.refine import search
+from gradcheck.engine.tolerances import derive, rounding_error
+from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
-from gradcheck.report import Finding, TargetResult
+
+__all__ = ["comparisons", "MAX_ENTRIES"]
 
 #: The strategy refuses above this many Jacobian entries (memory and hours of calls).
 MAX_ENTRIES = 4_000_000
 
 
-def compare_jacobian(run):
-    """One :class:`TargetResult` per target with the Jacobian blocks compared."""
-    out0 = run.out0
-    m = out0.size
-    sizes = {t: run.target_array(t).size for t in run.targets}
-    if m * sum(sizes.values()) > MAX_ENTRIES:
-        raise GradCheckInputError(
-            f"strategy='jacobian' needs a {m} x {sum(sizes.values())} Jacobian and {m} backward "
-            "calls; that would take hours -- use strategy='elementwise' or 'projection'",
-            layer=run.name)
-    rows = {t: np.zeros((m, n)) for t, n in sizes.items()}
+def _analytic_rows(problem, opts):
+    """``{target: J_analytic}`` of shape (n_out, target.size), from one VJP per output."""
+    m = problem.out0.size
+    rows = {t.name: np.zeros((m, t.array.size)) for t in problem.targets}
     # e_i scaled by a random c_i (then divided out): with c_i = 1, a backward that
     # ignores dout would look right whenever the output is a scalar loss
-    scales = np.random.default_rng([run.seed, 4]).uniform(0.5, 2.0, m)
+    scales = np.random.default_rng([opts.seed, 4]).uniform(0.5, 2.0, m)
     for i in range(m):
-        u = np.zeros(out0.shape, dtype=out0.dtype)
-        u.flat[i] = scales[i]
-        grads = run.vjp(u)
+        u = np.zeros(m, dtype=problem.out0.dtype)
+        u[i] = scales[i]
+        grads = problem.vjp(u)
         for t in rows:
             rows[t][i] = grads[t].reshape(-1) / scales[i]
-    return tuple(_compare_target(run, t, rows[t]) for t in run.targets)
+    return rows
 
 
-def _compare_target(run, target, Ja):
-    arr = run.target_array(target)
-    method = "central" if run.method == "forward" else run.method
-    steps = element_steps(arr, method, run.eps)
-    idx = np.arange(arr.size)
-    ev = run._evaluator(target, arr)
-    C, den = _numdiff.jacobian_columns(ev, arr, idx, steps, _numdiff.MULTIPLIERS[method])
-    m, n, k = C.shape
-    value, trunc = _numdiff.combine(method, C.reshape(m * n, k))
-    Jn, est = value.reshape(m, n), np.nan_to_num(trunc).reshape(m, n)
-    eps = float(np.finfo(run.out0.dtype).eps)
-    rounding = 2.0 * eps * float(np.max(np.abs(run.out0))) / float(np.min(np.abs(den[den != 0]),
-                                                                          initial=1.0))
-    atol, rtol, reason = derive(method, run.out0.dtype, Jn, rounding, run.atol, run.rtol)
-    allowed = atol + rtol * np.abs(Jn) + ESTIMATE_WEIGHT * est
-    failing = np.abs(Jn - Ja) > allowed
-    n_refined = 0
-    if failing.any():  # extrapolate from the small central step
-        cols = np.flatnonzero(failing.any(axis=0))
-        steps = element_steps(arr, "central", run.eps)
-        Cr, _ = _numdiff.jacobian_columns(ev, arr, cols, steps, _numdiff.MULTIPLIERS["richardson"])
-        v, t = _numdiff.combine("richardson", Cr.reshape(-1, 3))
-        Jn[:, cols], est[:, cols] = v.reshape(m, len(cols)), t.reshape(m, len(cols))
-        if method != "central" and run.rtol is None:  # judged as central differences
-            c_atol, rtol, _ = derive("central", run.out0.dtype, Jn, rounding)
-            atol = max(atol, c_atol) if run.atol is None else atol
-        allowed = atol + rtol * np.abs(Jn) + ESTIMATE_WEIGHT * est
-        failing = np.abs(Jn - Ja) > allowed
-        n_refined = len(cols)
-        reason += f"; {n_refined} column(s) recomputed by Richardson extrapolation"
-    excluded = ()
-    if failing.any():
-        kink_cols = _kink_columns(ev, arr, steps, np.flatnonzero(failing.any(axis=0)), allowed)
-        if len(kink_cols):
-            failing[:, kink_cols] = False
-            excluded = tuple(tuple(int(k) for k in np.unravel_index(int(j), arr.shape))
-                             for j in kink_cols)
-            run.findings.append(Finding(
-                "nondifferentiable", False,
-                f"{len(excluded)} column(s) of the Jacobian of {target!r} excluded at "
-                f"non-differentiable points: {list(excluded)[:10]}", target))
-    diff = np.abs(Jn - Ja)
-    diff[:, [np.ravel_multi_index(e, arr.shape) for e in excluded]] = 0.0
-    ratio = diff / np.maximum(allowed, np.finfo(float).tiny)
-    wi, wj = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
-    scale = max(float(np.max(np.abs(Jn))), float(np.max(np.abs(Ja))))
-    margin = float(ratio[wi, wj])
-    passed = not failing.any()
-    vacuous = passed and scale <= atol
-    return TargetResult(
-        name=target, shape=tuple(arr.shape), dtype=str(arr.dtype), passed=passed,
-        max_abs_error=float(diff.max()),
-        max_rel_error=float(diff.max() / scale) if scale > 0 else float(diff.max()),
-        worst_index=tuple(int(j) for j in np.unravel_index(int(wj), arr.shape)),
-        worst_output_index=tuple(int(j) for j in np.unravel_index(int(wi), run.out0.shape)),
-        worst_numerical=float(Jn[wi, wj]), worst_analytic=float(Ja[wi, wj]),
-        atol=atol, rtol=rtol, tolerance_reason=reason, numerical=Jn, analytic=Ja,
-        step=float(np.min(steps)), error_estimate=float(est.max()), margin=margin,
-        marginal=MARGINAL < margin < 1.0 / MARGINAL, vacuous=bool(vacuous),
-        n_checked=int(Jn.size), n_refined=n_refined, strategy="jacobian", excluded=excluded)
+def comparisons(problem, opts, strategy):
+    """``(target, Comparison)`` of every target's Jacobian block."""
+    m = problem.out0.size
+    total = sum(t.array.size for t in problem.targets)
+    if m * total > MAX_ENTRIES:
+        raise GradCheckInputError(
+            f"strategy='jacobian' needs a {m} x {total} Jacobian and {m} backward calls; that "
+            "would take hours -- use strategy='elementwise' or 'projection'",
+            layer=problem.name)
+    rows = _analytic_rows(problem, opts)
+    for target in problem.targets:
+        yield target, _compare(problem, target, opts, rows[target.name])
 
 
-def _kink_columns(ev, arr, steps, cols, allowed):
-    """Input elements whose one-sided output differences jump (see ``_elementwise._kinks``)."""
-    from gradcheck.engine.elementwise import KINK_FACTOR, halves_twice
+def _columns(s, problem, cols, steps, pairs, out0=None):
+    """``(C, span)``: output differences per pair for the input elements ``cols``."""
+    sink = Columns(problem.out0.size, len(cols), len(pairs), out0=out0)
+    span = differences(s.evaluate, ElementMoves(s.arr, cols, steps), pairs, sink,
+                       problem.out0)
+    return sink, span
 
-    flat = _numdiff._flat_view(arr)
-    tp = arr.dtype.type
-    kinks = []
-    for j in cols:
-        saved = flat[j]
-        gaps = []
-        try:
-            flat[j] = saved
-            out0 = np.array(ev(j), dtype=np.float64)
-            for s in (1.0, 0.5, 0.25):
-                h = s * steps[j]
-                flat[j] = tp(float(saved) + h)
-                up = (np.array(ev(j), dtype=np.float64) - out0) / h
-                flat[j] = tp(float(saved) - h)
-                down = (out0 - np.array(ev(j), dtype=np.float64)) / h
-                flat[j] = saved
-                gaps.append(float(np.max(np.abs(up - down))))
-        finally:
-            flat[j] = saved
-        g, g2, g4 = gaps
-        if g > KINK_FACTOR * float(np.max(allowed[:, j])) and not halves_twice(g, g2, g4):
-            kinks.append(j)
-    return np.array(kinks, dtype=int)
+
+def _compare(problem, target, opts, Ja):
+    s = prepare(problem, target, opts)
+    arr, method = s.arr, s.method
+    m, n = Ja.shape
+    sink, span = _columns(s, problem, np.arange(n), s.steps, method.pairs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        D = np.where(span[None] != 0, sink.C / span[None], 0.0)
+    value, est = method.combine(D.reshape(m * n, -1))
+    sigma = np.repeat(s.noise.variance_std, n)
+    h = np.tile(s.steps, m)
+    rounding = rounding_error(sigma, h, method.gain)
+    tau = s.tuning.relative
+    rule = derive(value, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
+
+    def level(entries):
+        cols, where = np.unique(entries % n, return_inverse=True)
+        outs = entries // n
+
+        def at(k):
+            c, sp = _columns(s, problem, cols, s.steps * 2.0 ** -k, [(1.0, -1.0)],
+                             out0=problem.out0)
+            sp = sp[:, 0][where]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                D = c.C[outs, where, 0] / sp
+                Dp = c.P[outs, where, 0] / (sp / 2.0)
+                Dm = c.M[outs, where, 0] / (sp / 2.0)
+            return D, Dp, Dm, s.noise.variance_std[outs], s.steps[cols][where] * 2.0 ** -k
+        return at
+
+    class Refiner:
+        def refine(self, rows, analytic):
+            return search(level(np.asarray(rows)), analytic)
+
+    return Comparison(
+        name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy="jacobian",
+        method=method.name, numerical=value, analytic=Ja.reshape(-1), rounding=rounding,
+        estimate=est, rule=rule, skipped=(span[:, 0] == 0)[np.arange(m * n) % n],
+        steps=s.steps, noise=s.noise, refiner=Refiner(),
+        index=lambda r: tuple(int(j) for j in np.unravel_index(int(r) % n, arr.shape)),
+        full=lambda st: {"numerical": st.num.reshape(m, n), "analytic": Ja,
+                         "tolerances": st.allowed.reshape(m, n),
+                         "estimates": (st.rounding + np.nan_to_num(st.estimate)).reshape(m, n)},
+        extra={"worst_output_index": lambda r: tuple(
+            int(j) for j in np.unravel_index(int(r) // n, problem.out_shape))},
+        reason=s.reason() + "; per entry: the noise of its own output")

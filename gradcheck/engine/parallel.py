@@ -1,9 +1,10 @@
-"""Parallel evaluation of central differences over chunks of a target's elements.
+"""Parallel evaluation of a target's element differences over chunks.
 
 Each worker gets a pickled copy of the layer, the input and ``dout`` (as the
-layer was before the check), rebuilds the per-call state restore and
-differentiates its chunk; the chunks' results are concatenated in order, so
-the result is bit-identical to a serial run. ``n_jobs`` uses a local
+layer was before the check), rebuilds the per-call state restore and runs
+the one perturbation loop (:func:`gradcheck.engine.perturb.differences`) on
+its chunk; the chunks' results are concatenated in order, so the result is
+bit-identical to a serial run. ``n_jobs`` uses a local
 ``ProcessPoolExecutor``; ``executor=`` takes any
 ``concurrent.futures.Executor`` -- a ``dask.distributed`` client's
 ``get_executor()`` runs the same chunks on a cluster.
@@ -14,7 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from gradcheck.engine import perturb as _numdiff
+from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+
+__all__ = ["parallel_differences"]
 
 
 def _chunk_worker(payload, idx):
@@ -23,31 +26,34 @@ def _chunk_worker(payload, idx):
     from gradcheck.protocol.state import StateSnapshot
 
     # every task differentiates its own copy, whatever the executor shares
-    layer, xw, fresh_x, train_flg, dout, target, steps, multipliers = pickle.loads(payload)
+    (layer, xw, fresh_x, train_flg, dout, target, steps, pairs, weights) = pickle.loads(payload)
     adapter = LayerAdapter(layer, train_flg)
     snapshot = StateSnapshot(layer)
-    out0 = adapter.forward(xw.copy())
+    out0 = np.array(adapter.forward(xw.copy()), copy=True).reshape(-1)
     dirty = snapshot.changed()
     snapshot.restore_all()
     arr = xw if target == "x" else get_attr(layer, target)
-    evaluate = make_evaluator(adapter, xw, fresh_x, dirty, target, arr, out0.shape)
-    return _numdiff.central_differences(evaluate, arr, dout, idx, steps, multipliers)
+    evaluate = make_evaluator(adapter, xw, fresh_x, dirty, target, arr, out0.size)
+    sink = Reduce(dout, len(idx), len(pairs), noise_w=weights)
+    span = differences(evaluate, ElementMoves(arr, idx, steps), pairs, sink, out0)
+    return sink.R.real, span, sink.noise
 
 
-def parallel_differences(run, target, u, idx, steps, multipliers):
-    """Central differences of ``idx`` split over ``run.opts.executor`` or ``n_jobs`` processes."""
-    opts = run.opts
+def parallel_differences(problem, setup, idx):
+    """``(R, span, support)`` of the elements ``idx``, split over the executor or ``n_jobs``."""
+    opts = setup.opts
     workers = opts.n_jobs or 2
     chunks = [c for c in np.array_split(np.asarray(idx), max(1, workers * 4)) if len(c)]
-    run.snapshot.restore_all()
+    problem.snapshot.restore_all()
     try:
-        payload = pickle.dumps((run.layer, run.xw, run.fresh_x, run.adapter.train_flg, u,
-                                target, steps, multipliers))
+        payload = pickle.dumps((problem.layer, problem.xw, problem.fresh_x,
+                                problem.adapter.train_flg, problem.dout, setup.target.name,
+                                setup.steps, setup.method.pairs, setup.noise.weights))
     except Exception as exc:
         from gradcheck.errors import GradCheckInputError
         raise GradCheckInputError(
             f"n_jobs/executor need a picklable layer: {type(exc).__name__}: {exc}",
-            layer=run.name, target=target) from exc
+            layer=problem.name, target=setup.target.name) from exc
     own = opts.executor is None
     executor = ProcessPoolExecutor(workers) if own else opts.executor
     try:
@@ -56,5 +62,5 @@ def parallel_differences(run, target, u, idx, steps, multipliers):
     finally:
         if own:
             executor.shutdown()
-    run.adapter.forward_calls += 2 * len(multipliers) * len(idx)
-    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    problem.adapter.forward_calls += setup.method.calls * len(idx) + len(chunks)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))

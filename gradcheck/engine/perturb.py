@@ -1,324 +1,248 @@
-"""Finite differences of ``L = sum(forward(x) * dout)`` element by element.
+"""The perturb-evaluate-restore loop: the only place a target is perturbed.
 
-The layer is a black box: one forward call per perturbed point. The target
-array is perturbed *in place*, one element at a time, and that element is put
-back exactly (the saved scalar) before the next one, also when the forward
-raises. Each forward output is consumed before the next call: for central
-differences the ``+h`` output is copied into one preallocated buffer, the
-``-h`` output subtracted from it in place, and only then reduced against
-``dout`` -- subtracting the outputs before reducing is 5-10x more accurate
-than subtracting two values of the scalar loss.
+:func:`differences` walks the items of a *move* (the elements of a target,
+:class:`ElementMoves`, or whole-target directions, :class:`DirectionMoves`)
+and the offset pairs ``(a, b)`` of a stencil: it perturbs the target *in
+place* to ``x + a h``, calls ``forward``, perturbs to ``x + b h`` (or reuses
+the unperturbed output when ``b = 0``), calls ``forward`` again, puts the
+target back exactly (the saved scalar or array, also when ``forward``
+raises), and hands both outputs to a *sink* before the next call. Sinks
+subtract the outputs first and then reduce against ``dout``
+(:class:`Reduce`; 5-10x more accurate than subtracting two values of the
+scalar loss), or keep the whole output differences (:class:`Columns`, for
+the Jacobian and the noise estimate).
 
-The step actually taken is the representable one: ``x + h`` is rounded to the
-target's dtype and the denominator is ``(x + h) - (x - h)`` as stored.
+The step actually taken is the representable one: ``x + a h`` is rounded to
+the target's dtype and an element move's denominator is ``(x + a h) - (x + b
+h)`` as stored. The serial engine and every parallel worker run this loop.
 """
 
 import numpy as np
 
+__all__ = ["ElementMoves", "DirectionMoves", "Reduce", "Columns", "differences",
+           "flat_view"]
 
 
-#: Step multipliers of each central-type method (two forward calls each).
-MULTIPLIERS = {"central": (1.0,), "central4": (2.0, 1.0), "richardson": (1.0, 0.5, 0.25)}
-
-
-def combine(method, D):
-    """The derivative and its truncation-error estimate from the differences ``D``.
-
-    Parameters
-    ----------
-    method : str
-    D : ndarray, shape (m, len(MULTIPLIERS[method])) (``(m, 1)`` for forward)
-
-    Returns
-    -------
-    value, trunc : ndarray of float64, shape (m,)
-        ``trunc`` is NaN for ``forward`` and ``central`` (no estimate).
-    """
-    if method in ("forward", "central"):
-        return D[:, 0].copy(), np.full(D.shape[0], np.nan)
-    return richardson(D)
-
-
-def _flat_view(arr):
+def flat_view(arr):
     """A writable flat view of ``arr`` (``arr.flat`` when it is not C-contiguous)."""
     return arr.reshape(-1) if arr.flags.c_contiguous else arr.flat
 
 
-def _reducer(out_shape, out_dtype, dout):
-    """Preallocated buffer and ``sum(buffer * dout)`` in float64.
+class ElementMoves:
+    """Perturb one element at a time: item ``r`` is element ``idx[r]`` with step ``steps[idx[r]]``.
 
-    ``einsum`` rather than ``dot``: a multithreaded BLAS dot per call costs
-    more than the forward call itself on a loaded 2-core machine.
+    Parameters
+    ----------
+    arr : ndarray
+        The target (perturbed in place; real or complex).
+    idx : ndarray of int, shape (m,)
+        Flat indices of the elements.
+    steps : ndarray of float64, shape (arr.size,)
+        Base step ``h_i`` per element (complex offsets give ``x + i a h``).
     """
-    buf = np.empty(out_shape, dtype=out_dtype)
-    bflat = buf.reshape(-1)
-    d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
-    if out_dtype == np.float64:
-        def reduce():
-            return float(np.einsum("i,i->", bflat, d))
-    else:
-        def reduce():
-            return float(np.einsum("i,i->", bflat.astype(np.float64), d))
-    return buf, reduce
+
+    def __init__(self, arr, idx, steps):
+        self.arr, self.flat = arr, flat_view(arr)
+        self.idx, self.steps = np.asarray(idx), steps
+        self.tp = arr.dtype.type
+        self.n = len(self.idx)
+        self._saved = None
+
+    def index(self, r):
+        return int(self.idx[r])
+
+    def set(self, r, offset):
+        """Move item ``r`` to ``x + offset * h``; return the value stored, as a Python number."""
+        i = self.idx[r]
+        if self._saved is None:
+            self._saved = (i, self.flat[i])
+        x = self._saved[1]
+        value = self.tp(x.item() + offset * self.steps[i]) if offset else x
+        self.flat[i] = value
+        return value
+
+    def reset(self, r):
+        if self._saved is not None:
+            i, x = self._saved
+            self.flat[i] = x
+            self._saved = None
+
+    def span(self, r, a, b, xa, xb):
+        """The denominator of pair ``(a, b)``: the representable ``x_a - x_b``."""
+        if np.iscomplexobj(xa):  # the complex step: x + i h, denominator h
+            return float(abs(a - b) * self.steps[self.idx[r]])
+        return float(xa) - float(xb)
 
 
-def central_differences(evaluate, arr, dout, idx, steps, multipliers=(1.0,)):
-    """Central differences ``D(c*h)`` of ``L`` for each element and step multiplier.
+class DirectionMoves:
+    """Perturb the whole target along directions: item ``r`` moves it to ``x0 + t w_r``.
+
+    Parameters
+    ----------
+    arr : ndarray
+        The target (perturbed in place).
+    directions : ndarray of float64, shape (m,) + arr.shape
+        ``w_r``, in the target's units (the step is folded in).
+    analytic : ndarray of float64, shape (m,) + arr.shape or None
+        When given, :attr:`A` collects the analytic counterpart of every
+        difference: ``analytic[r] . (x_a - x_b)`` over the representable
+        points, so a directional difference and its analytic value see the
+        same rounded perturbation.
+    """
+
+    def __init__(self, arr, directions, analytic=None):
+        self.arr = arr
+        self.x0 = arr.astype(np.float64)
+        self.saved = arr.copy()
+        self.w = np.asarray(directions, dtype=np.float64)
+        self.n = len(self.w)
+        self.analytic = analytic
+        self.A = {}
+        self._points = {}
+
+    def index(self, r):
+        return None
+
+    def set(self, r, offset):
+        point = (self.x0 + offset * self.w[r]).astype(self.arr.dtype)
+        np.copyto(self.arr, point)
+        self._points[offset] = point
+        return offset
+
+    def reset(self, r):
+        np.copyto(self.arr, self.saved)
+
+    def span(self, r, a, b, xa, xb):
+        if self.analytic is not None:
+            pa = self._points.get(a, self.saved)
+            pb = self._points.get(b, self.saved) if b else self.saved
+            delta = pa.astype(np.float64) - pb.astype(np.float64)
+            self.A[r, (a, b)] = float(np.sum(self.analytic[r] * delta))
+        self._points.clear()
+        return float(a - b)
+
+
+class Reduce:
+    """Sink: reduced differences ``(o_a - o_b) . dout``, optionally one-sided, noise and sizes.
+
+    Parameters
+    ----------
+    dout : ndarray, shape (n_out,)
+        Upstream gradient (flat).
+    n_items, n_pairs : int
+    out0 : ndarray, shape (n_out,)
+        The unperturbed output (for one-sided differences).
+    one_sided : bool
+        Also keep ``(o_a - o_0) . dout`` and ``(o_0 - o_b) . dout`` (kink tests).
+    noise_w : ndarray of float64, shape (n_out,) or None
+        Per-output noise variance times ``dout**2``: :attr:`noise` holds, per
+        item, ``sqrt(sum(noise_w))`` over the outputs that changed (the
+        support of the perturbation), the largest over the pairs.
+    sizes : bool
+        Also keep ``S = sum |o_a - o_b| |dout|``, the size of the terms summed.
+
+    Attributes
+    ----------
+    R : ndarray of float64 (complex for complex outputs), shape (n_items, n_pairs)
+    P, M, S : ndarray of float64, shape (n_items, n_pairs), or None
+    noise : ndarray of float64, shape (n_items,), or None
+    """
+
+    def __init__(self, dout, n_items, n_pairs, out0=None, one_sided=False, noise_w=None,
+                 sizes=False):
+        self.d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
+        self.out0, self.noise_w = out0, noise_w
+        self.shape = (n_items, n_pairs)
+        self.R = None
+        self.P = np.zeros(self.shape) if one_sided else None
+        self.M = np.zeros(self.shape) if one_sided else None
+        self.S = np.zeros(self.shape) if sizes else None
+        self.noise = np.zeros(n_items) if noise_w is not None else None
+        self._support = None
+
+    def _dot(self, v):
+        if v.dtype.kind == "c":
+            return complex(np.einsum("i,i->", v, self.d))
+        return float(np.einsum("i,i->", v.astype(np.float64, copy=False), self.d))
+
+    def __call__(self, r, k, oa, ob):
+        if self.R is None:
+            self.R = np.zeros(self.shape, dtype=np.result_type(oa.dtype, np.float64))
+        if self.P is not None:
+            self.P[r, k] = self._dot(oa - self.out0)
+            self.M[r, k] = self._dot(self.out0 - ob)
+        diff = np.subtract(oa, ob, out=oa)  # oa is the loop's own copy
+        self.R[r, k] = self._dot(diff)
+        if self.S is not None:
+            self.S[r, k] = float(np.einsum("i,i->", np.abs(diff).astype(np.float64,
+                                                                      copy=False),
+                                           np.abs(self.d)))
+        if self.noise_w is not None:
+            if self._support is None:
+                self._support = np.empty(diff.shape, dtype=bool)
+            np.not_equal(diff, 0, out=self._support)
+            noise = float(np.sqrt(np.einsum("i,i->", self.noise_w, self._support)))
+            self.noise[r] = max(self.noise[r], noise)
+
+
+class Columns:
+    """Sink: the whole output differences ``o_a - o_b`` in float64, shape (n_out, n_items, n_pairs).
+
+    With ``out0`` given, also the one-sided ``P = o_a - o_0`` and ``M = o_0 - o_b``.
+    """
+
+    def __init__(self, n_out, n_items, n_pairs, out0=None):
+        self.C = np.zeros((n_out, n_items, n_pairs))
+        self.out0 = out0
+        if out0 is not None:
+            self.P = np.zeros_like(self.C)
+            self.M = np.zeros_like(self.C)
+
+    def __call__(self, r, k, oa, ob):
+        np.subtract(oa, ob, out=self.C[:, r, k], casting="unsafe")
+        if self.out0 is not None:
+            np.subtract(oa, self.out0, out=self.P[:, r, k], casting="unsafe")
+            np.subtract(self.out0, ob, out=self.M[:, r, k], casting="unsafe")
+
+
+def differences(evaluate, moves, pairs, sink, out0):
+    """Run the loop: every item of ``moves`` at every pair of ``pairs``.
 
     Parameters
     ----------
     evaluate : callable
-        ``evaluate(index) -> out``: one forward call on the layer's current
-        state (the caller restores per-call state); ``out`` may be a view of
-        a buffer the layer reuses, it is consumed before the next call.
-    arr : ndarray
-        The target, perturbed in place; contiguous, floating.
-    dout : ndarray of the output's shape
-        Upstream gradient.
-    idx : ndarray of int, shape (m,)
-        Flat indices of the elements to differentiate.
-    steps : ndarray of float64, shape (arr.size,)
-        Base step ``h_i`` per element.
-    multipliers : sequence of float
-        Steps ``c * h_i`` to evaluate (two forward calls each).
+        ``evaluate(index) -> flat out``: one forward call on the layer's
+        per-call state; the output may be a view of a buffer the layer
+        reuses (it is copied or consumed before the next call).
+    moves : ElementMoves or DirectionMoves
+    pairs : sequence of (a, b)
+        Offsets in units of the item's step; ``b = 0`` uses ``out0``.
+    sink : callable
+        ``sink(r, k, o_a, o_b)``, called once per item and pair.
+    out0 : ndarray, shape (n_out,)
+        The unperturbed output.
 
     Returns
     -------
-    D : ndarray of float64, shape (m, len(multipliers))
-        ``(out(x + c h) - out(x - c h)) . dout / ((x + c h) - (x - c h))``.
-    denom : ndarray of float64, shape (m, len(multipliers))
-        The representable ``2 c h`` actually used; 0 where ``x + c h == x``.
+    span : ndarray of float64, shape (moves.n, len(pairs))
+        The denominators (``moves.span``): 0 where ``x + a h == x + b h``.
     """
-    flat = _flat_view(arr)
-    tp = arr.dtype.type
-    m, k = len(idx), len(multipliers)
-    D = np.zeros((m, k))
-    denom = np.zeros((m, k))
-    buf = reduce = None
-    i = None
-    saved = None
+    span = np.zeros((moves.n, len(pairs)))
+    buf = None
     try:
-        for row, i in enumerate(idx):
-            saved = flat[i]
-            xi = float(saved)
-            for col, c in enumerate(multipliers):
-                hi = c * steps[i]
-                xp = tp(xi + hi)
-                xm = tp(xi - hi)
-                flat[i] = xp
-                out = evaluate(i)
-                if buf is None:
-                    buf, reduce = _reducer(out.shape, out.dtype, dout)
-                np.copyto(buf, out)
-                flat[i] = xm
-                out = evaluate(i)
-                np.subtract(buf, out, out=buf)
-                flat[i] = saved
-                den = float(xp) - float(xm)
-                denom[row, col] = den
-                D[row, col] = reduce() / den if den != 0.0 else 0.0
-            saved = None
+        for r in range(moves.n):
+            where = moves.index(r)
+            for k, (a, b) in enumerate(pairs):
+                xa = moves.set(r, a)
+                oa = evaluate(where)
+                if buf is None or buf.dtype != oa.dtype:
+                    buf = np.empty(oa.shape, dtype=oa.dtype)
+                np.copyto(buf, oa)
+                xb = moves.set(r, b)
+                ob = evaluate(where) if b else out0
+                moves.reset(r)
+                span[r, k] = moves.span(r, a, b, xa, xb)
+                sink(r, k, buf, ob)
     finally:
-        if saved is not None:
-            flat[i] = saved
-    return D, denom
-
-
-def forward_differences(evaluate, arr, dout, idx, steps, out0):
-    """One-sided differences ``(out(x + h) - out(x)) . dout / ((x + h) - x)``.
-
-    Parameters are as for :func:`central_differences`; ``out0`` is the
-    unperturbed output (a private copy).
-
-    Returns
-    -------
-    D, denom : ndarray of float64, shape (m, 1)
-    """
-    flat = _flat_view(arr)
-    tp = arr.dtype.type
-    m = len(idx)
-    D = np.zeros((m, 1))
-    denom = np.zeros((m, 1))
-    buf, reduce = _reducer(out0.shape, out0.dtype, dout)
-    i = None
-    saved = None
-    try:
-        for row, i in enumerate(idx):
-            saved = flat[i]
-            xi = float(saved)
-            xp = tp(xi + steps[i])
-            flat[i] = xp
-            out = evaluate(i)
-            np.subtract(out, out0, out=buf)
-            flat[i] = saved
-            saved = None
-            den = float(xp) - xi
-            denom[row, 0] = den
-            D[row, 0] = reduce() / den if den != 0.0 else 0.0
-    finally:
-        if saved is not None:
-            flat[i] = saved
-    return D, denom
-
-
-def one_sided_differences(evaluate, arr, dout, idx, steps, out0):
-    """``D+ = (L(x+h) - L(x)) / h`` and ``D- = (L(x) - L(x-h)) / h`` per element.
-
-    At a smooth point both approach the derivative; across a kink (ReLU at
-    0, a max-pool tie, ``abs``) they differ by the jump in slope [1]_.
-
-    Returns
-    -------
-    Dp, Dm : ndarray of float64, shape (m,)
-
-    References
-    ----------
-    .. [1] Chainer, ``chainer.gradient_check.numerical_grad``,
-       ``detect_nondifferentiable``.
-    """
-    flat = _flat_view(arr)
-    tp = arr.dtype.type
-    Dp, Dm = np.zeros(len(idx)), np.zeros(len(idx))
-    buf, reduce = _reducer(out0.shape, out0.dtype, dout)
-    i = saved = None
-    try:
-        for row, i in enumerate(idx):
-            saved = flat[i]
-            xi = float(saved)
-            xp, xm = tp(xi + steps[i]), tp(xi - steps[i])
-            flat[i] = xp
-            np.subtract(evaluate(i), out0, out=buf)
-            hp = float(xp) - xi
-            Dp[row] = reduce() / hp if hp else 0.0
-            flat[i] = xm
-            np.subtract(out0, evaluate(i), out=buf)
-            hm = xi - float(xm)
-            Dm[row] = reduce() / hm if hm else 0.0
-            flat[i] = saved
-            saved = None
-    finally:
-        if saved is not None:
-            flat[i] = saved
-    return Dp, Dm
-
-
-def richardson(D, ratio=2.0, order=2):
-    """Richardson extrapolation of central differences at steps ``h, h/r, h/r**2, ...``.
-
-    Parameters
-    ----------
-    D : ndarray, shape (m, k)
-        Column ``j`` holds the central difference at step ``h / ratio**j``;
-        its error expands in even powers ``h**2, h**4, ...``.
-    ratio : float
-        Step ratio between columns.
-    order : int
-        Order of the leading error term (2 for central differences).
-
-    Returns
-    -------
-    value : ndarray, shape (m,)
-        The most extrapolated estimate.
-    error : ndarray, shape (m,)
-        ``|value - previous|``, the difference between the two most
-        extrapolated estimates, a (pessimistic) estimate of the truncation
-        error of ``value`` [1]_.
-
-    References
-    ----------
-    .. [1] L. F. Richardson, "The deferred approach to the limit", Phil.
-       Trans. R. Soc. A 226 (1927); numdifftools' ``Richardson`` class.
-    """
-    T = np.array(D, dtype=np.float64)
-    if T.shape[1] == 1:
-        return T[:, 0], np.full(T.shape[0], np.nan)
-    p = order
-    while T.shape[1] > 1:
-        prev = T[:, -1]
-        f = ratio ** p
-        T = (f * T[:, 1:] - T[:, :-1]) / (f - 1.0)
-        p += 2
-    return T[:, 0], np.abs(T[:, 0] - prev)
-
-
-def jacobian_columns(evaluate, arr, idx, steps, multipliers=(1.0,)):
-    """Columns ``d out / d arr_j`` of the Jacobian by central differences.
-
-    Parameters are as for :func:`central_differences` (no ``dout``: nothing
-    is reduced).
-
-    Returns
-    -------
-    C : ndarray of float64, shape (out.size, len(idx), len(multipliers))
-    denom : ndarray of float64, shape (len(idx), len(multipliers))
-    """
-    flat = _flat_view(arr)
-    tp = arr.dtype.type
-    C = denom = buf = None
-    i = saved = None
-    try:
-        for row, i in enumerate(idx):
-            saved = flat[i]
-            xi = float(saved)
-            for col, c in enumerate(multipliers):
-                xp, xm = tp(xi + c * steps[i]), tp(xi - c * steps[i])
-                flat[i] = xp
-                out = evaluate(i)
-                if C is None:
-                    C = np.zeros((out.size, len(idx), len(multipliers)))
-                    denom = np.zeros((len(idx), len(multipliers)))
-                    buf = np.empty(out.shape, dtype=np.float64)
-                np.copyto(buf, out)
-                flat[i] = xm
-                buf -= evaluate(i)
-                flat[i] = saved
-                den = float(xp) - float(xm)
-                denom[row, col] = den
-                C[:, row, col] = buf.reshape(-1) / den if den else 0.0
-            saved = None
-    finally:
-        if saved is not None:
-            flat[i] = saved
-    return C, denom
-
-
-def complex_step(evaluate, arr, dout, idx, steps):
-    """Complex-step derivatives ``Im(out(x + i h)) . dout / h``.
-
-    ``arr`` is a complex working copy of the target; one forward call per
-    element and no subtractive cancellation, so the result is exact to the
-    forward's rounding for complex-analytic layers [1]_.
-
-    Returns
-    -------
-    D, denom : ndarray of float64, shape (m, 1)
-    S : ndarray of float64, shape (m,)
-        ``sum |Im(out) * dout| / h``: the size of the terms summed, whose
-        rounding (``~eps * S``) bounds the error of ``D``.
-
-    References
-    ----------
-    .. [1] W. Squire and G. Trapp, "Using complex variables to estimate
-       derivatives of real functions", SIAM Review 40 (1998).
-    """
-    flat = _flat_view(arr)
-    d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
-    D, denom, S = np.zeros((len(idx), 1)), np.zeros((len(idx), 1)), np.zeros(len(idx))
-    d_abs = np.abs(d)
-    i = saved = None
-    try:
-        for row, i in enumerate(idx):
-            saved = flat[i]
-            h = steps[i]
-            flat[i] = saved + 1j * h
-            out = evaluate(i)
-            flat[i] = saved
-            saved = None
-            im = np.ascontiguousarray(out.imag).reshape(-1)
-            D[row, 0] = float(np.einsum("i,i->", im, d)) / h
-            S[row] = float(np.einsum("i,i->", np.abs(im), d_abs)) / h
-            denom[row, 0] = h
-    finally:
-        if saved is not None:
-            flat[i] = saved
-    return D, denom, S
+        moves.reset(0)
+    return span

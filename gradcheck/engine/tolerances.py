@@ -1,103 +1,150 @@
-"""Tolerances derived from the dtype, the method and the step.
+"""Tolerances from the measured noise, the measured truncation and each target's own scale.
 
-With the optimal step ``h = eps**(1/(p+1))`` (see :mod:`gradcheck.engine.steps`),
-the truncation error ``O(h**p)`` and the rounding error ``O(eps/h)`` of a
-finite difference are both about ``eps**(p/(p+1))`` relative to the
-gradient's scale, so the *nominal accuracy* of a method is
+For item ``i`` of a target (an element, a Jacobian entry or a projection)
+whose numerical derivative was taken with step ``h_i``, the allowed
+difference between the numerical and the analytic value is
 
-    nominal = 2 * eps**(p / (p + 1))
+    allowed_i = atol_i + rtol * |numerical_i|
 
-(float64: forward 3.0e-8, central 7.3e-11, central4 5.8e-13, richardson
-8.6e-14; float32: central 4.8e-5). The unknown higher derivatives of the layer
-and the conditioning of its forward pass are covered by a stated safety
-factor ``SAFETY = 100``:
+    atol_i = ROUNDING_SAFETY * gain * sigma_i / h_i          (rounding)
+           + rtol * scale                                     (truncation)
+           + ESTIMATE_WEIGHT * estimate_i                     (the method's own)
+    rtol   = TRUNCATION_SAFETY * tau
 
-    rtol = SAFETY * nominal
-    atol = rtol * max|numerical| + SAFETY * max(rounding, nominal * G)
+* ``sigma_i`` is the measured noise of ``L`` over the outputs that item
+  ``i``'s perturbation changed (:mod:`gradcheck.engine.noise`), ``gain`` the
+  method's rounding gain (:mod:`gradcheck.engine.methods`): the first term is
+  ``ROUNDING_SAFETY`` standard deviations of the rounding error.
+* ``tau`` is the truncation error measured along a random direction of the
+  target at the steps used, relative to the directional derivative's scale
+  (:func:`gradcheck.engine.steps.tune`), never below the measured relative
+  noise; ``scale`` is the RMS of the target's numerical gradient. Both are
+  the target's own: a tolerance is never inflated by another target's size.
+* ``estimate_i`` is the method's own truncation estimate, where it has one
+  (``richardson``).
 
-where ``rounding = eps * ||out * dout||_2 / min(h)`` estimates the rounding
-error of the reduced difference of two outputs, and ``G`` is the largest
-analytic gradient over all targets of the check (a target whose true gradient
-is zero -- a bias before a train-mode batch normalisation -- still carries
-the rounding of the computation it shares with the others). An element passes when
-``|numerical - analytic| <= atol + rtol * |numerical|`` (``numerical`` is
-the reference, as in PyTorch's ``gradcheck``): ``atol`` scales with the size
-of the whole gradient, since the elementwise relative error of a gradient with
-tiny true entries is meaningless.
+Items outside ``allowed_i`` are refined before any verdict
+(:mod:`gradcheck.engine.verdict`), so these tolerances can be tight: a
+correct element that fails them is recomputed, with an error estimate of its
+own, at smaller steps. When the caller gives ``atol``/``rtol``, those are
+used exactly: ``allowed_i = atol + rtol * |numerical_i|``.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.engine.steps import ORDER, machine_eps
+__all__ = ["Rule", "derive", "rms", "rounding_error", "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT",
+           "MARGINAL"]
 
-#: Safety factor between the nominal accuracy of a method and the tolerance.
-SAFETY = 100.0
+#: Standard deviations of the measured rounding error allowed.
+ROUNDING_SAFETY = 6.0
 
-#: Weight of a method's own per-element truncation-error estimate in the
-#: allowed difference (methods that extrapolate: central4, richardson).
+#: Factor between the measured truncation error and its allowance.
+TRUNCATION_SAFETY = 4.0
+
+#: Weight of a method's own per-item truncation-error estimate.
 ESTIMATE_WEIGHT = 3.0
 
-#: A comparison whose worst element uses more than this fraction of the
+#: A comparison whose worst item uses more than this fraction of the
 #: tolerance (or fails by less than its inverse) is flagged as marginal.
 MARGINAL = 0.3
 
 
-def nominal_accuracy(method, dtype):
-    """Relative accuracy ``2 eps**(p/(p+1))`` of ``method`` at its optimal step.
+@dataclass(frozen=True)
+class Rule:
+    """The tolerance rule of one target: the same for its first pass and its refinements.
 
-    The complex step has no cancellation: its accuracy is the forward's own
-    rounding, ``4 eps``.
+    Attributes
+    ----------
+    rtol : float
+    scale : float
+        RMS of the target's numerical gradient (the truncation floor's scale).
+    atol : float or None
+        The caller's ``atol`` (used exactly), or ``None`` (derived per item).
+    caller_rtol : bool
+        ``rtol`` was given by the caller.
+    reason : str
     """
-    if method == "complex":
-        return 4.0 * machine_eps(dtype)
-    p = ORDER[method]
-    return 2.0 * machine_eps(dtype) ** (p / (p + 1.0))
+
+    rtol: float
+    scale: float
+    atol: object
+    caller_rtol: bool
+    reason: str
+
+    def apply(self, numerical, rounding, estimate=None):
+        """``(atol_i, allowed_i)`` for items with these values and error estimates.
+
+        Parameters
+        ----------
+        numerical : ndarray of float64, shape (m,)
+        rounding : ndarray of float64, shape (m,)
+            One standard deviation of each value's rounding error.
+        estimate : ndarray of float64, shape (m,) or None
+            The method's own truncation estimate (NaN: none).
+        """
+        numerical = np.asarray(numerical, dtype=np.float64)
+        if self.atol is not None:
+            atol_i = np.full(numerical.shape, float(self.atol))
+        else:
+            est = 0.0 if estimate is None else np.nan_to_num(estimate, nan=0.0)
+            atol_i = (ROUNDING_SAFETY * np.asarray(rounding) + self.rtol * self.scale
+                      + ESTIMATE_WEIGHT * est)
+        return atol_i, atol_i + self.rtol * np.abs(numerical)
 
 
-def derive(method, dtype, numerical, rounding, atol=None, rtol=None, scale=0.0):
-    """Tolerances for one target and the reason for each.
+def rms(values):
+    """Root mean square of ``values``, overflow-safe."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    s = float(np.max(np.abs(v), initial=0.0))
+    if s == 0.0 or not np.isfinite(s):
+        return s
+    return s * float(np.sqrt(np.mean(np.square(v / s))))
+
+
+def rounding_error(sigma, h, gain):
+    """One standard deviation of a derivative's rounding error: ``gain * sigma / h``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.asarray(h) > 0, gain * np.asarray(sigma) / h, 0.0)
+
+
+def derive(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=False):
+    """The :class:`Rule` of one target (see the module notes).
 
     Parameters
     ----------
-    method : str
-    dtype : numpy dtype
-        The dtype the forward pass computes in (the output's).
-    numerical : ndarray of float64
-        The numerical gradient of the target.
-    rounding : float
-        Absolute rounding-error estimate of the numerical gradient.
+    numerical : ndarray of float64, shape (m,)
+        The target's numerical gradient (its RMS is the truncation scale).
+    tau : float
+        Measured relative truncation error at the steps used.
     atol, rtol : float or None
-        Given by the caller (used as they are) or ``None`` (derived).
-    scale : float
-        The largest analytic gradient of the whole check (every target): the
-        rounding of a target whose own gradient is (near) zero is that of the
-        computation it shares with the others, at least ``nominal * scale``.
+        Given by the caller (used exactly) or ``None`` (derived).
+    noise_relative : float
+        Measured relative noise of the forward: the floor of ``tau``.
+    estimates : bool
+        The method gives its own truncation estimate (said in the reason).
 
     Returns
     -------
-    atol, rtol : float
-    reason : str
+    Rule
     """
-    nominal = nominal_accuracy(method, dtype)
-    global_scale = scale
-    scale = float(np.max(np.abs(numerical))) if numerical.size else 0.0
-    name = np.dtype(dtype).name
+    tau = max(float(tau), float(noise_relative))
+    scale = rms(numerical)
     parts = []
+    caller_rtol = rtol is not None
     if rtol is None:
-        rtol = SAFETY * nominal
-        formula = ("4 eps" if method == "complex"
-                   else f"2 eps^({ORDER[method]}/{ORDER[method] + 1})")
-        parts.append(f"rtol = {SAFETY:g} x nominal accuracy of {method} in {name} "
-                     f"({formula} = {nominal:.2g})")
+        rtol = TRUNCATION_SAFETY * tau
+        parts.append(f"rtol = {TRUNCATION_SAFETY:g} x measured truncation ({tau:.2g} "
+                     "relative)")
     else:
-        rtol = float(rtol)
         parts.append("rtol given by the caller")
     if atol is None:
-        rounding = max(rounding, nominal * global_scale)
-        atol = rtol * scale + SAFETY * rounding
-        parts.append(f"atol = rtol x max|numerical| ({scale:.3g}) + {SAFETY:g} x rounding "
-                     f"estimate ({rounding:.2g})")
+        parts.append(f"atol_i = {ROUNDING_SAFETY:g} x rounding_i (measured noise of the "
+                     f"element's outputs x gain / step) + rtol x rms|numerical| ({scale:.3g})"
+                     + (f" + {ESTIMATE_WEIGHT:g} x the method's own truncation estimate"
+                        if estimates else ""))
     else:
-        atol = float(atol)
         parts.append("atol given by the caller")
-    return float(atol), float(rtol), "; ".join(parts)
+    return Rule(rtol=float(rtol), scale=scale, atol=None if atol is None else float(atol),
+                caller_rtol=caller_rtol, reason="; ".join(parts))

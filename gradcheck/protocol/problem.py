@@ -1,21 +1,47 @@
-"""One check's working state: the analytic passes and the perturbed forward calls.
+"""The layer as the engine sees it: named targets, a flat forward, a VJP.
 
-:class:`Run` does the two analytic forward/backward passes (discovering the
-parameters, catching stale gradients, nondeterminism and in-place mutation),
-then serves the numerical side: an evaluator per target that restores the
-layer's per-call state and calls ``forward`` on the perturbed input, and
-``vjp(u)`` for other upstream gradients (the ``jacobian`` and ``projection``
-strategies).
+:class:`Problem` runs the two analytic forward/backward passes (discovering
+the parameters, catching stale gradients, nondeterminism and in-place
+mutation) and then serves the numerical side of the check through three
+things only, whatever convention the layer follows:
+
+* ``targets``: the arrays to differentiate, each a :class:`Target` whose
+  ``array`` the engine perturbs *in place* (a private working copy for an
+  input, the layer's own array for a parameter);
+* ``evaluator(target)``: ``evaluate(i) -> out``, one forward call on the
+  layer's per-call state, the output as one flat 1-D array (the engine
+  never sees the output's structure);
+* ``vjp(u)``: the analytic gradients of ``sum(out * u)`` for every target.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.engine import perturb as _numdiff
 from gradcheck.protocol.adapter import discover_params, get_attr, set_attr
 from gradcheck.protocol.state import _bitwise_equal
+from gradcheck.report import Finding
 from gradcheck.validate import check_array
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
-from gradcheck.report import Finding
+
+
+@dataclass
+class Target:
+    """One array the check differentiates.
+
+    Attributes
+    ----------
+    name : str
+        ``"x"`` for the input, else the parameter's name (``"gamma"``,
+        ``"params['W1']"``).
+    kind : {"input", "parameter"}
+    array : ndarray
+        The live array perturbed in place by the engine.
+    """
+
+    name: str
+    kind: str
+    array: np.ndarray
 
 
 def _close(a, b, tol):
@@ -25,20 +51,26 @@ def _close(a, b, tol):
     return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol))
 
 
-def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, shape0):
+def _index(i, shape):
+    return None if i is None else tuple(int(j) for j in np.unravel_index(int(i), shape))
+
+
+def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, size0):
     """``evaluate(i) -> out``: one forward call on the layer's per-call state.
 
     Puts back the ``dirty`` state slots (except the perturbed ``arr``), calls
     ``forward`` on ``xw`` (a fresh copy when the layer modifies its input),
-    and turns the layer's own exception or a changed output shape into an
-    error naming the target and the perturbed element ``i``. Used by the
+    and returns the output as a flat 1-D array (a view when it can be: the
+    caller consumes it before the next call). The layer's own exception or a
+    changed output size becomes an error naming the target and the perturbed
+    element ``i`` (``None``: a perturbation of the whole target). Used by the
     serial engine and by every parallel worker.
     """
     fwd = adapter.raw_forward
     restores = [s.restore for s in dirty if not (s.kind == "array" and s.obj is arr)]
     shape = arr.shape
 
-    def evaluate(i):
+    def evaluate(i=None):
         for r in restores:
             r()
         try:
@@ -46,30 +78,65 @@ def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, shape0):
         except (Exception, SystemExit) as exc:
             raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
                                  layer=adapter.name, target=target,
-                                 index=tuple(int(j) for j in np.unravel_index(i, shape))
-                                 ) from exc
+                                 index=_index(i, shape)) from exc
         if type(out) is not np.ndarray:
             out = adapter.validate_output(out, target)
-        if out.shape != shape0:
+        flat = out.reshape(-1)
+        if flat.size != size0:
+            where = ("while perturbing element " f"{_index(i, shape)}" if i is not None
+                     else "while perturbing the target along a direction")
             raise LayerProtocolError(
-                f"forward() returned shape {out.shape} while perturbing element "
-                f"{tuple(int(j) for j in np.unravel_index(i, shape))}, but {shape0} on the "
-                "unperturbed input", layer=adapter.name, target=target)
-        return out
+                f"forward() returned shape {out.shape} {where}, but an output of {size0} "
+                "elements on the unperturbed input", layer=adapter.name, target=target)
+        return flat
 
     return evaluate
 
 
-class Run:
-    """One check: the analytic passes, then the numerical side per target."""
+class Problem:
+    """One check's layer, input and upstream gradient, after the analytic passes.
 
-    def __init__(self, adapter, xw, dout, params, wrt, opts, snapshot, findings):
+    Parameters
+    ----------
+    adapter : gradcheck.protocol.adapter.LayerAdapter
+    xw : ndarray
+        Working copy of the input (perturbed in place for the target ``"x"``).
+    dout : ndarray of the output's shape or None
+        Upstream gradient; ``None`` = standard normal from ``seed``.
+    params : dict or None
+        ``{param: grad}`` attribute names; ``None`` discovers them.
+    wrt : list of str or None
+        Targets to check; ``None`` = all.
+    snapshot : gradcheck.protocol.state.StateSnapshot
+        Snapshot of the layer in the state the check evaluates in.
+    findings : list of Finding
+        Self-check findings are appended.
+    seed : int
+    nondet_tol : float
+
+    Attributes
+    ----------
+    targets : tuple of Target
+        ``"x"`` first, then the parameters in discovery order.
+    out0 : ndarray, shape (m,)
+        The unperturbed output, flat (a private copy).
+    dout : ndarray, shape (m,)
+        The upstream gradient, flat, in the output's dtype.
+    analytic : dict of str to ndarray of float64
+        The analytic gradient of every target (of the target's shape).
+
+    Raises
+    ------
+    GradCheckInputError, LayerProtocolError, LayerCallError
+        Bad parameters or gradients, a layer that breaks the protocol or raises.
+    """
+
+    def __init__(self, adapter, xw, dout, params, wrt, snapshot, findings, *, seed=0,
+                 nondet_tol=0.0):
         self.adapter, self.layer, self.name = adapter, adapter.layer, adapter.name
         self.xw, self.x_ref = xw, xw.copy()
-        self.opts = opts
-        self.method, self.eps, self.atol, self.rtol, self.seed = (
-            opts.method, opts.eps, opts.atol, opts.rtol, opts.seed)
         self.snapshot, self.findings = snapshot, findings
+        self.seed, self.nondet_tol = int(seed), float(nondet_tol)
         self.fresh_x = False
         self._analytic(dout, params, wrt)
 
@@ -82,29 +149,31 @@ class Run:
             np.copyto(self.xw, self.x_ref)
         return out
 
-    def _analytic(self, dout, params, wrt):
-        name, layer = self.name, self.layer
+    def _first_pass(self, dout):
         out0 = self._forward_base()
         if not np.all(np.isfinite(out0)):
+            layer = self.layer
             culprits = [k for k, v in vars(layer).items() if isinstance(v, np.ndarray)
                         and v.dtype.kind == "f" and not np.all(np.isfinite(v))]
             if culprits:
                 raise GradCheckInputError(
                     f"parameter or state {culprits[0]!r} contains NaN or inf, and forward() "
-                    "produced NaN or inf", layer=name, target=culprits[0])
+                    "produced NaN or inf", layer=self.name, target=culprits[0])
             raise LayerCallError("forward() produced NaN or inf on the unperturbed input",
-                                 layer=name)
+                                 layer=self.name)
         if dout is None:
             dout = np.random.default_rng(self.seed).standard_normal(out0.shape)
             dout = dout.astype(out0.dtype, copy=False)
         elif dout.shape != out0.shape:
             raise GradCheckInputError(
                 f"dout has shape {dout.shape}, but forward() returned shape {out0.shape}",
-                layer=name)
-        self.out0, self.dout = out0, dout
-        dx1, mod1 = self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
-        dx1 = np.array(dx1, dtype=np.float64)
-        # which parameters, and do their gradients appear?
+                layer=self.name)
+        self.out_shape = out0.shape
+        self.out0, self.dout = out0.reshape(-1), dout.reshape(-1)
+        return self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
+
+    def _discover(self, params, wrt):
+        layer, name = self.layer, self.name
         if params is None:
             params = discover_params(layer, exclude={"x"})
             params = {p: g for p, g in params.items() if get_attr(layer, p) is not self.xw}
@@ -116,51 +185,70 @@ class Run:
                     "floating point (convert it with astype(float))", layer=name, target=p)
             check_array(value, layer=name, target=p, what=f"parameter {p!r}")
             self._check_grad(p, g, value, grad, "after backward()")
-        grads1 = {p: np.array(get_attr(layer, g), dtype=np.float64) for p, g in params.items()}
-        self.params = params
-        targets = ["x"] + list(params)
+        names = ["x"] + list(params)
         if wrt is not None:
-            missing = [w for w in wrt if w not in targets]
+            missing = [w for w in wrt if w not in names]
             if missing:
                 raise LayerProtocolError(
                     f"wrt names {missing}, but backward() stores no gradient for "
-                    f"{'it' if len(missing) == 1 else 'them'}; targets: {targets}",
+                    f"{'it' if len(missing) == 1 else 'them'}; targets: {names}",
                     layer=name, target=missing[0])
-            targets = [t for t in targets if t in wrt]
-        self.targets = targets
+            names = [t for t in names if t in wrt]
+        self.params = params
+        return names
 
+    def _analytic(self, dout, params, wrt):
+        dx1, mod1 = self._first_pass(dout)
+        dx1 = np.array(dx1, dtype=np.float64)
+        names = self._discover(params, wrt)
+        grads1 = {p: np.array(get_attr(self.layer, g), dtype=np.float64)
+                  for p, g in self.params.items()}
         # second pass: same input, gradients poisoned with NaN to catch stale ones
         self.snapshot.restore_all()
-        out = self._forward_base()
-        if not _close(out, out0, self.opts.nondet_tol):
+        out = self._forward_base().reshape(-1)
+        if not _close(out, self.out0, self.nondet_tol):
             self.findings.append(Finding(
                 "forward-nondeterministic", True,
                 f"forward() gave different outputs for identical input and state (max "
-                f"difference {np.max(np.abs(out - out0)):.3g} > nondet_tol = "
-                f"{self.opts.nondet_tol:g}); randomness the check cannot replay (an unseeded "
+                f"difference {np.max(np.abs(out - self.out0)):.3g} > nondet_tol = "
+                f"{self.nondet_tol:g}); randomness the check cannot replay (an unseeded "
                 "generator?)"))
-        self.dirty = [s for s in self.snapshot.changed()]
-        poison = {}
-        for p, g in params.items():
+        self.dirty = list(self.snapshot.changed())
+        dx2, mod2 = self._poisoned_backward()
+        self._self_checks(dx1, grads1, mod1 or mod2)
+        self.snapshot.restore_all()
+        self.targets = tuple(Target(t, "input" if t == "x" else "parameter",
+                                    self.xw if t == "x" else get_attr(self.layer, t))
+                             for t in names)
+
+    def _poisoned_backward(self):
+        layer, poison = self.layer, {}
+        for p, g in self.params.items():
             value = get_attr(layer, p)
             poison[p] = np.full(value.shape, np.nan, dtype=value.dtype)
             set_attr(layer, g, poison[p])
-        dx2, mod2 = self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
+        dx2, modified = self.adapter.backward(self.dout.reshape(self.out_shape),
+                                              self.xw.shape, self.xw.dtype)
         self.analytic = {"x": np.array(dx2, dtype=np.float64)}
-        for p, g in params.items():
+        for p, g in self.params.items():
             grad = get_attr(layer, g)
             if grad is poison[p] and np.isnan(grad).all():
                 raise LayerProtocolError(
                     f"backward() did not refresh {g}: it still holds the value from before "
                     "this call (stale from an earlier call, or accumulated into with +=)",
-                    layer=name, target=p)
+                    layer=self.name, target=p)
             self._check_grad(p, g, get_attr(layer, p), grad, "after the second backward()")
-            if np.isnan(grad).any() and not np.isnan(grads1[p]).any():
+            self.analytic[p] = np.array(grad, dtype=np.float64)
+        return dx2, modified
+
+    def _self_checks(self, dx1, grads1, dout_modified):
+        for p, g in self.params.items():
+            if np.isnan(self.analytic[p]).any() and not np.isnan(grads1[p]).any():
                 raise LayerProtocolError(
                     f"backward() did not refresh every element of {g} (it accumulates into "
-                    "or partly keeps the array from an earlier call)", layer=name, target=p)
-            self.analytic[p] = np.array(grad, dtype=np.float64)
-        if mod1 or mod2:
+                    "or partly keeps the array from an earlier call)", layer=self.name,
+                    target=p)
+        if dout_modified:
             self.findings.append(Finding(
                 "backward-modifies-dout", False,
                 "backward() modifies dout in place (the check passed it a copy); a layer "
@@ -171,18 +259,17 @@ class Run:
                 "forward() modifies its input x in place; the caller's array would change "
                 "(the check gave it a fresh copy per call)", "x"))
         for t, first in [("x", dx1)] + list(grads1.items()):
-            if not _close(first, self.analytic[t], self.opts.nondet_tol):
+            if not _close(first, self.analytic[t], self.nondet_tol):
                 self.findings.append(Finding(
                     "backward-nondeterministic", True,
                     f"two identical forward/backward passes gave different gradients for "
                     f"{t!r} (max difference {np.max(np.abs(first - self.analytic[t])):.3g} > "
-                    f"nondet_tol = {self.opts.nondet_tol:g})", t))
+                    f"nondet_tol = {self.nondet_tol:g})", t))
         for s in self.dirty:
-            if s.kind == "array" and any(s.obj is get_attr(layer, p) for p in params):
+            if s.kind == "array" and any(s.obj is get_attr(self.layer, p) for p in self.params):
                 self.findings.append(Finding(
                     "forward-modifies-parameter", True,
                     "forward() modifies a parameter array in place"))
-        self.snapshot.restore_all()
 
     def _check_grad(self, p, g, value, grad, when):
         if grad is None:
@@ -201,89 +288,50 @@ class Run:
                 layer=self.name, target=p)
 
     # -- the numerical side --------------------------------------------------
-    def _evaluator(self, target, arr):
-        xw = arr if target == "x" else self.xw
-        return make_evaluator(self.adapter, xw, self.fresh_x, self.dirty, target, arr,
-                              self.out0.shape)
+    def target(self, name):
+        """The :class:`Target` called ``name``."""
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(name)
 
-    def numerical(self, target, arr, steps, idx, method, u=None):
-        """Finite differences of ``sum(forward * u)`` for the elements ``idx`` of ``arr``.
+    def evaluator(self, target, array=None, dirty=None):
+        """``evaluate(i) -> flat out`` for perturbations of ``target``.
+
+        Parameters
+        ----------
+        target : Target
+        array : ndarray or None
+            The array actually perturbed, when it is not ``target.array`` (a
+            complex working copy substituted into the layer by the caller).
+        dirty : list of state slots or None
+            The slots one forward call changes, when the caller substituted
+            arrays (``None``: those of the analytic pass).
+        """
+        arr = target.array if array is None else array
+        xw = arr if target.kind == "input" else self.xw
+        return make_evaluator(self.adapter, xw, self.fresh_x,
+                              self.dirty if dirty is None else dirty, target.name, arr,
+                              self.out0.size)
+
+    def vjp(self, u):
+        """Analytic gradients of ``sum(forward(x) * u)`` for every target.
+
+        Parameters
+        ----------
+        u : ndarray, shape (m,)
+            Flat upstream gradient.
 
         Returns
         -------
-        value, trunc : ndarray of float64, shape (len(idx),)
-            The derivative and its truncation-error estimate (NaN where the
-            method has none).
-        den : ndarray, shape (len(idx),)
-            The smallest step denominator used (``2h`` or ``h``).
-        skipped : ndarray of bool
-            ``x + h == x`` in the target's dtype.
+        dict of str to ndarray of float64
         """
-        u = self.dout if u is None else u
-        if method == "complex":
-            ev = self._evaluator(target, arr)
-            D, den, S = _numdiff.complex_step(ev, arr, u, idx, steps)
-            self._check_finite(target, arr, idx, D)
-            eps = float(np.finfo(self.out0.dtype).eps)
-            # the error estimate of the complex step: the rounding of the summed terms
-            return D[:, 0].copy(), 4.0 * eps * S, den[:, 0].copy(), den[:, 0] == 0.0
-        elif method == "forward":
-            ev = self._evaluator(target, arr)
-            D, den = _numdiff.forward_differences(ev, arr, u, idx, steps, self.out0)
-        elif self.opts.parallel and len(idx) >= self.opts.parallel_min:
-            from gradcheck.engine.parallel import parallel_differences
-            D, den = parallel_differences(self, target, u, idx, steps,
-                                          _numdiff.MULTIPLIERS[method])
-        else:
-            ev = self._evaluator(target, arr)
-            D, den = _numdiff.central_differences(ev, arr, u, idx, steps,
-                                                  _numdiff.MULTIPLIERS[method])
-        self._check_finite(target, arr, idx, D)
-        value, trunc = _numdiff.combine(method, D)
-        skipped = (den == 0.0).any(axis=1)
-        return value, trunc, np.min(np.abs(den), axis=1), skipped
-
-    def one_sided(self, target, arr, steps, idx, u=None):
-        """Forward and backward one-sided differences ``D+``, ``D-`` (kink detection)."""
-        ev = self._evaluator(target, arr)
-        u = self.dout if u is None else u
-        Dp, Dm = _numdiff.one_sided_differences(ev, arr, u, idx, steps, self.out0)
-        self._check_finite(target, arr, idx, np.stack([Dp, Dm], axis=1))
-        return Dp, Dm
-
-    def _check_finite(self, target, arr, idx, D):
-        bad = ~np.isfinite(D).all(axis=1)
-        if bad.any():
-            i = int(idx[np.argmax(bad)])
-            raise LayerCallError("forward() produced NaN or inf", layer=self.name,
-                                 target=target,
-                                 index=tuple(int(j) for j in np.unravel_index(i, arr.shape)))
-
-    def target_array(self, target):
-        """The array perturbed for ``target`` (a working copy for ``x``)."""
-        override = getattr(self, "override", None)
-        if override and target in override:
-            return override[target]
-        return self.xw if target == "x" else get_attr(self.layer, target)
-
-    def vjp(self, u):
-        """Analytic gradients of ``sum(forward(x) * u)`` for every target, ``{name: float64}``."""
         self.snapshot.restore_all()
         self.adapter.forward(self.xw.copy() if self.fresh_x else self.xw)
-        dx, _ = self.adapter.backward(u, self.xw.shape, self.xw.dtype)
+        dx, _ = self.adapter.backward(np.asarray(u, dtype=self.out0.dtype).reshape(
+            self.out_shape), self.xw.shape, self.xw.dtype)
         grads = {"x": np.array(dx, dtype=np.float64)}
         for p, g in self.params.items():
             grads[p] = np.array(get_attr(self.layer, g), dtype=np.float64)
         self.snapshot.restore_all()
-        return grads
-
-    @property
-    def gradient_scale(self):
-        """The largest analytic gradient over every target of this check."""
-        return max(float(np.max(np.abs(g), initial=0.0)) for g in self.analytic.values())
-
-    def rounding_noise(self, u=None):
-        """``eps * ||out * u||_2``: the rounding error of one reduced output difference."""
-        u = self.dout if u is None else u
-        eps = float(np.finfo(self.out0.dtype).eps)
-        return eps * float(np.linalg.norm((self.out0 * u).reshape(-1)))
+        return {t.name: grads[t.name] for t in self.targets}

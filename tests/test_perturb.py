@@ -3,8 +3,21 @@
 import numpy as np
 import pytest
 
-from gradcheck.engine import perturb as _numdiff
-from gradcheck.engine.steps import base_step, element_steps
+from gradcheck.engine.methods import METHODS, richardson
+from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+from gradcheck.engine.steps import element_steps, relative_step
+
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _run(method, ev, arr, dout, steps, out0=None):
+    """The method's derivatives of ``sum(ev() * dout)`` for every element of ``arr``."""
+    pairs = METHODS[method].pairs
+    sink = Reduce(dout, arr.size, len(pairs))
+    out0 = ev(None).reshape(-1).copy() if out0 is None else out0
+    span = differences(lambda i: ev(i).reshape(-1), ElementMoves(arr, np.arange(arr.size),
+                                                                 steps), pairs, sink, out0)
+    return METHODS[method].combine(sink.R.real / span)[0]
 
 
 class Elementwise:
@@ -33,11 +46,8 @@ def _errors(name, method, hs):
         arr = x0.copy()
         steps = np.full(3, h)
         ev = Elementwise(f, arr)
-        if method == "central":
-            D, _ = _numdiff.central_differences(ev, arr, dout, np.arange(3), steps)
-        else:
-            D, _ = _numdiff.forward_differences(ev, arr, dout, np.arange(3), steps, f(x0))
-        errs.append(np.max(np.abs(D[:, 0] - df(x0) * dout)))
+        D = _run(method, ev, arr, dout, steps, f(x0))
+        errs.append(np.max(np.abs(D - df(x0) * dout)))
         assert np.array_equal(arr, x0), "the target must be restored exactly"
     return np.array(errs)
 
@@ -61,9 +71,9 @@ def test_matrix_product_gradient_is_exact_to_rounding():
     W = rng.normal(size=(4, 3))
     x = rng.normal(size=(5, 4))
     dout = rng.normal(size=(5, 3))
-    steps = element_steps(x, "central")
-    D, _ = _numdiff.central_differences(lambda i: x @ W, x, dout, np.arange(x.size), steps)
-    np.testing.assert_allclose(D[:, 0].reshape(x.shape), dout @ W.T, rtol=1e-9, atol=1e-10)
+    steps = element_steps(x, METHODS["central"], EPS64)
+    D = _run("central", lambda i: x @ W, x, dout.reshape(-1), steps)
+    np.testing.assert_allclose(D.reshape(x.shape), dout @ W.T, rtol=1e-9, atol=1e-10)
 
 
 def test_richardson_beats_central_by_orders_of_magnitude():
@@ -71,19 +81,20 @@ def test_richardson_beats_central_by_orders_of_magnitude():
     x0 = np.array([0.9])
     h = 1e-2
     D = np.array([[(f(x0 + c * h) - f(x0 - c * h))[0] / (2 * c * h) for c in (1, .5, .25)]])
-    value, err = _numdiff.richardson(D)
+    value, err = richardson(D)
     assert abs(D[0, -1] - df(x0)[0]) > 1e-7
     assert abs(value[0] - df(x0)[0]) < 1e-12
     assert abs(value[0] - df(x0)[0]) <= err[0], "the error estimate bounds the actual error"
 
 
-def test_steps_follow_dtype_and_magnitude():
+def test_steps_follow_the_noise_and_the_magnitude():
     x = np.array([0.0, 0.5, 10.0, -1000.0])
-    h = element_steps(x, "central")
-    b = np.finfo(np.float64).eps ** (1 / 3)
-    np.testing.assert_allclose(h, b * np.array([1.0, 1.0, 10.0, 1000.0]))
-    assert base_step("central", np.float32) > 100 * base_step("central", np.float64)
-    assert np.all(element_steps(x, "central", eps=1e-4) == 1e-4)
+    central = METHODS["central"]
+    h = element_steps(x, central, EPS64)
+    np.testing.assert_allclose(h, EPS64 ** (1 / 3) * np.array([1.0, 1.0, 10.0, 1000.0]))
+    eps32 = float(np.finfo(np.float32).eps)
+    assert relative_step(central, eps32) > 100 * relative_step(central, EPS64)
+    assert np.all(element_steps(x, central, EPS64, eps=1e-4) == 1e-4)
 
 
 def test_target_is_restored_when_forward_raises():
@@ -96,6 +107,8 @@ def test_target_is_restored_when_forward_raises():
             raise RuntimeError("boom")
         return arr * 2
 
+    sink = Reduce(np.ones(3), 3, 1)
     with pytest.raises(RuntimeError):
-        _numdiff.central_differences(ev, arr, np.ones(3), np.arange(3), np.full(3, 1e-3))
+        differences(ev, ElementMoves(arr, np.arange(3), np.full(3, 1e-3)), [(1.0, -1.0)],
+                    sink, arr * 2)
     assert np.array_equal(arr, [1.0, 2.0, 3.0])

@@ -1,0 +1,79 @@
+"""Dispatch: each target through its strategy, then through the one verdict.
+
+Strategies only produce numbers (a :class:`~gradcheck.engine.verdict.
+Comparison`); :func:`gradcheck.engine.verdict.decide` turns every one of them
+into a result.
+"""
+
+import numpy as np
+
+from gradcheck.engine.verdict import Policy, decide
+from gradcheck.errors import GradCheckInputError
+
+__all__ = ["run"]
+
+
+def policy_for(opts, target):
+    """The verdict :class:`Policy` of ``target`` under ``opts``."""
+    return Policy(min_resolution=opts.min_resolution,
+                  expect_zero=target.name in opts.expect_zero)
+
+
+def run(problem, strategy, opts):
+    """One :class:`~gradcheck.report.TargetResult` per target of ``problem``.
+
+    Parameters
+    ----------
+    problem : gradcheck.protocol.problem.Problem
+    strategy : {"elementwise", "sampled", "jacobian", "projection"}
+    opts : gradcheck.check.Options
+
+    Returns
+    -------
+    tuple of TargetResult
+    """
+    if opts.method == "complex":
+        if strategy != "elementwise":
+            raise GradCheckInputError(
+                "method='complex' supports strategy='elementwise' only", layer=problem.name)
+        from gradcheck.engine.complex import comparisons
+    elif strategy == "jacobian":
+        from gradcheck.engine.jacobian import comparisons
+    elif strategy == "projection":
+        from gradcheck.engine.projection import comparisons
+    else:
+        comparisons = _elementwise
+    results = []
+    for target, comp in comparisons(problem, opts, strategy):
+        result = decide(comp, policy_for(opts, target), problem.findings)
+        if "localise" in comp.extra:
+            from gradcheck.engine.projection import localise
+
+            result = localise(comp, result)
+        results.append(result)
+    return tuple(results)
+
+
+def _elementwise(problem, opts, strategy):
+    from gradcheck.engine.elementwise import compare
+
+    rng = np.random.default_rng([opts.seed, 1])
+    for target in problem.targets:
+        idx = None
+        if strategy == "sampled":
+            n = target.array.size
+            idx = np.sort(rng.choice(n, size=min(opts.samples, n), replace=False))
+        comp = compare(problem, target, opts, idx, strategy)
+        if strategy == "sampled" and len(comp.numerical) < target.array.size:
+            _sampled_note(problem, target, len(comp.numerical))
+        yield target, comp
+
+
+def _sampled_note(problem, target, m):
+    from gradcheck.report import Finding
+
+    n = target.array.size
+    problem.findings.append(Finding(
+        "sampled", False,
+        f"{target.name!r}: {m} of {n} elements checked (sampled); a backward wrong in a single "
+        f"element is caught with probability {m / n:.2f}", target.name))

@@ -1,0 +1,285 @@
+"""The verdict: judge, refine, kinks -> PASS / FAIL / INCONCLUSIVE. The only place it is decided.
+
+Every strategy hands over a :class:`Comparison` -- for each compared item
+(an element, a Jacobian entry, a random projection) its numerical and
+analytic value, its rounding error and the method's own truncation estimate,
+the target's tolerance :class:`~gradcheck.engine.tolerances.Rule` and a
+refiner -- and :func:`decide` turns it into one
+:class:`~gradcheck.report.TargetResult`:
+
+1. **judge**: item ``i`` fails when ``|numerical_i - analytic_i| > allowed_i``
+   (``allowed_i = atol_i + rtol |numerical_i|``, the rule applied to the
+   item's own error estimates; a NaN analytic value always fails);
+2. **refine**: failing items are recomputed by the strategy's refiner (a step
+   search, :mod:`gradcheck.engine.refine`) and judged again by the same rule
+   with their refined error estimates;
+3. **kinks**: an item still failing at a kink is *judged*: its analytic value
+   must lie in the hull of the one-sided derivatives, plus its tolerance; if
+   it does, the item is excluded from the verdict and listed with both
+   one-sided values;
+4. **verdict**: ``FAIL`` if any item fails; else ``INCONCLUSIVE`` when the
+   check could not have caught an error of practical size -- nothing could
+   be checked, the numerical gradient is indistinguishable from zero, more
+   than ``max_kink_fraction`` of the items sit at kinks, or the resolution
+   (the largest tolerance, as a single-element error) is coarser than
+   ``min_resolution`` times the gradient's scale; else ``PASS``.
+
+A target the caller declares structurally zero (``expect_zero``) passes when
+its numerical and analytic gradients are both zero to within the resolution,
+which is then stated in absolute units.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from gradcheck.engine.tolerances import MARGINAL
+from gradcheck.report import Finding, TargetResult
+
+__all__ = ["Policy", "Comparison", "decide", "MAX_REFINED", "FIRST_REFINED"]
+
+#: At most this many failing items per target are refined.
+MAX_REFINED = 256
+
+#: Refined first; when none of them is rescued the failure is real and the rest is not refined.
+FIRST_REFINED = 8
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the caller counts as a conclusive check.
+
+    Attributes
+    ----------
+    min_resolution : float
+        A target whose resolution is coarser than this fraction of its
+        gradient's scale is INCONCLUSIVE.
+    max_kink_fraction : float
+        A target with more than this fraction of its items at kinks is
+        INCONCLUSIVE.
+    expect_zero : bool
+        The caller says this target's gradient is zero for every input (a
+        bias before a train-mode batch normalisation).
+    """
+
+    min_resolution: float = 1e-3
+    max_kink_fraction: float = 0.2
+    expect_zero: bool = False
+
+
+@dataclass
+class Comparison:
+    """What a strategy produced for one target, before the verdict.
+
+    Items are whatever the strategy compares (elements, Jacobian entries,
+    projections); arrays below have one entry per item.
+    """
+
+    name: str
+    shape: tuple
+    dtype: str
+    strategy: str
+    method: str
+    numerical: np.ndarray
+    analytic: np.ndarray
+    rounding: np.ndarray
+    estimate: np.ndarray
+    rule: object
+    skipped: np.ndarray
+    steps: np.ndarray
+    index: Callable
+    noise: object
+    refiner: Optional[object] = None
+    resolution_factor: float = 1.0
+    full: Optional[Callable] = None
+    reason: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _State:
+    """The judgement in progress (mutable; one per :func:`decide`)."""
+
+    num: np.ndarray
+    rounding: np.ndarray
+    estimate: np.ndarray
+    allowed: np.ndarray
+    failing: np.ndarray
+    refined: np.ndarray
+    kink_ok: np.ndarray
+    kinks: list
+
+
+def _judge(comp):
+    num = np.array(comp.numerical, dtype=np.float64)
+    rounding = np.array(comp.rounding, dtype=np.float64)
+    estimate = np.array(comp.estimate, dtype=np.float64)
+    _, allowed = comp.rule.apply(num, rounding, estimate)
+    m = len(num)
+    st = _State(num, rounding, estimate, allowed, np.zeros(m, bool), np.zeros(m, bool),
+                np.zeros(m, bool), [])
+    st.failing = (_diff(st.num, comp.analytic) > st.allowed) & ~comp.skipped
+    return st
+
+
+def _diff(num, ana):
+    d = np.abs(num - ana)
+    d[np.isnan(d)] = np.inf  # a NaN gradient is never within tolerance
+    return d
+
+
+def _refine(comp, st):
+    """Refine failing items, worst first; stop early when the failure is clearly real."""
+    if comp.refiner is None or not st.failing.any() or not np.isfinite(comp.analytic).all():
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = _diff(st.num, comp.analytic) / st.allowed
+    rows = np.flatnonzero(st.failing)
+    rows = rows[np.argsort(-ratio[rows], kind="stable")][:MAX_REFINED]
+    first, rest = rows[:FIRST_REFINED], rows[FIRST_REFINED:]
+    _refine_rows(comp, st, first)
+    if len(rest) and (not st.failing[first].all() or st.kink_ok[first].any()):
+        _refine_rows(comp, st, rest)
+
+
+def _refine_rows(comp, st, rows):
+    ana = comp.analytic[rows]
+    r = comp.refiner.refine(rows, ana)
+    st.num[rows], st.rounding[rows], st.estimate[rows] = r.value, r.rounding, r.estimate
+    _, st.allowed[rows] = comp.rule.apply(r.value, r.rounding, r.estimate)
+    st.refined[rows] = True
+    st.failing[rows] = _diff(st.num[rows], ana) > st.allowed[rows]
+    at_kink = r.kink & st.failing[rows]
+    tol = st.allowed[rows]
+    inside = at_kink & (ana >= r.lower - tol) & (ana <= r.upper + tol)
+    st.kink_ok[rows[inside]] = True
+    st.failing[rows[inside]] = False
+    for j in np.flatnonzero(at_kink):
+        st.kinks.append((comp.index(int(rows[j])), float(r.minus[j]), float(r.plus[j]),
+                         bool(inside[j])))
+
+
+def decide(comp, policy, findings):
+    """Judge, refine, look at kinks and decide one target (see the module notes).
+
+    Parameters
+    ----------
+    comp : Comparison
+    policy : Policy
+    findings : list of Finding
+        Notes on kinks, skipped items and inconclusive checks are appended.
+
+    Returns
+    -------
+    TargetResult
+    """
+    st = _judge(comp)
+    _refine(comp, st)
+    checked = ~comp.skipped & ~st.kink_ok
+    diff = _diff(st.num, comp.analytic)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(st.allowed > 0, diff / st.allowed, np.where(diff > 0, np.inf, 0.0))
+    ratio[~checked & ~st.failing] = 0.0
+    worst = int(np.argmax(ratio)) if ratio.max() > 0 else int(np.argmax(np.where(checked, diff,
+                                                                                  -1.0)))
+    scale = float(np.max(np.abs(st.num[checked]), initial=0.0))
+    resolution = (float(np.max(st.allowed[checked])) * comp.resolution_factor if checked.any()
+                  else float("inf"))
+    verdict, why = _verdict(comp, st, checked, scale, resolution, policy)
+    _notes(comp, st, checked, verdict, why, scale, findings)
+    return _result(comp, st, checked, diff, worst, float(ratio[worst]), scale, resolution,
+                   verdict, why)
+
+
+def _verdict(comp, st, checked, scale, resolution, policy):
+    """``(verdict, why)``: why is the INCONCLUSIVE reason, or empty."""
+    if st.failing.any() or not np.isfinite(comp.analytic).all():
+        return "FAIL", ""
+    n = len(st.num)
+    if not checked.any():
+        return "INCONCLUSIVE", ("no element could be checked (every step underflowed or "
+                                "every element sits at a kink): use another input")
+    zero = bool(np.all(np.abs(st.num[checked]) <= st.allowed[checked]))
+    if zero and policy.expect_zero:
+        return "PASS", ""
+    if zero:
+        return "INCONCLUSIVE", (
+            f"the numerical gradient is indistinguishable from zero (max|numerical| = "
+            f"{scale:.2g} <= its tolerance): a wrong backward of this size would pass. Use "
+            "another input or dout (a batch of N >= 2 for batch statistics), or declare it "
+            "with expect_zero if the gradient is zero by the layer's structure")
+    n_kinks = int(st.kink_ok.sum())
+    if n_kinks > policy.max_kink_fraction * n:
+        return "INCONCLUSIVE", (
+            f"{n_kinks} of {n} elements sit at kinks, where only the hull of the one-sided "
+            "derivatives was checked: use an input away from kinks (ReLU at 0, ties in max "
+            "pooling)")
+    relative = resolution / scale if scale > 0 else np.inf
+    if relative > policy.min_resolution:
+        return "INCONCLUSIVE", (
+            f"resolution {resolution:.2g} is {relative:.2g} of the gradient's scale, coarser "
+            f"than min_resolution = {policy.min_resolution:g}: only errors above that are "
+            "caught. Try method='richardson', a float64 layer, or an input where the "
+            "forward is better conditioned")
+    return "PASS", ""
+
+
+def _notes(comp, st, checked, verdict, why, scale, findings):
+    name = comp.name
+    if comp.skipped.any():
+        findings.append(Finding(
+            "step-underflow", False,
+            f"{int(comp.skipped.sum())} of {len(st.num)} elements of {name!r} were not "
+            f"checked: x + h == x in {comp.dtype} (pass a larger eps)", name))
+    if st.kinks:
+        shown = [f"{i}: one-sided {lo:.6g} / {hi:.6g}" + ("" if ok else " (outside)")
+                 for i, lo, hi, ok in st.kinks[:10]]
+        findings.append(Finding(
+            "nondifferentiable", False,
+            f"{sum(ok for *_, ok in st.kinks)} element(s) of {name!r} judged at "
+            f"non-differentiable points (the analytic value must lie between the one-sided "
+            f"derivatives): {'; '.join(shown)}{' ...' if len(st.kinks) > 10 else ''}", name))
+    if verdict == "INCONCLUSIVE":
+        findings.append(Finding("inconclusive", False, f"{name!r} is inconclusive: {why}", name))
+    if not np.isfinite(comp.analytic).all():
+        first = int(np.argmax(~np.isfinite(comp.analytic)))
+        findings.append(Finding(
+            "nonfinite-gradient", True,
+            f"backward() returned NaN or inf in the gradient of {name!r} (first at "
+            f"{comp.index(first)})", name))
+
+
+def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, why):
+    maxdiff = float(np.max(np.where(checked | st.failing, diff, 0.0), initial=0.0))
+    big = max(scale, float(np.max(np.abs(comp.analytic[checked]), initial=0.0)))
+    n_refined = int(st.refined.sum())
+    reason = comp.rule.reason + comp.reason
+    if n_refined:
+        reason += (f"; {n_refined} element(s) outside the first tolerance refined by a step "
+                   "search (central differences at h 2^-k, Richardson-extrapolated), judged "
+                   "by the same rule with their own error estimates")
+    full = comp.full(st) if comp.full is not None else {}
+    return TargetResult(
+        name=comp.name, shape=tuple(comp.shape), dtype=comp.dtype, verdict=verdict,
+        max_abs_error=maxdiff, max_rel_error=maxdiff / big if big > 0 else maxdiff,
+        worst_index=comp.index(worst), worst_numerical=float(st.num[worst]),
+        worst_analytic=float(comp.analytic[worst]),
+        atol=float(np.max(st.allowed[checked] - comp.rule.rtol * np.abs(st.num[checked]),
+                          initial=0.0)),
+        rtol=comp.rule.rtol, tolerance_reason=reason,
+        numerical=full.get("numerical", st.num), analytic=full.get("analytic", comp.analytic),
+        step=float(np.min(comp.steps)), max_step=float(np.max(comp.steps)),
+        error_estimate=float(np.max((st.rounding + np.nan_to_num(st.estimate))[checked],
+                                    initial=0.0)),
+        margin=margin, marginal=MARGINAL < margin < 1.0 / MARGINAL,
+        vacuous=bool(verdict == "INCONCLUSIVE" and "indistinguishable" in why),
+        n_checked=int(checked.sum()), n_skipped=int(comp.skipped.sum()), n_refined=n_refined,
+        excluded=tuple(i for i, *_, ok in st.kinks if ok), strategy=comp.strategy,
+        worst_output_index=comp.extra.get("worst_output_index", lambda w: None)(worst),
+        located=comp.extra.get("located", ()),
+        error_estimates=full.get("estimates"), resolution=resolution,
+        noise=float(comp.noise.level) if comp.noise is not None else float("nan"),
+        inconclusive=why, tolerances=full.get("tolerances"),
+        kinks=tuple((i, lo, hi) for i, lo, hi, _ in st.kinks), method=comp.method,
+        relative_resolution=resolution / scale if scale > 0 else float("inf"))
