@@ -19,6 +19,8 @@ h)`` as stored. The serial engine and every parallel worker run this loop.
 
 import numpy as np
 
+from gradcheck.errors import LayerCallError
+
 __all__ = ["ElementMoves", "DirectionMoves", "Reduce", "Columns", "differences",
            "flat_view"]
 
@@ -122,6 +124,14 @@ class DirectionMoves:
         return float(a - b)
 
 
+class NonFinite(Exception):
+    """Raised by a sink when an output difference is NaN or inf (item ``r``)."""
+
+    def __init__(self, r):
+        super().__init__(r)
+        self.r = r
+
+
 class Reduce:
     """Sink: reduced differences ``(o_a - o_b) . dout``, optionally one-sided, noise and sizes.
 
@@ -173,6 +183,8 @@ class Reduce:
             self.M[r, k] = self._dot(self.out0 - ob)
         diff = np.subtract(oa, ob, out=oa)  # oa is the loop's own copy
         self.R[r, k] = self._dot(diff)
+        if not np.isfinite(self.R[r, k]):
+            raise NonFinite(r)
         if self.S is not None:
             self.S[r, k] = float(np.einsum("i,i->", np.abs(diff).astype(np.float64,
                                                                       copy=False),
@@ -200,6 +212,8 @@ class Columns:
 
     def __call__(self, r, k, oa, ob):
         np.subtract(oa, ob, out=self.C[:, r, k], casting="unsafe")
+        if not np.isfinite(self.C[:, r, k]).all():
+            raise NonFinite(r)
         if self.out0 is not None:
             np.subtract(oa, self.out0, out=self.P[:, r, k], casting="unsafe")
             np.subtract(self.out0, ob, out=self.M[:, r, k], casting="unsafe")
@@ -228,21 +242,36 @@ def differences(evaluate, moves, pairs, sink, out0):
         The denominators (``moves.span``): 0 where ``x + a h == x + b h``.
     """
     span = np.zeros((moves.n, len(pairs)))
-    buf = None
     try:
-        for r in range(moves.n):
-            where = moves.index(r)
-            for k, (a, b) in enumerate(pairs):
-                xa = moves.set(r, a)
-                oa = evaluate(where)
-                if buf is None or buf.dtype != oa.dtype:
-                    buf = np.empty(oa.shape, dtype=oa.dtype)
-                np.copyto(buf, oa)
-                xb = moves.set(r, b)
-                ob = evaluate(where) if b else out0
-                moves.reset(r)
-                span[r, k] = moves.span(r, a, b, xa, xb)
-                sink(r, k, buf, ob)
+        _loop(evaluate, moves, pairs, sink, out0, span)
+    except NonFinite as exc:
+        where = moves.index(exc.r)
+        index = None if where is None else tuple(
+            int(j) for j in np.unravel_index(where, moves.arr.shape))
+        raise LayerCallError(
+            "forward() produced NaN or inf" + (" along a random direction" if where is None
+                                               else "") +
+            " (a step may have left forward's domain; pass a smaller eps=)",
+            layer=getattr(evaluate, "layer", None), target=getattr(evaluate, "target", None),
+            index=index) from None
     finally:
         moves.reset(0)
     return span
+
+
+def _loop(evaluate, moves, pairs, sink, out0, span):
+    """The loop of :func:`differences` (fills ``span`` in place)."""
+    buf = None
+    for r in range(moves.n):
+        where = moves.index(r)
+        for k, (a, b) in enumerate(pairs):
+            xa = moves.set(r, a)
+            oa = evaluate(where)
+            if buf is None or buf.dtype != oa.dtype:
+                buf = np.empty(oa.shape, dtype=oa.dtype)
+            np.copyto(buf, oa)
+            xb = moves.set(r, b)
+            ob = evaluate(where) if b else out0
+            span[r, k] = moves.span(r, a, b, xa, xb)
+            sink(r, k, buf, ob)  # before the reset: ob may be a view of the target
+            moves.reset(r)

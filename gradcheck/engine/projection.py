@@ -27,7 +27,6 @@ halves are split further, and single elements are refined as in the
 elementwise strategy (about ``2 log2(n)`` checks per wrong element).
 """
 
-import dataclasses
 import zlib
 
 import numpy as np
@@ -36,8 +35,8 @@ from gradcheck.engine import methods
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.noise import scaled_norm
 from gradcheck.engine.perturb import DirectionMoves, Reduce, differences
-from gradcheck.engine.refine import Refined, StepSearch
-from gradcheck.engine.tolerances import derive
+from gradcheck.engine.refine import RATIO, Refined, StepSearch, search
+from gradcheck.engine.tolerances import derive, rms
 from gradcheck.engine.verdict import Comparison
 
 __all__ = ["comparisons", "localise", "MAX_LOCATED"]
@@ -97,22 +96,74 @@ class _Directional:
 
 
 class _ProbeRefiner:
-    """Refine a probe by Richardson extrapolation over ``t, t/2, t/4`` along its direction."""
+    """Refine a failing probe: a step search along its direction, then bisection.
 
-    def __init__(self, d):
-        self.d = d
+    The step search (:func:`gradcheck.engine.refine.search`) resolves a
+    kink that lies within a step of the point; a probe that still fails is
+    localised (:func:`_bisect`). When the elements it finds are all kinks
+    whose analytic value lies within their one-sided derivatives, the probe
+    is explained by them (and listed as such); wrong elements are reported.
+    """
+
+    def __init__(self, problem, setup, d):
+        self.problem, self.s, self.d = problem, setup, d
+        self.known = ([], [])  # kinks and resolved elements found by earlier probes
+
+    def _level(self, p, mask=None):
+        d, s = self.d, self.s
+        u, grads = d.probes[p]
+        w = d.v[p] * d.h if mask is None else d.v[p] * d.h * mask
+
+        def at(k):
+            moves = DirectionMoves(s.arr, (w * RATIO ** -k)[None], analytic=grads[
+                s.target.name][None])
+            sink = Reduce(u, 1, 1, out0=self.problem.out0, one_sided=True,
+                          noise_w=s.noise.weights)
+            differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.problem.out0)
+            sigma = d.level[p] * np.where(sink.noise > 0, sink.noise, 1.0)
+            h = RATIO ** -k  # the derivative along w, from steps t = +-RATIO^-k
+            return (sink.R[:, 0].real / (2.0 * h), sink.P[:, 0] / h, sink.M[:, 0] / h, sigma,
+                    np.array([h]))
+        return at
 
     def refine(self, rows, analytic):
-        rich = methods.get("richardson")
-        out = {k: np.zeros(len(rows)) for k in ("value", "rounding", "estimate", "step")}
-        for j, p in enumerate(rows):
-            num, _, est = self.d.value(int(p), pairs=rich.pairs)
-            out["value"][j], out["estimate"][j] = num, est
-            out["rounding"][j] = rich.gain * self.d.level[int(p)]
-            out["step"][j] = 1.0
+        out = [self._one(int(p), float(a)) for p, a in zip(rows, analytic)]
         nan = np.full(len(rows), np.nan)
-        return Refined(out["value"], out["rounding"], out["estimate"], out["step"],
-                       np.zeros(len(rows), bool), nan, nan, nan, nan)
+        return Refined(*(np.array([o[i] for o in out]) for i in range(4)),
+                       np.zeros(len(rows), bool), nan, nan, nan, nan,
+                       elements=[o[4] for o in out], located=[e for o in out for e in o[5]],
+                       analytic=np.array([o[6] for o in out]))
+
+    def _one(self, p, ana):
+        """``(value, rounding, estimate, step, kinks, wrong, analytic)`` of probe ``p``."""
+        r = search(self._level(p), np.array([ana]))
+        _, allowed = self.d.rule.apply(r.value, r.rounding, r.estimate)
+        base = (float(r.value[0]), float(r.rounding[0]), float(r.estimate[0]),
+                float(r.step[0]))
+        if abs(base[0] - ana) <= allowed[0]:
+            return base + ([], [], ana)
+        if self.known[0] or self.known[1]:  # the elements earlier probes explained
+            masked = self._masked(p, *self.known)
+            _, allowed = self.d.rule.apply(np.array([masked[0]]), np.array([masked[1]]),
+                                           np.array([masked[2]]))
+            if abs(masked[0] - masked[6]) <= allowed[0]:
+                return masked
+        wrong, kinks, resolved = _bisect(self.problem, self.s, self.d, p)
+        if wrong or not (kinks or resolved):
+            return base + (kinks, wrong, ana)
+        self.known = (kinks, resolved)
+        return self._masked(p, kinks, resolved)
+
+    def _masked(self, p, kinks, resolved):
+        """Probe ``p`` without ``kinks`` and ``resolved`` elements in its direction: they were
+        judged on their own (at a kink, or needing smaller steps)."""
+        mask = np.ones(self.s.arr.size)
+        mask[[np.ravel_multi_index(i, self.s.arr.shape) for i, *_ in kinks] + resolved] = 0.0
+        mask = mask.reshape(self.s.arr.shape)
+        ana_masked = self.d.value(p, mask)[1]
+        r = search(self._level(p, mask), np.array([ana_masked]))
+        return (float(r.value[0]), float(r.rounding[0]), float(r.estimate[0]),
+                float(r.step[0]), kinks, [], ana_masked)
 
 
 def _compare(problem, target, opts, probes):
@@ -128,33 +179,28 @@ def _compare(problem, target, opts, probes):
         name=target.name, shape=target.array.shape, dtype=str(target.array.dtype),
         strategy="projection", method=s.method.name, numerical=num, analytic=ana,
         rounding=rounding, estimate=est, rule=rule, skipped=np.zeros(k, bool),
-        steps=s.steps, index=lambda r: (int(r),), noise=s.noise, refiner=_ProbeRefiner(d),
+        steps=s.steps, index=lambda r: (int(r),), noise=s.noise,
+        refiner=_ProbeRefiner(problem, s, d),
         resolution_factor=1.0 / float(np.min(s.steps)),
+        gradient_scale=rms(num) / (np.sqrt(num.size and s.steps.size) * rms(s.steps)),
         reason=(s.reason() + f"; {k} probes along random ±1 directions scaled by the element "
                 f"steps: a single wrong element above the resolution is caught by every "
                 f"probe, several wrong elements are missed with probability <= 2^-{k}"))
-    comp.extra["localise"] = lambda result: _localise(problem, s, d, result)
     return comp
 
 
-def localise(comp, result):
-    """``result`` with the wrong elements of a failing projection located (see the notes)."""
-    fn = comp.extra.get("localise")
-    return fn(result) if fn is not None and result.verdict == "FAIL" else result
-
-
-def _localise(problem, s, d, result):
-    p = int(result.worst_index[0])
-    wrong = _bisect(problem, s, d, p)
-    return dataclasses.replace(result, located=tuple(wrong))
-
-
 def _bisect(problem, s, d, p):
-    """Wrong elements ``[(index, numerical, analytic)]`` along probe ``p``."""
+    """``(wrong, kinks, resolved)`` along probe ``p``.
+
+    ``wrong``: ``[(index, numerical, analytic)]`` of the wrong elements;
+    ``kinks``: ``[(index, minus, plus, ok)]``; ``resolved``: flat indices of
+    elements whose directional check failed but whose own, refined derivative
+    matches (they needed smaller steps).
+    """
     arr, rule = s.arr, d.rule
     u, grads = d.probes[p]
     g = grads[s.target.name].reshape(-1)
-    stack, wrong = [np.arange(arr.size)], []
+    stack, wrong, kinks, resolved = [np.arange(arr.size)], [], [], []
     search = StepSearch(s.evaluate, arr, np.arange(arr.size), s.steps, u, problem.out0,
                         s.noise, seed=s.opts.seed)
     while stack and len(wrong) < MAX_LOCATED:
@@ -162,11 +208,16 @@ def _bisect(problem, s, d, p):
         if len(block) == 1:
             r = search.refine(block, g[block])
             _, allowed = rule.apply(r.value, r.rounding, r.estimate)
-            kink_ok = r.kink[0] and r.lower[0] - allowed[0] <= g[block[0]] <= r.upper[0] + \
-                allowed[0]
-            if abs(r.value[0] - g[block[0]]) > allowed[0] and not kink_ok:
-                index = tuple(int(j) for j in np.unravel_index(int(block[0]), arr.shape))
-                wrong.append((index, float(r.value[0]), float(g[block[0]])))
+            index = tuple(int(j) for j in np.unravel_index(int(block[0]), arr.shape))
+            if abs(r.value[0] - g[block[0]]) <= allowed[0]:
+                resolved.append(int(block[0]))
+                continue
+            if r.kink[0]:
+                ok = bool(r.lower[0] - allowed[0] <= g[block[0]] <= r.upper[0] + allowed[0])
+                kinks.append((index, float(r.minus[0]), float(r.plus[0]), ok))
+                if ok:
+                    continue
+            wrong.append((index, float(r.value[0]), float(g[block[0]])))
             continue
         for half in (block[: len(block) // 2], block[len(block) // 2:]):
             mask = np.zeros(arr.size)
@@ -176,4 +227,4 @@ def _bisect(problem, s, d, p):
                                     np.array([est]))
             if abs(num - ana) > allowed[0]:
                 stack.append(half)
-    return wrong
+    return wrong, kinks, resolved

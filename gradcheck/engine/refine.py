@@ -3,12 +3,12 @@
 An item (an element, or a direction of the ``projection`` strategy) whose
 first numerical value lies outside its tolerance is recomputed before any
 verdict, the way numdifftools chooses a step [1]_: central differences
-``D_k`` at the steps ``h 2**-k`` (``k = 0, 1, ...``), Richardson-extrapolated
+``D_k`` at the steps ``h 4**-k`` (``k = 0, 1, ...``), Richardson-extrapolated
 over each three consecutive steps into ``T_k`` with the estimate ``|T_k -
 T4_k|``, and the level with the smallest total error (that estimate plus the
 rounding error measured at that step) gives the refined value. The search
-stops when the estimate has sunk below the rounding error, or has grown for
-two levels past its minimum, or after :data:`LEVELS` levels.
+stops when the estimate has stayed below the rounding error for two levels
+(converged, or noise-dominated), or after :data:`LEVELS` levels.
 
 The same evaluations give the one-sided differences ``D+_k`` and ``D-_k``
 for free (the unperturbed output is known). At a smooth point their gap is
@@ -28,27 +28,36 @@ References
    of gradients at nearby differentiable points.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcheck.engine.methods import METHODS, richardson
+from gradcheck.engine.methods import richardson
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.tolerances import ROUNDING_SAFETY
 
-__all__ = ["Refined", "StepSearch", "search", "LEVELS"]
+__all__ = ["Refined", "StepSearch", "search", "LEVELS", "RATIO"]
 
-#: Step levels ``h 2**-k`` tried at most.
-LEVELS = 14
+#: Ratio between the steps of consecutive levels.
+RATIO = 4.0
 
-#: A gap that shrinks by less than this factor per halving of the step is a kink.
+#: Step levels ``h RATIO**-k`` tried at most (down to ``h / 4e6``).
+LEVELS = 12
+
+#: A gap that shrinks by less than this factor per level (``1/RATIO`` at a smooth point)
+#: is a kink.
 KINK_RATIO = 0.75
 
 #: Random nearby points sampled when the analytic value lies outside the one-sided hull.
 NEARBY = 6
 
-_CENTRAL_GAIN = METHODS["central"].gain
-_RICHARDSON_GAIN = METHODS["richardson"].gain
+def _triple_gain():
+    """Rounding gain of a Richardson value over steps ``h RATIO**2, h RATIO, h`` (per ``h``)."""
+    w = richardson(np.eye(3), ratio=RATIO)[0]
+    return float(np.sqrt(np.sum(w ** 2 * RATIO ** (-2.0 * np.arange(2, -1, -1)) / 2.0)))
+
+
+_TRIPLE_GAIN = _triple_gain()
 
 
 @dataclass
@@ -69,6 +78,14 @@ class Refined:
     lower, upper : ndarray of float64, shape (r,)
         The hull the analytic value must lie in at a kink (NaN elsewhere).
     calls : int
+    elements : list or None
+        Per row, the element-level kinks found while localising it
+        (``(index, minus, plus, ok)``), when the items are not elements.
+    located : list
+        Wrong elements ``(index, numerical, analytic)`` found while localising.
+    analytic : ndarray of float64, shape (r,) or None
+        The items' analytic values when refining redefined the items (a
+        projection with the kinks it crossed taken out of its direction).
     """
 
     value: np.ndarray
@@ -81,6 +98,9 @@ class Refined:
     lower: np.ndarray
     upper: np.ndarray
     calls: int = 0
+    elements: object = None
+    located: list = field(default_factory=list)
+    analytic: object = None
 
 
 class StepSearch:
@@ -107,8 +127,8 @@ class StepSearch:
         self.calls = 0
 
     def _level(self, elements, k):
-        """Central and one-sided differences of ``elements`` at the steps ``h 2**-k``."""
-        steps = self.steps * 2.0 ** -k
+        """Central and one-sided differences of ``elements`` at the steps ``h RATIO**-k``."""
+        steps = self.steps * RATIO ** -k
         sink = Reduce(self.dout, len(elements), 1, out0=self.out0, one_sided=True,
                       noise_w=self.noise.weights)
         span = differences(self.evaluate, ElementMoves(self.arr, elements, steps),
@@ -156,7 +176,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
     ----------
     level : callable
         ``level(k) -> (D, Dp, Dm, sigma, h)``: central and one-sided
-        differences of the items at the steps ``h 2**-k``, the noise of ``L``
+        differences of the items at the steps ``h RATIO**-k``, the noise of ``L``
         for each item's perturbation and the steps (arrays of shape (r,)).
     analytic : ndarray of float64, shape (r,)
     nearby : callable or None
@@ -178,8 +198,8 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
         side_noise = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
         last = _keep_one_sided(last, Dp, Dm, side_noise, gaps[-1] > 2.0 * side_noise)
         if k >= 2:
-            T, est = richardson(np.stack(Ds[-3:], axis=1))
-            best.offer(T, est, _RICHARDSON_GAIN * sigma / (4.0 * h), 4.0 * h, k)
+            T, est = richardson(np.stack(Ds[-3:], axis=1), ratio=RATIO)
+            best.offer(T, est, _TRIPLE_GAIN * sigma / h, RATIO ** 2 * h, k)
             if best.done(k):
                 break
     kink = _kinks(gaps, side_noise)
@@ -215,7 +235,7 @@ class _Best:
         self.converged = np.where(est <= ROUNDING_SAFETY * rounding, self.converged + 1, 0)
 
     def done(self, k):
-        return bool(np.all((self.worse >= 2) | (self.converged >= 2)))
+        return bool(np.all(self.converged >= 2))
 
 
 def _keep_one_sided(last, Dp, Dm, side_noise, usable):

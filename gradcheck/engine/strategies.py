@@ -45,12 +45,7 @@ def run(problem, strategy, opts):
         comparisons = _elementwise
     results = []
     for target, comp in comparisons(problem, opts, strategy):
-        result = decide(comp, policy_for(opts, target), problem.findings)
-        if "localise" in comp.extra:
-            from gradcheck.engine.projection import localise
-
-            result = localise(comp, result)
-        results.append(result)
+        results.append(decide(comp, policy_for(opts, target), problem.findings))
     return tuple(results)
 
 

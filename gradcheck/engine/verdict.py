@@ -73,7 +73,10 @@ class Comparison:
     """What a strategy produced for one target, before the verdict.
 
     Items are whatever the strategy compares (elements, Jacobian entries,
-    projections); arrays below have one entry per item.
+    projections); the arrays have one entry per item. ``resolution_factor``
+    turns an item's tolerance into a single-element error of the gradient
+    and ``gradient_scale`` is the gradient's scale in those units (``None``:
+    ``max |numerical|``; the items are elements).
     """
 
     name: str
@@ -92,6 +95,7 @@ class Comparison:
     noise: object
     refiner: Optional[object] = None
     resolution_factor: float = 1.0
+    gradient_scale: Optional[float] = None
     full: Optional[Callable] = None
     reason: str = ""
     extra: dict = field(default_factory=dict)
@@ -109,6 +113,8 @@ class _State:
     refined: np.ndarray
     kink_ok: np.ndarray
     kinks: list
+    ana: np.ndarray = None
+    located: list = field(default_factory=list)
 
 
 def _judge(comp):
@@ -118,8 +124,8 @@ def _judge(comp):
     _, allowed = comp.rule.apply(num, rounding, estimate)
     m = len(num)
     st = _State(num, rounding, estimate, allowed, np.zeros(m, bool), np.zeros(m, bool),
-                np.zeros(m, bool), [])
-    st.failing = (_diff(st.num, comp.analytic) > st.allowed) & ~comp.skipped
+                np.zeros(m, bool), [], np.array(comp.analytic, dtype=np.float64))
+    st.failing = (_diff(st.num, st.ana) > st.allowed) & ~comp.skipped
     return st
 
 
@@ -131,10 +137,10 @@ def _diff(num, ana):
 
 def _refine(comp, st):
     """Refine failing items, worst first; stop early when the failure is clearly real."""
-    if comp.refiner is None or not st.failing.any() or not np.isfinite(comp.analytic).all():
+    if comp.refiner is None or not st.failing.any() or not np.isfinite(st.ana).all():
         return
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = _diff(st.num, comp.analytic) / st.allowed
+        ratio = _diff(st.num, st.ana) / st.allowed
     rows = np.flatnonzero(st.failing)
     rows = rows[np.argsort(-ratio[rows], kind="stable")][:MAX_REFINED]
     first, rest = rows[:FIRST_REFINED], rows[FIRST_REFINED:]
@@ -144,8 +150,10 @@ def _refine(comp, st):
 
 
 def _refine_rows(comp, st, rows):
-    ana = comp.analytic[rows]
-    r = comp.refiner.refine(rows, ana)
+    r = comp.refiner.refine(rows, st.ana[rows])
+    if r.analytic is not None:  # the item was redefined (a projection without its kinks)
+        st.ana[rows] = r.analytic
+    ana = st.ana[rows]
     st.num[rows], st.rounding[rows], st.estimate[rows] = r.value, r.rounding, r.estimate
     _, st.allowed[rows] = comp.rule.apply(r.value, r.rounding, r.estimate)
     st.refined[rows] = True
@@ -155,9 +163,18 @@ def _refine_rows(comp, st, rows):
     inside = at_kink & (ana >= r.lower - tol) & (ana <= r.upper + tol)
     st.kink_ok[rows[inside]] = True
     st.failing[rows[inside]] = False
-    for j in np.flatnonzero(at_kink):
-        st.kinks.append((comp.index(int(rows[j])), float(r.minus[j]), float(r.plus[j]),
-                         bool(inside[j])))
+    if r.elements is not None:  # kinks of elements found inside the items
+        seen = {k[0] for k in st.kinks}
+        for found in r.elements:
+            for kink in found:
+                if kink[0] not in seen:
+                    seen.add(kink[0])
+                    st.kinks.append(kink)
+    else:
+        for j in np.flatnonzero(at_kink):
+            st.kinks.append((comp.index(int(rows[j])), float(r.minus[j]), float(r.plus[j]),
+                             bool(inside[j])))
+    st.located.extend(r.located)
 
 
 def decide(comp, policy, findings):
@@ -177,13 +194,14 @@ def decide(comp, policy, findings):
     st = _judge(comp)
     _refine(comp, st)
     checked = ~comp.skipped & ~st.kink_ok
-    diff = _diff(st.num, comp.analytic)
+    diff = _diff(st.num, st.ana)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(st.allowed > 0, diff / st.allowed, np.where(diff > 0, np.inf, 0.0))
     ratio[~checked & ~st.failing] = 0.0
     worst = int(np.argmax(ratio)) if ratio.max() > 0 else int(np.argmax(np.where(checked, diff,
                                                                                   -1.0)))
-    scale = float(np.max(np.abs(st.num[checked]), initial=0.0))
+    scale = (comp.gradient_scale if comp.gradient_scale is not None
+             else float(np.max(np.abs(st.num[checked]), initial=0.0)))
     resolution = (float(np.max(st.allowed[checked])) * comp.resolution_factor if checked.any()
                   else float("inf"))
     verdict, why = _verdict(comp, st, checked, scale, resolution, policy)
@@ -194,7 +212,7 @@ def decide(comp, policy, findings):
 
 def _verdict(comp, st, checked, scale, resolution, policy):
     """``(verdict, why)``: why is the INCONCLUSIVE reason, or empty."""
-    if st.failing.any() or not np.isfinite(comp.analytic).all():
+    if st.failing.any() or not np.isfinite(st.ana).all():
         return "FAIL", ""
     n = len(st.num)
     if not checked.any():
@@ -209,10 +227,11 @@ def _verdict(comp, st, checked, scale, resolution, policy):
             f"{scale:.2g} <= its tolerance): a wrong backward of this size would pass. Use "
             "another input or dout (a batch of N >= 2 for batch statistics), or declare it "
             "with expect_zero if the gradient is zero by the layer's structure")
-    n_kinks = int(st.kink_ok.sum())
-    if n_kinks > policy.max_kink_fraction * n:
+    at_kinks = len({i for i, *_, ok in st.kinks if ok})
+    size = max(n, int(np.prod(comp.shape)) if comp.strategy == "projection" else n)
+    if at_kinks > policy.max_kink_fraction * size:
         return "INCONCLUSIVE", (
-            f"{n_kinks} of {n} elements sit at kinks, where only the hull of the one-sided "
+            f"{at_kinks} of {size} elements sit at kinks, where only the hull of the one-sided "
             "derivatives was checked: use an input away from kinks (ReLU at 0, ties in max "
             "pooling)")
     relative = resolution / scale if scale > 0 else np.inf
@@ -252,7 +271,7 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
 
 def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, why):
     maxdiff = float(np.max(np.where(checked | st.failing, diff, 0.0), initial=0.0))
-    big = max(scale, float(np.max(np.abs(comp.analytic[checked]), initial=0.0)))
+    big = max(scale, float(np.max(np.abs(st.ana[checked]), initial=0.0)))
     n_refined = int(st.refined.sum())
     reason = comp.rule.reason + comp.reason
     if n_refined:
@@ -264,11 +283,11 @@ def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, 
         name=comp.name, shape=tuple(comp.shape), dtype=comp.dtype, verdict=verdict,
         max_abs_error=maxdiff, max_rel_error=maxdiff / big if big > 0 else maxdiff,
         worst_index=comp.index(worst), worst_numerical=float(st.num[worst]),
-        worst_analytic=float(comp.analytic[worst]),
+        worst_analytic=float(st.ana[worst]),
         atol=float(np.max(st.allowed[checked] - comp.rule.rtol * np.abs(st.num[checked]),
                           initial=0.0)),
         rtol=comp.rule.rtol, tolerance_reason=reason,
-        numerical=full.get("numerical", st.num), analytic=full.get("analytic", comp.analytic),
+        numerical=full.get("numerical", st.num), analytic=full.get("analytic", st.ana),
         step=float(np.min(comp.steps)), max_step=float(np.max(comp.steps)),
         error_estimate=float(np.max((st.rounding + np.nan_to_num(st.estimate))[checked],
                                     initial=0.0)),
@@ -277,7 +296,7 @@ def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, 
         n_checked=int(checked.sum()), n_skipped=int(comp.skipped.sum()), n_refined=n_refined,
         excluded=tuple(i for i, *_, ok in st.kinks if ok), strategy=comp.strategy,
         worst_output_index=comp.extra.get("worst_output_index", lambda w: None)(worst),
-        located=comp.extra.get("located", ()),
+        located=tuple(st.located),
         error_estimates=full.get("estimates"), resolution=resolution,
         noise=float(comp.noise.level) if comp.noise is not None else float("nan"),
         inconclusive=why, tolerances=full.get("tolerances"),

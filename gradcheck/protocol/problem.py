@@ -90,6 +90,7 @@ def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, size0):
                 "elements on the unperturbed input", layer=adapter.name, target=target)
         return flat
 
+    evaluate.layer, evaluate.target = adapter.name, target
     return evaluate
 
 
