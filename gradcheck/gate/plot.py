@@ -9,10 +9,9 @@ never comes down to the tolerance means the analytic gradient is wrong, not
 the step. With ``--heatmap`` (and always when the default check of the
 target fails) a second panel shows the error over the target's elements.
 
-Needs matplotlib (``pip install 'gradcheck-np[plot]'``).
+Needs matplotlib (``pip install matplotlib``).
 """
 
-import argparse
 import sys
 from dataclasses import dataclass
 
@@ -20,11 +19,11 @@ import numpy as np
 
 from gradcheck.check import check_layer
 from gradcheck.gate.options import parse_seed, parse_shape
-from gradcheck.gate.targets import UsageError, builtin_case, target_cases
+from gradcheck.gate.targets import UsageError, builtin_case, is_builtin_name, target_cases
 from gradcheck.validate import METHODS
 from gradcheck.errors import GradCheckInputError
 
-__all__ = ["StepSweep", "step_sweep", "plot_sweep", "main"]
+__all__ = ["StepSweep", "step_sweep", "plot_sweep", "add_arguments", "run", "main"]
 
 _COLORS = {"forward": "tab:orange", "central": "tab:blue", "central4": "tab:green",
            "richardson": "tab:purple"}
@@ -230,12 +229,13 @@ def _short(label):
     return f"{where.replace(chr(92), '/').rsplit('/', 1)[-1]}{sep}{attr}" if sep else label
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="gradcheck plot",
-        description="Plot the error of the numerical gradient against the step size (a PNG).")
+DESCRIPTION = "plot the error of the numerical gradient against the step size (a PNG)"
+
+
+def add_arguments(p):
+    """The arguments of ``gradcheck plot`` (a subparser of the ``gradcheck`` command)."""
     p.add_argument("target", metavar="TARGET", help="MODULE:FACTORY, path/to/file.py:FACTORY, "
-                   "or a built-in layer configuration (e.g. BatchNormalization-2d)")
+                   "or a built-in case (e.g. BatchNormalization-2d; gradcheck --list)")
     p.add_argument("--wrt", default="x", help="the gradient to plot: x (default) or a "
                    "parameter's name")
     p.add_argument("--eval", action="store_true", help="eval mode (default: train)")
@@ -248,23 +248,24 @@ def build_parser():
                    help="the file written (default: gradcheck-steps.png)")
     p.add_argument("--heatmap", action="store_true", default=None,
                    help="add the per-element error (default: only when the check fails)")
-    return p
 
 
-def main(argv=None):
+def run(args):
     """``gradcheck plot``; returns the exit status (0 written, 2 usage or input error)."""
-    args = build_parser().parse_args(argv)
     try:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UsageError("gradcheck plot needs matplotlib: pip install 'gradcheck-np[plot]' "
-                             "(or pip install matplotlib)") from None
+            raise UsageError("gradcheck plot needs matplotlib: pip install matplotlib") \
+                from None
         train_flg = not args.eval
-        if ":" in args.target:
-            case = target_cases(args.target, (train_flg,), shape=args.shape, seed=args.seed)[0]
-        else:
+        if is_builtin_name(args.target):
+            if args.shape is not None:
+                raise UsageError("--shape applies to a TARGET factory that returns a layer "
+                                 "alone; built-in cases have their own inputs")
             case = builtin_case(args.target, train_flg, args.seed)
+        else:
+            case = target_cases(args.target, (train_flg,), shape=args.shape, seed=args.seed)[0]
         layer, x = case.build()
         sweep = step_sweep(layer, x, target=args.wrt, train_flg=train_flg,
                            methods=tuple(dict.fromkeys(args.method or ["central"])),
@@ -280,3 +281,10 @@ def main(argv=None):
                       f"{sweep.default[m].verdict}, smallest error at h={best.get(m, np.nan):.0e}"
                       for m in sweep.errors))
     return 0
+
+
+def main(argv=None):
+    """``gradcheck plot ARGS`` (the same as ``gradcheck.gate.cli.main(["plot", *ARGS])``)."""
+    from gradcheck.gate.cli import main as gradcheck_main
+
+    return gradcheck_main(["plot", *(sys.argv[1:] if argv is None else argv)])

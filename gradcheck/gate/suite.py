@@ -13,15 +13,11 @@ from functools import partial
 
 import numpy as np
 
-from layers.activations import Relu, Sigmoid, Tanh
-from layers.affine import Affine
-from layers.batchnorm import BatchNormalization
-from layers.conv import Convolution
-from layers.dropout import Dropout
-from layers.loss import SoftmaxWithLoss
-from layers.normalization import GroupNorm, LayerNorm, SpatialBatchNormalization
-from layers.pooling import Pooling
-from layers.sequential import Sequential
+# the reference layers, whatever the import name ``layers`` resolves to (a user's own
+# layers.py next to their tests must not replace them)
+from gradcheck.layers import (Affine, BatchNormalization, Convolution, Dropout, GroupNorm,
+                              LayerNorm, Pooling, Relu, Sequential, Sigmoid, SoftmaxWithLoss,
+                              SpatialBatchNormalization, Tanh)
 
 __all__ = ["LayerSpec", "SPECS", "Case", "builtin_cases", "get_spec"]
 
