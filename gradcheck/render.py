@@ -27,7 +27,8 @@ from typing import Callable
 
 __all__ = ["Column", "COLUMNS", "report_verdict", "count_verdicts", "default_width",
            "columns_for", "results_table", "table_text", "report_text", "failure_text",
-           "detail_lines", "failure_headline", "wrap", "title", "num", "LEGEND",
+           "detail_lines", "failure_headline", "wrap", "title", "num", "as_grid",
+           "grid_index", "LEGEND",
            "VERDICT_STYLES"]
 
 #: How each verdict is coloured (rich styles; the HTML view maps them to CSS).
@@ -69,6 +70,32 @@ def worst_tolerance(r):
     if err > 0 and margin > 0 and math.isfinite(margin):
         return err / margin
     return float(r.atol) + float(r.rtol) * abs(float(r.worst_numerical))
+
+
+def as_grid(a):
+    """``a`` as a 2-D grid for a heat map, and what its columns are.
+
+    A scalar is 1x1, a vector one row, a matrix itself; more dimensions keep
+    axis 0 as rows and flatten the others into columns.
+    """
+    if a.ndim == 0:
+        return a.reshape(1, 1), "()"
+    if a.ndim == 1:
+        return a.reshape(1, -1), "element"
+    if a.ndim == 2:
+        return a, "column"
+    return a.reshape(a.shape[0], -1), "flattened " + "x".join(map(str, a.shape[1:]))
+
+
+def grid_index(index, shape):
+    """Where element ``index`` of an array of ``shape`` lands in :func:`as_grid`'s grid."""
+    import numpy as np
+
+    if len(shape) == 0:
+        return (0, 0)
+    if len(shape) == 1:
+        return (0, index[0])
+    return (index[0], int(np.ravel_multi_index(index[1:], shape[1:])))
 
 
 def _worst_index(r):

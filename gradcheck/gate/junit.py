@@ -21,6 +21,9 @@ from gradcheck.render import failure_headline, failure_text
 
 __all__ = ["junit_xml"]
 
+#: Width of the report text in a failure (not the terminal's: the file is read elsewhere).
+_TEXT_WIDTH = 100
+
 
 def _shape(report):
     return "(" + ", ".join(map(str, report.input_shape)) + ("," if len(report.input_shape) == 1
@@ -92,7 +95,7 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
                 failure = ET.SubElement(case, "failure", message=message,
                                         type="Inconclusive" if inconclusive and not failing
                                         else "GradientCheckError")
-                failure.text = failure_text(report)
+                failure.text = failure_text(report, width=_TEXT_WIDTH)
             elif inconclusive:
                 skipped += 1
                 ET.SubElement(case, "skipped", message="inconclusive: " + (
@@ -109,7 +112,7 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
             failures += 1
             first = next(f for f in loose if f.failure)
             failure = ET.SubElement(case, "failure", message=first.message, type=first.kind)
-            failure.text = failure_text(report)
+            failure.text = failure_text(report, width=_TEXT_WIDTH)
     for element in (root, suite):
         element.set("tests", str(tests))
         element.set("failures", str(failures))

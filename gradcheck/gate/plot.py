@@ -20,6 +20,7 @@ import numpy as np
 from gradcheck.check import check_layer
 from gradcheck.gate.options import parse_seed, parse_shape
 from gradcheck.gate.targets import UsageError, builtin_case, is_builtin_name, target_cases
+from gradcheck.render import as_grid, grid_index
 from gradcheck.validate import METHODS
 from gradcheck.errors import GradCheckInputError
 
@@ -117,16 +118,6 @@ def _tolerance(r):
     return (r.atol + r.rtol * scale) / scale if scale > 0 else r.atol
 
 
-def _as_2d(a):
-    if a.ndim == 0:
-        return a.reshape(1, 1), "()"
-    if a.ndim == 1:
-        return a.reshape(1, -1), "element"
-    if a.ndim == 2:
-        return a, "column"
-    return a.reshape(a.shape[0], -1), "flattened " + "x".join(map(str, a.shape[1:]))
-
-
 def plot_sweep(sweep, path, heatmap=None):
     """Write the figure of ``sweep`` to the PNG ``path``; return ``path``.
 
@@ -187,13 +178,13 @@ def plot_sweep(sweep, path, heatmap=None):
 def _heatmap(fig, ax, r, LogNorm):
     scale = max(float(np.max(np.abs(r.numerical))), float(np.max(np.abs(r.analytic))), 1e-300)
     rel = np.abs(r.numerical - r.analytic) / scale
-    grid, xlabel = _as_2d(rel)
+    grid, xlabel = as_grid(rel)
     positive = grid[grid > 0]
     lo = float(positive.min()) if positive.size else 1e-18
     im = ax.imshow(np.maximum(grid, lo), cmap="magma", aspect="auto", interpolation="nearest",
                    norm=LogNorm(vmin=lo, vmax=max(float(grid.max()), lo * 10)))
     fig.colorbar(im, ax=ax, label="|numerical - analytic| / max |gradient|")
-    ax.add_patch(_box(_index_2d(tuple(r.worst_index), rel.shape)))
+    ax.add_patch(_box(grid_index(tuple(r.worst_index), rel.shape)))
     ax.set_title(f"{r.name!r} per element at the default step: worst {tuple(r.worst_index)}\n"
                  f"numerical {r.worst_numerical:.6g}, analytic {r.worst_analytic:.6g}",
                  fontsize=10)
@@ -206,15 +197,6 @@ def _heatmap(fig, ax, r, LogNorm):
         ax.set_ylabel("row (axis 0)")
     else:
         ax.set_yticks([])
-
-
-def _index_2d(index, shape):
-    """Where element ``index`` of an array of ``shape`` lands in :func:`_as_2d`'s grid."""
-    if len(shape) == 0:
-        return (0, 0)
-    if len(shape) == 1:
-        return (0, index[0])
-    return (index[0], int(np.ravel_multi_index(index[1:], shape[1:])))
 
 
 def _box(index):

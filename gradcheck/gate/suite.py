@@ -276,7 +276,7 @@ def _digits_networks():
     if not path.is_file():
         return None, "examples/digits_networks.py is not there (install from a source checkout)"
     if importlib.util.find_spec("sklearn") is None:
-        return None, "needs scikit-learn for its images: pip install -e '.[examples]'"
+        return None, "needs scikit-learn for its images: pip install scikit-learn"
     spec = importlib.util.spec_from_file_location("gradcheck_examples_digits", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
