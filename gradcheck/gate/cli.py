@@ -25,8 +25,9 @@ from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.gate.config import ConfigError, find_config, read_config
 from gradcheck.gate.options import GATE_OPTIONS, parse_shape, parse_step
 from gradcheck.gate.run import run_checks, write_json, write_text
-from gradcheck.gate.targets import (UsageError, builtin_cases, builtin_listing, config_cases,
-                                    is_builtin_name, target_cases)
+from gradcheck.gate.targets import (SHAPE_NOT_APPLICABLE, UsageError, builtin_cases,
+                                    builtin_listing, command_line_cases, config_cases,
+                                    is_builtin_name)
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -137,10 +138,8 @@ def plan(args):
     ``source`` says where the cases come from (for the JSON report);
     ``config`` is the configuration used, or ``None``.
     """
-    builtin_name = args.target is not None and is_builtin_name(args.target)
-    if args.shape is not None and (args.target is None or builtin_name):
-        raise UsageError("--shape applies to a TARGET factory that returns a layer alone; "
-                         "built-in cases and configured targets have their own inputs")
+    if args.shape is not None and args.target is None:
+        raise UsageError(SHAPE_NOT_APPLICABLE)
     if args.target and args.config:
         raise UsageError("give either a TARGET or --config, not both")
     config = None
@@ -155,12 +154,13 @@ def plan(args):
     if args.eps is not None:
         options["eps"] = args.eps
     seed = options["seed"]
-    if builtin_name:
-        cases = builtin_cases(_modes(args, (True, False)), seed, names=[args.target])
-        source = {"kind": "builtin", "file": None, "targets": [args.target]}
-    elif args.target:
-        cases = target_cases(args.target, _modes(args, (True,)), shape=args.shape, seed=seed)
-        source = {"kind": "target", "targets": [args.target]}
+    if args.target:
+        builtin = is_builtin_name(args.target)
+        cases = command_line_cases(args.target, _modes(args, (True, False) if builtin
+                                                       else (True,)),
+                                   shape=args.shape, seed=seed)
+        source = ({"kind": "builtin", "file": None, "targets": [args.target]} if builtin
+                  else {"kind": "target", "targets": [args.target]})
     elif config is not None and config.targets:
         cases = config_cases(config, _modes(args, config.modes or (True,)), seed)
         source = {"kind": "config", "file": str(config.path), "targets": list(config.targets)}

@@ -19,7 +19,7 @@ import numpy as np
 
 from gradcheck.check import check_layer
 from gradcheck.gate.options import parse_seed, parse_shape
-from gradcheck.gate.targets import UsageError, builtin_case, is_builtin_name, target_cases
+from gradcheck.gate.targets import UsageError, command_line_cases
 from gradcheck.render import as_grid, grid_index
 from gradcheck.validate import METHODS
 from gradcheck.errors import GradCheckInputError
@@ -241,13 +241,8 @@ def run(args):
             raise UsageError("gradcheck plot needs matplotlib: pip install matplotlib") \
                 from None
         train_flg = not args.eval
-        if is_builtin_name(args.target):
-            if args.shape is not None:
-                raise UsageError("--shape applies to a TARGET factory that returns a layer "
-                                 "alone; built-in cases have their own inputs")
-            case = builtin_case(args.target, train_flg, args.seed)
-        else:
-            case = target_cases(args.target, (train_flg,), shape=args.shape, seed=args.seed)[0]
+        case = command_line_cases(args.target, (train_flg,), shape=args.shape,
+                                  seed=args.seed)[0]
         layer, x = case.build()
         sweep = step_sweep(layer, x, target=args.wrt, train_flg=train_flg,
                            methods=tuple(dict.fromkeys(args.method or ["central"])),

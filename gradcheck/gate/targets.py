@@ -172,9 +172,19 @@ def builtin_cases(modes, seed, names=None):
     return chosen
 
 
-def builtin_case(name, train_flg, seed):
-    """The first built-in case of the layer configuration ``name`` (for ``gradcheck plot``)."""
-    return builtin_cases((train_flg,), seed, names=[name])[0]
+#: A ``--shape`` given where it cannot apply.
+SHAPE_NOT_APPLICABLE = ("--shape applies to a TARGET factory that returns a layer alone; "
+                        "built-in cases and configured targets have their own inputs")
+
+
+def command_line_cases(target, modes, *, shape=None, seed=0):
+    """``[Case]`` for a TARGET given on the command line: a built-in case's name (all its
+    shapes in ``modes``) or a ``MODULE:FACTORY`` (one case per mode)."""
+    if is_builtin_name(target):
+        if shape is not None:
+            raise UsageError(SHAPE_NOT_APPLICABLE)
+        return builtin_cases(modes, seed, names=[target])
+    return target_cases(target, modes, shape=shape, seed=seed)
 
 
 def builtin_listing():
