@@ -154,7 +154,8 @@ def _unknown_builtin(name, modes=None):
     mode = f" in {'train' if modes[0] else 'eval'} mode" if modes and len(modes) == 1 else ""
     if name in names:
         return UsageError(f"built-in layer {name!r} has no check{mode}")
-    return UsageError(f"no built-in layer {name!r}{hint}; gradcheck --list lists them")
+    return UsageError(f"no built-in layer {name!r}{hint}; gradcheck --list lists them "
+                      "(a factory is MODULE:FACTORY or path/to/file.py:FACTORY)")
 
 
 def builtin_cases(modes, seed, names=None):
