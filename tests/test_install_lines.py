@@ -23,7 +23,8 @@ test's own environment through a ``.pth`` file (an overlay of symbolic links
 that leaves out gradcheck itself and pip), so pip finds numpy, scipy, rich
 and the extras already satisfied and installs only gradcheck -- from the line
 under test, with its entry point and both packages. Builds run without build
-isolation, with the overlay's setuptools, so nothing is fetched.
+isolation, with the overlay's setuptools, so nothing is fetched (when that
+setuptools is too old to build a wheel alone, pip builds in isolation instead).
 """
 
 import ast
@@ -96,12 +97,26 @@ def _clean_env():
     own = str(Path(sys.prefix) / "bin")
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "COLUMNS")}
-    # builds use the overlay's setuptools instead of fetching one per build (pip reads
-    # this variable inverted: 0 turns build isolation off)
-    env["PIP_NO_BUILD_ISOLATION"] = "0"
+    if _builds_without_isolation():
+        # builds use the overlay's setuptools instead of fetching one per build (pip reads
+        # this variable inverted: 0 turns build isolation off)
+        env["PIP_NO_BUILD_ISOLATION"] = "0"
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
                                   if p and Path(p).resolve() != Path(own).resolve())
     return env
+
+
+def _builds_without_isolation():
+    """This environment's setuptools can build wheels by itself (>= 70.1, or >= 64 with
+    ``wheel``); otherwise pip builds in isolation, fetching setuptools as usual."""
+    from importlib import metadata
+    from importlib.util import find_spec
+
+    try:
+        version = tuple(int(p) for p in metadata.version("setuptools").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+    return version >= (70, 1) or (version >= (64, 0) and find_spec("wheel") is not None)
 
 
 def _copy_checkout(dst):
