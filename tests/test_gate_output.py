@@ -296,12 +296,6 @@ def test_config_is_found_from_a_subdirectory(project, capsys, monkeypatch):
     assert doc["source"]["kind"] == "config" and len(doc["checks"]) == 6
 
 
-def test_without_configuration_the_gate_says_so(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert main(["--eval"]) == 0
-    assert "checking the built-in suite" in capsys.readouterr().out.splitlines()[0]
-
-
 # -- the reference layers under any import name ------------------------------------------
 
 def test_a_users_layers_py_does_not_replace_the_reference_layers(tmp_path):
