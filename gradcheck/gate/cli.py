@@ -253,8 +253,8 @@ def check(args):
             if config is not None:
                 out.print(f"gradcheck: configuration from {config.path}", markup=False)
             elif args.target is None:
-                out.print("gradcheck: no [tool.gradcheck] in pyproject.toml or [gradcheck] in "
-                          "setup.cfg here or above: checking the built-in suite", markup=False)
+                out.print("gradcheck: no gradcheck configuration here or above: the built-in "
+                          "suite", markup=False)
         outcomes = run_checks(cases, options, console=out, progress_console=errors,
                               quiet=args.quiet, verbose=args.verbose)
         if source["kind"] == "builtin" and not source.get("targets"):
