@@ -90,7 +90,7 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
     h = s.steps[idx]
     sigma = s.noise.of_support(support)
     rounding = rounding_error(sigma, h, method.gain)
-    tau = s.tuning.relative
+    tau = s.tuning.relative(num)
     rule = derive(num, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
     ana = problem.analytic[target.name].reshape(-1)
 

@@ -74,7 +74,7 @@ def _compare(problem, target, opts, Ja):
     sigma = np.repeat(s.noise.variance_std, n)
     h = np.tile(s.steps, m)
     rounding = rounding_error(sigma, h, method.gain)
-    tau = s.tuning.relative
+    tau = s.tuning.relative(problem.analytic[target.name])
     rule = derive(value, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
 
     def level(entries):

@@ -214,31 +214,52 @@ def measure_noise(evaluate, arr, out0, dout, *, seed, name, out_eps):
     d = np.asarray(dout, dtype=np.float64)
     terms = out0.astype(np.float64) * d
     delta = max(FIRST_SPACING, 16.0 * float(np.finfo(arr.dtype).eps))
-    calls, tried = 0, []
+    calls, tried, best, moved = 0, [], None, np.zeros(out0.size, bool)
     for _ in range(TRIES):
         V = _one_table(evaluate, arr, out0, d, w, delta)
         calls += POINTS
         tried.append(delta)
-        U = V * d[:, None]
-        f, s = _scalar_values(U)
-        moved = np.any(V != 0, axis=1)
-        scale_L = scaled_norm(terms[moved]) if moved.any() else 0.0
-        if moved.any() and s * float(np.max(np.abs(f))) > 0.1 * max(
-                float(np.sum(np.abs(terms[moved]))), np.finfo(float).tiny):
-            sigma, k, inform = 0.0, 0, 3  # L changes by more than 10 %: spacing too large
-        else:
-            sigma, k, inform = ecnoise(f)
+        est, inform, moved = _try_table(V, d, terms, out0, out_eps, delta, calls)
         if inform == 1:
-            return _estimate(sigma * s, V, U, k, moved, scale_L, out_eps, calls,
-                             f"measured (ECnoise, {POINTS + 1} points at spacing "
-                             f"{delta:.0e} x max(1, |x|), level {k})", out0, d)
+            if not _quantized(V):
+                return est
+            best = est  # most outputs did not move from point to point: a larger spacing
+            delta *= 100.0  # sees their rounding too (a float32 cast inside the layer)
+            continue
+        if best is not None:
+            return best
         delta = delta / 100.0 if inform == 3 else delta * 100.0
-    return _fallback(terms, out0, d, out_eps, calls, tried, moved)
+    return best or _fallback(terms, out0, d, out_eps, calls, tried, moved)
+
+
+def _try_table(V, d, terms, out0, out_eps, delta, calls):
+    """``(estimate or None, inform, moved)`` of one difference table ``V`` (n_out, POINTS)."""
+    U = V * d[:, None]
+    f, s = _scalar_values(U)
+    moved = np.any(V != 0, axis=1)
+    scale_L = scaled_norm(terms[moved]) if moved.any() else 0.0
+    if moved.any() and s * float(np.max(np.abs(f))) > 0.1 * max(
+            float(np.sum(np.abs(terms[moved]))), np.finfo(float).tiny):
+        return None, 3, moved  # L changes by more than 10 %: spacing too large
+    sigma, k, inform = ecnoise(f)
+    if inform != 1:
+        return None, inform, moved
+    note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x max(1, |x|), "
+            f"level {k})")
+    return _estimate(sigma * s, V, U, k, moved, scale_L, out_eps, calls, note, out0, d), 1, \
+        moved
+
+
+def _quantized(V):
+    """Whether most outputs stayed put between most consecutive points of the table."""
+    steps = np.diff(np.concatenate([np.zeros((V.shape[0], 1)), V], axis=1), axis=1)
+    still = np.count_nonzero(steps == 0, axis=1) >= steps.shape[1] / 2
+    return bool(np.count_nonzero(still) > V.shape[0] / 2)
 
 
 def _half_ulp(out0):
     """Half an ulp of each output: the least rounding a changed output carries."""
-    return 0.5 * np.spacing(np.abs(out0.astype(np.float64)))
+    return 0.5 * np.spacing(np.abs(out0)).astype(np.float64)  # in the output's own dtype
 
 
 def _estimate(level, V, U, k, moved, scale_L, out_eps, calls, note, out0, d):

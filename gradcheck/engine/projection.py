@@ -172,7 +172,7 @@ def _compare(problem, target, opts, probes):
     k = len(probes)
     num, ana, est = (np.array(v) for v in zip(*(d.value(p) for p in range(k))))
     rounding = np.array([s.method.gain * d.level[p] for p in range(k)])
-    tau = s.tuning.relative
+    tau = s.tuning.relative(problem.analytic[target.name])
     rule = derive(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates)
     d.rule = rule
     comp = Comparison(

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+from gradcheck.errors import LayerCallError
 
 __all__ = ["relative_step", "element_steps", "tune", "Tuning", "COMPLEX_STEP"]
 
@@ -100,10 +101,12 @@ class Tuning:
     ----------
     factor : float
         The steps were multiplied by this (1.0: the base steps were kept).
-    relative : float
-        Truncation error of the method at the final steps, relative to the
-        gradient's scale on the sample (median over the sample; an upper
-        bound where it was below the noise).
+    absolute : float
+        Truncation error of the method at the final steps, in the units of
+        the gradient (median over the sample; an upper bound where it was
+        below the noise).
+    sample_scale : float
+        RMS of the sampled elements' derivatives.
     measured : bool
         The median sampled element showed a truncation error above the noise.
     calls : int
@@ -111,10 +114,19 @@ class Tuning:
     """
 
     factor: float
-    relative: float
+    absolute: float
+    sample_scale: float
     measured: bool
     calls: int
     note: str
+
+    def relative(self, gradient):
+        """The truncation error relative to the target's scale: ``max(rms(gradient),
+        the sample's)`` (a sample of near-zero derivatives must not inflate it)."""
+        from gradcheck.engine.tolerances import rms
+
+        scale = max(rms(gradient), self.sample_scale)
+        return self.absolute / scale if scale > 0 else 0.0
 
 
 #: Elements of a target whose truncation error is measured by :func:`tune`.
@@ -167,25 +179,73 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
     """
     rng = np.random.default_rng([seed, 6, zlib.crc32(name.encode())])
     sample = np.sort(rng.choice(arr.size, size=min(SAMPLE, arr.size), replace=False))
-    p, gain = method.order, method.gain
-    factor, calls, note = 1.0, 0, "base steps kept"
+    growth = MAX_RELATIVE_STEP * np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(
+        np.float64)) / steps[sample]
+    factor, calls, note, last, seen_before = 1.0, 0, "base steps kept", None, False
     for _ in range(MAX_PROBES):
-        h = steps[sample] * factor
-        v1, v2, sigma = _probe(evaluate, arr, sample, steps * factor, method, noise, dout,
-                               out0)
+        try:
+            m = _measure(evaluate, arr, sample, steps * factor, method, noise, dout, out0)
+        except LayerCallError:
+            if last is None:
+                raise
+            break  # a grown step left forward's domain: keep the last one
         calls += 2 * method.calls * len(sample)
-        trunc = np.abs(v1 - v2) / (1.0 - 2.0 ** -p)
-        floor = DETECTION * gain * sigma * np.sqrt(5.0) / h / (1.0 - 2.0 ** -p)
-        seen = np.isfinite(trunc) & (trunc > floor)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            best = np.where(seen, (gain * sigma / (p * trunc * h)) ** (1.0 / (p + 1)), 1.0)
-        shrink = float(np.median(best))
-        if shrink >= 0.7 or not adjust:
+        last = (factor, m)
+        change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before)
+        seen_before = seen_before or m["seen"]
+        if change == 1.0:
             break
-        factor *= max(shrink, 1e-4)
-        note = (f"steps x {factor:.2g}: the truncation error measured on {len(sample)} "
-                "random elements exceeded their rounding error at the base steps")
-    value = np.where(seen, trunc, floor)
+        factor *= change
+        note = (f"steps x {factor:.2g}: " + (
+            "the truncation error measured on a few random elements exceeded their rounding "
+            "error at the base steps" if factor < 1 else
+            "no truncation error was measurable on a few random elements, and the rounding "
+            "error at the base steps was large"))
+    factor, m = last
+    return steps * factor, Tuning(factor, m["truncation"], m["scale"], m["seen"], calls, note)
+
+
+#: Steps never grow beyond this times ``max(1, |x_i|)``.
+MAX_RELATIVE_STEP = 1.0
+
+#: A rounding error above this (relative to the derivative) makes the steps grow, when no
+#: truncation error is measurable.
+GROW_ABOVE = 1e-10
+
+
+def _measure(evaluate, arr, sample, steps, method, noise, dout, out0):
+    """Truncation error, its detection floor and the rounding of the sample at ``steps``."""
+    h = steps[sample]
+    v1, v2, sigma = _probe(evaluate, arr, sample, steps, method, noise, dout, out0)
+    p = method.order
+    trunc = np.abs(v1 - v2) / (1.0 - 2.0 ** -p)
+    floor = DETECTION * method.gain * sigma * np.sqrt(5.0) / h / (1.0 - 2.0 ** -p)
+    seen = np.isfinite(trunc) & (trunc > floor)
     scale = float(np.sqrt(np.mean(np.square(v1)))) if np.any(v1) else 0.0
-    relative = float(np.median(value)) / scale if scale > 0 else 0.0
-    return steps * factor, Tuning(factor, relative, bool(np.median(seen)), calls, note)
+    return {"trunc": trunc, "seen_each": seen, "sigma": sigma, "h": h,
+            "truncation": float(np.median(np.where(np.isfinite(trunc), trunc, floor))),
+            "seen": bool(np.count_nonzero(seen) * 2 > len(seen)), "scale": scale,
+            "rounding": float(np.median(method.gain * sigma / h)) / scale if scale > 0 else 0.0}
+
+
+def _next_factor(m, method, adjust, factor, max_growth, seen_before):
+    """The factor to change the steps by next (1.0: keep them).
+
+    Measured truncation: towards the optimum. None measurable: grow by 16 while the
+    rounding error is large -- until a truncation error has been seen once (at the
+    optimum the truncation is about half the rounding, below what can be measured).
+    """
+    if not adjust:
+        return 1.0
+    p, gain = method.order, method.gain
+    if m["seen"]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            best = np.where(m["seen_each"], (gain * m["sigma"] / (p * m["trunc"] * m["h"]))
+                            ** (1.0 / (p + 1)), 1.0)
+        change = float(np.median(best))
+        if 0.7 <= change <= 1.4 or (factor > 1.0 and change > 1.0):
+            return 1.0
+        return float(np.clip(change, 1e-4, min(16.0, max_growth / factor)))
+    if not seen_before and m["rounding"] > GROW_ABOVE and factor * 16.0 <= max_growth:
+        return 16.0
+    return 1.0

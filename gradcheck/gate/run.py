@@ -160,7 +160,8 @@ def run_checks(cases, options, *, console, progress_console, quiet=False, verbos
             mode = "train" if case.train_flg else "eval"
             with progress.check(f"{case.label} {mode}", layer, x,
                                 options.get("method", "central")):
-                report = check_layer(layer, x, train_flg=case.train_flg, **options)
+                report = check_layer(layer, x, train_flg=case.train_flg,
+                                     **{**case.options, **options})
             outcomes.append(Outcome(case.label, report, time.perf_counter() - t_case, source))
     print_outcomes(console, outcomes, quiet=quiet, verbose=verbose,
                    elapsed=time.perf_counter() - t0)

@@ -38,6 +38,10 @@ class LayerSpec:
         Input shapes the built-in suite checks.
     modes : tuple of bool
         Values of ``train_flg`` the layer supports (``True`` = train).
+    options : dict
+        Keyword arguments of ``check_layer`` this configuration needs, e.g.
+        ``expect_zero`` for a bias whose gradient is zero by the network's
+        structure.
     """
 
     name: str
@@ -45,6 +49,7 @@ class LayerSpec:
     shapes: tuple
     modes: tuple = (True, False)
     notes: str = ""
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -291,11 +296,14 @@ def _add_digits_networks():
         return
     SPECS.append(LayerSpec(
         names[0], lambda shape, rng, train_flg=True: module.make_mlp(train_flg),
-        shapes=((16, 64),), notes="Affine, BatchNormalization, Relu, Affine, SoftmaxWithLoss "
-        "on 16 real digit images (examples/digits_networks.py)"))
+        shapes=((16, 64),), options={"expect_zero": ("b_0",)},
+        notes="Affine, BatchNormalization, Relu, Affine, SoftmaxWithLoss "
+        "on 16 real digit images (examples/digits_networks.py); the first bias feeds a "
+        "train-mode batch normalisation, so its gradient is zero: expect_zero"))
     SPECS.append(LayerSpec(
         names[1], lambda shape, rng, train_flg=True: module.make_convnet(train_flg),
-        shapes=((8, 1, 8, 8),), notes="Convolution, BatchNormalization, Relu, max Pooling, "
+        shapes=((8, 1, 8, 8),), options={"expect_zero": ("b_0",)},
+        notes="Convolution, BatchNormalization, Relu, max Pooling, "
         "Affine, SoftmaxWithLoss on 8 real digit images (examples/digits_networks.py)"))
 
 

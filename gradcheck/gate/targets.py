@@ -34,6 +34,7 @@ class Case(NamedTuple):
     label: str
     build: Callable  # () -> (layer, x)
     train_flg: bool
+    options: dict = {}  # check_layer keywords this case needs (never mutated)
 
 
 def load_factory(spec, search_path=()):
@@ -166,7 +167,7 @@ def builtin_cases(modes, seed, names=None):
     for name in names or ():
         if name not in builtin_names():
             raise _unknown_builtin(name)
-    chosen = [Case(c.spec.name, c.build, c.train_flg) for c in cases(seed=seed)
+    chosen = [Case(c.spec.name, c.build, c.train_flg, c.spec.options) for c in cases(seed=seed)
               if c.train_flg in modes and (names is None or c.spec.name in names)]
     if names and not chosen:
         raise _unknown_builtin(names[0], modes)
