@@ -67,13 +67,20 @@ def test_running_statistics_created_lazily_are_removed_again():
 
 
 @pytest.mark.parametrize("train_flg", [True, False])
-def test_batch_size_one_is_vacuous_not_failed(train_flg):
+def test_batch_size_one_is_inconclusive_not_failed(train_flg):
     bn = BatchNormalization(np.full(4, 1.3), np.full(4, 0.2), 0.9, np.zeros(4), np.ones(4))
-    report = check_layer(bn, np.array([[0.3, -1.0, 2.0, 0.5]]), train_flg=train_flg)
-    assert report.passed, str(report)
-    if train_flg:  # x - mean(x) == 0: the output does not depend on x
-        assert report.result("x").vacuous and any("vacuous" in w for w in report.warnings)
+    x = np.array([[0.3, -1.0, 2.0, 0.5]])
+    report = check_layer(bn, x, train_flg=train_flg)
+    if train_flg:  # x - mean(x) == 0: the output does not depend on x (nor on gamma)
+        for name in ("x", "gamma"):
+            r = report.result(name)
+            assert r.verdict == "INCONCLUSIVE" and r.vacuous, str(report)
+            assert "indistinguishable from zero" in r.inconclusive and "N >= 2" in r.inconclusive
+        assert report.result("beta").verdict == "PASS"
+        assert not report.passed  # a batch of one never passes silently
+        assert check_layer(bn, x, train_flg=train_flg, inconclusive="pass").passed
     else:
+        assert report.passed, str(report)
         assert not report.result("x").vacuous
 
 

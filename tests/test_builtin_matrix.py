@@ -20,7 +20,7 @@ IDS = [f"{name}-{'train' if flg else 'eval'}" for name, flg in CASES]
 def test_every_builtin_layer_passes_every_strategy(case, strategy):
     layer, x = case.build()
     report = check_layer(layer, x, train_flg=case.train_flg, strategy=strategy, probes=4,
-                         samples=16)
+                         samples=16, **case.spec.options)
     assert report.passed, str(report)
 
 

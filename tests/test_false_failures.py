@@ -35,18 +35,23 @@ NORMALISATIONS = ["BatchNormalization-2d", "BatchNormalization-4d", "SpatialBatc
 
 #: examples run per test, reported at module teardown
 EXAMPLES = collections.Counter()
+
+#: INCONCLUSIVE targets per pool (allowed: hostile inputs can leave nothing to resolve).
+INCONCLUSIVE = collections.Counter()
 #: the suite's goal under the ci profile
 TARGET_EXAMPLES = 2000
 
 
 def assert_no_false_failure(layer, x, train_flg, method="central", strategy="elementwise",
                             seed=0, label="", **kw):
-    """Check a correct layer; FAIL is a false failure, VACUOUS/marginal/excluded are fine."""
+    """Check a correct layer; FAIL is a false failure, INCONCLUSIVE/marginal/excluded are fine
+    (``inconclusive="pass"``: an INCONCLUSIVE target does not fail the report)."""
     EXAMPLES[label] += 1
     report = check_layer(layer, x, train_flg=train_flg, method=method, strategy=strategy,
-                         seed=seed, **kw)
+                         seed=seed, inconclusive="pass", **kw)
     assert report.passed, (f"false failure ({label}, method={method}, strategy={strategy}, "
                            f"seed={seed}):\n{report}")
+    INCONCLUSIVE[label] += sum(r.verdict == "INCONCLUSIVE" for r in report.results)
     for r in report.results:
         assert r.verdict in ("PASS", "INCONCLUSIVE"), r
     return report
@@ -129,7 +134,7 @@ def batch_of_one(draw):
 @settings(max_examples=120)
 @given(case=batch_of_one(), how=_methods_strategies())
 def test_batch_size_one(case, how):
-    """N = 1: train-mode batch normalisation is then constant in x (VACUOUS), never FAIL."""
+    """N = 1: train-mode batch normalisation is then constant in x (INCONCLUSIVE), never FAIL."""
     name, layer, x, mode = case
     report = assert_no_false_failure(layer, x, mode, *how, label="batch-1")
     if name.startswith("BatchNormalization") and mode:
@@ -312,10 +317,14 @@ def test_E2_jacobian_relu_at_zero(method):
     assert check_layer(Relu(), x, method=method, strategy="jacobian").passed
 
 
-def test_E2_same_input_passes_elementwise_with_a_warning():
+def test_E2_same_input_is_judged_at_its_kinks_elementwise():
     x = np.array([[0.5, 0.0, -0.3], [1.2, -0.7, 0.0]])
     report = check_layer(Relu(), x)
-    assert report.passed and report.result("x").excluded == ((0, 1), (1, 2))
+    r = report.result("x")
+    assert sorted(r.excluded) == [(0, 1), (1, 2)]
+    # a third of the elements sit at kinks: more than a small fraction, so inconclusive
+    assert r.verdict == "INCONCLUSIVE" and "kinks" in r.inconclusive
+    assert check_layer(Relu(), x, inconclusive="pass").passed
 
 
 @pytest.mark.parametrize("method", ["central4", "richardson"])
@@ -324,8 +333,12 @@ def test_E3_large_step_crosses_a_kink(method):
 
 
 def test_E4_overlapping_maxpool_ties():
+    """Values tied in overlapping windows: their subgradients lie outside the one-sided hull,
+    but inside the hull of the pieces met nearby; never FAIL."""
     x = np.array([[[[2.0, -2.0, -2.0], [-1.0, -2.0, 2.0], [2.0, 0.0, -2.0]]]])
-    assert check_layer(Pooling(3, 3, stride=1, pad=1), x).passed
+    report = check_layer(Pooling(3, 3, stride=1, pad=1), x, inconclusive="pass")
+    assert report.passed, str(report)
+    assert len(report.result("x").kinks) == 3
 
 
 @pytest.mark.parametrize("layer, x", [

@@ -40,6 +40,11 @@ class Setup:
         self.steps, self.tuning = tune(self.evaluate, self.arr, steps, method, self.noise,
                                        problem.dout, problem.out0, seed=opts.seed,
                                        name=target.name, adjust=opts.eps is None)
+        # refinement uses central differences: it starts from their own step, shrunk as
+        # the tuning shrank this method's (never grown: it only searches downwards)
+        central = methods.get("central")
+        self.refine_steps = self.steps if method is central else element_steps(
+            self.arr, central, self.noise.relative, opts.eps) * min(1.0, self.tuning.factor)
 
     @property
     def calls(self):
@@ -105,7 +110,8 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
         out["analytic"] = ana.reshape(arr.shape)
         return out
 
-    refiner = StepSearch(s.evaluate, arr, idx, s.steps, problem.dout, problem.out0, s.noise,
+    refiner = StepSearch(s.evaluate, arr, idx, s.refine_steps, problem.dout, problem.out0,
+                         s.noise,
                          seed=opts.seed)
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy=strategy,

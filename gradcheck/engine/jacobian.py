@@ -82,14 +82,15 @@ def _compare(problem, target, opts, Ja):
         outs = entries // n
 
         def at(k):
-            c, sp = _columns(s, problem, cols, s.steps * RATIO ** -k, [(1.0, -1.0)],
+            c, sp = _columns(s, problem, cols, s.refine_steps * RATIO ** -k, [(1.0, -1.0)],
                              out0=problem.out0)
             sp = sp[:, 0][where]
             with np.errstate(divide="ignore", invalid="ignore"):
                 D = c.C[outs, where, 0] / sp
                 Dp = c.P[outs, where, 0] / (sp / 2.0)
                 Dm = c.M[outs, where, 0] / (sp / 2.0)
-            return D, Dp, Dm, s.noise.variance_std[outs], s.steps[cols][where] * RATIO ** -k
+            return (D, Dp, Dm, s.noise.variance_std[outs],
+                    s.refine_steps[cols][where] * RATIO ** -k)
         return at
 
     class Refiner:

@@ -114,14 +114,16 @@ class _ProbeRefiner:
         u, grads = d.probes[p]
         w = d.v[p] * d.h if mask is None else d.v[p] * d.h * mask
 
+        t0 = float(np.median(s.refine_steps / s.steps))  # from the central step downwards
+
         def at(k):
-            moves = DirectionMoves(s.arr, (w * RATIO ** -k)[None], analytic=grads[
+            moves = DirectionMoves(s.arr, (w * t0 * RATIO ** -k)[None], analytic=grads[
                 s.target.name][None])
             sink = Reduce(u, 1, 1, out0=self.problem.out0, one_sided=True,
                           noise_w=s.noise.weights)
             differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.problem.out0)
             sigma = d.level[p] * np.where(sink.noise > 0, sink.noise, 1.0)
-            h = RATIO ** -k  # the derivative along w, from steps t = +-RATIO^-k
+            h = t0 * RATIO ** -k  # the derivative along w, from steps t = +-h
             return (sink.R[:, 0].real / (2.0 * h), sink.P[:, 0] / h, sink.M[:, 0] / h, sigma,
                     np.array([h]))
         return at
@@ -201,7 +203,7 @@ def _bisect(problem, s, d, p):
     u, grads = d.probes[p]
     g = grads[s.target.name].reshape(-1)
     stack, wrong, kinks, resolved = [np.arange(arr.size)], [], [], []
-    search = StepSearch(s.evaluate, arr, np.arange(arr.size), s.steps, u, problem.out0,
+    search = StepSearch(s.evaluate, arr, np.arange(arr.size), s.refine_steps, u, problem.out0,
                         s.noise, seed=s.opts.seed)
     while stack and len(wrong) < MAX_LOCATED:
         block = stack.pop()

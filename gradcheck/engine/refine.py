@@ -48,8 +48,8 @@ LEVELS = 12
 #: is a kink.
 KINK_RATIO = 0.75
 
-#: Random nearby points sampled when the analytic value lies outside the one-sided hull.
-NEARBY = 6
+#: Nearby points sampled when the analytic value lies outside the one-sided hull.
+NEARBY = 8
 
 def _triple_gain():
     """Rounding gain of a Richardson value over steps ``h RATIO**2, h RATIO, h`` (per ``h``)."""
@@ -156,9 +156,13 @@ class StepSearch:
         which = np.flatnonzero(outside)
         elements = self.idx[rows][which]
         saved = self.arr.copy()
+        ramp = np.arange(self.arr.size) / max(1, self.arr.size)
         try:
-            for _ in range(NEARBY):
-                shift = rng.uniform(-1.0, 1.0, self.arr.size) * self.steps
+            for k in range(NEARBY):
+                # ties broken by index (first wins, as argmax does; then last wins), then
+                # at random
+                unit = -ramp if k == 0 else ramp if k == 1 else rng.uniform(-1, 1, ramp.size)
+                shift = unit * self.steps
                 np.copyto(self.arr, (saved.astype(np.float64).reshape(-1) + shift)
                           .reshape(self.arr.shape).astype(self.arr.dtype))
                 D = self._level(elements, 4)[0]

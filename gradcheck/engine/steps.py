@@ -186,9 +186,10 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
         try:
             m = _measure(evaluate, arr, sample, steps * factor, method, noise, dout, out0)
         except LayerCallError:
-            if last is None:
-                raise
-            break  # a grown step left forward's domain: keep the last one
+            if last is None:  # at the base steps already: keep them, the loop over the
+                return steps, Tuning(1.0, 0.0, 0.0, False, calls,  # elements names it
+                                     "base steps kept (forward failed on the sample)")
+            break  # a changed step left forward's domain: keep the last one
         calls += 2 * method.calls * len(sample)
         last = (factor, m)
         change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before)
@@ -208,9 +209,10 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
 #: Steps never grow beyond this times ``max(1, |x_i|)``.
 MAX_RELATIVE_STEP = 1.0
 
-#: A rounding error above this (relative to the derivative) makes the steps grow, when no
-#: truncation error is measurable.
-GROW_ABOVE = 1e-10
+#: When no truncation error is measurable, the steps grow while the rounding error
+#: (relative to the derivative) exceeds this many times the method's nominal accuracy
+#: ``eps**(p/(p+1))`` at the measured relative noise ``eps``.
+GROW_ABOVE = 100.0
 
 
 def _measure(evaluate, arr, sample, steps, method, noise, dout, out0):
@@ -223,6 +225,7 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0):
     seen = np.isfinite(trunc) & (trunc > floor)
     scale = float(np.sqrt(np.mean(np.square(v1)))) if np.any(v1) else 0.0
     return {"trunc": trunc, "seen_each": seen, "sigma": sigma, "h": h,
+            "relative_noise": noise.relative,
             "truncation": float(np.median(np.where(np.isfinite(trunc), trunc, floor))),
             "seen": bool(np.count_nonzero(seen) * 2 > len(seen)), "scale": scale,
             "rounding": float(np.median(method.gain * sigma / h)) / scale if scale > 0 else 0.0}
@@ -246,6 +249,7 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before):
         if 0.7 <= change <= 1.4 or (factor > 1.0 and change > 1.0):
             return 1.0
         return float(np.clip(change, 1e-4, min(16.0, max_growth / factor)))
-    if not seen_before and m["rounding"] > GROW_ABOVE and factor * 16.0 <= max_growth:
+    nominal = m["relative_noise"] ** (p / (p + 1.0))
+    if not seen_before and m["rounding"] > GROW_ABOVE * nominal and factor * 16.0 <= max_growth:
         return 16.0
     return 1.0
