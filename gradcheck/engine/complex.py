@@ -40,7 +40,9 @@ def complex_step_results(run):
         run.snapshot.restore_all()
         outer = StateSnapshot(run.layer)
         if target != "x":
-            outer.substitute({id(real): work})
+            mapping = outer.converted([real], cdtype)  # views of real become complex views
+            work = mapping[id(real)]
+            outer.substitute(mapping)
         try:
             inner = StateSnapshot(run.layer)
             try:

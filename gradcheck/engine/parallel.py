@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from gradcheck.engine import perturb as _numdiff
+from gradcheck.protocol.state import dumps_shared
 
 
 def _chunk_worker(payload, idx):
@@ -41,7 +42,7 @@ def parallel_differences(run, target, u, idx, steps, multipliers):
     chunks = [c for c in np.array_split(np.asarray(idx), max(1, workers * 4)) if len(c)]
     run.snapshot.restore_all()
     try:
-        payload = pickle.dumps((run.layer, run.xw, run.fresh_x, run.adapter.train_flg, u,
+        payload = dumps_shared((run.layer, run.xw, run.fresh_x, run.adapter.train_flg, u,
                                 target, steps, multipliers))
     except Exception as exc:
         from gradcheck.errors import GradCheckInputError
