@@ -9,7 +9,7 @@ import numpy as np
 from gradcheck.protocol.adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
 from gradcheck.protocol.problem import Run
 from gradcheck.protocol.state import StateSnapshot
-from gradcheck.validate import check_array, check_engine_options, check_options
+from gradcheck.validate import check_array, check_engine_options, check_options, check_writable
 from gradcheck.errors import GradCheckInputError
 from gradcheck.report import Finding, GradCheckReport
 
@@ -41,7 +41,7 @@ class Options:
 def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 method="central", strategy="elementwise", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,
-                executor=None):
+                executor=None, sequence=True):
     """Check a layer's analytic ``backward`` against finite differences.
 
     The scalar checked is ``L = sum(forward(x) * dout)``: ``backward(dout)``
@@ -113,6 +113,13 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     executor : concurrent.futures.Executor or None
         Evaluate large targets on this executor instead (e.g. a
         ``dask.distributed`` client's ``get_executor()``).
+    sequence : bool, default True
+        Also run the sequence check (:mod:`gradcheck.protocol.history`): the
+        layer called as a training loop calls it, a step then a second input
+        without restoring in between, ``backward`` twice and with ``2 * dout``;
+        backwards that depend on history, read state left over from an
+        earlier call or leave NaN state are findings of their own. ``False``
+        skips it.
 
     Returns
     -------
@@ -150,7 +157,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     wrt = check_options(name, method=method, strategy=strategy, eps=eps, atol=atol, rtol=rtol,
                         seed=seed, wrt=wrt, train_flg=train_flg)
     check_engine_options(name, samples=samples, probes=probes, precision=precision,
-                         nondet_tol=nondet_tol, n_jobs=n_jobs, executor=executor)
+                         nondet_tol=nondet_tol, n_jobs=n_jobs, executor=executor,
+                         sequence=sequence)
     adapter = LayerAdapter(layer, train_flg)
     findings = []
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -183,7 +191,12 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         xw, dout_w, snapshot = working_precision(layer, adapter, original, xw, dout_w,
                                                  precision, findings)
         run = Run(adapter, xw, dout_w, params, wrt, opts, snapshot, findings)
+        for t in (t for t in run.targets if t != "x"):
+            check_writable(run.target_array(t), layer=name, target=t, what=f"parameter {t!r}")
         results = _dispatch(run, strategy)
+        if sequence:
+            from gradcheck.protocol.history import check_history
+            check_history(run, results)
         snapshot.restore_all()
         return GradCheckReport(
             layer=name, input_shape=tuple(xw.shape), dtype=str(xw.dtype),

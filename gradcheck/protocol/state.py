@@ -306,6 +306,27 @@ class StateSnapshot:
             if s.kind not in _CONTAINERS and s.changed():
                 s.restore()
 
+    def written(self):
+        """The attributes whose value changed since the snapshot.
+
+        Returns
+        -------
+        set of (int, str)
+            ``(id(obj), name)`` for every attribute of a walked object that
+            was rebound, added or deleted, or under which an array, container
+            or generator was modified in place.
+        """
+        keys = set()
+        for s in self.changed():
+            if s.kind in ("attrs", "slots"):
+                cur = s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)
+                saved = s.saved[1]
+                keys.update((id(s.obj), n) for n in cur.keys() | saved.keys()
+                            if cur.get(n, _UNSET) is not saved.get(n, _UNSET))
+            elif s.owner is not None:
+                keys.add((id(s.owner[0]), s.owner[1]))
+        return keys
+
     def array_slot(self, arr):
         """The slot holding the saved copy of ``arr`` (by identity), or ``None``."""
         for s in self.slots:
