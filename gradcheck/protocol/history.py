@@ -11,7 +11,8 @@ working state and restoring nothing in between:
 2. an optimizer step on every parameter, ``p <- p * (1 - 0.01 sign(dp))``
    (relative, so no element changes sign);
 3. ``forward(x2)`` in the check's mode, ``x2`` being ``x`` with its first
-   (batch) axis reversed, and ``backward(d2)`` with an independent random ``d2``;
+   (batch) axis reversed, and ``backward(d2)`` with an independent random ``d2``
+   (the check's own ``dout`` when the output is a scalar);
 4. ``backward(d2)`` once more on the same forward;
 5. ``backward(2 * d2)`` from the state right after ``forward(x2)``.
 
@@ -57,6 +58,9 @@ LEARNING_RATE = 1e-2
 #: ``backward(LINEARITY * dout)`` must be ``LINEARITY * backward(dout)`` (a power of 2: exact).
 LINEARITY = 2.0
 _NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
+#: The kinds of finding the sequence check makes.
+FINDING_KINDS = ("nonfinite-state", "stale-state", "backward-history", "backward-twice",
+                 "backward-nonlinear", "sequence-skipped")
 
 
 def check_history(run, results):
@@ -145,11 +149,15 @@ class _Sequence:
         self.x2 = np.ascontiguousarray(run.xw[::-1]) if run.xw.ndim and len(run.xw) > 1 \
             else run.xw.copy()
         self.out2 = self.forward(self.x2, run.adapter.train_flg, "f2")
-        self.written["f2"] = self.mid.written()
+        self.dirty = self.mid.changed()
+        self.written["f2"] = self.mid.written(self.dirty)
         broken = self._nonfinite()
         if broken:
             return broken
-        self.d2 = self._random(self.out2)
+        # a scalar output (a loss) keeps the check's dout: a terminal loss layer's backward
+        # may assume its own dout, and the history bugs show on x2 alone
+        scalar = self.out2.size == 1 and self.out2.shape == run.dout.shape
+        self.d2 = run.dout.copy() if scalar else self._random(self.out2)
         self.after = StateSnapshot(self.layer)
         self.g2 = self.backward(self.d2, "b2")
         g_twice = self.backward(self.d2, "b3")
@@ -157,17 +165,18 @@ class _Sequence:
         g_scaled = self.backward(LINEARITY * self.d2)
         leftovers = Leftovers(self.tracer, self.written, self.objects, self._protected,
                               self._changes_backward, self._changes_forward)
-        found = []
         if leftovers.forward:
-            found.append(Finding("stale-state", True, stale_message(
-                leftovers.forward, self.mode(run.adapter.train_flg),
-                self.mode(self.train_step))))
-        else:
-            found += self._history(leftovers.backward)
-        flagged = {f.target for f in found}
-        found += self._twice(g_twice, flagged)
-        flagged |= {f.target for f in found}
-        return found + self._linearity(g_scaled, flagged)
+            stale = Finding("stale-state", True, stale_message(
+                leftovers.forward, self.mode(run.adapter.train_flg), self.mode(self.train_step)))
+            return [stale] + self._twice(g_twice, set()) + self._linearity(g_scaled, set())
+        # one finding per target: a recognised history bug, else a backward not linear in
+        # dout (which also fails finite differences with another dout), else the rest
+        history = self._history(leftovers.backward)
+        found = [f for f, recognised in history if recognised]
+        found += self._linearity(g_scaled, {f.target for f in found})
+        flagged = {f.target for f in found if f.failure}
+        found += [f for f, recognised in history if not recognised and f.target not in flagged]
+        return found + self._twice(g_twice, {f.target for f in found if f.failure})
 
     def _random(self, out):
         return self.rng.standard_normal(out.shape).astype(out.dtype, copy=False)
@@ -234,21 +243,25 @@ class _Sequence:
         return "dx" if t == "x" else self.run.params[t]
 
     def _history(self, own):
-        """``backward-history``: the second call fails finite differences at ``x2``."""
+        """``backward-history``: the second call fails finite differences at ``x2``.
+
+        Returns ``[(Finding, recognised)]``: ``recognised`` when the gradient is the
+        first call's again, accumulated or scaled by the number of calls.
+        """
         if not self.judged:
             return []
-        grads, results, notes = _verify_second_call(self.run, self.x2, self.d2, self.mid,
-                                                    self.judged)
-        if any(f.failure and f.kind in _NONDETERMINISTIC for f in notes):
-            return []
+        grads = {t: g for t, g in self.g2.items() if g is not None}
+        results, _ = _verify_second_call(self.run, dict(
+            x=self.x2, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
+            dirty=self.dirty), [t for t in self.judged if t in grads])
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
                "wrote)" if own else "")
         found = []
         for t, r in results.items():
             if not r.passed:
-                what = _classify(self.g1.get(t), grads[t], r.located).format(g=self._grad_name(t))
-                found.append(Finding("backward-history", True,
-                                     f"backward depends on history: {what}{why}", t))
+                what, recognised = _classify(self.g1.get(t), grads[t], r.located)
+                found.append((Finding("backward-history", True, "backward depends on history: "
+                                      + what.format(g=self._grad_name(t)) + why, t), recognised))
         return found
 
     def _twice(self, again, flagged):
@@ -291,36 +304,51 @@ class _Sequence:
         return found
 
 
-def _verify_second_call(run, x2, d2, mid, targets):
-    """Finite differences of the second call at the post-step state ``mid``.
+def _verify_second_call(run, call, targets):
+    """Finite differences of the second call at the post-step state: one projection per target.
 
-    The one use of engine internals in this module: a
-    :class:`~gradcheck.protocol.problem.Run` at the post-step state and the
-    ``projection`` strategy with one probe (``u = d2``) per target.
+    The one use of engine internals in this module: the current engine's
+    ``projection`` strategy with one probe (``u = d2``) on a
+    :class:`~gradcheck.protocol.problem.Run` that holds the second call
+    (post-step state, ``x2``, its output, its gradients and the state one
+    forward changes) instead of redoing its analytic passes.
+
+    Parameters
+    ----------
+    run : Run
+        The gradient check (method, tolerances, seed, parameters).
+    call : dict
+        ``x``, ``out``, ``dout``, ``grads`` (float64, every target), ``state``
+        (the post-step :class:`StateSnapshot`) and ``dirty`` (its slots one
+        forward changes).
+    targets : list of str
 
     Returns
     -------
-    analytic : dict
-        The second call's gradients, ``{target: float64 ndarray}``.
     results : dict
         ``{target: TargetResult}``.
     notes : list of Finding
-        What the check noticed on the way (nondeterminism, kinks).
+        What the projections noticed on the way (kinks).
     """
     from gradcheck.engine.projection import compare_projection
 
-    mid.restore_all()
     notes = []
-    opts = replace(run.opts, probes=1, n_jobs=None, executor=None)
-    step = Run(run.adapter, x2.copy(), d2, run.params, list(targets), opts, mid, notes)
-    results = {t: compare_projection(step, t) for t in targets}
-    return step.analytic, results, notes
+    step = object.__new__(Run)
+    step.__dict__.update(run.__dict__)
+    step.__dict__.update(
+        xw=call["x"].copy(), x_ref=call["x"].copy(), out0=call["out"], dout=call["dout"],
+        analytic=call["grads"], snapshot=call["state"], dirty=call["dirty"],
+        targets=list(targets), findings=notes, override={}, _probe_cache=None,
+        opts=replace(run.opts, probes=1, n_jobs=None, executor=None))
+    call["state"].restore_all()
+    return {t: compare_projection(step, t) for t in targets}, notes
 
 
 def _classify(first, second, located):
-    """How the second call's gradient went wrong: a message template with ``{g}``."""
-    if first is not None and first.shape == second.shape and np.array_equal(first, second):
-        return "the second call returned the first call's {g}"
+    """How the second call's gradient went wrong: ``(template with {g}, recognised)``."""
+    if first is not None and first.shape == second.shape and np.array_equal(first, second) \
+            and np.any(first):
+        return "the second call returned the first call's {g}", True
     if located:
         index = tuple(np.array([i for i, _, _ in located]).T)
         num = np.array([n for _, n, _ in located])
@@ -331,11 +359,11 @@ def _classify(first, second, located):
             return bool(np.all(np.abs(a - b) <= 1e-4 * np.abs(b) + 1e-8 * scale))
         if first is not None and first.shape == second.shape and close(ana - first[index], num):
             return ("{g} accumulates into a persistent buffer: the second call returned the "
-                    "first call's {g} plus its own")
+                    "first call's {g} plus its own"), True
         if close(ana, 2.0 * num):
-            return "{g} is scaled by the number of calls: 2x on the second call"
+            return "{g} is scaled by the number of calls: 2x on the second call", True
     return ("the second call's {g} fails the finite-difference check at a second input, "
-            "although a first call passes")
+            "although a first call passes"), False
 
 
 def _optimizer_step(layer, params, grads):
