@@ -154,6 +154,18 @@ def test_the_seeds_eval_backward_is_named_stale_state(shape):
     assert not report.result("x").passed and not report.result("gamma").passed
 
 
+def test_the_readme_shows_the_seeds_finding_and_the_cost_it_states():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"FAILURE: {SEED_MESSAGE}" in readme
+    assert "(32, 64): 8 forward and 4 backward calls next to 4,354 forward calls" in readme
+    rng = np.random.default_rng(0)
+    layer = BatchNormalization(rng.uniform(0.5, 1.5, 64), rng.normal(size=64))
+    x = rng.normal(size=(32, 64))
+    base, full = check_layer(layer, x, sequence=False), check_layer(layer, x)
+    assert (full.forward_calls - base.forward_calls, full.backward_calls - base.backward_calls,
+            base.forward_calls) == (8, 4, 4354)
+
+
 def test_the_seeds_factory_as_the_cli_uses_it():
     bn, x = seed_bn.make()
     assert [f.message for f in history(check_layer(bn, x, train_flg=False))] == [SEED_MESSAGE]
@@ -390,3 +402,24 @@ def test_keyboard_interrupt_inside_a_traced_call_puts_the_class_back():
         check_layer(layer, X)
     assert type(layer) is Interrupted and layer.W is W and layer.dW is None
     assert not hasattr(layer, "x")
+
+
+class InferenceOnly(Affine):
+    """Refuses train mode: its eval-mode check still gets a sequence check."""
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            raise NotImplementedError("inference only")
+        return super().forward(x)
+
+
+def test_a_layer_without_a_train_mode_gets_an_eval_mode_first_call():
+    report = check_layer(InferenceOnly(), X, train_flg=False)
+    assert report.passed
+    (note,) = history(report)
+    assert note.kind == "sequence-note" and not note.failure
+    assert "train-mode forward/backward raised (forward() raised NotImplementedError: " \
+        "inference only); the first call was made in eval mode instead" in note.message
+    cached = type("CachedInferenceOnly", (InferenceOnly, CachedDx), {})
+    assert [f.kind for f in history(check_layer(cached(), X, train_flg=False))] == [
+        "sequence-note", "backward-history"]

@@ -45,7 +45,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gradcheck.errors import GradCheckInputError
+from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.protocol.adapter import LayerAdapter, get_attr
 from gradcheck.protocol.problem import Run, _close
 from gradcheck.protocol.stale import Leftovers, stale_message
@@ -60,7 +60,7 @@ LINEARITY = 2.0
 _NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
 #: The kinds of finding the sequence check makes.
 FINDING_KINDS = ("nonfinite-state", "stale-state", "backward-history", "backward-twice",
-                 "backward-nonlinear", "sequence-skipped")
+                 "backward-nonlinear", "sequence-skipped", "sequence-note")
 
 
 def check_history(run, results):
@@ -137,13 +137,8 @@ class _Sequence:
 
     # -- the sequence --------------------------------------------------------
     def findings(self):
-        run, s0 = self.run, self.run.snapshot
-        s0.restore_all()
-        out1 = self.forward(run.xw, self.train_step, "f1")
-        self.written["f1"] = s0.written()
-        d1 = run.dout if out1.shape == run.dout.shape else self._random(out1)
-        self.g1 = self.backward(d1, "b1")
-        self.written["b1"] = s0.written()
+        run = self.run
+        notes = self._first_call()
         _optimizer_step(self.layer, run.params, self.g1)
         self.mid = StateSnapshot(self.layer)
         self.x2 = np.ascontiguousarray(run.xw[::-1]) if run.xw.ndim and len(run.xw) > 1 \
@@ -153,7 +148,7 @@ class _Sequence:
         self.written["f2"] = self.mid.written(self.dirty)
         broken = self._nonfinite()
         if broken:
-            return broken
+            return notes + broken
         # a scalar output (a loss) keeps the check's dout: a terminal loss layer's backward
         # may assume its own dout, and the history bugs show on x2 alone
         scalar = self.out2.size == 1 and self.out2.shape == run.dout.shape
@@ -168,15 +163,34 @@ class _Sequence:
         if leftovers.forward:
             stale = Finding("stale-state", True, stale_message(
                 leftovers.forward, self.mode(run.adapter.train_flg), self.mode(self.train_step)))
-            return [stale] + self._twice(g_twice, set()) + self._linearity(g_scaled, set())
+            return notes + [stale] + self._twice(g_twice, set()) + self._linearity(g_scaled, set())
         # one finding per target: a recognised history bug, else a backward not linear in
         # dout (which also fails finite differences with another dout), else the rest
         history = self._history(leftovers.backward)
-        found = [f for f, recognised in history if recognised]
+        found = notes + [f for f, recognised in history if recognised]
         found += self._linearity(g_scaled, {f.target for f in found})
         flagged = {f.target for f in found if f.failure}
         found += [f for f, recognised in history if not recognised and f.target not in flagged]
         return found + self._twice(g_twice, {f.target for f in found if f.failure})
+
+    def _first_call(self):
+        """Call 1 (the training step); in the check's mode if the train-mode call raises."""
+        run, s0 = self.run, self.run.snapshot
+        for attempt in range(2):
+            s0.restore_all()
+            try:
+                out1 = self.forward(run.xw, self.train_step, "f1")
+                self.written["f1"] = s0.written()
+                d1 = run.dout if out1.shape == run.dout.shape else self._random(out1)
+                self.g1 = self.backward(d1, "b1")
+                self.written["b1"] = s0.written()
+                return [] if attempt == 0 else [Finding("sequence-note", False, (
+                    f"sequence check: a train-mode forward/backward raised ({failed}); the "
+                    "first call was made in eval mode instead"))]
+            except LayerCallError as exc:
+                if self.train_step == run.adapter.train_flg:
+                    raise
+                failed, self.train_step = str(exc).split(": ", 1)[-1], run.adapter.train_flg
 
     def _random(self, out):
         return self.rng.standard_normal(out.shape).astype(out.dtype, copy=False)
