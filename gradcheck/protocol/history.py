@@ -265,7 +265,7 @@ class _Sequence:
         if not self.judged:
             return []
         grads = {t: g for t, g in self.g2.items() if g is not None}
-        results, _ = _verify_second_call(self.run, dict(
+        results = _verify_second_call(self.run, dict(
             x=self.x2, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
             dirty=self.dirty), [t for t in self.judged if t in grads])
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
@@ -322,10 +322,12 @@ def _verify_second_call(run, call, targets):
     """Finite differences of the second call at the post-step state: one projection per target.
 
     The one use of engine internals in this module: the current engine's
-    ``projection`` strategy with one probe (``u = d2``) on a
-    :class:`~gradcheck.protocol.problem.Run` that holds the second call
-    (post-step state, ``x2``, its output, its gradients and the state one
-    forward changes) instead of redoing its analytic passes.
+    ``projection`` strategy, one probe (``u = d2``, a random unit direction)
+    per target, on a :class:`~gradcheck.protocol.problem.Run` that holds the
+    second call (post-step state, ``x2``, its output, its gradients and the
+    state one forward changes) instead of redoing its analytic passes. A probe
+    that fails is judged again by the whole strategy (refinement, kinks, the
+    wrong elements located).
 
     Parameters
     ----------
@@ -339,23 +341,29 @@ def _verify_second_call(run, call, targets):
 
     Returns
     -------
-    results : dict
-        ``{target: TargetResult}``.
-    notes : list of Finding
-        What the projections noticed on the way (kinks).
+    dict
+        ``{target: TargetResult}`` for the targets whose first probe failed.
     """
-    from gradcheck.engine.projection import compare_projection
+    from gradcheck.engine.projection import _Directional, compare_projection
 
-    notes = []
     step = object.__new__(Run)
     step.__dict__.update(run.__dict__)
     step.__dict__.update(
         xw=call["x"].copy(), x_ref=call["x"].copy(), out0=call["out"], dout=call["dout"],
         analytic=call["grads"], snapshot=call["state"], dirty=call["dirty"],
-        targets=list(targets), findings=notes, override={}, _probe_cache=None,
+        targets=list(targets), findings=[], override={}, _probe_cache=None,
         opts=replace(run.opts, probes=1, n_jobs=None, executor=None))
     call["state"].restore_all()
-    return {t: compare_projection(step, t) for t in targets}, notes
+    rng = np.random.default_rng([run.seed, 12])
+    failed = {}
+    for t in targets:
+        probe = _Directional(step, t)
+        v = rng.standard_normal(probe.arr.shape)
+        value, ana, allowed, *_ = probe.judge(v / np.linalg.norm(v), step.dout,
+                                              step.analytic[t], probe.central_method)
+        if not abs(value - ana) <= allowed:
+            failed[t] = compare_projection(step, t)
+    return failed
 
 
 def _classify(first, second, located):
