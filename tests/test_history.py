@@ -416,3 +416,21 @@ def test_a_layer_without_a_train_mode_gets_an_eval_mode_first_call():
     cached = type("CachedInferenceOnly", (InferenceOnly, CachedDx), {})
     assert [f.kind for f in history(check_layer(cached(), X, train_flg=False))] == [
         "sequence-note", "backward-history"]
+
+
+class FreesItsCacheForGood(Affine):
+    """Deletes its cache after backward (as PyTorch frees the graph): it cannot run twice."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        del self.x
+        return dx
+
+
+def test_a_backward_that_frees_its_cache_is_a_note_not_a_failure():
+    report = check_layer(FreesItsCacheForGood(), X)
+    assert report.passed
+    (note,) = history(report)
+    assert note.kind == "sequence-note" and not note.failure
+    assert note.message.startswith("backward called twice after one forward raised "
+                                   "(backward() raised AttributeError:")
