@@ -20,8 +20,10 @@ the running statistics.
 
 import numpy as np
 
-from layers import (Affine, BatchNormalization, Convolution, Pooling, Relu, Sequential,
-                    SoftmaxWithLoss)
+# the reference layers (``from layers import ...`` too, unless a layers.py of your own
+# shadows that name)
+from gradcheck.layers import (Affine, BatchNormalization, Convolution, Pooling, Relu,
+                              Sequential, SoftmaxWithLoss)
 
 
 def load_batch(n, seed=0, offset=0):

@@ -1,6 +1,5 @@
 """Results of a gradient check: frozen dataclasses, a table and a JSON form."""
 
-import io
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -272,39 +271,11 @@ class GradCheckReport:
         }
 
     def __str__(self):
-        from rich.console import Console
-        from rich.table import Table
+        from gradcheck.render import report_text
 
-        title = (f"{self.layer} {tuple(self.input_shape)} {self.dtype} {self.mode}: "
-                 f"{'PASS' if self.passed else 'FAIL'}")
-        table = Table(title=title, title_justify="left", show_edge=False)
-        for col in ("target", "shape", "max abs err", "est. num. err", "max rel err",
-                    "worst index", "numerical", "analytic", "atol", "rtol", "verdict"):
-            table.add_column(col, justify="left" if col in ("target", "verdict") else "right")
-        for r in self.results:
-            worst = str(tuple(r.worst_index))
-            if r.worst_output_index is not None:
-                worst = f"out {tuple(r.worst_output_index)}, in {worst}"
-            table.add_row(r.name, "x".join(map(str, r.shape)) or "()",
-                          f"{r.max_abs_error:.3g}", f"{r.error_estimate:.2g}",
-                          f"{r.max_rel_error:.3g}", worst, f"{r.worst_numerical:.10g}",
-                          f"{r.worst_analytic:.10g}", f"{r.atol:.2g}", f"{r.rtol:.2g}",
-                          f"{r.verdict} ({'marginal' if r.marginal else 'clear'})")
-        buf = io.StringIO()
-        console = Console(file=buf, width=160, color_system=None, force_terminal=False)
-        console.print(table)
-        lines = [buf.getvalue().rstrip()]
-        lines.append(f"method={self.method} strategy={self.strategy} seed={self.seed} "
-                     f"forward calls={self.forward_calls} backward calls={self.backward_calls}")
-        for r in self.results:
-            lines.append(f"  {r.name}: {r.tolerance_reason}; smallest step {r.step:.3g}")
-            for index, num, ana in r.located:
-                lines.append(f"  {r.name}: wrong element {index}: numerical {num:.10g}, "
-                             f"analytic {ana:.10g}")
-        for f in self.findings:
-            lines.append(f"{'FAILURE' if f.failure else 'warning'}: {f.message}")
-        if not self.passed:
-            lines.append("hint: the worst index and both values point at the wrong term; "
-                         "rerun with method='richardson' to rule out numerical error, or "
-                         "strategy='jacobian' (small layers) to see which output it affects")
-        return "\n".join(lines)
+        return report_text(self)
+
+    def _repr_html_(self):
+        from gradcheck.notebook import report_html
+
+        return report_html(self)

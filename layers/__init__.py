@@ -5,15 +5,15 @@ Every layer follows the protocol of ``gradcheck``: ``forward(x[, train_flg])``,
 that behave the same in train and eval mode take no ``train_flg``.
 """
 
-from layers.activations import Relu, Sigmoid, Tanh
-from layers.affine import Affine
-from layers.batchnorm import BatchNormalization
-from layers.conv import Convolution
-from layers.dropout import Dropout
-from layers.loss import SoftmaxWithLoss
-from layers.normalization import GroupNorm, LayerNorm, SpatialBatchNormalization
-from layers.pooling import Pooling
-from layers.sequential import Sequential
+from .activations import Relu, Sigmoid, Tanh
+from .affine import Affine
+from .batchnorm import BatchNormalization
+from .conv import Convolution
+from .dropout import Dropout
+from .loss import SoftmaxWithLoss
+from .normalization import GroupNorm, LayerNorm, SpatialBatchNormalization
+from .pooling import Pooling
+from .sequential import Sequential
 
 __all__ = [
     "Affine",

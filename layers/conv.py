@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from layers._im2col import col2im, im2col, output_size
+from ._im2col import col2im, im2col, output_size
 
 __all__ = ["Convolution"]
 

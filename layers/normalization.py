@@ -7,7 +7,7 @@ layers here are the conventional ones of convolutional networks.
 
 import numpy as np
 
-from layers.batchnorm import BatchNormalization
+from .batchnorm import BatchNormalization
 
 __all__ = ["SpatialBatchNormalization", "LayerNorm", "GroupNorm"]
 

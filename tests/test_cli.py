@@ -1,6 +1,7 @@
 """The ``gradcheck`` command: exit status 0/1/2, tables, JSON."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,11 @@ EXAMPLES = ROOT / "examples"
 def test_builtin_suite_passes(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("gradcheck: no gradcheck configuration here or above: the "
+                                   "built-in suite")
     assert "BatchNormalization-2d" in out and "BatchNormalization-4d" in out
     assert "train" in out and "eval" in out and "FAIL" not in out
-    assert "checks passed, 0 failed" in out
+    assert re.search(r"gradcheck: 6\d checks \(\d+ targets\): \d+ passed, 0 failed", out)
 
 
 def test_builtin_suite_writes_json(tmp_path):
@@ -55,11 +58,16 @@ def test_factory_returning_a_layer_needs_shape(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["nosuchmodule_xyz:factory"], "cannot import module"),
-    (["no_colon_here"], "MODULE:FACTORY"),
+    (["no_colon_here"], "no built-in layer 'no_colon_here'; gradcheck --list lists them"),
+    (["BatchNormalisation-2d"], "did you mean 'BatchNormalization-2d'"),
+    (["examples/my_layers.py"], "MODULE:FACTORY"),
     ([f"{EXAMPLES / 'my_layers.py'}:nope"], "no attribute 'nope'"),
     ([f"{EXAMPLES / 'my_layers.py'}:Swish"], "factory raised"),
     (["missing/file.py:make"], "no such file"),
-    (["--shape", "2,2"], "built-in suite"),
+    (["--shape", "2,2"], "built-in cases"),
+    (["--shape", "2,2", "Tanh"], "built-in cases"),
+    ([f"{EXAMPLES / 'my_layers.py'}:make_swish", "--shape", "10,6"],
+     "--shape applies to a factory that returns a layer alone"),
 ])
 def test_usage_errors_exit_2(argv, message, capsys):
     assert main(argv) == 2
@@ -119,7 +127,7 @@ def test_factory_returning_garbage_is_named(tmp_path, ret, what, capsys):
 def test_unwritable_report_path_is_refused_before_checking(tmp_path, flag, capsys):
     assert main(["--quiet", flag, str(tmp_path)]) == 2
     err = capsys.readouterr()
-    assert "is a directory" in err.err and "checks passed" not in err.out
+    assert "is a directory" in err.err and "passed" not in err.out
     assert main(["--quiet", flag, str(tmp_path / "missing" / "r.json")]) == 2
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck.gate.cli import build_parser, main, plan
+from gradcheck.gate.cli import main, parse_args, plan
 from gradcheck.validate import METHODS
 from gradcheck.gate.config import ConfigError, find_config, read_config
 
@@ -113,11 +113,11 @@ def test_config_elsewhere_resolves_files_against_its_directory(project, tmp_path
     cfg.write_text('[tool.gradcheck]\ntargets = ["tests/zoo.py:make_swish"]\n')
     monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
     assert main(["--config", str(cfg), "-q"]) == 0
-    assert "1 of 1 checks passed" in capsys.readouterr().out
+    assert "1 check (2 targets): 1 passed, 0 failed" in capsys.readouterr().out
 
 
 def _plan(argv):
-    return plan(build_parser().parse_args(argv))
+    return plan(parse_args(argv))[:3]
 
 
 def test_without_configuration_the_builtin_suite_runs(project):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from gradcheck import check_layer
-from gradcheck.gate.cli import build_parser
+from gradcheck.gate.cli import parse_args
 from gradcheck.gate.config import read_config
 
 pytest_plugins = ["pytester"]
@@ -53,7 +53,7 @@ def test_the_ci_commands_parse():
     assert len(lines) == 2
     for line in lines:
         argv = shlex.split(line.removeprefix("run: "))
-        args = build_parser().parse_args(argv[1:])
+        args = parse_args(argv[1:])
         assert args.junit_xml == "gradcheck.xml" and args.json == "gradcheck.json"
 
 

@@ -1,46 +1,59 @@
 """The ``gradcheck`` command: a CI gate for layer gradients.
 
-``gradcheck [TARGET]`` checks a user's ``MODULE:FACTORY``; without TARGET, the
-targets configured in ``pyproject.toml`` ``[tool.gradcheck]`` or ``setup.cfg``
-``[gradcheck]`` of the current directory (:mod:`gradcheck.gate.config`), or, with
-no configuration, the built-in suite. ``gradcheck plot TARGET`` draws the
-error of the numerical gradient against the step (:mod:`gradcheck.gate.plot`).
+``gradcheck [TARGET]`` (the ``check`` subcommand, the default) checks a
+user's ``MODULE:FACTORY``, or one built-in case by name
+(``gradcheck BatchNormalization-2d``; ``gradcheck --list`` lists them);
+without TARGET, the targets configured in the nearest ``pyproject.toml``
+``[tool.gradcheck]`` or ``setup.cfg`` ``[gradcheck]`` of the current directory
+or a parent (:mod:`gradcheck.gate.config`), or, with no configuration, the
+built-in suite. ``gradcheck plot TARGET`` draws the error of the numerical
+gradient against the step (:mod:`gradcheck.gate.plot`).
 
-Exit status: 0 when every check passes, 1 when any check fails, 2 for usage
-or input errors (a bad argument or configuration, a factory that cannot be
-loaded, a layer that breaks the protocol).
+Exit status: 0 when every check passes, 1 when any check fails or is
+inconclusive, 2 for usage or input errors (a bad argument or configuration, a
+factory that cannot be loaded, a layer that breaks the protocol).
 """
 
 import argparse
+import difflib
 import os
 import sys
+import traceback
 from pathlib import Path
 
-from gradcheck.gate.run import run_checks, write_json, write_text
-from gradcheck.gate.options import GATE_OPTIONS, parse_shape, parse_step
-from gradcheck.gate.targets import UsageError, builtin_cases, config_cases, target_cases
-from gradcheck.gate.config import ConfigError, find_config, read_config
 from gradcheck.errors import GradCheckInputError, LayerCallError
+from gradcheck.gate.config import ConfigError, find_config, read_config
+from gradcheck.gate.options import GATE_OPTIONS, parse_shape, parse_step
+from gradcheck.gate.run import run_checks, write_json, write_text
+from gradcheck.gate.targets import (SHAPE_NOT_APPLICABLE, UsageError, builtin_cases,
+                                    builtin_listing, command_line_cases, config_cases,
+                                    is_builtin_name)
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="gradcheck",
-        description="Check layers' analytic backward passes against finite differences. "
-                    "With no TARGET: the targets configured in pyproject.toml [tool.gradcheck] "
-                    "or setup.cfg [gradcheck], or else every built-in layer in every mode.",
-        epilog="gradcheck plot TARGET draws the error against the step size (gradcheck plot "
-               "--help). exit status: 0 all checks pass, 1 a check fails, 2 usage or input error")
+#: Subcommands; any other first argument belongs to ``check``, the default.
+SUBCOMMANDS = ("check", "plot")
+
+#: Width of the output when stdout is not a terminal and ``COLUMNS`` is not set.
+PIPE_WIDTH = 120
+
+_EPILOG = ("gradcheck plot TARGET draws the error against the step size (gradcheck plot "
+           "--help). exit status: 0 every check passes, 1 a check fails or is inconclusive, "
+           "2 usage or input error")
+
+
+def _add_check_arguments(p):
     p.add_argument("target", nargs="?", metavar="TARGET",
-                   help="MODULE:FACTORY or path/to/file.py:FACTORY; FACTORY() returns "
-                        "(layer, x) or a layer (then give --shape)")
+                   help="MODULE:FACTORY or path/to/file.py:FACTORY (FACTORY() returns "
+                        "(layer, x), or a layer: then give --shape), or the name of a "
+                        "built-in case (gradcheck --list)")
+    p.add_argument("--list", action="store_true", help="list the built-in cases and exit")
     p.add_argument("--shape", type=parse_shape, help="input shape for a factory that returns a "
                    "layer alone, e.g. 8,16 or 4,3,5,5")
     p.add_argument("--config", metavar="FILE", help="read the targets from FILE (a .toml file "
-                   "with [tool.gradcheck], or an INI file with [gradcheck]) instead of "
-                   "./pyproject.toml or ./setup.cfg")
-    mode = p.add_argument_group("mode (default: train; the built-in suite: both)")
+                   "with [tool.gradcheck], or an INI file with [gradcheck]) instead of the "
+                   "nearest pyproject.toml or setup.cfg")
+    mode = p.add_argument_group("mode (default: train; built-in cases: both)")
     mode.add_argument("--train", action="store_true", help="check train mode (train_flg=True)")
     mode.add_argument("--eval", action="store_true",
                       help="check eval mode (train_flg=False); with --train, both")
@@ -52,11 +65,63 @@ def build_parser():
                      "(schema: docs/report-format.md)")
     out.add_argument("--junit-xml", metavar="PATH", help="write a JUnit XML report to PATH "
                      "(one testcase per checked target)")
+    out.add_argument("--format", choices=("text", "github"), default="text",
+                     help="github: also print GitHub Actions annotations (::error file=...,"
+                          "line=...::) at the failing layer's backward")
+    out.add_argument("--no-color", action="store_true", help="no colours (also: NO_COLOR=1)")
     out.add_argument("-q", "--quiet", action="store_true",
                      help="print the summary line only (no table, no progress display)")
     out.add_argument("-v", "--verbose", action="store_true",
-                     help="print the full report of every check")
-    return p
+                     help="add the columns worst index, numerical, analytic, step, noise, "
+                          "resolution (as the width allows) and every check's details")
+
+
+def build_parser():
+    """The ``gradcheck`` parser: subcommands ``check`` (the default) and ``plot``.
+
+    ``parser.subcommands`` maps each subcommand's name to its parser.
+    """
+    from gradcheck.gate import plot
+
+    parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n\n")[0],
+                                     epilog=_EPILOG)
+    sub = parser.add_subparsers(dest="command", metavar="{check,plot}")
+    check = sub.add_parser(
+        "check", prog="gradcheck", epilog=_EPILOG,
+        help="check layers (the default: gradcheck ARGS is gradcheck check ARGS)",
+        description="Check layers' analytic backward passes against finite differences. "
+                    "With no TARGET: the targets configured in the nearest pyproject.toml "
+                    "[tool.gradcheck] or setup.cfg [gradcheck] (this directory or a parent), "
+                    "or else every built-in case in every mode.")
+    _add_check_arguments(check)
+    plot_parser = sub.add_parser("plot", prog="gradcheck plot", help=plot.DESCRIPTION,
+                                 description=plot.DESCRIPTION)
+    plot.add_arguments(plot_parser)
+    parser.subcommands = {"check": check, "plot": plot_parser}
+    return parser
+
+
+def parse_args(argv, parser=None):
+    """Parse ``argv`` (``check`` is implied unless a subcommand comes first).
+
+    An unknown option is a usage error that names it and suggests the
+    nearest known option (``--methd`` -> ``--method``).
+    """
+    parser = parser or build_parser()
+    argv = list(argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        argv = ["check", *argv]
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = parser.subcommands[args.command]
+        unknown = [a.split("=", 1)[0] for a in extra if a.startswith("-") and a != "-"]
+        if unknown:
+            known = [s for a in sub._actions for s in a.option_strings]
+            close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)
+            sub.error(f"unrecognized option {unknown[0]}"
+                      + (f" (did you mean {close[0]}?)" if close else ""))
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def _modes(args, default):
@@ -68,13 +133,13 @@ def _modes(args, default):
 
 
 def plan(args):
-    """``(cases, options, source)`` for the parsed command line.
+    """``(cases, options, source, config)`` for the parsed command line.
 
-    ``source`` says where the cases come from (for the JSON report).
+    ``source`` says where the cases come from (for the JSON report);
+    ``config`` is the configuration used, or ``None``.
     """
     if args.shape is not None and args.target is None:
-        raise UsageError("--shape applies to a TARGET factory; the built-in suite and "
-                         "configured targets have their own inputs")
+        raise UsageError(SHAPE_NOT_APPLICABLE)
     if args.target and args.config:
         raise UsageError("give either a TARGET or --config, not both")
     config = None
@@ -90,8 +155,12 @@ def plan(args):
         options["eps"] = args.eps
     seed = options["seed"]
     if args.target:
-        cases = target_cases(args.target, _modes(args, (True,)), shape=args.shape, seed=seed)
-        source = {"kind": "target", "targets": [args.target]}
+        builtin = is_builtin_name(args.target)
+        cases = command_line_cases(args.target, _modes(args, (True, False) if builtin
+                                                       else (True,)),
+                                   shape=args.shape, seed=seed)
+        source = ({"kind": "builtin", "file": None, "targets": [args.target]} if builtin
+                  else {"kind": "target", "targets": [args.target]})
     elif config is not None and config.targets:
         cases = config_cases(config, _modes(args, config.modes or (True,)), seed)
         source = {"kind": "config", "file": str(config.path), "targets": list(config.targets)}
@@ -99,7 +168,7 @@ def plan(args):
         default = config.modes if config is not None and config.modes else (True, False)
         cases = builtin_cases(_modes(args, default), seed)
         source = {"kind": "builtin", "file": str(config.path) if config else None}
-    return cases, options, source
+    return cases, options, source, config
 
 
 def _check_writable(flag, path):
@@ -116,47 +185,107 @@ def _check_writable(flag, path):
         raise UsageError(f"{flag} {path}: not writable")
 
 
-def main(argv=None):
-    """Entry point of the ``gradcheck`` command; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["plot"]:
-        from gradcheck.gate.plot import main as plot_main
-        return plot_main(argv[1:])
+def output_width(stream):
+    """``COLUMNS`` when set; the terminal's width (``None``: rich asks) on a terminal;
+    else :data:`PIPE_WIDTH`."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return None if stream.isatty() else PIPE_WIDTH
+
+
+_INTERNAL_DIRS = (str(Path(__file__).resolve().parents[1]) + os.sep,
+                  os.path.join(os.path.dirname(os.__file__), "importlib") + os.sep)
+
+
+def _internal(filename):
+    """A frame of gradcheck's own code or of the import machinery."""
+    if filename.startswith("<"):
+        return filename.startswith("<frozen importlib")
+    return str(Path(filename).resolve()).startswith(_INTERNAL_DIRS)
+
+
+def user_traceback(exc):
+    """The traceback of ``exc`` (and its causes) with only the user's frames.
+
+    gradcheck's and importlib's frames are left out; a ``SyntaxError`` keeps
+    its file, line and caret.
+    """
+    te = traceback.TracebackException.from_exception(exc)
+    chain = te
+    while chain is not None:
+        chain.stack = traceback.StackSummary.from_list(
+            [f for f in chain.stack if not _internal(f.filename)])
+        chain = chain.__cause__ or chain.__context__
+    return "".join(te.format()).rstrip()
+
+
+def _report_error(errors, exc):
+    errors.print(f"gradcheck: error: {exc}", style="red", markup=False, highlight=False)
+    cause = exc.__cause__
+    if cause is not None and (getattr(exc, "show_cause", False)
+                              or isinstance(exc, LayerCallError)):
+        errors.print(user_traceback(cause), markup=False, highlight=False)
+
+
+def _consoles(args):
     from rich.console import Console
 
-    args = build_parser().parse_args(argv)
-    # CI logs are not terminals: rich would wrap at 80 columns and cut cells
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
-    errors = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 150)
+    def console(stream, stderr):
+        return Console(stderr=stderr, highlight=False, width=output_width(stream),
+                       no_color=True if args.no_color else None, soft_wrap=True)
+
+    return console(sys.stdout, False), console(sys.stderr, True)
+
+
+def check(args):
+    """The ``check`` subcommand; returns the exit status."""
+    out, errors = _consoles(args)
+    if args.list:
+        for line in builtin_listing():
+            out.print(line, markup=False)
+        return EXIT_PASS
     try:
         for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml)):
             _check_writable(flag, path)
-        cases, options, source = plan(args)
-        if source.get("file") and not args.quiet:
-            console.print(f"gradcheck: configuration from {source['file']}", highlight=False)
-        reports = run_checks(cases, options, console=console, progress_console=errors,
-                             quiet=args.quiet, verbose=args.verbose)
-        if source["kind"] == "builtin":
+        cases, options, source, config = plan(args)
+        if not args.quiet:
+            if config is not None:
+                out.print(f"gradcheck: configuration from {config.path}", markup=False)
+            elif args.target is None:
+                out.print("gradcheck: no gradcheck configuration here or above: the built-in "
+                          "suite", markup=False)
+        outcomes = run_checks(cases, options, console=out, progress_console=errors,
+                              quiet=args.quiet, verbose=args.verbose)
+        if source["kind"] == "builtin" and not source.get("targets"):
             from gradcheck.gate.suite import UNAVAILABLE
             for name, reason in UNAVAILABLE:
                 errors.print(f"gradcheck: note: {name} not checked: {reason}", style="yellow",
                              markup=False)
+        if args.format == "github":
+            from gradcheck.gate.annotations import github_annotations
+            for line in github_annotations(outcomes):
+                print(line, flush=True)  # verbatim: never wrapped or styled
         if args.json:
-            write_json(args.json, reports, source)
+            write_json(args.json, outcomes, source)
         if args.junit_xml:
             from gradcheck.gate.junit import junit_xml
             props = dict(options, source=source["kind"])
-            write_text("--junit-xml", args.junit_xml,
-                       junit_xml([(c.label, r, t) for c, r, t in reports], properties=props))
+            write_text("--junit-xml", args.junit_xml, junit_xml(outcomes, properties=props))
     except (UsageError, ConfigError, GradCheckInputError) as exc:
-        errors.print(f"gradcheck: error: {exc}", style="red", markup=False)
-        cause = exc.__cause__
-        if cause is not None and (getattr(exc, "show_cause", False)
-                                  or isinstance(exc, LayerCallError)):
-            import traceback
-            errors.print("".join(traceback.format_exception(cause)).rstrip(), markup=False)
+        _report_error(errors, exc)
         return EXIT_ERROR
-    return EXIT_FAIL if any(not r.passed for _, r, _ in reports) else EXIT_PASS
+    return EXIT_FAIL if any(not o.report.passed for o in outcomes) else EXIT_PASS
+
+
+def main(argv=None):
+    """Entry point of the ``gradcheck`` command; returns the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "plot":
+        from gradcheck.gate.plot import run
+
+        return run(args)
+    return check(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,8 @@ or in ``setup.cfg`` (lists one per line or comma-separated)::
         tests/layers.py:make_attention
     modes = train, eval
 
-``gradcheck`` without a TARGET, run in that directory, checks these targets.
+``gradcheck`` without a TARGET, run in that directory or below it, checks these
+targets (the nearest such file wins, as for pytest and ruff).
 Every key is optional (without ``targets``: the built-in suite with these
 options). An unknown key or a malformed value is a :class:`ConfigError` that
 names the file, the section and the key.
@@ -26,6 +27,7 @@ names the file, the section and the key.
 
 import configparser
 import difflib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,15 +196,9 @@ def read_config(path):
     return _parse(table, path, section, split)
 
 
-def find_config(directory="."):
-    """The configuration in ``directory``'s ``pyproject.toml`` or ``setup.cfg``, or ``None``.
-
-    Raises
-    ------
-    ConfigError
-        Both files configure gradcheck, or the section found is invalid.
-    """
-    directory = Path(directory)
+def _config_in(directory):
+    """The configuration file of ``directory`` (``pyproject.toml`` or ``setup.cfg`` with a
+    gradcheck section), or ``None``."""
     found = []
     pyproject, setup_cfg = directory / "pyproject.toml", directory / "setup.cfg"
     if pyproject.is_file() and _toml_table(pyproject) is not None:
@@ -212,4 +208,23 @@ def find_config(directory="."):
     if len(found) == 2:
         raise ConfigError(f"both {pyproject} [tool.gradcheck] and {setup_cfg} [gradcheck] "
                           "configure gradcheck; keep one")
-    return read_config(found[0]) if found else None
+    return found[0] if found else None
+
+
+def find_config(directory="."):
+    """The nearest configuration: ``directory`` or its closest parent whose
+    ``pyproject.toml`` has ``[tool.gradcheck]`` or whose ``setup.cfg`` has
+    ``[gradcheck]`` (as pytest and ruff find theirs); ``None`` when there is none.
+
+    Raises
+    ------
+    ConfigError
+        Both files of that directory configure gradcheck, or the section
+        found is invalid.
+    """
+    start = Path(directory).resolve()
+    for d in (start, *start.parents):
+        path = _config_in(d)
+        if path is not None:  # named as seen from the working directory, for messages
+            return read_config(os.path.relpath(path))
+    return None

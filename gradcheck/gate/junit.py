@@ -1,21 +1,28 @@
 """JUnit XML for CI dashboards (the Jenkins/Ant format), built with the standard library.
 
 One ``<testcase>`` per checked target of every check (``classname`` = the
-check's label, ``name`` = ``"<target> <shape> <mode>"``); a failing target
-carries a ``<failure>`` whose text is the check's report; a vacuous target
-(its check cannot tell a right backward from a wrong one) is ``<skipped>``;
-a failing finding not tied to a target (non-deterministic forward, forward
-that modifies a parameter) is a testcase of its own named ``"self-checks
-<shape> <mode>"``. Warnings go to ``<system-out>``.
+check's label, ``name`` = ``"<target> <shape> <mode>"``, ``file`` and ``line``
+= the layer's ``backward``, as pytest's JUnit files and GitLab read them); a
+failing target carries a ``<failure>`` whose text is the check's report; an
+INCONCLUSIVE target (the check could not have caught an error of practical
+size) is a ``<failure type="Inconclusive">`` when it fails the run, and
+``<skipped>`` when the run lets it pass (``inconclusive="pass"``); a failing
+finding not tied to a target (non-deterministic forward, forward that modifies
+a parameter) is a testcase of its own named ``"self-checks <shape> <mode>"``.
+Warnings go to ``<system-out>``.
 """
 
 import datetime
 import socket
 import xml.etree.ElementTree as ET
 
-from gradcheck.testing.assertions import failure_message
+from gradcheck.gate.annotations import relative_path
+from gradcheck.render import failure_headline, failure_text
 
 __all__ = ["junit_xml"]
+
+#: Width of the report text in a failure (not the terminal's: the file is read elsewhere).
+_TEXT_WIDTH = 100
 
 
 def _shape(report):
@@ -23,16 +30,17 @@ def _shape(report):
                                                             else "") + ")"
 
 
-def _target_line(r):
-    return (f"target {r.name!r} at index {tuple(r.worst_index)}: numerical "
-            f"{r.worst_numerical:.10g}, analytic {r.worst_analytic:.10g} (max abs error "
-            f"{r.max_abs_error:.3g}, max rel error {r.max_rel_error:.3g}; atol {r.atol:.2g}, "
-            f"rtol {r.rtol:.2g})")
+def _target_line(report, r):
+    """The failure's ``message``: the headline line of target ``r``."""
+    return next(line.strip() for line in failure_headline(report)
+                if line.strip().startswith(f"target {r.name!r}"))
 
 
-def _testcase(suite, classname, name, seconds):
-    return ET.SubElement(suite, "testcase", classname=classname, name=name,
-                         time=f"{seconds:.3f}")
+def _testcase(suite, classname, name, seconds, where=None):
+    attrs = {"classname": classname, "name": name, "time": f"{seconds:.3f}"}
+    if where is not None:
+        attrs.update(file=relative_path(where.path), line=str(where.line))
+    return ET.SubElement(suite, "testcase", attrs)
 
 
 def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
@@ -40,8 +48,10 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
 
     Parameters
     ----------
-    outcomes : iterable of (label, GradCheckReport, seconds)
-        Every check of the run with the time it took.
+    outcomes : iterable of (label, GradCheckReport, seconds[, source])
+        Every check of the run with the time it took, and optionally its
+        source lines (:func:`gradcheck.gate.annotations.source_of`): the
+        test cases then carry the ``file`` and ``line`` of ``backward``.
     name : str
         The test suite's name.
     properties : dict, optional
@@ -65,39 +75,44 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
             ET.SubElement(props, "property", name=str(key), value=str(value))
     tests = failures = skipped = 0
     total_time = 0.0
-    for label, report, seconds in outcomes:
+    for label, report, seconds, *source in outcomes:
+        where = ((source[0] if source else None) or {}).get("backward")
         total_time += seconds
-        where = f"{_shape(report)} {report.mode}"
+        shape_mode = f"{_shape(report)} {report.mode}"
         findings = {}
         for f in report.findings:
             findings.setdefault(f.target, []).append(f)
         per_case = seconds / max(1, len(report.results))
         for r in report.results:
-            case = _testcase(suite, label, f"{r.name} {where}", per_case)
+            case = _testcase(suite, label, f"{r.name} {shape_mode}", per_case, where)
             tests += 1
             failing = [f for f in findings.get(r.name, ()) if f.failure]
-            if not r.passed or failing:
+            inconclusive = r.verdict == "INCONCLUSIVE"
+            if r.verdict == "FAIL" or failing or (inconclusive and not report.passed):
                 failures += 1
-                message = _target_line(r) if not r.passed else failing[0].message
+                message = (_target_line(report, r) if r.verdict != "PASS"
+                           else failing[0].message)
                 failure = ET.SubElement(case, "failure", message=message,
-                                        type="GradientCheckError")
-                failure.text = failure_message(report)
-            elif r.vacuous:
+                                        type="Inconclusive" if inconclusive and not failing
+                                        else "GradientCheckError")
+                failure.text = failure_text(report, width=_TEXT_WIDTH)
+            elif inconclusive:
                 skipped += 1
-                ET.SubElement(case, "skipped", message="vacuous: the gradient is identically "
-                              "zero for this dout and input; the check proves nothing")
+                ET.SubElement(case, "skipped", message="inconclusive: " + (
+                    r.inconclusive or "the check could not have caught an error of "
+                    "practical size"))
             notes = [f.message for f in findings.get(r.name, ()) if not f.failure]
             if notes:
                 ET.SubElement(case, "system-out").text = "\n".join(notes)
         checked = {r.name for r in report.results}
         loose = [f for t, fs in findings.items() if t not in checked for f in fs]
         if any(f.failure for f in loose):
-            case = _testcase(suite, label, f"self-checks {where}", 0.0)
+            case = _testcase(suite, label, f"self-checks {shape_mode}", 0.0, where)
             tests += 1
             failures += 1
             first = next(f for f in loose if f.failure)
             failure = ET.SubElement(case, "failure", message=first.message, type=first.kind)
-            failure.text = failure_message(report)
+            failure.text = failure_text(report, width=_TEXT_WIDTH)
     for element in (root, suite):
         element.set("tests", str(tests))
         element.set("failures", str(failures))

@@ -9,6 +9,7 @@ accept exactly the same values with the same messages.
 
 import argparse
 import math
+import re
 import numbers
 from dataclasses import dataclass
 from typing import Callable
@@ -86,14 +87,21 @@ def parse_step(value):
     return step
 
 
+_SHAPE = re.compile(r"\d+(?:,\d+)*|\d+(?:x\d+)*")
+
+
 def parse_shape(text):
-    """An input shape: positive integers separated by commas (``8,16`` or ``4x3x5x5``)."""
-    try:
-        shape = tuple(int(s) for s in str(text).replace("x", ",").split(",") if s.strip())
-    except ValueError:
-        raise OptionError(f"--shape must be integers like 8,16 or 2,3,4,4; got {text!r}") \
-            from None
-    if not shape or any(n <= 0 for n in shape):
+    """An input shape: positive integers separated by commas or by ``x`` (``8,16``, ``4x3x5x5``).
+
+    Anything else (``2,x``, ``2,,3``, ``2,3,``, ``2.5``, a mix of ``,`` and ``x``)
+    is refused, never read as a shorter shape.
+    """
+    compact = str(text).replace(" ", "")
+    if not _SHAPE.fullmatch(compact):
+        raise OptionError(f"--shape must be positive integers separated by commas, like 8,16 "
+                          f"or 2,3,4,4; got {text!r}")
+    shape = tuple(int(s) for s in re.split("[,x]", compact))
+    if any(n <= 0 for n in shape):
         raise OptionError(f"--shape needs positive sizes; got {text!r}")
     return shape
 

@@ -9,10 +9,9 @@ never comes down to the tolerance means the analytic gradient is wrong, not
 the step. With ``--heatmap`` (and always when the default check of the
 target fails) a second panel shows the error over the target's elements.
 
-Needs matplotlib (``pip install 'gradcheck-np[plot]'``).
+Needs matplotlib (``pip install matplotlib``).
 """
 
-import argparse
 import sys
 from dataclasses import dataclass
 
@@ -20,11 +19,12 @@ import numpy as np
 
 from gradcheck.check import check_layer
 from gradcheck.gate.options import parse_seed, parse_shape
-from gradcheck.gate.targets import UsageError, builtin_case, target_cases
+from gradcheck.gate.targets import UsageError, command_line_cases
+from gradcheck.render import as_grid, grid_index
 from gradcheck.validate import METHODS
 from gradcheck.errors import GradCheckInputError
 
-__all__ = ["StepSweep", "step_sweep", "plot_sweep", "main"]
+__all__ = ["StepSweep", "step_sweep", "plot_sweep", "add_arguments", "run", "main"]
 
 _COLORS = {"forward": "tab:orange", "central": "tab:blue", "central4": "tab:green",
            "richardson": "tab:purple"}
@@ -118,16 +118,6 @@ def _tolerance(r):
     return (r.atol + r.rtol * scale) / scale if scale > 0 else r.atol
 
 
-def _as_2d(a):
-    if a.ndim == 0:
-        return a.reshape(1, 1), "()"
-    if a.ndim == 1:
-        return a.reshape(1, -1), "element"
-    if a.ndim == 2:
-        return a, "column"
-    return a.reshape(a.shape[0], -1), "flattened " + "x".join(map(str, a.shape[1:]))
-
-
 def plot_sweep(sweep, path, heatmap=None):
     """Write the figure of ``sweep`` to the PNG ``path``; return ``path``.
 
@@ -188,13 +178,13 @@ def plot_sweep(sweep, path, heatmap=None):
 def _heatmap(fig, ax, r, LogNorm):
     scale = max(float(np.max(np.abs(r.numerical))), float(np.max(np.abs(r.analytic))), 1e-300)
     rel = np.abs(r.numerical - r.analytic) / scale
-    grid, xlabel = _as_2d(rel)
+    grid, xlabel = as_grid(rel)
     positive = grid[grid > 0]
     lo = float(positive.min()) if positive.size else 1e-18
     im = ax.imshow(np.maximum(grid, lo), cmap="magma", aspect="auto", interpolation="nearest",
                    norm=LogNorm(vmin=lo, vmax=max(float(grid.max()), lo * 10)))
     fig.colorbar(im, ax=ax, label="|numerical - analytic| / max |gradient|")
-    ax.add_patch(_box(_index_2d(tuple(r.worst_index), rel.shape)))
+    ax.add_patch(_box(grid_index(tuple(r.worst_index), rel.shape)))
     ax.set_title(f"{r.name!r} per element at the default step: worst {tuple(r.worst_index)}\n"
                  f"numerical {r.worst_numerical:.6g}, analytic {r.worst_analytic:.6g}",
                  fontsize=10)
@@ -209,15 +199,6 @@ def _heatmap(fig, ax, r, LogNorm):
         ax.set_yticks([])
 
 
-def _index_2d(index, shape):
-    """Where element ``index`` of an array of ``shape`` lands in :func:`_as_2d`'s grid."""
-    if len(shape) == 0:
-        return (0, 0)
-    if len(shape) == 1:
-        return (0, index[0])
-    return (index[0], int(np.ravel_multi_index(index[1:], shape[1:])))
-
-
 def _box(index):
     from matplotlib.patches import Rectangle
 
@@ -230,12 +211,13 @@ def _short(label):
     return f"{where.replace(chr(92), '/').rsplit('/', 1)[-1]}{sep}{attr}" if sep else label
 
 
-def build_parser():
-    p = argparse.ArgumentParser(
-        prog="gradcheck plot",
-        description="Plot the error of the numerical gradient against the step size (a PNG).")
+DESCRIPTION = "plot the error of the numerical gradient against the step size (a PNG)"
+
+
+def add_arguments(p):
+    """The arguments of ``gradcheck plot`` (a subparser of the ``gradcheck`` command)."""
     p.add_argument("target", metavar="TARGET", help="MODULE:FACTORY, path/to/file.py:FACTORY, "
-                   "or a built-in layer configuration (e.g. BatchNormalization-2d)")
+                   "or a built-in case (e.g. BatchNormalization-2d; gradcheck --list)")
     p.add_argument("--wrt", default="x", help="the gradient to plot: x (default) or a "
                    "parameter's name")
     p.add_argument("--eval", action="store_true", help="eval mode (default: train)")
@@ -248,23 +230,19 @@ def build_parser():
                    help="the file written (default: gradcheck-steps.png)")
     p.add_argument("--heatmap", action="store_true", default=None,
                    help="add the per-element error (default: only when the check fails)")
-    return p
 
 
-def main(argv=None):
+def run(args):
     """``gradcheck plot``; returns the exit status (0 written, 2 usage or input error)."""
-    args = build_parser().parse_args(argv)
     try:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise UsageError("gradcheck plot needs matplotlib: pip install 'gradcheck-np[plot]' "
-                             "(or pip install matplotlib)") from None
+            raise UsageError("gradcheck plot needs matplotlib: pip install matplotlib") \
+                from None
         train_flg = not args.eval
-        if ":" in args.target:
-            case = target_cases(args.target, (train_flg,), shape=args.shape, seed=args.seed)[0]
-        else:
-            case = builtin_case(args.target, train_flg, args.seed)
+        case = command_line_cases(args.target, (train_flg,), shape=args.shape,
+                                  seed=args.seed)[0]
         layer, x = case.build()
         sweep = step_sweep(layer, x, target=args.wrt, train_flg=train_flg,
                            methods=tuple(dict.fromkeys(args.method or ["central"])),
@@ -280,3 +258,10 @@ def main(argv=None):
                       f"{sweep.default[m].verdict}, smallest error at h={best.get(m, np.nan):.0e}"
                       for m in sweep.errors))
     return 0
+
+
+def main(argv=None):
+    """``gradcheck plot ARGS`` (the same as ``gradcheck.gate.cli.main(["plot", *ARGS])``)."""
+    from gradcheck.gate.cli import main as gradcheck_main
+
+    return gradcheck_main(["plot", *(sys.argv[1:] if argv is None else argv)])

@@ -1,14 +1,19 @@
-"""Running the gate's checks: the results table, the progress display, the JSON report."""
+"""Running the gate's checks: the progress display, the printed results, the JSON report."""
 
 import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import numpy as np
+from rich.text import Text
 
 from gradcheck.check import check_layer
+from gradcheck.gate.annotations import source_of
 from gradcheck.gate.targets import UsageError
+from gradcheck.render import (LEGEND, count_verdicts, detail_lines, failure_headline,
+                              report_verdict, results_table, wrap)
 
 #: Version of the layout of the ``--json`` document (see docs/report-format.md).
 JSON_SCHEMA_VERSION = 1
@@ -122,83 +127,97 @@ def _set_instance_attr(obj, name, value):
     return True
 
 
-def _new_table():
-    from rich.table import Table
+class Outcome(NamedTuple):
+    """One check of a gate run: its label, report, wall time and the layer's source lines."""
 
-    table = Table(show_edge=False, header_style="bold")
-    for col in ("layer", "input shape", "mode", "target", "max rel err", "max abs err",
-                "atol", "rtol", "verdict"):
-        table.add_column(col, no_wrap=True,
-                         justify="left" if col in ("layer", "mode", "target", "verdict")
-                         else "right")
-    return table
+    label: str
+    report: object  # GradCheckReport
+    seconds: float
+    source: Optional[dict] = None  # {"forward": SourceLine | None, "backward": ...}
 
-
-def _add_rows(table, label, report, verbose):
-    for r in report.results:
-        style = "" if r.passed else "bold red"
-        table.add_row(label, "x".join(map(str, report.input_shape)), report.mode, r.name,
-                      f"{r.max_rel_error:.2e}", f"{r.max_abs_error:.2e}", f"{r.atol:.1e}",
-                      f"{r.rtol:.1e}", r.verdict + (" (marginal)" if r.marginal else ""),
-                      style=style)
-    for f in report.findings:
-        table.add_row(label, "", report.mode, f.target or "",
-                      "", "", "", "", ("FAIL: " if f.failure else "note: ") + f.kind,
-                      style="bold red" if f.failure else "yellow")
-    if verbose or not report.passed:
-        table.add_section()
+    @property
+    def case(self):
+        """The table's case column: ``"label mode"``."""
+        return f"{self.label} {self.report.mode}"
 
 
 def run_checks(cases, options, *, console, progress_console, quiet=False, verbose=False,
                progress_delay=1.0):
-    """Run every case; print the table (failures in red) and a summary line.
+    """Run every case; print the table (verdicts coloured) and the summary line.
 
     Returns
     -------
-    list of (Case, GradCheckReport, float)
-        Every case, its report and the seconds it took.
+    list of Outcome
+        Every case's label, report, the seconds it took and its source lines.
     """
-    table, reports, t0 = _new_table(), [], time.perf_counter()
+    outcomes, t0 = [], time.perf_counter()
     enabled = not quiet and progress_console.is_terminal
     with CheckProgress(progress_console, len(cases), enabled, progress_delay) as progress:
         for case in cases:
             t_case = time.perf_counter()
             layer, x = case.build()
+            source = source_of(layer)
             mode = "train" if case.train_flg else "eval"
             with progress.check(f"{case.label} {mode}", layer, x,
                                 options.get("method", "central")):
                 report = check_layer(layer, x, train_flg=case.train_flg, **options)
-            reports.append((case, report, time.perf_counter() - t_case))
-            _add_rows(table, case.label, report, verbose)
-    elapsed = time.perf_counter() - t0
-    failed = sum(not r.passed for _, r, _ in reports)
-    if not quiet:
-        console.print(table)
-        for case, report, _ in reports:
-            if verbose or not report.passed:
-                console.print(f"\n[bold]{case.label}[/bold]", highlight=False)
-                console.print(str(report), highlight=False, markup=False)
-    n = len(reports)
-    summary = (f"gradcheck: {n - failed} of {n} checks passed, {failed} failed "
-               f"({sum(len(r.results) for _, r, _ in reports)} targets, {elapsed:.1f} s)")
-    console.print(summary, style="bold red" if failed else "bold green", highlight=False)
-    return reports
+            outcomes.append(Outcome(case.label, report, time.perf_counter() - t_case, source))
+    print_outcomes(console, outcomes, quiet=quiet, verbose=verbose,
+                   elapsed=time.perf_counter() - t0)
+    return outcomes
 
 
-def json_document(reports, source):
+def print_outcomes(console, outcomes, *, quiet=False, verbose=False, elapsed=0.0):
+    """The table, the notes, the details of what did not pass, and the summary line."""
+    width = console.width
+    if not quiet and outcomes:
+        console.print(results_table([(o.case, o.report) for o in outcomes], width=width,
+                                    verbose=verbose, color=not console.no_color))
+        console.print("\n".join(wrap([LEGEND], width)), style="dim")
+        for o in outcomes:
+            detailed = verbose or report_verdict(o.report) != "PASS"
+            if detailed:
+                lines = failure_headline(o.report) if not o.report.passed else []
+                lines += detail_lines(o.report, only_failing=not verbose)
+                console.print(Text(f"\n{o.case}", style="bold"))
+                console.print(Text("\n".join(wrap(lines, width))))
+            else:
+                for f in o.report.findings:
+                    console.print(Text("\n".join(wrap([f"note: {o.case}: {f.message}"], width)),
+                                       style="yellow"))
+    console.print(Text(summary_line(outcomes, elapsed),
+                       style="bold green" if all(o.report.passed for o in outcomes)
+                       else "bold red"))
+
+
+def _plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def summary_line(outcomes, elapsed):
+    """``gradcheck: 65 checks (177 targets): 64 passed, 1 failed, 0 inconclusive (4.2 s)``."""
+    counts = count_verdicts(o.report for o in outcomes)
+    targets = sum(len(o.report.results) for o in outcomes)
+    return (f"gradcheck: {_plural(len(outcomes), 'check')} ({_plural(targets, 'target')}): "
+            f"{counts['PASS']} passed, "
+            f"{counts['FAIL']} failed, {counts['INCONCLUSIVE']} inconclusive ({elapsed:.1f} s)")
+
+
+def json_document(outcomes, source):
     """The ``--json`` document (schema version :data:`JSON_SCHEMA_VERSION`)."""
     from gradcheck import __version__
 
-    failed = sum(not r.passed for _, r, _ in reports)
+    counts = count_verdicts(o.report for o in outcomes)
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "gradcheck_version": __version__,
         "source": source,
-        "passed": failed == 0,
-        "summary": {"checks": len(reports), "passed": len(reports) - failed, "failed": failed,
-                    "targets": sum(len(r.results) for _, r, _ in reports)},
-        "checks": [dict(r.to_dict(), label=case.label, seconds=round(t, 6))
-                   for case, r, t in reports],
+        "passed": all(o.report.passed for o in outcomes),
+        "summary": {"checks": len(outcomes), "passed": counts["PASS"],
+                    "failed": counts["FAIL"], "inconclusive": counts["INCONCLUSIVE"],
+                    "targets": sum(len(o.report.results) for o in outcomes)},
+        "checks": [dict(o.report.to_dict(), label=o.label, seconds=round(o.seconds, 6))
+                   for o in outcomes],
     }
 
 
@@ -210,5 +229,6 @@ def write_text(option, path, text):
         raise UsageError(f"{option} {path}: {exc.strerror}") from exc
 
 
-def write_json(path, reports, source):
-    write_text("--json", path, json.dumps(json_document(reports, source), indent=2) + "\n")
+def write_json(path, outcomes, source):
+    """Write the ``--json`` document of ``outcomes`` to ``path``."""
+    write_text("--json", path, json.dumps(json_document(outcomes, source), indent=2) + "\n")

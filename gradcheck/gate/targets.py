@@ -5,6 +5,7 @@ and a mode. Factories are resolved (imported) before any check runs, so a
 missing module or factory is reported before work is done.
 """
 
+import difflib
 import importlib
 import importlib.util
 import os
@@ -99,19 +100,26 @@ def target_cases(target, modes, *, shape=None, seed=0, label=None, search_path=(
         except (Exception, SystemExit) as exc:  # sys.exit() in user code must not pass
             raise UsageError(f"{label}: the factory raised {type(exc).__name__}: {exc}",
                              show_cause=True) from exc
-        if isinstance(made, tuple) and len(made) == 2:
-            return made
-        if isinstance(made, tuple) or not callable(getattr(made, "forward", None)):
-            what = (f"a tuple of {len(made)}" if isinstance(made, tuple)
-                    else type(made).__name__)
-            raise UsageError(f"{label}: the factory returned {what}; expected a layer (with "
-                             "forward and backward) or a (layer, x) pair")
-        if shape is None:
-            raise UsageError(f"{label}: the factory returned a layer without an input; return "
-                             "(layer, x), or give --shape N,D or --shape N,C,H,W")
-        return made, np.random.default_rng(seed).standard_normal(shape)
+        return layer_and_input(made, label, shape, seed)
 
     return [Case(label, build, m) for m in modes]
+
+
+def layer_and_input(made, label, shape, seed):
+    """``(layer, x)`` from what a factory returned: a pair, or a layer and ``--shape``."""
+    if isinstance(made, tuple) and len(made) == 2:
+        if shape is not None:
+            raise UsageError(f"{label}: --shape applies to a factory that returns a layer "
+                             "alone; this one returns (layer, x) with its own input")
+        return made
+    if isinstance(made, tuple) or not callable(getattr(made, "forward", None)):
+        what = f"a tuple of {len(made)}" if isinstance(made, tuple) else type(made).__name__
+        raise UsageError(f"{label}: the factory returned {what}; expected a layer (with "
+                         "forward and backward) or a (layer, x) pair")
+    if shape is None:
+        raise UsageError(f"{label}: the factory returned a layer without an input; return "
+                         "(layer, x), or give --shape N,D or --shape N,C,H,W")
+    return made, np.random.default_rng(seed).standard_normal(shape)
 
 
 def config_cases(config, modes, seed):
@@ -126,21 +134,70 @@ def config_cases(config, modes, seed):
     return cases
 
 
-def builtin_cases(modes, seed):
-    """``[Case]`` of the built-in suite (every layer configuration) in ``modes``."""
+def is_builtin_name(target):
+    """A TARGET without ``:`` that does not look like a path names a built-in case."""
+    return ":" not in target and "/" not in target and "\\" not in target \
+        and not target.endswith(".py")
+
+
+def builtin_names():
+    """The names of the built-in layer configurations, in suite order."""
+    from gradcheck.gate.suite import SPECS
+
+    return [s.name for s in SPECS]
+
+
+def _unknown_builtin(name, modes=None):
+    names = builtin_names()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    mode = f" in {'train' if modes[0] else 'eval'} mode" if modes and len(modes) == 1 else ""
+    if name in names:
+        return UsageError(f"built-in layer {name!r} has no check{mode}")
+    return UsageError(f"no built-in layer {name!r}{hint}; gradcheck --list lists them "
+                      "(a factory is MODULE:FACTORY or path/to/file.py:FACTORY)")
+
+
+def builtin_cases(modes, seed, names=None):
+    """``[Case]`` of the built-in suite in ``modes``; only the configurations ``names``
+    when given (an unknown name is a :class:`UsageError` suggesting the nearest)."""
     from gradcheck.gate.suite import builtin_cases as cases
 
-    return [Case(c.spec.name, c.build, c.train_flg) for c in cases(seed=seed)
-            if c.train_flg in modes]
+    for name in names or ():
+        if name not in builtin_names():
+            raise _unknown_builtin(name)
+    chosen = [Case(c.spec.name, c.build, c.train_flg) for c in cases(seed=seed)
+              if c.train_flg in modes and (names is None or c.spec.name in names)]
+    if names and not chosen:
+        raise _unknown_builtin(names[0], modes)
+    return chosen
 
 
-def builtin_case(name, train_flg, seed):
-    """The first built-in case of the layer configuration ``name`` (for ``gradcheck plot``)."""
-    from gradcheck.gate.suite import SPECS, builtin_cases as cases
+#: A ``--shape`` given where it cannot apply.
+SHAPE_NOT_APPLICABLE = ("--shape applies to a TARGET factory that returns a layer alone; "
+                        "built-in cases and configured targets have their own inputs")
 
-    for c in cases(seed=seed):
-        if c.spec.name == name and c.train_flg == train_flg:
-            return Case(c.spec.name, c.build, c.train_flg)
-    known = ", ".join(s.name for s in SPECS)
-    raise UsageError(f"no built-in layer {name!r} in {'train' if train_flg else 'eval'} mode; "
-                     f"built-in layers: {known}")
+
+def command_line_cases(target, modes, *, shape=None, seed=0):
+    """``[Case]`` for a TARGET given on the command line: a built-in case's name (all its
+    shapes in ``modes``) or a ``MODULE:FACTORY`` (one case per mode)."""
+    if is_builtin_name(target):
+        if shape is not None:
+            raise UsageError(SHAPE_NOT_APPLICABLE)
+        return builtin_cases(modes, seed, names=[target])
+    return target_cases(target, modes, shape=shape, seed=seed)
+
+
+def builtin_listing():
+    """``gradcheck --list``: one line per built-in configuration (name, shapes, modes, notes)."""
+    from gradcheck.gate.suite import SPECS, UNAVAILABLE
+
+    width = max(len(s.name) for s in SPECS)
+    lines = []
+    for s in SPECS:
+        shapes = " ".join("x".join(map(str, shape)) for shape in s.shapes)
+        modes = "/".join("train" if m else "eval" for m in s.modes)
+        lines.append(f"{s.name:<{width}}  {modes:<10}  {shapes}" + (f"  ({s.notes})"
+                                                                    if s.notes else ""))
+    lines += [f"{name:<{width}}  not available: {reason}" for name, reason in UNAVAILABLE]
+    return lines

@@ -19,29 +19,10 @@ def _set_run_options(options):
 
 
 def failure_message(report, run_options=None):
-    """The text of a failed check: one line naming what failed, then the report's table."""
-    lines = [f"gradient check failed: {report.layer} {tuple(report.input_shape)} "
-             f"{report.dtype}, {report.mode} mode"]
-    for r in report.results:
-        if not r.passed:
-            lines.append(
-                f"  target {r.name!r} at index {tuple(r.worst_index)}: numerical "
-                f"{r.worst_numerical:.10g}, analytic {r.worst_analytic:.10g} (max abs error "
-                f"{r.max_abs_error:.3g}, max rel error {r.max_rel_error:.3g}; atol "
-                f"{r.atol:.2g}, rtol {r.rtol:.2g})")
-    for f in report.findings:
-        if f.failure:
-            lines.append(f"  {f.kind}: {f.message}")
-    text = str(report)
-    lines += ["", text]
-    if run_options:
-        lines.append("run-wide options from the command line: " + " ".join(
-            f"--gradcheck-{k}={v}" for k, v in sorted(run_options.items())))
-    if "hint:" not in text:
-        lines.append("hint: an error far above the tolerance at the named index is a wrong "
-                     "backward; one near it (marginal) may be the step: try "
-                     "method='richardson'")
-    return "\n".join(lines)
+    """The text of a failed check: the lines naming what failed, then the report's table."""
+    from gradcheck.render import failure_text
+
+    return failure_text(report, run_options)
 
 
 def assert_gradients(layer, x, **options):
