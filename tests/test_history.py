@@ -180,17 +180,25 @@ def test_stale_state_inside_a_network_is_named_by_its_path():
         "train-mode forward"]
 
 
-class Untraceable(seed_bn.BatchNormalization):
-    """The seed's class, but no subclass of it can be made: the tracer falls back to poisoning."""
+class Registry(type):
+    """A metaclass that registers every class made with it (the tracer must not)."""
 
-    def __init_subclass__(cls, **kwargs):
-        raise TypeError("final class")
+    classes = []
+
+    def __init__(cls, name, bases, namespace):
+        super().__init__(name, bases, namespace)
+        Registry.classes.append(cls)
+
+
+class Untraceable(seed_bn.BatchNormalization, metaclass=Registry):
+    """The seed's class with a custom metaclass: the tracer falls back to poisoning."""
 
 
 def test_untraceable_layer_falls_back_to_poisoning():
     bn, x = seed_bn.make()
     bn.__class__ = Untraceable
     found = history(check_layer(bn, x, train_flg=False))
+    assert Registry.classes == [Untraceable] and type(bn) is Untraceable
     assert len(found) == 1 and found[0].kind == "stale-state", found
     # without a trace there is no read order, and a rewrite with the same value
     # (batch_size = 8) is not seen as a write: the three arrays are named
@@ -425,6 +433,27 @@ class FreesItsCacheForGood(Affine):
         dx = super().backward(dout)
         del self.x
         return dx
+
+
+class Registered(CachedDx):
+    """A class whose base registers its subclasses: tracing must leave the registry alone."""
+
+    registry = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Registered.registry.append(cls)
+
+
+def test_tracing_leaves_init_subclass_registries_alone():
+    class Child(Registered):
+        pass
+    assert Registered.registry == [Child]
+    found = history(check_layer(Child(), X))
+    assert [f.kind for f in found] == ["backward-history"]  # traced: `cache` is named
+    assert "`cache`" in found[0].message
+    assert Registered.registry == [Child] and "__init_subclass__" in vars(Registered)
+    assert "__init_subclass__" not in vars(Child)
 
 
 def test_a_backward_that_frees_its_cache_is_a_note_not_a_failure():

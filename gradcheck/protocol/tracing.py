@@ -9,17 +9,33 @@ write reads state left behind by an earlier call. The original classes are
 back when the call returns or raises, KeyboardInterrupt included (and
 :class:`~gradcheck.protocol.state.StateSnapshot` restores classes too).
 
-Objects whose class cannot be swapped (extension types) are listed in
-``untraced``; callers fall back to poisoning their attributes.
+Objects whose class cannot be swapped (extension types, classes with a
+custom metaclass) are listed in ``untraced``; callers fall back to poisoning
+their attributes.
 """
 
+import abc
 import contextlib
 
 from gradcheck.protocol.state import slot_names
 
+_MISSING = object()
+
 
 def _tracing_class(cls, tracer):
-    """A subclass of ``cls`` that reports instance-attribute accesses to ``tracer``."""
+    """A subclass of ``cls`` that reports instance-attribute accesses to ``tracer``.
+
+    Made without side effects on the user's classes: only for the plain
+    metaclasses (a custom one may register every subclass), and with the
+    ``__init_subclass__`` hooks of ``cls``'s bases silenced while it is made.
+
+    Raises
+    ------
+    TypeError
+        ``cls`` cannot be subclassed this way (the caller does not trace it).
+    """
+    if type(cls) not in (type, abc.ABCMeta):
+        raise TypeError(f"{cls.__name__} has a custom metaclass")
     get, set_, delete = cls.__getattribute__, cls.__setattr__, cls.__delattr__
     slots = frozenset(slot_names(cls))
 
@@ -41,7 +57,17 @@ def _tracing_class(cls, tracer):
     namespace = {"__getattribute__": __getattribute__, "__setattr__": __setattr__,
                  "__delattr__": __delattr__, "__slots__": (), "__module__": cls.__module__,
                  "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
-    return type(cls)(cls.__name__, (cls,), namespace)
+    own = cls.__dict__.get("__init_subclass__", _MISSING)
+    hooked = any("__init_subclass__" in k.__dict__ for k in cls.__mro__[:-1])
+    if hooked:
+        type.__setattr__(cls, "__init_subclass__", classmethod(lambda c, **kw: None))
+    try:
+        return type(cls)(cls.__name__, (cls,), namespace)
+    finally:
+        if hooked and own is _MISSING:
+            type.__delattr__(cls, "__init_subclass__")
+        elif hooked:
+            type.__setattr__(cls, "__init_subclass__", own)
 
 
 def _is_instance_attr(obj, name, slots):
