@@ -10,7 +10,7 @@ from gradcheck.protocol.adapter import LayerAdapter, check_params_mapping, get_a
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
-                                check_verdict_options)
+                                check_verdict_options, check_writable)
 from gradcheck.errors import GradCheckInputError
 from gradcheck.report import Finding, GradCheckReport
 
@@ -45,7 +45,8 @@ class Options:
 def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 method="central", strategy="elementwise", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,
-                executor=None, min_resolution=1e-3, inconclusive="fail", expect_zero=()):
+                executor=None, min_resolution=1e-3, inconclusive="fail", expect_zero=(),
+                sequence=True):
     """Check a layer's analytic ``backward`` against finite differences.
 
     The scalar checked is ``L = sum(forward(x) * dout)``: ``backward(dout)``
@@ -132,6 +133,13 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         structure (a bias right before a train-mode batch normalisation):
         they PASS when numerical and analytic gradients are both zero to
         within the stated resolution, instead of being INCONCLUSIVE.
+    sequence : bool, default True
+        Also run the sequence check (:mod:`gradcheck.protocol.history`): the
+        layer called as a training loop calls it, a step then a second input
+        without restoring in between, ``backward`` twice and with ``2 * dout``;
+        backwards that depend on history, read state left over from an
+        earlier call or leave NaN state are findings of their own. ``False``
+        skips it.
 
     Returns
     -------
@@ -169,7 +177,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     wrt = check_options(name, method=method, strategy=strategy, eps=eps, atol=atol, rtol=rtol,
                         seed=seed, wrt=wrt, train_flg=train_flg)
     check_engine_options(name, samples=samples, probes=probes, precision=precision,
-                         nondet_tol=nondet_tol, n_jobs=n_jobs, executor=executor)
+                         nondet_tol=nondet_tol, n_jobs=n_jobs, executor=executor,
+                         sequence=sequence)
     expect_zero = check_verdict_options(name, min_resolution=min_resolution,
                                         inconclusive=inconclusive, expect_zero=expect_zero)
     adapter = LayerAdapter(layer, train_flg)
@@ -199,8 +208,14 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                                  precision, findings)
         problem = Problem(adapter, xw, dout_w, params, wrt, snapshot, findings, seed=opts.seed,
                           nondet_tol=opts.nondet_tol)
+        for t in problem.targets:
+            if t.kind != "input":
+                check_writable(t.array, layer=name, target=t.name, what=f"parameter {t.name!r}")
         _check_expect_zero(problem, opts)
         results = run_strategy(problem, strategy, opts)
+        if sequence:
+            from gradcheck.protocol.history import check_history
+            check_history(problem, results, opts)
         snapshot.restore_all()
         return GradCheckReport(
             layer=name, input_shape=tuple(xw.shape), dtype=str(xw.dtype),

@@ -52,8 +52,12 @@ def _positive_int(value, label, name):
     return int(value)
 
 
-def check_engine_options(name, *, samples, probes, precision, nondet_tol, n_jobs, executor):
+def check_engine_options(name, *, samples, probes, precision, nondet_tol, n_jobs, executor,
+                         sequence=True):
     """Raise :class:`GradCheckInputError` for an invalid engine option."""
+    if not isinstance(sequence, (bool, np.bool_)):
+        raise GradCheckInputError(f"sequence must be True or False; got {sequence!r}",
+                                  layer=name)
     _positive_int(samples, "samples", name)
     _positive_int(probes, "probes", name)
     if precision not in PRECISIONS:
@@ -136,3 +140,35 @@ def check_verdict_options(name, *, min_resolution, inconclusive, expect_zero):
         raise GradCheckInputError(
             f"expect_zero must be a list of target names; got {expect_zero!r}", layer=name)
     return names
+
+
+def _may_overlap(arr):
+    """Whether two elements of ``arr`` can share memory (stride 0, or strides that interleave)."""
+    extent = arr.itemsize
+    for n, s in sorted(((n, abs(s)) for n, s in zip(arr.shape, arr.strides) if n > 1),
+                       key=lambda t: t[1]):
+        if s < extent:
+            return True
+        extent += (n - 1) * s
+    return False
+
+
+def check_writable(arr, *, layer, target, what):
+    """Raise :class:`GradCheckInputError` unless ``arr`` can be perturbed one element at a time.
+
+    The check perturbs a parameter in place and puts it back; a read-only
+    array cannot be written, and in a broadcast view (stride 0, e.g. from
+    ``np.broadcast_to``) one write moves several elements.
+    """
+    fix = f"pass a copy of its own, e.g. layer.{target} = np.array(layer.{target})"
+    if _may_overlap(arr):
+        zero = [ax for ax, (n, s) in enumerate(zip(arr.shape, arr.strides)) if n > 1 and s == 0]
+        how = (f"a broadcast view (stride 0 along axis {', '.join(map(str, zero))})" if zero
+               else "a view whose elements overlap in memory")
+        raise GradCheckInputError(
+            f"{what} is {how}: several of its {arr.size} elements share memory, so perturbing "
+            f"one element would move several; {fix}", layer=layer, target=target)
+    if not arr.flags.writeable:
+        raise GradCheckInputError(
+            f"{what} is read-only (flags.writeable is False): the check perturbs it in place, "
+            f"one element at a time, and restores it; {fix}", layer=layer, target=target)

@@ -173,6 +173,21 @@ def _param(value):
     return layer
 
 
+class SecondCallRaises(Scale):
+    """Its forward works once: a training loop's second call raises."""
+
+    def forward(self, x, train_flg=True):
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls > 1:
+            raise RuntimeError("cache full")
+        return super().forward(x)
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
 def _x_with(index, value, base=X):
     x = base.copy()
     x[index] = value
@@ -240,6 +255,9 @@ TRIGGERS = {
     "param-grad-complex-dtype": _call(_dw_becomes(lambda g: g + 1j)),
     "param-integer": _call(_param(np.arange(1, 4))),
     "param-nan": _call(_param(np.array([1.0, np.inf, 2.0]))),
+    "param-read-only": _call(_param(_read_only(np.linspace(0.5, 1.5, 3)))),
+    "param-broadcast": _call(_param(np.broadcast_to(np.array([1.5]), (3,)))),
+    "second-call-raises": _call(SecondCallRaises()),
     "nan-under-perturbation": _call(Log(), _x_with((1, 0), 1e-9, np.abs(X)), wrt=["x"]),
     "nan-unperturbed": _call(NanOut()),
     "forward-shape-changes": _call(ShapeChanges()),
@@ -263,6 +281,7 @@ TRIGGERS = {
     "option-eps": _call(Scale(), eps=0.0),
     "option-tolerance": _call(Scale(), atol=-1.0),
     "option-wrt": _call(Scale(), wrt=["nope"]),
+    "option-sequence": _call(Scale(), sequence="no"),
     "cli-bad-target": _cli("nocolon"),
     "cli-file-missing": _cli("{tmp}/nofile.py:make"),
     "cli-module-missing": _cli("no_such_module_xyz:make"),

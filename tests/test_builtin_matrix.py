@@ -1,5 +1,8 @@
 """Every built-in layer configuration under every strategy and every method.
 
+Under every strategy, the sequence check finds nothing either (no history,
+stale-state, twice, linearity or non-finite-state finding, not even a note).
+
 (The digits networks, thousands of elements each, run every method in the
 slow sweep of tests/test_digits_networks.py.)"""
 
@@ -8,6 +11,7 @@ import pytest
 from gradcheck import GradCheckInputError, check_layer
 from gradcheck.validate import METHODS, STRATEGIES
 from gradcheck.gate.suite import builtin_cases
+from gradcheck.protocol.history import FINDING_KINDS
 
 CASES = {}
 for _case in builtin_cases():
@@ -22,6 +26,7 @@ def test_every_builtin_layer_passes_every_strategy(case, strategy):
     report = check_layer(layer, x, train_flg=case.train_flg, strategy=strategy, probes=4,
                          samples=16, **case.spec.options)
     assert report.passed, str(report)
+    assert not [f for f in report.findings if f.kind in FINDING_KINDS], str(report)
 
 
 SMALL = {k: c for k, c in CASES.items() if not k[0].startswith("Digits-")}

@@ -76,11 +76,14 @@ def _compare(problem, target, opts):
     real = target.array
     trial = np.arange(min(TRIAL_ELEMENTS, real.size))
     central = _central(problem, target, trial)
-    work = real.astype(np.complex64 if real.dtype == np.float32 else np.complex128)
+    cdtype = np.complex64 if real.dtype == np.float32 else np.complex128
+    work = real.astype(cdtype)
     problem.snapshot.restore_all()
     outer = StateSnapshot(problem.layer)
     if target.kind != "input":
-        outer.substitute({id(real): work})
+        mapping = outer.converted([real], cdtype)  # views of real become complex views
+        work = mapping[id(real)]
+        outer.substitute(mapping)
     try:
         inner = StateSnapshot(problem.layer)
         try:

@@ -19,7 +19,7 @@ from gradcheck.engine.steps import element_steps, tune
 from gradcheck.engine.tolerances import derive, rounding_error
 from gradcheck.engine.verdict import Comparison
 
-__all__ = ["prepare", "compare"]
+__all__ = ["prepare", "rebind", "compare"]
 
 
 def _index_fn(idx, shape):
@@ -60,8 +60,25 @@ class Setup:
 
 
 def prepare(problem, target, opts):
-    """The :class:`Setup` of ``target`` for the method of ``opts``."""
-    return Setup(problem, target, opts, methods.get(opts.method))
+    """The :class:`Setup` of ``target`` for the method of ``opts`` (made once per check)."""
+    cache = problem.__dict__.setdefault("setups", {})
+    key = (target.name, opts.method)
+    if key not in cache:
+        cache[key] = Setup(problem, target, opts, methods.get(opts.method))
+    return cache[key]
+
+
+def rebind(setup, problem, target):
+    """``setup``'s measured noise and steps, evaluated on another state of the layer.
+
+    The sequence check verifies a second call at the post-step state: the same
+    layer and target, so the same noise level and steps apply.
+    """
+    s = object.__new__(Setup)
+    s.__dict__.update(setup.__dict__)
+    s.problem, s.target, s.arr = problem, target, target.array
+    s.evaluate = problem.evaluator(target)
+    return s
 
 
 def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None):

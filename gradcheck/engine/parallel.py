@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+from gradcheck.protocol.state import dumps_shared
 
 __all__ = ["parallel_differences"]
 
@@ -46,7 +47,7 @@ def parallel_differences(problem, setup, idx):
     chunks = [c for c in np.array_split(np.asarray(idx), max(1, workers * 4)) if len(c)]
     problem.snapshot.restore_all()
     try:
-        payload = pickle.dumps((problem.layer, problem.xw, problem.fresh_x,
+        payload = dumps_shared((problem.layer, problem.xw, problem.fresh_x,
                                 problem.adapter.train_flg, problem.dout, setup.target.name,
                                 setup.steps, setup.method.pairs, setup.noise.weights))
     except Exception as exc:

@@ -39,7 +39,7 @@ from gradcheck.engine.refine import RATIO, Refined, StepSearch, search
 from gradcheck.engine.tolerances import derive, rms
 from gradcheck.engine.verdict import Comparison
 
-__all__ = ["comparisons", "localise", "MAX_LOCATED"]
+__all__ = ["comparisons", "directional", "MAX_LOCATED"]
 
 #: Bisection stops after locating this many wrong elements per target.
 MAX_LOCATED = 16
@@ -60,6 +60,17 @@ def comparisons(problem, opts, strategy):
     probes = _probes(problem, opts)
     for target in problem.targets:
         yield target, _compare(problem, target, opts, probes)
+
+
+def directional(problem, target, opts, u, grads, setup):
+    """The :class:`Comparison` of one probe along a random ±1 direction, upstream ``u``.
+
+    ``setup`` brings the target's measured noise and steps (of the main check), so
+    the probe costs two forward calls until it fails (then it is refined and its
+    wrong elements located, as any projection). The sequence check's second call
+    is verified this way.
+    """
+    return _compare(problem, target, opts, [(u, grads)], setup=setup)
 
 
 class _Directional:
@@ -168,8 +179,8 @@ class _ProbeRefiner:
                 float(r.step[0]), kinks, [], ana_masked)
 
 
-def _compare(problem, target, opts, probes):
-    s = prepare(problem, target, opts)
+def _compare(problem, target, opts, probes, setup=None):
+    s = setup or prepare(problem, target, opts)
     d = _Directional(problem, s, probes, opts.seed)
     k = len(probes)
     num, ana, est = (np.array(v) for v in zip(*(d.value(p) for p in range(k))))

@@ -43,7 +43,7 @@ def working_precision(layer, adapter, original, xw, dout, precision, findings):
             f"checked at native precision ({', '.join(dtypes)}) with that dtype's tolerances "
             "(precision='native')"))
         return xw, dout, original
-    original.substitute({id(a): a.astype(np.float64) for a in low})
+    original.substitute(original.converted(low, np.float64))  # views stay views of the upcast
     trial = StateSnapshot(layer)
     x64 = xw.astype(np.float64)
     out = adapter.forward(x64.copy())

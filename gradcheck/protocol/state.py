@@ -2,84 +2,237 @@
 
 A check must evaluate every perturbed forward call on the *same* layer, and
 leave the layer exactly as it found it. :class:`StateSnapshot` walks the
-layer's object graph once (attributes, lists, dicts, nested layers), keeps a
+layer's object graph once (attributes and ``__slots__``, lists, dicts, deques,
+sets, tuples, object arrays, nested layers; no depth or size limit), keeps a
 copy of every array and random-generator state it finds, and can
 
 * tell which slots one forward call changed (:meth:`StateSnapshot.changed`),
   so that only those are put back between calls (a dict update and a few small
   array copies, not a deep copy of the layer per call), and
 * put everything back (:meth:`StateSnapshot.restore_all`): every attribute is
-  the same object as before with bit-identical contents; attributes that did
-  not exist are removed again.
+  the same object as before with bit-identical contents, every object has its
+  class again; attributes that did not exist are removed again.
+
+Aliases survive: an array referenced twice is one slot, and converted copies
+(:meth:`StateSnapshot.converted`, the float64 upcast and the complex step) and
+pickled copies (:func:`dumps_shared`, the parallel workers) keep a view a view
+of the converted base, so perturbing a tied weight moves every alias of it.
 """
 
+import collections
+import io
+import pickle
+import random
 import types
 
 import numpy as np
 
-_ATOMIC = (int, float, complex, str, bytes, bool, type(None))
-_MAX_OBJECTS = 10_000
-
+_ATOMIC = (int, float, complex, str, bytes, bool, type(None), frozenset, range)
 
 _NOT_STATE = (type, types.FunctionType, types.MethodType, types.ModuleType,
               types.BuiltinFunctionType, np.ndarray)
 
+#: Slot kinds that hold references (restored before array contents).
+_CONTAINERS = ("attrs", "slots", "list", "dict", "deque", "set", "objarray")
+
+_UNSET = object()
+_SLOT_NAMES = {}
+
+
+def slot_names(cls):
+    """The ``__slots__`` attribute names of ``cls`` and its bases (name-mangled).
+
+    Returns
+    -------
+    tuple of str
+        Without ``__dict__`` and ``__weakref__``.
+    """
+    try:
+        return _SLOT_NAMES[cls]
+    except (KeyError, TypeError):
+        pass
+    names = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for s in (slots,) if isinstance(slots, str) else slots:
+            if s in ("__dict__", "__weakref__"):
+                continue
+            if s.startswith("__") and not s.endswith("__"):
+                s = f"_{klass.__name__.lstrip('_')}{s}"
+            if s not in names:
+                names.append(s)
+    names = tuple(names)
+    try:
+        _SLOT_NAMES[cls] = names
+    except TypeError:
+        pass
+    return names
+
 
 def _is_walkable_object(obj):
-    """Plain user objects whose ``__dict__`` is layer state (not modules, classes, functions)."""
-    if isinstance(obj, _NOT_STATE):
+    """Plain user objects whose attributes are layer state (not modules, classes, functions)."""
+    if isinstance(obj, _NOT_STATE) or type(obj).__module__ in ("builtins", "numpy"):
         return False
-    d = getattr(obj, "__dict__", None)
-    return isinstance(d, dict) and type(obj).__module__ not in ("builtins", "numpy")
+    return isinstance(getattr(obj, "__dict__", None), dict) or bool(slot_names(type(obj)))
+
+
+def _slot_values(obj):
+    values = {}
+    for name in slot_names(type(obj)):
+        try:
+            values[name] = object.__getattribute__(obj, name)
+        except AttributeError:
+            values[name] = _UNSET
+    return values
+
+
+def _join(path, name):
+    return f"{path}.{name}" if path else name
+
+
+def walk(root):
+    """Every piece of state under ``root``, each object once, depth first.
+
+    Yields
+    ------
+    kind : str
+        ``"attrs"``, ``"slots"``, ``"array"``, ``"objarray"``, ``"generator"``,
+        ``"randomstate"``, ``"pyrandom"``, ``"list"``, ``"dict"``, ``"deque"``
+        or ``"set"``.
+    obj : object
+    path : str
+        How it is reached from ``root`` (``"layers[0].running_mean"``).
+    owner : tuple (object, str) or None
+        The object and attribute name it is reached through (``None`` for ``root``).
+    """
+    seen = set()
+    stack = [(root, "", None)]
+    while stack:
+        v, path, owner = stack.pop()
+        if isinstance(v, _ATOMIC) or id(v) in seen:
+            continue
+        seen.add(id(v))
+        children = []
+        if isinstance(v, np.ndarray):
+            if v.flags.writeable:
+                yield ("objarray" if v.dtype == object else "array"), v, path, owner
+                if v.dtype == object:
+                    children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v.flat)]
+        elif isinstance(v, np.random.Generator):
+            yield "generator", v, path, owner
+        elif isinstance(v, np.random.RandomState):
+            yield "randomstate", v, path, owner
+        elif isinstance(v, random.Random):
+            yield "pyrandom", v, path, owner
+        elif isinstance(v, (list, collections.deque)):
+            yield ("list" if isinstance(v, list) else "deque"), v, path, owner
+            children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v)]
+        elif isinstance(v, dict):
+            yield "dict", v, path, owner
+            children = [(item, f"{path}[{k!r}]", owner) for k, item in list(v.items())]
+        elif isinstance(v, set):
+            yield "set", v, path, owner
+        elif isinstance(v, tuple):
+            children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v)]
+        elif _is_walkable_object(v):
+            items = []
+            if isinstance(getattr(v, "__dict__", None), dict):
+                yield "attrs", v, path, owner
+                items += list(v.__dict__.items())
+            if slot_names(type(v)):
+                yield "slots", v, path, owner
+                items += [(n, x) for n, x in _slot_values(v).items() if x is not _UNSET]
+            children = [(item, _join(path, n), (v, n)) for n, item in items]
+        stack.extend(reversed(children))
+
+
+def _save(kind, obj):
+    if kind == "attrs":
+        return type(obj), dict(obj.__dict__)
+    if kind == "slots":
+        return type(obj), _slot_values(obj)
+    if kind in ("array", "objarray"):
+        return obj.copy()
+    if kind == "generator":
+        return obj.bit_generator.state
+    if kind in ("randomstate", "pyrandom"):
+        return obj.get_state() if kind == "randomstate" else obj.getstate()
+    if kind == "globalrng":
+        return np.random.get_state()
+    return {"dict": dict, "set": set}.get(kind, list)(obj)
+
+
+def _same_items(cur, saved):
+    return cur.keys() == saved.keys() and all(cur[n] is v for n, v in saved.items())
 
 
 class _Slot:
-    """One restorable piece of state."""
+    """One restorable piece of state, with the path it was found at."""
 
-    __slots__ = ("kind", "obj", "saved")
+    __slots__ = ("kind", "obj", "saved", "path", "owner")
 
-    def __init__(self, kind, obj, saved):
-        self.kind = kind
-        self.obj = obj
-        self.saved = saved
+    def __init__(self, kind, obj, path="", owner=None):
+        self.kind, self.obj, self.path, self.owner = kind, obj, path, owner
+        self.saved = _save(kind, obj)
 
     def changed(self):
         k, obj, saved = self.kind, self.obj, self.saved
         if k == "attrs":
-            cur = obj.__dict__
-            return cur.keys() != saved.keys() or any(cur[n] is not v for n, v in saved.items())
+            return type(obj) is not saved[0] or not _same_items(obj.__dict__, saved[1])
+        if k == "slots":
+            return type(obj) is not saved[0] or not _same_items(_slot_values(obj), saved[1])
         if k == "array":
             return not _bitwise_equal(obj, saved)
+        if k == "objarray":
+            return any(a is not b for a, b in zip(obj.flat, saved.flat))
         if k == "generator":
             return obj.bit_generator.state != saved
         if k == "randomstate":
             return not _rs_state_equal(obj.get_state(), saved)
+        if k == "pyrandom":
+            return obj.getstate() != saved
         if k == "globalrng":
             return not _rs_state_equal(np.random.get_state(), saved)
-        if k == "list":
+        if k in ("list", "deque"):
             return len(obj) != len(saved) or any(a is not b for a, b in zip(obj, saved))
         if k == "dict":
-            return obj.keys() != saved.keys() or any(obj[n] is not v for n, v in saved.items())
+            return not _same_items(obj, saved)
+        if k == "set":
+            return obj != saved
         raise AssertionError(k)
 
     def restore(self):
         k, obj, saved = self.kind, self.obj, self.saved
-        if k == "attrs":
-            d = obj.__dict__
-            if d.keys() != saved.keys():
-                d.clear()
-            d.update(saved)
-        elif k == "array":
+        if k in ("attrs", "slots"):
+            if type(obj) is not saved[0]:
+                object.__setattr__(obj, "__class__", saved[0])
+            if k == "attrs":
+                d = obj.__dict__
+                if d.keys() != saved[1].keys():
+                    d.clear()
+                d.update(saved[1])
+            else:
+                for name, value in saved[1].items():
+                    if value is not _UNSET:
+                        object.__setattr__(obj, name, value)
+                    elif hasattr(obj, name):
+                        object.__delattr__(obj, name)
+        elif k in ("array", "objarray"):
             np.copyto(obj, saved, casting="no")
         elif k == "generator":
             obj.bit_generator.state = saved
         elif k == "randomstate":
             obj.set_state(saved)
+        elif k == "pyrandom":
+            obj.setstate(saved)
         elif k == "globalrng":
             np.random.set_state(saved)
         elif k == "list":
             obj[:] = saved
-        elif k == "dict":
+        elif k == "deque":
+            obj.clear()
+            obj.extend(saved)
+        elif k in ("dict", "set"):
             obj.clear()
             obj.update(saved)
 
@@ -100,6 +253,8 @@ def _bitwise_equal(a, b):
         return bool(np.array_equal(a, b, equal_nan=True)
                     and np.array_equal(np.signbit(a.real), np.signbit(b.real)))
     # compare the bytes: NaN equals NaN with the same payload, -0.0 differs from 0.0
+    if a.nbytes <= 65536:  # bytes objects compare 50x faster than a ufunc call on small arrays
+        return a.tobytes() == b.tobytes()
     return bool(np.array_equal(np.ascontiguousarray(a).view(np.uint8),
                                np.ascontiguousarray(b).view(np.uint8)))
 
@@ -114,49 +269,26 @@ class StateSnapshot:
     Parameters
     ----------
     root : object
-        The layer. Its ``__dict__`` is walked recursively: ndarrays (copied),
-        ``numpy.random.Generator``/``RandomState`` (state saved), lists, dicts,
-        tuples and nested objects with a ``__dict__`` (other layers).
+        The layer. Its attributes (``__dict__`` and ``__slots__``) are walked
+        (:func:`walk`): ndarrays (copied), ``numpy.random.Generator``/
+        ``RandomState`` and ``random.Random`` (state saved), lists, dicts,
+        deques, sets, tuples and nested objects (other layers), at any depth.
     include_global_rng : bool, default True
         Also save numpy's global random state (``np.random.get_state``).
+
+    Attributes
+    ----------
+    slots : list of _Slot
+    objects : list of (object, str)
+        The user objects walked (the layer first) and their paths.
     """
 
     def __init__(self, root, include_global_rng=True):
-        self.slots = []
-        self._seen = set()
-        self._visit(root, depth=0)
+        self.slots = [_Slot(kind, obj, path, owner) for kind, obj, path, owner in walk(root)]
+        objects = {id(s.obj): (s.obj, s.path) for s in self.slots if s.kind in ("attrs", "slots")}
+        self.objects = list(objects.values())
         if include_global_rng:
-            self.slots.append(_Slot("globalrng", None, np.random.get_state()))
-        del self._seen
-
-    def _visit(self, v, depth):
-        if isinstance(v, _ATOMIC) or depth > 8 or id(v) in self._seen:
-            return
-        if len(self._seen) > _MAX_OBJECTS:
-            return
-        self._seen.add(id(v))
-        if isinstance(v, np.ndarray):
-            if v.dtype != object and v.flags.writeable:
-                self.slots.append(_Slot("array", v, v.copy()))
-        elif isinstance(v, np.random.Generator):
-            self.slots.append(_Slot("generator", v, v.bit_generator.state))
-        elif isinstance(v, np.random.RandomState):
-            self.slots.append(_Slot("randomstate", v, v.get_state()))
-        elif isinstance(v, list):
-            self.slots.append(_Slot("list", v, list(v)))
-            for item in v:
-                self._visit(item, depth + 1)
-        elif isinstance(v, dict):
-            self.slots.append(_Slot("dict", v, dict(v)))
-            for item in list(v.values()):
-                self._visit(item, depth + 1)
-        elif isinstance(v, tuple):
-            for item in v:
-                self._visit(item, depth + 1)
-        elif _is_walkable_object(v):
-            self.slots.append(_Slot("attrs", v, dict(v.__dict__)))
-            for item in list(v.__dict__.values()):
-                self._visit(item, depth + 1)
+            self.slots.append(_Slot("globalrng", None, "numpy.random"))
 
     def changed(self):
         """Return the slots whose current value differs from the snapshot.
@@ -175,18 +307,44 @@ class StateSnapshot:
             s.restore()
 
     def restore_all(self):
-        """Put back every slot: attributes, containers, array contents, RNG states.
+        """Put back every slot: classes, attributes, containers, array contents, RNG states.
 
         Containers and attributes are restored before array contents, so an
         array that was replaced by a new object is first re-attached, then
         its contents are checked.
         """
         for s in self.slots:
-            if s.kind in ("attrs", "list", "dict"):
+            if s.kind in _CONTAINERS:
                 s.restore()
         for s in self.slots:
-            if s.kind not in ("attrs", "list", "dict") and s.changed():
+            if s.kind not in _CONTAINERS and s.changed():
                 s.restore()
+
+    def written(self, changed=None):
+        """The attributes whose value changed since the snapshot.
+
+        Parameters
+        ----------
+        changed : list of _Slot, optional
+            The result of :meth:`changed`, when already at hand.
+
+        Returns
+        -------
+        set of (int, str)
+            ``(id(obj), name)`` for every attribute of a walked object that
+            was rebound, added or deleted, or under which an array, container
+            or generator was modified in place.
+        """
+        keys = set()
+        for s in self.changed() if changed is None else changed:
+            if s.kind in ("attrs", "slots"):
+                cur = s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)
+                saved = s.saved[1]
+                keys.update((id(s.obj), n) for n in cur.keys() | saved.keys()
+                            if cur.get(n, _UNSET) is not saved.get(n, _UNSET))
+            elif s.owner is not None:
+                keys.add((id(s.owner[0]), s.owner[1]))
+        return keys
 
     def array_slot(self, arr):
         """The slot holding the saved copy of ``arr`` (by identity), or ``None``."""
@@ -199,8 +357,8 @@ class StateSnapshot:
         """Replace, in every walked container, each object whose ``id`` is in ``mapping``.
 
         Used to swap a layer's arrays for working copies (float64 upcasts,
-        complex copies) everywhere they are referenced, aliases included;
-        :meth:`restore_all` puts the originals back.
+        complex copies, see :meth:`converted`) everywhere they are referenced,
+        aliases included; :meth:`restore_all` puts the originals back.
 
         Returns
         -------
@@ -209,20 +367,134 @@ class StateSnapshot:
         """
         count = 0
         for s in self.slots:
-            if s.kind == "attrs":
-                items = s.obj.__dict__
-            elif s.kind in ("dict", "list"):
-                items = s.obj
+            if s.kind in ("attrs", "slots"):
+                items = s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)
+                setter = (items.__setitem__ if s.kind == "attrs"
+                          else (lambda k, v, o=s.obj: object.__setattr__(o, k, v)))
+            elif s.kind in ("dict", "list", "deque"):
+                items, setter = s.obj, s.obj.__setitem__
+            elif s.kind == "objarray":
+                items = s.obj.reshape(-1) if s.obj.flags.c_contiguous else None
+                if items is None:
+                    continue
+                setter = items.__setitem__
             else:
                 continue
-            keys = range(len(items)) if isinstance(items, list) else list(items)
+            keys = list(items) if isinstance(items, dict) else range(len(items))
             for k in keys:
                 new = mapping.get(id(items[k]))
                 if new is not None:
-                    items[k] = new
+                    setter(k, new)
                     count += 1
         return count
+
+    def converted(self, arrays, dtype):
+        """Copies of ``arrays`` in ``dtype`` that keep every view a view.
+
+        Every state array that shares memory with one of ``arrays`` (tied
+        weights, ``W`` and ``W.T``, slices of one buffer) and has its dtype is
+        converted too, as the same view of one converted buffer; pass the
+        result to :meth:`substitute`.
+
+        Parameters
+        ----------
+        arrays : list of ndarray
+        dtype : numpy dtype
+
+        Returns
+        -------
+        dict
+            ``{id(original): converted}``.
+        """
+        wanted = {id(a): a for a in arrays}
+        groups = {}
+        for a in list(wanted.values()) + self.arrays():
+            groups.setdefault(id(_owner(a)), []).append(a)
+        mapping = {}
+        for members in groups.values():
+            if not any(id(m) in wanted for m in members):
+                continue
+            dt = {m.dtype for m in members if id(m) in wanted}
+            members = list({id(m): m for m in members if m.dtype in dt}.values())
+            mapping.update(_convert_group(members, np.dtype(dtype)))
+        return mapping
 
     def arrays(self):
         """The arrays found in the walk (the live objects)."""
         return [s.obj for s in self.slots if s.kind == "array"]
+
+
+# -- aliases: views rebuilt over a converted or unpickled buffer ------------------
+
+def _owner(a):
+    """The last ndarray in ``a``'s chain of bases (the one holding the memory)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _byte_layout(a, owner):
+    """``(offset, strides)`` of ``a`` in bytes of ``owner``'s memory, or ``None``."""
+    if not (owner.flags.c_contiguous or owner.flags.f_contiguous):
+        return None
+    offset = a.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+    lo = offset + sum(min(0, (n - 1) * s) for n, s in zip(a.shape, a.strides))
+    hi = offset + sum(max(0, (n - 1) * s) for n, s in zip(a.shape, a.strides)) + a.itemsize
+    if a.size == 0 or lo < 0 or hi > owner.nbytes:
+        return None
+    return offset, a.strides
+
+
+def _view(flat, offset, shape, strides, dtype, writeable=True):
+    """The array of ``shape``/``strides`` at byte ``offset`` of the 1-D buffer ``flat``."""
+    view = np.ndarray(shape, dtype=dtype, buffer=flat, offset=offset, strides=strides)
+    if not writeable:
+        view.flags.writeable = False
+    return view
+
+
+def _convert_group(members, dtype):
+    """``{id(m): converted m}`` for arrays sharing one owner, as views of one buffer."""
+    owner = _owner(members[0])
+    layouts = [_byte_layout(m, owner) for m in members]
+    old = members[0].dtype
+    ok = all(lay is not None and m.dtype == owner.dtype and
+             all(s % old.itemsize == 0 for s in lay[1]) and lay[0] % old.itemsize == 0
+             for m, lay in zip(members, layouts))
+    if not ok or len(members) == 1:
+        return {id(m): m.astype(dtype) for m in members}
+    flat = owner.ravel(order="K").astype(dtype)
+    scale = dtype.itemsize / old.itemsize
+    return {id(m): _view(flat, int(off * scale), m.shape, tuple(int(s * scale) for s in st),
+                         dtype, m.flags.writeable)
+            for m, (off, st) in zip(members, layouts)}
+
+
+def _rebuild_view(owner, offset, shape, strides, dtype, writeable):
+    return _view(owner.ravel(order="K"), offset, shape, strides, dtype, writeable)
+
+
+class _SharingPickler(pickle.Pickler):
+    """Pickles an ndarray view as (its owner, offset, strides): aliases survive a round trip."""
+
+    def reducer_override(self, obj):
+        if type(obj) is not np.ndarray or obj.base is None:
+            return NotImplemented
+        owner = _owner(obj)
+        layout = _byte_layout(obj, owner) if owner is not obj else None
+        if layout is None or type(owner) is not np.ndarray:
+            return NotImplemented
+        return _rebuild_view, (owner, layout[0], obj.shape, layout[1], obj.dtype,
+                               obj.flags.writeable)
+
+
+def dumps_shared(obj):
+    """``pickle.dumps(obj)``, except that views of one array stay views after loading.
+
+    ``pickle.loads`` reads the result; every ndarray view is rebuilt over its
+    unpickled owner, so tied weights and ``W``/``W.T`` pairs still share memory
+    in a parallel worker.
+    """
+    buf = io.BytesIO()
+    _SharingPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()

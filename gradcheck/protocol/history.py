@@ -1,0 +1,428 @@
+"""The sequence check: bugs that live in state, caught and named.
+
+The gradient check restores the layer before every evaluation, so every call
+it makes is "the first call". A backward that caches its ``dx``, accumulates
+into a persistent buffer or counts its calls passes it. :func:`check_history`
+therefore also runs the layer the way a training loop does, from the check's
+working state and restoring nothing in between:
+
+1. ``forward(x)``, ``backward(dout)``: in train mode when the check is in eval
+   mode and ``forward`` takes ``train_flg`` (a training step before evaluation);
+2. an optimizer step on every parameter, ``p <- p * (1 - 0.01 sign(dp))``
+   (relative, so no element changes sign);
+3. ``forward(x2)`` in the check's mode, ``x2`` being ``x`` with its first
+   (batch) axis reversed, and ``backward(d2)`` with an independent random ``d2``
+   (the check's own ``dout`` when the output is a scalar);
+4. ``backward(d2)`` once more on the same forward;
+5. ``backward(2 * d2)`` from the state right after ``forward(x2)``.
+
+Calls 1 and 3-4 are traced (:mod:`gradcheck.protocol.tracing`). The findings,
+each of its own kind and never a gradient mismatch:
+
+=====================  ======================================================
+``nonfinite-state``    call 1 leaves NaN/inf in an array the next forward reads
+``stale-state``        call 3's backward reads attributes left over from call 1
+                       (:mod:`gradcheck.protocol.stale`), named
+``backward-history``   call 3's gradient fails a finite-difference check at
+                       ``x2`` from the post-step state (one random projection
+                       per target), though the pure check passed; classified:
+                       the first call's gradient returned again, accumulated
+                       into a buffer, scaled by the number of calls
+``backward-twice``     call 4 differs from call 3
+``backward-nonlinear`` call 5 differs from twice call 3 (only a note for a
+                       scalar output: a loss layer's backward may ignore dout)
+=====================  ======================================================
+
+At most one of the last three per target, and none for a target whose pure
+check failed (its gradient is wrong anyway). Everything is restored afterwards.
+Cost: 2 forward and 4 backward calls, 2 state snapshots, and 2 forward calls
+per target for the finite-difference probes (``benchmarks/bench_sequence.py``:
+0.3-4 % of a default check on typical sizes).
+"""
+
+import contextlib
+from dataclasses import replace
+
+import numpy as np
+
+from gradcheck.errors import GradCheckInputError, LayerCallError
+from gradcheck.protocol.adapter import LayerAdapter, get_attr
+from gradcheck.protocol.problem import _close
+from gradcheck.protocol.stale import Leftovers, stale_message
+from gradcheck.protocol.state import StateSnapshot
+from gradcheck.protocol.tracing import AccessTracer
+from gradcheck.report import Finding
+
+#: Relative learning rate of the optimizer step between the two calls.
+LEARNING_RATE = 1e-2
+#: ``backward(LINEARITY * dout)`` must be ``LINEARITY * backward(dout)`` (a power of 2: exact).
+LINEARITY = 2.0
+_NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
+#: The kinds of finding the sequence check makes.
+FINDING_KINDS = ("nonfinite-state", "stale-state", "backward-history", "backward-twice",
+                 "backward-nonlinear", "sequence-skipped", "sequence-note")
+
+
+def check_history(run, results, opts):
+    """Run the sequence check after the gradient check; append its findings to ``run.findings``.
+
+    Parameters
+    ----------
+    run : Problem
+        The check (its layer, working input, ``dout``, parameters, targets,
+        working-state snapshot and findings).
+    results : tuple of TargetResult
+        The gradient check's verdicts: a target that failed gets no history finding.
+    opts : gradcheck.check.Options
+
+    Raises
+    ------
+    GradCheckInputError
+        The layer's own error on a call of the sequence (the message says so
+        and that ``sequence=False`` skips the check).
+    """
+    run.opts = opts
+    if any(f.failure and f.kind in _NONDETERMINISTIC for f in run.findings):
+        run.findings.append(Finding(
+            "sequence-skipped", False, "sequence check skipped: the layer is not "
+            "deterministic, so a second call cannot be compared with a first"))
+        return
+    try:
+        run.findings.extend(_Sequence(run, results).findings())
+    except GradCheckInputError as exc:
+        text = str(exc).split(": ", 1)[-1] if exc.layer else str(exc)
+        raise type(exc)(f"{text} (in the sequence check, a second forward/backward without "
+                        "restoring the state; sequence=False skips it)",
+                        layer=exc.layer, target=exc.target) from (exc.__cause__ or exc)
+    finally:
+        run.snapshot.restore_all()
+
+
+class _Sequence:
+    """The calls of one sequence check and what they found."""
+
+    def __init__(self, run, results):
+        self.run, self.layer = run, run.layer
+        self.modes = run.adapter.flag_mode is not None
+        self.train_step = True if self.modes else run.adapter.train_flg
+        self.judged = [r.name for r in results if r.passed]
+        self.tracer = AccessTracer(run.snapshot.objects)
+        self.objects = {id(o): o for o, _ in run.snapshot.objects}
+        self.rng = np.random.default_rng([run.seed, 11])
+        self.written = {}
+
+    # -- calls ---------------------------------------------------------------
+    def forward(self, x, train, phase=None):
+        adapter = self.run.adapter
+        if train != adapter.train_flg:
+            adapter = LayerAdapter(self.layer, train)
+        with self.tracer.trace(phase) if phase else contextlib.nullcontext():
+            out = np.array(adapter.forward(x.copy()), copy=True)
+        if adapter is not self.run.adapter:
+            self.run.adapter.forward_calls += adapter.forward_calls
+        return out
+
+    def backward(self, dout, phase=None):
+        """``{target: gradient as float64, or None}`` after one ``backward(dout)``."""
+        run = self.run
+        with self.tracer.trace(phase) if phase else contextlib.nullcontext():
+            dx, _ = run.adapter.backward(dout, run.xw.shape, run.xw.dtype)
+        grads = {"x": np.array(dx, dtype=np.float64)}
+        for p, g in run.params.items():
+            value = get_attr(self.layer, g)
+            grads[p] = np.array(value, dtype=np.float64) if isinstance(value, np.ndarray) \
+                else None
+        return grads
+
+    def mode(self, train):
+        return ("train-mode " if train else "eval-mode ") if self.modes else ""
+
+    # -- the sequence --------------------------------------------------------
+    def findings(self):
+        run = self.run
+        notes = self._first_call()
+        _optimizer_step(self.layer, run.params, self.g1)
+        self.mid = StateSnapshot(self.layer)
+        self.x2 = np.ascontiguousarray(run.xw[::-1]) if run.xw.ndim and len(run.xw) > 1 \
+            else run.xw.copy()
+        self.out2 = self.forward(self.x2, run.adapter.train_flg, "f2")
+        self.dirty = self.mid.changed()
+        self.written["f2"] = self.mid.written(self.dirty)
+        broken = self._nonfinite()
+        if broken:
+            return notes + broken
+        # a scalar output (a loss) keeps the check's dout: a terminal loss layer's backward
+        # may assume its own dout, and the history bugs show on x2 alone
+        dout = run.dout.reshape(run.out_shape)
+        scalar = self.out2.size == 1 and self.out2.shape == dout.shape
+        self.d2 = dout.copy() if scalar else self._random(self.out2)
+        self.after = StateSnapshot(self.layer)
+        self.g2 = self.backward(self.d2, "b2")
+        try:
+            g_twice = self.backward(self.d2, "b3")
+        except LayerCallError as exc:  # a backward that frees its cache, as PyTorch's graph
+            g_twice = {}
+            notes.append(Finding("sequence-note", False, (
+                f"backward called twice after one forward raised ({str(exc).split(': ', 1)[-1]})"
+                "; a backward that frees its cache cannot run twice, so this was not checked")))
+        self.after.restore_all()
+        g_scaled = self.backward(LINEARITY * self.d2)
+        self.after.restore_all()  # the leftovers are judged on the state backward starts from
+        leftovers = Leftovers(self.tracer, self.written, self.objects, self._protected,
+                              self._changes_backward, self._changes_forward)
+        if leftovers.forward:
+            stale = Finding("stale-state", True, stale_message(
+                leftovers.forward, self.mode(run.adapter.train_flg), self.mode(self.train_step)))
+            return notes + [stale] + self._twice(g_twice, set()) + self._linearity(g_scaled, set())
+        # one finding per target: a recognised history bug, else a backward not linear in
+        # dout (which also fails finite differences with another dout), else the rest
+        history = self._history(leftovers.backward)
+        found = notes + [f for f, recognised in history if recognised]
+        found += self._linearity(g_scaled, {f.target for f in found})
+        flagged = {f.target for f in found if f.failure}
+        found += [f for f, recognised in history if not recognised and f.target not in flagged]
+        return found + self._twice(g_twice, {f.target for f in found if f.failure})
+
+    def _first_call(self):
+        """Call 1 (the training step); in the check's mode if the train-mode call raises."""
+        run, s0 = self.run, self.run.snapshot
+        for attempt in range(2):
+            s0.restore_all()
+            try:
+                out1 = self.forward(run.xw, self.train_step, "f1")
+                self.written["f1"] = s0.written()
+                dout = run.dout.reshape(run.out_shape)
+                d1 = dout if out1.shape == dout.shape else self._random(out1)
+                self.g1 = self.backward(d1, "b1")
+                self.written["b1"] = s0.written()
+                return [] if attempt == 0 else [Finding("sequence-note", False, (
+                    f"sequence check: a train-mode forward/backward raised ({failed}); the "
+                    "first call was made in eval mode instead"))]
+            except LayerCallError as exc:
+                if self.train_step == run.adapter.train_flg:
+                    raise
+                failed, self.train_step = str(exc).split(": ", 1)[-1], run.adapter.train_flg
+
+    def _random(self, out):
+        return self.rng.standard_normal(out.shape).astype(out.dtype, copy=False)
+
+    def _protected(self, key):
+        """Parameters (and aliases of them) and gradient attributes are never stale state."""
+        names = {n.split("[")[0] for pair in self.run.params.items() for n in pair}
+        if key[0] == id(self.layer) and key[1] in names:
+            return True
+        value = getattr(self.objects.get(key[0]), key[1], None)
+        return any(value is get_attr(self.layer, p) for p in self.run.params)
+
+    def _changes_backward(self, obj, name, poison):
+        return self._poisoned_call(obj, name, poison, lambda: self.backward(self.d2), self.g2)
+
+    def _changes_forward(self, obj, name, poison):
+        return self._poisoned_call(obj, name, poison,
+                                   lambda: {"out": self.forward(self.x2, self.run.adapter
+                                                                .train_flg)},
+                                   {"out": self.out2})
+
+    def _poisoned_call(self, obj, name, poison, call, reference):
+        self.after.restore_all()
+        try:
+            object.__setattr__(obj, name, poison)
+            with np.errstate(all="ignore"):
+                got = call()
+        except GradCheckInputError:
+            return True  # the call raised on the poisoned value: it reads it
+        except (AttributeError, TypeError):
+            return False  # cannot be set
+        finally:
+            self.after.restore_all()
+        return any(not _same(got[t], reference[t]) for t in reference)
+
+    # -- findings ------------------------------------------------------------
+    def _nonfinite(self):
+        """``nonfinite-state``: call 1 left NaN/inf in an array the next forward reads."""
+        before = {s.path: s.saved for s in self.run.snapshot.slots if s.kind == "array"}
+        reads = self.tracer.reads("f2")
+        names = []
+        for s in self.mid.slots:
+            if s.kind != "array" or s.saved.dtype.kind not in "fc" or s.owner is None \
+                    or np.isfinite(s.saved).all():
+                continue
+            prev = before.get(s.path)
+            key = (id(s.owner[0]), s.owner[1])
+            if (prev is None or np.isfinite(prev).all()) and (
+                    key in reads or not self.tracer.is_traced(key[0])):
+                names.append(f"`{s.path}`")
+        if names:
+            return [Finding("nonfinite-state", True, (
+                f"a {self.mode(self.train_step)}forward on this input leaves NaN or inf in "
+                f"{', '.join(names)}, finite before the call, and the next forward reads "
+                f"{'them' if len(names) > 1 else 'it'}; the sequence check stopped there"))]
+        if not np.isfinite(self.out2).all():
+            return [Finding("nonfinite-state", True, (
+                f"after one {self.mode(self.train_step)}forward/backward and a parameter "
+                "update, forward returns NaN or inf on a second input; the sequence check "
+                "stopped there"))]
+        return []
+
+    def _grad_name(self, t):
+        return "dx" if t == "x" else self.run.params[t]
+
+    def _history(self, own):
+        """``backward-history``: the second call fails finite differences at ``x2``.
+
+        Returns ``[(Finding, recognised)]``: ``recognised`` when the gradient is the
+        first call's again, accumulated or scaled by the number of calls.
+        """
+        if not self.judged:
+            return []
+        grads = {t: g for t, g in self.g2.items() if g is not None}
+        results = _verify_second_call(self.run, dict(
+            x=self.x2, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
+            dirty=self.dirty), [t for t in self.judged if t in grads])
+        why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
+               "wrote)" if own else "")
+        found = []
+        for t, r in results.items():
+            if not r.passed:
+                what, recognised = _classify(self.g1.get(t), grads[t], r.located)
+                found.append((Finding("backward-history", True, "backward depends on history: "
+                                      + what.format(g=self._grad_name(t)) + why, t), recognised))
+        return found
+
+    def _twice(self, again, flagged):
+        """``backward-twice``: a second backward on the same forward gave another result."""
+        found = []
+        changed = [self.tracer.name(k) for k in self.tracer.first_reads("b3")
+                   if k in self.tracer.writes("b2") and not self._protected(k)]
+        why = f": it changes {', '.join(f'`{n}`' for n in changed)}, which it reads" \
+            if changed else ": it changes state that it reads"
+        for t in self.judged:
+            a, b = self.g2.get(t), again.get(t)
+            if t in flagged or a is None or b is None or _close(a, b, self.run.opts.nondet_tol):
+                continue
+            doubled = " (twice the first: it accumulates or counts its calls)" \
+                if a.shape == b.shape and np.allclose(b, 2 * a, rtol=1e-6, atol=0) else ""
+            found.append(Finding("backward-twice", True, (
+                f"backward called twice after one forward returned another {self._grad_name(t)} "
+                f"the second time (max difference {_max_diff(a, b):.3g}){doubled}{why}"), t))
+        return found
+
+    def _linearity(self, scaled, flagged):
+        """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``."""
+        scalar = self.out2.size == 1
+        found = []
+        for t in self.judged:
+            a, b = self.g2.get(t), scaled.get(t)
+            if t in flagged or a is None or b is None:
+                continue
+            eps = float(np.finfo(self.out2.dtype).eps)
+            tol = np.sqrt(eps) * LINEARITY * float(np.max(np.abs(a), initial=0.0)) \
+                + LINEARITY * self.run.opts.nondet_tol
+            if a.shape == b.shape and np.all(np.abs(b - LINEARITY * a) <= tol):
+                continue
+            note = ("; fine for a terminal loss layer whose backward is only called with "
+                    "dout = 1" if scalar else "")
+            found.append(Finding("backward-nonlinear", not scalar, (
+                f"backward is not linear in dout: backward(2 * dout) returned a "
+                f"{self._grad_name(t)} that differs from 2 * backward(dout) by up to "
+                f"{_max_diff(LINEARITY * a, b):.3g}{note}"), t))
+        return found
+
+
+def _verify_second_call(run, call, targets):
+    """Finite differences of the second call at the post-step state: one probe per target.
+
+    The one use of the engine in this module: a directional check
+    (:func:`gradcheck.engine.projection.directional`, one random ±1 direction,
+    upstream ``d2``) with each target's measured noise and steps from the main
+    check, on a copy of the :class:`~gradcheck.protocol.problem.Problem` that
+    holds the second call (post-step state, ``x2``, its output, its gradients
+    and the state one forward changes). A probe that fails is refined and its
+    wrong elements located, as in any projection, before it counts.
+
+    Parameters
+    ----------
+    run : Problem
+        The gradient check (options in ``run.opts``, parameters, targets).
+    call : dict
+        ``x``, ``out``, ``dout``, ``grads`` (float64, every target), ``state``
+        (the post-step :class:`StateSnapshot`) and ``dirty`` (its slots one
+        forward changes).
+    targets : list of str
+
+    Returns
+    -------
+    dict
+        ``{target: TargetResult}`` for the targets whose probe FAILs.
+    """
+    from gradcheck.engine.elementwise import prepare, rebind
+    from gradcheck.engine.projection import directional
+    from gradcheck.engine.strategies import policy_for
+    from gradcheck.engine.verdict import decide
+    from gradcheck.protocol.problem import Target
+
+    opts = replace(run.opts, probes=1, n_jobs=None, executor=None)
+    step = object.__new__(type(run))
+    step.__dict__.update(run.__dict__)
+    x2 = np.array(call["x"], copy=True)
+    step.__dict__.update(
+        xw=x2, x_ref=x2.copy(), out0=np.asarray(call["out"]).reshape(-1),
+        dout=np.asarray(call["dout"], dtype=run.out0.dtype).reshape(-1),
+        out_shape=np.shape(call["out"]), analytic=call["grads"], snapshot=call["state"],
+        dirty=call["dirty"], findings=[], setups={})
+    step.targets = tuple(Target(t.name, t.kind, x2 if t.kind == "input" else t.array)
+                         for t in run.targets if t.name in targets)
+    call["state"].restore_all()
+    failed = {}
+    for target in step.targets:
+        setup = rebind(prepare(run, run.target(target.name), run.opts), step, target)
+        comp = directional(step, target, opts, step.dout, call["grads"], setup)
+        result = decide(comp, policy_for(opts, target), step.findings)
+        if result.verdict == "FAIL":
+            failed[target.name] = result
+    return failed
+
+
+def _classify(first, second, located):
+    """How the second call's gradient went wrong: ``(template with {g}, recognised)``."""
+    if first is not None and first.shape == second.shape and np.array_equal(first, second) \
+            and np.any(first):
+        return "the second call returned the first call's {g}", True
+    if located:
+        index = tuple(np.array([i for i, _, _ in located]).T)
+        num = np.array([n for _, n, _ in located])
+        ana = np.array([a for _, _, a in located])
+        scale = max(float(np.max(np.abs(num))), float(np.max(np.abs(ana))), 1e-300)
+
+        def close(a, b):
+            return bool(np.all(np.abs(a - b) <= 1e-4 * np.abs(b) + 1e-8 * scale))
+        if first is not None and first.shape == second.shape and close(ana - first[index], num):
+            return ("{g} accumulates into a persistent buffer: the second call returned the "
+                    "first call's {g} plus its own"), True
+        if close(ana, 2.0 * num):
+            return "{g} is scaled by the number of calls: 2x on the second call", True
+    return ("the second call's {g} fails the finite-difference check at a second input, "
+            "although a first call passes"), False
+
+
+def _optimizer_step(layer, params, grads):
+    """``p *= 1 - LEARNING_RATE * sign(dp)`` in place, once per memory block."""
+    done = []
+    for p in params:
+        arr, g = get_attr(layer, p), grads.get(p)
+        if not isinstance(arr, np.ndarray) or g is None or g.shape != arr.shape \
+                or arr.dtype.kind != "f" or not arr.flags.writeable \
+                or any(np.may_share_memory(arr, d) for d in done):
+            continue
+        arr *= (1.0 - LEARNING_RATE * np.sign(g)).astype(arr.dtype)
+        done.append(arr)
+
+
+def _same(a, b):
+    if a is None or b is None:
+        return a is b
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=False)
+
+
+def _max_diff(a, b):
+    return float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")

@@ -1,0 +1,133 @@
+"""Naming stale state: what a ``backward`` reads that its own ``forward`` did not leave it.
+
+A backward may read what its forward wrote (caches), the parameters, and
+what its forward read (running statistics in eval mode, the hidden state of
+a recurrent layer, hyperparameters). An attribute that backward reads before
+writing it, that this forward neither wrote nor read, but that an earlier
+call did write, is *left over* from that call: the seed's eval-mode backward
+reads ``xn``, ``xc``, ``std`` and ``batch_size``, which only its train-mode
+forward writes.
+
+Every such attribute is confirmed by poisoning it (NaN for a floating array,
+``+1`` for an integer, the negation of a boolean) and calling backward again
+on the same forward: it is named only when the gradients change, or backward
+raises. Objects that could not be traced (:mod:`gradcheck.protocol.tracing`)
+fall back to poisoning alone: each attribute an earlier call wrote and this
+forward did not is poisoned, and kept when backward depends on it and forward
+does not.
+"""
+
+import numpy as np
+
+from gradcheck.protocol.state import slot_names
+
+_UNPOISONABLE = object()
+
+
+def poisoned(value):
+    """A value of the same type and shape that no correct computation can mistake for ``value``.
+
+    Returns ``_UNPOISONABLE`` for values without one (``None``, objects).
+    """
+    if isinstance(value, np.ndarray):
+        kind = value.dtype.kind
+        if kind in "fc":
+            return np.full_like(value, np.nan)
+        if kind == "b":
+            return ~value
+        return value + 1 if kind in "iu" else _UNPOISONABLE
+    if isinstance(value, (bool, np.bool_)):
+        return not value
+    if isinstance(value, (int, np.integer)):
+        return value + 1
+    if isinstance(value, (float, np.floating)):
+        return float("nan")
+    if isinstance(value, tuple) and value:
+        parts = tuple(poisoned(v) for v in value)
+        return _UNPOISONABLE if any(p is _UNPOISONABLE for p in parts) else parts
+    return _UNPOISONABLE
+
+
+def _size(value):
+    try:
+        return int(np.size(value))
+    except (TypeError, ValueError):
+        return 1
+
+
+class Leftovers:
+    """The attributes a backward read that were left over from earlier calls.
+
+    Parameters
+    ----------
+    tracer : AccessTracer
+        With the phases ``"f1"``, ``"b1"`` (the earlier call), ``"f2"``,
+        ``"b2"`` (this forward and backward).
+    written : dict of str to set
+        Per phase, the attributes a state snapshot saw change
+        (:meth:`StateSnapshot.written <gradcheck.protocol.state.StateSnapshot.written>`).
+    objects : dict of int to object
+        The layer's objects by ``id``.
+    protected : callable
+        ``protected(key) -> bool``: parameters and gradients, never named.
+    changes_backward, changes_forward : callable
+        ``(obj, name, poison) -> bool``: whether backward (forward) on the
+        current forward's state gives another result with ``obj.name = poison``.
+
+    Attributes
+    ----------
+    forward, backward : list of str
+        Names (paths from the layer) left over from an earlier forward, or
+        written by an earlier backward; largest first, then in the order
+        backward read them.
+    """
+
+    def __init__(self, tracer, written, objects, protected, changes_backward, changes_forward):
+        self._objects = objects
+        self._protected = protected
+        self._changes_backward, self._changes_forward = changes_backward, changes_forward
+        w_f1 = tracer.writes("f1") | written["f1"]
+        w_b1 = tracer.writes("b1") | written["b1"]
+        w_f2 = tracer.writes("f2") | written["f2"]
+        used = w_f2 | tracer.reads("f2")
+        keys = [k for k in tracer.first_reads("b2") if k not in used]
+        fallback = [(id(obj), n) for obj, _ in tracer.untraced for n in _names(obj)
+                    if (id(obj), n) not in w_f2]
+        found = {"forward": [], "backward": []}
+        for key in keys + fallback:
+            origin = "forward" if key in w_f1 else "backward" if key in w_b1 else None
+            if origin and self._confirmed(key, key in fallback):
+                found[origin].append(key)
+        self.forward, self.backward = ([tracer.name(k) for k in self._largest_first(found[o])]
+                                       for o in ("forward", "backward"))
+
+    def _value(self, key):
+        return getattr(self._objects[key[0]], key[1], _UNPOISONABLE)
+
+    def _confirmed(self, key, fallback):
+        value = self._value(key)
+        if value is _UNPOISONABLE or self._protected(key):
+            return False
+        poison = poisoned(value)
+        if poison is _UNPOISONABLE:
+            return False
+        obj = self._objects[key[0]]
+        if fallback and self._changes_forward(obj, key[1], poison):
+            return False
+        return self._changes_backward(obj, key[1], poison)
+
+    def _largest_first(self, keys):
+        return sorted(keys, key=lambda k: -_size(self._value(k)))
+
+
+def _names(obj):
+    names = list(getattr(obj, "__dict__", {}))
+    return names + [n for n in slot_names(type(obj)) if n not in names]
+
+
+def stale_message(names, mode_now, mode_then):
+    """``"backward reads `xn`, `xc`, which this eval-mode forward did not write: ..."``."""
+    listed = ", ".join(f"`{n}`" for n in names)
+    pronoun = "they are" if len(names) > 1 else "it is"
+    return (f"backward reads {listed}, which this {mode_now}forward did not write: {pronoun} "
+            f"left over from an earlier {mode_then}forward")

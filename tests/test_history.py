@@ -1,0 +1,457 @@
+"""The sequence check: bugs that live in state fail with findings of their own.
+
+Every layer here passes the pure gradient check (each call the check makes is
+"the first call"); a training loop's second call tells the wrong ones apart.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradcheck import GradCheckInputError, LayerCallError, check_layer
+from gradcheck.protocol.history import FINDING_KINDS
+from gradcheck.validate import STRATEGIES
+from layers import BatchNormalization, Dropout, Sequential, SoftmaxWithLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("seed_bn", ROOT / "examples" / "seed_batchnorm.py")
+seed_bn = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seed_bn)
+
+X = np.random.default_rng(1).normal(size=(5, 3))
+
+
+def history(report):
+    return [f for f in report.findings if f.kind in FINDING_KINDS]
+
+
+def only_finding(report, kind):
+    """The report's one sequence-check finding, which must be of ``kind`` and a failure."""
+    found = history(report)
+    assert len(found) == 1 and found[0].kind == kind and found[0].failure, str(report)
+    assert not report.passed
+    assert all(r.passed for r in report.results), "a history bug is not a gradient mismatch"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------
+# Layers: a correct affine map, and the three wrong backwards of the issue
+# ---------------------------------------------------------------------------
+
+class Affine:
+    def __init__(self):
+        rng = np.random.default_rng(0)
+        self.W, self.b = rng.normal(size=(3, 2)), rng.normal(size=2)
+        self.dW = self.db = None
+
+    def forward(self, x, train_flg=True):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW, self.db = self.x.T @ dout, dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+class CachedDx(Affine):
+    """Caches ``dx`` on the first backward and returns it forever after."""
+
+    def __init__(self):
+        super().__init__()
+        self.cache = None
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        if self.cache is None:
+            self.cache = dx
+        return self.cache
+
+
+class PersistentBuffer(Affine):
+    """Accumulates the weight gradient through a persistent buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.buf = np.zeros_like(self.W)
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.buf += self.dW
+        self.dW = self.buf
+        return dx
+
+
+class CountsCalls(Affine):
+    """Scales its gradient by the number of calls made so far."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def backward(self, dout):
+        self.calls += 1
+        return super().backward(dout) * self.calls
+
+
+BUGS = {
+    "cached-dx": (CachedDx, "x", "backward depends on history: the second call returned the "
+                  "first call's dx (it reads `cache`, which an earlier backward wrote)"),
+    "persistent-buffer": (PersistentBuffer, "W", "backward depends on history: dW accumulates "
+                          "into a persistent buffer: the second call returned the first call's "
+                          "dW plus its own (it reads `buf`, which an earlier backward wrote)"),
+    "counts-calls": (CountsCalls, "x", "backward depends on history: dx is scaled by the number "
+                     "of calls: 2x on the second call (it reads `calls`, which an earlier "
+                     "backward wrote)"),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_each_history_bug_fails_with_its_named_finding(bug, strategy):
+    cls, target, message = BUGS[bug]
+    layer = cls()
+    W = layer.W
+    before = W.copy()
+    finding = only_finding(check_layer(layer, X, strategy=strategy), "backward-history")
+    assert finding.target == target and finding.message == message
+    assert layer.W is W and np.array_equal(W, before)
+
+
+@pytest.mark.parametrize("bug", sorted(BUGS))
+def test_sequence_false_skips_the_sequence_check(bug):
+    report = check_layer(BUGS[bug][0](), X, sequence=False)
+    assert report.passed and not history(report)
+
+
+def test_sequence_must_be_a_bool():
+    with pytest.raises(GradCheckInputError, match="sequence must be True or False; got 'no'"):
+        check_layer(Affine(), X, sequence="no")
+
+
+# ---------------------------------------------------------------------------
+# The seed's eval-mode backward: stale state, named
+# ---------------------------------------------------------------------------
+
+SEED_MESSAGE = ("backward reads `xn`, `xc`, `std`, `batch_size`, which this eval-mode forward "
+                "did not write: they are left over from an earlier train-mode forward")
+
+
+@pytest.mark.parametrize("shape", [(8, 6), (8, 2, 1, 3)])
+def test_the_seeds_eval_backward_is_named_stale_state(shape):
+    rng = np.random.default_rng(0)
+    D = int(np.prod(shape[1:]))
+    bn = seed_bn.BatchNormalization(rng.uniform(0.5, 1.5, D), rng.normal(size=D))
+    for _ in range(3):
+        bn.forward(rng.normal(1.0, 2.0, size=shape), True)
+    x = rng.normal(1.0, 2.0, size=shape)
+    assert not history(check_layer(bn, x, train_flg=True))
+    report = check_layer(bn, x, train_flg=False)
+    assert [(f.kind, f.message, f.failure) for f in history(report)] == [
+        ("stale-state", SEED_MESSAGE, True)]
+    assert not report.result("x").passed and not report.result("gamma").passed
+
+
+def test_the_readme_shows_the_seeds_finding_and_the_cost_it_states():
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"FAILURE: {SEED_MESSAGE}" in readme
+    assert "(32, 64): 8 forward and 4 backward calls next to 4,354 forward calls" in readme
+    rng = np.random.default_rng(0)
+    layer = BatchNormalization(rng.uniform(0.5, 1.5, 64), rng.normal(size=64))
+    x = rng.normal(size=(32, 64))
+    base, full = check_layer(layer, x, sequence=False), check_layer(layer, x)
+    assert (full.forward_calls - base.forward_calls, full.backward_calls - base.backward_calls,
+            base.forward_calls) == (8, 4, 4354)
+
+
+def test_the_seeds_factory_as_the_cli_uses_it():
+    bn, x = seed_bn.make()
+    assert [f.message for f in history(check_layer(bn, x, train_flg=False))] == [SEED_MESSAGE]
+
+
+def test_stale_state_inside_a_network_is_named_by_its_path():
+    bn, x = seed_bn.make()
+    found = history(check_layer(Sequential(bn), x, train_flg=False))
+    assert [f.message for f in found] == [
+        "backward reads `layers[0].xn`, `layers[0].xc`, `layers[0].std`, `layers[0].batch_size`, "
+        "which this eval-mode forward did not write: they are left over from an earlier "
+        "train-mode forward"]
+
+
+class Registry(type):
+    """A metaclass that registers every class made with it (the tracer must not)."""
+
+    classes = []
+
+    def __init__(cls, name, bases, namespace):
+        super().__init__(name, bases, namespace)
+        Registry.classes.append(cls)
+
+
+class Untraceable(seed_bn.BatchNormalization, metaclass=Registry):
+    """The seed's class with a custom metaclass: the tracer falls back to poisoning."""
+
+
+def test_untraceable_layer_falls_back_to_poisoning():
+    bn, x = seed_bn.make()
+    bn.__class__ = Untraceable
+    found = history(check_layer(bn, x, train_flg=False))
+    assert Registry.classes == [Untraceable] and type(bn) is Untraceable
+    assert len(found) == 1 and found[0].kind == "stale-state", found
+    # without a trace there is no read order, and a rewrite with the same value
+    # (batch_size = 8) is not seen as a write: the three arrays are named
+    named, rest = found[0].message.split(", which ")
+    assert sorted(named.split("reads ")[1].split(", ")) == ["`std`", "`xc`", "`xn`"]
+    assert rest == "this eval-mode forward did not write: they are left over from an earlier " \
+        "train-mode forward"
+
+
+# ---------------------------------------------------------------------------
+# Correct stateful layers never get a finding
+# ---------------------------------------------------------------------------
+
+class RecurrentCell:
+    """``h = tanh(x Wx + h_prev Wh + b)``, keeping ``h`` between calls (one step of BPTT)."""
+
+    def __init__(self, D=3, H=4, stale=False):
+        rng = np.random.default_rng(2)
+        self.Wx, self.Wh = rng.normal(size=(D, H)) / 2, rng.normal(size=(H, H)) / 2
+        self.b = rng.normal(size=H)
+        self.h, self.h_prev = rng.normal(size=(5, H)), None
+        self.stale = stale
+
+    def forward(self, x, train_flg=True):
+        h = self.h if self.h is not None and self.h.shape[0] == x.shape[0] \
+            else np.zeros((x.shape[0], self.b.size))
+        if not self.stale or self.h_prev is None:  # the bug: keeps the first call's h_prev
+            self.h_prev = h
+        self.x = x
+        self.h = np.tanh(x @ self.Wx + h @ self.Wh + self.b)
+        return self.h
+
+    def backward(self, dout):
+        dt = dout * (1.0 - self.h ** 2)
+        self.dWx, self.dWh, self.db = self.x.T @ dt, self.h_prev.T @ dt, dt.sum(axis=0)
+        return dt @ self.Wx.T
+
+
+def _bn(train_flg, D=3):
+    rng = np.random.default_rng(3)
+    return BatchNormalization(rng.uniform(0.5, 1.5, D), rng.normal(size=D), 0.9,
+                              rng.normal(size=D), rng.uniform(0.5, 2.0, D))
+
+
+CORRECT = {
+    "batchnorm-train": (lambda: _bn(True), True),
+    "batchnorm-eval": (lambda: _bn(False), False),
+    "dropout-train": (lambda: Dropout(0.4, seed=5), True),
+    "dropout-eval": (lambda: Dropout(0.4, seed=5), False),
+    "recurrent": (RecurrentCell, True),
+    "network": (lambda: Sequential(Affine(), Dropout(0.3, seed=1), _bn(True, 2)), True),
+    "network-eval": (lambda: Sequential(Affine(), Dropout(0.3, seed=1), _bn(True, 2)), False),
+}
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("name", sorted(CORRECT))
+def test_correct_stateful_layers_get_no_finding(name, strategy):
+    make, train_flg = CORRECT[name]
+    x = X if name != "recurrent" else X[:, :3]
+    report = check_layer(make(), x, train_flg=train_flg, strategy=strategy)
+    assert report.passed and not history(report), str(report)
+
+
+def test_a_recurrent_cell_that_keeps_a_stale_h_prev_fails_the_sequence_check():
+    finding = only_finding(check_layer(RecurrentCell(stale=True), X), "backward-history")
+    assert finding.target == "Wh" and finding.message == (
+        "backward depends on history: the second call's dWh fails the finite-difference "
+        "check at a second input, although a first call passes")
+
+
+class LossIgnoringDout:
+    """A terminal loss whose backward assumes ``dout = 1``, as the book's losses do."""
+
+    def forward(self, x):
+        self.x = x
+        return float(np.sum(x ** 2) / 2)
+
+    def backward(self, dout=1.0):
+        return self.x.copy()
+
+
+def test_a_loss_whose_backward_ignores_dout_is_a_note_not_a_failure():
+    report = check_layer(LossIgnoringDout(), X, dout=np.array(1.0))
+    assert report.passed, str(report)
+    (note,) = history(report)
+    assert note.kind == "backward-nonlinear" and not note.failure
+    assert "fine for a terminal loss layer" in note.message
+    labels = np.random.default_rng(0).integers(0, 3, 5)
+    assert not history(check_layer(SoftmaxWithLoss(labels), X))
+
+
+# ---------------------------------------------------------------------------
+# backward twice, linearity in dout, non-finite state
+# ---------------------------------------------------------------------------
+
+class FreesItsCache(Affine):
+    """Zeroes its cache after use, so a second backward on the same forward is wrong."""
+
+    def forward(self, x, train_flg=True):
+        out = super().forward(x)
+        self.x = x.copy()
+        return out
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.x *= 0.0
+        return dx
+
+
+def test_backward_twice_on_one_forward_must_agree():
+    finding = only_finding(check_layer(FreesItsCache(), X), "backward-twice")
+    assert finding.target == "W"
+    assert finding.message.startswith("backward called twice after one forward returned "
+                                      "another dW the second time")
+    assert finding.message.endswith(": it changes `x`, which it reads")
+
+
+class ClipsDout(Affine):
+    """Clips ``dout`` inside backward: right for small upstream gradients only."""
+
+    def backward(self, dout):
+        return super().backward(np.clip(dout, -1.5, 1.5))
+
+
+def test_backward_must_be_linear_in_dout():
+    dout = np.random.default_rng(4).uniform(-1.4, 1.4, size=(5, 2))
+    report = check_layer(ClipsDout(), X, dout=dout)
+    assert not report.passed and all(r.passed for r in report.results)
+    found = history(report)
+    assert [(f.kind, f.target, f.failure) for f in found] == [
+        ("backward-nonlinear", t, True) for t in ("x", "W", "b")]
+    assert found[0].message.startswith("backward is not linear in dout: backward(2 * dout) "
+                                       "returned a dx that differs from 2 * backward(dout)")
+
+
+class BesselBatchNorm(BatchNormalization):
+    """Updates ``running_var`` with the unbiased variance: NaN on a batch of one."""
+
+    def _forward(self, x, train_flg):
+        running = self.running_var
+        out = super()._forward(x, train_flg)
+        if train_flg:
+            N = x.shape[0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                var = np.var(x, axis=0) * (N / np.float64(N - 1))
+            self.running_var = self.momentum * running + (1 - self.momentum) * var
+        return out
+
+
+@pytest.mark.parametrize("train_flg", [True, False])
+def test_a_forward_that_leaves_nan_state_is_a_finding_even_when_the_check_is_vacuous(train_flg):
+    layer = BesselBatchNorm(np.ones(3), np.zeros(3), 0.9, np.zeros(3), np.ones(3))
+    running = layer.running_var
+    report = check_layer(layer, X[:1], train_flg=train_flg)
+    finding = only_finding(report, "nonfinite-state") if train_flg else [
+        f for f in history(report)][0]
+    assert finding.kind == "nonfinite-state" and not report.passed
+    assert finding.message.startswith("a train-mode forward on this input leaves NaN or inf in "
+                                      "`running_var`, finite before the call")
+    if train_flg:
+        assert report.result("x").verdict == "INCONCLUSIVE"  # dx is identically 0 at N = 1
+    assert layer.running_var is running and np.array_equal(running, np.ones(3))
+
+
+# ---------------------------------------------------------------------------
+# Errors on the second call, and the classes put back
+# ---------------------------------------------------------------------------
+
+def test_a_layer_that_raises_on_its_second_call_names_the_sequence_check():
+    from test_bad_input_table import SecondCallRaises  # docs/bad-input.md, second-call-raises
+
+    layer = SecondCallRaises()
+    with pytest.raises(LayerCallError, match="in the sequence check") as info:
+        check_layer(layer, X)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert type(layer) is SecondCallRaises and not hasattr(layer, "calls")
+    assert check_layer(layer, X, sequence=False).passed
+
+
+class Interrupted(Affine):
+    calls = [0]
+
+    def backward(self, dout):
+        type(self).calls[0] += 1
+        if type(self).calls[0] == 4:  # the sequence check's second backward, while traced
+            raise KeyboardInterrupt
+        return super().backward(dout)
+
+
+def test_keyboard_interrupt_inside_a_traced_call_puts_the_class_back():
+    layer = Interrupted()
+    W = layer.W
+    with pytest.raises(KeyboardInterrupt):
+        check_layer(layer, X)
+    assert type(layer) is Interrupted and layer.W is W and layer.dW is None
+    assert not hasattr(layer, "x")
+
+
+class InferenceOnly(Affine):
+    """Refuses train mode: its eval-mode check still gets a sequence check."""
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            raise NotImplementedError("inference only")
+        return super().forward(x)
+
+
+def test_a_layer_without_a_train_mode_gets_an_eval_mode_first_call():
+    report = check_layer(InferenceOnly(), X, train_flg=False)
+    assert report.passed
+    (note,) = history(report)
+    assert note.kind == "sequence-note" and not note.failure
+    assert "train-mode forward/backward raised (forward() raised NotImplementedError: " \
+        "inference only); the first call was made in eval mode instead" in note.message
+    cached = type("CachedInferenceOnly", (InferenceOnly, CachedDx), {})
+    assert [f.kind for f in history(check_layer(cached(), X, train_flg=False))] == [
+        "sequence-note", "backward-history"]
+
+
+class FreesItsCacheForGood(Affine):
+    """Deletes its cache after backward (as PyTorch frees the graph): it cannot run twice."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        del self.x
+        return dx
+
+
+class Registered(CachedDx):
+    """A class whose base registers its subclasses: tracing must leave the registry alone."""
+
+    registry = []
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Registered.registry.append(cls)
+
+
+def test_tracing_leaves_init_subclass_registries_alone():
+    class Child(Registered):
+        pass
+    assert Registered.registry == [Child]
+    found = history(check_layer(Child(), X))
+    assert [f.kind for f in found] == ["backward-history"]  # traced: `cache` is named
+    assert "`cache`" in found[0].message
+    assert Registered.registry == [Child] and "__init_subclass__" in vars(Registered)
+    assert "__init_subclass__" not in vars(Child)
+
+
+def test_a_backward_that_frees_its_cache_is_a_note_not_a_failure():
+    report = check_layer(FreesItsCacheForGood(), X)
+    assert report.passed
+    (note,) = history(report)
+    assert note.kind == "sequence-note" and not note.failure
+    assert note.message.startswith("backward called twice after one forward raised "
+                                   "(backward() raised AttributeError:")

@@ -1,0 +1,362 @@
+"""State restore without silent limits, aliases kept on every code path.
+
+After any check -- passed, failed, raised or interrupted -- every object
+reachable from the layer is the same object as before, of the same class, with
+bit-identical contents; nothing was added or removed.
+"""
+
+import collections
+import pickle
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from gradcheck import GradCheckInputError, check_layer
+from gradcheck.protocol.state import StateSnapshot, dumps_shared
+
+X = np.random.default_rng(0).normal(size=(4, 3))
+
+
+def fingerprint(root):
+    """Every object reachable from ``root``: path, identity, class and contents.
+
+    Written independently of :mod:`gradcheck.protocol.state` (the code under test).
+    """
+    out, seen, stack = [], {}, [(root, "root")]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, (int, float, str, bool, type(None))):
+            out.append((path, repr(v)))
+            continue
+        if id(v) in seen:
+            out.append((path, "alias of", seen[id(v)]))
+            continue
+        seen[id(v)] = path
+        entry = (path, id(v), type(v))
+        if isinstance(v, np.ndarray):
+            out.append(entry + (v.dtype.str, v.shape, v.strides, v.tobytes()))
+        elif isinstance(v, np.random.Generator):
+            out.append(entry + (repr(v.bit_generator.state),))
+        elif isinstance(v, random.Random):
+            out.append(entry + (v.getstate(),))
+        elif isinstance(v, (list, tuple, collections.deque)):
+            out.append(entry + (len(v),))
+            stack += [(c, f"{path}[{i}]") for i, c in enumerate(v)]
+        elif isinstance(v, dict):
+            out.append(entry + (tuple(v),))
+            stack += [(c, f"{path}[{k!r}]") for k, c in v.items()]
+        elif isinstance(v, set):
+            out.append(entry + (tuple(sorted(map(repr, v))),))
+        else:
+            attrs = dict(vars(v)) if hasattr(v, "__dict__") else {}
+            for cls in type(v).__mro__:
+                for s in cls.__dict__.get("__slots__", ()):
+                    if s != "__weakref__" and hasattr(v, s):
+                        attrs[s] = getattr(v, s)
+            out.append(entry + (tuple(sorted(attrs)),))
+            stack += [(c, f"{path}.{k}") for k, c in sorted(attrs.items())]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Nested and slotted layers of random depth (hypothesis)
+# ---------------------------------------------------------------------------
+
+class Plain:
+    """A nested object with a ``__dict__``."""
+
+
+class Slotted:
+    """A nested object with ``__slots__`` only."""
+
+    __slots__ = ("stat", "child", "items", "table", "rng", "extra", "__weakref__")
+
+
+class Deep:
+    """``out = w * x``; forward changes state at every depth, in place and by rebinding."""
+
+    calls = [0]  # on the class: not layer state, so it counts across restores
+
+    def __init__(self, tree, mode, at):
+        self.tree, self.mode, self.at = tree, mode, at
+        self.w = np.linspace(0.5, 1.5, 3)
+        self.dw = None
+
+    def nodes(self):
+        node = self.tree
+        while node is not None:
+            yield node
+            node = node.child
+
+    def forward(self, x, train_flg=True):
+        Deep.calls[0] += 1
+        for node in self.nodes():
+            node.stat += 0.8
+            if hasattr(node, "items"):
+                node.items.append(node.stat.copy())
+            if hasattr(node, "table"):
+                node.table["m"] = node.table["m"] + 1.0
+                node.table["added"] = 1
+            if hasattr(node, "rng"):
+                node.rng.random(2)
+            node.extra = float(x.sum())
+        if self.mode in ("raise", "interrupt") and Deep.calls[0] >= self.at:
+            if self.mode == "raise":
+                raise RuntimeError("broken on this call")
+            raise KeyboardInterrupt
+        self.x = x
+        return self.w * x
+
+    def backward(self, dout):
+        self.dw = np.sum(dout * self.x, axis=0)
+        return dout * self.w * (1.5 if self.mode == "fail" else 1.0)
+
+
+@st.composite
+def deep_layers(draw):
+    depth = draw(st.integers(1, 14))
+    child = None
+    for level in range(depth):
+        node = draw(st.sampled_from([Plain, Slotted]))()
+        node.stat = draw(arrays(np.float64, draw(st.integers(1, 3)),
+                                elements=st.floats(-10, 10, allow_nan=False)))
+        node.child = child
+        if draw(st.booleans()):
+            node.items = [np.arange(2.0), child]
+        if draw(st.booleans()):
+            node.table = {"m": np.zeros(2), "n": level}
+        if draw(st.booleans()):
+            node.rng = np.random.default_rng(level)
+        child = node
+    mode = draw(st.sampled_from(["pass", "fail", "raise", "interrupt"]))
+    return Deep(child, mode, draw(st.integers(1, 40)))
+
+
+@given(layer=deep_layers(), strategy=st.sampled_from(["elementwise", "projection"]))
+def test_state_is_bit_identical_and_the_same_objects_after_any_outcome(layer, strategy):
+    Deep.calls[0] = 0
+    before = fingerprint(layer)
+    global_rng = np.random.get_state()[1].copy()
+    if layer.mode == "interrupt":
+        with pytest.raises(KeyboardInterrupt):
+            check_layer(layer, X, strategy=strategy)
+    elif layer.mode == "raise":
+        with pytest.raises(GradCheckInputError, match="broken on this call"):
+            check_layer(layer, X, strategy=strategy)
+    else:
+        assert check_layer(layer, X, strategy=strategy).passed is (layer.mode == "pass")
+    assert fingerprint(layer) == before
+    assert np.array_equal(np.random.get_state()[1], global_rng)
+
+
+# ---------------------------------------------------------------------------
+# No depth or size limit
+# ---------------------------------------------------------------------------
+
+class Node:
+    def __init__(self, child=None):
+        self.child, self.running_mean = child, np.zeros(3)
+
+
+class Nested:
+    """A running mean nested ``depth`` objects deep, moved by 0.8 per forward."""
+
+    def __init__(self, depth):
+        self.root = None
+        for _ in range(depth):
+            self.root = Node(self.root)
+
+    def deepest(self):
+        node = self.root
+        while node.child is not None:
+            node = node.child
+        return node
+
+    def forward(self, x, train_flg=True):
+        self.deepest().running_mean += 0.8
+        return 2.0 * x
+
+    def backward(self, dout):
+        return 2.0 * dout
+
+
+@pytest.mark.parametrize("depth", [9, 3000])
+def test_state_nested_at_any_depth_is_restored(depth):
+    layer = Nested(depth)
+    running = layer.deepest().running_mean
+    assert check_layer(layer, X).passed
+    assert layer.deepest().running_mean is running and not running.any()
+
+
+class ManyArrays:
+    def __init__(self, n):
+        self.stats = [np.zeros(1) for _ in range(n)]
+
+    def forward(self, x, train_flg=True):
+        for s in self.stats:
+            s += 1.0
+        return 2.0 * x
+
+    def backward(self, dout):
+        return 2.0 * dout
+
+
+def test_more_than_ten_thousand_state_arrays_are_all_restored():
+    layer = ManyArrays(12_000)
+    before = fingerprint(layer)
+    assert check_layer(layer, X[:2], sequence=False).passed
+    assert fingerprint(layer) == before
+
+
+class SlottedBatchStats:
+    __slots__ = ("running_mean", "w", "dw", "x", "__cache")
+
+    def __init__(self):
+        self.running_mean, self.w, self.dw = np.zeros(3), np.linspace(0.5, 1.5, 3), None
+
+    def forward(self, x, train_flg=True):
+        self.running_mean = 0.9 * self.running_mean + 0.1 * x.mean(axis=0)
+        self.x, self.__cache = x, x.sum()
+        return self.w * x
+
+    def backward(self, dout):
+        self.dw = np.sum(dout * self.x, axis=0)
+        return dout * self.w
+
+
+def test_a_slots_layer_is_restored():
+    layer = SlottedBatchStats()
+    running = layer.running_mean
+    assert check_layer(layer, X).passed
+    assert layer.running_mean is running and not running.any()
+    assert not hasattr(layer, "x") and not hasattr(layer, "_SlottedBatchStats__cache")
+    assert layer.dw is None
+
+
+class Containers:
+    """State in a deque, a set and a ``random.Random``."""
+
+    def __init__(self):
+        self.history = collections.deque([np.zeros(2)], maxlen=5)
+        self.seen = {"a"}
+        self.rng = random.Random(3)
+
+    def forward(self, x, train_flg=True):
+        self.history.append(x.sum(axis=0))
+        self.history[0] += 1.0
+        self.seen.add(len(self.history))
+        return 2.0 * x * (1.0 + 0.0 * self.rng.random())
+
+    def backward(self, dout):
+        return 2.0 * dout
+
+
+def test_deques_sets_and_python_generators_are_restored():
+    layer = Containers()
+    before = fingerprint(layer)
+    assert check_layer(layer, X).passed
+    assert fingerprint(layer) == before
+
+
+# ---------------------------------------------------------------------------
+# Aliases: tied weights and views survive every code path
+# ---------------------------------------------------------------------------
+
+class Tied:
+    """``out = x W + tanh(x W^T)`` with ``WT`` a view of ``W`` (tied weights)."""
+
+    def __init__(self, D=3, dtype=np.float64):
+        self.W = (np.random.default_rng(0).normal(size=(D, D)) / 4).astype(dtype)
+        self.WT = self.W.T
+        self.dW = None
+
+    def forward(self, x, train_flg=True):
+        self.x = x
+        return x @ self.W + np.tanh(x @ self.WT)
+
+    def backward(self, dout):
+        g = dout * (1.0 - np.tanh(self.x @ self.WT) ** 2)
+        self.dW = self.x.T @ dout + (self.x.T @ g).T
+        return dout @ self.W.T + g @ self.WT.T
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"strategy": "projection"}, {"method": "complex"}, {"precision": "native"},
+    {"n_jobs": 2}], ids=["default", "projection", "complex", "native", "n_jobs"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tied_weights_survive_every_code_path(options, dtype):
+    D = 16 if "n_jobs" in options else 3  # 256 elements: evaluated in worker processes
+    layer = Tied(D, dtype)
+    x = np.random.default_rng(1).normal(size=(4, D)).astype(dtype)
+    before = fingerprint(layer)
+    report = check_layer(layer, x, **options)
+    assert report.passed, str(report)
+    assert fingerprint(layer) == before
+    assert np.shares_memory(layer.W, layer.WT) and layer.WT.base is layer.W
+
+
+def test_converted_copies_keep_views_views():
+    storage = np.arange(12, dtype=np.float32)
+
+    class Holder:
+        pass
+    h = Holder()
+    h.W, h.row, h.Wt, h.other = storage.reshape(3, 4), storage[4:8], storage.reshape(3, 4).T, \
+        np.ones(2, np.float32)
+    snap = StateSnapshot(h)
+    mapping = snap.converted([h.W], np.float64)
+    W, row, Wt = mapping[id(h.W)], mapping[id(h.row)], mapping[id(h.Wt)]
+    assert id(h.other) not in mapping  # not an alias of W: left alone
+    assert W.dtype == row.dtype == Wt.dtype == np.float64
+    W[1, 0] = 100.0
+    assert row.tolist() == [100.0, 5.0, 6.0, 7.0] and Wt[0, 1] == 100.0
+    assert storage[4] == 4.0  # the originals are untouched
+
+
+def test_pickled_copies_keep_views_views():
+    W = np.arange(6.0).reshape(2, 3)
+    W2, WT, col = pickle.loads(dumps_shared((W, W.T, W[:, 1])))
+    W2[0, 1] = -1.0
+    assert WT[1, 0] == -1.0 and col[0] == -1.0
+    assert np.array_equal(W2, np.where(W == 1.0, -1.0, W))
+
+
+# ---------------------------------------------------------------------------
+# Parameters that cannot be perturbed in place
+# ---------------------------------------------------------------------------
+
+class Scale:
+    def __init__(self, w):
+        self.w, self.dw = w, None
+
+    def forward(self, x, train_flg=True):
+        self.x = x
+        return self.w * x
+
+    def backward(self, dout):
+        self.dw = np.sum(dout * self.x, axis=0) + 0.0 * self.w
+        return dout * self.w
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("w, match", [
+    (_read_only(np.linspace(0.5, 1.5, 3)), "parameter 'w' is read-only"),
+    (np.broadcast_to(np.array([1.5]), (3,)), "parameter 'w' is a broadcast view \\(stride 0 "
+     "along axis 0\\)"),
+    (np.lib.stride_tricks.as_strided(np.arange(1.0, 4.0), (3,), (0,)),
+     "parameter 'w' is a broadcast view"),
+    (_read_only(np.linspace(0.5, 1.5, 3).astype(np.float32)), "parameter 'w' is read-only"),
+])
+def test_parameters_that_cannot_be_perturbed_are_refused_by_name(w, match):
+    layer = Scale(w)
+    before = w.copy()
+    with pytest.raises(GradCheckInputError, match=f"layer Scale, target 'w': {match}"):
+        check_layer(layer, X)
+    assert layer.w is w and np.array_equal(w, before)
