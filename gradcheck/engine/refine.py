@@ -203,7 +203,10 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
         last = _keep_one_sided(last, Dp, Dm, side_noise, gaps[-1] > 2.0 * side_noise)
         if k >= 2:
             T, est = richardson(np.stack(Ds[-3:], axis=1), ratio=RATIO)
-            best.offer(T, est, _TRIPLE_GAIN * sigma / h, RATIO ** 2 * h, k)
+            # a triple whose steps cross a kink is off by up to half the jump in slope:
+            # levels that do not cross it (a kink farther than the step) win the choice
+            crossing = np.max(np.stack(gaps[-3:], axis=1), axis=1) / 2.0
+            best.offer(T, est, _TRIPLE_GAIN * sigma / h, RATIO ** 2 * h, k, crossing)
             if best.done(k):
                 break
     kink = _kinks(gaps, side_noise)
@@ -218,28 +221,46 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
 
 
 class _Best:
-    """The level with the smallest total error so far, per row."""
+    """The level with the smallest total error so far, per row.
+
+    Its estimate is the larger of the level's own Richardson estimate and the
+    distance to the extrapolations of the neighbouring levels (the one before,
+    and the one after once it is computed): a level whose estimate is small by
+    chance does not hide noise that its neighbours show.
+    """
 
     def __init__(self, r):
         self.value = np.zeros(r)
         self.rounding = np.full(r, np.inf)
-        self.estimate = np.full(r, np.inf)
+        self.own = np.full(r, np.inf)
+        self.spread = np.zeros(r)
         self.step = np.zeros(r)
         self.total = np.full(r, np.inf)
-        self.worse = np.zeros(r, dtype=int)
+        self.just_chosen = np.zeros(r, dtype=bool)
+        self.previous = None
         self.converged = np.zeros(r, dtype=int)
 
-    def offer(self, T, est, rounding, step, k):
-        total = est + ROUNDING_SAFETY * rounding
+    @property
+    def estimate(self):
+        return np.maximum(self.own, self.spread)
+
+    def offer(self, T, est, rounding, step, k, penalty=0.0):
+        # the level after the one chosen last: how far its extrapolation lies from it
+        after = self.just_chosen
+        self.spread[after] = np.maximum(self.spread[after], np.abs(T - self.value)[after])
+        total = est + ROUNDING_SAFETY * rounding + penalty
         better = total < self.total
-        for name, v in (("value", T), ("rounding", rounding), ("estimate", est),
+        for name, v in (("value", T), ("rounding", rounding), ("own", est),
                         ("step", step), ("total", total)):
             getattr(self, name)[better] = v[better]
-        self.worse = np.where(better, 0, self.worse + 1)
+        before = np.abs(T - self.previous) if self.previous is not None else np.zeros_like(T)
+        self.spread[better] = before[better]
+        self.just_chosen = better
+        self.previous = T
         self.converged = np.where(est <= ROUNDING_SAFETY * rounding, self.converged + 1, 0)
 
     def done(self, k):
-        return bool(np.all(self.converged >= 2))
+        return bool(np.all(self.converged >= 2) and not self.just_chosen.any())
 
 
 def _keep_one_sided(last, Dp, Dm, side_noise, usable):

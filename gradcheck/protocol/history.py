@@ -361,7 +361,9 @@ def _verify_second_call(run, call, targets):
     from gradcheck.engine.verdict import decide
     from gradcheck.protocol.problem import Target
 
-    opts = replace(run.opts, probes=1, n_jobs=None, executor=None)
+    # one probe, serial; the complex step has no directional form: central differences
+    method = "central" if run.opts.method == "complex" else run.opts.method
+    opts = replace(run.opts, probes=1, n_jobs=None, executor=None, method=method)
     step = object.__new__(type(run))
     step.__dict__.update(run.__dict__)
     x2 = np.array(call["x"], copy=True)
@@ -375,7 +377,7 @@ def _verify_second_call(run, call, targets):
     call["state"].restore_all()
     failed = {}
     for target in step.targets:
-        setup = rebind(prepare(run, run.target(target.name), run.opts), step, target)
+        setup = rebind(prepare(run, run.target(target.name), opts), step, target)
         comp = directional(step, target, opts, step.dout, call["grads"], setup)
         result = decide(comp, policy_for(opts, target), step.findings)
         if result.verdict == "FAIL":
