@@ -75,7 +75,8 @@ def test_random_configuration_passes(name, train_flg, data):
     kwargs = data.draw(parameters_for(name, shape), label="parameters")
     x = data.draw(float_arrays(shape, **array_kwargs), label="x")
     layer = getattr(layers, name)(**kwargs)
-    report = check_layer(layer, x, train_flg=train_flg)
+    # random parameters can make a gradient zero (W = 0 before x): INCONCLUSIVE, never FAIL
+    report = check_layer(layer, x, train_flg=train_flg, inconclusive="pass")
     assert report.passed, str(report)
     assert {r.name for r in report.results} <= expected_targets(layer)
 

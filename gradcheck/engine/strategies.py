@@ -10,7 +10,24 @@ import numpy as np
 from gradcheck.engine.verdict import Policy, decide
 from gradcheck.errors import GradCheckInputError
 
-__all__ = ["run"]
+__all__ = ["run", "expected_calls"]
+
+
+def expected_calls(method, sizes):
+    """Forward calls an elementwise check with ``method`` makes on targets of ``sizes``, roughly.
+
+    Per target: the noise table (:data:`gradcheck.engine.noise.POINTS`), the step
+    tuning on a few elements (:data:`gradcheck.engine.steps.SAMPLE`, at two
+    steps) and the method's calls per element; plus the two analytic passes.
+    Refinement, retried tables and the sequence check come on top.
+    """
+    from gradcheck.engine import methods
+    from gradcheck.engine.noise import POINTS
+    from gradcheck.engine.steps import SAMPLE
+
+    m = methods.get(method)
+    per = m.calls if m is not None else 1
+    return sum(POINTS + 2 * per * min(SAMPLE, n) + per * n for n in sizes) + 2
 
 
 def policy_for(opts, target):

@@ -115,6 +115,7 @@ class _State:
     kink_ok: np.ndarray
     kinks: list
     ana: np.ndarray = None
+    atol: np.ndarray = None
     located: list = field(default_factory=list)
 
 
@@ -122,10 +123,11 @@ def _judge(comp):
     num = np.array(comp.numerical, dtype=np.float64)
     rounding = np.array(comp.rounding, dtype=np.float64)
     estimate = np.array(comp.estimate, dtype=np.float64)
-    _, allowed = comp.rule.apply(num, rounding, estimate)
+    atol_i, allowed = comp.rule.apply(num, rounding, estimate)
     m = len(num)
     st = _State(num, rounding, estimate, allowed, np.zeros(m, bool), np.zeros(m, bool),
-                np.zeros(m, bool), [], np.array(comp.analytic, dtype=np.float64))
+                np.zeros(m, bool), [], np.array(comp.analytic, dtype=np.float64),
+                atol=np.array(atol_i, dtype=np.float64))
     st.failing = (_diff(st.num, st.ana) > st.allowed) & ~comp.skipped
     return st
 
@@ -159,7 +161,7 @@ def _refine_rows(comp, st, rows):
         st.ana[rows] = r.analytic
     ana = st.ana[rows]
     st.num[rows], st.rounding[rows], st.estimate[rows] = r.value, r.rounding, r.estimate
-    _, st.allowed[rows] = comp.rule.apply(r.value, r.rounding, r.estimate)
+    st.atol[rows], st.allowed[rows] = comp.rule.apply(r.value, r.rounding, r.estimate)
     st.refined[rows] = True
     st.failing[rows] = _diff(st.num[rows], ana) > st.allowed[rows]
     at_kink = r.kink & st.failing[rows]
@@ -288,8 +290,7 @@ def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, 
         max_abs_error=maxdiff, max_rel_error=maxdiff / big if big > 0 else maxdiff,
         worst_index=comp.index(worst), worst_numerical=float(st.num[worst]),
         worst_analytic=float(st.ana[worst]),
-        atol=float(np.max(st.allowed[checked] - comp.rule.rtol * np.abs(st.num[checked]),
-                          initial=0.0)),
+        atol=float(np.max(st.atol[checked], initial=0.0)),
         rtol=comp.rule.rtol, tolerance_reason=reason,
         numerical=full.get("numerical", st.num), analytic=full.get("analytic", st.ana),
         step=float(np.min(comp.steps)), max_step=float(np.max(comp.steps)),

@@ -10,6 +10,7 @@ import numpy as np
 from rich.text import Text
 
 from gradcheck.check import check_layer
+from gradcheck.engine.strategies import expected_calls
 from gradcheck.gate.annotations import source_of
 from gradcheck.gate.targets import UsageError
 from gradcheck.render import (LEGEND, count_verdicts, detail_lines, failure_headline,
@@ -18,7 +19,6 @@ from gradcheck.render import (LEGEND, count_verdicts, detail_lines, failure_head
 #: Version of the layout of the ``--json`` document (see docs/report-format.md).
 JSON_SCHEMA_VERSION = 1
 
-_CALLS_PER_ELEMENT = {"forward": 1, "central": 2, "central4": 4, "richardson": 6}
 
 
 def estimate_forward_calls(layer, x, method):
@@ -28,7 +28,7 @@ def estimate_forward_calls(layer, x, method):
     ``p`` of the layer (and of layers it holds) that have a ``d`` + ``p``
     attribute; the check itself discovers them exactly.
     """
-    size, seen, counted, stack = int(np.size(x)), set(), set(), [layer]
+    sizes, seen, counted, stack = [int(np.size(x))], set(), set(), [layer]
     while stack:
         obj = stack.pop()
         attrs = getattr(obj, "__dict__", None)
@@ -39,12 +39,12 @@ def estimate_forward_calls(layer, x, method):
             if isinstance(v, np.ndarray) and v.dtype.kind == "f" and "d" + name in attrs:
                 if id(v) not in counted:  # a container may alias its children's arrays
                     counted.add(id(v))
-                    size += v.size
+                    sizes.append(v.size)
             elif isinstance(v, (list, tuple)):
                 stack.extend(v)
             elif hasattr(v, "forward") and hasattr(v, "backward"):
                 stack.append(v)
-    return _CALLS_PER_ELEMENT.get(method, 2) * size + 2
+    return expected_calls(method, sizes)
 
 
 class CheckProgress:
