@@ -25,7 +25,7 @@ import numpy as np
 from gradcheck.engine import methods
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.steps import element_steps
-from gradcheck.engine.tolerances import derive
+from gradcheck.engine.tolerances import rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
 from gradcheck.protocol.state import StateSnapshot
@@ -106,15 +106,16 @@ def _compare(problem, target, opts):
     finally:
         outer.restore_all()
     eps = float(np.finfo(real.dtype).eps)
-    rule = derive(num, eps, opts.atol, opts.rtol, eps)
+    rule, own = rules(num, eps, opts.atol, opts.rtol, eps)
     ana = problem.analytic[target.name].reshape(-1)
     return Comparison(
         name=target.name, shape=real.shape, dtype=str(real.dtype), strategy="elementwise",
         method="complex", numerical=num, analytic=ana, rounding=COMPLEX_ROUNDING * eps * S,
-        estimate=np.full(num.shape, np.nan), rule=rule, skipped=np.zeros(num.size, bool),
+        estimate=np.full(num.shape, np.nan), rule=rule,
+        own_rule=own, skipped=np.zeros(num.size, bool),
         steps=h, index=lambda r: tuple(int(j) for j in np.unravel_index(int(r), real.shape)),
         noise=None, full=lambda st: {"numerical": st.num.reshape(real.shape),
                                      "analytic": ana.reshape(real.shape),
                                      "tolerances": st.allowed.reshape(real.shape),
-                                     "estimates": st.rounding.reshape(real.shape)},
+                                     "estimates": st.bound.reshape(real.shape)},
         reason=f"; complex step: rounding_i = {COMPLEX_ROUNDING:g} eps x sum|Im out||dout| / h")

@@ -16,8 +16,9 @@ from gradcheck.engine.noise import measure_noise
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.refine import StepSearch
 from gradcheck.engine.steps import element_steps, tune
-from gradcheck.engine.tolerances import derive, rounding_error
+from gradcheck.engine.tolerances import rounding_error, rules
 from gradcheck.engine.verdict import Comparison
+from gradcheck.errors import GradCheckInputError
 
 __all__ = ["prepare", "rebind", "compare"]
 
@@ -109,17 +110,22 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
         D = np.where(span != 0, R / span, 0.0)
     num, est = method.combine(D)
     skipped = (span == 0).any(axis=1)
+    if skipped.all() and opts.eps is not None:
+        raise GradCheckInputError(
+            f"eps={opts.eps:g} underflows: x + h == x in {arr.dtype} for every checked element "
+            f"(max|x| = {float(np.max(np.abs(arr))):.3g}); pass eps=None for steps chosen from "
+            "the measured noise and each element's magnitude", layer=problem.name,
+            target=target.name)
     h = s.steps[idx]
     sigma = s.noise.of_support(support)
     rounding = rounding_error(sigma, h, method.gain)
     tau = s.tuning.relative(num)
-    rule = derive(num, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
+    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
     ana = problem.analytic[target.name].reshape(-1)
 
     def full(st):
         out = {}
-        for key, values in (("numerical", st.num), ("estimates", st.rounding
-                                                     + np.nan_to_num(st.estimate)),
+        for key, values in (("numerical", st.num), ("estimates", st.bound),
                             ("tolerances", st.allowed)):
             a = np.full(n, np.nan)
             a[idx] = values
@@ -133,7 +139,8 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy=strategy,
         method=method.name, numerical=num, analytic=ana[idx], rounding=rounding,
-        estimate=est, rule=rule, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
+        estimate=est, rule=rule,
+        own_rule=own, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
         noise=s.noise, refiner=refiner, full=full, reason=s.reason())
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.perturb import Columns, ElementMoves, differences
 from gradcheck.engine.refine import RATIO, search
-from gradcheck.engine.tolerances import derive, rounding_error
+from gradcheck.engine.tolerances import rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
 
@@ -75,7 +75,7 @@ def _compare(problem, target, opts, Ja):
     h = np.tile(s.steps, m)
     rounding = rounding_error(sigma, h, method.gain)
     tau = s.tuning.relative(problem.analytic[target.name])
-    rule = derive(value, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
+    rule, own = rules(value, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
 
     def level(entries):
         cols, where = np.unique(entries % n, return_inverse=True)
@@ -100,12 +100,12 @@ def _compare(problem, target, opts, Ja):
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy="jacobian",
         method=method.name, numerical=value, analytic=Ja.reshape(-1), rounding=rounding,
-        estimate=est, rule=rule, skipped=(span[:, 0] == 0)[np.arange(m * n) % n],
+        estimate=est, rule=rule, own_rule=own, skipped=(span[:, 0] == 0)[np.arange(m * n) % n],
         steps=s.steps, noise=s.noise, refiner=Refiner(),
         index=lambda r: tuple(int(j) for j in np.unravel_index(int(r) % n, arr.shape)),
         full=lambda st: {"numerical": st.num.reshape(m, n), "analytic": Ja,
                          "tolerances": st.allowed.reshape(m, n),
-                         "estimates": (st.rounding + np.nan_to_num(st.estimate)).reshape(m, n)},
+                         "estimates": st.bound.reshape(m, n)},
         extra={"worst_output_index": lambda r: tuple(
             int(j) for j in np.unravel_index(int(r) // n, problem.out_shape))},
         reason=s.reason() + "; per entry: the noise of its own output")

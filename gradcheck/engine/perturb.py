@@ -250,8 +250,7 @@ def differences(evaluate, moves, pairs, sink, out0):
             int(j) for j in np.unravel_index(where, moves.arr.shape))
         raise LayerCallError(
             "forward() produced NaN or inf" + (" along a random direction" if where is None
-                                               else "") +
-            " (a step may have left forward's domain; pass a smaller eps=)",
+                                               else ""),
             layer=getattr(evaluate, "layer", None), target=getattr(evaluate, "target", None),
             index=index) from None
     finally:

@@ -36,7 +36,7 @@ from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.noise import scaled_norm
 from gradcheck.engine.perturb import DirectionMoves, Reduce, differences
 from gradcheck.engine.refine import RATIO, Refined, StepSearch, search
-from gradcheck.engine.tolerances import derive, rms
+from gradcheck.engine.tolerances import rms, rules
 from gradcheck.engine.verdict import Comparison
 
 __all__ = ["comparisons", "directional", "MAX_LOCATED"]
@@ -119,12 +119,16 @@ class _ProbeRefiner:
     def __init__(self, problem, setup, d):
         self.problem, self.s, self.d = problem, setup, d
         self.known = ([], [])  # kinks and resolved elements found by earlier probes
+        self.wrong_found = False
 
-    def _level(self, p, mask=None):
+    def _level(self, p, ana, mask=None):
+        """The step-search levels of probe ``p`` (restricted to ``mask``), as differences
+        from the analytic value ``ana``: at each level, the numerical derivative minus
+        the analytic one *along the same representable displacement*, plus ``ana``
+        (the rounding of ``x + t w`` moves both alike and must not count as an error)."""
         d, s = self.d, self.s
         u, grads = d.probes[p]
         w = d.v[p] * d.h if mask is None else d.v[p] * d.h * mask
-
         t0 = float(np.median(s.refine_steps / s.steps))  # from the central step downwards
 
         def at(k):
@@ -135,8 +139,9 @@ class _ProbeRefiner:
             differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.problem.out0)
             sigma = d.level[p] * np.where(sink.noise > 0, sink.noise, 1.0)
             h = t0 * RATIO ** -k  # the derivative along w, from steps t = +-h
-            return (sink.R[:, 0].real / (2.0 * h), sink.P[:, 0] / h, sink.M[:, 0] / h, sigma,
-                    np.array([h]))
+            shift = ana - moves.A[0, (1.0, -1.0)] / (2.0 * h)
+            return (sink.R[:, 0].real / (2.0 * h) + shift, sink.P[:, 0] / h + shift,
+                    sink.M[:, 0] / h + shift, sigma, np.array([h]))
         return at
 
     def refine(self, rows, analytic):
@@ -149,7 +154,7 @@ class _ProbeRefiner:
 
     def _one(self, p, ana):
         """``(value, rounding, estimate, step, kinks, wrong, analytic)`` of probe ``p``."""
-        r = search(self._level(p), np.array([ana]))
+        r = search(self._level(p, ana), np.array([ana]))
         _, allowed = self.d.rule.apply(r.value, r.rounding, r.estimate)
         base = (float(r.value[0]), float(r.rounding[0]), float(r.estimate[0]),
                 float(r.step[0]))
@@ -161,8 +166,11 @@ class _ProbeRefiner:
                                            np.array([masked[2]]))
             if abs(masked[0] - masked[6]) <= allowed[0]:
                 return masked
+        if self.wrong_found:  # localised once: the other probes see the same backward
+            return base + ([], [], ana)
         wrong, kinks, resolved = _bisect(self.problem, self.s, self.d, p)
         if wrong or not (kinks or resolved):
+            self.wrong_found = bool(wrong)
             return base + (kinks, wrong, ana)
         self.known = (kinks, resolved)
         return self._masked(p, kinks, resolved)
@@ -174,7 +182,7 @@ class _ProbeRefiner:
         mask[[np.ravel_multi_index(i, self.s.arr.shape) for i, *_ in kinks] + resolved] = 0.0
         mask = mask.reshape(self.s.arr.shape)
         ana_masked = self.d.value(p, mask)[1]
-        r = search(self._level(p, mask), np.array([ana_masked]))
+        r = search(self._level(p, ana_masked, mask), np.array([ana_masked]))
         return (float(r.value[0]), float(r.rounding[0]), float(r.estimate[0]),
                 float(r.step[0]), kinks, [], ana_masked)
 
@@ -186,12 +194,12 @@ def _compare(problem, target, opts, probes, setup=None):
     num, ana, est = (np.array(v) for v in zip(*(d.value(p) for p in range(k))))
     rounding = np.array([s.method.gain * d.level[p] for p in range(k)])
     tau = s.tuning.relative(problem.analytic[target.name])
-    rule = derive(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates)
+    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates)
     d.rule = rule
     comp = Comparison(
         name=target.name, shape=target.array.shape, dtype=str(target.array.dtype),
         strategy="projection", method=s.method.name, numerical=num, analytic=ana,
-        rounding=rounding, estimate=est, rule=rule, skipped=np.zeros(k, bool),
+        rounding=rounding, estimate=est, rule=rule, own_rule=own, skipped=np.zeros(k, bool),
         steps=s.steps, index=lambda r: (int(r),), noise=s.noise,
         refiner=_ProbeRefiner(problem, s, d),
         resolution_factor=1.0 / float(np.min(s.steps)),

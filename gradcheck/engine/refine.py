@@ -193,20 +193,19 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
     -------
     Refined
     """
-    Ds, gaps, last = [], [], None
+    Ds, gaps, side_noises, last = [], [], [], None
     best = _Best(len(analytic))
     for k in range(LEVELS):
         D, Dp, Dm, sigma, h = level(k)
         Ds.append(D)
         gaps.append(np.abs(Dp - Dm))
         side_noise = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
+        side_noises.append(side_noise)
         last = _keep_one_sided(last, Dp, Dm, side_noise, gaps[-1] > 2.0 * side_noise)
         if k >= 2:
             T, est = richardson(np.stack(Ds[-3:], axis=1), ratio=RATIO)
-            # a triple whose steps cross a kink is off by up to half the jump in slope:
-            # levels that do not cross it (a kink farther than the step) win the choice
-            crossing = np.max(np.stack(gaps[-3:], axis=1), axis=1) / 2.0
-            best.offer(T, est, _TRIPLE_GAIN * sigma / h, RATIO ** 2 * h, k, crossing)
+            best.offer(T, est, _TRIPLE_GAIN * sigma / h, RATIO ** 2 * h, k,
+                       _crossing(gaps[-3:], side_noises[-3:]))
             if best.done(k):
                 break
     kink = _kinks(gaps, side_noise)
@@ -270,6 +269,21 @@ def _keep_one_sided(last, Dp, Dm, side_noise, usable):
     for name, v in (("minus", Dm), ("plus", Dp)):
         last[name] = np.where(usable, v, last[name])
     return last
+
+
+def _crossing(gaps, noises):
+    """Half the largest one-sided gap of a triple whose steps cross a kink, else 0.
+
+    A triple crosses one when a gap above the noise does not shrink from one
+    level to the next (at a smooth point it shrinks by ``RATIO``): its central
+    differences are off by up to half the jump in slope, so levels that do not
+    cross the kink (one farther than their step) win the choice.
+    """
+    G = np.stack(gaps, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & (G[:, 1:] > 2.0 * np.stack(
+            noises, axis=1)[:, 1:])
+    return np.where(steady.any(axis=1), np.max(G, axis=1) / 2.0, 0.0)
 
 
 def _kinks(gaps, noise):

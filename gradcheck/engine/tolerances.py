@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Rule", "derive", "rms", "rounding_error", "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT",
+__all__ = ["Rule", "derive", "rules", "rms", "rounding_error", "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT",
            "MARGINAL"]
 
 #: Standard deviations of the measured rounding error allowed.
@@ -148,3 +148,12 @@ def derive(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=F
         parts.append("atol given by the caller")
     return Rule(rtol=float(rtol), scale=scale, atol=None if atol is None else float(atol),
                 caller_rtol=caller_rtol, reason="; ".join(parts))
+
+
+def rules(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=False):
+    """``(applied, own)``: the rule the verdict applies (the caller's ``atol``/``rtol``
+    where given) and the engine's own, the bound on the numerical error it reports."""
+    own = derive(numerical, tau, None, None, noise_relative, estimates)
+    if atol is None and rtol is None:
+        return own, own
+    return derive(numerical, tau, atol, rtol, noise_relative, estimates), own

@@ -100,6 +100,7 @@ class Comparison:
     full: Optional[Callable] = None
     reason: str = ""
     extra: dict = field(default_factory=dict)
+    own_rule: Optional[object] = None
 
 
 @dataclass
@@ -116,6 +117,7 @@ class _State:
     kinks: list
     ana: np.ndarray = None
     atol: np.ndarray = None
+    bound: np.ndarray = None
     located: list = field(default_factory=list)
 
 
@@ -128,8 +130,15 @@ def _judge(comp):
     st = _State(num, rounding, estimate, allowed, np.zeros(m, bool), np.zeros(m, bool),
                 np.zeros(m, bool), [], np.array(comp.analytic, dtype=np.float64),
                 atol=np.array(atol_i, dtype=np.float64))
+    st.bound = _bound(comp, st.num, st.rounding, st.estimate)
     st.failing = (_diff(st.num, st.ana) > st.allowed) & ~comp.skipped
     return st
+
+
+def _bound(comp, num, rounding, estimate):
+    """The engine's own bound on each item's numerical error: its rule's tolerance,
+    whatever tolerances the caller gave (``TargetResult.error_estimates``)."""
+    return (comp.own_rule or comp.rule).apply(num, rounding, estimate)[1]
 
 
 def _diff(num, ana):
@@ -162,6 +171,7 @@ def _refine_rows(comp, st, rows):
     ana = st.ana[rows]
     st.num[rows], st.rounding[rows], st.estimate[rows] = r.value, r.rounding, r.estimate
     st.atol[rows], st.allowed[rows] = comp.rule.apply(r.value, r.rounding, r.estimate)
+    st.bound[rows] = _bound(comp, r.value, r.rounding, r.estimate)
     st.refined[rows] = True
     st.failing[rows] = _diff(st.num[rows], ana) > st.allowed[rows]
     at_kink = r.kink & st.failing[rows]
@@ -294,8 +304,7 @@ def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, 
         rtol=comp.rule.rtol, tolerance_reason=reason,
         numerical=full.get("numerical", st.num), analytic=full.get("analytic", st.ana),
         step=float(np.min(comp.steps)), max_step=float(np.max(comp.steps)),
-        error_estimate=float(np.max((st.rounding + np.nan_to_num(st.estimate))[checked],
-                                    initial=0.0)),
+        error_estimate=float(np.max(st.bound[checked], initial=0.0)),
         margin=margin, marginal=MARGINAL < margin < 1.0 / MARGINAL,
         vacuous=bool(verdict == "INCONCLUSIVE" and "indistinguishable" in why),
         n_checked=int(checked.sum()), n_skipped=int(comp.skipped.sum()), n_refined=n_refined,

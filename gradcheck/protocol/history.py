@@ -282,9 +282,9 @@ class _Sequence:
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
                "wrote)" if own else "")
         found = []
-        for t, r in results.items():
-            if not r.passed:
-                what, recognised = _classify(self.g1.get(t), grads[t], r.located)
+        for t, (r, located) in results.items():
+            if r.verdict == "FAIL":
+                what, recognised = _classify(self.g1.get(t), grads[t], located)
                 found.append((Finding("backward-history", True, "backward depends on history: "
                                       + what.format(g=self._grad_name(t)) + why, t), recognised))
         return found
@@ -329,16 +329,21 @@ class _Sequence:
         return found
 
 
-def _verify_second_call(run, call, targets):
-    """Finite differences of the second call at the post-step state: one probe per target.
+#: Elements of each target whose second-call derivative is checked by finite differences.
+SECOND_CALL_SAMPLE = 8
 
-    The one use of the engine in this module: a directional check
-    (:func:`gradcheck.engine.projection.directional`, one random ±1 direction,
-    upstream ``d2``) with each target's measured noise and steps from the main
-    check, on a copy of the :class:`~gradcheck.protocol.problem.Problem` that
-    holds the second call (post-step state, ``x2``, its output, its gradients
-    and the state one forward changes). A probe that fails is refined and its
-    wrong elements located, as in any projection, before it counts.
+
+def _verify_second_call(run, call, targets):
+    """Finite differences of the second call at the post-step state, on a few elements.
+
+    The one use of the engine in this module: the ``sampled`` elementwise
+    comparison (:func:`gradcheck.engine.elementwise.compare`, a few random
+    elements per target, each refined and judged at kinks on its own) with
+    each target's measured noise and steps from the main check, on a copy of
+    the :class:`~gradcheck.protocol.problem.Problem` that holds the second
+    call (post-step state, ``x2``, its output, its gradients and the state one
+    forward changes). A history bug moves every element's gradient, so a few
+    catch it; elements, unlike a projection, do not mix kinks.
 
     Parameters
     ----------
@@ -353,17 +358,17 @@ def _verify_second_call(run, call, targets):
     Returns
     -------
     dict
-        ``{target: TargetResult}`` for the targets whose probe FAILs.
+        ``{target: (TargetResult, located)}`` for the targets that FAIL there;
+        ``located`` lists ``(index, numerical, analytic)`` of the failing elements.
     """
-    from gradcheck.engine.elementwise import prepare, rebind
-    from gradcheck.engine.projection import directional
+    from gradcheck.engine.elementwise import compare, prepare, rebind
     from gradcheck.engine.strategies import policy_for
     from gradcheck.engine.verdict import decide
     from gradcheck.protocol.problem import Target
 
-    # one probe, serial; the complex step has no directional form: central differences
+    # serial; the complex step has no real perturbations: central differences
     method = "central" if run.opts.method == "complex" else run.opts.method
-    opts = replace(run.opts, probes=1, n_jobs=None, executor=None, method=method)
+    opts = replace(run.opts, n_jobs=None, executor=None, method=method)
     step = object.__new__(type(run))
     step.__dict__.update(run.__dict__)
     x2 = np.array(call["x"], copy=True)
@@ -375,14 +380,28 @@ def _verify_second_call(run, call, targets):
     step.targets = tuple(Target(t.name, t.kind, x2 if t.kind == "input" else t.array)
                          for t in run.targets if t.name in targets)
     call["state"].restore_all()
+    rng = np.random.default_rng([run.seed, 12])
     failed = {}
     for target in step.targets:
+        n = target.array.size
+        idx = np.sort(rng.choice(n, size=min(SECOND_CALL_SAMPLE, n), replace=False))
         setup = rebind(prepare(run, run.target(target.name), opts), step, target)
-        comp = directional(step, target, opts, step.dout, call["grads"], setup)
-        result = decide(comp, policy_for(opts, target), step.findings)
+        result = decide(compare(step, target, opts, idx, "sampled", setup=setup),
+                        policy_for(opts, target), step.findings)
         if result.verdict == "FAIL":
-            failed[target.name] = result
+            failed[target.name] = (result, _failing_elements(result))
     return failed
+
+
+def _failing_elements(result):
+    """``[(index, numerical, analytic)]`` of the checked elements outside their tolerance."""
+    num, ana, tol = (np.asarray(a).reshape(-1) for a in (result.numerical, result.analytic,
+                                                          result.tolerances))
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isnan(num) & (np.abs(num - ana) > tol))
+    shape = result.shape
+    return [(tuple(int(j) for j in np.unravel_index(int(i), shape)), float(num[i]),
+             float(ana[i])) for i in bad]
 
 
 def _classify(first, second, located):
