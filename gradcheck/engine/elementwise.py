@@ -70,15 +70,18 @@ def prepare(problem, target, opts):
 
 
 def rebind(setup, problem, target):
-    """``setup``'s measured noise and steps, evaluated on another state of the layer.
+    """``setup``'s tuned steps on another state of the layer, with its noise measured again.
 
     The sequence check verifies a second call at the post-step state: the same
-    layer and target, so the same noise level and steps apply.
+    layer and target, so the same steps apply; the outputs differ (another
+    input), so their noise is measured anew.
     """
     s = object.__new__(Setup)
     s.__dict__.update(setup.__dict__)
     s.problem, s.target, s.arr = problem, target, target.array
     s.evaluate = problem.evaluator(target)
+    s.noise = measure_noise(s.evaluate, s.arr, problem.out0, problem.dout, seed=setup.opts.seed,
+                            name=target.name, out_eps=float(np.finfo(problem.out0.dtype).eps))
     return s
 
 
