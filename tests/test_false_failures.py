@@ -361,8 +361,8 @@ def test_E6_richardson_constant_feature():
 def test_E7_native_float32_central4_crosses_kinks():
     layer, x = get_spec("Sequential-cnn").make((2, 2, 4, 4), np.random.default_rng(3), True)
     report = check_layer(_to_float32(layer), x.astype(np.float32), method="central4",
-                         precision="native")
-    assert report.passed
+                         precision="native", inconclusive="pass")
+    assert report.passed, str(report)  # float32 steps cross kinks: refined, never FAIL
 
 
 def test_make_cnn_finds_an_input_for_every_seed():

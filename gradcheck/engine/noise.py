@@ -242,19 +242,44 @@ def measure_noise(evaluate, arr, out0, dout, *, seed, name, out_eps):
 def _try_table(V, d, terms, out0, out_eps, delta, calls):
     """``(estimate or None, inform, moved)`` of one difference table ``V`` (n_out, POINTS)."""
     U = V * d[:, None]
-    f, s = _scalar_values(U)
     moved = np.any(V != 0, axis=1)
     scale_L = scaled_norm(terms[moved]) if moved.any() else 0.0
+    f, s = _scalar_values(U)
     if moved.any() and s * float(np.max(np.abs(f))) > 0.1 * max(
             float(np.sum(np.abs(terms[moved]))), np.finfo(float).tiny):
         return None, 3, moved  # L changes by more than 10 %: spacing too large
     sigma, k, inform = ecnoise(f)
-    if inform != 1:
-        return None, inform, moved
     note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x max(1, |x|), "
             f"level {k})")
-    return _estimate(sigma * s, V, U, k, moved, scale_L, out_eps, calls, note, out0, d), 1, \
-        moved
+    # second differences at least: the first differences of a smooth output are its slope
+    jumped = _jumped(U, max(k, 2), moved, terms) if inform == 1 else np.zeros(len(U), bool)
+    if jumped.any():  # a kink inside the table: those outputs do not measure rounding
+        f, s = _scalar_values(U[~jumped])
+        sigma, k, inform = ecnoise(f)
+        note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x max(1, |x|), "
+                f"level {k}; {int(jumped.sum())} output(s) left out: their differences jumped "
+                "inside the table, a kink)")
+    if inform != 1:
+        return None, inform, moved
+    U = np.where(jumped[:, None], 0.0, U)
+    return _estimate(sigma * s, np.where(jumped[:, None], 0.0, V), U, k, moved, scale_L,
+                     out_eps, calls, note, out0, d), 1, moved
+
+
+#: An output whose table level exceeds the median relative level by this factor jumped.
+JUMP = 1e3
+
+
+def _jumped(U, k, moved, terms):
+    """Outputs whose ``k``-th differences are far above the others' (relative to their size):
+    a kink crossed inside the table, not rounding."""
+    level = _table_level(U, k)
+    size = terms + np.max(np.abs(U), axis=1)  # an output at a ReLU's kink may be 0 itself
+    live = moved & (size > 0)
+    if np.count_nonzero(live) < 3:
+        return np.zeros(len(U), bool)
+    typical = float(np.median(level[live] / size[live]))
+    return live & (level > JUMP * max(typical, np.finfo(float).tiny) * size)
 
 
 def _quantized(V):

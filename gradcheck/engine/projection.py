@@ -44,6 +44,9 @@ __all__ = ["comparisons", "directional", "MAX_LOCATED"]
 #: Bisection stops after locating this many wrong elements per target.
 MAX_LOCATED = 16
 
+#: Rounds of localisation of a failing probe (each leaves out what the last explained).
+LOCALISE_ROUNDS = 3
+
 
 def _probes(problem, opts):
     """``[(u, grads)]``: ``dout`` with the analytic gradients, then ``probes - 1`` fresh ones."""
@@ -146,11 +149,14 @@ class _ProbeRefiner:
 
     def refine(self, rows, analytic):
         out = [self._one(int(p), float(a)) for p, a in zip(rows, analytic)]
-        nan = np.full(len(rows), np.nan)
-        return Refined(*(np.array([o[i] for o in out]) for i in range(4)),
-                       np.zeros(len(rows), bool), nan, nan, nan, nan,
-                       elements=[o[4] for o in out], located=[e for o in out for e in o[5]],
-                       analytic=np.array([o[6] for o in out]))
+        ana = np.array([o[6] for o in out])
+        # a probe whose failure only kinks explain (ties that interact, even once the
+        # elements found are taken out) is excluded like a kink: its hull is its own value
+        explained = np.array([len(o) > 7 and o[7] for o in out], dtype=bool)
+        hull = np.where(explained, ana, np.nan)
+        return Refined(*(np.array([o[i] for o in out]) for i in range(4)), explained,
+                       hull, hull, hull, hull, elements=[o[4] for o in out],
+                       located=[e for o in out for e in o[5]], analytic=ana)
 
     def _one(self, p, ana):
         """``(value, rounding, estimate, step, kinks, wrong, analytic)`` of probe ``p``."""
@@ -168,18 +174,35 @@ class _ProbeRefiner:
                 return masked
         if self.wrong_found:  # localised once: the other probes see the same backward
             return base + ([], [], ana)
-        wrong, kinks, resolved = _bisect(self.problem, self.s, self.d, p)
-        if wrong or not (kinks or resolved):
-            self.wrong_found = bool(wrong)
-            return base + (kinks, wrong, ana)
-        self.known = (kinks, resolved)
-        return self._masked(p, kinks, resolved)
+        kinks, resolved = list(self.known[0]), list(self.known[1])
+        masked = None
+        for _ in range(LOCALISE_ROUNDS):  # each round takes out what it explained, then
+            wrong, more_kinks, more_resolved = _bisect(  # looks at the rest again
+                self.problem, self.s, self.d, p, exclude=self._excluded(kinks, resolved))
+            if wrong or not (kinks or resolved or more_kinks or more_resolved):
+                self.wrong_found = bool(wrong)
+                return base + (kinks + more_kinks, wrong, ana)
+            if not (more_kinks or more_resolved):  # nothing new: what is left is how the
+                break  # kinks found interact along the direction (ties in one window)
+            kinks, resolved = kinks + more_kinks, resolved + more_resolved
+            self.known = (kinks, resolved)
+            masked = self._masked(p, kinks, resolved)
+            _, allowed = self.d.rule.apply(np.array([masked[0]]), np.array([masked[1]]),
+                                           np.array([masked[2]]))
+            if abs(masked[0] - masked[6]) <= allowed[0]:
+                return masked
+        if masked is None:
+            masked = self._masked(p, kinks, resolved)
+        return masked + (True,)  # no wrong element, only kinks: explained by them
+
+    def _excluded(self, kinks, resolved):
+        return [np.ravel_multi_index(i, self.s.arr.shape) for i, *_ in kinks] + list(resolved)
 
     def _masked(self, p, kinks, resolved):
         """Probe ``p`` without ``kinks`` and ``resolved`` elements in its direction: they were
         judged on their own (at a kink, or needing smaller steps)."""
         mask = np.ones(self.s.arr.size)
-        mask[[np.ravel_multi_index(i, self.s.arr.shape) for i, *_ in kinks] + resolved] = 0.0
+        mask[self._excluded(kinks, resolved)] = 0.0
         mask = mask.reshape(self.s.arr.shape)
         ana_masked = self.d.value(p, mask)[1]
         r = search(self._level(p, ana_masked, mask), np.array([ana_masked]))
@@ -210,18 +233,20 @@ def _compare(problem, target, opts, probes, setup=None):
     return comp
 
 
-def _bisect(problem, s, d, p):
+def _bisect(problem, s, d, p, exclude=()):
     """``(wrong, kinks, resolved)`` along probe ``p``.
 
     ``wrong``: ``[(index, numerical, analytic)]`` of the wrong elements;
     ``kinks``: ``[(index, minus, plus, ok)]``; ``resolved``: flat indices of
     elements whose directional check failed but whose own, refined derivative
-    matches (they needed smaller steps).
+    matches (they needed smaller steps). Elements in ``exclude`` (explained by an
+    earlier round) are left out of the direction.
     """
     arr, rule = s.arr, d.rule
     u, grads = d.probes[p]
     g = grads[s.target.name].reshape(-1)
-    stack, wrong, kinks, resolved = [np.arange(arr.size)], [], [], []
+    stack = [np.setdiff1d(np.arange(arr.size), np.asarray(exclude, dtype=int))]
+    wrong, kinks, resolved = [], [], []
     search = StepSearch(s.evaluate, arr, np.arange(arr.size), s.refine_steps, u, problem.out0,
                         s.noise, seed=s.opts.seed)
     while stack and len(wrong) < MAX_LOCATED:
@@ -234,7 +259,8 @@ def _bisect(problem, s, d, p):
                 resolved.append(int(block[0]))
                 continue
             if r.kink[0]:
-                ok = bool(r.lower[0] - allowed[0] <= g[block[0]] <= r.upper[0] + allowed[0])
+                tol = allowed[0] + float(r.hull_noise[0])
+                ok = bool(r.lower[0] - tol <= g[block[0]] <= r.upper[0] + tol)
                 kinks.append((index, float(r.minus[0]), float(r.plus[0]), ok))
                 if ok:
                     continue

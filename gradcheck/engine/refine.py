@@ -86,6 +86,9 @@ class Refined:
     analytic : ndarray of float64, shape (r,) or None
         The items' analytic values when refining redefined the items (a
         projection with the kinks it crossed taken out of its direction).
+    hull_noise : ndarray of float64, shape (r,) or None
+        Bound on the rounding error of ``minus`` and ``plus`` (the hull's own
+        uncertainty, added to the tolerance of the hull test).
     """
 
     value: np.ndarray
@@ -101,6 +104,7 @@ class Refined:
     elements: object = None
     located: list = field(default_factory=list)
     analytic: object = None
+    hull_noise: object = None
 
 
 class StepSearch:
@@ -208,7 +212,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
                        _crossing(gaps[-3:], side_noises[-3:]))
             if best.done(k):
                 break
-    kink = _kinks(gaps, side_noise)
+    kink = _kinks(gaps, side_noises)
     lower = np.minimum(last["minus"], last["plus"])
     upper = np.maximum(last["minus"], last["plus"])
     outside = kink & ((analytic < lower) | (analytic > upper))
@@ -216,7 +220,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
         lower, upper = nearby(outside, lower, upper)
     return Refined(best.value, best.rounding, best.estimate, best.step, kink, last["minus"],
                    last["plus"], np.where(kink, lower, np.nan), np.where(kink, upper, np.nan),
-                   calls())
+                   calls(), hull_noise=last["noise"])
 
 
 class _Best:
@@ -263,10 +267,12 @@ class _Best:
 
 
 def _keep_one_sided(last, Dp, Dm, side_noise, usable):
-    """One-sided values at the smallest step whose gap is still above the noise."""
+    """One-sided values at the smallest step whose gap is still above the noise, and the
+    bound on their rounding error there."""
     if last is None:
-        return {"minus": Dm.copy(), "plus": Dp.copy()}
-    for name, v in (("minus", Dm), ("plus", Dp)):
+        return {"minus": Dm.copy(), "plus": Dp.copy(), "noise": np.array(side_noise,
+                                                                           dtype=float)}
+    for name, v in (("minus", Dm), ("plus", Dp), ("noise", side_noise)):
         last[name] = np.where(usable, v, last[name])
     return last
 
@@ -286,13 +292,15 @@ def _crossing(gaps, noises):
     return np.where(steady.any(axis=1), np.max(G, axis=1) / 2.0, 0.0)
 
 
-def _kinks(gaps, noise):
-    """A gap above the last level's noise that did not shrink over the last two halvings."""
+def _kinks(gaps, noises):
+    """A kink: a one-sided gap above the noise that did not shrink from one level to the next,
+    anywhere in the search (a kink closer than the smallest step shows it at every level; one
+    a little farther shows it until the step gets below its distance)."""
     G = np.stack(gaps, axis=1)
-    if G.shape[1] < 3:
+    if G.shape[1] < 2:
         return np.zeros(G.shape[0], dtype=bool)
+    N = np.stack(noises, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r1 = G[:, -1] / G[:, -2]
-        r2 = G[:, -2] / G[:, -3]
-    real = G[:, -1] > 2.0 * noise
-    return real & (r1 > KINK_RATIO) & (r2 > KINK_RATIO)
+        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & (G[:, 1:] > 2.0 * N[:, 1:]) \
+            & (G[:, :-1] > 2.0 * N[:, :-1])
+    return steady.any(axis=1)

@@ -175,7 +175,7 @@ def _refine_rows(comp, st, rows):
     st.refined[rows] = True
     st.failing[rows] = _diff(st.num[rows], ana) > st.allowed[rows]
     at_kink = r.kink & st.failing[rows]
-    tol = st.allowed[rows]
+    tol = st.allowed[rows] + (0.0 if r.hull_noise is None else r.hull_noise)
     inside = at_kink & (ana >= r.lower - tol) & (ana <= r.upper + tol)
     st.kink_ok[rows[inside]] = True
     st.failing[rows[inside]] = False
