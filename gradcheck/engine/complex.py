@@ -106,7 +106,8 @@ def _compare(problem, target, opts):
     finally:
         outer.restore_all()
     eps = float(np.finfo(real.dtype).eps)
-    rule, own = rules(num, eps, opts.atol, opts.rtol, eps)
+    rule, own = rules(num, eps, opts.atol, opts.rtol, eps,
+                      floor=problem.analytic_noise()[target.name])
     ana = problem.analytic[target.name].reshape(-1)
     return Comparison(
         name=target.name, shape=real.shape, dtype=str(real.dtype), strategy="elementwise",

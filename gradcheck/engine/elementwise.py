@@ -123,7 +123,8 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
     sigma = s.noise.of_support(support)
     rounding = rounding_error(sigma, h, method.gain)
     tau = s.tuning.relative(num)
-    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
+    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates,
+                      floor=problem.analytic_noise()[target.name])
     ana = problem.analytic[target.name].reshape(-1)
 
     def full(st):

@@ -65,6 +65,9 @@ class Rule:
     caller_rtol : bool
         ``rtol`` was given by the caller.
     reason : str
+    floor : float
+        The analytic gradient's own measured rounding (absolute, one standard
+        deviation): ``ANALYTIC_SAFETY`` times it is added to every ``atol_i``.
     """
 
     rtol: float
@@ -72,6 +75,7 @@ class Rule:
     atol: object
     caller_rtol: bool
     reason: str
+    floor: float = 0.0
 
     def apply(self, numerical, rounding, estimate=None):
         """``(atol_i, allowed_i)`` for items with these values and error estimates.
@@ -90,7 +94,7 @@ class Rule:
         else:
             est = 0.0 if estimate is None else np.nan_to_num(estimate, nan=0.0)
             atol_i = (ROUNDING_SAFETY * np.asarray(rounding) + self.rtol * self.scale
-                      + ESTIMATE_WEIGHT * est)
+                      + ESTIMATE_WEIGHT * est + ROUNDING_SAFETY * self.floor)
         return atol_i, atol_i + self.rtol * np.abs(numerical)
 
 
@@ -109,7 +113,8 @@ def rounding_error(sigma, h, gain):
         return np.where(np.asarray(h) > 0, gain * np.asarray(sigma) / h, 0.0)
 
 
-def derive(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=False):
+def derive(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=False,
+           floor=0.0):
     """The :class:`Rule` of one target (see the module notes).
 
     Parameters
@@ -124,6 +129,8 @@ def derive(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=F
         Measured relative noise of the forward: the floor of ``tau``.
     estimates : bool
         The method gives its own truncation estimate (said in the reason).
+    floor : float
+        The analytic gradient's measured rounding (:attr:`Rule.floor`).
 
     Returns
     -------
@@ -146,14 +153,18 @@ def derive(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=F
                         if estimates else ""))
     else:
         parts.append("atol given by the caller")
+    if floor > 0 and atol is None:
+        parts.append(f"+ {ROUNDING_SAFETY:g} x the analytic gradient's own rounding "
+                     f"({floor:.2g}, measured: backward(c dout) / c - backward(dout))")
     return Rule(rtol=float(rtol), scale=scale, atol=None if atol is None else float(atol),
-                caller_rtol=caller_rtol, reason="; ".join(parts))
+                caller_rtol=caller_rtol, reason="; ".join(parts), floor=float(floor))
 
 
-def rules(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=False):
+def rules(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=False,
+          floor=0.0):
     """``(applied, own)``: the rule the verdict applies (the caller's ``atol``/``rtol``
     where given) and the engine's own, the bound on the numerical error it reports."""
-    own = derive(numerical, tau, None, None, noise_relative, estimates)
+    own = derive(numerical, tau, None, None, noise_relative, estimates, floor)
     if atol is None and rtol is None:
         return own, own
-    return derive(numerical, tau, atol, rtol, noise_relative, estimates), own
+    return derive(numerical, tau, atol, rtol, noise_relative, estimates, floor), own

@@ -164,6 +164,34 @@ def _refine(comp, st):
         _refine_rows(comp, st, rest if rescued >= 0.75 else rest[:MAX_REFINED])
 
 
+#: Per-item arrays of the judgement in progress.
+_ITEM_FIELDS = ("num", "rounding", "estimate", "allowed", "failing", "refined", "kink_ok",
+                "ana", "atol", "bound")
+
+#: Items whose tolerance is looser than this fraction of ``min_resolution`` (times the
+#: gradient's scale) are refined too: near a kink a wide stencil passes with a large
+#: estimate of its own error, and would leave the target inconclusive.
+LOOSE = 0.1
+
+
+def _refine_loose(comp, st, policy):
+    if comp.refiner is None or not np.isfinite(st.ana).all():
+        return
+    scale = float(np.max(np.abs(st.num[~comp.skipped]), initial=0.0))
+    if comp.gradient_scale is not None:
+        scale = comp.gradient_scale / comp.resolution_factor
+    loose = ~st.refined & ~st.failing & ~comp.skipped & (
+        st.allowed > LOOSE * policy.min_resolution * scale)
+    rows = np.flatnonzero(loose)[:MAX_REFINED]
+    if not len(rows) or scale <= 0:
+        return
+    before = {k: getattr(st, k)[rows].copy() for k in _ITEM_FIELDS}
+    _refine_rows(comp, st, rows)
+    worse = st.allowed[rows] >= before["allowed"]  # a refinement is kept only if it helps
+    for k, v in before.items():
+        getattr(st, k)[rows[worse]] = v[worse]
+
+
 def _refine_rows(comp, st, rows):
     r = comp.refiner.refine(rows, st.ana[rows])
     if r.analytic is not None:  # the item was redefined (a projection without its kinks)
@@ -209,6 +237,7 @@ def decide(comp, policy, findings):
     """
     st = _judge(comp)
     _refine(comp, st)
+    _refine_loose(comp, st, policy)
     checked = ~comp.skipped & ~st.kink_ok
     diff = _diff(st.num, st.ana)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -315,6 +315,29 @@ class Problem:
                               self.dirty if dirty is None else dirty, target.name, arr,
                               self.out0.size)
 
+    #: Scale of the upstream gradient whose backward measures the analytic rounding: not a
+    #: power of two (that would round exactly alike).
+    ANALYTIC_PROBE = 1.2
+
+    def analytic_noise(self):
+        """``{target: rounding of its analytic gradient}``, measured once per check.
+
+        ``backward`` is linear in ``dout``, so ``backward(c dout) / c - backward(dout)``
+        is the rounding of the analytic gradient alone (RMS over the target's
+        elements): the floor of what a comparison with it can resolve. One extra
+        forward/backward pair.
+        """
+        if getattr(self, "_analytic_noise", None) is None:
+            c = self.ANALYTIC_PROBE
+            scaled = self.vjp(self.dout.astype(np.float64) * c)
+            noise = {}
+            for name, g in scaled.items():
+                d = g / c - self.analytic[name]
+                noise[name] = float(np.sqrt(np.mean(np.square(d)))) if np.isfinite(d).all() \
+                    else 0.0
+            self._analytic_noise = noise
+        return self._analytic_noise
+
     def vjp(self, u):
         """Analytic gradients of ``sum(forward(x) * u)`` for every target.
 
