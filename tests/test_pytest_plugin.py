@@ -116,12 +116,12 @@ def test_failing_file_shows_the_table(gate_pytester):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*GradientCheckError: gradient check failed: BrokenSquare (2, 3) float64, train mode*",
-        "*target 'x' at index (*): numerical *, analytic * (FAIL: error *, tolerance*",
+        "*target 'x' at index (*): numerical *, analytic * (FAIL: error *",
         "*target*shape*margin*verdict*",
         "*x*2x3*FAIL*",
         "*margin = error / tolerance at the worst element*",
         "*method=central*seed=0*",
-        "*x: FAIL, worst (*): numerical *, analytic *; error * vs tolerance*",
+        "*x: FAIL, worst (*): numerical *, analytic *; error *",
     ])
     # the traceback ends at the user's call, not inside gradcheck
     assert "__tracebackhide__" not in result.stdout.str()

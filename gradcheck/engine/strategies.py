@@ -63,7 +63,31 @@ def run(problem, strategy, opts):
     results = []
     for target, comp in comparisons(problem, opts, strategy):
         results.append(decide(comp, policy_for(opts, target), problem.findings))
+    _analytic_precision(problem)
     return tuple(results)
+
+
+#: An analytic gradient rounded this many times above its target's epsilon gets a note.
+COARSE_ANALYTIC = 1e4
+
+
+def _analytic_precision(problem):
+    """Note targets whose analytic gradient is computed in a lower precision than they are."""
+    from gradcheck.engine.tolerances import rms
+    from gradcheck.report import Finding
+
+    noise = getattr(problem, "_analytic_noise", None) or {}
+    for target in problem.targets:
+        size = rms(problem.analytic[target.name])
+        relative = noise.get(target.name, 0.0) / size if size > 0 else 0.0
+        eps = float(np.finfo(target.array.dtype).eps)
+        if relative > COARSE_ANALYTIC * eps:
+            problem.findings.append(Finding(
+                "analytic-precision", False,
+                f"the analytic gradient of {target.name!r} is rounded at {relative:.1g} "
+                f"relative, far above {target.array.dtype}'s {eps:.1g}: backward computes in "
+                "a lower precision (a float32 cast?); the tolerances allow for it, and the "
+                "resolution says what is still caught", target.name))
 
 
 def _elementwise(problem, opts, strategy):
