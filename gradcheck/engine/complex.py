@@ -25,7 +25,7 @@ import numpy as np
 from gradcheck.engine import methods
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.steps import element_steps
-from gradcheck.engine.tolerances import rules
+from gradcheck.engine.tolerances import analytic_floor, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
 from gradcheck.protocol.state import StateSnapshot
@@ -106,9 +106,9 @@ def _compare(problem, target, opts):
     finally:
         outer.restore_all()
     eps = float(np.finfo(real.dtype).eps)
-    rule, own = rules(num, eps, opts.atol, opts.rtol, eps,
-                      floor=problem.analytic_noise()[target.name])
     ana = problem.analytic[target.name].reshape(-1)
+    rule, own = rules(num, eps, opts.atol, opts.rtol, eps,
+                      floor=analytic_floor(problem.analytic_noise()[target.name], ana, num))
     return Comparison(
         name=target.name, shape=real.shape, dtype=str(real.dtype), strategy="elementwise",
         method="complex", numerical=num, analytic=ana, rounding=COMPLEX_ROUNDING * eps * S,

@@ -16,7 +16,7 @@ from gradcheck.engine.noise import measure_noise
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.refine import StepSearch
 from gradcheck.engine.steps import element_steps, tune
-from gradcheck.engine.tolerances import rounding_error, rules
+from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
 
@@ -123,9 +123,9 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
     sigma = s.noise.of_support(support)
     rounding = rounding_error(sigma, h, method.gain)
     tau = s.tuning.relative(num)
-    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates,
-                      floor=problem.analytic_noise()[target.name])
     ana = problem.analytic[target.name].reshape(-1)
+    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates,
+                      floor=analytic_floor(problem.analytic_noise()[target.name], ana, num))
 
     def full(st):
         out = {}

@@ -73,13 +73,15 @@ COARSE_ANALYTIC = 1e4
 
 def _analytic_precision(problem):
     """Note targets whose analytic gradient is computed in a lower precision than they are."""
-    from gradcheck.engine.tolerances import rms
+    from gradcheck.engine.tolerances import analytic_floor, rms
     from gradcheck.report import Finding
 
     noise = getattr(problem, "_analytic_noise", None) or {}
     for target in problem.targets:
         size = rms(problem.analytic[target.name])
-        relative = noise.get(target.name, 0.0) / size if size > 0 else 0.0
+        floor = analytic_floor(noise.get(target.name, (0.0, True)), problem.analytic[target.name],
+                               0.0)
+        relative = floor / size if size > 0 else 0.0
         eps = float(np.finfo(target.array.dtype).eps)
         if relative > COARSE_ANALYTIC * eps:
             problem.findings.append(Finding(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Rule", "derive", "rules", "rms", "rounding_error", "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT",
+__all__ = ["Rule", "derive", "rules", "rms", "rounding_error", "analytic_floor", "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT",
            "MARGINAL"]
 
 #: Standard deviations of the measured rounding error allowed.
@@ -168,3 +168,24 @@ def rules(numerical, tau, atol=None, rtol=None, noise_relative=0.0, estimates=Fa
     if atol is None and rtol is None:
         return own, own
     return derive(numerical, tau, atol, rtol, noise_relative, estimates, floor), own
+
+
+#: ``backward(c dout) / c`` and ``backward(dout)`` differ by less than this (relative to the
+#: gradient's scale) when backward is linear in dout and only rounding differs.
+LINEAR_TO = 1e-3
+
+
+def analytic_floor(measured, analytic, numerical):
+    """The analytic gradient's rounding, from :meth:`Problem.analytic_noise`'s
+    ``(level, linear)``, or 0 when the difference is no rounding but a backward that is
+    not linear in dout (a terminal loss that ignores it, a clipped dout): then it must not
+    loosen anything. Without a verdict on linearity (fewer than 4 elements), a level above
+    ``LINEAR_TO`` of the gradient's scale (the larger RMS of analytic and numerical) is
+    taken for non-linearity.
+    """
+    level, linear = measured
+    if not np.isfinite(level) or linear is False:
+        return 0.0
+    if linear is None and level > LINEAR_TO * max(rms(analytic), rms(numerical)):
+        return 0.0
+    return float(level)

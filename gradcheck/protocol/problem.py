@@ -55,6 +55,25 @@ def _index(i, shape):
     return None if i is None else tuple(int(j) for j in np.unravel_index(int(i), shape))
 
 
+def _uncorrelated(a, b):
+    """Whether two rescaled-backward differences look like independent rounding (``True``),
+    like a backward that is not linear in dout (``False``: one far larger than the other,
+    as when only one scale clips, or the two proportional), or cannot tell (``None``: fewer
+    than 4 elements)."""
+    if a.size < 4:
+        return None
+    ra, rb = float(np.sqrt(np.mean(a * a))), float(np.sqrt(np.mean(b * b)))
+    if ra == 0 or rb == 0:
+        return bool(ra == rb == 0)  # exactly equal roundings: linear and exact
+    if max(ra, rb) > 8.0 * min(ra, rb):
+        return False
+    sa, sb = float(np.std(a)), float(np.std(b))
+    if sa == 0 or sb == 0:
+        return True
+    corr = abs(float(np.mean((a - a.mean()) * (b - b.mean())))) / (sa * sb)
+    return bool(corr < (0.9 if a.size >= 16 else 0.99))
+
+
 def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, size0):
     """``evaluate(i) -> out``: one forward call on the layer's per-call state.
 
@@ -92,11 +111,6 @@ def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, size0):
 
     evaluate.layer, evaluate.target = adapter.name, target
     return evaluate
-
-
-#: ``backward(c dout) / c`` and ``backward(dout)`` agree to this (relative) when backward
-#: is linear in dout; a larger difference is not rounding.
-LINEAR_TO = 1e-5
 
 
 class Problem:
@@ -320,29 +334,32 @@ class Problem:
                               self.dirty if dirty is None else dirty, target.name, arr,
                               self.out0.size)
 
-    #: Scale of the upstream gradient whose backward measures the analytic rounding: not a
-    #: power of two (that would round exactly alike).
-    ANALYTIC_PROBE = 1.2
+    #: Scales of the upstream gradient whose backwards measure the analytic rounding: not
+    #: powers of two (those would round exactly alike).
+    ANALYTIC_PROBES = (1.2, 0.75)
 
     def analytic_noise(self):
-        """``{target: rounding of its analytic gradient}``, measured once per check.
+        """``{target: (rounding of its analytic gradient, linear)}``, measured once per check.
 
         ``backward`` is linear in ``dout``, so ``backward(c dout) / c - backward(dout)``
-        is the rounding of the analytic gradient alone (RMS over the target's
-        elements): the floor of what a comparison with it can resolve. One extra
-        forward/backward pair.
+        is the rounding of the analytic gradient alone (RMS over the target's elements)
+        -- the floor of what a comparison with it can resolve. Two scales ``c``: their
+        differences are independent noise when backward is linear, and proportional to
+        each other when it is not (a terminal loss that ignores dout, a clipped dout),
+        which ``linear`` then says (with fewer than 4 elements it cannot tell: None).
+        Two extra forward/backward pairs.
         """
         if getattr(self, "_analytic_noise", None) is None:
-            c = self.ANALYTIC_PROBE
-            scaled = self.vjp(self.dout.astype(np.float64) * c)
+            diffs = [{n: g / c - self.analytic[n] for n, g in self.vjp(
+                self.dout.astype(np.float64) * c).items()} for c in self.ANALYTIC_PROBES]
             noise = {}
-            for name, g in scaled.items():
-                d = g / c - self.analytic[name]
-                rms = float(np.sqrt(np.mean(np.square(d)))) if np.isfinite(d).all() else 0.0
-                size = float(np.sqrt(np.mean(np.square(self.analytic[name]))))
-                # a backward that is not linear in dout (a terminal loss that ignores it,
-                # a clipped dout) shows its non-linearity here, not rounding: no floor
-                noise[name] = rms if rms <= LINEAR_TO * size else 0.0
+            for name in diffs[0]:
+                a, b = diffs[0][name].reshape(-1), diffs[1][name].reshape(-1)
+                if not (np.isfinite(a).all() and np.isfinite(b).all()):
+                    noise[name] = (float("inf"), False)
+                    continue
+                level = float(np.sqrt((np.mean(a * a) + np.mean(b * b)) / 2.0))
+                noise[name] = (level, _uncorrelated(a, b))
             self._analytic_noise = noise
         return self._analytic_noise
 
