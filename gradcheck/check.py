@@ -238,12 +238,15 @@ def _check_wrt(layer, name, wrt, params):
 
 
 def _check_expect_zero(problem, opts):
+    """An ``expect_zero`` name that is not a target here is a warning (a gate configuration
+    lists the names for all of its targets), never silent."""
     names = [t.name for t in problem.targets]
     for t in opts.expect_zero:
         if t not in names:
-            raise GradCheckInputError(
-                f"expect_zero names {t!r}, which is not a target of this check; targets: "
-                f"{names}", layer=problem.name, target=t)
+            problem.findings.append(Finding(
+                "expect-zero-unknown", False,
+                f"expect_zero names {t!r}, which is not a target of this check (targets: "
+                f"{', '.join(names)})", t))
 
 
 def run_strategy(problem, strategy, opts):

@@ -14,7 +14,7 @@ import numpy as np
 
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.perturb import Columns, ElementMoves, differences
-from gradcheck.engine.refine import RATIO, search
+from gradcheck.engine.refine import level_factor, search
 from gradcheck.engine.tolerances import rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -82,7 +82,7 @@ def _compare(problem, target, opts, Ja):
         outs = entries // n
 
         def at(k):
-            c, sp = _columns(s, problem, cols, s.refine_steps * RATIO ** -k, [(1.0, -1.0)],
+            c, sp = _columns(s, problem, cols, s.refine_steps * level_factor(k), [(1.0, -1.0)],
                              out0=problem.out0)
             sp = sp[:, 0][where]
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -90,7 +90,7 @@ def _compare(problem, target, opts, Ja):
                 Dp = c.P[outs, where, 0] / (sp / 2.0)
                 Dm = c.M[outs, where, 0] / (sp / 2.0)
             return (D, Dp, Dm, s.noise.variance_std[outs],
-                    s.refine_steps[cols][where] * RATIO ** -k)
+                    s.refine_steps[cols][where] * level_factor(k))
         return at
 
     class Refiner:

@@ -55,6 +55,9 @@ FIRST_SPACING = 1e-9
 #: Tables measured at most (the spacing changes by 100 between them).
 TRIES = 4
 
+#: The spacing's jump after a table whose outputs mostly stayed put (quantised).
+QUANTISED_JUMP = 1e4
+
 #: The smallest believable relative noise, in units of the output dtype's
 #: epsilon: rounding each output to nearest alone has a standard deviation
 #: of about ``eps / 7`` relative.
@@ -230,8 +233,12 @@ def measure_noise(evaluate, arr, out0, dout, *, seed, name, out_eps):
         if inform == 1:
             if not _quantized(V):
                 return est
-            best = est  # most outputs did not move from point to point: a larger spacing
-            delta *= 100.0  # sees their rounding too (a float32 cast inside the layer)
+            # most outputs did not move from point to point (a float32 cast inside the
+            # layer): a spacing of some hundred of those steps sees their rounding, and
+            # sees it independent from point to point (a spacing near one step leaves
+            # neighbouring roundings correlated, and the table underestimates them)
+            best = est
+            delta *= QUANTISED_JUMP
             continue
         if best is not None:
             return best

@@ -35,7 +35,7 @@ from gradcheck.engine import methods
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.noise import scaled_norm
 from gradcheck.engine.perturb import DirectionMoves, Reduce, differences
-from gradcheck.engine.refine import RATIO, Refined, StepSearch, search
+from gradcheck.engine.refine import level_factor, Refined, StepSearch, search
 from gradcheck.engine.tolerances import rms, rules
 from gradcheck.engine.verdict import Comparison
 
@@ -135,13 +135,13 @@ class _ProbeRefiner:
         t0 = float(np.median(s.refine_steps / s.steps))  # from the central step downwards
 
         def at(k):
-            moves = DirectionMoves(s.arr, (w * t0 * RATIO ** -k)[None], analytic=grads[
+            moves = DirectionMoves(s.arr, (w * t0 * level_factor(k))[None], analytic=grads[
                 s.target.name][None])
             sink = Reduce(u, 1, 1, out0=self.problem.out0, one_sided=True,
                           noise_w=s.noise.weights)
             differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.problem.out0)
             sigma = d.level[p] * np.where(sink.noise > 0, sink.noise, 1.0)
-            h = t0 * RATIO ** -k  # the derivative along w, from steps t = +-h
+            h = t0 * level_factor(k)  # the derivative along w, from steps t = +-h
             shift = ana - moves.A[0, (1.0, -1.0)] / (2.0 * h)
             return (sink.R[:, 0].real / (2.0 * h) + shift, sink.P[:, 0] / h + shift,
                     sink.M[:, 0] / h + shift, sigma, np.array([h]))

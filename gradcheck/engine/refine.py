@@ -3,9 +3,9 @@
 An item (an element, or a direction of the ``projection`` strategy) whose
 first numerical value lies outside its tolerance is recomputed before any
 verdict, the way numdifftools chooses a step [1]_: central differences
-``D_k`` at the steps ``h 4**-k`` (``k = 0, 1, ...``), Richardson-extrapolated
-over each three consecutive steps into ``T_k`` with the estimate ``|T_k -
-T4_k|``, and the level with the smallest total error (that estimate plus the
+``D_k`` at the steps ``2h, h, h/2, h/8, h/32, ...`` (:func:`level_factor`),
+extrapolated to ``h = 0`` over each three consecutive steps into ``T_k`` with
+the estimate ``|T_k - T2_k|``, and the level with the smallest total error (that estimate plus the
 rounding error measured at that step) gives the refined value. The search
 stops when the estimate has stayed below the rounding error for two levels
 (converged, or noise-dominated), or after :data:`LEVELS` levels.
@@ -32,16 +32,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gradcheck.engine.methods import richardson
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.tolerances import ROUNDING_SAFETY
 
-__all__ = ["Refined", "StepSearch", "search", "LEVELS", "RATIO"]
+__all__ = ["Refined", "StepSearch", "search", "level_factor", "LEVELS", "RATIO",
+           "FIRST_TRIPLE_GAIN"]
 
 #: Ratio between the steps of consecutive levels.
 RATIO = 4.0
 
-#: Step levels ``h RATIO**-k`` tried at most (down to ``h / 4e6``).
+#: Step levels tried at most (:func:`level_factor`: down to ``h / 1e6``).
 LEVELS = 12
 
 #: A gap that shrinks by less than this factor per level (``1/RATIO`` at a smooth point)
@@ -51,13 +51,41 @@ KINK_RATIO = 0.75
 #: Nearby points sampled when the analytic value lies outside the one-sided hull.
 NEARBY = 8
 
-def _triple_gain():
-    """Rounding gain of a Richardson value over steps ``h RATIO**2, h RATIO, h`` (per ``h``)."""
-    w = richardson(np.eye(3), ratio=RATIO)[0]
-    return float(np.sqrt(np.sum(w ** 2 * RATIO ** (-2.0 * np.arange(2, -1, -1)) / 2.0)))
+def level_factor(k):
+    """The step of level ``k`` over the element's step ``h``: ``2, 1, 1/2``, then by
+    ``RATIO`` (``1/8, 1/32, ...``). The first triple, around ``h``, amplifies rounding
+    little (its extrapolation removes the truncation that made the element fail); the
+    later ones reach small scales fast (a kink, a steep layer)."""
+    return 2.0 ** (1 - k) if k <= 2 else 0.5 * RATIO ** -(k - 2)
 
 
-_TRIPLE_GAIN = _triple_gain()
+def _weights(factors):
+    """Weights of the extrapolation to ``h = 0`` of central differences at steps
+    ``h * factors`` (error in even powers of ``h``): Lagrange in ``h**2`` (Neville)."""
+    s = np.square(np.asarray(factors, dtype=np.float64))
+    return np.array([np.prod([s[j] / (s[j] - s[i]) for j in range(len(s)) if j != i])
+                     for i in range(len(s))])
+
+
+def extrapolate(Ds, factors):
+    """``(T, estimate)`` from the central differences ``Ds`` (3 arrays) at steps ``h *
+    factors``: the value extrapolated through all three, and its distance to the one
+    through the two smallest steps (the error estimate, as numdifftools takes it)."""
+    D = np.stack(Ds, axis=1)
+    T3 = D @ _weights(factors)
+    T2 = D[:, 1:] @ _weights(factors[1:])
+    return T3, np.abs(T3 - T2)
+
+
+def triple_gain(factors):
+    """Rounding gain of :func:`extrapolate` over ``factors``, per ``sigma / h`` of the first."""
+    w = _weights(factors)
+    return float(np.sqrt(np.sum(w ** 2 / (2.0 * np.square(factors)))))
+
+
+#: The rounding a refinement's first triple carries, per ``sigma / h``: the least a refined
+#: element can resolve (:class:`gradcheck.engine.verdict.Comparison` ``refined_rounding``).
+FIRST_TRIPLE_GAIN = triple_gain([level_factor(k) for k in range(3)])
 
 
 @dataclass
@@ -131,8 +159,8 @@ class StepSearch:
         self.calls = 0
 
     def _level(self, elements, k):
-        """Central and one-sided differences of ``elements`` at the steps ``h RATIO**-k``."""
-        steps = self.steps * RATIO ** -k
+        """Central and one-sided differences of ``elements`` at the steps ``h level_factor(k)``."""
+        steps = self.steps * level_factor(k)
         sink = Reduce(self.dout, len(elements), 1, out0=self.out0, one_sided=True,
                       noise_w=self.noise.weights)
         span = differences(self.evaluate, ElementMoves(self.arr, elements, steps),
@@ -184,7 +212,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
     ----------
     level : callable
         ``level(k) -> (D, Dp, Dm, sigma, h)``: central and one-sided
-        differences of the items at the steps ``h RATIO**-k``, the noise of ``L``
+        differences of the items at the steps ``h level_factor(k)``, the noise of ``L``
         for each item's perturbation and the steps (arrays of shape (r,)).
     analytic : ndarray of float64, shape (r,)
     nearby : callable or None
@@ -207,8 +235,10 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
         side_noises.append(side_noise)
         last = _keep_one_sided(last, Dp, Dm, side_noise, gaps[-1] > 2.0 * side_noise)
         if k >= 2:
-            T, est = richardson(np.stack(Ds[-3:], axis=1), ratio=RATIO)
-            best.offer(T, est, _TRIPLE_GAIN * sigma / h, RATIO ** 2 * h, k,
+            factors = np.array([level_factor(j) for j in range(k - 2, k + 1)])
+            T, est = extrapolate(Ds[-3:], factors)
+            first = h / factors[-1] * factors[0]  # the triple's largest step
+            best.offer(T, est, triple_gain(factors / factors[0]) * sigma / first, first, k,
                        _crossing(gaps[-3:], side_noises[-3:]))
             if best.done(k):
                 break
@@ -248,18 +278,21 @@ class _Best:
         return np.maximum(self.own, self.spread)
 
     def offer(self, T, est, rounding, step, k, penalty=0.0):
-        # the level after the one chosen last: how far its extrapolation lies from it
+        # the level after the one chosen last: how far its extrapolation lies from it,
+        # beyond what that level's own (larger) rounding explains
         after = self.just_chosen
-        self.spread[after] = np.maximum(self.spread[after], np.abs(T - self.value)[after])
+        gap = np.maximum(0.0, np.abs(T - self.value) - ROUNDING_SAFETY * rounding)
+        self.spread[after] = np.maximum(self.spread[after], gap[after])
         total = est + ROUNDING_SAFETY * rounding + penalty
         better = total < self.total
         for name, v in (("value", T), ("rounding", rounding), ("own", est),
                         ("step", step), ("total", total)):
             getattr(self, name)[better] = v[better]
-        before = np.abs(T - self.previous) if self.previous is not None else np.zeros_like(T)
+        before = np.zeros_like(T) if self.previous is None else np.maximum(
+            0.0, np.abs(T - self.previous) - ROUNDING_SAFETY * self.previous_rounding)
         self.spread[better] = before[better]
         self.just_chosen = better
-        self.previous = T
+        self.previous, self.previous_rounding = T, rounding
         self.converged = np.where(est <= ROUNDING_SAFETY * rounding, self.converged + 1, 0)
 
     def done(self, k):

@@ -77,7 +77,8 @@ class Comparison:
     projections); the arrays have one entry per item. ``resolution_factor``
     turns an item's tolerance into a single-element error of the gradient
     and ``gradient_scale`` is the gradient's scale in those units (``None``:
-    ``max |numerical|``; the items are elements).
+    ``max |numerical|``; the items are elements). ``refined_rounding`` is the
+    rounding an item would carry if it were refined (the resolution promises that).
     """
 
     name: str
@@ -97,6 +98,7 @@ class Comparison:
     refiner: Optional[object] = None
     resolution_factor: float = 1.0
     gradient_scale: Optional[float] = None
+    refined_rounding: Optional[np.ndarray] = None
     full: Optional[Callable] = None
     reason: str = ""
     extra: dict = field(default_factory=dict)
@@ -247,12 +249,29 @@ def decide(comp, policy, findings):
                                                                                   -1.0)))
     scale = (comp.gradient_scale if comp.gradient_scale is not None
              else float(np.max(np.abs(st.num[checked]), initial=0.0)))
-    resolution = (float(np.max(st.allowed[checked])) * comp.resolution_factor if checked.any()
-                  else float("inf"))
+    resolution = _resolution(comp, st, checked)
     verdict, why = _verdict(comp, st, checked, scale, resolution, policy)
     _notes(comp, st, checked, verdict, why, scale, findings)
     return _result(comp, st, checked, diff, worst, float(ratio[worst]), scale, resolution,
                    verdict, why)
+
+
+def _resolution(comp, st, checked):
+    """The smallest single-element error the check would catch, in the gradient's units.
+
+    An element outside its first tolerance is refined before it can fail, and judged on
+    the refined tolerance: so the promise covers, for every element not refined here, the
+    tolerance a refinement would give it (its first triple's rounding,
+    ``refined_rounding``), besides the tolerances applied.
+    """
+    if not checked.any():
+        return float("inf")
+    allowed = st.allowed[checked]
+    if comp.refined_rounding is not None and comp.refiner is not None:
+        pending = checked & ~st.refined
+        _, would = comp.rule.apply(st.num[pending], comp.refined_rounding[pending])
+        allowed = np.concatenate([allowed, would])
+    return float(np.max(allowed)) * comp.resolution_factor
 
 
 def _verdict(comp, st, checked, scale, resolution, policy):

@@ -58,7 +58,8 @@ def _add_check_arguments(p):
     mode.add_argument("--eval", action="store_true",
                       help="check eval mode (train_flg=False); with --train, both")
     for opt in GATE_OPTIONS:
-        p.add_argument(f"--{opt.name}", type=opt.parse, metavar=opt.metavar, help=opt.help)
+        p.add_argument(f"--{opt.flag}", dest=opt.name, type=opt.parse, metavar=opt.metavar,
+                       help=opt.help)
     p.add_argument("--eps", type=parse_step, help="absolute step (default: from the dtype)")
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="PATH", help="write the reports as JSON to PATH "

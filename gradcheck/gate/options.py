@@ -17,6 +17,7 @@ from typing import Callable
 from gradcheck.validate import METHODS, PRECISIONS, STRATEGIES
 
 __all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision",
+           "parse_fraction", "parse_inconclusive", "parse_names",
            "parse_seed", "parse_tolerance", "parse_step", "parse_shape"]
 
 #: The exception every parser raises; argparse and pytest print it as a usage error.
@@ -106,6 +107,32 @@ def parse_shape(text):
     return shape
 
 
+def parse_fraction(value):
+    """A finite number > 0."""
+    x = _number(value, "a number > 0")
+    if not math.isfinite(x) or x <= 0:
+        raise OptionError(f"expected a finite number > 0, got {value!r}")
+    return x
+
+
+def parse_inconclusive(value):
+    """``"fail"`` or ``"pass"``."""
+    text = str(value).strip()
+    if text not in ("fail", "pass"):
+        raise OptionError(f"expected fail or pass; got {value!r}")
+    return text
+
+
+def parse_names(value):
+    """Target names: a list, or a string of comma-separated names (``b_0,b_3``)."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    names = tuple(str(v).strip() for v in items if str(v).strip())
+    if not names or not all(n.replace("_", "").replace(".", "").replace("[", "")
+                            .replace("]", "").replace("'", "").isalnum() for n in names):
+        raise OptionError(f"expected target names separated by commas; got {value!r}")
+    return names
+
+
 @dataclass(frozen=True)
 class Option:
     """One option of a check, as the CLI, the plugin and the config file spell it."""
@@ -114,6 +141,11 @@ class Option:
     parse: Callable
     metavar: str
     help: str
+
+    @property
+    def flag(self):
+        """The command-line spelling: ``min-resolution`` for ``min_resolution``."""
+        return self.name.replace("_", "-")
 
 
 #: The options that ``check_layer`` takes and that a run can set for every check.
@@ -127,7 +159,16 @@ GATE_OPTIONS = (
            "float16/float32 layers: evaluate in float64 (auto, the default) or natively"),
     Option("seed", parse_seed, "N", "seed of dout and of the inputs (default: 0)"),
     Option("atol", parse_tolerance, "ATOL",
-           "absolute tolerance (default: derived from the dtype, method and step)"),
+           "absolute tolerance (default: derived per element from the measured noise, the "
+           "measured truncation and the target's scale)"),
     Option("rtol", parse_tolerance, "RTOL",
-           "relative tolerance (default: derived from the dtype and method)"),
+           "relative tolerance (default: from the measured truncation error)"),
+    Option("min_resolution", parse_fraction, "FRACTION",
+           "a target whose resolution is coarser than this fraction of its gradient's scale "
+           "is INCONCLUSIVE (default: 1e-3)"),
+    Option("inconclusive", parse_inconclusive, "{fail,pass}",
+           "whether an INCONCLUSIVE target fails the check (default: fail)"),
+    Option("expect_zero", parse_names, "NAME[,NAME...]",
+           "targets whose gradient is zero by the layer's structure (a bias before a "
+           "train-mode batch normalisation): PASS when both gradients are zero"),
 )

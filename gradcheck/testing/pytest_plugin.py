@@ -30,7 +30,7 @@ _RUN_OPTIONS = pytest.StashKey()
 def pytest_addoption(parser):
     group = parser.getgroup("gradcheck", "gradient checks (gradcheck.assert_gradients)")
     for opt in GATE_OPTIONS:
-        group.addoption(f"--gradcheck-{opt.name}", dest=f"gradcheck_{opt.name}", type=opt.parse,
+        group.addoption(f"--gradcheck-{opt.flag}", dest=f"gradcheck_{opt.name}", type=opt.parse,
                         default=None, metavar=opt.metavar,
                         help=f"{opt.help}; applies to every assert_gradients call of the run")
 

@@ -1,0 +1,392 @@
+"""Every verdict sound: the false PASSes and false FAILs of the first engine, case by case.
+
+Each class of case below was measured to go wrong before the verdict path was rebuilt
+(issue "A PASS that means something"): a wrong backward that passed, or a correct one that
+failed. Now a wrong backward FAILs (or, where the check cannot resolve it, is
+INCONCLUSIVE, never PASS) and a correct one PASSes.
+"""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from gradcheck import check_layer
+from layers import BatchNormalization, Relu
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(6, 5))
+STRATEGIES = ("elementwise", "sampled", "projection", "jacobian")
+
+
+class F32Tanh:
+    """Computes in float32 and returns float32, as the recurrent layers of the book's
+    second volume do; ``scale`` != 1 makes its backward wrong."""
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def forward(self, x):
+        self.y = np.tanh(x.astype(np.float32))
+        return self.y
+
+    def backward(self, dout):
+        return self.scale * dout * (1.0 - self.y.astype(np.float64) ** 2)
+
+
+class F32Round(F32Tanh):
+    """Rounds through float32 and returns float64: the output dtype claims float64."""
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x.astype(np.float32)).astype(np.float64)
+
+    def backward(self, dout):
+        return self.scale * dout * (1.0 - np.tanh(self.x) ** 2)
+
+
+class Scale:
+    """``w * x``; ``wrong`` multiplies dx."""
+
+    def __init__(self, w, wrong=1.0):
+        self.w, self.wrong = w, wrong
+
+    def forward(self, x):
+        self.x = x
+        return self.w * x
+
+    def backward(self, dout):
+        self.dw = (dout * self.x).sum(axis=0)
+        return self.wrong * dout * self.w
+
+
+class AffineB:
+    """``x W + b``; ``bwrong`` multiplies db."""
+
+    def __init__(self, W, b, bwrong=1.0):
+        self.W, self.b, self.bwrong = W, b, bwrong
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = self.bwrong * dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+class ReluThousandAtZero:
+    """ReLU whose backward returns ``1000 * dout`` where ``x == 0``: outside the one-sided
+    derivatives (0 and 1) of the kink."""
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0.0)
+
+    def backward(self, dout):
+        return dout * ((self.x > 0) + 1000.0 * (self.x == 0))
+
+
+class Steep:
+    """``tanh(x / 1e-6)``: smooth, but on a scale far below ``max(1, |x|)``."""
+
+    def __init__(self, wrong=1.0):
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x / 1e-6)
+
+    def backward(self, dout):
+        return self.wrong * dout * (1.0 - np.tanh(self.x / 1e-6) ** 2) / 1e-6
+
+
+class Cube:
+    """``x**3``; at ``|x| ~ 1e-8`` the classic step ``6e-6 * max(1, |x|)`` dwarfs ``x``."""
+
+    def __init__(self, wrong=1.0):
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        return x ** 3
+
+    def backward(self, dout):
+        return self.wrong * 3.0 * self.x ** 2 * dout
+
+
+def verdicts(report):
+    return {r.name: r.verdict for r in report.results}
+
+
+# -- false PASSes -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong", [1.5, 1.01])
+def test_a_float32_computing_layer_with_a_wrong_backward_fails(wrong):
+    for layer in (F32Tanh(wrong), F32Round(wrong)):
+        report = check_layer(layer, X)
+        assert verdicts(report) == {"x": "FAIL"}, str(report)
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e6, 1e8, 1e150])
+@pytest.mark.parametrize("wrong", [2.0, 1.0 + 1e-6])
+def test_magnitudes_keep_their_relative_sensitivity(scale, wrong):
+    w = RNG.normal(size=5)
+    assert check_layer(Scale(w), X * scale).passed
+    report = check_layer(Scale(w, wrong), X * scale)
+    assert verdicts(report)["x"] == "FAIL", str(report)
+    assert report.result("x").relative_resolution < 1e-7  # the goal at every scale
+
+
+def test_outputs_above_1e154_keep_finite_tolerances():
+    report = check_layer(Scale(RNG.normal(size=5), 1.001), X * 1e160)
+    r = report.result("x")
+    assert r.verdict == "FAIL" and np.isfinite(r.atol) and np.isfinite(r.resolution)
+
+
+def test_a_small_target_beside_a_large_one_is_checked_on_its_own_scale():
+    W = RNG.normal(size=(5, 3)) * 1e8
+    b = RNG.normal(size=3)
+    assert check_layer(AffineB(W, b), X).passed
+    report = check_layer(AffineB(W, b, 1.001), X)
+    assert verdicts(report) == {"x": "PASS", "W": "PASS", "b": "FAIL"}, str(report)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_wrong_value_at_a_kink_fails_under_every_strategy(strategy):
+    x = X.copy()
+    x[0, 0] = x[3, 2] = 0.0
+    report = check_layer(ReluThousandAtZero(), x, strategy=strategy, samples=30)
+    assert verdicts(report) == {"x": "FAIL"}, str(report)
+    correct = check_layer(Relu(), x, strategy=strategy, samples=30, inconclusive="pass")
+    assert correct.passed, str(correct)
+
+
+def test_kinks_are_listed_with_both_one_sided_derivatives():
+    x = X.copy()
+    x[1, 1] = 0.0
+    r = check_layer(Relu(), x).result("x")
+    ((index, minus, plus),) = r.kinks
+    assert index == (1, 1) and sorted([minus, plus]) == pytest.approx(
+        sorted([0.0, r.analytic[1, 1] or plus or minus]), abs=1e-6)
+    assert r.excluded == ((1, 1),)
+
+
+def test_a_steep_smooth_layer_is_not_taken_for_kinks():
+    x = RNG.normal(size=(6, 5)) * 1e-6
+    report = check_layer(Steep(), x)
+    assert report.passed and not report.result("x").kinks, str(report)
+    assert verdicts(check_layer(Steep(1.01), x)) == {"x": "FAIL"}
+
+
+@pytest.mark.parametrize("method", ["central", "central4", "richardson"])
+def test_every_method_catches_a_1e7_error(method):
+    report = check_layer(Scale(RNG.normal(size=5), 1.0 + 1e-7), X, method=method)
+    assert verdicts(report)["x"] == "FAIL", str(report)
+
+
+def test_central4_judges_at_least_as_finely_as_central():
+    """The fourth-order stencil's own error estimate is for the value it returns: its
+    tolerances are no looser than central differences' (a refinement, the same for both,
+    bounds the promised resolution of either)."""
+    layer = Scale(RNG.normal(size=5))
+    central = check_layer(layer, X, method="central").result("x").tolerances.max()
+    assert check_layer(layer, X, method="central4").result("x").tolerances.max() <= central
+
+
+def test_projection_honours_probes_and_its_bound_does_not_shrink_with_the_size():
+    rel = []
+    for n in (8, 512):
+        x = np.random.default_rng(1).normal(size=(n, 8))
+        report = check_layer(Scale(np.linspace(0.5, 1.5, 8)), x, strategy="projection",
+                             probes=5, wrt=["x"], sequence=False)
+        r = report.result("x")
+        assert r.passed and r.numerical.shape == (5,)
+        rel.append(r.relative_resolution)
+    # 64x the elements: the noise of every output moved grows as sqrt(64) = 8, no faster
+    assert rel[1] < rel[0] * 2 * 8
+
+
+# -- false FAILs --------------------------------------------------------------------------
+
+def test_a_forward_that_rounds_through_float32_passes():
+    report = check_layer(F32Round(), X)
+    assert report.passed, str(report)
+    r = report.result("x")
+    assert r.relative_resolution < 1e-3  # conclusive: a 0.1 % error in any element fails
+    measured = float(re.search(r"noise \S+ \((\S+) relative", r.tolerance_reason).group(1))
+    assert 1e-9 < measured < 1e-6  # float32's rounding, although the output is float64
+
+
+class TiedF32:
+    """``x W W^T`` with ``WT`` a view of float32 ``W`` (tied weights)."""
+
+    def __init__(self, W):
+        self.W = W
+        self.WT = W.T
+
+    def forward(self, x):
+        self.x = x
+        self.h = x @ self.W
+        return self.h @ self.WT
+
+    def backward(self, dout):
+        dh = dout @ self.W
+        self.dW = self.x.T @ dh + dout.T @ self.h
+        return dh @ self.WT
+
+
+def test_float32_tied_weights_keep_their_aliasing_and_pass():
+    W = RNG.normal(size=(5, 3)).astype(np.float32)
+    layer = TiedF32(W)
+    report = check_layer(layer, X.astype(np.float32))
+    assert report.passed, str(report)
+    assert layer.WT.base is layer.W or np.shares_memory(layer.WT, layer.W)
+
+
+def test_tiny_inputs_get_steps_of_their_own_scale():
+    x = RNG.normal(size=(6, 5)) * 1e-8
+    report = check_layer(Cube(), x)
+    assert report.passed, str(report)
+    assert verdicts(check_layer(Cube(1.01), x)) == {"x": "FAIL"}
+
+
+def test_batchnorm_with_a_tiny_eps_and_a_constant_column_passes(monkeypatch):
+    import layers.batchnorm as bn_module
+
+    monkeypatch.setattr(bn_module, "BN_EPS", 1e-12)
+    x = RNG.normal(size=(8, 5))
+    x[:, 2] = 0.7
+    report = check_layer(BatchNormalization(np.ones(5), np.zeros(5)), x)
+    assert report.passed, str(report)
+
+
+def test_a_long_double_input_is_not_nondeterministic():
+    report = check_layer(Scale(RNG.normal(size=5)), X.astype(np.longdouble))
+    assert report.passed, str(report)
+    assert not any("nondeterministic" in f.kind for f in report.findings)
+
+
+# -- one verdict path ---------------------------------------------------------------------
+
+def test_the_method_a_report_names_is_the_one_used():
+    report = check_layer(Scale(RNG.normal(size=5)), X[:2, :3] if False else X[:2],
+                         strategy="jacobian", method="forward")
+    assert report.method == "forward" and {r.method for r in report.results} == {"forward"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(layer_index=st.integers(0, 3), strategy=st.sampled_from(STRATEGIES),
+       seed=st.integers(0, 10))
+def test_the_printed_tolerance_is_the_one_applied(layer_index, strategy, seed):
+    """For every compared item: it fails exactly when its error exceeds the tolerance the
+    report states for it, and the margin is the largest ratio of the two."""
+    rng = np.random.default_rng(seed)
+    layers_ = [Scale(rng.normal(size=5)), Scale(rng.normal(size=5), 1.01),
+               BatchNormalization(rng.uniform(0.5, 1.5, 5), rng.normal(size=5)),
+               AffineB(rng.normal(size=(5, 3)), rng.normal(size=3), 1.001)]
+    report = check_layer(layers_[layer_index], rng.normal(size=(6, 5)), strategy=strategy,
+                         samples=10, probes=4, seed=seed, sequence=False)
+    for r in report.results:
+        if r.tolerances is None:  # projection: the compared items are the probes
+            continue
+        err = np.abs(np.asarray(r.numerical) - np.asarray(r.analytic))
+        tol = np.asarray(r.tolerances)
+        checked = ~np.isnan(tol)
+        excluded = np.zeros(tol.shape, bool)
+        for index in r.excluded:
+            excluded[index] = True
+        judged = checked & ~excluded
+        ratio = np.where(tol[judged] > 0, err[judged] / tol[judged], np.inf * (err[judged] > 0))
+        assert (r.verdict == "FAIL") == bool(np.any(ratio > 1)), r
+        assert r.margin == pytest.approx(float(np.max(ratio, initial=0.0)), rel=1e-9)
+        assert r.resolution >= float(np.max(tol[judged], initial=0.0)) * (1 - 1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 1000), factor=st.sampled_from([2.0, 10.0]))
+def test_a_single_element_error_above_the_resolution_is_caught(seed, factor):
+    """The resolution is a promise: an error ``factor`` times it, in any one element, FAILs."""
+    rng = np.random.default_rng(seed)
+    gamma, beta, x = rng.uniform(0.5, 1.5, 4), rng.normal(size=4), rng.normal(size=(6, 4))
+    clean = check_layer(BatchNormalization(gamma, beta), x, wrt=["x"], sequence=False)
+    r = clean.result("x")
+    index = tuple(int(i) for i in np.unravel_index(rng.integers(x.size), x.shape))
+    bump = factor * r.resolution * rng.choice([-1.0, 1.0])
+
+    class OneOff(BatchNormalization):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            dx[index] += bump
+            return dx
+
+    report = check_layer(OneOff(gamma, beta), x, wrt=["x"], sequence=False)
+    assert report.result("x").verdict == "FAIL", (index, bump, str(report))
+
+
+# -- inconclusive, and how to say a gradient is zero ------------------------------------
+
+def test_a_check_that_cannot_resolve_an_error_is_inconclusive_never_pass():
+    report = check_layer(Scale(RNG.normal(size=5)), X, min_resolution=1e-14)
+    assert {r.verdict for r in report.results} == {"INCONCLUSIVE"}
+    assert not report.passed and "min_resolution" in report.result("x").inconclusive
+    assert check_layer(Scale(RNG.normal(size=5)), X, min_resolution=1e-14,
+                       inconclusive="pass").passed
+
+
+def test_a_structurally_zero_gradient_is_declared_with_expect_zero():
+    class BiasThenBN:
+        """``BN(x + b)`` in train mode: db is zero for every input."""
+
+        def __init__(self):
+            self.b = np.zeros(5)
+            self.bn = BatchNormalization(np.ones(5), np.zeros(5))
+
+        def forward(self, x, train_flg=True):
+            return self.bn.forward(x + self.b, train_flg)
+
+        def backward(self, dout):
+            dx = self.bn.backward(dout)
+            self.db = dx.sum(axis=0)
+            return dx
+
+    report = check_layer(BiasThenBN(), X, wrt=["b"])
+    assert report.result("b").verdict == "INCONCLUSIVE" and report.result("b").vacuous
+    declared = check_layer(BiasThenBN(), X, wrt=["b"], expect_zero=["b"])
+    assert declared.passed and declared.result("b").resolution < 1e-6
+    unknown = check_layer(Scale(RNG.normal(size=5)), X, expect_zero=["b"])
+    assert unknown.passed and any(f.kind == "expect-zero-unknown" for f in unknown.findings)
+
+
+def test_the_gate_exits_1_for_inconclusive_and_takes_the_options(capsys):
+    from gradcheck.gate.cli import main
+
+    assert main(["BatchNormalization-2d", "--min-resolution", "1e-14", "--quiet"]) == 1
+    assert "inconclusive" in capsys.readouterr().out
+    assert main(["BatchNormalization-2d", "--min-resolution", "1e-14", "--inconclusive",
+                 "pass", "--quiet"]) == 0
+
+
+def test_the_configuration_takes_expect_zero(tmp_path, monkeypatch, capsys):
+    from gradcheck.gate.cli import main
+
+    (tmp_path / "zero.py").write_text(
+        "import numpy as np\n"
+        "from gradcheck.layers import BatchNormalization\n"
+        "class BiasThenBN:\n"
+        "    def __init__(self):\n"
+        "        self.b = np.zeros(3); self.bn = BatchNormalization(np.ones(3), np.zeros(3))\n"
+        "    def forward(self, x, train_flg=True): return self.bn.forward(x + self.b, train_flg)\n"
+        "    def backward(self, dout):\n"
+        "        dx = self.bn.backward(dout); self.db = dx.sum(axis=0); return dx\n"
+        "def make():\n"
+        "    return BiasThenBN(), np.random.default_rng(0).normal(size=(6, 3))\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.gradcheck]\ntargets = ["zero.py:make"]\nexpect_zero = ["b"]\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet"]) == 0
+    (tmp_path / "pyproject.toml").write_text('[tool.gradcheck]\ntargets = ["zero.py:make"]\n')
+    assert main(["--quiet"]) == 1
+    capsys.readouterr()
