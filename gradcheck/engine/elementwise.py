@@ -41,10 +41,12 @@ class Setup:
         self.steps, self.tuning = tune(self.evaluate, self.arr, steps, method, self.noise,
                                        problem.dout, problem.out0, seed=opts.seed,
                                        name=target.name, adjust=opts.eps is None)
-        # refinement uses central differences: it starts from their own step, shrunk as
-        # the tuning shrank this method's (never grown: it only searches downwards)
+        # refinement extrapolates central differences at 2h, h, h/2 (removing h^2 and h^4):
+        # it starts from this method's step when that is a central one (the larger steps of
+        # central4/richardson round less), from central's own otherwise, shrunk as the
+        # tuning shrank this method's (never grown: it only searches downwards)
         central = methods.get("central")
-        self.refine_steps = self.steps if method is central else element_steps(
+        self.refine_steps = self.steps if method.order >= central.order else element_steps(
             self.arr, central, self.noise.relative, opts.eps) * min(1.0, self.tuning.factor)
 
     @property
