@@ -96,6 +96,10 @@ class TargetResult:
         derivatives there (the analytic value must lie between them).
     method : str
         The finite-difference method actually used for this target.
+    unresolved : tuple of tuple of int
+        Elements judged only at a tolerance coarser than ``min_resolution`` times
+        the gradient's scale (near a kink or a steep feature); the resolution
+        leaves them out, and a finding lists them.
     """
 
     name: str
@@ -131,6 +135,7 @@ class TargetResult:
     inconclusive: str = ""
     tolerances: Optional[np.ndarray] = field(default=None, repr=False)
     kinks: tuple = ()
+    unresolved: tuple = ()
     method: str = ""
     relative_resolution: float = float("nan")
 
@@ -162,6 +167,7 @@ class TargetResult:
             "inconclusive": self.inconclusive,
             "relative_resolution": self.relative_resolution, "method": self.method,
             "kinks": [{"index": list(i), "minus": lo, "plus": hi} for i, lo, hi in self.kinks],
+            "unresolved": [list(i) for i in self.unresolved],
         }
         if arrays:
             d["numerical"] = self.numerical.tolist()
