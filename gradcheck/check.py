@@ -6,7 +6,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from gradcheck.protocol.adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
+from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
+                                       set_attr)
+from gradcheck.protocol.discovery import discover_by_calling, grad_candidates
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -190,7 +192,6 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                 "x"))
     if params is not None:
         params = check_params_mapping(layer, params)
-    _check_wrt(layer, name, wrt, params)
     dout_w = None
     if dout is not None:
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
@@ -204,7 +205,10 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     original = StateSnapshot(layer)
     try:
         from gradcheck.protocol.precision import working_precision
-        xw, dout_w, snapshot = working_precision(layer, adapter, original, xw, dout_w,
+        params, not_checked, work = _parameters(layer, adapter, original, xw, dout_w, params,
+                                                opts.seed, findings)
+        _check_wrt(layer, name, wrt, params)
+        xw, dout_w, snapshot = working_precision(layer, adapter, work, xw, dout_w,
                                                  precision, findings)
         problem = Problem(adapter, xw, dout_w, params, wrt, snapshot, findings, seed=opts.seed,
                           nondet_tol=opts.nondet_tol)
@@ -222,9 +226,42 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             train_flg=adapter.train_flg, method=method, strategy=strategy, seed=int(seed),
             results=results, findings=tuple(findings), forward_calls=adapter.forward_calls,
             backward_calls=adapter.backward_calls, versions=_versions(),
-            input_dtype=str(x_arr.dtype), inconclusive=inconclusive)
+            input_dtype=str(x_arr.dtype), inconclusive=inconclusive,
+            not_checked=tuple(not_checked))
     finally:
         original.restore_all()
+
+
+def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
+    """``(params, not_checked, snapshot)``: the parameters to check, what was considered
+    and not checked (with the reason), and the snapshot the check works from.
+
+    Discovery calls the layer once (:func:`~gradcheck.protocol.discovery.discover_by_calling`);
+    scalar parameters held as Python floats are replaced by 0-d float64 arrays for the
+    check (perturbed in place like any array; ``original`` puts the floats back), so
+    the snapshot is then taken anew.
+    """
+    not_checked = []
+    if params is None:
+        found = discover_by_calling(adapter, xw, dout, seed, exclude={"x"})
+        if found is not None:
+            params, not_checked = found.params, found.not_checked
+            findings.extend(Finding(kind, False, text) for kind, text in found.notes)
+            if not params and found.floating:
+                findings.append(Finding("no-parameters-found", False, _no_params(found)))
+    scalars = [p for p in params or () if isinstance(get_attr(layer, p), (float, np.floating))]
+    for p in scalars:
+        set_attr(layer, p, np.array(get_attr(layer, p), dtype=np.float64))
+    return params, not_checked, StateSnapshot(layer) if scalars else original
+
+
+def _no_params(found):
+    names = ", ".join(found.floating[:6]) + (", ..." if len(found.floating) > 6 else "")
+    first = found.floating[0]
+    return (f"the layer holds floating arrays ({names}) but no parameter gradient was found "
+            f"for them (looked for {', '.join(grad_candidates(first))}, params/grads, "
+            f"parameters/gradients); only the input was checked. If they are trainable, name "
+            f"them: params={{{first!r}: '<attribute holding its gradient>'}}")
 
 
 def _check_wrt(layer, name, wrt, params):

@@ -215,6 +215,10 @@ class GradCheckReport:
         Calls the check made.
     versions : dict
         Library versions (for reproducing the verdict).
+    not_checked : tuple of (str, str)
+        Every array or scalar considered and not checked -- attributes that
+        are not parameters, inputs not differentiated -- with the reason
+        (``("h", "written by forward -> state, not a parameter")``).
     """
 
     layer: str
@@ -231,6 +235,7 @@ class GradCheckReport:
     versions: dict = field(default_factory=dict)
     input_dtype: str = ""
     inconclusive: str = "fail"
+    not_checked: tuple = ()
 
     @property
     def passed(self):
@@ -289,6 +294,8 @@ class GradCheckReport:
             "findings": [f.to_dict() for f in self.findings],
             "forward_calls": self.forward_calls, "backward_calls": self.backward_calls,
             "versions": dict(self.versions), "input_dtype": self.input_dtype or self.dtype,
+            "checked": [r.name for r in self.results],
+            "not_checked": [{"name": n, "reason": why} for n, why in self.not_checked],
         }
 
     def __str__(self):

@@ -6,11 +6,12 @@ layer, the target and the perturbed element.
 """
 
 import inspect
-import re
 
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
+from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover, resolve,
+                                          zero_buffers)
 
 
 def layer_name(layer):
@@ -72,6 +73,8 @@ class LayerAdapter:
             self._kwargs = {}
         self.forward_calls = 0
         self.backward_calls = 0
+        #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
+        self.accumulating = accumulating_buffers(layer)
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def raw_forward(self, x):
@@ -126,6 +129,8 @@ class LayerAdapter:
         """
         dout_copy = dout.copy()
         self.backward_calls += 1
+        if self.accumulating:
+            zero_buffers(self.layer, self.accumulating)
         try:
             dx = self.layer.backward(dout_copy)
         except (Exception, SystemExit) as exc:
@@ -151,61 +156,35 @@ class LayerAdapter:
         return dx, modified
 
 
-_ITEM = re.compile(r"""^(\w+)\[['"]?([^'"\]]+)['"]?\]$""")
-
-
 def get_attr(layer, name, default=None):
-    """``layer.name``, or ``layer.attr[key]`` for a name written ``attr['key']``."""
-    m = _ITEM.match(name)
-    if m:
-        container = getattr(layer, m[1], None)
-        return container.get(m[2], default) if isinstance(container, dict) else default
-    return getattr(layer, name, default)
+    """``layer.name``, ``layer.attr[key]`` for ``attr['key']``, a dotted path ``blocks.0.W``
+    (see :func:`gradcheck.protocol.discovery.resolve`)."""
+    return resolve(layer, name, default)
 
 
 def set_attr(layer, name, value):
-    """Set ``layer.name`` or ``layer.attr[key]`` (see :func:`get_attr`)."""
-    m = _ITEM.match(name)
-    if m:
-        getattr(layer, m[1])[m[2]] = value
-    else:
-        setattr(layer, name, value)
+    """Set the attribute at ``name`` (see :func:`get_attr`)."""
+    assign(layer, name, value)
 
 
 def discover_params(layer, exclude=()):
-    """Trainable parameters: ndarray attributes ``p`` with an ndarray ``d`` + ``p``.
+    """Trainable parameters ``{param_path: grad_path}`` of a layer after one ``backward``.
 
-    Also the entries of a ``params`` dict with an ndarray under the same key
-    in a ``grads`` dict (named ``"params['W1']"``), as the book's networks
-    keep them.
+    Every convention of :mod:`gradcheck.protocol.discovery` (without the
+    knowledge of what ``forward`` writes; :func:`gradcheck.check.check_layer`
+    discovers with it).
 
     Parameters
     ----------
     layer : object
-        A layer after one ``backward`` call.
     exclude : iterable of str
-        Attribute names never taken as parameters.
+        Attribute paths never taken as parameters.
 
     Returns
     -------
     dict
-        ``{param_name: grad_name}`` in attribute order.
     """
-    found = {}
-    attrs = vars(layer) if hasattr(layer, "__dict__") else {}
-    for name, value in attrs.items():
-        if name in exclude or name.startswith("d") and name[1:] in attrs:
-            continue
-        grad = "d" + name
-        if isinstance(value, np.ndarray) and isinstance(attrs.get(grad), np.ndarray):
-            found[name] = grad
-    # the book's networks: self.params = {"W1": ...} with self.grads = {"W1": ...}
-    params, grads = attrs.get("params"), attrs.get("grads")
-    if isinstance(params, dict) and isinstance(grads, dict):
-        for key, value in params.items():
-            if isinstance(value, np.ndarray) and isinstance(grads.get(key), np.ndarray):
-                found[f"params[{key!r}]"] = f"grads[{key!r}]"
-    return found
+    return discover(layer, exclude=exclude).params
 
 
 def check_params_mapping(layer, params):
@@ -227,9 +206,10 @@ def check_params_mapping(layer, params):
             raise GradCheckInputError("'x' is reserved for the input; rename the parameter",
                                       layer=name, target=p)
         value = get_attr(layer, p)
-        if not isinstance(value, np.ndarray):
+        if not isinstance(value, np.ndarray) and not (
+                isinstance(value, (float, np.floating)) and not isinstance(value, bool)):
             raise GradCheckInputError(
                 f"params names attribute {p!r}, which is "
-                f"{'missing' if value is None else type(value).__name__}, not an ndarray",
+                f"{'missing' if value is None else type(value).__name__}, not an ndarray or a float",
                 layer=name, target=p)
     return dict(params)
