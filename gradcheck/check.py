@@ -8,6 +8,7 @@ import numpy as np
 
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr)
+from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
 from gradcheck.protocol.discovery import discover_by_calling, grad_candidates
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
@@ -185,6 +186,18 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                         inconclusive=inconclusive, expect_zero=expect_zero)
     adapter = LayerAdapter(layer, train_flg)
     findings = []
+    call = None
+    if is_several(x) or is_index_input(layer, x):
+        from gradcheck.protocol.calling import CallLayer
+        if not is_several(x):
+            findings.append(Finding("integer-input", False, index_note(layer, x)))
+            x = (x,)
+        layer = call = CallLayer(layer, x, name)
+        adapter = LayerAdapter(call, train_flg)
+        if call.flag is None:
+            adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
+        x, params, wrt, expect_zero = call.x, call.internal_params(params), call.internal_names(
+            wrt), tuple(call.internal_names(expect_zero) or ())
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
     if converted:
         findings.append(Finding("integer-input", False,
@@ -193,7 +206,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if params is not None:
         params = check_params_mapping(layer, params)
     dout_w = None
-    if dout is not None:
+    if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
         dout_w = np.array(dout_arr, copy=True)
     _check_size(name, strategy, x_arr, layer)
@@ -205,8 +218,14 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     original = StateSnapshot(layer)
     try:
         from gradcheck.protocol.precision import working_precision
+        if call is not None:
+            dout_w = call_dout(call, adapter, xw, dout, dout_w, findings)
         params, not_checked, work = _parameters(layer, adapter, original, xw, dout_w, params,
                                                 opts.seed, findings)
+        if call is not None:
+            params = {**call.input_params(), **params}
+            if not call.targets and wrt is None:
+                wrt = list(params)
         _check_wrt(layer, name, wrt, params)
         xw, dout_w, snapshot = working_precision(layer, adapter, work, xw, dout_w,
                                                  precision, findings)
@@ -221,6 +240,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             from gradcheck.protocol.history import check_history
             check_history(problem, results, opts)
         snapshot.restore_all()
+        if call is not None:
+            results, findings, not_checked = call.rename(results, findings, not_checked)
         return GradCheckReport(
             layer=name, input_shape=tuple(xw.shape), dtype=str(xw.dtype),
             train_flg=adapter.train_flg, method=method, strategy=strategy, seed=int(seed),
@@ -230,6 +251,71 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             not_checked=tuple(not_checked))
     finally:
         original.restore_all()
+
+
+def check_function(forward, backward, *inputs, **options):
+    """Check a pair of functions, CS231n style, like a layer.
+
+    ``forward(*inputs) -> (out, cache)`` and ``backward(dout, cache) ->
+    (dx, dw, db, ...)``, one gradient per floating input, in order (or one
+    per input, ``None`` for the others). Built as a layer inside the toolkit
+    (:class:`~gradcheck.protocol.calling.FunctionPair`), so the report, the
+    options and the strategies are those of :func:`check_layer`.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(*inputs) -> (out, cache)``; ``out`` an ndarray, a scalar
+        or a tuple of arrays (then ``dout`` is a tuple).
+    backward : callable or None
+        ``backward(dout, cache) -> grad or tuple of grads``. ``None``:
+        ``forward`` returns ``(value, grads)`` itself, ``value`` a scalar and
+        ``grads`` its gradient(s) (``softmax_loss(x, y) -> (loss, dx)``).
+    *inputs : ndarray, or anything passed through
+        Floating arrays are targets, named from ``forward``'s signature
+        (``x``, ``w``, ``b``); integer labels, masks and dicts (``bn_param``:
+        state, restored after every call) pass through untouched.
+    **options
+        Every keyword of :func:`check_layer` (``strategy``, ``wrt``,
+        ``dout``, ``method``, ...).
+
+    Returns
+    -------
+    GradCheckReport
+
+    Raises
+    ------
+    GradCheckInputError
+        Not callables, no inputs, or anything :func:`check_layer` raises
+        (a backward returning too few gradients, a wrong tuple ``dout``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradcheck import check_function
+    >>> def affine_forward(x, w, b):
+    ...     return x @ w + b, (x, w)
+    >>> def affine_backward(dout, cache):
+    ...     x, w = cache
+    ...     return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    >>> rng = np.random.default_rng(0)
+    >>> report = check_function(affine_forward, affine_backward, rng.normal(size=(3, 4)),
+    ...                         rng.normal(size=(4, 2)), rng.normal(size=2))
+    >>> report.passed, [r.name for r in report.results]
+    (True, ['x', 'w', 'b'])
+    """
+    from gradcheck.protocol.calling import FunctionPair
+
+    fname = getattr(forward, "__name__", type(forward).__name__)
+    if not callable(forward) or not (backward is None or callable(backward)):
+        raise GradCheckInputError("check_function needs forward(*inputs) -> (out, cache) and "
+                                  "backward(dout, cache) (or None) as callables", layer=fname)
+    if not inputs:
+        raise GradCheckInputError("check_function needs the inputs of forward after the two "
+                                  "functions: check_function(f, b, x, w, ...)", layer=fname)
+    pair = FunctionPair(forward, backward)
+    pair._gradcheck_name, pair._gradcheck_signature = fname, forward
+    return check_layer(pair, tuple(inputs), **options)
 
 
 def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
@@ -243,7 +329,9 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
     """
     not_checked = []
     if params is None:
-        found = discover_by_calling(adapter, xw, dout, seed, exclude={"x"})
+        held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") \
+            else []
+        found = discover_by_calling(adapter, xw, dout, seed, exclude={"x"}, inputs=held)
         if found is not None:
             params, not_checked = found.params, found.not_checked
             findings.extend(Finding(kind, False, text) for kind, text in found.notes)

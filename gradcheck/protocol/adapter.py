@@ -15,8 +15,9 @@ from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover
 
 
 def layer_name(layer):
-    """A short human-readable name for ``layer`` (its class name)."""
-    return type(layer).__name__
+    """A short human-readable name for ``layer`` (its class name; a toolkit wrapper
+    such as :class:`~gradcheck.protocol.calling.CallLayer` gives the wrapped one's)."""
+    return getattr(layer, "_gradcheck_name", None) or type(layer).__name__
 
 
 def _accepts_train_flg(forward):
@@ -102,6 +103,8 @@ class LayerAdapter:
         return self.validate_output(out, target)
 
     def validate_output(self, out, target=None):
+        if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
+            out = self.layer.output  # forward keeps self.output and returns None (NNFS)
         if isinstance(out, np.ndarray):
             arr = out
         elif isinstance(out, (float, int, np.floating, np.integer)) and not isinstance(out, bool):
@@ -109,7 +112,9 @@ class LayerAdapter:
         else:
             raise LayerProtocolError(
                 f"forward() returned {type(out).__name__}, expected one ndarray "
-                "(a layer with several outputs needs a wrapper that returns one)",
+                "(a layer with several outputs is checked with its inputs as a tuple: "
+                "check_layer(layer, (x,)) splits the output and passes backward one dout "
+                "per output)",
                 layer=self.name, target=target)
         if arr.dtype.kind not in "fc":
             raise LayerProtocolError(
@@ -137,10 +142,13 @@ class LayerAdapter:
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)
+        if dx is None and isinstance(getattr(self.layer, "dinputs", None), np.ndarray):
+            dx = self.layer.dinputs  # backward keeps self.dinputs and returns None (NNFS)
         if dx is None:
             raise LayerProtocolError(
                 "backward() returned None; it must return dx, the gradient with respect "
-                "to the input, an ndarray of the input's shape", layer=self.name, target="x")
+                "to the input, an ndarray of the input's shape (or keep it in self.dinputs)",
+                layer=self.name, target="x")
         if not isinstance(dx, np.ndarray):
             raise LayerProtocolError(
                 f"backward() returned {type(dx).__name__}, expected an ndarray of shape "

@@ -47,6 +47,7 @@ __all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "dis
 CONTAINERS = (("params", "grads", False), ("parameters", "gradients", True))
 
 _MISSING = object()
+_INPUT = "the input"
 _TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
 
 
@@ -299,7 +300,7 @@ class _Walk:
         if isinstance(value, np.ndarray) and value.dtype.kind not in "f":
             return f"dtype {value.dtype}"
         if id(value) in self.inputs:
-            return "the input (held by forward)"
+            return _INPUT
         if (id(owner), key) in self.written:
             return "written by forward -> state, not a parameter"
         return None
@@ -326,7 +327,8 @@ class _Walk:
                 reason = f"no gradient (looked for {', '.join(tried)})"
                 if _is_float_value(value) and isinstance(value, np.ndarray) and value.ndim:
                     self.found.floating.append(path)
-        self.skip(path, reason)
+        if reason is not _INPUT:  # the layer keeps its input (self.x = x): checked as that
+            self.skip(path, reason)
 
     def container(self, obj, prefix, pname, gname, accumulating):
         params, grads = getattr(obj, pname), getattr(obj, gname, None)
@@ -343,7 +345,8 @@ class _Walk:
                 reason = (f"no gradient in {gname}[{key!r}]" if grad is None
                           else f"{gname}[{key!r}] is {type(grad).__name__}")
             if reason is not None:
-                self.skip(path, reason)
+                if reason is not _INPUT:
+                    self.skip(path, reason)
                 continue
             gpath = f"{prefix}{gname}[{key!r}]"
             if isinstance(params, list) and id(value) in by_id:
@@ -435,7 +438,7 @@ def zero_buffers(layer, paths):
             assign(layer, path, np.zeros_like(buf))
 
 
-def discover_by_calling(adapter, x, dout, seed, exclude=()):
+def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=()):
     """Discover the parameters of ``adapter.layer`` from one ``forward``/``backward``.
 
     The layer is snapshotted, called once on a copy of ``x`` (what ``forward``
@@ -450,6 +453,8 @@ def discover_by_calling(adapter, x, dout, seed, exclude=()):
     dout : ndarray or None
     seed : int
     exclude : iterable of str
+    inputs : iterable of ndarray
+        Other inputs ``forward`` receives (held by the layer: not parameters).
 
     Returns
     -------
@@ -472,7 +477,7 @@ def discover_by_calling(adapter, x, dout, seed, exclude=()):
         elif dout.shape != out.shape:
             return None
         adapter.backward(dout, x.shape, x.dtype)
-        found = discover(layer, written, inputs=(xc,), exclude=exclude)
+        found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude)
     except GradCheckInputError:
         return None
     finally:
