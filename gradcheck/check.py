@@ -331,7 +331,8 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
     if params is None:
         held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") \
             else []
-        found = discover_by_calling(adapter, xw, dout, seed, exclude={"x"}, inputs=held)
+        found = discover_by_calling(adapter, xw, dout, seed, exclude={"x"}, inputs=held,
+                                    strict=hasattr(layer, "input_grads"))
         if found is not None:
             params, not_checked = found.params, found.not_checked
             findings.extend(Finding(kind, False, text) for kind, text in found.notes)

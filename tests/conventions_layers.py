@@ -326,3 +326,295 @@ CASES = {
                     "heads.out.W", "heads.out.b", "final.W", "final.b"]),
     "state-beside-gradient": (RecurrentStep, RecurrentStepBroken, "b", ["x", "Wx", "b"]),
 }
+
+
+# -- several inputs and outputs (book 2's LSTM, attention) ------------------------------------
+class LSTMCell:
+    """``forward(x, h_prev, c_prev) -> (h_next, c_next)``, ``backward(dh_next, dc_next)
+    -> (dx, dh_prev, dc_prev)``, parameters in ``params``/``grads`` lists (book 2)."""
+
+    def __init__(self, D=3, H=2):
+        Wx, Wh, b = _w(D, 4 * H), _w(H, 4 * H), _w(4 * H)
+        self.params = [Wx, Wh, b]
+        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+        self.cache = None
+
+    def forward(self, x, h_prev, c_prev):
+        Wx, Wh, b = self.params
+        H = h_prev.shape[1]
+        A = x @ Wx + h_prev @ Wh + b
+        f = 1 / (1 + np.exp(-A[:, :H]))
+        g = np.tanh(A[:, H:2 * H])
+        i = 1 / (1 + np.exp(-A[:, 2 * H:3 * H]))
+        o = 1 / (1 + np.exp(-A[:, 3 * H:]))
+        c_next = f * c_prev + g * i
+        h_next = o * np.tanh(c_next)
+        self.cache = (x, h_prev, c_prev, i, f, g, o, c_next)
+        return h_next, c_next
+
+    def backward(self, dh_next, dc_next):
+        Wx, Wh, b = self.params
+        x, h_prev, c_prev, i, f, g, o, c_next = self.cache
+        tanh_c = np.tanh(c_next)
+        ds = dc_next + (dh_next * o) * (1 - tanh_c ** 2)
+        dc_prev = self.forget(ds * f)
+        di, df, do, dg = ds * g, ds * c_prev, dh_next * tanh_c, ds * i
+        dA = np.hstack((df * f * (1 - f), dg * (1 - g ** 2), di * i * (1 - i), do * o * (1 - o)))
+        self.grads[0][...] = x.T @ dA
+        self.grads[1][...] = h_prev.T @ dA
+        self.grads[2][...] = dA.sum(axis=0)
+        return dA @ Wx.T, dA @ Wh.T, dc_prev
+
+    def forget(self, dc_prev):
+        return dc_prev
+
+
+class LSTMCellBroken(LSTMCell):
+    def forget(self, dc_prev):
+        return 0.9 * dc_prev
+
+
+class Attention:
+    """Book 2's ``AttentionWeight``+``WeightSum``: ``forward(hs, h) -> c`` with ``hs`` of
+    shape (N, T, H) and ``h`` of shape (N, H); no parameters."""
+
+    def forward(self, hs, h):
+        s = np.sum(hs * h[:, None, :], axis=2)
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        a = e / e.sum(axis=1, keepdims=True)
+        self.cache = (hs, h, a)
+        return np.sum(hs * a[:, :, None], axis=1)
+
+    def backward(self, dc):
+        hs, h, a = self.cache
+        dhs = dc[:, None, :] * a[:, :, None]
+        da = np.sum(dc[:, None, :] * hs, axis=2)
+        ds = a * (da - np.sum(a * da, axis=1, keepdims=True))
+        dhs = dhs + ds[:, :, None] * h[:, None, :]
+        dh = self.dh(np.sum(ds[:, :, None] * hs, axis=1))
+        return dhs, dh
+
+    def dh(self, dh):
+        return dh
+
+
+class AttentionBroken(Attention):
+    def dh(self, dh):
+        return dh * 1.05
+
+
+class Gate:
+    """Keyword inputs: ``forward(x, *, gate)`` -> ``x * sigmoid(gate)``."""
+
+    def forward(self, x, gate):
+        self.x, self.s = x, 1 / (1 + np.exp(-gate))
+        return x * self.s
+
+    def backward(self, dout):
+        return dout * self.s, self.dgate(dout * self.x * self.s * (1 - self.s))
+
+    def dgate(self, d):
+        return d
+
+
+class GateBroken(Gate):
+    def dgate(self, d):
+        return -d
+
+
+# -- loss layers ------------------------------------------------------------------------------
+class SoftmaxCrossEntropy:
+    """Book 2's ``SoftmaxWithLoss``: ``forward(x, t) -> loss``, ``backward(dout=1)``."""
+
+    def forward(self, x, t):
+        self.t = t
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        return -np.mean(np.log(self.y[np.arange(len(t)), t]))
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dx * dout / self.n()
+
+    def n(self):
+        return len(self.t)
+
+
+class SoftmaxCrossEntropyBroken(SoftmaxCrossEntropy):
+    """Forgets the mean: gradient of the sum."""
+
+    def n(self):
+        return 1
+
+
+class IgnoresDout(SoftmaxCrossEntropy):
+    """A terminal loss whose backward ignores dout: fine at dout = 1, with a note."""
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dx / len(self.t)
+
+
+# -- integer indices: an embedding ------------------------------------------------------------
+class Embedding:
+    """Book 2's ``Embedding``: ``forward(idx)``; ``np.add.at`` for repeated indices."""
+
+    def __init__(self, V=5, D=2):
+        self.params = [_w(V, D)]
+        self.grads = [np.zeros((V, D))]
+
+    def forward(self, idx):
+        W, = self.params
+        self.idx = idx
+        return W[idx]
+
+    def backward(self, dout):
+        dW, = self.grads
+        dW[...] = 0
+        self.scatter(dW, dout)
+        return None
+
+    def scatter(self, dW, dout):
+        np.add.at(dW, self.idx, dout)
+
+
+class EmbeddingBroken(Embedding):
+    """The classic bug: ``dW[idx] = dout`` loses repeated indices."""
+
+    def scatter(self, dW, dout):
+        dW[self.idx] = dout
+
+
+# -- backward returning None (NNFS) -----------------------------------------------------------
+class NNFSNoReturn:
+    """"Neural Networks from Scratch": forward keeps ``self.output`` and returns nothing;
+    backward keeps ``self.dinputs`` and returns nothing."""
+
+    def __init__(self, D=3, H=2):
+        self.weights, self.biases = _w(D, H), _w(1, H)
+
+    def forward(self, inputs, training):
+        self.inputs = inputs
+        self.output = inputs @ self.weights + self.biases
+
+    def backward(self, dvalues):
+        self.dweights = self.inputs.T @ dvalues
+        self.dbiases = np.sum(dvalues, axis=0, keepdims=True)
+        self.dinputs = self.wrong(dvalues @ self.weights.T)
+
+    def wrong(self, dx):
+        return dx
+
+
+class NNFSNoReturnBroken(NNFSNoReturn):
+    def wrong(self, dx):
+        return dx[:, ::-1].copy() if dx.shape[1] > 1 else -dx
+
+
+# -- function pairs (CS231n) ------------------------------------------------------------------
+def affine_forward(x, w, b):
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    x, w, b = cache
+    return (dout @ w.T).reshape(x.shape), x.reshape(x.shape[0], -1).T @ dout, dout.sum(axis=0)
+
+
+def affine_backward_broken(dout, cache):
+    dx, dw, db = affine_backward(dout, cache)
+    return dx, dw, db * 2
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    mode, eps = bn_param["mode"], bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    D = x.shape[1]
+    running_mean = bn_param.get("running_mean", np.zeros(D))
+    running_var = bn_param.get("running_var", np.ones(D))
+    if mode == "train":
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        xhat = (x - mu) / np.sqrt(var + eps)
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var
+    else:
+        var = running_var
+        xhat = (x - running_mean) / np.sqrt(running_var + eps)
+    bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+    return gamma * xhat + beta, (xhat, gamma, var, eps, mode)
+
+
+def batchnorm_backward(dout, cache):
+    xhat, gamma, var, eps, mode = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    if mode == "train":
+        dx = (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) \
+            / (N * np.sqrt(var + eps))
+    else:
+        dx = dxhat / np.sqrt(var + eps)
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def batchnorm_backward_broken(dout, cache):
+    """Drops the mean term of dx (the usual first attempt)."""
+    xhat, gamma, var, eps, mode = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    dx = (N * dxhat - xhat * (dxhat * xhat).sum(axis=0)) / (N * np.sqrt(var + eps))
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def softmax_loss(x, y):
+    shifted = x - x.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    N = x.shape[0]
+    dx = np.exp(logp)
+    dx[np.arange(N), y] -= 1
+    return -logp[np.arange(N), y].sum() / N, dx / N
+
+
+def softmax_loss_broken(x, y):
+    loss, dx = softmax_loss(x, y)
+    return loss, dx * x.shape[0]
+
+
+def _xs(*shapes):
+    rng = np.random.default_rng(3)
+    return tuple(rng.normal(size=s) for s in shapes)
+
+
+LABELS = np.array([0, 2, 1])
+INDICES = np.array([0, 3, 3, 1])
+
+#: convention -> (make layer, make broken layer, inputs, failing target, all targets)
+CALL_CASES = {
+    "several-inputs-outputs": (LSTMCell, LSTMCellBroken, lambda: _xs((3, 3), (3, 2), (3, 2)),
+                               "c_prev", ["x", "h_prev", "c_prev", "params[0]", "params[1]",
+                                          "params[2]"]),
+    "attention-inputs": (Attention, AttentionBroken, lambda: _xs((2, 3, 2), (2, 2)), "h",
+                         ["hs", "h"]),
+    "keyword-inputs": (Gate, GateBroken, lambda: dict(zip(("x", "gate"), _xs((3, 2), (3, 2)))),
+                       "gate", ["x", "gate"]),
+    "loss-with-labels": (SoftmaxCrossEntropy, SoftmaxCrossEntropyBroken,
+                         lambda: (_xs((3, 3))[0], LABELS), "x", ["x"]),
+    "embedding-indices": (Embedding, EmbeddingBroken, lambda: INDICES, "params[0]",
+                          ["params[0]"]),
+    "backward-returns-none": (NNFSNoReturn, NNFSNoReturnBroken, lambda: _xs((3, 3))[0], "x",
+                              ["x", "weights", "biases"]),
+}
+
+#: convention -> (forward, backward, broken backward or forward, inputs, failing, targets)
+FUNCTION_CASES = {
+    "affine-pair": (affine_forward, affine_backward, (affine_forward, affine_backward_broken),
+                    lambda: _xs((3, 2, 2), (4, 2), (2,)), "b", ["x", "w", "b"]),
+    "batchnorm-pair": (batchnorm_forward, batchnorm_backward,
+                       (batchnorm_forward, batchnorm_backward_broken),
+                       lambda: _xs((4, 3), (3,), (3,)) + ({"mode": "train"},), "x",
+                       ["x", "gamma", "beta"]),
+    "loss-function": (softmax_loss, None, (softmax_loss_broken, None),
+                      lambda: (_xs((3, 3))[0], LABELS), "x", ["x"]),
+}

@@ -148,3 +148,35 @@ def test_paths_resolve_and_assign():
     assert np.array_equal(total, tied.grads[0] + tied.grads[2])
     assign(tied, "grads[0]+grads[2]", np.ones((3, 2)))
     assert tied.grads[0] is not tied.grads[2] and np.all(tied.grads[2] == 1)
+
+
+# -- several inputs, labels, indices, loss layers, backward returning None ---------------------
+from conventions_layers import CALL_CASES, FUNCTION_CASES  # noqa: E402
+
+from gradcheck import check_function  # noqa: E402
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("convention", sorted(CALL_CASES))
+def test_call_convention_correct_passes_broken_fails(convention, strategy):
+    good, bad, inputs, target, targets = CALL_CASES[convention]
+    report = check_layer(good(), inputs(), strategy=strategy, samples=16)
+    assert [r.name for r in report.results] == targets
+    assert report.passed, str(report)
+    broken = check_layer(bad(), inputs(), strategy=strategy, samples=16)
+    verdicts = {r.name: r.verdict for r in broken.results}
+    assert verdicts.pop(target) == "FAIL", str(broken)
+    assert set(verdicts.values()) <= {"PASS"}, str(broken)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("convention", sorted(FUNCTION_CASES))
+def test_function_pair_correct_passes_broken_fails(convention, strategy):
+    forward, backward, broken, inputs, target, targets = FUNCTION_CASES[convention]
+    report = check_function(forward, backward, *inputs(), strategy=strategy, samples=16)
+    assert [r.name for r in report.results] == targets
+    assert report.passed, str(report)
+    bad = check_function(*broken, *inputs(), strategy=strategy, samples=16)
+    verdicts = {r.name: r.verdict for r in bad.results}
+    assert verdicts.pop(target) == "FAIL", str(bad)
+    assert set(verdicts.values()) <= {"PASS"}, str(bad)

@@ -295,6 +295,8 @@ class CallLayer:
         """``layer.backward(*douts)``; returns the first floating input's gradient and keeps
         the others in ``input_grads``."""
         grads = self.layer.backward(*self.split(dout))
+        if not self.targets:
+            return np.zeros(1)  # no floating input (an embedding): parameters only
         if grads is None:
             grads = getattr(self.layer, "dinputs", None)
             if grads is None:

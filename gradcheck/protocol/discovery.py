@@ -438,7 +438,7 @@ def zero_buffers(layer, paths):
             assign(layer, path, np.zeros_like(buf))
 
 
-def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=()):
+def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=False):
     """Discover the parameters of ``adapter.layer`` from one ``forward``/``backward``.
 
     The layer is snapshotted, called once on a copy of ``x`` (what ``forward``
@@ -455,6 +455,8 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=()):
     exclude : iterable of str
     inputs : iterable of ndarray
         Other inputs ``forward`` receives (held by the layer: not parameters).
+    strict : bool
+        Raise the layer's error instead of returning ``None``.
 
     Returns
     -------
@@ -475,10 +477,16 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=()):
             dout = np.random.default_rng(seed).standard_normal(out.shape).astype(
                 out.dtype, copy=False)
         elif dout.shape != out.shape:
+            if strict:
+                raise GradCheckInputError(
+                    f"dout has shape {dout.shape}, but forward() returned shape {out.shape}",
+                    layer=adapter.name)
             return None
         adapter.backward(dout, x.shape, x.dtype)
         found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude)
     except GradCheckInputError:
+        if strict:
+            raise
         return None
     finally:
         snapshot.restore_all()
