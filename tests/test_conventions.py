@@ -180,3 +180,140 @@ def test_function_pair_correct_passes_broken_fails(convention, strategy):
     verdicts = {r.name: r.verdict for r in bad.results}
     assert verdicts.pop(target) == "FAIL", str(bad)
     assert set(verdicts.values()) <= {"PASS"}, str(bad)
+
+
+def test_loss_whose_backward_ignores_dout_passes_with_a_note():
+    from conventions_layers import IgnoresDout
+
+    report = check_layer(IgnoresDout(), (X, np.array([0, 2, 1])))
+    assert report.passed, str(report)
+    kinds = {f.kind for f in report.findings}
+    assert "scalar-output" in kinds
+    assert dict(report.not_checked)["t"].startswith("not differentiated: integer")
+
+
+def test_integer_indices_are_not_cast_and_the_report_says_so():
+    from conventions_layers import Embedding
+
+    idx = np.array([0, 3, 3, 1])
+    report = check_layer(Embedding(), idx)
+    assert [r.name for r in report.results] == ["params[0]"] and report.passed
+    note = [f.message for f in report.findings if f.kind == "integer-input"]
+    assert note and "not cast" in note[0] and "idx" in note[0]
+    assert idx.dtype.kind == "i"
+
+
+def test_integer_values_are_still_cast_with_a_note():
+    report = check_layer(CASES["scalar-float"][0](), np.arange(6).reshape(2, 3))
+    assert [r.name for r in report.results] == ["x", "beta"]
+    assert any("checked as float64" in f.message for f in report.findings)
+
+
+def test_inputs_of_several_layers_are_left_untouched():
+    from conventions_layers import LSTMCell
+
+    x, h, c = (np.random.default_rng(5).normal(size=s) for s in ((3, 3), (3, 2), (3, 2)))
+    copies = [a.copy() for a in (x, h, c)]
+    check_layer(LSTMCell(), (x, h, c))
+    assert all(np.array_equal(a, b) for a, b in zip((x, h, c), copies))
+
+
+def test_tuple_dout_is_split_per_output():
+    from conventions_layers import LSTMCell
+
+    x, h, c = (np.random.default_rng(5).normal(size=s) for s in ((3, 3), (3, 2), (3, 2)))
+    dh, dc = np.ones((3, 2)), np.zeros((3, 2))
+    report = check_layer(LSTMCell(), (x, h, c), dout=(dh, dc))
+    assert report.passed
+
+
+def test_wrt_and_params_use_the_reports_names():
+    from conventions_layers import LSTMCell
+
+    x, h, c = (np.random.default_rng(5).normal(size=s) for s in ((3, 3), (3, 2), (3, 2)))
+    report = check_layer(LSTMCell(), (x, h, c), wrt=["c_prev", "params[1]"])
+    assert [r.name for r in report.results] == ["c_prev", "params[1]"]
+    named = check_layer(LSTMCell(), (x, h, c), params={"params[2]": "grads[2]"})
+    assert [r.name for r in named.results] == ["x", "h_prev", "c_prev", "params[2]"]
+
+
+def test_batchnorm_param_dict_is_state_restored():
+    from conventions_layers import FUNCTION_CASES
+
+    forward, backward, _, inputs, _, _ = FUNCTION_CASES["batchnorm-pair"]
+    args = inputs()
+    bn_param = args[-1]
+    report = check_function(forward, backward, *args)
+    assert report.passed and bn_param == {"mode": "train"}
+    assert dict(report.not_checked)["bn_param"].startswith("not differentiated: a dict")
+
+
+# -- the gate and pytest reach all of it --------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from gradcheck.gate.cli import main  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conventions.py"
+
+
+@pytest.mark.parametrize("factory", ["make_rnn_cell", "make_loss", "make_embedding",
+                                     "make_affine_pair", "make_softmax_loss", "make_swish"])
+def test_gate_checks_every_example_convention(factory):
+    assert main([f"{EXAMPLE}:{factory}", "-q"]) == 0
+
+
+def test_gate_broken_rnn_cell_fails_on_dh_prev(capsys):
+    assert main([f"{EXAMPLE}:make_broken_rnn_cell"]) == 1
+    out = capsys.readouterr().out
+    assert "target 'h_prev'" in out
+
+
+def test_gate_wrt_and_params_options(tmp_path, capsys):
+    assert main([f"{EXAMPLE}:make_rnn_cell", "--wrt", "h_prev", "--json",
+                 str(tmp_path / "r.json")]) == 0
+    import json
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [r["name"] for r in doc["checks"][0]["results"]] == ["h_prev"]
+    assert main([f"{EXAMPLE}:make_matmul", "-q", "--params", "params[0]=grads[0]"]) == 0
+
+
+def test_gate_warns_in_the_summary_when_no_parameter_is_found(tmp_path, capsys):
+    src = tmp_path / "own.py"
+    src.write_text(
+        "import numpy as np\n"
+        "class Own:\n"
+        "    def __init__(self):\n"
+        "        self.kernel = np.eye(3)\n"
+        "    def forward(self, x):\n"
+        "        self.x = x\n"
+        "        return x @ self.kernel\n"
+        "    def backward(self, dout):\n"
+        "        self.kernel_gradient = self.x.T @ dout\n"
+        "        return dout @ self.kernel.T\n"
+        "def make():\n"
+        "    return Own(), np.ones((2, 3))\n")
+    assert main([f"{src}:make", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "warning" in out and "no parameter found" in out and "--params" in out
+    assert main([f"{src}:make", "-q", "--params", "kernel=kernel_gradient"]) == 0
+    assert "no parameter found" not in capsys.readouterr().out
+
+
+def test_params_option_parser():
+    from gradcheck.gate.options import OptionError, parse_params
+
+    assert parse_params("W=dW, gamma=gamma_grad") == {"W": "dW", "gamma": "gamma_grad"}
+    assert parse_params({"W": "dW"}) == {"W": "dW"}
+    for bad in ("W", "=dW", "W=", ""):
+        with pytest.raises(OptionError, match="NAME=GRAD"):
+            parse_params(bad)
+
+
+def test_assert_gradients_takes_tuple_inputs():
+    from gradcheck import assert_gradients, GradientCheckError
+    from conventions_layers import Attention, AttentionBroken
+
+    inputs = CALL_CASES["attention-inputs"][2]
+    assert assert_gradients(Attention(), inputs()).passed
+    with pytest.raises(GradientCheckError, match="target 'h'"):
+        assert_gradients(AttentionBroken(), inputs())
