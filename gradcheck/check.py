@@ -205,6 +205,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                 "x"))
     if params is not None:
         params = check_params_mapping(layer, params)
+    _check_wrt(layer, name, wrt, params)
     dout_w = None
     if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
@@ -226,7 +227,6 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             params = {**call.input_params(), **params}
             if not call.targets and wrt is None:
                 wrt = list(params)
-        _check_wrt(layer, name, wrt, params)
         xw, dout_w, snapshot = working_precision(layer, adapter, work, xw, dout_w,
                                                  precision, findings)
         problem = Problem(adapter, xw, dout_w, params, wrt, snapshot, findings, seed=opts.seed,
@@ -243,7 +243,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         if call is not None:
             results, findings, not_checked = call.rename(results, findings, not_checked)
         return GradCheckReport(
-            layer=name, input_shape=tuple(xw.shape), dtype=str(xw.dtype),
+            layer=name, input_shape=tuple(call.shape if call else xw.shape),
+            dtype=str(xw.dtype),
             train_flg=adapter.train_flg, method=method, strategy=strategy, seed=int(seed),
             results=results, findings=tuple(findings), forward_calls=adapter.forward_calls,
             backward_calls=adapter.backward_calls, versions=_versions(),
@@ -347,16 +348,18 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
 def _no_params(found):
     names = ", ".join(found.floating[:6]) + (", ..." if len(found.floating) > 6 else "")
     first = found.floating[0]
+    guess = [p for p, s in found.backward_floats if s == found.shapes.get(first)]
+    grad = guess[0] if len(guess) == 1 else "<attribute holding its gradient>"
     return (f"the layer holds floating arrays ({names}) but no parameter gradient was found "
             f"for them (looked for {', '.join(grad_candidates(first))}, params/grads, "
             f"parameters/gradients); only the input was checked. If they are trainable, name "
-            f"them: params={{{first!r}: '<attribute holding its gradient>'}}")
+            f"them: params={{{first!r}: {grad!r}}}")
 
 
 def _check_wrt(layer, name, wrt, params):
     for w in wrt or ():
         ok = w == "x" or (w in params if params is not None
-                          else isinstance(get_attr(layer, w), np.ndarray))
+                          else isinstance(get_attr(layer, w), (np.ndarray, float)))
         if not ok:
             raise GradCheckInputError(
                 f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",

@@ -138,6 +138,8 @@ class LayerAdapter:
             zero_buffers(self.layer, self.accumulating)
         try:
             dx = self.layer.backward(dout_copy)
+        except GradCheckInputError:
+            raise  # a toolkit wrapper's own protocol error (CallLayer)
         except (Exception, SystemExit) as exc:
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc

@@ -164,6 +164,8 @@ class CallLayer:
                     "inputs of forward, a dict = keyword inputs); for one array input pass "
                     "np.asarray(x)", layer=name)
         self.targets = [n for n, v in zip(self.names, values) if _differentiable(v)]
+        self.shape = tuple(np.shape(values[0])) if values and isinstance(
+            values[0], np.ndarray) else ()
         self.skipped = [(n, _why_not(v)) for n, v in zip(self.names, values)
                         if not _differentiable(v)]
         first = self.targets[0] if self.targets else None

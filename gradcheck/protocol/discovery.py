@@ -48,6 +48,7 @@ CONTAINERS = (("params", "grads", False), ("parameters", "gradients", True))
 
 _MISSING = object()
 _INPUT = "the input"
+_BACKWARD = "written by backward -> a gradient or a cache, not a parameter"
 _TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
 
 
@@ -195,6 +196,9 @@ class Discovery:
         for the check).
     notes : list of (str, str)
         ``(kind, message)`` of what the report should say (tied weights).
+    backward_floats : list of (str, tuple)
+        Floating attributes ``backward`` rebinds, with their shapes (gradients under
+        names the discovery does not know are among them).
     """
 
     params: dict = field(default_factory=dict)
@@ -203,6 +207,8 @@ class Discovery:
     floating: list = field(default_factory=list)
     scalars: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    backward_floats: list = field(default_factory=list)
+    shapes: dict = field(default_factory=dict)
 
 
 def rebound(snapshot):
@@ -238,6 +244,7 @@ class _Walk:
     def __init__(self, written, inputs, exclude):
         self.written, self.inputs, self.exclude = written, inputs, set(exclude)
         self.found = Discovery()
+        self.written_backward = frozenset()
         self.seen_params = {}  # id(param) -> path
         self.seen_layers = set()
 
@@ -303,6 +310,8 @@ class _Walk:
             return _INPUT
         if (id(owner), key) in self.written:
             return "written by forward -> state, not a parameter"
+        if (id(owner), key) in self.written_backward:
+            return _BACKWARD
         return None
 
     def attribute(self, obj, attrs, name, value, path, prefix):
@@ -311,8 +320,11 @@ class _Walk:
         if isinstance(value, np.ndarray) and id(value) in self.seen_params:
             return
         reason = self._classify(obj, name, value, path)
+        tried = grad_candidates(name)
+        if reason in ("integer", "boolean") and any(
+                attrs.get(c) is not None and c in attrs for c in tried):
+            reason = None  # a gradient beside it: meant as a parameter (the check refuses it)
         if reason is None:
-            tried = grad_candidates(name)
             for cand in tried:
                 grad = attrs.get(cand, _MISSING)
                 if grad is _MISSING:
@@ -327,6 +339,8 @@ class _Walk:
                 reason = f"no gradient (looked for {', '.join(tried)})"
                 if _is_float_value(value) and isinstance(value, np.ndarray) and value.ndim:
                     self.found.floating.append(path)
+        if reason is _BACKWARD and _is_float_value(value):
+            self.found.backward_floats.append((path, np.shape(value)))
         if reason is not _INPUT:  # the layer keeps its input (self.x = x): checked as that
             self.skip(path, reason)
 
@@ -368,7 +382,7 @@ def _item(container, key):
     return None
 
 
-def discover(layer, written=frozenset(), inputs=(), exclude=()):
+def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward=frozenset()):
     """Parameters, gradients and what was not checked, after one ``backward``.
 
     Parameters
@@ -381,13 +395,18 @@ def discover(layer, written=frozenset(), inputs=(), exclude=()):
         The arrays passed to ``forward`` (a layer that keeps ``self.x = x`` holds them).
     exclude : iterable of str
         Paths never taken.
+    written_backward : set of (int, key)
+        What ``backward`` (and not ``forward``) rebound: a gradient under a name
+        the discovery does not know, or a cache of backward's.
 
     Returns
     -------
     Discovery
     """
     walk = _Walk(written, {id(a) for a in inputs}, exclude)
+    walk.written_backward = written_backward
     walk.layer(layer, "")
+    walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
     return walk.found
 
 
@@ -473,6 +492,7 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         xc = x.copy()
         out = adapter.forward(xc)
         written = rebound(snapshot)
+        after_forward = StateSnapshot(layer, include_global_rng=False)
         if dout is None:
             dout = np.random.default_rng(seed).standard_normal(out.shape).astype(
                 out.dtype, copy=False)
@@ -483,7 +503,8 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
                     layer=adapter.name)
             return None
         adapter.backward(dout, x.shape, x.dtype)
-        found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude)
+        found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
+                         written_backward=rebound(after_forward) - written)
     except GradCheckInputError:
         if strict:
             raise
