@@ -319,3 +319,52 @@ def test_assert_gradients_takes_tuple_inputs():
     assert assert_gradients(Attention(), inputs()).passed
     with pytest.raises(GradientCheckError, match="target 'h'"):
         assert_gradients(AttentionBroken(), inputs())
+
+
+# -- properties ---------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 3), min_size=0, max_size=3), min_size=1, max_size=4))
+def test_packing_a_tuple_dout_and_splitting_it_back_is_the_identity(shapes):
+    """split(pack(d)) == d for any output shapes: each output gets its own upstream gradient."""
+    from gradcheck.protocol.calling import CallLayer
+
+    shapes = [tuple(s) for s in shapes]
+    rng = np.random.default_rng(len(shapes))
+    douts = tuple(rng.normal(size=s) for s in shapes)
+    call = CallLayer(CASES["list-params"][0](), (X,), "L")
+    call.out_shapes = shapes
+    parts = call.split(call.pack(douts))
+    assert len(parts) == len(douts)
+    assert all(p.shape == d.shape and np.array_equal(p, d) for p, d in zip(parts, douts))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.sampled_from(["W", "b", "0", "1", "params['W1']", "grads[0]"]), min_size=1,
+                max_size=3))
+def test_assign_then_resolve_returns_what_was_assigned(parts):
+    """resolve(root, p) is the object assign(root, p, v) put there, for any reachable path."""
+    path = ".".join(p for p in parts[:-1] if not p.startswith(("params", "grads")))
+    path = (path + "." if path else "") + parts[-1]
+
+    class Node:
+        pass
+
+    root = Node()
+    obj = root
+    steps = path.split(".")
+    for step in steps[:-1]:
+        child = Node()
+        setattr(obj, step, child)
+        obj = child
+    last = steps[-1]
+    if last.startswith("params"):
+        obj.params = {"W1": None}
+    elif last.startswith("grads"):
+        obj.grads = [None]
+    value = np.arange(3.0)
+    assign(root, path, value)
+    assert resolve(root, path) is value

@@ -152,9 +152,12 @@ class LayerAdapter:
                 "to the input, an ndarray of the input's shape (or keep it in self.dinputs)",
                 layer=self.name, target="x")
         if not isinstance(dx, np.ndarray):
+            hint = (" (a backward returning one gradient per input is checked with the inputs "
+                    "as a tuple: check_layer(layer, (x, ...)))"
+                    if isinstance(dx, tuple) else "")
             raise LayerProtocolError(
                 f"backward() returned {type(dx).__name__}, expected an ndarray of shape "
-                f"{x_shape}", layer=self.name, target="x")
+                f"{x_shape}{hint}", layer=self.name, target="x")
         if dx.shape != tuple(x_shape):
             raise LayerProtocolError(
                 f"backward() returned dx of shape {dx.shape}, expected the input's shape "
