@@ -219,10 +219,13 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     original = StateSnapshot(layer)
     try:
         from gradcheck.protocol.precision import working_precision
+        counts = (adapter.forward_calls, adapter.backward_calls)
         if call is not None:
             dout_w = call_dout(call, adapter, xw, dout, dout_w, findings)
         params, not_checked, work = _parameters(layer, adapter, original, xw, dout_w, params,
                                                 opts.seed, findings)
+        discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
+        adapter.forward_calls, adapter.backward_calls = counts  # reported apart
         if call is not None:
             params = {**call.input_params(), **params}
             if not call.targets and wrt is None:
@@ -249,7 +252,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             results=results, findings=tuple(findings), forward_calls=adapter.forward_calls,
             backward_calls=adapter.backward_calls, versions=_versions(),
             input_dtype=str(x_arr.dtype), inconclusive=inconclusive,
-            not_checked=tuple(not_checked))
+            not_checked=tuple(not_checked), discovery_calls=discovery)
     finally:
         original.restore_all()
 

@@ -280,7 +280,8 @@ def detail_lines(report, *, only_failing=False):
     ``only_failing``: the targets that are not PASS only.
     """
     lines = [f"method={report.method} strategy={report.strategy} seed={report.seed} "
-             f"forward calls={report.forward_calls} backward calls={report.backward_calls}"]
+             f"forward calls={report.forward_calls} backward calls={report.backward_calls}"
+             + _discovery(report)]
     lines += checked_lines(report)
     for r in report.results:
         if only_failing and r.verdict == "PASS":
@@ -308,6 +309,11 @@ def detail_lines(report, *, only_failing=False):
         lines.append("hint: the check could not have caught an error of practical size "
                      "here; change the input or dout (see the reason above)")
     return lines
+
+
+def _discovery(report):
+    f, b = getattr(report, "discovery_calls", (0, 0))
+    return f" (+{f} forward, {b} backward to discover the parameters)" if f or b else ""
 
 
 def checked_lines(report):

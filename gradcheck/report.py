@@ -219,6 +219,10 @@ class GradCheckReport:
         Every array or scalar considered and not checked -- attributes that
         are not parameters, inputs not differentiated -- with the reason
         (``("h", "written by forward -> state, not a parameter")``).
+    discovery_calls : tuple of int
+        ``(forward, backward)`` calls made to discover the parameters (and the
+        outputs of a several-input call) before the check; not included in
+        ``forward_calls``/``backward_calls``.
     """
 
     layer: str
@@ -236,6 +240,7 @@ class GradCheckReport:
     input_dtype: str = ""
     inconclusive: str = "fail"
     not_checked: tuple = ()
+    discovery_calls: tuple = (0, 0)
 
     @property
     def passed(self):
@@ -295,6 +300,7 @@ class GradCheckReport:
             "forward_calls": self.forward_calls, "backward_calls": self.backward_calls,
             "versions": dict(self.versions), "input_dtype": self.input_dtype or self.dtype,
             "checked": [r.name for r in self.results],
+            "discovery_calls": list(self.discovery_calls),
             "not_checked": [{"name": n, "reason": why} for n, why in self.not_checked],
         }
 
