@@ -62,18 +62,29 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     Parameters
     ----------
     layer : object
-        Has ``forward(x[, train_flg]) -> out`` and ``backward(dout) -> dx``.
-    x : ndarray of shape (N, ...)
+        Has ``forward(x[, train_flg]) -> out`` and ``backward(dout) -> dx``
+        (or the conventions of ``x`` below; see README "Conventions").
+    x : ndarray of shape (N, ...), tuple, list or dict
         Input; floating (integer input is converted to float64 and the report
-        says so). Never modified.
+        says so, unless it is clearly indices: an embedding, a
+        ``forward(idx)``). A tuple (or a list of arrays) is the positional
+        inputs of ``forward``, a dict its keyword inputs: every floating input
+        is a target named from ``forward``'s signature, the others (labels,
+        indices, masks, option dicts) pass through untouched; ``forward`` may
+        return a tuple (``dout`` is then a tuple) and ``backward`` one gradient
+        per floating input. Never modified.
     train_flg : bool, default True
         Passed to ``forward`` when it accepts it (``False`` = eval mode).
     wrt : list of str or None
         Targets to check (``"x"``, ``"gamma"``, ...); ``None`` = ``x`` and
         every parameter.
     params : dict of str to str or None
-        ``{"gamma": "dgamma", ...}``; ``None`` discovers every ndarray
-        attribute ``p`` that has an ndarray ``d`` + ``p`` after ``backward``.
+        ``{"gamma": "dgamma", ...}``; ``None`` discovers them after one
+        ``backward`` (:mod:`gradcheck.protocol.discovery`): ``p`` with
+        ``dp``/``p_grad``/``grad_p`` (arrays and scalars), ``params``/``grads``
+        dicts and lists, accumulating ``parameters``/``gradients`` dicts,
+        sub-layers (``blocks.0.W``); attributes ``forward`` rebinds are state.
+        The report lists what was considered and not checked.
     dout : ndarray of the output's shape or None
         Upstream gradient; ``None`` = standard normal from ``seed`` (never
         all ones: with ``dout = 1`` the true ``dx`` of train-mode batch
@@ -188,16 +199,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     findings = []
     call = None
     if is_several(x) or is_index_input(layer, x):
-        from gradcheck.protocol.calling import CallLayer
-        if not is_several(x):
-            findings.append(Finding("integer-input", False, index_note(layer, x)))
-            x = (x,)
-        layer = call = CallLayer(layer, x, name)
-        adapter = LayerAdapter(call, train_flg)
-        if call.flag is None:
-            adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
-        x, params, wrt, expect_zero = call.x, call.internal_params(params), call.internal_names(
-            wrt), tuple(call.internal_names(expect_zero) or ())
+        layer, adapter, call, x, params, wrt, expect_zero = _wrap(
+            layer, x, name, train_flg, params, wrt, expect_zero, findings)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
     if converted:
         findings.append(Finding("integer-input", False,
@@ -255,6 +258,22 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             not_checked=tuple(not_checked), discovery_calls=discovery)
     finally:
         original.restore_all()
+
+
+def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings):
+    """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
+    (or integer indices), its adapter, and the options in the wrapper's names."""
+    from gradcheck.protocol.calling import CallLayer
+
+    if not is_several(x):
+        findings.append(Finding("integer-input", False, index_note(layer, x)))
+        x = (x,)
+    call = CallLayer(layer, x, name)
+    adapter = LayerAdapter(call, train_flg)
+    if call.flag is None:
+        adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
+    return (call, adapter, call, call.x, call.internal_params(params),
+            call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
 
 
 def check_function(forward, backward, *inputs, **options):

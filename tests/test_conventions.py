@@ -368,3 +368,17 @@ def test_assign_then_resolve_returns_what_was_assigned(parts):
     value = np.arange(3.0)
     assign(root, path, value)
     assert resolve(root, path) is value
+
+
+def test_config_params_and_wrt_keys(tmp_path):
+    from gradcheck.gate.config import read_config
+
+    ini = tmp_path / "setup.cfg"
+    ini.write_text("[gradcheck]\ntargets = own.py:make\nparams = kernel=kernel_gradient, "
+                   "b=db\nwrt = kernel\n")
+    assert read_config(ini).options["params"] == {"kernel": "kernel_gradient", "b": "db"}
+    assert read_config(ini).options["wrt"] == ("kernel",)
+    toml = tmp_path / "pyproject.toml"
+    toml.write_text('[tool.gradcheck]\ntargets = ["own.py:make"]\n'
+                    'params = {kernel = "kernel_gradient"}\n')
+    assert read_config(toml).options["params"] == {"kernel": "kernel_gradient"}
