@@ -382,3 +382,16 @@ def test_config_params_and_wrt_keys(tmp_path):
     toml.write_text('[tool.gradcheck]\ntargets = ["own.py:make"]\n'
                     'params = {kernel = "kernel_gradient"}\n')
     assert read_config(toml).options["params"] == {"kernel": "kernel_gradient"}
+
+
+def test_every_example_in_examples_conventions_passes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conventions_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for factory in module.FACTORIES:
+        made = factory()
+        report = (check_function(made[0], made[1], *made[2]) if len(made) == 3
+                  else check_layer(*made))
+        assert report.passed, f"{factory.__name__}: {report}"
