@@ -241,6 +241,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             if t.kind != "input":
                 check_writable(t.array, layer=name, target=t.name, what=f"parameter {t.name!r}")
         _check_expect_zero(problem, opts)
+        _untouched_accumulators(problem, adapter)
         results = run_strategy(problem, strategy, opts)
         if sequence:
             from gradcheck.protocol.history import check_history
@@ -386,6 +387,18 @@ def _check_wrt(layer, name, wrt, params):
             raise GradCheckInputError(
                 f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
                 layer=name, target=w)
+
+
+def _untouched_accumulators(problem, adapter):
+    """An accumulating buffer (``gradients[...] +=``) is zeroed before every backward, so
+    one that stays zero was never written (stale) -- or the gradient is zero: say so, the
+    comparison then decides (a stale one FAILs against a nonzero numerical gradient)."""
+    for p, g in problem.params.items():
+        if g in adapter.accumulating and not np.any(problem.analytic.get(p, 1.0)):
+            problem.findings.append(Finding(
+                "accumulator-untouched", False,
+                f"backward left {g} at zero after the check zeroed it (as flush_gradients() "
+                "does): it never adds into it (stale), or the gradient is zero here", p))
 
 
 def _check_expect_zero(problem, opts):

@@ -395,3 +395,14 @@ def test_every_example_in_examples_conventions_passes():
         report = (check_function(made[0], made[1], *made[2]) if len(made) == 3
                   else check_layer(*made))
         assert report.passed, f"{factory.__name__}: {report}"
+
+
+def test_stale_accumulator_is_told_apart_from_accumulation():
+    from conventions_layers import AccumulatingDenseStale
+
+    stale = check_layer(AccumulatingDenseStale(), X)
+    assert stale.result("parameters['b']").verdict == "FAIL"
+    notes = [f for f in stale.findings if f.kind == "accumulator-untouched"]
+    assert [f.target for f in notes] == ["parameters['b']"]
+    good = check_layer(AccumulatingDense(), X)
+    assert good.passed and not any(f.kind == "accumulator-untouched" for f in good.findings)
