@@ -59,7 +59,8 @@ class LayerAdapter:
             if not callable(getattr(layer, meth, None)):
                 raise LayerProtocolError(
                     f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
-                    "and backward(dout) (wrap other conventions in a small adapter class)",
+                    "and backward(dout) (several inputs: check_layer(layer, (x, h)); a "
+                    "forward/backward function pair: check_function(forward, backward, *inputs))",
                     layer=self.name)
         self.train_flg = bool(train_flg)
         self.flag_mode = _accepts_train_flg(layer.forward)
