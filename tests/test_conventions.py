@@ -406,3 +406,37 @@ def test_stale_accumulator_is_told_apart_from_accumulation():
     assert [f.target for f in notes] == ["parameters['b']"]
     good = check_layer(AccumulatingDense(), X)
     assert good.passed and not any(f.kind == "accumulator-untouched" for f in good.findings)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["W", "h", "c", "gamma", "state"]),
+                          st.booleans()), min_size=1, max_size=4, unique_by=lambda t: t[0]))
+def test_an_attribute_forward_rebinds_is_never_a_target(attrs):
+    """Every attribute with a ``d`` + name gradient is a target exactly when forward does not
+    rebind it; the rebound ones are listed as state."""
+
+    class Layer:
+        def __init__(self):
+            for name, _ in attrs:
+                setattr(self, name, np.linspace(0.5, 1.5, 3))
+
+        def forward(self, x):
+            self.x = x
+            for name, rebound in attrs:
+                if rebound:
+                    setattr(self, name, np.tanh(x).sum(axis=0))
+            return x * sum(getattr(self, n) for n, r in attrs if not r) if any(
+                not r for _, r in attrs) else x * 1.0
+
+        def backward(self, dout):
+            for name, _ in attrs:
+                setattr(self, "d" + name, np.sum(dout * self.x, axis=0))
+            fixed = [n for n, r in attrs if not r]
+            return dout * sum(getattr(self, n) for n in fixed) if fixed else dout * 1.0
+
+    report = check_layer(Layer(), X)
+    targets = [r.name for r in report.results]
+    assert targets == ["x"] + [n for n, r in attrs if not r]
+    state = {n for n, why in report.not_checked if why.startswith("written by forward")}
+    assert {n for n, r in attrs if r} <= state
+    assert report.passed, str(report)
