@@ -231,6 +231,12 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         adapter.forward_calls, adapter.backward_calls = counts  # reported apart
         if call is not None:
             params = {**call.input_params(), **params}
+            if not call.targets and not params:
+                raise GradCheckInputError(
+                    "nothing to differentiate: no input is a floating array ("
+                    + "; ".join(f"{n}: {why}" for n, why in call.skipped)
+                    + ") and no parameter was found; pass floating arrays (np.asarray(x, "
+                    "dtype=float)) or name the parameters with params=", layer=name)
             if not call.targets and wrt is None:
                 wrt = list(params)
         xw, dout_w, snapshot = working_precision(layer, adapter, work, xw, dout_w,
@@ -257,6 +263,11 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             backward_calls=adapter.backward_calls, versions=_versions(),
             input_dtype=str(x_arr.dtype), inconclusive=inconclusive,
             not_checked=tuple(not_checked), discovery_calls=discovery)
+    except GradCheckInputError as exc:
+        renamed = call.renamed(exc) if call is not None else exc
+        if renamed is exc:
+            raise
+        raise renamed from (exc.__cause__ or exc)
     finally:
         original.restore_all()
 

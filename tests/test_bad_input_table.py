@@ -330,6 +330,7 @@ TRIGGERS = {
     "no-parameter-found": _call(OwnGradName()),
     "state-beside-gradient": _call(Recurrent()),
     "function-not-callable": lambda tmp_path: check_function(1, None, X),
+    "inputs-nothing-floating": _call(TwoIn(), (1.0, 2.0)),
     "no-forward": _call(object()),
     "no-backward": _call(NoBackward()),
     "forward-raises-perturbed": _call(Fragile()),

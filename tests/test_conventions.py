@@ -440,3 +440,19 @@ def test_an_attribute_forward_rebinds_is_never_a_target(attrs):
     state = {n for n, why in report.not_checked if why.startswith("written by forward")}
     assert {n for n, r in attrs if r} <= state
     assert report.passed, str(report)
+
+
+def test_errors_name_targets_as_the_report_does():
+    from gradcheck import LayerProtocolError
+    from conventions_layers import Gate
+
+    class WrongShape(Gate):
+        def backward(self, dout):
+            dx, dgate = super().backward(dout)
+            return dx, dgate[:, :1]
+
+    inputs = dict(zip(("x", "gate"), np.random.default_rng(0).normal(size=(2, 3, 2))))
+    with pytest.raises(LayerProtocolError) as info:
+        check_layer(WrongShape(), inputs)
+    assert info.value.target == "gate" and "inputs[" not in str(info.value)
+    assert "input_grads" not in str(info.value)

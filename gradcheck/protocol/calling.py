@@ -224,6 +224,22 @@ class CallLayer:
                                             if self.display(n) not in hidden]
         return results, findings, not_checked
 
+    def renamed(self, exc):
+        """``exc`` with the report's target names (``exc`` itself when nothing changes)."""
+        if exc.target is None or self.display(exc.target) == exc.target:
+            return exc
+        shown = self.display(exc.target)
+        text = str(exc)
+        prefix = f"layer {exc.layer}, target {exc.target!r}: "
+        body = text[len(prefix):] if text.startswith(prefix) else text
+        for n in self.targets[1:]:
+            body = body.replace(f"input_grads[{n!r}]", f"d{n}").replace(f"inputs[{n!r}]", n)
+        body = body.replace("layer.", "")
+        new = type(exc).__new__(type(exc))
+        GradCheckInputError.__init__(new, body, layer=exc.layer, target=shown)
+        new.index = getattr(exc, "index", None)
+        return new
+
     def input_params(self):
         """``{param: grad}`` of the floating inputs after the first."""
         return {f"inputs[{n!r}]": f"input_grads[{n!r}]" for n in self.targets[1:]}
