@@ -456,3 +456,16 @@ def test_errors_name_targets_as_the_report_does():
         check_layer(WrongShape(), inputs)
     assert info.value.target == "gate" and "inputs[" not in str(info.value)
     assert "input_grads" not in str(info.value)
+
+
+def test_readme_gate_lines_for_conventions_run_as_written(monkeypatch):
+    import shlex
+
+    root = EXAMPLE.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    lines = [line.split("#")[0].strip() for line in readme.splitlines()
+             if line.startswith("gradcheck examples/conventions.py")]
+    assert len(lines) >= 2
+    monkeypatch.chdir(root)
+    for line in lines:
+        assert main(shlex.split(line)[1:] + ["-q"]) == 0, line
