@@ -43,6 +43,9 @@ import numpy as np
 __all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "discover",
            "rebound", "owner_key", "accumulating_buffers", "zero_buffers", "CONTAINERS"]
 
+#: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
+DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
+
 #: (parameter container, gradient container, accumulating) attribute names.
 CONTAINERS = (("params", "grads", False), ("parameters", "gradients", True))
 
@@ -337,7 +340,9 @@ class _Walk:
                     return
             else:
                 reason = f"no gradient (looked for {', '.join(tried)})"
-                if _is_float_value(value) and isinstance(value, np.ndarray) and value.ndim:
+                if name in DATA_NAMES:
+                    reason = "labels or targets (by its name), no gradient: not a parameter"
+                elif _is_float_value(value) and isinstance(value, np.ndarray) and value.ndim:
                     self.found.floating.append(path)
         if reason is _BACKWARD and _is_float_value(value):
             self.found.backward_floats.append((path, np.shape(value)))
