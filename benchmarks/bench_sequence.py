@@ -49,10 +49,10 @@ class _Timer:
         self.total = 0.0
         self.inner = history.check_history
 
-    def __call__(self, run, results):
+    def __call__(self, *args, **kwargs):
         t0 = time.perf_counter()
         try:
-            return self.inner(run, results)
+            return self.inner(*args, **kwargs)
         finally:
             self.total += time.perf_counter() - t0
 
@@ -66,11 +66,11 @@ def measure(name, shape, train_flg, repeat=5):
     try:
         for _ in range(repeat):
             t0 = time.perf_counter()
-            base = check_layer(layer, x, train_flg=train_flg, sequence=False)
+            base = check_layer(layer, x, train_flg=train_flg, sequence=False, **spec.options)
             best["base"] = min(best["base"], time.perf_counter() - t0)
             timer.total = 0.0
             t0 = time.perf_counter()
-            full = check_layer(layer, x, train_flg=train_flg)
+            full = check_layer(layer, x, train_flg=train_flg, **spec.options)
             t = time.perf_counter() - t0
             best["with"] = min(best["with"], t)
             best["share"] = min(best["share"], timer.total / t)

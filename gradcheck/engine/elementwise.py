@@ -14,7 +14,7 @@ import numpy as np
 from gradcheck.engine import methods
 from gradcheck.engine.noise import measure_noise
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
-from gradcheck.engine.refine import FIRST_TRIPLE_GAIN, StepSearch
+from gradcheck.engine.refine import REFINED_GAIN, StepSearch
 from gradcheck.engine.steps import element_steps, tune
 from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
@@ -145,7 +145,7 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
         estimate=est, rule=rule,
         own_rule=own, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
         noise=s.noise, refiner=refiner, full=full, reason=s.reason(),
-        refined_rounding=FIRST_TRIPLE_GAIN * sigma / s.refine_steps[idx])
+        refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx])
 
 
 def _differences(problem, s, idx):

@@ -79,6 +79,9 @@ class Comparison:
     and ``gradient_scale`` is the gradient's scale in those units (``None``:
     ``max |numerical|``; the items are elements). ``refined_rounding`` is the
     rounding an item would carry if it were refined (the resolution promises that).
+    ``shared_items``: every item sees every element (random projections), so a single
+    wrong element moves all of them and the *best* item's bound is the resolution;
+    otherwise (elements, Jacobian entries) the worst item's is.
     """
 
     name: str
@@ -99,6 +102,7 @@ class Comparison:
     resolution_factor: float = 1.0
     gradient_scale: Optional[float] = None
     refined_rounding: Optional[np.ndarray] = None
+    shared_items: bool = False
     full: Optional[Callable] = None
     reason: str = ""
     extra: dict = field(default_factory=dict)
@@ -266,12 +270,15 @@ def _resolution(comp, st, checked):
     """
     if not checked.any():
         return float("inf")
-    allowed = st.allowed[checked]
+    allowed = st.allowed.copy()
     if comp.refined_rounding is not None and comp.refiner is not None:
         pending = checked & ~st.refined
         _, would = comp.rule.apply(st.num[pending], comp.refined_rounding[pending])
-        allowed = np.concatenate([allowed, would])
-    return float(np.max(allowed)) * comp.resolution_factor
+        allowed[pending] = np.maximum(allowed[pending], would)
+    if comp.shared_items:  # caught by any item it moves past its tolerance and its own error
+        bound = allowed[checked] + _diff(st.num, st.ana)[checked]
+        return float(np.min(bound)) * comp.resolution_factor
+    return float(np.max(allowed[checked])) * comp.resolution_factor
 
 
 def _verdict(comp, st, checked, scale, resolution, policy):
