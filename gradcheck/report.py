@@ -221,6 +221,14 @@ class GradCheckReport:
         Calls the check made.
     versions : dict
         Library versions (for reproducing the verdict).
+    not_checked : tuple of (str, str)
+        Every array or scalar considered and not checked -- attributes that
+        are not parameters, inputs not differentiated -- with the reason
+        (``("h", "written by forward -> state, not a parameter")``).
+    discovery_calls : tuple of int
+        ``(forward, backward)`` calls made to discover the parameters (and the
+        outputs of a several-input call) before the check; not included in
+        ``forward_calls``/``backward_calls``.
     """
 
     layer: str
@@ -237,6 +245,8 @@ class GradCheckReport:
     versions: dict = field(default_factory=dict)
     input_dtype: str = ""
     inconclusive: str = "fail"
+    not_checked: tuple = ()
+    discovery_calls: tuple = (0, 0)
 
     @property
     def passed(self):
@@ -295,6 +305,9 @@ class GradCheckReport:
             "findings": [f.to_dict() for f in self.findings],
             "forward_calls": self.forward_calls, "backward_calls": self.backward_calls,
             "versions": dict(self.versions), "input_dtype": self.input_dtype or self.dtype,
+            "checked": [r.name for r in self.results],
+            "discovery_calls": list(self.discovery_calls),
+            "not_checked": [{"name": n, "reason": why} for n, why in self.not_checked],
         }
 
     def __str__(self):
