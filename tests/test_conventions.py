@@ -12,7 +12,8 @@ import pytest
 from gradcheck import check_layer
 from gradcheck.protocol.discovery import assign, resolve
 
-from conventions_layers import CASES, AccumulatingDense, RecurrentStep, Swish, TiedAutoencoder
+from conventions_layers import (CASES, AccumulatingDense, ListWeights, RecurrentStep, Swish,
+                               TiedAutoencoder, ZeroedInForward)
 
 X = np.random.default_rng(1).normal(size=(3, 3))
 STRATEGIES = ["elementwise", "sampled", "jacobian", "projection"]
@@ -137,6 +138,28 @@ def test_plain_accumulation_into_dp_is_still_refused():
 
     with pytest.raises(LayerProtocolError, match="refresh"):
         check_layer(Accumulates(), X)
+
+
+def test_floating_arrays_in_an_unpaired_container_are_listed_and_warned():
+    class Unpaired(ListWeights):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.weight_updates = self.__dict__.pop("dweights")  # a name never found
+            return dx
+
+    report = check_layer(Unpaired(), X)
+    assert [r.name for r in report.results] == ["x"]
+    reasons = dict(report.not_checked)
+    assert reasons["weights[0]"].startswith("no gradient (looked for dweights[0]")
+    assert reasons["weights[1]"].startswith("no gradient")
+    assert any(f.kind == "no-parameters-found" for f in report.findings)
+
+
+def test_a_gradient_zeroed_in_forward_is_fine_a_second_backward_is_a_note():
+    report = check_layer(ZeroedInForward(), X)
+    assert report.passed, str(report)
+    twice = [f for f in report.findings if f.kind == "backward-twice"]
+    assert twice and not twice[0].failure and "forward rebinds dW" in twice[0].message
 
 
 def test_paths_resolve_and_assign():

@@ -49,6 +49,11 @@ DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask"
 #: (parameter container, gradient container, accumulating) attribute names.
 CONTAINERS = (("params", "grads", False), ("parameters", "gradients", True))
 
+#: Other gradient containers tried when the first one is missing (``params`` beside
+#: ``gradients``, ``dparams``, ...).
+CONTAINER_GRADS = {"params": ("gradients", "dparams", "params_grad", "grad_params"),
+                   "parameters": ("grads", "dparameters", "parameters_grad")}
+
 _MISSING = object()
 _INPUT = "the input"
 _BACKWARD = "written by backward -> a gradient or a cache, not a parameter"
@@ -124,17 +129,22 @@ def assign(root, path, value):
         for i, p in enumerate(path.split("+")):
             assign(root, p, value if i == 0 or not hasattr(value, "copy") else value.copy())
         return
-    steps = _steps(path)
+    _assign_steps(root, _steps(path), value)
+
+
+def _assign_steps(root, steps, value):
     obj = root
     for kind, name in steps[:-1]:
         obj = _step(obj, kind, name)
     kind, name = steps[-1]
-    if kind == "attr" and isinstance(obj, list) and name.isdigit():
+    if kind == "attr" and isinstance(obj, (list, tuple)) and name.isdigit():
         kind, name = "key", int(name)
     elif kind == "attr" and isinstance(obj, dict):
         kind = "key"
     if kind == "attr":
         setattr(obj, name, value)
+    elif isinstance(obj, tuple):  # immutable: a new tuple in the tuple's place
+        _assign_steps(root, steps[:-1], obj[:name] + (value,) + obj[name + 1:])
     else:
         obj[name] = value
 
@@ -274,7 +284,9 @@ class _Walk:
         grads = self._grad_names(attrs)
         containers = set()
         for pname, gname, acc in CONTAINERS:
-            if isinstance(attrs.get(pname), (dict, list)):
+            if isinstance(attrs.get(pname), (dict, list, tuple)):
+                gname = next((g for g in (gname, *CONTAINER_GRADS.get(pname, ()))
+                              if isinstance(attrs.get(g), (dict, list, tuple))), gname)
                 containers.update((pname, gname))
                 self.container(obj, prefix, pname, gname, acc)
         subs = []
@@ -288,6 +300,8 @@ class _Walk:
                 subs += [(v, f"{path}.{i}.") for i, v in enumerate(value) if is_layer(v)]
             elif isinstance(value, dict) and any(is_layer(v) for v in value.values()):
                 subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
+            elif _holds_floats(value):
+                self.named_container(obj, attrs, name, prefix)
             else:
                 self.attribute(obj, attrs, name, value, path, prefix)
         for sub, sub_prefix in subs:
@@ -349,6 +363,36 @@ class _Walk:
         if reason is not _INPUT:  # the layer keeps its input (self.x = x): checked as that
             self.skip(path, reason)
 
+    def named_container(self, obj, attrs, name, prefix):
+        """A list, tuple or dict of arrays under any name (``weights``), its gradients in
+        the container ``dweights``/``weights_grad``/``grad_weights``, element by element."""
+        value = attrs[name]
+        keys = value.keys() if isinstance(value, dict) else range(len(value))
+        reason = None
+        if (id(obj), name) in self.written:
+            reason = "written by forward -> state, not a parameter"
+        elif (id(obj), name) in self.written_backward:
+            reason = _BACKWARD
+        elif id(value) in self.inputs or any(id(value[k]) in self.inputs for k in keys):
+            reason = _INPUT
+        tried = grad_candidates(name)
+        gname = next((c for c in tried if isinstance(attrs.get(c), (dict, list, tuple))), None)
+        if reason is None and gname is not None:
+            self.container(obj, prefix, name, gname, False)
+            return
+        for key in keys:
+            item = value[key]
+            if not (isinstance(item, np.ndarray) or _is_float_value(item)):
+                continue
+            path = f"{prefix}{name}[{key!r}]"
+            why = reason or self._classify(value, key, item, path)
+            if why is None:
+                why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
+                if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
+                    self.found.floating.append(path)
+            if why is not _INPUT:
+                self.skip(path, why)
+
     def container(self, obj, prefix, pname, gname, accumulating):
         params, grads = getattr(obj, pname), getattr(obj, gname, None)
         keys = params.keys() if isinstance(params, dict) else range(len(params))
@@ -363,12 +407,14 @@ class _Walk:
             if reason is None and not isinstance(grad, np.ndarray) and not _is_float_value(grad):
                 reason = (f"no gradient in {gname}[{key!r}]" if grad is None
                           else f"{gname}[{key!r}] is {type(grad).__name__}")
+                if isinstance(value, np.ndarray) and value.ndim:
+                    self.found.floating.append(path)
             if reason is not None:
                 if reason is not _INPUT:
                     self.skip(path, reason)
                 continue
             gpath = f"{prefix}{gname}[{key!r}]"
-            if isinstance(params, list) and id(value) in by_id:
+            if isinstance(params, (list, tuple)) and id(value) in by_id:
                 first = by_id[id(value)]  # a tied weight: one target, gradients summed
                 self.found.params[first] += "+" + gpath
                 self.found.notes.append((
@@ -377,6 +423,14 @@ class _Walk:
                 continue
             by_id[id(value)] = path
             self.take(path, gpath, value, accumulating)
+
+
+def _holds_floats(value):
+    """A list, tuple or dict (not of layers) holding at least one floating ndarray."""
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return any(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in items)
 
 
 def _item(container, key):
