@@ -403,6 +403,22 @@ class ZeroedInForwardBroken(ZeroedInForward):
         return 1.5 * g
 
 
+class MisnamedDense:
+    """``W`` with its gradient misnamed ``dw`` beside a found ``b``/``db``."""
+
+    def __init__(self):
+        self.W, self.b = np.eye(3) * 1.5, np.ones(3)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dw = 1.5 * self.x.T @ dout  # wrong, and not found under its name
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
+
+
 #: convention -> (correct, broken, failing target, all targets)
 CASES = {
     "list-attribute": (ListWeights, ListWeightsBroken, "weights[1]",

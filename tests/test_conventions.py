@@ -13,7 +13,7 @@ from gradcheck import check_layer
 from gradcheck.protocol.discovery import assign, resolve
 
 from conventions_layers import (CASES, AccumulatingDense, ListWeights, RecurrentStep, Swish,
-                               TiedAutoencoder, ZeroedInForward)
+                               MisnamedDense, TiedAutoencoder, ZeroedInForward)
 
 X = np.random.default_rng(1).normal(size=(3, 3))
 STRATEGIES = ["elementwise", "sampled", "jacobian", "projection"]
@@ -88,6 +88,26 @@ def test_floating_arrays_without_a_found_gradient_warn_and_say_how_to_name_them(
         in report.not_checked
     named = check_layer(OwnNames(), X, params={"kernel": "kernel_gradient"})
     assert named.result("kernel").verdict == "FAIL"
+
+
+def test_a_floating_array_without_gradient_warns_though_other_parameters_were_found():
+    report = check_layer(MisnamedDense(), X)
+    assert [r.name for r in report.results] == ["x", "b"]
+    warning = [f for f in report.findings if f.kind == "no-gradient-found"]
+    assert len(warning) == 1 and warning[0].target == "W" and not warning[0].failure
+    assert "params={'W': 'dw', ...}" in warning[0].message
+    assert warning[0].message in report.warnings
+    assert check_layer(MisnamedDense(), X, params={"W": "dw", "b": "db"}).result("W").verdict \
+        == "FAIL"
+
+
+def test_gate_warns_in_the_summary_for_a_floating_array_without_gradient(tmp_path, capsys):
+    src = tmp_path / "misnamed.py"
+    src.write_text("import numpy as np\nfrom conventions_layers import MisnamedDense\n"
+                   "def make():\n    return MisnamedDense(), np.ones((2, 3))\n")
+    assert main([f"{src}:make", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "warning" in out and "W is a floating array with no gradient found" in out
 
 
 def test_a_layer_with_only_state_gives_no_warning():

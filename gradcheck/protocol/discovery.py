@@ -46,6 +46,10 @@ __all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "dis
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
 
+#: Names of running statistics and buffers a layer keeps (eval-mode forward does not write
+#: them): listed as not checked, no "no gradient found" warning.
+_STATISTICS = re.compile(r"running|moving|mean|var|std|avg|ema|buffer|mask|const", re.I)
+
 #: (parameter container, gradient container, accumulating) attribute names.
 CONTAINERS = (("params", "grads", False), ("parameters", "gradients", True))
 
@@ -356,7 +360,8 @@ class _Walk:
                 reason = f"no gradient (looked for {', '.join(tried)})"
                 if name in DATA_NAMES:
                     reason = "labels or targets (by its name), no gradient: not a parameter"
-                elif _is_float_value(value) and isinstance(value, np.ndarray) and value.ndim:
+                elif (_is_float_value(value) and isinstance(value, np.ndarray) and value.ndim
+                      and not _STATISTICS.search(name)):
                     self.found.floating.append(path)
         if reason is _BACKWARD and _is_float_value(value):
             self.found.backward_floats.append((path, np.shape(value)))
