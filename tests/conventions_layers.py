@@ -419,8 +419,36 @@ class MisnamedDense:
         return dout @ self.W.T
 
 
+class TiedAttributes:
+    """The same ``W`` in two attributes, ``W_in`` and ``W_out``, each with its gradient."""
+
+    def __init__(self):
+        W = _w(3, 2)
+        self.W_in, self.W_out = W, W
+
+    def forward(self, x):
+        self.x = x
+        self.h = np.tanh(x @ self.W_in)
+        return self.h @ self.W_out.T
+
+    def backward(self, dout):
+        self.dW_out = self.wrong(dout.T @ self.h)
+        dz = dout @ self.W_out * (1 - self.h ** 2)
+        self.dW_in = self.x.T @ dz
+        return dz @ self.W_in.T
+
+    def wrong(self, g):
+        return g
+
+
+class TiedAttributesBroken(TiedAttributes):
+    def wrong(self, g):
+        return 0.5 * g
+
+
 #: convention -> (correct, broken, failing target, all targets)
 CASES = {
+    "tied-attributes": (TiedAttributes, TiedAttributesBroken, "W_in", ["x", "W_in"]),
     "list-attribute": (ListWeights, ListWeightsBroken, "weights[1]",
                        ["x", "weights[0]", "weights[1]"]),
     "dict-attribute": (DictWeights, DictWeightsBroken, "weights['W']",

@@ -13,7 +13,8 @@ from gradcheck import check_layer
 from gradcheck.protocol.discovery import assign, resolve
 
 from conventions_layers import (CASES, AccumulatingDense, ListWeights, RecurrentStep, Swish,
-                               MisnamedDense, TiedAutoencoder, ZeroedInForward)
+                               MisnamedDense, TiedAttributes, TiedAutoencoder,
+                               ZeroedInForward)
 
 X = np.random.default_rng(1).normal(size=(3, 3))
 STRATEGIES = ["elementwise", "sampled", "jacobian", "projection"]
@@ -123,6 +124,15 @@ def test_tied_weight_is_one_target_and_the_report_says_so():
     assert any(f.kind == "tied-parameter" and "grads[0]+grads[2]" in f.message
                for f in report.findings)
     assert layer.params[0] is W and layer.params[2] is W
+
+
+def test_tied_weight_in_two_attributes_is_one_target_against_the_sum():
+    layer = TiedAttributes()
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    assert any(f.kind == "tied-parameter" and "dW_in+dW_out" in f.message
+               for f in report.findings)
+    assert layer.W_in is layer.W_out
 
 
 def test_accumulating_buffers_are_left_as_found():

@@ -263,22 +263,38 @@ class _Walk:
         self.found = Discovery()
         self.written_backward = frozenset()
         self.seen_params = {}  # id(param) -> path
+        self.seen_grads = {}  # path -> the gradient objects summed for it
         self.seen_layers = set()
 
     def skip(self, path, reason):
         self.found.not_checked.append((path, reason))
 
-    def take(self, path, grad, value, accumulating=False):
+    def take(self, path, grad, value, accumulating=False, grad_obj=None):
         other = self.seen_params.get(id(value))
         if other is not None and not isinstance(value, float):
-            return  # the same array under another name: one target
+            self.tie(path, grad, grad_obj, other)
+            return
         if isinstance(value, np.ndarray):
             self.seen_params[id(value)] = path
+            self.seen_grads[path] = [grad_obj]
         if isinstance(value, float):
             self.found.scalars.append(path)
         self.found.params[path] = grad
         if accumulating:
             self.found.accumulating.append(grad)
+
+    def tie(self, path, grad, grad_obj, first):
+        """``path`` is the array already taken as ``first``: one target. With a gradient of
+        its own (``dW_out`` beside ``dW_in``, not the same object: ``Sequential``'s ``dW_0``
+        is its child's ``dW``) it is a tied weight, checked against the sum of both."""
+        known = self.seen_grads.setdefault(first, [])
+        if grad_obj is None or any(grad_obj is g for g in known):
+            return
+        known.append(grad_obj)
+        self.found.params[first] += "+" + grad
+        self.found.notes.append((
+            "tied-parameter", f"{path} is the same array as {first} (tied weights): "
+            f"checked once, as {first}, against the sum {self.found.params[first]}"))
 
     def layer(self, obj, prefix):
         if id(obj) in self.seen_layers or not hasattr(obj, "__dict__"):
@@ -338,10 +354,15 @@ class _Walk:
     def attribute(self, obj, attrs, name, value, path, prefix):
         if not (isinstance(value, np.ndarray) or _is_float_value(value)):
             return  # strings, ints, None, callables: not arrays or scalars
+        tried = grad_candidates(name)
         if isinstance(value, np.ndarray) and id(value) in self.seen_params:
+            for cand in tried:  # a tied weight with a gradient of its own, or an alias
+                grad = attrs.get(cand)
+                if isinstance(grad, np.ndarray) and grad.dtype.kind == "f":
+                    self.take(path, prefix + cand, value, grad_obj=grad)
+                    break
             return
         reason = self._classify(obj, name, value, path)
-        tried = grad_candidates(name)
         if reason in ("integer", "boolean") and any(
                 attrs.get(c) is not None and c in attrs for c in tried):
             reason = None  # a gradient beside it: meant as a parameter (the check refuses it)
@@ -354,7 +375,7 @@ class _Walk:
                     reason = f"{cand} is None after backward"
                     break
                 if isinstance(grad, np.ndarray) or _is_float_value(grad):
-                    self.take(path, prefix + cand, value)
+                    self.take(path, prefix + cand, value, grad_obj=grad)
                     return
             else:
                 reason = f"no gradient (looked for {', '.join(tried)})"
@@ -420,14 +441,10 @@ class _Walk:
                 continue
             gpath = f"{prefix}{gname}[{key!r}]"
             if isinstance(params, (list, tuple)) and id(value) in by_id:
-                first = by_id[id(value)]  # a tied weight: one target, gradients summed
-                self.found.params[first] += "+" + gpath
-                self.found.notes.append((
-                    "tied-parameter", f"{path} is the same array as {first} (tied weights): "
-                    f"checked once, as {first}, against the sum {self.found.params[first]}"))
+                self.tie(path, gpath, grad, by_id[id(value)])  # one target, gradients summed
                 continue
             by_id[id(value)] = path
-            self.take(path, gpath, value, accumulating)
+            self.take(path, gpath, value, accumulating, grad_obj=grad)
 
 
 def _holds_floats(value):
