@@ -135,6 +135,23 @@ def test_tied_weight_in_two_attributes_is_one_target_against_the_sum():
     assert layer.W_in is layer.W_out
 
 
+def test_two_gradient_names_warn_and_say_which_was_checked():
+    class TwoNames(MisnamedDense):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.dW = self.x.T @ dout
+            self.W_grad = 1.5 * self.dW  # wrong: not the one checked
+            return dx
+
+    report = check_layer(TwoNames(), X)
+    assert report.passed and [r.name for r in report.results] == ["x", "W", "b"]
+    note = [f for f in report.findings if f.kind == "several-gradient-names"]
+    assert note and not note[0].failure
+    assert "dW (checked) and W_grad (not checked)" in note[0].message
+    assert note[0].message in report.warnings
+    assert check_layer(TwoNames(), X, params={"W": "W_grad"}).result("W").verdict == "FAIL"
+
+
 def test_accumulating_buffers_are_left_as_found():
     layer = AccumulatingDense()
     before = {k: v.copy() for k, v in layer.gradients.items()}

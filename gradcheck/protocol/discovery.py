@@ -376,6 +376,7 @@ class _Walk:
                     break
                 if isinstance(grad, np.ndarray) or _is_float_value(grad):
                     self.take(path, prefix + cand, value, grad_obj=grad)
+                    self._other_grad_names(attrs, path, prefix, cand, tried, grad)
                     return
             else:
                 reason = f"no gradient (looked for {', '.join(tried)})"
@@ -388,6 +389,20 @@ class _Walk:
             self.found.backward_floats.append((path, np.shape(value)))
         if reason is not _INPUT:  # the layer keeps its input (self.x = x): checked as that
             self.skip(path, reason)
+
+    def _other_grad_names(self, attrs, path, prefix, used, tried, grad):
+        """A warning when another gradient name (``W_grad`` beside the ``dW`` used) holds
+        a different floating array: only the one used is checked."""
+        others = [c for c in tried[tried.index(used) + 1:]
+                  if attrs.get(c) is not grad and (isinstance(attrs.get(c), np.ndarray)
+                                                   or _is_float_value(attrs.get(c)))]
+        if others:
+            self.found.notes.append((
+                "several-gradient-names",
+                f"{path} has gradients under {len(others) + 1} names after backward: "
+                f"{prefix}{used} (checked) and {', '.join(prefix + c for c in others)} (not "
+                f"checked); to check another, name it: params={{{path!r}: "
+                f"{prefix + others[0]!r}}}"))
 
     def named_container(self, obj, attrs, name, prefix):
         """A list, tuple or dict of arrays under any name (``weights``), its gradients in
