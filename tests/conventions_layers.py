@@ -446,8 +446,36 @@ class TiedAttributesBroken(TiedAttributes):
         return 0.5 * g
 
 
+class TiedTranspose:
+    """``Wt = W.T`` (a view) with its own gradient ``dWt`` beside ``dW``."""
+
+    def __init__(self):
+        self.W = _w(3, 2)
+        self.Wt = self.W.T
+
+    def forward(self, x):
+        self.x = x
+        self.h = np.tanh(x @ self.W)
+        return self.h @ self.Wt
+
+    def backward(self, dout):
+        self.dWt = self.wrong(self.h.T @ dout)
+        dz = dout @ self.Wt.T * (1 - self.h ** 2)
+        self.dW = self.x.T @ dz
+        return dz @ self.W.T
+
+    def wrong(self, g):
+        return g
+
+
+class TiedTransposeBroken(TiedTranspose):
+    def wrong(self, g):
+        return g[::-1].copy()
+
+
 #: convention -> (correct, broken, failing target, all targets)
 CASES = {
+    "tied-transpose": (TiedTranspose, TiedTransposeBroken, "W", ["x", "W"]),
     "tied-attributes": (TiedAttributes, TiedAttributesBroken, "W_in", ["x", "W_in"]),
     "list-attribute": (ListWeights, ListWeightsBroken, "weights[1]",
                        ["x", "weights[0]", "weights[1]"]),

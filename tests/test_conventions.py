@@ -152,6 +152,21 @@ def test_two_gradient_names_warn_and_say_which_was_checked():
     assert check_layer(TwoNames(), X, params={"W": "W_grad"}).result("W").verdict == "FAIL"
 
 
+def test_a_view_parameter_is_mapped_back_onto_its_base():
+    from conventions_layers import TiedTranspose
+
+    layer = TiedTranspose()
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    assert any(f.kind == "tied-parameter" and "dW+dWt@Wt@W" in f.message
+               for f in report.findings)
+    assert layer.Wt.base is layer.W
+    layer.backward(layer.forward(X))
+    assert np.array_equal(resolve(layer, "dWt@Wt@W"), layer.dWt.T)
+    assign(layer, "dWt@Wt@W", np.arange(6.0).reshape(3, 2))
+    assert np.array_equal(layer.dWt, np.arange(6.0).reshape(3, 2).T)
+
+
 def test_accumulating_buffers_are_left_as_found():
     layer = AccumulatingDense()
     before = {k: v.copy() for k, v in layer.gradients.items()}

@@ -113,6 +113,8 @@ def resolve(root, path, default=None):
     -------
     object
     """
+    if "@" in path and "+" not in path:
+        return _mapped(root, path, default)
     if "+" in path:
         parts = [resolve(root, p, None) for p in path.split("+")]
         if any(p is None or not isinstance(p, (np.ndarray, float, np.floating)) for p in parts):
@@ -133,7 +135,46 @@ def assign(root, path, value):
         for i, p in enumerate(path.split("+")):
             assign(root, p, value if i == 0 or not hasattr(value, "copy") else value.copy())
         return
+    if "@" in path:  # a view's gradient gets the view of value
+        grad, view, base = path.split("@")
+        idx = view_index(resolve(root, view), resolve(root, base))
+        path, value = grad, _memory_order(resolve(root, base), value)[idx]
     _assign_steps(root, _steps(path), value)
+
+
+def view_index(view, base):
+    """For each element of ``view`` (a view of the contiguous ``base``), its position in
+    ``base``'s memory: ``as_strided`` of ``arange(base.size)`` with the view's layout.
+
+    Parameters
+    ----------
+    view : ndarray
+    base : ndarray, C or Fortran contiguous, owning the memory ``view`` points into
+
+    Returns
+    -------
+    ndarray of intp, of the shape of ``view``
+    """
+    item = base.itemsize
+    offset = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // item
+    flat = np.arange(base.size, dtype=np.intp)
+    strides = tuple(s // item * flat.itemsize for s in view.strides)
+    return np.lib.stride_tricks.as_strided(flat[offset:], view.shape, strides, writeable=False)
+
+
+def _memory_order(base, value):
+    return np.asarray(value).reshape(-1, order="C" if base.flags.c_contiguous else "F")
+
+
+def _mapped(root, path, default):
+    """``"dWt@Wt@W"``: the gradient ``dWt`` of the view ``Wt`` mapped back onto ``W`` (the
+    elements a view repeats summed, np.add.at), of ``W``'s shape."""
+    grad, view, base = (resolve(root, p) for p in path.split("@"))
+    if not all(isinstance(a, np.ndarray) for a in (grad, view, base)) or grad.shape != view.shape:
+        return default
+    out = np.zeros(base.size, dtype=np.result_type(grad.dtype, np.float32))
+    np.add.at(out, view_index(view, base).reshape(-1), grad.reshape(-1))
+    return out.reshape(base.shape, order="C" if base.flags.c_contiguous else "F")
 
 
 def _assign_steps(root, steps, value):
@@ -179,7 +220,7 @@ def owner_key(root, path):
     """
     keys = []
     for part in path.split("+"):
-        steps = _steps(part)
+        steps = _steps(part.split("@")[0])
         obj = root
         for kind, name in steps[:-1]:
             obj = _step(obj, kind, name)
@@ -502,8 +543,34 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     walk = _Walk(written, {id(a) for a in inputs}, exclude)
     walk.written_backward = written_backward
     walk.layer(layer, "")
+    _merge_views(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
     return walk.found
+
+
+def _merge_views(layer, found):
+    """A parameter that is a view of another one (``Wt = W.T`` with ``dWt`` beside ``W``
+    with ``dW``): one target, the base, checked against its gradient plus the view's
+    mapped back onto it (``"dW+dWt@Wt@W"``)."""
+    arrays = {p: resolve(layer, p) for p in found.params}
+    owners = {id(a): p for p, a in arrays.items()
+              if isinstance(a, np.ndarray) and a.base is None
+              and (a.flags.c_contiguous or a.flags.f_contiguous)}
+    for p, a in arrays.items():
+        if not isinstance(a, np.ndarray) or a.base is None or "@" in found.params[p]:
+            continue
+        owner = a
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        base = owners.get(id(owner))
+        if base is None or owner.dtype != a.dtype or "+" in found.params[p]:
+            continue
+        found.params[base] += f"+{found.params[p]}@{p}@{base}"
+        del found.params[p]
+        found.notes.append((
+            "tied-parameter", f"{p} is a view of {base} (a transpose, reshape or slice): "
+            f"checked once, as {base}, against {found.params[base]} (the gradient of the "
+            "view mapped back onto it)"))
 
 
 def accumulating_buffers(layer):
