@@ -373,17 +373,39 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
             findings.extend(Finding(kind, False, text) for kind, text in found.notes)
             if not params and found.floating:
                 findings.append(Finding("no-parameters-found", False, _no_params(found)))
+            elif found.floating:
+                findings.extend(Finding("no-gradient-found", False, _no_grad(found, p), p)
+                                for p in found.floating)
     scalars = [p for p in params or () if isinstance(get_attr(layer, p), (float, np.floating))]
     for p in scalars:
         set_attr(layer, p, np.array(get_attr(layer, p), dtype=np.float64))
     return params, not_checked, StateSnapshot(layer) if scalars else original
 
 
+def _guess_grad(found, path):
+    """The attribute backward was seen to write that looks like ``path``'s gradient: one
+    named like it (``dw`` for ``W``), else the only one of its shape; or ``None``."""
+    names = {c.lower() for c in grad_candidates(path)}
+    named = [p for p, _ in found.backward_floats if p.lower() in names]
+    if len(named) == 1:
+        return named[0]
+    shaped = [p for p, s in found.backward_floats if s == found.shapes.get(path)]
+    return shaped[0] if len(shaped) == 1 else None
+
+
+def _no_grad(found, path):
+    grad = _guess_grad(found, path)
+    seen = f"; backward writes {grad}" if grad is not None else ""
+    return (f"{path} is a floating array the layer holds, but no gradient was found for it "
+            f"(looked for {', '.join(grad_candidates(path))}){seen}: it was NOT checked. If "
+            f"it is trainable, name it: params={{{path!r}: "
+            f"{(grad or '<attribute holding its gradient>')!r}, ...}}")
+
+
 def _no_params(found):
     names = ", ".join(found.floating[:6]) + (", ..." if len(found.floating) > 6 else "")
     first = found.floating[0]
-    guess = [p for p, s in found.backward_floats if s == found.shapes.get(first)]
-    grad = guess[0] if len(guess) == 1 else "<attribute holding its gradient>"
+    grad = _guess_grad(found, first) or "<attribute holding its gradient>"
     return (f"the layer holds floating arrays ({names}) but no parameter gradient was found "
             f"for them (looked for {', '.join(grad_candidates(first))}, params/grads, "
             f"parameters/gradients); only the input was checked. If they are trainable, name "

@@ -308,8 +308,181 @@ class RecurrentStepBroken(RecurrentStep):
         return db[::-1].copy()
 
 
+class ListWeights:
+    """``weights = [W1, W2]`` beside ``dweights = [...]`` (any name, not only params/grads)."""
+
+    def __init__(self):
+        self.weights = [_w(3, 4), _w(4, 2)]
+
+    def forward(self, x):
+        self.x = x
+        self.h = x @ self.weights[0]
+        return self.h @ self.weights[1]
+
+    def backward(self, dout):
+        dh = dout @ self.weights[1].T
+        self.dweights = [self.x.T @ dh, self.wrong(self.h.T @ dout)]
+        return dh @ self.weights[0].T
+
+    def wrong(self, g):
+        return g
+
+
+class ListWeightsBroken(ListWeights):
+    def wrong(self, g):
+        return 0.0 * g
+
+
+class DictWeights:
+    """``weights = {'W': ...}`` beside ``weights_grad = {'W': ...}``."""
+
+    def __init__(self):
+        self.weights = {"W": _w(3, 2), "b": _w(2)}
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.weights["W"] + self.weights["b"]
+
+    def backward(self, dout):
+        self.weights_grad = {"W": self.wrong(self.x.T @ dout), "b": dout.sum(axis=0)}
+        return dout @ self.weights["W"].T
+
+    def wrong(self, g):
+        return g
+
+
+class DictWeightsBroken(DictWeights):
+    def wrong(self, g):
+        return 2.0 * g
+
+
+class TupleParams:
+    """``params = (W, b)`` and ``grads = (dW, db)`` as tuples, rebound by backward."""
+
+    def __init__(self):
+        self.params = (_w(3, 2), _w(2))
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params[0] + self.params[1]
+
+    def backward(self, dout):
+        self.grads = (self.x.T @ dout, self.wrong(dout.sum(axis=0)))
+        return dout @ self.params[0].T
+
+    def wrong(self, g):
+        return g
+
+
+class TupleParamsBroken(TupleParams):
+    def wrong(self, g):
+        return g[::-1].copy()
+
+
+class ZeroedInForward:
+    """Zeroes ``dW`` in forward (a fresh buffer) and accumulates into it in backward."""
+
+    def __init__(self):
+        self.W = _w(3, 2)
+
+    def forward(self, x):
+        self.x = x
+        self.dW = np.zeros_like(self.W)
+        return x @ self.W
+
+    def backward(self, dout):
+        self.dW += self.wrong(self.x.T @ dout)
+        return dout @ self.W.T
+
+    def wrong(self, g):
+        return g
+
+
+class ZeroedInForwardBroken(ZeroedInForward):
+    def wrong(self, g):
+        return 1.5 * g
+
+
+class MisnamedDense:
+    """``W`` with its gradient misnamed ``dw`` beside a found ``b``/``db``."""
+
+    def __init__(self):
+        self.W, self.b = np.eye(3) * 1.5, np.ones(3)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dw = 1.5 * self.x.T @ dout  # wrong, and not found under its name
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+class TiedAttributes:
+    """The same ``W`` in two attributes, ``W_in`` and ``W_out``, each with its gradient."""
+
+    def __init__(self):
+        W = _w(3, 2)
+        self.W_in, self.W_out = W, W
+
+    def forward(self, x):
+        self.x = x
+        self.h = np.tanh(x @ self.W_in)
+        return self.h @ self.W_out.T
+
+    def backward(self, dout):
+        self.dW_out = self.wrong(dout.T @ self.h)
+        dz = dout @ self.W_out * (1 - self.h ** 2)
+        self.dW_in = self.x.T @ dz
+        return dz @ self.W_in.T
+
+    def wrong(self, g):
+        return g
+
+
+class TiedAttributesBroken(TiedAttributes):
+    def wrong(self, g):
+        return 0.5 * g
+
+
+class TiedTranspose:
+    """``Wt = W.T`` (a view) with its own gradient ``dWt`` beside ``dW``."""
+
+    def __init__(self):
+        self.W = _w(3, 2)
+        self.Wt = self.W.T
+
+    def forward(self, x):
+        self.x = x
+        self.h = np.tanh(x @ self.W)
+        return self.h @ self.Wt
+
+    def backward(self, dout):
+        self.dWt = self.wrong(self.h.T @ dout)
+        dz = dout @ self.Wt.T * (1 - self.h ** 2)
+        self.dW = self.x.T @ dz
+        return dz @ self.W.T
+
+    def wrong(self, g):
+        return g
+
+
+class TiedTransposeBroken(TiedTranspose):
+    def wrong(self, g):
+        return g[::-1].copy()
+
+
 #: convention -> (correct, broken, failing target, all targets)
 CASES = {
+    "tied-transpose": (TiedTranspose, TiedTransposeBroken, "W", ["x", "W"]),
+    "tied-attributes": (TiedAttributes, TiedAttributesBroken, "W_in", ["x", "W_in"]),
+    "list-attribute": (ListWeights, ListWeightsBroken, "weights[1]",
+                       ["x", "weights[0]", "weights[1]"]),
+    "dict-attribute": (DictWeights, DictWeightsBroken, "weights['W']",
+                       ["x", "weights['W']", "weights['b']"]),
+    "tuple-params": (TupleParams, TupleParamsBroken, "params[1]", ["x", "params[0]", "params[1]"]),
+    "zeroed-in-forward": (ZeroedInForward, ZeroedInForwardBroken, "W", ["x", "W"]),
     "list-params": (ListAffine, ListAffineBroken, "params[1]", ["x", "params[0]", "params[1]"]),
     "tied-list": (TiedAutoencoder, TiedAutoencoderBroken, "params[0]",
                   ["x", "params[0]", "params[1]"]),

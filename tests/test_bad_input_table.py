@@ -276,6 +276,33 @@ class OwnGradName:
         return dout * self.kernel
 
 
+class ScaleAndKernel(Scale):
+    """``w``/``dw`` found, ``kernel`` beside a gradient under a name never looked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = np.linspace(0.5, 1.5, 3)
+
+    def forward(self, x, train_flg=True):
+        return super().forward(x) * self.kernel
+
+    def backward(self, dout):
+        self.kernel_gradient = np.sum(dout * self.x * self.w, axis=0)
+        return super().backward(dout * self.kernel)
+
+
+class ZeroedInForward(Scale):
+    """``dw`` zeroed (a fresh buffer) in forward, ``+=`` in backward."""
+
+    def forward(self, x, train_flg=True):
+        self.dw = np.zeros_like(self.w)
+        return super().forward(x)
+
+    def backward(self, dout):
+        self.dw += np.sum(dout * self.x, axis=0)
+        return dout * self.w
+
+
 class Recurrent(Scale):
     def forward(self, x, train_flg=True):
         self.h = super().forward(x)
@@ -328,6 +355,8 @@ TRIGGERS = {
     "x-indices": _call(Lookup(), np.array([0, 3, 3])),
     "labels-passed-through": _call(LabelLoss(), (X, np.array([0, 2, 1, 1]))),
     "no-parameter-found": _call(OwnGradName()),
+    "gradient-not-found-beside-parameter": _call(ScaleAndKernel()),
+    "param-grad-zeroed-in-forward": _call(ZeroedInForward()),
     "state-beside-gradient": _call(Recurrent()),
     "function-not-callable": lambda tmp_path: check_function(1, None, X),
     "inputs-nothing-floating": _call(TwoIn(), (1.0, 2.0)),

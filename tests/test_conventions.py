@@ -12,7 +12,9 @@ import pytest
 from gradcheck import check_layer
 from gradcheck.protocol.discovery import assign, resolve
 
-from conventions_layers import CASES, AccumulatingDense, RecurrentStep, Swish, TiedAutoencoder
+from conventions_layers import (CASES, AccumulatingDense, ListWeights, RecurrentStep, Swish,
+                               MisnamedDense, TiedAttributes, TiedAutoencoder,
+                               ZeroedInForward)
 
 X = np.random.default_rng(1).normal(size=(3, 3))
 STRATEGIES = ["elementwise", "sampled", "jacobian", "projection"]
@@ -89,6 +91,26 @@ def test_floating_arrays_without_a_found_gradient_warn_and_say_how_to_name_them(
     assert named.result("kernel").verdict == "FAIL"
 
 
+def test_a_floating_array_without_gradient_warns_though_other_parameters_were_found():
+    report = check_layer(MisnamedDense(), X)
+    assert [r.name for r in report.results] == ["x", "b"]
+    warning = [f for f in report.findings if f.kind == "no-gradient-found"]
+    assert len(warning) == 1 and warning[0].target == "W" and not warning[0].failure
+    assert "params={'W': 'dw', ...}" in warning[0].message
+    assert warning[0].message in report.warnings
+    assert check_layer(MisnamedDense(), X, params={"W": "dw", "b": "db"}).result("W").verdict \
+        == "FAIL"
+
+
+def test_gate_warns_in_the_summary_for_a_floating_array_without_gradient(tmp_path, capsys):
+    src = tmp_path / "misnamed.py"
+    src.write_text("import numpy as np\nfrom conventions_layers import MisnamedDense\n"
+                   "def make():\n    return MisnamedDense(), np.ones((2, 3))\n")
+    assert main([f"{src}:make", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "warning" in out and "W is a floating array with no gradient found" in out
+
+
 def test_a_layer_with_only_state_gives_no_warning():
     report = check_layer(CASES["sub-layers"][0]().blocks[1], X)
     assert not any(f.kind == "no-parameters-found" for f in report.findings)
@@ -102,6 +124,47 @@ def test_tied_weight_is_one_target_and_the_report_says_so():
     assert any(f.kind == "tied-parameter" and "grads[0]+grads[2]" in f.message
                for f in report.findings)
     assert layer.params[0] is W and layer.params[2] is W
+
+
+def test_tied_weight_in_two_attributes_is_one_target_against_the_sum():
+    layer = TiedAttributes()
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    assert any(f.kind == "tied-parameter" and "dW_in+dW_out" in f.message
+               for f in report.findings)
+    assert layer.W_in is layer.W_out
+
+
+def test_two_gradient_names_warn_and_say_which_was_checked():
+    class TwoNames(MisnamedDense):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.dW = self.x.T @ dout
+            self.W_grad = 1.5 * self.dW  # wrong: not the one checked
+            return dx
+
+    report = check_layer(TwoNames(), X)
+    assert report.passed and [r.name for r in report.results] == ["x", "W", "b"]
+    note = [f for f in report.findings if f.kind == "several-gradient-names"]
+    assert note and not note[0].failure
+    assert "dW (checked) and W_grad (not checked)" in note[0].message
+    assert note[0].message in report.warnings
+    assert check_layer(TwoNames(), X, params={"W": "W_grad"}).result("W").verdict == "FAIL"
+
+
+def test_a_view_parameter_is_mapped_back_onto_its_base():
+    from conventions_layers import TiedTranspose
+
+    layer = TiedTranspose()
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    assert any(f.kind == "tied-parameter" and "dW+dWt@Wt@W" in f.message
+               for f in report.findings)
+    assert layer.Wt.base is layer.W
+    layer.backward(layer.forward(X))
+    assert np.array_equal(resolve(layer, "dWt@Wt@W"), layer.dWt.T)
+    assign(layer, "dWt@Wt@W", np.arange(6.0).reshape(3, 2))
+    assert np.array_equal(layer.dWt, np.arange(6.0).reshape(3, 2).T)
 
 
 def test_accumulating_buffers_are_left_as_found():
@@ -137,6 +200,28 @@ def test_plain_accumulation_into_dp_is_still_refused():
 
     with pytest.raises(LayerProtocolError, match="refresh"):
         check_layer(Accumulates(), X)
+
+
+def test_floating_arrays_in_an_unpaired_container_are_listed_and_warned():
+    class Unpaired(ListWeights):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.weight_updates = self.__dict__.pop("dweights")  # a name never found
+            return dx
+
+    report = check_layer(Unpaired(), X)
+    assert [r.name for r in report.results] == ["x"]
+    reasons = dict(report.not_checked)
+    assert reasons["weights[0]"].startswith("no gradient (looked for dweights[0]")
+    assert reasons["weights[1]"].startswith("no gradient")
+    assert any(f.kind == "no-parameters-found" for f in report.findings)
+
+
+def test_a_gradient_zeroed_in_forward_is_fine_a_second_backward_is_a_note():
+    report = check_layer(ZeroedInForward(), X)
+    assert report.passed, str(report)
+    twice = [f for f in report.findings if f.kind == "backward-twice"]
+    assert twice and not twice[0].failure and "forward rebinds dW" in twice[0].message
 
 
 def test_paths_resolve_and_assign():

@@ -360,3 +360,27 @@ def test_parameters_that_cannot_be_perturbed_are_refused_by_name(w, match):
     with pytest.raises(GradCheckInputError, match=f"layer Scale, target 'w': {match}"):
         check_layer(layer, X)
     assert layer.w is w and np.array_equal(w, before)
+
+
+_EXEC_SRC = """
+import numpy as np
+class Drop:
+    def __init__(s): s.rng = np.random.default_rng(0)
+    def forward(s, x, train_flg=True):
+        s.mask = (s.rng.random(x.shape) > 0.5) * 2.0
+        return x * s.mask
+    def backward(s, d): return d * s.mask * FACTOR
+"""
+
+
+@pytest.mark.parametrize("factor, verdict", [(1.0, "PASS"), (1.5, "FAIL")])
+def test_a_class_defined_by_exec_without_a_module_name_is_state_like_any(factor, verdict):
+    """``exec(src, {})`` gives ``__module__ == 'builtins'``: its state is still restored."""
+    from gradcheck import check_layer
+
+    ns = {"FACTOR": factor}
+    exec(_EXEC_SRC, ns)  # noqa: S102 - the point of the test
+    assert ns["Drop"].__module__ == "builtins"
+    report = check_layer(ns["Drop"](), np.random.default_rng(1).normal(size=(5, 4)))
+    assert report.result("x").verdict == verdict, str(report)
+    assert not [f for f in report.findings if f.failure], str(report)

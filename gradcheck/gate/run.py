@@ -205,10 +205,14 @@ def print_outcomes(console, outcomes, *, quiet=False, verbose=False, elapsed=0.0
 
 def unchecked_warnings(outcomes):
     """One warning line per check whose layer holds floating arrays but no parameter was
-    found: printed above the summary line, also with ``--quiet``."""
+    found, and per floating array with no gradient found beside found parameters: printed
+    above the summary line, also with ``--quiet``."""
     return [f"gradcheck: warning: {o.case}: floating arrays held, no parameter found; only "
             "the inputs were checked (name them with --params NAME=GRAD or a params key)"
-            for o in outcomes if any(f.kind == "no-parameters-found" for f in o.report.findings)]
+            for o in outcomes if any(f.kind == "no-parameters-found" for f in o.report.findings)
+            ] + [f"gradcheck: warning: {o.case}: {f.target} is a floating array with no gradient "
+                 f"found, not checked (name it with --params {f.target}=GRAD)"
+                 for o in outcomes for f in o.report.findings if f.kind == "no-gradient-found"]
 
 
 def _plural(n, word):

@@ -46,8 +46,17 @@ __all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "dis
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
 
+#: Names of running statistics and buffers a layer keeps (eval-mode forward does not write
+#: them): listed as not checked, no "no gradient found" warning.
+_STATISTICS = re.compile(r"running|moving|mean|var|std|avg|ema|buffer|mask|const", re.I)
+
 #: (parameter container, gradient container, accumulating) attribute names.
 CONTAINERS = (("params", "grads", False), ("parameters", "gradients", True))
+
+#: Other gradient containers tried when the first one is missing (``params`` beside
+#: ``gradients``, ``dparams``, ...).
+CONTAINER_GRADS = {"params": ("gradients", "dparams", "params_grad", "grad_params"),
+                   "parameters": ("grads", "dparameters", "parameters_grad")}
 
 _MISSING = object()
 _INPUT = "the input"
@@ -104,6 +113,8 @@ def resolve(root, path, default=None):
     -------
     object
     """
+    if "@" in path and "+" not in path:
+        return _mapped(root, path, default)
     if "+" in path:
         parts = [resolve(root, p, None) for p in path.split("+")]
         if any(p is None or not isinstance(p, (np.ndarray, float, np.floating)) for p in parts):
@@ -124,17 +135,61 @@ def assign(root, path, value):
         for i, p in enumerate(path.split("+")):
             assign(root, p, value if i == 0 or not hasattr(value, "copy") else value.copy())
         return
-    steps = _steps(path)
+    if "@" in path:  # a view's gradient gets the view of value
+        grad, view, base = path.split("@")
+        idx = view_index(resolve(root, view), resolve(root, base))
+        path, value = grad, _memory_order(resolve(root, base), value)[idx]
+    _assign_steps(root, _steps(path), value)
+
+
+def view_index(view, base):
+    """For each element of ``view`` (a view of the contiguous ``base``), its position in
+    ``base``'s memory: ``as_strided`` of ``arange(base.size)`` with the view's layout.
+
+    Parameters
+    ----------
+    view : ndarray
+    base : ndarray, C or Fortran contiguous, owning the memory ``view`` points into
+
+    Returns
+    -------
+    ndarray of intp, of the shape of ``view``
+    """
+    item = base.itemsize
+    offset = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // item
+    flat = np.arange(base.size, dtype=np.intp)
+    strides = tuple(s // item * flat.itemsize for s in view.strides)
+    return np.lib.stride_tricks.as_strided(flat[offset:], view.shape, strides, writeable=False)
+
+
+def _memory_order(base, value):
+    return np.asarray(value).reshape(-1, order="C" if base.flags.c_contiguous else "F")
+
+
+def _mapped(root, path, default):
+    """``"dWt@Wt@W"``: the gradient ``dWt`` of the view ``Wt`` mapped back onto ``W`` (the
+    elements a view repeats summed, np.add.at), of ``W``'s shape."""
+    grad, view, base = (resolve(root, p) for p in path.split("@"))
+    if not all(isinstance(a, np.ndarray) for a in (grad, view, base)) or grad.shape != view.shape:
+        return default
+    out = np.zeros(base.size, dtype=np.result_type(grad.dtype, np.float32))
+    np.add.at(out, view_index(view, base).reshape(-1), grad.reshape(-1))
+    return out.reshape(base.shape, order="C" if base.flags.c_contiguous else "F")
+
+
+def _assign_steps(root, steps, value):
     obj = root
     for kind, name in steps[:-1]:
         obj = _step(obj, kind, name)
     kind, name = steps[-1]
-    if kind == "attr" and isinstance(obj, list) and name.isdigit():
+    if kind == "attr" and isinstance(obj, (list, tuple)) and name.isdigit():
         kind, name = "key", int(name)
     elif kind == "attr" and isinstance(obj, dict):
         kind = "key"
     if kind == "attr":
         setattr(obj, name, value)
+    elif isinstance(obj, tuple):  # immutable: a new tuple in the tuple's place
+        _assign_steps(root, steps[:-1], obj[:name] + (value,) + obj[name + 1:])
     else:
         obj[name] = value
 
@@ -165,7 +220,7 @@ def owner_key(root, path):
     """
     keys = []
     for part in path.split("+"):
-        steps = _steps(part)
+        steps = _steps(part.split("@")[0])
         obj = root
         for kind, name in steps[:-1]:
             obj = _step(obj, kind, name)
@@ -249,22 +304,38 @@ class _Walk:
         self.found = Discovery()
         self.written_backward = frozenset()
         self.seen_params = {}  # id(param) -> path
+        self.seen_grads = {}  # path -> the gradient objects summed for it
         self.seen_layers = set()
 
     def skip(self, path, reason):
         self.found.not_checked.append((path, reason))
 
-    def take(self, path, grad, value, accumulating=False):
+    def take(self, path, grad, value, accumulating=False, grad_obj=None):
         other = self.seen_params.get(id(value))
         if other is not None and not isinstance(value, float):
-            return  # the same array under another name: one target
+            self.tie(path, grad, grad_obj, other)
+            return
         if isinstance(value, np.ndarray):
             self.seen_params[id(value)] = path
+            self.seen_grads[path] = [grad_obj]
         if isinstance(value, float):
             self.found.scalars.append(path)
         self.found.params[path] = grad
         if accumulating:
             self.found.accumulating.append(grad)
+
+    def tie(self, path, grad, grad_obj, first):
+        """``path`` is the array already taken as ``first``: one target. With a gradient of
+        its own (``dW_out`` beside ``dW_in``, not the same object: ``Sequential``'s ``dW_0``
+        is its child's ``dW``) it is a tied weight, checked against the sum of both."""
+        known = self.seen_grads.setdefault(first, [])
+        if grad_obj is None or any(grad_obj is g for g in known):
+            return
+        known.append(grad_obj)
+        self.found.params[first] += "+" + grad
+        self.found.notes.append((
+            "tied-parameter", f"{path} is the same array as {first} (tied weights): "
+            f"checked once, as {first}, against the sum {self.found.params[first]}"))
 
     def layer(self, obj, prefix):
         if id(obj) in self.seen_layers or not hasattr(obj, "__dict__"):
@@ -274,7 +345,9 @@ class _Walk:
         grads = self._grad_names(attrs)
         containers = set()
         for pname, gname, acc in CONTAINERS:
-            if isinstance(attrs.get(pname), (dict, list)):
+            if isinstance(attrs.get(pname), (dict, list, tuple)):
+                gname = next((g for g in (gname, *CONTAINER_GRADS.get(pname, ()))
+                              if isinstance(attrs.get(g), (dict, list, tuple))), gname)
                 containers.update((pname, gname))
                 self.container(obj, prefix, pname, gname, acc)
         subs = []
@@ -288,6 +361,8 @@ class _Walk:
                 subs += [(v, f"{path}.{i}.") for i, v in enumerate(value) if is_layer(v)]
             elif isinstance(value, dict) and any(is_layer(v) for v in value.values()):
                 subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
+            elif _holds_floats(value):
+                self.named_container(obj, attrs, name, prefix)
             else:
                 self.attribute(obj, attrs, name, value, path, prefix)
         for sub, sub_prefix in subs:
@@ -320,10 +395,15 @@ class _Walk:
     def attribute(self, obj, attrs, name, value, path, prefix):
         if not (isinstance(value, np.ndarray) or _is_float_value(value)):
             return  # strings, ints, None, callables: not arrays or scalars
+        tried = grad_candidates(name)
         if isinstance(value, np.ndarray) and id(value) in self.seen_params:
+            for cand in tried:  # a tied weight with a gradient of its own, or an alias
+                grad = attrs.get(cand)
+                if isinstance(grad, np.ndarray) and grad.dtype.kind == "f":
+                    self.take(path, prefix + cand, value, grad_obj=grad)
+                    break
             return
         reason = self._classify(obj, name, value, path)
-        tried = grad_candidates(name)
         if reason in ("integer", "boolean") and any(
                 attrs.get(c) is not None and c in attrs for c in tried):
             reason = None  # a gradient beside it: meant as a parameter (the check refuses it)
@@ -336,18 +416,64 @@ class _Walk:
                     reason = f"{cand} is None after backward"
                     break
                 if isinstance(grad, np.ndarray) or _is_float_value(grad):
-                    self.take(path, prefix + cand, value)
+                    self.take(path, prefix + cand, value, grad_obj=grad)
+                    self._other_grad_names(attrs, path, prefix, cand, tried, grad)
                     return
             else:
                 reason = f"no gradient (looked for {', '.join(tried)})"
                 if name in DATA_NAMES:
                     reason = "labels or targets (by its name), no gradient: not a parameter"
-                elif _is_float_value(value) and isinstance(value, np.ndarray) and value.ndim:
+                elif (_is_float_value(value) and isinstance(value, np.ndarray) and value.ndim
+                      and not _STATISTICS.search(name)):
                     self.found.floating.append(path)
         if reason is _BACKWARD and _is_float_value(value):
             self.found.backward_floats.append((path, np.shape(value)))
         if reason is not _INPUT:  # the layer keeps its input (self.x = x): checked as that
             self.skip(path, reason)
+
+    def _other_grad_names(self, attrs, path, prefix, used, tried, grad):
+        """A warning when another gradient name (``W_grad`` beside the ``dW`` used) holds
+        a different floating array: only the one used is checked."""
+        others = [c for c in tried[tried.index(used) + 1:]
+                  if attrs.get(c) is not grad and (isinstance(attrs.get(c), np.ndarray)
+                                                   or _is_float_value(attrs.get(c)))]
+        if others:
+            self.found.notes.append((
+                "several-gradient-names",
+                f"{path} has gradients under {len(others) + 1} names after backward: "
+                f"{prefix}{used} (checked) and {', '.join(prefix + c for c in others)} (not "
+                f"checked); to check another, name it: params={{{path!r}: "
+                f"{prefix + others[0]!r}}}"))
+
+    def named_container(self, obj, attrs, name, prefix):
+        """A list, tuple or dict of arrays under any name (``weights``), its gradients in
+        the container ``dweights``/``weights_grad``/``grad_weights``, element by element."""
+        value = attrs[name]
+        keys = value.keys() if isinstance(value, dict) else range(len(value))
+        reason = None
+        if (id(obj), name) in self.written:
+            reason = "written by forward -> state, not a parameter"
+        elif (id(obj), name) in self.written_backward:
+            reason = _BACKWARD
+        elif id(value) in self.inputs or any(id(value[k]) in self.inputs for k in keys):
+            reason = _INPUT
+        tried = grad_candidates(name)
+        gname = next((c for c in tried if isinstance(attrs.get(c), (dict, list, tuple))), None)
+        if reason is None and gname is not None:
+            self.container(obj, prefix, name, gname, False)
+            return
+        for key in keys:
+            item = value[key]
+            if not (isinstance(item, np.ndarray) or _is_float_value(item)):
+                continue
+            path = f"{prefix}{name}[{key!r}]"
+            why = reason or self._classify(value, key, item, path)
+            if why is None:
+                why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
+                if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
+                    self.found.floating.append(path)
+            if why is not _INPUT:
+                self.skip(path, why)
 
     def container(self, obj, prefix, pname, gname, accumulating):
         params, grads = getattr(obj, pname), getattr(obj, gname, None)
@@ -363,20 +489,26 @@ class _Walk:
             if reason is None and not isinstance(grad, np.ndarray) and not _is_float_value(grad):
                 reason = (f"no gradient in {gname}[{key!r}]" if grad is None
                           else f"{gname}[{key!r}] is {type(grad).__name__}")
+                if isinstance(value, np.ndarray) and value.ndim:
+                    self.found.floating.append(path)
             if reason is not None:
                 if reason is not _INPUT:
                     self.skip(path, reason)
                 continue
             gpath = f"{prefix}{gname}[{key!r}]"
-            if isinstance(params, list) and id(value) in by_id:
-                first = by_id[id(value)]  # a tied weight: one target, gradients summed
-                self.found.params[first] += "+" + gpath
-                self.found.notes.append((
-                    "tied-parameter", f"{path} is the same array as {first} (tied weights): "
-                    f"checked once, as {first}, against the sum {self.found.params[first]}"))
+            if isinstance(params, (list, tuple)) and id(value) in by_id:
+                self.tie(path, gpath, grad, by_id[id(value)])  # one target, gradients summed
                 continue
             by_id[id(value)] = path
-            self.take(path, gpath, value, accumulating)
+            self.take(path, gpath, value, accumulating, grad_obj=grad)
+
+
+def _holds_floats(value):
+    """A list, tuple or dict (not of layers) holding at least one floating ndarray."""
+    if not isinstance(value, (list, tuple, dict)):
+        return False
+    items = value.values() if isinstance(value, dict) else value
+    return any(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in items)
 
 
 def _item(container, key):
@@ -411,8 +543,34 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     walk = _Walk(written, {id(a) for a in inputs}, exclude)
     walk.written_backward = written_backward
     walk.layer(layer, "")
+    _merge_views(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
     return walk.found
+
+
+def _merge_views(layer, found):
+    """A parameter that is a view of another one (``Wt = W.T`` with ``dWt`` beside ``W``
+    with ``dW``): one target, the base, checked against its gradient plus the view's
+    mapped back onto it (``"dW+dWt@Wt@W"``)."""
+    arrays = {p: resolve(layer, p) for p in found.params}
+    owners = {id(a): p for p, a in arrays.items()
+              if isinstance(a, np.ndarray) and a.base is None
+              and (a.flags.c_contiguous or a.flags.f_contiguous)}
+    for p, a in arrays.items():
+        if not isinstance(a, np.ndarray) or a.base is None or "@" in found.params[p]:
+            continue
+        owner = a
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        base = owners.get(id(owner))
+        if base is None or owner.dtype != a.dtype or "+" in found.params[p]:
+            continue
+        found.params[base] += f"+{found.params[p]}@{p}@{base}"
+        del found.params[p]
+        found.notes.append((
+            "tied-parameter", f"{p} is a view of {base} (a transpose, reshape or slice): "
+            f"checked once, as {base}, against {found.params[base]} (the gradient of the "
+            "view mapped back onto it)"))
 
 
 def accumulating_buffers(layer):

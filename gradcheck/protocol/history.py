@@ -309,6 +309,12 @@ class _Sequence:
                 continue
             doubled = " (twice the first: it accumulates or counts its calls)" \
                 if a.shape == b.shape and np.allclose(b, 2 * a, rtol=1e-6, atol=0) else ""
+            if doubled and t in getattr(self.run, "forward_refreshed", ()):
+                found.append(Finding("backward-twice", False, (
+                    f"forward rebinds {self._grad_name(t)} and backward adds into it (+=): "
+                    "right once per forward, as a training loop calls it; a second backward "
+                    "without a forward adds the gradient again"), t))
+                continue
             found.append(Finding("backward-twice", True, (
                 f"backward called twice after one forward returned another {self._grad_name(t)} "
                 f"the second time (max difference {_max_diff(a, b):.3g}){doubled}{why}"), t))

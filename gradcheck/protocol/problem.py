@@ -223,9 +223,15 @@ class Problem:
         names = self._discover(params, wrt)
         grads1 = {p: np.array(get_attr(self.layer, g), dtype=np.float64)
                   for p, g in self.params.items()}
-        # second pass: same input, gradients poisoned with NaN to catch stale ones
+        # second pass: same input, gradients poisoned with NaN *before* forward, to catch
+        # stale ones (a forward that rebinds a fresh buffer, zeroed for backward's +=, is fine)
         self.snapshot.restore_all()
+        poison = self._poison()
         out = self._forward_base().reshape(-1)
+        #: parameters whose gradient buffer forward rebinds (zeroed there, ``+=`` in backward)
+        self.forward_refreshed = {p for p, g in self.params.items()
+                                  if "+" not in g and get_attr(self.layer, g) is not poison[p]
+                                  and get_attr(self.layer, g) is not None}
         if not _close(out, self.out0, self.nondet_tol):
             self.findings.append(Finding(
                 "forward-nondeterministic", True,
@@ -234,19 +240,27 @@ class Problem:
                 f"{self.nondet_tol:g}); randomness the check cannot replay (an unseeded "
                 "generator?)"))
         self.dirty = list(self.snapshot.changed())
-        dx2, mod2 = self._poisoned_backward()
+        dx2, mod2 = self._poisoned_backward(poison)
         self._self_checks(dx1, grads1, mod1 or mod2)
         self.snapshot.restore_all()
         self.targets = tuple(Target(t, "input" if t == "x" else "parameter",
                                     self.xw if t == "x" else get_attr(self.layer, t))
                              for t in names)
 
-    def _poisoned_backward(self):
+    def _poison(self):
+        """Set every existing gradient to a NaN array; ``{param: poison array}``."""
         layer, poison = self.layer, {}
         for p, g in self.params.items():
             value = get_attr(layer, p)
             poison[p] = np.full(value.shape, np.nan, dtype=value.dtype)
-            set_attr(layer, g, poison[p])
+            try:
+                set_attr(layer, g, poison[p])
+            except (TypeError, AttributeError):
+                pass  # its container (``dweights``) does not exist yet: it cannot be stale
+        return poison
+
+    def _poisoned_backward(self, poison):
+        layer = self.layer
         dx2, modified = self.adapter.backward(self.dout.reshape(self.out_shape),
                                               self.xw.shape, self.xw.dtype)
         self.analytic = {"x": np.array(dx2, dtype=np.float64)}

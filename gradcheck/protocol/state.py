@@ -69,11 +69,21 @@ def slot_names(cls):
     return names
 
 
+#: ``type.__flags__`` bit of classes created at run time (``class`` statements, ``exec``).
+_HEAPTYPE = 1 << 9
+
+
 def _is_walkable_object(obj):
-    """Plain user objects whose attributes are layer state (not modules, classes, functions)."""
-    if isinstance(obj, _NOT_STATE) or type(obj).__module__ in ("builtins", "numpy"):
+    """User objects whose attributes are layer state: instances with a ``__dict__`` or
+    ``__slots__`` of a class defined in Python, whatever its ``__module__`` says (a class
+    defined by ``exec(src, {})`` claims ``'builtins'``); not modules, classes, functions,
+    numpy's own objects or built-in types."""
+    cls = type(obj)
+    if isinstance(obj, _NOT_STATE) or cls.__module__ == "numpy":
         return False
-    return isinstance(getattr(obj, "__dict__", None), dict) or bool(slot_names(type(obj)))
+    if cls.__module__ == "builtins" and not cls.__flags__ & _HEAPTYPE:
+        return False
+    return isinstance(getattr(obj, "__dict__", None), dict) or bool(slot_names(cls))
 
 
 def _slot_values(obj):
