@@ -28,9 +28,14 @@ def _index_fn(idx, shape):
 
 
 class Setup:
-    """A target's evaluator, measured noise and tuned steps (shared by every strategy)."""
+    """A target's evaluator, measured noise and tuned steps (shared by every strategy).
 
-    def __init__(self, problem, target, opts, method):
+    ``tuner(setup, steps) -> (steps, tuning)`` replaces the step tuning on single
+    elements (the grouped strategy learns the target's structure there and tunes on
+    a group); :attr:`structure` is what it found (``None``: not looked for).
+    """
+
+    def __init__(self, problem, target, opts, method, tuner=None):
         self.problem, self.target, self.opts, self.method = problem, target, opts, method
         self.arr = target.array
         self.evaluate = problem.evaluator(target)
@@ -38,9 +43,8 @@ class Setup:
         self.noise = measure_noise(self.evaluate, self.arr, problem.out0, problem.dout,
                                    seed=opts.seed, name=target.name, out_eps=out_eps)
         steps = element_steps(self.arr, method, self.noise.relative, opts.eps)
-        self.steps, self.tuning = tune(self.evaluate, self.arr, steps, method, self.noise,
-                                       problem.dout, problem.out0, seed=opts.seed,
-                                       name=target.name, adjust=opts.eps is None)
+        self.structure = None
+        self.steps, self.tuning = (tuner or _tune_elements)(self, steps)
         # refinement uses central differences: it starts from their own step, shrunk as
         # the tuning shrank this method's (never grown: it only searches downwards)
         central = methods.get("central")
@@ -60,12 +64,21 @@ class Setup:
         return text
 
 
-def prepare(problem, target, opts):
-    """The :class:`Setup` of ``target`` for the method of ``opts`` (made once per check)."""
+def _tune_elements(s, steps):
+    """The steps tuned on a few single elements (:func:`gradcheck.engine.steps.tune`)."""
+    return tune(s.evaluate, s.arr, steps, s.method, s.noise, s.problem.dout, s.problem.out0,
+                seed=s.opts.seed, name=s.target.name, adjust=s.opts.eps is None)
+
+
+def prepare(problem, target, opts, tuner=None):
+    """The :class:`Setup` of ``target`` for the method of ``opts`` (made once per check).
+
+    ``tuner`` applies when the setup is made here (the first strategy to ask makes it).
+    """
     cache = problem.__dict__.setdefault("setups", {})
     key = (target.name, opts.method)
     if key not in cache:
-        cache[key] = Setup(problem, target, opts, methods.get(opts.method))
+        cache[key] = Setup(problem, target, opts, methods.get(opts.method), tuner)
     return cache[key]
 
 
@@ -85,7 +98,7 @@ def rebind(setup, problem, target):
     return s
 
 
-def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None):
+def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None, diffs=None):
     """Differentiate the elements ``idx`` of ``target``; the :class:`Comparison` for the verdict.
 
     Parameters
@@ -99,6 +112,10 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
         ``"elementwise"`` or ``"sampled"`` (recorded in the result).
     setup : Setup or None
         Reuse a target's measured noise and steps.
+    diffs : callable or None
+        ``diffs(problem, setup, idx) -> (R, span, support)``: the reduced
+        differences, denominators and support noise shares of the elements
+        (``None``: one element at a time; the grouped strategy perturbs groups).
 
     Returns
     -------
@@ -108,7 +125,7 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
     arr, method = s.arr, s.method
     n = arr.size
     idx = np.arange(n) if idx is None else np.asarray(idx)
-    R, span, support = _differences(problem, s, idx)
+    R, span, support = (diffs or _differences)(problem, s, idx)
     with np.errstate(divide="ignore", invalid="ignore"):
         D = np.where(span != 0, R / span, 0.0)
     num, est = method.combine(D)
