@@ -55,6 +55,19 @@ def test_grouped_gradient_equals_black_box_for_every_builtin_layer(case):
                                    err_msg=f"{case.label}: {name}")
 
 
+@pytest.mark.parametrize("method", ["forward", "central", "central4", "richardson"])
+@pytest.mark.parametrize("make", [
+    lambda r: (BatchNormalization(r.normal(size=12) + 1, r.normal(size=12)), r.normal(size=(8, 12))),
+    lambda r: (Affine(r.normal(size=(10, 7)), r.normal(size=7)), r.normal(size=(5, 10))),
+], ids=["batchnorm", "affine"])
+def test_grouped_gradient_equals_black_box_for_every_method(make, method):
+    got = _numerical(*make(np.random.default_rng(0)), True, "grouped", method=method)
+    want = _numerical(*make(np.random.default_rng(0)), True, "elementwise", method=method)
+    for name, (g, used) in got.items():
+        assert used == "grouped"
+        np.testing.assert_allclose(g, want[name][0], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
 def _structure(layer, x, target="x"):
     report = check_layer(layer, x, strategy="grouped", wrt=[target], sequence=False)
     assert report.passed, str(report)

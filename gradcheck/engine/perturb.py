@@ -156,7 +156,7 @@ class GroupMoves:
         self.pairs = [tuple(p) for p in pairs]
         self.spans = np.zeros((arr.size, len(self.pairs)))
         self.where = " while perturbing a group of elements at once"
-        self._saved = None
+        self._saved, self._spans_filed = None, 0
 
     def index(self, r):
         return None
@@ -179,8 +179,14 @@ class GroupMoves:
             self._saved = None
 
     def span(self, r, a, b, xa, xb):
-        """File every member's representable ``x_a - x_b``; the loop's own entry is 1."""
-        k = self.pairs.index((a, b))
+        """File every member's representable ``x_a - x_b``; the loop's own entry is 1.
+
+        The loop asks once per item and pair, pairs in order, so the pair is the
+        count of calls modulo the pairs (a stencil may hold the same pair twice).
+        """
+        k = self._spans_filed % len(self.pairs)
+        assert self.pairs[k] == (a, b)
+        self._spans_filed += 1
         self.spans[self.groups[r], k] = xa.astype(np.float64) - xb.astype(np.float64)
         return 1.0
 
