@@ -4,9 +4,11 @@
 
 Runs, in this order: cost and accuracy per method (bench_engine), accuracy per
 forward call on every built-in layer (bench_methods), n_jobs speed-up
-(bench_parallel), the cost of the sequence check (bench_sequence) and, when
-PyTorch is installed, the side-by-side comparison with
-torch.autograd.gradcheck (bench_vs_torch).
+(bench_parallel), the cost of the sequence check (bench_sequence), the
+detection table (bench_detection: the smallest single-element error each
+method and strategy catches, torch.autograd.gradcheck beside it when PyTorch
+is installed) and, when PyTorch is installed, the side-by-side comparison
+with torch.autograd.gradcheck (bench_vs_torch).
 """
 
 import importlib.util
@@ -25,7 +27,7 @@ def _load(name):
 
 def main():
     for name in ("bench_engine", "bench_methods", "bench_parallel", "bench_sequence",
-                 "bench_vs_torch"):
+                 "bench_detection", "bench_vs_torch"):
         if name == "bench_vs_torch" and importlib.util.find_spec("torch") is None:
             print(f"\n## {name}: skipped (pip install torch==2.13.0)")
             continue

@@ -90,7 +90,7 @@ class _Directional:
                                            / base if base > 0 else 1.0) for u, _ in probes]
 
     def value(self, p, mask=None, pairs=None, scale=1.0):
-        """``(numerical, analytic, estimate)`` along probe ``p``'s direction (restricted to ``mask``)."""
+        """``(numerical, analytic, estimate)`` along probe ``p``'s direction (within ``mask``)."""
         method = self.s.method
         pairs = pairs or method.pairs
         u, grads = self.probes[p]

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+from gradcheck.engine.tolerances import rms
 from gradcheck.errors import LayerCallError
 
 __all__ = ["relative_step", "element_steps", "tune", "Tuning", "COMPLEX_STEP"]
@@ -232,7 +233,7 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
     trunc = np.abs(v1 - v2) / (1.0 - 2.0 ** -p)
     floor = DETECTION * method.gain * sigma * np.sqrt(5.0) / h / (1.0 - 2.0 ** -p)
     seen = np.isfinite(trunc) & (trunc > floor)
-    scale = float(np.sqrt(np.mean(np.square(v1)))) if np.any(v1) else 0.0
+    scale = rms(v1)
     return {"trunc": trunc, "seen_each": seen, "sigma": sigma, "h": h,
             "truncation": float(np.median(np.where(np.isfinite(trunc), trunc, floor))),
             "seen": bool(np.count_nonzero(seen) * 2 > len(seen)), "scale": scale,

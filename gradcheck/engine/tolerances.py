@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Rule", "derive", "rules", "rms", "rounding_error", "analytic_floor", "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT",
-           "MARGINAL"]
+__all__ = ["Rule", "derive", "rules", "rms", "rounding_error", "analytic_floor",
+           "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT", "MARGINAL"]
 
 #: Standard deviations of the measured rounding error allowed.
 ROUNDING_SAFETY = 6.0

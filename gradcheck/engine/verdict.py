@@ -303,9 +303,15 @@ def _verdict(comp, st, checked, scale, resolution, policy):
         return "INCONCLUSIVE", (
             f"resolution {resolution:.2g} is {relative:.2g} of the gradient's scale, coarser "
             f"than min_resolution = {policy.min_resolution:g}: only errors above that are "
-            "caught. Try method='richardson', a float64 layer, or an input where the "
+            f"caught. Try {_better(comp.method)}a float64 layer, or an input where the "
             "forward is better conditioned")
     return "PASS", ""
+
+
+def _better(method):
+    """The methods worth trying instead of ``method`` for a finer resolution, as advice."""
+    others = [m for m in ("central", "richardson") if m != method]
+    return "".join(f"method={m!r}, " for m in others)
 
 
 def _notes(comp, st, checked, verdict, why, scale, findings):
