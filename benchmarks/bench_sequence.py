@@ -5,8 +5,9 @@
 For each layer and input size, one run measures side by side, in the same
 process and interleaved (best of 5 each):
 
-* *base*: ``check_layer(..., sequence=False)``, the default check without it;
-* *with*: ``check_layer(...)``, the default check (``sequence=True``);
+* *base*: ``check_layer(..., strategy="elementwise", sequence=False)``, the
+  elementwise check without it;
+* *with*: the same with ``sequence=True`` (the default);
 * *share*: the time spent inside the sequence check itself (timed in the same
   calls as *with*), as a fraction of *with*: the measure least sensitive to a
   loaded machine;
@@ -66,11 +67,12 @@ def measure(name, shape, train_flg, repeat=5):
     try:
         for _ in range(repeat):
             t0 = time.perf_counter()
-            base = check_layer(layer, x, train_flg=train_flg, sequence=False)
+            base = check_layer(layer, x, train_flg=train_flg, sequence=False,
+                               strategy="elementwise")
             best["base"] = min(best["base"], time.perf_counter() - t0)
             timer.total = 0.0
             t0 = time.perf_counter()
-            full = check_layer(layer, x, train_flg=train_flg)
+            full = check_layer(layer, x, train_flg=train_flg, strategy="elementwise")
             t = time.perf_counter() - t0
             best["with"] = min(best["with"], t)
             best["share"] = min(best["share"], timer.total / t)
