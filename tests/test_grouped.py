@@ -104,6 +104,13 @@ def test_batchnorm_64x256_wrt_x_within_the_call_budget():
     assert report.forward_calls <= 2 * 64 + 30
 
 
+@pytest.mark.parametrize("shape", [(7, 9), (100, 1000)])
+def test_an_activation_is_checked_in_under_20_forward_calls_at_any_size(shape):
+    report = check_layer(Relu(), np.random.default_rng(0).normal(size=shape), sequence=False)
+    assert report.passed and report.results[0].strategy == "grouped", str(report)
+    assert report.forward_calls < 20
+
+
 def test_coloring_is_the_rank_within_each_block():
     keys = np.array([2, 0, 2, 1, 0, 2])
     assert [g.tolist() for g in color(keys)] == [[0, 1, 3], [2, 4], [5]]
@@ -200,9 +207,9 @@ def test_a_coupling_the_probes_may_miss_never_gives_a_false_pass(layer_cls, seed
     assert not dishonest.passed and dishonest.results[0].verdict == "FAIL", str(dishonest)
 
 
-@pytest.mark.parametrize("k", [4, 8, 11, 12, 13, 14, 16, 17, 18])
+@pytest.mark.parametrize("k", [4, 8, 11, 12, 13, 14, 15, 16, 17])
 def test_a_forward_that_changes_structure_between_calls_never_passes(k):
-    # the check makes 21 forward calls: the 4 analytic ones, then the numerical ones
+    # the check makes 19 forward calls: the 4 analytic ones, then the numerical ones
     report = check_layer(Switching(k), _x(0), strategy="grouped", sequence=False)
     assert SWITCH_CALLS[0] > k  # the forward did change during the numerical check
     assert report.results[0].verdict != "PASS", str(report)

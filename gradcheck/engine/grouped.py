@@ -25,7 +25,8 @@ The guarantee. A grouped PASS is reported only when all of these hold:
    both tolerances): a disagreement means the structure is wrong;
 4. every grouped value, or its black-box refinement, is within tolerance;
 5. ``k`` random ±1 projections of the whole target (:mod:`gradcheck.engine.
-   projection`, ``k`` from :data:`MIN_PROJECTIONS` to
+   projection`; ``k`` = :data:`SINGLE_GROUP_PROJECTIONS` for a target checked
+   in one group, else from :data:`MIN_PROJECTIONS` to
    :data:`MAX_PROJECTIONS`) agree with the analytic gradient, black-box
    along the direction (no structure assumed): they PASS, or are
    INCONCLUSIVE only because their resolution is coarser than
@@ -61,13 +62,17 @@ from gradcheck.engine.structure import detect
 from gradcheck.engine.verdict import decide
 from gradcheck.report import Finding
 
-__all__ = ["check_target", "AUTO_MIN", "MIN_PROJECTIONS", "MAX_PROJECTIONS"]
+__all__ = ["check_target", "AUTO_MIN", "SINGLE_GROUP_PROJECTIONS", "MIN_PROJECTIONS",
+           "MAX_PROJECTIONS"]
 
 #: ``strategy="auto"`` checks targets of fewer elements black-box: the probes and the
 #: projections cost about what grouping would save.
 AUTO_MIN = 32
 
-#: Random projections backing a grouped PASS (more when the grouped pass is long).
+#: Random projections backing a grouped PASS: one for a target checked in a single group
+#: (an activation: 2 calls more, where the whole check is under 20), else from
+#: ``MIN_PROJECTIONS`` to ``MAX_PROJECTIONS`` (more when the grouped pass is long).
+SINGLE_GROUP_PROJECTIONS = 1
 MIN_PROJECTIONS = 2
 MAX_PROJECTIONS = 4
 
@@ -88,7 +93,7 @@ class _GroupProbe:
         pairs = list(method.pairs) + [(a / 2.0, b / 2.0) for a, b in method.pairs]
         moves = GroupMoves(arr, [sample], steps, pairs)
         sink = GroupReduce(dout, [sample], st.in_block, st.out_block, st.n_blocks, len(pairs),
-                           noise_w=noise.weights, tol=self.tol)
+                           noise_w=noise.weights, tol=self.tol, block_sums=st.block_sums)
         differences(evaluate, moves, pairs, sink, out0)
         span, R = moves.spans[sample], sink.R[sample]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -134,7 +139,8 @@ def _grouped_differences(problem, s, idx):
     if groups:
         moves = GroupMoves(s.arr, groups, s.steps, pairs)
         sink = GroupReduce(problem.dout, groups, st.in_block, st.out_block, st.n_blocks,
-                           len(pairs), noise_w=s.noise.weights, tol=s.opts.nondet_tol)
+                           len(pairs), noise_w=s.noise.weights, tol=s.opts.nondet_tol,
+                           block_sums=st.block_sums)
         differences(s.evaluate, moves, pairs, sink, problem.out0)
         done = np.concatenate(groups)
         R[done], span[done], support[done] = sink.R[done], moves.spans[done], sink.noise[done]
@@ -236,7 +242,9 @@ def _second_line(problem, target, opts, policy, s):
     (empty when they agree)."""
     from gradcheck.engine.projection import directional
 
-    k = int(np.clip(len(s.structure.groups) // 16, MIN_PROJECTIONS, MAX_PROJECTIONS))
+    groups = len(s.structure.groups)
+    k = SINGLE_GROUP_PROJECTIONS if groups == 1 else int(np.clip(
+        groups // 16, MIN_PROJECTIONS, MAX_PROJECTIONS))
     comp = directional(problem, target, opts, problem.dout, problem.analytic, s, count=k)
     res = decide(comp, policy, [])
     if res.verdict == "PASS" or (res.verdict == "INCONCLUSIVE" and not res.vacuous and not

@@ -304,6 +304,9 @@ class GroupReduce:
         As for :class:`Reduce`: :attr:`noise` holds per member ``sqrt(sum(noise_w))``
         over the outputs of its block that changed.
     tol : float
+    block_sums : callable or None
+        ``block_sums(v) -> (n_blocks,)``, the sum of ``v`` over each block
+        (``None``: ``np.bincount`` over ``out_block``).
 
     Attributes
     ----------
@@ -313,33 +316,34 @@ class GroupReduce:
     """
 
     def __init__(self, dout, groups, in_block, out_block, n_blocks, n_pairs, noise_w=None,
-                 tol=0.0):
+                 tol=0.0, block_sums=None):
         self.d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
         self.groups, self.in_block, self.out_block = groups, in_block, out_block
         self.n_blocks, self.tol, self.noise_w = n_blocks, tol, noise_w
+        self.sums = block_sums or (lambda v: np.bincount(out_block, weights=v,
+                                                         minlength=n_blocks))
         n = len(in_block)
         self.R = np.zeros((n, n_pairs))
         self.noise = np.zeros(n) if noise_w is not None else None
+        self._keys = [in_block[g] for g in groups]
+        # a group with a member in every block leaves no output to watch
+        self._covers = [len(np.unique(k)) == n_blocks for k in self._keys]
 
     def __call__(self, r, k, oa, ob):
         diff = np.subtract(oa, ob, out=oa).astype(np.float64, copy=False)
         if not np.isfinite(diff).all():
             raise NonFinite(r)
-        g = self.groups[r]
-        keys = self.in_block[g]
-        sums = np.bincount(self.out_block, weights=diff * self.d, minlength=self.n_blocks)
-        self.R[g, k] = sums[keys]
-        present = np.zeros(self.n_blocks, dtype=bool)
-        present[keys] = True
-        outside = ~present[self.out_block]
-        if outside.any():
-            moved = outside & (np.abs(diff) > self.tol)
+        g, keys = self.groups[r], self._keys[r]
+        self.R[g, k] = self.sums(diff * self.d)[keys]
+        if not self._covers[r]:
+            present = np.zeros(self.n_blocks, dtype=bool)
+            present[keys] = True
+            moved = ~present[self.out_block] & (np.abs(diff) > self.tol)
             if moved.any():
                 i = int(np.argmax(moved))
                 raise StructureViolated(r, i, float(diff[i]))
         if self.noise_w is not None:
-            share = np.bincount(self.out_block, weights=self.noise_w * (diff != 0),
-                                minlength=self.n_blocks)
+            share = self.sums(self.noise_w * (diff != 0))
             self.noise[g] = np.maximum(self.noise[g], np.sqrt(share[keys]))
 
 

@@ -101,6 +101,20 @@ class Structure:
     calls: int
     note: str
 
+    out_shape: tuple = ()
+
+    def block_sums(self, v):
+        """``sum(v[i] for i in block b)`` for every block ``b`` (``v`` flat, of the output's size).
+
+        A reduction over the output's unpaired axes (far faster than ``np.bincount``
+        over ``out_block``), in the block order of :attr:`out_block`.
+        """
+        keep = _out_axes(self.pairs)
+        other = tuple(b for b in range(len(self.out_shape)) if b not in keep)
+        s = np.asarray(v).reshape(self.out_shape).sum(axis=other)
+        order = sorted(keep)
+        return s.transpose([order.index(b) for b in keep]).reshape(-1)
+
     @property
     def found(self):
         """Whether grouping saves anything (some group has two or more elements)."""
@@ -311,7 +325,8 @@ def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0):
     return Structure(
         kind=_kind(name, shape, out_shape, pairs), pairs=pairs, in_block=in_block,
         out_block=out_block, n_blocks=n, groups=color(in_block), calls=prober.calls,
-        note=f"found by {prober.calls} exact probe(s) of the axis pairings {shown}")
+        note=f"found by {prober.calls} exact probe(s) of the axis pairings {shown}",
+        out_shape=tuple(out_shape))
 
 
 def _dense(arr, out0, calls, note):
