@@ -6,7 +6,9 @@ For each layer, all of its targets (``x`` and every parameter), float64,
 train mode, one ``dout``, in one run and interleaved:
 
 * **black-box limit**: ``2 n`` bare forward calls (``n`` = the elements of
-  all targets), at the best-of-5 time of one bare forward call;
+  all targets), timed as :data:`LIMIT_CALLS` bare calls in a row (scaled to
+  ``2 n``) right before the tools of the same layer, so that a loaded
+  machine slows both alike;
 * **CS231n loop**: ``eval_numerical_gradient_array`` as the course ships it
   (``h = 1e-5``, one element at a time, every target); on targets of more
   than :data:`LOOP_FULL` elements it is timed on that many elements and the
@@ -41,6 +43,9 @@ LOOP_FULL = 2048
 #: torch's slow mode (a whole Jacobian) only up to this many input elements.
 TORCH_SLOW_MAX = 4096
 
+#: Bare forward calls timed for the black-box limit (scaled to 2n).
+LIMIT_CALLS = 2000
+
 #: The injected single-element error, relative to max|dx|.
 ERROR = 1e-6
 
@@ -71,14 +76,13 @@ def params(layer):
             and k in ("W", "b", "gamma", "beta")}
 
 
-def forward_time(layer, x):
-    best = np.inf
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(20):
-            layer.forward(x)
-        best = min(best, (time.perf_counter() - t0) / 20)
-    return best
+def forward_time(layer, x, calls=LIMIT_CALLS):
+    """Mean time of one bare forward call over ``calls`` calls in a row."""
+    layer.forward(x)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        layer.forward(x)
+    return (time.perf_counter() - t0) / calls
 
 
 def cs231n_loop(f, x, df, h=1e-5, limit=None):
@@ -206,10 +210,11 @@ def main():
         out = layer.forward(x)
         dout = np.random.default_rng(1).standard_normal(out.shape)
         n = x.size + sum(v.size for v in params(layer).values())
-        t_fwd = forward_time(layer, x)
+        t_fwd = forward_time(layer, x, min(2 * n, LIMIT_CALLS))
         limit = 2 * n * t_fwd
         j = int(np.random.default_rng(2).integers(min(x.size, LOOP_FULL)))
-        print(f"| {label} | black-box limit 2n | {2 * n} | {limit:.2f} | 1.00 | - |")
+        print(f"| {label} | black-box limit 2n ({t_fwd * 1e6:.0f} µs a call) | {2 * n} | "
+              f"{limit:.2f} | 1.00 | - |")
         t, scaled, caught = loop_row(make(np.random.default_rng(0))[0], x.copy(), dout, j)
         print(f"| {label} | CS231n loop | {2 * n} | {t:.2f}{'*' if scaled else ''} | "
               f"{t / limit:.2f} | {'yes' if caught else 'no'} |")
