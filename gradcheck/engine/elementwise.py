@@ -9,6 +9,8 @@ target's noise is measured (:mod:`gradcheck.engine.noise`) and its steps are
 tuned to the measured curvature (:mod:`gradcheck.engine.steps`).
 """
 
+import time
+
 import numpy as np
 
 from gradcheck.engine import methods
@@ -40,8 +42,11 @@ class Setup:
         self.arr = target.array
         self.evaluate = problem.evaluator(target)
         out_eps = float(np.finfo(problem.out0.dtype).eps)
+        t0 = time.perf_counter()
         self.noise = measure_noise(self.evaluate, self.arr, problem.out0, problem.dout,
                                    seed=opts.seed, name=target.name, out_eps=out_eps)
+        #: seconds per forward call, as the noise table's calls took (with their reduction)
+        self.call_time = (time.perf_counter() - t0) / max(1, self.noise.calls)
         steps = element_steps(self.arr, method, self.noise.relative, opts.eps)
         self.structure = None
         self.steps, self.tuning = (tuner or _tune_elements)(self, steps)
@@ -169,9 +174,10 @@ def _differences(problem, s, idx):
     """``(R, span, support)``: reduced differences, denominators, support noise fractions."""
     opts = s.opts
     if opts.parallel and len(idx) >= opts.parallel_min:
-        from gradcheck.engine.parallel import parallel_differences
+        from gradcheck.engine.parallel import parallel_differences, worth_it
 
-        return parallel_differences(problem, s, idx)
+        if worth_it(problem, s, idx):
+            return parallel_differences(problem, s, idx)
     sink = Reduce(problem.dout, len(idx), len(s.method.pairs), noise_w=s.noise.weights)
     span = differences(s.evaluate, ElementMoves(s.arr, idx, s.steps), s.method.pairs, sink,
                        problem.out0)

@@ -228,6 +228,11 @@ def check_target(problem, target, opts, strategy, policy):
                 "time"))
     problem.findings.extend(notes)
     problem.findings.append(_saved(problem, s, before))
+    if opts.parallel:
+        problem.findings.append(Finding(
+            "parallel-serial", False, f"{name!r}: the grouped check ran serially (its "
+            f"{s.method.calls * len(st.groups)} grouped calls need no workers); "
+            "n_jobs/executor apply to targets checked one element at a time", name))
     return result
 
 
