@@ -24,7 +24,7 @@ from gradcheck import check_layer
 from gradcheck.engine import grouped
 from gradcheck.engine.perturb import (GroupMoves, GroupReduce, StructureViolated,
                                       differences)
-from gradcheck.engine.structure import block_keys, color, detect
+from gradcheck.engine.structure import Structure, block_keys, color, detect, interval_colors
 from gradcheck.gate.suite import builtin_cases
 from layers import Affine, BatchNormalization, Convolution, Relu
 
@@ -68,18 +68,59 @@ def test_grouped_gradient_equals_black_box_for_every_method(make, method):
         np.testing.assert_allclose(g, want[name][0], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
+def _banded_cases():
+    from gradcheck.gate.suite import make_convolution, make_pooling
+
+    return {
+        "conv 3x3": (make_convolution, (2, 3, 12, 12), {}),
+        "conv stride 2 pad 1": (make_convolution, (2, 2, 12, 12), {"stride": 2, "pad": 1}),
+        "max pool 2x2": (make_pooling, (1, 2, 8, 8), {}),
+        "max pool 3x3 stride 1 pad 1": (make_pooling, (1, 2, 9, 9),
+                                        {"pool": 3, "stride": 1, "pad": 1}),
+        "avg pool 3x3 stride 2 pad 1": (make_pooling, (1, 2, 11, 11),
+                                        {"pool": 3, "stride": 2, "pad": 1, "mode": "avg"}),
+    }
+
+
+@pytest.mark.parametrize("name", list(_banded_cases()))
+def test_banded_structure_gradient_equals_black_box(name):
+    make, shape, kw = _banded_cases()[name]
+    got = _numerical(*make(shape, np.random.default_rng(0), **kw), True, "grouped", wrt=["x"])
+    want = _numerical(*make(shape, np.random.default_rng(0), **kw), True, "elementwise",
+                      wrt=["x"])
+    assert got["x"][1] == "grouped"
+    np.testing.assert_allclose(got["x"][0], want["x"][0], rtol=1e-9, atol=1e-12)
+    report = check_layer(*make(shape, np.random.default_rng(0), **kw), wrt=["x"],
+                         strategy="grouped", sequence=False)
+    assert report.passed, str(report)
+    text = report.result("x").tolerance_reason
+    assert "banded" in text and not report.warnings, text
+
+
+def test_interval_coloring_is_greedy_and_proper():
+    lo, hi = np.array([0, 0, 1, 2, 3, 5]), np.array([0, 1, 2, 3, 4, 4])  # last one empty
+    c = interval_colors(lo, hi)
+    assert c.tolist() == [0, 1, 0, 1, 0, 0]
+    for p in range(6):
+        for q in range(p):
+            if c[p] == c[q] and lo[p] <= hi[p] and lo[q] <= hi[q]:
+                assert hi[q] < lo[p] or hi[p] < lo[q]
+
+
 def _structure(layer, x, target="x"):
     report = check_layer(layer, x, strategy="grouped", wrt=[target], sequence=False)
     assert report.passed, str(report)
-    return report.results[0].strategy, " ".join(f.message for f in report.findings
-                                                 if f.kind == "structure")
+    assert not report.warnings, str(report)
+    return report.results[0].strategy, report.results[0].tolerance_reason
 
 
 @pytest.mark.parametrize("make, target, kind, groups", [
     (lambda r: (Relu(), r.normal(size=(6, 40))), "x", "elementwise", 1),
-    (lambda r: (BatchNormalization(np.ones(12), np.zeros(12)), r.normal(size=(8, 12))), "x",
+    (lambda r: (BatchNormalization(r.uniform(0.5, 1.5, 12), r.normal(size=12)),
+                r.normal(size=(8, 12))), "x",
      "feature-independent", 8),
-    (lambda r: (BatchNormalization(np.ones(48), np.zeros(48)), r.normal(size=(4, 3, 4, 4))),
+    (lambda r: (BatchNormalization(r.uniform(0.5, 1.5, 48), r.normal(size=48)),
+                r.normal(size=(4, 3, 4, 4))),
      "gamma", "disjoint", 1),
     (lambda r: (Affine(r.normal(size=(10, 7)), r.normal(size=7)), r.normal(size=(5, 10))),
      "x", "batch-independent", 10),
@@ -89,6 +130,8 @@ def _structure(layer, x, target="x"):
                 r.normal(size=(2, 2, 6, 6))), "x", "batch-independent", 72),
     (lambda r: (Convolution(r.normal(size=(4, 2, 3, 3)), r.normal(size=4), pad=1),
                 r.normal(size=(2, 2, 6, 6))), "W", "channel-independent", 18),
+    (lambda r: (Convolution(r.normal(size=(4, 3, 3, 3)) * 0.3, r.normal(size=4)),
+                r.normal(size=(2, 3, 12, 12))), "x", "batch-independent, banded", 27),
 ])
 def test_probes_find_the_structure_the_jacobian_has(make, target, kind, groups):
     strategy, text = _structure(*make(np.random.default_rng(0)), target)
@@ -111,6 +154,15 @@ def test_an_activation_is_checked_in_under_20_forward_calls_at_any_size(shape):
     assert report.forward_calls < 20
 
 
+def test_an_element_within_a_step_of_a_kink_is_refined_without_a_fallback():
+    x = np.random.default_rng(0).normal(size=(10, 40))
+    x[3, 7] = 1e-7  # the grouped value at h straddles ReLU's kink, as the black-box one does
+    report = check_layer(Relu(), x, sequence=False)
+    assert report.passed and report.results[0].strategy == "grouped", str(report)
+    assert report.results[0].n_refined >= 1
+    assert not [f for f in report.findings if f.kind == "grouped-fallback"]
+
+
 def test_coloring_is_the_rank_within_each_block():
     keys = np.array([2, 0, 2, 1, 0, 2])
     assert [g.tolist() for g in color(keys)] == [[0, 1, 3], [2, 4], [5]]
@@ -124,9 +176,11 @@ def test_group_reduce_raises_when_an_output_outside_the_supports_moves():
     def evaluate(i=None):
         return np.r_[x[:3] * 2.0, x[3:] * 2.0 + 0.1 * x[0]]  # x[0] leaks into block 3..5
 
-    in_block = out_block = np.arange(6)
     groups = [np.array([0, 1])]
-    sink = GroupReduce(np.ones(6), groups, in_block, out_block, 6, 1)
+    st_ = Structure(kind="elementwise", pairs=((0, (0,)),), in_block=np.arange(6),
+                    out_block=np.arange(6), n_blocks=6, groups=tuple(groups), calls=0, note="",
+                    out_shape=(6,), shape=(6,))
+    sink = GroupReduce(np.ones(6), groups, st_, 1)
     with pytest.raises(StructureViolated):
         differences(evaluate, GroupMoves(x, groups, np.full(6, 1e-3), [(1.0, -1.0)]),
                     [(1.0, -1.0)], sink, evaluate())

@@ -21,8 +21,9 @@ The guarantee. A grouped PASS is reported only when all of these hold:
 1. the probes found the structure (no output outside a perturbed block moved);
 2. every grouped evaluation left the outputs outside the group's predicted
    supports in place (checked for free on every call);
-3. every element refined black-box agreed with its grouped value (to within
-   both tolerances): a disagreement means the structure is wrong;
+3. every element refined black-box agreed with its grouped value, both taken
+   at the element's own step (to within its tolerance): the perturbations are
+   the same, so a disagreement means the structure is wrong;
 4. every grouped value, or its black-box refinement, is within tolerance;
 5. ``k`` random ±1 projections of the whole target (:mod:`gradcheck.engine.
    projection`; ``k`` = :data:`SINGLE_GROUP_PROJECTIONS` for a target checked
@@ -52,11 +53,13 @@ References
 """
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 
 from gradcheck.engine.elementwise import _tune_elements, compare, prepare
-from gradcheck.engine.perturb import GroupMoves, GroupReduce, StructureViolated, differences
+from gradcheck.engine.perturb import (ElementMoves, GroupMoves, GroupReduce, Reduce,
+                                      StructureViolated, differences)
 from gradcheck.engine.steps import SAMPLE, tune
 from gradcheck.engine.structure import detect
 from gradcheck.engine.verdict import decide
@@ -78,28 +81,29 @@ MAX_PROJECTIONS = 4
 
 
 class _GroupProbe:
-    """The step tuning's probe on one whole group (its values at ``h`` and ``h/2``).
+    """The step tuning's probe on one whole group (the sample's values at ``h`` and ``h/2``).
 
     Keeps the group's differences at the method's own pairs, so the main pass
     reuses them when the tuning keeps those steps.
     """
 
-    def __init__(self, structure, tol):
-        self.st, self.tol = structure, tol
+    def __init__(self, structure, tol, group):
+        self.st, self.tol, self.group = structure, tol, group
         self.cache = None
 
     def __call__(self, evaluate, arr, sample, steps, method, noise, dout, out0):
-        st = self.st
+        st, group = self.st, self.group
         pairs = list(method.pairs) + [(a / 2.0, b / 2.0) for a, b in method.pairs]
-        moves = GroupMoves(arr, [sample], steps, pairs)
-        sink = GroupReduce(dout, [sample], st.in_block, st.out_block, st.n_blocks, len(pairs),
-                           noise_w=noise.weights, tol=self.tol, block_sums=st.block_sums)
+        moves = GroupMoves(arr, [group], steps, pairs)
+        sink = GroupReduce(dout, [group], st, len(pairs), noise_w=noise.weights,
+                           tol=self.tol)
         differences(evaluate, moves, pairs, sink, out0)
+        span, R = moves.spans[group], sink.R[group]
+        k = len(method.pairs)
+        self.cache = (steps.copy(), group, R[:, :k], span[:, :k], sink.noise[group])
         span, R = moves.spans[sample], sink.R[sample]
         with np.errstate(divide="ignore", invalid="ignore"):
             D = np.where(span != 0, R / span, 0.0)
-        k = len(method.pairs)
-        self.cache = (steps.copy(), sample, R[:, :k], span[:, :k], sink.noise[sample])
         return (method.combine(D[:, :k])[0], method.combine(D[:, k:])[0],
                 noise.of_support(sink.noise[sample]))
 
@@ -115,11 +119,15 @@ def _tuner(s, steps):
         return _tune_elements(s, steps)
     rng = np.random.default_rng([opts.seed, 12, zlib.crc32(name.encode())])
     groups = s.structure.groups
-    probe = _GroupProbe(s.structure, opts.nondet_tol)
+    group = groups[int(rng.integers(len(groups)))]
+    # as many elements as the elementwise tuning measures, from one group: the same
+    # statistics (the tolerances rest on them), one forward-call pair per step
+    sample = np.sort(rng.choice(group, size=min(SAMPLE, len(group)), replace=False))
+    probe = _GroupProbe(s.structure, opts.nondet_tol, group)
     try:
         tuned = tune(s.evaluate, s.arr, steps, s.method, s.noise, problem.dout, problem.out0,
-                     seed=opts.seed, name=name, adjust=opts.eps is None,
-                     sample=groups[int(rng.integers(len(groups)))], probe=probe)
+                     seed=opts.seed, name=name, adjust=opts.eps is None, sample=sample,
+                     probe=probe)
     except StructureViolated as exc:
         s.violation = exc
         return _tune_elements(s, steps)
@@ -138,9 +146,8 @@ def _grouped_differences(problem, s, idx):
         groups = [g for g in groups if not np.array_equal(g, members)]
     if groups:
         moves = GroupMoves(s.arr, groups, s.steps, pairs)
-        sink = GroupReduce(problem.dout, groups, st.in_block, st.out_block, st.n_blocks,
-                           len(pairs), noise_w=s.noise.weights, tol=s.opts.nondet_tol,
-                           block_sums=st.block_sums)
+        sink = GroupReduce(problem.dout, groups, st, len(pairs), noise_w=s.noise.weights,
+                           tol=s.opts.nondet_tol)
         differences(s.evaluate, moves, pairs, sink, problem.out0)
         done = np.concatenate(groups)
         R[done], span[done], support[done] = sink.R[done], moves.spans[done], sink.noise[done]
@@ -148,22 +155,36 @@ def _grouped_differences(problem, s, idx):
 
 
 class _Witness:
-    """The refiner of a grouped comparison: each black-box refinement is also set
-    against the element's grouped value; :attr:`disagree` lists the rows where the
-    two differ by more than both tolerances (the structure was wrong there)."""
+    """The refiner of a grouped comparison, also witness of the structure.
 
-    def __init__(self, comp):
-        self.comp, self.refiner = comp, comp.refiner
+    Every element it refines is first differentiated black-box at its own step
+    (the method's stencil, one element at a time): the perturbations are those
+    of its grouped value, so the two agree to rounding when the structure is
+    right. :attr:`disagree` lists the rows where they differ by more than the
+    element's tolerance (the structure was wrong there); then the refinement
+    goes on as in the elementwise check.
+    """
+
+    def __init__(self, comp, setup, problem):
+        self.comp, self.refiner, self.s, self.problem = comp, comp.refiner, setup, problem
         self.disagree = []
 
     def refine(self, rows, analytic):
-        r = self.refiner.refine(rows, analytic)
-        c = self.comp
-        _, first = c.rule.apply(c.numerical[rows], c.rounding[rows], c.estimate[rows])
-        _, again = c.rule.apply(r.value, r.rounding, r.estimate)
-        off = (np.abs(r.value - c.numerical[rows]) > first + again) & ~r.kink
-        self.disagree.extend(int(i) for i in np.asarray(rows)[off])
-        return r
+        rows = np.asarray(rows)
+        self._witness(rows)
+        return self.refiner.refine(rows, analytic)
+
+    def _witness(self, rows):
+        c, s, pairs = self.comp, self.s, self.s.method.pairs
+        sink = Reduce(self.problem.dout, len(rows), len(pairs))
+        span = differences(s.evaluate, ElementMoves(s.arr, rows, s.steps), pairs, sink,
+                           self.problem.out0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            D = np.where(span != 0, sink.R.real / span, 0.0)
+        black, _ = s.method.combine(D)
+        _, allowed = c.rule.apply(c.numerical[rows], c.rounding[rows], c.estimate[rows])
+        off = np.abs(black - c.numerical[rows]) > allowed
+        self.disagree.extend(int(i) for i in rows[off])
 
 
 def _black_box(problem, target, opts, policy, setup, why=None):
@@ -199,10 +220,11 @@ def check_target(problem, target, opts, strategy, policy):
     s = prepare(problem, target, opts, tuner=_tuner)
     st, name = s.structure, target.name
     if st is None or not st.found:
-        if st is not None:
-            problem.findings.append(Finding("structure", False, st.describe(name) +
-                                            "; checked one element at a time", name))
-        return _black_box(problem, target, opts, policy, s)
+        result = _black_box(problem, target, opts, policy, s)
+        if st is None:
+            return result
+        return replace(result, tolerance_reason=result.tolerance_reason + "; " + st.describe(
+            name).split(": ", 1)[1] + ", so checked one element at a time")
     if s.violation is not None:
         return _black_box(problem, target, opts, policy, s, _violated(st, name, s.violation))
     try:
@@ -210,7 +232,7 @@ def check_target(problem, target, opts, strategy, policy):
                        diffs=_grouped_differences)
     except StructureViolated as exc:
         return _black_box(problem, target, opts, policy, s, _violated(st, name, exc))
-    witness = _Witness(comp)
+    witness = _Witness(comp, s, problem)
     comp.refiner = witness
     notes = []
     result = decide(comp, policy, notes)
@@ -227,7 +249,8 @@ def check_target(problem, target, opts, strategy, policy):
                 f"{name!r}: the grouped check passed but {bad}; checked one element at a "
                 "time"))
     problem.findings.extend(notes)
-    problem.findings.append(_saved(problem, s, before))
+    result = replace(result, tolerance_reason=result.tolerance_reason + "; " + _saved(
+        problem, s, before))
     if opts.parallel:
         problem.findings.append(Finding(
             "parallel-serial", False, f"{name!r}: the grouped check ran serially (its "
@@ -264,12 +287,12 @@ def _second_line(problem, target, opts, policy, s):
 
 
 def _saved(problem, s, before):
-    """The finding that says which structure was used and how many calls it saved."""
+    """The sentence of the target's reason that says which structure was used and how many
+    calls it saved."""
     st, name, n = s.structure, s.target.name, s.arr.size
     used = problem.adapter.forward_calls - before
     black = s.noise.calls + 2 * s.method.calls * min(SAMPLE, n) + s.method.calls * n
-    return Finding("structure", False, (
-        f"{st.describe(name)}: checked in {used} forward calls in all, about {black} "
-        f"one element at a time ({black - used} saved; {st.calls} probe(s), "
-        f"{s.method.calls * len(st.groups)} grouped, the rest noise, step tuning, refinement "
-        "and random projections)"), name)
+    return (f"grouped: {st.describe(name).split(': ', 1)[1]}; checked in {used} forward calls "
+            f"in all, about {black} one element at a time ({black - used} saved; {st.calls} "
+            f"probe(s), {s.method.calls * len(st.groups)} grouped, the rest noise, step "
+            "tuning, refinement and random projections)")

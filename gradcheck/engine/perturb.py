@@ -285,28 +285,26 @@ class Reduce:
 class GroupReduce:
     """Sink of :class:`GroupMoves`: each member's difference reduced over its own predicted support.
 
-    With block structure (element ``j`` moves only the outputs of block
-    ``in_block[j]``), one output difference gives every member ``j`` of group
-    ``r`` its own ``R_j = sum_{i: out_block[i] = in_block[j]} (o_a - o_b)_i
-    dout_i``. Each evaluation also verifies the assumption where it can for
-    free: an output whose block holds no member of the group must not move
-    (beyond ``tol``); if one does, :class:`StructureViolated` is raised.
+    With the target's structure (:class:`gradcheck.engine.structure.Structure`:
+    element ``j`` moves only the outputs of its predicted support), one output
+    difference gives every member ``j`` of group ``r`` its own ``R_j =
+    sum_{i in support(j)} (o_a - o_b)_i dout_i``. Each evaluation also verifies
+    the assumption where it can for free: an output outside every member's
+    support must not move (beyond ``tol``); if one does,
+    :class:`StructureViolated` is raised.
 
     Parameters
     ----------
     dout : ndarray, shape (n_out,)
     groups : sequence of ndarray of int
-    in_block : ndarray of int, shape (n,)
-    out_block : ndarray of int, shape (n_out,)
-    n_blocks : int
+    structure : object
+        ``member_sums(v, members) -> (len(members),)`` and ``outside(members) ->``
+        flat mask or ``None``.
     n_pairs : int
     noise_w : ndarray of float64, shape (n_out,) or None
         As for :class:`Reduce`: :attr:`noise` holds per member ``sqrt(sum(noise_w))``
-        over the outputs of its block that changed.
+        over the outputs of its support that changed.
     tol : float
-    block_sums : callable or None
-        ``block_sums(v) -> (n_blocks,)``, the sum of ``v`` over each block
-        (``None``: ``np.bincount`` over ``out_block``).
 
     Attributes
     ----------
@@ -315,36 +313,31 @@ class GroupReduce:
     noise : ndarray of float64, shape (n,) or None
     """
 
-    def __init__(self, dout, groups, in_block, out_block, n_blocks, n_pairs, noise_w=None,
-                 tol=0.0, block_sums=None):
+    def __init__(self, dout, groups, structure, n_pairs, noise_w=None, tol=0.0):
         self.d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
-        self.groups, self.in_block, self.out_block = groups, in_block, out_block
-        self.n_blocks, self.tol, self.noise_w = n_blocks, tol, noise_w
-        self.sums = block_sums or (lambda v: np.bincount(out_block, weights=v,
-                                                         minlength=n_blocks))
-        n = len(in_block)
+        self.groups, self.st, self.tol, self.noise_w = groups, structure, tol, noise_w
+        n = len(structure.in_block)
         self.R = np.zeros((n, n_pairs))
         self.noise = np.zeros(n) if noise_w is not None else None
-        self._keys = [in_block[g] for g in groups]
-        # a group with a member in every block leaves no output to watch
-        self._covers = [len(np.unique(k)) == n_blocks for k in self._keys]
+        self._outside = {}
 
     def __call__(self, r, k, oa, ob):
         diff = np.subtract(oa, ob, out=oa).astype(np.float64, copy=False)
         if not np.isfinite(diff).all():
             raise NonFinite(r)
-        g, keys = self.groups[r], self._keys[r]
-        self.R[g, k] = self.sums(diff * self.d)[keys]
-        if not self._covers[r]:
-            present = np.zeros(self.n_blocks, dtype=bool)
-            present[keys] = True
-            moved = ~present[self.out_block] & (np.abs(diff) > self.tol)
+        g = self.groups[r]
+        self.R[g, k] = self.st.member_sums(diff * self.d, g)
+        if r not in self._outside:
+            self._outside[r] = self.st.outside(g)
+        outside = self._outside[r]
+        if outside is not None:
+            moved = outside & (np.abs(diff) > self.tol)
             if moved.any():
                 i = int(np.argmax(moved))
                 raise StructureViolated(r, i, float(diff[i]))
         if self.noise_w is not None:
-            share = self.sums(self.noise_w * (diff != 0))
-            self.noise[g] = np.maximum(self.noise[g], np.sqrt(share[keys]))
+            share = self.st.member_sums(self.noise_w * (diff != 0), g)
+            self.noise[g] = np.maximum(self.noise[g], np.sqrt(np.maximum(share, 0.0)))
 
 
 class Columns:

@@ -55,7 +55,8 @@ import numpy as np
 from gradcheck.engine.perturb import Columns, DirectionMoves, differences
 from gradcheck.errors import LayerCallError
 
-__all__ = ["Structure", "detect", "color", "block_keys", "DETECT_STEP", "MAX_TESTS"]
+__all__ = ["Structure", "detect", "color", "interval_colors", "block_keys", "DETECT_STEP",
+           "MAX_TESTS", "BAND_SPACING"]
 
 #: Relative size of the probes' perturbation, ``DETECT_STEP * max(1, |x|)``: large enough
 #: that a coupling moves an output by more than its rounding, small enough to stay inside
@@ -102,18 +103,59 @@ class Structure:
     note: str
 
     out_shape: tuple = ()
+    bands: tuple = ()
+    shape: tuple = ()
 
-    def block_sums(self, v):
-        """``sum(v[i] for i in block b)`` for every block ``b`` (``v`` flat, of the output's size).
+    def _band_coords(self):
+        grids = np.indices(self.shape, sparse=True)
+        return [np.broadcast_to(grids[a], self.shape).reshape(-1) for a, *_ in self.bands]
 
-        A reduction over the output's unpaired axes (far faster than ``np.bincount``
-        over ``out_block``), in the block order of :attr:`out_block`.
+    def member_sums(self, v, members):
+        """``sum(v[i] for i in support(j))`` for every member ``j`` (``v`` flat, n_out).
+
+        A reduction over the output's unpaired axes (far faster than ``np.bincount``),
+        then, along each banded axis, interval sums from a cumulative sum.
         """
         keep = _out_axes(self.pairs)
-        other = tuple(b for b in range(len(self.out_shape)) if b not in keep)
-        s = np.asarray(v).reshape(self.out_shape).sum(axis=other)
-        order = sorted(keep)
-        return s.transpose([order.index(b) for b in keep]).reshape(-1)
+        banded = [b for _, b, _, _ in self.bands]
+        other = tuple(b for b in range(len(self.out_shape)) if b not in keep + banded)
+        t = np.asarray(v).reshape(self.out_shape).sum(axis=other)
+        order = sorted(keep + banded)
+        t = t.transpose([order.index(b) for b in keep + banded])
+        t = t.reshape((self.n_blocks,) + tuple(self.out_shape[b] for b in banded))
+        for k, (_, _, lo, hi) in enumerate(self.bands):
+            c = np.cumsum(t, axis=k + 1)
+            c = np.concatenate([np.zeros_like(np.take(c, [0], axis=k + 1)), c], axis=k + 1)
+            t = np.take(c, hi + 1, axis=k + 1) - np.take(c, lo, axis=k + 1)
+        if not self.bands:
+            return t[self.in_block[members]]
+        coords = self.__dict__.get("_coords")
+        if coords is None:  # cached on the frozen record, outside its fields
+            coords = self.__dict__["_coords"] = self._band_coords()
+        return t[(self.in_block[members],) + tuple(c[members] for c in coords)]
+
+    def outside(self, members):
+        """Flat mask of the outputs outside the members' predicted supports (``None``: none)."""
+        keys = self.in_block[members]
+        if not self.bands:
+            if len(np.unique(keys)) == self.n_blocks:
+                return None
+            present = np.zeros(self.n_blocks, dtype=bool)
+            present[keys] = True
+            return ~present[self.out_block]
+        banded = [b for _, b, _, _ in self.bands]
+        cover = np.zeros((self.n_blocks,) + tuple(self.out_shape[b] for b in banded), bool)
+        coords = self._band_coords()
+        for m, key in zip(members, keys):
+            box = tuple(slice(lo[c[m]], hi[c[m]] + 1) for (_, _, lo, hi), c in
+                        zip(self.bands, coords))
+            cover[(key,) + box] = True
+        if cover.all():
+            return None
+        grids = np.indices(self.out_shape, sparse=True)
+        where = (self.out_block,) + tuple(np.broadcast_to(grids[b], self.out_shape)
+                                          .reshape(-1) for b in banded)
+        return ~cover[where]
 
     @property
     def found(self):
@@ -124,7 +166,9 @@ class Structure:
         """One line for the report: the structure and the axes behind it."""
         if self.kind == "dense":
             return f"{name!r}: no block structure found ({self.note})"
-        axes = ", ".join(_show(p, name) for p in self.pairs)
+        axes = ", ".join([_show(p, name) for p in self.pairs] + [
+            f"{name} axis {a} ~ output axis {b} banded (at most "
+            f"{int(np.max(hi - lo + 1))} wide)" for a, b, lo, hi in self.bands])
         return (f"{name!r}: {self.kind} ({axes}; {self.n_blocks} blocks, "
                 f"{len(self.groups)} group(s); {self.note})")
 
@@ -174,6 +218,102 @@ def color(in_block):
     rank = np.empty(len(order), dtype=np.intp)
     rank[order] = np.arange(len(order)) - np.repeat(starts, sizes)
     return tuple(np.flatnonzero(rank == c) for c in range(int(rank.max(initial=-1)) + 1))
+
+
+def interval_colors(lo, hi):
+    """Greedy coloring, in index order, of the interval graph of supports ``[lo_p, hi_p]``.
+
+    Index ``p`` gets the smallest color not taken by an earlier index whose
+    interval overlaps its own (optimal for interval graphs). Empty intervals
+    (``lo > hi``) get color 0.
+    """
+    colors = np.zeros(len(lo), dtype=np.intp)
+    for p in range(len(lo)):
+        if lo[p] > hi[p]:
+            continue
+        taken = {colors[q] for q in range(p) if lo[q] <= hi[q] and lo[q] <= hi[p]
+                 and lo[p] <= hi[q]}
+        colors[p] = min(set(range(len(taken) + 1)) - taken)
+    return colors
+
+
+def _groups(shape, pairs, bands):
+    """The colors of the whole target: its index along the free axes (every element of a
+    block meets every other there) and the interval color along each banded axis."""
+    paired = {a for a, _ in pairs} | {a for a, *_ in bands}
+    free = [a for a in range(len(shape)) if a not in paired]
+    if not bands:
+        keys, _ = block_keys(shape, free)
+    else:
+        grids = np.indices(shape, sparse=True)
+        parts = [np.broadcast_to(grids[a], shape).reshape(-1) for a in free]
+        dims = [shape[a] for a in free]
+        for a, _, lo, hi in bands:
+            c = interval_colors(lo, hi)
+            parts.append(c[np.broadcast_to(grids[a], shape).reshape(-1)])
+            dims.append(int(c.max()) + 1)
+        keys = np.ravel_multi_index(parts, dims) if parts else np.zeros(
+            int(np.prod(shape)), dtype=np.intp)
+    _, inverse = np.unique(keys, return_inverse=True)
+    return tuple(np.flatnonzero(inverse == c) for c in range(int(inverse.max()) + 1))
+
+
+#: First spacing of the band probes (doubled while supports of probed indices touch, up
+#: to ``MAX_BAND_SPACING``: a probe per phase, so at most that many calls per axis).
+BAND_SPACING = 4
+MAX_BAND_SPACING = 16
+
+
+def _runs(changed):
+    """``(starts, ends)`` of the runs of True in a 1-D mask (inclusive ends)."""
+    d = np.diff(np.r_[0, changed.astype(np.int8), 0])
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1) - 1
+
+
+def _band(prober, shape, out_shape, a, b, tol):
+    """``(lo, hi)``: the output interval along ``b`` that each index along ``a`` moves, or
+    ``None``. Indices ``BAND_SPACING`` apart are moved together, each phase in one call;
+    their supports must come out as separate runs, in order, and monotone."""
+    n, m = shape[a], BAND_SPACING
+    index = np.broadcast_to(np.indices(shape, sparse=True)[a], shape).reshape(-1)
+    other = tuple(k for k in range(len(out_shape)) if k != b)
+    while m < n and m <= MAX_BAND_SPACING:
+        lo, hi = np.zeros(n, dtype=np.intp), np.zeros(n, dtype=np.intp)
+        for phase in range(m):
+            ps = np.arange(phase, n, m)
+            diff = prober.moved(np.isin(index, ps))
+            changed = np.any((np.abs(diff) > tol).reshape(out_shape), axis=other)
+            starts, ends = _runs(changed)
+            if len(starts) != len(ps):
+                break
+            lo[ps], hi[ps] = starts, ends
+        else:
+            if np.all(np.diff(lo) >= 0) and np.all(np.diff(hi) >= 0):
+                return (lo, hi) if interval_colors(lo, hi).max() + 1 < n else None
+            return None
+        m *= 2
+    return None
+
+
+def _search_bands(prober, shape, out_shape, pairs, tol):
+    """Banded pairings of the axes the block pairings left free (a convolution's or a
+    pooling's spatial axes)."""
+    used_a = {a for a, _ in pairs}
+    used_b = set(_out_axes(pairs))
+    cands = [(a, b) for a in range(len(shape)) for b in range(len(out_shape))
+             if a not in used_a and b not in used_b and shape[a] >= 2 * BAND_SPACING
+             and out_shape[b] > 1]
+    cands.sort(key=lambda ab: ab[0] != ab[1])
+    bands = []
+    for a, b in cands:
+        if a in used_a or b in used_b:
+            continue
+        found = _band(prober, shape, out_shape, a, b, tol)
+        if found is not None:
+            bands.append((a, b) + found)
+            used_a.add(a)
+            used_b.add(b)
+    return tuple(bands)
 
 
 class _Prober:
@@ -279,7 +419,7 @@ def _show(pair, name="target"):
     return f"{name} axis {a} ~ output axes {bs[0]}-{bs[-1]} flattened"
 
 
-def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0):
+def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0, banded=True):
     """Learn the block structure of ``arr``'s Jacobian from a few forward probes.
 
     Parameters
@@ -298,6 +438,8 @@ def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0):
     tol : float
         Largest change of an output that counts as "did not move" (the
         check's ``nondet_tol``; 0: bitwise).
+    banded : bool
+        Also look for banded axes among those the block pairings left free.
 
     Returns
     -------
@@ -311,22 +453,28 @@ def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0):
     shape = arr.shape
     try:
         pairs, tested = _search(prober, shape, tuple(out_shape), tol)
+        bands = _search_bands(prober, shape, tuple(out_shape), pairs, tol) if banded else ()
     except LayerCallError as exc:
         return _dense(arr, out0, prober.calls, f"a probe's forward call failed: {exc}")
     shown = "; ".join("+".join(f"{a}~{'.'.join(map(str, bs))}" for a, bs in t)
                       for t in tested) or "none"
-    if not pairs:
+    if not pairs and not bands:
         return _dense(arr, out0, prober.calls,
                       f"{prober.calls} probe(s) of the axis pairings {shown}: every one "
                       "coupled blocks" if tested else "no target axis has the length of an "
                       "output axis")
     in_block, n = block_keys(shape, [a for a, _ in pairs])
     out_block, _ = block_keys(tuple(out_shape), _out_axes(pairs))
+    kind = _kind(name, shape, out_shape, pairs)
+    if bands:
+        kind = "banded" if kind == "dense" else f"{kind}, banded"
     return Structure(
-        kind=_kind(name, shape, out_shape, pairs), pairs=pairs, in_block=in_block,
-        out_block=out_block, n_blocks=n, groups=color(in_block), calls=prober.calls,
-        note=f"found by {prober.calls} exact probe(s) of the axis pairings {shown}",
-        out_shape=tuple(out_shape))
+        kind=kind, pairs=pairs, in_block=in_block,
+        out_block=out_block, n_blocks=n, groups=_groups(shape, pairs, bands),
+        calls=prober.calls,
+        note=f"found by {prober.calls} exact probe(s) of the axis pairings {shown}"
+        + (" and of bands" if bands else ""), out_shape=tuple(out_shape), bands=bands,
+        shape=tuple(shape))
 
 
 def _dense(arr, out0, calls, note):
