@@ -228,6 +228,7 @@ def main():
         print(f"| {label} | gradcheck auto ({used}; {'PASS' if rep.passed else 'not PASS'}) | "
               f"{rep.forward_calls} ({2 * n / rep.forward_calls:.0f}x fewer) | {t:.2f} | "
               f"{t / limit:.3f} | {'yes' if caught else 'no'} |", flush=True)
+        print(f"| {label} | per target, auto (`wrt=[t]`) | {per_target(make, dout)} | | | |")
         for tool, t, _ in torch_rows(label, make(np.random.default_rng(0))[0], x, dout):
             if t is None:
                 print(f"| {label} | {tool} (x only) | - | not run (> {TORCH_SLOW_MAX} "
@@ -238,6 +239,19 @@ def main():
                   f" (of x's limit) | {'yes' if caught else 'no'} |", flush=True)
     load = os.getloadavg()
     print(f"\nload average {load[0]:.2f} at the end")
+
+
+def per_target(make, dout):
+    """``"x 156 (210x), gamma 19 (27x), ..."``: each target checked alone (with its own
+    analytic calls), and its black-box limit over that."""
+    layer, x = make(np.random.default_rng(0))
+    parts = []
+    for name in ["x"] + list(params(layer)):
+        layer, x = make(np.random.default_rng(0))
+        rep = check_layer(layer, x, dout=dout, wrt=[name], sequence=False)
+        size = x.size if name == "x" else getattr(layer, name).size
+        parts.append(f"{name} {rep.forward_calls} ({2 * size / rep.forward_calls:.0f}x)")
+    return ", ".join(parts)
 
 
 def torch_caught(layer, x, j, fast):
