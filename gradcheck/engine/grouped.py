@@ -175,6 +175,7 @@ class _Witness:
         return self.refiner.refine(rows, analytic)
 
     def _witness(self, rows):
+        # the grouped comparison covers every element in order: a row is an element index
         c, s, pairs = self.comp, self.s, self.s.method.pairs
         sink = Reduce(self.problem.dout, len(rows), len(pairs))
         span = differences(s.evaluate, ElementMoves(s.arr, rows, s.steps), pairs, sink,

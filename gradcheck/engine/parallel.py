@@ -86,7 +86,15 @@ def _malloc_trim_threshold():
 
 
 def worker_malloc_note(problem, executor):
-    """A note when ``executor``'s workers run with a small ``MALLOC_TRIM_THRESHOLD_`` (once)."""
+    """A note when ``executor``'s workers run with a small ``MALLOC_TRIM_THRESHOLD_`` (once).
+
+    Parameters
+    ----------
+    problem : gradcheck.protocol.problem.Problem
+        The note goes to its findings; asked once per check.
+    executor : concurrent.futures.Executor
+        The caller's executor (one tiny task reads a worker's environment).
+    """
     if problem.__dict__.get("_malloc_checked"):
         return
     problem._malloc_checked = True

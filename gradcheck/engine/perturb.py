@@ -185,7 +185,8 @@ class GroupMoves:
         count of calls modulo the pairs (a stencil may hold the same pair twice).
         """
         k = self._spans_filed % len(self.pairs)
-        assert self.pairs[k] == (a, b)
+        if self.pairs[k] != (a, b):
+            raise RuntimeError(f"GroupMoves: pair {(a, b)} asked where {self.pairs[k]} was due")
         self._spans_filed += 1
         self.spans[self.groups[r], k] = xa.astype(np.float64) - xb.astype(np.float64)
         return 1.0

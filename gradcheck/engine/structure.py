@@ -224,8 +224,18 @@ def interval_colors(lo, hi):
     """Greedy coloring, in index order, of the interval graph of supports ``[lo_p, hi_p]``.
 
     Index ``p`` gets the smallest color not taken by an earlier index whose
-    interval overlaps its own (optimal for interval graphs). Empty intervals
+    interval overlaps its own (optimal for interval graphs whose intervals
+    start in index order, as the monotone bands here). Empty intervals
     (``lo > hi``) get color 0.
+
+    Parameters
+    ----------
+    lo, hi : ndarray of int, shape (m,)
+        Inclusive interval bounds per index.
+
+    Returns
+    -------
+    ndarray of int, shape (m,)
     """
     colors = np.zeros(len(lo), dtype=np.intp)
     for p in range(len(lo)):
