@@ -50,10 +50,10 @@ class _Timer:
         self.total = 0.0
         self.inner = history.check_history
 
-    def __call__(self, run, results):
+    def __call__(self, *args, **kwargs):
         t0 = time.perf_counter()
         try:
-            return self.inner(run, results)
+            return self.inner(*args, **kwargs)
         finally:
             self.total += time.perf_counter() - t0
 
