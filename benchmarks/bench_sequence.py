@@ -68,11 +68,12 @@ def measure(name, shape, train_flg, repeat=5):
         for _ in range(repeat):
             t0 = time.perf_counter()
             base = check_layer(layer, x, train_flg=train_flg, sequence=False,
-                               strategy="elementwise")
+                               strategy="elementwise", **spec.options)
             best["base"] = min(best["base"], time.perf_counter() - t0)
             timer.total = 0.0
             t0 = time.perf_counter()
-            full = check_layer(layer, x, train_flg=train_flg, strategy="elementwise")
+            full = check_layer(layer, x, train_flg=train_flg, strategy="elementwise",
+                               **spec.options)
             t = time.perf_counter() - t0
             best["with"] = min(best["with"], t)
             best["share"] = min(best["share"], timer.total / t)

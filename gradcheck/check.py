@@ -6,7 +6,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from gradcheck.protocol.adapter import LayerAdapter, check_params_mapping, get_attr, layer_name
+from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
+                                       set_attr)
+from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
+from gradcheck.protocol.discovery import discover_by_calling, grad_candidates
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -59,18 +62,29 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     Parameters
     ----------
     layer : object
-        Has ``forward(x[, train_flg]) -> out`` and ``backward(dout) -> dx``.
-    x : ndarray of shape (N, ...)
+        Has ``forward(x[, train_flg]) -> out`` and ``backward(dout) -> dx``
+        (or the conventions of ``x`` below; see README "Conventions").
+    x : ndarray of shape (N, ...), tuple, list or dict
         Input; floating (integer input is converted to float64 and the report
-        says so). Never modified.
+        says so, unless it is clearly indices: an embedding, a
+        ``forward(idx)``). A tuple (or a list of arrays) is the positional
+        inputs of ``forward``, a dict its keyword inputs: every floating input
+        is a target named from ``forward``'s signature, the others (labels,
+        indices, masks, option dicts) pass through untouched; ``forward`` may
+        return a tuple (``dout`` is then a tuple) and ``backward`` one gradient
+        per floating input. Never modified.
     train_flg : bool, default True
         Passed to ``forward`` when it accepts it (``False`` = eval mode).
     wrt : list of str or None
         Targets to check (``"x"``, ``"gamma"``, ...); ``None`` = ``x`` and
         every parameter.
     params : dict of str to str or None
-        ``{"gamma": "dgamma", ...}``; ``None`` discovers every ndarray
-        attribute ``p`` that has an ndarray ``d`` + ``p`` after ``backward``.
+        ``{"gamma": "dgamma", ...}``; ``None`` discovers them after one
+        ``backward`` (:mod:`gradcheck.protocol.discovery`): ``p`` with
+        ``dp``/``p_grad``/``grad_p`` (arrays and scalars), ``params``/``grads``
+        dicts and lists, accumulating ``parameters``/``gradients`` dicts,
+        sub-layers (``blocks.0.W``); attributes ``forward`` rebinds are state.
+        The report lists what was considered and not checked.
     dout : ndarray of the output's shape or None
         Upstream gradient; ``None`` = standard normal from ``seed`` (never
         all ones: with ``dout = 1`` the true ``dx`` of train-mode batch
@@ -192,6 +206,10 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                         inconclusive=inconclusive, expect_zero=expect_zero)
     adapter = LayerAdapter(layer, train_flg)
     findings = []
+    call = None
+    if is_several(x) or is_index_input(layer, x):
+        layer, adapter, call, x, params, wrt, expect_zero = _wrap(
+            layer, x, name, train_flg, params, wrt, expect_zero, findings)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
     if converted:
         findings.append(Finding("integer-input", False,
@@ -201,7 +219,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         params = check_params_mapping(layer, params)
     _check_wrt(layer, name, wrt, params)
     dout_w = None
-    if dout is not None:
+    if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
         dout_w = np.array(dout_arr, copy=True)
     _check_size(name, strategy, x_arr, layer)
@@ -213,7 +231,24 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     original = StateSnapshot(layer)
     try:
         from gradcheck.protocol.precision import working_precision
-        xw, dout_w, snapshot = working_precision(layer, adapter, original, xw, dout_w,
+        counts = (adapter.forward_calls, adapter.backward_calls)
+        if call is not None:
+            dout_w = call_dout(call, adapter, xw, dout, dout_w, findings)
+        params, not_checked, work = _parameters(layer, adapter, original, xw, dout_w, params,
+                                                opts.seed, findings)
+        discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
+        adapter.forward_calls, adapter.backward_calls = counts  # reported apart
+        if call is not None:
+            params = {**call.input_params(), **params}
+            if not call.targets and not params:
+                raise GradCheckInputError(
+                    "nothing to differentiate: no input is a floating array ("
+                    + "; ".join(f"{n}: {why}" for n, why in call.skipped)
+                    + ") and no parameter was found; pass floating arrays (np.asarray(x, "
+                    "dtype=float)) or name the parameters with params=", layer=name)
+            if not call.targets and wrt is None:
+                wrt = list(params)
+        xw, dout_w, snapshot = working_precision(layer, adapter, work, xw, dout_w,
                                                  precision, findings)
         problem = Problem(adapter, xw, dout_w, params, wrt, snapshot, findings, seed=opts.seed,
                           nondet_tol=opts.nondet_tol)
@@ -221,29 +256,169 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             if t.kind != "input":
                 check_writable(t.array, layer=name, target=t.name, what=f"parameter {t.name!r}")
         _check_expect_zero(problem, opts)
+        _untouched_accumulators(problem, adapter)
         results = run_strategy(problem, strategy, opts)
         if sequence:
             from gradcheck.protocol.history import check_history
             check_history(problem, results, opts)
         snapshot.restore_all()
+        if call is not None:
+            results, findings, not_checked = call.rename(results, findings, not_checked)
         return GradCheckReport(
-            layer=name, input_shape=tuple(xw.shape), dtype=str(xw.dtype),
+            layer=name, input_shape=tuple(call.shape if call else xw.shape),
+            dtype=str(xw.dtype),
             train_flg=adapter.train_flg, method=method, strategy=strategy, seed=int(seed),
             results=results, findings=tuple(findings), forward_calls=adapter.forward_calls,
             backward_calls=adapter.backward_calls, versions=_versions(),
-            input_dtype=str(x_arr.dtype), inconclusive=inconclusive)
+            input_dtype=str(x_arr.dtype), inconclusive=inconclusive,
+            not_checked=tuple(not_checked), discovery_calls=discovery)
+    except GradCheckInputError as exc:
+        renamed = call.renamed(exc) if call is not None else exc
+        if renamed is exc:
+            raise
+        raise renamed from (exc.__cause__ or exc)
     finally:
         original.restore_all()
+
+
+def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings):
+    """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
+    (or integer indices), its adapter, and the options in the wrapper's names."""
+    from gradcheck.protocol.calling import CallLayer
+
+    if not is_several(x):
+        findings.append(Finding("integer-input", False, index_note(layer, x)))
+        x = (x,)
+    call = CallLayer(layer, x, name)
+    adapter = LayerAdapter(call, train_flg)
+    if call.flag is None:
+        adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
+    return (call, adapter, call, call.x, call.internal_params(params),
+            call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
+
+
+def check_function(forward, backward, *inputs, **options):
+    """Check a pair of functions, CS231n style, like a layer.
+
+    ``forward(*inputs) -> (out, cache)`` and ``backward(dout, cache) ->
+    (dx, dw, db, ...)``, one gradient per floating input, in order (or one
+    per input, ``None`` for the others). Built as a layer inside the toolkit
+    (:class:`~gradcheck.protocol.calling.FunctionPair`), so the report, the
+    options and the strategies are those of :func:`check_layer`.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(*inputs) -> (out, cache)``; ``out`` an ndarray, a scalar
+        or a tuple of arrays (then ``dout`` is a tuple).
+    backward : callable or None
+        ``backward(dout, cache) -> grad or tuple of grads``. ``None``:
+        ``forward`` returns ``(value, grads)`` itself, ``value`` a scalar and
+        ``grads`` its gradient(s) (``softmax_loss(x, y) -> (loss, dx)``).
+    *inputs : ndarray, or anything passed through
+        Floating arrays are targets, named from ``forward``'s signature
+        (``x``, ``w``, ``b``); integer labels, masks and dicts (``bn_param``:
+        state, restored after every call) pass through untouched.
+    **options
+        Every keyword of :func:`check_layer` (``strategy``, ``wrt``,
+        ``dout``, ``method``, ...).
+
+    Returns
+    -------
+    GradCheckReport
+
+    Raises
+    ------
+    GradCheckInputError
+        Not callables, no inputs, or anything :func:`check_layer` raises
+        (a backward returning too few gradients, a wrong tuple ``dout``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradcheck import check_function
+    >>> def affine_forward(x, w, b):
+    ...     return x @ w + b, (x, w)
+    >>> def affine_backward(dout, cache):
+    ...     x, w = cache
+    ...     return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    >>> rng = np.random.default_rng(0)
+    >>> report = check_function(affine_forward, affine_backward, rng.normal(size=(3, 4)),
+    ...                         rng.normal(size=(4, 2)), rng.normal(size=2))
+    >>> report.passed, [r.name for r in report.results]
+    (True, ['x', 'w', 'b'])
+    """
+    from gradcheck.protocol.calling import FunctionPair
+
+    fname = getattr(forward, "__name__", type(forward).__name__)
+    if not callable(forward) or not (backward is None or callable(backward)):
+        raise GradCheckInputError("check_function needs forward(*inputs) -> (out, cache) and "
+                                  "backward(dout, cache) (or None) as callables", layer=fname)
+    if not inputs:
+        raise GradCheckInputError("check_function needs the inputs of forward after the two "
+                                  "functions: check_function(f, b, x, w, ...)", layer=fname)
+    pair = FunctionPair(forward, backward)
+    pair._gradcheck_name, pair._gradcheck_signature = fname, forward
+    return check_layer(pair, tuple(inputs), **options)
+
+
+def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
+    """``(params, not_checked, snapshot)``: the parameters to check, what was considered
+    and not checked (with the reason), and the snapshot the check works from.
+
+    Discovery calls the layer once (:func:`~gradcheck.protocol.discovery.discover_by_calling`);
+    scalar parameters held as Python floats are replaced by 0-d float64 arrays for the
+    check (perturbed in place like any array; ``original`` puts the floats back), so
+    the snapshot is then taken anew.
+    """
+    not_checked = []
+    if params is None:
+        held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") \
+            else []
+        found = discover_by_calling(adapter, xw, dout, seed, exclude={"x"}, inputs=held,
+                                    strict=hasattr(layer, "input_grads"))
+        if found is not None:
+            params, not_checked = found.params, found.not_checked
+            findings.extend(Finding(kind, False, text) for kind, text in found.notes)
+            if not params and found.floating:
+                findings.append(Finding("no-parameters-found", False, _no_params(found)))
+    scalars = [p for p in params or () if isinstance(get_attr(layer, p), (float, np.floating))]
+    for p in scalars:
+        set_attr(layer, p, np.array(get_attr(layer, p), dtype=np.float64))
+    return params, not_checked, StateSnapshot(layer) if scalars else original
+
+
+def _no_params(found):
+    names = ", ".join(found.floating[:6]) + (", ..." if len(found.floating) > 6 else "")
+    first = found.floating[0]
+    guess = [p for p, s in found.backward_floats if s == found.shapes.get(first)]
+    grad = guess[0] if len(guess) == 1 else "<attribute holding its gradient>"
+    return (f"the layer holds floating arrays ({names}) but no parameter gradient was found "
+            f"for them (looked for {', '.join(grad_candidates(first))}, params/grads, "
+            f"parameters/gradients); only the input was checked. If they are trainable, name "
+            f"them: params={{{first!r}: {grad!r}}}")
 
 
 def _check_wrt(layer, name, wrt, params):
     for w in wrt or ():
         ok = w == "x" or (w in params if params is not None
-                          else isinstance(get_attr(layer, w), np.ndarray))
+                          else isinstance(get_attr(layer, w), (np.ndarray, float)))
         if not ok:
             raise GradCheckInputError(
                 f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
                 layer=name, target=w)
+
+
+def _untouched_accumulators(problem, adapter):
+    """An accumulating buffer (``gradients[...] +=``) is zeroed before every backward, so
+    one that stays zero was never written (stale) -- or the gradient is zero: say so, the
+    comparison then decides (a stale one FAILs against a nonzero numerical gradient)."""
+    for p, g in problem.params.items():
+        if g in adapter.accumulating and not np.any(problem.analytic.get(p, 1.0)):
+            problem.findings.append(Finding(
+                "accumulator-untouched", False,
+                f"backward left {g} at zero after the check zeroed it (as flush_gradients() "
+                "does): it never adds into it (stale), or the gradient is zero here", p))
 
 
 def _check_expect_zero(problem, opts):

@@ -27,7 +27,7 @@ from typing import Callable
 
 __all__ = ["Column", "COLUMNS", "report_verdict", "count_verdicts", "default_width",
            "columns_for", "results_table", "table_text", "report_text", "failure_text",
-           "detail_lines", "failure_headline", "wrap", "title", "num", "as_grid",
+           "detail_lines", "checked_lines", "failure_headline", "wrap", "title", "num", "as_grid",
            "grid_index", "LEGEND",
            "VERDICT_STYLES"]
 
@@ -280,7 +280,9 @@ def detail_lines(report, *, only_failing=False):
     ``only_failing``: the targets that are not PASS only.
     """
     lines = [f"method={report.method} strategy={report.strategy} seed={report.seed} "
-             f"forward calls={report.forward_calls} backward calls={report.backward_calls}"]
+             f"forward calls={report.forward_calls} backward calls={report.backward_calls}"
+             + _discovery(report)]
+    lines += checked_lines(report)
     for r in report.results:
         if only_failing and r.verdict == "PASS":
             continue
@@ -306,6 +308,19 @@ def detail_lines(report, *, only_failing=False):
     elif verdict == "INCONCLUSIVE":
         lines.append("hint: the check could not have caught an error of practical size "
                      "here; change the input or dout (see the reason above)")
+    return lines
+
+
+def _discovery(report):
+    f, b = getattr(report, "discovery_calls", (0, 0))
+    return f" (+{f} forward, {b} backward to discover the parameters)" if f or b else ""
+
+
+def checked_lines(report):
+    """What was checked: every target, then what was considered and not checked, with why."""
+    lines = ["checked: " + ", ".join(r.name for r in report.results)]
+    if report.not_checked:
+        lines.append("not checked: " + "; ".join(f"{n}: {why}" for n, why in report.not_checked))
     return lines
 
 

@@ -96,6 +96,10 @@ class TargetResult:
         derivatives there (the analytic value must lie between them).
     method : str
         The finite-difference method actually used for this target.
+    unresolved : tuple of tuple of int
+        Elements judged only at a tolerance coarser than ``min_resolution`` times
+        the gradient's scale (near a kink or a steep feature); the resolution
+        leaves them out, and a finding lists them.
     """
 
     name: str
@@ -131,6 +135,7 @@ class TargetResult:
     inconclusive: str = ""
     tolerances: Optional[np.ndarray] = field(default=None, repr=False)
     kinks: tuple = ()
+    unresolved: tuple = ()
     method: str = ""
     relative_resolution: float = float("nan")
 
@@ -162,6 +167,7 @@ class TargetResult:
             "inconclusive": self.inconclusive,
             "relative_resolution": self.relative_resolution, "method": self.method,
             "kinks": [{"index": list(i), "minus": lo, "plus": hi} for i, lo, hi in self.kinks],
+            "unresolved": [list(i) for i in self.unresolved],
         }
         if arrays:
             d["numerical"] = self.numerical.tolist()
@@ -215,6 +221,14 @@ class GradCheckReport:
         Calls the check made.
     versions : dict
         Library versions (for reproducing the verdict).
+    not_checked : tuple of (str, str)
+        Every array or scalar considered and not checked -- attributes that
+        are not parameters, inputs not differentiated -- with the reason
+        (``("h", "written by forward -> state, not a parameter")``).
+    discovery_calls : tuple of int
+        ``(forward, backward)`` calls made to discover the parameters (and the
+        outputs of a several-input call) before the check; not included in
+        ``forward_calls``/``backward_calls``.
     """
 
     layer: str
@@ -231,6 +245,8 @@ class GradCheckReport:
     versions: dict = field(default_factory=dict)
     input_dtype: str = ""
     inconclusive: str = "fail"
+    not_checked: tuple = ()
+    discovery_calls: tuple = (0, 0)
 
     @property
     def passed(self):
@@ -289,6 +305,9 @@ class GradCheckReport:
             "findings": [f.to_dict() for f in self.findings],
             "forward_calls": self.forward_calls, "backward_calls": self.backward_calls,
             "versions": dict(self.versions), "input_dtype": self.input_dtype or self.dtype,
+            "checked": [r.name for r in self.results],
+            "discovery_calls": list(self.discovery_calls),
+            "not_checked": [{"name": n, "reason": why} for n, why in self.not_checked],
         }
 
     def __str__(self):

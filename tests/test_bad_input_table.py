@@ -229,7 +229,108 @@ def _call(layer, x=X, **kw):
     return lambda tmp_path: check_layer(layer, x, **kw)
 
 
+class TwoIn:
+    """``forward(x, h) -> x * h`` (two floating inputs); ``backward`` via ``grads``."""
+
+    def __init__(self, grads=lambda dx, dh: (dx, dh)):
+        self.grads = grads
+
+    def forward(self, x, h):
+        self.x, self.h = x, h
+        return self.x * self.h
+
+    def backward(self, dout):
+        return self.grads(dout * self.h, dout * self.x)
+
+
+class TwoOut(Scale):
+    """``forward(x) -> (w x, x)``: two outputs."""
+
+    def forward(self, x, train_flg=True):
+        return super().forward(x), x
+
+    def backward(self, dout, dx2):
+        return super().backward(dout) + dx2
+
+
+class NNFSBackward(Scale):
+    def backward(self, dout):
+        self.dinputs = super().backward(dout)
+
+
+class NNFSForward(Scale):
+    def forward(self, x, train_flg=True):
+        self.output = super().forward(x)
+
+
+class OwnGradName:
+    def __init__(self):
+        self.kernel = np.linspace(0.5, 1.5, 3)
+
+    def forward(self, x):
+        self.x = x
+        return x * self.kernel
+
+    def backward(self, dout):
+        self.kernel_gradient = np.sum(dout * self.x, axis=0)
+        return dout * self.kernel
+
+
+class Recurrent(Scale):
+    def forward(self, x, train_flg=True):
+        self.h = super().forward(x)
+        return self.h
+
+    def backward(self, dout):
+        self.dh = dout
+        return super().backward(dout)
+
+
+class Lookup:
+    def __init__(self):
+        self.W = np.linspace(-1, 1, 12).reshape(4, 3)
+
+    def forward(self, idx):
+        self.idx = idx
+        return self.W[idx]
+
+    def backward(self, dout):
+        self.dW = np.zeros_like(self.W)
+        np.add.at(self.dW, self.idx, dout)
+
+
+class LabelLoss:
+    def forward(self, x, t):
+        self.x, self.t = x, t
+        return np.sum(x[np.arange(len(t)), t])
+
+    def backward(self, dout=1):
+        dx = np.zeros_like(self.x)
+        dx[np.arange(len(self.t)), self.t] = dout
+        return dx
+
+
+H = np.random.default_rng(1).normal(size=(4, 3))
+from gradcheck import check_function  # noqa: E402
+
 TRIGGERS = {
+    "inputs-too-many": _call(Scale(), (X, X, X)),
+    "inputs-unknown-keyword": _call(TwoIn(), {"x": X, "bogus": X}),
+    "inputs-list-of-arrays": _call(TwoIn(), [X, H]),
+    "dout-tuple-wrong-length": _call(TwoOut(), (X,), dout=(X,)),
+    "dout-tuple-wrong-shape": _call(TwoOut(), (X,), dout=(X, X[:, :2])),
+    "dout-tuple-one-output": _call(TwoIn(), (X, H), dout=(X, X)),
+    "backward-too-few-grads": _call(TwoIn(lambda dx, dh: dx), (X, H)),
+    "backward-too-many-grads": _call(TwoIn(lambda dx, dh: (dx, dh, dh)), (X, H)),
+    "backward-none-several": _call(TwoIn(lambda dx, dh: None), (X, H)),
+    "backward-none-dinputs": _call(NNFSBackward()),
+    "forward-none-output": _call(NNFSForward()),
+    "x-indices": _call(Lookup(), np.array([0, 3, 3])),
+    "labels-passed-through": _call(LabelLoss(), (X, np.array([0, 2, 1, 1]))),
+    "no-parameter-found": _call(OwnGradName()),
+    "state-beside-gradient": _call(Recurrent()),
+    "function-not-callable": lambda tmp_path: check_function(1, None, X),
+    "inputs-nothing-floating": _call(TwoIn(), (1.0, 2.0)),
     "no-forward": _call(object()),
     "no-backward": _call(NoBackward()),
     "forward-raises-perturbed": _call(Fragile()),
@@ -373,7 +474,7 @@ def test_row(rid, tmp_path, capsys):
     report = trigger(tmp_path)
     verdict = re.match(r"none \((PASS|FAIL)", raises).group(1)
     assert report.passed is (verdict == "PASS"), str(report)
-    assert re.search(regex, str(report)), str(report)
+    assert re.search(regex, " ".join(str(report).split())), str(report)
 
 
 # ---------------------------------------------------------------------------

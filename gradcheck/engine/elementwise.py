@@ -16,7 +16,7 @@ import numpy as np
 from gradcheck.engine import methods
 from gradcheck.engine.noise import measure_noise
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
-from gradcheck.engine.refine import FIRST_TRIPLE_GAIN, StepSearch
+from gradcheck.engine.refine import REFINED_GAIN, StepSearch
 from gradcheck.engine.steps import element_steps, tune
 from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
@@ -50,10 +50,12 @@ class Setup:
         steps = element_steps(self.arr, method, self.noise.relative, opts.eps)
         self.structure = None
         self.steps, self.tuning = (tuner or _tune_elements)(self, steps)
-        # refinement uses central differences: it starts from their own step, shrunk as
-        # the tuning shrank this method's (never grown: it only searches downwards)
+        # refinement extrapolates central differences at 2h, h, h/2 (removing h^2 and h^4):
+        # it starts from this method's step when that is a central one (the larger steps of
+        # central4/richardson round less), from central's own otherwise, shrunk as the
+        # tuning shrank this method's (never grown: it only searches downwards)
         central = methods.get("central")
-        self.refine_steps = self.steps if method is central else element_steps(
+        self.refine_steps = self.steps if method.order >= central.order else element_steps(
             self.arr, central, self.noise.relative, opts.eps) * min(1.0, self.tuning.factor)
 
     @property
@@ -167,7 +169,7 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
         estimate=est, rule=rule,
         own_rule=own, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
         noise=s.noise, refiner=refiner, full=full, reason=s.reason(),
-        refined_rounding=FIRST_TRIPLE_GAIN * sigma / s.refine_steps[idx])
+        refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx])
 
 
 def _differences(problem, s, idx):

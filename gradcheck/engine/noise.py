@@ -308,14 +308,16 @@ def _half_ulp(out0):
 def _estimate(level, V, U, k, moved, scale_L, out_eps, calls, note, out0, d):
     half = _half_ulp(out0)
     per_output = np.maximum(_table_level(U, k), half * np.abs(d))
-    # one output's estimate rests on a few values and can be near zero by chance (a
-    # quantised output moving in even steps): none gets less than half the median
-    # relative noise of the outputs that moved
-    terms = np.abs(out0.astype(np.float64) * d)
+    # one output's estimate rests on a few values and can be low by chance (by 3x and more
+    # from 7 values; near zero for a quantised output moving in even steps): none gets
+    # less than the median relative noise of the outputs that moved
+    # relative to each output's size over the table (an output that is 0 at x but moves
+    # is not "all noise"; its rounding is that of the values it takes)
+    terms = np.abs(out0.astype(np.float64) * d) + np.max(np.abs(U), axis=1)
     live = moved & (terms > 0)
     if live.any():
         typical = float(np.median(per_output[live] / terms[live]))
-        per_output = np.maximum(per_output, 0.5 * typical * terms)
+        per_output = np.maximum(per_output, typical * terms)
     total = scaled_norm(per_output)
     level = max(level, total)  # correlated rounding: the scalar may exceed the sum
     weights = np.square(per_output / total) if total > 0 else np.zeros(U.shape[0])
@@ -326,8 +328,8 @@ def _estimate(level, V, U, k, moved, scale_L, out_eps, calls, note, out0, d):
         note += f"; raised to the rounding of the output dtype ({relative:.1e} relative)"
     std = np.maximum(_table_level(V, k), half)
     if live.any():
-        mag = np.abs(out0.astype(np.float64))
-        std = np.maximum(std, 0.5 * float(np.median(std[live] / np.maximum(mag[live], 1e-300)))
+        mag = np.abs(out0.astype(np.float64)) + np.max(np.abs(V), axis=1)
+        std = np.maximum(std, float(np.median(std[live] / np.maximum(mag[live], 1e-300)))
                          * mag)
     return NoiseEstimate(level=float(level), weights=weights, variance_std=std,
                          relative=float(relative), measured=True, calls=calls, note=note)

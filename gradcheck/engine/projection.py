@@ -11,10 +11,13 @@ forward calls per target (``probes=``) and ``k - 1`` backward calls in all,
 independent of the size of the target.
 
 Detection bound. With ±1 entries, a single wrong element ``j`` with error
-``e_j`` shifts ``s_ana`` by exactly ``e_j h_j``: it is caught by *every* probe
-once ``|e_j| > allowed / h_j`` -- the resolution stated, which does not shrink
-with the target's size (unit-length Gaussian directions would shrink it by
-``sqrt(n)``). Several wrong elements can cancel, but for any fixed error
+``e_j`` shifts ``s_ana`` of *every* probe by exactly ``e_j h_j``: it is caught
+once ``|e_j| h_j`` exceeds the tolerance plus the own error of any one probe
+(the one refinement would judge it by, if larger) -- the resolution stated is
+the best probe's bound over the smallest step, and it does not shrink with the
+target's size (unit-length Gaussian directions would shrink it by
+``sqrt(n)``). A probe whose refinement had to go to tiny steps (it crosses a
+kink) only weakens itself. Several wrong elements can cancel, but for any fixed error
 vector ``e`` and element ``j``, ``|e . w|`` lies below ``|e_j| h_j`` for at
 most one of the two signs of ``v_j``, so one probe misses with probability at
 most 1/2 and ``k`` independent probes with at most ``2**-k``.
@@ -35,7 +38,8 @@ from gradcheck.engine import methods
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.noise import scaled_norm
 from gradcheck.engine.perturb import DirectionMoves, Reduce, differences
-from gradcheck.engine.refine import level_factor, Refined, StepSearch, search
+from gradcheck.engine.refine import (REFINED_GAIN, level_factor, Refined, StepSearch,
+                                     search)
 from gradcheck.engine.tolerances import rms, rules
 from gradcheck.engine.verdict import Comparison
 
@@ -225,7 +229,8 @@ def _compare(problem, target, opts, probes, setup=None):
         rounding=rounding, estimate=est, rule=rule, own_rule=own, skipped=np.zeros(k, bool),
         steps=s.steps, index=lambda r: (int(r),), noise=s.noise,
         refiner=_ProbeRefiner(problem, s, d),
-        resolution_factor=1.0 / float(np.min(s.steps)),
+        resolution_factor=1.0 / float(np.min(s.steps)), shared_items=True,
+        refined_rounding=REFINED_GAIN * np.array([d.level[p] for p in range(k)]),
         gradient_scale=rms(num) / (np.sqrt(num.size and s.steps.size) * rms(s.steps)),
         reason=(s.reason() + f"; {k} probes along random ±1 directions scaled by the element "
                 f"steps: a single wrong element above the resolution is caught by every "

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
-from gradcheck.engine.tolerances import ROUNDING_SAFETY
+from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, ROUNDING_SAFETY
 
 __all__ = ["Refined", "StepSearch", "search", "level_factor", "LEVELS", "RATIO",
-           "FIRST_TRIPLE_GAIN"]
+           "FIRST_TRIPLE_GAIN", "REFINED_GAIN"]
 
 #: Ratio between the steps of consecutive levels.
 RATIO = 4.0
@@ -86,6 +86,14 @@ def triple_gain(factors):
 #: The rounding a refinement's first triple carries, per ``sigma / h``: the least a refined
 #: element can resolve (:class:`gradcheck.engine.verdict.Comparison` ``refined_rounding``).
 FIRST_TRIPLE_GAIN = triple_gain([level_factor(k) for k in range(3)])
+
+#: What a refined item is judged with at least, per ``sigma / h`` in units of rounding (the
+#: rule multiplies it by ``ROUNDING_SAFETY``): its first triple's rounding, plus the spread to
+#: the next triple that rounding alone makes (about that triple's rounding; the spread is
+#: part of the estimate, weighted by ``ESTIMATE_WEIGHT``, :class:`_Best`). The resolution
+#: promises this for every item not refined.
+REFINED_GAIN = FIRST_TRIPLE_GAIN + ESTIMATE_WEIGHT * triple_gain(
+    [level_factor(k) for k in range(1, 4)]) / (ROUNDING_SAFETY * level_factor(1))
 
 
 @dataclass
@@ -278,18 +286,16 @@ class _Best:
         return np.maximum(self.own, self.spread)
 
     def offer(self, T, est, rounding, step, k, penalty=0.0):
-        # the level after the one chosen last: how far its extrapolation lies from it,
-        # beyond what that level's own (larger) rounding explains
+        # the level after the one chosen last: how far its extrapolation lies from it (the
+        # rounding actually there, when the measured noise underestimates it)
         after = self.just_chosen
-        gap = np.maximum(0.0, np.abs(T - self.value) - ROUNDING_SAFETY * rounding)
-        self.spread[after] = np.maximum(self.spread[after], gap[after])
+        self.spread[after] = np.maximum(self.spread[after], np.abs(T - self.value)[after])
         total = est + ROUNDING_SAFETY * rounding + penalty
         better = total < self.total
         for name, v in (("value", T), ("rounding", rounding), ("own", est),
                         ("step", step), ("total", total)):
             getattr(self, name)[better] = v[better]
-        before = np.zeros_like(T) if self.previous is None else np.maximum(
-            0.0, np.abs(T - self.previous) - ROUNDING_SAFETY * self.previous_rounding)
+        before = np.abs(T - self.previous) if self.previous is not None else np.zeros_like(T)
         self.spread[better] = before[better]
         self.just_chosen = better
         self.previous, self.previous_rounding = T, rounding

@@ -71,16 +71,23 @@ def run(problem, strategy, opts):
     results = []
     for target, comp in comparisons(problem, opts, strategy):
         results.append(decide(comp, policy_for(opts, target), problem.findings))
-    _analytic_precision(problem)
+    _analytic_precision(problem, opts.expect_zero)
     return tuple(results)
 
 
 #: An analytic gradient rounded this many times above its target's epsilon gets a note.
 COARSE_ANALYTIC = 1e4
 
+#: An analytic gradient rounded this much relative is zero to rounding, not coarse.
+ZERO_TO_ROUNDING = 0.1
 
-def _analytic_precision(problem):
-    """Note targets whose analytic gradient is computed in a lower precision than they are."""
+
+def _analytic_precision(problem, expect_zero=()):
+    """Note targets whose analytic gradient is computed in a lower precision than they are.
+
+    Not for a gradient that is zero by structure (``expect_zero``) or no larger than its
+    own rounding (``relative >= ZERO_TO_ROUNDING``): that is a zero, not a float32 cast.
+    """
     from gradcheck.engine.tolerances import analytic_floor, rms
     from gradcheck.report import Finding
 
@@ -91,6 +98,8 @@ def _analytic_precision(problem):
                                0.0)
         relative = floor / size if size > 0 else 0.0
         eps = float(np.finfo(target.array.dtype).eps)
+        if target.name in expect_zero or relative >= ZERO_TO_ROUNDING:
+            continue
         if relative > COARSE_ANALYTIC * eps:
             problem.findings.append(Finding(
                 "analytic-precision", False,

@@ -17,7 +17,7 @@ from typing import Callable
 from gradcheck.validate import METHODS, PRECISIONS, STRATEGIES
 
 __all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision",
-           "parse_fraction", "parse_inconclusive", "parse_names",
+           "parse_fraction", "parse_inconclusive", "parse_names", "parse_params",
            "parse_seed", "parse_tolerance", "parse_step", "parse_shape"]
 
 #: The exception every parser raises; argparse and pytest print it as a usage error.
@@ -133,6 +133,32 @@ def parse_names(value):
     return names
 
 
+def parse_params(value):
+    """Parameter names and their gradients: a dict, or ``"NAME=GRAD,NAME=GRAD"``
+    (``W=dW,gamma=gamma_grad``; dotted paths and ``params['W']`` allowed)."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    else:
+        items = []
+        for part in (value if isinstance(value, (list, tuple)) else str(value).split(",")):
+            name, eq, grad = str(part).partition("=")
+            if not eq:
+                raise OptionError(f"expected NAME=GRAD pairs separated by commas (W=dW,b=db); "
+                                  f"got {value!r}")
+            items.append((name, grad))
+    params = {}
+    for name, grad in items:
+        name, grad = str(name).strip(), str(grad).strip()
+        if not name or not grad:
+            raise OptionError(f"expected NAME=GRAD pairs separated by commas (W=dW,b=db); "
+                              f"got {value!r}")
+        params[name] = grad
+    if not params:
+        raise OptionError(f"expected NAME=GRAD pairs separated by commas (W=dW,b=db); "
+                          f"got {value!r}")
+    return params
+
+
 @dataclass(frozen=True)
 class Option:
     """One option of a check, as the CLI, the plugin and the config file spell it."""
@@ -168,6 +194,12 @@ GATE_OPTIONS = (
            "is INCONCLUSIVE (default: 1e-3)"),
     Option("inconclusive", parse_inconclusive, "{fail,pass}",
            "whether an INCONCLUSIVE target fails the check (default: fail)"),
+    Option("params", parse_params, "NAME=GRAD[,...]",
+           "the parameters and the attributes holding their gradients, for names the "
+           "discovery does not know (W=dW,gamma=gamma_grad); default: discovered"),
+    Option("wrt", parse_names, "NAME[,NAME...]",
+           "check only these targets (x, W, blocks.0.b, ...); default: every input and "
+           "parameter"),
     Option("expect_zero", parse_names, "NAME[,NAME...]",
            "targets whose gradient is zero by the layer's structure (a bias before a "
            "train-mode batch normalisation): PASS when both gradients are zero"),

@@ -21,6 +21,16 @@ JSON_SCHEMA_VERSION = 1
 
 
 
+def _input_sizes(x):
+    """Sizes of the floating inputs: ``x`` itself, or those of a tuple/dict of inputs."""
+    from gradcheck.protocol.calling import is_several
+
+    if not is_several(x):
+        return [int(np.size(x))]
+    values = list(x.values()) if isinstance(x, dict) else list(x)
+    return [v.size for v in values if isinstance(v, np.ndarray) and v.dtype.kind == "f"] or [1]
+
+
 def estimate_forward_calls(layer, x, method):
     """Forward calls a check will make, roughly: per element of ``x`` and of every parameter.
 
@@ -28,7 +38,7 @@ def estimate_forward_calls(layer, x, method):
     ``p`` of the layer (and of layers it holds) that have a ``d`` + ``p``
     attribute; the check itself discovers them exactly.
     """
-    sizes, seen, counted, stack = [int(np.size(x))], set(), set(), [layer]
+    sizes, seen, counted, stack = _input_sizes(x), set(), set(), [layer]
     while stack:
         obj = stack.pop()
         attrs = getattr(obj, "__dict__", None)
@@ -186,9 +196,19 @@ def print_outcomes(console, outcomes, *, quiet=False, verbose=False, elapsed=0.0
                 for f in o.report.findings:
                     console.print(Text("\n".join(wrap([f"note: {o.case}: {f.message}"], width)),
                                        style="yellow"))
+    for line in unchecked_warnings(outcomes):
+        console.print(Text("\n".join(wrap([line], width)), style="bold yellow"))
     console.print(Text(summary_line(outcomes, elapsed),
                        style="bold green" if all(o.report.passed for o in outcomes)
                        else "bold red"))
+
+
+def unchecked_warnings(outcomes):
+    """One warning line per check whose layer holds floating arrays but no parameter was
+    found: printed above the summary line, also with ``--quiet``."""
+    return [f"gradcheck: warning: {o.case}: floating arrays held, no parameter found; only "
+            "the inputs were checked (name them with --params NAME=GRAD or a params key)"
+            for o in outcomes if any(f.kind == "no-parameters-found" for f in o.report.findings)]
 
 
 def _plural(n, word):

@@ -107,7 +107,22 @@ def target_cases(target, modes, *, shape=None, seed=0, label=None, search_path=(
 
 
 def layer_and_input(made, label, shape, seed):
-    """``(layer, x)`` from what a factory returned: a pair, or a layer and ``--shape``."""
+    """``(layer, x)`` from what a factory returned: a pair (``x`` an array, a tuple or a
+    dict of inputs), a function triple ``(forward, backward, inputs)`` (CS231n pairs,
+    ``backward`` may be ``None``), or a layer and ``--shape``."""
+    if isinstance(made, tuple) and len(made) == 3 and callable(made[0]) \
+            and (made[1] is None or callable(made[1])) \
+            and not callable(getattr(made[0], "forward", None)):
+        from gradcheck.protocol.calling import FunctionPair
+
+        if shape is not None:
+            raise UsageError(f"{label}: --shape applies to a factory that returns a layer "
+                             "alone; this one returns (forward, backward, inputs)")
+        forward, backward, inputs = made
+        pair = FunctionPair(forward, backward)
+        pair._gradcheck_name = getattr(forward, "__name__", "function")
+        pair._gradcheck_signature = forward
+        return pair, tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     if isinstance(made, tuple) and len(made) == 2:
         if shape is not None:
             raise UsageError(f"{label}: --shape applies to a factory that returns a layer "
@@ -116,7 +131,8 @@ def layer_and_input(made, label, shape, seed):
     if isinstance(made, tuple) or not callable(getattr(made, "forward", None)):
         what = f"a tuple of {len(made)}" if isinstance(made, tuple) else type(made).__name__
         raise UsageError(f"{label}: the factory returned {what}; expected a layer (with "
-                         "forward and backward) or a (layer, x) pair")
+                         "forward and backward), a (layer, x) pair or a (forward, backward, "
+                         "inputs) triple")
     if shape is None:
         raise UsageError(f"{label}: the factory returned a layer without an input; return "
                          "(layer, x), or give --shape N,D or --shape N,C,H,W")

@@ -6,16 +6,18 @@ layer, the target and the perturbed element.
 """
 
 import inspect
-import re
 
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
+from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover, resolve,
+                                          zero_buffers)
 
 
 def layer_name(layer):
-    """A short human-readable name for ``layer`` (its class name)."""
-    return type(layer).__name__
+    """A short human-readable name for ``layer`` (its class name; a toolkit wrapper
+    such as :class:`~gradcheck.protocol.calling.CallLayer` gives the wrapped one's)."""
+    return getattr(layer, "_gradcheck_name", None) or type(layer).__name__
 
 
 def _accepts_train_flg(forward):
@@ -57,7 +59,8 @@ class LayerAdapter:
             if not callable(getattr(layer, meth, None)):
                 raise LayerProtocolError(
                     f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
-                    "and backward(dout) (wrap other conventions in a small adapter class)",
+                    "and backward(dout) (several inputs: check_layer(layer, (x, h)); a "
+                    "forward/backward function pair: check_function(forward, backward, *inputs))",
                     layer=self.name)
         self.train_flg = bool(train_flg)
         self.flag_mode = _accepts_train_flg(layer.forward)
@@ -72,6 +75,8 @@ class LayerAdapter:
             self._kwargs = {}
         self.forward_calls = 0
         self.backward_calls = 0
+        #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
+        self.accumulating = accumulating_buffers(layer)
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def raw_forward(self, x):
@@ -99,6 +104,8 @@ class LayerAdapter:
         return self.validate_output(out, target)
 
     def validate_output(self, out, target=None):
+        if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
+            out = self.layer.output  # forward keeps self.output and returns None (NNFS)
         if isinstance(out, np.ndarray):
             arr = out
         elif isinstance(out, (float, int, np.floating, np.integer)) and not isinstance(out, bool):
@@ -106,7 +113,9 @@ class LayerAdapter:
         else:
             raise LayerProtocolError(
                 f"forward() returned {type(out).__name__}, expected one ndarray "
-                "(a layer with several outputs needs a wrapper that returns one)",
+                "(a layer with several outputs is checked with its inputs as a tuple: "
+                "check_layer(layer, (x,)) splits the output and passes backward one dout "
+                "per output)",
                 layer=self.name, target=target)
         if arr.dtype.kind not in "fc":
             raise LayerProtocolError(
@@ -126,20 +135,30 @@ class LayerAdapter:
         """
         dout_copy = dout.copy()
         self.backward_calls += 1
+        if self.accumulating:
+            zero_buffers(self.layer, self.accumulating)
         try:
             dx = self.layer.backward(dout_copy)
+        except GradCheckInputError:
+            raise  # a toolkit wrapper's own protocol error (CallLayer)
         except (Exception, SystemExit) as exc:
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)
+        if dx is None and isinstance(getattr(self.layer, "dinputs", None), np.ndarray):
+            dx = self.layer.dinputs  # backward keeps self.dinputs and returns None (NNFS)
         if dx is None:
             raise LayerProtocolError(
                 "backward() returned None; it must return dx, the gradient with respect "
-                "to the input, an ndarray of the input's shape", layer=self.name, target="x")
+                "to the input, an ndarray of the input's shape (or keep it in self.dinputs)",
+                layer=self.name, target="x")
         if not isinstance(dx, np.ndarray):
+            hint = (" (a backward returning one gradient per input is checked with the inputs "
+                    "as a tuple: check_layer(layer, (x, ...)))"
+                    if isinstance(dx, tuple) else "")
             raise LayerProtocolError(
                 f"backward() returned {type(dx).__name__}, expected an ndarray of shape "
-                f"{x_shape}", layer=self.name, target="x")
+                f"{x_shape}{hint}", layer=self.name, target="x")
         if dx.shape != tuple(x_shape):
             raise LayerProtocolError(
                 f"backward() returned dx of shape {dx.shape}, expected the input's shape "
@@ -151,61 +170,35 @@ class LayerAdapter:
         return dx, modified
 
 
-_ITEM = re.compile(r"""^(\w+)\[['"]?([^'"\]]+)['"]?\]$""")
-
-
 def get_attr(layer, name, default=None):
-    """``layer.name``, or ``layer.attr[key]`` for a name written ``attr['key']``."""
-    m = _ITEM.match(name)
-    if m:
-        container = getattr(layer, m[1], None)
-        return container.get(m[2], default) if isinstance(container, dict) else default
-    return getattr(layer, name, default)
+    """``layer.name``, ``layer.attr[key]`` for ``attr['key']``, a dotted path ``blocks.0.W``
+    (see :func:`gradcheck.protocol.discovery.resolve`)."""
+    return resolve(layer, name, default)
 
 
 def set_attr(layer, name, value):
-    """Set ``layer.name`` or ``layer.attr[key]`` (see :func:`get_attr`)."""
-    m = _ITEM.match(name)
-    if m:
-        getattr(layer, m[1])[m[2]] = value
-    else:
-        setattr(layer, name, value)
+    """Set the attribute at ``name`` (see :func:`get_attr`)."""
+    assign(layer, name, value)
 
 
 def discover_params(layer, exclude=()):
-    """Trainable parameters: ndarray attributes ``p`` with an ndarray ``d`` + ``p``.
+    """Trainable parameters ``{param_path: grad_path}`` of a layer after one ``backward``.
 
-    Also the entries of a ``params`` dict with an ndarray under the same key
-    in a ``grads`` dict (named ``"params['W1']"``), as the book's networks
-    keep them.
+    Every convention of :mod:`gradcheck.protocol.discovery` (without the
+    knowledge of what ``forward`` writes; :func:`gradcheck.check.check_layer`
+    discovers with it).
 
     Parameters
     ----------
     layer : object
-        A layer after one ``backward`` call.
     exclude : iterable of str
-        Attribute names never taken as parameters.
+        Attribute paths never taken as parameters.
 
     Returns
     -------
     dict
-        ``{param_name: grad_name}`` in attribute order.
     """
-    found = {}
-    attrs = vars(layer) if hasattr(layer, "__dict__") else {}
-    for name, value in attrs.items():
-        if name in exclude or name.startswith("d") and name[1:] in attrs:
-            continue
-        grad = "d" + name
-        if isinstance(value, np.ndarray) and isinstance(attrs.get(grad), np.ndarray):
-            found[name] = grad
-    # the book's networks: self.params = {"W1": ...} with self.grads = {"W1": ...}
-    params, grads = attrs.get("params"), attrs.get("grads")
-    if isinstance(params, dict) and isinstance(grads, dict):
-        for key, value in params.items():
-            if isinstance(value, np.ndarray) and isinstance(grads.get(key), np.ndarray):
-                found[f"params[{key!r}]"] = f"grads[{key!r}]"
-    return found
+    return discover(layer, exclude=exclude).params
 
 
 def check_params_mapping(layer, params):
@@ -227,9 +220,10 @@ def check_params_mapping(layer, params):
             raise GradCheckInputError("'x' is reserved for the input; rename the parameter",
                                       layer=name, target=p)
         value = get_attr(layer, p)
-        if not isinstance(value, np.ndarray):
+        if not isinstance(value, np.ndarray) and not (
+                isinstance(value, (float, np.floating)) and not isinstance(value, bool)):
             raise GradCheckInputError(
                 f"params names attribute {p!r}, which is "
-                f"{'missing' if value is None else type(value).__name__}, not an ndarray",
+                f"{'missing' if value is None else type(value).__name__}, not an ndarray or a float",
                 layer=name, target=p)
     return dict(params)

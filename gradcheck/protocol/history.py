@@ -47,6 +47,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.protocol.adapter import LayerAdapter, get_attr
+from gradcheck.protocol.discovery import owner_key
 from gradcheck.protocol.problem import _close
 from gradcheck.protocol.stale import Leftovers, stale_message
 from gradcheck.protocol.state import StateSnapshot
@@ -110,6 +111,9 @@ class _Sequence:
         self.objects = {id(o): o for o, _ in run.snapshot.objects}
         self.rng = np.random.default_rng([run.seed, 11])
         self.written = {}
+        # (id(owner), name) of every parameter and gradient path (sub-layers, containers)
+        self._owned = {k for pair in run.params.items() for n in pair
+                       for k in owner_key(self.layer, n)}
 
     # -- calls ---------------------------------------------------------------
     def forward(self, x, train, phase=None):
@@ -130,7 +134,8 @@ class _Sequence:
         grads = {"x": np.array(dx, dtype=np.float64)}
         for p, g in run.params.items():
             value = get_attr(self.layer, g)
-            grads[p] = np.array(value, dtype=np.float64) if isinstance(value, np.ndarray) \
+            grads[p] = np.array(value, dtype=np.float64) if isinstance(
+                value, (np.ndarray, float, np.floating)) \
                 else None
         return grads
 
@@ -210,6 +215,8 @@ class _Sequence:
         """Parameters (and aliases of them) and gradient attributes are never stale state."""
         names = {n.split("[")[0] for pair in self.run.params.items() for n in pair}
         if key[0] == id(self.layer) and key[1] in names:
+            return True
+        if key in self._owned:
             return True
         value = getattr(self.objects.get(key[0]), key[1], None)
         return any(value is get_attr(self.layer, p) for p in self.run.params)

@@ -292,6 +292,9 @@ class Problem:
                     "forward() modifies a parameter array in place"))
 
     def _check_grad(self, p, g, value, grad, when):
+        if isinstance(grad, (float, np.floating)) and not isinstance(grad, bool) \
+                and np.ndim(value) == 0:
+            grad = np.asarray(grad, dtype=np.float64)  # a scalar parameter's float gradient
         if grad is None:
             raise LayerProtocolError(f"gradient attribute {g!r} does not exist {when}",
                                      layer=self.name, target=p)

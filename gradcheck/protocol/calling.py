@@ -1,0 +1,438 @@
+"""Call conventions: several inputs and outputs, labels, loss layers, function pairs.
+
+The engine knows one convention: ``forward(x[, train_flg]) -> out`` (one
+array) and ``backward(dout) -> dx``. :class:`CallLayer` is a thin layer that
+follows it *inside* the toolkit and calls the user's layer the way the
+user's code does:
+
+* several inputs, positional (``check_layer(layer, (x, h0, c0))``) or by
+  keyword (a dict): every floating input is its own target, named from
+  ``forward``'s signature; the first is the wrapper's ``x``, the others are
+  held in ``inputs[name]`` and perturbed in place like parameters;
+* inputs that are not differentiated -- integer labels and indices, masks,
+  option dicts (CS231n's ``bn_param``), Python scalars -- are passed through
+  untouched (a dict is state: restored after every call, like a layer's);
+* a tuple output is packed into one flat array (the engine never sees the
+  structure), and its ``dout`` is split back into one upstream gradient per
+  output for ``backward(*douts)``;
+* ``backward`` may return a tuple with one gradient per floating input (or
+  per input, ``None`` for the others), or ``None`` with the gradient in
+  ``self.dinputs`` ("Neural Networks from Scratch"); a ``forward`` that
+  returns ``None`` and keeps ``self.output`` is read there.
+
+:class:`FunctionPair` turns CS231n-style functions ``forward(*inputs) ->
+(out, cache)``, ``backward(dout, cache) -> (dx, dw, ...)`` into a layer, so
+:func:`gradcheck.check_function` is :func:`gradcheck.check_layer` on it.
+"""
+
+import inspect
+import numbers
+
+import numpy as np
+
+from gradcheck.errors import GradCheckInputError, LayerProtocolError
+
+__all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
+           "index_note", "call_dout"]
+
+#: Names of a first ``forward`` parameter that takes indices, not values.
+INDEX_NAMES = ("idx", "ids", "indices", "index", "tokens", "token_ids", "word_ids", "labels",
+               "t")
+
+#: Keyword names under which a forward takes the train/eval switch.
+FLAG_NAMES = ("train_flg", "training", "train")
+
+
+def is_several(x):
+    """Whether ``x`` means several inputs: a tuple, a dict, or a list that is not
+    a nested list of numbers (which stays one array, as before)."""
+    if isinstance(x, (tuple, dict)):
+        return True
+    if isinstance(x, list):
+        return not _numeric_list(x)
+    return False
+
+
+def _numeric_list(x):
+    if isinstance(x, list):
+        return all(_numeric_list(v) for v in x)
+    return isinstance(x, numbers.Number)
+
+
+def _signature(fn):
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def forward_names(fn, n):
+    """Names of the first ``n`` positional parameters of ``fn`` (``x0, x1, ...`` past
+    its end when it takes ``*args``), and how many it takes (``None``: any number)."""
+    sig = _signature(fn)
+    if sig is None:
+        return [f"x{i}" for i in range(n)], None
+    params = [p for p in sig.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+              and p.name not in FLAG_NAMES]
+    star = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
+    names = [p.name for p in params[:n]] + [f"x{i}" for i in range(len(params), n)]
+    return names, None if star else len(params)
+
+
+def _flag_keyword(fn):
+    sig = _signature(fn)
+    if sig is None:
+        return None
+    return next((n for n in FLAG_NAMES if n in sig.parameters), None)
+
+
+def _differentiable(v):
+    return isinstance(v, np.ndarray) and v.dtype.kind == "f"
+
+
+def _why_not(v):
+    """Why input ``v`` is passed through untouched."""
+    if isinstance(v, np.ndarray):
+        kind = {"b": "boolean (a mask)", "i": "integer (labels or indices)",
+                "u": "integer (labels or indices)"}.get(v.dtype.kind, f"dtype {v.dtype}")
+        return f"not differentiated: {kind}, passed through untouched"
+    if isinstance(v, dict):
+        return "not differentiated: a dict (options/state: restored after every call)"
+    return f"not differentiated: {type(v).__name__}, passed through untouched"
+
+
+class CallLayer:
+    """The user's layer, called with several inputs and outputs, as one layer.
+
+    Parameters
+    ----------
+    layer : object
+        Has ``forward(*inputs[, train_flg])`` and ``backward(*douts)``.
+    inputs : tuple, list or dict
+        Positional (tuple/list) or keyword (dict) inputs of ``forward``.
+    name : str
+        The name the report uses (the layer's class name).
+    signature_of : callable or None
+        Where the input names come from (default ``layer.forward``).
+
+    Attributes
+    ----------
+    names : list of str
+        Every input's name, in order.
+    targets : list of str
+        The floating inputs' names (the first is the engine's ``x``).
+    skipped : list of (str, str)
+        The inputs not differentiated, with the reason.
+    x : ndarray
+        The first floating input (a float64 zero placeholder when none is).
+    inputs : dict of str to ndarray
+        The other floating inputs (perturbed in place by the check).
+    input_grads : dict of str to ndarray
+        Their gradients after :meth:`backward`.
+
+    Raises
+    ------
+    GradCheckInputError
+        More positional inputs than ``forward`` takes, an unknown keyword.
+    """
+
+    def __init__(self, layer, inputs, name, signature_of=None):
+        self.layer = layer
+        self._gradcheck_name = name
+        fn = signature_of or getattr(layer, "_gradcheck_signature", None) or layer.forward
+        if isinstance(inputs, dict):
+            self.keyword = True
+            self.names = list(inputs)
+            values = list(inputs.values())
+            sig = _signature(fn)
+            if sig is not None and not any(p.kind == p.VAR_KEYWORD
+                                           for p in sig.parameters.values()):
+                unknown = [k for k in self.names if k not in sig.parameters]
+                if unknown:
+                    raise GradCheckInputError(
+                        f"the dict of inputs names {unknown}, which forward{sig} does not "
+                        "take", layer=name)
+        else:
+            self.keyword = False
+            values = list(inputs)
+            self.names, takes = forward_names(fn, len(values))
+            if takes is not None and len(values) > takes:
+                raise GradCheckInputError(
+                    f"{len(values)} inputs were given as a {type(inputs).__name__}, but "
+                    f"forward{_signature(fn)} takes {takes} (tried: a tuple/list = positional "
+                    "inputs of forward, a dict = keyword inputs); for one array input pass "
+                    "np.asarray(x)", layer=name)
+        self.targets = [n for n, v in zip(self.names, values) if _differentiable(v)]
+        self.shape = tuple(np.shape(values[0])) if values and isinstance(
+            values[0], np.ndarray) else ()
+        self.skipped = [(n, _why_not(v)) for n, v in zip(self.names, values)
+                        if not _differentiable(v)]
+        first = self.targets[0] if self.targets else None
+        self.x = values[self.names.index(first)] if first else np.zeros(1)
+        # private copies: the check perturbs them in place
+        self.inputs = {n: np.array(v, copy=True) for n, v in zip(self.names, values)
+                       if n in self.targets[1:]}
+        self.passthrough = {n: v for n, v in zip(self.names, values) if n not in self.targets}
+        self.input_grads = {n: None for n in self.targets[1:]}
+        self.flag = _flag_keyword(layer.forward)
+        self.out_shapes = None
+
+    # -- what the report calls the targets ----------------------------------------------
+    def display(self, internal):
+        """The report's name of an internal target name (``"x"``, ``"inputs['h']"``,
+        ``"layer.W"``)."""
+        if internal == "x" and self.targets:
+            return self.targets[0]
+        for n in self.targets[1:]:
+            if internal == f"inputs[{n!r}]":
+                return n
+        if internal.startswith("layer."):
+            return internal[len("layer."):]
+        return internal
+
+    def internal(self, name):
+        """The inverse of :meth:`display` (for ``wrt``, ``params``, ``expect_zero``)."""
+        if self.targets and name == self.targets[0]:
+            return "x"
+        if name in self.targets[1:]:
+            return f"inputs[{name!r}]"
+        return name if name == "x" else "layer." + name
+
+    def internal_names(self, names):
+        """``wrt``/``expect_zero`` names as the wrapper knows them (``None`` stays ``None``)."""
+        if names is None:
+            return None
+        return [self.internal(n) for n in names]
+
+    def internal_params(self, params):
+        """A user's ``params={"W": "dW"}`` (names on the user's layer) for the wrapper."""
+        if not isinstance(params, dict):
+            return params  # None, or invalid: check_params_mapping says what is wrong
+        return {("layer." + p if isinstance(p, str) else p):
+                ("layer." + g if isinstance(g, str) else g) for p, g in params.items()}
+
+    def rename(self, results, findings, not_checked):
+        """Results, findings and the not-checked list with the report's names."""
+        from dataclasses import replace
+
+        results = tuple(replace(r, name=self.display(r.name)) for r in results)
+        findings[:] = [replace(f, target=self.display(f.target)) if f.target else f
+                       for f in findings]
+        hidden = set(self.names) | ({"cache"} if isinstance(self.layer, FunctionPair) else set())
+        not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
+                                            if self.display(n) not in hidden]
+        return results, findings, not_checked
+
+    def renamed(self, exc):
+        """``exc`` with the report's target names (``exc`` itself when nothing changes)."""
+        if exc.target is None or self.display(exc.target) == exc.target:
+            return exc
+        shown = self.display(exc.target)
+        text = str(exc)
+        prefix = f"layer {exc.layer}, target {exc.target!r}: "
+        body = text[len(prefix):] if text.startswith(prefix) else text
+        for n in self.targets[1:]:
+            body = body.replace(f"input_grads[{n!r}]", f"d{n}").replace(f"inputs[{n!r}]", n)
+        body = body.replace("layer.", "")
+        new = type(exc).__new__(type(exc))
+        GradCheckInputError.__init__(new, body, layer=exc.layer, target=shown)
+        new.index = getattr(exc, "index", None)
+        return new
+
+    def input_params(self):
+        """``{param: grad}`` of the floating inputs after the first."""
+        return {f"inputs[{n!r}]": f"input_grads[{n!r}]" for n in self.targets[1:]}
+
+    # -- the protocol --------------------------------------------------------------------
+    def _args(self, x):
+        values = dict(self.passthrough)
+        values.update(self.inputs)
+        if self.targets:
+            values[self.targets[0]] = x
+        ordered = [values[n] for n in self.names]
+        return ordered
+
+    def forward(self, x, train_flg=True):
+        """``layer.forward(*inputs)``, its outputs packed into one array."""
+        ordered = self._args(x)
+        kwargs = {self.flag: train_flg} if self.flag else {}
+        if self.keyword:
+            out = self.layer.forward(**dict(zip(self.names, ordered)), **kwargs)
+        else:
+            out = self.layer.forward(*ordered, **kwargs)
+        if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
+            out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
+        if isinstance(out, (tuple, list)):
+            arrays = [np.asarray(o) for o in out]
+            self.out_shapes = [a.shape for a in arrays]
+            return np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
+        self.out_shapes = None
+        return out
+
+    def split(self, dout):
+        """The packed upstream gradient as one array per output."""
+        if self.out_shapes is None:
+            return (dout,)
+        parts, start = [], 0
+        for shape in self.out_shapes:
+            size = int(np.prod(shape, dtype=np.int64))
+            parts.append(dout.reshape(-1)[start:start + size].reshape(shape))
+            start += size
+        return tuple(parts)
+
+    def pack(self, dout, shapes=None):
+        """A user's tuple ``dout`` (one array per output) as the packed array.
+
+        Raises
+        ------
+        GradCheckInputError
+            Not one array per output, or one of the wrong shape.
+        """
+        shapes = self.out_shapes if shapes is None else shapes
+        if shapes is None:
+            raise GradCheckInputError(
+                f"dout is a {type(dout).__name__} of {len(dout)}, but forward returned one "
+                "array; pass one array", layer=self._gradcheck_name)
+        if len(dout) != len(shapes):
+            raise GradCheckInputError(
+                f"dout is a tuple of {len(dout)} arrays, but forward returned "
+                f"{len(shapes)} outputs; pass one upstream gradient per output",
+                layer=self._gradcheck_name)
+        parts = []
+        for i, (d, shape) in enumerate(zip(dout, shapes)):
+            d = np.asarray(d, dtype=np.float64)
+            if d.shape != shape:
+                raise GradCheckInputError(
+                    f"dout[{i}] has shape {d.shape}, but output {i} has shape {shape}",
+                    layer=self._gradcheck_name)
+            parts.append(d.reshape(-1))
+        return np.concatenate(parts)
+
+    def backward(self, dout):
+        """``layer.backward(*douts)``; returns the first floating input's gradient and keeps
+        the others in ``input_grads``."""
+        grads = self.layer.backward(*self.split(dout))
+        if not self.targets:
+            return np.zeros(1)  # no floating input (an embedding): parameters only
+        if grads is None:
+            grads = getattr(self.layer, "dinputs", None)
+            if grads is None:
+                raise LayerProtocolError(
+                    "backward() returned None and the layer has no dinputs attribute; it must "
+                    "return the gradient of each floating input (" + ", ".join(self.targets)
+                    + ")", layer=self._gradcheck_name, target=self.display("x"))
+        if not isinstance(grads, (tuple, list)):
+            grads = (grads,)
+        grads = self._by_target(list(grads))
+        for n in self.targets[1:]:
+            self.input_grads[n] = grads[n]
+        return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _by_target(self, grads):
+        n_t = len(self.targets)
+        if len(grads) == n_t:
+            return dict(zip(self.targets, grads))
+        if len(grads) == len(self.names):
+            return {n: g for n, g in zip(self.names, grads) if n in self.targets}
+        if len(grads) > n_t and not self.skipped:
+            extra = len(grads) - n_t
+            raise LayerProtocolError(
+                f"backward() returned {len(grads)} gradients, but forward has {n_t} floating "
+                f"input(s) ({', '.join(self.targets)}): {extra} too many",
+                layer=self._gradcheck_name)
+        raise LayerProtocolError(
+            f"backward() returned {len(grads)} gradient(s), expected {n_t}: one per floating "
+            f"input ({', '.join(self.targets)}), in order"
+            + (f" (or {len(self.names)}, one per input)" if self.skipped else ""),
+            layer=self._gradcheck_name)
+
+
+class FunctionPair:
+    """CS231n-style functions as one layer.
+
+    Parameters
+    ----------
+    forward : callable
+        ``forward(*inputs) -> (out, cache)``, or ``-> out`` (no cache).
+    backward : callable or None
+        ``backward(dout, cache) -> grad`` or a tuple of gradients, one per
+        floating input; ``None``: ``forward`` returns ``(value, grads)`` itself
+        (a loss such as ``softmax_loss(x, y) -> (loss, dx)``), the gradients of
+        ``value`` (a scalar), scaled by ``dout``.
+    """
+
+    def __init__(self, forward, backward):
+        self.forward_fn, self.backward_fn = forward, backward
+        self.cache = None
+
+    def forward(self, *inputs):
+        result = self.forward_fn(*inputs)
+        if self.backward_fn is None:
+            value, self.cache = result
+            return value
+        if isinstance(result, tuple) and len(result) == 2:
+            out, self.cache = result
+            return out
+        self.cache = None
+        return result
+
+    def backward(self, dout):
+        if self.backward_fn is not None:
+            return self.backward_fn(dout, self.cache)
+        grads = self.cache
+        scale = np.asarray(dout)
+        if isinstance(grads, (tuple, list)):
+            return tuple(scale * np.asarray(g) for g in grads)
+        return scale * np.asarray(grads)
+
+
+def is_index_input(layer, x):
+    """Whether an integer ``x`` is clearly an index (not cast to float): the layer is
+    an embedding (its class name says so) or ``forward``'s first parameter is named
+    like indices (:data:`INDEX_NAMES`). Other integer inputs are cast to float64."""
+    if not (isinstance(x, np.ndarray) and x.dtype.kind in "iu"):
+        return False
+    names, _ = forward_names(getattr(layer, "forward", None), 1)
+    return "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES
+
+
+def index_note(layer, x):
+    """What was decided for an integer ``x`` taken as indices."""
+    names, _ = forward_names(layer.forward, 1)
+    return (f"x has integer dtype {x.dtype} and {type(layer).__name__}.forward({names[0]}, ...) "
+            "takes indices (an embedding): not cast to float, not differentiated; the "
+            "parameters were checked")
+
+
+def call_dout(call, adapter, xw, dout, dout_w, findings):
+    """The packed upstream gradient of a :class:`CallLayer` check.
+
+    One forward call (on a snapshot) tells the outputs: a tuple ``dout`` is packed
+    (one array per output, :meth:`CallLayer.pack`); with no ``dout``, a scalar
+    output (a loss) gets ``dout = 1`` -- the upstream gradient of a terminal loss,
+    which a backward that ignores ``dout`` assumes -- and the others ``None`` (a
+    seeded standard normal later).
+
+    Returns
+    -------
+    ndarray or None
+    """
+    from gradcheck.protocol.state import StateSnapshot
+    from gradcheck.report import Finding
+
+    snapshot = StateSnapshot(call)
+    try:
+        out = adapter.forward(xw.copy())
+        shapes = call.out_shapes
+    finally:
+        snapshot.restore_all()
+    if isinstance(dout, (tuple, list)):
+        return call.pack(dout, shapes)
+    if dout is None and shapes is None and out.size == 1:
+        findings.append(Finding(
+            "scalar-output", False,
+            "forward returns a scalar (a loss): checked with dout = 1, the upstream gradient "
+            "of a terminal loss (a backward that ignores dout is right only there)"))
+        return np.ones(out.shape, dtype=out.dtype)
+    return dout_w

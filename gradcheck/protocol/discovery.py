@@ -1,0 +1,519 @@
+"""Parameter discovery: which attributes are parameters, where their gradients are,
+and what was considered and *not* checked, with the reason.
+
+One job: after one ``forward``/``backward`` pair, walk the layer (and its
+sub-layers) and name
+
+* the parameters and their gradients (``{param_path: grad_path}``), under
+  every convention met in numpy layer code:
+
+  - ``p`` / ``dp``, ``p_grad``, ``grad_p`` (``W``/``dW``, ``weight``/
+    ``weight_grad``, ``weights``/``dweights``, ``biases``/``dbiases``), for
+    ndarrays and for scalar parameters (a Python float or a 0-d array);
+  - ``params`` / ``grads`` dicts (the first book's networks) and lists (the
+    second book's layers, ``self.grads[0][...] = dW``; a parameter object in
+    two list slots is one tied target whose gradient is the sum of both
+    slots, named ``"grads[0]+grads[2]"``);
+  - ``parameters`` / ``gradients`` dicts where ``backward`` accumulates with
+    ``+=`` (numpy-ml): those buffers are *accumulating* and zeroed before
+    every ``backward`` of the check;
+  - sub-layers (attributes that are layers, lists/tuples/dicts of layers),
+    searched recursively, with dotted names (``blocks.0.W``); an array
+    already found under another name (``Sequential``'s ``W_0``) is one target;
+
+* every array or scalar attribute considered and not taken as a parameter,
+  with the reason (``"written by forward -> state, not a parameter"``,
+  ``"integer"``, ``"no gradient (looked for dW, W_grad, grad_W)"``).
+
+An attribute that ``forward`` *rebinds* is state or cache, never a parameter:
+a recurrent layer's last hidden state ``h`` beside its ``dh`` must not become a
+phantom target.
+
+Paths are strings understood by :func:`resolve` and :func:`assign`: attribute
+names joined by dots, each optionally followed by ``[key]`` subscripts
+(``"params['W1']"``, ``"grads[0]"``, ``"blocks.0.W"``, ``"layer.params[1]"``);
+``"a+b"`` resolves to the sum of both (a tied weight's gradient).
+"""
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "discover",
+           "rebound", "owner_key", "accumulating_buffers", "zero_buffers", "CONTAINERS"]
+
+#: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
+DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
+
+#: (parameter container, gradient container, accumulating) attribute names.
+CONTAINERS = (("params", "grads", False), ("parameters", "gradients", True))
+
+_MISSING = object()
+_INPUT = "the input"
+_BACKWARD = "written by backward -> a gradient or a cache, not a parameter"
+_TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
+
+
+def _steps(path):
+    """``"blocks.0.params['W']"`` -> ``[("attr", "blocks"), ("attr", "0"), ("attr", "params"),
+    ("key", "W")]``."""
+    steps = []
+    for m in _TOKEN.finditer(path):
+        if m.group(1) is not None:
+            steps.append(("attr", m.group(1)))
+        else:
+            key = next(g for g in m.groups()[1:] if g is not None)
+            quoted = m.group(2) is not None or m.group(3) is not None
+            steps.append(("key", key if quoted else _int_or_str(key)))
+    return steps
+
+
+def _int_or_str(key):
+    try:
+        return int(key)
+    except ValueError:
+        return key
+
+
+def _step(obj, kind, name):
+    if kind == "attr" and isinstance(obj, (list, tuple)) and name.isdigit():
+        kind, name = "key", int(name)
+    elif kind == "attr" and isinstance(obj, dict):
+        kind = "key"
+    if kind == "attr":
+        return getattr(obj, name, _MISSING)
+    try:
+        return obj[name]
+    except (KeyError, IndexError, TypeError):
+        return _MISSING
+
+
+def resolve(root, path, default=None):
+    """The object at ``path`` under ``root`` (see the module docstring), or ``default``.
+
+    Parameters
+    ----------
+    root : object
+    path : str
+        ``"W"``, ``"params['W1']"``, ``"grads[0]"``, ``"blocks.0.W"``; ``"a+b"``
+        is the sum of both (``default`` when either is missing or not an array).
+    default : object
+
+    Returns
+    -------
+    object
+    """
+    if "+" in path:
+        parts = [resolve(root, p, None) for p in path.split("+")]
+        if any(p is None or not isinstance(p, (np.ndarray, float, np.floating)) for p in parts):
+            return default
+        return sum(np.asarray(p) for p in parts[1:]) + np.asarray(parts[0])
+    obj = root
+    for kind, name in _steps(path):
+        obj = _step(obj, kind, name)
+        if obj is _MISSING:
+            return default
+    return obj
+
+
+def assign(root, path, value):
+    """Set the object at ``path`` (each part of a ``"a+b"`` path gets its own copy of
+    ``value``: two slots of a tied weight's gradient stay two arrays)."""
+    if "+" in path:
+        for i, p in enumerate(path.split("+")):
+            assign(root, p, value if i == 0 or not hasattr(value, "copy") else value.copy())
+        return
+    steps = _steps(path)
+    obj = root
+    for kind, name in steps[:-1]:
+        obj = _step(obj, kind, name)
+    kind, name = steps[-1]
+    if kind == "attr" and isinstance(obj, list) and name.isdigit():
+        kind, name = "key", int(name)
+    elif kind == "attr" and isinstance(obj, dict):
+        kind = "key"
+    if kind == "attr":
+        setattr(obj, name, value)
+    else:
+        obj[name] = value
+
+
+def is_layer(obj):
+    """Whether ``obj`` follows the layer protocol (callable ``forward`` and ``backward``)."""
+    return (not isinstance(obj, type) and callable(getattr(obj, "forward", None))
+            and callable(getattr(obj, "backward", None)))
+
+
+def grad_candidates(name):
+    """Gradient attribute names tried for a parameter ``name``, in order."""
+    return ["d" + name, name + "_grad", "grad_" + name]
+
+
+def _is_float_value(v):
+    if isinstance(v, np.ndarray):
+        return v.dtype.kind == "f"
+    return isinstance(v, (float, np.floating)) and not isinstance(v, bool)
+
+
+def owner_key(root, path):
+    """``(id(owner), key)`` of the last step of ``path`` (each part of an ``"a+b"`` path).
+
+    Returns
+    -------
+    list of (int, object)
+    """
+    keys = []
+    for part in path.split("+"):
+        steps = _steps(part)
+        obj = root
+        for kind, name in steps[:-1]:
+            obj = _step(obj, kind, name)
+            if obj is _MISSING:
+                break
+        else:
+            kind, name = steps[-1]
+            if isinstance(obj, list) and isinstance(name, str) and name.isdigit():
+                name = int(name)
+            keys.append((id(obj), name))
+    return keys
+
+
+@dataclass
+class Discovery:
+    """What :func:`discover` found.
+
+    Attributes
+    ----------
+    params : dict of str to str
+        ``{param_path: grad_path}`` in discovery order.
+    not_checked : list of (str, str)
+        ``(path, reason)`` of every array or scalar considered and not taken.
+    accumulating : list of str
+        Gradient paths of accumulating buffers (zeroed before every backward).
+    floating : list of str
+        Paths of floating arrays held that are not state (for the
+        "no parameter found" warning).
+    scalars : list of str
+        Parameter paths holding a Python float (substituted by a 0-d array
+        for the check).
+    notes : list of (str, str)
+        ``(kind, message)`` of what the report should say (tied weights).
+    backward_floats : list of (str, tuple)
+        Floating attributes ``backward`` rebinds, with their shapes (gradients under
+        names the discovery does not know are among them).
+    """
+
+    params: dict = field(default_factory=dict)
+    not_checked: list = field(default_factory=list)
+    accumulating: list = field(default_factory=list)
+    floating: list = field(default_factory=list)
+    scalars: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    backward_floats: list = field(default_factory=list)
+    shapes: dict = field(default_factory=dict)
+
+
+def rebound(snapshot):
+    """``{(id(container), key)}`` of every attribute, dict entry or list slot rebound,
+    added or removed since ``snapshot`` (not arrays changed in place).
+
+    Parameters
+    ----------
+    snapshot : gradcheck.protocol.state.StateSnapshot
+    """
+    from gradcheck.protocol.state import _slot_values
+
+    keys = set()
+    for s in snapshot.changed():
+        if s.kind in ("attrs", "slots"):
+            cur = s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)
+            saved = s.saved[1]
+            keys.update((id(s.obj), n) for n in cur.keys() | saved.keys()
+                        if cur.get(n, _MISSING) is not saved.get(n, _MISSING))
+        elif s.kind == "dict":
+            keys.update((id(s.obj), k) for k in s.obj.keys() | s.saved.keys()
+                        if s.obj.get(k, _MISSING) is not s.saved.get(k, _MISSING))
+        elif s.kind == "list":
+            n = max(len(s.obj), len(s.saved))
+            keys.update((id(s.obj), i) for i in range(n)
+                        if i >= len(s.obj) or i >= len(s.saved) or s.obj[i] is not s.saved[i])
+    return keys
+
+
+class _Walk:
+    """One discovery walk (see :func:`discover`)."""
+
+    def __init__(self, written, inputs, exclude):
+        self.written, self.inputs, self.exclude = written, inputs, set(exclude)
+        self.found = Discovery()
+        self.written_backward = frozenset()
+        self.seen_params = {}  # id(param) -> path
+        self.seen_layers = set()
+
+    def skip(self, path, reason):
+        self.found.not_checked.append((path, reason))
+
+    def take(self, path, grad, value, accumulating=False):
+        other = self.seen_params.get(id(value))
+        if other is not None and not isinstance(value, float):
+            return  # the same array under another name: one target
+        if isinstance(value, np.ndarray):
+            self.seen_params[id(value)] = path
+        if isinstance(value, float):
+            self.found.scalars.append(path)
+        self.found.params[path] = grad
+        if accumulating:
+            self.found.accumulating.append(grad)
+
+    def layer(self, obj, prefix):
+        if id(obj) in self.seen_layers or not hasattr(obj, "__dict__"):
+            return
+        self.seen_layers.add(id(obj))
+        attrs = vars(obj)
+        grads = self._grad_names(attrs)
+        containers = set()
+        for pname, gname, acc in CONTAINERS:
+            if isinstance(attrs.get(pname), (dict, list)):
+                containers.update((pname, gname))
+                self.container(obj, prefix, pname, gname, acc)
+        subs = []
+        for name, value in attrs.items():
+            path = prefix + name
+            if name in containers or name in grads or path in self.exclude:
+                continue
+            if is_layer(value):
+                subs.append((value, path + "."))
+            elif isinstance(value, (list, tuple)) and any(is_layer(v) for v in value):
+                subs += [(v, f"{path}.{i}.") for i, v in enumerate(value) if is_layer(v)]
+            elif isinstance(value, dict) and any(is_layer(v) for v in value.values()):
+                subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
+            else:
+                self.attribute(obj, attrs, name, value, path, prefix)
+        for sub, sub_prefix in subs:
+            self.layer(sub, sub_prefix)
+
+    @staticmethod
+    def _grad_names(attrs):
+        """Attribute names that are the gradient of another attribute (``dW`` beside ``W``)."""
+        names = set()
+        for name in attrs:
+            for cand in grad_candidates(name):
+                if cand in attrs:
+                    names.add(cand)
+        return names
+
+    def _classify(self, owner, key, value, path):
+        """The reason ``value`` is not a parameter candidate, or ``None`` when it is one."""
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biu":
+            return "integer" if value.dtype.kind != "b" else "boolean"
+        if isinstance(value, np.ndarray) and value.dtype.kind not in "f":
+            return f"dtype {value.dtype}"
+        if id(value) in self.inputs:
+            return _INPUT
+        if (id(owner), key) in self.written:
+            return "written by forward -> state, not a parameter"
+        if (id(owner), key) in self.written_backward:
+            return _BACKWARD
+        return None
+
+    def attribute(self, obj, attrs, name, value, path, prefix):
+        if not (isinstance(value, np.ndarray) or _is_float_value(value)):
+            return  # strings, ints, None, callables: not arrays or scalars
+        if isinstance(value, np.ndarray) and id(value) in self.seen_params:
+            return
+        reason = self._classify(obj, name, value, path)
+        tried = grad_candidates(name)
+        if reason in ("integer", "boolean") and any(
+                attrs.get(c) is not None and c in attrs for c in tried):
+            reason = None  # a gradient beside it: meant as a parameter (the check refuses it)
+        if reason is None:
+            for cand in tried:
+                grad = attrs.get(cand, _MISSING)
+                if grad is _MISSING:
+                    continue
+                if grad is None:
+                    reason = f"{cand} is None after backward"
+                    break
+                if isinstance(grad, np.ndarray) or _is_float_value(grad):
+                    self.take(path, prefix + cand, value)
+                    return
+            else:
+                reason = f"no gradient (looked for {', '.join(tried)})"
+                if name in DATA_NAMES:
+                    reason = "labels or targets (by its name), no gradient: not a parameter"
+                elif _is_float_value(value) and isinstance(value, np.ndarray) and value.ndim:
+                    self.found.floating.append(path)
+        if reason is _BACKWARD and _is_float_value(value):
+            self.found.backward_floats.append((path, np.shape(value)))
+        if reason is not _INPUT:  # the layer keeps its input (self.x = x): checked as that
+            self.skip(path, reason)
+
+    def container(self, obj, prefix, pname, gname, accumulating):
+        params, grads = getattr(obj, pname), getattr(obj, gname, None)
+        keys = params.keys() if isinstance(params, dict) else range(len(params))
+        by_id = {}
+        for key in keys:
+            value = params[key]
+            path = f"{prefix}{pname}[{key!r}]"
+            if not (isinstance(value, np.ndarray) or _is_float_value(value)):
+                continue
+            reason = self._classify(params, key, value, path)
+            grad = _item(grads, key)
+            if reason is None and not isinstance(grad, np.ndarray) and not _is_float_value(grad):
+                reason = (f"no gradient in {gname}[{key!r}]" if grad is None
+                          else f"{gname}[{key!r}] is {type(grad).__name__}")
+            if reason is not None:
+                if reason is not _INPUT:
+                    self.skip(path, reason)
+                continue
+            gpath = f"{prefix}{gname}[{key!r}]"
+            if isinstance(params, list) and id(value) in by_id:
+                first = by_id[id(value)]  # a tied weight: one target, gradients summed
+                self.found.params[first] += "+" + gpath
+                self.found.notes.append((
+                    "tied-parameter", f"{path} is the same array as {first} (tied weights): "
+                    f"checked once, as {first}, against the sum {self.found.params[first]}"))
+                continue
+            by_id[id(value)] = path
+            self.take(path, gpath, value, accumulating)
+
+
+def _item(container, key):
+    if isinstance(container, dict):
+        return container.get(key)
+    if isinstance(container, (list, tuple)) and isinstance(key, int) and key < len(container):
+        return container[key]
+    return None
+
+
+def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward=frozenset()):
+    """Parameters, gradients and what was not checked, after one ``backward``.
+
+    Parameters
+    ----------
+    layer : object
+        A layer after one ``forward``/``backward`` pair.
+    written : set of (int, key)
+        What ``forward`` rebound (:func:`rebound` of a snapshot taken before it).
+    inputs : iterable of ndarray
+        The arrays passed to ``forward`` (a layer that keeps ``self.x = x`` holds them).
+    exclude : iterable of str
+        Paths never taken.
+    written_backward : set of (int, key)
+        What ``backward`` (and not ``forward``) rebound: a gradient under a name
+        the discovery does not know, or a cache of backward's.
+
+    Returns
+    -------
+    Discovery
+    """
+    walk = _Walk(written, {id(a) for a in inputs}, exclude)
+    walk.written_backward = written_backward
+    walk.layer(layer, "")
+    walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
+    return walk.found
+
+
+def accumulating_buffers(layer):
+    """Gradient paths of the accumulating convention, found before any call.
+
+    ``parameters``/``gradients`` dicts (numpy-ml) of the layer and its
+    sub-layers: ``backward`` adds into ``gradients[...]`` with ``+=`` and an
+    optimizer step calls ``flush_gradients()``. (numpy-ml's ``flush_gradients``
+    also clears the cached inputs, so the check zeroes the buffers itself.)
+
+    Returns
+    -------
+    list of str
+    """
+    found, seen = [], set()
+
+    def visit(obj, prefix):
+        if id(obj) in seen or not hasattr(obj, "__dict__"):
+            return
+        seen.add(id(obj))
+        attrs = vars(obj)
+        grads = attrs.get("gradients")
+        if isinstance(attrs.get("parameters"), dict) and isinstance(grads, dict):
+            found.extend(f"{prefix}gradients[{k!r}]" for k, v in grads.items()
+                         if isinstance(v, np.ndarray))
+        for name, value in attrs.items():
+            items = (value if isinstance(value, (list, tuple)) else
+                     list(value.values()) if isinstance(value, dict) else [value])
+            keys = (range(len(items)) if isinstance(value, (list, tuple)) else
+                    list(value.keys()) if isinstance(value, dict) else [None])
+            for k, v in zip(keys, items):
+                if is_layer(v):
+                    visit(v, f"{prefix}{name}." + ("" if k is None else f"{k}."))
+
+    visit(layer, "")
+    return found
+
+
+def zero_buffers(layer, paths):
+    """Zero the accumulating gradient buffers at ``paths`` in place (what
+    ``flush_gradients()`` does for the gradients)."""
+    for path in paths:
+        buf = resolve(layer, path)
+        if isinstance(buf, np.ndarray) and buf.flags.writeable:
+            buf[...] = 0
+        elif isinstance(buf, np.ndarray):
+            assign(layer, path, np.zeros_like(buf))
+
+
+def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=False):
+    """Discover the parameters of ``adapter.layer`` from one ``forward``/``backward``.
+
+    The layer is snapshotted, called once on a copy of ``x`` (what ``forward``
+    rebinds is state, see :func:`rebound`) and with ``dout`` (or a standard
+    normal one from ``seed``), walked by :func:`discover`, then restored.
+
+    Parameters
+    ----------
+    adapter : gradcheck.protocol.adapter.LayerAdapter
+    x : ndarray
+        The working input (not modified: the layer gets a copy).
+    dout : ndarray or None
+    seed : int
+    exclude : iterable of str
+    inputs : iterable of ndarray
+        Other inputs ``forward`` receives (held by the layer: not parameters).
+    strict : bool
+        Raise the layer's error instead of returning ``None``.
+
+    Returns
+    -------
+    Discovery or None
+        ``None`` when the calls raise or do not fit the protocol; the check
+        then discovers in its own analytic pass, which reports the error.
+    """
+    from gradcheck.errors import GradCheckInputError
+    from gradcheck.protocol.state import StateSnapshot
+
+    layer = adapter.layer
+    snapshot = StateSnapshot(layer)
+    try:
+        xc = x.copy()
+        out = adapter.forward(xc)
+        written = rebound(snapshot)
+        after_forward = StateSnapshot(layer, include_global_rng=False)
+        if dout is None:
+            dout = np.random.default_rng(seed).standard_normal(out.shape).astype(
+                out.dtype, copy=False)
+        elif dout.shape != out.shape:
+            if strict:
+                raise GradCheckInputError(
+                    f"dout has shape {dout.shape}, but forward() returned shape {out.shape}",
+                    layer=adapter.name)
+            return None
+        adapter.backward(dout, x.shape, x.dtype)
+        found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
+                         written_backward=rebound(after_forward) - written)
+    except GradCheckInputError:
+        if strict:
+            raise
+        return None
+    finally:
+        snapshot.restore_all()
+    return found

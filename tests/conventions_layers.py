@@ -1,0 +1,620 @@
+"""Layers written the way other code bases write them, each with a broken look-alike.
+
+Every class here follows one convention met in real numpy layer code (the
+second "Deep Learning from Scratch" book, numpy-ml, "Neural Networks from
+Scratch", CS231n) as that code writes it, and is checked by ``check_layer``
+without an adapter class. ``CASES`` maps a convention to ``(correct factory,
+broken factory, the target the broken one must FAIL on, the targets both have)``.
+"""
+
+import numpy as np
+
+RNG = np.random.default_rng(7)
+
+
+def _w(*shape):
+    return RNG.normal(size=shape) * 0.5
+
+
+# -- containers: lists (book 2) ---------------------------------------------------------------
+class ListAffine:
+    """``self.params = [W, b]``, ``self.grads`` written in place (``grads[0][...] = dW``)."""
+
+    def __init__(self, D=3, H=2):
+        W, b = _w(D, H), _w(H)
+        self.params = [W, b]
+        self.grads = [np.zeros_like(W), np.zeros_like(b)]
+        self.x = None
+
+    def forward(self, x):
+        W, b = self.params
+        self.x = x
+        return x @ W + b
+
+    def backward(self, dout):
+        W, b = self.params
+        self.grads[0][...] = self.x.T @ dout
+        self.grads[1][...] = self.wrong(dout.sum(axis=0))
+        return dout @ W.T
+
+    def wrong(self, db):
+        return db
+
+
+class ListAffineBroken(ListAffine):
+    def wrong(self, db):
+        return -db
+
+
+class TiedAutoencoder:
+    """One weight in two list slots (``params = [W, b, W]``): ``out = (x W + b) W^T``;
+    the gradient of the tied weight is the sum of both slots."""
+
+    def __init__(self, D=3, H=2):
+        W, b = _w(D, H), _w(H)
+        self.params = [W, b, W]
+        self.grads = [np.zeros_like(W), np.zeros_like(b), np.zeros_like(W)]
+
+    def forward(self, x):
+        W, b, W2 = self.params
+        self.x, self.h = x, x @ W + b
+        return self.h @ W2.T
+
+    def backward(self, dout):
+        W, b, W2 = self.params
+        dh = dout @ W2
+        self.grads[0][...] = self.x.T @ dh
+        self.grads[1][...] = dh.sum(axis=0)
+        self.grads[2][...] = self.second(dout)
+        return dh @ W.T
+
+    def second(self, dout):
+        return dout.T @ self.h
+
+
+class TiedAutoencoderBroken(TiedAutoencoder):
+    """Forgets the second use of the tied weight."""
+
+    def second(self, dout):
+        return np.zeros_like(self.params[2])
+
+
+# -- containers: accumulating dicts (numpy-ml) ------------------------------------------------
+class AccumulatingDense:
+    """numpy-ml's ``FullyConnected``: ``parameters``/``gradients`` dicts, ``backward``
+    accumulates (``+=``), ``forward`` appends its input to ``self.X``,
+    ``flush_gradients()`` zeroes the gradients and clears ``X``."""
+
+    def __init__(self, D=3, H=2):
+        self.parameters = {"W": _w(D, H), "b": _w(1, H)}
+        self.gradients = {"W": np.zeros((D, H)), "b": np.zeros((1, H))}
+        self.X = []
+
+    def forward(self, X, retain_derived=True):
+        if retain_derived:
+            self.X.append(X)
+        return X @ self.parameters["W"] + self.parameters["b"]
+
+    def backward(self, dLdy, retain_grads=True):
+        X = self.X[-1]
+        dX = dLdy @ self.parameters["W"].T
+        if retain_grads:
+            self.gradients["W"] += X.T @ dLdy
+            self.gradients["b"] += self.bias_grad(dLdy)
+        return dX
+
+    def bias_grad(self, dLdy):
+        return dLdy.sum(axis=0, keepdims=True)
+
+    def flush_gradients(self):
+        self.X = []
+        for k, v in self.gradients.items():
+            self.gradients[k] = np.zeros_like(v)
+
+
+class AccumulatingDenseBroken(AccumulatingDense):
+    def bias_grad(self, dLdy):
+        return 0.5 * dLdy.sum(axis=0, keepdims=True)
+
+
+class AccumulatingDenseStale(AccumulatingDense):
+    """Never writes ``gradients['b']``: the flushed buffer stays zero."""
+
+    def bias_grad(self, dLdy):
+        return 0.0
+
+
+# -- names ------------------------------------------------------------------------------------
+class NNFSDense:
+    """"Neural Networks from Scratch": ``weights``/``dweights``, ``biases``/``dbiases``;
+    ``forward`` stores ``self.output`` and returns it here (see ``NNFSDenseNoReturn``)."""
+
+    def __init__(self, D=3, H=2):
+        self.weights, self.biases = _w(D, H), _w(1, H)
+
+    def forward(self, inputs, training=True):
+        self.inputs = inputs
+        self.output = inputs @ self.weights + self.biases
+        return self.output
+
+    def backward(self, dvalues):
+        self.dweights = self.inputs.T @ dvalues
+        self.dbiases = np.sum(dvalues, axis=0, keepdims=True)
+        self.dinputs = dvalues @ self.weights.T
+        return self.dinputs
+
+
+class NNFSDenseBroken(NNFSDense):
+    def backward(self, dvalues):
+        dx = super().backward(dvalues)
+        self.dweights = self.inputs.T @ dvalues * 1.01
+        return dx
+
+
+class GradSuffix:
+    """``weight``/``weight_grad`` and ``bias``/``grad_bias``."""
+
+    def __init__(self, D=3, H=2):
+        self.weight, self.bias = _w(D, H), _w(H)
+        self.weight_grad, self.grad_bias = None, None
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.weight + self.bias)
+
+    def backward(self, dout):
+        self.out = np.tanh(self.x @ self.weight + self.bias)
+        dz = dout * (1 - self.out ** 2)
+        self.weight_grad = self.x.T @ dz
+        self.grad_bias = self.wrong(dz.sum(axis=0))
+        return dz @ self.weight.T
+
+    def wrong(self, db):
+        return db
+
+
+class GradSuffixBroken(GradSuffix):
+    def wrong(self, db):
+        return db * 1.1
+
+
+# -- scalar parameters ------------------------------------------------------------------------
+class Swish:
+    """``x * sigmoid(beta x)`` with a learnable scalar ``beta`` (a Python float)."""
+
+    def __init__(self, beta=1.3):
+        self.beta = beta
+        self.dbeta = 0.0
+
+    def forward(self, x):
+        self.x = x
+        self.s = 1.0 / (1.0 + np.exp(-self.beta * x))
+        return x * self.s
+
+    def backward(self, dout):
+        x, s = self.x, self.s
+        ds = s * (1 - s)
+        self.dbeta = float(np.sum(dout * x * x * ds)) * self.scale()
+        return dout * (s + self.beta * x * ds)
+
+    def scale(self):
+        return 1.0
+
+
+class SwishBroken(Swish):
+    def scale(self):
+        return -1.0
+
+
+class Swish0d(Swish):
+    """The same with ``beta`` a 0-d array and ``dbeta`` a 0-d array."""
+
+    def __init__(self):
+        super().__init__()
+        self.beta = np.array(1.3)
+        self.dbeta = np.array(0.0)
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.dbeta = np.asarray(self.dbeta)
+        return dx
+
+
+class Swish0dBroken(Swish0d):
+    def scale(self):
+        return 0.5
+
+
+# -- sub-layers -------------------------------------------------------------------------------
+class Dense:
+    """The first book's convention: ``W``/``dW``, ``b``/``db``."""
+
+    def __init__(self, D, H, bias_sign=1.0):
+        self.W, self.b = _w(D, H), _w(H)
+        self.dW = self.db = None
+        self.bias_sign = bias_sign
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = self.bias_sign * dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+class Tanh:
+    def forward(self, x):
+        self.out = np.tanh(x)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out ** 2)
+
+
+class Blocks:
+    """Sub-layers in a list, a dict and an attribute: ``blocks.0.W``, ``heads.out.W``,
+    ``norm_scale.W``."""
+
+    def __init__(self, broken=False):
+        self.blocks = [Dense(3, 3), Tanh(), Dense(3, 2, -1.0 if broken else 1.0)]
+        self.heads = {"out": Dense(2, 2)}
+        self.final = Dense(2, 2)
+
+    def forward(self, x):
+        for layer in self.blocks + [self.heads["out"], self.final]:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.blocks + [self.heads["out"], self.final]):
+            dout = layer.backward(dout)
+        return dout
+
+
+def BlocksBroken():
+    return Blocks(broken=True)
+
+
+# -- state beside a gradient-like name --------------------------------------------------------
+class RecurrentStep:
+    """Keeps its last hidden state ``h`` (written by forward) beside ``dh`` (the gradient
+    of its output, kept by backward): ``h`` is state, not a parameter."""
+
+    def __init__(self, D=3, H=2):
+        self.Wx, self.b = _w(D, H), _w(H)
+        self.dWx = self.db = None
+        self.h = np.zeros(H)
+
+    def forward(self, x):
+        self.x = x
+        self.h = np.tanh(x @ self.Wx + self.b)
+        return self.h
+
+    def backward(self, dout):
+        self.dh = dout
+        dz = dout * (1 - self.h ** 2)
+        self.dWx = self.x.T @ dz
+        self.db = self.wrong(dz.sum(axis=0))
+        return dz @ self.Wx.T
+
+    def wrong(self, db):
+        return db
+
+
+class RecurrentStepBroken(RecurrentStep):
+    def wrong(self, db):
+        return db[::-1].copy()
+
+
+#: convention -> (correct, broken, failing target, all targets)
+CASES = {
+    "list-params": (ListAffine, ListAffineBroken, "params[1]", ["x", "params[0]", "params[1]"]),
+    "tied-list": (TiedAutoencoder, TiedAutoencoderBroken, "params[0]",
+                  ["x", "params[0]", "params[1]"]),
+    "accumulating-dict": (AccumulatingDense, AccumulatingDenseBroken, "parameters['b']",
+                          ["x", "parameters['W']", "parameters['b']"]),
+    "accumulating-stale": (AccumulatingDense, AccumulatingDenseStale, "parameters['b']",
+                           ["x", "parameters['W']", "parameters['b']"]),
+    "nnfs-names": (NNFSDense, NNFSDenseBroken, "weights", ["x", "weights", "biases"]),
+    "grad-suffix": (GradSuffix, GradSuffixBroken, "bias", ["x", "weight", "bias"]),
+    "scalar-float": (Swish, SwishBroken, "beta", ["x", "beta"]),
+    "scalar-0d": (Swish0d, Swish0dBroken, "beta", ["x", "beta"]),
+    "sub-layers": (Blocks, BlocksBroken, "blocks.2.b",
+                   ["x", "blocks.0.W", "blocks.0.b", "blocks.2.W", "blocks.2.b",
+                    "heads.out.W", "heads.out.b", "final.W", "final.b"]),
+    "state-beside-gradient": (RecurrentStep, RecurrentStepBroken, "b", ["x", "Wx", "b"]),
+}
+
+
+# -- several inputs and outputs (book 2's LSTM, attention) ------------------------------------
+class LSTMCell:
+    """``forward(x, h_prev, c_prev) -> (h_next, c_next)``, ``backward(dh_next, dc_next)
+    -> (dx, dh_prev, dc_prev)``, parameters in ``params``/``grads`` lists (book 2)."""
+
+    def __init__(self, D=3, H=2):
+        Wx, Wh, b = _w(D, 4 * H), _w(H, 4 * H), _w(4 * H)
+        self.params = [Wx, Wh, b]
+        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+        self.cache = None
+
+    def forward(self, x, h_prev, c_prev):
+        Wx, Wh, b = self.params
+        H = h_prev.shape[1]
+        A = x @ Wx + h_prev @ Wh + b
+        f = 1 / (1 + np.exp(-A[:, :H]))
+        g = np.tanh(A[:, H:2 * H])
+        i = 1 / (1 + np.exp(-A[:, 2 * H:3 * H]))
+        o = 1 / (1 + np.exp(-A[:, 3 * H:]))
+        c_next = f * c_prev + g * i
+        h_next = o * np.tanh(c_next)
+        self.cache = (x, h_prev, c_prev, i, f, g, o, c_next)
+        return h_next, c_next
+
+    def backward(self, dh_next, dc_next):
+        Wx, Wh, b = self.params
+        x, h_prev, c_prev, i, f, g, o, c_next = self.cache
+        tanh_c = np.tanh(c_next)
+        ds = dc_next + (dh_next * o) * (1 - tanh_c ** 2)
+        dc_prev = self.forget(ds * f)
+        di, df, do, dg = ds * g, ds * c_prev, dh_next * tanh_c, ds * i
+        dA = np.hstack((df * f * (1 - f), dg * (1 - g ** 2), di * i * (1 - i), do * o * (1 - o)))
+        self.grads[0][...] = x.T @ dA
+        self.grads[1][...] = h_prev.T @ dA
+        self.grads[2][...] = dA.sum(axis=0)
+        return dA @ Wx.T, dA @ Wh.T, dc_prev
+
+    def forget(self, dc_prev):
+        return dc_prev
+
+
+class LSTMCellBroken(LSTMCell):
+    def forget(self, dc_prev):
+        return 0.9 * dc_prev
+
+
+class Attention:
+    """Book 2's ``AttentionWeight``+``WeightSum``: ``forward(hs, h) -> c`` with ``hs`` of
+    shape (N, T, H) and ``h`` of shape (N, H); no parameters."""
+
+    def forward(self, hs, h):
+        s = np.sum(hs * h[:, None, :], axis=2)
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        a = e / e.sum(axis=1, keepdims=True)
+        self.cache = (hs, h, a)
+        return np.sum(hs * a[:, :, None], axis=1)
+
+    def backward(self, dc):
+        hs, h, a = self.cache
+        dhs = dc[:, None, :] * a[:, :, None]
+        da = np.sum(dc[:, None, :] * hs, axis=2)
+        ds = a * (da - np.sum(a * da, axis=1, keepdims=True))
+        dhs = dhs + ds[:, :, None] * h[:, None, :]
+        dh = self.dh(np.sum(ds[:, :, None] * hs, axis=1))
+        return dhs, dh
+
+    def dh(self, dh):
+        return dh
+
+
+class AttentionBroken(Attention):
+    def dh(self, dh):
+        return dh * 1.05
+
+
+class Gate:
+    """Keyword inputs: ``forward(x, *, gate)`` -> ``x * sigmoid(gate)``."""
+
+    def forward(self, x, gate):
+        self.x, self.s = x, 1 / (1 + np.exp(-gate))
+        return x * self.s
+
+    def backward(self, dout):
+        return dout * self.s, self.dgate(dout * self.x * self.s * (1 - self.s))
+
+    def dgate(self, d):
+        return d
+
+
+class GateBroken(Gate):
+    def dgate(self, d):
+        return -d
+
+
+# -- loss layers ------------------------------------------------------------------------------
+class SoftmaxCrossEntropy:
+    """Book 2's ``SoftmaxWithLoss``: ``forward(x, t) -> loss``, ``backward(dout=1)``."""
+
+    def forward(self, x, t):
+        self.t = t
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y = e / e.sum(axis=1, keepdims=True)
+        return -np.mean(np.log(self.y[np.arange(len(t)), t]))
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dx * dout / self.n()
+
+    def n(self):
+        return len(self.t)
+
+
+class SoftmaxCrossEntropyBroken(SoftmaxCrossEntropy):
+    """Forgets the mean: gradient of the sum."""
+
+    def n(self):
+        return 1
+
+
+class IgnoresDout(SoftmaxCrossEntropy):
+    """A terminal loss whose backward ignores dout: fine at dout = 1, with a note."""
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dx / len(self.t)
+
+
+# -- integer indices: an embedding ------------------------------------------------------------
+class Embedding:
+    """Book 2's ``Embedding``: ``forward(idx)``; ``np.add.at`` for repeated indices."""
+
+    def __init__(self, V=5, D=2):
+        self.params = [_w(V, D)]
+        self.grads = [np.zeros((V, D))]
+
+    def forward(self, idx):
+        W, = self.params
+        self.idx = idx
+        return W[idx]
+
+    def backward(self, dout):
+        dW, = self.grads
+        dW[...] = 0
+        self.scatter(dW, dout)
+        return None
+
+    def scatter(self, dW, dout):
+        np.add.at(dW, self.idx, dout)
+
+
+class EmbeddingBroken(Embedding):
+    """The classic bug: ``dW[idx] = dout`` loses repeated indices."""
+
+    def scatter(self, dW, dout):
+        dW[self.idx] = dout
+
+
+# -- backward returning None (NNFS) -----------------------------------------------------------
+class NNFSNoReturn:
+    """"Neural Networks from Scratch": forward keeps ``self.output`` and returns nothing;
+    backward keeps ``self.dinputs`` and returns nothing."""
+
+    def __init__(self, D=3, H=2):
+        self.weights, self.biases = _w(D, H), _w(1, H)
+
+    def forward(self, inputs, training):
+        self.inputs = inputs
+        self.output = inputs @ self.weights + self.biases
+
+    def backward(self, dvalues):
+        self.dweights = self.inputs.T @ dvalues
+        self.dbiases = np.sum(dvalues, axis=0, keepdims=True)
+        self.dinputs = self.wrong(dvalues @ self.weights.T)
+
+    def wrong(self, dx):
+        return dx
+
+
+class NNFSNoReturnBroken(NNFSNoReturn):
+    def wrong(self, dx):
+        return dx[:, ::-1].copy() if dx.shape[1] > 1 else -dx
+
+
+# -- function pairs (CS231n) ------------------------------------------------------------------
+def affine_forward(x, w, b):
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    x, w, b = cache
+    return (dout @ w.T).reshape(x.shape), x.reshape(x.shape[0], -1).T @ dout, dout.sum(axis=0)
+
+
+def affine_backward_broken(dout, cache):
+    dx, dw, db = affine_backward(dout, cache)
+    return dx, dw, db * 2
+
+
+def batchnorm_forward(x, gamma, beta, bn_param):
+    mode, eps = bn_param["mode"], bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    D = x.shape[1]
+    running_mean = bn_param.get("running_mean", np.zeros(D))
+    running_var = bn_param.get("running_var", np.ones(D))
+    if mode == "train":
+        mu, var = x.mean(axis=0), x.var(axis=0)
+        xhat = (x - mu) / np.sqrt(var + eps)
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var = momentum * running_var + (1 - momentum) * var
+    else:
+        var = running_var
+        xhat = (x - running_mean) / np.sqrt(running_var + eps)
+    bn_param["running_mean"], bn_param["running_var"] = running_mean, running_var
+    return gamma * xhat + beta, (xhat, gamma, var, eps, mode)
+
+
+def batchnorm_backward(dout, cache):
+    xhat, gamma, var, eps, mode = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    if mode == "train":
+        dx = (N * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) \
+            / (N * np.sqrt(var + eps))
+    else:
+        dx = dxhat / np.sqrt(var + eps)
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def batchnorm_backward_broken(dout, cache):
+    """Drops the mean term of dx (the usual first attempt)."""
+    xhat, gamma, var, eps, mode = cache
+    N = dout.shape[0]
+    dxhat = dout * gamma
+    dx = (N * dxhat - xhat * (dxhat * xhat).sum(axis=0)) / (N * np.sqrt(var + eps))
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def softmax_loss(x, y):
+    shifted = x - x.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    N = x.shape[0]
+    dx = np.exp(logp)
+    dx[np.arange(N), y] -= 1
+    return -logp[np.arange(N), y].sum() / N, dx / N
+
+
+def softmax_loss_broken(x, y):
+    loss, dx = softmax_loss(x, y)
+    return loss, dx * x.shape[0]
+
+
+def _xs(*shapes):
+    rng = np.random.default_rng(3)
+    return tuple(rng.normal(size=s) for s in shapes)
+
+
+LABELS = np.array([0, 2, 1])
+INDICES = np.array([0, 3, 3, 1])
+
+#: convention -> (make layer, make broken layer, inputs, failing target, all targets)
+CALL_CASES = {
+    "several-inputs-outputs": (LSTMCell, LSTMCellBroken, lambda: _xs((3, 3), (3, 2), (3, 2)),
+                               "c_prev", ["x", "h_prev", "c_prev", "params[0]", "params[1]",
+                                          "params[2]"]),
+    "attention-inputs": (Attention, AttentionBroken, lambda: _xs((2, 3, 2), (2, 2)), "h",
+                         ["hs", "h"]),
+    "keyword-inputs": (Gate, GateBroken, lambda: dict(zip(("x", "gate"), _xs((3, 2), (3, 2)))),
+                       "gate", ["x", "gate"]),
+    "loss-with-labels": (SoftmaxCrossEntropy, SoftmaxCrossEntropyBroken,
+                         lambda: (_xs((3, 3))[0], LABELS), "x", ["x"]),
+    "embedding-indices": (Embedding, EmbeddingBroken, lambda: INDICES, "params[0]",
+                          ["params[0]"]),
+    "backward-returns-none": (NNFSNoReturn, NNFSNoReturnBroken, lambda: _xs((3, 3))[0], "x",
+                              ["x", "weights", "biases"]),
+}
+
+#: convention -> (forward, backward, broken backward or forward, inputs, failing, targets)
+FUNCTION_CASES = {
+    "affine-pair": (affine_forward, affine_backward, (affine_forward, affine_backward_broken),
+                    lambda: _xs((3, 2, 2), (4, 2), (2,)), "b", ["x", "w", "b"]),
+    "batchnorm-pair": (batchnorm_forward, batchnorm_backward,
+                       (batchnorm_forward, batchnorm_backward_broken),
+                       lambda: _xs((4, 3), (3,), (3,)) + ({"mode": "train"},), "x",
+                       ["x", "gamma", "beta"]),
+    "loss-function": (softmax_loss, None, (softmax_loss_broken, None),
+                      lambda: (_xs((3, 3))[0], LABELS), "x", ["x"]),
+}

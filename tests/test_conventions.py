@@ -1,0 +1,471 @@
+"""Every layer convention of ``tests/conventions_layers.py``, checked without an adapter.
+
+For each convention: the correct layer PASSes with exactly the expected
+targets, and its broken look-alike FAILs on the right target (and only
+there), under every strategy. Then what the report says about what was *not*
+checked, and the "no parameter found" warning.
+"""
+
+import numpy as np
+import pytest
+
+from gradcheck import check_layer
+from gradcheck.protocol.discovery import assign, resolve
+
+from conventions_layers import CASES, AccumulatingDense, RecurrentStep, Swish, TiedAutoencoder
+
+X = np.random.default_rng(1).normal(size=(3, 3))
+STRATEGIES = ["elementwise", "sampled", "jacobian", "projection"]
+
+
+def _check(layer, strategy, **kw):
+    return check_layer(layer, X, strategy=strategy, samples=16, **kw)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("convention", sorted(CASES))
+def test_correct_layer_passes_with_every_target(convention, strategy):
+    good, _, _, targets = CASES[convention]
+    report = _check(good(), strategy)
+    assert [r.name for r in report.results] == targets
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("convention", sorted(CASES))
+def test_broken_look_alike_fails_on_the_right_target(convention, strategy):
+    _, bad, target, targets = CASES[convention]
+    report = _check(bad(), strategy)
+    assert [r.name for r in report.results] == targets
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts.pop(target) == "FAIL", str(report)
+    assert set(verdicts.values()) == {"PASS"}, str(report)
+
+
+def test_state_written_by_forward_is_listed_not_a_phantom_target():
+    layer = RecurrentStep()
+    report = check_layer(layer, X)
+    assert "h" not in [r.name for r in report.results]
+    assert ("h", "written by forward -> state, not a parameter") in report.not_checked
+    text = str(report)
+    assert "checked: x, Wx, b" in text and "h: written by forward -> state" in text
+    assert report.to_dict()["not_checked"][0]["name"] in {n for n, _ in report.not_checked}
+
+
+def test_integer_and_boolean_attributes_are_listed_with_the_reason():
+    class Masked(RecurrentStep):
+        def __init__(self):
+            super().__init__()
+            self.mask = np.array([1, 0], dtype=np.int64)
+            self.keep = np.array([True, False])
+
+    report = check_layer(Masked(), X)
+    reasons = dict(report.not_checked)
+    assert reasons["mask"] == "integer" and reasons["keep"] == "boolean"
+
+
+def test_floating_arrays_without_a_found_gradient_warn_and_say_how_to_name_them():
+    class OwnNames:
+        def __init__(self):
+            self.kernel = np.eye(3) * 1.5
+            self.kernel_gradient = None
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.kernel
+
+        def backward(self, dout):
+            self.kernel_gradient = 2.0 * self.x.T @ dout  # wrong, and never found
+            return dout @ self.kernel.T
+
+    report = check_layer(OwnNames(), X)
+    assert [r.name for r in report.results] == ["x"]
+    warning = [f for f in report.findings if f.kind == "no-parameters-found"]
+    assert warning and not warning[0].failure
+    assert "params={'kernel': 'kernel_gradient'}" in warning[0].message
+    assert ("kernel_gradient", "written by backward -> a gradient or a cache, not a parameter") \
+        in report.not_checked
+    named = check_layer(OwnNames(), X, params={"kernel": "kernel_gradient"})
+    assert named.result("kernel").verdict == "FAIL"
+
+
+def test_a_layer_with_only_state_gives_no_warning():
+    report = check_layer(CASES["sub-layers"][0]().blocks[1], X)
+    assert not any(f.kind == "no-parameters-found" for f in report.findings)
+
+
+def test_tied_weight_is_one_target_and_the_report_says_so():
+    layer = TiedAutoencoder()
+    W = layer.params[0]
+    report = check_layer(layer, X)
+    assert report.passed
+    assert any(f.kind == "tied-parameter" and "grads[0]+grads[2]" in f.message
+               for f in report.findings)
+    assert layer.params[0] is W and layer.params[2] is W
+
+
+def test_accumulating_buffers_are_left_as_found():
+    layer = AccumulatingDense()
+    before = {k: v.copy() for k, v in layer.gradients.items()}
+    before["W"] += 3.0  # a stale accumulation from an earlier step
+    layer.gradients["W"][...] = before["W"]
+    objects = dict(layer.gradients)
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    assert all(layer.gradients[k] is objects[k] for k in objects)
+    assert np.array_equal(layer.gradients["W"], before["W"]) and layer.X == []
+
+
+def test_scalar_parameter_is_put_back_as_a_python_float():
+    layer = Swish()
+    report = check_layer(layer, X)
+    assert report.passed
+    assert type(layer.beta) is float and layer.beta == 1.3
+
+
+def test_plain_accumulation_into_dp_is_still_refused():
+    """The poisoning test: outside the accumulating convention, ``dW +=`` is stale."""
+    from gradcheck import LayerProtocolError
+
+    class Accumulates(RecurrentStep):
+        def backward(self, dout):
+            dWx = self.dWx
+            dx = super().backward(dout)
+            if dWx is not None:
+                self.dWx = dWx + self.dWx
+            return dx
+
+    with pytest.raises(LayerProtocolError, match="refresh"):
+        check_layer(Accumulates(), X)
+
+
+def test_paths_resolve_and_assign():
+    layer = CASES["sub-layers"][0]()
+    assert resolve(layer, "blocks.0.W") is layer.blocks[0].W
+    assert resolve(layer, "heads.out.b") is layer.heads["out"].b
+    assert resolve(layer, "blocks.9.W") is None
+    tied = TiedAutoencoder()
+    assert resolve(tied, "params[0]") is tied.params[0]
+    total = resolve(tied, "grads[0]+grads[2]")
+    assert np.array_equal(total, tied.grads[0] + tied.grads[2])
+    assign(tied, "grads[0]+grads[2]", np.ones((3, 2)))
+    assert tied.grads[0] is not tied.grads[2] and np.all(tied.grads[2] == 1)
+
+
+# -- several inputs, labels, indices, loss layers, backward returning None ---------------------
+from conventions_layers import CALL_CASES, FUNCTION_CASES  # noqa: E402
+
+from gradcheck import check_function  # noqa: E402
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("convention", sorted(CALL_CASES))
+def test_call_convention_correct_passes_broken_fails(convention, strategy):
+    good, bad, inputs, target, targets = CALL_CASES[convention]
+    report = check_layer(good(), inputs(), strategy=strategy, samples=16)
+    assert [r.name for r in report.results] == targets
+    assert report.passed, str(report)
+    broken = check_layer(bad(), inputs(), strategy=strategy, samples=16)
+    verdicts = {r.name: r.verdict for r in broken.results}
+    assert verdicts.pop(target) == "FAIL", str(broken)
+    assert set(verdicts.values()) <= {"PASS"}, str(broken)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("convention", sorted(FUNCTION_CASES))
+def test_function_pair_correct_passes_broken_fails(convention, strategy):
+    forward, backward, broken, inputs, target, targets = FUNCTION_CASES[convention]
+    report = check_function(forward, backward, *inputs(), strategy=strategy, samples=16)
+    assert [r.name for r in report.results] == targets
+    assert report.passed, str(report)
+    bad = check_function(*broken, *inputs(), strategy=strategy, samples=16)
+    verdicts = {r.name: r.verdict for r in bad.results}
+    assert verdicts.pop(target) == "FAIL", str(bad)
+    assert set(verdicts.values()) <= {"PASS"}, str(bad)
+
+
+def test_loss_whose_backward_ignores_dout_passes_with_a_note():
+    from conventions_layers import IgnoresDout
+
+    report = check_layer(IgnoresDout(), (X, np.array([0, 2, 1])))
+    assert report.passed, str(report)
+    kinds = {f.kind for f in report.findings}
+    assert "scalar-output" in kinds
+    assert dict(report.not_checked)["t"].startswith("not differentiated: integer")
+
+
+def test_integer_indices_are_not_cast_and_the_report_says_so():
+    from conventions_layers import Embedding
+
+    idx = np.array([0, 3, 3, 1])
+    report = check_layer(Embedding(), idx)
+    assert [r.name for r in report.results] == ["params[0]"] and report.passed
+    note = [f.message for f in report.findings if f.kind == "integer-input"]
+    assert note and "not cast" in note[0] and "idx" in note[0]
+    assert idx.dtype.kind == "i"
+
+
+def test_integer_values_are_still_cast_with_a_note():
+    report = check_layer(CASES["scalar-float"][0](), np.arange(6).reshape(2, 3))
+    assert [r.name for r in report.results] == ["x", "beta"]
+    assert any("checked as float64" in f.message for f in report.findings)
+
+
+def test_inputs_of_several_layers_are_left_untouched():
+    from conventions_layers import LSTMCell
+
+    x, h, c = (np.random.default_rng(5).normal(size=s) for s in ((3, 3), (3, 2), (3, 2)))
+    copies = [a.copy() for a in (x, h, c)]
+    check_layer(LSTMCell(), (x, h, c))
+    assert all(np.array_equal(a, b) for a, b in zip((x, h, c), copies))
+
+
+def test_tuple_dout_is_split_per_output():
+    from conventions_layers import LSTMCell
+
+    x, h, c = (np.random.default_rng(5).normal(size=s) for s in ((3, 3), (3, 2), (3, 2)))
+    dh, dc = np.ones((3, 2)), np.zeros((3, 2))
+    report = check_layer(LSTMCell(), (x, h, c), dout=(dh, dc))
+    assert report.passed
+
+
+def test_wrt_and_params_use_the_reports_names():
+    from conventions_layers import LSTMCell
+
+    x, h, c = (np.random.default_rng(5).normal(size=s) for s in ((3, 3), (3, 2), (3, 2)))
+    report = check_layer(LSTMCell(), (x, h, c), wrt=["c_prev", "params[1]"])
+    assert [r.name for r in report.results] == ["c_prev", "params[1]"]
+    named = check_layer(LSTMCell(), (x, h, c), params={"params[2]": "grads[2]"})
+    assert [r.name for r in named.results] == ["x", "h_prev", "c_prev", "params[2]"]
+
+
+def test_batchnorm_param_dict_is_state_restored():
+    from conventions_layers import FUNCTION_CASES
+
+    forward, backward, _, inputs, _, _ = FUNCTION_CASES["batchnorm-pair"]
+    args = inputs()
+    bn_param = args[-1]
+    report = check_function(forward, backward, *args)
+    assert report.passed and bn_param == {"mode": "train"}
+    assert dict(report.not_checked)["bn_param"].startswith("not differentiated: a dict")
+
+
+# -- the gate and pytest reach all of it --------------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from gradcheck.gate.cli import main  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conventions.py"
+
+
+@pytest.mark.parametrize("factory", ["make_rnn_cell", "make_loss", "make_embedding",
+                                     "make_affine_pair", "make_softmax_loss", "make_swish"])
+def test_gate_checks_every_example_convention(factory):
+    assert main([f"{EXAMPLE}:{factory}", "-q"]) == 0
+
+
+def test_gate_broken_rnn_cell_fails_on_dh_prev(capsys):
+    assert main([f"{EXAMPLE}:make_broken_rnn_cell"]) == 1
+    out = capsys.readouterr().out
+    assert "target 'h_prev'" in out
+
+
+def test_gate_wrt_and_params_options(tmp_path, capsys):
+    assert main([f"{EXAMPLE}:make_rnn_cell", "--wrt", "h_prev", "--json",
+                 str(tmp_path / "r.json")]) == 0
+    import json
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [r["name"] for r in doc["checks"][0]["results"]] == ["h_prev"]
+    assert main([f"{EXAMPLE}:make_matmul", "-q", "--params", "params[0]=grads[0]"]) == 0
+
+
+def test_gate_warns_in_the_summary_when_no_parameter_is_found(tmp_path, capsys):
+    src = tmp_path / "own.py"
+    src.write_text(
+        "import numpy as np\n"
+        "class Own:\n"
+        "    def __init__(self):\n"
+        "        self.kernel = np.eye(3)\n"
+        "    def forward(self, x):\n"
+        "        self.x = x\n"
+        "        return x @ self.kernel\n"
+        "    def backward(self, dout):\n"
+        "        self.kernel_gradient = self.x.T @ dout\n"
+        "        return dout @ self.kernel.T\n"
+        "def make():\n"
+        "    return Own(), np.ones((2, 3))\n")
+    assert main([f"{src}:make", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "warning" in out and "no parameter found" in out and "--params" in out
+    assert main([f"{src}:make", "-q", "--params", "kernel=kernel_gradient"]) == 0
+    assert "no parameter found" not in capsys.readouterr().out
+
+
+def test_params_option_parser():
+    from gradcheck.gate.options import OptionError, parse_params
+
+    assert parse_params("W=dW, gamma=gamma_grad") == {"W": "dW", "gamma": "gamma_grad"}
+    assert parse_params({"W": "dW"}) == {"W": "dW"}
+    for bad in ("W", "=dW", "W=", ""):
+        with pytest.raises(OptionError, match="NAME=GRAD"):
+            parse_params(bad)
+
+
+def test_assert_gradients_takes_tuple_inputs():
+    from gradcheck import assert_gradients, GradientCheckError
+    from conventions_layers import Attention, AttentionBroken
+
+    inputs = CALL_CASES["attention-inputs"][2]
+    assert assert_gradients(Attention(), inputs()).passed
+    with pytest.raises(GradientCheckError, match="target 'h'"):
+        assert_gradients(AttentionBroken(), inputs())
+
+
+# -- properties ---------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 3), min_size=0, max_size=3), min_size=1, max_size=4))
+def test_packing_a_tuple_dout_and_splitting_it_back_is_the_identity(shapes):
+    """split(pack(d)) == d for any output shapes: each output gets its own upstream gradient."""
+    from gradcheck.protocol.calling import CallLayer
+
+    shapes = [tuple(s) for s in shapes]
+    rng = np.random.default_rng(len(shapes))
+    douts = tuple(rng.normal(size=s) for s in shapes)
+    call = CallLayer(CASES["list-params"][0](), (X,), "L")
+    call.out_shapes = shapes
+    parts = call.split(call.pack(douts))
+    assert len(parts) == len(douts)
+    assert all(p.shape == d.shape and np.array_equal(p, d) for p, d in zip(parts, douts))
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.sampled_from(["W", "b", "0", "1", "params['W1']", "grads[0]"]), min_size=1,
+                max_size=3))
+def test_assign_then_resolve_returns_what_was_assigned(parts):
+    """resolve(root, p) is the object assign(root, p, v) put there, for any reachable path."""
+    path = ".".join(p for p in parts[:-1] if not p.startswith(("params", "grads")))
+    path = (path + "." if path else "") + parts[-1]
+
+    class Node:
+        pass
+
+    root = Node()
+    obj = root
+    steps = path.split(".")
+    for step in steps[:-1]:
+        child = Node()
+        setattr(obj, step, child)
+        obj = child
+    last = steps[-1]
+    if last.startswith("params"):
+        obj.params = {"W1": None}
+    elif last.startswith("grads"):
+        obj.grads = [None]
+    value = np.arange(3.0)
+    assign(root, path, value)
+    assert resolve(root, path) is value
+
+
+def test_config_params_and_wrt_keys(tmp_path):
+    from gradcheck.gate.config import read_config
+
+    ini = tmp_path / "setup.cfg"
+    ini.write_text("[gradcheck]\ntargets = own.py:make\nparams = kernel=kernel_gradient, "
+                   "b=db\nwrt = kernel\n")
+    assert read_config(ini).options["params"] == {"kernel": "kernel_gradient", "b": "db"}
+    assert read_config(ini).options["wrt"] == ("kernel",)
+    toml = tmp_path / "pyproject.toml"
+    toml.write_text('[tool.gradcheck]\ntargets = ["own.py:make"]\n'
+                    'params = {kernel = "kernel_gradient"}\n')
+    assert read_config(toml).options["params"] == {"kernel": "kernel_gradient"}
+
+
+def test_every_example_in_examples_conventions_passes():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conventions_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for factory in module.FACTORIES:
+        made = factory()
+        report = (check_function(made[0], made[1], *made[2]) if len(made) == 3
+                  else check_layer(*made))
+        assert report.passed, f"{factory.__name__}: {report}"
+
+
+def test_stale_accumulator_is_told_apart_from_accumulation():
+    from conventions_layers import AccumulatingDenseStale
+
+    stale = check_layer(AccumulatingDenseStale(), X)
+    assert stale.result("parameters['b']").verdict == "FAIL"
+    notes = [f for f in stale.findings if f.kind == "accumulator-untouched"]
+    assert [f.target for f in notes] == ["parameters['b']"]
+    good = check_layer(AccumulatingDense(), X)
+    assert good.passed and not any(f.kind == "accumulator-untouched" for f in good.findings)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["W", "h", "c", "gamma", "state"]),
+                          st.booleans()), min_size=1, max_size=4, unique_by=lambda t: t[0]))
+def test_an_attribute_forward_rebinds_is_never_a_target(attrs):
+    """Every attribute with a ``d`` + name gradient is a target exactly when forward does not
+    rebind it; the rebound ones are listed as state."""
+
+    class Layer:
+        def __init__(self):
+            for name, _ in attrs:
+                setattr(self, name, np.linspace(0.5, 1.5, 3))
+
+        def forward(self, x):
+            self.x = x
+            for name, rebound in attrs:
+                if rebound:
+                    setattr(self, name, np.tanh(x).sum(axis=0))
+            return x * sum(getattr(self, n) for n, r in attrs if not r) if any(
+                not r for _, r in attrs) else x * 1.0
+
+        def backward(self, dout):
+            for name, _ in attrs:
+                setattr(self, "d" + name, np.sum(dout * self.x, axis=0))
+            fixed = [n for n, r in attrs if not r]
+            return dout * sum(getattr(self, n) for n in fixed) if fixed else dout * 1.0
+
+    report = check_layer(Layer(), X)
+    targets = [r.name for r in report.results]
+    assert targets == ["x"] + [n for n, r in attrs if not r]
+    state = {n for n, why in report.not_checked if why.startswith("written by forward")}
+    assert {n for n, r in attrs if r} <= state
+    assert report.passed, str(report)
+
+
+def test_errors_name_targets_as_the_report_does():
+    from gradcheck import LayerProtocolError
+    from conventions_layers import Gate
+
+    class WrongShape(Gate):
+        def backward(self, dout):
+            dx, dgate = super().backward(dout)
+            return dx, dgate[:, :1]
+
+    inputs = dict(zip(("x", "gate"), np.random.default_rng(0).normal(size=(2, 3, 2))))
+    with pytest.raises(LayerProtocolError) as info:
+        check_layer(WrongShape(), inputs)
+    assert info.value.target == "gate" and "inputs[" not in str(info.value)
+    assert "input_grads" not in str(info.value)
+
+
+def test_readme_gate_lines_for_conventions_run_as_written(monkeypatch):
+    import shlex
+
+    root = EXAMPLE.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    lines = [line.split("#")[0].strip() for line in readme.splitlines()
+             if line.startswith("gradcheck examples/conventions.py")]
+    assert len(lines) >= 2
+    monkeypatch.chdir(root)
+    for line in lines:
+        assert main(shlex.split(line)[1:] + ["-q"]) == 0, line
