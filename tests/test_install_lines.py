@@ -227,7 +227,7 @@ def test_install_lines_of_the_checkout_work_in_fresh_environments(tmp_path, over
     local = {line for line in lines if any(map(_is_local, _requirements(line)))}
     quick_start = [b.strip() for b in _blocks("bash")[:2]]
     assert quick_start[0].endswith("&& gradcheck")
-    assert quick_start[1].endswith("&& python -m pytest")
+    assert quick_start[1].endswith("&& python -m pytest -n 2")
     covered = set()
     jobs = []  # (description, thunk)
 
@@ -235,7 +235,7 @@ def test_install_lines_of_the_checkout_work_in_fresh_environments(tmp_path, over
         copy = _copy_checkout(tmp_path / f"clone{i}")
         make_venv, rest = command.split(" && ", 1)
         assert make_venv == "python3 -m venv .venv"
-        script = rest.removesuffix("&& python -m pytest") + (
+        script = rest.removesuffix("&& python -m pytest -n 2") + (
             "&& gradcheck --quiet Tanh && python -c 'import pytest, hypothesis, xdist'"
             if i else "")
         covered |= {m.group(0).strip() for m in PIP.finditer(command)}

@@ -164,6 +164,26 @@ def test_a_wrong_value_at_a_kink_fails_under_every_strategy(strategy):
     assert correct.passed, str(correct)
 
 
+@pytest.mark.parametrize("distance", [5e-7, 2e-6])
+def test_an_element_a_little_away_from_a_kink_is_judged_on_its_own_slope(distance):
+    """ReLU at x = 5e-7 has slope 1 within 5e-7: a backward returning 0 there is wrong, and the
+    kink the coarse steps cross (or their nearby points) must not excuse it."""
+    class ZeroNearKink:
+        def forward(self, x):
+            self.x = x.copy()
+            return np.maximum(x, 0.0)
+
+        def backward(self, dout):
+            g = dout * (self.x > 0)
+            g[2, 2] = 0.0
+            return g
+
+    x = X.copy()
+    x[2, 2] = distance
+    r = check_layer(ZeroNearKink(), x).result("x")
+    assert r.verdict == "FAIL" and (2, 2) not in r.excluded, r
+
+
 def test_kinks_are_listed_with_both_one_sided_derivatives():
     x = X.copy()
     x[1, 1] = 0.0

@@ -332,14 +332,16 @@ def _crossing(gaps, noises):
 
 
 def _kinks(gaps, noises):
-    """A kink: a one-sided gap above the noise that did not shrink from one level to the next,
-    anywhere in the search (a kink closer than the smallest step shows it at every level; one
-    a little farther shows it until the step gets below its distance)."""
+    """A kink: a one-sided gap above the noise that did not shrink between the last two levels
+    searched. A kink closer than the smallest step shows it at every level; one farther away
+    shows it only until the step gets below its distance, and there the element is
+    differentiable at the scale of the steps: its refined value is judged as any other (a
+    ReLU 5e-7 from 0 has slope 1 there, whatever the hull of the coarse levels says)."""
     G = np.stack(gaps, axis=1)
     if G.shape[1] < 2:
         return np.zeros(G.shape[0], dtype=bool)
     N = np.stack(noises, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & (G[:, 1:] > 2.0 * N[:, 1:]) \
-            & (G[:, :-1] > 2.0 * N[:, :-1])
-    return steady.any(axis=1)
+        steady = (G[:, -1] / G[:, -2] > KINK_RATIO) & (G[:, -1] > 2.0 * N[:, -1]) \
+            & (G[:, -2] > 2.0 * N[:, -2])
+    return steady

@@ -349,11 +349,15 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
     if st.kinks:
         shown = [f"{i}: one-sided {lo:.6g} / {hi:.6g}" + ("" if ok else " (outside)")
                  for i, lo, hi, ok in st.kinks[:10]]
+        inside = sum(ok for *_, ok in st.kinks)
+        outside = len(st.kinks) - inside
         findings.append(Finding(
             "nondifferentiable", False,
-            f"{sum(ok for *_, ok in st.kinks)} element(s) of {name!r} judged at "
-            f"non-differentiable points (the analytic value must lie between the one-sided "
-            f"derivatives): {'; '.join(shown)}{' ...' if len(st.kinks) > 10 else ''}", name))
+            f"{len(st.kinks)} element(s) of {name!r} judged at non-differentiable points "
+            f"({inside} inside the one-sided derivatives, excluded; {outside} outside, "
+            f"failing): {'; '.join(shown)}{' ...' if len(st.kinks) > 10 else ''}. A gradient "
+            "split wrongly between tied elements (a max-pool tie) lies inside each element's "
+            "hull and is not caught here", name))
     if st.unresolved.any():
         rows = np.flatnonzero(st.unresolved)
         shown = [f"{comp.index(int(r))}: tolerance {st.allowed[r]:.2g}" for r in rows[:10]]
