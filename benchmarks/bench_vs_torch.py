@@ -50,10 +50,14 @@ def main():
             return float(np.max(np.abs(num - exact)) / np.max(np.abs(exact)))
 
         for method in ("central", "richardson", "complex"):
-            t, rep = best_of(lambda: check_layer(layer, x, dout=dout, wrt=["x"], method=method))
+            t, rep = best_of(lambda: check_layer(layer, x, dout=dout, wrt=["x"], method=method,
+                                                 strategy="elementwise"))
             r = rep.result("x")
             print(f"| {shape} | gradcheck {method} | {rep.forward_calls} | {t / limit:.2f} | "
                   f"{acc(r.numerical):.1e} |")
+        t, rep = best_of(lambda: check_layer(layer, x, dout=dout, wrt=["x"]), 3)
+        print(f"| {shape} | gradcheck auto (default: {rep.result('x').strategy}) | "
+              f"{rep.forward_calls} | {t / limit:.3f} | {acc(rep.result('x').numerical):.1e} |")
         t, rep = best_of(lambda: check_layer(layer, x, dout=dout, wrt=["x"],
                                              strategy="projection"), 3)
         print(f"| {shape} | gradcheck projection (8 probes) | {rep.forward_calls} | "

@@ -46,7 +46,7 @@ class Options:
 
 
 def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
-                method="central", strategy="elementwise", eps=None, atol=None, rtol=None,
+                method="central", strategy="auto", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,
                 executor=None, min_resolution=1e-3, inconclusive="fail", expect_zero=(),
                 sequence=True):
@@ -96,9 +96,18 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         ``richardson`` (6; extrapolation over ``h, h/2, h/4``, with an error
         estimate), ``complex`` (1; complex step ``Im f(x + ih) / h``, exact
         to rounding, for layers whose forward is complex-analytic).
-    strategy : {"elementwise", "jacobian", "projection", "sampled"}
-        ``elementwise``: every element of every target (a vector-Jacobian
-        product). ``jacobian``: the whole Jacobian, numerically and with one
+    strategy : {"auto", "grouped", "elementwise", "jacobian", "projection", "sampled"}
+        ``auto`` (default): ``grouped`` for targets of 32 elements or more,
+        ``elementwise`` below (and with ``method="complex"``). ``grouped``:
+        every element, as ``elementwise``, but elements whose outputs do not
+        overlap are perturbed together, in one forward-call pair (the block
+        structure learned by a few exact probes); every grouped value that
+        fails is refined one element at a time, a few random projections back
+        a PASS, and a structure shown wrong sends the target to
+        ``elementwise`` (the report says which structure was used, how many
+        calls it saved, or why it fell back; :mod:`gradcheck.engine.grouped`).
+        ``elementwise``: every element of every target, one at a time (a
+        vector-Jacobian product). ``jacobian``: the whole Jacobian, numerically and with one
         backward per output element (small layers). ``projection``:
         ``probes`` random projections ``u . (J v)`` against ``(J^T u) . v``,
         cost independent of the input size, wrong elements then located by

@@ -7,7 +7,7 @@ import numpy as np
 from gradcheck.errors import GradCheckInputError
 
 METHODS = ("forward", "central", "central4", "richardson", "complex")
-STRATEGIES = ("elementwise", "jacobian", "projection", "sampled")
+STRATEGIES = ("auto", "grouped", "elementwise", "jacobian", "projection", "sampled")
 PRECISIONS = ("auto", "float64", "native")
 
 

@@ -29,7 +29,9 @@ def test_correct_batchnorm_passes_every_strategy(strategy, shape, train_flg):
     layer, x = _bn(shape, train_flg)
     report = check_layer(layer, x, train_flg=train_flg, strategy=strategy)
     assert report.passed, str(report)
-    assert all(r.strategy == strategy for r in report.results)
+    # auto: each target grouped where a structure was found, else one element at a time
+    used = {"auto": ("grouped", "elementwise")}.get(strategy, (strategy,))
+    assert all(r.strategy in used for r in report.results)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -113,7 +115,7 @@ def test_projection_locates_a_single_wrong_element_by_bisection():
     r = report.result("x")
     assert not r.passed
     assert [loc[0] for loc in r.located] == [(5, 3)]
-    elementwise = check_layer(layer, x, wrt=["x"]).forward_calls
+    elementwise = check_layer(layer, x, wrt=["x"], strategy="elementwise").forward_calls
     assert report.forward_calls < elementwise / 10
 
 
@@ -197,26 +199,61 @@ def test_nondet_tol_accepts_tiny_backward_noise():
     assert check_layer(layer, x, nondet_tol=1e-12).passed
 
 
-def test_parallel_evaluation_is_bit_identical_to_serial():
+def test_parallel_evaluation_is_bit_identical_to_serial(monkeypatch):
+    from gradcheck.engine import parallel
+
+    monkeypatch.setattr(parallel, "BREAK_EVEN", 0.0)  # workers even for this small target
     layer, x = _bn((16, 32), True)
-    serial = check_layer(layer, x, wrt=["x"])
+    one = dict(wrt=["x"], strategy="elementwise")
+    serial = check_layer(layer, x, **one)
     with ThreadPoolExecutor(2) as ex:
-        threaded = check_layer(layer, x, wrt=["x"], executor=ex)
-    procs = check_layer(layer, x, wrt=["x"], n_jobs=2)
+        threaded = check_layer(layer, x, executor=ex, **one)
+    procs = check_layer(layer, x, n_jobs=2, **one)
     for r in (threaded, procs):
         assert r.passed
         assert np.array_equal(r.result("x").numerical, serial.result("x").numerical)
+        assert not [f for f in r.findings if f.kind == "parallel-serial"]
+        # each chunk's worker makes one forward call of its own, and the report counts it
+        assert r.forward_calls > serial.forward_calls
+
+
+def test_an_executor_whose_workers_trim_malloc_gets_a_note(monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    layer, x = _bn((16, 32), True)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # inherited by the workers
+    with ProcessPoolExecutor(2) as ex:
+        report = check_layer(layer, x, wrt=["x"], strategy="elementwise", executor=ex)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    with ProcessPoolExecutor(2) as ex:
+        clean = check_layer(layer, x, wrt=["x"], strategy="elementwise", executor=ex)
+    assert report.passed and clean.passed
+    kinds = [[f.kind for f in r.findings] for r in (report, clean)]
+    assert kinds[0].count("executor-environment") == 1 and "executor-environment" not in kinds[1]
+    assert "pre-spawn-environ.MALLOC_TRIM_THRESHOLD_" in str(report.findings)
+
+
+def test_n_jobs_below_its_break_even_runs_serially_with_a_note():
+    layer, x = _bn((16, 32), True)
+    one = dict(wrt=["x"], strategy="elementwise")
+    serial = check_layer(layer, x, **one)
+    procs = check_layer(layer, x, n_jobs=2, **one)
+    assert procs.forward_calls == serial.forward_calls
+    assert np.array_equal(procs.result("x").numerical, serial.result("x").numerical)
+    notes = [f for f in procs.findings if f.kind == "parallel-serial"]
+    assert len(notes) == 1 and "evaluated serially" in notes[0].message
 
 
 def test_parallel_evaluation_on_a_local_dask_cluster():
     distributed = pytest.importorskip("distributed", reason="dask.distributed not installed "
                                       "(pip install 'dask[distributed]')")
     layer, x = _bn((16, 32), True)
-    serial = check_layer(layer, x, wrt=["x"])
+    serial = check_layer(layer, x, wrt=["x"], strategy="elementwise")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        report = check_layer(layer, x, wrt=["x"], executor=client.get_executor())
+        report = check_layer(layer, x, wrt=["x"], executor=client.get_executor(),
+                             strategy="elementwise")
     assert report.passed
     assert np.array_equal(report.result("x").numerical, serial.result("x").numerical)
 

@@ -285,9 +285,13 @@ class Tied:
 
 @pytest.mark.parametrize("options", [
     {}, {"strategy": "projection"}, {"method": "complex"}, {"precision": "native"},
-    {"n_jobs": 2}], ids=["default", "projection", "complex", "native", "n_jobs"])
+    {"n_jobs": 2, "strategy": "elementwise"}, {"strategy": "grouped"}],
+    ids=["default", "projection", "complex", "native", "n_jobs", "grouped"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_tied_weights_survive_every_code_path(options, dtype):
+def test_tied_weights_survive_every_code_path(options, dtype, monkeypatch):
+    from gradcheck.engine import parallel
+
+    monkeypatch.setattr(parallel, "BREAK_EVEN", 0.0)  # the n_jobs path really uses workers
     D = 16 if "n_jobs" in options else 3  # 256 elements: evaluated in worker processes
     layer = Tied(D, dtype)
     x = np.random.default_rng(1).normal(size=(4, D)).astype(dtype)

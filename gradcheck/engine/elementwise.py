@@ -9,6 +9,8 @@ target's noise is measured (:mod:`gradcheck.engine.noise`) and its steps are
 tuned to the measured curvature (:mod:`gradcheck.engine.steps`).
 """
 
+import time
+
 import numpy as np
 
 from gradcheck.engine import methods
@@ -28,19 +30,26 @@ def _index_fn(idx, shape):
 
 
 class Setup:
-    """A target's evaluator, measured noise and tuned steps (shared by every strategy)."""
+    """A target's evaluator, measured noise and tuned steps (shared by every strategy).
 
-    def __init__(self, problem, target, opts, method):
+    ``tuner(setup, steps) -> (steps, tuning)`` replaces the step tuning on single
+    elements (the grouped strategy learns the target's structure there and tunes on
+    a group); :attr:`structure` is what it found (``None``: not looked for).
+    """
+
+    def __init__(self, problem, target, opts, method, tuner=None):
         self.problem, self.target, self.opts, self.method = problem, target, opts, method
         self.arr = target.array
         self.evaluate = problem.evaluator(target)
         out_eps = float(np.finfo(problem.out0.dtype).eps)
+        t0 = time.perf_counter()
         self.noise = measure_noise(self.evaluate, self.arr, problem.out0, problem.dout,
                                    seed=opts.seed, name=target.name, out_eps=out_eps)
+        #: seconds per forward call, as the noise table's calls took (with their reduction)
+        self.call_time = (time.perf_counter() - t0) / max(1, self.noise.calls)
         steps = element_steps(self.arr, method, self.noise.relative, opts.eps)
-        self.steps, self.tuning = tune(self.evaluate, self.arr, steps, method, self.noise,
-                                       problem.dout, problem.out0, seed=opts.seed,
-                                       name=target.name, adjust=opts.eps is None)
+        self.structure = None
+        self.steps, self.tuning = (tuner or _tune_elements)(self, steps)
         # refinement extrapolates central differences at 2h, h, h/2 (removing h^2 and h^4):
         # it starts from this method's step when that is a central one (the larger steps of
         # central4/richardson round less), from central's own otherwise, shrunk as the
@@ -62,12 +71,21 @@ class Setup:
         return text
 
 
-def prepare(problem, target, opts):
-    """The :class:`Setup` of ``target`` for the method of ``opts`` (made once per check)."""
+def _tune_elements(s, steps):
+    """The steps tuned on a few single elements (:func:`gradcheck.engine.steps.tune`)."""
+    return tune(s.evaluate, s.arr, steps, s.method, s.noise, s.problem.dout, s.problem.out0,
+                seed=s.opts.seed, name=s.target.name, adjust=s.opts.eps is None)
+
+
+def prepare(problem, target, opts, tuner=None):
+    """The :class:`Setup` of ``target`` for the method of ``opts`` (made once per check).
+
+    ``tuner`` applies when the setup is made here (the first strategy to ask makes it).
+    """
     cache = problem.__dict__.setdefault("setups", {})
     key = (target.name, opts.method)
     if key not in cache:
-        cache[key] = Setup(problem, target, opts, methods.get(opts.method))
+        cache[key] = Setup(problem, target, opts, methods.get(opts.method), tuner)
     return cache[key]
 
 
@@ -87,7 +105,7 @@ def rebind(setup, problem, target):
     return s
 
 
-def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None):
+def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None, diffs=None):
     """Differentiate the elements ``idx`` of ``target``; the :class:`Comparison` for the verdict.
 
     Parameters
@@ -101,6 +119,10 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
         ``"elementwise"`` or ``"sampled"`` (recorded in the result).
     setup : Setup or None
         Reuse a target's measured noise and steps.
+    diffs : callable or None
+        ``diffs(problem, setup, idx) -> (R, span, support)``: the reduced
+        differences, denominators and support noise shares of the elements
+        (``None``: one element at a time; the grouped strategy perturbs groups).
 
     Returns
     -------
@@ -110,7 +132,7 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None)
     arr, method = s.arr, s.method
     n = arr.size
     idx = np.arange(n) if idx is None else np.asarray(idx)
-    R, span, support = _differences(problem, s, idx)
+    R, span, support = (diffs or _differences)(problem, s, idx)
     with np.errstate(divide="ignore", invalid="ignore"):
         D = np.where(span != 0, R / span, 0.0)
     num, est = method.combine(D)
@@ -154,9 +176,10 @@ def _differences(problem, s, idx):
     """``(R, span, support)``: reduced differences, denominators, support noise fractions."""
     opts = s.opts
     if opts.parallel and len(idx) >= opts.parallel_min:
-        from gradcheck.engine.parallel import parallel_differences
+        from gradcheck.engine.parallel import parallel_differences, worth_it
 
-        return parallel_differences(problem, s, idx)
+        if worth_it(problem, s, idx):
+            return parallel_differences(problem, s, idx)
     sink = Reduce(problem.dout, len(idx), len(s.method.pairs), noise_w=s.noise.weights)
     span = differences(s.evaluate, ElementMoves(s.arr, idx, s.steps), s.method.pairs, sink,
                        problem.out0)

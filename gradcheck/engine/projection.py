@@ -69,15 +69,15 @@ def comparisons(problem, opts, strategy):
         yield target, _compare(problem, target, opts, probes)
 
 
-def directional(problem, target, opts, u, grads, setup):
-    """The :class:`Comparison` of one probe along a random ±1 direction, upstream ``u``.
+def directional(problem, target, opts, u, grads, setup, count=1):
+    """The :class:`Comparison` of ``count`` probes along random ±1 directions, upstream ``u``.
 
     ``setup`` brings the target's measured noise and steps (of the main check), so
-    the probe costs two forward calls until it fails (then it is refined and its
+    each probe costs two forward calls until it fails (then it is refined and its
     wrong elements located, as any projection). The sequence check's second call
-    is verified this way.
+    is verified this way, and the grouped strategy backs a PASS with a few.
     """
-    return _compare(problem, target, opts, [(u, grads)], setup=setup)
+    return _compare(problem, target, opts, [(u, grads)] * count, setup=setup)
 
 
 class _Directional:

@@ -146,7 +146,8 @@ def _probe(evaluate, arr, sample, steps, method, noise, dout, out0):
             noise.of_support(sink.noise))
 
 
-def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=True):
+def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=True,
+         sample=None, probe=None):
     """Shrink ``steps`` until the method's truncation error is no larger than its rounding.
 
     The truncation error ``c h**p`` is measured on a few random elements from
@@ -172,6 +173,12 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
     name : str
     adjust : bool
         False (the caller fixed the step): only measure the truncation.
+    sample : ndarray of int or None
+        The elements measured (``None``: :data:`SAMPLE` random ones).
+    probe : callable or None
+        ``probe(evaluate, arr, sample, steps, method, noise, dout, out0) -> (v1, v2,
+        sigma)``, the method's values at ``h`` and ``h/2`` on the sample and their noise;
+        ``None``: one element at a time (the grouped strategy perturbs a whole group).
 
     Returns
     -------
@@ -179,19 +186,21 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
     tuning : Tuning
     """
     rng = np.random.default_rng([seed, 6, zlib.crc32(name.encode())])
-    sample = np.sort(rng.choice(arr.size, size=min(SAMPLE, arr.size), replace=False))
+    if sample is None:
+        sample = np.sort(rng.choice(arr.size, size=min(SAMPLE, arr.size), replace=False))
     growth = MAX_RELATIVE_STEP * np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(
         np.float64)) / steps[sample]
     factor, calls, note, last, seen_before = 1.0, 0, "base steps kept", None, False
     for _ in range(MAX_PROBES):
         try:
-            m = _measure(evaluate, arr, sample, steps * factor, method, noise, dout, out0)
+            m = _measure(evaluate, arr, sample, steps * factor, method, noise, dout, out0,
+                         probe or _probe)
         except LayerCallError:
             if last is None:  # at the base steps already: keep them, the loop over the
                 return steps, Tuning(1.0, 0.0, 0.0, False, calls,  # elements names it
                                      "base steps kept (forward failed on the sample)")
             break  # a changed step left forward's domain: keep the last one
-        calls += 2 * method.calls * len(sample)
+        calls += 2 * method.calls * (1 if probe else len(sample))
         last = (factor, m)
         change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before)
         seen_before = seen_before or m["seen"]
@@ -216,10 +225,10 @@ MAX_RELATIVE_STEP = 1.0
 GROW_ABOVE = 1e-5
 
 
-def _measure(evaluate, arr, sample, steps, method, noise, dout, out0):
+def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
     """Truncation error, its detection floor and the rounding of the sample at ``steps``."""
     h = steps[sample]
-    v1, v2, sigma = _probe(evaluate, arr, sample, steps, method, noise, dout, out0)
+    v1, v2, sigma = probe(evaluate, arr, sample, steps, method, noise, dout, out0)
     p = method.order
     trunc = np.abs(v1 - v2) / (1.0 - 2.0 ** -p)
     floor = DETECTION * method.gain * sigma * np.sqrt(5.0) / h / (1.0 - 2.0 ** -p)

@@ -42,7 +42,7 @@ def run(problem, strategy, opts):
     Parameters
     ----------
     problem : gradcheck.protocol.problem.Problem
-    strategy : {"elementwise", "sampled", "jacobian", "projection"}
+    strategy : {"auto", "grouped", "elementwise", "sampled", "jacobian", "projection"}
     opts : gradcheck.check.Options
 
     Returns
@@ -50,10 +50,18 @@ def run(problem, strategy, opts):
     tuple of TargetResult
     """
     if opts.method == "complex":
-        if strategy != "elementwise":
+        if strategy not in ("elementwise", "auto"):
             raise GradCheckInputError(
-                "method='complex' supports strategy='elementwise' only", layer=problem.name)
+                "method='complex' supports strategy='elementwise' only (and 'auto', which "
+                "means it there)", layer=problem.name)
         from gradcheck.engine.complex import comparisons
+    elif strategy in ("auto", "grouped"):
+        from gradcheck.engine.grouped import check_target
+
+        results = tuple(check_target(problem, t, opts, strategy, policy_for(opts, t))
+                        for t in problem.targets)
+        _analytic_precision(problem)
+        return results
     elif strategy == "jacobian":
         from gradcheck.engine.jacobian import comparisons
     elif strategy == "projection":
