@@ -5,8 +5,8 @@
 For each layer and input size, one run measures side by side, in the same
 process and interleaved (best of 5 each):
 
-* *base*: ``check_layer(..., strategy="elementwise", sequence=False)``, the
-  elementwise check without it;
+* *base*: ``check_layer(..., sequence=False)``, the default check
+  (``strategy="auto"``: grouped where a structure is found) without it;
 * *with*: the same with ``sequence=True`` (the default);
 * *share*: the time spent inside the sequence check itself (timed in the same
   calls as *with*), as a fraction of *with*: the measure least sensitive to a
@@ -14,7 +14,7 @@ process and interleaved (best of 5 each):
 
 and the extra forward and backward calls it made. Goal: *share* under 5 % on
 typical sizes (the sizes of ``bench_engine.py``); tiny inputs, whose whole
-check is a few dozen calls, are listed for what they cost.
+check is a few milliseconds, are listed for what they cost.
 """
 
 import time
@@ -68,12 +68,11 @@ def measure(name, shape, train_flg, repeat=5):
         for _ in range(repeat):
             t0 = time.perf_counter()
             base = check_layer(layer, x, train_flg=train_flg, sequence=False,
-                               strategy="elementwise", **spec.options)
+                               **spec.options)
             best["base"] = min(best["base"], time.perf_counter() - t0)
             timer.total = 0.0
             t0 = time.perf_counter()
-            full = check_layer(layer, x, train_flg=train_flg, strategy="elementwise",
-                               **spec.options)
+            full = check_layer(layer, x, train_flg=train_flg, **spec.options)
             t = time.perf_counter() - t0
             best["with"] = min(best["with"], t)
             best["share"] = min(best["share"], timer.total / t)

@@ -6,15 +6,16 @@ into a persistent buffer or counts its calls passes it. :func:`check_history`
 therefore also runs the layer the way a training loop does, from the check's
 working state and restoring nothing in between:
 
-1. ``forward(x)``, ``backward(dout)``: in train mode when the check is in eval
-   mode and ``forward`` takes ``train_flg`` (a training step before evaluation);
-2. an optimizer step on every parameter, ``p <- p * (1 - 0.01 sign(dp))``
-   (relative, so no element changes sign);
-3. ``forward(x2)`` in the check's mode, ``x2`` being ``x`` with its first
-   (batch) axis reversed, and ``backward(d2)`` with an independent random ``d2``
-   (the check's own ``dout`` when the output is a scalar);
-4. ``backward(d2)`` once more on the same forward;
-5. ``backward(2 * d2)`` from the state right after ``forward(x2)``.
+1. ``forward(x1)``, ``backward(d1)`` at parameters moved by ``1 +- 0.01``
+   (random signs), ``x1`` being ``x`` with its first (batch) axis reversed
+   and ``d1`` a random upstream gradient; in train mode when the check is in
+   eval mode and ``forward`` takes ``train_flg`` (a training step before
+   evaluation);
+2. an optimizer step that puts every parameter back to the check's value;
+3. ``forward(x)`` in the check's mode and ``backward(dout)``: the check's own
+   point, so the gradient check's finite differences already hold for it;
+4. ``backward(dout)`` once more on the same forward;
+5. ``backward(2 * dout)`` from the state right after call 3's forward.
 
 Calls 1 and 3-4 are traced (:mod:`gradcheck.protocol.tracing`). The findings,
 each of its own kind and never a gradient mismatch:
@@ -23,11 +24,11 @@ each of its own kind and never a gradient mismatch:
 ``nonfinite-state``    call 1 leaves NaN/inf in an array the next forward reads
 ``stale-state``        call 3's backward reads attributes left over from call 1
                        (:mod:`gradcheck.protocol.stale`), named
-``backward-history``   call 3's gradient fails a finite-difference check at
-                       ``x2`` from the post-step state (one random projection
-                       per target), though the pure check passed; classified:
-                       the first call's gradient returned again, accumulated
-                       into a buffer, scaled by the number of calls
+``backward-history``   call 3's gradient is not the one the pure check verified
+                       at the same point and fails finite differences on the
+                       post-step state; classified: the first call's gradient
+                       returned again, accumulated into a buffer, scaled by
+                       the number of calls
 ``backward-twice``     call 4 differs from call 3
 ``backward-nonlinear`` call 5 differs from twice call 3 (only a note for a
                        scalar output: a loss layer's backward may ignore dout)
@@ -35,9 +36,20 @@ each of its own kind and never a gradient mismatch:
 
 At most one of the last three per target, and none for a target whose pure
 check failed (its gradient is wrong anyway). Everything is restored afterwards.
-Cost: 2 forward and 4 backward calls, 2 state snapshots, and 2 forward calls
-per target for the finite-difference probes (``benchmarks/bench_sequence.py``:
-0.3-4 % of a default check on typical sizes).
+How call 3 is verified (:meth:`_Sequence._history`): when its output equals
+the check's ``out0`` and its gradient the check's analytic gradient (both to
+``nondet_tol``, bitwise by default), the gradient check's own finite
+differences at this point verify it, and no call is made. Otherwise the
+gradient is checked by finite differences on the post-step state: when the
+output moved with the state (a dropout mask, running statistics, a kept
+hidden state), first by one random projection per target at the main check's
+noise and steps (2 forward calls), and a target that does not pass it, or one
+whose output was unchanged but its gradient not, by a few sampled elements
+with the noise measured there (:func:`_verify_second_call`).
+
+Cost: 2 forward and 4 backward calls and 2 state snapshots; 2 more forward
+calls per target when the output moved with the state
+(``benchmarks/bench_sequence.py``).
 """
 
 import contextlib
@@ -146,21 +158,16 @@ class _Sequence:
     def findings(self):
         run = self.run
         notes = self._first_call()
-        _optimizer_step(self.layer, run.params, self.g1)
+        self._step_back()
         self.mid = StateSnapshot(self.layer)
-        self.x2 = np.ascontiguousarray(run.xw[::-1]) if run.xw.ndim and len(run.xw) > 1 \
-            else run.xw.copy()
-        self.out2 = self.forward(self.x2, run.adapter.train_flg, "f2")
+        self.out2 = self.forward(run.xw, run.adapter.train_flg, "f2")
         self.dirty = self.mid.changed()
         self.written["f2"] = self.mid.written(self.dirty)
         broken = self._nonfinite()
         if broken:
             return notes + broken
-        # a scalar output (a loss) keeps the check's dout: a terminal loss layer's backward
-        # may assume its own dout, and the history bugs show on x2 alone
-        dout = run.dout.reshape(run.out_shape)
-        scalar = self.out2.size == 1 and self.out2.shape == dout.shape
-        self.d2 = dout.copy() if scalar else self._random(self.out2)
+        # the second call is the check's own point: its input, parameters and dout
+        self.d2 = run.dout.reshape(run.out_shape).copy()
         self.after = StateSnapshot(self.layer)
         self.g2 = self.backward(self.d2, "b2")
         try:
@@ -189,15 +196,20 @@ class _Sequence:
         return found + self._twice(g_twice, {f.target for f in found if f.failure})
 
     def _first_call(self):
-        """Call 1 (the training step); in the check's mode if the train-mode call raises."""
+        """Call 1 (the training step) at another input and parameters; in the check's mode if
+        the train-mode call raises."""
         run, s0 = self.run, self.run.snapshot
+        x1 = _first_input(run.xw, self.rng)
         for attempt in range(2):
             s0.restore_all()
+            self.p0 = _move_params(self.layer, run.params, self.rng)
             try:
-                out1 = self.forward(run.xw, self.train_step, "f1")
+                out1 = self.forward(x1, self.train_step, "f1")
                 self.written["f1"] = s0.written()
                 dout = run.dout.reshape(run.out_shape)
-                d1 = dout if out1.shape == dout.shape else self._random(out1)
+                # a scalar output (a loss) keeps the check's dout: a terminal loss layer's
+                # backward may assume its own dout
+                d1 = dout if out1.size == 1 and out1.shape == dout.shape else self._random(out1)
                 self.g1 = self.backward(d1, "b1")
                 self.written["b1"] = s0.written()
                 return [] if attempt == 0 else [Finding("sequence-note", False, (
@@ -207,6 +219,13 @@ class _Sequence:
                 if self.train_step == run.adapter.train_flg:
                     raise
                 failed, self.train_step = str(exc).split(": ", 1)[-1], run.adapter.train_flg
+
+    def _step_back(self):
+        """The optimizer step between the calls: every parameter back to the check's value."""
+        for p, saved in self.p0.items():
+            arr = get_attr(self.layer, p)
+            if isinstance(arr, np.ndarray) and arr.shape == saved.shape and arr.flags.writeable:
+                arr[...] = saved
 
     def _random(self, out):
         return self.rng.standard_normal(out.shape).astype(out.dtype, copy=False)
@@ -226,7 +245,7 @@ class _Sequence:
 
     def _changes_forward(self, obj, name, poison):
         return self._poisoned_call(obj, name, poison,
-                                   lambda: {"out": self.forward(self.x2, self.run.adapter
+                                   lambda: {"out": self.forward(self.run.xw, self.run.adapter
                                                                 .train_flg)},
                                    {"out": self.out2})
 
@@ -275,17 +294,30 @@ class _Sequence:
         return "dx" if t == "x" else self.run.params[t]
 
     def _history(self, own):
-        """``backward-history``: the second call fails finite differences at ``x2``.
+        """``backward-history``: the second call's gradient is not the one the check verified.
+
+        The second call is made at the check's own input, parameters and ``dout``.
+        When its output is the check's ``out0`` and its gradient the check's
+        analytic gradient (to ``nondet_tol``), the gradient check's finite
+        differences verify it: no call is made. A target whose gradient differs, or
+        every target when the output differs (the layer's function moved with its
+        state: a dropout mask, running statistics, a kept hidden state), is checked
+        by finite differences on the post-step state (:func:`_verify_second_call`).
 
         Returns ``[(Finding, recognised)]``: ``recognised`` when the gradient is the
         first call's again, accumulated or scaled by the number of calls.
         """
-        if not self.judged:
-            return []
+        run = self.run
         grads = {t: g for t, g in self.g2.items() if g is not None}
-        results = _verify_second_call(self.run, dict(
-            x=self.x2, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
-            dirty=self.dirty), [t for t in self.judged if t in grads])
+        tol = run.opts.nondet_tol
+        self.same_output = _close(self.out2.reshape(-1), np.asarray(run.out0).reshape(-1), tol)
+        open_ = [t for t in self.judged if t in grads and not (
+            self.same_output and _close(grads[t], run.analytic[t], tol))]
+        if not open_:
+            return []
+        results = _verify_second_call(run, dict(
+            x=run.xw, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
+            dirty=self.dirty), open_, screen=not self.same_output)
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
                "wrote)" if own else "")
         found = []
@@ -346,10 +378,13 @@ class _Sequence:
 SECOND_CALL_SAMPLE = 8
 
 
-def _verify_second_call(run, call, targets):
+def _verify_second_call(run, call, targets, screen=False):
     """Finite differences of the second call at the post-step state, on a few elements.
 
-    The one use of the engine in this module: the ``sampled`` elementwise
+    With ``screen``, a target that passes one random projection at the main
+    check's noise and steps (:func:`gradcheck.engine.projection.directional`,
+    2 forward calls) is taken as verified; the others go on. The
+    ``sampled`` elementwise
     comparison (:func:`gradcheck.engine.elementwise.compare`, a few random
     elements per target, each refined and judged at kinks on its own) with
     each target's measured noise and steps from the main check, on a copy of
@@ -396,14 +431,27 @@ def _verify_second_call(run, call, targets):
     rng = np.random.default_rng([run.seed, 12])
     failed = {}
     for target in step.targets:
+        base = prepare(run, run.target(target.name), opts)
+        if screen and _screened(step, target, opts, rebind(base, step, target, measure=False)):
+            continue
         n = target.array.size
         idx = np.sort(rng.choice(n, size=min(SECOND_CALL_SAMPLE, n), replace=False))
-        setup = rebind(prepare(run, run.target(target.name), opts), step, target)
+        setup = rebind(base, step, target)
         result = decide(compare(step, target, opts, idx, "sampled", setup=setup),
                         policy_for(opts, target), step.findings)
         if result.verdict == "FAIL":
             failed[target.name] = (result, _failing_elements(result))
     return failed
+
+
+def _screened(step, target, opts, setup):
+    """Whether one random projection at the main check's noise and steps passes (2 calls)."""
+    from gradcheck.engine.projection import directional
+    from gradcheck.engine.strategies import policy_for
+    from gradcheck.engine.verdict import decide
+
+    comp = directional(step, target, opts, step.dout, step.analytic, setup)
+    return decide(comp, policy_for(opts, target), []).verdict == "PASS"
 
 
 def _failing_elements(result):
@@ -439,17 +487,36 @@ def _classify(first, second, located):
             "although a first call passes"), False
 
 
-def _optimizer_step(layer, params, grads):
-    """``p *= 1 - LEARNING_RATE * sign(dp)`` in place, once per memory block."""
+def _first_input(x, rng):
+    """The first call's input: ``x`` with its batch reversed, else scaled by ``1 +- 0.01``."""
+    if x.ndim and len(x) > 1:
+        x1 = np.ascontiguousarray(x[::-1])
+        if not np.array_equal(x1, x):
+            return x1
+    if x.dtype.kind in "fc":
+        signs = rng.choice(np.array([-1.0, 1.0]), size=x.shape)
+        return (x * (1.0 + LEARNING_RATE * signs)).astype(x.dtype, copy=False)
+    return x.copy()
+
+
+def _move_params(layer, params, rng):
+    """``p *= 1 +- LEARNING_RATE`` (random signs) in place, once per memory block.
+
+    Returns ``{param: its value before}`` for :meth:`_Sequence._step_back`. Relative,
+    so no element changes sign.
+    """
+    arrays = {p: get_attr(layer, p) for p in params}
+    saved = {p: arr.copy() for p, arr in arrays.items() if isinstance(arr, np.ndarray)
+             and arr.dtype.kind == "f" and arr.flags.writeable}
     done = []
-    for p in params:
-        arr, g = get_attr(layer, p), grads.get(p)
-        if not isinstance(arr, np.ndarray) or g is None or g.shape != arr.shape \
-                or arr.dtype.kind != "f" or not arr.flags.writeable \
-                or any(np.may_share_memory(arr, d) for d in done):
+    for p in saved:
+        arr = arrays[p]
+        if any(np.may_share_memory(arr, d) for d in done):
             continue
-        arr *= (1.0 - LEARNING_RATE * np.sign(g)).astype(arr.dtype)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=arr.shape)
+        arr *= (1.0 + LEARNING_RATE * signs).astype(arr.dtype)
         done.append(arr)
+    return saved
 
 
 def _same(a, b):
