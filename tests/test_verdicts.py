@@ -164,11 +164,7 @@ def test_a_wrong_value_at_a_kink_fails_under_every_strategy(strategy):
     assert correct.passed, str(correct)
 
 
-@pytest.mark.parametrize("distance", [
-    pytest.param(5e-7, marks=pytest.mark.xfail(
-        strict=True, reason="known false PASS: the kink the coarse steps cross is judged by a "
-        "hull that nearby points widen to include 0 (issue 9 closing note)")),
-    2e-6])
+@pytest.mark.parametrize("distance", [5e-7, 2e-6])
 def test_an_element_a_little_away_from_a_kink_is_judged_on_its_own_slope(distance):
     """ReLU at x = 5e-7 has slope 1 within 5e-7: a backward returning 0 there is wrong, and the
     kink the coarse steps cross (or their nearby points) must not excuse it."""

@@ -254,11 +254,26 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
     lower = np.minimum(last["minus"], last["plus"])
     upper = np.maximum(last["minus"], last["plus"])
     outside = kink & ((analytic < lower) | (analytic > upper))
+    # nearby points widen the hull only of a kink the smallest steps still see: one that
+    # only the coarse steps crossed lies beside the point, whose own slope the last level is
+    outside &= ~_vanished(gaps, side_noises)
     if outside.any() and nearby is not None:
         lower, upper = nearby(outside, lower, upper)
     return Refined(best.value, best.rounding, best.estimate, best.step, kink, last["minus"],
                    last["plus"], np.where(kink, lower, np.nan), np.where(kink, upper, np.nan),
                    calls(), hull_noise=last["noise"])
+
+
+#: A kink has vanished when the last level's one-sided gap is this fraction of its largest.
+VANISHED = 0.25
+
+
+def _vanished(gaps, noises):
+    """Rows whose one-sided gap, above the noise at some level, fell to a quarter of it at
+    the last: the coarse steps crossed a kink that is not at the point."""
+    G, N = np.stack(gaps, axis=1), np.stack(noises, axis=1)
+    jump = np.max(np.where(G > 2.0 * N, G, 0.0), axis=1)
+    return (jump > 0) & (G[:, -1] <= VANISHED * jump)
 
 
 class _Best:
