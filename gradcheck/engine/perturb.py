@@ -18,6 +18,9 @@ the target's dtype and an element move's denominator is ``(x + a h) - (x + b
 h)`` as stored. The serial engine and every parallel worker run this loop.
 """
 
+import cmath
+import math
+
 import numpy as np
 
 from gradcheck.errors import LayerCallError
@@ -247,19 +250,25 @@ class Reduce:
     def __init__(self, dout, n_items, n_pairs, out0=None, one_sided=False, noise_w=None,
                  sizes=False):
         self.d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
-        self.out0, self.noise_w = out0, noise_w
+        self.out0 = out0
+        self.noise_w = None if noise_w is None else np.ascontiguousarray(noise_w,
+                                                                         dtype=np.float64)
         self.shape = (n_items, n_pairs)
         self.R = None
         self.P = np.zeros(self.shape) if one_sided else None
         self.M = np.zeros(self.shape) if one_sided else None
         self.S = np.zeros(self.shape) if sizes else None
         self.noise = np.zeros(n_items) if noise_w is not None else None
-        self._support = None
+        self._prod, self._support = None, None
 
     def _dot(self, v):
+        """``v . dout``: real ``v`` by a product into a float64 buffer and numpy's pairwise
+        sum (an OpenBLAS dot of more than ~10^4 terms wakes its threads: 5x slower)."""
         if v.dtype.kind == "c":
             return complex(np.einsum("i,i->", v, self.d))
-        return float(np.einsum("i,i->", v.astype(np.float64, copy=False), self.d))
+        if self._prod is None:
+            self._prod = np.empty(self.d.shape)
+        return float(np.add.reduce(np.multiply(v, self.d, out=self._prod)))
 
     def __call__(self, r, k, oa, ob):
         if self.R is None:
@@ -268,19 +277,27 @@ class Reduce:
             self.P[r, k] = self._dot(oa - self.out0)
             self.M[r, k] = self._dot(self.out0 - ob)
         diff = np.subtract(oa, ob, out=oa)  # oa is the loop's own copy
-        self.R[r, k] = self._dot(diff)
-        if not np.isfinite(self.R[r, k]):
+        if self.noise_w is None:
+            value = self._dot(diff)
+        else:
+            value = self._support_sums(r, diff)
+        if not cmath.isfinite(value):
             raise NonFinite(r)
+        self.R[r, k] = value
         if self.S is not None:
             self.S[r, k] = float(np.einsum("i,i->", np.abs(diff).astype(np.float64,
                                                                       copy=False),
                                            np.abs(self.d)))
-        if self.noise_w is not None:
-            if self._support is None:  # float 0/1, not bool: einsum casts bool 5x slower
-                self._support = np.empty(diff.shape, dtype=np.float64)
-            np.not_equal(diff, 0, out=self._support, casting="unsafe")
-            noise = float(np.sqrt(np.einsum("i,i->", self.noise_w, self._support)))
-            self.noise[r] = max(self.noise[r], noise)
+
+    def _support_sums(self, r, diff):
+        """``diff . dout``, and the noise share of the support (the outputs that changed)."""
+        if self._support is None:
+            self._support = np.empty(diff.shape, dtype=bool)
+        np.not_equal(diff, 0, out=self._support)
+        noise = math.sqrt(float(np.add.reduce(self.noise_w, where=self._support)))
+        if noise > self.noise[r]:
+            self.noise[r] = noise
+        return self._dot(diff)
 
 
 class GroupReduce:
