@@ -53,6 +53,7 @@ class ElementMoves:
         self.tp = arr.dtype.type
         self.n = len(self.idx)
         self._saved = None
+        self._complex = arr.dtype.kind == "c"
 
     def index(self, r):
         return int(self.idx[r])
@@ -75,7 +76,7 @@ class ElementMoves:
 
     def span(self, r, a, b, xa, xb):
         """The denominator of pair ``(a, b)``: the representable ``x_a - x_b``."""
-        if np.iscomplexobj(xa):  # the complex step: x + i h, denominator h
+        if self._complex:  # the complex step: x + i h, denominator h
             return float(abs(a - b) * self.steps[self.idx[r]])
         return float(xa) - float(xb)
 
@@ -289,15 +290,32 @@ class Reduce:
                                                                       copy=False),
                                            np.abs(self.d)))
 
+    #: A support of at most this fraction of the outputs (one column of a batch norm) is
+    #: reduced over its own elements, gathered by index, when the output has at least
+    #: ``SPARSE_MIN`` elements (below, the gathers cost more than they save): the terms
+    #: left out are exact zeros, so the sums agree up to rounding.
+    SPARSE, SPARSE_MIN = 1 / 32, 4096
+
     def _support_sums(self, r, diff):
         """``diff . dout``, and the noise share of the support (the outputs that changed)."""
         if self._support is None:
             self._support = np.empty(diff.shape, dtype=bool)
-        np.not_equal(diff, 0, out=self._support)
-        noise = math.sqrt(float(np.add.reduce(self.noise_w, where=self._support)))
+            self._total = float(np.add.reduce(self.noise_w))
+        mask = np.not_equal(diff, 0, out=self._support)  # NaN counts as changed
+        count = np.count_nonzero(mask)
+        if count == diff.size:  # every output changed
+            share, value = self._total, self._dot(diff)
+        elif diff.size >= self.SPARSE_MIN and diff.dtype.kind != "c" \
+                and count <= self.SPARSE * diff.size:
+            nz = np.flatnonzero(mask)
+            share = np.add.reduce(self.noise_w[nz])
+            value = float(np.add.reduce(diff[nz] * self.d[nz]))
+        else:
+            share, value = np.add.reduce(self.noise_w, where=mask), self._dot(diff)
+        noise = math.sqrt(float(share))
         if noise > self.noise[r]:
             self.noise[r] = noise
-        return self._dot(diff)
+        return value
 
 
 class GroupReduce:
