@@ -290,11 +290,12 @@ class Reduce:
                                                                       copy=False),
                                            np.abs(self.d)))
 
-    #: A support of at most this fraction of the outputs (one column of a batch norm) is
-    #: reduced over its own elements, gathered by index, when the output has at least
-    #: ``SPARSE_MIN`` elements (below, the gathers cost more than they save): the terms
-    #: left out are exact zeros, so the sums agree up to rounding.
-    SPARSE, SPARSE_MIN = 1 / 32, 4096
+    #: A support of at most this fraction of the outputs (one column of a batch norm, one
+    #: row of an affine layer) is reduced over its own elements, gathered by index, when
+    #: the output has at least ``SPARSE_MIN`` elements (below, the gathers cost more than
+    #: they save; above half the outputs, a masked sum is as fast): the terms left out are
+    #: exact zeros, so the sums agree up to rounding.
+    SPARSE, SPARSE_MIN = 0.5, 4096
 
     def _support_sums(self, r, diff):
         """``diff . dout``, and the noise share of the support (the outputs that changed)."""
@@ -448,8 +449,10 @@ def _loop(evaluate, moves, pairs, sink, out0, span):
             if buf is None or buf.dtype != oa.dtype:
                 buf = np.empty(oa.shape, dtype=oa.dtype)
             np.copyto(buf, oa)
+            oa = None  # the layer's output freed before the next call can reuse its memory
             xb = moves.set(r, b)
             ob = evaluate(where) if b else out0
             span[r, k] = moves.span(r, a, b, xa, xb)
             sink(r, k, buf, ob)  # before the reset: ob may be a view of the target
+            ob = None
             moves.reset(r)
