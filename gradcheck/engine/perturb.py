@@ -260,7 +260,7 @@ class Reduce:
         self.M = np.zeros(self.shape) if one_sided else None
         self.S = np.zeros(self.shape) if sizes else None
         self.noise = np.zeros(n_items) if noise_w is not None else None
-        self._prod, self._support = None, None
+        self._prod, self._support, self._total = None, None, None
 
     def _dot(self, v):
         """``v . dout``: real ``v`` by a product into a float64 buffer and numpy's pairwise
