@@ -53,6 +53,7 @@ class ElementMoves:
         self.tp = arr.dtype.type
         self.n = len(self.idx)
         self._saved = None
+        self._complex = arr.dtype.kind == "c"
 
     def index(self, r):
         return int(self.idx[r])
@@ -75,7 +76,7 @@ class ElementMoves:
 
     def span(self, r, a, b, xa, xb):
         """The denominator of pair ``(a, b)``: the representable ``x_a - x_b``."""
-        if np.iscomplexobj(xa):  # the complex step: x + i h, denominator h
+        if self._complex:  # the complex step: x + i h, denominator h
             return float(abs(a - b) * self.steps[self.idx[r]])
         return float(xa) - float(xb)
 
@@ -259,7 +260,7 @@ class Reduce:
         self.M = np.zeros(self.shape) if one_sided else None
         self.S = np.zeros(self.shape) if sizes else None
         self.noise = np.zeros(n_items) if noise_w is not None else None
-        self._prod, self._support = None, None
+        self._prod, self._support, self._total = None, None, None
 
     def _dot(self, v):
         """``v . dout``: real ``v`` by a product into a float64 buffer and numpy's pairwise
@@ -289,15 +290,33 @@ class Reduce:
                                                                       copy=False),
                                            np.abs(self.d)))
 
+    #: A support of at most this fraction of the outputs (one column of a batch norm, one
+    #: row of an affine layer) is reduced over its own elements, gathered by index, when
+    #: the output has at least ``SPARSE_MIN`` elements (below, the gathers cost more than
+    #: they save; above half the outputs, a masked sum is as fast): the terms left out are
+    #: exact zeros, so the sums agree up to rounding.
+    SPARSE, SPARSE_MIN = 0.5, 4096
+
     def _support_sums(self, r, diff):
         """``diff . dout``, and the noise share of the support (the outputs that changed)."""
         if self._support is None:
             self._support = np.empty(diff.shape, dtype=bool)
-        np.not_equal(diff, 0, out=self._support)
-        noise = math.sqrt(float(np.add.reduce(self.noise_w, where=self._support)))
+            self._total = float(np.add.reduce(self.noise_w))
+        mask = np.not_equal(diff, 0, out=self._support)  # NaN counts as changed
+        count = np.count_nonzero(mask)
+        if count == diff.size:  # every output changed
+            share, value = self._total, self._dot(diff)
+        elif diff.size >= self.SPARSE_MIN and diff.dtype.kind != "c" \
+                and count <= self.SPARSE * diff.size:
+            nz = np.flatnonzero(mask)
+            share = np.add.reduce(self.noise_w[nz])
+            value = float(np.add.reduce(diff[nz] * self.d[nz]))
+        else:
+            share, value = np.add.reduce(self.noise_w, where=mask), self._dot(diff)
+        noise = math.sqrt(float(share))
         if noise > self.noise[r]:
             self.noise[r] = noise
-        return self._dot(diff)
+        return value
 
 
 class GroupReduce:
@@ -430,8 +449,10 @@ def _loop(evaluate, moves, pairs, sink, out0, span):
             if buf is None or buf.dtype != oa.dtype:
                 buf = np.empty(oa.shape, dtype=oa.dtype)
             np.copyto(buf, oa)
+            oa = None  # the layer's output freed before the next call can reuse its memory
             xb = moves.set(r, b)
             ob = evaluate(where) if b else out0
             span[r, k] = moves.span(r, a, b, xa, xb)
             sink(r, k, buf, ob)  # before the reset: ob may be a view of the target
+            ob = None
             moves.reset(r)
