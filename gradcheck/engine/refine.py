@@ -241,7 +241,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
         gaps.append(np.abs(Dp - Dm))
         side_noise = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
         side_noises.append(side_noise)
-        last = _keep_one_sided(last, Dp, Dm, side_noise, gaps[-1] > 2.0 * side_noise)
+        last = _keep_one_sided(last, Dp, Dm, side_noise, _seen(gaps[-1], side_noise))
         if k >= 2:
             factors = np.array([level_factor(j) for j in range(k - 2, k + 1)])
             T, est = extrapolate(Ds[-3:], factors)
@@ -264,6 +264,15 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
                    calls(), hull_noise=last["noise"])
 
 
+#: A one-sided gap is seen (above the rounding) when it exceeds this many times its noise.
+SEEN = 2.0
+
+
+def _seen(gap, noise):
+    """Where a one-sided gap ``|D+ - D-|`` stands above its noise (the one rule for kinks)."""
+    return gap > SEEN * noise
+
+
 #: A kink has vanished when the last level's one-sided gap is this fraction of its largest.
 VANISHED = 0.25
 
@@ -272,7 +281,7 @@ def _vanished(gaps, noises):
     """Rows whose one-sided gap, above the noise at some level, fell to a quarter of it at
     the last: the coarse steps crossed a kink that is not at the point."""
     G, N = np.stack(gaps, axis=1), np.stack(noises, axis=1)
-    jump = np.max(np.where(G > 2.0 * N, G, 0.0), axis=1)
+    jump = np.max(np.where(_seen(G, N), G, 0.0), axis=1)
     return (jump > 0) & (G[:, -1] <= VANISHED * jump)
 
 
@@ -341,7 +350,7 @@ def _crossing(gaps, noises):
     """
     G = np.stack(gaps, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & (G[:, 1:] > 2.0 * np.stack(
+        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & _seen(G[:, 1:], np.stack(
             noises, axis=1)[:, 1:])
     return np.where(steady.any(axis=1), np.max(G, axis=1) / 2.0, 0.0)
 
@@ -355,6 +364,6 @@ def _kinks(gaps, noises):
         return np.zeros(G.shape[0], dtype=bool)
     N = np.stack(noises, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & (G[:, 1:] > 2.0 * N[:, 1:]) \
-            & (G[:, :-1] > 2.0 * N[:, :-1])
+        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & _seen(G[:, 1:], N[:, 1:]) \
+            & _seen(G[:, :-1], N[:, :-1])
     return steady.any(axis=1)

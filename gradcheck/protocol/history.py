@@ -310,14 +310,14 @@ class _Sequence:
         run = self.run
         grads = {t: g for t, g in self.g2.items() if g is not None}
         tol = run.opts.nondet_tol
-        self.same_output = _close(self.out2.reshape(-1), np.asarray(run.out0).reshape(-1), tol)
+        same_output = _close(self.out2.reshape(-1), np.asarray(run.out0).reshape(-1), tol)
         open_ = [t for t in self.judged if t in grads and not (
-            self.same_output and _close(grads[t], run.analytic[t], tol))]
+            same_output and _close(grads[t], run.analytic[t], tol))]
         if not open_:
             return []
         results = _verify_second_call(run, dict(
             x=run.xw, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
-            dirty=self.dirty), open_, screen=not self.same_output)
+            dirty=self.dirty), open_, screen=not same_output)
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
                "wrote)" if own else "")
         found = []
