@@ -11,7 +11,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 from hypothesis.extra.numpy import arrays
 
 from gradcheck import GradCheckInputError, check_layer
@@ -388,3 +388,40 @@ def test_a_class_defined_by_exec_without_a_module_name_is_state_like_any(factor,
     report = check_layer(ns["Drop"](), np.random.default_rng(1).normal(size=(5, 4)))
     assert report.result("x").verdict == verdict, str(report)
     assert not [f for f in report.findings if f.failure], str(report)
+
+
+_GLOBAL_RNG_OPS = {
+    "rand": lambda: np.random.rand(),
+    "randn": lambda: np.random.randn(),  # legacy Gaussian: fills or consumes the cache
+    "randn3": lambda: np.random.randn(3),
+    "seed": lambda: np.random.seed(7),
+    "none": lambda: None,
+}
+
+
+@given(before=st.lists(st.sampled_from(sorted(_GLOBAL_RNG_OPS)), max_size=4),
+       during=st.lists(st.sampled_from(sorted(_GLOBAL_RNG_OPS)), max_size=4))
+@example(before=["randn"], during=["randn"])  # the cached Gaussian consumed, MT state unmoved
+@example(before=["randn"], during=["seed"])
+@example(before=[], during=["randn", "randn"])
+def test_the_global_rng_counts_as_changed_exactly_when_its_state_differs(before, during):
+    """A snapshot sees a change of numpy's global random state, Gaussian cache included,
+    exactly when ``get_state()`` differs, and ``restore_all`` puts the whole state back."""
+    saved = np.random.get_state()
+    try:
+        np.random.seed(3)
+        for op in before:  # leaves a cached Gaussian or not
+            _GLOBAL_RNG_OPS[op]()
+        start = np.random.get_state()
+        snap = StateSnapshot(object())
+        for op in during:
+            _GLOBAL_RNG_OPS[op]()
+        now = np.random.get_state()
+        differs = not (np.array_equal(now[1], start[1]) and now[2:] == start[2:])
+        assert bool(snap.changed()) == differs
+        snap.restore_all()
+        after = np.random.get_state()
+        assert np.array_equal(after[1], start[1]) and after[2:] == start[2:]
+        assert not snap.changed()
+    finally:
+        np.random.set_state(saved)

@@ -14,8 +14,11 @@ working state and restoring nothing in between:
 2. an optimizer step that puts every parameter back to the check's value;
 3. ``forward(x)`` in the check's mode and ``backward(dout)``: the check's own
    point, so the gradient check's finite differences already hold for it;
-4. ``backward(dout)`` once more on the same forward;
-5. ``backward(2 * dout)`` from the state right after call 3's forward.
+4. ``backward(2 * dout)`` right after, on the same forward: twice call 3's
+   gradient means backward is repeatable and linear in ``dout``; otherwise
+   (the findings below told apart) ``backward(dout)`` once more on the same
+   forward and ``backward(2 * dout)`` from the state right after call 3's
+   forward, apart (:meth:`_Sequence._backward_again`).
 
 Calls 1 and 3-4 are traced (:mod:`gradcheck.protocol.tracing`). The findings,
 each of its own kind and never a gradient mismatch:
@@ -29,8 +32,8 @@ each of its own kind and never a gradient mismatch:
                        post-step state; classified: the first call's gradient
                        returned again, accumulated into a buffer, scaled by
                        the number of calls
-``backward-twice``     call 4 differs from call 3
-``backward-nonlinear`` call 5 differs from twice call 3 (only a note for a
+``backward-twice``     backward(dout) again differs from call 3
+``backward-nonlinear`` backward(2 dout) differs from twice call 3 (only a note for a
                        scalar output: a loss layer's backward may ignore dout)
 =====================  ======================================================
 
@@ -47,8 +50,9 @@ noise and steps (2 forward calls), and a target that does not pass it, or one
 whose output was unchanged but its gradient not, by a few sampled elements
 with the noise measured there (:func:`_verify_second_call`).
 
-Cost: 2 forward and 4 backward calls and 2 state snapshots; 2 more forward
-calls per target when the output moved with the state
+Cost: 2 forward and 3 backward calls and 2 state snapshots (2 more backward
+calls when a finding of call 4 is told apart); 2 more forward calls per target
+when the output moved with the state
 (``benchmarks/bench_sequence.py``).
 """
 
@@ -169,16 +173,7 @@ class _Sequence:
         # the second call is the check's own point: its input, parameters and dout
         self.d2 = run.dout.reshape(run.out_shape).copy()
         self.after = StateSnapshot(self.layer)
-        self.g2 = self.backward(self.d2, "b2")
-        try:
-            g_twice = self.backward(self.d2, "b3")
-        except LayerCallError as exc:  # a backward that frees its cache, as PyTorch's graph
-            g_twice = {}
-            notes.append(Finding("sequence-note", False, (
-                f"backward called twice after one forward raised ({str(exc).split(': ', 1)[-1]})"
-                "; a backward that frees its cache cannot run twice, so this was not checked")))
-        self.after.restore_all()
-        g_scaled = self.backward(LINEARITY * self.d2)
+        g_twice, g_scaled = self._backward_again(notes)
         self.after.restore_all()  # the leftovers are judged on the state backward starts from
         leftovers = Leftovers(self.tracer, self.written, self.objects, self._protected,
                               self._changes_backward, self._changes_forward)
@@ -194,6 +189,39 @@ class _Sequence:
         flagged = {f.target for f in found if f.failure}
         found += [f for f, recognised in history if not recognised and f.target not in flagged]
         return found + self._twice(g_twice, {f.target for f in found if f.failure})
+
+    def _backward_again(self, notes):
+        """Calls 3-5: ``(gradients of backward(dout) again, of backward(2 dout))``.
+
+        First ``backward(dout)`` then, without restoring, ``backward(2 * dout)``:
+        when that returns exactly twice the first (to ``nondet_tol``), backward
+        is both repeatable and linear in ``dout`` (a history effect or a
+        nonlinearity would have to cancel the other exactly), and the twice
+        check takes the first call's gradient as its second (2 backward calls in
+        all). Otherwise the calls are made apart, each from the state after
+        forward: ``backward(dout)`` twice, then ``backward(2 * dout)`` (4 calls),
+        so each finding is told apart from the other.
+        """
+        self.g2 = self.backward(self.d2, "b2")
+        tol = LINEARITY * self.run.opts.nondet_tol
+        try:
+            scaled = self.backward(LINEARITY * self.d2, "b3")
+            if all(self.g2.get(t) is None or scaled.get(t) is None or _close(
+                    scaled[t], LINEARITY * self.g2[t], tol) for t in self.judged):
+                return dict(self.g2), scaled
+        except LayerCallError:
+            pass  # made apart below, where its note is written
+        self.after.restore_all()
+        self.g2 = self.backward(self.d2, "b2")
+        try:
+            g_twice = self.backward(self.d2, "b3")
+        except LayerCallError as exc:  # a backward that frees its cache, as PyTorch's graph
+            g_twice = {}
+            notes.append(Finding("sequence-note", False, (
+                f"backward called twice after one forward raised ({str(exc).split(': ', 1)[-1]})"
+                "; a backward that frees its cache cannot run twice, so this was not checked")))
+        self.after.restore_all()
+        return g_twice, self.backward(LINEARITY * self.d2)
 
     def _first_call(self):
         """Call 1 (the training step) at another input and parameters; in the check's mode if

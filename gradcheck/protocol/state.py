@@ -168,7 +168,7 @@ def _save(kind, obj):
     if kind in ("randomstate", "pyrandom"):
         return obj.get_state() if kind == "randomstate" else obj.getstate()
     if kind == "globalrng":
-        return np.random.get_state()
+        return np.random.get_state(), _global_mt_bytes()
     return {"dict": dict, "set": set}.get(kind, list)(obj)
 
 
@@ -202,7 +202,7 @@ class _Slot:
         if k == "pyrandom":
             return obj.getstate() != saved
         if k == "globalrng":
-            return not _rs_state_equal(np.random.get_state(), saved)
+            return _global_rng_changed(saved)
         if k in ("list", "deque"):
             return len(obj) != len(saved) or any(a is not b for a, b in zip(obj, saved))
         if k == "dict":
@@ -236,7 +236,7 @@ class _Slot:
         elif k == "pyrandom":
             obj.setstate(saved)
         elif k == "globalrng":
-            np.random.set_state(saved)
+            np.random.set_state(saved[0])
         elif k == "list":
             obj[:] = saved
         elif k == "deque":
@@ -267,6 +267,48 @@ def _bitwise_equal(a, b):
         return a.tobytes() == b.tobytes()
     return bool(np.array_equal(np.ascontiguousarray(a).view(np.uint8),
                                np.ascontiguousarray(b).view(np.uint8)))
+
+
+#: Bytes of numpy's MT19937 state struct: ``uint32 key[624]; int pos``.
+_MT_STATE_BYTES = 624 * 4 + 4
+
+
+def _global_mt_bytes():
+    """The raw MT19937 state of numpy's global ``RandomState``, or None when not readable.
+
+    ``np.random.get_state()`` builds a tuple and a 624-element array (about
+    50 µs, most of a state scan of a small layer); the state struct read
+    through the bit generator's ctypes interface costs about 1 µs.
+    """
+    try:
+        bg = np.random.mtrand._rand._bit_generator
+        if type(bg).__name__ != "MT19937":
+            return None
+        import ctypes
+
+        return ctypes.string_at(bg.ctypes.state_address, _MT_STATE_BYTES)
+    except Exception:  # another numpy layout: compare through get_state
+        return None
+
+
+def _global_rng_changed(saved):
+    """Whether numpy's global random state differs from ``saved`` (``(get_state(), raw)``).
+
+    Fast and sound when no Gaussian was cached at the snapshot (``has_gauss ==
+    0``, the state after any seed and after an even number of legacy Gaussian
+    draws): the cache can then only be filled by a draw, which moves the MT
+    state, so comparing the raw state decides. With a cached Gaussian (which a
+    draw can consume without moving the MT state), or when the raw state is not
+    readable, the full states are compared. (Not seen: a ``set_state`` to this
+    very MT state with a Gaussian cached, which only a layer restoring a state
+    it saved itself could make.)
+    """
+    state, raw = saved
+    if raw is not None and state[3] == 0:
+        now = _global_mt_bytes()
+        if now is not None:
+            return now != raw
+    return not _rs_state_equal(np.random.get_state(), state)
 
 
 def _rs_state_equal(s1, s2):
