@@ -162,6 +162,26 @@ class Embedding:
         np.add.at(self.grads[0], self.idx, dout)
 
 
+class SGDDense:
+    """"The Independent Code": ``backward(output_gradient, learning_rate)`` steps the
+    weights itself and keeps no gradient; column inputs ``(in, 1)``."""
+
+    def __init__(self, input_size=3, output_size=2):
+        self.weights = RNG.normal(size=(output_size, input_size))
+        self.bias = RNG.normal(size=(output_size, 1))
+
+    def forward(self, input):
+        self.input = input
+        return np.dot(self.weights, self.input) + self.bias
+
+    def backward(self, output_gradient, learning_rate):
+        weights_gradient = np.dot(output_gradient, self.input.T)
+        input_gradient = np.dot(self.weights.T, output_gradient)
+        self.weights -= learning_rate * weights_gradient
+        self.bias -= learning_rate * output_gradient
+        return input_gradient
+
+
 def affine_forward(x, w, b):
     """CS231n: ``forward(*inputs) -> (out, cache)``."""
     return x @ w + b, (x, w)
@@ -223,6 +243,10 @@ def make_embedding():
     return Embedding(), np.array([0, 4, 4, 1])
 
 
+def make_sgd_dense():
+    return SGDDense(), _x(3, 1)
+
+
 def make_affine_pair():
     return affine_forward, affine_backward, (_x(4, 3), _x(3, 2), _x(2))
 
@@ -232,7 +256,8 @@ def make_softmax_loss():
 
 
 FACTORIES = [make_matmul, make_accumulating, make_nnfs_dense, make_swish, make_two_layer,
-             make_rnn_cell, make_loss, make_embedding, make_affine_pair, make_softmax_loss]
+             make_rnn_cell, make_loss, make_embedding, make_sgd_dense, make_affine_pair,
+             make_softmax_loss]
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr)
 from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
+from gradcheck.protocol.update import learning_rate_parameter
 from gradcheck.protocol.discovery import discover_by_calling, grad_candidates
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
@@ -207,9 +208,9 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     adapter = LayerAdapter(layer, train_flg)
     findings = []
     call = None
-    if is_several(x) or is_index_input(layer, x):
+    if is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
-            layer, x, name, train_flg, params, wrt, expect_zero, findings)
+            layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
     if converted:
         findings.append(Finding("integer-input", False,
@@ -234,12 +235,14 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         counts = (adapter.forward_calls, adapter.backward_calls)
         if call is not None:
             dout_w = call_dout(call, adapter, xw, dout, dout_w, findings)
+        taken = set(call.step_params({})) | {"step_grads"} if call is not None else set()
         params, not_checked, work = _parameters(layer, adapter, original, xw, dout_w, params,
-                                                opts.seed, findings)
+                                                opts.seed, findings, exclude={"x"} | taken)
         discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
         adapter.forward_calls, adapter.backward_calls = counts  # reported apart
         if call is not None:
-            params = {**call.input_params(), **params}
+            discovery = (discovery[0] + call.step_calls[0], discovery[1] + call.step_calls[1])
+            params = {**call.input_params(), **call.step_params(params or {}), **params}
             if not call.targets and not params:
                 raise GradCheckInputError(
                     "nothing to differentiate: no input is a floating array ("
@@ -281,20 +284,41 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         original.restore_all()
 
 
-def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings):
+def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
-    (or integer indices), its adapter, and the options in the wrapper's names."""
+    (or integer indices, or a backward that takes a learning rate), its adapter, and the
+    options in the wrapper's names."""
     from gradcheck.protocol.calling import CallLayer
 
     if not is_several(x):
-        findings.append(Finding("integer-input", False, index_note(layer, x)))
+        if is_index_input(layer, x):
+            findings.append(Finding("integer-input", False, index_note(layer, x)))
         x = (x,)
     call = CallLayer(layer, x, name)
+    if call.lr is not None:
+        call.find_steps(train_flg, seed)
+        findings.append(_step_note(call))
     adapter = LayerAdapter(call, train_flg)
     if call.flag is None:
         adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
+
+
+def _step_note(call):
+    """What was done with a backward that takes a learning rate."""
+    from gradcheck.protocol.update import LEARNING_RATE
+
+    rate = f"{call.lr[0]}={LEARNING_RATE:g}"
+    if not call.stepped:
+        return Finding("learning-rate", False, f"backward takes {call.lr[0]}: called with "
+                       f"{rate}; it stepped no array of the layer")
+    names = ", ".join(call.stepped)
+    return Finding("learning-rate", False, (
+        f"backward takes {call.lr[0]} and steps {names} itself: called with {rate}, the "
+        f"gradient of each was read from its step as (before - after) / {call.lr[0]} (plain "
+        "SGD; a momentum or Adam step is not the gradient and FAILs), and the step was undone "
+        "after every call"))
 
 
 def check_function(forward, backward, *inputs, **options):
@@ -362,7 +386,7 @@ def check_function(forward, backward, *inputs, **options):
     return check_layer(pair, tuple(inputs), **options)
 
 
-def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
+def _parameters(layer, adapter, original, xw, dout, params, seed, findings, exclude):
     """``(params, not_checked, snapshot)``: the parameters to check, what was considered
     and not checked (with the reason), and the snapshot the check works from.
 
@@ -375,7 +399,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings):
     if params is None:
         held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") \
             else []
-        found = discover_by_calling(adapter, xw, dout, seed, exclude={"x"}, inputs=held,
+        found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
                                     strict=hasattr(layer, "input_grads"))
         if found is not None:
             params, not_checked = found.params, found.not_checked

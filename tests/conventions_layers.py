@@ -760,6 +760,71 @@ def _xs(*shapes):
     return tuple(rng.normal(size=s) for s in shapes)
 
 
+class SGDDense:
+    """"The Independent Code" / Omar Aflak's Dense layer: column inputs ``(in, 1)``, and
+    ``backward(output_gradient, learning_rate)`` steps the weights itself (no gradient
+    attribute at all)."""
+
+    def __init__(self, input_size=3, output_size=2):
+        rng = np.random.default_rng(5)
+        self.weights = rng.normal(size=(output_size, input_size))
+        self.bias = rng.normal(size=(output_size, 1))
+
+    def forward(self, input):
+        self.input = input
+        return np.dot(self.weights, self.input) + self.bias
+
+    def backward(self, output_gradient, learning_rate):
+        weights_gradient = np.dot(output_gradient, self.input.T)
+        input_gradient = np.dot(self.weights.T, output_gradient)
+        self.weights -= learning_rate * weights_gradient
+        self.bias -= learning_rate * output_gradient
+        return input_gradient
+
+
+class SGDDenseBroken(SGDDense):
+    """The weights step by twice their gradient."""
+
+    def backward(self, output_gradient, learning_rate):
+        weights_gradient = 2 * np.dot(output_gradient, self.input.T)
+        input_gradient = np.dot(self.weights.T, output_gradient)
+        self.weights -= learning_rate * weights_gradient
+        self.bias -= learning_rate * output_gradient
+        return input_gradient
+
+
+class SGDRebinding:
+    """A row-batch affine layer whose ``backward(dout, lr=0.01)`` rebinds its parameters
+    (``self.W = self.W - lr * dW``) and keeps ``dW`` too."""
+
+    def __init__(self):
+        rng = np.random.default_rng(6)
+        self.W, self.b = rng.normal(size=(3, 2)), rng.normal(size=2)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout, lr=0.01):
+        self.dW = self.x.T @ dout
+        db = dout.sum(axis=0)
+        dx = dout @ self.W.T
+        self.W = self.W - lr * self.dW
+        self.b = self.b - lr * db
+        return dx
+
+
+class SGDRebindingBroken(SGDRebinding):
+    """``dx`` computed with the weights after the step."""
+
+    def backward(self, dout, lr=0.01):
+        self.dW = self.x.T @ dout
+        db = dout.sum(axis=0)
+        self.W = self.W - lr * self.dW
+        self.b = self.b - lr * db
+        return dout @ self.W.T
+
+
 LABELS = np.array([0, 2, 1])
 INDICES = np.array([0, 3, 3, 1])
 
@@ -778,6 +843,10 @@ CALL_CASES = {
                           ["params[0]"]),
     "backward-returns-none": (NNFSNoReturn, NNFSNoReturnBroken, lambda: _xs((3, 3))[0], "x",
                               ["x", "weights", "biases"]),
+    "sgd-step-in-backward": (SGDDense, SGDDenseBroken, lambda: _xs((3, 1))[0], "weights",
+                             ["input", "weights", "bias"]),
+    "sgd-step-rebinding": (SGDRebinding, SGDRebindingBroken, lambda: _xs((4, 3))[0], "x",
+                           ["x", "W", "b"]),
 }
 
 #: convention -> (forward, backward, broken backward or forward, inputs, failing, targets)

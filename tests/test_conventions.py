@@ -554,3 +554,60 @@ def test_readme_gate_lines_for_conventions_run_as_written(monkeypatch):
     monkeypatch.chdir(root)
     for line in lines:
         assert main(shlex.split(line)[1:] + ["-q"]) == 0, line
+
+
+def test_a_backward_that_steps_its_weights_is_read_from_its_step_and_left_as_found():
+    from conventions_layers import SGDDense
+
+    layer = SGDDense()
+    before = (layer.weights.copy(), layer.bias.copy(), layer.weights, layer.bias)
+    x = np.random.default_rng(0).normal(size=(3, 1))
+    report = check_layer(layer, x)
+    assert report.passed, str(report)
+    assert [r.name for r in report.results] == ["input", "weights", "bias"]
+    note = [f.message for f in report.findings if f.kind == "learning-rate"]
+    assert note and "steps weights, bias itself" in note[0] and "(before - after)" in note[0]
+    assert not [f for f in report.findings if f.kind in ("no-parameters-found",
+                                                           "no-gradient-found")]
+    assert not [n for n, _ in report.not_checked if "step_grads" in n]
+    assert layer.weights is before[2] and layer.bias is before[3]
+    assert np.array_equal(layer.weights, before[0]) and np.array_equal(layer.bias, before[1])
+    assert report.discovery_calls[1] >= 2  # the two learning rates of the step search
+
+
+def test_a_momentum_step_in_backward_is_not_the_gradient_and_never_passes():
+    from conventions_layers import SGDDense
+
+    class MomentumDense(SGDDense):
+        def __init__(self):
+            super().__init__()
+            self.velocity = np.ones_like(self.weights)
+
+        def backward(self, output_gradient, learning_rate):
+            weights_gradient = np.dot(output_gradient, self.input.T)
+            input_gradient = np.dot(self.weights.T, output_gradient)
+            self.velocity = 0.9 * self.velocity + weights_gradient
+            self.weights -= learning_rate * self.velocity
+            self.bias -= learning_rate * output_gradient
+            return input_gradient
+
+    report = check_layer(MomentumDense(), np.random.default_rng(0).normal(size=(3, 1)))
+    verdicts = {r.name: r.verdict for r in report.results}
+    # the step is 0.9 * velocity + gradient: not the gradient, and not even linear in dout
+    assert verdicts["input"] == verdicts["bias"] == "PASS", str(report)
+    assert verdicts["weights"] != "PASS" and not report.passed, str(report)
+    assert any("momentum or Adam" in f.message for f in report.findings)
+
+
+def test_a_backward_taking_a_learning_rate_without_parameters_gets_it_passed():
+    class Tanh:
+        def forward(self, input):
+            self.input = input
+            return np.tanh(input)
+
+        def backward(self, output_gradient, learning_rate):
+            return output_gradient * (1 - np.tanh(self.input) ** 2)
+
+    report = check_layer(Tanh(), np.random.default_rng(0).normal(size=(4, 1)))
+    assert report.passed and [r.name for r in report.results] == ["input"]
+    assert any("stepped no array" in f.message for f in report.findings)

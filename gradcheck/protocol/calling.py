@@ -31,6 +31,8 @@ import numbers
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
+from gradcheck.protocol.update import (LEARNING_RATE, StepReader, learning_rate_parameter,
+                                       stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
            "index_note", "call_dout"]
@@ -177,6 +179,10 @@ class CallLayer:
         self.input_grads = {n: None for n in self.targets[1:]}
         self.flag = _flag_keyword(layer.forward)
         self.out_shapes = None
+        self.lr = learning_rate_parameter(layer)
+        self.stepped = ()  # the arrays backward steps itself (find_steps)
+        self.step_calls = (0, 0)  # the forward and backward calls find_steps made
+        self.step_grads = {}
 
     # -- what the report calls the targets ----------------------------------------------
     def display(self, internal):
@@ -312,7 +318,7 @@ class CallLayer:
     def backward(self, dout):
         """``layer.backward(*douts)``; returns the first floating input's gradient and keeps
         the others in ``input_grads``."""
-        grads = self.layer.backward(*self.split(dout))
+        grads = self._call_backward(self.split(dout))
         if not self.targets:
             return np.zeros(1)  # no floating input (an embedding): parameters only
         if grads is None:
@@ -328,6 +334,45 @@ class CallLayer:
         for n in self.targets[1:]:
             self.input_grads[n] = grads[n]
         return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _call_backward(self, douts, lr=None):
+        """``layer.backward(*douts)``; a backward that takes a learning rate gets
+        :data:`~gradcheck.protocol.update.LEARNING_RATE` (or ``lr``, raw), and the step it
+        takes is read as the gradients of :attr:`stepped` and undone."""
+        if self.lr is None:
+            return self.layer.backward(*douts)
+        rate = LEARNING_RATE if lr is None else lr
+        name, positional = self.lr
+        args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
+        if lr is not None:
+            return self.layer.backward(*args, **kwargs)
+        with StepReader(self.layer, self.stepped) as reader:
+            grads = self.layer.backward(*args, **kwargs)
+        self.step_grads = reader.grads
+        return grads
+
+    def find_steps(self, train_flg, seed):
+        """Find the arrays a backward that takes a learning rate steps itself
+        (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls);
+        the layer's own error leaves none found (the check then reports it)."""
+        held = {}
+
+        def forward():
+            out = self.forward(self.x.copy(), train_flg)
+            held["dout"] = np.random.default_rng(seed).standard_normal(np.shape(out))
+
+        self.step_calls = (1, 2)
+        try:
+            self.stepped = stepped_arrays(
+                self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
+                forward)
+        except Exception:  # noqa: BLE001 -- reported by the check's own calls
+            self.stepped = ()
+
+    def step_params(self, params):
+        """``{param: gradient}`` of the stepped arrays that have no gradient attribute."""
+        return {f"layer.{p}": f"step_grads[{p!r}]" for p in self.stepped
+                if f"layer.{p}" not in params}
 
     def _by_target(self, grads):
         n_t = len(self.targets)

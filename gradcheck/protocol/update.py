@@ -1,0 +1,150 @@
+"""Backwards that apply their own optimizer step: the step read as the gradient, then undone.
+
+A common tutorial convention ("The Independent Code", Omar Aflak's "Neural
+Network from scratch in Python", and the many layers copied from it) keeps no
+gradient attribute at all: ``backward(output_gradient, learning_rate)``
+returns the input gradient and updates the weights itself,
+``self.weights -= learning_rate * weights_gradient``. The parameter gradient
+is then only visible in the step. With a plain SGD step, ``before - after =
+learning_rate * gradient`` exactly up to the rounding of the update, so
+
+* :func:`stepped_arrays` finds the arrays a backward steps: those whose change
+  is proportional to the learning rate (one backward with ``lr`` and one with
+  ``2 lr`` from the same state after a forward); a cache that backward
+  rewrites does not scale with it, and is left alone;
+* :class:`StepReader` calls backward with :data:`LEARNING_RATE`, reads every
+  stepped array's gradient as ``(before - after) / LEARNING_RATE`` and puts the
+  array back (the same object, the same contents), so every call the check
+  makes starts from the parameters it checks, and a second backward on one
+  forward sees the same weights (a training loop calls it once per forward).
+
+The gradient read this way is that of plain SGD; a backward that applies
+momentum or Adam steps by something else, and its parameters FAIL with the
+note saying how the gradient was read.
+"""
+
+import inspect
+
+import numpy as np
+
+from gradcheck.protocol.discovery import assign, resolve
+
+__all__ = ["LR_NAMES", "LEARNING_RATE", "learning_rate_parameter", "stepped_arrays",
+           "StepReader"]
+
+#: Names under which a backward takes the learning rate of the step it applies itself.
+LR_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size", "learn_rate", "rate")
+
+#: The learning rate passed to a backward that takes one (a power of 2: the step is
+#: scaled exactly).
+LEARNING_RATE = 1.0
+
+
+def learning_rate_parameter(layer):
+    """``(name, positional_only)`` of the learning rate ``layer.backward`` takes, or ``None``.
+
+    A backward that applies its own SGD step (``self.weights -= learning_rate *
+    weights_gradient``) takes the rate as a parameter named as in
+    :data:`LR_NAMES` (after the upstream gradient; with or without a default).
+    """
+    try:
+        sig = inspect.signature(layer.backward)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    for p in list(sig.parameters.values())[1:]:
+        if p.name in LR_NAMES and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                             p.KEYWORD_ONLY):
+            return p.name, p.kind == p.POSITIONAL_ONLY
+    return None
+
+
+def _steps(layer, before):
+    """``{path: before - now}`` (float64) of the arrays under ``layer`` that changed."""
+    out = {}
+    for path, saved in before.items():
+        now = resolve(layer, path)
+        if not isinstance(now, np.ndarray) or now.shape != saved.shape:
+            continue
+        d = saved.astype(np.float64) - now.astype(np.float64)
+        if np.any(d):
+            out[path] = d
+    return out
+
+
+def _scales(one, two, saved):
+    """Whether ``two`` is twice ``one`` up to the rounding of both updates."""
+    eps = float(np.finfo(saved.dtype).eps)
+    bound = 8 * eps * (np.abs(saved.astype(np.float64)) + np.abs(two))
+    return bool(np.all(np.abs(two - 2 * one) <= bound))
+
+
+def stepped_arrays(layer, call_backward, forward):
+    """The paths of the floating arrays that ``backward`` steps in proportion to its rate.
+
+    Parameters
+    ----------
+    layer : object
+        The user's layer (restored to its state on return).
+    call_backward : callable
+        ``call_backward(lr)``: one backward call with learning rate ``lr``.
+    forward : callable
+        ``forward()``: one forward call (the state backward starts from).
+
+    Returns
+    -------
+    tuple of str
+        Paths under ``layer`` (``"weights"``, ``"layers[0].W"``), in walk order.
+    """
+    from gradcheck.protocol.state import StateSnapshot
+
+    start = StateSnapshot(layer)
+    try:
+        forward()
+        after_forward = StateSnapshot(layer, include_global_rng=False)
+        before = {s.path: s.saved for s in after_forward.slots
+                  if s.kind == "array" and s.path and s.saved.dtype.kind == "f"}
+        moves = []
+        for lr in (LEARNING_RATE, 2 * LEARNING_RATE):
+            after_forward.restore_all()
+            call_backward(lr)
+            moves.append(_steps(layer, before))
+    finally:
+        start.restore_all()
+    one, two = moves
+    return tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
+
+
+class StepReader:
+    """Around one backward call: read each stepped array's gradient, then undo the step.
+
+    Parameters
+    ----------
+    layer : object
+    paths : tuple of str
+        From :func:`stepped_arrays`.
+
+    Attributes
+    ----------
+    grads : dict of str to ndarray
+        ``{path: (before - after) / LEARNING_RATE}`` after :meth:`__exit__` (float64).
+    """
+
+    def __init__(self, layer, paths):
+        self.layer, self.paths = layer, paths
+        self.grads = {}
+
+    def __enter__(self):
+        self._held = [(p, obj, obj.copy()) for p in self.paths
+                      for obj in [resolve(self.layer, p)] if isinstance(obj, np.ndarray)]
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        for path, obj, saved in self._held:
+            now = resolve(self.layer, path)
+            if exc_type is None and isinstance(now, np.ndarray) and now.shape == saved.shape:
+                self.grads[path] = (saved.astype(np.float64)
+                                    - now.astype(np.float64)) / LEARNING_RATE
+            if now is not obj:  # rebound (self.W = self.W - lr * dW): the same object back
+                assign(self.layer, path, obj)
+            np.copyto(obj, saved)
+        return False
