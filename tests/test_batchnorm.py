@@ -39,8 +39,15 @@ def bn_cases(draw, shape_strategy=shapes):
 def test_correct_batchnorm_passes(case, train_flg):
     bn, x, seed = case
     report = check_layer(bn, x, train_flg=train_flg, seed=seed)
-    assert report.passed, str(report)
     assert [r.name for r in report.results] == ["x", "gamma", "beta"]
+    if train_flg and len(x) == 2:
+        # a batch of two normalises every feature to about +-1 whatever x is: the x
+        # gradient is of the order of eps / spread**3, and may be too small to resolve
+        # (INCONCLUSIVE, never FAIL)
+        assert {r.name: r.verdict for r in report.results}["x"] in ("PASS", "INCONCLUSIVE")
+        assert all(r.passed for r in report.results if r.name != "x"), str(report)
+        return
+    assert report.passed, str(report)
 
 
 @given(bn_cases(), st.booleans())
@@ -201,3 +208,16 @@ def test_float32_layer_is_checked_in_float64_by_default_and_natively_on_request(
     broken = BROKEN["no-mean-term"][0](bn.gamma, bn.beta)
     assert not check_layer(broken, x).result("x").passed
     assert not check_layer(broken, x, precision="native").result("x").passed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_an_input_drawn_with_the_checks_seed_is_not_its_dout(seed):
+    """``x = default_rng(seed).normal(...)`` checked with the same ``seed``: the default
+    ``dout`` comes from a stream of its own. Were it ``x`` itself, the normalised output
+    would be an affine function of ``dout`` per feature, and the gradient with respect to
+    ``x`` zero: a check that could catch nothing."""
+    x = np.random.default_rng(seed).normal(size=(8, 3))
+    bn = BatchNormalization(np.ones(3), np.zeros(3))
+    report = check_layer(bn, x, train_flg=True, seed=seed)
+    assert report.passed, str(report)
+    assert np.max(np.abs(report.result("x").analytic)) > 1e-2

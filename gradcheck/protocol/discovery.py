@@ -657,8 +657,9 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         written = rebound(snapshot)
         after_forward = StateSnapshot(layer, include_global_rng=False)
         if dout is None:
-            dout = np.random.default_rng(seed).standard_normal(out.shape).astype(
-                out.dtype, copy=False)
+            from gradcheck.protocol.problem import default_dout
+
+            dout = default_dout(seed, out.shape, out.dtype)
         elif dout.shape != out.shape:
             if strict:
                 raise GradCheckInputError(

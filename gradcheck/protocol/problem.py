@@ -44,6 +44,34 @@ class Target:
     array: np.ndarray
 
 
+#: The random stream of the default upstream gradient, ``default_rng([seed, DOUT_STREAM])``.
+DOUT_STREAM = 0xD0
+
+
+def default_dout(seed, shape, dtype=np.float64):
+    """The upstream gradient a check uses when none is given: standard normal.
+
+    Drawn from its own stream of ``seed``, never ``default_rng(seed)`` itself: an
+    input drawn as ``default_rng(0).normal(size=...)`` (the usual test input, and
+    the gate's for a ``--shape``) would otherwise *be* ``dout``, and a
+    normalisation layer's output is then proportional to ``dout``, whose gradient
+    with respect to the input is zero (a check that can catch nothing).
+
+    Parameters
+    ----------
+    seed : int
+    shape : tuple of int
+        The output's shape.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    ndarray of ``shape`` and ``dtype``
+    """
+    rng = np.random.default_rng([int(seed), DOUT_STREAM])
+    return rng.standard_normal(shape).astype(dtype, copy=False)
+
+
 def _close(a, b, tol):
     """Bitwise equal (``tol == 0``) or within ``tol`` elementwise."""
     if tol == 0:
@@ -182,8 +210,7 @@ class Problem:
             raise LayerCallError("forward() produced NaN or inf on the unperturbed input",
                                  layer=self.name)
         if dout is None:
-            dout = np.random.default_rng(self.seed).standard_normal(out0.shape)
-            dout = dout.astype(out0.dtype, copy=False)
+            dout = default_dout(self.seed, out0.shape, out0.dtype)
         elif dout.shape != out0.shape:
             raise GradCheckInputError(
                 f"dout has shape {dout.shape}, but forward() returned shape {out0.shape}",
