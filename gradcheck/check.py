@@ -10,7 +10,8 @@ from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_
                                        set_attr)
 from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
 from gradcheck.protocol.update import learning_rate_parameter
-from gradcheck.protocol.discovery import discover_by_calling, grad_candidates
+from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
+                                          grad_candidates)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -401,6 +402,18 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             else []
         found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
                                     strict=hasattr(layer, "input_grads"))
+        created = _created(layer, found)
+        if created:  # made by the first forward: checked from the state after one
+            adapter.forward(xw.copy())
+            adapter.accumulating = accumulating_buffers(layer)  # created with them
+            original = StateSnapshot(layer)
+            found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
+                                        strict=hasattr(layer, "input_grads"))
+            findings.append(Finding("created-by-forward", False, (
+                f"{', '.join(created)} {'do' if len(created) > 1 else 'does'} not exist "
+                "before the first forward (None): the check made one forward call to create "
+                f"{'them' if len(created) > 1 else 'it'} and checked the layer from there; "
+                "the layer is put back as it was given")))
         if found is not None:
             params, not_checked = found.params, found.not_checked
             findings.extend(Finding(kind, False, text) for kind, text in found.notes)
@@ -413,6 +426,17 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     for p in scalars:
         set_attr(layer, p, np.array(get_attr(layer, p), dtype=np.float64))
     return params, not_checked, StateSnapshot(layer) if scalars else original
+
+
+def _created(layer, found):
+    """Parameter paths (and arrays with a gradient beside them) that do not hold an array
+    before the first forward: ``self.W = None`` until ``forward`` creates it."""
+    if found is None:
+        return []
+    paths = dict.fromkeys(list(found.params) + found.created)
+    return [p for p in paths if any(
+        not isinstance(get_attr(layer, part), (np.ndarray, float, np.floating))
+        for part in p.split("+"))]
 
 
 def _guess_grad(found, path):

@@ -117,6 +117,56 @@ class AccumulatingDenseBroken(AccumulatingDense):
         return 0.5 * dLdy.sum(axis=0, keepdims=True)
 
 
+class LazyFullyConnected(AccumulatingDense):
+    """numpy-ml's real ``FullyConnected``: ``parameters = {"W": None, "b": None}`` until the
+    first forward initialises them (and the gradients) for the input's width."""
+
+    def __init__(self, D=3, H=2):
+        self.H, self.X, self.is_initialized = H, [], False
+        self.parameters = {"W": None, "b": None}
+
+    def forward(self, X, retain_derived=True):
+        if not self.is_initialized:
+            D = X.shape[1]
+            rng = np.random.default_rng(8)
+            self.parameters = {"W": rng.normal(size=(D, self.H)) * 0.5,
+                               "b": rng.normal(size=(1, self.H)) * 0.5}
+            self.gradients = {k: np.zeros_like(v) for k, v in self.parameters.items()}
+            self.is_initialized = True
+        return super().forward(X, retain_derived)
+
+
+class LazyFullyConnectedBroken(LazyFullyConnected):
+    def bias_grad(self, dLdy):
+        return 0.5 * dLdy.sum(axis=0, keepdims=True)
+
+
+class LazyDense:
+    """``self.W = None`` until the first forward creates it for the input's width."""
+
+    def __init__(self, H=2):
+        self.H, self.W, self.b = H, None, None
+
+    def forward(self, x):
+        if self.W is None:
+            rng = np.random.default_rng(9)
+            self.W, self.b = rng.normal(size=(x.shape[1], self.H)), np.zeros(self.H)
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW, self.db = self.x.T @ dout, self.bias_grad(dout)
+        return dout @ self.W.T
+
+    def bias_grad(self, dout):
+        return dout.sum(axis=0)
+
+
+class LazyDenseBroken(LazyDense):
+    def bias_grad(self, dout):
+        return dout.mean(axis=0)
+
+
 class AccumulatingDenseStale(AccumulatingDense):
     """Never writes ``gradients['b']``: the flushed buffer stays zero."""
 
@@ -490,6 +540,9 @@ CASES = {
                           ["x", "parameters['W']", "parameters['b']"]),
     "accumulating-stale": (AccumulatingDense, AccumulatingDenseStale, "parameters['b']",
                            ["x", "parameters['W']", "parameters['b']"]),
+    "created-by-forward": (LazyDense, LazyDenseBroken, "b", ["x", "W", "b"]),
+    "created-by-forward-dict": (LazyFullyConnected, LazyFullyConnectedBroken, "parameters['b']",
+                                ["x", "parameters['W']", "parameters['b']"]),
     "nnfs-names": (NNFSDense, NNFSDenseBroken, "weights", ["x", "weights", "biases"]),
     "grad-suffix": (GradSuffix, GradSuffixBroken, "bias", ["x", "weight", "bias"]),
     "scalar-float": (Swish, SwishBroken, "beta", ["x", "beta"]),

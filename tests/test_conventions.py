@@ -611,3 +611,18 @@ def test_a_backward_taking_a_learning_rate_without_parameters_gets_it_passed():
     report = check_layer(Tanh(), np.random.default_rng(0).normal(size=(4, 1)))
     assert report.passed and [r.name for r in report.results] == ["input"]
     assert any("stepped no array" in f.message for f in report.findings)
+
+
+def test_parameters_created_by_the_first_forward_are_checked_and_the_layer_left_as_given():
+    from conventions_layers import LazyDense, LazyFullyConnected
+
+    for layer, created in ((LazyDense(), "W, b"),
+                           (LazyFullyConnected(), "parameters['W'], parameters['b']")):
+        before = {k: v for k, v in vars(layer).items()}
+        report = check_layer(layer, X)
+        assert report.passed, str(report)
+        note = [f.message for f in report.findings if f.kind == "created-by-forward"]
+        assert note and note[0].startswith(created + " do not exist before the first forward")
+        assert vars(layer).keys() == before.keys()
+        assert all(getattr(layer, k) is v for k, v in before.items())
+    assert LazyDense().W is None and LazyFullyConnected().parameters["W"] is None

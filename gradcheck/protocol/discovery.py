@@ -61,6 +61,7 @@ CONTAINER_GRADS = {"params": ("gradients", "dparams", "params_grad", "grad_param
 _MISSING = object()
 _INPUT = "the input"
 _BACKWARD = "written by backward -> a gradient or a cache, not a parameter"
+_FORWARD = "written by forward -> state, not a parameter"
 _TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
 
 
@@ -257,6 +258,10 @@ class Discovery:
     backward_floats : list of (str, tuple)
         Floating attributes ``backward`` rebinds, with their shapes (gradients under
         names the discovery does not know are among them).
+    created : list of str
+        Floating arrays ``forward`` bound that have a gradient beside them by name
+        (``W`` and ``dW``): parameters a first forward creates (``if self.W is None``)
+        -- or state recomputed by every forward, which a second look tells apart.
     """
 
     params: dict = field(default_factory=dict)
@@ -266,6 +271,7 @@ class Discovery:
     scalars: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     backward_floats: list = field(default_factory=list)
+    created: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)
 
 
@@ -387,7 +393,7 @@ class _Walk:
         if id(value) in self.inputs:
             return _INPUT
         if (id(owner), key) in self.written:
-            return "written by forward -> state, not a parameter"
+            return _FORWARD
         if (id(owner), key) in self.written_backward:
             return _BACKWARD
         return None
@@ -428,6 +434,10 @@ class _Walk:
                     self.found.floating.append(path)
         if reason is _BACKWARD and _is_float_value(value):
             self.found.backward_floats.append((path, np.shape(value)))
+        if reason == _FORWARD and isinstance(value, np.ndarray) and any(
+                isinstance(attrs.get(c), np.ndarray) and attrs[c].shape == value.shape
+                for c in tried):
+            self.found.created.append(path)
         if reason is not _INPUT:  # the layer keeps its input (self.x = x): checked as that
             self.skip(path, reason)
 
@@ -452,7 +462,7 @@ class _Walk:
         keys = value.keys() if isinstance(value, dict) else range(len(value))
         reason = None
         if (id(obj), name) in self.written:
-            reason = "written by forward -> state, not a parameter"
+            reason = _FORWARD
         elif (id(obj), name) in self.written_backward:
             reason = _BACKWARD
         elif id(value) in self.inputs or any(id(value[k]) in self.inputs for k in keys):
