@@ -626,3 +626,39 @@ def test_parameters_created_by_the_first_forward_are_checked_and_the_layer_left_
         assert vars(layer).keys() == before.keys()
         assert all(getattr(layer, k) is v for k, v in before.items())
     assert LazyDense().W is None and LazyFullyConnected().parameters["W"] is None
+
+
+@pytest.mark.parametrize("train_flg", [True, False])
+def test_a_second_forward_parameter_that_is_not_the_switch_gets_no_boolean(train_flg):
+    """numpy-ml's ``forward(X, retain_derived=True)`` is not a train/eval switch: an
+    eval-mode check passing ``False`` there dropped the cached input (IndexError)."""
+    class Masked:
+        def __init__(self):
+            self.W = np.random.default_rng(4).normal(size=(3, 2))
+
+        def forward(self, x, mask=None):
+            self.x = x if mask is None else x * mask
+            return self.x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T
+
+    assert check_layer(AccumulatingDense(), X, train_flg=train_flg).passed
+    assert check_layer(Masked(), X, train_flg=train_flg).passed
+
+
+def test_the_switch_is_passed_under_its_own_name():
+    seen = []
+
+    class KerasLike:
+        def forward(self, x, *, training=False):
+            seen.append(training)
+            return 2 * x
+
+        def backward(self, dout):
+            return 2 * dout
+
+    check_layer(KerasLike(), X, train_flg=False, sequence=False)
+    check_layer(KerasLike(), X, train_flg=True, sequence=False)
+    assert set(seen[:3]) == {False} and seen[-1] is True

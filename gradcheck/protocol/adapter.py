@@ -20,20 +20,44 @@ def layer_name(layer):
     return getattr(layer, "_gradcheck_name", None) or type(layer).__name__
 
 
+#: Names under which ``forward`` takes the train/eval switch (the book's ``train_flg``,
+#: NNFS's ``training``, and their variants).
+FLAG_NAMES = ("train_flg", "training", "train", "is_training", "train_mode", "is_train")
+
+
 def _accepts_train_flg(forward):
-    """How to pass ``train_flg``: ``"positional"``, ``"keyword"`` or ``None`` (not accepted)."""
+    """How to pass ``train_flg``: ``"positional"``, ``"keyword"`` or ``None`` (not accepted).
+
+    Only a parameter named as in :data:`FLAG_NAMES` is the switch (second
+    positionally, or by keyword), or the second argument of a ``forward(*args)``;
+    any other second parameter (numpy-ml's ``retain_derived=True``, a ``mask``) is
+    not given a boolean.
+    """
     try:
         sig = inspect.signature(forward)
     except (TypeError, ValueError):
         return "positional"
     params = list(sig.parameters.values())
-    if "train_flg" in sig.parameters:
-        p = sig.parameters["train_flg"]
-        return "keyword" if p.kind == p.KEYWORD_ONLY else "positional"
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params):
+    name = next((n for n in FLAG_NAMES if n in sig.parameters), None)
+    if name is not None:
+        p = sig.parameters[name]
+        positional = [q for q in params if q.kind in (q.POSITIONAL_ONLY,
+                                                      q.POSITIONAL_OR_KEYWORD)]
+        if p.kind == p.KEYWORD_ONLY or (len(positional) > 1 and positional[1] is not p):
+            return "keyword"
+        return "positional"
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
         return "positional"
     return None
+
+
+def _flag_name(forward):
+    """The name of ``forward``'s train/eval parameter (``train_flg`` when it has none)."""
+    try:
+        names = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return "train_flg"
+    return next((n for n in FLAG_NAMES if n in names), "train_flg")
 
 
 class LayerAdapter:
@@ -69,7 +93,7 @@ class LayerAdapter:
             self._kwargs = {}
         elif self.flag_mode == "keyword":
             self._args = ()
-            self._kwargs = {"train_flg": self.train_flg}
+            self._kwargs = {_flag_name(layer.forward): self.train_flg}
         else:
             self._args = ()
             self._kwargs = {}

@@ -31,6 +31,7 @@ import numbers
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
+from gradcheck.protocol.adapter import FLAG_NAMES
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, learning_rate_parameter,
                                        stepped_arrays)
 
@@ -41,8 +42,6 @@ __all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index
 INDEX_NAMES = ("idx", "ids", "indices", "index", "tokens", "token_ids", "word_ids", "labels",
                "t")
 
-#: Keyword names under which a forward takes the train/eval switch.
-FLAG_NAMES = ("train_flg", "training", "train")
 
 
 def is_several(x):
