@@ -296,6 +296,13 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
             findings.append(Finding("integer-input", False, index_note(layer, x)))
         x = (x,)
     call = CallLayer(layer, x, name)
+    if call.labels:
+        findings.append(Finding("loss-backward", False, (
+            f"backward takes {', '.join(call.labels)} again (backward(dvalues, "
+            f"{', '.join(call.labels)}): a loss, NNFS style): called as the training loop "
+            "does, with the prediction (or the output the layer keeps in self.output, for a "
+            "combined softmax and loss) and the labels; its result, the gradient of the mean "
+            "loss, was scaled by dout (per sample for one loss per sample)")))
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))

@@ -878,7 +878,96 @@ class SGDRebindingBroken(SGDRebinding):
         return dout @ self.W.T
 
 
+class NNFSLoss:
+    """NNFS's ``Loss.calculate`` base: the mean of the per-sample losses of ``forward``."""
+
+    def calculate(self, output, y):
+        return np.mean(self.forward(output, y))
+
+
+class NNFSCategoricalCrossentropy(NNFSLoss):
+    """NNFS's ``Loss_CategoricalCrossentropy``: ``forward(y_pred, y_true)`` gives one loss
+    per sample; ``backward(dvalues, y_true)`` takes the prediction again and keeps the
+    gradient of the mean loss in ``self.dinputs``."""
+
+    def forward(self, y_pred, y_true):
+        samples = len(y_pred)
+        y_pred_clipped = np.clip(y_pred, 1e-7, 1 - 1e-7)
+        if len(y_true.shape) == 1:
+            correct_confidences = y_pred_clipped[range(samples), y_true]
+        else:
+            correct_confidences = np.sum(y_pred_clipped * y_true, axis=1)
+        return -np.log(correct_confidences)
+
+    def backward(self, dvalues, y_true):
+        samples = len(dvalues)
+        labels = len(dvalues[0])
+        if len(y_true.shape) == 1:
+            y_true = np.eye(labels)[y_true]
+        self.dinputs = -y_true / dvalues
+        self.dinputs = self.normalise(self.dinputs, samples)
+
+    def normalise(self, g, samples):
+        return g / samples
+
+
+class NNFSCategoricalCrossentropyBroken(NNFSCategoricalCrossentropy):
+    """Forgets to normalise by the number of samples."""
+
+    def normalise(self, g, samples):
+        return g
+
+
+class NNFSSoftmaxLoss:
+    """NNFS's ``Activation_Softmax_Loss_CategoricalCrossentropy``: ``forward(inputs,
+    y_true)`` keeps the softmax in ``self.output`` and returns the mean loss;
+    ``backward(dvalues, y_true)`` gets that softmax output back."""
+
+    def __init__(self):
+        self.loss = NNFSCategoricalCrossentropy()
+
+    def forward(self, inputs, y_true):
+        exp_values = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))
+        self.output = exp_values / np.sum(exp_values, axis=1, keepdims=True)
+        return self.loss.calculate(self.output, y_true)
+
+    def backward(self, dvalues, y_true):
+        samples = len(dvalues)
+        if len(y_true.shape) == 2:
+            y_true = np.argmax(y_true, axis=1)
+        self.dinputs = dvalues.copy()
+        self.dinputs[range(samples), y_true] -= self.one()
+        self.dinputs = self.dinputs / samples
+
+    def one(self):
+        return 1
+
+
+class NNFSSoftmaxLossBroken(NNFSSoftmaxLoss):
+    def one(self):
+        return 0.9
+
+
+class NNFSMeanSquaredError(NNFSLoss):
+    """NNFS's ``Loss_MeanSquaredError`` (one-hot or regression targets, floating)."""
+
+    def forward(self, y_pred, y_true):
+        return np.mean((y_true - y_pred) ** 2, axis=-1)
+
+    def backward(self, dvalues, y_true):
+        samples, outputs = len(dvalues), len(dvalues[0])
+        self.dinputs = -2 * (y_true - dvalues) / outputs
+        self.dinputs = self.dinputs / samples
+
+
+class NNFSMeanSquaredErrorBroken(NNFSMeanSquaredError):
+    def backward(self, dvalues, y_true):
+        samples = len(dvalues)
+        self.dinputs = -2 * (y_true - dvalues) / samples  # forgot / outputs
+
+
 LABELS = np.array([0, 2, 1])
+PROBS = np.array([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4], [0.3, 0.3, 0.4]])
 INDICES = np.array([0, 3, 3, 1])
 
 #: convention -> (make layer, make broken layer, inputs, failing target, all targets)
@@ -900,6 +989,14 @@ CALL_CASES = {
                              ["input", "weights", "bias"]),
     "sgd-step-rebinding": (SGDRebinding, SGDRebindingBroken, lambda: _xs((4, 3))[0], "x",
                            ["x", "W", "b"]),
+    "loss-backward-takes-labels": (NNFSCategoricalCrossentropy,
+                                   NNFSCategoricalCrossentropyBroken,
+                                   lambda: (PROBS, LABELS), "y_pred", ["y_pred"]),
+    "combined-softmax-loss": (NNFSSoftmaxLoss, NNFSSoftmaxLossBroken,
+                              lambda: (_xs((3, 3))[0], LABELS), "inputs", ["inputs"]),
+    "loss-float-targets": (NNFSMeanSquaredError, NNFSMeanSquaredErrorBroken,
+                           lambda: (_xs((3, 3))[0], _xs((3, 3), (3, 3))[1]), "y_pred",
+                           ["y_pred"]),
 }
 
 #: convention -> (forward, backward, broken backward or forward, inputs, failing, targets)

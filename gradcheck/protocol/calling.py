@@ -88,6 +88,21 @@ def _flag_keyword(fn):
     return next((n for n in FLAG_NAMES if n in sig.parameters), None)
 
 
+_LABELS = ("not differentiated: labels, passed to backward again (a loss's "
+           "backward(dvalues, labels))")
+
+
+def _loss_labels(layer, names):
+    """The inputs of ``forward`` (after the first) that ``backward`` takes again by name:
+    ``backward(dvalues, y_true)`` beside ``forward(y_pred, y_true)`` (NNFS's losses)."""
+    sig = _signature(getattr(layer, "backward", None))
+    if sig is None:
+        return []
+    params = [p for p in sig.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return [p.name for p in params[1:] if p.name in names[1:] and p.default is p.empty]
+
+
 def _differentiable(v):
     return isinstance(v, np.ndarray) and v.dtype.kind == "f"
 
@@ -164,11 +179,15 @@ class CallLayer:
                     f"forward{_signature(fn)} takes {takes} (tried: a tuple/list = positional "
                     "inputs of forward, a dict = keyword inputs); for one array input pass "
                     "np.asarray(x)", layer=name)
-        self.targets = [n for n, v in zip(self.names, values) if _differentiable(v)]
+        #: forward's inputs that backward takes again (NNFS: backward(dvalues, y_true))
+        self.labels = _loss_labels(layer, self.names)
+        self.targets = [n for n, v in zip(self.names, values) if _differentiable(v)
+                        and n not in self.labels]
         self.shape = tuple(np.shape(values[0])) if values and isinstance(
             values[0], np.ndarray) else ()
-        self.skipped = [(n, _why_not(v)) for n, v in zip(self.names, values)
-                        if not _differentiable(v)]
+        self.skipped = [(n, _LABELS if n in self.labels else _why_not(v))
+                        for n, v in zip(self.names, values)
+                        if not _differentiable(v) or n in self.labels]
         first = self.targets[0] if self.targets else None
         self.x = values[self.names.index(first)] if first else np.zeros(1)
         # private copies: the check perturbs them in place
@@ -260,6 +279,7 @@ class CallLayer:
 
     def forward(self, x, train_flg=True):
         """``layer.forward(*inputs)``, its outputs packed into one array."""
+        self.last_x = x
         ordered = self._args(x)
         kwargs = {self.flag: train_flg} if self.flag else {}
         if self.keyword:
@@ -317,6 +337,8 @@ class CallLayer:
     def backward(self, dout):
         """``layer.backward(*douts)``; returns the first floating input's gradient and keeps
         the others in ``input_grads``."""
+        if self.labels:
+            return self._loss_backward(dout)
         grads = self._call_backward(self.split(dout))
         if not self.targets:
             return np.zeros(1)  # no floating input (an embedding): parameters only
@@ -333,6 +355,42 @@ class CallLayer:
         for n in self.targets[1:]:
             self.input_grads[n] = grads[n]
         return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _loss_backward(self, dout):
+        """A loss whose ``backward(dvalues, y_true)`` takes the prediction and the labels
+        (NNFS), not an upstream gradient, and returns the gradient of the mean loss.
+
+        ``dvalues`` is what the training loop passes: the output the layer keeps in
+        ``self.output`` when it has the input's shape (the combined softmax and
+        cross-entropy), else the prediction itself (the loss's own input). The result
+        is scaled into the gradient of ``sum(out * dout)``: by ``dout`` for a scalar
+        loss, by ``N * dout[i]`` on sample ``i`` for ``N`` per-sample losses (each
+        sample's loss depends on its own row).
+        """
+        x = self.last_x
+        kept = getattr(self.layer, "output", None)
+        first = kept if isinstance(kept, np.ndarray) and kept.shape == np.shape(x) else x
+        grads = self._call_backward((first,) + tuple(self.passthrough[n] for n in self.labels))
+        if grads is None:
+            grads = getattr(self.layer, "dinputs", None)
+        if isinstance(grads, (tuple, list)):
+            grads = grads[0]
+        if not isinstance(grads, np.ndarray):
+            raise LayerProtocolError(
+                "backward(dvalues, " + ", ".join(self.labels) + ") returned "
+                f"{type(grads).__name__} and the layer has no dinputs array; it must return "
+                "(or keep in self.dinputs) the gradient of the mean loss",
+                layer=self._gradcheck_name, target=self.display("x"))
+        d = np.asarray(dout)
+        if d.size == 1:
+            return grads * d.reshape(())
+        n = len(x)
+        if d.shape != (n,):
+            raise LayerProtocolError(
+                f"forward returned shape {d.shape}; a loss whose backward takes the labels "
+                f"({', '.join(self.labels)}) must return a scalar or one loss per sample "
+                f"({n},)", layer=self._gradcheck_name, target=self.display("x"))
+        return grads * (n * d).reshape((n,) + (1,) * (grads.ndim - 1))
 
     def _call_backward(self, douts, lr=None):
         """``layer.backward(*douts)``; a backward that takes a learning rate gets
