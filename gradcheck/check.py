@@ -236,14 +236,15 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         counts = (adapter.forward_calls, adapter.backward_calls)
         if call is not None:
             dout_w = call_dout(call, adapter, xw, dout, dout_w, findings)
-        taken = set(call.step_params({})) | {"step_grads"} if call is not None else set()
+        own = call.own_paths() if call is not None else set()
         params, not_checked, work = _parameters(layer, adapter, original, xw, dout_w, params,
-                                                opts.seed, findings, exclude={"x"} | taken)
+                                                opts.seed, findings, exclude={"x"} | own)
         discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
         adapter.forward_calls, adapter.backward_calls = counts  # reported apart
         if call is not None:
             discovery = (discovery[0] + call.step_calls[0], discovery[1] + call.step_calls[1])
-            params = {**call.input_params(), **call.step_params(params or {}), **params}
+            params = {**call.input_params(), **call.layer_params(),
+                      **call.step_params(params or {}), **params}
             if not call.targets and not params:
                 raise GradCheckInputError(
                     "nothing to differentiate: no input is a floating array ("
@@ -346,7 +347,11 @@ def check_function(forward, backward, *inputs, **options):
     backward : callable or None
         ``backward(dout, cache) -> grad or tuple of grads``. ``None``:
         ``forward`` returns ``(value, grads)`` itself, ``value`` a scalar and
-        ``grads`` its gradient(s) (``softmax_loss(x, y) -> (loss, dx)``).
+        ``grads`` its gradient(s) (``softmax_loss(x, y) -> (loss, dx)``); a
+        model's bound ``loss`` method whose model keeps its parameters in a
+        ``params`` dict (CS231n's ``TwoLayerNet``: ``model.loss(X, y) -> (loss,
+        grads)``) is checked over ``model.params`` (targets named by its keys),
+        its inputs not differentiated.
     *inputs : ndarray, or anything passed through
         Floating arrays are targets, named from ``forward``'s signature
         (``x``, ``w``, ``b``); integer labels, masks and dicts (``bn_param``:

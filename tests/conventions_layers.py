@@ -999,6 +999,48 @@ CALL_CASES = {
                            ["y_pred"]),
 }
 
+class TwoLayerNet:
+    """CS231n assignment 2's ``TwoLayerNet``: ``loss(X, y) -> (loss, grads)`` over
+    ``self.params`` (the API its ``Solver`` trains), L2 regularisation included."""
+
+    def __init__(self, D=5, H=4, C=3, reg=0.1):
+        rng = np.random.default_rng(0)
+        self.params = {"W1": rng.normal(size=(D, H)) * 0.5, "b1": rng.normal(size=H) * 0.1,
+                       "W2": rng.normal(size=(H, C)) * 0.5, "b2": np.zeros(C)}
+        self.reg = reg
+
+    def loss(self, X, y=None):
+        W1, b1, W2, b2 = (self.params[k] for k in ("W1", "b1", "W2", "b2"))
+        h = np.maximum(0, X @ W1 + b1)
+        scores = h @ W2 + b2
+        if y is None:
+            return scores
+        p = np.exp(scores - scores.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        N = X.shape[0]
+        loss = (-np.log(p[np.arange(N), y]).mean()
+                + 0.5 * self.reg * (np.sum(W1 * W1) + np.sum(W2 * W2)))
+        dscores = p.copy()
+        dscores[np.arange(N), y] -= 1
+        dscores /= N
+        grads = {"W2": h.T @ dscores + self.reg * W2, "b2": dscores.sum(axis=0)}
+        dh = dscores @ W2.T
+        dh[h <= 0] = 0
+        grads["W1"] = X.T @ dh + self.reg_grad(W1)
+        grads["b1"] = dh.sum(axis=0)
+        return loss, grads
+
+    def reg_grad(self, W):
+        return self.reg * W
+
+
+class TwoLayerNetBroken(TwoLayerNet):
+    """Half the regularisation gradient on ``W1``."""
+
+    def reg_grad(self, W):
+        return 0.5 * self.reg * W
+
+
 #: convention -> (forward, backward, broken backward or forward, inputs, failing, targets)
 FUNCTION_CASES = {
     "affine-pair": (affine_forward, affine_backward, (affine_forward, affine_backward_broken),

@@ -662,3 +662,41 @@ def test_the_switch_is_passed_under_its_own_name():
     check_layer(KerasLike(), X, train_flg=False, sequence=False)
     check_layer(KerasLike(), X, train_flg=True, sequence=False)
     assert set(seen[:3]) == {False} and seen[-1] is True
+
+
+def test_a_models_loss_over_its_params_is_checked_parameter_by_parameter():
+    """CS231n's models: ``loss, grads = model.loss(X, y)``, ``grads`` over ``model.params``."""
+    from conventions_layers import LABELS, TwoLayerNet, TwoLayerNetBroken
+
+    X5 = np.random.default_rng(2).normal(size=(3, 5))
+    for strategy in STRATEGIES:
+        model = TwoLayerNet()
+        saved = {k: v.copy() for k, v in model.params.items()}
+        report = check_function(model.loss, None, X5, LABELS, strategy=strategy, samples=16)
+        assert [r.name for r in report.results] == ["W1", "b1", "W2", "b2"], str(report)
+        assert report.passed, str(report)
+        assert dict(report.not_checked)["X"].startswith("not differentiated: the model's input")
+        assert all(np.array_equal(model.params[k], v) for k, v in saved.items())
+        broken = check_function(TwoLayerNetBroken().loss, None, X5, LABELS, strategy=strategy,
+                                samples=16)
+        assert {r.name: r.verdict for r in broken.results} == {
+            "W1": "FAIL", "b1": "PASS", "W2": "PASS", "b2": "PASS"}, str(broken)
+    only = check_function(TwoLayerNet().loss, None, X5, LABELS, wrt=["W2"])
+    assert [r.name for r in only.results] == ["W2"]
+
+
+def test_a_models_loss_missing_a_gradient_and_a_model_passed_as_a_layer_say_what_to_do():
+    from conventions_layers import LABELS, TwoLayerNet
+    from gradcheck import GradCheckInputError
+
+    class Forgets(TwoLayerNet):
+        def loss(self, X, y=None):
+            loss, grads = super().loss(X, y)
+            del grads["b2"]
+            return loss, grads
+
+    X5 = np.random.default_rng(2).normal(size=(3, 5))
+    with pytest.raises(GradCheckInputError, match="no gradient for b2"):
+        check_function(Forgets().loss, None, X5, LABELS)
+    with pytest.raises(GradCheckInputError, match=r"check_function\(model.loss, None, X, y\)"):
+        check_layer(TwoLayerNet(), (X5, LABELS))

@@ -81,11 +81,14 @@ class LayerAdapter:
         self.name = layer_name(layer)
         for meth in ("forward", "backward"):
             if not callable(getattr(layer, meth, None)):
+                model = (" (a model whose loss(X, y) returns (loss, grads) over model.params, "
+                         "CS231n's: check_function(model.loss, None, X, y))"
+                         if callable(getattr(layer, "loss", None)) else "")
                 raise LayerProtocolError(
                     f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
                     "and backward(dout) (several inputs: check_layer(layer, (x, h)); a "
-                    "forward/backward function pair: check_function(forward, backward, *inputs))",
-                    layer=self.name)
+                    "forward/backward function pair: check_function(forward, backward, *inputs))"
+                    + model, layer=self.name)
         self.train_flg = bool(train_flg)
         self.flag_mode = _accepts_train_flg(layer.forward)
         if self.flag_mode == "positional":

@@ -90,6 +90,8 @@ def _flag_keyword(fn):
 
 _LABELS = ("not differentiated: labels, passed to backward again (a loss's "
            "backward(dvalues, labels))")
+_MODEL_INPUT = ("not differentiated: the model's input (loss returns gradients for "
+                "model.params only)")
 
 
 def _loss_labels(layer, names):
@@ -181,13 +183,14 @@ class CallLayer:
                     "np.asarray(x)", layer=name)
         #: forward's inputs that backward takes again (NNFS: backward(dvalues, y_true))
         self.labels = _loss_labels(layer, self.names)
+        model = getattr(layer, "model", None) is not None and isinstance(layer, FunctionPair)
         self.targets = [n for n, v in zip(self.names, values) if _differentiable(v)
-                        and n not in self.labels]
+                        and n not in self.labels and not model]
         self.shape = tuple(np.shape(values[0])) if values and isinstance(
             values[0], np.ndarray) else ()
-        self.skipped = [(n, _LABELS if n in self.labels else _why_not(v))
-                        for n, v in zip(self.names, values)
-                        if not _differentiable(v) or n in self.labels]
+        self.skipped = [(n, _MODEL_INPUT if model and _differentiable(v) else _LABELS
+                         if n in self.labels else _why_not(v))
+                        for n, v in zip(self.names, values) if n not in self.targets]
         first = self.targets[0] if self.targets else None
         self.x = values[self.names.index(first)] if first else np.zeros(1)
         # private copies: the check perturbs them in place
@@ -205,9 +208,14 @@ class CallLayer:
     # -- what the report calls the targets ----------------------------------------------
     def display(self, internal):
         """The report's name of an internal target name (``"x"``, ``"inputs['h']"``,
-        ``"layer.W"``)."""
+        ``"layer.W"``; a model's ``"layer.model.params['W1']"`` is ``"W1"``)."""
         if internal == "x" and self.targets:
             return self.targets[0]
+        model = getattr(self.layer, "model", None)
+        if model is not None and isinstance(self.layer, FunctionPair):
+            for k in model.params:
+                if internal == f"layer.model.params[{k!r}]":
+                    return k
         for n in self.targets[1:]:
             if internal == f"inputs[{n!r}]":
                 return n
@@ -219,6 +227,9 @@ class CallLayer:
         """The inverse of :meth:`display` (for ``wrt``, ``params``, ``expect_zero``)."""
         if self.targets and name == self.targets[0]:
             return "x"
+        model = getattr(self.layer, "model", None)
+        if model is not None and isinstance(self.layer, FunctionPair) and name in model.params:
+            return f"layer.model.params[{name!r}]"
         if name in self.targets[1:]:
             return f"inputs[{name!r}]"
         return name if name == "x" else "layer." + name
@@ -428,6 +439,23 @@ class CallLayer:
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.stepped = ()
 
+    def own_paths(self):
+        """Paths under this wrapper that are the toolkit's own bookkeeping or taken by
+        other means (never walked by the parameter discovery): the gradients read from a
+        step, and for a model its parameters, their gradients, the cache of ``loss`` and
+        the inputs (listed as not differentiated)."""
+        paths = {"step_grads"} | set(self.step_params({}))
+        if getattr(self.layer, "model", None) is not None:
+            paths |= {"layer.model", "layer.cache", "layer.param_grads", "passthrough"}
+        return paths
+
+    def layer_params(self):
+        """``{param: gradient}`` of a model's parameters (:meth:`FunctionPair.model_params`)."""
+        own = getattr(self.layer, "model_params", None)
+        if not callable(own):
+            return {}
+        return {f"layer.{p}": f"layer.{g}" for p, g in own().items()}
+
     def step_params(self, params):
         """``{param: gradient}`` of the stepped arrays that have no gradient attribute."""
         return {f"layer.{p}": f"step_grads[{p!r}]" for p in self.stepped
@@ -469,11 +497,35 @@ class FunctionPair:
     def __init__(self, forward, backward):
         self.forward_fn, self.backward_fn = forward, backward
         self.cache = None
+        #: a model's ``loss(X, y) -> (loss, grads)`` over ``model.params`` (CS231n's Solver
+        #: API): the model, its parameters the targets, its inputs not differentiated
+        self.model = _model_of(forward) if backward is None else None
+        self.param_grads = {}
+
+    def model_params(self):
+        """``{param: gradient}`` paths of a model's ``params`` (empty for functions)."""
+        if self.model is None:
+            return {}
+        return {f"model.params[{k!r}]": f"param_grads[{k!r}]" for k in self.model.params}
 
     def forward(self, *inputs):
         result = self.forward_fn(*inputs)
         if self.backward_fn is None:
             value, self.cache = result
+            if self.model is not None:
+                if not isinstance(self.cache, dict):
+                    raise LayerProtocolError(
+                        f"loss() returned ({type(value).__name__}, "
+                        f"{type(self.cache).__name__}); a model's loss(X, y) returns (loss, "
+                        "grads), grads a dict with one gradient per key of model.params",
+                        layer=getattr(self, "_gradcheck_name", None))
+                missing = sorted(set(self.model.params) - set(self.cache))
+                if missing:
+                    raise LayerProtocolError(
+                        f"loss() returned no gradient for {', '.join(missing)} (grads has "
+                        f"{', '.join(sorted(self.cache)) or 'no keys'}); it must return one "
+                        "per key of model.params", layer=getattr(self, "_gradcheck_name", None),
+                        target=f"params[{missing[0]!r}]")
             return value
         if isinstance(result, tuple) and len(result) == 2:
             out, self.cache = result
@@ -486,9 +538,24 @@ class FunctionPair:
             return self.backward_fn(dout, self.cache)
         grads = self.cache
         scale = np.asarray(dout)
+        if self.model is not None:  # the gradients of the loss over model.params, scaled
+            self.param_grads = {k: scale * np.asarray(grads[k]) for k in self.model.params}
+            return None
         if isinstance(grads, (tuple, list)):
             return tuple(scale * np.asarray(g) for g in grads)
         return scale * np.asarray(grads)
+
+
+def _model_of(fn):
+    """The model whose bound ``loss`` method ``fn`` is, when the model holds its
+    parameters in a ``params`` dict of floating arrays (CS231n's ``TwoLayerNet``,
+    ``FullyConnectedNet``, ``ThreeLayerConvNet``); else ``None``."""
+    owner = getattr(fn, "__self__", None)
+    params = getattr(owner, "params", None)
+    if isinstance(params, dict) and params and all(
+            isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in params.values()):
+        return owner
+    return None
 
 
 def is_index_input(layer, x):
