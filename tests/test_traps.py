@@ -222,6 +222,31 @@ def test_forward_that_modifies_x_fails_as_its_own_finding():
     assert np.array_equal(x, X)
 
 
+def test_forward_that_modifies_x_and_keeps_it_fails_only_as_its_own_finding():
+    """``np.maximum(x, 0, out=x); self.x = x``: the layer keeps the buffer it modified; the
+    check must not put the caller's values back into it before backward reads it (that
+    made a spurious FAIL on W)."""
+    class InPlaceRelu:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(3, 2))
+
+        def forward(self, x):
+            np.maximum(x, 0, out=x)
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return (dout @ self.W.T) * (self.x > 0)
+
+    x = np.random.default_rng(1).normal(size=(4, 3)) + 0.1
+    before = x.copy()
+    report = check_layer(InPlaceRelu(), x)
+    assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "W": "PASS"}, str(report)
+    assert any("modifies its input x" in m for m in report.failures)
+    assert np.array_equal(x, before)
+
+
 def test_forward_returning_a_view_of_its_input():
     class Identity:
         def forward(self, x, train_flg=True):

@@ -190,11 +190,16 @@ class Problem:
 
     # -- the analytic side ---------------------------------------------------
     def _forward_base(self):
-        out = self.adapter.forward(self.xw)
+        x = self.xw.copy() if self.fresh_x else self.xw
+        out = self.adapter.forward(x)
         out = np.array(out, copy=True)  # the layer may return a view of x or of a reused buffer
-        if not _bitwise_equal(self.xw, self.x_ref):
+        if not self.fresh_x and not _bitwise_equal(self.xw, self.x_ref):
+            # forward modified its input in place, and may keep it (self.x = x): put x back,
+            # then call again from the state before, on a copy the layer may keep and modify
             self.fresh_x = True
             np.copyto(self.xw, self.x_ref)
+            self.snapshot.restore_all()
+            out = np.array(self.adapter.forward(self.xw.copy()), copy=True)
         return out
 
     def _first_pass(self, dout):
