@@ -229,6 +229,21 @@ def _call(layer, x=X, **kw):
     return lambda tmp_path: check_layer(layer, x, **kw)
 
 
+class _Model:
+    """CS231n style: ``loss(X, y) -> (loss, grads)`` over ``self.params``, no forward."""
+
+    def __init__(self, forget=None):
+        self.params = {"W": np.ones((X.shape[1], 2)) * 0.1, "b": np.zeros(2)}
+        self.forget = forget
+
+    def loss(self, X, y=None):
+        scores = X @ self.params["W"] + self.params["b"]
+        loss = 0.5 * np.sum(scores ** 2)
+        grads = {"W": X.T @ scores, "b": scores.sum(axis=0)}
+        grads.pop(self.forget, None)
+        return loss, grads
+
+
 class TwoIn:
     """``forward(x, h) -> x * h`` (two floating inputs); ``backward`` via ``grads``."""
 
@@ -361,6 +376,9 @@ TRIGGERS = {
     "function-not-callable": lambda tmp_path: check_function(1, None, X),
     "inputs-nothing-floating": _call(TwoIn(), (1.0, 2.0)),
     "no-forward": _call(object()),
+    "model-as-layer": _call(_Model(), (X, np.array([0, 1, 0, 1]))),
+    "model-loss-missing-gradient": lambda tmp_path: check_function(
+        _Model(forget="b").loss, None, X, np.array([0, 1, 0, 1])),
     "no-backward": _call(NoBackward()),
     "forward-raises-perturbed": _call(Fragile()),
     "forward-raises-first-call": _call(RaisesAtOnce()),

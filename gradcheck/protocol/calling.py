@@ -525,7 +525,7 @@ class FunctionPair:
                         f"loss() returned no gradient for {', '.join(missing)} (grads has "
                         f"{', '.join(sorted(self.cache)) or 'no keys'}); it must return one "
                         "per key of model.params", layer=getattr(self, "_gradcheck_name", None),
-                        target=f"params[{missing[0]!r}]")
+                        target=f"layer.model.params[{missing[0]!r}]")
             return value
         if isinstance(result, tuple) and len(result) == 2:
             out, self.cache = result
