@@ -9,6 +9,7 @@ import numpy as np
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr)
 from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
+from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           grad_candidates)
@@ -208,6 +209,9 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                         inconclusive=inconclusive, expect_zero=expect_zero)
     adapter = LayerAdapter(layer, train_flg)
     findings = []
+    regularized = describe_regularization(layer)
+    if regularized:
+        findings.append(Finding("regularization", False, regularized))
     call = None
     if is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(

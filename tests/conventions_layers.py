@@ -201,6 +201,35 @@ class NNFSDenseBroken(NNFSDense):
         return dx
 
 
+class NNFSDenseRegularized(NNFSDense):
+    """NNFS's ``Layer_Dense`` with L1 and L2 regularization: ``backward`` adds the gradient
+    of the penalty that ``Loss.regularization_loss`` computes apart (not in forward)."""
+
+    def __init__(self, D=3, H=2):
+        super().__init__(D, H)
+        self.weight_regularizer_l1, self.weight_regularizer_l2 = 5e-3, 0.1
+        self.bias_regularizer_l1, self.bias_regularizer_l2 = 0, 5e-4
+
+    def backward(self, dvalues):
+        dx = super().backward(dvalues)
+        dL1 = np.ones_like(self.weights)
+        dL1[self.weights < 0] = -1
+        self.dweights += self.weight_regularizer_l1 * dL1
+        self.dweights += self.l2_factor() * self.weight_regularizer_l2 * self.weights
+        self.dbiases += 2 * self.bias_regularizer_l2 * self.biases
+        return dx
+
+    def l2_factor(self):
+        return 2
+
+
+class NNFSDenseRegularizedBroken(NNFSDenseRegularized):
+    """The L2 term without its factor 2."""
+
+    def l2_factor(self):
+        return 1
+
+
 class GradSuffix:
     """``weight``/``weight_grad`` and ``bias``/``grad_bias``."""
 
@@ -544,6 +573,8 @@ CASES = {
     "created-by-forward-dict": (LazyFullyConnected, LazyFullyConnectedBroken, "parameters['b']",
                                 ["x", "parameters['W']", "parameters['b']"]),
     "nnfs-names": (NNFSDense, NNFSDenseBroken, "weights", ["x", "weights", "biases"]),
+    "nnfs-regularized": (NNFSDenseRegularized, NNFSDenseRegularizedBroken, "weights",
+                         ["x", "weights", "biases"]),
     "grad-suffix": (GradSuffix, GradSuffixBroken, "bias", ["x", "weight", "bias"]),
     "scalar-float": (Swish, SwishBroken, "beta", ["x", "beta"]),
     "scalar-0d": (Swish0d, Swish0dBroken, "beta", ["x", "beta"]),

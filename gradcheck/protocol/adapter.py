@@ -12,6 +12,7 @@ import numpy as np
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover, resolve,
                                           zero_buffers)
+from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 
 
 def layer_name(layer):
@@ -104,6 +105,8 @@ class LayerAdapter:
         self.backward_calls = 0
         #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
         self.accumulating = accumulating_buffers(layer)
+        #: NNFS-style regularization added by backward: its gradient is taken out again
+        self.regularized = bool(penalty_gradients(layer))
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def raw_forward(self, x):
@@ -171,6 +174,8 @@ class LayerAdapter:
         except (Exception, SystemExit) as exc:
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
+        if self.regularized:
+            subtract_penalty(self.layer)
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)
         if dx is None and isinstance(getattr(self.layer, "dinputs", None), np.ndarray):
             dx = self.layer.dinputs  # backward keeps self.dinputs and returns None (NNFS)

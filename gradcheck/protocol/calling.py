@@ -32,6 +32,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
 from gradcheck.protocol.adapter import FLAG_NAMES
+from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, learning_rate_parameter,
                                        stepped_arrays)
 
@@ -408,7 +409,9 @@ class CallLayer:
         :data:`~gradcheck.protocol.update.LEARNING_RATE` (or ``lr``, raw), and the step it
         takes is read as the gradients of :attr:`stepped` and undone."""
         if self.lr is None:
-            return self.layer.backward(*douts)
+            grads = self.layer.backward(*douts)
+            subtract_penalty(self.layer)
+            return grads
         rate = LEARNING_RATE if lr is None else lr
         name, positional = self.lr
         args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
@@ -417,6 +420,7 @@ class CallLayer:
         with StepReader(self.layer, self.stepped) as reader:
             grads = self.layer.backward(*args, **kwargs)
         self.step_grads = reader.grads
+        subtract_penalty(self.layer)
         return grads
 
     def find_steps(self, train_flg, seed):
