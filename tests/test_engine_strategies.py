@@ -213,7 +213,7 @@ def test_parallel_evaluation_is_bit_identical_to_serial(monkeypatch):
         assert r.passed
         assert np.array_equal(r.result("x").numerical, serial.result("x").numerical)
         assert not [f for f in r.findings if f.kind == "parallel-serial"]
-        # each chunk's worker makes one forward call of its own, and the report counts it
+        # each worker's set-up makes one forward call of its own, and the report counts it
         assert r.forward_calls > serial.forward_calls
 
 
