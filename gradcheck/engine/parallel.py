@@ -15,7 +15,8 @@ to each worker once:
 
 A worker keeps one set-up copy per worker thread (:class:`_Worker`, in a
 thread-local cache: threads of one process must not share a layer they
-perturb in place). Its set-up -- the per-call state restore and one forward
+perturb in place) until it is given another payload: a later check with the
+same bytes (layer, state, input, steps) reuses it. Its set-up -- the per-call state restore and one forward
 call for the unperturbed output -- is made on its first chunk, and that
 chunk reports it: every chunk returns the forward calls its worker actually
 made, and the report's ``forward_calls`` adds exactly those (a worker that
@@ -43,7 +44,7 @@ without it.
 import hashlib
 import pickle
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
@@ -324,7 +325,7 @@ def _collect(futures):
     cancels the rest and is raised."""
     pending = set(futures)
     while pending:
-        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for f in done:
             if f.exception() is not None:
                 for p in pending:
