@@ -5,13 +5,22 @@
 On BatchNormalization (64, 1024) and (64, 256), train mode, ``wrt=["x"]``,
 ``strategy="elementwise"`` (every element black-box: the work the parallel
 path splits), one BLAS thread per process. Per shape, in one run and in this
-order: the serial check, ``n_jobs=2``, and ``executor=`` a 2-worker
-``LocalCluster`` (``processes=True``, one thread per worker, created once
-under ``dask.config.set({"distributed.nanny.pre-spawn-environ.
-MALLOC_TRIM_THRESHOLD_": None})``; its start-up time is printed apart and not
-in the rows). Columns: wall time of ``check_layer``, speed-up over serial,
-whether the numerical gradient is bit-identical to the serial one, and the
-reported forward calls (serial + what the workers' setups added).
+order and :data:`ROUNDS` times (the median is shown): the serial check,
+``n_jobs=2``, and ``executor=`` a 2-worker ``LocalCluster`` (``processes=True``,
+one thread per worker, created once under ``dask.config.set({"distributed.
+nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})``; its start-up, and
+the import of gradcheck in its workers, are timed apart and not in the rows).
+Columns: wall time of ``check_layer``, speed-up over serial, whether the
+numerical gradient is bit-identical to the serial one, the reported forward
+calls (serial + one set-up call per worker), and *others' CPU*: the largest
+share of the machine's CPU that processes other than the benchmark's used
+during a run of the row (another job on 2 cores halves a speed-up).
+
+A second table measures the break-even of ``n_jobs=2``
+(:data:`gradcheck.engine.parallel.BREAK_EVEN`, set to 0 here so the workers
+are used): smaller BatchNormalization inputs, the serial time the check
+estimated from its measured call time, serial and ``n_jobs=2`` (medians of
+three, interleaved).
 """
 
 import os
@@ -25,8 +34,11 @@ import numpy as np  # noqa: E402
 from gradcheck import check_layer  # noqa: E402
 from gradcheck.gate.suite import make_batchnorm  # noqa: E402
 
-SHAPES = [(64, 1024), (64, 256)]
+#: Rounds per shape (interleaved: serial, n_jobs=2, dask in each), to keep the run near 2 min.
+ROUNDS = {(64, 1024): 1, (64, 256): 3}
 ONE = dict(wrt=["x"], strategy="elementwise")
+#: Inputs around the break-even of ``n_jobs=2``.
+SMALL = [(16, 32), (32, 64), (64, 64), (64, 128)]
 
 
 def _cluster():
@@ -42,13 +54,87 @@ def _cluster():
                                            dashboard_address=None)
         client = distributed.Client(cluster)
     client.wait_for_workers(2)
+    client.run(_warm)
     return client, time.perf_counter() - t0
 
 
+def _warm():
+    import gradcheck.engine.parallel  # noqa: F401  (a worker's first task imports it)
+
+
+def _cpu_seconds():
+    """``(machine, mine)``: CPU seconds the machine's processes and this process with its
+    children have used so far (Linux ``/proc/stat`` and ``psutil``, which dask brings), or
+    None."""
+    try:
+        import psutil
+
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:8]]
+    except (ImportError, OSError, ValueError):
+        return None
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # not idle, iowait
+    t = os.times()  # children that ended and were waited for (the n_jobs pool)
+    mine = t.user + t.system + t.children_user + t.children_system
+    for child in psutil.Process().children(recursive=True):  # live ones (dask's workers)
+        try:
+            c = child.cpu_times()
+            mine += c.user + c.system
+        except psutil.Error:
+            pass
+    return busy, mine
+
+
 def _timed(layer, x, **options):
-    t0 = time.perf_counter()
+    """``(report, seconds, others)``: ``others`` is the share of the machine's CPU that
+    other processes used during the run (NaN when it cannot be measured)."""
+    before, t0 = _cpu_seconds(), time.perf_counter()
     report = check_layer(layer, x, **ONE, **options)
-    return report, time.perf_counter() - t0
+    seconds, after = time.perf_counter() - t0, _cpu_seconds()
+    others = float("nan") if before is None else max(0.0, (after[0] - before[0]) - (
+        after[1] - before[1])) / (seconds * os.cpu_count())
+    return report, seconds, others
+
+
+def _rows(shape, runs, times, reports, others):
+    base, serial = float(np.median(times["serial"])), reports["serial"].result("x").numerical
+    for label, options in runs.items():
+        report, seconds = reports[label], float(np.median(times[label]))
+        same = np.array_equal(report.result("x").numerical, serial)
+        serial_note = any(f.kind == "parallel-serial" for f in report.findings)
+        ran = "-" if not options else ("no (below break-even)" if serial_note else "yes")
+        print(f"| {shape} | {label} | {seconds:.2f} | {base / seconds:.2f} | {same} | "
+              f"{report.forward_calls} | {ran} | {100 * max(others[label]):.0f} % |", flush=True)
+
+
+def break_even(rounds=3):
+    """The break-even table: estimated serial seconds, serial, ``n_jobs=2``, speed-up."""
+    from gradcheck.engine import parallel
+
+    estimates, worth_it, saved = [], parallel.worth_it, parallel.BREAK_EVEN
+
+    def recording(problem, setup, n_items, what="forward calls"):
+        estimates.append(setup.method.calls * n_items * setup.call_time)
+        return worth_it(problem, setup, n_items, what)
+
+    parallel.worth_it, parallel.BREAK_EVEN = recording, 0.0
+    print("\n| shape | estimated serial s | serial s | n_jobs=2 s | speed-up | others' CPU |")
+    print("|---|---|---|---|---|---|")
+    try:
+        for shape in SMALL:
+            layer, x = make_batchnorm(shape, np.random.default_rng(0), True)
+            serial, par, others = [], [], []
+            for _ in range(rounds):
+                for runs, options in ((serial, {}), (par, {"n_jobs": 2})):
+                    _, seconds, other = _timed(layer, x, **options)
+                    runs.append(seconds)
+                    others.append(other)
+            s, p = float(np.median(serial)), float(np.median(par))
+            print(f"| {shape} | {np.median(estimates):.2f} | {s:.3f} | {p:.3f} | {s / p:.2f} | "
+                  f"{100 * max(others):.0f} % |", flush=True)
+            estimates.clear()
+    finally:
+        parallel.worth_it, parallel.BREAK_EVEN = worth_it, saved
 
 
 def main():
@@ -59,28 +145,28 @@ def main():
         print(f"dask rows skipped: {started}")
     else:
         print(f"LocalCluster(2 workers) start-up: {started:.2f} s (not in the rows)")
-    print("\n| shape | run | s | speed-up | bit-identical | forward calls | parallel |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| shape | run | s | speed-up | bit-identical | forward calls | parallel | others' CPU |")
+    print("|---|---|---|---|---|---|---|---|")
     try:
-        for shape in SHAPES:
+        for shape, rounds in ROUNDS.items():
             layer, x = make_batchnorm(shape, np.random.default_rng(0), True)
-            runs = [("serial", {}), ("n_jobs=2", {"n_jobs": 2})]
+            runs = {"serial": {}, "n_jobs=2": {"n_jobs": 2}}
             if client is not None:
-                runs.append(("dask 2 workers", {"executor": client.get_executor()}))
-            base = None
-            for label, options in runs:
-                report, seconds = _timed(layer, x, **options)
-                base = base or (report, seconds)
-                same = np.array_equal(report.result("x").numerical, base[0].result("x").numerical)
-                serial_note = any(f.kind == "parallel-serial" for f in report.findings)
-                ran = "-" if not options else ("no (below break-even)" if serial_note else "yes")
-                print(f"| {shape} | {label} | {seconds:.2f} | {base[1] / seconds:.2f} | {same} | "
-                      f"{report.forward_calls} | {ran} |", flush=True)
+                runs["dask 2 workers"] = {"executor": client.get_executor()}
+            times, others = {label: [] for label in runs}, {label: [] for label in runs}
+            reports = {}
+            for _ in range(rounds):
+                for label, options in runs.items():
+                    reports[label], seconds, other = _timed(layer, x, **options)
+                    times[label].append(seconds)
+                    others[label].append(other)
+            _rows(shape, runs, times, reports, others)
     finally:
         if client is not None:
             cluster = client.cluster
             client.close()
             cluster.close()
+    break_even()
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
 

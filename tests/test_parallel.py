@@ -2,6 +2,7 @@
 
 import io
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
@@ -88,6 +89,26 @@ def test_progress_hook_sees_every_worker_call(tmp_path, workers_always):
     serial = check_layer(layer, x, **ONE)
     assert done[-1] == 2 * x.size + report.forward_calls - serial.forward_calls
     assert not parallel._HOOKS  # the hook is removed after the block
+
+
+def test_progress_is_reported_as_each_chunk_completes_not_at_the_end():
+    from concurrent.futures import Future
+
+    first, second = Future(), Future()
+    reported = threading.Event()
+
+    def finish():
+        first.set_result((None, None, None, 5))
+        # the second chunk ends only once the first one's calls were reported
+        second.set_result((None, None, None, 7 if reported.wait(10) else -1))
+
+    seen = []
+    worker = threading.Thread(target=finish)
+    with on_progress(lambda calls: (seen.append(calls), reported.set())):
+        worker.start()
+        parts = parallel._collect([first, second])
+    worker.join()
+    assert seen == [5, 7] and [p[3] for p in parts] == [5, 7]
 
 
 def test_check_progress_counts_the_workers_calls_too(workers_always):
