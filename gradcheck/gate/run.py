@@ -96,7 +96,12 @@ class CheckProgress:
 
     @contextmanager
     def check(self, label, layer, x, method):
-        """Track one check of ``layer``: counts its forward calls while the block runs."""
+        """Track one check of ``layer``: counts its forward calls while the block runs.
+
+        The calls made in this process through a wrapper of ``layer.forward``;
+        those of parallel workers (``n_jobs``/``executor=``) as their chunks
+        complete, through :func:`gradcheck.engine.parallel.on_progress`.
+        """
         if not self.enabled:
             yield
             return
