@@ -150,6 +150,17 @@ def test_grouped_checks_below_the_break_even_say_so_from_the_measured_time():
     assert "µs each, measured" in notes[0]
 
 
+@pytest.mark.parametrize("options", [{"strategy": "projection"}, {"strategy": "jacobian"},
+                                     {"method": "complex"}])
+def test_a_strategy_that_runs_serially_says_so(options):
+    layer, x = make_batchnorm((4, 3), np.random.default_rng(0), True)
+    report = check_layer(layer, x, n_jobs=2, **options)
+    notes = [f.message for f in report.findings if f.kind == "parallel-serial"]
+    assert len(notes) == 1 and "ran serially" in notes[0]
+    assert not [f for f in check_layer(layer, x, **options).findings
+                if f.kind == "parallel-serial"]
+
+
 class FailsInWorkers(BatchNormalization):
     """Raises in any process but the one that made it."""
 
