@@ -16,6 +16,10 @@ calls (serial + one set-up call per worker), and *others' CPU*: the largest
 share of the machine's CPU that processes other than the benchmark's used
 during a run of the row (another job on 2 cores halves a speed-up).
 
+The *ceiling* line: bare forward calls of (64, 1024) in one process alone
+against two processes at once -- the best speed-up two workers can reach on
+this machine (the two cores share caches and memory bandwidth).
+
 A second table measures the break-even of ``n_jobs=2``
 (:data:`gradcheck.engine.parallel.BREAK_EVEN`, set to 0 here so the workers
 are used): smaller BatchNormalization inputs, the serial time the check
@@ -54,12 +58,8 @@ def _cluster():
                                            dashboard_address=None)
         client = distributed.Client(cluster)
     client.wait_for_workers(2)
-    client.run(_warm)
+    client.run(exec, "import gradcheck.engine.parallel")  # what a worker's first task imports
     return client, time.perf_counter() - t0
-
-
-def _warm():
-    import gradcheck.engine.parallel  # noqa: F401  (a worker's first task imports it)
 
 
 def _cpu_seconds():
@@ -105,6 +105,37 @@ def _rows(shape, runs, times, reports, others):
         ran = "-" if not options else ("no (below break-even)" if serial_note else "yes")
         print(f"| {shape} | {label} | {seconds:.2f} | {base / seconds:.2f} | {same} | "
               f"{report.forward_calls} | {ran} | {100 * max(others[label]):.0f} % |", flush=True)
+
+
+#: Bare forward calls per process in the ceiling measurement.
+CEILING_CALLS = 3000
+
+
+def _bare_calls(shape, calls=CEILING_CALLS):
+    """Seconds of ``calls`` bare forward calls of BatchNormalization ``shape`` (in a worker)."""
+    layer, x = make_batchnorm(shape, np.random.default_rng(0), True)
+    layer.forward(x, True)
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        layer.forward(x, True)
+    return time.perf_counter() - t0
+
+
+def ceiling(shape=(64, 1024), rounds=3):
+    """The best speed-up two workers can reach here: bare forward calls in one process alone
+    against two processes at once (each the same calls), ``2 t1 / t2``."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    one, two = [], []
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_bare_calls, [(4, 4)] * 2))  # both processes started
+        for _ in range(rounds):
+            one.append(pool.submit(_bare_calls, shape).result())
+            two.append(max(pool.map(_bare_calls, [shape] * 2)))
+    t1, t2 = float(np.median(one)), float(np.median(two))
+    print(f"\nceiling: {CEILING_CALLS} bare forward calls of {shape}, one process alone "
+          f"{t1 * 1e6 / CEILING_CALLS:.0f} µs/call, two at once {t2 * 1e6 / CEILING_CALLS:.0f} "
+          f"µs/call: 2 workers can reach {2 * t1 / t2:.2f}x (medians of {rounds})")
 
 
 def break_even(rounds=3):
@@ -166,6 +197,7 @@ def main():
             cluster = client.cluster
             client.close()
             cluster.close()
+    ceiling()
     break_even()
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")

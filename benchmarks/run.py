@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # importable by name: its functions pickle for worker processes
     spec.loader.exec_module(module)
     return module
 
