@@ -127,15 +127,20 @@ def ceiling(shape=(64, 1024), rounds=3):
     from concurrent.futures import ProcessPoolExecutor
 
     one, two = [], []
+    before, t0 = _cpu_seconds(), time.perf_counter()
     with ProcessPoolExecutor(2) as pool:
         list(pool.map(_bare_calls, [(4, 4)] * 2))  # both processes started
         for _ in range(rounds):
             one.append(pool.submit(_bare_calls, shape).result())
             two.append(max(pool.map(_bare_calls, [shape] * 2)))
+    seconds, after = time.perf_counter() - t0, _cpu_seconds()
+    others = float("nan") if before is None else max(0.0, (after[0] - before[0]) - (
+        after[1] - before[1])) / (seconds * os.cpu_count())
     t1, t2 = float(np.median(one)), float(np.median(two))
     print(f"\nceiling: {CEILING_CALLS} bare forward calls of {shape}, one process alone "
           f"{t1 * 1e6 / CEILING_CALLS:.0f} µs/call, two at once {t2 * 1e6 / CEILING_CALLS:.0f} "
-          f"µs/call: 2 workers can reach {2 * t1 / t2:.2f}x (medians of {rounds})")
+          f"µs/call: 2 workers can reach {2 * t1 / t2:.2f}x (medians of {rounds}; others' "
+          f"CPU {100 * others:.0f} %)")
 
 
 def break_even(rounds=3):
