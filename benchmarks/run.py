@@ -5,7 +5,8 @@
 Runs, in this order: the default check against the black-box limit, the
 CS231n loop and torch.autograd.gradcheck on six layers (bench_grouped), cost
 and accuracy per method (bench_engine), accuracy per
-forward call on every built-in layer (bench_methods), n_jobs speed-up
+forward call on every built-in layer (bench_methods), the speed-up of
+n_jobs=2 and of a 2-worker dask cluster, and n_jobs's break-even
 (bench_parallel), the cost of the sequence check (bench_sequence), the
 detection table (bench_detection: the smallest single-element error each
 method and strategy catches, torch.autograd.gradcheck beside it when PyTorch
@@ -27,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 def _load(name):
     spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # importable by name: its functions pickle for worker processes
     spec.loader.exec_module(module)
     return module
 

@@ -143,10 +143,13 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         backward) passes; 0 demands bitwise reproducibility.
     n_jobs : int or None
         Evaluate large targets in this many local processes (the layer must
-        be picklable).
+        be picklable); a target whose forward calls would take less than
+        :data:`gradcheck.engine.parallel.BREAK_EVEN` seconds serially (from
+        the measured time of a call) is evaluated serially, with a note.
     executor : concurrent.futures.Executor or None
         Evaluate large targets on this executor instead (e.g. a
-        ``dask.distributed`` client's ``get_executor()``).
+        ``dask.distributed`` client's ``get_executor()``: the layer is
+        scattered to its workers once); always used.
     min_resolution : float, default 1e-3
         A target whose resolution (the smallest single-element error it
         would catch) is coarser than this fraction of its gradient's scale

@@ -213,7 +213,7 @@ def test_parallel_evaluation_is_bit_identical_to_serial(monkeypatch):
         assert r.passed
         assert np.array_equal(r.result("x").numerical, serial.result("x").numerical)
         assert not [f for f in r.findings if f.kind == "parallel-serial"]
-        # each chunk's worker makes one forward call of its own, and the report counts it
+        # each worker's set-up makes one forward call of its own, and the report counts it
         assert r.forward_calls > serial.forward_calls
 
 
@@ -254,8 +254,15 @@ def test_parallel_evaluation_on_a_local_dask_cluster():
             distributed.Client(cluster) as client:
         report = check_layer(layer, x, wrt=["x"], executor=client.get_executor(),
                              strategy="elementwise")
-    assert report.passed
+        grouped = check_layer(layer, x, wrt=["x"], executor=client.get_executor(),
+                              strategy="grouped")
+    assert report.passed and grouped.passed
     assert np.array_equal(report.result("x").numerical, serial.result("x").numerical)
+    # the layer scattered once: one set-up (one forward call) per worker at most
+    assert 1 <= report.forward_calls - serial.forward_calls <= 2
+    serial = check_layer(layer, x, wrt=["x"], strategy="grouped")
+    assert np.array_equal(grouped.result("x").numerical, serial.result("x").numerical)
+    assert grouped.result("x").strategy == "grouped"
 
 
 @pytest.mark.parametrize("kwargs, match", [

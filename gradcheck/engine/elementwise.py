@@ -25,6 +25,10 @@ from gradcheck.errors import GradCheckInputError
 __all__ = ["prepare", "rebind", "compare"]
 
 
+#: The step tuning's calls time a forward call when it made at least this many.
+TIMED_CALLS = 8
+
+
 def _index_fn(idx, shape):
     return lambda r: tuple(int(j) for j in np.unravel_index(int(idx[r]), shape))
 
@@ -45,11 +49,17 @@ class Setup:
         t0 = time.perf_counter()
         self.noise = measure_noise(self.evaluate, self.arr, problem.out0, problem.dout,
                                    seed=opts.seed, name=target.name, out_eps=out_eps)
-        #: seconds per forward call, as the noise table's calls took (with their reduction)
+        #: seconds per forward call: as the step tuning's took (the main pass's perturbation
+        #: and reduction) when it made enough, else as the noise table's (which keeps whole
+        #: output differences: up to 25x slower per call, measured on BatchNormalization)
         self.call_time = (time.perf_counter() - t0) / max(1, self.noise.calls)
         steps = element_steps(self.arr, method, self.noise.relative, opts.eps)
         self.structure = None
+        before, t0 = problem.adapter.forward_calls, time.perf_counter()
         self.steps, self.tuning = (tuner or _tune_elements)(self, steps)
+        tuned = problem.adapter.forward_calls - before
+        if tuned >= TIMED_CALLS:
+            self.call_time = (time.perf_counter() - t0) / tuned
         # refinement extrapolates central differences at 2h, h, h/2 (removing h^2 and h^4):
         # it starts from this method's step when that is a central one (the larger steps of
         # central4/richardson round less), from central's own otherwise, shrunk as the
@@ -182,7 +192,7 @@ def _differences(problem, s, idx):
     if opts.parallel and len(idx) >= opts.parallel_min:
         from gradcheck.engine.parallel import parallel_differences, worth_it
 
-        if worth_it(problem, s, idx):
+        if worth_it(problem, s, len(idx)):
             return parallel_differences(problem, s, idx)
     sink = Reduce(problem.dout, len(idx), len(s.method.pairs), noise_w=s.noise.weights)
     span = differences(s.evaluate, ElementMoves(s.arr, idx, s.steps), s.method.pairs, sink,

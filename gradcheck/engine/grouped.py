@@ -144,6 +144,12 @@ def _grouped_differences(problem, s, idx):
     if cache is not None and np.array_equal(cache[0], s.steps):
         _, members, R[members], span[members], support[members] = cache
         groups = [g for g in groups if not np.array_equal(g, members)]
+    if len(groups) > 1 and s.opts.parallel:
+        from gradcheck.engine.parallel import parallel_groups, worth_it
+
+        if worth_it(problem, s, len(groups), "grouped forward calls"):
+            done, R[done], span[done], support[done] = parallel_groups(problem, s, groups)
+            return R[idx], span[idx], support[idx]
     if groups:
         moves = GroupMoves(s.arr, groups, s.steps, pairs)
         sink = GroupReduce(problem.dout, groups, st, len(pairs), noise_w=s.noise.weights,
@@ -252,11 +258,6 @@ def check_target(problem, target, opts, strategy, policy):
     problem.findings.extend(notes)
     result = replace(result, tolerance_reason=result.tolerance_reason + "; " + _saved(
         problem, s, before))
-    if opts.parallel:
-        problem.findings.append(Finding(
-            "parallel-serial", False, f"{name!r}: the grouped check ran serially (its "
-            f"{s.method.calls * len(st.groups)} grouped calls need no workers); "
-            "n_jobs/executor apply to targets checked one element at a time", name))
     return result
 
 

@@ -49,6 +49,8 @@ def run(problem, strategy, opts):
     -------
     tuple of TargetResult
     """
+    if opts.parallel and (opts.method == "complex" or strategy in ("jacobian", "projection")):
+        _serial_note(problem, strategy, opts)
     if opts.method == "complex":
         if strategy not in ("elementwise", "auto"):
             raise GradCheckInputError(
@@ -73,6 +75,17 @@ def run(problem, strategy, opts):
         results.append(decide(comp, policy_for(opts, target), problem.findings))
     _analytic_precision(problem, opts.expect_zero)
     return tuple(results)
+
+
+def _serial_note(problem, strategy, opts):
+    """The note that ``n_jobs``/``executor=`` were not used by this strategy or method."""
+    from gradcheck.report import Finding
+
+    which = "method='complex'" if opts.method == "complex" else f"strategy={strategy!r}"
+    problem.findings.append(Finding(
+        "parallel-serial", False,
+        f"n_jobs/executor: {which} ran serially; only the elementwise, sampled and grouped "
+        "strategies (and auto) split their forward calls over workers"))
 
 
 #: An analytic gradient rounded this many times above its target's epsilon gets a note.

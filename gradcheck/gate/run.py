@@ -10,6 +10,7 @@ import numpy as np
 from rich.text import Text
 
 from gradcheck.check import check_layer
+from gradcheck.engine.parallel import on_progress
 from gradcheck.engine.strategies import expected_calls
 from gradcheck.gate.annotations import source_of
 from gradcheck.gate.targets import UsageError
@@ -95,7 +96,12 @@ class CheckProgress:
 
     @contextmanager
     def check(self, label, layer, x, method):
-        """Track one check of ``layer``: counts its forward calls while the block runs."""
+        """Track one check of ``layer``: counts its forward calls while the block runs.
+
+        The calls made in this process through a wrapper of ``layer.forward``;
+        those of parallel workers (``n_jobs``/``executor=``) as their chunks
+        complete, through :func:`gradcheck.engine.parallel.on_progress`.
+        """
         if not self.enabled:
             yield
             return
@@ -104,22 +110,21 @@ class CheckProgress:
         p.reset(task, total=total, completed=0, description=label)
         self._tick()
         state = {"n": 0, "shown": time.perf_counter()}
-        original = getattr(layer, "forward")
 
-        def forward(*args, **kwargs):
-            state["n"] += 1
+        def count(calls):
+            state["n"] += calls
             now = time.perf_counter()
             if now - state["shown"] > 0.05:
                 state["shown"] = now
                 n = state["n"]
                 p.update(task, completed=n, total=max(total, n + 1))
                 self._tick()
-            return original(*args, **kwargs)
 
-        forward.__wrapped__ = original  # the check inspects forward's signature
+        forward = _CountingForward(getattr(layer, "forward"), count)
         counted = _set_instance_attr(layer, "forward", forward)
         try:
-            yield
+            with on_progress(count):  # the calls of parallel workers, as their chunks end
+                yield
         finally:
             if counted:
                 del layer.forward
@@ -127,6 +132,33 @@ class CheckProgress:
             p.update(task, completed=state["n"], total=max(state["n"], 1))
             p.advance(self._run)
             self._tick()
+
+
+class _CountingForward:
+    """``layer.forward`` that reports each call to ``count(1)`` first.
+
+    Pickles as the layer's own ``forward`` (a parallel worker's copy of the
+    layer calls it uncounted; its calls come back through
+    :func:`gradcheck.engine.parallel.on_progress`).
+    """
+
+    def __init__(self, original, count):
+        self.__wrapped__ = original  # the check inspects forward's signature
+        self._count = count
+
+    def __call__(self, *args, **kwargs):
+        self._count(1)
+        return self.__wrapped__(*args, **kwargs)
+
+    def __reduce__(self):
+        f = self.__wrapped__
+        if getattr(f, "__self__", None) is not None:  # a bound method: the copy's own
+            return getattr, (f.__self__, f.__name__)
+        return _same, (f,)
+
+
+def _same(f):
+    return f
 
 
 def _set_instance_attr(obj, name, value):
