@@ -39,7 +39,7 @@ def _accepts_train_flg(forward):
     except (TypeError, ValueError):
         return "positional"
     params = list(sig.parameters.values())
-    name = next((n for n in FLAG_NAMES if n in sig.parameters), None)
+    name = flag_name(forward)
     if name is not None:
         p = sig.parameters[name]
         positional = [q for q in params if q.kind in (q.POSITIONAL_ONLY,
@@ -52,13 +52,14 @@ def _accepts_train_flg(forward):
     return None
 
 
-def _flag_name(forward):
-    """The name of ``forward``'s train/eval parameter (``train_flg`` when it has none)."""
+def flag_name(forward):
+    """The name of ``forward``'s train/eval parameter (one of :data:`FLAG_NAMES`), or
+    ``None`` when it has none (or its signature cannot be read)."""
     try:
         names = inspect.signature(forward).parameters
     except (TypeError, ValueError):
-        return "train_flg"
-    return next((n for n in FLAG_NAMES if n in names), "train_flg")
+        return None
+    return next((n for n in FLAG_NAMES if n in names), None)
 
 
 class LayerAdapter:
@@ -97,7 +98,7 @@ class LayerAdapter:
             self._kwargs = {}
         elif self.flag_mode == "keyword":
             self._args = ()
-            self._kwargs = {_flag_name(layer.forward): self.train_flg}
+            self._kwargs = {flag_name(layer.forward) or "train_flg": self.train_flg}
         else:
             self._args = ()
             self._kwargs = {}

@@ -31,7 +31,7 @@ import numbers
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
-from gradcheck.protocol.adapter import FLAG_NAMES
+from gradcheck.protocol.adapter import FLAG_NAMES, flag_name
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, learning_rate_parameter,
                                        stepped_arrays)
@@ -80,13 +80,6 @@ def forward_names(fn, n):
     star = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
     names = [p.name for p in params[:n]] + [f"x{i}" for i in range(len(params), n)]
     return names, None if star else len(params)
-
-
-def _flag_keyword(fn):
-    sig = _signature(fn)
-    if sig is None:
-        return None
-    return next((n for n in FLAG_NAMES if n in sig.parameters), None)
 
 
 _LABELS = ("not differentiated: labels, passed to backward again (a loss's "
@@ -184,7 +177,9 @@ class CallLayer:
                     "np.asarray(x)", layer=name)
         #: forward's inputs that backward takes again (NNFS: backward(dvalues, y_true))
         self.labels = _loss_labels(layer, self.names)
-        model = getattr(layer, "model", None) is not None and isinstance(layer, FunctionPair)
+        #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
+        self.model = layer.model if isinstance(layer, FunctionPair) else None
+        model = self.model is not None
         self.targets = [n for n, v in zip(self.names, values) if _differentiable(v)
                         and n not in self.labels and not model]
         self.shape = tuple(np.shape(values[0])) if values and isinstance(
@@ -199,7 +194,7 @@ class CallLayer:
                        if n in self.targets[1:]}
         self.passthrough = {n: v for n, v in zip(self.names, values) if n not in self.targets}
         self.input_grads = {n: None for n in self.targets[1:]}
-        self.flag = _flag_keyword(layer.forward)
+        self.flag = flag_name(layer.forward)
         self.out_shapes = None
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
@@ -212,9 +207,8 @@ class CallLayer:
         ``"layer.W"``; a model's ``"layer.model.params['W1']"`` is ``"W1"``)."""
         if internal == "x" and self.targets:
             return self.targets[0]
-        model = getattr(self.layer, "model", None)
-        if model is not None and isinstance(self.layer, FunctionPair):
-            for k in model.params:
+        if self.model is not None:
+            for k in self.model.params:
                 if internal == f"layer.model.params[{k!r}]":
                     return k
         for n in self.targets[1:]:
@@ -228,8 +222,7 @@ class CallLayer:
         """The inverse of :meth:`display` (for ``wrt``, ``params``, ``expect_zero``)."""
         if self.targets and name == self.targets[0]:
             return "x"
-        model = getattr(self.layer, "model", None)
-        if model is not None and isinstance(self.layer, FunctionPair) and name in model.params:
+        if self.model is not None and name in self.model.params:
             return f"layer.model.params[{name!r}]"
         if name in self.targets[1:]:
             return f"inputs[{name!r}]"
@@ -449,7 +442,7 @@ class CallLayer:
         step, and for a model its parameters, their gradients, the cache of ``loss`` and
         the inputs (listed as not differentiated)."""
         paths = {"step_grads"} | set(self.step_params({}))
-        if getattr(self.layer, "model", None) is not None:
+        if self.model is not None:
             paths |= {"layer.model", "layer.cache", "layer.param_grads", "passthrough"}
         return paths
 
