@@ -54,17 +54,20 @@ class ElementMoves:
         self.n = len(self.idx)
         self._saved = None
         self._complex = arr.dtype.kind == "c"
+        # Python numbers for the hot loop (a numpy scalar per item costs ~1 us a call)
+        self._at = self.idx.tolist()
+        self._h = np.asarray(steps, dtype=np.float64)[self.idx].tolist() if self.n else []
 
     def index(self, r):
-        return int(self.idx[r])
+        return self._at[r]
 
     def set(self, r, offset):
         """Move item ``r`` to ``x + offset * h``; return the value stored, as a Python number."""
-        i = self.idx[r]
         if self._saved is None:
+            i = self._at[r]
             self._saved = (i, self.flat[i])
-        x = self._saved[1]
-        value = self.tp(x.item() + offset * self.steps[i]) if offset else x
+        i, x = self._saved
+        value = self.tp(x.item() + offset * self._h[r]) if offset else x
         self.flat[i] = value
         return value
 
@@ -77,7 +80,7 @@ class ElementMoves:
     def span(self, r, a, b, xa, xb):
         """The denominator of pair ``(a, b)``: the representable ``x_a - x_b``."""
         if self._complex:  # the complex step: x + i h, denominator h
-            return float(abs(a - b) * self.steps[self.idx[r]])
+            return float(abs(a - b) * self._h[r])
         return float(xa) - float(xb)
 
 
@@ -267,9 +270,7 @@ class Reduce:
         sum (an OpenBLAS dot of more than ~10^4 terms wakes its threads: 5x slower)."""
         if v.dtype.kind == "c":
             return complex(np.einsum("i,i->", v, self.d))
-        if self._prod is None:
-            self._prod = np.empty(self.d.shape)
-        return float(np.add.reduce(np.multiply(v, self.d, out=self._prod)))
+        return float(np.add.reduce(np.multiply(v, self.d, out=self._buffer())))
 
     def __call__(self, r, k, oa, ob):
         if self.R is None:
@@ -291,32 +292,41 @@ class Reduce:
                                            np.abs(self.d)))
 
     #: A support of at most this fraction of the outputs (one column of a batch norm, one
-    #: row of an affine layer) is reduced over its own elements, gathered by index, when
-    #: the output has at least ``SPARSE_MIN`` elements (below, the gathers cost more than
-    #: they save; above half the outputs, a masked sum is as fast): the terms left out are
+    #: row of an affine layer) is reduced over its own elements, gathered by index (above,
+    #: the whole difference and a masked noise sum are as fast): the terms left out are
     #: exact zeros, so the sums agree up to rounding.
-    SPARSE, SPARSE_MIN = 0.5, 4096
+    SPARSE = 0.5
 
     def _support_sums(self, r, diff):
-        """``diff . dout``, and the noise share of the support (the outputs that changed)."""
+        """``diff . dout``, and the noise share of the support (the outputs that changed).
+
+        One pass over ``diff`` finds the support (NaN counts as changed) and one over
+        its mask lists it; what follows touches the support only, unless it is dense.
+        """
         if self._support is None:
             self._support = np.empty(diff.shape, dtype=bool)
             self._total = float(np.add.reduce(self.noise_w))
-        mask = np.not_equal(diff, 0, out=self._support)  # NaN counts as changed
-        count = np.count_nonzero(mask)
+        mask = np.not_equal(diff, 0, out=self._support)
+        nz = mask.nonzero()[0]
+        count = len(nz)
         if count == diff.size:  # every output changed
             share, value = self._total, self._dot(diff)
-        elif diff.size >= self.SPARSE_MIN and diff.dtype.kind != "c" \
-                and count <= self.SPARSE * diff.size:
-            nz = np.flatnonzero(mask)
+        elif count <= self.SPARSE * diff.size:
             share = np.add.reduce(self.noise_w[nz])
-            value = float(np.add.reduce(diff[nz] * self.d[nz]))
+            value = np.add.reduce(diff[nz] * self.d[nz])
+            value = complex(value) if diff.dtype.kind == "c" else float(value)
         else:
-            share, value = np.add.reduce(self.noise_w, where=mask), self._dot(diff)
+            share = float(np.add.reduce(np.multiply(self.noise_w, mask, out=self._buffer())))
+            value = self._dot(diff)
         noise = math.sqrt(float(share))
         if noise > self.noise[r]:
             self.noise[r] = noise
         return value
+
+    def _buffer(self):
+        if self._prod is None:
+            self._prod = np.empty(self.d.shape)
+        return self._prod
 
 
 class GroupReduce:
@@ -441,18 +451,20 @@ def differences(evaluate, moves, pairs, sink, out0):
 def _loop(evaluate, moves, pairs, sink, out0, span):
     """The loop of :func:`differences` (fills ``span`` in place)."""
     buf = None
+    move, reset, denominator, index = moves.set, moves.reset, moves.span, moves.index
+    pairs = list(enumerate(pairs))
     for r in range(moves.n):
-        where = moves.index(r)
-        for k, (a, b) in enumerate(pairs):
-            xa = moves.set(r, a)
+        where = index(r)
+        for k, (a, b) in pairs:
+            xa = move(r, a)
             oa = evaluate(where)
-            if buf is None or buf.dtype != oa.dtype:
+            if buf is None or (buf.dtype is not oa.dtype and buf.dtype != oa.dtype):
                 buf = np.empty(oa.shape, dtype=oa.dtype)
             np.copyto(buf, oa)
             oa = None  # the layer's output freed before the next call can reuse its memory
-            xb = moves.set(r, b)
+            xb = move(r, b)
             ob = evaluate(where) if b else out0
-            span[r, k] = moves.span(r, a, b, xa, xb)
+            span[r, k] = denominator(r, a, b, xa, xb)
             sink(r, k, buf, ob)  # before the reset: ob may be a view of the target
             ob = None
-            moves.reset(r)
+            reset(r)
