@@ -199,3 +199,13 @@ def test_chunks_are_long_enough_and_enough_of_them(n, seconds, workers):
     assert k >= min(n, workers)  # every worker gets work when there is enough of it
     if k > workers:  # more chunks than workers only when each is long enough
         assert (n / k) * seconds >= CHUNK_SECONDS * 0.999
+
+
+def test_targets_below_parallel_min_say_they_ran_serially():
+    layer, x = make_batchnorm((4, 3), np.random.default_rng(0), True)
+    report = check_layer(layer, x, strategy="elementwise", n_jobs=2)
+    notes = {f.target: f.message for f in report.findings if f.kind == "parallel-serial"}
+    assert set(notes) == {"x", "gamma", "beta"}
+    assert "its 12 elements are too few to share out among workers" in notes["x"]
+    assert not [f for f in check_layer(layer, x, strategy="elementwise").findings
+                if f.kind == "parallel-serial"]

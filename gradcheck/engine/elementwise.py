@@ -189,10 +189,10 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
 def _differences(problem, s, idx):
     """``(R, span, support)``: reduced differences, denominators, support noise fractions."""
     opts = s.opts
-    if opts.parallel and len(idx) >= opts.parallel_min:
+    if opts.parallel:
         from gradcheck.engine.parallel import parallel_differences, worth_it
 
-        if worth_it(problem, s, len(idx)):
+        if worth_it(problem, s, len(idx), minimum=opts.parallel_min):
             return parallel_differences(problem, s, idx)
     sink = Reduce(problem.dout, len(idx), len(s.method.pairs), noise_w=s.noise.weights)
     span = differences(s.evaluate, ElementMoves(s.arr, idx, s.steps), s.method.pairs, sink,

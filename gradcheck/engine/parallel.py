@@ -95,7 +95,7 @@ def chunk_count(n_items, item_seconds, workers):
     return int(max(1, min(n_items, max(workers, min(by_time, workers * CHUNKS_PER_WORKER)))))
 
 
-def worth_it(problem, setup, n_items, what="forward calls"):
+def worth_it(problem, setup, n_items, what="forward calls", minimum=0):
     """Whether ``n_jobs`` pays for ``n_items`` items' differences; a note when it does not.
 
     Parameters
@@ -107,29 +107,43 @@ def worth_it(problem, setup, n_items, what="forward calls"):
         Elements (or groups), ``setup.method.calls`` forward calls each.
     what : str
         What the calls are, for the note (``"grouped forward calls"``).
+    minimum : int
+        Fewer items than this are evaluated serially (``Options.parallel_min``),
+        also with an ``executor=``.
 
     Returns
     -------
     bool
         True with an ``executor=``, or when the serial calls would take at least
-        :data:`BREAK_EVEN` seconds.
+        :data:`BREAK_EVEN` seconds; False below ``minimum`` items.
     """
+    from gradcheck.report import Finding
+
     opts = setup.opts
+    name = setup.target.name
+    if n_items < minimum:
+        problem.findings.append(Finding(
+            "parallel-serial", False,
+            f"{_parallel_option(opts)}: {name!r} was evaluated serially: its {n_items} "
+            f"elements are too few to share out among workers (fewer than {minimum})", name))
+        return False
     if opts.executor is not None:
         return True
     calls = setup.method.calls * n_items
     serial = calls * setup.call_time
     if serial >= BREAK_EVEN:
         return True
-    from gradcheck.report import Finding
-
     problem.findings.append(Finding(
         "parallel-serial", False,
-        f"n_jobs={opts.n_jobs}: {setup.target.name!r} was evaluated serially: its {calls} "
+        f"n_jobs={opts.n_jobs}: {name!r} was evaluated serially: its {calls} "
         f"{what} take about {serial:.2g} s ({setup.call_time * 1e6:.0f} µs each, "
         f"measured), below the ~{BREAK_EVEN:g} s of work where worker processes pay for "
-        "their start-up and the shipped layer", setup.target.name))
+        "their start-up and the shipped layer", name))
     return False
+
+
+def _parallel_option(opts):
+    return f"n_jobs={opts.n_jobs}" if opts.executor is None else "executor="
 
 
 # -- progress -----------------------------------------------------------------
