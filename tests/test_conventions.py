@@ -685,6 +685,88 @@ def test_a_models_loss_over_its_params_is_checked_parameter_by_parameter():
     assert [r.name for r in only.results] == ["W2"]
 
 
+class BatchNormNet:
+    """CS231n's ``FullyConnectedNet`` with batch normalisation, one hidden layer: its
+    running statistics live in ``self.bn_params`` (a list of dicts), not in ``params``."""
+
+    def __init__(self, D=5, H=4, C=3):
+        rng = np.random.default_rng(0)
+        self.params = {"W1": rng.normal(size=(D, H)) * 0.5, "b1": np.zeros(H),
+                       "gamma1": np.ones(H), "beta1": np.zeros(H),
+                       "W2": rng.normal(size=(H, C)) * 0.5, "b2": np.zeros(C)}
+        self.bn_params = [{"mode": "train", "running_mean": np.zeros(H),
+                           "running_var": np.zeros(H)}]
+        self.class_weights = np.ones(C)  # an array the model keeps and loss does not use
+
+    def loss(self, X, y):
+        p, bn = self.params, self.bn_params[0]
+        a = X @ p["W1"] + p["b1"]
+        mu, var = a.mean(0), a.var(0)
+        bn["running_mean"] = 0.9 * bn["running_mean"] + 0.1 * mu
+        bn["running_var"] = 0.9 * bn["running_var"] + 0.1 * var
+        std = np.sqrt(var + 1e-5)
+        an = (a - mu) / std
+        z = p["gamma1"] * an + p["beta1"]
+        h = np.maximum(0, z)
+        s = h @ p["W2"] + p["b2"]
+        e = np.exp(s - s.max(1, keepdims=True))
+        pr = e / e.sum(1, keepdims=True)
+        N = len(X)
+        ds = pr.copy()
+        ds[np.arange(N), y] -= 1
+        ds /= N
+        g = {"W2": h.T @ ds, "b2": ds.sum(0)}
+        dz = ds @ p["W2"].T
+        dz[z <= 0] = 0
+        g["gamma1"], g["beta1"] = (dz * an).sum(0), dz.sum(0)
+        dan = dz * p["gamma1"]
+        da = (dan - dan.mean(0) - an * (dan * an).mean(0)) / std
+        g["W1"], g["b1"] = X.T @ da, da.sum(0)
+        return -np.log(pr[np.arange(N), y]).mean(), g
+
+
+def test_a_models_other_arrays_are_listed_and_its_findings_use_the_parameter_names():
+    X = np.random.default_rng(1).normal(size=(6, 5))
+    y = np.array([0, 1, 2, 0, 1, 2])
+    model = BatchNormNet()
+    report = check_function(model.loss, None, X, y)
+    why = dict(report.not_checked)
+    assert why["model.bn_params[0]['running_mean']"].startswith("written by forward")
+    assert why["model.bn_params[0]['running_var']"].startswith("written by forward")
+    assert why["model.class_weights"].startswith("no gradient found")
+    assert not [n for n in why if "params[" in n and "bn_params" not in n]
+    # b1 feeds a batch norm: its gradient is zero by structure, and the finding says so
+    # under the model's own name for it
+    (note,) = [f for f in report.findings if f.kind == "inconclusive"]
+    assert note.target == "b1" and "'b1' is inconclusive" in note.message
+    assert "layer." not in note.message
+    assert report.result("W1").passed and report.result("gamma1").passed
+
+
+def test_arrays_nested_below_an_attribute_are_listed_as_not_checked():
+    class Nested:
+        def __init__(self):
+            self.W = np.ones((3, 3))
+            self.stats = [{"running_mean": np.zeros(3), "count": 0}]
+            self.optimizer = type("Adam", (), {})()
+            self.optimizer.m = np.zeros((3, 3))
+
+        def forward(self, x):
+            self.x = x
+            self.stats[0]["running_mean"] = 0.9 * self.stats[0]["running_mean"] + x.mean(0)
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T
+
+    report = check_layer(Nested(), np.random.default_rng(0).normal(size=(4, 3)))
+    assert report.passed and [r.name for r in report.results] == ["x", "W"]
+    why = dict(report.not_checked)
+    assert why["stats[0]['running_mean']"].startswith("written by forward")
+    assert why["optimizer.m"].startswith("no gradient found")
+
+
 def test_a_models_loss_missing_a_gradient_and_a_model_passed_as_a_layer_say_what_to_do():
     from conventions_layers import LABELS, TwoLayerNet
     from gradcheck import GradCheckInputError

@@ -246,12 +246,21 @@ class CallLayer:
         from dataclasses import replace
 
         results = tuple(replace(r, name=self.display(r.name)) for r in results)
-        findings[:] = [replace(f, target=self.display(f.target)) if f.target else f
-                       for f in findings]
+        findings[:] = [self._renamed_finding(f) if f.target else f for f in findings]
         hidden = set(self.names) | ({"cache"} if isinstance(self.layer, FunctionPair) else set())
         not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
                                             if self.display(n) not in hidden]
         return results, findings, not_checked
+
+    def _renamed_finding(self, f):
+        """``f`` with the report's target name, also where its message quotes it."""
+        from dataclasses import replace
+
+        shown = self.display(f.target)
+        message = f.message.replace(repr(f.target), repr(shown))
+        if f.target != "x":
+            message = message.replace(f.target, shown)
+        return replace(f, target=shown, message=message)
 
     def renamed(self, exc):
         """``exc`` with the report's target names (``exc`` itself when nothing changes)."""
@@ -438,12 +447,15 @@ class CallLayer:
 
     def own_paths(self):
         """Paths under this wrapper that are the toolkit's own bookkeeping or taken by
-        other means (never walked by the parameter discovery): the gradients read from a
-        step, and for a model its parameters, their gradients, the cache of ``loss`` and
-        the inputs (listed as not differentiated)."""
+        other means (never walked by the parameter discovery): the wrapper's own
+        attributes, the gradients read from a step, and for a model its parameters, their
+        gradients, the cache of ``loss`` and the inputs (listed as not differentiated);
+        the model's other arrays are walked and listed as not checked."""
         paths = {"step_grads"} | set(self.step_params({}))
+        # the wrapper's bookkeeping (its copy of the model, names, shapes, ...)
+        paths |= {k for k in vars(self) if k not in ("layer", "inputs", "input_grads")}
         if self.model is not None:
-            paths |= {"layer.model", "layer.cache", "layer.param_grads", "passthrough"}
+            paths |= {"layer.model.params", "layer.cache", "layer.param_grads", "passthrough"}
         return paths
 
     def layer_params(self):

@@ -36,6 +36,7 @@ names joined by dots, each optionally followed by ``[key]`` subscripts
 """
 
 import re
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -369,6 +370,8 @@ class _Walk:
                 subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
             elif _holds_floats(value):
                 self.named_container(obj, attrs, name, prefix)
+            elif isinstance(value, (list, tuple, dict)) or _plain_object(value):
+                self.nested(value, path, set())
             else:
                 self.attribute(obj, attrs, name, value, path, prefix)
         for sub, sub_prefix in subs:
@@ -485,6 +488,34 @@ class _Walk:
             if why is not _INPUT:
                 self.skip(path, why)
 
+    #: Containers nested deeper than this under an attribute are not listed item by item.
+    NESTED_DEPTH = 8
+
+    def nested(self, value, path, seen, depth=0):
+        """Floating arrays inside containers of containers (CS231n's ``bn_params``, a list
+        of dicts holding ``running_mean``) or inside objects that are not layers (a CS231n
+        model's, an optimizer's): never parameters here (``params=`` names them), each
+        listed as not checked with the reason."""
+        if id(value) in seen or depth > self.NESTED_DEPTH:
+            return
+        seen.add(id(value))
+        if isinstance(value, (list, tuple, dict)):
+            items = [(f"{path}[{k!r}]", k, v) for k, v in (
+                value.items() if isinstance(value, dict) else enumerate(value))]
+        else:
+            items = [(f"{path}.{k}", k, v) for k, v in vars(value).items()]
+        for where, key, item in items:
+            if where in self.exclude or is_layer(item):
+                continue
+            if isinstance(item, (list, tuple, dict)) or _plain_object(item):
+                self.nested(item, where, seen, depth + 1)
+            elif isinstance(item, np.ndarray) and item.dtype.kind == "f":
+                why = self._classify(value, key, item, where) or (
+                    "no gradient found (nested below an attribute of the layer; params= "
+                    "names one to check)")
+                if why is not _INPUT:
+                    self.skip(where, why)
+
     def container(self, obj, prefix, pname, gname, accumulating):
         params, grads = getattr(obj, pname), getattr(obj, gname, None)
         keys = params.keys() if isinstance(params, dict) else range(len(params))
@@ -519,6 +550,12 @@ def _holds_floats(value):
         return False
     items = value.values() if isinstance(value, dict) else value
     return any(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in items)
+
+
+def _plain_object(value):
+    """An instance with attributes that is not a layer, a class, a module or a callable."""
+    return (hasattr(value, "__dict__") and not callable(value)
+            and not isinstance(value, (type, types.ModuleType)) and not is_layer(value))
 
 
 def _item(container, key):
