@@ -8,23 +8,13 @@ table picks the five the BatchNormalization tests sweep over every strategy.
 intermediates of the last train-mode forward.
 """
 
-import importlib.util
-from pathlib import Path
-
+from conventions_layers import load_example
 from mutants.corpus import (BNBackwardEps, BNDgammaFromCentred, BNEvalUsesBatchStats,
                             BNNoMeanTerm, BNUnbiasedVar)
 
 
-def _load_example(name):
-    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 #: The seed's class as the book ships it (examples/seed_batchnorm.py).
-SeedBatchNormalization = _load_example("seed_batchnorm").BatchNormalization
+SeedBatchNormalization = load_example("seed_batchnorm").BatchNormalization
 
 
 #: name -> (class, target that must fail, modes where the bug lives)

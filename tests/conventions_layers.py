@@ -844,26 +844,22 @@ def _xs(*shapes):
     return tuple(rng.normal(size=s) for s in shapes)
 
 
-class SGDDense:
-    """"The Independent Code" / Omar Aflak's Dense layer: column inputs ``(in, 1)``, and
-    ``backward(output_gradient, learning_rate)`` steps the weights itself (no gradient
-    attribute at all)."""
+def load_example(name):
+    """A module of ``examples/`` (a standalone file a user runs), loaded by path."""
+    import importlib.util
+    from pathlib import Path
 
-    def __init__(self, input_size=3, output_size=2):
-        rng = np.random.default_rng(5)
-        self.weights = rng.normal(size=(output_size, input_size))
-        self.bias = rng.normal(size=(output_size, 1))
+    path = Path(__file__).resolve().parents[1] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def forward(self, input):
-        self.input = input
-        return np.dot(self.weights, self.input) + self.bias
 
-    def backward(self, output_gradient, learning_rate):
-        weights_gradient = np.dot(output_gradient, self.input.T)
-        input_gradient = np.dot(self.weights.T, output_gradient)
-        self.weights -= learning_rate * weights_gradient
-        self.bias -= learning_rate * output_gradient
-        return input_gradient
+#: "The Independent Code" / Omar Aflak's Dense layer: column inputs ``(in, 1)``, and
+#: ``backward(output_gradient, learning_rate)`` steps the weights itself (no gradient
+#: attribute at all); the one in ``examples/conventions.py``.
+SGDDense = load_example("conventions").SGDDense
 
 
 class SGDDenseBroken(SGDDense):

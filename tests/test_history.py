@@ -4,7 +4,6 @@ Every layer here passes the pure gradient check (each call the check makes is
 "the first call"); a training loop's second call tells the wrong ones apart.
 """
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,10 @@ from gradcheck.protocol.history import FINDING_KINDS
 from gradcheck.validate import STRATEGIES
 from layers import BatchNormalization, Dropout, Sequential, SoftmaxWithLoss
 
+from conventions_layers import load_example
+
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("seed_bn", ROOT / "examples" / "seed_batchnorm.py")
-seed_bn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(seed_bn)
+seed_bn = load_example("seed_batchnorm")
 
 X = np.random.default_rng(1).normal(size=(5, 3))
 
