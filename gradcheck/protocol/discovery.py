@@ -313,6 +313,7 @@ class _Walk:
         self.seen_params = {}  # id(param) -> path
         self.seen_grads = {}  # path -> the gradient objects summed for it
         self.seen_layers = set()
+        self.nested_arrays = []  # (path, owner, key, array) found by nested()
 
     def skip(self, path, reason):
         self.found.not_checked.append((path, reason))
@@ -510,11 +511,19 @@ class _Walk:
             if isinstance(item, (list, tuple, dict)) or _plain_object(item):
                 self.nested(item, where, seen, depth + 1)
             elif isinstance(item, np.ndarray) and item.dtype.kind == "f":
-                why = self._classify(value, key, item, where) or (
-                    "no gradient found (nested below an attribute of the layer; params= "
-                    "names one to check)")
-                if why is not _INPUT:
-                    self.skip(where, why)
+                self.nested_arrays.append((where, value, key, item))
+
+    def list_nested(self):
+        """List the nested arrays (after the walk: one that is a parameter taken elsewhere,
+        an optimizer's reference to ``W``, is checked as that parameter)."""
+        for where, owner, key, item in self.nested_arrays:
+            if id(item) in self.seen_params:
+                continue
+            why = self._classify(owner, key, item, where) or (
+                "no gradient found (nested below an attribute of the layer; params= "
+                "names one to check)")
+            if why is not _INPUT:
+                self.skip(where, why)
 
     def container(self, obj, prefix, pname, gname, accumulating):
         params, grads = getattr(obj, pname), getattr(obj, gname, None)
@@ -590,6 +599,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     walk = _Walk(written, {id(a) for a in inputs}, exclude)
     walk.written_backward = written_backward
     walk.layer(layer, "")
+    walk.list_nested()
     _merge_views(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
     return walk.found
