@@ -274,6 +274,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             from gradcheck.protocol.history import check_history
             check_history(problem, results, opts)
         snapshot.restore_all()
+        findings.extend(_zero_state(layer, results, not_checked, call))
         if call is not None:
             results, findings, not_checked = call.rename(results, findings, not_checked)
         return GradCheckReport(
@@ -291,6 +292,37 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         raise renamed from (exc.__cause__ or exc)
     finally:
         original.restore_all()
+
+
+def _zero_state(layer, results, not_checked, call):
+    """A ``zero-state`` note when a gradient vanished and the layer's kept state was zero.
+
+    A recurrent layer that keeps ``h`` (zeros before its first call) has
+    ``dWh = h_prev.T @ da = 0`` there: INCONCLUSIVE, rightly; the note names the
+    state that was all zeros when the check began, so the user knows what to change.
+    """
+    from gradcheck.engine.verdict import ZERO_GRADIENT
+    from gradcheck.protocol.discovery import STATE_REASON, resolve
+
+    vanished = [r.name for r in results if r.verdict == "INCONCLUSIVE"
+                and (r.inconclusive or "").startswith(ZERO_GRADIENT)]
+    if not vanished:
+        return []
+    zero = []
+    for path, why in not_checked:
+        value = resolve(layer, path) if why == STATE_REASON else None
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size \
+                and not np.any(value):
+            zero.append(call.display(path) if call is not None else path)
+    if not zero:
+        return []
+    shown = [call.display(n) if call is not None else n for n in vanished]
+    return [Finding("zero-state", False, (
+        f"{', '.join(map(repr, shown))}: the gradient vanished, and the state the layer keeps "
+        f"({', '.join(f'`{n}`' for n in zero)}) was all zeros when the check began (forward "
+        "writes it: a hidden state, a running statistic); a gradient that flows through "
+        "kept state vanishes where that state is zero. Check after a forward call on other "
+        "data, or with the state set to non-zero values"), shown[0])]
 
 
 def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):

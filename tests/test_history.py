@@ -516,3 +516,34 @@ def test_a_backward_that_frees_its_cache_is_a_note_not_a_failure():
     assert note.kind == "sequence-note" and not note.failure
     assert note.message.startswith("backward called twice after one forward raised "
                                    "(backward() raised AttributeError:")
+
+
+class KeptStateRNN:
+    """An RNN cell that keeps its hidden state ``h`` across calls (zeros until the first)."""
+
+    def __init__(self, D=3, H=4, N=5):
+        rng = np.random.default_rng(0)
+        self.Wx, self.Wh = rng.normal(size=(D, H)) * 0.5, rng.normal(size=(H, H)) * 0.5
+        self.b, self.h = np.zeros(H), np.zeros((N, H))
+
+    def forward(self, x):
+        self.x, self.h_prev = x, self.h
+        self.h = np.tanh(x @ self.Wx + self.h_prev @ self.Wh + self.b)
+        return self.h
+
+    def backward(self, dh):
+        da = dh * (1 - self.h ** 2)
+        self.dWx, self.dWh, self.db = self.x.T @ da, self.h_prev.T @ da, da.sum(0)
+        return da @ self.Wx.T
+
+
+def test_a_gradient_through_zero_kept_state_names_that_state():
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    report = check_layer(KeptStateRNN(), x)
+    assert report.result("Wh").verdict == "INCONCLUSIVE"
+    (note,) = [f for f in report.findings if f.kind == "zero-state"]
+    assert not note.failure and note.target == "Wh" and "(`h`)" in note.message
+    warmed = KeptStateRNN()
+    warmed.forward(np.random.default_rng(2).normal(size=(5, 3)))
+    report = check_layer(warmed, x)
+    assert report.passed and not [f for f in report.findings if f.kind == "zero-state"]

@@ -37,7 +37,7 @@ import numpy as np
 from gradcheck.engine.tolerances import MARGINAL
 from gradcheck.report import Finding, TargetResult
 
-__all__ = ["Policy", "Comparison", "decide", "MAX_REFINED", "FIRST_REFINED"]
+__all__ = ["Policy", "Comparison", "decide", "MAX_REFINED", "FIRST_REFINED", "ZERO_GRADIENT"]
 
 #: At most this many failing items per target are refined, unless most of the first ones
 #: were rescued by refining (then all are).
@@ -45,6 +45,11 @@ MAX_REFINED = 256
 
 #: Refined first; when none of them is rescued the failure is real and the rest is not refined.
 FIRST_REFINED = 8
+
+
+#: How an INCONCLUSIVE verdict for a vanishing gradient begins (the check's zero-state note
+#: looks for it).
+ZERO_GRADIENT = "the numerical gradient is indistinguishable from zero"
 
 
 @dataclass(frozen=True)
@@ -310,7 +315,7 @@ def _verdict(comp, st, checked, scale, resolution, policy):
         return "PASS", ""
     if zero:
         return "INCONCLUSIVE", (
-            f"the numerical gradient is indistinguishable from zero (max|numerical| = "
+            f"{ZERO_GRADIENT} (max|numerical| = "
             f"{scale:.2g} <= its tolerance): a wrong backward of this size would pass. Use "
             "another input or dout (a batch of N >= 2 for batch statistics), or declare it "
             "with expect_zero if the gradient is zero by the layer's structure")

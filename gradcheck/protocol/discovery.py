@@ -63,6 +63,8 @@ _MISSING = object()
 _INPUT = "the input"
 _BACKWARD = "written by backward -> a gradient or a cache, not a parameter"
 _FORWARD = "written by forward -> state, not a parameter"
+#: The not-checked reason of state (:func:`gradcheck.check` looks for it).
+STATE_REASON = _FORWARD
 _TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
 
 
