@@ -35,6 +35,7 @@ names joined by dots, each optionally followed by ``[key]`` subscripts
 ``"a+b"`` resolves to the sum of both (a tied weight's gradient).
 """
 
+import collections
 import re
 import types
 from dataclasses import dataclass, field
@@ -373,7 +374,7 @@ class _Walk:
                 subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
             elif _holds_floats(value):
                 self.named_container(obj, attrs, name, prefix)
-            elif isinstance(value, (list, tuple, dict)) or _plain_object(value):
+            elif isinstance(value, _NESTING) or _plain_object(value):
                 self.nested(value, path, set())
             else:
                 self.attribute(obj, attrs, name, value, path, prefix)
@@ -502,7 +503,7 @@ class _Walk:
         if id(value) in seen or depth > self.NESTED_DEPTH:
             return
         seen.add(id(value))
-        if isinstance(value, (list, tuple, dict)):
+        if isinstance(value, _NESTING):
             items = [(f"{path}[{k!r}]", k, v) for k, v in (
                 value.items() if isinstance(value, dict) else enumerate(value))]
         else:
@@ -510,7 +511,7 @@ class _Walk:
         for where, key, item in items:
             if where in self.exclude or is_layer(item):
                 continue
-            if isinstance(item, (list, tuple, dict)) or _plain_object(item):
+            if isinstance(item, _NESTING) or _plain_object(item):
                 self.nested(item, where, seen, depth + 1)
             elif isinstance(item, np.ndarray) and item.dtype.kind == "f":
                 self.nested_arrays.append((where, value, key, item))
@@ -561,6 +562,10 @@ def _holds_floats(value):
         return False
     items = value.values() if isinstance(value, dict) else value
     return any(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in items)
+
+
+#: Containers whose items the walk for nested arrays looks into.
+_NESTING = (list, tuple, dict, collections.deque)
 
 
 def _plain_object(value):
