@@ -473,10 +473,34 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             elif found.floating:
                 findings.extend(Finding("no-gradient-found", False, _no_grad(found, p), p)
                                 for p in found.floating)
+            findings.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
+                            for p, g in found.unset)
+    else:
+        left_out, not_checked = _not_named(adapter, xw, dout, seed, exclude, params)
+        findings.extend(Finding("not-in-params", False, (
+            f"{p} has a gradient ({g}) but is not in params=: not checked; add it to "
+            "check it"), p) for p, g in left_out)
     scalars = [p for p in params or () if isinstance(get_attr(layer, p), (float, np.floating))]
     for p in scalars:
         set_attr(layer, p, np.array(get_attr(layer, p), dtype=np.float64))
     return params, not_checked, StateSnapshot(layer) if scalars else original
+
+
+def _not_named(adapter, xw, dout, seed, exclude, params):
+    """With ``params=`` given: ``(left_out, not_checked)``, the parameters the discovery
+    finds besides them (``(param, gradient)``) and the not-checked list with them (a
+    parameter left out of ``params=`` is never dropped silently)."""
+    try:
+        found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude)
+    except GradCheckInputError:
+        found = None  # the check's own calls say what is wrong
+    if found is None or not isinstance(params, dict):
+        return [], []
+    named = {p for pair in params.items() for n in pair for p in str(n).split("+")}
+    left_out = [(p, g) for p, g in found.params.items() if p not in named]
+    return left_out, [(p, f"not in params= (its gradient {g} was found)")
+                      for p, g in left_out] + [
+        (p, why) for p, why in found.not_checked if p not in named]
 
 
 def _created(layer, found):
@@ -508,6 +532,16 @@ def _no_grad(found, path):
             f"(looked for {', '.join(grad_candidates(path))}){seen}: it was NOT checked. If "
             f"it is trainable, name it: params={{{path!r}: "
             f"{(grad or '<attribute holding its gradient>')!r}, ...}}")
+
+
+def _unset(found, path, grad):
+    """What a gradient attribute left ``None`` by ``backward`` means."""
+    written = _guess_grad(found, path)
+    seen = (f"; backward writes {written} instead (a typo?): params={{{path!r}: "
+            f"{written!r}}} checks it" if written is not None else "")
+    return (f"{grad} is None after backward: {path} has a gradient attribute that backward "
+            f"never set, so {path}'s gradient is not computed{seen}. If {path} is not "
+            "trainable, name the parameters to check with params= (without it)")
 
 
 def _no_params(found):

@@ -784,3 +784,58 @@ def test_a_models_loss_missing_a_gradient_and_a_model_passed_as_a_layer_say_what
         check_function(Forgets().loss, None, X5, LABELS)
     with pytest.raises(GradCheckInputError, match=r"check_function\(model.loss, None, X, y\)"):
         check_layer(TwoLayerNet(), (X5, LABELS))
+
+
+def test_a_gradient_attribute_backward_leaves_none_fails_and_names_a_typo():
+    """The book's ``self.dW = None`` in ``__init__``: a backward that never sets it (or sets
+    ``self.dw``) is a failure, not a parameter quietly left out."""
+
+    class Affine:
+        def __init__(self):
+            rng = np.random.default_rng(1)
+            self.W, self.b = rng.normal(size=(4, 3)), rng.normal(size=3)
+            self.x = self.dW = self.db = None
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W + self.b
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            self.db = dout.sum(axis=0)
+            return dout @ self.W.T
+
+    class Forgets(Affine):
+        def backward(self, dout):
+            self.db = dout.sum(axis=0)
+            return dout @ self.W.T
+
+    class Typo(Affine):
+        def backward(self, dout):
+            self.dw = self.x.T @ dout
+            return Forgets.backward(self, dout)
+
+    x = np.random.default_rng(2).normal(size=(6, 4))
+    assert check_layer(Affine(), x).passed
+    for cls, hint in ((Forgets, None), (Typo, "params={'W': 'dw'}")):
+        report = check_layer(cls(), x)
+        (f,) = [f for f in report.findings if f.kind == "gradient-not-set"]
+        assert not report.passed and f.failure and f.target == "W"
+        assert "dW is None after backward" in f.message
+        assert (hint in f.message) if hint else "typo" not in f.message
+
+
+def test_a_parameter_left_out_of_params_is_listed_and_warned_about():
+    from layers import Affine
+
+    rng = np.random.default_rng(0)
+    layer = Affine(rng.normal(size=(4, 3)), rng.normal(size=3))
+    x = rng.normal(size=(5, 4))
+    report = check_layer(layer, x, params={"W": "dW"})
+    assert [r.name for r in report.results] == ["x", "W"]
+    assert dict(report.not_checked)["b"] == "not in params= (its gradient db was found)"
+    (note,) = [f for f in report.findings if f.kind == "not-in-params"]
+    assert note.target == "b" and not note.failure and "(db)" in note.message
+    full = check_layer(layer, x, params={"W": "dW", "b": "db"})
+    assert not [f for f in full.findings if f.kind == "not-in-params"]
+    assert "b" not in dict(full.not_checked)

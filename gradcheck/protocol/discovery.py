@@ -266,6 +266,9 @@ class Discovery:
         Floating arrays ``forward`` bound that have a gradient beside them by name
         (``W`` and ``dW``): parameters a first forward creates (``if self.W is None``)
         -- or state recomputed by every forward, which a second look tells apart.
+    unset : list of (str, str)
+        ``(param, gradient)`` where the gradient attribute exists but is ``None`` after
+        ``backward`` (the book's ``self.dW = None`` in ``__init__``, never computed).
     """
 
     params: dict = field(default_factory=dict)
@@ -276,6 +279,7 @@ class Discovery:
     notes: list = field(default_factory=list)
     backward_floats: list = field(default_factory=list)
     created: list = field(default_factory=list)
+    unset: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)
 
 
@@ -427,6 +431,8 @@ class _Walk:
                     continue
                 if grad is None:
                     reason = f"{cand} is None after backward"
+                    if _is_float_value(value) and isinstance(value, np.ndarray):
+                        self.found.unset.append((path, prefix + cand))
                     break
                 if isinstance(grad, np.ndarray) or _is_float_value(grad):
                     self.take(path, prefix + cand, value, grad_obj=grad)
