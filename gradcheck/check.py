@@ -7,7 +7,7 @@ from typing import Any, Optional
 import numpy as np
 
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
-                                       set_attr)
+                                       set_attr, switch_back, switch_mode)
 from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter
@@ -237,7 +237,14 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                    executor=executor, n_jobs=n_jobs, min_resolution=float(min_resolution),
                    inconclusive=inconclusive, expect_zero=expect_zero)
     xw = np.array(x_arr, copy=True, order="C")
-    original = StateSnapshot(layer)
+    switched, text = switch_mode(call.layer if call is not None else layer, adapter, train_flg)
+    if text:
+        findings.append(Finding("mode-switch", False, text))
+    try:  # switched before the snapshot: the check's restores keep the mode asked for
+        original = StateSnapshot(layer)
+    except BaseException:
+        switch_back(switched)
+        raise
     try:
         from gradcheck.protocol.precision import working_precision
         counts = (adapter.forward_calls, adapter.backward_calls)
@@ -292,6 +299,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         raise renamed from (exc.__cause__ or exc)
     finally:
         original.restore_all()
+        switch_back(switched)
 
 
 def _zero_state(layer, results, not_checked, call):
@@ -349,6 +357,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     adapter = LayerAdapter(call, train_flg)
     if call.flag is None:
         adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
+    call.find_labels(adapter)
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
 

@@ -839,3 +839,76 @@ def test_a_parameter_left_out_of_params_is_listed_and_warned_about():
     full = check_layer(layer, x, params={"W": "dW", "b": "db"})
     assert not [f for f in full.findings if f.kind == "not-in-params"]
     assert "b" not in dict(full.not_checked)
+
+
+def test_a_loss_whose_backward_returns_no_gradient_for_its_float_labels():
+    """The book's ``SoftmaxWithLoss`` with one-hot (float) labels ``t``: ``backward(dout=1)``
+    returns ``dx`` only; ``t`` is taken as labels, not a failure of the protocol."""
+
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    class SoftmaxWithLoss:
+        def forward(self, x, t):
+            self.t, self.y = t, softmax(x)
+            return -np.sum(t * np.log(self.y)) / x.shape[0]
+
+        def backward(self, dout=1):
+            return dout * (self.y - self.t) / self.t.shape[0]
+
+    class Broken(SoftmaxWithLoss):
+        def backward(self, dout=1):
+            return dout * (self.y - self.t)
+
+    rng = np.random.default_rng(14)
+    x, t = rng.normal(size=(5, 4)), np.eye(4)[[0, 3, 1, 1, 2]]
+    for kw in ({}, {"wrt": ["x"]}):
+        report = check_layer(SoftmaxWithLoss(), (x, t), **kw)
+        assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+        assert dict(report.not_checked)["t"].startswith("not differentiated: labels")
+        assert not any("input_grads" in n or "inputs[" in n for n, _ in report.not_checked)
+        assert not check_layer(Broken(), (x, t), **kw).passed
+
+
+class AttributeModeDropout:
+    """PyTorch-style: ``forward(x)`` reads the mode from ``self.training``."""
+
+    def __init__(self, eval_scale=1.0):
+        self.rng, self.training, self.eval_scale = np.random.default_rng(0), True, eval_scale
+
+    def forward(self, x):
+        if self.training:
+            self.mask = (self.rng.random(x.shape) > 0.5) * 2.0
+            return x * self.mask
+        return x
+
+    def backward(self, dout):
+        return dout * self.mask if self.training else dout * self.eval_scale
+
+
+def test_a_mode_held_as_an_attribute_is_set_for_the_check_and_put_back():
+    x = np.random.default_rng(13).normal(size=(4, 5))
+    layer = AttributeModeDropout()
+    report = check_layer(layer, x, train_flg=False)
+    assert report.passed and layer.training is True
+    (note,) = [f for f in report.findings if f.kind == "mode-switch"]
+    assert "`training`, set to False" in note.message
+    wrong = AttributeModeDropout(eval_scale=0.5)  # the eval-mode backward is wrong
+    assert not check_layer(wrong, x, train_flg=False).passed and wrong.training is True
+    assert check_layer(wrong, x).passed  # train mode is right
+
+
+def test_eval_mode_asked_of_a_layer_without_a_switch_is_a_warning():
+    class ModeParam:  # CS231n style: forward(x, mode='train') is not a train_flg
+        def forward(self, x, mode="train"):
+            return 2 * x
+
+        def backward(self, dout):
+            return 2 * dout
+
+    x = np.random.default_rng(1).normal(size=(3, 4))
+    report = check_layer(ModeParam(), x, train_flg=False)
+    (note,) = [f for f in report.findings if f.kind == "mode-switch"]
+    assert "takes no train/eval switch" in note.message and "`mode` parameter" in note.message
+    assert not [f for f in check_layer(ModeParam(), x).findings if f.kind == "mode-switch"]

@@ -62,6 +62,66 @@ def flag_name(forward):
     return next((n for n in FLAG_NAMES if n in names), None)
 
 
+def switch_mode(layer, adapter, train_flg):
+    """Put a layer whose ``forward`` takes no train/eval switch in the mode asked for.
+
+    A layer that holds its mode as an attribute named as in :data:`FLAG_NAMES`
+    (``self.training``, PyTorch style) gets it set to ``train_flg`` (the caller
+    puts it back with :func:`switch_back`). A layer with neither has one mode:
+    asking for eval mode there is worth a warning, since nothing changes.
+
+    Parameters
+    ----------
+    layer : object
+        The user's layer (inside a wrapper, the wrapped one).
+    adapter : LayerAdapter
+    train_flg : bool
+
+    Returns
+    -------
+    (switched, text) : (tuple or None, str or None)
+        ``(layer, attribute, value before)`` when an attribute was set; the text of
+        a note (or warning) for the report.
+    """
+    if adapter.flag_mode is not None:
+        return None, None
+    attr = next((n for n in FLAG_NAMES if isinstance(getattr(layer, n, None), (bool, np.bool_))),
+                None)
+    if attr is not None:
+        before = getattr(layer, attr)
+        if bool(before) == bool(train_flg):
+            return None, None
+        setattr(layer, attr, bool(train_flg))
+        return (layer, attr, before), (
+            f"forward takes no train/eval switch; the layer holds it as `{attr}`, set to "
+            f"{bool(train_flg)} for the check (put back afterwards)")
+    if train_flg:
+        return None, None
+    mode = _mode_parameter(getattr(layer, "forward", None))
+    return None, (
+        "train_flg=False, but forward takes no train/eval switch (a parameter named "
+        f"{', '.join(FLAG_NAMES)}) and the layer holds none as an attribute: it was checked "
+        "in the one mode it has" + (
+            f"; forward's `{mode}` parameter is not taken for one: pass the mode as an input, "
+            f"check_layer(layer, {{'x': x, {mode!r}: ...}})" if mode else
+            "; a mode inside an input (CS231n's bn_param['mode']) is set there"))
+
+
+def switch_back(switched):
+    """Undo :func:`switch_mode`."""
+    if switched is not None:
+        layer, attr, before = switched
+        setattr(layer, attr, before)
+
+
+def _mode_parameter(forward):
+    try:
+        names = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((n for n in ("mode", "phase", "stage") if n in names), None)
+
+
 class LayerAdapter:
     """Calls a layer following the protocol and validates what it returns.
 

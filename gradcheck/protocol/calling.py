@@ -32,6 +32,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
 from gradcheck.protocol.adapter import FLAG_NAMES, flag_name
+from gradcheck.protocol.discovery import DATA_NAMES
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, learning_rate_parameter,
                                        stepped_arrays)
@@ -84,6 +85,8 @@ def forward_names(fn, n):
 
 _LABELS = ("not differentiated: labels, passed to backward again (a loss's "
            "backward(dvalues, labels))")
+_LABELS_BY_NAME = ("not differentiated: labels (by its name; backward returns no gradient "
+                   "for it)")
 _MODEL_INPUT = ("not differentiated: the model's input (loss returns gradients for "
                 "model.params only)")
 
@@ -249,7 +252,8 @@ class CallLayer:
         findings[:] = [self._renamed_finding(f) if f.target else f for f in findings]
         hidden = set(self.names) | ({"cache"} if isinstance(self.layer, FunctionPair) else set())
         not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
-                                            if self.display(n) not in hidden]
+                                            if self.display(n) not in hidden
+                                            and not n.startswith(("inputs[", "input_grads["))]
         return results, findings, not_checked
 
     def _renamed_finding(self, f):
@@ -487,6 +491,38 @@ class CallLayer:
             f"input ({', '.join(self.targets)}), in order"
             + (f" (or {len(self.names)}, one per input)" if self.skipped else ""),
             layer=self._gradcheck_name)
+
+
+    def find_labels(self, adapter):
+        """Take as labels the inputs named so (``t``) that ``backward`` returns no
+        gradient for: ``backward(dout) -> dx`` beside ``forward(x, t)`` with float
+        (one-hot) labels. One forward and one backward call on a snapshot, made only
+        when such a name is a floating input (counted in :attr:`step_calls`); a layer
+        that raises is left to the check's own calls to report."""
+        from gradcheck.protocol.state import StateSnapshot
+
+        named = [n for n in self.targets[1:] if n in DATA_NAMES]
+        if not named or self.labels:
+            return
+        snapshot = StateSnapshot(self)
+        try:
+            out = self.forward(self.x.copy(), adapter.train_flg)
+            grads = self._call_backward(self.split(np.ones(np.shape(out))))
+        except Exception:  # noqa: BLE001 -- the check's own calls report it
+            return
+        finally:
+            snapshot.restore_all()
+            self.step_calls = (self.step_calls[0] + 1, self.step_calls[1] + 1)
+        if grads is None:
+            grads = getattr(self.layer, "dinputs", None)
+        count = len(grads) if isinstance(grads, (tuple, list)) else int(grads is not None)
+        missing = self.targets[count:]
+        if count and missing and all(n in named for n in missing):
+            for n in missing:
+                self.targets.remove(n)
+                self.passthrough[n] = self.inputs.pop(n)
+                self.input_grads.pop(n, None)
+                self.skipped.append((n, _LABELS_BY_NAME))
 
 
 class FunctionPair:
