@@ -912,3 +912,23 @@ def test_eval_mode_asked_of_a_layer_without_a_switch_is_a_warning():
     (note,) = [f for f in report.findings if f.kind == "mode-switch"]
     assert "takes no train/eval switch" in note.message and "`mode` parameter" in note.message
     assert not [f for f in check_layer(ModeParam(), x).findings if f.kind == "mode-switch"]
+
+
+def test_the_precision_note_says_which_arrays_are_low_precision():
+    class Lin32:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T
+
+    x = np.random.default_rng(30).normal(size=(5, 4))
+    for xin, says in ((x, "holds float32 parameters or state (its input is float64)"),
+                      (x.astype(np.float32), "computes in its input's dtype (float32)")):
+        (note,) = [f for f in check_layer(Lin32(), xin).findings if f.kind == "precision"]
+        assert says in note.message

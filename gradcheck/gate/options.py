@@ -180,7 +180,7 @@ GATE_OPTIONS = (
            "finite-difference formula (default: central)"),
     Option("strategy", parse_strategy, "{" + ",".join(STRATEGIES) + "}",
            "what is compared: every element, the whole Jacobian, random projections or "
-           "sampled elements (default: elementwise)"),
+           "sampled elements (default: auto, grouped where a structure is found)"),
     Option("precision", parse_precision, "{" + ",".join(PRECISIONS) + "}",
            "float16/float32 layers: evaluate in float64 (auto, the default) or natively"),
     Option("seed", parse_seed, "N", "seed of dout and of the inputs (default: 0)"),

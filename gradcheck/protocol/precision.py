@@ -55,11 +55,13 @@ def working_precision(layer, adapter, original, xw, dout, precision, findings):
             f"the layer computes in {out.dtype} whatever its input's dtype: checked at native "
             f"precision with {out.dtype} tolerances"))
         return xw, dout, original
+    what = (f"the layer computes in its input's dtype ({', '.join(dtypes)})" if input_low
+            else f"the layer holds {', '.join(dtypes)} parameters or state (its input is "
+            f"{xw.dtype})")
     findings.append(Finding(
         "precision", False,
-        f"the layer computes in its input's dtype ({', '.join(dtypes)}): evaluated in float64 "
-        "on upcast copies of x, its parameters and state; precision='native' checks at "
-        f"{dtypes[0]} with its own tolerances"))
+        f"{what}: evaluated in float64 on upcast copies of x, its parameters and state; "
+        f"precision='native' checks at {dtypes[0]} with its own tolerances"))
     if dout is not None:
         dout = dout.astype(np.float64)
     return x64, dout, trial
