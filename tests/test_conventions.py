@@ -932,3 +932,26 @@ def test_the_precision_note_says_which_arrays_are_low_precision():
                       (x.astype(np.float32), "computes in its input's dtype (float32)")):
         (note,) = [f for f in check_layer(Lin32(), xin).findings if f.kind == "precision"]
         assert says in note.message
+
+
+def test_a_params_dict_holding_the_layers_own_arrays_is_not_warned_about():
+    """The book's ``TwoLayerNet``: ``self.params['W1']`` is the very array ``Affine1.W``."""
+    from layers import Affine
+
+    class Net:
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.params = {"W1": rng.normal(size=(4, 3)), "b1": np.zeros(3)}
+            self.layers = {"Affine1": Affine(self.params["W1"], self.params["b1"])}
+
+        def forward(self, x):
+            return self.layers["Affine1"].forward(x)
+
+        def backward(self, dout):
+            return self.layers["Affine1"].backward(dout)
+
+    report = check_layer(Net(), np.random.default_rng(1).normal(size=(5, 4)))
+    assert report.passed and not report.warnings, report.warnings
+    assert [r.name for r in report.results] == ["x", "layers.Affine1.W", "layers.Affine1.b"]
+    assert dict(report.not_checked)["params['W1']"] == (
+        "the same array as layers.Affine1.W: checked as that")

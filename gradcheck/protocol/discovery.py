@@ -321,6 +321,7 @@ class _Walk:
         self.seen_grads = {}  # path -> the gradient objects summed for it
         self.seen_layers = set()
         self.nested_arrays = []  # (path, owner, key, array) found by nested()
+        self.floating_ids = {}  # path -> id(array) of the arrays held without a gradient
 
     def skip(self, path, reason):
         self.found.not_checked.append((path, reason))
@@ -444,7 +445,7 @@ class _Walk:
                     reason = "labels or targets (by its name), no gradient: not a parameter"
                 elif (_is_float_value(value) and isinstance(value, np.ndarray) and value.ndim
                       and not _STATISTICS.search(name)):
-                    self.found.floating.append(path)
+                    self.floating(path, value)
         if reason is _BACKWARD and _is_float_value(value):
             self.found.backward_floats.append((path, np.shape(value)))
         if reason == _FORWARD and isinstance(value, np.ndarray) and any(
@@ -494,7 +495,7 @@ class _Walk:
             if why is None:
                 why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
                 if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
-                    self.found.floating.append(path)
+                    self.floating(path, item)
             if why is not _INPUT:
                 self.skip(path, why)
 
@@ -522,9 +523,23 @@ class _Walk:
             elif isinstance(item, np.ndarray) and item.dtype.kind == "f":
                 self.nested_arrays.append((where, value, key, item))
 
-    def list_nested(self):
-        """List the nested arrays (after the walk: one that is a parameter taken elsewhere,
-        an optimizer's reference to ``W``, is checked as that parameter)."""
+    def floating(self, path, value):
+        """A floating array held without a gradient found for it (a warning, unless it is
+        a parameter taken under another path: :meth:`finish`)."""
+        self.found.floating.append(path)
+        self.floating_ids[path] = id(value)
+
+    def finish(self):
+        """After the walk: a floating array without a gradient that is a parameter taken
+        under another path (the book's ``params['W1']``, the very array its ``Affine1``
+        layer holds) is checked as that one, and said so; the nested arrays are listed
+        (an optimizer's reference to ``W`` is left out: it is ``W``)."""
+        aliases = {p: self.seen_params[i] for p, i in self.floating_ids.items()
+                   if i in self.seen_params}
+        self.found.floating = [p for p in self.found.floating if p not in aliases]
+        self.found.not_checked = [
+            (p, f"the same array as {aliases[p]}: checked as that") if p in aliases else (p, why)
+            for p, why in self.found.not_checked]
         for where, owner, key, item in self.nested_arrays:
             if id(item) in self.seen_params:
                 continue
@@ -549,7 +564,7 @@ class _Walk:
                 reason = (f"no gradient in {gname}[{key!r}]" if grad is None
                           else f"{gname}[{key!r}] is {type(grad).__name__}")
                 if isinstance(value, np.ndarray) and value.ndim:
-                    self.found.floating.append(path)
+                    self.floating(path, value)
             if reason is not None:
                 if reason is not _INPUT:
                     self.skip(path, reason)
@@ -612,7 +627,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     walk = _Walk(written, {id(a) for a in inputs}, exclude)
     walk.written_backward = written_backward
     walk.layer(layer, "")
-    walk.list_nested()
+    walk.finish()
     _merge_views(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
     return walk.found
