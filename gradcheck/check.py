@@ -17,7 +17,7 @@ from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
                                 check_verdict_options, check_writable)
-from gradcheck.errors import GradCheckInputError
+from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.report import Finding, GradCheckReport
 
 #: Below this many elements per target, parallel evaluation is not worth its start-up.
@@ -293,6 +293,14 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             input_dtype=str(x_arr.dtype), inconclusive=inconclusive,
             not_checked=tuple(not_checked), discovery_calls=discovery)
     except GradCheckInputError as exc:
+        if converted and isinstance(exc, LayerCallError) and isinstance(exc.__cause__,
+                                                                        IndexError):
+            raise LayerCallError(
+                f"{str(exc).split(': ', 1)[-1]} (x has integer dtype {np.asarray(x).dtype} and "
+                "was cast to float64 for the check: for integer indices, name the layer "
+                "*Embedding* or forward's first parameter idx, ids, indices, tokens or t, "
+                "and x stays integer, only the parameters being checked)",
+                layer=exc.layer, target=exc.target) from exc.__cause__
         renamed = call.renamed(exc) if call is not None else exc
         if renamed is exc:
             raise

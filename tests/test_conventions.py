@@ -955,3 +955,22 @@ def test_a_params_dict_holding_the_layers_own_arrays_is_not_warned_about():
     assert [r.name for r in report.results] == ["x", "layers.Affine1.W", "layers.Affine1.b"]
     assert dict(report.not_checked)["params['W1']"] == (
         "the same array as layers.Affine1.W: checked as that")
+
+
+def test_integer_ids_cast_to_float_that_break_indexing_say_how_to_keep_them():
+    from gradcheck import LayerCallError
+
+    class WordVectors:  # a lookup whose forward's argument is called x
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(10, 3))
+
+        def forward(self, x):
+            self.x = x
+            return self.W[x]
+
+        def backward(self, dout):
+            self.dW = np.zeros_like(self.W)
+            np.add.at(self.dW, self.x, dout)
+
+    with pytest.raises(LayerCallError, match=r"cast to float64 for the check: .*Embedding"):
+        check_layer(WordVectors(), np.array([[1, 2, 2], [0, 9, 4]]))
