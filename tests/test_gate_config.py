@@ -217,3 +217,26 @@ def test_files_without_a_gradcheck_section_are_no_configuration(project):
 def test_config_option_errors(project, capsys, argv, message):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_target_that_breaks_the_protocol_leaves_the_others_checked(project, capsys):
+    (project / "boom.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        class Boom:
+            def forward(self, x):
+                return x
+
+            def backward(self, dout):
+                return dout[0]
+
+        def make_boom():
+            return Boom(), np.ones((2, 3))
+    '''))
+    (project / "pyproject.toml").write_text(
+        '[tool.gradcheck]\ntargets = ["boom.py:make_boom", "mylayers:make_cube"]\n')
+    status, doc, out = _run_json([], project, capsys)
+    assert status == 2
+    assert [c["label"] for c in doc["checks"]] == ["mylayers:make_cube"]
+    assert "1 could not run" in out.out
+    assert "error: boom.py:make_boom train: layer Boom" in out.err

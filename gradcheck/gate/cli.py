@@ -221,8 +221,10 @@ def user_traceback(exc):
     return "".join(te.format()).rstrip()
 
 
-def _report_error(errors, exc):
-    errors.print(f"gradcheck: error: {exc}", style="red", markup=False, highlight=False)
+def _report_error(errors, exc, case=None):
+    where = f"{case}: " if case else ""
+    errors.print(f"gradcheck: error: {where}{exc}", style="red", markup=False,
+                 highlight=False)
     cause = exc.__cause__
     if cause is not None and (getattr(exc, "show_cause", False)
                               or isinstance(exc, LayerCallError)):
@@ -256,8 +258,10 @@ def check(args):
             elif args.target is None:
                 out.print("gradcheck: no gradcheck configuration here or above: the built-in "
                           "suite", markup=False)
+        failed = []  # (case, error): reported after the others ran
         outcomes = run_checks(cases, options, console=out, progress_console=errors,
-                              quiet=args.quiet, verbose=args.verbose)
+                              quiet=args.quiet, verbose=args.verbose,
+                              on_error=lambda label, exc: failed.append((label, exc)))
         if source["kind"] == "builtin" and not source.get("targets"):
             from gradcheck.gate.suite import UNAVAILABLE
             for name, reason in UNAVAILABLE:
@@ -275,6 +279,10 @@ def check(args):
             write_text("--junit-xml", args.junit_xml, junit_xml(outcomes, properties=props))
     except (UsageError, ConfigError, GradCheckInputError) as exc:
         _report_error(errors, exc)
+        return EXIT_ERROR
+    for label, exc in failed:
+        _report_error(errors, exc, label)
+    if failed:
         return EXIT_ERROR
     return EXIT_FAIL if any(not o.report.passed for o in outcomes) else EXIT_PASS
 

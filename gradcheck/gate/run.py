@@ -12,6 +12,7 @@ from rich.text import Text
 from gradcheck.check import check_layer
 from gradcheck.engine.parallel import on_progress
 from gradcheck.engine.strategies import expected_calls
+from gradcheck.errors import GradCheckInputError
 from gradcheck.gate.annotations import source_of
 from gradcheck.gate.targets import UsageError
 from gradcheck.render import (LEGEND, count_verdicts, detail_lines, failure_headline,
@@ -184,33 +185,44 @@ class Outcome(NamedTuple):
 
 
 def run_checks(cases, options, *, console, progress_console, quiet=False, verbose=False,
-               progress_delay=1.0):
+               progress_delay=1.0, on_error=None):
     """Run every case; print the table (verdicts coloured) and the summary line.
+
+    ``on_error(label, exc)``, when given, takes a case's ``GradCheckInputError``
+    (a layer that breaks the protocol, a factory that fails) and the other cases
+    go on; without it the error propagates.
 
     Returns
     -------
     list of Outcome
         Every case's label, report, the seconds it took and its source lines.
     """
-    outcomes, t0 = [], time.perf_counter()
+    outcomes, t0, errors = [], time.perf_counter(), 0
     enabled = not quiet and progress_console.is_terminal
     with CheckProgress(progress_console, len(cases), enabled, progress_delay) as progress:
         for case in cases:
             t_case = time.perf_counter()
-            layer, x = case.build()
-            source = source_of(layer)
             mode = "train" if case.train_flg else "eval"
-            with progress.check(f"{case.label} {mode}", layer, x,
-                                options.get("method", "central")):
-                report = check_layer(layer, x, train_flg=case.train_flg,
-                                     **{**case.options, **options})
+            try:
+                layer, x = case.build()
+                source = source_of(layer)
+                with progress.check(f"{case.label} {mode}", layer, x,
+                                    options.get("method", "central")):
+                    report = check_layer(layer, x, train_flg=case.train_flg,
+                                         **{**case.options, **options})
+            except GradCheckInputError as exc:
+                if on_error is None:
+                    raise
+                on_error(f"{case.label} {mode}", exc)
+                errors += 1
+                continue
             outcomes.append(Outcome(case.label, report, time.perf_counter() - t_case, source))
     print_outcomes(console, outcomes, quiet=quiet, verbose=verbose,
-                   elapsed=time.perf_counter() - t0)
+                   elapsed=time.perf_counter() - t0, errors=errors)
     return outcomes
 
 
-def print_outcomes(console, outcomes, *, quiet=False, verbose=False, elapsed=0.0):
+def print_outcomes(console, outcomes, *, quiet=False, verbose=False, elapsed=0.0, errors=0):
     """The table, the notes, the details of what did not pass, and the summary line."""
     width = console.width
     if not quiet and outcomes:
@@ -230,8 +242,9 @@ def print_outcomes(console, outcomes, *, quiet=False, verbose=False, elapsed=0.0
                                        style="yellow"))
     for line in unchecked_warnings(outcomes):
         console.print(Text("\n".join(wrap([line], width)), style="bold yellow"))
-    console.print(Text(summary_line(outcomes, elapsed),
-                       style="bold green" if all(o.report.passed for o in outcomes)
+    console.print(Text(summary_line(outcomes, elapsed, errors),
+                       style="bold green" if not errors and all(o.report.passed
+                                                                for o in outcomes)
                        else "bold red"))
 
 
@@ -251,13 +264,16 @@ def _plural(n, word):
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def summary_line(outcomes, elapsed):
-    """``gradcheck: 65 checks (177 targets): 64 passed, 1 failed, 0 inconclusive (4.2 s)``."""
+def summary_line(outcomes, elapsed, errors=0):
+    """``gradcheck: 65 checks (177 targets): 64 passed, 1 failed, 0 inconclusive (4.2 s)``
+    (``, 1 could not run`` after the counts when a case raised)."""
     counts = count_verdicts(o.report for o in outcomes)
     targets = sum(len(o.report.results) for o in outcomes)
+    broken = f", {errors} could not run (below)" if errors else ""
     return (f"gradcheck: {_plural(len(outcomes), 'check')} ({_plural(targets, 'target')}): "
             f"{counts['PASS']} passed, "
-            f"{counts['FAIL']} failed, {counts['INCONCLUSIVE']} inconclusive ({elapsed:.1f} s)")
+            f"{counts['FAIL']} failed, {counts['INCONCLUSIVE']} inconclusive{broken} "
+            f"({elapsed:.1f} s)")
 
 
 def json_document(outcomes, source):
