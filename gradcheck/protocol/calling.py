@@ -492,7 +492,6 @@ class CallLayer:
             + (f" (or {len(self.names)}, one per input)" if self.skipped else ""),
             layer=self._gradcheck_name)
 
-
     def find_labels(self, adapter):
         """Take as labels the inputs named so (``t``) that ``backward`` returns no
         gradient for: ``backward(dout) -> dx`` beside ``forward(x, t)`` with float
@@ -504,15 +503,17 @@ class CallLayer:
         named = [n for n in self.targets[1:] if n in DATA_NAMES]
         if not named or self.labels:
             return
-        snapshot = StateSnapshot(self)
+        snapshot, made = StateSnapshot(self), [0, 0]
         try:
             out = self.forward(self.x.copy(), adapter.train_flg)
+            made[0] = 1
             grads = self._call_backward(self.split(np.ones(np.shape(out))))
+            made[1] = 1
         except Exception:  # noqa: BLE001 -- the check's own calls report it
             return
         finally:
             snapshot.restore_all()
-            self.step_calls = (self.step_calls[0] + 1, self.step_calls[1] + 1)
+            self.step_calls = (self.step_calls[0] + made[0], self.step_calls[1] + made[1])
         if grads is None:
             grads = getattr(self.layer, "dinputs", None)
         count = len(grads) if isinstance(grads, (tuple, list)) else int(grads is not None)
