@@ -149,9 +149,9 @@ def break_even(rounds=3):
 
     estimates, worth_it, saved = [], parallel.worth_it, parallel.BREAK_EVEN
 
-    def recording(problem, setup, n_items, what="forward calls"):
+    def recording(problem, setup, n_items, what="forward calls", minimum=0):
         estimates.append(setup.method.calls * n_items * setup.call_time)
-        return worth_it(problem, setup, n_items, what)
+        return worth_it(problem, setup, n_items, what, minimum)
 
     parallel.worth_it, parallel.BREAK_EVEN = recording, 0.0
     print("\n| shape | estimated serial s | serial s | n_jobs=2 s | speed-up | others' CPU |")
