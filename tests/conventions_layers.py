@@ -477,6 +477,19 @@ class ZeroedInForward:
         return g
 
 
+class ZeroedInPlaceInForward(ZeroedInForward):
+    """Zeroes a ``dW`` made in ``__init__`` in place in forward (``self.dW[...] = 0``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dW = np.zeros_like(self.W)
+
+    def forward(self, x):
+        self.x = x
+        self.dW[...] = 0
+        return x @ self.W
+
+
 class ZeroedInForwardBroken(ZeroedInForward):
     def wrong(self, g):
         return 1.5 * g

@@ -14,7 +14,7 @@ from gradcheck.protocol.discovery import assign, resolve
 
 from conventions_layers import (CASES, AccumulatingDense, ListWeights, RecurrentStep, Swish,
                                MisnamedDense, TiedAttributes, TiedAutoencoder,
-                               ZeroedInForward)
+                               ZeroedInForward, ZeroedInPlaceInForward)
 
 X = np.random.default_rng(1).normal(size=(3, 3))
 STRATEGIES = ["elementwise", "sampled", "jacobian", "projection"]
@@ -217,11 +217,24 @@ def test_floating_arrays_in_an_unpaired_container_are_listed_and_warned():
     assert any(f.kind == "no-parameters-found" for f in report.findings)
 
 
-def test_a_gradient_zeroed_in_forward_is_fine_a_second_backward_is_a_note():
-    report = check_layer(ZeroedInForward(), X)
+@pytest.mark.parametrize("cls", [ZeroedInForward, ZeroedInPlaceInForward])
+def test_a_gradient_zeroed_in_forward_is_fine_a_second_backward_is_a_note(cls):
+    report = check_layer(cls(), X)
     assert report.passed, str(report)
     twice = [f for f in report.findings if f.kind == "backward-twice"]
-    assert twice and not twice[0].failure and "forward rebinds dW" in twice[0].message
+    assert twice and not twice[0].failure and "forward refreshes dW" in twice[0].message
+
+
+def test_a_buffer_forward_does_not_reset_is_still_refused():
+    class Accumulates(ZeroedInPlaceInForward):
+        def forward(self, x):
+            self.x = x
+            return x @ self.W
+
+    from gradcheck import LayerProtocolError
+
+    with pytest.raises(LayerProtocolError, match="did not refresh dW"):
+        check_layer(Accumulates(), X)
 
 
 def test_paths_resolve_and_assign():

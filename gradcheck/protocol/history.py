@@ -371,7 +371,8 @@ class _Sequence:
                 if a.shape == b.shape and np.allclose(b, 2 * a, rtol=1e-6, atol=0) else ""
             if doubled and t in getattr(self.run, "forward_refreshed", ()):
                 found.append(Finding("backward-twice", False, (
-                    f"forward rebinds {self._grad_name(t)} and backward adds into it (+=): "
+                    f"forward refreshes {self._grad_name(t)} (rebinds or zeroes it) and "
+                    "backward adds into it (+=): "
                     "right once per forward, as a training loop calls it; a second backward "
                     "without a forward adds the gradient again"), t))
                 continue

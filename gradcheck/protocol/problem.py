@@ -260,10 +260,13 @@ class Problem:
         self.snapshot.restore_all()
         poison = self._poison()
         out = self._forward_base().reshape(-1)
-        #: parameters whose gradient buffer forward rebinds (zeroed there, ``+=`` in backward)
+        #: parameters whose gradient buffer forward refreshes, rebound or overwritten in place
+        #: (zeroed there for backward's ``+=``: ``self.dW = np.zeros_like(W)``, ``self.dW[...]
+        #: = 0``)
         self.forward_refreshed = {p for p, g in self.params.items()
-                                  if "+" not in g and get_attr(self.layer, g) is not poison[p]
-                                  and get_attr(self.layer, g) is not None}
+                                  if "+" not in g and get_attr(self.layer, g) is not None
+                                  and (get_attr(self.layer, g) is not poison[p]
+                                       or not np.isnan(poison[p]).any())}
         if not _close(out, self.out0, self.nondet_tol):
             self.findings.append(Finding(
                 "forward-nondeterministic", True,
