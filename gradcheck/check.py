@@ -471,16 +471,19 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
         found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
                                     strict=hasattr(layer, "input_grads"))
         created = _created(layer, found)
-        if created:  # made by the first forward: checked from the state after one
-            adapter.forward(xw.copy())
+        if created:  # made by the first forward: checked from the state after one, on
+            from gradcheck.protocol.history import first_input  # another input of x's shape
+
+            adapter.forward(first_input(xw, np.random.default_rng([seed, 13])))
             adapter.accumulating = accumulating_buffers(layer)  # created with them
             original = StateSnapshot(layer)
             found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
                                         strict=hasattr(layer, "input_grads"))
             findings.append(Finding("created-by-forward", False, (
                 f"{', '.join(created)} {'do' if len(created) > 1 else 'does'} not exist "
-                "before the first forward (None): the check made one forward call to create "
-                f"{'them' if len(created) > 1 else 'it'} and checked the layer from there; "
+                "before the first forward (None): the check made one forward call (on x with its "
+                f"batch reversed) to create {'them' if len(created) > 1 else 'it'} and checked "
+                "the layer from there; "
                 "the layer is put back as it was given")))
         if found is not None:
             params, not_checked = found.params, found.not_checked

@@ -547,3 +547,33 @@ def test_a_gradient_through_zero_kept_state_names_that_state():
     warmed.forward(np.random.default_rng(2).normal(size=(5, 3)))
     report = check_layer(warmed, x)
     assert report.passed and not [f for f in report.findings if f.kind == "zero-state"]
+
+
+class CachesFirstInput:
+    """Parameters created by the first forward, and a forward that keeps only its first ``x``."""
+
+    def __init__(self, eager=False):
+        self.W = np.random.default_rng(0).normal(size=(3, 2)) if eager else None
+        self.x = None
+
+    def forward(self, x):
+        if self.W is None:
+            self.W = np.random.default_rng(0).normal(size=(x.shape[1], 2))
+        if self.x is None:  # the bug: every later call's backward uses the first input
+            self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+@pytest.mark.parametrize("eager", [True, False])
+def test_a_forward_that_caches_its_first_input_fails_also_when_it_creates_w(eager):
+    report = check_layer(CachesFirstInput(eager), X)
+    assert not report.passed, str(report)
+    history = [f for f in report.findings if f.kind == "backward-history" and f.failure]
+    # eager: the pure check passes and the sequence check names it; created by forward: the
+    # creating call's input is not the check's, so the pure check already fails on W
+    assert (history and history[0].target == "W") if eager else \
+        report.result("W").verdict == "FAIL"

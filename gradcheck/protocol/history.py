@@ -227,7 +227,7 @@ class _Sequence:
         """Call 1 (the training step) at another input and parameters; in the check's mode if
         the train-mode call raises."""
         run, s0 = self.run, self.run.snapshot
-        x1 = _first_input(run.xw, self.rng)
+        x1 = first_input(run.xw, self.rng)
         for attempt in range(2):
             s0.restore_all()
             self.p0 = _move_params(self.layer, run.params, self.rng)
@@ -516,8 +516,13 @@ def _classify(first, second, located):
             "although a first call passes"), False
 
 
-def _first_input(x, rng):
-    """The first call's input: ``x`` with its batch reversed, else scaled by ``1 +- 0.01``."""
+def first_input(x, rng):
+    """The first call's input: ``x`` with its batch reversed, else scaled by ``1 +- 0.01``.
+
+    Also the input of the forward call that creates parameters made by the first
+    forward (:func:`gradcheck.check.check_layer`): not the check's own ``x``, so a
+    forward that caches its first input is seen by the check.
+    """
     if x.ndim and len(x) > 1:
         x1 = np.ascontiguousarray(x[::-1])
         if not np.array_equal(x1, x):
