@@ -764,6 +764,7 @@ def test_arrays_nested_below_an_attribute_are_listed_as_not_checked():
             self.optimizer = type("Adam", (), {})()
             self.optimizer.m = np.zeros((3, 3))
             self.optimizer.params = [self.W]  # the parameter itself: checked, not listed
+            self.registry = [{"head": Swish()}]  # a layer nested deeper than the walk goes
 
         def forward(self, x):
             self.x = x
@@ -780,6 +781,7 @@ def test_arrays_nested_below_an_attribute_are_listed_as_not_checked():
     assert why["stats[0]['running_mean']"].startswith("written by forward")
     assert why["optimizer.m"].startswith("no gradient found")
     assert "optimizer.params[0]" not in why
+    assert why["registry[0]['head']"].startswith("a layer inside a nested container")
 
 
 def test_a_models_loss_missing_a_gradient_and_a_model_passed_as_a_layer_say_what_to_do():

@@ -321,6 +321,7 @@ class _Walk:
         self.seen_grads = {}  # path -> the gradient objects summed for it
         self.seen_layers = set()
         self.nested_arrays = []  # (path, owner, key, array) found by nested()
+        self.nested_layers = []  # (path, layer) found by nested()
         self.floating_ids = {}  # path -> id(array) of the arrays held without a gradient
 
     def skip(self, path, reason):
@@ -499,7 +500,7 @@ class _Walk:
             if why is not _INPUT:
                 self.skip(path, why)
 
-    #: Containers nested deeper than this under an attribute are not listed item by item.
+    #: Containers nested deeper than this under an attribute are listed as not walked.
     NESTED_DEPTH = 8
 
     def nested(self, value, path, seen, depth=0):
@@ -507,7 +508,10 @@ class _Walk:
         of dicts holding ``running_mean``) or inside objects that are not layers (a CS231n
         model's, an optimizer's): never parameters here (``params=`` names them), each
         listed as not checked with the reason."""
-        if id(value) in seen or depth > self.NESTED_DEPTH:
+        if id(value) in seen:
+            return
+        if depth > self.NESTED_DEPTH:
+            self.skip(path, f"nested more than {self.NESTED_DEPTH} containers deep: not walked")
             return
         seen.add(id(value))
         if isinstance(value, _NESTING):
@@ -516,9 +520,11 @@ class _Walk:
         else:
             items = [(f"{path}.{k}", k, v) for k, v in vars(value).items()]
         for where, key, item in items:
-            if where in self.exclude or is_layer(item):
+            if where in self.exclude:
                 continue
-            if isinstance(item, _NESTING) or _plain_object(item):
+            if is_layer(item):
+                self.nested_layers.append((where, item))
+            elif isinstance(item, _NESTING) or _plain_object(item):
                 self.nested(item, where, seen, depth + 1)
             elif isinstance(item, np.ndarray) and item.dtype.kind == "f":
                 self.nested_arrays.append((where, value, key, item))
@@ -540,6 +546,10 @@ class _Walk:
         self.found.not_checked = [
             (p, f"the same array as {aliases[p]}: checked as that") if p in aliases else (p, why)
             for p, why in self.found.not_checked]
+        for where, layer in self.nested_layers:
+            if id(layer) not in self.seen_layers:  # not walked under another path
+                self.skip(where, "a layer inside a nested container: its parameters are not "
+                          "walked (hold it in an attribute, or a list or dict of layers)")
         for where, owner, key, item in self.nested_arrays:
             if id(item) in self.seen_params:
                 continue
