@@ -240,3 +240,9 @@ def test_a_target_that_breaks_the_protocol_leaves_the_others_checked(project, ca
     assert [c["label"] for c in doc["checks"]] == ["mylayers:make_cube"]
     assert "1 could not run" in out.out
     assert "error: boom.py:make_boom train: layer Boom" in out.err
+    assert doc["passed"] is False and [e["case"] for e in doc["errors"]] == [
+        "boom.py:make_boom train"] and doc["errors"][0]["error"] == "LayerProtocolError"
+    xml = project / "out.xml"
+    assert main(["--junit-xml", str(xml), "-q"]) == 2
+    text = xml.read_text()
+    assert 'errors="1"' in text and 'name="could not run"' in text and "<error " in text

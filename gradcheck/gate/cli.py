@@ -272,11 +272,12 @@ def check(args):
             for line in github_annotations(outcomes):
                 print(line, flush=True)  # verbatim: never wrapped or styled
         if args.json:
-            write_json(args.json, outcomes, source)
+            write_json(args.json, outcomes, source, failed)
         if args.junit_xml:
             from gradcheck.gate.junit import junit_xml
             props = dict(options, source=source["kind"])
-            write_text("--junit-xml", args.junit_xml, junit_xml(outcomes, properties=props))
+            write_text("--junit-xml", args.junit_xml,
+                       junit_xml(outcomes, properties=props, errors=failed))
     except (UsageError, ConfigError, GradCheckInputError) as exc:
         _report_error(errors, exc)
         return EXIT_ERROR

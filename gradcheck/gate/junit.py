@@ -8,8 +8,9 @@ INCONCLUSIVE target (the check could not have caught an error of practical
 size) is a ``<failure type="Inconclusive">`` when it fails the run, and
 ``<skipped>`` when the run lets it pass (``inconclusive="pass"``); a failing
 finding not tied to a target (non-deterministic forward, forward that modifies
-a parameter) is a testcase of its own named ``"self-checks <shape> <mode>"``.
-Warnings go to ``<system-out>``.
+a parameter) is a testcase of its own named ``"self-checks <shape> <mode>"``;
+a case that could not run (a layer that breaks the protocol) is a testcase
+``"could not run"`` with an ``<error>``. Warnings go to ``<system-out>``.
 """
 
 import datetime
@@ -43,7 +44,7 @@ def _testcase(suite, classname, name, seconds, where=None):
     return ET.SubElement(suite, "testcase", attrs)
 
 
-def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
+def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None, errors=()):
     """The JUnit XML document of a gate run, as a string.
 
     Parameters
@@ -58,6 +59,9 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
         Run-wide settings (method, seed, ...), written as ``<property>``.
     timestamp : datetime.datetime, optional
         When the run started (default: now).
+    errors : iterable of (str, Exception)
+        Cases that could not run (a layer that breaks the protocol): one
+        ``<testcase>`` each, with an ``<error>``.
 
     Returns
     -------
@@ -113,10 +117,15 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None):
             first = next(f for f in loose if f.failure)
             failure = ET.SubElement(case, "failure", message=first.message, type=first.kind)
             failure.text = failure_text(report, width=_TEXT_WIDTH)
+    errors = list(errors)
+    for label, exc in errors:
+        case = _testcase(suite, label, "could not run", 0.0)
+        ET.SubElement(case, "error", message=str(exc), type=type(exc).__name__)
+    tests += len(errors)
     for element in (root, suite):
         element.set("tests", str(tests))
         element.set("failures", str(failures))
-        element.set("errors", "0")
+        element.set("errors", str(len(errors)))
         element.set("time", f"{total_time:.3f}")
     suite.set("skipped", str(skipped))
     ET.indent(root)

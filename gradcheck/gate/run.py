@@ -276,21 +276,25 @@ def summary_line(outcomes, elapsed, errors=0):
             f"({elapsed:.1f} s)")
 
 
-def json_document(outcomes, source):
-    """The ``--json`` document (schema version :data:`JSON_SCHEMA_VERSION`)."""
+def json_document(outcomes, source, errors=()):
+    """The ``--json`` document (schema version :data:`JSON_SCHEMA_VERSION`); ``errors``:
+    ``(case, exception)`` of the cases that could not run (listed under ``"errors"``)."""
     from gradcheck import __version__
 
     counts = count_verdicts(o.report for o in outcomes)
+    errors = [{"case": label, "error": type(exc).__name__, "message": str(exc)}
+              for label, exc in errors]
     return {
         "schema_version": JSON_SCHEMA_VERSION,
         "gradcheck_version": __version__,
         "source": source,
-        "passed": all(o.report.passed for o in outcomes),
+        "passed": not errors and all(o.report.passed for o in outcomes),
         "summary": {"checks": len(outcomes), "passed": counts["PASS"],
                     "failed": counts["FAIL"], "inconclusive": counts["INCONCLUSIVE"],
                     "targets": sum(len(o.report.results) for o in outcomes)},
         "checks": [dict(o.report.to_dict(), label=o.label, seconds=round(o.seconds, 6))
                    for o in outcomes],
+        "errors": errors,
     }
 
 
@@ -302,6 +306,7 @@ def write_text(option, path, text):
         raise UsageError(f"{option} {path}: {exc.strerror}") from exc
 
 
-def write_json(path, outcomes, source):
-    """Write the ``--json`` document of ``outcomes`` to ``path``."""
-    write_text("--json", path, json.dumps(json_document(outcomes, source), indent=2) + "\n")
+def write_json(path, outcomes, source, errors=()):
+    """Write the ``--json`` document of ``outcomes`` (and ``errors``) to ``path``."""
+    write_text("--json", path,
+               json.dumps(json_document(outcomes, source, errors), indent=2) + "\n")
