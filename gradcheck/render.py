@@ -39,6 +39,10 @@ LEGEND = ("margin = error / tolerance at the worst element, tolerance = atol + r
           "(+ the method's error estimate); <= 1 passes")
 
 
+#: A FAIL whose errors stay below this fraction of the gradient's scale gets the hint that
+#: backward may differentiate a slightly different function (an epsilon inside a log).
+SMALL_MISMATCH = 1e-5
+
 def num(value, fmt=".2g"):
     """``value`` formatted with ``fmt``; ``"n/a"`` for NaN or None (not measured)."""
     if value is None:
@@ -301,7 +305,16 @@ def detail_lines(report, *, only_failing=False):
     for f in report.findings:
         lines.append(f"{'FAILURE' if f.failure else 'warning'}: {f.message}")
     verdict = report_verdict(report)
-    if verdict == "FAIL":
+    failed = [r for r in report.results if r.verdict == "FAIL"]
+    small = max((r.max_rel_error for r in failed), default=None)
+    if verdict == "FAIL" and small is not None and small < SMALL_MISMATCH:
+        lines.append(
+            f"hint: the mismatch is small (at most {small:.1g} of the gradient's scale): "
+            "backward may be the exact gradient of a slightly different function than forward "
+            "computes -- an epsilon inside a log (np.log(y + 1e-7)), a clip, a smoothing "
+            "term; if that difference is intended, rtol= above it accepts it; otherwise the "
+            "worst index and both values point at the wrong term")
+    elif verdict == "FAIL":
         lines.append("hint: the worst index and both values point at the wrong term; "
                      "rerun with method='richardson' to rule out numerical error, or "
                      "strategy='jacobian' (small layers) to see which output it affects")

@@ -209,3 +209,27 @@ def test_forward_call_estimate_counts_x_and_parameters():
     estimate = estimate_forward_calls(net, x, "central")
     assert estimate >= 2 * (20 + 12 + 3)
     assert abs(check_layer(net, x, sequence=False).forward_calls - estimate) <= 0.2 * estimate
+
+
+def test_a_small_mismatch_gets_the_hint_of_a_slightly_different_function():
+    """The book's loss: ``log(y + 1e-7)`` in forward, ``y - t`` in backward (the gradient
+    without the epsilon): a real, tiny mismatch, told apart from a wrong term."""
+    from gradcheck import check_layer
+
+    class LogPlusEps:
+        def forward(self, x):
+            self.x = x
+            return np.log(x + 1e-7)
+
+        def backward(self, dout):
+            return dout / self.x
+
+    class WrongTerm(LogPlusEps):
+        def backward(self, dout):
+            return dout / (2 * self.x)
+
+    x = np.random.default_rng(0).uniform(0.1, 1.0, size=(4, 3))
+    small = str(check_layer(LogPlusEps(), x))
+    assert "FAIL" in small and "hint: the mismatch is small" in small and "1e-7" in small
+    big = str(check_layer(WrongTerm(), x))
+    assert "hint: the worst index and both values point at the wrong term" in big
