@@ -465,11 +465,14 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     the snapshot is then taken anew.
     """
     not_checked = []
+    held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") else []
+
+    def discover():  # one forward/backward: the parameters, and what is not one
+        return discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
+                                   strict=hasattr(layer, "input_grads"))
+
     if params is None:
-        held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") \
-            else []
-        found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
-                                    strict=hasattr(layer, "input_grads"))
+        found = discover()
         created = _created(layer, found)
         if created:  # made by the first forward: checked from the state after one, on
             from gradcheck.protocol.history import first_input  # another input of x's shape
@@ -477,13 +480,12 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             adapter.forward(first_input(xw, np.random.default_rng([seed, 13])))
             adapter.accumulating = accumulating_buffers(layer)  # created with them
             original = StateSnapshot(layer)
-            found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
-                                        strict=hasattr(layer, "input_grads"))
+            found = discover()
             findings.append(Finding("created-by-forward", False, (
                 f"{', '.join(created)} {'do' if len(created) > 1 else 'does'} not exist "
-                "before the first forward (None): the check made one forward call (on x with its "
-                f"batch reversed) to create {'them' if len(created) > 1 else 'it'} and checked "
-                "the layer from there; "
+                "before the first forward (None): the check made one forward call (on another "
+                "input of x's shape: its batch reversed, or x scaled by 1 +- 0.01) to create "
+                f"{'them' if len(created) > 1 else 'it'} and checked the layer from there; "
                 "the layer is put back as it was given")))
         if found is not None:
             params, not_checked = found.params, found.not_checked
@@ -496,7 +498,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             findings.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
                             for p, g in found.unset)
     else:
-        left_out, not_checked = _not_named(adapter, xw, dout, seed, exclude, params)
+        left_out, not_checked = _not_named(discover, params)
         findings.extend(Finding("not-in-params", False, (
             f"{p} has a gradient ({g}) but is not in params=: not checked; add it to "
             "check it"), p) for p, g in left_out)
@@ -506,12 +508,12 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     return params, not_checked, StateSnapshot(layer) if scalars else original
 
 
-def _not_named(adapter, xw, dout, seed, exclude, params):
-    """With ``params=`` given: ``(left_out, not_checked)``, the parameters the discovery
+def _not_named(discover, params):
+    """With ``params=`` given: ``(left_out, not_checked)``, the parameters ``discover()``
     finds besides them (``(param, gradient)``) and the not-checked list with them (a
     parameter left out of ``params=`` is never dropped silently)."""
     try:
-        found = discover_by_calling(adapter, xw, dout, seed, exclude=exclude)
+        found = discover()
     except GradCheckInputError:
         found = None  # the check's own calls say what is wrong
     if found is None or not isinstance(params, dict):
