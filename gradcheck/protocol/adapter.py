@@ -5,6 +5,7 @@ exception into a :class:`~gradcheck.errors.LayerCallError` that names the
 layer, the target and the perturbed element.
 """
 
+import functools
 import inspect
 
 import numpy as np
@@ -170,10 +171,24 @@ class LayerAdapter:
         self.regularized = bool(penalty_gradients(layer))
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
+    def bound_forward(self):
+        """``f(x) = layer.forward(x, train_flg)``, bound once (not counted: the caller counts).
+
+        The hot loop's call: the bound method, or a :func:`functools.partial` of
+        the keyword flag (no Python frame of the toolkit's between the loop and
+        the layer); a positional flag follows ``x``, in a closure.
+        """
+        forward, args = self.layer.forward, self._args
+        if args:
+            return lambda x: forward(x, *args)
+        if self._kwargs:
+            return functools.partial(forward, **self._kwargs)
+        return forward
+
     def raw_forward(self, x):
-        """``layer.forward(x, train_flg)`` as the layer returns it."""
+        """``layer.forward(x, train_flg)`` as the layer returns it (counted)."""
         self.forward_calls += 1
-        return self.layer.forward(x, *self._args, **self._kwargs)
+        return self.bound_forward()(x)
 
     def forward(self, x, target=None, index=None):
         """Call ``forward`` and return its output as an ndarray (not copied).

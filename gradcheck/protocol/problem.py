@@ -113,13 +113,14 @@ def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, size0):
     element ``i`` (``None``: a perturbation of the whole target). Used by the
     serial engine and by every parallel worker.
     """
-    fwd = adapter.raw_forward
+    fwd = adapter.bound_forward()
     restores = [s.restore for s in dirty if not (s.kind == "array" and s.obj is arr)]
     shape = arr.shape
 
     def evaluate(i=None):
         for r in restores:
             r()
+        adapter.forward_calls += 1
         try:
             out = fwd(xw.copy() if fresh_x else xw)
         except (Exception, SystemExit) as exc:
