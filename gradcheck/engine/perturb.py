@@ -317,9 +317,10 @@ class Reduce:
     #: A real support of at most this many outputs is filed and reduced by :meth:`finish`
     #: with the others at once (per item, numpy's per-call overhead of the two sums is
     #: more than the sums: measured on a 64-output support, 2.6 of 4 us); the filed
-    #: differences are reduced when they hold :data:`PENDING` terms.
+    #: differences are reduced when they hold :data:`PENDING` terms (~1 MB: the memory
+    #: is reused, where a longer file grows the heap a page fault at a time).
     FILED = 4096
-    PENDING = 1 << 20
+    PENDING = 1 << 16
 
     def _support_sums(self, r, k, oa, ob=None):
         """``(oa - ob) . dout``, and the noise share of the support (the outputs that changed).
