@@ -161,3 +161,32 @@ def test_a_nan_in_a_filed_support_names_its_element():
                     x.copy())
     assert info.value.index == (2,)
     assert np.array_equal(x, [0.5, 1.0, 2.0, 3.0])
+
+
+class MatrixAffine:
+    """Returns ``np.matrix`` (whose ``reshape(-1)`` keeps two dimensions); ``wrong`` scales dW."""
+
+    def __init__(self, wrong=1.0):
+        self.W = np.random.default_rng(1).standard_normal((5, 3))
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        return np.asmatrix(x) @ np.asmatrix(self.W)
+
+    def backward(self, dout):
+        dout = np.asarray(dout)
+        self.dW = self.wrong * (self.x.T @ dout)
+        return dout @ self.W.T
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix
+@pytest.mark.parametrize("strategy", ["elementwise", "auto"])
+def test_an_ndarray_subclass_output_is_checked_as_its_array(strategy):
+    from gradcheck import check_layer
+
+    x = np.random.default_rng(2).standard_normal((6, 5))
+    right = check_layer(MatrixAffine(), x, strategy=strategy)
+    assert [r.verdict for r in right.results] == ["PASS", "PASS"]
+    wrong = check_layer(MatrixAffine(wrong=1.001), x, strategy=strategy)
+    assert wrong.result("x").verdict == "PASS" and wrong.result("W").verdict == "FAIL"

@@ -213,7 +213,8 @@ class LayerAdapter:
         if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
             out = self.layer.output  # forward keeps self.output and returns None (NNFS)
         if isinstance(out, np.ndarray):
-            arr = out
+            # a subclass (np.matrix keeps 2 dimensions through reshape(-1)) as a plain array
+            arr = out if type(out) is np.ndarray else out.view(np.ndarray)
         elif isinstance(out, (float, int, np.floating, np.integer)) and not isinstance(out, bool):
             arr = np.asarray(out, dtype=np.float64)
         else:
