@@ -425,3 +425,28 @@ def test_the_global_rng_counts_as_changed_exactly_when_its_state_differs(before,
         assert not snap.changed()
     finally:
         np.random.set_state(saved)
+
+
+@given(ops=st.lists(st.sampled_from(sorted(_GLOBAL_RNG_OPS) + ["snapshot"] * 3), max_size=10))
+@example(ops=["snapshot", "randn", "snapshot", "randn", "snapshot"])  # cache filled, consumed
+@example(ops=["randn", "snapshot", "randn", "snapshot", "seed", "snapshot"])
+def test_every_snapshot_saves_the_global_rng_state_of_its_own_moment(ops):
+    """Snapshots taken one after another (the last full read of the global state is reused
+    while the raw MT state has not moved) each save the state of their own moment, Gaussian
+    cache included: restoring any of them gives back that state exactly."""
+    saved = np.random.get_state()
+    try:
+        np.random.seed(5)
+        taken = []
+        for op in ops + ["snapshot"]:
+            if op == "snapshot":
+                taken.append((StateSnapshot(object()), np.random.get_state()))
+            else:
+                _GLOBAL_RNG_OPS[op]()
+        for snap, state in reversed(taken):
+            np.random.randn()  # move the state (and its cache) away
+            snap.restore_all()
+            now = np.random.get_state()
+            assert np.array_equal(now[1], state[1]) and now[2:] == state[2:]
+    finally:
+        np.random.set_state(saved)

@@ -299,9 +299,12 @@ def _global_rng_changed(saved):
     draws): the cache can then only be filled by a draw, which moves the MT
     state, so comparing the raw state decides. With a cached Gaussian (which a
     draw can consume without moving the MT state), or when the raw state is not
-    readable, the full states are compared. (Not seen: a ``set_state`` to this
-    very MT state with a Gaussian cached, which only a layer restoring a state
-    it saved itself could make.)
+    readable, the full states are compared. (Not seen: the same MT state with a
+    Gaussian cached, which a layer can only make by a ``set_state`` to a state
+    it saved, or by re-seeding to the seed the MT state came from and drawing
+    one Gaussian fewer or more than before the snapshot. The same hole makes a
+    full state read at an earlier snapshot unsafe to reuse for a later one: a
+    snapshot reads the state of its own moment, tested.)
     """
     state, raw = saved
     if raw is not None and state[3] == 0:
