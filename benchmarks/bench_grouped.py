@@ -100,6 +100,11 @@ def cs231n_loop(f, x, df, h=1e-5, limit=None):
     return grad
 
 
+def seconds(t):
+    """A wall time for the table: two decimals, three significant digits below 0.1 s."""
+    return f"{t:.2f}" if t >= 0.1 else f"{t:.3g}"
+
+
 def rel_error(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
@@ -226,7 +231,7 @@ def main():
                           sequence=False, wrt=["x"], params={})
         caught = bad.result("x").verdict == "FAIL"
         print(f"| {label} | gradcheck auto ({used}; {'PASS' if rep.passed else 'not PASS'}) | "
-              f"{rep.forward_calls} ({2 * n / rep.forward_calls:.0f}x fewer) | {t:.2f} | "
+              f"{rep.forward_calls} ({2 * n / rep.forward_calls:.0f}x fewer) | {seconds(t)} | "
               f"{t / limit:.3f} | {'yes' if caught else 'no'} |", flush=True)
         print(f"| {label} | per target, auto (`wrt=[t]`) | {per_target(make, dout)} | | | |")
         for tool, t, _ in torch_rows(label, make(np.random.default_rng(0))[0], x, dout):
@@ -235,7 +240,7 @@ def main():
                       "elements) | - | - |")
                 continue
             caught = torch_caught(make(np.random.default_rng(0))[0], x, j, tool.endswith("fast"))
-            print(f"| {label} | {tool} (x only) | - | {t:.2f} | {t / (2 * x.size * t_fwd):.3f}"
+            print(f"| {label} | {tool} (x only) | - | {seconds(t)} | {t / (2 * x.size * t_fwd):.3f}"
                   f" (of x's limit) | {'yes' if caught else 'no'} |", flush=True)
     load = os.getloadavg()
     print(f"\nload average {load[0]:.2f} at the end")
