@@ -277,16 +277,27 @@ def _try_table(V, d, terms, out0, out_eps, delta, calls):
 JUMP = 1e3
 
 
+def _sizes(terms, U):
+    """Each output's size over the table: ``|out0 dout| + max |U|`` (an output that is 0 at
+    ``x``, as one at a ReLU's kink, but moves is not "all noise": its size is that of the
+    values it takes)."""
+    return np.abs(terms) + np.max(np.abs(U), axis=1)
+
+
+def _typical(level, size, live):
+    """The median relative level ``level / size`` of the ``live`` outputs."""
+    return float(np.median(level[live] / size[live]))
+
+
 def _jumped(U, k, moved, terms):
     """Outputs whose ``k``-th differences are far above the others' (relative to their size):
     a kink crossed inside the table, not rounding."""
     level = _table_level(U, k)
-    size = terms + np.max(np.abs(U), axis=1)  # an output at a ReLU's kink may be 0 itself
+    size = _sizes(terms, U)
     live = moved & (size > 0)
     if np.count_nonzero(live) < 3:
         return np.zeros(len(U), bool)
-    typical = float(np.median(level[live] / size[live]))
-    return live & (level > JUMP * max(typical, np.finfo(float).tiny) * size)
+    return live & (level > JUMP * max(_typical(level, size, live), np.finfo(float).tiny) * size)
 
 
 def _quantized(V):
@@ -310,14 +321,11 @@ def _estimate(level, V, U, k, moved, scale_L, out_eps, calls, note, out0, d):
     per_output = np.maximum(_table_level(U, k), half * np.abs(d))
     # one output's estimate rests on a few values and can be low by chance (by 3x and more
     # from 7 values; near zero for a quantised output moving in even steps): none gets
-    # less than the median relative noise of the outputs that moved
-    # relative to each output's size over the table (an output that is 0 at x but moves
-    # is not "all noise"; its rounding is that of the values it takes)
-    terms = np.abs(out0.astype(np.float64) * d) + np.max(np.abs(U), axis=1)
-    live = moved & (terms > 0)
+    # less than the median relative noise of the outputs that moved (:func:`_sizes`)
+    sizes = _sizes(out0.astype(np.float64) * d, U)
+    live = moved & (sizes > 0)
     if live.any():
-        typical = float(np.median(per_output[live] / terms[live]))
-        per_output = np.maximum(per_output, typical * terms)
+        per_output = np.maximum(per_output, _typical(per_output, sizes, live) * sizes)
     total = scaled_norm(per_output)
     level = max(level, total)  # correlated rounding: the scalar may exceed the sum
     weights = np.square(per_output / total) if total > 0 else np.zeros(U.shape[0])
@@ -328,9 +336,8 @@ def _estimate(level, V, U, k, moved, scale_L, out_eps, calls, note, out0, d):
         note += f"; raised to the rounding of the output dtype ({relative:.1e} relative)"
     std = np.maximum(_table_level(V, k), half)
     if live.any():
-        mag = np.abs(out0.astype(np.float64)) + np.max(np.abs(V), axis=1)
-        std = np.maximum(std, float(np.median(std[live] / np.maximum(mag[live], 1e-300)))
-                         * mag)
+        mag = _sizes(out0.astype(np.float64), V)  # live: every mag > 0
+        std = np.maximum(std, _typical(std, mag, live) * mag)
     return NoiseEstimate(level=float(level), weights=weights, variance_std=std,
                          relative=float(relative), measured=True, calls=calls, note=note)
 

@@ -110,6 +110,13 @@ class Comparison:
     shared_items: bool = False
     full: Optional[Callable] = None
     reason: str = ""
+
+    def scale(self, numerical, mask):
+        """The gradient's scale, in its own units: ``gradient_scale``, else the largest
+        ``|numerical|`` of the items in ``mask`` (items that are elements)."""
+        if self.gradient_scale is not None:
+            return self.gradient_scale
+        return float(np.max(np.abs(numerical[mask]), initial=0.0))
     extra: dict = field(default_factory=dict)
     own_rule: Optional[object] = None
 
@@ -189,9 +196,7 @@ LOOSE = 0.1
 def _refine_loose(comp, st, policy):
     if comp.refiner is None or not np.isfinite(st.ana).all():
         return
-    scale = float(np.max(np.abs(st.num[~comp.skipped]), initial=0.0))
-    if comp.gradient_scale is not None:
-        scale = comp.gradient_scale / comp.resolution_factor
+    scale = comp.scale(st.num, ~comp.skipped) / comp.resolution_factor  # in item units
     loose = ~st.refined & ~st.failing & ~comp.skipped & (
         st.allowed > LOOSE * policy.min_resolution * scale)
     rows = np.flatnonzero(loose)[:MAX_REFINED]
@@ -257,8 +262,7 @@ def decide(comp, policy, findings):
     ratio[~checked & ~st.failing] = 0.0
     worst = int(np.argmax(ratio)) if ratio.max() > 0 else int(np.argmax(np.where(checked, diff,
                                                                                   -1.0)))
-    scale = (comp.gradient_scale if comp.gradient_scale is not None
-             else float(np.max(np.abs(st.num[checked]), initial=0.0)))
+    scale = comp.scale(st.num, checked)
     st.unresolved = _unresolved(comp, st, checked, scale, policy)
     resolution = _resolution(comp, st, checked & ~st.unresolved)
     verdict, why = _verdict(comp, st, checked, scale, resolution, policy)
