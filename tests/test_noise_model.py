@@ -18,7 +18,7 @@ from scipy.differentiate import derivative
 
 from gradcheck import check_layer
 from gradcheck.engine import methods
-from gradcheck.engine.noise import ecnoise
+from gradcheck.engine.noise import ecnoise, measure_noise
 from gradcheck.engine.refine import extrapolate
 
 
@@ -144,3 +144,28 @@ def test_a_check_agrees_with_scipy_differentiate(name, method):
     ref = derivative(f, x)
     gap = np.abs(np.asarray(r.numerical) - ref.df * dout)
     assert np.all(gap <= np.asarray(r.tolerances) + np.abs(dout) * ref.error)
+
+
+@pytest.mark.parametrize("dout0", [1.0, -1.0])
+def test_an_output_whose_table_crosses_a_kink_is_left_out_whatever_the_sign_of_its_term(dout0):
+    """One output crosses the kink of ``|x|`` inside the noise table; the others are smooth.
+    It is left out of the rounding estimate, for ``out0 * dout`` of either sign (a negative
+    term once hid it, and the noise came out 1e5 times its rounding)."""
+    rng = np.random.default_rng(0)
+    n = 40
+    arr = rng.normal(size=n)
+    arr[0] = -3e-9  # the table's first steps cross 0
+    W = rng.normal(size=(n, n))
+
+    def evaluate(index=None):
+        out = np.tanh(W @ arr)
+        out[0] = np.abs(arr[0]) + 1.0
+        return out
+
+    out0 = evaluate()
+    dout = rng.normal(size=n)
+    dout[0] = dout0
+    est = measure_noise(evaluate, arr, out0, dout, seed=0, name="x",
+                        out_eps=np.finfo(float).eps)
+    assert "1 output(s) left out" in est.note
+    assert est.relative < 1e-14
