@@ -1092,3 +1092,97 @@ FUNCTION_CASES = {
     "loss-function": (softmax_loss, None, (softmax_loss_broken, None),
                       lambda: (_xs((3, 3))[0], LABELS), "x", ["x"]),
 }
+
+
+class KeepdimsLayerNorm:
+    """Layer norm whose ``dgamma``/``dbeta`` keep the reduced axis (``keepdims=True``: shape
+    ``(1, D)`` for ``(D,)`` parameters, as CS231n solutions write them)."""
+
+    def __init__(self, D=3):
+        self.gamma, self.beta = 1.0 + 0.1 * _w(D).ravel(), 0.1 * _w(D).ravel()
+
+    def forward(self, x, train_flg=True):
+        mu, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+        self.std = np.sqrt(var + 1e-5)
+        self.xn = (x - mu) / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dout):
+        self.dgamma = np.sum(dout * self.xn, axis=0, keepdims=True)
+        self.dbeta = self.wrong(np.sum(dout, axis=0, keepdims=True))
+        dxn = dout * self.gamma
+        D = dout.shape[1]
+        return (dxn - dxn.mean(axis=1, keepdims=True)
+                - self.xn * (dxn * self.xn).sum(axis=1, keepdims=True) / D) / self.std
+
+    def wrong(self, g):
+        return g
+
+
+class KeepdimsLayerNormBroken(KeepdimsLayerNorm):
+    def wrong(self, g):
+        g = g.copy()
+        g[0, 1] *= 1.01
+        return g
+
+
+class DUnderscoreDense:
+    """``d_weights``/``d_biases``/``d_inputs`` (an NNFS variant): ``forward`` returns None and
+    keeps ``self.output``, ``backward`` returns None and keeps ``self.d_inputs``."""
+
+    def __init__(self, D=3, H=2):
+        self.weights, self.biases = _w(D, H), _w(1, H)
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = inputs @ self.weights + self.biases
+
+    def backward(self, d_values):
+        self.d_weights = self.inputs.T @ d_values
+        self.d_biases = np.sum(d_values, axis=0, keepdims=True)
+        self.d_inputs = d_values @ self.weights.T
+
+
+class DUnderscoreDenseBroken(DUnderscoreDense):
+    def backward(self, d_values):
+        super().backward(d_values)
+        self.d_inputs = self.d_inputs.copy()
+        self.d_inputs[1, 0] += 1e-3
+
+
+CASES["keepdims-gradients"] = (KeepdimsLayerNorm, KeepdimsLayerNormBroken, "beta",
+                               ["x", "gamma", "beta"])
+CASES["d-underscore-names"] = (DUnderscoreDense, DUnderscoreDenseBroken, "x",
+                               ["x", "weights", "biases"])
+
+
+def layernorm_forward_keepdims(x, gamma, beta, ln_param):
+    """CS231n's ``layernorm_forward(x, gamma, beta, ln_param) -> (out, cache)``."""
+    eps = ln_param.get("eps", 1e-5)
+    mu, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+    std = np.sqrt(var + eps)
+    xn = (x - mu) / std
+    return gamma * xn + beta, (xn, std, gamma)
+
+
+def layernorm_backward_keepdims(dout, cache):
+    """``-> (dx, dgamma, dbeta)``, ``dgamma``/``dbeta`` with ``keepdims=True``."""
+    xn, std, gamma = cache
+    dxn = dout * gamma
+    D = dout.shape[1]
+    dx = (dxn - dxn.mean(axis=1, keepdims=True)
+          - xn * (dxn * xn).sum(axis=1, keepdims=True) / D) / std
+    return (dx, np.sum(dout * xn, axis=0, keepdims=True),
+            np.sum(dout, axis=0, keepdims=True))
+
+
+def layernorm_backward_keepdims_broken(dout, cache):
+    dx, dgamma, dbeta = layernorm_backward_keepdims(dout, cache)
+    dgamma[0, 2] *= 1.01
+    return dx, dgamma, dbeta
+
+
+FUNCTION_CASES["layernorm-pair-keepdims"] = (
+    layernorm_forward_keepdims, layernorm_backward_keepdims,
+    (layernorm_forward_keepdims, layernorm_backward_keepdims_broken),
+    lambda: _xs((4, 3), (3,), (3,)) + ({},), "gamma", ["x", "gamma", "beta"])

@@ -107,7 +107,7 @@ def test_gate_warns_in_the_summary_for_a_floating_array_without_gradient(tmp_pat
     src.write_text("import numpy as np\nfrom conventions_layers import MisnamedDense\n"
                    "def make():\n    return MisnamedDense(), np.ones((2, 3))\n")
     assert main([f"{src}:make", "-q"]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())  # the summary wraps its lines
     assert "warning" in out and "W is a floating array with no gradient found" in out
 
 
@@ -989,3 +989,25 @@ def test_integer_ids_cast_to_float_that_break_indexing_say_how_to_keep_them():
 
     with pytest.raises(LayerCallError, match=r"cast to float64 for the check: .*Embedding"):
         check_layer(WordVectors(), np.array([[1, 2, 2], [0, 9, 4]]))
+
+
+def test_a_keepdims_gradient_is_read_in_its_parameters_shape_with_a_note():
+    """``dgamma`` of shape (1, D) for a (D,) ``gamma`` is the same elements: checked, and the
+    report says it was reshaped; a gradient of another size is still refused."""
+    from conventions_layers import KeepdimsLayerNorm
+
+    from gradcheck.errors import LayerProtocolError
+
+    report = check_layer(KeepdimsLayerNorm(), X)
+    assert report.passed, str(report)
+    notes = [f for f in report.findings if f.kind == "gradient-reshaped"]
+    assert {f.target for f in notes} == {"gamma", "beta"} and not any(f.failure for f in notes)
+
+    class WrongSize(KeepdimsLayerNorm):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.dbeta = np.zeros((1, 4))
+            return dx
+
+    with pytest.raises(LayerProtocolError, match="dbeta has shape"):
+        check_layer(WrongSize(), X)

@@ -11,8 +11,8 @@ import inspect
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
-from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover, resolve,
-                                          zero_buffers)
+from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover,
+                                          kept_input_gradient, resolve, zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 
 
@@ -254,8 +254,8 @@ class LayerAdapter:
         if self.regularized:
             subtract_penalty(self.layer)
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)
-        if dx is None and isinstance(getattr(self.layer, "dinputs", None), np.ndarray):
-            dx = self.layer.dinputs  # backward keeps self.dinputs and returns None (NNFS)
+        if dx is None and isinstance(kept_input_gradient(self.layer), np.ndarray):
+            dx = kept_input_gradient(self.layer)  # kept in self.dinputs, None returned (NNFS)
         if dx is None:
             raise LayerProtocolError(
                 "backward() returned None; it must return dx, the gradient with respect "
@@ -283,6 +283,40 @@ def get_attr(layer, name, default=None):
     """``layer.name``, ``layer.attr[key]`` for ``attr['key']``, a dotted path ``blocks.0.W``
     (see :func:`gradcheck.protocol.discovery.resolve`)."""
     return resolve(layer, name, default)
+
+
+def get_grad(layer, grad_path, param_path):
+    """The gradient at ``grad_path``, in the shape of the parameter at ``param_path``.
+
+    A gradient kept with its reduced axes (``np.sum(dout * xhat, axis=0,
+    keepdims=True)``: a ``(1, D)`` ``dgamma`` for a ``(D,)`` ``gamma``, as in
+    CS231n's batch and layer norm, whose own checker broadcasts it) holds the
+    same elements in the same order: it is read as its reshape. Anything else
+    is returned as it is (the check's validation reports a wrong shape).
+
+    Parameters
+    ----------
+    layer : object
+    grad_path, param_path : str
+        Paths as for :func:`get_attr`.
+
+    Returns
+    -------
+    object
+        The gradient, an ndarray view in the parameter's shape when it only
+        differs from it by axes of length 1.
+    """
+    grad = get_attr(layer, grad_path)
+    if isinstance(grad, np.ndarray):
+        shape = np.shape(get_attr(layer, param_path))
+        if grad.shape != shape and keepdims_of(grad.shape, shape):
+            return grad.reshape(shape)
+    return grad
+
+
+def keepdims_of(shape, target):
+    """Whether ``shape`` is ``target`` with axes of length 1 added or removed (same size)."""
+    return tuple(n for n in shape if n != 1) == tuple(n for n in target if n != 1)
 
 
 def set_attr(layer, name, value):

@@ -32,7 +32,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
 from gradcheck.protocol.adapter import FLAG_NAMES, flag_name
-from gradcheck.protocol.discovery import DATA_NAMES
+from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, learning_rate_parameter,
                                        stepped_arrays)
@@ -361,7 +361,7 @@ class CallLayer:
         if not self.targets:
             return np.zeros(1)  # no floating input (an embedding): parameters only
         if grads is None:
-            grads = getattr(self.layer, "dinputs", None)
+            grads = kept_input_gradient(self.layer)
             if grads is None:
                 raise LayerProtocolError(
                     "backward() returned None and the layer has no dinputs attribute; it must "
@@ -390,7 +390,7 @@ class CallLayer:
         first = kept if isinstance(kept, np.ndarray) and kept.shape == np.shape(x) else x
         grads = self._call_backward((first,) + tuple(self.passthrough[n] for n in self.labels))
         if grads is None:
-            grads = getattr(self.layer, "dinputs", None)
+            grads = kept_input_gradient(self.layer)
         if isinstance(grads, (tuple, list)):
             grads = grads[0]
         if not isinstance(grads, np.ndarray):
@@ -515,7 +515,7 @@ class CallLayer:
             snapshot.restore_all()
             self.step_calls = (self.step_calls[0] + made[0], self.step_calls[1] + made[1])
         if grads is None:
-            grads = getattr(self.layer, "dinputs", None)
+            grads = kept_input_gradient(self.layer)
         count = len(grads) if isinstance(grads, (tuple, list)) else int(grads is not None)
         missing = self.targets[count:]
         if count and missing and all(n in named for n in missing):

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "discover",
-           "rebound", "owner_key", "accumulating_buffers", "zero_buffers", "CONTAINERS"]
+           "rebound", "owner_key", "accumulating_buffers", "zero_buffers", "CONTAINERS",
+           "INPUT_GRAD_NAMES", "kept_input_gradient"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -207,7 +208,22 @@ def is_layer(obj):
 
 def grad_candidates(name):
     """Gradient attribute names tried for a parameter ``name``, in order."""
-    return ["d" + name, name + "_grad", "grad_" + name]
+    return ["d" + name, "d_" + name, name + "_grad", "grad_" + name]
+
+
+#: Where a ``backward`` that returns None keeps the input's gradient (NNFS's
+#: ``self.dinputs``; ``self.d_inputs`` beside ``d_weights``).
+INPUT_GRAD_NAMES = ("dinputs", "d_inputs")
+
+
+def kept_input_gradient(layer):
+    """The input gradient a ``backward`` returning None keeps (:data:`INPUT_GRAD_NAMES`), or
+    None."""
+    for name in INPUT_GRAD_NAMES:
+        value = getattr(layer, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def _is_float_value(v):

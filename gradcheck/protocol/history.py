@@ -62,7 +62,7 @@ from dataclasses import replace
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError
-from gradcheck.protocol.adapter import LayerAdapter, get_attr
+from gradcheck.protocol.adapter import LayerAdapter, get_attr, get_grad
 from gradcheck.protocol.discovery import owner_key
 from gradcheck.protocol.problem import _close
 from gradcheck.protocol.stale import Leftovers, stale_message
@@ -149,7 +149,7 @@ class _Sequence:
             dx, _ = run.adapter.backward(dout, run.xw.shape, run.xw.dtype)
         grads = {"x": np.array(dx, dtype=np.float64)}
         for p, g in run.params.items():
-            value = get_attr(self.layer, g)
+            value = get_grad(self.layer, g, p)
             grads[p] = np.array(value, dtype=np.float64) if isinstance(
                 value, (np.ndarray, float, np.floating)) \
                 else None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.protocol.adapter import discover_params, get_attr, set_attr
+from gradcheck.protocol.adapter import discover_params, get_attr, get_grad, set_attr
 from gradcheck.protocol.state import _bitwise_equal
 from gradcheck.report import Finding
 from gradcheck.validate import check_array
@@ -231,7 +231,12 @@ class Problem:
             params = discover_params(layer, exclude={"x"})
             params = {p: g for p, g in params.items() if get_attr(layer, p) is not self.xw}
         for p, g in params.items():
-            value, grad = get_attr(layer, p), get_attr(layer, g)
+            value, grad = get_attr(layer, p), get_grad(layer, g, p)
+            raw = get_attr(layer, g)
+            if grad is not raw:
+                self.findings.append(Finding("gradient-reshaped", False, (
+                    f"{g} has shape {raw.shape}, {p} {value.shape}: read in {p}'s shape (the "
+                    "same elements; a sum with keepdims=True)"), p))
             if isinstance(value, np.ndarray) and value.dtype.kind != "f":
                 raise GradCheckInputError(
                     f"parameter {p!r} has dtype {value.dtype}; trainable parameters must be "
@@ -254,7 +259,7 @@ class Problem:
         dx1, mod1 = self._first_pass(dout)
         dx1 = np.array(dx1, dtype=np.float64)
         names = self._discover(params, wrt)
-        grads1 = {p: np.array(get_attr(self.layer, g), dtype=np.float64)
+        grads1 = {p: np.array(get_grad(self.layer, g, p), dtype=np.float64)
                   for p, g in self.params.items()}
         # second pass: same input, gradients poisoned with NaN *before* forward, to catch
         # stale ones (a forward that rebinds a fresh buffer, zeroed for backward's +=, is fine)
@@ -307,6 +312,7 @@ class Problem:
                     f"backward() did not refresh {g}: it still holds the value from before "
                     "this call (stale from an earlier call, or accumulated into with +=)",
                     layer=self.name, target=p)
+            grad = get_grad(layer, g, p)
             self._check_grad(p, g, get_attr(layer, p), grad, "after the second backward()")
             self.analytic[p] = np.array(grad, dtype=np.float64)
         return dx2, modified
@@ -434,6 +440,6 @@ class Problem:
             self.out_shape), self.xw.shape, self.xw.dtype)
         grads = {"x": np.array(dx, dtype=np.float64)}
         for p, g in self.params.items():
-            grads[p] = np.array(get_attr(self.layer, g), dtype=np.float64)
+            grads[p] = np.array(get_grad(self.layer, g, p), dtype=np.float64)
         self.snapshot.restore_all()
         return {t.name: grads[t.name] for t in self.targets}
