@@ -1,6 +1,8 @@
 """The perturbation loop's shortcuts give what the plain loop gives, whatever the layer does
 with its output (keeps it, reuses its buffer, returns a view of its input)."""
 
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -66,7 +68,31 @@ class ViewOfInput:
         return x.reshape(-1)
 
 
-KINDS = [Fresh, Kept, Reused, SliceOfBuffer, ViewOfInput]
+class ReadOnly:
+    """Returns a new array every call, keeps nothing, and marks it read-only."""
+
+    def __call__(self, x):
+        out = g(x)
+        out.flags.writeable = False
+        return out
+
+
+_WEAK = weakref.WeakValueDictionary()
+
+
+class WeakCached:
+    """Reuses one buffer it holds only through a weak reference (a cache keyed by shape)."""
+
+    def __call__(self, x):
+        buf = _WEAK.get(x.shape)
+        if buf is None:
+            buf = np.empty(x.shape, dtype=x.dtype)
+            _WEAK[x.shape] = buf
+        np.copyto(buf, g(x))
+        return buf
+
+
+KINDS = [Fresh, Kept, Reused, SliceOfBuffer, ViewOfInput, ReadOnly, WeakCached]
 
 
 def _reference(fn, x, steps, dout, a=1.0, b=-1.0):
@@ -190,3 +216,38 @@ def test_an_ndarray_subclass_output_is_checked_as_its_array(strategy):
     assert [r.verdict for r in right.results] == ["PASS", "PASS"]
     wrong = check_layer(MatrixAffine(wrong=1.001), x, strategy=strategy)
     assert wrong.result("x").verdict == "PASS" and wrong.result("W").verdict == "FAIL"
+
+
+class ForwardProperty:
+    """``forward`` is a property building a function of the weights at lookup time (a
+    compiled or jitted forward): every call must look it up again."""
+
+    def __init__(self, wrong=1.0):
+        self.W = np.linspace(-1.0, 1.0, 20).reshape(5, 4)
+        self.wrong = wrong
+
+    @property
+    def forward(self):
+        W = self.W.copy()
+
+        def fwd(x):
+            self.x, self.y = x, np.tanh(x @ W)
+            return self.y.copy()
+        return fwd
+
+    def backward(self, dout):
+        g = dout * (1.0 - self.y ** 2)
+        self.dW = self.x.T @ g
+        self.dW.flat[2] *= self.wrong
+        return g @ self.W.T
+
+
+@pytest.mark.parametrize("strategy", ["elementwise", "auto", "projection"])
+def test_a_forward_property_is_looked_up_at_every_call(strategy):
+    from gradcheck import check_layer
+
+    x = np.random.default_rng(0).normal(size=(3, 5))
+    right = check_layer(ForwardProperty(), x, strategy=strategy)
+    assert right.passed, str(right)
+    wrong = check_layer(ForwardProperty(wrong=1.01), x, strategy=strategy)
+    assert wrong.result("W").verdict == "FAIL", str(wrong)

@@ -21,6 +21,7 @@ h)`` as stored. The serial engine and every parallel worker run this loop.
 import cmath
 import math
 import sys
+import weakref
 
 import numpy as np
 
@@ -529,16 +530,18 @@ _ALONE = _base_refs(np.empty(2).reshape(-1))
 
 
 def _exclusive(flat):
-    """Whether ``flat`` views a fresh array nothing but ``flat`` refers to.
+    """Whether ``flat`` views a fresh, writeable array nothing but ``flat`` refers to.
 
     A layer that kept no reference to its output (no ``self.out = out``, no
-    buffer it reuses, not a view of its input) cannot write into it on the next
-    call: the output need not be copied before that call (one pass over the
-    output saved per call). Any doubt copies.
+    buffer it reuses, weakly referenced or not, not a view of its input) cannot
+    write into it on the next call: the output need not be copied before that
+    call (one pass over the output saved per call), and the sink may take the
+    difference in it (so it must be writeable). Any doubt copies.
     """
     refs = _base_refs(flat)
     return sys.getrefcount is not None and refs is not None and refs == _ALONE \
-        and flat.base.base is None
+        and flat.base.base is None and flat.flags.writeable \
+        and weakref.getweakrefcount(flat.base) == 0
 
 
 def _loop(evaluate, moves, pairs, sink, out0, span):

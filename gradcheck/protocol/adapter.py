@@ -7,6 +7,7 @@ layer, the target and the perturbed element.
 
 import functools
 import inspect
+import types
 
 import numpy as np
 
@@ -178,11 +179,14 @@ class LayerAdapter:
         the keyword flag (no Python frame of the toolkit's between the loop and
         the layer); a positional flag follows ``x``, in a closure.
         """
-        forward, args = self.layer.forward, self._args
+        layer, args, kwargs = self.layer, self._args, self._kwargs
+        if not _same_at_every_lookup(layer):  # a property, a __getattr__: looked up per call
+            return lambda x: layer.forward(x, *args, **kwargs)
+        forward = layer.forward
         if args:
             return lambda x: forward(x, *args)
-        if self._kwargs:
-            return functools.partial(forward, **self._kwargs)
+        if kwargs:
+            return functools.partial(forward, **kwargs)
         return forward
 
     def raw_forward(self, x):
@@ -277,6 +281,24 @@ class LayerAdapter:
                 f"backward() returned dx of dtype {dx.dtype}, expected a floating dtype "
                 f"(the input is {x_dtype})", layer=self.name, target="x")
         return dx, modified
+
+
+def _same_at_every_lookup(layer):
+    """Whether ``layer.forward`` gives the same callable at every lookup, so it can be
+    bound once: a function of the class (or a static/class method) or an object in the
+    instance's ``__dict__`` (restored before every call), with the default attribute
+    lookup. Not a property (which may build a function of the current parameters) or
+    anything a ``__getattr__``/``__getattribute__`` of the layer's provides."""
+    cls = type(layer)
+    if cls.__getattribute__ is not object.__getattribute__:
+        return False
+    try:
+        static = inspect.getattr_static(layer, "forward")
+    except AttributeError:  # provided by __getattr__
+        return False
+    if "forward" in getattr(layer, "__dict__", {}):
+        return True
+    return isinstance(static, (types.FunctionType, staticmethod, classmethod))
 
 
 def get_attr(layer, name, default=None):
