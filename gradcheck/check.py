@@ -12,7 +12,7 @@ from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
-                                          grad_candidates)
+                                          flush_accumulated, grad_candidates)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -466,6 +466,13 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     """
     not_checked = []
     held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") else []
+    given, flushed = original, flush_accumulated(layer)
+    if flushed:  # the working state: the layer's after an update()
+        original = StateSnapshot(layer)
+        findings.append(Finding("flushed", False, (
+            "the layer held inputs of earlier forward calls for its backward (numpy-ml's "
+            "self.X): flush_gradients() was called before the check, as a training step's "
+            "update() does; the layer is put back as it was given")))
 
     def discover():  # one forward/backward: the parameters, and what is not one
         return discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
@@ -473,14 +480,20 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
 
     if params is None:
         found = discover()
+        if found is None and flushed:
+            original, found = _unflush(layer, adapter, given, discover, findings)
         created = _created(layer, found)
         if created:  # made by the first forward: checked from the state after one, on
             from gradcheck.protocol.history import first_input  # another input of x's shape
 
             adapter.forward(first_input(xw, np.random.default_rng([seed, 13])))
+            created_state = StateSnapshot(layer)
+            flushed = flush_accumulated(layer)  # numpy-ml: forget the creating input
             adapter.accumulating = accumulating_buffers(layer)  # created with them
             original = StateSnapshot(layer)
             found = discover()
+            if found is None and flushed:
+                original, found = _unflush(layer, adapter, created_state, discover, findings)
             findings.append(Finding("created-by-forward", False, (
                 f"{', '.join(created)} {'do' if len(created) > 1 else 'does'} not exist "
                 "before the first forward (None): the check made one forward call (on another "
@@ -523,6 +536,21 @@ def _not_named(discover, params):
     return left_out, [(p, f"not in params= (its gradient {g} was found)")
                       for p, g in left_out] + [
         (p, why) for p, why in found.not_checked if p not in named]
+
+
+def _unflush(layer, adapter, before, discover, findings):
+    """A ``flush_gradients()`` after which the discovery's backward raises (and before which
+    it did not): back to the state ``before`` it, checked without flushing (and without the
+    sequence check, whose training step would flush). ``(snapshot, discovery)``."""
+    before.restore_all()
+    adapter.no_flush = True
+    for f in [f for f in findings if f.kind == "flushed"]:
+        findings.remove(f)
+    findings.append(Finding("flush-breaks-backward", False, (
+        "after flush_gradients() (what numpy-ml's update() calls after every step) backward "
+        "raises: the layer was checked without flushing (numpy-ml's RNNCell, for one, sets "
+        "dLdA_accumulator to [] where its backward expects None)")))
+    return StateSnapshot(layer), discover()
 
 
 def _created(layer, found):

@@ -82,8 +82,9 @@ class TiedAutoencoderBroken(TiedAutoencoder):
 # -- containers: accumulating dicts (numpy-ml) ------------------------------------------------
 class AccumulatingDense:
     """numpy-ml's ``FullyConnected``: ``parameters``/``gradients`` dicts, ``backward``
-    accumulates (``+=``), ``forward`` appends its input to ``self.X``,
-    ``flush_gradients()`` zeroes the gradients and clears ``X``."""
+    accumulates (``+=``) over every input ``forward`` appended to ``self.X`` (and returns
+    a list when it holds several), ``flush_gradients()`` (end of ``update()``) zeroes the
+    gradients and clears ``X``."""
 
     def __init__(self, D=3, H=2):
         self.parameters = {"W": _w(D, H), "b": _w(1, H)}
@@ -96,12 +97,14 @@ class AccumulatingDense:
         return X @ self.parameters["W"] + self.parameters["b"]
 
     def backward(self, dLdy, retain_grads=True):
-        X = self.X[-1]
-        dX = dLdy @ self.parameters["W"].T
-        if retain_grads:
-            self.gradients["W"] += X.T @ dLdy
-            self.gradients["b"] += self.bias_grad(dLdy)
-        return dX
+        # as numpy-ml's: one gradient per kept input (a list after two forwards)
+        dX = []
+        for dy, X in zip(dLdy if isinstance(dLdy, list) else [dLdy], self.X):
+            dX.append(dy @ self.parameters["W"].T)
+            if retain_grads:
+                self.gradients["W"] += X.T @ dy
+                self.gradients["b"] += self.bias_grad(dy)
+        return dX[0] if len(self.X) == 1 else dX
 
     def bias_grad(self, dLdy):
         return dLdy.sum(axis=0, keepdims=True)
@@ -1186,3 +1189,36 @@ FUNCTION_CASES["layernorm-pair-keepdims"] = (
     layernorm_forward_keepdims, layernorm_backward_keepdims,
     (layernorm_forward_keepdims, layernorm_backward_keepdims_broken),
     lambda: _xs((4, 3), (3,), (3,)) + ({},), "gamma", ["x", "gamma", "beta"])
+
+
+class CarriedCell:
+    """numpy-ml's ``RNNCell`` in small: ``backward`` adds the gradient carried from the
+    later step's backward (``dLdA_accumulator``, ``None`` at first), and its
+    ``flush_gradients()`` sets the accumulator to ``[]``, which the next backward cannot
+    add (the library's own bug): checked without flushing."""
+
+    def __init__(self, D=3, H=2):
+        self.parameters = {"Wax": _w(D, H)}
+        self.gradients = {"Wax": np.zeros((D, H))}
+        self.X, self.derived_variables = [], {"Z": [], "dLdA_accumulator": None}
+
+    def forward(self, X):
+        self.X.append(X)
+        Z = X @ self.parameters["Wax"]
+        self.derived_variables["Z"].append(Z)
+        return np.tanh(Z)
+
+    def backward(self, dLdA):
+        acc = self.derived_variables["dLdA_accumulator"]
+        dA = dLdA + (np.zeros_like(dLdA) if acc is None else acc)
+        dZ = dA * (1.0 - np.tanh(self.derived_variables["Z"][-1]) ** 2)
+        self.gradients["Wax"] += self.X[-1].T @ dZ
+        self.derived_variables["dLdA_accumulator"] = 0.5 * dZ
+        return dZ @ self.parameters["Wax"].T
+
+    def flush_gradients(self):
+        self.X = []
+        for k in self.derived_variables:
+            self.derived_variables[k] = []
+        for k, v in self.gradients.items():
+            self.gradients[k] = np.zeros_like(v)

@@ -1011,3 +1011,33 @@ def test_a_keepdims_gradient_is_read_in_its_parameters_shape_with_a_note():
 
     with pytest.raises(LayerProtocolError, match="dbeta has shape"):
         check_layer(WrongSize(), X)
+
+
+def test_a_layer_holding_inputs_of_earlier_forwards_is_flushed_for_the_check_and_put_back():
+    """numpy-ml: a layer forwarded before the check keeps that input in ``self.X`` (its
+    backward would return a list); the check flushes it, as ``update()`` would, says so,
+    and puts the kept input back."""
+    layer = AccumulatingDense()
+    kept = np.ones((3, 3))
+    layer.forward(kept)
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    assert "flushed" in {f.kind for f in report.findings}
+    assert len(layer.X) == 1 and layer.X[0] is kept
+    from conventions_layers import AccumulatingDenseBroken
+
+    broken = AccumulatingDenseBroken()
+    broken.forward(kept)
+    assert check_layer(broken, X).result("parameters['b']").verdict == "FAIL"
+
+
+def test_a_flush_that_breaks_backward_is_not_used_and_the_report_says_so():
+    from conventions_layers import CarriedCell
+
+    layer = CarriedCell()
+    layer.forward(np.ones((3, 3)))
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    kinds = {f.kind for f in report.findings}
+    assert {"flush-breaks-backward", "sequence-skipped"} <= kinds and "flushed" not in kinds
+    assert len(layer.X) == 1 and layer.derived_variables["dLdA_accumulator"] is None

@@ -168,6 +168,9 @@ class LayerAdapter:
         self.backward_calls = 0
         #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
         self.accumulating = accumulating_buffers(layer)
+        #: the layer's ``flush_gradients()`` breaks its backward: the sequence check does
+        #: not call it between its two calls (:func:`gradcheck.check._parameters`)
+        self.no_flush = False
         #: NNFS-style regularization added by backward: its gradient is taken out again
         self.regularized = bool(penalty_gradients(layer))
 

@@ -44,7 +44,7 @@ import numpy as np
 
 __all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "discover",
            "rebound", "owner_key", "accumulating_buffers", "zero_buffers", "CONTAINERS",
-           "INPUT_GRAD_NAMES", "kept_input_gradient"]
+           "INPUT_GRAD_NAMES", "kept_input_gradient", "flush_accumulated"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -718,6 +718,70 @@ def accumulating_buffers(layer):
 
     visit(layer, "")
     return found
+
+
+def _accumulating_layers(layer):
+    """The layer and its sub-layers of the accumulating convention (numpy-ml's
+    ``LayerBase``: ``parameters``/``gradients`` dicts and a ``flush_gradients()``)."""
+    found, seen = [], set()
+
+    def visit(obj):
+        if id(obj) in seen or not hasattr(obj, "__dict__"):
+            return
+        seen.add(id(obj))
+        attrs = vars(obj)
+        if isinstance(attrs.get("parameters"), dict) and isinstance(attrs.get("gradients"), dict) \
+                and callable(getattr(obj, "flush_gradients", None)):
+            found.append(obj)
+        for value in attrs.values():
+            items = value if isinstance(value, (list, tuple)) else \
+                list(value.values()) if isinstance(value, dict) else [value]
+            for v in items:
+                if is_layer(v):
+                    visit(v)
+
+    visit(layer)
+    return found
+
+
+def flush_accumulated(layer):
+    """Call ``flush_gradients()`` on every layer of the accumulating convention in ``layer``.
+
+    numpy-ml's training step is ``forward``, ``backward``, then ``update()``:
+    the optimizer step and ``flush_gradients()``, which empties the inputs
+    ``forward`` appends to ``self.X`` (a ``backward`` after two forwards
+    returns one gradient per kept input, a list), the derived variables and
+    the gradients. The check flushes where a training step would: before it
+    starts, after the forward that creates the parameters, and between the
+    sequence check's two calls.
+
+    Parameters
+    ----------
+    layer : object
+
+    Returns
+    -------
+    int
+        The number of inputs the flushed layers held from earlier forward calls
+        (0 also when nothing was flushed).
+
+    Raises
+    ------
+    LayerCallError
+        A ``flush_gradients()`` raised (a frozen numpy-ml layer asserts).
+    """
+    from gradcheck.errors import LayerCallError
+
+    held = 0
+    for obj in _accumulating_layers(layer):
+        kept = getattr(obj, "X", None)
+        held += len(kept) if isinstance(kept, list) else 0
+        try:
+            obj.flush_gradients()
+        except Exception as exc:  # noqa: BLE001 -- the layer's own error, named
+            raise LayerCallError(f"flush_gradients() raised {type(exc).__name__}: {exc}",
+                                 layer=type(layer).__name__) from exc
+    return held
 
 
 def zero_buffers(layer, paths):

@@ -63,7 +63,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.protocol.adapter import LayerAdapter, get_attr, get_grad
-from gradcheck.protocol.discovery import owner_key
+from gradcheck.protocol.discovery import flush_accumulated, owner_key
 from gradcheck.protocol.problem import _close
 from gradcheck.protocol.stale import Leftovers, stale_message
 from gradcheck.protocol.state import StateSnapshot
@@ -103,6 +103,12 @@ def check_history(run, results, opts):
         run.findings.append(Finding(
             "sequence-skipped", False, "sequence check skipped: the layer is not "
             "deterministic, so a second call cannot be compared with a first"))
+        return
+    if run.adapter.no_flush:
+        run.findings.append(Finding(
+            "sequence-skipped", False, "sequence check skipped: the layer's training step "
+            "ends with flush_gradients(), after which its backward raises, so a second "
+            "call after a step cannot be made"))
         return
     try:
         run.findings.extend(_Sequence(run, results).findings())
@@ -249,11 +255,13 @@ class _Sequence:
                 failed, self.train_step = str(exc).split(": ", 1)[-1], run.adapter.train_flg
 
     def _step_back(self):
-        """The optimizer step between the calls: every parameter back to the check's value."""
+        """The optimizer step between the calls: every parameter back to the check's value
+        (and numpy-ml's ``flush_gradients()``, the end of its ``update()``)."""
         for p, saved in self.p0.items():
             arr = get_attr(self.layer, p)
             if isinstance(arr, np.ndarray) and arr.shape == saved.shape and arr.flags.writeable:
                 arr[...] = saved
+        flush_accumulated(self.layer)  # never reached with adapter.no_flush
 
     def _random(self, out):
         return self.rng.standard_normal(out.shape).astype(out.dtype, copy=False)
