@@ -272,7 +272,7 @@ def table_text(table, width):
 
 def title(report):
     """``"BrokenSwish (10, 6) float64 train: FAIL"``."""
-    return (f"{report.layer} {tuple(report.input_shape)} {report.dtype} {report.mode}: "
+    return (f"{report.layer} {tuple(report.input_shape)} {report.dtype_label} {report.mode}: "
             f"{report_verdict(report)}")
 
 
@@ -359,7 +359,7 @@ def wrap(lines, width):
 def failure_headline(report):
     """The first lines of a failure: what failed, where, both values."""
     lines = [f"gradient check failed: {report.layer} {tuple(report.input_shape)} "
-             f"{report.dtype}, {report.mode} mode"]
+             f"{report.dtype_label}, {report.mode} mode"]
     for r in report.results:
         if r.verdict != "PASS":
             lines.append(

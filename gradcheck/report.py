@@ -229,6 +229,9 @@ class GradCheckReport:
         ``(forward, backward)`` calls made to discover the parameters (and the
         outputs of a several-input call) before the check; not included in
         ``forward_calls``/``backward_calls``.
+    single_mode : bool
+        ``train_flg=False`` was asked of a layer with no train/eval switch: it
+        was checked in the one mode it has (``mode-switch`` warning).
     """
 
     layer: str
@@ -247,6 +250,7 @@ class GradCheckReport:
     inconclusive: str = "fail"
     not_checked: tuple = ()
     discovery_calls: tuple = (0, 0)
+    single_mode: bool = False
 
     @property
     def passed(self):
@@ -274,7 +278,19 @@ class GradCheckReport:
 
     @property
     def mode(self):
+        """``"train"``, ``"eval"``, or ``"one-mode"`` (:attr:`single_mode`)."""
+        if self.single_mode:
+            return "one-mode"
         return "train" if self.train_flg else "eval"
+
+    @property
+    def dtype_label(self):
+        """The input's dtype, and the dtype checked in when they differ (``"float32 as
+        float64"``: an integer input cast, a float32 input of a layer computing in float64
+        or upcast by ``precision="auto"``)."""
+        if not self.input_dtype or self.input_dtype == self.dtype:
+            return self.dtype
+        return f"{self.input_dtype} as {self.dtype}"
 
     def raise_if_failed(self):
         """Raise :class:`~gradcheck.GradientCheckError` (with this table) if the check failed.

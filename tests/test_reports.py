@@ -233,3 +233,46 @@ def test_a_small_mismatch_gets_the_hint_of_a_slightly_different_function():
     assert "FAIL" in small and "hint: the mismatch is small" in small and "1e-7" in small
     big = str(check_layer(WrongTerm(), x))
     assert "hint: the worst index and both values point at the wrong term" in big
+
+
+def test_the_title_names_the_input_dtype_and_the_dtype_checked_in():
+    """A float32 input of a layer whose float64 weights make it compute in float64: the
+    title says both, not only the dtype checked in."""
+    from gradcheck import check_layer
+    from gradcheck.render import title
+
+    class Dense:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(4, 3))
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T
+
+    x = np.random.default_rng(1).normal(size=(5, 4))
+    assert " float32 as float64 " in title(check_layer(Dense(), x.astype(np.float32)))
+    assert " float64 train" in title(check_layer(Dense(), x))
+
+
+def test_the_title_of_a_layer_checked_in_its_one_mode_does_not_say_eval():
+    """``train_flg=False`` asked of a layer with no train/eval switch: the title says
+    ``one-mode`` (the warning says why), not ``eval``."""
+    from gradcheck import check_layer
+    from gradcheck.render import title
+
+    class Scale:
+        def forward(self, x):
+            return 2.0 * x
+
+        def backward(self, dout):
+            return 2.0 * dout
+
+    x = np.random.default_rng(1).normal(size=(3, 4))
+    report = check_layer(Scale(), x, train_flg=False)
+    assert " one-mode: PASS" in title(report) and report.mode == "one-mode"
+    assert "mode-switch" in {f.kind for f in report.findings}
+    assert title(check_layer(Scale(), x)).endswith("train: PASS")
