@@ -11,8 +11,8 @@ import inspect
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
-from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover, resolve,
-                                          zero_buffers)
+from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover, layer_method,
+                                          method_name, resolve, zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 
 
@@ -98,7 +98,7 @@ def switch_mode(layer, adapter, train_flg):
             f"{bool(train_flg)} for the check (put back afterwards)")
     if train_flg:
         return None, None
-    mode = _mode_parameter(getattr(layer, "forward", None))
+    mode = _mode_parameter(layer_method(layer, "forward"))
     return None, (
         "train_flg=False, but forward takes no train/eval switch (a parameter named "
         f"{', '.join(FLAG_NAMES)}) and the layer holds none as an attribute: it was checked "
@@ -129,7 +129,9 @@ class LayerAdapter:
     Parameters
     ----------
     layer : object
-        Has ``forward(x[, train_flg])`` and ``backward(dout)``.
+        Has ``forward(x[, train_flg])`` and ``backward(dout)`` (or another name of
+        :data:`~gradcheck.protocol.discovery.METHOD_NAMES`: ML-From-Scratch's
+        ``forward_pass(X, training)`` and ``backward_pass(accum_grad)``).
     train_flg : bool
         Passed to ``forward`` when its signature accepts it.
 
@@ -143,23 +145,25 @@ class LayerAdapter:
         self.layer = layer
         self.name = layer_name(layer)
         for meth in ("forward", "backward"):
-            if not callable(getattr(layer, meth, None)):
+            if method_name(layer, meth) is None:
                 model = (" (a model whose loss(X, y) returns (loss, grads) over model.params, "
                          "CS231n's: check_function(model.loss, None, X, y))"
                          if callable(getattr(layer, "loss", None)) else "")
                 raise LayerProtocolError(
                     f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
-                    "and backward(dout) (several inputs: check_layer(layer, (x, h)); a "
-                    "forward/backward function pair: check_function(forward, backward, *inputs))"
+                    "and backward(dout) (or forward_pass(X, training) and "
+                    "backward_pass(accum_grad), ML-From-Scratch's; several inputs: "
+                    "check_layer(layer, (x, h)); a forward/backward function pair: check_function(forward, backward, *inputs))"
                     + model, layer=self.name)
         self.train_flg = bool(train_flg)
-        self.flag_mode = _accepts_train_flg(layer.forward)
+        forward = layer_method(layer, "forward")
+        self.flag_mode = _accepts_train_flg(forward)
         if self.flag_mode == "positional":
             self._args = (self.train_flg,)
             self._kwargs = {}
         elif self.flag_mode == "keyword":
             self._args = ()
-            self._kwargs = {flag_name(layer.forward) or "train_flg": self.train_flg}
+            self._kwargs = {flag_name(forward) or "train_flg": self.train_flg}
         else:
             self._args = ()
             self._kwargs = {}
@@ -178,7 +182,7 @@ class LayerAdapter:
         the keyword flag (no Python frame of the toolkit's between the loop and
         the layer); a positional flag follows ``x``, in a closure.
         """
-        forward, args = self.layer.forward, self._args
+        forward, args = layer_method(self.layer, "forward"), self._args
         if args:
             return lambda x: forward(x, *args)
         if self._kwargs:
@@ -245,7 +249,7 @@ class LayerAdapter:
         if self.accumulating:
             zero_buffers(self.layer, self.accumulating)
         try:
-            dx = self.layer.backward(dout_copy)
+            dx = layer_method(self.layer, "backward")(dout_copy)
         except GradCheckInputError:
             raise  # a toolkit wrapper's own protocol error (CallLayer)
         except (Exception, SystemExit) as exc:
