@@ -153,7 +153,8 @@ class LayerAdapter:
                     f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
                     "and backward(dout) (or forward_pass(X, training) and "
                     "backward_pass(accum_grad), ML-From-Scratch's; several inputs: "
-                    "check_layer(layer, (x, h)); a forward/backward function pair: check_function(forward, backward, *inputs))"
+                    "check_layer(layer, (x, h)); a forward/backward function pair: "
+                    "check_function(forward, backward, *inputs))"
                     + model, layer=self.name)
         self.train_flg = bool(train_flg)
         forward = layer_method(layer, "forward")
