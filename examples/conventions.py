@@ -182,6 +182,38 @@ class SGDDense:
         return input_gradient
 
 
+class SGD:
+    """An ML-From-Scratch optimizer object: ``update(w, grad_wrt_w)`` returns the new ``w``."""
+
+    def __init__(self, learning_rate=0.01):
+        self.learning_rate = learning_rate
+
+    def update(self, w, grad_wrt_w):
+        return w - self.learning_rate * grad_wrt_w
+
+
+class OptimizerDense:
+    """ML-From-Scratch: ``forward_pass(X, training)`` / ``backward_pass(accum_grad)``; the
+    weights are stepped inside backward through an optimizer object per parameter
+    (``self.W = self.W_opt.update(self.W, grad_w)``)."""
+
+    def __init__(self, n_in=3, n_units=2, optimizer=SGD()):
+        import copy
+
+        self.W, self.w0 = RNG.normal(size=(n_in, n_units)), np.zeros((1, n_units))
+        self.W_opt, self.w0_opt = copy.copy(optimizer), copy.copy(optimizer)
+
+    def forward_pass(self, X, training=True):
+        self.layer_input = X
+        return X.dot(self.W) + self.w0
+
+    def backward_pass(self, accum_grad):
+        W = self.W
+        self.W = self.W_opt.update(self.W, self.layer_input.T.dot(accum_grad))
+        self.w0 = self.w0_opt.update(self.w0, accum_grad.sum(axis=0, keepdims=True))
+        return accum_grad.dot(W.T)
+
+
 def affine_forward(x, w, b):
     """CS231n: ``forward(*inputs) -> (out, cache)``."""
     return x @ w + b, (x, w)
@@ -247,6 +279,10 @@ def make_sgd_dense():
     return SGDDense(), _x(3, 1)
 
 
+def make_optimizer_dense():
+    return OptimizerDense(), _x(4, 3)
+
+
 def make_affine_pair():
     return affine_forward, affine_backward, (_x(4, 3), _x(3, 2), _x(2))
 
@@ -256,7 +292,8 @@ def make_softmax_loss():
 
 
 FACTORIES = [make_matmul, make_accumulating, make_nnfs_dense, make_swish, make_two_layer,
-             make_rnn_cell, make_loss, make_embedding, make_sgd_dense, make_affine_pair,
+             make_rnn_cell, make_loss, make_embedding, make_sgd_dense, make_optimizer_dense,
+             make_affine_pair,
              make_softmax_loss]
 
 

@@ -10,7 +10,7 @@ from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_
                                        set_attr, switch_back, switch_mode)
 from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
 from gradcheck.protocol.regularization import describe as describe_regularization
-from gradcheck.protocol.update import learning_rate_parameter
+from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates)
 from gradcheck.protocol.problem import Problem
@@ -216,7 +216,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if regularized:
         findings.append(Finding("regularization", False, regularized))
     call = None
-    if is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer):
+    if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
+            or optimizer_paths(layer)):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -251,8 +252,9 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         if call is not None:
             dout_w = call_dout(call, adapter, xw, dout, dout_w, findings)
         own = call.own_paths() if call is not None else set()
-        params, not_checked, work = _parameters(layer, adapter, original, xw, dout_w, params,
-                                                opts.seed, findings, exclude={"x"} | own)
+        params, not_checked, work = _parameters(
+            layer, adapter, original, xw, dout_w, params, opts.seed, findings,
+            exclude={"x"} | own, apart=call.step_params({}) if call is not None else ())
         discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
         adapter.forward_calls, adapter.backward_calls = counts  # reported apart
         if call is not None:
@@ -344,8 +346,8 @@ def _zero_state(layer, results, not_checked, call):
 
 def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
-    (or integer indices, or a backward that takes a learning rate), its adapter, and the
-    options in the wrapper's names."""
+    (or integer indices, a backward that takes a learning rate, optimizer objects whose
+    ``update`` backward calls), its adapter, and the options in the wrapper's names."""
     from gradcheck.protocol.calling import CallLayer
 
     if not is_several(x):
@@ -363,6 +365,9 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))
+    if call.optimizers:
+        unmapped = call.find_updates(train_flg, seed)
+        findings.append(_update_note(call, unmapped))
     adapter = LayerAdapter(call, train_flg)
     if call.flag is None:
         adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
@@ -385,6 +390,23 @@ def _step_note(call):
         f"gradient of each was read from its step as (before - after) / {call.lr[0]} (plain "
         "SGD; a momentum or Adam step is not the gradient and FAILs), and the step was undone "
         "after every call"))
+
+
+def _update_note(call, unmapped):
+    """What was done with the optimizer objects whose ``update`` backward calls."""
+    held = ", ".join(call.optimizers)
+    if not call.updated:
+        return Finding("optimizer-update", False, (
+            f"the layer holds optimizer objects ({held}); backward called none of their "
+            "update(w, grad) on an array of the layer"))
+    names = ", ".join(call.updated)
+    extra = (f"; {unmapped} update call(s) on an array the layer does not hold were not "
+             "read" if unmapped else "")
+    return Finding("optimizer-update", False, (
+        f"backward updates {names} through the optimizer objects the layer holds ({held}): "
+        "the gradient of each was read from the optimizer's update(w, grad) call, recorded "
+        "by a stand-in that returns w unchanged (the weights stay put, the optimizers are "
+        f"never called and are put back after every call){extra}"))
 
 
 def check_function(forward, backward, *inputs, **options):
@@ -456,9 +478,13 @@ def check_function(forward, backward, *inputs, **options):
     return check_layer(pair, tuple(inputs), **options)
 
 
-def _parameters(layer, adapter, original, xw, dout, params, seed, findings, exclude):
+def _parameters(layer, adapter, original, xw, dout, params, seed, findings, exclude, apart=()):
     """``(params, not_checked, snapshot)``: the parameters to check, what was considered
     and not checked (with the reason), and the snapshot the check works from.
+
+    ``apart`` names parameters found by other means (read from a step or an optimizer's
+    ``update`` call): with them, a floating array without a gradient is warned about on
+    its own, never as "only the input was checked".
 
     Discovery calls the layer once (:func:`~gradcheck.protocol.discovery.discover_by_calling`);
     scalar parameters held as Python floats are replaced by 0-d float64 arrays for the
@@ -504,7 +530,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
         if found is not None:
             params, not_checked = found.params, found.not_checked
             findings.extend(Finding(kind, False, text) for kind, text in found.notes)
-            if not params and found.floating:
+            if not params and not apart and found.floating:
                 findings.append(Finding("no-parameters-found", False, _no_params(found)))
             elif found.floating:
                 findings.extend(Finding("no-gradient-found", False, _no_grad(found, p), p)

@@ -568,6 +568,159 @@ class TiedTransposeBroken(TiedTranspose):
         return g[::-1].copy()
 
 
+# -- ML-From-Scratch (eriklindernoren): forward_pass / backward_pass, optimizer objects ----------
+class MomentumSGD:
+    """An optimizer object in ML-From-Scratch's shape: ``update(w, grad_wrt_w)`` returns the
+    new ``w`` and keeps a velocity between calls."""
+
+    def __init__(self, learning_rate=0.05, momentum=0.9):
+        self.learning_rate, self.momentum = learning_rate, momentum
+        self.velocity = None
+
+    def update(self, w, grad_wrt_w):
+        if self.velocity is None:
+            self.velocity = np.zeros(np.shape(w))
+        self.velocity = self.momentum * self.velocity + (1 - self.momentum) * grad_wrt_w
+        return w - self.learning_rate * self.velocity
+
+
+class MLFSTanh:
+    """An activation layer: ``forward_pass(X, training=True)``, ``backward_pass(accum_grad)``,
+    no parameters and no optimizer."""
+
+    def forward_pass(self, X, training=True):
+        self.layer_input = X
+        return np.tanh(X)
+
+    def backward_pass(self, accum_grad):
+        return accum_grad * self.slope(np.tanh(self.layer_input))
+
+    def slope(self, y):
+        return 1 - y ** 2
+
+
+class MLFSTanhBroken(MLFSTanh):
+    def slope(self, y):
+        return 1 - y ** 2 + 0.01 * y
+
+
+class MLFSDense:
+    """A fully connected layer as ML-From-Scratch writes it: ``initialize(optimizer)`` keeps a
+    copy of the optimizer per parameter, ``backward_pass`` hands each gradient to its
+    optimizer (``self.W = self.W_opt.update(self.W, grad)``) and returns the input gradient
+    taken with the weights it started from."""
+
+    def __init__(self, n_in=3, n_units=2, optimizer=None):
+        import copy
+
+        rng = np.random.default_rng(11)
+        self.n_units, self.trainable, self.layer_input = n_units, True, None
+        self.W = rng.uniform(-0.8, 0.8, (n_in, n_units))
+        self.w0 = rng.normal(size=(1, n_units))
+        optimizer = optimizer or MomentumSGD()
+        self.W_opt, self.w0_opt = copy.copy(optimizer), copy.copy(optimizer)
+
+    def forward_pass(self, X, training=True):
+        self.layer_input = X
+        return X.dot(self.W) + self.w0
+
+    def backward_pass(self, accum_grad):
+        W_before = self.W
+        if self.trainable:
+            self.W = self.W_opt.update(self.W, self.weight_gradient(accum_grad))
+            self.w0 = self.w0_opt.update(self.w0, accum_grad.sum(axis=0, keepdims=True))
+        return self.input_gradient(accum_grad, W_before)
+
+    def weight_gradient(self, accum_grad):
+        return self.layer_input.T.dot(accum_grad)
+
+    def input_gradient(self, accum_grad, W):
+        return accum_grad.dot(W.T)
+
+
+class MLFSDenseBroken(MLFSDense):
+    """``grad_w`` off by 1e-3 relative on one element."""
+
+    def weight_gradient(self, accum_grad):
+        g = super().weight_gradient(accum_grad)
+        g[1, 0] *= 1 + 1e-3
+        return g
+
+
+class MLFSDenseBrokenDx(MLFSDense):
+    """``dx`` taken with the weights after the optimizer step (a real optimizer moves them)."""
+
+    def input_gradient(self, accum_grad, W):
+        return accum_grad.dot(W.T) * 1.001
+
+
+class MLFSBatchNorm:
+    """Batch normalisation as ML-From-Scratch writes it: ``gamma`` and ``beta`` stepped in
+    ``backward_pass`` through ``gamma_opt`` / ``beta_opt``, running statistics updated in
+    train mode."""
+
+    def __init__(self, n=3, optimizer=None, momentum=0.9):
+        import copy
+
+        rng = np.random.default_rng(12)
+        self.momentum, self.eps, self.trainable = momentum, 0.01, True
+        self.gamma, self.beta = rng.uniform(0.5, 1.5, n), rng.normal(size=n)
+        self.running_mean, self.running_var = np.zeros(n), np.ones(n)
+        optimizer = optimizer or MomentumSGD()
+        self.gamma_opt, self.beta_opt = copy.copy(optimizer), copy.copy(optimizer)
+
+    def forward_pass(self, X, training=True):
+        if training:
+            mean, var = X.mean(axis=0), X.var(axis=0)
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            mean, var = self.running_mean, self.running_var
+        self.X_centered = X - mean
+        self.stddev_inv = 1 / np.sqrt(var + self.eps)
+        self.training = training
+        return self.gamma * self.X_centered * self.stddev_inv + self.beta
+
+    def backward_pass(self, accum_grad):
+        gamma = self.gamma
+        X_norm = self.X_centered * self.stddev_inv
+        if self.trainable:
+            self.gamma = self.gamma_opt.update(self.gamma, self.gamma_gradient(accum_grad, X_norm))
+            self.beta = self.beta_opt.update(self.beta, accum_grad.sum(axis=0))
+        if not self.training:
+            return accum_grad * gamma * self.stddev_inv
+        n = accum_grad.shape[0]
+        return gamma * self.stddev_inv / n * (
+            n * accum_grad - accum_grad.sum(axis=0)
+            - X_norm * (accum_grad * X_norm).sum(axis=0))
+
+    def gamma_gradient(self, accum_grad, X_norm):
+        return (accum_grad * X_norm).sum(axis=0)
+
+
+class MLFSBatchNormBroken(MLFSBatchNorm):
+    def gamma_gradient(self, accum_grad, X_norm):
+        return (accum_grad * X_norm).sum(axis=0) * (1 + 1e-3)
+
+
+class MLFSNetwork:
+    """Sub-layers, each with its own optimizers: ``self.layers = [MLFSDense(), MLFSTanh(),
+    MLFSDense()]``, passes run in order and backwards in reverse."""
+
+    def __init__(self):
+        self.layers = [MLFSDense(3, 4), MLFSTanh(), MLFSDense(4, 2)]
+
+    def forward_pass(self, X, training=True):
+        for layer in self.layers:
+            X = layer.forward_pass(X, training)
+        return X
+
+    def backward_pass(self, accum_grad):
+        for layer in reversed(self.layers):
+            accum_grad = layer.backward_pass(accum_grad)
+        return accum_grad
+
+
 #: convention -> (correct, broken, failing target, all targets)
 CASES = {
     "tied-transpose": (TiedTranspose, TiedTransposeBroken, "W", ["x", "W"]),
@@ -1032,6 +1185,13 @@ CALL_CASES = {
                              ["input", "weights", "bias"]),
     "sgd-step-rebinding": (SGDRebinding, SGDRebindingBroken, lambda: _xs((4, 3))[0], "x",
                            ["x", "W", "b"]),
+    "mlfs-names": (MLFSTanh, MLFSTanhBroken, lambda: _xs((3, 3))[0], "x", ["x"]),
+    "mlfs-optimizer-dense": (MLFSDense, MLFSDenseBroken, lambda: _xs((4, 3))[0], "W",
+                             ["X", "W", "w0"]),
+    "mlfs-optimizer-dx": (MLFSDense, MLFSDenseBrokenDx, lambda: _xs((4, 3))[0], "X",
+                          ["X", "W", "w0"]),
+    "mlfs-optimizer-batchnorm": (MLFSBatchNorm, MLFSBatchNormBroken, lambda: _xs((5, 3))[0],
+                                 "gamma", ["X", "gamma", "beta"]),
     "loss-backward-takes-labels": (NNFSCategoricalCrossentropy,
                                    NNFSCategoricalCrossentropyBroken,
                                    lambda: (PROBS, LABELS), "y_pred", ["y_pred"]),

@@ -107,7 +107,7 @@ def test_gate_warns_in_the_summary_for_a_floating_array_without_gradient(tmp_pat
     src.write_text("import numpy as np\nfrom conventions_layers import MisnamedDense\n"
                    "def make():\n    return MisnamedDense(), np.ones((2, 3))\n")
     assert main([f"{src}:make", "-q"]) == 0
-    out = " ".join(capsys.readouterr().out.split())  # the summary wraps its lines
+    out = " ".join(capsys.readouterr().out.split())  # wrapped at the terminal's width
     assert "warning" in out and "W is a floating array with no gradient found" in out
 
 
@@ -357,7 +357,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conventions.py"
 
 
 @pytest.mark.parametrize("factory", ["make_rnn_cell", "make_loss", "make_embedding",
-                                     "make_affine_pair", "make_softmax_loss", "make_swish"])
+                                     "make_affine_pair", "make_softmax_loss", "make_swish",
+                                     "make_optimizer_dense"])
 def test_gate_checks_every_example_convention(factory):
     assert main([f"{EXAMPLE}:{factory}", "-q"]) == 0
 
@@ -1041,3 +1042,143 @@ def test_a_flush_that_breaks_backward_is_not_used_and_the_report_says_so():
     kinds = {f.kind for f in report.findings}
     assert {"flush-breaks-backward", "sequence-skipped"} <= kinds and "flushed" not in kinds
     assert len(layer.X) == 1 and layer.derived_variables["dLdA_accumulator"] is None
+
+
+# -- ML-From-Scratch: forward_pass / backward_pass, optimizer objects stepped in backward ------
+def _held(layer):
+    """Every attribute of ``layer`` (the objects themselves) and a deep copy of each."""
+    import copy
+
+    return dict(vars(layer)), copy.deepcopy(vars(layer))
+
+
+def _as_found(layer, held):
+    """Whether every attribute is the same object as in ``held`` and bit-identical."""
+    objects, copies = held
+    if vars(layer).keys() != objects.keys():
+        return False
+    for name, obj in objects.items():
+        if getattr(layer, name) is not obj:
+            return False
+        saved = copies[name]
+        now = vars(obj) if hasattr(obj, "__dict__") else obj
+        saved = vars(saved) if hasattr(saved, "__dict__") else saved
+        if isinstance(now, dict):
+            if now.keys() != saved.keys() or not all(
+                    np.array_equal(now[k], saved[k]) if isinstance(now[k], np.ndarray)
+                    else now[k] == saved[k] for k in now):
+                return False
+        elif isinstance(now, np.ndarray) and not np.array_equal(now, saved):
+            return False
+    return True
+
+
+def _warm(layer, x):
+    """One training step through the layer's own optimizers: their state is not None."""
+    out = layer.forward_pass(x)
+    layer.backward_pass(np.ones_like(out))
+    return layer
+
+
+def test_an_mlfs_layer_reads_its_gradients_from_the_optimizer_update_calls():
+    from conventions_layers import MLFSDense
+
+    x = np.random.default_rng(4).normal(size=(4, 3))
+    layer = _warm(MLFSDense(), x)
+    held = _held(layer)
+    report = check_layer(layer, x)
+    assert report.passed, str(report)
+    assert [r.name for r in report.results] == ["X", "W", "w0"]
+    assert report.results[2].shape == (1, 2)
+    note = [f.message for f in report.findings if f.kind == "optimizer-update"]
+    assert note and "backward updates W, w0" in note[0] and "(W_opt, w0_opt)" in note[0]
+    assert "read from the optimizer's update(w, grad) call" in note[0]
+    assert not [f for f in report.findings if f.failure], str(report)
+    assert not [n for n, _ in report.not_checked if n in ("W", "w0") or "step_grads" in n]
+    assert _as_found(layer, held)
+
+
+def test_an_mlfs_layer_is_left_as_found_after_a_fail_and_a_raising_backward():
+    from gradcheck.errors import LayerCallError
+    from conventions_layers import MLFSDense, MLFSDenseBroken
+
+    class Raising(MLFSDense):
+        def input_gradient(self, accum_grad, W):
+            raise RuntimeError("no dx today")
+
+    x = np.random.default_rng(4).normal(size=(4, 3))
+    bad = _warm(MLFSDenseBroken(), x)
+    held = _held(bad)
+    report = check_layer(bad, x)
+    assert {r.name: r.verdict for r in report.results} == {"X": "PASS", "W": "FAIL",
+                                                          "w0": "PASS"}, str(report)
+    assert report.results[1].worst_index == (1, 0)
+    assert _as_found(bad, held)
+    raising = Raising()  # raises after both update calls
+    raising.W_opt.velocity = np.ones_like(raising.W)
+    raising.w0_opt.velocity = np.ones_like(raising.w0)
+    held = _held(raising)
+    with pytest.raises(LayerCallError, match="no dx today"):
+        check_layer(raising, x)
+    assert _as_found(raising, held)
+
+
+def test_mlfs_batchnorm_updates_gamma_and_beta_through_its_optimizers_in_both_modes():
+    from conventions_layers import MLFSBatchNorm
+
+    x = np.random.default_rng(5).normal(size=(6, 3))
+    for train_flg in (True, False):
+        layer = _warm(MLFSBatchNorm(), x[::-1])
+        held = _held(layer)
+        report = check_layer(layer, x, train_flg=train_flg)
+        assert report.passed, str(report)
+        assert [r.name for r in report.results] == ["X", "gamma", "beta"]
+        assert any(f.kind == "optimizer-update" and "gamma_opt" in f.message
+                   for f in report.findings)
+        assert _as_found(layer, held)
+
+
+def test_optimizers_of_mlfs_sub_layers_are_found_and_put_back():
+    from conventions_layers import MLFSNetwork
+
+    net = MLFSNetwork()
+    optimizers = [(d.W_opt, d.w0_opt) for d in net.layers[::2]]
+    report = check_layer(net, np.random.default_rng(6).normal(size=(5, 3)))
+    assert report.passed, str(report)
+    assert [r.name for r in report.results] == ["X", "layers.0.W", "layers.0.w0", "layers.2.W",
+                                                "layers.2.w0"]
+    assert [(d.W_opt, d.w0_opt) for d in net.layers[::2]] == optimizers
+    assert all(o.velocity is None for pair in optimizers for o in pair)
+
+
+def test_an_mlfs_layer_without_optimizers_is_checked_as_before():
+    from conventions_layers import MLFSTanh
+
+    report = check_layer(MLFSTanh(), X, train_flg=False)
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    assert not [f for f in report.findings if f.kind == "optimizer-update"]
+
+
+def test_optimizer_duck_typing():
+    from gradcheck.protocol.update import optimizer_paths
+    from conventions_layers import MLFSDense, MomentumSGD
+
+    class NotOne:
+        def update(self, lr):  # one positional parameter: a step, not an optimizer
+            return lr
+
+    layer = MLFSDense()
+    layer.options = {"a": 1}  # dict.update is no optimizer
+    layer.scheduler, layer.kind = NotOne(), MomentumSGD  # nor is a class
+    assert optimizer_paths(layer) == ("W_opt", "w0_opt")
+
+
+def test_a_layer_with_neither_method_name_says_both_conventions():
+    from gradcheck.errors import LayerProtocolError
+
+    class Nothing:
+        def forward_pass(self, X):
+            return X
+
+    with pytest.raises(LayerProtocolError, match=r"no callable backward\(\).*backward_pass"):
+        check_layer(Nothing(), X)

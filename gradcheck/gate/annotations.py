@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from gradcheck.protocol.discovery import method_name
 from gradcheck.render import num, worst_error, worst_tolerance
 
 __all__ = ["SourceLine", "source_of", "relative_path", "github_annotations"]
@@ -52,7 +53,8 @@ def source_of(layer):
     on the instance, from that function); ``None`` where the source is not
     available.
     """
-    return {name: _method_source(layer, name) for name in ("forward", "backward")}
+    return {role: _method_source(layer, method_name(layer, role) or role)
+            for role in ("forward", "backward")}
 
 
 def _escape_data(text):

@@ -15,6 +15,7 @@ from gradcheck.engine.strategies import expected_calls
 from gradcheck.errors import GradCheckInputError
 from gradcheck.gate.annotations import source_of
 from gradcheck.gate.targets import UsageError
+from gradcheck.protocol.discovery import is_layer, method_name
 from gradcheck.render import (LEGEND, count_verdicts, detail_lines, failure_headline,
                               report_verdict, results_table, wrap)
 
@@ -54,7 +55,7 @@ def estimate_forward_calls(layer, x, method):
                     sizes.append(v.size)
             elif isinstance(v, (list, tuple)):
                 stack.extend(v)
-            elif hasattr(v, "forward") and hasattr(v, "backward"):
+            elif is_layer(v):
                 stack.append(v)
     return expected_calls(method, sizes)
 
@@ -121,14 +122,15 @@ class CheckProgress:
                 p.update(task, completed=n, total=max(total, n + 1))
                 self._tick()
 
-        forward = _CountingForward(getattr(layer, "forward"), count)
-        counted = _set_instance_attr(layer, "forward", forward)
+        name = method_name(layer, "forward") or "forward"
+        forward = _CountingForward(getattr(layer, name, None), count)
+        counted = _set_instance_attr(layer, name, forward) if forward.__wrapped__ else False
         try:
             with on_progress(count):  # the calls of parallel workers, as their chunks end
                 yield
         finally:
             if counted:
-                del layer.forward
+                delattr(layer, name)
             self.last_calls = state["n"] if counted else None
             p.update(task, completed=state["n"], total=max(state["n"], 1))
             p.advance(self._run)

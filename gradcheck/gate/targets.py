@@ -15,6 +15,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from gradcheck.protocol.discovery import method_name
+
 
 class UsageError(Exception):
     """A command-line or configuration problem: exit status 2.
@@ -112,7 +114,7 @@ def layer_and_input(made, label, shape, seed):
     ``backward`` may be ``None``), or a layer and ``--shape``."""
     if isinstance(made, tuple) and len(made) == 3 and callable(made[0]) \
             and (made[1] is None or callable(made[1])) \
-            and not callable(getattr(made[0], "forward", None)):
+            and method_name(made[0], "forward") is None:
         from gradcheck.protocol.calling import FunctionPair
 
         if shape is not None:
@@ -128,7 +130,7 @@ def layer_and_input(made, label, shape, seed):
             raise UsageError(f"{label}: --shape applies to a factory that returns a layer "
                              "alone; this one returns (layer, x) with its own input")
         return made
-    if isinstance(made, tuple) or not callable(getattr(made, "forward", None)):
+    if isinstance(made, tuple) or method_name(made, "forward") is None:
         what = f"a tuple of {len(made)}" if isinstance(made, tuple) else type(made).__name__
         raise UsageError(f"{label}: the factory returned {what}; expected a layer (with "
                          "forward and backward), a (layer, x) pair or a (forward, backward, "

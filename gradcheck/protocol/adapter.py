@@ -13,7 +13,8 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover,
-                                          kept_input_gradient, resolve, zero_buffers)
+                                          kept_input_gradient, layer_method, method_name,
+                                          resolve, zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 
 
@@ -99,7 +100,7 @@ def switch_mode(layer, adapter, train_flg):
             f"{bool(train_flg)} for the check (put back afterwards)")
     if train_flg:
         return None, None
-    mode = _mode_parameter(getattr(layer, "forward", None))
+    mode = _mode_parameter(layer_method(layer, "forward"))
     return None, (
         "train_flg=False, but forward takes no train/eval switch (a parameter named "
         f"{', '.join(FLAG_NAMES)}) and the layer holds none as an attribute: it was checked "
@@ -130,7 +131,9 @@ class LayerAdapter:
     Parameters
     ----------
     layer : object
-        Has ``forward(x[, train_flg])`` and ``backward(dout)``.
+        Has ``forward(x[, train_flg])`` and ``backward(dout)`` (or another name of
+        :data:`~gradcheck.protocol.discovery.METHOD_NAMES`: ML-From-Scratch's
+        ``forward_pass(X, training)`` and ``backward_pass(accum_grad)``).
     train_flg : bool
         Passed to ``forward`` when its signature accepts it.
 
@@ -144,23 +147,26 @@ class LayerAdapter:
         self.layer = layer
         self.name = layer_name(layer)
         for meth in ("forward", "backward"):
-            if not callable(getattr(layer, meth, None)):
+            if method_name(layer, meth) is None:
                 model = (" (a model whose loss(X, y) returns (loss, grads) over model.params, "
                          "CS231n's: check_function(model.loss, None, X, y))"
                          if callable(getattr(layer, "loss", None)) else "")
                 raise LayerProtocolError(
                     f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
-                    "and backward(dout) (several inputs: check_layer(layer, (x, h)); a "
-                    "forward/backward function pair: check_function(forward, backward, *inputs))"
+                    "and backward(dout) (or forward_pass(X, training) and "
+                    "backward_pass(accum_grad), ML-From-Scratch's; several inputs: "
+                    "check_layer(layer, (x, h)); a forward/backward function pair: "
+                    "check_function(forward, backward, *inputs))"
                     + model, layer=self.name)
         self.train_flg = bool(train_flg)
-        self.flag_mode = _accepts_train_flg(layer.forward)
+        forward = layer_method(layer, "forward")
+        self.flag_mode = _accepts_train_flg(forward)
         if self.flag_mode == "positional":
             self._args = (self.train_flg,)
             self._kwargs = {}
         elif self.flag_mode == "keyword":
             self._args = ()
-            self._kwargs = {flag_name(layer.forward) or "train_flg": self.train_flg}
+            self._kwargs = {flag_name(forward) or "train_flg": self.train_flg}
         else:
             self._args = ()
             self._kwargs = {}
@@ -183,9 +189,10 @@ class LayerAdapter:
         the layer); a positional flag follows ``x``, in a closure.
         """
         layer, args, kwargs = self.layer, self._args, self._kwargs
-        if not _same_at_every_lookup(layer):  # a property, a __getattr__: looked up per call
-            return lambda x: layer.forward(x, *args, **kwargs)
-        forward = layer.forward
+        name = method_name(layer, "forward")
+        if not _same_at_every_lookup(layer, name):  # a property, a __getattr__: per call
+            return lambda x: getattr(layer, name)(x, *args, **kwargs)
+        forward = layer_method(layer, "forward")
         if args:
             return lambda x: forward(x, *args)
         if kwargs:
@@ -252,7 +259,7 @@ class LayerAdapter:
         if self.accumulating:
             zero_buffers(self.layer, self.accumulating)
         try:
-            dx = self.layer.backward(dout_copy)
+            dx = layer_method(self.layer, "backward")(dout_copy)
         except GradCheckInputError:
             raise  # a toolkit wrapper's own protocol error (CallLayer)
         except (Exception, SystemExit) as exc:
@@ -286,8 +293,8 @@ class LayerAdapter:
         return dx, modified
 
 
-def _same_at_every_lookup(layer):
-    """Whether ``layer.forward`` gives the same callable at every lookup, so it can be
+def _same_at_every_lookup(layer, name="forward"):
+    """Whether ``layer.<name>`` gives the same callable at every lookup, so it can be
     bound once: a function of the class (or a static/class method) or an object in the
     instance's ``__dict__`` (restored before every call), with the default attribute
     lookup. Not a property (which may build a function of the current parameters) or
@@ -296,10 +303,10 @@ def _same_at_every_lookup(layer):
     if cls.__getattribute__ is not object.__getattribute__:
         return False
     try:
-        static = inspect.getattr_static(layer, "forward")
+        static = inspect.getattr_static(layer, name)
     except AttributeError:  # provided by __getattr__
         return False
-    if "forward" in getattr(layer, "__dict__", {}):
+    if name in getattr(layer, "__dict__", {}):
         return True
     return isinstance(static, (types.FunctionType, staticmethod, classmethod))
 

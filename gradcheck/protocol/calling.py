@@ -32,10 +32,10 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
 from gradcheck.protocol.adapter import FLAG_NAMES, flag_name
-from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient
+from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method
 from gradcheck.protocol.regularization import subtract_penalty
-from gradcheck.protocol.update import (LEARNING_RATE, StepReader, learning_rate_parameter,
-                                       stepped_arrays)
+from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
+                                       learning_rate_parameter, optimizer_paths, stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
            "index_note", "call_dout"]
@@ -94,7 +94,7 @@ _MODEL_INPUT = ("not differentiated: the model's input (loss returns gradients f
 def _loss_labels(layer, names):
     """The inputs of ``forward`` (after the first) that ``backward`` takes again by name:
     ``backward(dvalues, y_true)`` beside ``forward(y_pred, y_true)`` (NNFS's losses)."""
-    sig = _signature(getattr(layer, "backward", None))
+    sig = _signature(layer_method(layer, "backward"))
     if sig is None:
         return []
     params = [p for p in sig.parameters.values()
@@ -155,7 +155,8 @@ class CallLayer:
     def __init__(self, layer, inputs, name, signature_of=None):
         self.layer = layer
         self._gradcheck_name = name
-        fn = signature_of or getattr(layer, "_gradcheck_signature", None) or layer.forward
+        fn = (signature_of or getattr(layer, "_gradcheck_signature", None)
+              or layer_method(layer, "forward"))
         if isinstance(inputs, dict):
             self.keyword = True
             self.names = list(inputs)
@@ -197,10 +198,14 @@ class CallLayer:
                        if n in self.targets[1:]}
         self.passthrough = {n: v for n, v in zip(self.names, values) if n not in self.targets}
         self.input_grads = {n: None for n in self.targets[1:]}
-        self.flag = flag_name(layer.forward)
+        self.flag = flag_name(layer_method(layer, "forward"))
         self.out_shapes = None
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
+        #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
+        #: parameters whose gradient backward passes to their ``update`` (find_updates)
+        self.optimizers = optimizer_paths(layer)
+        self.updated = ()
         self.step_calls = (0, 0)  # the forward and backward calls find_steps made
         self.step_grads = {}
 
@@ -300,10 +305,11 @@ class CallLayer:
         self.last_x = x
         ordered = self._args(x)
         kwargs = {self.flag: train_flg} if self.flag else {}
+        forward = layer_method(self.layer, "forward")
         if self.keyword:
-            out = self.layer.forward(**dict(zip(self.names, ordered)), **kwargs)
+            out = forward(**dict(zip(self.names, ordered)), **kwargs)
         else:
-            out = self.layer.forward(*ordered, **kwargs)
+            out = forward(*ordered, **kwargs)
         if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
             out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
         if isinstance(out, (tuple, list)):
@@ -413,19 +419,26 @@ class CallLayer:
     def _call_backward(self, douts, lr=None):
         """``layer.backward(*douts)``; a backward that takes a learning rate gets
         :data:`~gradcheck.protocol.update.LEARNING_RATE` (or ``lr``, raw), and the step it
-        takes is read as the gradients of :attr:`stepped` and undone."""
-        if self.lr is None:
-            grads = self.layer.backward(*douts)
+        takes is read as the gradients of :attr:`stepped` and undone; the gradients a
+        backward passes to its optimizers' ``update`` are recorded instead of applied
+        (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
+        :attr:`step_grads`."""
+        backward = layer_method(self.layer, "backward")
+        if self.lr is None and not self.optimizers:
+            grads = backward(*douts)
             subtract_penalty(self.layer)
             return grads
-        rate = LEARNING_RATE if lr is None else lr
-        name, positional = self.lr
-        args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
-        if lr is not None:
-            return self.layer.backward(*args, **kwargs)
-        with StepReader(self.layer, self.stepped) as reader:
-            grads = self.layer.backward(*args, **kwargs)
-        self.step_grads = reader.grads
+        args, kwargs = douts, {}
+        if self.lr is not None:
+            rate = LEARNING_RATE if lr is None else lr
+            name, positional = self.lr
+            args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
+            if lr is not None:
+                return backward(*args, **kwargs)
+        with StepReader(self.layer, self.stepped) as reader, \
+                UpdateRecorder(self.layer) as recorder:
+            grads = backward(*args, **kwargs)
+        self.step_grads = {**reader.grads, **recorder.grads}
         subtract_penalty(self.layer)
         return grads
 
@@ -449,6 +462,34 @@ class CallLayer:
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.stepped = ()
 
+    def find_updates(self, train_flg, seed):
+        """Find the parameters whose gradient backward passes to an optimizer's ``update``
+        (1 forward, 1 backward call on a snapshot, counted in :attr:`step_calls`); the
+        layer's own error leaves none found (the check's own calls report it).
+
+        Returns
+        -------
+        int
+            The ``update`` calls whose ``w`` is no array the layer holds.
+        """
+        from gradcheck.protocol.problem import default_dout
+        from gradcheck.protocol.state import StateSnapshot
+
+        snapshot = StateSnapshot(self.layer)
+        self.step_calls = (self.step_calls[0] + 1, self.step_calls[1] + 1)
+        try:
+            out = self.forward(self.x.copy(), train_flg)
+            douts = self.split(default_dout(seed, np.shape(out)))
+            with UpdateRecorder(self.layer) as recorder:
+                layer_method(self.layer, "backward")(*douts)
+        except Exception:  # noqa: BLE001 -- reported by the check's own calls
+            self.updated = ()
+            return 0
+        finally:
+            snapshot.restore_all()
+        self.updated = tuple(recorder.grads)
+        return recorder.unmapped
+
     def own_paths(self):
         """Paths under this wrapper that are the toolkit's own bookkeeping or taken by
         other means (never walked by the parameter discovery): the wrapper's own
@@ -471,7 +512,7 @@ class CallLayer:
 
     def step_params(self, params):
         """``{param: gradient}`` of the stepped arrays that have no gradient attribute."""
-        return {f"layer.{p}": f"step_grads[{p!r}]" for p in self.stepped
+        return {f"layer.{p}": f"step_grads[{p!r}]" for p in self.stepped + self.updated
                 if f"layer.{p}" not in params}
 
     def _by_target(self, grads):
@@ -610,13 +651,13 @@ def is_index_input(layer, x):
     like indices (:data:`INDEX_NAMES`). Other integer inputs are cast to float64."""
     if not (isinstance(x, np.ndarray) and x.dtype.kind in "iu"):
         return False
-    names, _ = forward_names(getattr(layer, "forward", None), 1)
+    names, _ = forward_names(layer_method(layer, "forward"), 1)
     return "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES
 
 
 def index_note(layer, x):
     """What was decided for an integer ``x`` taken as indices."""
-    names, _ = forward_names(layer.forward, 1)
+    names, _ = forward_names(layer_method(layer, "forward"), 1)
     return (f"x has integer dtype {x.dtype} and {type(layer).__name__}.forward({names[0]}, ...) "
             "takes indices (an embedding): not cast to float, not differentiated; the "
             "parameters were checked")

@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["resolve", "assign", "is_layer", "grad_candidates", "Discovery", "discover",
-           "rebound", "owner_key", "accumulating_buffers", "zero_buffers", "CONTAINERS",
-           "INPUT_GRAD_NAMES", "kept_input_gradient", "flush_accumulated"]
+__all__ = ["resolve", "assign", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
+           "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
+           "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
+           "kept_input_gradient", "flush_accumulated"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -200,10 +201,42 @@ def _assign_steps(root, steps, value):
         obj[name] = value
 
 
+#: The names a layer's two passes go by, in the order tried: the book's ``forward`` /
+#: ``backward``, and ML-From-Scratch's ``forward_pass(X, training)`` /
+#: ``backward_pass(accum_grad)``.
+METHOD_NAMES = {"forward": ("forward", "forward_pass"),
+                "backward": ("backward", "backward_pass")}
+
+
+def method_name(obj, role):
+    """The name under which ``obj`` has its ``role`` pass, or ``None``.
+
+    Parameters
+    ----------
+    obj : object
+    role : {"forward", "backward"}
+
+    Returns
+    -------
+    str or None
+        The first name of :data:`METHOD_NAMES` ``[role]`` that is a callable
+        attribute of ``obj``.
+    """
+    return next((n for n in METHOD_NAMES[role] if callable(getattr(obj, n, None))), None)
+
+
+def layer_method(obj, role):
+    """``obj``'s ``role`` pass (``"forward"`` or ``"backward"``) as a callable, or ``None``
+    (see :func:`method_name`)."""
+    name = method_name(obj, role)
+    return None if name is None else getattr(obj, name)
+
+
 def is_layer(obj):
-    """Whether ``obj`` follows the layer protocol (callable ``forward`` and ``backward``)."""
-    return (not isinstance(obj, type) and callable(getattr(obj, "forward", None))
-            and callable(getattr(obj, "backward", None)))
+    """Whether ``obj`` follows the layer protocol (a callable forward and backward pass,
+    under one of the names of :data:`METHOD_NAMES`)."""
+    return (not isinstance(obj, type) and method_name(obj, "forward") is not None
+            and method_name(obj, "backward") is not None)
 
 
 def grad_candidates(name):

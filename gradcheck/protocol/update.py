@@ -21,16 +21,31 @@ learning_rate * gradient`` exactly up to the rounding of the update, so
 The gradient read this way is that of plain SGD; a backward that applies
 momentum or Adam steps by something else, and its parameters FAIL with the
 note saying how the gradient was read.
+
+ML-From-Scratch (eriklindernoren) steps through an optimizer *object* instead:
+``initialize(optimizer)`` keeps ``self.W_opt = copy.copy(optimizer)`` and
+``backward_pass`` ends with ``self.W = self.W_opt.update(self.W, grad_w)``
+(SGD with momentum, Adam, ...). There the gradient is an argument of a call,
+so it is read exactly, whatever the optimizer:
+
+* :func:`optimizer_paths` finds the optimizers a layer holds, by duck typing:
+  attributes (of the layer and its sub-layers) whose value has a callable
+  ``update(w, grad)`` taking two positional parameters;
+* :class:`UpdateRecorder` swaps each of them, for one backward call, for a
+  recorder whose ``update(w, grad)`` keeps ``grad`` under the path of the
+  parameter attribute holding ``w`` (by identity) and returns ``w`` itself,
+  so the weights stay put; the original optimizer objects are back when the
+  call returns or raises, never having been called.
 """
 
 import inspect
 
 import numpy as np
 
-from gradcheck.protocol.discovery import assign, resolve
+from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
 
 __all__ = ["LR_NAMES", "LEARNING_RATE", "learning_rate_parameter", "stepped_arrays",
-           "StepReader"]
+           "StepReader", "optimizer_paths", "UpdateRecorder"]
 
 #: Names under which a backward takes the learning rate of the step it applies itself.
 LR_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size", "learn_rate", "rate")
@@ -48,7 +63,7 @@ def learning_rate_parameter(layer):
     :data:`LR_NAMES` (after the upstream gradient; with or without a default).
     """
     try:
-        sig = inspect.signature(layer.backward)
+        sig = inspect.signature(layer_method(layer, "backward"))
     except (AttributeError, TypeError, ValueError):
         return None
     for p in list(sig.parameters.values())[1:]:
@@ -147,4 +162,133 @@ class StepReader:
             if now is not obj:  # rebound (self.W = self.W - lr * dW): the same object back
                 assign(self.layer, path, obj)
             np.copyto(obj, saved)
+        return False
+
+
+def _is_optimizer(value):
+    """Whether ``value`` has a callable ``update(w, grad)`` with two positional parameters
+    (an optimizer object; not a dict, a layer or a class)."""
+    if isinstance(value, (type, dict, set, list, tuple, np.ndarray)) or is_layer(value):
+        return False
+    update = getattr(value, "update", None)
+    if not callable(update):
+        return False
+    try:
+        params = list(inspect.signature(update).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    return len(positional) >= 2 and len(required) <= 2
+
+
+def _walk(layer):
+    """``(optimizers, arrays)`` under ``layer`` and its sub-layers: ``[(owner_dict, name,
+    path)]`` of the optimizer attributes and ``{id(array): path}`` of the floating arrays
+    held as attributes (or in their lists, tuples and dicts).
+
+    Read through ``vars()`` (no attribute access the sequence check's tracer records).
+    """
+    optimizers, arrays, seen = [], {}, set()
+
+    def visit(obj, prefix):
+        attrs = getattr(obj, "__dict__", None)
+        if id(obj) in seen or not isinstance(attrs, dict):
+            return
+        seen.add(id(obj))
+        for name, value in list(attrs.items()):
+            path = prefix + name
+            if isinstance(value, np.ndarray):
+                if value.dtype.kind == "f":
+                    arrays.setdefault(id(value), path)
+            elif is_layer(value):
+                visit(value, path + ".")
+            elif isinstance(value, (list, tuple, dict)):
+                items = value.items() if isinstance(value, dict) else enumerate(value)
+                for k, v in items:
+                    if is_layer(v):
+                        visit(v, f"{path}.{k}.")
+                    elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
+                        arrays.setdefault(id(v), f"{path}[{k!r}]")
+            elif _is_optimizer(value):
+                optimizers.append((attrs, name, path))
+
+    visit(layer, "")
+    return optimizers, arrays
+
+
+def optimizer_paths(layer):
+    """The paths of the optimizer objects ``layer`` holds (``"W_opt"``, ``"blocks.0.W_opt"``).
+
+    Parameters
+    ----------
+    layer : object
+
+    Returns
+    -------
+    tuple of str
+        Attributes, of ``layer`` and of its sub-layers, whose value has a
+        callable ``update(w, grad)`` with two positional parameters.
+    """
+    return tuple(path for _, _, path in _walk(layer)[0])
+
+
+class _Recording:
+    """Stands in for one optimizer during a backward call: ``update(w, grad)`` keeps
+    ``(w, grad)`` and returns ``w`` itself; any other attribute is the optimizer's."""
+
+    def __init__(self, optimizer, calls):
+        self._optimizer, self._calls = optimizer, calls
+
+    def update(self, w, grad_wrt_w, *args, **kwargs):
+        self._calls.append((w, np.array(grad_wrt_w, copy=True)))
+        return w
+
+    def __getattr__(self, name):
+        return getattr(self._optimizer, name)
+
+
+class UpdateRecorder:
+    """Around one backward call: record each optimizer ``update(w, grad)`` instead of it.
+
+    Parameters
+    ----------
+    layer : object
+
+    Attributes
+    ----------
+    grads : dict of str to ndarray
+        ``{param_path: grad}`` after :meth:`__exit__` (the backward returned): the
+        gradients passed to ``update``, under the path of the attribute holding ``w``
+        (summed when one array is updated twice), in the order of the layer's attributes.
+    unmapped : int
+        ``update`` calls whose ``w`` is no array the layer holds (not recorded).
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.grads, self.unmapped = {}, 0
+
+    def __enter__(self):
+        optimizers, self._arrays = _walk(self.layer)
+        self._calls = []
+        self._swapped = [(attrs, name, attrs[name]) for attrs, name, _ in optimizers]
+        for attrs, name, optimizer in self._swapped:
+            attrs[name] = _Recording(optimizer, self._calls)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        for attrs, name, optimizer in self._swapped:
+            attrs[name] = optimizer
+        if exc_type is None:
+            grads = {}
+            for w, grad in self._calls:
+                path = self._arrays.get(id(w))
+                if path is None:
+                    self.unmapped += 1
+                else:
+                    grads[path] = grads[path] + grad if path in grads else grad
+            # in the walk's order (a backward updates its sub-layers last to first)
+            self.grads = {p: grads[p] for p in self._arrays.values() if p in grads}
+        self._calls = []
         return False
