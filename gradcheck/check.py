@@ -505,10 +505,19 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
         return discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
                                    strict=hasattr(layer, "input_grads"))
 
-    if params is None:
-        found = discover()
+    def discover_flushed(flushed, before, snapshot):  # and without the flush if it broke
+        try:
+            found = discover()
+        except LayerCallError:
+            if not flushed:
+                raise
+            found = None
         if found is None and flushed:
-            original, found = _unflush(layer, adapter, given, discover, findings)
+            return _unflush(layer, adapter, before, discover, findings)
+        return snapshot, found
+
+    if params is None:
+        original, found = discover_flushed(flushed, given, original)
         created = _created(layer, found)
         if created:  # made by the first forward: checked from the state after one, on
             from gradcheck.protocol.history import first_input  # another input of x's shape
@@ -517,10 +526,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             created_state = StateSnapshot(layer)
             flushed = flush_accumulated(layer)  # numpy-ml: forget the creating input
             adapter.accumulating = accumulating_buffers(layer)  # created with them
-            original = StateSnapshot(layer)
-            found = discover()
-            if found is None and flushed:
-                original, found = _unflush(layer, adapter, created_state, discover, findings)
+            original, found = discover_flushed(flushed, created_state, StateSnapshot(layer))
             findings.append(Finding("created-by-forward", False, (
                 f"{', '.join(created)} {'do' if len(created) > 1 else 'does'} not exist "
                 "before the first forward (None): the check made one forward call (on another "

@@ -1382,3 +1382,34 @@ class CarriedCell:
             self.derived_variables[k] = []
         for k, v in self.gradients.items():
             self.gradients[k] = np.zeros_like(v)
+
+
+class TwoOutputsOneGradient:
+    """numpy-ml's ``LSTMCell`` in small: ``forward`` returns ``(A, Z)``, ``backward(dLdA)``
+    takes the first output's gradient only: checked with a zero one for ``Z``."""
+
+    def __init__(self, D=3, H=2):
+        self.W = _w(D, H)
+
+    def forward(self, X):
+        self.X, self.Z = X, X @ self.W
+        return np.tanh(self.Z), self.Z
+
+    def backward(self, dLdA):
+        dZ = dLdA * (1.0 - np.tanh(self.Z) ** 2)
+        self.dW = self.wrong(self.X.T @ dZ)
+        return dZ @ self.W.T
+
+    def wrong(self, g):
+        return g
+
+
+class TwoOutputsOneGradientBroken(TwoOutputsOneGradient):
+    def wrong(self, g):
+        g = g.copy()
+        g[1, 0] *= 1.01
+        return g
+
+
+CALL_CASES["backward-takes-fewer-gradients"] = (
+    TwoOutputsOneGradient, TwoOutputsOneGradientBroken, lambda: _xs((3, 3)), "W", ["X", "W"])

@@ -1182,3 +1182,15 @@ def test_a_layer_with_neither_method_name_says_both_conventions():
 
     with pytest.raises(LayerProtocolError, match=r"no callable backward\(\).*backward_pass"):
         check_layer(Nothing(), X)
+
+
+def test_outputs_backward_takes_no_gradient_for_are_left_out_and_listed():
+    """``forward -> (A, Z)``, ``backward(dLdA)``: the check is of ``A``, and says ``Z`` is not
+    checked; every strategy agrees (jacobian and projection included)."""
+    from conventions_layers import TwoOutputsOneGradient
+
+    x = np.random.default_rng(4).normal(size=(3, 3))
+    report = check_layer(TwoOutputsOneGradient(), (x,))
+    assert report.passed, str(report)
+    note = next(f for f in report.findings if f.kind == "outputs-without-gradient")
+    assert "output 1 (3, 2) not checked" in note.message and not note.failure

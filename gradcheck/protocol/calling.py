@@ -200,6 +200,8 @@ class CallLayer:
         self.input_grads = {n: None for n in self.targets[1:]}
         self.flag = flag_name(layer_method(layer, "forward"))
         self.out_shapes = None
+        #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
+        self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
@@ -314,13 +316,16 @@ class CallLayer:
             out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
         if isinstance(out, (tuple, list)):
             arrays = [np.asarray(o) for o in out]
+            taken = self.douts_taken(len(arrays))
+            self.dropped_outputs = [(i, a.shape) for i, a in enumerate(arrays) if i >= taken]
+            arrays = arrays[:taken]
             self.out_shapes = [a.shape for a in arrays]
             return np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
-        self.out_shapes = None
+        self.out_shapes, self.dropped_outputs = None, []
         return out
 
     def split(self, dout):
-        """The packed upstream gradient as one array per output."""
+        """The packed upstream gradient as one array per output ``backward`` takes."""
         if self.out_shapes is None:
             return (dout,)
         parts, start = [], 0
@@ -329,6 +334,23 @@ class CallLayer:
             parts.append(dout.reshape(-1)[start:start + size].reshape(shape))
             start += size
         return tuple(parts)
+
+    def douts_taken(self, n):
+        """How many of ``n`` outputs ``backward`` takes upstream gradients for: all, or fewer
+        when its signature has fewer positional parameters (numpy-ml's ``LSTMCell``:
+        ``forward`` returns ``(A, C)``, ``backward(dLdA)``); the outputs after them are
+        left out of the check (:meth:`forward`, :attr:`dropped_outputs`)."""
+        try:
+            params = list(inspect.signature(layer_method(self.layer, "backward")).parameters
+                          .values())
+        except (TypeError, ValueError):
+            return n
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            return n
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY,
+                                                      p.POSITIONAL_OR_KEYWORD)]
+        taken = len(positional) - (1 if self.lr is not None and self.lr[1] else 0)
+        return taken if 1 <= taken < n else n
 
     def pack(self, dout, shapes=None):
         """A user's tuple ``dout`` (one array per output) as the packed array.
@@ -670,7 +692,8 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
     (one array per output, :meth:`CallLayer.pack`); with no ``dout``, a scalar
     output (a loss) gets ``dout = 1`` -- the upstream gradient of a terminal loss,
     which a backward that ignores ``dout`` assumes -- and the others ``None`` (a
-    seeded standard normal later).
+    seeded standard normal later). Outputs ``backward`` takes no upstream gradient
+    for (:meth:`CallLayer.douts_taken`) are not part of the check: a note says so.
 
     Returns
     -------
@@ -682,7 +705,7 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
     snapshot = StateSnapshot(call)
     try:
         out = adapter.forward(xw.copy())
-        shapes = call.out_shapes
+        shapes, dropped = call.out_shapes, call.dropped_outputs
     finally:
         snapshot.restore_all()
     if isinstance(dout, (tuple, list)):
@@ -693,4 +716,11 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
             "forward returns a scalar (a loss): checked with dout = 1, the upstream gradient "
             "of a terminal loss (a backward that ignores dout is right only there)"))
         return np.ones(out.shape, dtype=out.dtype)
+    if dropped:
+        rest = ", ".join(f"output {i} {shape}" for i, shape in dropped)
+        findings.append(Finding("outputs-without-gradient", False, (
+            f"forward returns {len(shapes) + len(dropped)} outputs, backward "
+            f"takes {len(shapes)} upstream gradient{'s' if len(shapes) > 1 else ''}: the "
+            f"check is of the first {'ones' if len(shapes) > 1 else 'one'}; {rest} not "
+            "checked")))
     return dout_w
