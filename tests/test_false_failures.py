@@ -369,6 +369,46 @@ def test_make_cnn_finds_an_input_for_every_seed():
     make_cnn((2, 2, 4, 4), np.random.default_rng(951), True)
 
 
+class _OneLargeOutput:
+    """Correct: ``out[0, 0] = C + a x[0, 0]`` (a large output whose change at the element's
+    step rounds away) and ``out[0, 1]`` moving with ``x[0, 0]`` too, beside ``tanh``."""
+
+    def __init__(self, C, a, wrong=1.0):
+        self.C, self.a, self.wrong = C, a, wrong
+
+    def forward(self, x):
+        self.x = x
+        out = np.tanh(x)
+        out[0, 0] = self.C + self.a * x[0, 0]
+        out[0, 1] = np.tanh(x[0, 1]) + 0.1 * x[0, 0]
+        return out
+
+    def backward(self, dout):
+        dx = dout * (1 - np.tanh(self.x) ** 2)
+        dx[0, 0] = self.a * dout[0, 0] + 0.1 * dout[0, 1]
+        dx[1, 1] *= self.wrong
+        return dx
+
+
+@pytest.mark.parametrize("C, a", [(1e10, 1e-3), (1e12, 1e-3), (1e8, 1e-6)])
+@pytest.mark.parametrize("how", [(m, s) for m in ("central", "forward", "richardson")
+                                 for s in ("elementwise", "auto", "projection", "jacobian")])
+def test_an_output_whose_change_rounds_away_is_no_false_failure(C, a, how):
+    """Its rounding counts for every element (an output 1e3 times the typical size may
+    depend on an element without changing at its step): PASS or INCONCLUSIVE, never FAIL.
+    A 1 % error elsewhere is never a PASS; with ``C = 1e12`` (ulp 1.2e-4) it lies below what
+    the check can resolve (INCONCLUSIVE, its resolution says so), below that it FAILs under
+    the default central differences."""
+    method, strategy = how
+    x = np.random.default_rng(0).normal(size=(6, 6))
+    report = check_layer(_OneLargeOutput(C, a), x, method=method, strategy=strategy)
+    assert report.result("x").verdict != "FAIL", str(report)
+    wrong = check_layer(_OneLargeOutput(C, a, wrong=1.01), x, method=method, strategy=strategy)
+    assert wrong.result("x").verdict != "PASS", str(wrong)
+    if C <= 1e10 and method == "central" and strategy in ("elementwise", "auto"):
+        assert wrong.result("x").verdict == "FAIL", str(wrong)
+
+
 # ---------------------------------------------------------------------------
 
 def test_zz_enough_examples_ran(capsys, record_property):

@@ -34,6 +34,7 @@ References
    Sci. Comput. 33(3), 1292-1314 (2011).
 """
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -104,6 +105,11 @@ def ecnoise(fval):
     return 0.0, 0, 3
 
 
+#: An output whose noise variance exceeds the median output's by this factor (its size by
+#: about 1e3) may hide a change below half its ulp (:meth:`NoiseEstimate.of_support`).
+ANOMALOUS = 1e6
+
+
 @dataclass(frozen=True)
 class NoiseEstimate:
     """The measured noise of ``L = sum(out * dout)`` for perturbations of one target.
@@ -148,10 +154,25 @@ class NoiseEstimate:
         :class:`~gradcheck.engine.perturb.Reduce`). A perturbation that
         changed no output at all was below the output's rounding: its
         derivative is known only to the noise of every output it might have
-        moved, so it gets the whole level.
+        moved, so it gets the whole level. The outputs far noisier than the
+        typical one (:attr:`hidden_share`) always count: a change below half
+        their ulp rounds away, so "unchanged" does not tell they do not
+        depend on the element.
         """
         share = np.asarray(share, dtype=np.float64)
-        return self.level * np.where(share > 0, share, 1.0)
+        return self.level * np.where(share > 0, np.sqrt(share ** 2 + self.hidden_share), 1.0)
+
+    @functools.cached_property
+    def hidden_share(self):
+        """The noise weights of the outputs more than :data:`ANOMALOUS` times noisier (in
+        variance) than the median output: an output 1e3 times the typical size, whose
+        change may round away at an element's step (``1e10 + 1e-3 x``). 0 for outputs of
+        like magnitudes."""
+        w = np.asarray(self.weights, dtype=np.float64)
+        live = w[w > 0]
+        if live.size < 2:
+            return 0.0
+        return float(np.sum(live[live > ANOMALOUS * float(np.median(live))]))
 
 
 def scaled_norm(a):

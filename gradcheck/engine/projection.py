@@ -144,7 +144,11 @@ class _ProbeRefiner:
             sink = Reduce(u, 1, 1, out0=self.problem.out0, one_sided=True,
                           noise_w=s.noise.weights)
             differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.problem.out0)
-            sigma = d.level[p] * np.where(sink.noise > 0, sink.noise, 1.0)
+            # the whole direction moves every output that depends on the target, also one
+            # whose change rounds away (an output of 1e10 with a slope of 1e-3): its rounding
+            # counts, changed or not; a masked direction counts the outputs that changed
+            share = 1.0 if mask is None else np.where(sink.noise > 0, sink.noise, 1.0)
+            sigma = d.level[p] * share
             h = t0 * level_factor(k)  # the derivative along w, from steps t = +-h
             shift = ana - moves.A[0, (1.0, -1.0)] / (2.0 * h)
             return (sink.R[:, 0].real / (2.0 * h) + shift, sink.P[:, 0] / h + shift,
