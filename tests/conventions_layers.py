@@ -1413,3 +1413,43 @@ class TwoOutputsOneGradientBroken(TwoOutputsOneGradient):
 
 CALL_CASES["backward-takes-fewer-gradients"] = (
     TwoOutputsOneGradient, TwoOutputsOneGradientBroken, lambda: _xs((3, 3)), "W", ["X", "W"])
+
+
+class ListMultiply:
+    """numpy-ml's ``Multiply``: ``forward(X)`` takes one list of arrays, ``backward(dLdY)``
+    returns one gradient per member, as a list; targets ``X[0]``, ``X[1]``, ..."""
+
+    def forward(self, X, retain_derived=True):
+        self.X = [np.array(a) for a in X]
+        out = self.X[0].copy()
+        for a in self.X[1:]:
+            out = out * a
+        return out
+
+    def backward(self, dLdY, retain_grads=True):
+        grads = []
+        for i in range(len(self.X)):
+            others = np.ones_like(dLdY)
+            for j, a in enumerate(self.X):
+                if j != i:
+                    others = others * a
+            grads.append(self.wrong(i, dLdY * others))
+        return grads
+
+    def wrong(self, i, g):
+        return g
+
+
+class ListMultiplyBroken(ListMultiply):
+    def wrong(self, i, g):
+        if i == 1:
+            g = g.copy()
+            g[0, 1] *= 1.01
+        return g
+
+
+CALL_CASES["list-input"] = (ListMultiply, ListMultiplyBroken, lambda: list(_xs((3, 2), (3, 2))),
+                            "X[1]", ["X[0]", "X[1]"])
+CALL_CASES["list-input-in-tuple"] = (ListMultiply, ListMultiplyBroken,
+                                     lambda: (list(_xs((3, 2), (3, 2), (3, 2))),), "X[1]",
+                                     ["X[0]", "X[1]", "X[2]"])

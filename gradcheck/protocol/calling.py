@@ -106,6 +106,21 @@ def _differentiable(v):
     return isinstance(v, np.ndarray) and v.dtype.kind == "f"
 
 
+def _one_list_input(fn, values):
+    """Whether a list of floating arrays is one input of ``forward`` (a list it takes, as
+    numpy-ml's ``Add.forward(X)``) rather than its positional inputs: more arrays than
+    ``forward`` has positional parameters without a default."""
+    sig = _signature(fn)
+    if sig is None or len(values) < 2 or not all(_differentiable(v) for v in values):
+        return False
+    if any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values()):
+        return False
+    required = [p for p in sig.parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty and p.name not in FLAG_NAMES]
+    return len(values) > len(required)
+
+
 def _why_not(v):
     """Why input ``v`` is passed through untouched."""
     if isinstance(v, np.ndarray):
@@ -172,6 +187,8 @@ class CallLayer:
         else:
             self.keyword = False
             values = list(inputs)
+            if isinstance(inputs, list) and _one_list_input(fn, values):
+                values = [values]  # forward(X) takes the list itself (numpy-ml's Add)
             self.names, takes = forward_names(fn, len(values))
             if takes is not None and len(values) > takes:
                 raise GradCheckInputError(
@@ -179,6 +196,10 @@ class CallLayer:
                     f"forward{_signature(fn)} takes {takes} (tried: a tuple/list = positional "
                     "inputs of forward, a dict = keyword inputs); for one array input pass "
                     "np.asarray(x)", layer=name)
+        #: forward's parameter names, and the members of an input that is a list of
+        #: floating arrays (``X[0]``, ``X[1]``: each a target of its own)
+        self.call_names, self.members = list(self.names), {}
+        self.names, values = self._expand_lists(self.names, values)
         #: forward's inputs that backward takes again (NNFS: backward(dvalues, y_true))
         self.labels = _loss_labels(layer, self.names)
         #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
@@ -257,7 +278,7 @@ class CallLayer:
 
         results = tuple(replace(r, name=self.display(r.name)) for r in results)
         findings[:] = [self._renamed_finding(f) if f.target else f for f in findings]
-        hidden = set(self.names) | ({"cache"} if isinstance(self.layer, FunctionPair) else set())
+        hidden = set(self.names) | set(self.call_names) | ({"cache"} if isinstance(self.layer, FunctionPair) else set())
         not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
                                             if self.display(n) not in hidden
                                             and not n.startswith(("inputs[", "input_grads["))]
@@ -294,13 +315,27 @@ class CallLayer:
         return {f"inputs[{n!r}]": f"input_grads[{n!r}]" for n in self.targets[1:]}
 
     # -- the protocol --------------------------------------------------------------------
+    def _expand_lists(self, names, values):
+        """``(names, values)`` with every input that is a list of floating arrays replaced
+        by its members ``name[i]`` (recorded in :attr:`members`)."""
+        flat_names, flat_values = [], []
+        for n, v in zip(names, values):
+            if isinstance(v, list) and v and all(_differentiable(a) for a in v):
+                self.members[n] = [f"{n}[{i}]" for i in range(len(v))]
+                flat_names += self.members[n]
+                flat_values += list(v)
+            else:
+                flat_names.append(n)
+                flat_values.append(v)
+        return flat_names, flat_values
+
     def _args(self, x):
         values = dict(self.passthrough)
         values.update(self.inputs)
         if self.targets:
             values[self.targets[0]] = x
-        ordered = [values[n] for n in self.names]
-        return ordered
+        return [[values[m] for m in self.members[n]] if n in self.members else values[n]
+                for n in self.call_names]
 
     def forward(self, x, train_flg=True):
         """``layer.forward(*inputs)``, its outputs packed into one array."""
@@ -309,7 +344,7 @@ class CallLayer:
         kwargs = {self.flag: train_flg} if self.flag else {}
         forward = layer_method(self.layer, "forward")
         if self.keyword:
-            out = forward(**dict(zip(self.names, ordered)), **kwargs)
+            out = forward(**dict(zip(self.call_names, ordered)), **kwargs)
         else:
             out = forward(*ordered, **kwargs)
         if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
@@ -538,6 +573,9 @@ class CallLayer:
                 if f"layer.{p}" not in params}
 
     def _by_target(self, grads):
+        if self.members:  # a list input's gradients, nested as its list or flat
+            grads = [g for item in grads for g in (
+                item if isinstance(item, (list, tuple)) else [item])]
         n_t = len(self.targets)
         if len(grads) == n_t:
             return dict(zip(self.targets, grads))
