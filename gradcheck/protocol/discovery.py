@@ -828,6 +828,22 @@ def zero_buffers(layer, paths):
             assign(layer, path, np.zeros_like(buf))
 
 
+def _written_in_train_mode(adapter, x, snapshot):
+    """What a train-mode forward rebinds, for an eval-mode check of a layer with a train/eval
+    switch (one forward call on the snapshot, restored): its caches (the book's batch norm
+    keeps ``xc``, ``xn`` from a training step) are state, never parameters. An empty set
+    otherwise, or when the train-mode call raises."""
+    if adapter.flag_mode is None or adapter.train_flg:
+        return set()
+    try:
+        type(adapter)(adapter.layer, True).forward(x.copy())
+        return rebound(snapshot)
+    except Exception:  # noqa: BLE001 -- the eval-mode calls report the layer's errors
+        return set()
+    finally:
+        snapshot.restore_all()
+
+
 def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=False):
     """Discover the parameters of ``adapter.layer`` from one ``forward``/``backward``.
 
@@ -860,9 +876,10 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
     layer = adapter.layer
     snapshot = StateSnapshot(layer)
     try:
+        written = _written_in_train_mode(adapter, x, snapshot)
         xc = x.copy()
         out = adapter.forward(xc)
-        written = rebound(snapshot)
+        written = written | rebound(snapshot)
         after_forward = StateSnapshot(layer, include_global_rng=False)
         if dout is None:
             from gradcheck.protocol.problem import default_dout
