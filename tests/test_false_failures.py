@@ -409,6 +409,33 @@ def test_an_output_whose_change_rounds_away_is_no_false_failure(C, a, how):
         assert wrong.result("x").verdict == "FAIL", str(wrong)
 
 
+class _Exp:
+    def __init__(self, wrong=None):
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.out = np.exp(x)
+        return self.out
+
+    def backward(self, dout):
+        dx = dout * self.out
+        if self.wrong is not None:
+            dx.flat[self.wrong] *= 1.0 + 1e-6
+        return dx
+
+
+@pytest.mark.parametrize("strategy", ["elementwise", "auto"])
+def test_large_outputs_that_move_cost_the_small_ones_no_resolution(strategy):
+    """``exp`` over outputs 8e-7 .. 1e3: the large ones change with their own elements (in
+    the noise table too), so their rounding is not counted for the others, and a 1e-6
+    relative error is caught on every element, small outputs included."""
+    x = np.linspace(-14, 7, 24).reshape(4, 6)
+    assert check_layer(_Exp(), x, strategy=strategy).passed
+    for j in (0, 2, 11, 23):
+        report = check_layer(_Exp(wrong=j), x, strategy=strategy, sequence=False)
+        assert report.result("x").verdict == "FAIL", (j, str(report))
+
+
 # ---------------------------------------------------------------------------
 
 def test_zz_enough_examples_ran(capsys, record_property):

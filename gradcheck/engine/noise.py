@@ -37,6 +37,7 @@ References
 import functools
 import zlib
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -146,6 +147,7 @@ class NoiseEstimate:
     measured: bool
     calls: int
     note: str
+    moved: Optional[np.ndarray] = None
 
     def of_support(self, share):
         """Noise of ``L`` for perturbations that changed outputs holding ``share`` of it.
@@ -164,15 +166,18 @@ class NoiseEstimate:
 
     @functools.cached_property
     def hidden_share(self):
-        """The noise weights of the outputs more than :data:`ANOMALOUS` times noisier (in
-        variance) than the median output: an output 1e3 times the typical size, whose
-        change may round away at an element's step (``1e10 + 1e-3 x``). 0 for outputs of
-        like magnitudes."""
+        """The noise weights of the outputs that did not move in the noise table although
+        they are more than :data:`ANOMALOUS` times noisier (in variance) than the median
+        output: an output 1e3 times the typical size whose change rounds away (``1e10 +
+        1e-3 x``), at the table's spacing and so perhaps at an element's step. 0 for
+        outputs of like magnitudes, and for large outputs that move (``exp`` of a wide
+        range: each changes with its own element, and is in that element's support)."""
         w = np.asarray(self.weights, dtype=np.float64)
         live = w[w > 0]
-        if live.size < 2:
+        if live.size < 2 or self.moved is None:
             return 0.0
-        return float(np.sum(live[live > ANOMALOUS * float(np.median(live))]))
+        big = (w > ANOMALOUS * float(np.median(live))) & ~np.asarray(self.moved, bool)
+        return float(np.sum(w[big]))
 
 
 def scaled_norm(a):
@@ -360,7 +365,8 @@ def _estimate(level, V, U, k, moved, scale_L, out_eps, calls, note, out0, d):
         mag = _sizes(out0.astype(np.float64), V)  # live: every mag > 0
         std = np.maximum(std, _typical(std, mag, live) * mag)
     return NoiseEstimate(level=float(level), weights=weights, variance_std=std,
-                         relative=float(relative), measured=True, calls=calls, note=note)
+                         relative=float(relative), measured=True, calls=calls, note=note,
+                         moved=moved)
 
 
 def _fallback(terms, out0, d, out_eps, calls, tried, moved):
