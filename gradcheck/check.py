@@ -292,7 +292,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             train_flg=adapter.train_flg, method=method, strategy=strategy, seed=int(seed),
             results=results, findings=tuple(findings), forward_calls=adapter.forward_calls,
             backward_calls=adapter.backward_calls, versions=_versions(),
-            input_dtype=str(x_arr.dtype), inconclusive=inconclusive,
+            input_dtype=str(np.asarray(x).dtype if converted else x_arr.dtype),
+            inconclusive=inconclusive,
             not_checked=tuple(not_checked), discovery_calls=discovery,
             single_mode=switched is None and text is not None and not adapter.train_flg)
     except GradCheckInputError as exc:

@@ -1217,3 +1217,127 @@ def test_caches_a_train_mode_forward_writes_are_state_in_an_eval_mode_check():
     reasons = dict(report.not_checked)
     assert all("state" in reasons[n] for n in ("xc", "xn", "std")), reasons
     assert "stale-state" in {f.kind for f in report.findings}  # its own bug, named
+
+
+# -- what a breaker found in the conventions above ---------------------------------------------
+def test_a_keepdims_gradient_buffer_written_in_place_is_poisoned_in_its_own_shape():
+    class Bias:
+        def __init__(self):
+            self.b, self.db = np.zeros(3), np.zeros((1, 3))
+
+        def forward(self, x):
+            return x + self.b
+
+        def backward(self, dout):
+            self.db[:, :] = dout.sum(0, keepdims=True)
+            return dout
+
+    class Stale(Bias):
+        def backward(self, dout):
+            self.db += dout.sum(0, keepdims=True)
+            return dout
+
+    from gradcheck.errors import LayerProtocolError
+
+    assert check_layer(Bias(), X).passed
+    with pytest.raises(LayerProtocolError, match="did not refresh db"):
+        check_layer(Stale(), X)
+
+
+def test_a_fresh_accumulating_layer_is_not_flushed_and_a_flush_that_breaks_skips_the_sequence():
+    from conventions_layers import CarriedCell
+
+    report = check_layer(CarriedCell(), X)
+    assert report.passed, str(report)
+    assert "flushed" not in {f.kind for f in report.findings}
+
+
+def test_positional_inputs_given_as_a_list_with_a_none_default_stay_positional():
+    class Cell:
+        def __init__(self):
+            self.W = np.random.default_rng(2).normal(size=(3, 3))
+
+        def forward(self, x, h_prev=None):
+            self.a = np.tanh(x + h_prev @ self.W)
+            self.h = h_prev
+            return self.a
+
+        def backward(self, da):
+            dz = da * (1 - self.a ** 2)
+            self.dW = self.h.T @ dz
+            return dz, dz @ self.W.T
+
+    rng = np.random.default_rng(3)
+    report = check_layer(Cell(), [rng.normal(size=(2, 3)), rng.normal(size=(2, 3))])
+    assert [r.name for r in report.results] == ["x", "h_prev", "W"] and report.passed
+
+
+def test_a_list_input_with_an_integer_member_is_refused_naming_the_member():
+    from conventions_layers import ListMultiply
+
+    from gradcheck.errors import GradCheckInputError
+
+    with pytest.raises(GradCheckInputError, match=r"X\[1\] has dtype int64"):
+        check_layer(ListMultiply(), [np.ones((2, 3)), np.arange(6).reshape(2, 3)])
+
+
+def test_a_defaulted_flag_of_backward_is_no_upstream_gradient():
+    """``backward(dLdA, retain_grads=True)`` beside two outputs takes one gradient."""
+    from conventions_layers import TwoOutputsOneGradient
+
+    class Flagged(TwoOutputsOneGradient):
+        def backward(self, dLdA, retain_grads=True):
+            assert retain_grads is True
+            return super().backward(dLdA)
+
+    x = np.random.default_rng(4).normal(size=(3, 3))
+    report = check_layer(Flagged(), (x,))
+    assert report.passed, str(report)
+    assert "outputs-without-gradient" in {f.kind for f in report.findings}
+    dA, dZ = np.ones((3, 2)), np.ones((3, 2))
+    assert check_layer(Flagged(), (x,), dout=(dA, dZ)).passed  # the second one not taken
+
+
+@pytest.mark.parametrize("how", ["list", "copy"])
+def test_mlfs_optimizers_in_a_list_or_updated_on_a_copy_are_read(how):
+    from conventions_layers import MLFSDense, MLFSDenseBroken, MomentumSGD
+
+    def make(cls):
+        class Variant(cls):
+            def __init__(self):
+                super().__init__()
+                self.opts = [self.W_opt, self.w0_opt]
+                del self.W_opt, self.w0_opt
+
+            def backward_pass(self, accum_grad):
+                W_before = self.W
+                gw = self.weight_gradient(accum_grad)
+                gb = accum_grad.sum(axis=0, keepdims=True)
+                if how == "list":
+                    self.W = self.opts[0].update(self.W, gw)
+                    self.w0 = self.opts[1].update(self.w0, gb)
+                else:
+                    self.W = self.opts[0].update(self.W.copy(), gw)
+                    self.w0 = self.opts[1].update(self.w0.copy(), gb)
+                return self.input_gradient(accum_grad, W_before)
+        return Variant()
+
+    assert isinstance(make(MLFSDense).opts[0], MomentumSGD)
+    good = check_layer(make(MLFSDense), X)
+    assert {r.name: r.verdict for r in good.results} == {"X": "PASS", "W": "PASS",
+                                                          "w0": "PASS"}, str(good)
+    assert good.passed, str(good)
+    assert check_layer(make(MLFSDenseBroken), X).result("W").verdict == "FAIL"
+
+
+def test_the_title_of_an_integer_input_names_its_dtype():
+    from gradcheck.render import title
+
+    class Scale:
+        def forward(self, x):
+            return 2.0 * x
+
+        def backward(self, dout):
+            return 2.0 * dout
+
+    assert " int64 as float64 " in title(check_layer(Scale(), np.arange(12).reshape(4, 3)))

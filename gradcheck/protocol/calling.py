@@ -106,19 +106,27 @@ def _differentiable(v):
     return isinstance(v, np.ndarray) and v.dtype.kind == "f"
 
 
-def _one_list_input(fn, values):
-    """Whether a list of floating arrays is one input of ``forward`` (a list it takes, as
-    numpy-ml's ``Add.forward(X)``) rather than its positional inputs: more arrays than
-    ``forward`` has positional parameters without a default."""
+def _array_parameters(fn):
+    """The positional parameters of ``fn`` that can take an array: no default, or ``None``
+    (``h_prev=None``); not ``retain_derived=True`` or ``retain_grads=True`` (numpy-ml's
+    flags), not a train/eval switch. ``None`` when ``fn`` takes ``*args`` or has no
+    signature."""
     sig = _signature(fn)
-    if sig is None or len(values) < 2 or not all(_differentiable(v) for v in values):
+    if sig is None or any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values()):
+        return None
+    return [p for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.default in (p.empty, None) and p.name not in FLAG_NAMES]
+
+
+def _one_list_input(fn, values):
+    """Whether a list of arrays is one input of ``forward`` (a list it takes, as numpy-ml's
+    ``Add.forward(X, retain_derived=True)``) rather than its positional inputs: more
+    arrays than ``forward`` has parameters that can take one (:func:`_array_parameters`)."""
+    params = _array_parameters(fn)
+    if params is None or len(values) < 2 or not all(isinstance(v, np.ndarray) for v in values):
         return False
-    if any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values()):
-        return False
-    required = [p for p in sig.parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.default is p.empty and p.name not in FLAG_NAMES]
-    return len(values) > len(required)
+    return len(values) > len(params)
 
 
 def _why_not(v):
@@ -320,7 +328,15 @@ class CallLayer:
         by its members ``name[i]`` (recorded in :attr:`members`)."""
         flat_names, flat_values = [], []
         for n, v in zip(names, values):
-            if isinstance(v, list) and v and all(_differentiable(a) for a in v):
+            if isinstance(v, list) and v and all(isinstance(a, np.ndarray) for a in v) \
+                    and any(_differentiable(a) for a in v):
+                bad = [i for i, a in enumerate(v) if not _differentiable(a)]
+                if bad:  # a list of index arrays alone is passed through, as any list
+                    raise GradCheckInputError(
+                        f"input {n} is a list of arrays whose member {n}[{bad[0]}] has dtype "
+                        f"{v[bad[0]].dtype}: the members of a list input are differentiated, "
+                        "so they must be floating (np.asarray(a, dtype=float))",
+                        layer=self._gradcheck_name, target=f"{n}[{bad[0]}]")
                 self.members[n] = [f"{n}[{i}]" for i in range(len(v))]
                 flat_names += self.members[n]
                 flat_values += list(v)
@@ -375,16 +391,13 @@ class CallLayer:
         when its signature has fewer positional parameters (numpy-ml's ``LSTMCell``:
         ``forward`` returns ``(A, C)``, ``backward(dLdA)``); the outputs after them are
         left out of the check (:meth:`forward`, :attr:`dropped_outputs`)."""
-        try:
-            params = list(inspect.signature(layer_method(self.layer, "backward")).parameters
-                          .values())
-        except (TypeError, ValueError):
+        params = _array_parameters(layer_method(self.layer, "backward"))
+        if params is None:
             return n
-        if any(p.kind is p.VAR_POSITIONAL for p in params):
-            return n
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY,
-                                                      p.POSITIONAL_OR_KEYWORD)]
-        taken = len(positional) - (1 if self.lr is not None and self.lr[1] else 0)
+        names = [p.name for p in params]
+        if self.lr is not None and self.lr[0] in names:
+            names.remove(self.lr[0])
+        taken = len(names)
         return taken if 1 <= taken < n else n
 
     def pack(self, dout, shapes=None):
@@ -747,6 +760,8 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
     finally:
         snapshot.restore_all()
     if isinstance(dout, (tuple, list)):
+        if dropped and shapes is not None and len(dout) == len(shapes) + len(dropped):
+            dout = tuple(dout)[:len(shapes)]  # backward takes no gradient for the others
         return call.pack(dout, shapes)
     if dout is None and shapes is None and out.size == 1:
         findings.append(Finding(

@@ -792,11 +792,14 @@ def flush_accumulated(layer):
     ----------
     layer : object
 
+    Only when they hold inputs of earlier forward calls (``self.X``): a layer
+    that holds none is left as it is.
+
     Returns
     -------
     int
         The number of inputs the flushed layers held from earlier forward calls
-        (0 also when nothing was flushed).
+        (0: nothing was flushed).
 
     Raises
     ------
@@ -805,10 +808,12 @@ def flush_accumulated(layer):
     """
     from gradcheck.errors import LayerCallError
 
-    held = 0
-    for obj in _accumulating_layers(layer):
-        kept = getattr(obj, "X", None)
-        held += len(kept) if isinstance(kept, list) else 0
+    found = _accumulating_layers(layer)
+    held = sum(len(getattr(obj, "X", None)) for obj in found
+               if isinstance(getattr(obj, "X", None), list))
+    if not held:
+        return 0  # nothing a forward left behind: no update() would change anything
+    for obj in found:
         try:
             obj.flush_gradients()
         except Exception as exc:  # noqa: BLE001 -- the layer's own error, named

@@ -110,15 +110,27 @@ def check_history(run, results, opts):
             "ends with flush_gradients(), after which its backward raises, so a second "
             "call after a step cannot be made"))
         return
+    seq = None
     try:
-        run.findings.extend(_Sequence(run, results).findings())
+        seq = _Sequence(run, results)
+        run.findings.extend(seq.findings())
     except GradCheckInputError as exc:
-        text = str(exc).split(": ", 1)[-1] if exc.layer else str(exc)
-        raise type(exc)(f"{text} (in the sequence check, a second forward/backward without "
-                        "restoring the state; sequence=False skips it)",
-                        layer=exc.layer, target=exc.target) from (exc.__cause__ or exc)
+        if not (isinstance(exc, LayerCallError) and getattr(seq, "flushed", 0)):
+            raise _in_sequence(exc) from (exc.__cause__ or exc)
+        run.findings.append(Finding(
+            "sequence-skipped", False, "sequence check skipped: after the training step's "
+            "flush_gradients() (what numpy-ml's update() calls) the layer's next call raised ("
+            + str(exc).split(": ", 1)[-1] + "), so a second call after a step cannot be made"))
     finally:
         run.snapshot.restore_all()
+
+
+def _in_sequence(exc):
+    """The layer's error on a call of the sequence, saying where it came from."""
+    text = str(exc).split(": ", 1)[-1] if exc.layer else str(exc)
+    return type(exc)(f"{text} (in the sequence check, a second forward/backward without "
+                     "restoring the state; sequence=False skips it)",
+                     layer=exc.layer, target=exc.target)
 
 
 class _Sequence:
@@ -255,13 +267,14 @@ class _Sequence:
                 failed, self.train_step = str(exc).split(": ", 1)[-1], run.adapter.train_flg
 
     def _step_back(self):
-        """The optimizer step between the calls: every parameter back to the check's value
-        (and numpy-ml's ``flush_gradients()``, the end of its ``update()``)."""
+        """The optimizer step between the calls: numpy-ml's ``flush_gradients()`` (the end
+        of its ``update()``), then every parameter back to the check's value (in the
+        arrays the layer holds then)."""
+        self.flushed = flush_accumulated(self.layer)  # never reached with adapter.no_flush
         for p, saved in self.p0.items():
             arr = get_attr(self.layer, p)
             if isinstance(arr, np.ndarray) and arr.shape == saved.shape and arr.flags.writeable:
                 arr[...] = saved
-        flush_accumulated(self.layer)  # never reached with adapter.no_flush
 
     def _random(self, out):
         return self.rng.standard_normal(out.shape).astype(out.dtype, copy=False)
@@ -462,7 +475,8 @@ def _verify_second_call(run, call, targets, screen=False):
         dout=np.asarray(call["dout"], dtype=run.out0.dtype).reshape(-1),
         out_shape=np.shape(call["out"]), analytic=call["grads"], snapshot=call["state"],
         dirty=call["dirty"], findings=[], setups={})
-    step.targets = tuple(Target(t.name, t.kind, x2 if t.kind == "input" else t.array)
+    # the arrays the layer holds now (a step may rebind a parameter to a new array)
+    step.targets = tuple(Target(t.name, t.kind, x2 if t.kind == "input" else _held(run, t))
                          for t in run.targets if t.name in targets)
     call["state"].restore_all()
     rng = np.random.default_rng([run.seed, 12])
@@ -489,6 +503,13 @@ def _screened(step, target, opts, setup):
 
     comp = directional(step, target, opts, step.dout, step.analytic, setup)
     return decide(comp, policy_for(opts, target), []).verdict == "PASS"
+
+
+def _held(run, target):
+    """The parameter array ``target`` names, as the layer holds it now."""
+    arr = get_attr(run.layer, target.name)
+    return arr if isinstance(arr, np.ndarray) and arr.shape == target.array.shape \
+        else target.array
 
 
 def _failing_elements(result):

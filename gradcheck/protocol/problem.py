@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.protocol.adapter import discover_params, get_attr, get_grad, set_attr
+from gradcheck.protocol.adapter import (discover_params, get_attr, get_grad, keepdims_of,
+                                        set_attr)
 from gradcheck.protocol.state import _bitwise_equal
 from gradcheck.report import Finding
 from gradcheck.validate import check_array
@@ -292,8 +293,11 @@ class Problem:
         """Set every existing gradient to a NaN array; ``{param: poison array}``."""
         layer, poison = self.layer, {}
         for p, g in self.params.items():
-            value = get_attr(layer, p)
-            poison[p] = np.full(value.shape, np.nan, dtype=value.dtype)
+            value, current = get_attr(layer, p), get_attr(layer, g)
+            like = current if isinstance(current, np.ndarray) and current.dtype.kind == "f" \
+                and keepdims_of(current.shape, np.shape(value)) else value
+            # in the gradient's own shape (a keepdims (1, D) buffer written in place)
+            poison[p] = np.full(np.shape(like), np.nan, dtype=like.dtype)
             try:
                 set_attr(layer, g, poison[p])
             except (TypeError, AttributeError):

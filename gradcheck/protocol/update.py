@@ -183,9 +183,10 @@ def _is_optimizer(value):
 
 
 def _walk(layer):
-    """``(optimizers, arrays)`` under ``layer`` and its sub-layers: ``[(owner_dict, name,
-    path)]`` of the optimizer attributes and ``{id(array): path}`` of the floating arrays
-    held as attributes (or in their lists, tuples and dicts).
+    """``(optimizers, arrays)`` under ``layer`` and its sub-layers: ``[(owner, key, path)]``
+    of the optimizers held as attributes or in a list or dict of them (``owner[key]``: the
+    ``__dict__`` or the container) and ``{id(array): path}`` of the floating arrays held as
+    attributes (or in their lists, tuples and dicts).
 
     Read through ``vars()`` (no attribute access the sequence check's tracer records).
     """
@@ -205,11 +206,13 @@ def _walk(layer):
                 visit(value, path + ".")
             elif isinstance(value, (list, tuple, dict)):
                 items = value.items() if isinstance(value, dict) else enumerate(value)
-                for k, v in items:
+                for k, v in list(items):
                     if is_layer(v):
                         visit(v, f"{path}.{k}.")
                     elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
                         arrays.setdefault(id(v), f"{path}[{k!r}]")
+                    elif _is_optimizer(v) and not isinstance(value, tuple):
+                        optimizers.append((value, k, f"{path}[{k!r}]"))  # self.opts[0]
             elif _is_optimizer(value):
                 optimizers.append((attrs, name, path))
 
@@ -262,7 +265,8 @@ class UpdateRecorder:
         gradients passed to ``update``, under the path of the attribute holding ``w``
         (summed when one array is updated twice), in the order of the layer's attributes.
     unmapped : int
-        ``update`` calls whose ``w`` is no array the layer holds (not recorded).
+        ``update`` calls whose ``w`` is no array the layer holds, nor equal to exactly
+        one of them (a copy), so not recorded.
     """
 
     def __init__(self, layer):
@@ -283,7 +287,7 @@ class UpdateRecorder:
         if exc_type is None:
             grads = {}
             for w, grad in self._calls:
-                path = self._arrays.get(id(w))
+                path = self._arrays.get(id(w)) or self._equal(w)
                 if path is None:
                     self.unmapped += 1
                 else:
@@ -292,3 +296,14 @@ class UpdateRecorder:
             self.grads = {p: grads[p] for p in self._arrays.values() if p in grads}
         self._calls = []
         return False
+
+    def _equal(self, w):
+        """The path of the one array of the layer equal to ``w`` (``update(self.W.copy(),
+        g)``), or None (none, or several alike)."""
+        if not isinstance(w, np.ndarray):
+            return None
+        found = [p for p in self._arrays.values()
+                 if isinstance(resolve(self.layer, p), np.ndarray)
+                 and resolve(self.layer, p).shape == w.shape
+                 and np.array_equal(resolve(self.layer, p), w)]
+        return found[0] if len(found) == 1 else None
