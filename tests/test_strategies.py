@@ -165,3 +165,33 @@ def test_layer_cases_validates_its_arguments():
         layer_cases(["NoSuchLayer"])
     with pytest.raises(InvalidArgument, match="modes"):
         layer_cases(["Relu"], modes=[False])
+
+
+class _Scale32:
+    """A float32 layer whose backward casts its parameter gradient to float32 (rounded at
+    ~3e-8 relative): every strategy allows for that rounding, none is fooled by a 1e-3 error."""
+
+    def __init__(self, wrong=1.0):
+        self.g = np.random.default_rng(0).normal(size=3).astype(np.float32)
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        return x * self.g
+
+    def backward(self, dout):
+        dg = (dout * self.x).sum(0)
+        dg[1] *= self.wrong
+        self.dg = dg.astype(np.float32)
+        return dout * self.g
+
+
+@pytest.mark.parametrize("strategy", ["elementwise", "auto", "projection", "jacobian"])
+def test_a_float32_cast_gradient_gets_the_same_verdict_under_every_strategy(strategy):
+    from gradcheck import check_layer
+
+    x = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    right = check_layer(_Scale32(), x, strategy=strategy)
+    assert {r.name: r.verdict for r in right.results} == {"x": "PASS", "g": "PASS"}, str(right)
+    wrong = check_layer(_Scale32(wrong=1.001), x, strategy=strategy)
+    assert wrong.result("g").verdict == "FAIL", str(wrong)

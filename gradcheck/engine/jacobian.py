@@ -15,7 +15,7 @@ import numpy as np
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.perturb import Columns, ElementMoves, differences
 from gradcheck.engine.refine import level_factor, search
-from gradcheck.engine.tolerances import rounding_error, rules
+from gradcheck.engine.tolerances import analytic_floor, rms, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
 
@@ -74,8 +74,14 @@ def _compare(problem, target, opts, Ja):
     sigma = np.repeat(s.noise.variance_std, n)
     h = np.tile(s.steps, m)
     rounding = rounding_error(sigma, h, method.gain)
-    tau = s.tuning.relative(problem.analytic[target.name])
-    rule, own = rules(value, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates)
+    g = problem.analytic[target.name]
+    tau = s.tuning.relative(g)
+    # the analytic gradient's own rounding (a float32 cast in backward), relative to its
+    # size, for the largest entry
+    level, size = analytic_floor(problem.analytic_noise()[target.name], g, g), rms(g)
+    floor = level / size * float(np.max(np.abs(Ja), initial=0.0)) if size > 0 else 0.0
+    rule, own = rules(value, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates,
+                      floor=floor)
 
     def level(entries):
         cols, where = np.unique(entries % n, return_inverse=True)

@@ -40,7 +40,7 @@ from gradcheck.engine.noise import scaled_norm
 from gradcheck.engine.perturb import DirectionMoves, Reduce, differences
 from gradcheck.engine.refine import (REFINED_GAIN, level_factor, Refined, StepSearch,
                                      search)
-from gradcheck.engine.tolerances import rms, rules
+from gradcheck.engine.tolerances import analytic_floor, rms, rules
 from gradcheck.engine.verdict import Comparison
 
 __all__ = ["comparisons", "directional", "MAX_LOCATED"]
@@ -224,8 +224,14 @@ def _compare(problem, target, opts, probes, setup=None):
     k = len(probes)
     num, ana, est = (np.array(v) for v in zip(*(d.value(p) for p in range(k))))
     rounding = np.array([s.method.gain * d.level[p] for p in range(k)])
-    tau = s.tuning.relative(problem.analytic[target.name])
-    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates)
+    g = problem.analytic[target.name]
+    tau = s.tuning.relative(g)
+    # the analytic gradient's own rounding (a float32 cast in backward), along a direction
+    # scaled by the steps: independent per element, so its norm times the steps' norm
+    floor = analytic_floor(problem.analytic_noise()[target.name], g, g) * float(
+        np.sqrt(np.sum(np.square(s.steps))))
+    rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates,
+                      floor=floor)
     d.rule = rule
     comp = Comparison(
         name=target.name, shape=target.array.shape, dtype=str(target.array.dtype),
