@@ -494,13 +494,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     """
     not_checked = []
     held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") else []
-    given, flushed = original, flush_accumulated(layer)
-    if flushed:  # the working state: the layer's after an update()
-        original = StateSnapshot(layer)
-        findings.append(Finding("flushed", False, (
-            "the layer held inputs of earlier forward calls for its backward (numpy-ml's "
-            "self.X): flush_gradients() was called before the check, as a training step's "
-            "update() does; the layer is put back as it was given")))
+    given, (flushed, original) = original, _flushed_start(layer, original, findings)
 
     def discover():  # one forward/backward: the parameters, and what is not one
         return discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
@@ -570,6 +564,20 @@ def _not_named(discover, params):
     return left_out, [(p, f"not in params= (its gradient {g} was found)")
                       for p, g in left_out] + [
         (p, why) for p, why in found.not_checked if p not in named]
+
+
+def _flushed_start(layer, original, findings):
+    """``(inputs flushed, working snapshot)``: a layer holding inputs of earlier forward
+    calls (numpy-ml's ``self.X``) is flushed, as a training step's ``update()`` would, and
+    the check works from there (``original`` still puts it back as given)."""
+    flushed = flush_accumulated(layer)
+    if not flushed:
+        return 0, original
+    findings.append(Finding("flushed", False, (
+        "the layer held inputs of earlier forward calls for its backward (numpy-ml's "
+        "self.X): flush_gradients() was called before the check, as a training step's "
+        "update() does; the layer is put back as it was given")))
+    return flushed, StateSnapshot(layer)
 
 
 def _unflush(layer, adapter, before, discover, findings):
