@@ -1453,3 +1453,94 @@ CALL_CASES["list-input"] = (ListMultiply, ListMultiplyBroken, lambda: list(_xs((
 CALL_CASES["list-input-in-tuple"] = (ListMultiply, ListMultiplyBroken,
                                      lambda: (list(_xs((3, 2), (3, 2), (3, 2))),), "X[1]",
                                      ["X[0]", "X[1]", "X[2]"])
+
+
+class _StepRNN:
+    """One time step over its parent's own arrays (the second book's ``RNN``)."""
+
+    def __init__(self, Wx, Wh, b):
+        self.params = [Wx, Wh, b]
+        self.grads = [np.zeros_like(Wx), np.zeros_like(Wh), np.zeros_like(b)]
+
+    def forward(self, x, h_prev):
+        Wx, Wh, b = self.params
+        self.x, self.h_prev = x, h_prev
+        self.h = np.tanh(h_prev @ Wh + x @ Wx + b)
+        return self.h
+
+    def backward(self, dh):
+        Wx, Wh, b = self.params
+        dt = dh * (1 - self.h ** 2)
+        self.grads[0][...] = self.x.T @ dt
+        self.grads[1][...] = self.h_prev.T @ dt
+        self.grads[2][...] = dt.sum(axis=0)
+        return dt @ Wx.T, dt @ Wh.T
+
+
+class TimeSteps:
+    """The second book's ``TimeRNN``: ``forward`` makes one ``_StepRNN`` per time step over
+    the layer's own ``params`` (``self.layers`` anew each call), ``backward`` adds their
+    gradients up into its own ``grads``: the sub-layers are state, not tied copies."""
+
+    def __init__(self, D=3, H=2):
+        self.params = [_w(D, H), _w(H, H), _w(H).ravel()]
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self.layers = None
+
+    def forward(self, xs):
+        N, T, _ = xs.shape
+        H = self.params[1].shape[0]
+        self.layers, hs, h = [], np.empty((N, T, H)), np.zeros((N, H))
+        for t in range(T):
+            layer = _StepRNN(*self.params)
+            h = layer.forward(xs[:, t, :], h)
+            hs[:, t, :] = h
+            self.layers.append(layer)
+        return hs
+
+    def backward(self, dhs):
+        N, T, H = dhs.shape
+        D = self.params[0].shape[0]
+        dxs, dh = np.empty((N, T, D)), 0
+        grads = [0, 0, 0]
+        for t in reversed(range(T)):
+            dx, dh = self.layers[t].backward(dhs[:, t, :] + dh)
+            dxs[:, t, :] = dx
+            for i, g in enumerate(self.layers[t].grads):
+                grads[i] = grads[i] + g
+        for i, g in enumerate(grads):
+            self.grads[i][...] = self.wrong(i, g)
+        return dxs
+
+    def wrong(self, i, g):
+        return g
+
+
+class TimeStepsBroken(TimeSteps):
+    def wrong(self, i, g):
+        if i == 1:
+            g = g.copy()
+            g[0, 1] *= 1.01
+        return g
+
+
+class JoinedChildren:
+    """The second book's ``TimeBiLSTM``: ``params``/``grads`` are its two children's lists
+    joined (the same arrays), the children write into them."""
+
+    def __init__(self, cls=TimeSteps):
+        self.a, self.b = cls(), cls()
+        self.params = self.a.params + self.b.params
+        self.grads = self.a.grads + self.b.grads
+
+    def forward(self, xs):
+        return self.a.forward(xs) + self.b.forward(xs[:, ::-1])[:, ::-1]
+
+    def backward(self, dhs):
+        return self.a.backward(dhs) + self.b.backward(dhs[:, ::-1])[:, ::-1]
+
+
+def _joined_broken():
+    return JoinedChildren(TimeStepsBroken)
+
+

@@ -1341,3 +1341,80 @@ def test_the_title_of_an_integer_input_names_its_dtype():
             return 2.0 * dout
 
     assert " int64 as float64 " in title(check_layer(Scale(), np.arange(12).reshape(4, 3)))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_sub_layers_made_by_every_forward_are_state_not_tied_copies(strategy):
+    """The second book's TimeRNN and TimeBiLSTM: per-step sub-layers over the layer's own
+    arrays (made anew by forward) are listed as state, the layer's own grads (their sum)
+    are checked once; children's lists joined into the parent's stay one array each."""
+    from conventions_layers import JoinedChildren, TimeSteps, TimeStepsBroken
+
+    xs = np.random.default_rng(6).normal(size=(2, 3, 3))
+    good = check_layer(TimeSteps(), xs, strategy=strategy, samples=16)
+    assert [r.name for r in good.results] == ["x", "params[0]", "params[1]", "params[2]"]
+    assert good.passed, str(good)
+    assert dict(good.not_checked)["layers"].startswith("sub-layers made anew by forward")
+    bad = check_layer(TimeStepsBroken(), xs, strategy=strategy, samples=16)
+    assert {r.name: r.verdict for r in bad.results}["params[1]"] == "FAIL", str(bad)
+    joined = check_layer(JoinedChildren(), xs, strategy=strategy, samples=16)
+    assert joined.passed and len(joined.results) == 7, str(joined)
+    broken = check_layer(JoinedChildren(TimeStepsBroken), xs, strategy=strategy, samples=16)
+    verdicts = {r.name: r.verdict for r in broken.results}
+    assert verdicts["params[1]"] == verdicts["params[4]"] == "FAIL", str(broken)
+
+
+def _cell_forward(x, h, Wx, Wh):
+    """CS231n's ``lstm_step_forward`` shape: several outputs, the cache last."""
+    a = x @ Wx + h @ Wh
+    nh, nc = np.tanh(a), a ** 2
+    return nh, nc, (x, h, Wx, Wh, a, nh)
+
+
+def _cell_backward(dnh, dnc, cache, wrong=1.0):
+    x, h, Wx, Wh, a, nh = cache
+    da = dnh * (1 - nh ** 2) + dnc * 2 * a
+    dWh = h.T @ da
+    dWh[0, 0] *= wrong
+    return da @ Wx.T, da @ Wh.T, x.T @ da, dWh
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_function_pair_with_several_outputs_and_the_cache_last(strategy):
+    rng = np.random.default_rng(7)
+    args = [rng.normal(size=s) for s in [(3, 4), (3, 2), (4, 2), (2, 2)]]
+    good = check_function(_cell_forward, _cell_backward, *args, strategy=strategy, samples=16)
+    assert good.passed and len(good.results) == 4, str(good)
+    bad = check_function(_cell_forward, lambda *a: _cell_backward(*a, wrong=1.01), *args,
+                         strategy=strategy, samples=16)
+    assert {r.name: r.verdict for r in bad.results}["Wh"] == "FAIL", str(bad)
+
+
+def test_a_loss_whose_backward_takes_no_argument():
+    class Loss:
+        def __init__(self, wrong=1.0):
+            self.wrong = wrong
+
+        def forward(self, x, t):
+            self.x, self.t = x, t
+            return 0.5 * float(np.sum((x - t) ** 2))
+
+        def backward(self):
+            dx = self.x - self.t
+            dx[0, 0] *= self.wrong
+            return dx
+
+    rng = np.random.default_rng(8)
+    x, t = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+    assert check_layer(Loss(), (x, t)).passed
+    assert check_layer(Loss(wrong=1.01), (x, t)).result("x").verdict == "FAIL"
+
+
+def test_a_function_returning_more_than_value_and_grads_is_told_what_is_expected():
+    from gradcheck.errors import LayerProtocolError
+
+    def loss_fun(x):  # karpathy's lossFun: loss, five gradients, the last hidden state
+        return float(np.sum(x ** 2)), 2 * x, None, None, None, None, x
+
+    with pytest.raises(LayerProtocolError, match="returned 7 values.*\\(value, grads\\)"):
+        check_function(loss_fun, None, np.ones((2, 2)))

@@ -259,7 +259,7 @@ class LayerAdapter:
         if self.accumulating:
             zero_buffers(self.layer, self.accumulating)
         try:
-            dx = layer_method(self.layer, "backward")(dout_copy)
+            dx = call_without_dout(layer_method(self.layer, "backward"), (dout_copy,))
         except GradCheckInputError:
             raise  # a toolkit wrapper's own protocol error (CallLayer)
         except (Exception, SystemExit) as exc:
@@ -291,6 +291,40 @@ class LayerAdapter:
                 f"backward() returned dx of dtype {dx.dtype}, expected a floating dtype "
                 f"(the input is {x_dtype})", layer=self.name, target="x")
         return dx, modified
+
+
+def call_without_dout(backward, douts):
+    """``backward(*douts)``, or ``backward()`` scaled by the one ``dout`` when it takes no
+    argument at all and the output is a scalar (``SoftmaxCrossEntropy.backward()``: a
+    terminal loss that knows its upstream gradient is 1; the check's ``dout`` is 1 but for
+    the sequence check's ``backward(2 * dout)``).
+
+    Parameters
+    ----------
+    backward : callable
+    douts : tuple of ndarray
+
+    Returns
+    -------
+    object
+        What ``backward`` returned (an ndarray or a tuple of them scaled).
+    """
+    if len(douts) != 1 or np.size(douts[0]) != 1 or not _takes_no_argument(backward):
+        return backward(*douts)
+    scale = np.asarray(douts[0]).reshape(-1)[0]
+    grads = backward()
+    if isinstance(grads, (tuple, list)):
+        return type(grads)(None if g is None else np.asarray(g) * scale for g in grads)
+    return None if grads is None else np.asarray(grads) * scale
+
+
+def _takes_no_argument(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return not any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                   for p in params)
 
 
 def _same_at_every_lookup(layer, name="forward"):

@@ -31,7 +31,7 @@ import numbers
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
-from gradcheck.protocol.adapter import FLAG_NAMES, flag_name
+from gradcheck.protocol.adapter import FLAG_NAMES, call_without_dout, flag_name
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
@@ -495,7 +495,7 @@ class CallLayer:
         :attr:`step_grads`."""
         backward = layer_method(self.layer, "backward")
         if self.lr is None and not self.optimizers:
-            grads = backward(*douts)
+            grads = call_without_dout(backward, douts)
             subtract_penalty(self.layer)
             return grads
         args, kwargs = douts, {}
@@ -646,10 +646,11 @@ class FunctionPair:
     Parameters
     ----------
     forward : callable
-        ``forward(*inputs) -> (out, cache)``, or ``-> out`` (no cache).
+        ``forward(*inputs) -> (out, cache)``, ``-> (out1, out2, ..., cache)`` (several
+        outputs, the cache last), or ``-> out`` (no cache).
     backward : callable or None
-        ``backward(dout, cache) -> grad`` or a tuple of gradients, one per
-        floating input; ``None``: ``forward`` returns ``(value, grads)`` itself
+        ``backward(dout, cache) -> grad`` (``backward(dout1, dout2, ..., cache)``
+        for several outputs) or a tuple of gradients, one per floating input; ``None``: ``forward`` returns ``(value, grads)`` itself
         (a loss such as ``softmax_loss(x, y) -> (loss, dx)``), the gradients of
         ``value`` (a scalar), scaled by ``dout``.
     """
@@ -671,6 +672,15 @@ class FunctionPair:
     def forward(self, *inputs):
         result = self.forward_fn(*inputs)
         if self.backward_fn is None:
+            if not (isinstance(result, tuple) and len(result) == 2):
+                got = (f"{len(result)} values" if isinstance(result, tuple)
+                       else type(result).__name__)
+                raise LayerProtocolError(
+                    f"forward returned {got}; without a backward function it must return "
+                    "(value, grads): the value (a loss) and its gradients, one per floating "
+                    "input (or a dict over model.params); parameters held as module globals "
+                    "are not inputs: pass them as inputs to check them",
+                    layer=getattr(self, "_gradcheck_name", None))
             value, self.cache = result
             if self.model is not None:
                 if not isinstance(self.cache, dict):
@@ -687,15 +697,18 @@ class FunctionPair:
                         "per key of model.params", layer=getattr(self, "_gradcheck_name", None),
                         target=f"layer.model.params[{missing[0]!r}]")
             return value
-        if isinstance(result, tuple) and len(result) == 2:
-            out, self.cache = result
-            return out
+        if isinstance(result, tuple) and len(result) >= 2:
+            # (out, cache), or several outputs and the cache last (CS231n's
+            # lstm_step_forward -> (next_h, next_c, cache)): backward(*douts, cache)
+            *outs, self.cache = result
+            return outs[0] if len(outs) == 1 else tuple(outs)
         self.cache = None
         return result
 
-    def backward(self, dout):
+    def backward(self, *douts):
         if self.backward_fn is not None:
-            return self.backward_fn(dout, self.cache)
+            return self.backward_fn(*douts, self.cache)
+        dout, = douts
         grads = self.cache
         scale = np.asarray(dout)
         if self.model is not None:  # the gradients of the loss over model.params, scaled

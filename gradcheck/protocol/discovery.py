@@ -66,6 +66,16 @@ _MISSING = object()
 _INPUT = "the input"
 _BACKWARD = "written by backward -> a gradient or a cache, not a parameter"
 _FORWARD = "written by forward -> state, not a parameter"
+_PER_CALL_LAYERS = ("sub-layers made anew by forward -> state (their parameters are this "
+                    "layer's own, their gradients added up by its backward)")
+
+
+def _holds_layers(value):
+    """Whether ``value`` is a layer or a list, tuple or dict holding one."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    return is_layer(value) or (isinstance(value, (list, tuple)) and any(
+        is_layer(v) for v in value))
 #: The not-checked reason of state (:func:`gradcheck.check` looks for it).
 STATE_REASON = _FORWARD
 _TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
@@ -420,6 +430,12 @@ class _Walk:
         for name, value in attrs.items():
             path = prefix + name
             if name in containers or name in grads or path in self.exclude:
+                continue
+            if (id(obj), name) in self.written and _holds_layers(value):
+                # made anew by every forward (the second book's TimeRNN: one RNN per time
+                # step over the layer's own arrays): per-call state, whose parameters are the
+                # layer's and whose gradients its backward adds up itself
+                self.skip(path, _PER_CALL_LAYERS)
                 continue
             if is_layer(value):
                 subs.append((value, path + "."))

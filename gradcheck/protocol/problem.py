@@ -290,14 +290,27 @@ class Problem:
                              for t in names)
 
     def _poison(self):
-        """Set every existing gradient to a NaN array; ``{param: poison array}``."""
+        """Set every existing gradient to NaN; ``{param: poison array}``.
+
+        A gradient array the layer holds is filled in place (the snapshot puts its values
+        back): an alias of it stays one (the second book's TimeBiLSTM keeps its two LSTMs'
+        gradient arrays in its own grads list, and they write into them). Otherwise the
+        gradient is rebound to a NaN array in the gradient's own shape (a keepdims
+        ``(1, D)`` buffer written in place).
+        """
         layer, poison = self.layer, {}
+        params = [get_attr(layer, q) for q in self.params]
         for p, g in self.params.items():
             value, current = get_attr(layer, p), get_attr(layer, g)
-            like = current if isinstance(current, np.ndarray) and current.dtype.kind == "f" \
-                and keepdims_of(current.shape, np.shape(value)) else value
-            # in the gradient's own shape (a keepdims (1, D) buffer written in place)
-            poison[p] = np.full(np.shape(like), np.nan, dtype=like.dtype)
+            held = isinstance(current, np.ndarray) and current.dtype.kind == "f" \
+                and keepdims_of(current.shape, np.shape(value))
+            if held and "+" not in g and current.flags.writeable \
+                    and not any(current is q for q in params):
+                current[...] = np.nan
+                poison[p] = current
+                continue
+            poison[p] = np.full(np.shape(current if held else value), np.nan,
+                                dtype=(current if held else value).dtype)
             try:
                 set_attr(layer, g, poison[p])
             except (TypeError, AttributeError):
