@@ -268,8 +268,9 @@ class LayerAdapter:
         if self.regularized:
             subtract_penalty(self.layer)
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)
-        if dx is None and isinstance(kept_input_gradient(self.layer), np.ndarray):
-            dx = kept_input_gradient(self.layer)  # kept in self.dinputs, None returned (NNFS)
+        kept = kept_input_gradient(self.layer) if dx is None else None
+        if isinstance(kept, np.ndarray):
+            dx = kept  # kept in self.dinputs, None returned (NNFS)
         if dx is None:
             raise LayerProtocolError(
                 "backward() returned None; it must return dx, the gradient with respect "

@@ -286,7 +286,8 @@ class CallLayer:
 
         results = tuple(replace(r, name=self.display(r.name)) for r in results)
         findings[:] = [self._renamed_finding(f) if f.target else f for f in findings]
-        hidden = set(self.names) | set(self.call_names) | ({"cache"} if isinstance(self.layer, FunctionPair) else set())
+        hidden = set(self.names) | set(self.call_names) | (
+            {"cache"} if isinstance(self.layer, FunctionPair) else set())
         not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
                                             if self.display(n) not in hidden
                                             and not n.startswith(("inputs[", "input_grads["))]
@@ -650,8 +651,8 @@ class FunctionPair:
         outputs, the cache last), or ``-> out`` (no cache).
     backward : callable or None
         ``backward(dout, cache) -> grad`` (``backward(dout1, dout2, ..., cache)``
-        for several outputs) or a tuple of gradients, one per floating input; ``None``: ``forward`` returns ``(value, grads)`` itself
-        (a loss such as ``softmax_loss(x, y) -> (loss, dx)``), the gradients of
+        for several outputs) or a tuple of gradients, one per floating input;
+        ``None``: ``forward`` returns ``(value, grads)`` itself (a loss such as ``softmax_loss(x, y) -> (loss, dx)``), the gradients of
         ``value`` (a scalar), scaled by ``dout``.
     """
 

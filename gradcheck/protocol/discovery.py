@@ -733,30 +733,17 @@ def _merge_views(layer, found):
             "view mapped back onto it)"))
 
 
-def accumulating_buffers(layer):
-    """Gradient paths of the accumulating convention, found before any call.
-
-    ``parameters``/``gradients`` dicts (numpy-ml) of the layer and its
-    sub-layers: ``backward`` adds into ``gradients[...]`` with ``+=`` and an
-    optimizer step calls ``flush_gradients()``. (numpy-ml's ``flush_gradients``
-    also clears the cached inputs, so the check zeroes the buffers itself.)
-
-    Returns
-    -------
-    list of str
-    """
+def _layer_tree(layer):
+    """``[(obj, prefix)]``: the layer and its sub-layers (attributes, and layers in lists,
+    tuples and dicts of them), each once, with the path prefix it is found under."""
     found, seen = [], set()
 
     def visit(obj, prefix):
         if id(obj) in seen or not hasattr(obj, "__dict__"):
             return
         seen.add(id(obj))
-        attrs = vars(obj)
-        grads = attrs.get("gradients")
-        if isinstance(attrs.get("parameters"), dict) and isinstance(grads, dict):
-            found.extend(f"{prefix}gradients[{k!r}]" for k, v in grads.items()
-                         if isinstance(v, np.ndarray))
-        for name, value in attrs.items():
+        found.append((obj, prefix))
+        for name, value in vars(obj).items():
             items = (value if isinstance(value, (list, tuple)) else
                      list(value.values()) if isinstance(value, dict) else [value])
             keys = (range(len(items)) if isinstance(value, (list, tuple)) else
@@ -769,28 +756,35 @@ def accumulating_buffers(layer):
     return found
 
 
+def _accumulating(obj):
+    """Whether ``obj`` holds numpy-ml's ``parameters``/``gradients`` dicts."""
+    attrs = vars(obj)
+    return isinstance(attrs.get("parameters"), dict) and isinstance(attrs.get("gradients"),
+                                                                    dict)
+
+
+def accumulating_buffers(layer):
+    """Gradient paths of the accumulating convention, found before any call.
+
+    ``parameters``/``gradients`` dicts (numpy-ml) of the layer and its
+    sub-layers: ``backward`` adds into ``gradients[...]`` with ``+=`` and an
+    optimizer step calls ``flush_gradients()``. (numpy-ml's ``flush_gradients``
+    also clears the cached inputs, so the check zeroes the buffers itself.)
+
+    Returns
+    -------
+    list of str
+    """
+    return [f"{prefix}gradients[{k!r}]" for obj, prefix in _layer_tree(layer)
+            if _accumulating(obj) for k, v in vars(obj)["gradients"].items()
+            if isinstance(v, np.ndarray)]
+
+
 def _accumulating_layers(layer):
     """The layer and its sub-layers of the accumulating convention (numpy-ml's
     ``LayerBase``: ``parameters``/``gradients`` dicts and a ``flush_gradients()``)."""
-    found, seen = [], set()
-
-    def visit(obj):
-        if id(obj) in seen or not hasattr(obj, "__dict__"):
-            return
-        seen.add(id(obj))
-        attrs = vars(obj)
-        if isinstance(attrs.get("parameters"), dict) and isinstance(attrs.get("gradients"), dict) \
-                and callable(getattr(obj, "flush_gradients", None)):
-            found.append(obj)
-        for value in attrs.values():
-            items = value if isinstance(value, (list, tuple)) else \
-                list(value.values()) if isinstance(value, dict) else [value]
-            for v in items:
-                if is_layer(v):
-                    visit(v)
-
-    visit(layer)
-    return found
+    return [obj for obj, _ in _layer_tree(layer)
+            if _accumulating(obj) and callable(getattr(obj, "flush_gradients", None))]
 
 
 def flush_accumulated(layer):
@@ -802,14 +796,12 @@ def flush_accumulated(layer):
     returns one gradient per kept input, a list), the derived variables and
     the gradients. The check flushes where a training step would: before it
     starts, after the forward that creates the parameters, and between the
-    sequence check's two calls.
+    sequence check's two calls; and only when the layers hold inputs of
+    earlier forward calls (``self.X``): a layer that holds none is left as it is.
 
     Parameters
     ----------
     layer : object
-
-    Only when they hold inputs of earlier forward calls (``self.X``): a layer
-    that holds none is left as it is.
 
     Returns
     -------
