@@ -1330,19 +1330,6 @@ def test_mlfs_optimizers_in_a_list_or_updated_on_a_copy_are_read(how):
     assert check_layer(make(MLFSDenseBroken), X).result("W").verdict == "FAIL"
 
 
-def test_the_title_of_an_integer_input_names_its_dtype():
-    from gradcheck.render import title
-
-    class Scale:
-        def forward(self, x):
-            return 2.0 * x
-
-        def backward(self, dout):
-            return 2.0 * dout
-
-    assert " int64 as float64 " in title(check_layer(Scale(), np.arange(12).reshape(4, 3)))
-
-
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_sub_layers_made_by_every_forward_are_state_not_tied_copies(strategy):
     """The second book's TimeRNN and TimeBiLSTM: per-step sub-layers over the layer's own

@@ -258,21 +258,29 @@ def test_the_title_names_the_input_dtype_and_the_dtype_checked_in():
     assert " float64 train" in title(check_layer(Dense(), x))
 
 
+class _Scale:
+    """``2 x``, no train/eval switch."""
+
+    def forward(self, x):
+        return 2.0 * x
+
+    def backward(self, dout):
+        return 2.0 * dout
+
+
+def test_the_title_of_an_integer_input_names_its_dtype():
+    from gradcheck.render import title
+
+    assert " int64 as float64 " in title(check_layer(_Scale(), np.arange(12).reshape(4, 3)))
+
+
 def test_the_title_of_a_layer_checked_in_its_one_mode_does_not_say_eval():
     """``train_flg=False`` asked of a layer with no train/eval switch: the title says
     ``one-mode`` (the warning says why), not ``eval``."""
-    from gradcheck import check_layer
     from gradcheck.render import title
 
-    class Scale:
-        def forward(self, x):
-            return 2.0 * x
-
-        def backward(self, dout):
-            return 2.0 * dout
-
     x = np.random.default_rng(1).normal(size=(3, 4))
-    report = check_layer(Scale(), x, train_flg=False)
+    report = check_layer(_Scale(), x, train_flg=False)
     assert " one-mode: PASS" in title(report) and report.mode == "one-mode"
     assert "mode-switch" in {f.kind for f in report.findings}
-    assert title(check_layer(Scale(), x)).endswith("train: PASS")
+    assert title(check_layer(_Scale(), x)).endswith("train: PASS")
