@@ -1405,3 +1405,23 @@ def test_a_function_returning_more_than_value_and_grads_is_told_what_is_expected
 
     with pytest.raises(LayerProtocolError, match="returned 7 values.*\\(value, grads\\)"):
         check_function(loss_fun, None, np.ones((2, 2)))
+
+
+def test_a_list_slot_rebound_by_backward_is_a_note_writing_into_it_is_not():
+    """``self.grads[0] = dW`` (where the second book writes ``grads[0][...] = dW``): the
+    gradient is right, so it PASSes, but a model that gathered the lists once would keep the
+    old array; the report says so for that slot only. Written in place: no note."""
+    from conventions_layers import ListAffine
+
+    class Rebinding(ListAffine):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.grads[0] = self.grads[0].copy()  # a new array in the slot
+            return dx
+
+    report = check_layer(Rebinding(), X)
+    assert report.passed, str(report)
+    notes = [f for f in report.findings if f.kind == "gradient-rebound"]
+    assert [f.target for f in notes] == ["params[0]"] and not notes[0].failure
+    assert "grads[0][...] = " in notes[0].message and "grads[0][...] = " in str(report)
+    assert not any(f.kind == "gradient-rebound" for f in check_layer(ListAffine(), X).findings)

@@ -14,6 +14,7 @@ things only, whatever convention the layer follows:
 * ``vjp(u)``: the analytic gradients of ``sum(out * u)`` for every target.
 """
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -299,6 +300,7 @@ class Problem:
         ``(1, D)`` buffer written in place).
         """
         layer, poison = self.layer, {}
+        self._held_grads = {}  # {param: the gradient array the layer held before the call}
         params = [get_attr(layer, q) for q in self.params]
         for p, g in self.params.items():
             value, current = get_attr(layer, p), get_attr(layer, g)
@@ -308,6 +310,7 @@ class Problem:
                     and not any(current is q for q in params):
                 current[...] = np.nan
                 poison[p] = current
+                self._held_grads[p] = current
                 continue
             poison[p] = np.full(np.shape(current if held else value), np.nan,
                                 dtype=(current if held else value).dtype)
@@ -329,10 +332,30 @@ class Problem:
                     f"backward() did not refresh {g}: it still holds the value from before "
                     "this call (stale from an earlier call, or accumulated into with +=)",
                     layer=self.name, target=p)
+            self._note_rebound_slot(p, g, grad)
             grad = get_grad(layer, g, p)
             self._check_grad(p, g, get_attr(layer, p), grad, "after the second backward()")
             self.analytic[p] = np.array(grad, dtype=np.float64)
         return dx2, modified
+
+    def _note_rebound_slot(self, p, g, grad):
+        """``gradient-rebound``: forward/backward put a new array in a list slot (``grads[0] =
+        dW``) where the layer held one (the second book writes ``grads[0][...] = dW``).
+
+        The gradient is right, but a model that gathered its layers' lists once (``self.grads
+        += layer.grads``, every model of the second book) keeps the old array: its optimizer
+        never sees this gradient. A note, not a failure (a model may gather them anew).
+        """
+        held = self._held_grads.get(p)
+        if held is None or grad is held or not re.fullmatch(r".*\[\d+\]", g):
+            return
+        container = get_attr(self.layer, g[: g.rindex("[")])
+        if isinstance(container, list):
+            self.findings.append(Finding("gradient-rebound", False, (
+                f"forward/backward replace the array in {g} ({g} = ...) instead of writing "
+                f"into it ({g}[...] = ...): the gradient is right, but a model that gathered "
+                "its layers' grads lists once (the second book's self.grads += layer.grads) "
+                "still holds the old array, so its optimizer would not see this gradient"), p))
 
     def _self_checks(self, dx1, grads1, dout_modified):
         for p, g in self.params.items():
