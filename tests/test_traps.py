@@ -217,7 +217,7 @@ def test_forward_that_modifies_x_fails_as_its_own_finding():
     x = X.copy()
     report = check_layer(InPlace(), x)
     assert not report.passed
-    assert any("modifies its input x" in m for m in report.failures)
+    assert any("modifies its input 'x'" in m for m in report.failures)
     assert all(r.passed for r in report.results)  # not a gradient mismatch
     assert np.array_equal(x, X)
 
@@ -243,8 +243,41 @@ def test_forward_that_modifies_x_and_keeps_it_fails_only_as_its_own_finding():
     before = x.copy()
     report = check_layer(InPlaceRelu(), x)
     assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "W": "PASS"}, str(report)
-    assert any("modifies its input x" in m for m in report.failures)
+    assert any("modifies its input 'x'" in m for m in report.failures)
     assert np.array_equal(x, before)
+
+
+def test_forward_that_modifies_a_parameter_or_a_list_member_names_it():
+    """A forward that moves its own weight in place, or a member of a list input (numpy-ml's
+    ``forward(X)``), fails as its own finding naming that array (was: "a parameter array",
+    and "its input x" for the list's first member)."""
+    class Drifting(Scale):
+        def forward(self, x, train_flg=True):
+            self.w += 1e-3  # an "update" inside forward
+            return super().forward(x, train_flg)
+
+    report = check_layer(Drifting(), X)
+    found = [f for f in report.findings if f.kind == "forward-modifies-parameter"]
+    assert found and found[0].failure and found[0].target == "w" and "'w'" in found[0].message
+
+    class AddInPlace:
+        def __init__(self, member):
+            self.member = member
+
+        def forward(self, X):
+            X[self.member] += 1e-3
+            return X[0] + X[1]
+
+        def backward(self, dY):
+            return [dY, dY]
+
+    for member in (0, 1):
+        a, b = X.copy(), 2.0 * X
+        report = check_layer(AddInPlace(member), [a, b])
+        assert not report.passed
+        assert any(f"'X[{member}]'" in m and "in place" in m for m in report.failures), \
+            report.failures
+        assert np.array_equal(a, X) and np.array_equal(b, 2.0 * X)
 
 
 def test_forward_returning_a_view_of_its_input():

@@ -372,7 +372,7 @@ class Problem:
         if self.fresh_x:
             self.findings.append(Finding(
                 "forward-modifies-input", True,
-                "forward() modifies its input x in place; the caller's array would change "
+                "forward() modifies its input 'x' in place; the caller's array would change "
                 "(the check gave it a fresh copy per call)", "x"))
         for t, first in [("x", dx1)] + list(grads1.items()):
             if not _close(first, self.analytic[t], self.nondet_tol):
@@ -382,10 +382,13 @@ class Problem:
                     f"{t!r} (max difference {np.max(np.abs(first - self.analytic[t])):.3g} > "
                     f"nondet_tol = {self.nondet_tol:g})", t))
         for s in self.dirty:
-            if s.kind == "array" and any(s.obj is get_attr(self.layer, p) for p in self.params):
+            changed = [p for p in self.params if s.kind == "array"
+                       and s.obj is get_attr(self.layer, p)]
+            if changed:
                 self.findings.append(Finding(
                     "forward-modifies-parameter", True,
-                    "forward() modifies a parameter array in place"))
+                    f"forward() modifies {changed[0]!r} in place: every call moves the point "
+                    "the gradient is checked at (the caller's array would change)", changed[0]))
 
     def _check_grad(self, p, g, value, grad, when):
         if isinstance(grad, (float, np.floating)) and not isinstance(grad, bool) \
