@@ -261,6 +261,60 @@ def test_a_coupling_the_probes_may_miss_never_gives_a_false_pass(layer_cls, seed
     assert not dishonest.passed and dishonest.results[0].verdict == "FAIL", str(dishonest)
 
 
+class MisroutedLeak(RowLeak):
+    """:class:`RowLeak` whose backward adds the coupling's gradient to the wrong element:
+    ``dx[dst] += c dout[dst]`` where it belongs to ``dx[src]``. When the probes miss the
+    coupling, the grouped differences attribute it exactly as this bug does (``+e`` at one
+    element, ``-e`` at the other): only the projections can see it, and a ±1 direction with
+    equal signs at the two elements cannot (half the time)."""
+
+    def backward(self, dout):
+        dx = dout * (1.0 - self.t ** 2)
+        dx[self.dst] += self.c * dout[self.dst]
+        return dx
+
+
+class DifferenceFeature:
+    """``tanh(x)`` plus ``0.7 (x[0, b] - x[0, c])`` in output ``(0, a)``, a term backward
+    forgets (``honest=False``): the grouped pass moves ``b`` and ``c`` by the same step, so
+    the term never changes there."""
+
+    def __init__(self, a=8, b=9, c=10, honest=True):
+        self.a, self.b, self.c, self.honest = a, b, c, honest
+
+    def forward(self, x):
+        self.t = np.tanh(x)
+        out = self.t.copy()
+        out[0, self.a] += 0.7 * (x[0, self.b] - x[0, self.c])
+        return out
+
+    def backward(self, dout):
+        dx = dout * (1.0 - self.t ** 2)
+        if self.honest:
+            dx[0, self.b] += 0.7 * dout[0, self.a]
+            dx[0, self.c] -= 0.7 * dout[0, self.a]
+        return dx
+
+
+def test_a_contribution_misattributed_between_two_elements_never_passes():
+    """Every placement of a misrouted coupling between two rows of a (4, 8) input (96): the
+    default check FAILs each (21 PASSed with ±1 projections alone: the one projection
+    backing a single-group PASS cancels the pair when its signs agree)."""
+    x = np.random.default_rng(0).normal(size=(4, 8)) * 0.5
+    passed = [(src, dst) for src in np.ndindex(4, 8) for k in (1, 2, 3)
+              for dst in [((src[0] + k) % 4, src[1])]
+              if check_layer(MisroutedLeak(src, dst), x, sequence=False).passed]
+    assert not passed
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_forgotten_term_in_a_difference_of_two_elements_never_passes(seed):
+    x = np.random.default_rng(0).normal(size=(1, 32)) * 0.5
+    assert check_layer(DifferenceFeature(), x, seed=seed, sequence=False).passed
+    report = check_layer(DifferenceFeature(honest=False), x, seed=seed, sequence=False)
+    assert not report.passed and report.results[0].verdict == "FAIL", str(report)
+
+
 @pytest.mark.parametrize("k", [4, 8, 11, 12, 13, 14, 15, 16, 17])
 def test_a_forward_that_changes_structure_between_calls_never_passes(k):
     # the check makes 19 forward calls: the 4 analytic ones, then the numerical ones

@@ -25,8 +25,9 @@ The guarantee. A grouped PASS is reported only when all of these hold:
    at the element's own step (to within its tolerance): the perturbations are
    the same, so a disagreement means the structure is wrong;
 4. every grouped value, or its black-box refinement, is within tolerance;
-5. ``k`` random ±1 projections of the whole target (:mod:`gradcheck.engine.
-   projection`; ``k`` = :data:`SINGLE_GROUP_PROJECTIONS` for a target checked
+5. ``k`` random projections of the whole target (:mod:`gradcheck.engine.
+   projection`, each entry a random sign times a random magnitude in [1/2, 1];
+   ``k`` = :data:`SINGLE_GROUP_PROJECTIONS` for a target checked
    in one group, else from :data:`MIN_PROJECTIONS` to
    :data:`MAX_PROJECTIONS`) agree with the analytic gradient, black-box
    along the direction (no structure assumed): they PASS, or are
@@ -40,7 +41,11 @@ missed only if the structure assumption is wrong in a way 1-3 do not see
 *and* the misattribution it causes mimics the backward error element by
 element *and* the projections miss it (a single wrong element above the
 projections' resolution is caught by every projection; several wrong
-elements are missed with probability at most ``2**-k``). A grouped FAIL is
+elements are missed with probability at most ``2**-k``). A wrong structure
+misattributes a contribution between two elements of a group (``+e`` at one,
+``-e`` at the other); with ±1 entries alone a projection cancels that whenever
+the two signs agree (1/2), with random magnitudes only when the magnitudes
+nearly agree too (about ``2 * resolution / |e|``). A grouped FAIL is
 the black-box refinement's: the elements reported wrong were recomputed one
 at a time.
 
@@ -275,7 +280,8 @@ def _second_line(problem, target, opts, policy, s):
     groups = len(s.structure.groups)
     k = SINGLE_GROUP_PROJECTIONS if groups == 1 else int(np.clip(
         groups // 16, MIN_PROJECTIONS, MAX_PROJECTIONS))
-    comp = directional(problem, target, opts, problem.dout, problem.analytic, s, count=k)
+    comp = directional(problem, target, opts, problem.dout, problem.analytic, s, count=k,
+                       spread=True)
     res = decide(comp, policy, [])
     if res.verdict == "PASS" or (res.verdict == "INCONCLUSIVE" and not res.vacuous and not
                                  res.excluded and res.relative_resolution > policy.min_resolution):

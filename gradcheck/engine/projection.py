@@ -69,25 +69,36 @@ def comparisons(problem, opts, strategy):
         yield target, _compare(problem, target, opts, probes)
 
 
-def directional(problem, target, opts, u, grads, setup, count=1):
+def directional(problem, target, opts, u, grads, setup, count=1, spread=False):
     """The :class:`Comparison` of ``count`` probes along random ±1 directions, upstream ``u``.
 
     ``setup`` brings the target's measured noise and steps (of the main check), so
     each probe costs two forward calls until it fails (then it is refined and its
     wrong elements located, as any projection). The sequence check's second call
     is verified this way, and the grouped strategy backs a PASS with a few.
+
+    With ``spread``, every entry of a direction also gets a random magnitude in
+    ``[1/2, 1]`` (the grouped strategy's second line): errors that cancel along
+    every ±1 direction with equal signs -- a contribution attributed to the wrong
+    one of two elements (``+e`` at one, ``-e`` at the other), a term that depends
+    only on the difference of two elements -- then cancel only when the two
+    magnitudes nearly agree (probability about ``2 * resolution / |e|`` a probe,
+    against 1/2 with ±1 entries), for a resolution at most twice as coarse (the
+    smallest magnitude is in the stated one).
     """
-    return _compare(problem, target, opts, [(u, grads)] * count, setup=setup)
+    return _compare(problem, target, opts, [(u, grads)] * count, setup=setup, spread=spread)
 
 
 class _Directional:
     """Directional differences of one target, with their analytic counterparts."""
 
-    def __init__(self, problem, setup, probes, seed):
+    def __init__(self, problem, setup, probes, seed, spread=False):
         self.problem, self.s, self.probes = problem, setup, probes
         arr = setup.arr
         rng = np.random.default_rng([seed, 3, zlib.crc32(setup.target.name.encode())])
         self.v = rng.choice([-1.0, 1.0], size=(len(probes),) + arr.shape)
+        if spread:  # random magnitudes in [1/2, 1] (see :func:`directional`)
+            self.v *= rng.uniform(0.5, 1.0, size=self.v.shape)
         self.h = setup.steps.reshape(arr.shape)
         base = scaled_norm(problem.out0.astype(np.float64) * problem.dout)
         self.level = [setup.noise.level * (scaled_norm(problem.out0.astype(np.float64) * u)
@@ -218,9 +229,9 @@ class _ProbeRefiner:
                 float(r.step[0]), kinks, [], ana_masked)
 
 
-def _compare(problem, target, opts, probes, setup=None):
+def _compare(problem, target, opts, probes, setup=None, spread=False):
     s = setup or prepare(problem, target, opts)
-    d = _Directional(problem, s, probes, opts.seed)
+    d = _Directional(problem, s, probes, opts.seed, spread)
     k = len(probes)
     num, ana, est = (np.array(v) for v in zip(*(d.value(p) for p in range(k))))
     rounding = np.array([s.method.gain * d.level[p] for p in range(k)])
@@ -228,8 +239,8 @@ def _compare(problem, target, opts, probes, setup=None):
     tau = s.tuning.relative(g)
     # the analytic gradient's own rounding (a float32 cast in backward), along a direction
     # scaled by the steps: independent per element, so its norm times the steps' norm
-    floor = analytic_floor(problem.analytic_noise()[target.name], g, g) * float(
-        np.sqrt(np.sum(np.square(s.steps))))
+    floor = analytic_floor(problem.analytic_noise()[target.name], g, g) * rms(s.steps) * float(
+        np.sqrt(s.steps.size))
     rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates,
                       floor=floor)
     d.rule = rule
@@ -239,12 +250,16 @@ def _compare(problem, target, opts, probes, setup=None):
         rounding=rounding, estimate=est, rule=rule, own_rule=own, skipped=np.zeros(k, bool),
         steps=s.steps, index=lambda r: (int(r),), noise=s.noise,
         refiner=_ProbeRefiner(problem, s, d),
-        resolution_factor=1.0 / float(np.min(s.steps)), shared_items=True,
+        resolution_factor=1.0 / (float(np.min(s.steps)) * float(np.min(np.abs(d.v),
+                                                                        initial=1.0))),
+        shared_items=True,
         refined_rounding=REFINED_GAIN * np.array([d.level[p] for p in range(k)]),
         gradient_scale=rms(num) / (np.sqrt(num.size and s.steps.size) * rms(s.steps)),
-        reason=(s.reason() + f"; {k} probes along random ±1 directions scaled by the element "
-                f"steps: a single wrong element above the resolution is caught by every "
-                f"probe, several wrong elements are missed with probability <= 2^-{k}"))
+        reason=(s.reason() + f"; {k} probes along random ±1 directions "
+                + ("with random magnitudes in [1/2, 1] " if spread else "")
+                + "scaled by the element steps: a single wrong element above the resolution "
+                f"is caught by every probe, several wrong elements are missed with "
+                f"probability <= 2^-{k}"))
     return comp
 
 
