@@ -292,6 +292,33 @@ def test_loss_whose_backward_ignores_dout_passes_with_a_note():
     assert dict(report.not_checked)["t"].startswith("not differentiated: integer")
 
 
+def test_a_one_input_loss_whose_backward_ignores_dout_passes_with_the_same_note():
+    """The labels held by the layer, ``forward(y)`` alone: the scalar output gets ``dout =
+    1`` as with the labels passed in (it drew a random dout and FAILed the correct loss)."""
+    t = np.random.default_rng(7).normal(size=X.shape)
+
+    class MSELoss:
+        def __init__(self, target):
+            self.target = target
+
+        def forward(self, y):
+            self.y = y
+            return 0.5 * np.mean((y - self.target) ** 2)
+
+        def backward(self, dout=1):
+            return (self.y - self.target) / self.y.size
+
+    report = check_layer(MSELoss(t), X)
+    assert report.passed, str(report)
+    assert "scalar-output" in {f.kind for f in report.findings}
+
+    class Wrong(MSELoss):
+        def backward(self, dout=1):
+            return 1.001 * super().backward(dout)
+
+    assert not check_layer(Wrong(t), X).passed
+
+
 def test_integer_indices_are_not_cast_and_the_report_says_so():
     from conventions_layers import Embedding
 

@@ -486,3 +486,22 @@ def test_book_style_params_and_grads_dicts_are_discovered():
     assert not report.result("params['b1']").passed and report.result("params['W1']").passed
     explicit = check_layer(TwoLayerNetLike(), X, params={"params['W1']": "grads['W1']"})
     assert [r.name for r in explicit.results] == ["x", "params['W1']"]
+
+
+def test_a_0d_input_whose_backward_returns_a_numpy_scalar_is_checked():
+    """``dout * (1 - y**2)`` on 0-d arrays is an ``np.float64``, not an ndarray: an ordinary
+    layer (it was refused as a protocol error)."""
+    class Tanh:
+        def forward(self, x):
+            self.y = np.tanh(x)
+            return self.y
+
+        def backward(self, dout):
+            return dout * (1 - self.y ** 2)
+
+    class Wrong(Tanh):
+        def backward(self, dout):
+            return 1.001 * super().backward(dout)
+
+    assert check_layer(Tanh(), np.array(0.3)).passed
+    assert not check_layer(Wrong(), np.array(0.3)).passed

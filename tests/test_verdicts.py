@@ -446,3 +446,53 @@ def test_elements_judged_only_coarsely_are_listed_and_the_resolution_holds_for_t
     layer0.backward = wrong
     bad = check_layer(net, x, method="central4", wrt=["x"], sequence=False)
     assert bad.result("x").verdict == "FAIL", (index, str(bad))
+
+
+class _OffsetTanh:
+    """``tanh`` whose backward adds a constant to every element of dx (``+ offset``)."""
+
+    def __init__(self, offset):
+        self.offset = offset
+
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, dout):
+        return dout * (1 - self.y ** 2) + self.offset
+
+
+@pytest.mark.parametrize("offset", [1e-2, 1e-5])
+def test_a_constant_offset_in_dx_fails_and_is_not_taken_for_rounding(offset):
+    """``backward(c dout) / c - backward(dout)`` is then the same value in every element:
+    not rounding (which has mean zero), so no "lower precision" tolerance; it was
+    INCONCLUSIVE with a float32-cast note (and passed with inconclusive="pass")."""
+    x = np.random.default_rng(19).normal(size=(4, 8))
+    report = check_layer(_OffsetTanh(offset), x, inconclusive="pass")
+    assert not report.passed and report.results[0].verdict == "FAIL", str(report)
+    assert not any(f.kind == "analytic-precision" for f in report.findings)
+
+
+def test_a_check_at_1e300_emits_no_overflow_warning():
+    """x ~ 1e300, W ~ 1e-300: dW ~ 1e300; the check's own statistics are scaled (its
+    squares overflowed with RuntimeWarnings, an error under -W error)."""
+    import warnings
+
+    class Lin:
+        def __init__(self, W):
+            self.W = W
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T
+
+    rng = np.random.default_rng(5)
+    x, W = rng.normal(size=(6, 7)) * 1e300, rng.normal(size=(7, 5)) * 1e-300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = check_layer(Lin(W), x)
+    assert report.passed, str(report)

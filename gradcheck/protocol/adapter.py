@@ -271,6 +271,9 @@ class LayerAdapter:
         kept = kept_input_gradient(self.layer) if dx is None else None
         if isinstance(kept, np.ndarray):
             dx = kept  # kept in self.dinputs, None returned (NNFS)
+        if isinstance(dx, (np.floating, float)) and not isinstance(dx, bool) \
+                and tuple(x_shape) == ():
+            dx = np.asarray(dx)  # numpy arithmetic on a 0-d array returns a scalar
         if dx is None:
             raise LayerProtocolError(
                 "backward() returned None; it must return dx, the gradient with respect "

@@ -755,10 +755,10 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
 
     One forward call (on a snapshot) tells the outputs: a tuple ``dout`` is packed
     (one array per output, :meth:`CallLayer.pack`); with no ``dout``, a scalar
-    output (a loss) gets ``dout = 1`` -- the upstream gradient of a terminal loss,
-    which a backward that ignores ``dout`` assumes -- and the others ``None`` (a
-    seeded standard normal later). Outputs ``backward`` takes no upstream gradient
-    for (:meth:`CallLayer.douts_taken`) are not part of the check: a note says so.
+    output (a loss) gets ``dout = 1`` from the check as any layer's does
+    (:class:`gradcheck.protocol.problem.Problem`), the others a seeded standard
+    normal. Outputs ``backward`` takes no upstream gradient for
+    (:meth:`CallLayer.douts_taken`) are not part of the check: a note says so.
 
     Returns
     -------
@@ -769,7 +769,7 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
 
     snapshot = StateSnapshot(call)
     try:
-        out = adapter.forward(xw.copy())
+        adapter.forward(xw.copy())  # tells the outputs (call.out_shapes)
         shapes, dropped = call.out_shapes, call.dropped_outputs
     finally:
         snapshot.restore_all()
@@ -777,12 +777,6 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
         if dropped and shapes is not None and len(dout) == len(shapes) + len(dropped):
             dout = tuple(dout)[:len(shapes)]  # backward takes no gradient for the others
         return call.pack(dout, shapes)
-    if dout is None and shapes is None and out.size == 1:
-        findings.append(Finding(
-            "scalar-output", False,
-            "forward returns a scalar (a loss): checked with dout = 1, the upstream gradient "
-            "of a terminal loss (a backward that ignores dout is right only there)"))
-        return np.ones(out.shape, dtype=out.dtype)
     if dropped:
         rest = ", ".join(f"output {i} {shape}" for i, shape in dropped)
         findings.append(Finding("outputs-without-gradient", False, (

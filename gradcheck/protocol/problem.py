@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradcheck.engine.tolerances import rms
 from gradcheck.protocol.adapter import (discover_params, get_attr, get_grad, keepdims_of,
                                         set_attr)
 from gradcheck.protocol.state import _bitwise_equal
@@ -92,15 +93,16 @@ def _uncorrelated(a, b):
     than 4 elements)."""
     if a.size < 4:
         return None
+    ma, mb = float(np.max(np.abs(a))), float(np.max(np.abs(b)))
+    if ma == 0 or mb == 0:
+        return bool(ma == mb == 0)  # exactly equal roundings: linear and exact
+    a, b = a / ma, b / mb  # scaled: no overflow of the squares at 1e300
     ra, rb = float(np.sqrt(np.mean(a * a))), float(np.sqrt(np.mean(b * b)))
-    if ra == 0 or rb == 0:
-        return bool(ra == rb == 0)  # exactly equal roundings: linear and exact
-    if max(ra, rb) > 8.0 * min(ra, rb):
+    if max(ra * ma, rb * mb) > 8.0 * min(ra * ma, rb * mb):
         return False
-    sa, sb = float(np.std(a)), float(np.std(b))
-    if sa == 0 or sb == 0:
-        return True
-    corr = abs(float(np.mean((a - a.mean()) * (b - b.mean())))) / (sa * sb)
+    # not centred: rounding has mean zero, so an offset common to every element (backward
+    # adding a constant: e (1/c - 1) in each) is as correlated as a proportional pattern
+    corr = abs(float(np.mean(a * b))) / (ra * rb)
     return bool(corr < (0.9 if a.size >= 16 else 0.99))
 
 
@@ -217,7 +219,14 @@ class Problem:
                     "produced NaN or inf", layer=self.name, target=culprits[0])
             raise LayerCallError("forward() produced NaN or inf on the unperturbed input",
                                  layer=self.name)
-        if dout is None:
+        if dout is None and out0.size == 1:
+            self.findings.append(Finding(
+                "scalar-output", False,
+                "forward returns a scalar (a loss): checked with dout = 1, the upstream "
+                "gradient of a terminal loss (a backward that ignores dout is right only "
+                "there)"))
+            dout = np.ones(out0.shape, dtype=out0.dtype)
+        elif dout is None:
             dout = default_dout(self.seed, out0.shape, out0.dtype)
         elif dout.shape != out0.shape:
             raise GradCheckInputError(
@@ -460,7 +469,7 @@ class Problem:
                 if not (np.isfinite(a).all() and np.isfinite(b).all()):
                     noise[name] = (float("inf"), False)
                     continue
-                level = float(np.sqrt((np.mean(a * a) + np.mean(b * b)) / 2.0))
+                level = float(np.hypot(rms(a), rms(b)) / np.sqrt(2.0))
                 noise[name] = (level, _uncorrelated(a, b))
             self._analytic_noise = noise
         return self._analytic_noise
