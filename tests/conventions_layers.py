@@ -721,6 +721,67 @@ class MLFSNetwork:
         return accum_grad
 
 
+# -- CMU 11-785's mytorch: dLdW / dLdb -------------------------------------------------------
+class CMULinear:
+    """``forward(A)``, ``backward(dLdZ) -> dLdA``, gradients ``dLdW``, ``dLdb``; ``W`` is
+    (out, in), ``b`` (out, 1)."""
+
+    def __init__(self, D=3, H=2):
+        self.W, self.b = _w(H, D), _w(H, 1)
+
+    def forward(self, A):
+        self.A, self.Ones = A, np.ones((A.shape[0], 1))
+        return A @ self.W.T + self.Ones @ self.b.T
+
+    def backward(self, dLdZ):
+        self.dLdW = self.wrong(dLdZ.T @ self.A)
+        self.dLdb = dLdZ.T @ self.Ones
+        return dLdZ @ self.W
+
+    def wrong(self, dW):
+        return dW
+
+
+class CMULinearBroken(CMULinear):
+    def wrong(self, dW):
+        return dW * (1 + 1e-3)
+
+
+# -- parameter objects (dlcourse.ai, UW CSE 599): W.value / W.grad, += ----------------------
+class Param:
+    """A parameter object: ``value`` and ``grad`` (zeroed by the model, added to by backward)."""
+
+    def __init__(self, value):
+        self.value, self.grad = value, np.zeros_like(value)
+
+
+class ParamObjectDense:
+    """``self.W = Param(W)``; backward adds into ``self.W.grad`` and ``self.B.grad``."""
+
+    def __init__(self, D=3, H=2):
+        self.W, self.B = Param(_w(D, H)), Param(_w(1, H))
+
+    def forward(self, X):
+        self.X = X
+        return X @ self.W.value + self.B.value
+
+    def backward(self, d_out):
+        self.W.grad += self.X.T @ d_out
+        self.B.grad += self.wrong(np.sum(d_out, axis=0, keepdims=True))
+        return d_out @ self.W.value.T
+
+    def params(self):
+        return {"W": self.W, "B": self.B}
+
+    def wrong(self, dB):
+        return dB
+
+
+class ParamObjectDenseBroken(ParamObjectDense):
+    def wrong(self, dB):
+        return dB * (1 + 1e-3)
+
+
 #: convention -> (correct, broken, failing target, all targets)
 CASES = {
     "tied-transpose": (TiedTranspose, TiedTransposeBroken, "W", ["x", "W"]),
@@ -751,6 +812,9 @@ CASES = {
                    ["x", "blocks.0.W", "blocks.0.b", "blocks.2.W", "blocks.2.b",
                     "heads.out.W", "heads.out.b", "final.W", "final.b"]),
     "state-beside-gradient": (RecurrentStep, RecurrentStepBroken, "b", ["x", "Wx", "b"]),
+    "dLd-names": (CMULinear, CMULinearBroken, "W", ["x", "W", "b"]),
+    "param-objects": (ParamObjectDense, ParamObjectDenseBroken, "B.value",
+                      ["x", "W.value", "B.value"]),
 }
 
 

@@ -946,6 +946,48 @@ def test_a_mode_held_as_an_attribute_is_set_for_the_check_and_put_back():
     assert check_layer(wrong, x).passed  # train mode is right
 
 
+class _EvalSwitch:
+    """``forward(x, eval=False)`` (CMU 11-785): eval mode scales by 0.5, train mode by 2;
+    ``eval_scale`` is what the eval-mode backward uses."""
+
+    def __init__(self, eval_scale=0.5):
+        self.eval_scale = eval_scale
+
+    def forward(self, x, eval=False):
+        self.eval_ = eval
+        return (0.5 if eval else 2.0) * x
+
+    def backward(self, dout):
+        return (self.eval_scale if self.eval_ else 2.0) * dout
+
+
+def test_a_switch_named_the_other_way_round_is_given_not_train_flg():
+    """``forward(x, eval=False)``, ``deterministic=...``, a held ``self.is_test``: eval mode
+    reaches the eval branch (it was given eval=True in train mode and the reverse)."""
+    x = np.random.default_rng(2).normal(size=(3, 4))
+    assert check_layer(_EvalSwitch(), x, train_flg=False).passed
+    assert check_layer(_EvalSwitch(), x).passed
+    wrong = _EvalSwitch(eval_scale=0.6)
+    assert not check_layer(wrong, x, train_flg=False).passed and check_layer(wrong, x).passed
+
+    class Deterministic(_EvalSwitch):
+        def forward(self, x, *, deterministic=False):
+            return super().forward(x, deterministic)
+
+    assert not check_layer(Deterministic(eval_scale=0.6), x, train_flg=False).passed
+
+    class HeldIsTest(_EvalSwitch):
+        is_test = False
+
+        def forward(self, x):
+            return super().forward(x, self.is_test)
+
+    layer = HeldIsTest(eval_scale=0.6)
+    report = check_layer(layer, x, train_flg=False)
+    assert not report.passed and layer.is_test is False
+    assert any("`is_test`, set to True" in f.message for f in report.findings)
+
+
 def test_eval_mode_asked_of_a_layer_without_a_switch_is_a_warning():
     class ModeParam:  # CS231n style: forward(x, mode='train') is not a train_flg
         def forward(self, x, mode="train"):

@@ -27,12 +27,24 @@ def layer_name(layer):
 #: Names under which ``forward`` takes the train/eval switch (the book's ``train_flg``,
 #: NNFS's ``training``, and their variants).
 FLAG_NAMES = ("train_flg", "training", "train", "is_training", "train_mode", "is_train")
+#: Names of the switch the other way round, true in eval mode (CMU 11-785's
+#: ``forward(Z, eval=False)``, flax's ``deterministic``): given ``not train_flg``.
+EVAL_FLAG_NAMES = ("eval", "is_eval", "eval_mode", "evaluation", "inference", "is_inference",
+                   "test", "is_test", "testing", "deterministic")
+#: Every name a train/eval switch goes by.
+SWITCH_NAMES = FLAG_NAMES + EVAL_FLAG_NAMES
+
+
+def flag_value(name, train_flg):
+    """The value of the switch ``name`` in the mode ``train_flg`` (inverted for the names
+    of :data:`EVAL_FLAG_NAMES`)."""
+    return bool(train_flg) != (name in EVAL_FLAG_NAMES)
 
 
 def _accepts_train_flg(forward):
     """How to pass ``train_flg``: ``"positional"``, ``"keyword"`` or ``None`` (not accepted).
 
-    Only a parameter named as in :data:`FLAG_NAMES` is the switch (second
+    Only a parameter named as in :data:`SWITCH_NAMES` is the switch (second
     positionally, or by keyword), or the second argument of a ``forward(*args)``;
     any other second parameter (numpy-ml's ``retain_derived=True``, a ``mask``) is
     not given a boolean.
@@ -56,21 +68,21 @@ def _accepts_train_flg(forward):
 
 
 def flag_name(forward):
-    """The name of ``forward``'s train/eval parameter (one of :data:`FLAG_NAMES`), or
+    """The name of ``forward``'s train/eval parameter (one of :data:`SWITCH_NAMES`), or
     ``None`` when it has none (or its signature cannot be read)."""
     try:
         names = inspect.signature(forward).parameters
     except (TypeError, ValueError):
         return None
-    return next((n for n in FLAG_NAMES if n in names), None)
+    return next((n for n in SWITCH_NAMES if n in names), None)
 
 
 def switch_mode(layer, adapter, train_flg):
     """Put a layer whose ``forward`` takes no train/eval switch in the mode asked for.
 
-    A layer that holds its mode as an attribute named as in :data:`FLAG_NAMES`
-    (``self.training``, PyTorch style) gets it set to ``train_flg`` (the caller
-    puts it back with :func:`switch_back`). A layer with neither has one mode:
+    A layer that holds its mode as an attribute named as in :data:`SWITCH_NAMES`
+    (``self.training``, PyTorch style; ``self.is_test``) gets it set for ``train_flg``
+    (the caller puts it back with :func:`switch_back`). A layer with neither has one mode:
     asking for eval mode there is worth a warning, since nothing changes.
 
     Parameters
@@ -88,22 +100,22 @@ def switch_mode(layer, adapter, train_flg):
     """
     if adapter.flag_mode is not None:
         return None, None
-    attr = next((n for n in FLAG_NAMES if isinstance(getattr(layer, n, None), (bool, np.bool_))),
-                None)
+    attr = next((n for n in SWITCH_NAMES
+                 if isinstance(getattr(layer, n, None), (bool, np.bool_))), None)
     if attr is not None:
-        before = getattr(layer, attr)
-        if bool(before) == bool(train_flg):
+        before, value = getattr(layer, attr), flag_value(attr, train_flg)
+        if bool(before) == value:
             return None, None
-        setattr(layer, attr, bool(train_flg))
+        setattr(layer, attr, value)
         return (layer, attr, before), (
             f"forward takes no train/eval switch; the layer holds it as `{attr}`, set to "
-            f"{bool(train_flg)} for the check (put back afterwards)")
+            f"{value} for the check (put back afterwards)")
     if train_flg:
         return None, None
     mode = _mode_parameter(layer_method(layer, "forward"))
     return None, (
         "train_flg=False, but forward takes no train/eval switch (a parameter named "
-        f"{', '.join(FLAG_NAMES)}) and the layer holds none as an attribute: it was checked "
+        f"{', '.join(SWITCH_NAMES)}) and the layer holds none as an attribute: it was checked "
         "in the one mode it has" + (
             f"; forward's `{mode}` parameter is not taken for one: pass the mode as an input, "
             f"check_layer(layer, {{'x': x, {mode!r}: ...}})" if mode else
@@ -161,12 +173,13 @@ class LayerAdapter:
         self.train_flg = bool(train_flg)
         forward = layer_method(layer, "forward")
         self.flag_mode = _accepts_train_flg(forward)
+        name = flag_name(forward) or "train_flg"
         if self.flag_mode == "positional":
-            self._args = (self.train_flg,)
+            self._args = (flag_value(name, self.train_flg),)
             self._kwargs = {}
         elif self.flag_mode == "keyword":
             self._args = ()
-            self._kwargs = {flag_name(forward) or "train_flg": self.train_flg}
+            self._kwargs = {name: flag_value(name, self.train_flg)}
         else:
             self._args = ()
             self._kwargs = {}

@@ -31,7 +31,7 @@ import numbers
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
-from gradcheck.protocol.adapter import FLAG_NAMES, call_without_dout, flag_name
+from gradcheck.protocol.adapter import SWITCH_NAMES, call_without_dout, flag_name, flag_value
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
@@ -77,7 +77,7 @@ def forward_names(fn, n):
         return [f"x{i}" for i in range(n)], None
     params = [p for p in sig.parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-              and p.name not in FLAG_NAMES]
+              and p.name not in SWITCH_NAMES]
     star = any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values())
     names = [p.name for p in params[:n]] + [f"x{i}" for i in range(len(params), n)]
     return names, None if star else len(params)
@@ -116,7 +116,7 @@ def _array_parameters(fn):
         return None
     return [p for p in sig.parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-            and p.default in (p.empty, None) and p.name not in FLAG_NAMES]
+            and p.default in (p.empty, None) and p.name not in SWITCH_NAMES]
 
 
 def _one_list_input(fn, values):
@@ -358,7 +358,7 @@ class CallLayer:
         """``layer.forward(*inputs)``, its outputs packed into one array."""
         self.last_x = x
         ordered = self._args(x)
-        kwargs = {self.flag: train_flg} if self.flag else {}
+        kwargs = {self.flag: flag_value(self.flag, train_flg)} if self.flag else {}
         forward = layer_method(self.layer, "forward")
         if self.keyword:
             out = forward(**dict(zip(self.call_names, ordered)), **kwargs)

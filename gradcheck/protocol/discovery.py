@@ -45,7 +45,7 @@ import numpy as np
 __all__ = ["resolve", "assign", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
-           "kept_input_gradient", "flush_accumulated"]
+           "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -250,8 +250,9 @@ def is_layer(obj):
 
 
 def grad_candidates(name):
-    """Gradient attribute names tried for a parameter ``name``, in order."""
-    return ["d" + name, "d_" + name, name + "_grad", "grad_" + name]
+    """Gradient attribute names tried for a parameter ``name``, in order (``dLdW``: CMU
+    11-785's ``mytorch``)."""
+    return ["d" + name, "d_" + name, name + "_grad", "grad_" + name, "dLd" + name]
 
 
 #: Where a ``backward`` that returns None keeps the input's gradient (NNFS's
@@ -445,6 +446,8 @@ class _Walk:
                 subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
             elif _holds_floats(value):
                 self.named_container(obj, attrs, name, prefix)
+            elif param_object(value) is not None:
+                self.param_object(value, path)
             elif isinstance(value, _NESTING) or _plain_object(value):
                 self.nested(value, path, set())
             else:
@@ -534,6 +537,19 @@ class _Walk:
                 f"{prefix}{used} (checked) and {', '.join(prefix + c for c in others)} (not "
                 f"checked); to check another, name it: params={{{path!r}: "
                 f"{prefix + others[0]!r}}}"))
+
+    def param_object(self, value, path):
+        """A parameter object (``self.W = Param(W)``, ``W.value`` / ``W.grad``): its value a
+        parameter, its gradient accumulating (backward adds with ``+=``, the model zeroes)."""
+        vname, gname = param_object(value)
+        arr = getattr(value, vname)
+        where = f"{path}.{vname}"
+        reason = self._classify(value, vname, arr, where)
+        if reason is None:
+            self.take(where, f"{path}.{gname}", arr, accumulating=True,
+                      grad_obj=getattr(value, gname))
+        elif reason is not _INPUT:
+            self.skip(where, reason)
 
     def named_container(self, obj, attrs, name, prefix):
         """A list, tuple or dict of arrays under any name (``weights``), its gradients in
@@ -670,6 +686,27 @@ def _plain_object(value):
             and not isinstance(value, (type, types.ModuleType)) and not is_layer(value))
 
 
+#: ``(value, gradient)`` attribute names of a parameter object (the dlcourse.ai and UW
+#: CSE 599 assignments' ``Param``: ``value``/``grad``, ``data``/``grad``).
+PARAM_OBJECT_NAMES = (("value", "grad"), ("data", "grad"), ("value", "gradient"),
+                      ("data", "gradient"))
+
+
+def param_object(value):
+    """``(value name, gradient name)`` when ``value`` is a parameter object: a plain object
+    (not a layer) holding a floating array and a floating gradient array of its shape
+    under the names of :data:`PARAM_OBJECT_NAMES`; else ``None``."""
+    if not _plain_object(value):
+        return None
+    attrs = vars(value)
+    for vname, gname in PARAM_OBJECT_NAMES:
+        v, g = attrs.get(vname), attrs.get(gname)
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f" and isinstance(g, np.ndarray) \
+                and g.dtype.kind == "f" and g.shape == v.shape:
+            return vname, gname
+    return None
+
+
 def _item(container, key):
     if isinstance(container, dict):
         return container.get(key)
@@ -769,15 +806,22 @@ def accumulating_buffers(layer):
     ``parameters``/``gradients`` dicts (numpy-ml) of the layer and its
     sub-layers: ``backward`` adds into ``gradients[...]`` with ``+=`` and an
     optimizer step calls ``flush_gradients()``. (numpy-ml's ``flush_gradients``
-    also clears the cached inputs, so the check zeroes the buffers itself.)
+    also clears the cached inputs, so the check zeroes the buffers itself.) And
+    the gradients of parameter objects (:func:`param_object`, ``W.grad``), which
+    backward adds into and the model zeroes before every backward.
 
     Returns
     -------
     list of str
     """
-    return [f"{prefix}gradients[{k!r}]" for obj, prefix in _layer_tree(layer)
-            if _accumulating(obj) for k, v in vars(obj)["gradients"].items()
-            if isinstance(v, np.ndarray)]
+    paths = []
+    for obj, prefix in _layer_tree(layer):
+        if _accumulating(obj):
+            paths += [f"{prefix}gradients[{k!r}]" for k, v in vars(obj)["gradients"].items()
+                      if isinstance(v, np.ndarray)]
+        paths += [f"{prefix}{name}.{names[1]}" for name, value in vars(obj).items()
+                  for names in [param_object(value)] if names is not None]
+    return paths
 
 
 def _accumulating_layers(layer):
