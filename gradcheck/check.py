@@ -278,7 +278,9 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 check_writable(t.array, layer=name, target=t.name, what=f"parameter {t.name!r}")
         _check_expect_zero(problem, opts)
         _untouched_accumulators(problem, adapter)
-        results = run_strategy(problem, strategy, opts)
+        start = len(findings)
+        results = _not_a_function(findings, run_strategy(problem, strategy, opts), start)
+        _scalar_output_note(problem)
         if sequence:
             from gradcheck.protocol.history import check_history
             check_history(problem, results, opts)
@@ -678,6 +680,41 @@ def _check_expect_zero(problem, opts):
                 "expect-zero-unknown", False,
                 f"expect_zero names {t!r}, which is not a target of this check (targets: "
                 f"{', '.join(names)})", t))
+
+
+#: Failing findings after which forward is no function of x and the parameters alone.
+_NOT_A_FUNCTION = {"forward-nondeterministic": "forward is not deterministic",
+                   "forward-modifies-parameter": "forward modifies a parameter in place"}
+
+
+def _not_a_function(findings, results, start):
+    """With forward no function of its input and parameters (a failing finding says why),
+    its finite differences measure nothing: every target is INCONCLUSIVE for that reason,
+    and what the numerical check said after ``start`` about steps and vacuous gradients
+    (artefacts: a step shrunk to 1e-18 by "noise", "x + h == x") is dropped."""
+    from dataclasses import replace
+
+    why = next((_NOT_A_FUNCTION[f.kind] for f in findings
+                if f.failure and f.kind in _NOT_A_FUNCTION), None)
+    if why is None:
+        return results
+    findings[start:] = [f for f in findings[start:]
+                        if f.kind not in ("step-underflow", "inconclusive")]
+    return tuple(replace(r, verdict="INCONCLUSIVE", inconclusive=(
+        f"not judged: {why} (see that finding), so its finite differences measure "
+        "nothing")) for r in results)
+
+
+def _scalar_output_note(problem):
+    """A scalar output (a loss) is checked with ``dout = 1``; when its backward ignores dout
+    (the book's ``SoftmaxWithLoss``: right for a terminal loss only), a note says so."""
+    if getattr(problem, "scalar_dout", False) and any(
+            linear is False for _, linear in problem.analytic_noise().values()):
+        problem.findings.append(Finding(
+            "scalar-output", False,
+            "forward returns a scalar (a loss) and backward ignores dout: checked with dout "
+            "= 1, the upstream gradient of a terminal loss, the only place where that is "
+            "right"))
 
 
 def run_strategy(problem, strategy, opts):

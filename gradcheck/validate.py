@@ -38,7 +38,8 @@ def check_options(name, *, method, strategy, eps, atol, rtol, seed, wrt, train_f
     if wrt is not None:
         if isinstance(wrt, str):
             wrt = [wrt]
-        if not all(isinstance(w, str) for w in wrt) or not len(wrt):
+        if not isinstance(wrt, (list, tuple, set, frozenset)) or not all(
+                isinstance(w, str) for w in wrt) or not len(wrt):
             raise GradCheckInputError(
                 f"wrt must be None or a non-empty list of target names ('x', 'gamma', ...); "
                 f"got {wrt!r}", layer=name)
@@ -92,6 +93,11 @@ def check_array(arr, *, layer, target, what):
         else:
             raise GradCheckInputError(f"{what} must be a numpy array; got {type(arr).__name__}",
                                       layer=layer, target=target)
+    if isinstance(arr, np.matrix):
+        raise GradCheckInputError(
+            f"{what} is a numpy.matrix, whose * is a matrix product (the check's elementwise "
+            "arithmetic on it would be wrong); hold it as np.asarray(...)", layer=layer,
+            target=target)
     kind = arr.dtype.kind
     converted = False
     if kind == "b":

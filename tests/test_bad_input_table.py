@@ -429,6 +429,7 @@ TRIGGERS = {
     "option-eps": _call(Scale(), eps=0.0),
     "option-tolerance": _call(Scale(), atol=-1.0),
     "option-wrt": _call(Scale(), wrt=["nope"]),
+    "option-wrt-type": _call(Scale(), wrt=3),
     "option-sequence": _call(Scale(), sequence="no"),
     "cli-bad-target": _cli("nocolon"),
     "cli-file-missing": _cli("{tmp}/nofile.py:make"),

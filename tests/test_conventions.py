@@ -319,6 +319,26 @@ def test_a_one_input_loss_whose_backward_ignores_dout_passes_with_the_same_note(
     assert not check_layer(Wrong(t), X).passed
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES + ["auto", "grouped"])
+def test_the_books_softmax_loss_ignoring_dout_passes_with_warnings_under_every_strategy(
+        strategy):
+    """``backward(dout=1)`` returning ``(y - t) / N`` whatever ``dout`` is (the book's): a
+    terminal loss, checked with ``dout = 1`` as every loss is, PASSes with the
+    ``scalar-output`` and ``backward-nonlinear`` warnings (jacobian too: its random row
+    factors are 1 there); the built-in loss, which scales by dout, gets neither; a dout
+    passed in FAILs the one that ignores it."""
+    from gradcheck.gate.suite import make_softmax_loss
+    from mutants.corpus import SoftmaxIgnoresDout
+
+    loss, x = make_softmax_loss((4, 5), np.random.default_rng(0))
+    ignoring = SoftmaxIgnoresDout(loss.t)
+    report = check_layer(ignoring, x, strategy=strategy)
+    assert report.passed, str(report)
+    assert {"scalar-output", "backward-nonlinear"} <= {f.kind for f in report.findings}
+    assert not check_layer(loss, x, strategy=strategy).warnings
+    assert not check_layer(ignoring, x, strategy=strategy, dout=np.array(0.7)).passed
+
+
 def test_integer_indices_are_not_cast_and_the_report_says_so():
     from conventions_layers import Embedding
 
@@ -1494,3 +1514,84 @@ def test_a_list_slot_rebound_by_backward_is_a_note_writing_into_it_is_not():
     assert [f.target for f in notes] == ["params[0]"] and not notes[0].failure
     assert "grads[0][...] = " in notes[0].message and "grads[0][...] = " in str(report)
     assert not any(f.kind == "gradient-rebound" for f in check_layer(ListAffine(), X).findings)
+
+
+# -- what a new user's breaker found in discovery ---------------------------------------------
+class _Dense:
+    """``x @ W + b``; ``factor`` scales the ``dW`` backward stores (1: correct)."""
+
+    def __init__(self, W, b, factor=1.0):
+        self.W, self.b, self.factor = W, b, factor
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.factor * (self.x.T @ dout)
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+def _wb(shape=(3, 2)):
+    rng = np.random.default_rng(4)
+    return rng.normal(size=shape), rng.normal(size=shape[1])
+
+
+def test_a_parameter_backward_rebinds_is_still_a_parameter_when_its_gradient_is_there():
+    class CopyingDense(_Dense):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.W = self.W.copy()  # a defensive copy: rebound by backward
+            return dx
+
+    assert check_layer(CopyingDense(*_wb()), X).passed
+    report = check_layer(CopyingDense(*_wb(), factor=3.0), X)
+    assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "W": "FAIL",
+                                                           "b": "PASS"}, str(report)
+
+
+def test_a_parameter_that_is_an_ndarray_subclass_is_checked_a_matrix_refused(tmp_path):
+    from gradcheck.errors import GradCheckInputError
+
+    class MyArray(np.ndarray):
+        pass
+
+    W, b = _wb()
+    np.save(tmp_path / "W.npy", W)
+    for held in (W.copy().view(MyArray), np.load(tmp_path / "W.npy", mmap_mode="r+")):
+        report = check_layer(_Dense(held, b, factor=5.0), X)
+        assert [r.name for r in report.results] == ["x", "W", "b"], str(report)
+        assert report.result("W").verdict == "FAIL"
+    with pytest.raises(GradCheckInputError, match="'W' is a numpy.matrix"):
+        check_layer(_Dense(np.asmatrix(W), b), X)
+
+
+def test_the_parameters_of_a_slots_layer_are_found():
+    class Slotted:
+        __slots__ = ("W", "x", "dW", "factor")
+
+        def __init__(self, factor=1.0):
+            self.W, self.factor = _wb()[0], factor
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.factor * (self.x.T @ dout)
+            return dout @ self.W.T
+
+    assert [r.name for r in check_layer(Slotted(), X).results] == ["x", "W"]
+    assert check_layer(Slotted(), X).passed
+    assert check_layer(Slotted(factor=5.0), X).result("W").verdict == "FAIL"
+
+
+def test_parameters_that_overlap_in_memory_are_refused_disjoint_slices_are_fine():
+    from gradcheck.errors import GradCheckInputError
+
+    buf = np.random.default_rng(5).normal(size=8)
+    with pytest.raises(GradCheckInputError, match="'W' and 'b' share memory"):
+        check_layer(_Dense(buf[:6].reshape(3, 2), buf[:2]), X)  # b is W's first row's memory
+    report = check_layer(_Dense(buf[:6].reshape(3, 2), buf[6:]), X)  # one flat vector
+    assert report.passed and [r.name for r in report.results] == ["x", "W", "b"]

@@ -247,6 +247,23 @@ def test_forward_that_modifies_x_and_keeps_it_fails_only_as_its_own_finding():
     assert np.array_equal(x, before)
 
 
+def test_backward_that_modifies_the_kept_input_fails_as_its_own_finding_naming_backward():
+    """``self.x *= 2`` in backward changes the caller's array (forward kept it): the
+    finding names backward (it was "forward() modifies its input", and the CI annotation
+    pointed at forward's line); the caller's x is unchanged."""
+    class Doubling(Scale):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.x *= 2.0
+            return dx
+
+    x = X.copy()
+    report = check_layer(Doubling(), x)
+    kinds = {f.kind for f in report.findings if f.failure}
+    assert "backward-modifies-input" in kinds and "forward-modifies-input" not in kinds
+    assert np.array_equal(x, X)
+
+
 def test_forward_that_modifies_a_parameter_or_a_list_member_names_it():
     """A forward that moves its own weight in place, or a member of a list input (numpy-ml's
     ``forward(X)``), fails as its own finding naming that array (was: "a parameter array",
@@ -505,3 +522,31 @@ def test_a_0d_input_whose_backward_returns_a_numpy_scalar_is_checked():
 
     assert check_layer(Tanh(), np.array(0.3)).passed
     assert not check_layer(Wrong(), np.array(0.3)).passed
+
+
+def test_a_forward_that_is_no_function_of_its_input_gets_no_numerical_artefacts():
+    """An unreplayable random mask, or a weight forward nudges in place: the failing
+    finding says why; every target is INCONCLUSIVE for that reason, and no step-underflow
+    ("pass a larger eps") or vacuous-gradient advice follows (artefacts of the first)."""
+    rng = np.random.default_rng(0)
+
+    class Unreplayable:
+        def forward(self, x, train_flg=True):
+            self.mask = rng.random(x.shape) > 0.5
+            return x * self.mask
+
+        def backward(self, dout):
+            return dout * self.mask
+
+    class Nudging(Scale):
+        def forward(self, x, train_flg=True):
+            self.w[0] += 1e-3
+            return super().forward(x, train_flg)
+
+    for layer, kind in ((Unreplayable(), "forward-nondeterministic"),
+                        (Nudging(), "forward-modifies-parameter")):
+        report = check_layer(layer, np.random.default_rng(1).normal(size=(6, 3)))
+        assert not report.passed and kind in {f.kind for f in report.findings if f.failure}
+        assert {r.verdict for r in report.results} == {"INCONCLUSIVE"}
+        assert all("not judged" in r.inconclusive for r in report.results)
+        assert not {"step-underflow", "inconclusive"} & {f.kind for f in report.findings}

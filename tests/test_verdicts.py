@@ -496,3 +496,23 @@ def test_a_check_at_1e300_emits_no_overflow_warning():
         warnings.simplefilter("error")
         report = check_layer(Lin(W), x)
     assert report.passed, str(report)
+
+
+def test_an_infinite_gradient_fails_without_a_runtime_warning():
+    """``dx`` with an inf: its own FAIL, and the check's arithmetic on it warns nothing (a
+    RuntimeWarning from the analytic-rounding probe was an error under -W error)."""
+    import warnings
+
+    class InfDx:
+        def forward(self, x):
+            return 2.0 * x
+
+        def backward(self, dout):
+            dx = 2.0 * dout
+            dx[0, 0] = np.inf
+            return dx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = check_layer(InfDx(), np.random.default_rng(1).normal(size=(4, 3)))
+    assert report.result("x").verdict == "FAIL"

@@ -3,7 +3,8 @@
 Numerically, one column per input element by the method's own stencil
 (nothing reduced); analytically, one row per output element: a ``backward``
 with the unit upstream gradient ``e_i`` scaled by a random factor (one
-forward and one backward call each), as PyTorch's ``gradcheck`` does. Every
+forward and one backward call each), as PyTorch's ``gradcheck`` does (not for
+a scalar output checked with ``dout = 1``: a loss, checked where it is used). Every
 entry is compared -- its rounding error is the measured noise of its own
 output over the step -- and the worst one is reported as ``(output index,
 input index)`` with both values. Meant for small layers: it costs
@@ -32,6 +33,8 @@ def _analytic_rows(problem, opts):
     # e_i scaled by a random c_i (then divided out): with c_i = 1, a backward that
     # ignores dout would look right whenever the output is a scalar loss
     scales = np.random.default_rng([opts.seed, 4]).uniform(0.5, 2.0, m)
+    if getattr(problem, "scalar_dout", False):
+        scales[:] = 1.0  # a loss checked at dout = 1, as every strategy checks it
     for i in range(m):
         u = np.zeros(m, dtype=problem.out0.dtype)
         u[i] = scales[i]

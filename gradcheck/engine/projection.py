@@ -53,9 +53,12 @@ LOCALISE_ROUNDS = 3
 
 
 def _probes(problem, opts):
-    """``[(u, grads)]``: ``dout`` with the analytic gradients, then ``probes - 1`` fresh ones."""
+    """``[(u, grads)]``: ``dout`` with the analytic gradients, then ``probes - 1`` fresh ones
+    (a scalar output checked with ``dout = 1``, a loss, keeps it: only the directions differ)."""
     rng = np.random.default_rng([opts.seed, 2])
     probes = [(problem.dout, problem.analytic)]
+    if getattr(problem, "scalar_dout", False):
+        return probes * opts.probes
     for _ in range(opts.probes - 1):
         u = rng.standard_normal(problem.out0.shape).astype(problem.out0.dtype)
         probes.append((u, problem.vjp(u)))

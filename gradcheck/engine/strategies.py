@@ -107,8 +107,9 @@ def _analytic_precision(problem, expect_zero=()):
     noise = getattr(problem, "_analytic_noise", None) or {}
     for target in problem.targets:
         size = rms(problem.analytic[target.name])
-        floor = analytic_floor(noise.get(target.name, (0.0, True)), problem.analytic[target.name],
-                               0.0)
+        level, linear = noise.get(target.name, (0.0, True))  # level: an upper bound
+        level = getattr(problem, "analytic_rms", {}).get(target.name, level)  # the estimate
+        floor = analytic_floor((level, linear), problem.analytic[target.name], 0.0)
         relative = floor / size if size > 0 else 0.0
         eps = float(np.finfo(target.array.dtype).eps)
         if target.name in expect_zero or relative >= ZERO_TO_ROUNDING:

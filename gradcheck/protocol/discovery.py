@@ -70,6 +70,16 @@ _PER_CALL_LAYERS = ("sub-layers made anew by forward -> state (their parameters 
                     "layer's own, their gradients added up by its backward)")
 
 
+def attributes(obj):
+    """``{name: value}`` of ``obj``'s instance attributes: its ``__dict__`` and its set
+    ``__slots__`` (a ``__slots__`` layer has no ``__dict__``)."""
+    from gradcheck.protocol.state import _UNSET, _slot_values
+
+    attrs = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
+    attrs.update((n, v) for n, v in _slot_values(obj).items() if v is not _UNSET)
+    return attrs
+
+
 def _holds_layers(value):
     """Whether ``value`` is a layer or a list, tuple or dict holding one."""
     if isinstance(value, dict):
@@ -415,10 +425,10 @@ class _Walk:
             f"checked once, as {first}, against the sum {self.found.params[first]}"))
 
     def layer(self, obj, prefix):
-        if id(obj) in self.seen_layers or not hasattr(obj, "__dict__"):
+        attrs = attributes(obj)
+        if id(obj) in self.seen_layers or not attrs:
             return
         self.seen_layers.add(id(obj))
-        attrs = vars(obj)
         grads = self._grad_names(attrs)
         containers = set()
         for pname, gname, acc in CONTAINERS:
@@ -491,9 +501,11 @@ class _Walk:
                     break
             return
         reason = self._classify(obj, name, value, path)
-        if reason in ("integer", "boolean") and any(
+        if reason in ("integer", "boolean", _BACKWARD) and any(
                 attrs.get(c) is not None and c in attrs for c in tried):
-            reason = None  # a gradient beside it: meant as a parameter (the check refuses it)
+            # a gradient beside it: meant as a parameter (an integer one the check refuses;
+            # one backward rebinds -- a defensive copy, an update -- is still one)
+            reason = None
         if reason is None:
             for cand in tried:
                 grad = attrs.get(cand, _MISSING)
@@ -681,9 +693,11 @@ _NESTING = (list, tuple, dict, collections.deque)
 
 
 def _plain_object(value):
-    """An instance with attributes that is not a layer, a class, a module or a callable."""
+    """An instance with attributes that is not a layer, a class, a module, a callable or an
+    array (an ndarray subclass -- a memmap, a masked array -- has a ``__dict__`` too)."""
     return (hasattr(value, "__dict__") and not callable(value)
-            and not isinstance(value, (type, types.ModuleType)) and not is_layer(value))
+            and not isinstance(value, (type, types.ModuleType, np.ndarray))
+            and not is_layer(value))
 
 
 #: ``(value, gradient)`` attribute names of a parameter object (the dlcourse.ai and UW
@@ -776,11 +790,12 @@ def _layer_tree(layer):
     found, seen = [], set()
 
     def visit(obj, prefix):
-        if id(obj) in seen or not hasattr(obj, "__dict__"):
+        attrs = attributes(obj)
+        if id(obj) in seen or not attrs:
             return
         seen.add(id(obj))
         found.append((obj, prefix))
-        for name, value in vars(obj).items():
+        for name, value in attrs.items():
             items = (value if isinstance(value, (list, tuple)) else
                      list(value.values()) if isinstance(value, dict) else [value])
             keys = (range(len(items)) if isinstance(value, (list, tuple)) else
@@ -795,7 +810,7 @@ def _layer_tree(layer):
 
 def _accumulating(obj):
     """Whether ``obj`` holds numpy-ml's ``parameters``/``gradients`` dicts."""
-    attrs = vars(obj)
+    attrs = attributes(obj)
     return isinstance(attrs.get("parameters"), dict) and isinstance(attrs.get("gradients"),
                                                                     dict)
 
@@ -817,9 +832,9 @@ def accumulating_buffers(layer):
     paths = []
     for obj, prefix in _layer_tree(layer):
         if _accumulating(obj):
-            paths += [f"{prefix}gradients[{k!r}]" for k, v in vars(obj)["gradients"].items()
+            paths += [f"{prefix}gradients[{k!r}]" for k, v in obj.gradients.items()
                       if isinstance(v, np.ndarray)]
-        paths += [f"{prefix}{name}.{names[1]}" for name, value in vars(obj).items()
+        paths += [f"{prefix}{name}.{names[1]}" for name, value in attributes(obj).items()
                   for names in [param_object(value)] if names is not None]
     return paths
 

@@ -86,6 +86,28 @@ def _index(i, shape):
     return None if i is None else tuple(int(j) for j in np.unravel_index(int(i), shape))
 
 
+def _no_overlaps(layer, name, params):
+    """Refuse two parameters that share memory without being one target (tied weights and
+    views of another parameter are merged by the discovery): perturbing one would move the
+    other, and both verdicts would be wrong.
+
+    Raises
+    ------
+    GradCheckInputError
+        Naming both parameters.
+    """
+    arrays = [(p, get_attr(layer, p)) for p in params]
+    arrays = [(p, a) for p, a in arrays if isinstance(a, np.ndarray) and a.ndim]
+    for i, (p, a) in enumerate(arrays):
+        for q, b in arrays[i + 1:]:
+            if a is not b and np.may_share_memory(a, b) and np.shares_memory(a, b):
+                raise GradCheckInputError(
+                    f"parameters {p!r} and {q!r} share memory (overlapping views of one "
+                    "buffer) without one being the other or a view of it: perturbing one "
+                    "moves the other, so neither can be checked on its own; hold them as "
+                    "separate arrays (or disjoint slices of one)", layer=name, target=q)
+
+
 def _upper_sigma(level, k):
     """A 99 % upper confidence bound of a standard deviation whose RMS estimate ``level``
     comes from ``k`` samples: ``level * sqrt(k / chi2_0.01(k))`` (Wilson-Hilferty's
@@ -206,7 +228,7 @@ class Problem:
         self.xw, self.x_ref = xw, xw.copy()
         self.snapshot, self.findings = snapshot, findings
         self.seed, self.nondet_tol = int(seed), float(nondet_tol)
-        self.fresh_x = False
+        self.fresh_x = self.backward_modifies_x = False
         self._analytic(dout, params, wrt)
 
     # -- the analytic side ---------------------------------------------------
@@ -235,12 +257,8 @@ class Problem:
                     "produced NaN or inf", layer=self.name, target=culprits[0])
             raise LayerCallError("forward() produced NaN or inf on the unperturbed input",
                                  layer=self.name)
-        if dout is None and out0.size == 1:
-            self.findings.append(Finding(
-                "scalar-output", False,
-                "forward returns a scalar (a loss): checked with dout = 1, the upstream "
-                "gradient of a terminal loss (a backward that ignores dout is right only "
-                "there)"))
+        self.scalar_dout = dout is None and out0.size == 1
+        if self.scalar_dout:  # a loss: the upstream gradient of a terminal loss
             dout = np.ones(out0.shape, dtype=out0.dtype)
         elif dout is None:
             dout = default_dout(self.seed, out0.shape, out0.dtype)
@@ -250,7 +268,14 @@ class Problem:
                 layer=self.name)
         self.out_shape = out0.shape
         self.out0, self.dout = out0.reshape(-1), dout.reshape(-1)
-        return self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
+        dx = self.adapter.backward(dout, self.xw.shape, self.xw.dtype)
+        if not self.fresh_x and not _bitwise_equal(self.xw, self.x_ref):
+            # backward modified the input forward kept (self.x *= ...): put it back, and give
+            # forward a copy per call from here on (its backward may modify that one)
+            self.backward_modifies_x = True
+            self.fresh_x = True
+            np.copyto(self.xw, self.x_ref)
+        return dx
 
     def _discover(self, params, wrt):
         layer, name = self.layer, self.name
@@ -270,6 +295,7 @@ class Problem:
                     "floating point (convert it with astype(float))", layer=name, target=p)
             check_array(value, layer=name, target=p, what=f"parameter {p!r}")
             self._check_grad(p, g, value, grad, "after backward()")
+        _no_overlaps(layer, name, params)
         names = ["x"] + list(params)
         if wrt is not None:
             missing = [w for w in wrt if w not in names]
@@ -394,7 +420,13 @@ class Problem:
                 "backward-modifies-dout", False,
                 "backward() modifies dout in place (the check passed it a copy); a layer "
                 "before it in a network would see the changed array", "x"))
-        if self.fresh_x:
+        if self.fresh_x and self.backward_modifies_x:
+            self.findings.append(Finding(
+                "backward-modifies-input", True,
+                "backward() modifies the input 'x' forward kept (self.x) in place; the "
+                "caller's array would change (the check gave forward a fresh copy per call)",
+                "x"))
+        elif self.fresh_x:
             self.findings.append(Finding(
                 "forward-modifies-input", True,
                 "forward() modifies its input 'x' in place; the caller's array would change "
@@ -474,11 +506,14 @@ class Problem:
         differences are independent noise when backward is linear, and proportional to
         each other when it is not (a terminal loss that ignores dout, a clipped dout),
         which ``linear`` then says (with fewer than 4 elements it cannot tell: None).
-        Two extra forward/backward pairs.
+        The level is a 99 % upper bound from the samples (:func:`_upper_sigma`); the RMS
+        estimate itself is kept in ``analytic_rms``. Two extra forward/backward pairs.
         """
         if getattr(self, "_analytic_noise", None) is None:
-            diffs = [{n: g / c - self.analytic[n] for n, g in self.vjp(
-                self.dout.astype(np.float64) * c).items()} for c in self.ANALYTIC_PROBES]
+            self.analytic_rms = {}
+            with np.errstate(all="ignore"):  # a non-finite gradient: inf below, its own FAIL
+                diffs = [{n: g / c - self.analytic[n] for n, g in self.vjp(
+                    self.dout.astype(np.float64) * c).items()} for c in self.ANALYTIC_PROBES]
             c1, c2 = self.ANALYTIC_PROBES
             additive = (1.0 / c2 - 1.0) / (1.0 / c1 - 1.0)  # b / a for a term e: e (1/c - 1)
             noise = {}
@@ -487,9 +522,10 @@ class Problem:
                 if not (np.isfinite(a).all() and np.isfinite(b).all()):
                     noise[name] = (float("inf"), False)
                     continue
-                level = _upper_sigma(float(np.hypot(rms(a), rms(b)) / np.sqrt(2.0)),
-                                     a.size + b.size)
-                noise[name] = (level, _uncorrelated(a, b, additive))
+                level = float(np.hypot(rms(a), rms(b)) / np.sqrt(2.0))
+                self.analytic_rms[name] = level  # the estimate itself (the precision note)
+                noise[name] = (_upper_sigma(level, a.size + b.size),
+                               _uncorrelated(a, b, additive))
             self._analytic_noise = noise
         return self._analytic_noise
 

@@ -601,8 +601,6 @@ _TABLE = [
     ("tanh-sign", TanhSign, _spec_factory(partial(make_activation, Tanh), (4, 5)), "x", TRAIN),
     ("softmax-not-divided-by-N", SoftmaxNotDividedByN,
      _spec_factory(make_softmax_loss, (4, 5)), "x", TRAIN),
-    ("softmax-ignores-dout", SoftmaxIgnoresDout,
-     _spec_factory(make_softmax_loss, (4, 5)), "x", TRAIN),
     ("softmax-sign", SoftmaxSign,
      _spec_factory(partial(make_softmax_loss, onehot=True), (6, 3)), "x", TRAIN),
     ("softmax-assumes-onehot", SoftmaxAssumesOneHot,
