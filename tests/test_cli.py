@@ -135,3 +135,13 @@ def test_strategy_and_precision_options():
     assert main(["--quiet", "--strategy", "projection", "--precision", "native"]) == 0
     with pytest.raises(SystemExit):
         main(["--strategy", "magic"])
+
+
+def test_layer_name_of_a_getattr_that_raises_keyerror(tmp_path):
+    from gradcheck.protocol.adapter import layer_name
+
+    class Params:
+        def __getattr__(self, name):
+            raise KeyError(name)
+
+    assert layer_name(Params()) == "Params"
