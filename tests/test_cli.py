@@ -145,3 +145,58 @@ def test_layer_name_of_a_getattr_that_raises_keyerror(tmp_path):
             raise KeyError(name)
 
     assert layer_name(Params()) == "Params"
+
+
+KEYERROR_GETATTR = '''
+import numpy as np
+
+class Params:
+    """Parameters behind __getattr__ (``return self.params[name]``): KeyError, not
+    AttributeError, for any other name."""
+    def __init__(self):
+        self.__dict__["params"] = {"W": np.random.default_rng(0).normal(size=(3, 2))}
+    def __getattr__(self, name):
+        return self.__dict__["params"][name]
+    def forward(self, x, train_flg=True):
+        self.__dict__["x"] = x
+        return x @ self.W
+    def backward(self, dout):
+        self.__dict__["grads"] = {"W": self.x.T @ dout}
+        return dout @ self.W.T
+
+def make():
+    return Params(), np.random.default_rng(1).normal(size=(4, 3))
+'''
+
+
+def test_a_getattr_raising_keyerror_never_exits_1_with_a_traceback(tmp_path, capsys):
+    f = tmp_path / "params_layer.py"
+    f.write_text(KEYERROR_GETATTR)
+    status = main([f"{f}:make", "-q"])
+    err = capsys.readouterr().err
+    # 2 while gradcheck cannot check such a layer (it stops at another getattr), never 1
+    assert status in (0, 2), err
+    assert "gradcheck/" not in err.replace(str(tmp_path), "")  # the user's frames only
+
+
+def test_an_unexpected_exception_while_checking_exits_2_and_the_others_run(tmp_path, capsys,
+                                                                           monkeypatch):
+    import gradcheck.gate.run as run
+
+    real = run.check_layer
+
+    def check_layer(layer, x, **options):
+        if options["train_flg"]:
+            raise KeyError("weights")  # as from a layer's __getattr__, or a gradcheck bug
+        return real(layer, x, **options)
+
+    monkeypatch.setattr(run, "check_layer", check_layer)
+    report = tmp_path / "r.json"
+    status = main([f"{EXAMPLES / 'my_layers.py'}:make_swish", "--train", "--eval", "-q",
+                   "--json", str(report)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "make_swish train: unexpected KeyError while checking: 'weights'" in err
+    doc = json.loads(report.read_text())
+    assert [c["mode"] for c in doc["checks"]] == ["eval"]
+    assert doc["errors"][0]["error"] == "UnexpectedError"

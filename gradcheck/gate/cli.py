@@ -11,14 +11,14 @@ gradient against the step (:mod:`gradcheck.gate.plot`).
 
 Exit status: 0 when every check passes, 1 when any check fails or is
 inconclusive, 2 for usage or input errors (a bad argument or configuration, a
-factory that cannot be loaded, a layer that breaks the protocol).
+factory that cannot be loaded or raises, a layer that breaks the protocol or
+raises what gradcheck does not expect).
 """
 
 import argparse
 import difflib
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from gradcheck.errors import GradCheckInputError, LayerCallError
@@ -28,6 +28,7 @@ from gradcheck.gate.run import run_checks, write_json, write_text
 from gradcheck.gate.targets import (SHAPE_NOT_APPLICABLE, UsageError, builtin_cases,
                                     builtin_listing, command_line_cases, config_cases,
                                     is_builtin_name)
+from gradcheck.gate.tracebacks import user_traceback
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -193,32 +194,6 @@ def output_width(stream):
     if columns.isdigit() and int(columns) > 0:
         return int(columns)
     return None if stream.isatty() else PIPE_WIDTH
-
-
-_INTERNAL_DIRS = (str(Path(__file__).resolve().parents[1]) + os.sep,
-                  os.path.join(os.path.dirname(os.__file__), "importlib") + os.sep)
-
-
-def _internal(filename):
-    """A frame of gradcheck's own code or of the import machinery."""
-    if filename.startswith("<"):
-        return filename.startswith("<frozen importlib")
-    return str(Path(filename).resolve()).startswith(_INTERNAL_DIRS)
-
-
-def user_traceback(exc):
-    """The traceback of ``exc`` (and its causes) with only the user's frames.
-
-    gradcheck's and importlib's frames are left out; a ``SyntaxError`` keeps
-    its file, line and caret.
-    """
-    te = traceback.TracebackException.from_exception(exc)
-    chain = te
-    while chain is not None:
-        chain.stack = traceback.StackSummary.from_list(
-            [f for f in chain.stack if not _internal(f.filename)])
-        chain = chain.__cause__ or chain.__context__
-    return "".join(te.format()).rstrip()
 
 
 def _report_error(errors, exc, case=None):
