@@ -137,16 +137,6 @@ def test_strategy_and_precision_options():
         main(["--strategy", "magic"])
 
 
-def test_layer_name_of_a_getattr_that_raises_keyerror(tmp_path):
-    from gradcheck.protocol.adapter import layer_name
-
-    class Params:
-        def __getattr__(self, name):
-            raise KeyError(name)
-
-    assert layer_name(Params()) == "Params"
-
-
 KEYERROR_GETATTR = '''
 import numpy as np
 
@@ -167,6 +157,16 @@ class Params:
 def make():
     return Params(), np.random.default_rng(1).normal(size=(4, 3))
 '''
+
+
+def test_layer_name_of_a_getattr_that_raises_keyerror(tmp_path):
+    from gradcheck.protocol.adapter import layer_name
+
+    class Params:
+        def __getattr__(self, name):
+            raise KeyError(name)
+
+    assert layer_name(Params()) == "Params"
 
 
 def test_a_getattr_raising_keyerror_never_exits_1_with_a_traceback(tmp_path, capsys):
@@ -200,3 +200,58 @@ def test_an_unexpected_exception_while_checking_exits_2_and_the_others_run(tmp_p
     doc = json.loads(report.read_text())
     assert [c["mode"] for c in doc["checks"]] == ["eval"]
     assert doc["errors"][0]["error"] == "UnexpectedError"
+
+
+def _interrupting(tmp_path):
+    f = tmp_path / "interrupting.py"
+    f.write_text("import numpy as np\n"
+                 "class L:\n"
+                 "    def forward(self, x, train_flg=True):\n"
+                 "        if not train_flg:\n"
+                 "            raise KeyboardInterrupt\n"
+                 "        self.x = x\n"
+                 "        return x * x\n"
+                 "    def backward(self, dout):\n"
+                 "        return 2 * self.x * dout\n"
+                 "def make():\n    return L(), np.linspace(0.5, 1.5, 6).reshape(2, 3)\n")
+    return f"{f}:make"
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_finished_reports(tmp_path, capsys):
+    target = _interrupting(tmp_path)
+    js, xml = tmp_path / "r.json", tmp_path / "r.xml"
+    status = main([target, "--train", "--eval", "--json", str(js), "--junit-xml", str(xml)])
+    err = capsys.readouterr().err
+    assert status == 130
+    assert err.strip() == (f"gradcheck: interrupted after 1 of 2 checks (during {target} eval); "
+                           f"the reports of what finished written to {js} and {xml}")
+    doc = json.loads(js.read_text())
+    assert doc["interrupted"] is True and doc["passed"] is False
+    assert [c["mode"] for c in doc["checks"]] == ["train"]
+    assert doc["errors"] == [{"case": f"{target} eval", "error": "Interrupted",
+                              "message": err.split("gradcheck: ")[1].split(";")[0]}]
+    text = xml.read_text()
+    assert 'errors="1"' in text and 'type="Interrupted"' in text and 'name="x (2, 3) train"' in text
+
+
+def test_ctrl_c_without_reports_and_outside_the_checks(tmp_path, capsys, monkeypatch):
+    assert main([_interrupting(tmp_path), "--eval"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("gradcheck: interrupted after 0 of 1 check (during ")
+    assert "written" not in err and "Traceback" not in err
+
+    import gradcheck.gate.cli as cli
+
+    def plan(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "plan", plan)
+    assert main([]) == 130
+    assert capsys.readouterr().err == "gradcheck: interrupted\n"
+
+
+def test_the_json_report_says_a_complete_run_was_not_interrupted(tmp_path):
+    path = tmp_path / "r.json"
+    assert main([f"{EXAMPLES / 'my_layers.py'}:make_swish", "-q", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert doc["interrupted"] is False and doc["passed"] is True

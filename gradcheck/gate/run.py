@@ -186,6 +186,28 @@ class Outcome(NamedTuple):
         return f"{self.label} {self.report.mode}"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a gate run, with what the run had done before it.
+
+    Parameters
+    ----------
+    outcomes : list of Outcome
+        The checks that finished.
+    n_errors : int
+        The cases that finished with an error (they could not run).
+    label : str
+        The case being checked when the run was interrupted (``"label mode"``).
+    total : int
+        Every case of the run.
+    """
+
+    def __init__(self, outcomes, n_errors, label, total):
+        self.outcomes, self.label, self.total = outcomes, label, total
+        self.done = len(outcomes) + n_errors
+        super().__init__(f"interrupted after {self.done} of {_plural(total, 'check')} "
+                         f"(during {label})")
+
+
 class UnexpectedError(Exception):
     """An exception of a type gradcheck does not expect, raised while checking a case.
 
@@ -247,6 +269,12 @@ def run_checks(cases, options, *, console, progress_console, quiet=False, verbos
     -------
     list of Outcome
         Every case's label, report, the seconds it took and its source lines.
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C (``KeyboardInterrupt``), with the checks finished before it;
+        nothing is printed.
     """
     outcomes, t0, errors = [], time.perf_counter(), 0
     enabled = not quiet and progress_console.is_terminal
@@ -256,6 +284,8 @@ def run_checks(cases, options, *, console, progress_console, quiet=False, verbos
             label = f"{case.label} {'train' if case.train_flg else 'eval'}"
             try:
                 report, source = _check_case(case, options, progress, label)
+            except KeyboardInterrupt as exc:
+                raise Interrupted(outcomes, errors, label, len(cases)) from exc
             except Exception as exc:
                 if on_error is None:
                     raise
@@ -322,7 +352,7 @@ def summary_line(outcomes, elapsed, errors=0):
             f"({elapsed:.1f} s)")
 
 
-def json_document(outcomes, source, errors=()):
+def json_document(outcomes, source, errors=(), interrupted=False):
     """The ``--json`` document (schema version :data:`JSON_SCHEMA_VERSION`).
 
     Parameters
@@ -333,6 +363,9 @@ def json_document(outcomes, source, errors=()):
     errors : iterable of (str, Exception)
         ``(case, exception)`` of the cases that could not run (listed under
         ``"errors"``).
+    interrupted : bool
+        The run was interrupted (Ctrl-C): ``outcomes`` are the checks finished
+        before it.
 
     Returns
     -------
@@ -347,7 +380,8 @@ def json_document(outcomes, source, errors=()):
         "schema_version": JSON_SCHEMA_VERSION,
         "gradcheck_version": __version__,
         "source": source,
-        "passed": not errors and all(o.report.passed for o in outcomes),
+        "passed": not errors and not interrupted and all(o.report.passed for o in outcomes),
+        "interrupted": bool(interrupted),
         "summary": {"checks": len(outcomes), "passed": counts["PASS"],
                     "failed": counts["FAIL"], "inconclusive": counts["INCONCLUSIVE"],
                     "targets": sum(len(o.report.results) for o in outcomes)},
@@ -365,8 +399,8 @@ def write_text(option, path, text):
         raise UsageError(f"{option} {path}: {exc.strerror}") from exc
 
 
-def write_json(path, outcomes, source, errors=()):
+def write_json(path, outcomes, source, errors=(), interrupted=False):
     """Write the ``--json`` document of ``outcomes`` (and ``errors``) to ``path``
     (:func:`json_document`)."""
-    write_text("--json", path, json.dumps(json_document(outcomes, source, errors),
+    write_text("--json", path, json.dumps(json_document(outcomes, source, errors, interrupted),
                                           indent=2) + "\n")
