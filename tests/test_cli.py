@@ -255,3 +255,13 @@ def test_the_json_report_says_a_complete_run_was_not_interrupted(tmp_path):
     assert main([f"{EXAMPLES / 'my_layers.py'}:make_swish", "-q", "--json", str(path)]) == 0
     doc = json.loads(path.read_text())
     assert doc["interrupted"] is False and doc["passed"] is True
+
+
+@pytest.mark.parametrize("second", ["r.out", "./r.out", "sub/../r.out"])
+def test_one_path_for_both_reports_is_a_usage_error(tmp_path, monkeypatch, capsys, second):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    assert main(["Tanh", "-q", "--json", "r.out", "--junit-xml", second]) == 2
+    captured = capsys.readouterr()
+    assert "--json and --junit-xml name the same file (r.out)" in captured.err
+    assert "passed" not in captured.out and not (tmp_path / "r.out").exists()

@@ -219,9 +219,13 @@ def _consoles(args):
 
 
 def _check_report_paths(args):
-    """Refuse report paths that cannot be written."""
+    """Refuse report paths that cannot be written, or one file for both reports."""
     for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml)):
         _check_writable(flag, path)
+    if args.json and args.junit_xml and Path(args.json).resolve() == \
+            Path(args.junit_xml).resolve():
+        raise UsageError(f"--json and --junit-xml name the same file ({args.json}): one report "
+                         "would overwrite the other; give each its own path")
 
 
 def _print_source(out, args, config):
