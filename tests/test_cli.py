@@ -265,3 +265,14 @@ def test_one_path_for_both_reports_is_a_usage_error(tmp_path, monkeypatch, capsy
     captured = capsys.readouterr()
     assert "--json and --junit-xml name the same file (r.out)" in captured.err
     assert "passed" not in captured.out and not (tmp_path / "r.out").exists()
+
+
+def test_a_builtin_this_installation_cannot_build_says_what_it_needs(monkeypatch, capsys):
+    from gradcheck.gate import suite
+
+    reason = "needs scikit-learn for its images: pip install scikit-learn"
+    monkeypatch.setattr(suite, "UNAVAILABLE", [("Fancy-Net", reason)])
+    assert main(["Fancy-Net"]) == 2
+    err = capsys.readouterr().err
+    assert f"built-in layer 'Fancy-Net' is not available here: {reason}" in err
+    assert "no built-in layer" not in err

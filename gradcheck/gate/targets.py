@@ -196,6 +196,11 @@ def builtin_names():
 
 
 def _unknown_builtin(name, modes=None):
+    from gradcheck.gate.suite import UNAVAILABLE
+
+    unavailable = dict(UNAVAILABLE)
+    if name in unavailable:  # a built-in this installation cannot build
+        return UsageError(f"built-in layer {name!r} is not available here: {unavailable[name]}")
     names = builtin_names()
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
