@@ -135,3 +135,144 @@ def test_strategy_and_precision_options():
     assert main(["--quiet", "--strategy", "projection", "--precision", "native"]) == 0
     with pytest.raises(SystemExit):
         main(["--strategy", "magic"])
+
+
+KEYERROR_GETATTR = '''
+import numpy as np
+
+class Params:
+    """Parameters behind __getattr__ (``return self.params[name]``): KeyError, not
+    AttributeError, for any other name."""
+    def __init__(self):
+        self.__dict__["params"] = {"W": np.random.default_rng(0).normal(size=(3, 2))}
+    def __getattr__(self, name):
+        return self.__dict__["params"][name]
+    def forward(self, x, train_flg=True):
+        self.__dict__["x"] = x
+        return x @ self.W
+    def backward(self, dout):
+        self.__dict__["grads"] = {"W": self.x.T @ dout}
+        return dout @ self.W.T
+
+def make():
+    return Params(), np.random.default_rng(1).normal(size=(4, 3))
+'''
+
+
+def test_layer_name_of_a_getattr_that_raises_keyerror(tmp_path):
+    from gradcheck.protocol.adapter import layer_name
+
+    class Params:
+        def __getattr__(self, name):
+            raise KeyError(name)
+
+    assert layer_name(Params()) == "Params"
+
+
+def test_a_getattr_raising_keyerror_never_exits_1_with_a_traceback(tmp_path, capsys):
+    f = tmp_path / "params_layer.py"
+    f.write_text(KEYERROR_GETATTR)
+    status = main([f"{f}:make", "-q"])
+    err = capsys.readouterr().err
+    # 2 while gradcheck cannot check such a layer (it stops at another getattr), never 1
+    assert status in (0, 2), err
+    assert "gradcheck/" not in err.replace(str(tmp_path), "")  # the user's frames only
+
+
+def test_an_unexpected_exception_while_checking_exits_2_and_the_others_run(tmp_path, capsys,
+                                                                           monkeypatch):
+    import gradcheck.gate.run as run
+
+    real = run.check_layer
+
+    def check_layer(layer, x, **options):
+        if options["train_flg"]:
+            raise KeyError("weights")  # as from a layer's __getattr__, or a gradcheck bug
+        return real(layer, x, **options)
+
+    monkeypatch.setattr(run, "check_layer", check_layer)
+    report = tmp_path / "r.json"
+    status = main([f"{EXAMPLES / 'my_layers.py'}:make_swish", "--train", "--eval", "-q",
+                   "--json", str(report)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "make_swish train: unexpected KeyError while checking: 'weights'" in err
+    doc = json.loads(report.read_text())
+    assert [c["mode"] for c in doc["checks"]] == ["eval"]
+    assert doc["errors"][0]["error"] == "UnexpectedError"
+
+
+def _interrupting(tmp_path):
+    f = tmp_path / "interrupting.py"
+    f.write_text("import numpy as np\n"
+                 "class L:\n"
+                 "    def forward(self, x, train_flg=True):\n"
+                 "        if not train_flg:\n"
+                 "            raise KeyboardInterrupt\n"
+                 "        self.x = x\n"
+                 "        return x * x\n"
+                 "    def backward(self, dout):\n"
+                 "        return 2 * self.x * dout\n"
+                 "def make():\n    return L(), np.linspace(0.5, 1.5, 6).reshape(2, 3)\n")
+    return f"{f}:make"
+
+
+def test_ctrl_c_is_one_line_exit_130_and_the_finished_reports(tmp_path, capsys):
+    target = _interrupting(tmp_path)
+    js, xml = tmp_path / "r.json", tmp_path / "r.xml"
+    status = main([target, "--train", "--eval", "--json", str(js), "--junit-xml", str(xml)])
+    err = capsys.readouterr().err
+    assert status == 130
+    assert err.strip() == (f"gradcheck: interrupted after 1 of 2 checks (during {target} eval); "
+                           f"the reports of what finished written to {js} and {xml}")
+    doc = json.loads(js.read_text())
+    assert doc["interrupted"] is True and doc["passed"] is False
+    assert [c["mode"] for c in doc["checks"]] == ["train"]
+    assert doc["errors"] == [{"case": f"{target} eval", "error": "Interrupted",
+                              "message": err.split("gradcheck: ")[1].split(";")[0]}]
+    text = xml.read_text()
+    assert 'errors="1"' in text and 'type="Interrupted"' in text and 'name="x (2, 3) train"' in text
+
+
+def test_ctrl_c_without_reports_and_outside_the_checks(tmp_path, capsys, monkeypatch):
+    assert main([_interrupting(tmp_path), "--eval"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("gradcheck: interrupted after 0 of 1 check (during ")
+    assert "written" not in err and "Traceback" not in err
+
+    import gradcheck.gate.cli as cli
+
+    def plan(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "plan", plan)
+    assert main([]) == 130
+    assert capsys.readouterr().err == "gradcheck: interrupted\n"
+
+
+def test_the_json_report_says_a_complete_run_was_not_interrupted(tmp_path):
+    path = tmp_path / "r.json"
+    assert main([f"{EXAMPLES / 'my_layers.py'}:make_swish", "-q", "--json", str(path)]) == 0
+    doc = json.loads(path.read_text())
+    assert doc["interrupted"] is False and doc["passed"] is True
+
+
+@pytest.mark.parametrize("second", ["r.out", "./r.out", "sub/../r.out"])
+def test_one_path_for_both_reports_is_a_usage_error(tmp_path, monkeypatch, capsys, second):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    assert main(["Tanh", "-q", "--json", "r.out", "--junit-xml", second]) == 2
+    captured = capsys.readouterr()
+    assert "--json and --junit-xml name the same file (r.out)" in captured.err
+    assert "passed" not in captured.out and not (tmp_path / "r.out").exists()
+
+
+def test_a_builtin_this_installation_cannot_build_says_what_it_needs(monkeypatch, capsys):
+    from gradcheck.gate import suite
+
+    reason = "needs scikit-learn for its images: pip install scikit-learn"
+    monkeypatch.setattr(suite, "UNAVAILABLE", [("Fancy-Net", reason)])
+    assert main(["Fancy-Net"]) == 2
+    err = capsys.readouterr().err
+    assert f"built-in layer 'Fancy-Net' is not available here: {reason}" in err
+    assert "no built-in layer" not in err

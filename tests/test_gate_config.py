@@ -246,3 +246,34 @@ def test_a_target_that_breaks_the_protocol_leaves_the_others_checked(project, ca
     assert main(["--junit-xml", str(xml), "-q"]) == 2
     text = xml.read_text()
     assert 'errors="1"' in text and 'name="could not run"' in text and "<error " in text
+
+
+def test_a_factory_that_raises_leaves_the_others_checked_and_the_reports_written(project,
+                                                                                 capsys):
+    (project / "bad.py").write_text('def raises():\n    raise RuntimeError("factory boom")\n')
+    (project / "pyproject.toml").write_text(
+        '[tool.gradcheck]\ntargets = ["mylayers:make_cube", "bad.py:raises"]\n')
+    xml = project / "out.xml"
+    status, doc, out = _run_json(["--junit-xml", str(xml)], project, capsys)
+    assert status == 2  # as a layer that breaks the protocol: the gate could not check it
+    assert [c["label"] for c in doc["checks"]] == ["mylayers:make_cube"]
+    assert doc["passed"] is False and doc["errors"] == [
+        {"case": "bad.py:raises train", "error": "FactoryError",
+         "message": "the factory raised RuntimeError: factory boom"}]
+    assert "1 could not run" in out.out
+    assert "error: bad.py:raises train: the factory raised RuntimeError: factory boom" in out.err
+    assert 'raise RuntimeError("factory boom")' in out.err  # the factory's traceback
+    text = xml.read_text()
+    assert 'errors="1"' in text and 'classname="mylayers:make_cube"' in text
+    assert ('<testcase classname="bad.py:raises train" name="could not run"' in text
+            and 'type="FactoryError"' in text and 'raise RuntimeError("factory boom")' in text)
+
+
+def test_a_factory_returning_garbage_is_a_case_error_too(project, capsys):
+    (project / "bad.py").write_text("def garbage():\n    return 3\n")
+    (project / "pyproject.toml").write_text(
+        '[tool.gradcheck]\ntargets = ["bad.py:garbage", "mylayers:make_cube"]\n')
+    status, doc, out = _run_json([], project, capsys)
+    assert status == 2
+    assert [c["label"] for c in doc["checks"]] == ["mylayers:make_cube"]
+    assert doc["errors"][0]["message"].startswith("the factory returned int; expected a layer")

@@ -2,6 +2,7 @@
 
 import io
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
@@ -180,6 +181,34 @@ def test_a_worker_error_reaches_the_caller(workers_always):
     base, x = make_batchnorm((16, 32), np.random.default_rng(0), True)
     with pytest.raises(LayerCallError, match="ValueError: not at home"):
         check_layer(FailsInWorkers(base.gamma, base.beta), x, n_jobs=2, **ONE)
+
+
+class DiesInWorkers(BatchNormalization):
+    """Ends any process but the one that made it, as a crash or an OOM kill would."""
+
+    def __init__(self, gamma, beta, how):
+        super().__init__(gamma, beta)
+        self.home, self.how = os.getpid(), how
+
+    def forward(self, x, train_flg=True):
+        if os.getpid() != self.home:
+            if self.how == "exit":
+                os._exit(3)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x, train_flg)
+
+
+@pytest.mark.parametrize("how, status", [("exit", "exit code 3"), ("kill", "killed by SIGKILL")])
+def test_a_worker_that_dies_is_a_layer_call_error(workers_always, how, status):
+    from gradcheck.errors import LayerCallError
+
+    base, x = make_batchnorm((16, 32), np.random.default_rng(0), True)
+    with pytest.raises(LayerCallError) as info:
+        check_layer(DiesInWorkers(base.gamma, base.beta, how), x, n_jobs=2, **ONE)
+    message = str(info.value)
+    assert message.startswith("layer DiesInWorkers, target 'x': a worker process died")
+    assert status in message and "n_jobs=None" in message
+    assert type(info.value.__cause__).__name__ == "BrokenProcessPool"
 
 
 def test_an_unpicklable_layer_is_an_input_error(workers_always):

@@ -169,6 +169,25 @@ def test_options_are_one_group_in_help(gate_pytester):
         assert f"--gradcheck-{name}" in group
 
 
+def test_a_positional_marker_argument_is_an_error_naming_the_keywords(gate_pytester):
+    gate_pytester.makepyfile(test_positional='''
+import numpy as np
+import pytest
+from layers import Tanh
+
+@pytest.mark.gradcheck("richardson")
+def test_positional(assert_gradients):
+    assert_gradients(Tanh(), np.ones((2, 3)))
+''')
+    result = gate_pytester.runpytest(*PLUGIN)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "test_positional.py::test_positional: @pytest.mark.gradcheck takes keyword arguments "
+        "only, the defaults of assert_gradients (method=, strategy=, atol=, rtol=, seed=, "
+        "eps=, * any keyword of check_layer); got the positional argument(s) 'richardson'*"])
+    assert "pytest_plugin.py" not in result.stdout.str()
+
+
 def test_marker_is_registered_and_selects(gate_pytester):
     gate_pytester.makepyfile(test_pass=PASSING)
     result = gate_pytester.runpytest(*PLUGIN, "--strict-markers", "-m", "gradcheck")

@@ -43,8 +43,9 @@ without it.
 
 import hashlib
 import pickle
+import signal
 import threading
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
@@ -355,23 +356,63 @@ def _run_chunks(problem, setup, chunks, grouped):
     payload = _payload(problem, setup, grouped)
     key = hashlib.blake2b(payload, digest_size=16).hexdigest()
     own = opts.executor is None
-    if own:
-        executor = ProcessPoolExecutor(min(opts.n_jobs or 2, len(chunks)),
-                                       initializer=_init_worker, initargs=(key, payload))
-        submit = [executor.submit(_chunk, key, None, c) for c in chunks]
-        shared = None
-    else:
-        executor = opts.executor
-        worker_malloc_note(problem, executor)
-        submit, shared = _submit_all(executor, chunks, key, payload)
-    try:
+    executor = ProcessPoolExecutor(min(opts.n_jobs or 2, len(chunks)), initializer=_init_worker,
+                                   initargs=(key, payload)) if own else opts.executor
+    shared = None
+    try:  # a worker may die while the chunks are still being submitted
+        if own:
+            submit = [executor.submit(_chunk, key, None, c) for c in chunks]
+        else:
+            worker_malloc_note(problem, executor)
+            submit, shared = _submit_all(executor, chunks, key, payload)
         parts = _collect(submit)
+    except BrokenExecutor as exc:
+        raise _worker_died(problem, setup, executor if own else None) from exc
     finally:
         if own:
             executor.shutdown(cancel_futures=True)
         del shared
     problem.adapter.forward_calls += sum(p[3] for p in parts)
     return parts
+
+
+def _exit_statuses(pool):
+    """How the dead workers of ``pool`` (a ``ProcessPoolExecutor``) ended, as far as known:
+    ``["exit code 3"]``, ``["killed by SIGKILL"]`` (the OOM killer's signal), or ``[]``.
+
+    The pool terminates its other workers (SIGTERM) once one has died; those
+    are left out.
+    """
+    statuses = []
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.exitcode is None:
+            process.join(0.5)  # one the pool is terminating, or the dead one not yet reaped
+        code = process.exitcode
+        if code is None or code == -signal.SIGTERM:
+            continue
+        if code < 0:
+            try:
+                statuses.append(f"killed by {signal.Signals(-code).name}")
+            except ValueError:
+                statuses.append(f"killed by signal {-code}")
+        else:
+            statuses.append(f"exit code {code}")
+    return statuses
+
+
+def _worker_died(problem, setup, pool):
+    """The ``LayerCallError`` of a worker process that died (``os._exit``, a crash, an OOM
+    kill) while evaluating ``setup``'s target; ``pool``: our own pool, else ``None``."""
+    from gradcheck.errors import LayerCallError
+
+    statuses = _exit_statuses(pool) if pool is not None else []
+    how = f" ({', '.join(dict.fromkeys(statuses))})" if statuses else ""
+    serial = "n_jobs=None" if pool is not None else "without executor="
+    return LayerCallError(
+        f"a worker process died{how} while evaluating the differences in parallel: the "
+        "layer's forward ended its process (os._exit, a crash in compiled code) or it ran out "
+        f"of memory (the OOM killer); rerun with {serial} to check serially, in this process, "
+        "and see what happens", layer=problem.name, target=setup.target.name)
 
 
 def _workers(opts):

@@ -11,25 +11,28 @@ gradient against the step (:mod:`gradcheck.gate.plot`).
 
 Exit status: 0 when every check passes, 1 when any check fails or is
 inconclusive, 2 for usage or input errors (a bad argument or configuration, a
-factory that cannot be loaded, a layer that breaks the protocol).
+factory that cannot be loaded or raises, a layer that breaks the protocol or
+raises what gradcheck does not expect), 130 when interrupted (Ctrl-C).
 """
 
 import argparse
 import difflib
 import os
 import sys
-import traceback
 from pathlib import Path
 
 from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.gate.config import ConfigError, find_config, read_config
 from gradcheck.gate.options import GATE_OPTIONS, parse_shape, parse_step
-from gradcheck.gate.run import run_checks, write_json, write_text
+from gradcheck.gate.run import Interrupted, run_checks, write_json, write_text
 from gradcheck.gate.targets import (SHAPE_NOT_APPLICABLE, UsageError, builtin_cases,
                                     builtin_listing, command_line_cases, config_cases,
                                     is_builtin_name)
+from gradcheck.gate.tracebacks import user_traceback
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+#: Exit status on Ctrl-C (128 + SIGINT, as a shell reports a command it interrupted).
+EXIT_INTERRUPTED = 130
 
 #: Subcommands; any other first argument belongs to ``check``, the default.
 SUBCOMMANDS = ("check", "plot")
@@ -39,7 +42,7 @@ PIPE_WIDTH = 120
 
 _EPILOG = ("gradcheck plot TARGET draws the error against the step size (gradcheck plot "
            "--help). exit status: 0 every check passes, 1 a check fails or is inconclusive, "
-           "2 usage or input error")
+           "2 usage or input error, 130 interrupted")
 
 
 def _add_check_arguments(p):
@@ -195,32 +198,6 @@ def output_width(stream):
     return None if stream.isatty() else PIPE_WIDTH
 
 
-_INTERNAL_DIRS = (str(Path(__file__).resolve().parents[1]) + os.sep,
-                  os.path.join(os.path.dirname(os.__file__), "importlib") + os.sep)
-
-
-def _internal(filename):
-    """A frame of gradcheck's own code or of the import machinery."""
-    if filename.startswith("<"):
-        return filename.startswith("<frozen importlib")
-    return str(Path(filename).resolve()).startswith(_INTERNAL_DIRS)
-
-
-def user_traceback(exc):
-    """The traceback of ``exc`` (and its causes) with only the user's frames.
-
-    gradcheck's and importlib's frames are left out; a ``SyntaxError`` keeps
-    its file, line and caret.
-    """
-    te = traceback.TracebackException.from_exception(exc)
-    chain = te
-    while chain is not None:
-        chain.stack = traceback.StackSummary.from_list(
-            [f for f in chain.stack if not _internal(f.filename)])
-        chain = chain.__cause__ or chain.__context__
-    return "".join(te.format()).rstrip()
-
-
 def _report_error(errors, exc, case=None):
     where = f"{case}: " if case else ""
     errors.print(f"gradcheck: error: {where}{exc}", style="red", markup=False,
@@ -241,43 +218,97 @@ def _consoles(args):
     return console(sys.stdout, False), console(sys.stderr, True)
 
 
+def _check_report_paths(args):
+    """Refuse report paths that cannot be written, or one file for both reports."""
+    for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml)):
+        _check_writable(flag, path)
+    if args.json and args.junit_xml and Path(args.json).resolve() == \
+            Path(args.junit_xml).resolve():
+        raise UsageError(f"--json and --junit-xml name the same file ({args.json}): one report "
+                         "would overwrite the other; give each its own path")
+
+
+def _print_source(out, args, config):
+    if args.quiet:
+        return
+    if config is not None:
+        out.print(f"gradcheck: configuration from {config.path}", markup=False)
+    elif args.target is None:
+        out.print("gradcheck: no gradcheck configuration here or above: the built-in suite",
+                  markup=False)
+
+
+def _print_notes(args, errors, outcomes, source):
+    """The built-in cases this installation cannot check; ``--format github``'s annotations."""
+    if source["kind"] == "builtin" and not source.get("targets"):
+        from gradcheck.gate.suite import UNAVAILABLE
+        for name, reason in UNAVAILABLE:
+            errors.print(f"gradcheck: note: {name} not checked: {reason}", style="yellow",
+                         markup=False)
+    if args.format == "github":
+        from gradcheck.gate.annotations import github_annotations
+        for line in github_annotations(outcomes):
+            print(line, flush=True)  # verbatim: never wrapped or styled
+
+
+def _write_reports(args, outcomes, options, source, failed, interrupted=False):
+    """Write ``--json`` and ``--junit-xml`` when given; returns the paths written."""
+    written = []
+    if args.json:
+        write_json(args.json, outcomes, source, failed, interrupted)
+        written.append(args.json)
+    if args.junit_xml:
+        from gradcheck.gate.junit import junit_xml
+        props = dict(options, source=source["kind"])
+        write_text("--junit-xml", args.junit_xml,
+                   junit_xml(outcomes, properties=props, errors=failed))
+        written.append(args.junit_xml)
+    return written
+
+
+def _interrupted(args, errors, exc, options, source, failed):
+    """Ctrl-C during the checks: the reports of those finished, one line; exit 130."""
+    written = _write_reports(args, exc.outcomes, options, source,
+                             [*failed, (exc.label, exc)], interrupted=True)
+    done = f"; the reports of what finished written to {' and '.join(written)}" if written else ""
+    errors.print(f"gradcheck: {exc}{done}", style="red", markup=False, highlight=False)
+    return EXIT_INTERRUPTED
+
+
 def check(args):
-    """The ``check`` subcommand; returns the exit status."""
+    """The ``check`` subcommand.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line (:func:`parse_args`).
+
+    Returns
+    -------
+    int
+        The exit status: :data:`EXIT_PASS`, :data:`EXIT_FAIL`, :data:`EXIT_ERROR`
+        (also when a case could not run: the others are checked and reported
+        first) or :data:`EXIT_INTERRUPTED` (Ctrl-C; the reports of the checks
+        finished are written).
+    """
     out, errors = _consoles(args)
     if args.list:
         for line in builtin_listing():
             out.print(line, markup=False)
         return EXIT_PASS
+    failed = []  # (case, error): reported after the others ran
     try:
-        for flag, path in (("--json", args.json), ("--junit-xml", args.junit_xml)):
-            _check_writable(flag, path)
+        _check_report_paths(args)
         cases, options, source, config = plan(args)
-        if not args.quiet:
-            if config is not None:
-                out.print(f"gradcheck: configuration from {config.path}", markup=False)
-            elif args.target is None:
-                out.print("gradcheck: no gradcheck configuration here or above: the built-in "
-                          "suite", markup=False)
-        failed = []  # (case, error): reported after the others ran
-        outcomes = run_checks(cases, options, console=out, progress_console=errors,
-                              quiet=args.quiet, verbose=args.verbose,
-                              on_error=lambda label, exc: failed.append((label, exc)))
-        if source["kind"] == "builtin" and not source.get("targets"):
-            from gradcheck.gate.suite import UNAVAILABLE
-            for name, reason in UNAVAILABLE:
-                errors.print(f"gradcheck: note: {name} not checked: {reason}", style="yellow",
-                             markup=False)
-        if args.format == "github":
-            from gradcheck.gate.annotations import github_annotations
-            for line in github_annotations(outcomes):
-                print(line, flush=True)  # verbatim: never wrapped or styled
-        if args.json:
-            write_json(args.json, outcomes, source, failed)
-        if args.junit_xml:
-            from gradcheck.gate.junit import junit_xml
-            props = dict(options, source=source["kind"])
-            write_text("--junit-xml", args.junit_xml,
-                       junit_xml(outcomes, properties=props, errors=failed))
+        _print_source(out, args, config)
+        try:
+            outcomes = run_checks(cases, options, console=out, progress_console=errors,
+                                  quiet=args.quiet, verbose=args.verbose,
+                                  on_error=lambda label, exc: failed.append((label, exc)))
+        except Interrupted as exc:
+            return _interrupted(args, errors, exc, options, source, failed)
+        _print_notes(args, errors, outcomes, source)
+        _write_reports(args, outcomes, options, source, failed)
     except (UsageError, ConfigError, GradCheckInputError) as exc:
         _report_error(errors, exc)
         return EXIT_ERROR
@@ -289,13 +320,29 @@ def check(args):
 
 
 def main(argv=None):
-    """Entry point of the ``gradcheck`` command; returns the exit status."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "plot":
-        from gradcheck.gate.plot import run
+    """Entry point of the ``gradcheck`` command.
 
-        return run(args)
-    return check(args)
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status; :data:`EXIT_INTERRUPTED` (130) on Ctrl-C, with one
+        line on stderr instead of a traceback.
+    """
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "plot":
+            from gradcheck.gate.plot import run
+
+            return run(args)
+        return check(args)
+    except KeyboardInterrupt:
+        print("gradcheck: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,8 +9,8 @@ size) is a ``<failure type="Inconclusive">`` when it fails the run, and
 ``<skipped>`` when the run lets it pass (``inconclusive="pass"``); a failing
 finding not tied to a target (non-deterministic forward, forward that modifies
 a parameter) is a testcase of its own named ``"self-checks <shape> <mode>"``;
-a case that could not run (a layer that breaks the protocol) is a testcase
-``"could not run"`` with an ``<error>``. Warnings go to ``<system-out>``.
+a case that could not run (a layer that breaks the protocol, a factory that
+raises) is a testcase ``"could not run"`` with an ``<error>``. Warnings go to ``<system-out>``.
 """
 
 import datetime
@@ -18,6 +18,7 @@ import socket
 import xml.etree.ElementTree as ET
 
 from gradcheck.gate.annotations import relative_path
+from gradcheck.gate.tracebacks import user_traceback
 from gradcheck.render import failure_headline, failure_text
 
 __all__ = ["junit_xml"]
@@ -60,8 +61,10 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None, er
     timestamp : datetime.datetime, optional
         When the run started (default: now).
     errors : iterable of (str, Exception)
-        Cases that could not run (a layer that breaks the protocol): one
-        ``<testcase>`` each, with an ``<error>``.
+        Cases that could not run (a layer that breaks the protocol, a factory
+        that raises, an interrupted run's current case): one ``<testcase>``
+        each, with an ``<error>`` whose text is the traceback of the user's
+        code when it raised (the exception's ``__cause__``).
 
     Returns
     -------
@@ -120,7 +123,9 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None, er
     errors = list(errors)
     for label, exc in errors:
         case = _testcase(suite, label, "could not run", 0.0)
-        ET.SubElement(case, "error", message=str(exc), type=type(exc).__name__)
+        error = ET.SubElement(case, "error", message=str(exc), type=type(exc).__name__)
+        if exc.__cause__ is not None:  # the user's code raised: its frames
+            error.text = user_traceback(exc.__cause__)
     tests += len(errors)
     for element in (root, suite):
         element.set("tests", str(tests))

@@ -186,36 +186,110 @@ class Outcome(NamedTuple):
         return f"{self.label} {self.report.mode}"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a gate run, with what the run had done before it.
+
+    Parameters
+    ----------
+    outcomes : list of Outcome
+        The checks that finished.
+    n_errors : int
+        The cases that finished with an error (they could not run).
+    label : str
+        The case being checked when the run was interrupted (``"label mode"``).
+    total : int
+        Every case of the run.
+    """
+
+    def __init__(self, outcomes, n_errors, label, total):
+        self.outcomes, self.label, self.total = outcomes, label, total
+        self.done = len(outcomes) + n_errors
+        super().__init__(f"interrupted after {self.done} of {_plural(total, 'check')} "
+                         f"(during {label})")
+
+
+class UnexpectedError(Exception):
+    """An exception of a type gradcheck does not expect, raised while checking a case.
+
+    Either a layer gradcheck cannot handle yet or a bug in gradcheck: the case
+    could not run (exit status 2). The original is ``__cause__``; its
+    traceback, the user's frames only, is shown below the message.
+    """
+
+    show_cause = True
+
+    def __init__(self, exc):
+        super().__init__(f"unexpected {type(exc).__name__} while checking: {exc} (raised by the "
+                         "layer's code where gradcheck did not expect it, or a gradcheck bug)")
+
+
+def _check_case(case, options, progress, label):
+    """Build ``case``'s layer and check it: ``(report, source)``."""
+    layer, x = case.build()
+    source = source_of(layer)
+    with progress.check(label, layer, x, options.get("method", "central")):
+        report = check_layer(layer, x, train_flg=case.train_flg, **{**case.options, **options})
+    return report, source
+
+
+def _could_not_run(exc):
+    """What a case's exception is recorded as: itself when it says what is wrong with the
+    layer, its factory or the input (``GradCheckInputError``, ``UsageError``), else an
+    :class:`UnexpectedError` chained to it."""
+    if isinstance(exc, (GradCheckInputError, UsageError)):
+        return exc
+    error = UnexpectedError(exc)
+    error.__cause__ = exc
+    return error
+
+
 def run_checks(cases, options, *, console, progress_console, quiet=False, verbose=False,
                progress_delay=1.0, on_error=None):
     """Run every case; print the table (verdicts coloured) and the summary line.
 
-    ``on_error(label, exc)``, when given, takes a case's ``GradCheckInputError``
-    (a layer that breaks the protocol, a factory that fails) and the other cases
-    go on; without it the error propagates.
+    Parameters
+    ----------
+    cases : list of Case
+    options : dict
+        ``check_layer`` keywords for every case (over each case's own).
+    console, progress_console : rich.console.Console
+        Where the results go, and the progress display (shown on a terminal).
+    quiet, verbose : bool
+        The summary line only; every column and every check's details.
+    progress_delay : float
+        Seconds before the progress display appears.
+    on_error : callable, optional
+        ``on_error(label, exc)`` takes the error of a case that could not run
+        and the other cases go on: a ``GradCheckInputError`` (a layer that
+        breaks the protocol), a :class:`~gradcheck.gate.targets.FactoryError`
+        (a factory that raises), or an :class:`UnexpectedError` wrapping any
+        other exception. Without it the error propagates.
 
     Returns
     -------
     list of Outcome
         Every case's label, report, the seconds it took and its source lines.
+
+    Raises
+    ------
+    Interrupted
+        On Ctrl-C (``KeyboardInterrupt``), with the checks finished before it;
+        nothing is printed.
     """
     outcomes, t0, errors = [], time.perf_counter(), 0
     enabled = not quiet and progress_console.is_terminal
     with CheckProgress(progress_console, len(cases), enabled, progress_delay) as progress:
         for case in cases:
             t_case = time.perf_counter()
-            mode = "train" if case.train_flg else "eval"
+            label = f"{case.label} {'train' if case.train_flg else 'eval'}"
             try:
-                layer, x = case.build()
-                source = source_of(layer)
-                with progress.check(f"{case.label} {mode}", layer, x,
-                                    options.get("method", "central")):
-                    report = check_layer(layer, x, train_flg=case.train_flg,
-                                         **{**case.options, **options})
-            except GradCheckInputError as exc:
+                report, source = _check_case(case, options, progress, label)
+            except KeyboardInterrupt as exc:
+                raise Interrupted(outcomes, errors, label, len(cases)) from exc
+            except Exception as exc:
                 if on_error is None:
                     raise
-                on_error(f"{case.label} {mode}", exc)
+                on_error(label, _could_not_run(exc))
                 errors += 1
                 continue
             outcomes.append(Outcome(case.label, report, time.perf_counter() - t_case, source))
@@ -278,9 +352,25 @@ def summary_line(outcomes, elapsed, errors=0):
             f"({elapsed:.1f} s)")
 
 
-def json_document(outcomes, source, errors=()):
-    """The ``--json`` document (schema version :data:`JSON_SCHEMA_VERSION`); ``errors``:
-    ``(case, exception)`` of the cases that could not run (listed under ``"errors"``)."""
+def json_document(outcomes, source, errors=(), interrupted=False):
+    """The ``--json`` document (schema version :data:`JSON_SCHEMA_VERSION`).
+
+    Parameters
+    ----------
+    outcomes : list of Outcome
+    source : dict
+        What was checked (``"kind"``, ``"file"``, ``"targets"``).
+    errors : iterable of (str, Exception)
+        ``(case, exception)`` of the cases that could not run (listed under
+        ``"errors"``).
+    interrupted : bool
+        The run was interrupted (Ctrl-C): ``outcomes`` are the checks finished
+        before it.
+
+    Returns
+    -------
+    dict
+    """
     from gradcheck import __version__
 
     counts = count_verdicts(o.report for o in outcomes)
@@ -290,7 +380,8 @@ def json_document(outcomes, source, errors=()):
         "schema_version": JSON_SCHEMA_VERSION,
         "gradcheck_version": __version__,
         "source": source,
-        "passed": not errors and all(o.report.passed for o in outcomes),
+        "passed": not errors and not interrupted and all(o.report.passed for o in outcomes),
+        "interrupted": bool(interrupted),
         "summary": {"checks": len(outcomes), "passed": counts["PASS"],
                     "failed": counts["FAIL"], "inconclusive": counts["INCONCLUSIVE"],
                     "targets": sum(len(o.report.results) for o in outcomes)},
@@ -308,7 +399,8 @@ def write_text(option, path, text):
         raise UsageError(f"{option} {path}: {exc.strerror}") from exc
 
 
-def write_json(path, outcomes, source, errors=()):
-    """Write the ``--json`` document of ``outcomes`` (and ``errors``) to ``path``."""
-    write_text("--json", path,
-               json.dumps(json_document(outcomes, source, errors), indent=2) + "\n")
+def write_json(path, outcomes, source, errors=(), interrupted=False):
+    """Write the ``--json`` document of ``outcomes`` (and ``errors``) to ``path``
+    (:func:`json_document`)."""
+    write_text("--json", path, json.dumps(json_document(outcomes, source, errors, interrupted),
+                                          indent=2) + "\n")

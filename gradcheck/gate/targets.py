@@ -30,6 +30,15 @@ class UsageError(Exception):
         self.show_cause = show_cause
 
 
+class FactoryError(UsageError):
+    """A target's factory raised, or returned what cannot be checked.
+
+    Raised while a case is built (:attr:`Case.build`), not while the targets
+    are resolved: the gate records it as that case's error, as it does a
+    layer's, and checks the other targets.
+    """
+
+
 class Case(NamedTuple):
     """One check of a gate run."""
 
@@ -101,25 +110,45 @@ def target_cases(target, modes, *, shape=None, seed=0, label=None, search_path=(
         try:
             made = factory()
         except (Exception, SystemExit) as exc:  # sys.exit() in user code must not pass
-            raise UsageError(f"{label}: the factory raised {type(exc).__name__}: {exc}",
-                             show_cause=True) from exc
-        return layer_and_input(made, label, shape, seed)
+            raise FactoryError(f"the factory raised {type(exc).__name__}: {exc}",
+                               show_cause=True) from exc
+        return layer_and_input(made, shape, seed)
 
     return [Case(label, build, m) for m in modes]
 
 
-def layer_and_input(made, label, shape, seed):
+def layer_and_input(made, shape, seed):
     """``(layer, x)`` from what a factory returned: a pair (``x`` an array, a tuple or a
     dict of inputs), a function triple ``(forward, backward, inputs)`` (CS231n pairs,
-    ``backward`` may be ``None``), or a layer and ``--shape``."""
+    ``backward`` may be ``None``), or a layer and ``--shape``.
+
+    Parameters
+    ----------
+    made : object
+        What the factory returned.
+    shape : tuple of int or None
+        ``--shape``: the input shape for a factory that returns a layer alone.
+    seed : int
+        Seed of that input (standard normal).
+
+    Returns
+    -------
+    tuple
+        ``(layer, x)``.
+
+    Raises
+    ------
+    FactoryError
+        ``made`` is none of these, or ``shape`` does not fit it.
+    """
     if isinstance(made, tuple) and len(made) == 3 and callable(made[0]) \
             and (made[1] is None or callable(made[1])) \
             and method_name(made[0], "forward") is None:
         from gradcheck.protocol.calling import FunctionPair
 
         if shape is not None:
-            raise UsageError(f"{label}: --shape applies to a factory that returns a layer "
-                             "alone; this one returns (forward, backward, inputs)")
+            raise FactoryError("--shape applies to a factory that returns a layer alone; "
+                               "this one returns (forward, backward, inputs)")
         forward, backward, inputs = made
         pair = FunctionPair(forward, backward)
         pair._gradcheck_name = getattr(forward, "__name__", "function")
@@ -127,17 +156,17 @@ def layer_and_input(made, label, shape, seed):
         return pair, tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     if isinstance(made, tuple) and len(made) == 2:
         if shape is not None:
-            raise UsageError(f"{label}: --shape applies to a factory that returns a layer "
-                             "alone; this one returns (layer, x) with its own input")
+            raise FactoryError("--shape applies to a factory that returns a layer alone; "
+                               "this one returns (layer, x) with its own input")
         return made
     if isinstance(made, tuple) or method_name(made, "forward") is None:
         what = f"a tuple of {len(made)}" if isinstance(made, tuple) else type(made).__name__
-        raise UsageError(f"{label}: the factory returned {what}; expected a layer (with "
-                         "forward and backward), a (layer, x) pair or a (forward, backward, "
-                         "inputs) triple")
+        raise FactoryError(f"the factory returned {what}; expected a layer (with "
+                           "forward and backward), a (layer, x) pair or a (forward, backward, "
+                           "inputs) triple")
     if shape is None:
-        raise UsageError(f"{label}: the factory returned a layer without an input; return "
-                         "(layer, x), or give --shape N,D or --shape N,C,H,W")
+        raise FactoryError("the factory returned a layer without an input; return "
+                           "(layer, x), or give --shape N,D or --shape N,C,H,W")
     return made, np.random.default_rng(seed).standard_normal(shape)
 
 
@@ -167,6 +196,11 @@ def builtin_names():
 
 
 def _unknown_builtin(name, modes=None):
+    from gradcheck.gate.suite import UNAVAILABLE
+
+    unavailable = dict(UNAVAILABLE)
+    if name in unavailable:  # a built-in this installation cannot build
+        return UsageError(f"built-in layer {name!r} is not available here: {unavailable[name]}")
     names = builtin_names()
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""

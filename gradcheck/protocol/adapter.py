@@ -21,7 +21,11 @@ from gradcheck.protocol.regularization import penalty_gradients, subtract_penalt
 def layer_name(layer):
     """A short human-readable name for ``layer`` (its class name; a toolkit wrapper
     such as :class:`~gradcheck.protocol.calling.CallLayer` gives the wrapped one's)."""
-    return getattr(layer, "_gradcheck_name", None) or type(layer).__name__
+    try:
+        name = getattr(layer, "_gradcheck_name", None)
+    except Exception:  # a __getattr__ raising KeyError (self.params[name]): no such name
+        name = None
+    return name or type(layer).__name__
 
 
 #: Names under which ``forward`` takes the train/eval switch (the book's ``train_flg``,

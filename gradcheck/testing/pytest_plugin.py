@@ -80,8 +80,20 @@ def pytest_report_header(config):
 
 
 def _marker_options(request):
+    """The options of the ``gradcheck`` markers on the test (the closest wins).
+
+    A positional argument (``@pytest.mark.gradcheck("central")``) errors the
+    test (at its set-up) naming the keyword arguments the marker takes.
+    """
     options = {}
     for mark in reversed(list(request.node.iter_markers("gradcheck"))):
+        if mark.args:
+            pytest.fail(
+                f"{request.node.nodeid}: @pytest.mark.gradcheck takes keyword arguments only, "
+                "the defaults of assert_gradients (method=, strategy=, atol=, rtol=, seed=, "
+                "eps=, ... any keyword of check_layer); got the positional argument(s) "
+                f"{', '.join(map(repr, mark.args))}: write e.g. "
+                "@pytest.mark.gradcheck(method='central')", pytrace=False)
         options.update(mark.kwargs)  # the closest marker (the test's own) wins
     return options
 
