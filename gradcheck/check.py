@@ -11,7 +11,7 @@ from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_
 from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
-from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
+from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling, lookup,
                                           flush_accumulated, grad_candidates)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
@@ -495,12 +495,13 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     the snapshot is then taken anew.
     """
     not_checked = []
-    held = list(getattr(layer, "inputs", {}).values()) if hasattr(layer, "input_grads") else []
+    wrapped = lookup(layer, "input_grads", None) is not None  # a CallLayer
+    held = list(layer.inputs.values()) if wrapped else []
     given, (flushed, original) = original, _flushed_start(layer, original, findings)
 
     def discover():  # one forward/backward: the parameters, and what is not one
         return discover_by_calling(adapter, xw, dout, seed, exclude=exclude, inputs=held,
-                                   strict=hasattr(layer, "input_grads"))
+                                   strict=wrapped)
 
     def discover_flushed(flushed, before, snapshot):  # and without the flush if it broke
         try:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["resolve", "assign", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
+__all__ = ["resolve", "assign", "lookup", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES"]
@@ -112,13 +112,22 @@ def _int_or_str(key):
         return key
 
 
+def lookup(obj, name, default=None):
+    """``getattr(obj, name, default)`` that takes any exception for "no such attribute" (a
+    layer's ``__getattr__`` returning ``self.params[name]`` raises KeyError)."""
+    try:
+        return getattr(obj, name, default)
+    except Exception:  # noqa: BLE001 -- the layer's own lookup, whatever it raises
+        return default
+
+
 def _step(obj, kind, name):
     if kind == "attr" and isinstance(obj, (list, tuple)) and name.isdigit():
         kind, name = "key", int(name)
     elif kind == "attr" and isinstance(obj, dict):
         kind = "key"
     if kind == "attr":
-        return getattr(obj, name, _MISSING)
+        return lookup(obj, name, _MISSING)
     try:
         return obj[name]
     except (KeyError, IndexError, TypeError):

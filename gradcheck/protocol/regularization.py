@@ -19,6 +19,8 @@ wrong regularization term still FAILs as the parameter's gradient.
 
 import numpy as np
 
+from gradcheck.protocol.discovery import lookup
+
 __all__ = ["REGULARIZERS", "penalty_gradients", "subtract_penalty", "describe"]
 
 #: ``{parameter: (its gradient, its L1 coefficient, its L2 coefficient)}`` attribute names.
@@ -29,7 +31,7 @@ REGULARIZERS = {
 
 
 def _coefficient(layer, name):
-    value = getattr(layer, name, 0)
+    value = lookup(layer, name, 0)
     return float(value) if isinstance(value, (int, float, np.floating, np.integer)) else 0.0
 
 
@@ -47,7 +49,7 @@ def penalty_gradients(layer):
     """
     out = {}
     for param, (grad, l1_name, l2_name) in REGULARIZERS.items():
-        W = getattr(layer, param, None)
+        W = lookup(layer, param, None)
         l1, l2 = _coefficient(layer, l1_name), _coefficient(layer, l2_name)
         if not isinstance(W, np.ndarray) or W.dtype.kind != "f" or not (l1 or l2):
             continue
@@ -70,7 +72,7 @@ def describe(layer):
     terms = []
     for param, (grad, l1_name, l2_name) in REGULARIZERS.items():
         l1, l2 = _coefficient(layer, l1_name), _coefficient(layer, l2_name)
-        if isinstance(getattr(layer, param, None), np.ndarray) and (l1 or l2):
+        if isinstance(lookup(layer, param, None), np.ndarray) and (l1 or l2):
             terms.append(f"{param} ({l1_name}={l1:g}, {l2_name}={l2:g})")
     if not terms:
         return None
