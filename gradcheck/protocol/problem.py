@@ -131,7 +131,8 @@ def _uncorrelated(a, b, additive=None):
     # a term of backward that does not scale with dout (a constant added to dx) gives
     # e (1/c - 1) at each scale c: b = additive * a, to rounding, also where e is the same
     # in every element (then the correlation below is undefined)
-    if additive is not None and rms(b - additive * a) <= 1e-6 * rms(b):
+    if additive is not None and np.count_nonzero(a) >= a.size / 2 \
+            and rms(b - additive * a) <= 1e-6 * rms(b):  # (not a rounding of a few ulps)
         return False
     a, b = a / ma, b / mb  # scaled: no overflow of the squares at 1e300
     ra, rb = rms(a) * ma, rms(b) * mb
