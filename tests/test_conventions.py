@@ -1596,3 +1596,29 @@ def test_parameters_that_overlap_in_memory_are_refused_disjoint_slices_are_fine(
     report = check_layer(_Dense(buf[:6].reshape(3, 2), buf[6:]), X)  # one flat vector
     assert report.passed and [r.name for r in report.results] == ["x", "W", "b"]
 
+
+
+def test_a_layer_whose_getattr_raises_keyerror_is_checked():
+    """``__getattr__`` returning ``self.params[name]`` raises KeyError for every other name
+    the check looks up (its own markers, the train/eval switch attributes, regularization
+    coefficients, ``dinputs``): taken as absent."""
+    class ViaGetattr:
+        def __init__(self, factor=1.0):
+            self.__dict__["params"] = {"W": np.random.default_rng(0).normal(size=(3, 2))}
+            self.__dict__["factor"] = factor
+
+        def __getattr__(self, name):
+            return self.__dict__["params"][name]
+
+        def forward(self, x):
+            self.__dict__["x"] = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.__dict__["grads"] = {"W": self.factor * (self.x.T @ dout)}
+            return dout @ self.W.T
+
+    report = check_layer(ViaGetattr(), X)
+    assert report.passed and [r.name for r in report.results] == ["x", "params['W']"]
+    assert check_layer(ViaGetattr(2.0), X).result("params['W']").verdict == "FAIL"
+    assert check_layer(ViaGetattr(), X, train_flg=False).passed  # switch attributes looked up

@@ -13,19 +13,15 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover,
-                                          kept_input_gradient, layer_method, method_name,
-                                          resolve, zero_buffers)
+                                          kept_input_gradient, layer_method, lookup,
+                                          method_name, resolve, zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 
 
 def layer_name(layer):
     """A short human-readable name for ``layer`` (its class name; a toolkit wrapper
     such as :class:`~gradcheck.protocol.calling.CallLayer` gives the wrapped one's)."""
-    try:
-        name = getattr(layer, "_gradcheck_name", None)
-    except Exception:  # a __getattr__ raising KeyError (self.params[name]): no such name
-        name = None
-    return name or type(layer).__name__
+    return lookup(layer, "_gradcheck_name") or type(layer).__name__
 
 
 #: Names under which ``forward`` takes the train/eval switch (the book's ``train_flg``,
@@ -105,7 +101,7 @@ def switch_mode(layer, adapter, train_flg):
     if adapter.flag_mode is not None:
         return None, None
     attr = next((n for n in SWITCH_NAMES
-                 if isinstance(getattr(layer, n, None), (bool, np.bool_))), None)
+                 if isinstance(lookup(layer, n), (bool, np.bool_))), None)
     if attr is not None:
         before, value = getattr(layer, attr), flag_value(attr, train_flg)
         if bool(before) == value:
@@ -166,7 +162,7 @@ class LayerAdapter:
             if method_name(layer, meth) is None:
                 model = (" (a model whose loss(X, y) returns (loss, grads) over model.params, "
                          "CS231n's: check_function(model.loss, None, X, y))"
-                         if callable(getattr(layer, "loss", None)) else "")
+                         if callable(lookup(layer, "loss")) else "")
                 raise LayerProtocolError(
                     f"has no callable {meth}() method; a layer needs forward(x, train_flg) "
                     "and backward(dout) (or forward_pass(X, training) and "
@@ -241,7 +237,7 @@ class LayerAdapter:
         return self.validate_output(out, target)
 
     def validate_output(self, out, target=None):
-        if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
+        if out is None and isinstance(lookup(self.layer, "output"), np.ndarray):
             out = self.layer.output  # forward keeps self.output and returns None (NNFS)
         if isinstance(out, np.ndarray):
             # a subclass (np.matrix keeps 2 dimensions through reshape(-1)) as a plain array

@@ -32,7 +32,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
 from gradcheck.protocol.adapter import SWITCH_NAMES, call_without_dout, flag_name, flag_value
-from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method
+from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
@@ -364,7 +364,7 @@ class CallLayer:
             out = forward(**dict(zip(self.call_names, ordered)), **kwargs)
         else:
             out = forward(*ordered, **kwargs)
-        if out is None and isinstance(getattr(self.layer, "output", None), np.ndarray):
+        if out is None and isinstance(lookup(self.layer, "output"), np.ndarray):
             out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
         if isinstance(out, (tuple, list)):
             arrays = [np.asarray(o) for o in out]
@@ -463,7 +463,7 @@ class CallLayer:
         sample's loss depends on its own row).
         """
         x = self.last_x
-        kept = getattr(self.layer, "output", None)
+        kept = lookup(self.layer, "output")
         first = kept if isinstance(kept, np.ndarray) and kept.shape == np.shape(x) else x
         grads = self._call_backward((first,) + tuple(self.passthrough[n] for n in self.labels))
         if grads is None:

@@ -251,7 +251,7 @@ def method_name(obj, role):
         The first name of :data:`METHOD_NAMES` ``[role]`` that is a callable
         attribute of ``obj``.
     """
-    return next((n for n in METHOD_NAMES[role] if callable(getattr(obj, n, None))), None)
+    return next((n for n in METHOD_NAMES[role] if callable(lookup(obj, n))), None)
 
 
 def layer_method(obj, role):
@@ -283,7 +283,7 @@ def kept_input_gradient(layer):
     """The input gradient a ``backward`` returning None keeps (:data:`INPUT_GRAD_NAMES`), or
     None."""
     for name in INPUT_GRAD_NAMES:
-        value = getattr(layer, name, None)
+        value = lookup(layer, name)
         if value is not None:
             return value
     return None
