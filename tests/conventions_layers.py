@@ -1610,3 +1610,35 @@ def _joined_broken():
     return JoinedChildren(TimeStepsBroken)
 
 
+
+
+# -- __call__ keeps the input, forward does not (a training loop calls layer(x)) --------------
+class CallKeepsInput:
+    """``__call__`` keeps ``self.x`` and calls ``forward``, which keeps nothing; backward reads
+    ``self.x``: only ``layer(x)`` leaves what backward needs."""
+
+    def __init__(self, D=3, H=2):
+        self.W, self.b = _w(D, H), _w(H)
+
+    def __call__(self, x):
+        self.x = x
+        return self.forward(x)
+
+    def forward(self, x):
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.wrong(self.x.T @ dout)
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
+
+    def wrong(self, dW):
+        return dW
+
+
+class CallKeepsInputBroken(CallKeepsInput):
+    def wrong(self, dW):
+        return dW * (1 + 1e-3)
+
+
+CASES["call-keeps-input"] = (CallKeepsInput, CallKeepsInputBroken, "W", ["x", "W", "b"])

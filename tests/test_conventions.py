@@ -1622,3 +1622,36 @@ def test_a_layer_whose_getattr_raises_keyerror_is_checked():
     assert report.passed and [r.name for r in report.results] == ["x", "params['W']"]
     assert check_layer(ViaGetattr(2.0), X).result("params['W']").verdict == "FAIL"
     assert check_layer(ViaGetattr(), X, train_flg=False).passed  # switch attributes looked up
+
+
+def test_a_call_that_keeps_the_input_is_the_forward_pass_and_forward_alone_is_not():
+    """``__call__`` keeps ``self.x`` and calls ``forward``: called as ``layer(x)`` (a stale
+    ``self.x`` from a training loop's earlier call is not read); a ``__call__(*args)``
+    hides forward's switch and is not taken."""
+    from conventions_layers import CallKeepsInput
+
+    layer = CallKeepsInput()
+    layer(np.ones((5, 3)))  # a training loop's earlier call: self.x of another shape
+    report = check_layer(layer, X)
+    assert report.passed and [r.name for r in report.results] == ["x", "W", "b"], str(report)
+    assert layer.x.shape == (5, 3)
+
+    seen = set()
+
+    class Switched(CallKeepsInput):
+        def __call__(self, x, train_flg=True):
+            seen.add(train_flg)
+            self.x = x
+            return self.forward(x)
+
+    assert check_layer(Switched(), X, train_flg=False).passed and False in seen
+
+    class Forwarding(CallKeepsInput):
+        def __call__(self, *args, **kwargs):
+            return self.forward(*args, **kwargs)
+
+        def forward(self, x, train_flg=True):
+            self.x = x
+            return x @ self.W + self.b
+
+    assert check_layer(Forwarding(), X, train_flg=False).passed

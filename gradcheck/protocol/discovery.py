@@ -36,6 +36,7 @@ names joined by dots, each optionally followed by ``[key]`` subscripts
 """
 
 import collections
+import inspect
 import re
 import types
 from dataclasses import dataclass, field
@@ -249,9 +250,31 @@ def method_name(obj, role):
     -------
     str or None
         The first name of :data:`METHOD_NAMES` ``[role]`` that is a callable
-        attribute of ``obj``.
+        attribute of ``obj``; for the forward pass ``"__call__"`` when the class's
+        ``__call__`` calls that method (:func:`_calls_through`).
     """
-    return next((n for n in METHOD_NAMES[role] if callable(lookup(obj, n))), None)
+    name = next((n for n in METHOD_NAMES[role] if callable(lookup(obj, n))), None)
+    if role == "forward" and name is not None and _calls_through(obj, name):
+        return "__call__"
+    return name
+
+
+def _calls_through(obj, name):
+    """Whether ``type(obj).__call__`` is a Python function of the layer's own that calls
+    ``self.<name>`` (``def __call__(self, x): self.x = x; return self.forward(x)``).
+
+    A training loop calls such a layer as ``layer(x)``: what ``__call__`` keeps beside
+    ``forward`` (the input backward reads) is left only by calling it, so the check
+    calls it as its forward pass. Not a ``__call__(*args, **kwargs)``: its signature
+    would hide ``forward``'s inputs and train/eval switch (such a layer is called by
+    ``forward``, as before).
+    """
+    if isinstance(obj, type):
+        return False
+    call = getattr(type(obj), "__call__", None)
+    if not isinstance(call, types.FunctionType) or name not in call.__code__.co_names:
+        return False
+    return not call.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
 
 
 def layer_method(obj, role):
