@@ -8,7 +8,8 @@ import numpy as np
 
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr, switch_back, switch_mode)
-from gradcheck.protocol.calling import call_dout, index_note, is_index_input, is_several
+from gradcheck.protocol.calling import (call_dout, index_note, inputs_first, is_index_input,
+                                        is_several)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling, lookup,
@@ -217,7 +218,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("regularization", False, regularized))
     call = None
     if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
-            or optimizer_paths(layer)):
+            or optimizer_paths(layer) or inputs_first(layer)):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -365,6 +366,12 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
             "does, with the prediction (or the output the layer keeps in self.output, for a "
             "combined softmax and loss) and the labels; its result, the gradient of the mean "
             "loss, was scaled by dout (per sample for one loss per sample)")))
+    if call.inputs_first:
+        taken = ", ".join(call.call_names[:call.inputs_first])
+        findings.append(Finding("backward-takes-inputs", False, (
+            f"backward takes {taken} before the upstream gradient (backward({taken}, "
+            "gradOutput): Torch7 style): called as the training loop does, with the inputs of "
+            "the last forward")))
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))

@@ -1642,3 +1642,80 @@ class CallKeepsInputBroken(CallKeepsInput):
 
 
 CASES["call-keeps-input"] = (CallKeepsInput, CallKeepsInputBroken, "W", ["x", "W", "b"])
+
+
+# -- Torch7 / lua-nn modules: updateOutput, updateGradInput, accGradParameters (+=) ----------
+class Torch7Linear:
+    """Torch7's ``nn.Linear`` as its Python ports write it: ``weight`` (out, in) and
+    ``bias``, ``gradWeight``/``gradBias`` that ``accGradParameters`` adds into (``+=``;
+    ``zeroGradParameters`` zeroes them); ``output`` and ``gradInput`` kept."""
+
+    def __init__(self, D=3, H=2):
+        self.weight, self.bias = _w(H, D), _w(H)
+        self.gradWeight, self.gradBias = np.zeros((H, D)), np.zeros(H)
+        self.output, self.gradInput = np.zeros(0), np.zeros(0)
+
+    def updateOutput(self, input):
+        self.output = input @ self.weight.T + self.bias
+        return self.output
+
+    def updateGradInput(self, input, gradOutput):
+        self.gradInput = self.wrong_dx(gradOutput @ self.weight)
+        return self.gradInput
+
+    def accGradParameters(self, input, gradOutput, scale=1):
+        self.gradWeight += scale * self.wrong_dw(gradOutput.T @ input)
+        self.gradBias += scale * gradOutput.sum(axis=0)
+
+    def zeroGradParameters(self):
+        self.gradWeight[...] = 0
+        self.gradBias[...] = 0
+
+    def wrong_dx(self, dx):
+        return dx
+
+    def wrong_dw(self, dw):
+        return dw
+
+
+class Torch7LinearBroken(Torch7Linear):
+    def wrong_dw(self, dw):
+        return dw * (1 + 1e-3)
+
+
+class Torch7LinearBrokenDx(Torch7Linear):
+    def wrong_dx(self, dx):
+        return dx * (1 + 1e-3)
+
+
+class PortLinear(Torch7Linear):
+    """A Python port that spells the passes ``forward(input)`` and ``backward(input,
+    gradOutput)`` (the input first), returning ``gradInput`` and accumulating the
+    parameter gradients, as ``nn.Module:backward`` does."""
+
+    def forward(self, input):
+        return self.updateOutput(input)
+
+    def backward(self, input, gradOutput):
+        self.updateGradInput(input, gradOutput)
+        self.accGradParameters(input, gradOutput)
+        return self.gradInput
+
+
+class PortLinearBroken(Torch7LinearBroken, PortLinear):
+    pass
+
+
+class PortLinearBrokenDx(Torch7LinearBrokenDx, PortLinear):
+    pass
+
+
+_TORCH7_TARGETS = ["input", "weight", "bias"]
+CALL_CASES["torch7-module"] = (Torch7Linear, Torch7LinearBroken, lambda: _xs((4, 3))[0],
+                               "weight", _TORCH7_TARGETS)
+CALL_CASES["torch7-module-dx"] = (Torch7Linear, Torch7LinearBrokenDx, lambda: _xs((4, 3))[0],
+                                  "input", _TORCH7_TARGETS)
+CALL_CASES["torch7-port"] = (PortLinear, PortLinearBroken, lambda: _xs((4, 3))[0], "weight",
+                             _TORCH7_TARGETS)
+CALL_CASES["torch7-port-dx"] = (PortLinear, PortLinearBrokenDx, lambda: _xs((4, 3))[0], "input",
+                                _TORCH7_TARGETS)

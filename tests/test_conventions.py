@@ -1655,3 +1655,47 @@ def test_a_call_that_keeps_the_input_is_the_forward_pass_and_forward_alone_is_no
             return x @ self.W + self.b
 
     assert check_layer(Forwarding(), X, train_flg=False).passed
+
+
+@pytest.mark.parametrize("name", ["Torch7Linear", "PortLinear"])
+def test_a_torch7_module_gets_its_input_again_and_its_accumulators_are_left_as_found(name):
+    """``updateGradInput(input, gradOutput)`` and ``accGradParameters`` (or a port's
+    ``backward(input, gradOutput)``) get the last forward's input; ``gradWeight`` and
+    ``gradBias`` (found by name beside ``weight``, ``bias``) are zeroed before every backward
+    as ``zeroGradParameters`` does, and hold what they held before afterwards."""
+    import conventions_layers
+
+    layer = getattr(conventions_layers, name)()
+    layer.gradWeight += 5.0  # a training loop's accumulated gradient
+    held, before = layer.gradWeight, layer.gradWeight.copy()
+    report = check_layer(layer, X)
+    assert report.passed and [r.name for r in report.results] == ["input", "weight", "bias"]
+    assert "backward-takes-inputs" in {f.kind for f in report.findings}
+    assert layer.gradWeight is held and np.array_equal(held, before)
+
+
+def test_a_torch7_module_without_parameters_and_a_backward_named_otherwise():
+    """A ``Tanh`` with no ``accGradParameters``; a port whose upstream gradient is named
+    ``grad_output`` and whose input is named apart from forward's."""
+    class Tanh:
+        def updateOutput(self, input):
+            self.output = np.tanh(input)
+            return self.output
+
+        def updateGradInput(self, input, gradOutput):
+            return gradOutput * (1 - self.output ** 2)
+
+    class Port:
+        def forward(self, x):
+            self.out = np.tanh(x)
+            return self.out
+
+        def backward(self, inp, grad_output):
+            return grad_output * (1 - np.tanh(inp) ** 2) * self.factor
+
+        factor = 1.0
+
+    assert check_layer(Tanh(), X).passed
+    assert check_layer(Port(), X).passed
+    Port.factor = 1.001
+    assert check_layer(Port(), X).result("x").verdict == "FAIL"

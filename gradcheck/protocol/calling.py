@@ -38,7 +38,7 @@ from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
-           "index_note", "call_dout"]
+           "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES"]
 
 #: Names of a first ``forward`` parameter that takes indices, not values.
 INDEX_NAMES = ("idx", "ids", "indices", "index", "tokens", "token_ids", "word_ids", "labels",
@@ -100,6 +100,36 @@ def _loss_labels(layer, names):
     params = [p for p in sig.parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return [p.name for p in params[1:] if p.name in names[1:] and p.default is p.empty]
+
+
+#: Names of the upstream gradient of a backward that takes the inputs first (Torch7's
+#: ``backward(input, gradOutput)``).
+GRAD_OUTPUT_NAMES = ("gradOutput", "grad_output", "gradOutputs", "grad_outputs")
+
+
+def inputs_first(layer):
+    """How many of ``forward``'s inputs ``backward`` takes before the upstream gradients.
+
+    Torch7 and its Python ports: ``backward(input, gradOutput)`` returns ``gradInput``.
+    The leading positional parameters of ``backward`` named as ``forward``'s inputs (or
+    all before one named as in :data:`GRAD_OUTPUT_NAMES`) are inputs, given again as the
+    training loop gives them; at least one parameter must be left for a gradient.
+
+    Returns
+    -------
+    int
+        0 for the usual ``backward(dout)``.
+    """
+    back = _array_parameters(layer_method(layer, "backward"))
+    if not back:
+        return 0
+    names = [p.name for p in back]
+    marked = next((i for i, n in enumerate(names) if n in GRAD_OUTPUT_NAMES), None)
+    if marked is not None:
+        return marked
+    inputs = set(forward_names(layer_method(layer, "forward"), len(names))[0])
+    count = next((i for i, n in enumerate(names) if n not in inputs), len(names))
+    return count if count < len(names) else 0
 
 
 def _differentiable(v):
@@ -208,8 +238,11 @@ class CallLayer:
         #: floating arrays (``X[0]``, ``X[1]``: each a target of its own)
         self.call_names, self.members = list(self.names), {}
         self.names, values = self._expand_lists(self.names, values)
-        #: forward's inputs that backward takes again (NNFS: backward(dvalues, y_true))
-        self.labels = _loss_labels(layer, self.names)
+        #: how many inputs backward takes before the upstream gradients (Torch7's
+        #: backward(input, gradOutput)); else forward's inputs that backward takes again
+        #: after it (NNFS: backward(dvalues, y_true))
+        self.inputs_first = inputs_first(layer)
+        self.labels = [] if self.inputs_first else _loss_labels(layer, self.names)
         #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
         self.model = layer.model if isinstance(layer, FunctionPair) else None
         model = self.model is not None
@@ -395,7 +428,7 @@ class CallLayer:
         params = _array_parameters(layer_method(self.layer, "backward"))
         if params is None:
             return n
-        names = [p.name for p in params]
+        names = [p.name for p in params][self.inputs_first:]
         if self.lr is not None and self.lr[0] in names:
             names.remove(self.lr[0])
         taken = len(names)
@@ -495,6 +528,7 @@ class CallLayer:
         (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
         :attr:`step_grads`."""
         backward = layer_method(self.layer, "backward")
+        douts = self.backward_inputs() + tuple(douts)
         if self.lr is None and not self.optimizers:
             grads = call_without_dout(backward, douts)
             subtract_penalty(self.layer)
@@ -512,6 +546,13 @@ class CallLayer:
         self.step_grads = {**reader.grads, **recorder.grads}
         subtract_penalty(self.layer)
         return grads
+
+    def backward_inputs(self):
+        """The inputs of the last ``forward`` that ``backward`` takes before the upstream
+        gradients (:attr:`inputs_first`; none for the usual ``backward(dout)``)."""
+        if not self.inputs_first:
+            return ()
+        return tuple(self._args(self.last_x)[:self.inputs_first])
 
     def find_steps(self, train_flg, seed):
         """Find the arrays a backward that takes a learning rate steps itself
@@ -552,7 +593,7 @@ class CallLayer:
             out = self.forward(self.x.copy(), train_flg)
             douts = self.split(default_dout(seed, np.shape(out)))
             with UpdateRecorder(self.layer) as recorder:
-                layer_method(self.layer, "backward")(*douts)
+                layer_method(self.layer, "backward")(*self.backward_inputs(), *douts)
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.updated = ()
             return 0

@@ -232,10 +232,11 @@ def _assign_steps(root, steps, value):
 
 
 #: The names a layer's two passes go by, in the order tried: the book's ``forward`` /
-#: ``backward``, and ML-From-Scratch's ``forward_pass(X, training)`` /
-#: ``backward_pass(accum_grad)``.
-METHOD_NAMES = {"forward": ("forward", "forward_pass"),
-                "backward": ("backward", "backward_pass")}
+#: ``backward``, ML-From-Scratch's ``forward_pass(X, training)`` /
+#: ``backward_pass(accum_grad)``, and Torch7's ``updateOutput(input)`` /
+#: ``updateGradInput(input, gradOutput)`` (with ``accGradParameters``: :func:`layer_method`).
+METHOD_NAMES = {"forward": ("forward", "forward_pass", "updateOutput"),
+                "backward": ("backward", "backward_pass", "updateGradInput")}
 
 
 def method_name(obj, role):
@@ -281,7 +282,41 @@ def layer_method(obj, role):
     """``obj``'s ``role`` pass (``"forward"`` or ``"backward"``) as a callable, or ``None``
     (see :func:`method_name`)."""
     name = method_name(obj, role)
+    if name == "updateGradInput":
+        return _torch7_backward(obj)
     return None if name is None else getattr(obj, name)
+
+
+def _torch7_backward(obj):
+    """Torch7's ``nn.Module:backward(input, gradOutput, scale)`` of a module that has only
+    the two halves: ``updateGradInput(input, gradOutput)`` (its result, ``gradInput``,
+    returned), then ``accGradParameters(input, gradOutput, 1)`` when the module has one
+    (it adds into ``gradWeight``/``gradBias``: :func:`accumulating_buffers`). The callable
+    carries ``updateGradInput``'s signature, so the inputs it takes first are found by name
+    (:func:`gradcheck.protocol.calling.inputs_first`)."""
+    update, acc = getattr(obj, "updateGradInput"), lookup(obj, "accGradParameters")
+
+    def backward(*args):
+        grad_input = update(*args)
+        if callable(acc):
+            acc(*args, *((1,) if _positional_count(acc) > len(args) else ()))
+        return grad_input
+
+    try:
+        backward.__signature__ = inspect.signature(update)
+    except (TypeError, ValueError):
+        pass
+    return backward
+
+
+def _positional_count(fn):
+    """How many positional parameters ``fn`` takes without a default (0 when unknown)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+               for p in params)
 
 
 def is_layer(obj):
@@ -293,8 +328,16 @@ def is_layer(obj):
 
 def grad_candidates(name):
     """Gradient attribute names tried for a parameter ``name``, in order (``dLdW``: CMU
-    11-785's ``mytorch``)."""
-    return ["d" + name, "d_" + name, name + "_grad", "grad_" + name, "dLd" + name]
+    11-785's ``mytorch``; ``gradWeight`` for ``weight``: Torch7's, :func:`torch7_grad_name`)."""
+    return ["d" + name, "d_" + name, name + "_grad", "grad_" + name, "dLd" + name,
+            torch7_grad_name(name)]
+
+
+def torch7_grad_name(name):
+    """Torch7's gradient name of a parameter: ``weight`` -> ``gradWeight``, ``bias`` ->
+    ``gradBias``. ``accGradParameters`` adds into it (``+=``) and ``zeroGradParameters``
+    zeroes it: an accumulating buffer (:func:`accumulating_buffers`)."""
+    return "grad" + name[:1].upper() + name[1:]
 
 
 #: Where a ``backward`` that returns None keeps the input's gradient (NNFS's
@@ -855,7 +898,9 @@ def accumulating_buffers(layer):
     optimizer step calls ``flush_gradients()``. (numpy-ml's ``flush_gradients``
     also clears the cached inputs, so the check zeroes the buffers itself.) And
     the gradients of parameter objects (:func:`param_object`, ``W.grad``), which
-    backward adds into and the model zeroes before every backward.
+    backward adds into and the model zeroes before every backward, and Torch7's
+    ``gradWeight`` beside ``weight`` (:func:`torch7_grad_name`), which
+    ``accGradParameters`` adds into and ``zeroGradParameters`` zeroes.
 
     Returns
     -------
@@ -866,8 +911,12 @@ def accumulating_buffers(layer):
         if _accumulating(obj):
             paths += [f"{prefix}gradients[{k!r}]" for k, v in obj.gradients.items()
                       if isinstance(v, np.ndarray)]
-        paths += [f"{prefix}{name}.{names[1]}" for name, value in attributes(obj).items()
+        attrs = attributes(obj)
+        paths += [f"{prefix}{name}.{names[1]}" for name, value in attrs.items()
                   for names in [param_object(value)] if names is not None]
+        paths += [f"{prefix}{g}" for name, value in attrs.items()
+                  for g in [torch7_grad_name(name)] if isinstance(value, np.ndarray)
+                  and isinstance(attrs.get(g), np.ndarray) and attrs[g].shape == value.shape]
     return paths
 
 
