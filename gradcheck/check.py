@@ -9,11 +9,12 @@ import numpy as np
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr, switch_back, switch_mode)
 from gradcheck.protocol.calling import (call_dout, index_note, inputs_first, is_index_input,
-                                        is_several)
+                                        is_several, returns_several)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
-from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling, lookup,
-                                          flush_accumulated, grad_candidates)
+from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
+                                          flush_accumulated, grad_candidates, layer_method,
+                                          lookup)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -218,7 +219,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("regularization", False, regularized))
     call = None
     if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
-            or optimizer_paths(layer) or inputs_first(layer)):
+            or optimizer_paths(layer) or inputs_first(layer)
+            or returns_several(layer_method(layer, "backward"))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -354,7 +356,8 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     ``update`` backward calls), its adapter, and the options in the wrapper's names."""
     from gradcheck.protocol.calling import CallLayer
 
-    if not is_several(x):
+    several = is_several(x)
+    if not several:
         if is_index_input(layer, x):
             findings.append(Finding("integer-input", False, index_note(layer, x)))
         x = (x,)
@@ -382,6 +385,10 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     if call.flag is None:
         adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
     call.find_labels(adapter)
+    if not several:
+        returned = call.find_returned(adapter, seed)
+        if returned:
+            findings.append(Finding("gradients-returned", False, returned))
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
 

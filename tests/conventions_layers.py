@@ -1719,3 +1719,76 @@ CALL_CASES["torch7-port"] = (PortLinear, PortLinearBroken, lambda: _xs((4, 3))[0
                              _TORCH7_TARGETS)
 CALL_CASES["torch7-port-dx"] = (PortLinear, PortLinearBrokenDx, lambda: _xs((4, 3))[0], "input",
                                 _TORCH7_TARGETS)
+
+
+# -- backward returning (dx, dW, db): the parameter gradients read from its return value ------
+class ReturnsGradients:
+    """``backward(dout) -> (dx, dW, db)``, the gradients kept nowhere."""
+
+    def __init__(self, D=3, H=2):
+        self.W, self.b = _w(D, H), _w(H)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        dW, db = self.x.T @ dout, dout.sum(axis=0)
+        return dout @ self.W.T, self.wrong(dW), db
+
+    def wrong(self, dW):
+        return dW
+
+
+class ReturnsGradientsBroken(ReturnsGradients):
+    def wrong(self, dW):
+        return dW * (1 + 1e-3)
+
+
+class ReturnsKeptGradients(ReturnsGradients):
+    """The same, returning the ``self.dW``, ``self.db`` it keeps (``db`` kept with its
+    reduced axis: ``(1, H)`` for a ``(H,)`` bias)."""
+
+    def backward(self, dout):
+        self.dW = self.wrong(self.x.T @ dout)
+        self.db = dout.sum(axis=0, keepdims=True)
+        return self.dx(dout @ self.W.T), self.dW, self.db
+
+    def dx(self, dx):
+        return dx
+
+
+class ReturnsKeptGradientsBroken(ReturnsKeptGradients):
+    def dx(self, dx):
+        return dx * (1 + 1e-3)
+
+
+class ReturnsTwoOfAShape:
+    """Two weights of one shape, ``out = tanh(x W1) W2``: ``return dx, dW1, dW2`` is matched
+    in the order the layer defines them."""
+
+    def __init__(self, D=3):
+        self.W1, self.W2 = _w(D, D), _w(D, D)
+
+    def forward(self, x):
+        self.x, self.h = x, np.tanh(x @ self.W1)
+        return self.h @ self.W2
+
+    def backward(self, dout):
+        dW2, dh = self.h.T @ dout, dout @ self.W2.T
+        dz = dh * (1 - self.h ** 2)
+        return dz @ self.W1.T, *self.order(self.x.T @ dz, dW2)
+
+    def order(self, dW1, dW2):
+        return dW1, dW2
+
+
+class ReturnsTwoOfAShapeSwapped(ReturnsTwoOfAShape):
+    def order(self, dW1, dW2):
+        return dW2, dW1
+
+
+CALL_CASES["returns-gradients"] = (ReturnsGradients, ReturnsGradientsBroken,
+                                   lambda: _xs((4, 3))[0], "W", ["x", "W", "b"])
+CALL_CASES["returns-kept-gradients"] = (ReturnsKeptGradients, ReturnsKeptGradientsBroken,
+                                        lambda: _xs((4, 3))[0], "x", ["x", "W", "b"])

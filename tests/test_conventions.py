@@ -1699,3 +1699,29 @@ def test_a_torch7_module_without_parameters_and_a_backward_named_otherwise():
     assert check_layer(Port(), X).passed
     Port.factor = 1.001
     assert check_layer(Port(), X).result("x").verdict == "FAIL"
+
+
+def test_gradients_backward_returns_are_matched_by_shape_and_order_and_the_report_says_so():
+    """``return dx, dW, db`` of a one-input layer: the note says where the gradients were
+    read; two parameters of one shape are matched in definition order and the note says
+    that too; a returned gradient of no parameter's shape is refused, naming the shapes."""
+    from gradcheck.errors import LayerProtocolError
+    from conventions_layers import (ReturnsGradients, ReturnsTwoOfAShape,
+                                    ReturnsTwoOfAShapeSwapped)
+
+    report = check_layer(ReturnsGradients(), X)
+    note = [f.message for f in report.findings if f.kind == "gradients-returned"]
+    assert report.passed and note and "W, b were read from its return value" in note[0]
+    assert "order the layer defines" not in note[0]
+    two = check_layer(ReturnsTwoOfAShape(), X)
+    assert two.passed and [r.name for r in two.results] == ["x", "W1", "W2"], str(two)
+    assert "order the layer defines them (W1, W2)" in " ".join(two.warnings)
+    swapped = check_layer(ReturnsTwoOfAShapeSwapped(), X)
+    assert [r.verdict for r in swapped.results] == ["PASS", "FAIL", "FAIL"], str(swapped)
+
+    class Stray(ReturnsGradients):
+        def backward(self, dout):
+            return dout @ self.W.T, np.zeros((5, 5))
+
+    with pytest.raises(LayerProtocolError, match=r"shapes \(5, 5\) do not match"):
+        check_layer(Stray(), X)

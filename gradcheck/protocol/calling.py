@@ -31,7 +31,8 @@ import numbers
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerProtocolError
-from gradcheck.protocol.adapter import SWITCH_NAMES, call_without_dout, flag_name, flag_value
+from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
+                                       keepdims_of)
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
@@ -130,6 +131,53 @@ def inputs_first(layer):
     inputs = set(forward_names(layer_method(layer, "forward"), len(names))[0])
     count = next((i for i, n in enumerate(names) if n not in inputs), len(names))
     return count if count < len(names) else 0
+
+
+def returns_several(fn):
+    """Whether ``fn``'s source has a ``return a, b, ...`` (a tuple or list display of two
+    or more values): a backward returning ``(dx, dW, db)``. ``False`` when the source
+    cannot be read."""
+    import ast
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return False
+    return any(isinstance(node, ast.Return) and isinstance(node.value, (ast.Tuple, ast.List))
+               and len(node.value.elts) >= 2 for node in ast.walk(tree))
+
+
+def match_returned(shapes, candidates):
+    """Match the parameter gradients a backward returned to the parameters, in order.
+
+    Parameters
+    ----------
+    shapes : list of tuple
+        The shapes of the gradients returned after the inputs' ones, in order.
+    candidates : list of (str, tuple)
+        The layer's floating array attributes ``forward`` does not rebind, with their
+        shapes, in the order they were defined.
+
+    Returns
+    -------
+    (names, ambiguous) : (list of str or None, bool)
+        The parameter of each gradient: the first candidate after the previous match of
+        its shape (or of it with axes of length 1 kept, ``(1, D)`` for ``(D,)``); ``None``
+        when one matches none. ``ambiguous``: some gradient's shape fits more than one of
+        the candidates left, so the order of definition decided.
+    """
+    names, start, ambiguous = [], 0, False
+    for shape in shapes:
+        fits = [i for i in range(start, len(candidates))
+                if keepdims_of(shape, candidates[i][1])]
+        if not fits:
+            return None, ambiguous
+        ambiguous = ambiguous or len(fits) > 1 and any(
+            candidates[i][1] == candidates[fits[0]][1] for i in fits[1:])
+        names.append(candidates[fits[0]][0])
+        start = fits[0] + 1
+    return names, ambiguous
 
 
 def _differentiable(v):
@@ -270,6 +318,9 @@ class CallLayer:
         #: parameters whose gradient backward passes to their ``update`` (find_updates)
         self.optimizers = optimizer_paths(layer)
         self.updated = ()
+        #: the parameters whose gradients backward returns after the inputs' ones
+        #: (``return dx, dW, db``), matched by :meth:`find_returned`
+        self.returned = ()
         self.step_calls = (0, 0)  # the forward and backward calls find_steps made
         self.step_grads = {}
 
@@ -469,6 +520,8 @@ class CallLayer:
             return self._loss_backward(dout)
         grads = self._call_backward(self.split(dout))
         if not self.targets:
+            if isinstance(grads, (tuple, list)):
+                self._keep_returned(list(grads))
             return np.zeros(1)  # no floating input (an embedding): parameters only
         if grads is None:
             grads = kept_input_gradient(self.layer)
@@ -479,7 +532,7 @@ class CallLayer:
                     + ")", layer=self._gradcheck_name, target=self.display("x"))
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
-        grads = self._by_target(list(grads))
+        grads = self._by_target(self._keep_returned(list(grads)))
         for n in self.targets[1:]:
             self.input_grads[n] = grads[n]
         return grads[self.targets[0]] if self.targets else np.zeros(1)
@@ -623,9 +676,74 @@ class CallLayer:
         return {f"layer.{p}": f"layer.{g}" for p, g in own().items()}
 
     def step_params(self, params):
-        """``{param: gradient}`` of the stepped arrays that have no gradient attribute."""
-        return {f"layer.{p}": f"step_grads[{p!r}]" for p in self.stepped + self.updated
+        """``{param: gradient}`` of the stepped arrays (and of the parameters whose gradients
+        backward returns) that have no gradient attribute."""
+        return {f"layer.{p}": f"step_grads[{p!r}]"
+                for p in self.stepped + self.updated + self.returned
                 if f"layer.{p}" not in params}
+
+    def _keep_returned(self, grads):
+        """``grads`` without the trailing parameter gradients of :attr:`returned`, which are
+        kept in :attr:`step_grads`."""
+        if not self.returned or len(grads) <= len(self.returned):
+            return grads
+        n = len(grads) - len(self.returned)
+        self.step_grads = {**self.step_grads, **dict(zip(self.returned, grads[n:]))}
+        return grads[:n]
+
+    def find_returned(self, adapter, seed):
+        """Match the gradients a backward returns after the input's (``return dx, dW, db``)
+        to the layer's parameters (:func:`match_returned`); one forward and one backward
+        call on a snapshot, counted in :attr:`step_calls`.
+
+        Returns
+        -------
+        str or None
+            The text of the report's note (``None``: backward returns no more gradients
+            than inputs, or the layer raised: the check's own calls report it).
+
+        Raises
+        ------
+        LayerProtocolError
+            A returned gradient matches no parameter by shape.
+        """
+        from gradcheck.protocol.discovery import attributes
+        from gradcheck.protocol.problem import default_dout
+        from gradcheck.protocol.state import StateSnapshot
+
+        held = [(n, v) for n, v in attributes(self.layer).items()
+                if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+        snapshot, made = StateSnapshot(self), [0, 0]
+        try:
+            out = self.forward(self.x.copy(), adapter.train_flg)
+            made[0] = 1
+            grads = self._call_backward(self.split(default_dout(seed, np.shape(out))))
+            made[1] = 1
+            kept = attributes(self.layer)
+            candidates = [(n, v.shape) for n, v in held if kept.get(n) is v]
+        except Exception:  # noqa: BLE001 -- the check's own calls report it
+            return None
+        finally:
+            snapshot.restore_all()
+            self.step_calls = (self.step_calls[0] + made[0], self.step_calls[1] + made[1])
+        extra = list(grads)[len(self.targets):] if isinstance(grads, (tuple, list)) else []
+        if not extra or not all(isinstance(g, np.ndarray) for g in extra):
+            return None
+        names, ambiguous = match_returned([g.shape for g in extra], candidates)
+        if names is None:
+            raise LayerProtocolError(
+                f"backward() returned {len(grads)} gradients; after the input's, those of "
+                f"shapes {', '.join(str(g.shape) for g in extra)} do not match the layer's "
+                "floating arrays in order (" + ", ".join(f"{n} {sh}" for n, sh in candidates)
+                + "); name them with params= and keep them as attributes",
+                layer=self._gradcheck_name, target=self.display("x"))
+        self.returned = tuple(names)
+        return (f"backward returns {len(grads)} gradients: after the input's, those of "
+                f"{', '.join(names)} were read from its return value, matched to the "
+                "parameters by shape and order" + (
+                    "; parameters of one shape were matched in the order the layer defines "
+                    f"them ({', '.join(n for n, _ in candidates)}): a backward returning them "
+                    "in another order FAILs" if ambiguous else ""))
 
     def _by_target(self, grads):
         if self.members:  # a list input's gradients, nested as its list or flat
