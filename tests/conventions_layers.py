@@ -1792,3 +1792,70 @@ CALL_CASES["returns-gradients"] = (ReturnsGradients, ReturnsGradientsBroken,
                                    lambda: _xs((4, 3))[0], "W", ["x", "W", "b"])
 CALL_CASES["returns-kept-gradients"] = (ReturnsKeptGradients, ReturnsKeptGradientsBroken,
                                         lambda: _xs((4, 3))[0], "x", ["x", "W", "b"])
+
+
+# -- deeplearning.ai (Coursera) function pairs: examples in columns, caches nested ----------
+def relu(Z):
+    """``relu(Z) -> (A, cache)``, the cache is ``Z``."""
+    return np.maximum(0, Z), Z
+
+
+def relu_backward(dA, cache):
+    dZ = np.array(dA, copy=True)
+    dZ[cache <= 0] = 0
+    return dZ
+
+
+def relu_backward_broken(dA, cache):
+    """Lets the gradient through at ``Z < 0`` too (the mask forgotten on one side)."""
+    dZ = np.array(dA, copy=True)
+    dZ[cache == 0] = 0
+    return dZ
+
+
+def dlai_linear_forward(A, W, b):
+    """``linear_forward(A, W, b) -> (Z, cache)``: ``Z = W A + b``, ``A`` of shape
+    ``(n_prev, m)``."""
+    return W @ A + b, (A, W, b)
+
+
+def dlai_linear_backward(dZ, cache, wrong=1.0):
+    """``linear_backward(dZ, cache) -> (dA_prev, dW, db)`` (summed over the examples)."""
+    A_prev, W, b = cache
+    return W.T @ dZ, dZ @ A_prev.T, wrong * np.sum(dZ, axis=1, keepdims=True)
+
+
+def linear_activation_forward(A_prev, W, b, activation):
+    """The pair over an activation named by a string, ``relu`` or ``tanh``; the cache is
+    ``(linear_cache, activation_cache)``."""
+    Z, linear_cache = dlai_linear_forward(A_prev, W, b)
+    A = np.maximum(0, Z) if activation == "relu" else np.tanh(Z)
+    return A, (linear_cache, Z)
+
+
+def linear_activation_backward(dA, cache, activation, wrong=1.0):
+    """Takes ``activation`` again by name, as the course's model code calls it."""
+    linear_cache, Z = cache
+    dZ = relu_backward(dA, Z) if activation == "relu" else dA * (1 - np.tanh(Z) ** 2)
+    return dlai_linear_backward(dZ, linear_cache, wrong)
+
+
+def linear_activation_backward_broken(dA, cache, activation):
+    return linear_activation_backward(dA, cache, activation, wrong=2.0)
+
+
+def _dlai_inputs(*extra):
+    A, W, b = _xs((3, 4), (2, 3), (2, 1))
+    return (A, W, b) + extra
+
+
+FUNCTION_CASES["dlai-relu"] = (relu, relu_backward, (relu, relu_backward_broken),
+                               lambda: _xs((3, 4)), "Z", ["Z"])
+FUNCTION_CASES["dlai-linear"] = (
+    dlai_linear_forward, dlai_linear_backward,
+    (dlai_linear_forward, lambda dZ, cache: dlai_linear_backward(dZ, cache, 2.0)),
+    _dlai_inputs, "b", ["A", "W", "b"])
+FUNCTION_CASES["dlai-activation-by-name"] = (
+    linear_activation_forward, linear_activation_backward,
+    (linear_activation_forward, linear_activation_backward_broken),
+    lambda: _dlai_inputs("tanh"), "b", ["A_prev", "W", "b"])

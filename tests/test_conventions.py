@@ -1725,3 +1725,17 @@ def test_gradients_backward_returns_are_matched_by_shape_and_order_and_the_repor
 
     with pytest.raises(LayerProtocolError, match=r"shapes \(5, 5\) do not match"):
         check_layer(Stray(), X)
+
+
+def test_an_input_backward_takes_again_by_name_is_given_and_listed():
+    """``linear_activation_backward(dA, cache, activation)``: the string ``activation`` is
+    given to backward again, listed as not differentiated; the cache's members are the
+    pair's own bookkeeping, never listed."""
+    from conventions_layers import (_dlai_inputs, linear_activation_backward,
+                                    linear_activation_forward)
+
+    report = check_function(linear_activation_forward, linear_activation_backward,
+                            *_dlai_inputs("relu"))
+    assert report.passed and [r.name for r in report.results] == ["A_prev", "W", "b"]
+    assert report.not_checked == (("activation", "not differentiated: str, passed through "
+                                   "untouched (and given to backward again by name)"),)

@@ -301,6 +301,9 @@ class CallLayer:
         self.skipped = [(n, _MODEL_INPUT if model and _differentiable(v) else _LABELS
                          if n in self.labels else _why_not(v))
                         for n, v in zip(self.names, values) if n not in self.targets]
+        again = layer.by_name if isinstance(layer, FunctionPair) else ()
+        self.skipped = [(n, why + " (and given to backward again by name)" if n in again
+                         else why) for n, why in self.skipped]
         first = self.targets[0] if self.targets else None
         self.x = values[self.names.index(first)] if first else np.zeros(1)
         # private copies: the check perturbs them in place
@@ -372,9 +375,11 @@ class CallLayer:
         findings[:] = [self._renamed_finding(f) if f.target else f for f in findings]
         hidden = set(self.names) | set(self.call_names) | (
             {"cache"} if isinstance(self.layer, FunctionPair) else set())
+        own = ("inputs[", "input_grads[") + (
+            ("layer.cache[", "layer.cache.") if isinstance(self.layer, FunctionPair) else ())
         not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
                                             if self.display(n) not in hidden
-                                            and not n.startswith(("inputs[", "input_grads["))]
+                                            and not n.startswith(own)]
         return results, findings, not_checked
 
     def _renamed_finding(self, f):
@@ -818,6 +823,9 @@ class FunctionPair:
     def __init__(self, forward, backward):
         self.forward_fn, self.backward_fn = forward, backward
         self.cache = None
+        #: forward's inputs that backward takes again by name (deeplearning.ai's
+        #: ``linear_activation_backward(dA, cache, activation)``), and their last values
+        self.by_name, self.named = _taken_by_name(forward, backward), {}
         #: a model's ``loss(X, y) -> (loss, grads)`` over ``model.params`` (CS231n's Solver
         #: API): the model, its parameters the targets, its inputs not differentiated
         self.model = _model_of(forward) if backward is None else None
@@ -830,6 +838,9 @@ class FunctionPair:
         return {f"model.params[{k!r}]": f"param_grads[{k!r}]" for k in self.model.params}
 
     def forward(self, *inputs):
+        if self.by_name:
+            names, _ = forward_names(self.forward_fn, len(inputs))
+            self.named = {n: v for n, v in zip(names, inputs) if n in self.by_name}
         result = self.forward_fn(*inputs)
         if self.backward_fn is None:
             if not (isinstance(result, tuple) and len(result) == 2):
@@ -867,7 +878,7 @@ class FunctionPair:
 
     def backward(self, *douts):
         if self.backward_fn is not None:
-            return self.backward_fn(*douts, self.cache)
+            return self.backward_fn(*douts, self.cache, **self.named)
         dout, = douts
         grads = self.cache
         scale = np.asarray(dout)
@@ -877,6 +888,19 @@ class FunctionPair:
         if isinstance(grads, (tuple, list)):
             return tuple(scale * np.asarray(g) for g in grads)
         return scale * np.asarray(grads)
+
+
+def _taken_by_name(forward, backward):
+    """The names of ``forward``'s parameters that ``backward`` also has, after its first
+    (the upstream gradient): given to it again by keyword, as the code that calls the pair
+    does (``linear_activation_backward(dA, cache, activation)`` beside
+    ``linear_activation_forward(A_prev, W, b, activation)``)."""
+    fsig, bsig = _signature(forward), _signature(backward) if backward is not None else None
+    if fsig is None or bsig is None:
+        return ()
+    params = list(bsig.parameters.values())[1:]
+    return tuple(p.name for p in params if p.name in fsig.parameters and p.kind in (
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 def _model_of(fn):
