@@ -1859,3 +1859,33 @@ FUNCTION_CASES["dlai-activation-by-name"] = (
     linear_activation_forward, linear_activation_backward,
     (linear_activation_forward, linear_activation_backward_broken),
     lambda: _dlai_inputs("tanh"), "b", ["A_prev", "W", "b"])
+
+
+# -- an embedding with its gradient under grad_W -----------------------------------------------
+class EmbeddingGradName:
+    """``forward(idx) -> W[idx]``; backward makes ``self.grad_W`` anew (``np.add.at``)."""
+
+    def __init__(self, V=5, D=2):
+        self.W = _w(V, D)
+
+    def forward(self, idx):
+        self.idx = idx
+        return self.W[idx]
+
+    def backward(self, dout):
+        self.grad_W = np.zeros_like(self.W)
+        self.scatter(self.grad_W, dout)
+
+    def scatter(self, grad, dout):
+        np.add.at(grad, self.idx, dout)
+
+
+class EmbeddingGradNameBroken(EmbeddingGradName):
+    """``grad[idx] = dout``: a repeated index keeps one row's gradient."""
+
+    def scatter(self, grad, dout):
+        grad[self.idx] = dout
+
+
+CALL_CASES["embedding-grad-name"] = (EmbeddingGradName, EmbeddingGradNameBroken,
+                                     lambda: INDICES, "W", ["W"])

@@ -1739,3 +1739,13 @@ def test_an_input_backward_takes_again_by_name_is_given_and_listed():
     assert report.passed and [r.name for r in report.results] == ["A_prev", "W", "b"]
     assert report.not_checked == (("activation", "not differentiated: str, passed through "
                                    "untouched (and given to backward again by name)"),)
+
+
+def test_an_embedding_with_grad_w_says_its_indices_were_not_checked():
+    from conventions_layers import INDICES, EmbeddingGradName
+
+    report = check_layer(EmbeddingGradName(), INDICES)
+    assert report.passed and [r.name for r in report.results] == ["W"]
+    assert dict(report.not_checked)["idx"].startswith("not differentiated: integer")
+    assert "integer-input" in {f.kind for f in report.findings}
+    assert "idx" in str(report) and "integer" in str(report)
