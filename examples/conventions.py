@@ -214,6 +214,109 @@ class OptimizerDense:
         return accum_grad.dot(W.T)
 
 
+class Torch7Linear:
+    """Torch7 / lua-nn: ``updateOutput(input)``, ``updateGradInput(input, gradOutput)`` and
+    ``accGradParameters(input, gradOutput, scale)`` adding into ``gradWeight``/``gradBias``
+    (a Python port's ``backward(input, gradOutput)`` is checked the same way)."""
+
+    def __init__(self, n_in=3, n_out=2):
+        self.weight, self.bias = RNG.normal(size=(n_out, n_in)), np.zeros(n_out)
+        self.gradWeight, self.gradBias = np.zeros((n_out, n_in)), np.zeros(n_out)
+
+    def updateOutput(self, input):
+        self.output = input @ self.weight.T + self.bias
+        return self.output
+
+    def updateGradInput(self, input, gradOutput):
+        self.gradInput = gradOutput @ self.weight
+        return self.gradInput
+
+    def accGradParameters(self, input, gradOutput, scale=1):
+        self.gradWeight += scale * gradOutput.T @ input
+        self.gradBias += scale * gradOutput.sum(axis=0)
+
+
+class ReturnsGradients:
+    """``backward(dout) -> (dx, dW, db)``: the parameter gradients read from the return
+    value, matched to ``W``, ``b`` by shape and order."""
+
+    def __init__(self, n_in=3, n_out=2):
+        self.W, self.b = RNG.normal(size=(n_in, n_out)), np.zeros(n_out)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        return dout @ self.W.T, self.x.T @ dout, dout.sum(axis=0)
+
+
+class CallKeepsInput:
+    """``__call__`` keeps the input and calls ``forward``: checked through ``__call__``."""
+
+    def __init__(self, n_in=3, n_out=2):
+        self.W = RNG.normal(size=(n_in, n_out))
+
+    def __call__(self, x):
+        self.x = x
+        return self.forward(x)
+
+    def forward(self, x):
+        return x @ self.W
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+class ParamsByGetattr:
+    """``__getattr__`` reads ``self.params[name]`` (a KeyError for any other name)."""
+
+    def __init__(self, n_in=3, n_out=2):
+        self.params, self.grads = {"W": RNG.normal(size=(n_in, n_out))}, {}
+
+    def __getattr__(self, name):
+        return self.params[name]
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        self.grads["W"] = self.x.T @ dout
+        return dout @ self.W.T
+
+
+class EmbeddingGradW:
+    """``forward(idx)`` with ``self.grad_W`` made by backward: only ``W`` is a target."""
+
+    def __init__(self, V=6, D=3):
+        self.W = RNG.normal(size=(V, D))
+
+    def forward(self, idx):
+        self.idx = idx
+        return self.W[idx]
+
+    def backward(self, dout):
+        self.grad_W = np.zeros_like(self.W)
+        np.add.at(self.grad_W, self.idx, dout)
+
+
+def linear_activation_forward(A_prev, W, b, activation):
+    """deeplearning.ai: ``-> (A, (linear_cache, activation_cache))``, examples in columns."""
+    Z = W @ A_prev + b
+    A = np.maximum(0, Z) if activation == "relu" else 1 / (1 + np.exp(-Z))
+    return A, ((A_prev, W, b), Z)
+
+
+def linear_activation_backward(dA, cache, activation):
+    """deeplearning.ai: takes ``activation`` again by name; ``-> (dA_prev, dW, db)``."""
+    (A_prev, W, b), Z = cache
+    s = 1 / (1 + np.exp(-Z))
+    dZ = dA * (Z > 0) if activation == "relu" else dA * s * (1 - s)
+    return W.T @ dZ, dZ @ A_prev.T, dZ.sum(axis=1, keepdims=True)
+
+
 def affine_forward(x, w, b):
     """CS231n: ``forward(*inputs) -> (out, cache)``."""
     return x @ w + b, (x, w)
@@ -291,10 +394,37 @@ def make_softmax_loss():
     return softmax_loss, None, (_x(4, 3), np.array([0, 2, 1, 2]))
 
 
+def make_torch7_linear():
+    return Torch7Linear(), _x(4, 3)
+
+
+def make_returns_gradients():
+    return ReturnsGradients(), _x(4, 3)
+
+
+def make_call_keeps_input():
+    return CallKeepsInput(), _x(4, 3)
+
+
+def make_params_by_getattr():
+    return ParamsByGetattr(), _x(4, 3)
+
+
+def make_embedding_grad_w():
+    return EmbeddingGradW(), np.array([0, 4, 4, 1])
+
+
+def make_dlai_pair():
+    return (linear_activation_forward, linear_activation_backward,
+            (_x(3, 4), _x(2, 3), _x(2, 1), "sigmoid"))
+
+
 FACTORIES = [make_matmul, make_accumulating, make_nnfs_dense, make_swish, make_two_layer,
              make_rnn_cell, make_loss, make_embedding, make_sgd_dense, make_optimizer_dense,
              make_affine_pair,
-             make_softmax_loss]
+             make_softmax_loss, make_torch7_linear, make_returns_gradients,
+             make_call_keeps_input, make_params_by_getattr, make_embedding_grad_w,
+             make_dlai_pair]
 
 
 if __name__ == "__main__":
