@@ -310,11 +310,14 @@ def linear_activation_forward(A_prev, W, b, activation):
 
 
 def linear_activation_backward(dA, cache, activation):
-    """deeplearning.ai: takes ``activation`` again by name; ``-> (dA_prev, dW, db)``."""
+    """deeplearning.ai: takes ``activation`` again by name; ``-> (dA_prev, dW, db)``, ``dW``
+    and ``db`` of the batch mean (``1./m``), as the course writes them: checked as ``m``
+    times them, with a note."""
     (A_prev, W, b), Z = cache
+    m = A_prev.shape[1]
     s = 1 / (1 + np.exp(-Z))
     dZ = dA * (Z > 0) if activation == "relu" else dA * s * (1 - s)
-    return W.T @ dZ, dZ @ A_prev.T, dZ.sum(axis=1, keepdims=True)
+    return W.T @ dZ, 1. / m * dZ @ A_prev.T, 1. / m * dZ.sum(axis=1, keepdims=True)
 
 
 def affine_forward(x, w, b):

@@ -354,7 +354,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
     (or integer indices, a backward that takes a learning rate, optimizer objects whose
     ``update`` backward calls), its adapter, and the options in the wrapper's names."""
-    from gradcheck.protocol.calling import CallLayer
+    from gradcheck.protocol.calling import CallLayer, FunctionPair
 
     several = is_several(x)
     if not several:
@@ -389,6 +389,13 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
         returned = call.find_returned(adapter, seed)
         if returned:
             findings.append(Finding("gradients-returned", False, returned))
+    if isinstance(layer, FunctionPair):
+        from gradcheck.protocol.batchmean import find_mean_scale, mean_scale_note
+
+        call.mean_scale = find_mean_scale(call, train_flg, seed)
+        if call.mean_scale:
+            findings.append(Finding("batch-mean-gradients", False,
+                                    mean_scale_note(call, call.mean_scale)))
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
 

@@ -1820,9 +1820,20 @@ def dlai_linear_forward(A, W, b):
 
 
 def dlai_linear_backward(dZ, cache, wrong=1.0):
-    """``linear_backward(dZ, cache) -> (dA_prev, dW, db)`` (summed over the examples)."""
+    """``linear_backward(dZ, cache) -> (dA_prev, dW, db)`` as the course writes it: ``dW``
+    and ``db`` of the batch mean (``1./m``), ``dA_prev`` of the sum."""
     A_prev, W, b = cache
-    return W.T @ dZ, dZ @ A_prev.T, wrong * np.sum(dZ, axis=1, keepdims=True)
+    m = A_prev.shape[1]
+    dW = 1. / m * np.dot(dZ, A_prev.T)
+    db = 1. / m * np.sum(dZ, axis=1, keepdims=True)
+    dA_prev = np.dot(W.T, dZ)
+    return dA_prev, dW, wrong * db
+
+
+def dlai_linear_backward_broken_dx(dZ, cache):
+    """``dA_prev`` averaged too (``1./m * W.T @ dZ``)."""
+    dA_prev, dW, db = dlai_linear_backward(dZ, cache)
+    return dA_prev / cache[0].shape[1], dW, db
 
 
 def linear_activation_forward(A_prev, W, b, activation):
@@ -1855,6 +1866,9 @@ FUNCTION_CASES["dlai-linear"] = (
     dlai_linear_forward, dlai_linear_backward,
     (dlai_linear_forward, lambda dZ, cache: dlai_linear_backward(dZ, cache, 2.0)),
     _dlai_inputs, "b", ["A", "W", "b"])
+FUNCTION_CASES["dlai-linear-dx"] = (
+    dlai_linear_forward, dlai_linear_backward,
+    (dlai_linear_forward, dlai_linear_backward_broken_dx), _dlai_inputs, "A", ["A", "W", "b"])
 FUNCTION_CASES["dlai-activation-by-name"] = (
     linear_activation_forward, linear_activation_backward,
     (linear_activation_forward, linear_activation_backward_broken),

@@ -1752,3 +1752,31 @@ def test_an_embedding_with_grad_w_says_its_indices_were_not_checked():
     assert dict(report.not_checked)["idx"].startswith("not differentiated: integer")
     assert "integer-input" in {f.kind for f in report.findings}
     assert "idx" in str(report) and "integer" in str(report)
+
+
+def test_the_courses_batch_mean_parameter_gradients_are_checked_times_m_and_said_so():
+    """deeplearning.ai's ``dW = 1./m * dZ @ A_prev.T`` beside ``dA_prev = W.T @ dZ``: checked
+    as ``m`` times them with a note; summed gradients get no note; a CS231n
+    ``affine_backward`` averaging over its rows (``(N, D)`` input) still FAILs."""
+    from conventions_layers import (_dlai_inputs, affine_forward, dlai_linear_backward,
+                                    dlai_linear_forward)
+
+    report = check_function(dlai_linear_forward, dlai_linear_backward, *_dlai_inputs())
+    notes = [f.message for f in report.findings if f.kind == "batch-mean-gradients"]
+    assert report.passed and notes and "m = 4, the columns of A" in notes[0], str(report)
+
+    def summed(dZ, cache):
+        dA, dW, db = dlai_linear_backward(dZ, cache)
+        return dA, dW * cache[0].shape[1], db * cache[0].shape[1]
+
+    plain = check_function(dlai_linear_forward, summed, *_dlai_inputs())
+    assert plain.passed and "batch-mean-gradients" not in {f.kind for f in plain.findings}
+
+    def averaging(dout, cache):
+        x, w, b = cache
+        return dout @ w.T, x.T @ dout / len(x), dout.sum(axis=0) / len(x)
+
+    rng = np.random.default_rng(4)
+    bad = check_function(affine_forward, averaging, rng.normal(size=(5, 3)),
+                         rng.normal(size=(3, 2)), rng.normal(size=2))
+    assert [r.verdict for r in bad.results] == ["PASS", "FAIL", "FAIL"], str(bad)

@@ -324,6 +324,9 @@ class CallLayer:
         #: the parameters whose gradients backward returns after the inputs' ones
         #: (``return dx, dW, db``), matched by :meth:`find_returned`
         self.returned = ()
+        #: ``m`` when the inputs after the first get gradients of the batch mean
+        #: (:func:`~gradcheck.protocol.batchmean.find_mean_scale`): multiplied by it
+        self.mean_scale = None
         self.step_calls = (0, 0)  # the forward and backward calls find_steps made
         self.step_grads = {}
 
@@ -539,7 +542,8 @@ class CallLayer:
             grads = (grads,)
         grads = self._by_target(self._keep_returned(list(grads)))
         for n in self.targets[1:]:
-            self.input_grads[n] = grads[n]
+            self.input_grads[n] = grads[n] if self.mean_scale is None else (
+                self.mean_scale * np.asarray(grads[n]))
         return grads[self.targets[0]] if self.targets else np.zeros(1)
 
     def _loss_backward(self, dout):
