@@ -1903,3 +1903,43 @@ class EmbeddingGradNameBroken(EmbeddingGradName):
 
 CALL_CASES["embedding-grad-name"] = (EmbeddingGradName, EmbeddingGradNameBroken,
                                      lambda: INDICES, "W", ["W"])
+
+
+class Torch7Tanh:
+    def updateOutput(self, input):
+        self.output = np.tanh(input)
+        return self.output
+
+    def updateGradInput(self, input, gradOutput):
+        self.gradInput = gradOutput * (1 - self.output ** 2)
+        return self.gradInput
+
+
+class Torch7Sequential:
+    """``nn.Sequential``: each module's ``updateGradInput``/``accGradParameters`` called with
+    the output of the one before it, last to first; the sub-modules' ``gradWeight`` found
+    and zeroed as the container's own."""
+
+    def __init__(self, *modules):
+        self.modules = list(modules)
+
+    def updateOutput(self, input):
+        for module in self.modules:
+            input = module.updateOutput(input)
+        self.output = input
+        return input
+
+    def _inputs(self, input):
+        return [input] + [m.output for m in self.modules[:-1]]
+
+    def updateGradInput(self, input, gradOutput):
+        for module, inp in reversed(list(zip(self.modules, self._inputs(input)))):
+            gradOutput = module.updateGradInput(inp, gradOutput)
+        self.gradInput = gradOutput
+        return gradOutput
+
+    def accGradParameters(self, input, gradOutput, scale=1):
+        for module, inp in reversed(list(zip(self.modules, self._inputs(input)))):
+            if hasattr(module, "accGradParameters"):
+                module.accGradParameters(inp, gradOutput, scale)
+            gradOutput = module.gradInput

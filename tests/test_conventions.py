@@ -1780,3 +1780,18 @@ def test_the_courses_batch_mean_parameter_gradients_are_checked_times_m_and_said
     bad = check_function(affine_forward, averaging, rng.normal(size=(5, 3)),
                          rng.normal(size=(3, 2)), rng.normal(size=2))
     assert [r.verdict for r in bad.results] == ["PASS", "FAIL", "FAIL"], str(bad)
+
+
+def test_a_torch7_sequential_checks_every_sub_module_and_a_wrong_one_fails_alone():
+    from conventions_layers import (Torch7Linear, Torch7LinearBroken, Torch7Sequential,
+                                    Torch7Tanh)
+
+    def net(last):
+        return Torch7Sequential(Torch7Linear(3, 4), Torch7Tanh(), last(4, 2))
+
+    names = ["input", "modules.0.weight", "modules.0.bias", "modules.2.weight",
+             "modules.2.bias"]
+    good = check_layer(net(Torch7Linear), X)
+    assert good.passed and [r.name for r in good.results] == names, str(good)
+    bad = check_layer(net(Torch7LinearBroken), X)
+    assert [r.name for r in bad.results if r.verdict == "FAIL"] == ["modules.2.weight"]
