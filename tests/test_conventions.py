@@ -1795,3 +1795,26 @@ def test_a_torch7_sequential_checks_every_sub_module_and_a_wrong_one_fails_alone
     assert good.passed and [r.name for r in good.results] == names, str(good)
     bad = check_layer(net(Torch7LinearBroken), X)
     assert [r.name for r in bad.results if r.verdict == "FAIL"] == ["modules.2.weight"]
+
+
+def test_a_torch7_criterion_takes_input_and_target_again():
+    """``updateOutput(input, target) -> loss``, ``updateGradInput(input, target)``: the
+    target is passed to backward again (the loss-with-labels rule), the loss scaled by
+    ``dout``."""
+    class MSECriterion:
+        def __init__(self, factor=1.0):
+            self.factor = factor
+
+        def updateOutput(self, input, target):
+            self.output = float(np.mean((input - target) ** 2))
+            return self.output
+
+        def updateGradInput(self, input, target):
+            self.gradInput = self.factor * 2 * (input - target) / input.size
+            return self.gradInput
+
+    target = np.random.default_rng(5).normal(size=X.shape)
+    report = check_layer(MSECriterion(), (X, target))
+    assert report.passed and [r.name for r in report.results] == ["input"], str(report)
+    assert dict(report.not_checked)["target"].startswith("not differentiated: labels")
+    assert check_layer(MSECriterion(1.01), (X, target)).result("input").verdict == "FAIL"
