@@ -86,9 +86,11 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     params : dict of str to str or None
         ``{"gamma": "dgamma", ...}``; ``None`` discovers them after one
         ``backward`` (:mod:`gradcheck.protocol.discovery`): ``p`` with
-        ``dp``/``p_grad``/``grad_p`` (arrays and scalars), ``params``/``grads``
-        dicts and lists, accumulating ``parameters``/``gradients`` dicts,
-        sub-layers (``blocks.0.W``); attributes ``forward`` rebinds are state.
+        ``dp``/``p_grad``/``grad_p``/Torch7's ``gradP`` (arrays and scalars),
+        ``params``/``grads`` dicts and lists, accumulating ``parameters``/
+        ``gradients`` dicts, sub-layers (``blocks.0.W``), the gradients a
+        one-input ``backward`` returns after ``dx`` (``return dx, dW, db``:
+        matched by shape and order); attributes ``forward`` rebinds are state.
         The report lists what was considered and not checked.
     dout : ndarray of the output's shape or None
         Upstream gradient; ``None`` = standard normal from ``seed`` (never

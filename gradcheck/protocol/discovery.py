@@ -16,7 +16,8 @@ sub-layers) and name
     slots, named ``"grads[0]+grads[2]"``);
   - ``parameters`` / ``gradients`` dicts where ``backward`` accumulates with
     ``+=`` (numpy-ml): those buffers are *accumulating* and zeroed before
-    every ``backward`` of the check;
+    every ``backward`` of the check; so are Torch7's ``gradWeight`` /
+    ``gradBias`` beside ``weight`` / ``bias`` (``accGradParameters`` adds);
   - sub-layers (attributes that are layers, lists/tuples/dicts of layers),
     searched recursively, with dotted names (``blocks.0.W``); an array
     already found under another name (``Sequential``'s ``W_0``) is one target;
@@ -46,7 +47,8 @@ import numpy as np
 __all__ = ["resolve", "assign", "lookup", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
-           "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES"]
+           "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
+           "torch7_grad_name"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
