@@ -1629,8 +1629,8 @@ def test_a_layer_whose_getattr_raises_keyerror_is_checked():
 
 def test_a_call_that_keeps_the_input_is_the_forward_pass_and_forward_alone_is_not():
     """``__call__`` keeps ``self.x`` and calls ``forward``: called as ``layer(x)`` (a stale
-    ``self.x`` from a training loop's earlier call is not read); a ``__call__(*args)``
-    hides forward's switch and is not taken."""
+    ``self.x`` from a training loop's earlier call is not read), with the switch its
+    signature takes, or forward's behind a ``__call__(*args, **kwargs)``."""
     from conventions_layers import CallKeepsInput
 
     layer = CallKeepsInput()
@@ -1651,13 +1651,16 @@ def test_a_call_that_keeps_the_input_is_the_forward_pass_and_forward_alone_is_no
 
     class Forwarding(CallKeepsInput):
         def __call__(self, *args, **kwargs):
+            self.x = args[0]
             return self.forward(*args, **kwargs)
 
         def forward(self, x, train_flg=True):
-            self.x = x
+            seen.add(("forward", train_flg))
             return x @ self.W + self.b
 
-    assert check_layer(Forwarding(), X, train_flg=False).passed
+    report = check_layer(Forwarding(), X, train_flg=False)
+    assert report.passed and ("forward", False) in seen, str(report)
+    assert check_layer(Forwarding(), X).passed
 
 
 @pytest.mark.parametrize("name", ["Torch7Linear", "PortLinear"])

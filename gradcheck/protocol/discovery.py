@@ -268,16 +268,13 @@ def _calls_through(obj, name):
 
     A training loop calls such a layer as ``layer(x)``: what ``__call__`` keeps beside
     ``forward`` (the input backward reads) is left only by calling it, so the check
-    calls it as its forward pass. Not a ``__call__(*args, **kwargs)``: its signature
-    would hide ``forward``'s inputs and train/eval switch (such a layer is called by
-    ``forward``, as before).
+    calls it as its forward pass (a ``__call__(*args, **kwargs)`` with the signature
+    of the method it calls: :func:`_through_call`).
     """
     if isinstance(obj, type):
         return False
     call = getattr(type(obj), "__call__", None)
-    if not isinstance(call, types.FunctionType) or name not in call.__code__.co_names:
-        return False
-    return not call.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+    return isinstance(call, types.FunctionType) and name in call.__code__.co_names
 
 
 def layer_method(obj, role):
@@ -286,7 +283,28 @@ def layer_method(obj, role):
     name = method_name(obj, role)
     if name == "updateGradInput":
         return _torch7_backward(obj)
+    if name == "__call__":
+        return _through_call(obj)
     return None if name is None else getattr(obj, name)
+
+
+def _through_call(obj):
+    """``obj.__call__`` as the forward pass (:func:`_calls_through`). A ``__call__(*args,
+    **kwargs)`` passing them on hides the inputs and the train/eval switch: it is called
+    through a function that carries the signature of the method it calls."""
+    call = getattr(obj, "__call__")  # the instance's own first (the gate counts calls so)
+    if not type(obj).__call__.__code__.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        return call
+    inner = next(n for n in METHOD_NAMES["forward"] if callable(lookup(obj, n)))
+
+    def forward(*args, **kwargs):
+        return getattr(obj, "__call__")(*args, **kwargs)
+
+    try:
+        forward.__signature__ = inspect.signature(getattr(obj, inner))
+    except (TypeError, ValueError):
+        pass
+    return forward
 
 
 def _torch7_backward(obj):
