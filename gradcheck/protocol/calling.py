@@ -286,9 +286,7 @@ class CallLayer:
         #: floating arrays (``X[0]``, ``X[1]``: each a target of its own)
         self.call_names, self.members = list(self.names), {}
         self.names, values = self._expand_lists(self.names, values)
-        #: how many inputs backward takes before the upstream gradients (Torch7's
-        #: backward(input, gradOutput)); else forward's inputs that backward takes again
-        #: after it (NNFS: backward(dvalues, y_true))
+        #: inputs backward takes before the upstream gradients (Torch7), or after (NNFS)
         self.inputs_first = inputs_first(layer)
         self.labels = [] if self.inputs_first else _loss_labels(layer, self.names)
         #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
@@ -298,12 +296,8 @@ class CallLayer:
                         and n not in self.labels and not model]
         self.shape = tuple(np.shape(values[0])) if values and isinstance(
             values[0], np.ndarray) else ()
-        self.skipped = [(n, _MODEL_INPUT if model and _differentiable(v) else _LABELS
-                         if n in self.labels else _why_not(v))
-                        for n, v in zip(self.names, values) if n not in self.targets]
-        again = layer.by_name if isinstance(layer, FunctionPair) else ()
-        self.skipped = [(n, why + " (and given to backward again by name)" if n in again
-                         else why) for n, why in self.skipped]
+        self.skipped = [(n, self._why_skipped(n, v)) for n, v in zip(self.names, values)
+                        if n not in self.targets]
         first = self.targets[0] if self.targets else None
         self.x = values[self.names.index(first)] if first else np.zeros(1)
         # private copies: the check perturbs them in place
@@ -321,14 +315,22 @@ class CallLayer:
         #: parameters whose gradient backward passes to their ``update`` (find_updates)
         self.optimizers = optimizer_paths(layer)
         self.updated = ()
-        #: the parameters whose gradients backward returns after the inputs' ones
-        #: (``return dx, dW, db``), matched by :meth:`find_returned`
-        self.returned = ()
-        #: ``m`` when the inputs after the first get gradients of the batch mean
-        #: (:func:`~gradcheck.protocol.batchmean.find_mean_scale`): multiplied by it
-        self.mean_scale = None
+        #: the parameters of the gradients backward returns after dx (:meth:`find_returned`),
+        #: and the batch size m that scales a pair's (:mod:`~gradcheck.protocol.batchmean`)
+        self.returned, self.mean_scale = (), None
         self.step_calls = (0, 0)  # the forward and backward calls find_steps made
         self.step_grads = {}
+
+    def _why_skipped(self, name, value):
+        """Why the input ``name`` is not a target (a pair's input that backward takes
+        again by name says so)."""
+        if self.model is not None and _differentiable(value):
+            return _MODEL_INPUT
+        if name in self.labels:
+            return _LABELS
+        again = self.layer.by_name if isinstance(self.layer, FunctionPair) else ()
+        return _why_not(value) + (" (and given to backward again by name)"
+                                  if name in again else "")
 
     # -- what the report calls the targets ----------------------------------------------
     def display(self, internal):
