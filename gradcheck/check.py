@@ -558,6 +558,8 @@ def _not_named(discover, params):
     parameter left out of ``params=`` is never dropped silently)."""
     try:
         found = discover()
+    except LayerCallError:
+        raise  # the layer's own error: never eaten
     except GradCheckInputError:
         found = None  # the check's own calls say what is wrong
     if found is None or not isinstance(params, dict):

@@ -335,6 +335,51 @@ def test_forward_that_raises_names_target_and_index():
     assert isinstance(info.value.__cause__, FloatingPointError)
 
 
+_FORWARD_CALLS = [0]
+
+
+class RaisesOnce(Scale):
+    """Raises on one forward call of the check only (counted outside the layer's state,
+    which the check restores), the ``fail_at``-th; ``None`` counts without raising."""
+
+    fail_at = None
+
+    def forward(self, x, train_flg=True):
+        _FORWARD_CALLS[0] += 1
+        if _FORWARD_CALLS[0] == self.fail_at:
+            raise RuntimeError(f"flaky on call {self.fail_at}")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("options", [{}, {"strategy": "projection"}, {"params": {"w": "dw"}},
+                                     {"method": "complex"}])
+def test_a_forward_that_raises_once_is_never_retried_into_a_verdict(options):
+    """Whichever call it is -- discovery, the noise table, the step probe, the structure
+    probes, the differences, the sequence check -- a forward raising once raises
+    LayerCallError naming forward and its error: the noise and step searches take an error
+    for the edge of forward's domain only when the same call raises again."""
+    _FORWARD_CALLS[0] = 0
+    assert check_layer(RaisesOnce(), X, **options).passed
+    total = _FORWARD_CALLS[0]
+    for n in range(1, total + 1):
+        _FORWARD_CALLS[0], layer = 0, RaisesOnce()
+        layer.fail_at = n
+        with pytest.raises(LayerCallError, match=f"forward\\(\\) raised RuntimeError: flaky on "
+                           f"call {n}"):
+            check_layer(layer, X, **options)
+
+
+def test_a_noise_table_call_raising_once_names_the_call_and_says_it_did_not_repeat():
+    _FORWARD_CALLS[0], layer = 0, RaisesOnce()
+    layer.fail_at = 5  # in the noise table of 'x' (the retry with a smaller spacing ate it)
+    with pytest.raises(LayerCallError, match=(
+            r"target 'x': forward\(\) raised RuntimeError: flaky on call 5 \(while perturbing "
+            r"the target along a direction\), but returned when called again on the same input "
+            r"and state: an intermittent error")) as info:
+        check_layer(layer, X)
+    assert info.value.intermittent and isinstance(info.value.__cause__, RuntimeError)
+
+
 def test_forward_producing_nan_under_perturbation():
     class Log(Scale):
         def forward(self, x, train_flg=True):

@@ -913,13 +913,24 @@ def _written_in_train_mode(adapter, x, snapshot):
     """What a train-mode forward rebinds, for an eval-mode check of a layer with a train/eval
     switch (one forward call on the snapshot, restored): its caches (the book's batch norm
     keeps ``xc``, ``xn`` from a training step) are state, never parameters. An empty set
-    otherwise, or when the train-mode call raises."""
+    otherwise, or when the train-mode call raises (twice: an error that does not repeat is
+    raised, intermittent)."""
+    from gradcheck.errors import LayerCallError, intermittent_error
+
     if adapter.flag_mode is None or adapter.train_flg:
         return set()
+    train = type(adapter)(adapter.layer, True)
     try:
-        type(adapter)(adapter.layer, True).forward(x.copy())
+        train.forward(x.copy())
         return rebound(snapshot)
-    except Exception:  # noqa: BLE001 -- the eval-mode calls report the layer's errors
+    except Exception as exc:  # noqa: BLE001 -- the eval-mode calls report the layer's errors
+        user = exc.__cause__ if isinstance(exc, LayerCallError) else None
+        snapshot.restore_all()
+        err = user and intermittent_error(user, lambda: train.raw_forward(x.copy()),
+                                          "the train-mode call that finds what a train-mode "
+                                          "forward writes", layer=adapter.name)
+        if err:
+            raise err from user
         return set()
     finally:
         snapshot.restore_all()
@@ -948,10 +959,16 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
     Returns
     -------
     Discovery or None
-        ``None`` when the calls raise or do not fit the protocol; the check
-        then discovers in its own analytic pass, which reports the error.
+        ``None`` when the calls do not fit the protocol; the check then
+        discovers in its own analytic pass, which reports the error.
+
+    Raises
+    ------
+    LayerCallError
+        The layer's ``forward`` or ``backward`` raised (an error that only
+        this call meets would otherwise go unreported).
     """
-    from gradcheck.errors import GradCheckInputError
+    from gradcheck.errors import GradCheckInputError, LayerCallError
     from gradcheck.protocol.state import StateSnapshot
 
     layer = adapter.layer
@@ -975,8 +992,8 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         adapter.backward(dout, x.shape, x.dtype)
         found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
                          written_backward=rebound(after_forward) - written)
-    except GradCheckInputError:
-        if strict:
+    except GradCheckInputError as exc:
+        if strict or isinstance(exc, LayerCallError):  # the layer's own error: never eaten
             raise
         return None
     finally:
