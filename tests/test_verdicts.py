@@ -414,6 +414,10 @@ def test_an_expect_zero_target_whose_gradient_is_not_zero_fails_naming_its_large
                      r"max\|analytic\| = [0-9.]+ at \(\d,\) \(tolerance [0-9.e+-]+\), " + why,
                      finding.message), finding.message
     assert "expect_zero" in str(report)
+    projected = check_layer(ScaleAndBias(used), X, expect_zero=["b"], strategy="projection")
+    assert projected.result("b").verdict == "FAIL" and any(re.search(
+        r"max\|analytic\| = \S+ at random projection \d", f.message)
+        for f in projected.findings if f.kind == "expect-zero-violated")
 
 
 def test_the_gate_exits_1_for_inconclusive_and_takes_the_options(capsys):

@@ -283,10 +283,11 @@ def _not_zero(comp, st, checked):
     if not (np.any(ana > st.allowed) or np.any(num > st.allowed)):
         return ""
     i, j = int(np.argmax(ana)), int(np.argmax(num))
+    at = (lambda k: f"random projection {k}") if comp.shared_items else comp.index
     return (f"{comp.name!r} was declared expect_zero, but its gradient is not zero: "
-            f"max|analytic| = {ana[i]:.6g} at {comp.index(i)} (tolerance "
+            f"max|analytic| = {ana[i]:.6g} at {at(i)} (tolerance "
             f"{st.allowed[i]:.2g}), " + (
-                f"max|numerical| = {num[j]:.6g} at {comp.index(j)}: the forward depends on it"
+                f"max|numerical| = {num[j]:.6g} at {at(j)}: the forward depends on it"
                 if num[j] > st.allowed[j] else
                 f"max|numerical| = {num[j]:.2g}: backward returns a gradient the forward does "
                 "not have"))
