@@ -225,9 +225,15 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("integer-input", False,
                                 f"x has integer dtype {np.asarray(x).dtype}; checked as float64",
                                 "x"))
-    if params is not None:
-        params = check_params_mapping(layer, params)
-    _check_wrt(layer, name, wrt, params)
+    try:
+        if params is not None:
+            params = check_params_mapping(layer, params)
+        _check_wrt(layer, name, wrt, params, call)
+    except GradCheckInputError as exc:  # in the user's names (a wrapper's are internal)
+        renamed = call.renamed(exc) if call is not None else exc
+        if renamed is exc:
+            raise
+        raise renamed from None
     dout_w = None
     if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
@@ -651,14 +657,18 @@ def _no_params(found):
             f"them: params={{{first!r}: {grad!r}}}")
 
 
-def _check_wrt(layer, name, wrt, params):
+def _check_wrt(layer, name, wrt, params, call=None):
+    """Every ``wrt`` name is the input or a parameter (``call``: the wrapper of a layer with
+    several inputs; its internal names are the user's again in :meth:`CallLayer.renamed`)."""
+    inputs = ["x", *call.input_params()] if call is not None else ["x"]
     for w in wrt or ():
         ok = w == "x" or (w in params if params is not None
                           else isinstance(get_attr(layer, w), (np.ndarray, float)))
         if not ok:
+            what = f"an input ({', '.join(map(repr, inputs))})" if len(inputs) > 1 else "'x'"
             raise GradCheckInputError(
-                f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
-                layer=name, target=w)
+                f"wrt names {w!r}, which is neither {what} nor an ndarray parameter of the "
+                "layer", layer=name, target=w)
 
 
 def _untouched_accumulators(problem, adapter):

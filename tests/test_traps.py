@@ -380,6 +380,60 @@ def test_a_noise_table_call_raising_once_names_the_call_and_says_it_did_not_repe
     assert info.value.intermittent and isinstance(info.value.__cause__, RuntimeError)
 
 
+class TwoInputs:
+    """``w * x * y`` with a sub-layer named ``layer`` (its ``v`` a parameter) and an array
+    ``c`` with no gradient."""
+
+    class Inner:
+        def __init__(self):
+            self.v = np.full(3, 2.0)
+
+        def forward(self, x):
+            return self.v * x
+
+        def backward(self, d):
+            return d * self.v
+
+    def __init__(self):
+        self.w, self.c, self.layer = np.linspace(0.5, 1.5, 3), np.ones(3), self.Inner()
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return self.w * self.layer.v * x * y
+
+    def backward(self, d):
+        self.dw = np.sum(d * self.layer.v * self.x * self.y, axis=0)
+        self.layer.dv = np.sum(d * self.w * self.x * self.y, axis=0)
+        g = d * self.w * self.layer.v
+        return g * self.y, g * self.x
+
+
+@pytest.mark.parametrize("inputs, shown", [((X, X + 2), "'x', 'y'"),
+                                           ({"y": X + 2, "x": X}, "'y', 'x'")])
+@pytest.mark.parametrize("wrt, match", [
+    (["z"], r"target 'z': wrt names 'z', which is neither an input \({inputs}\) nor an "
+            r"ndarray parameter of the layer$"),
+    (["layer.nope"], r"target 'layer.nope': wrt names 'layer.nope', which is neither an input "
+                     r"\({inputs}\)"),
+    (["y", "c"], r"target 'c': wrt names \['c'\], but backward\(\) stores no gradient for it; "
+                 r"targets: \[{inputs}, 'w', 'layer.v'\]$"),
+])
+def test_wrt_errors_of_a_layer_with_several_inputs_use_the_users_names(inputs, shown, wrt,
+                                                                       match):
+    """No internal name (``layer.``, ``inputs[...]``) leaks, the inputs are listed as the
+    user named them (in their order), and a sub-layer the user called ``layer`` keeps its
+    name."""
+    with pytest.raises(GradCheckInputError, match=match.format(inputs=shown)):
+        check_layer(TwoInputs(), inputs, wrt=wrt)
+    report = check_layer(TwoInputs(), (X, X + 2), wrt=["y", "layer.v"])
+    assert report.passed and [r.name for r in report.results] == ["y", "layer.v"]
+
+
+def test_a_params_error_of_a_layer_with_several_inputs_uses_the_users_names():
+    with pytest.raises(GradCheckInputError, match=r"target 'q': params names attribute 'q',"):
+        check_layer(TwoInputs(), (X, X + 2), params={"w": "dw", "q": "dq"})
+
+
 def test_forward_producing_nan_under_perturbation():
     class Log(Scale):
         def forward(self, x, train_flg=True):
