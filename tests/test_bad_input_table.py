@@ -394,6 +394,7 @@ TRIGGERS = {
     "model-loss-missing-gradient": lambda tmp_path: check_function(
         _Model(forget="b").loss, None, X, np.array([0, 1, 0, 1])),
     "no-backward": _call(NoBackward()),
+    "layer-is-a-class": _call(Scale),
     "forward-raises-perturbed": _call(Fragile()),
     "forward-raises-first-call": _call(RaisesAtOnce()),
     "forward-raises-once": _call(_raises_once(5)),
