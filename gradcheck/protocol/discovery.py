@@ -582,13 +582,14 @@ class _Walk:
             reason = _FORWARD
         elif (id(obj), name) in self.written_backward:
             reason = _BACKWARD
-        elif id(value) in self.inputs or any(id(value[k]) in self.inputs for k in keys):
-            reason = _INPUT
+        elif id(value) in self.inputs:
+            reason = _INPUT  # (an entry that is the input is one: _classify)
         tried = grad_candidates(name)
         gname = next((c for c in tried if isinstance(attrs.get(c), (dict, list, tuple))), None)
         if reason is None and gname is not None:
             self.container(obj, prefix, name, gname, False)
             return
+        skipped = []
         for key in keys:
             item = value[key]
             if not (isinstance(item, np.ndarray) or _is_float_value(item)):
@@ -600,7 +601,21 @@ class _Walk:
                 if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
                     self.floating(path, item)
             if why is not _INPUT:
-                self.skip(path, why)
+                skipped.append((key, path, why))
+        self._skip_entries(f"{prefix}{name}", skipped, rebuilt=reason is _FORWARD)
+
+    def _skip_entries(self, path, skipped, rebuilt):
+        """List a container's entries as not checked: one line for the container when
+        forward rebuilds it (``self.cache = {"x": x, "mask": m}``) or writes every entry
+        listed, else entry by entry."""
+        if len(skipped) < 2 or not (rebuilt or all(w is _FORWARD for *_, w in skipped)):
+            for _, where, why in skipped:
+                self.skip(where, why)
+            return
+        keys = ", ".join(repr(k) for k, *_ in skipped[:6]) + (", ..." if len(skipped) > 6
+                                                               else "")
+        self.skip(path, (f"rebuilt by every forward ({keys})" if rebuilt else
+                         f"its entries {keys} written by forward") + " -> state, not a parameter")
 
     #: Containers nested deeper than this under an attribute are listed as not walked.
     NESTED_DEPTH = 8
