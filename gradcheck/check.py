@@ -225,15 +225,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("integer-input", False,
                                 f"x has integer dtype {np.asarray(x).dtype}; checked as float64",
                                 "x"))
-    try:
-        if params is not None:
-            params = check_params_mapping(layer, params)
-        _check_wrt(layer, name, wrt, params, call)
-    except GradCheckInputError as exc:  # in the user's names (a wrapper's are internal)
-        renamed = call.renamed(exc) if call is not None else exc
-        if renamed is exc:
-            raise
-        raise renamed from None
+    params = _checked_names(layer, name, params, wrt, call)
     dout_w = None
     if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
@@ -655,6 +647,21 @@ def _no_params(found):
             f"for them (looked for {', '.join(grad_candidates(first))}, params/grads, "
             f"parameters/gradients); only the input was checked. If they are trainable, name "
             f"them: params={{{first!r}: {grad!r}}}")
+
+
+def _checked_names(layer, name, params, wrt, call):
+    """``params`` validated, and every ``wrt`` name a target; an error in the user's names
+    (``call``, the wrapper of several inputs, knows them by internal ones)."""
+    try:
+        if params is not None:
+            params = check_params_mapping(layer, params)
+        _check_wrt(layer, name, wrt, params, call)
+    except GradCheckInputError as exc:
+        renamed = call.renamed(exc) if call is not None else exc
+        if renamed is exc:
+            raise
+        raise renamed from None
+    return params
 
 
 def _check_wrt(layer, name, wrt, params, call=None):
