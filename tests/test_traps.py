@@ -409,7 +409,7 @@ class TwoInputs:
 
 
 @pytest.mark.parametrize("inputs, shown", [((X, X + 2), "'x', 'y'"),
-                                           ({"y": X + 2, "x": X}, "'y', 'x'")])
+                                           ({"y": X + 2, "x": X}, "'x', 'y'")])
 @pytest.mark.parametrize("wrt, match", [
     (["z"], r"target 'z': wrt names 'z', which is neither an input \({inputs}\) nor an "
             r"ndarray parameter of the layer$"),
@@ -421,12 +421,21 @@ class TwoInputs:
 def test_wrt_errors_of_a_layer_with_several_inputs_use_the_users_names(inputs, shown, wrt,
                                                                        match):
     """No internal name (``layer.``, ``inputs[...]``) leaks, the inputs are listed as the
-    user named them (in their order), and a sub-layer the user called ``layer`` keeps its
-    name."""
+    user named them (in forward's order), and a sub-layer the user called ``layer`` keeps
+    its name."""
     with pytest.raises(GradCheckInputError, match=match.format(inputs=shown)):
         check_layer(TwoInputs(), inputs, wrt=wrt)
-    report = check_layer(TwoInputs(), (X, X + 2), wrt=["y", "layer.v"])
+    report = check_layer(TwoInputs(), inputs, wrt=["y", "layer.v"])
     assert report.passed and [r.name for r in report.results] == ["y", "layer.v"]
+
+
+def test_keyword_inputs_in_another_order_than_forwards_take_backwards_gradients_in_its():
+    """``{"y": ..., "x": ...}`` for ``forward(x, y)``, whose backward returns ``(dx, dy)``:
+    each gradient is compared with its own input (they were taken in the dict's order, and
+    a correct layer FAILed on both)."""
+    report = check_layer(TwoInputs(), {"y": X + 2, "x": X})
+    assert report.passed, str(report)
+    assert [r.name for r in report.results][:2] == ["x", "y"]
 
 
 def test_a_params_error_of_a_layer_with_several_inputs_uses_the_users_names():

@@ -193,6 +193,10 @@ class CallLayer:
                     raise GradCheckInputError(
                         f"the dict of inputs names {unknown}, which forward{sig} does not "
                         "take", layer=name)
+            if sig is not None:  # in forward's order, the order backward returns gradients in
+                order = {p: i for i, p in enumerate(sig.parameters)}
+                self.names.sort(key=lambda k: order.get(k, len(order)))
+                values = [inputs[k] for k in self.names]
         else:
             self.keyword = False
             values = list(inputs)
