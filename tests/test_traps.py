@@ -352,10 +352,12 @@ class RaisesOnce(Scale):
 
 
 @pytest.mark.parametrize("options", [{}, {"strategy": "projection"}, {"params": {"w": "dw"}},
-                                     {"method": "complex"}])
+                                     {"method": "complex"}, {"train_flg": False}])
 def test_a_forward_that_raises_once_is_never_retried_into_a_verdict(options):
     """Whichever call it is -- discovery, the noise table, the step probe, the structure
-    probes, the differences, the sequence check -- a forward raising once raises
+    probes, the differences, the sequence check (in eval mode its train-mode first call,
+    whose error is otherwise taken for a train mode that cannot run) -- a forward raising
+    once raises
     LayerCallError naming forward and its error: the noise and step searches take an error
     for the edge of forward's domain only when the same call raises again."""
     _FORWARD_CALLS[0] = 0
