@@ -230,9 +230,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("integer-input", False,
                                 f"x has integer dtype {np.asarray(x).dtype}; checked as float64",
                                 "x"))
-    if params is not None:
-        params = check_params_mapping(layer, params)
-    _check_wrt(layer, name, wrt, params)
+    params = _checked_names(layer, name, params, wrt, call)
     dout_w = None
     if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
@@ -581,6 +579,8 @@ def _not_named(discover, params):
     parameter left out of ``params=`` is never dropped silently)."""
     try:
         found = discover()
+    except LayerCallError:
+        raise  # the layer's own error: never eaten
     except GradCheckInputError:
         found = None  # the check's own calls say what is wrong
     if found is None or not isinstance(params, dict):
@@ -672,14 +672,33 @@ def _no_params(found):
             f"them: params={{{first!r}: {grad!r}}}")
 
 
-def _check_wrt(layer, name, wrt, params):
+def _checked_names(layer, name, params, wrt, call):
+    """``params`` validated, and every ``wrt`` name a target; an error in the user's names
+    (``call``, the wrapper of several inputs, knows them by internal ones)."""
+    try:
+        if params is not None:
+            params = check_params_mapping(layer, params)
+        _check_wrt(layer, name, wrt, params, call)
+    except GradCheckInputError as exc:
+        renamed = call.renamed(exc) if call is not None else exc
+        if renamed is exc:
+            raise
+        raise renamed from None
+    return params
+
+
+def _check_wrt(layer, name, wrt, params, call=None):
+    """Every ``wrt`` name is the input or a parameter (``call``: the wrapper of a layer with
+    several inputs; its internal names are the user's again in :meth:`CallLayer.renamed`)."""
+    inputs = ["x", *call.input_params()] if call is not None else ["x"]
     for w in wrt or ():
         ok = w == "x" or (w in params if params is not None
                           else isinstance(get_attr(layer, w), (np.ndarray, float)))
         if not ok:
+            what = f"an input ({', '.join(map(repr, inputs))})" if len(inputs) > 1 else "'x'"
             raise GradCheckInputError(
-                f"wrt names {w!r}, which is neither 'x' nor an ndarray parameter of the layer",
-                layer=name, target=w)
+                f"wrt names {w!r}, which is neither {what} nor an ndarray parameter of the "
+                "layer", layer=name, target=w)
 
 
 def _untouched_accumulators(problem, adapter):

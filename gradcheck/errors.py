@@ -55,14 +55,53 @@ class LayerCallError(GradCheckInputError):
 
     The original exception is chained (``__cause__``), so its traceback is
     shown; ``index`` is the perturbed element (a tuple) or ``None`` for the
-    unperturbed call.
+    unperturbed call. ``intermittent`` is true when the same call, repeated on
+    the same input and state, returned: the error is not the input's (not the
+    edge of forward's domain that a smaller step avoids), and no retry may
+    pass over it.
     """
 
-    def __init__(self, message, *, layer=None, target=None, index=None):
+    def __init__(self, message, *, layer=None, target=None, index=None, intermittent=False):
         if index is not None:
             message = f"{message} (while perturbing element {index})"
         super().__init__(message, layer=layer, target=target)
         self.index = index
+        self.intermittent = intermittent
+
+
+def intermittent_error(exc, again, where, *, layer, target=None, index=None, method="forward"):
+    """The error for ``exc`` if it does not repeat: ``again()`` (the same call, on the same
+    input and state) returning means the layer's error is not the input's.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What the layer's call raised.
+    again : callable
+        Makes the call once more.
+    where : str
+        Which call it was (``"while perturbing element (1, 0)"``).
+    layer, target, index, method : optional
+        For the message (``method`` is ``"forward"`` or ``"backward"``).
+
+    Returns
+    -------
+    LayerCallError or None
+        An ``intermittent`` error naming the call, or ``None`` when ``again()``
+        raised too (the caller's own handling applies: a domain edge, a mode that
+        cannot run).
+    """
+    try:
+        again()
+    except (Exception, SystemExit):
+        return None
+    err = LayerCallError(
+        f"{method}() raised {type(exc).__name__}: {exc} ({where}), but returned when called "
+        "again on the same input and state: an intermittent error, not the input's, so the "
+        "check stops instead of retrying past it", layer=layer, target=target,
+        intermittent=True)
+    err.index = index
+    return err
 
 
 class GradientCheckError(AssertionError):

@@ -15,11 +15,13 @@ everywhere. Columns come in tiers:
 A verdict or a margin is never cut: when even tier 0 is too wide, only the
 case column wraps.
 
-This module imports rich lazily (``import gradcheck`` imports numpy only).
+This module imports rich lazily (``import gradcheck`` imports numpy only), with
+Python's ``random`` state put back (:func:`_import_rich`).
 """
 
 import io
 import math
+import random
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -235,6 +237,7 @@ def results_table(entries, *, width, verbose=False, show_case=True, color=True):
     color : bool
         Colour the verdicts.
     """
+    _import_rich()
     from rich.table import Table
     from rich.text import Text
 
@@ -253,6 +256,22 @@ def results_table(entries, *, width, verbose=False, show_case=True, color=True):
     return table
 
 
+def _import_rich():
+    """Import the rich modules this one uses, leaving Python's ``random`` stream untouched.
+
+    ``rich.style`` draws ``random.getrandbits(24)`` from the global generator
+    when imported: the first ``print(report)`` would move the caller's stream.
+    """
+    state = random.getstate()
+    try:
+        import rich.box  # noqa: F401
+        import rich.console  # noqa: F401
+        import rich.table  # noqa: F401
+        import rich.text  # noqa: F401
+    finally:
+        random.setstate(state)
+
+
 def _box():
     from rich import box
 
@@ -261,6 +280,7 @@ def _box():
 
 def table_text(table, width):
     """``table`` as plain text, ``width`` columns wide at most."""
+    _import_rich()
     from rich.console import Console
 
     buf = io.StringIO()

@@ -96,6 +96,20 @@ class RaisesAtOnce(Scale):
         raise KeyError("boom")
 
 
+def _raises_once(n):
+    """A forward that raises on the check's ``n``-th forward call only (the count is the
+    class's: the check restores the instance's state)."""
+    class RaisesOnce(Scale):
+        calls = 0
+
+        def forward(self, x, train_flg=True):
+            type(self).calls += 1
+            if type(self).calls == n:
+                raise RuntimeError("flaky")
+            return super().forward(x)
+    return RaisesOnce()
+
+
 class BackwardRaises(Scale):
     def backward(self, dout):
         raise ZeroDivisionError("bwd boom")
@@ -380,8 +394,10 @@ TRIGGERS = {
     "model-loss-missing-gradient": lambda tmp_path: check_function(
         _Model(forget="b").loss, None, X, np.array([0, 1, 0, 1])),
     "no-backward": _call(NoBackward()),
+    "layer-is-a-class": _call(Scale),
     "forward-raises-perturbed": _call(Fragile()),
     "forward-raises-first-call": _call(RaisesAtOnce()),
+    "forward-raises-once": _call(_raises_once(5)),
     "backward-raises": _call(BackwardRaises()),
     "backward-none": _call(_backward_returning(lambda dx: None)),
     "backward-wrong-shape": _call(_backward_returning(lambda dx: dx[:, :2])),

@@ -24,7 +24,7 @@ IDS = [f"{name}-{'train' if flg else 'eval'}" for name, flg in CASES]
 def test_every_builtin_layer_passes_every_strategy(case, strategy):
     layer, x = case.build()
     report = check_layer(layer, x, train_flg=case.train_flg, strategy=strategy, probes=4,
-                         samples=16, **case.spec.options)
+                         samples=16, **case.spec.options_for(case.train_flg))
     assert report.passed, str(report)
     assert not [f for f in report.findings if f.kind in FINDING_KINDS], str(report)
 

@@ -811,6 +811,47 @@ def test_a_models_other_arrays_are_listed_and_its_findings_use_the_parameter_nam
     assert report.result("W1").passed and report.result("gamma1").passed
 
 
+class CacheDict:
+    """``w * relu(x)`` keeping a cache for backward: rebuilt (``self.cache = {...}``) or,
+    with ``in_place``, written entry by entry into a dict (and a list) made once."""
+
+    def __init__(self, in_place=False):
+        self.w, self.in_place = np.linspace(0.5, 1.5, 3), in_place
+        self.cache, self.slots = {}, [None, None]
+
+    def forward(self, x):
+        m = (x > 0).astype(float)
+        if self.in_place:
+            self.cache["x"], self.cache["mask"] = x, m
+            self.slots[0], self.slots[1] = m * 2, m * 3
+        else:
+            self.cache = {"x": x, "mask": m, "wm": self.w * m}
+        return self.w * x * m
+
+    def backward(self, dout):
+        x, m = self.cache["x"], self.cache["mask"]
+        self.dw = np.sum(dout * x * m, axis=0)
+        return dout * self.w * m
+
+
+def test_a_cache_dict_rebuilt_by_forward_is_one_not_checked_line_not_one_per_entry():
+    report = check_layer(CacheDict(), X + 0.01)
+    assert report.passed
+    assert [n for n, _ in report.not_checked] == ["cache"], report.not_checked
+    assert dict(report.not_checked)["cache"] == (
+        "rebuilt by every forward ('x', 'mask', 'wm') -> state, not a parameter")
+    assert "cache['mask']" not in str(report)
+
+
+def test_cache_entries_written_in_place_are_listed_never_dropped_and_grouped_when_all_are():
+    """A dict made once whose entries forward writes, one of them the input: the input
+    entry is the input, the other one is listed (it used to vanish with the input's); a list
+    whose slots forward all writes is one line."""
+    why = dict(check_layer(CacheDict(in_place=True), X + 0.01).not_checked)
+    assert why == {"cache['mask']": "written by forward -> state, not a parameter",
+                   "slots": "its entries 0, 1 written by forward -> state, not a parameter"}
+
+
 def test_arrays_nested_below_an_attribute_are_listed_as_not_checked():
     class Nested:
         def __init__(self):

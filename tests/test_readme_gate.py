@@ -65,3 +65,72 @@ def test_the_custom_layer_example_runs():
     exec(textwrap.dedent(code).replace("check_layer(", "report = check_layer("), namespace)
     report = namespace["report"]
     assert report.passed and [r.name for r in report.results] == ["x", "weight"]
+
+
+def _broken_swish():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_my_layers",
+                                                  ROOT / "examples" / "my_layers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_broken_swish()
+
+
+def _shown_as_printed(shown, printed):
+    """Each line of the README block is the next printed line; a line ``  T: ... ...``
+    ending in ``: ...`` stands for the printed line it starts and every detail line of
+    target ``T`` after it (with their continuation lines)."""
+    i = 0
+    for line in shown:
+        assert i < len(printed), f"README shows more than is printed: {line!r}"
+        if line.endswith(": ..."):
+            assert printed[i].startswith(line[:-3]), (line, printed[i])
+            own = line[:line.index(":") + 1]
+            i += 1
+            while i < len(printed) and printed[i].startswith((own, "      ")):
+                i += 1
+            continue
+        assert printed[i] == line, (line, printed[i])
+        i += 1
+    assert i == len(printed), f"printed but not shown: {printed[i:]}"
+
+
+def test_reading_a_failure_shows_what_assert_gradients_prints_today(monkeypatch):
+    """The README's failure of ``examples/my_layers.py:make_broken_swish`` (at 80 columns)
+    is the message ``assert_gradients`` raises today, line for line (beta's details are
+    shortened to ``...``), and the prose quotes its margin."""
+    from gradcheck import assert_gradients
+
+    monkeypatch.setenv("COLUMNS", "80")
+    try:
+        assert_gradients(*_broken_swish())
+    except AssertionError as exc:
+        printed = str(exc).splitlines()
+    else:
+        raise AssertionError("make_broken_swish passed")
+    section = _section("Reading a failure")
+    (block,) = [b for b in _blocks(section, "") if b.startswith("gradient check failed")]
+    shown = block.rstrip("\n").splitlines()
+    _shown_as_printed(shown, printed)
+    margin = re.search(r"^x\s+10x6\s+(\S+)\s+FAIL", block, re.M).group(1)
+    assert f"`{margin}` is far beyond the tolerance" in section
+    assert f"`{margin}` is a wrong" in _section("The table")
+    html = _blocks(_section("In a notebook"), "html")[0]
+    assert f'<td class="gc-margin" ...>{margin}</td>' in html
+    assert re.search(r"<pre[^>]*>" + re.escape(re.search(r"<pre \.\.\.>(.*) \.\.\.</pre>",
+                                                          html).group(1)),
+                     check_layer(*_broken_swish())._repr_html_())
+
+
+def test_the_github_annotation_example_is_what_the_gate_prints_today(monkeypatch, capsys):
+    from gradcheck.gate.cli import main
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
+    assert main(["examples/my_layers.py:make_broken_swish", "--format", "github",
+                 "--quiet"]) == 1
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::")]
+    shown = [line for line in _section("Quick start in CI").splitlines()
+             if line.startswith("::error file=")]
+    assert shown == printed

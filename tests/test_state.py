@@ -450,3 +450,52 @@ def test_every_snapshot_saves_the_global_rng_state_of_its_own_moment(ops):
             assert np.array_equal(now[1], state[1]) and now[2:] == state[2:]
     finally:
         np.random.set_state(saved)
+
+
+class PyRandomDropout:
+    """Dropout whose mask comes from Python's global ``random`` module."""
+
+    def __init__(self):
+        self.w = np.linspace(0.5, 1.5, 3)
+
+    def forward(self, x, train_flg=True):
+        self.x = x
+        self.mask = np.array([[random.random() > 0.3 for _ in row] for row in x], float)
+        return self.w * x * self.mask
+
+    def backward(self, dout):
+        self.dw = np.sum(dout * self.x * self.mask, axis=0)
+        return dout * self.w * self.mask
+
+
+def test_pythons_global_random_state_is_restored_for_every_call_and_afterwards():
+    """A mask drawn with ``random.random()`` is the same in every call of the check (it
+    passes), and the caller's ``random`` stream is where it was after the check."""
+    saved = random.getstate()
+    try:
+        random.seed(1)
+        before = random.getstate()
+        assert check_layer(PyRandomDropout(), X).passed
+        assert random.getstate() == before
+    finally:
+        random.setstate(saved)
+
+
+def test_printing_a_report_leaves_pythons_random_stream_where_it_was():
+    """The first ``str(report)`` imports rich, whose ``rich.style`` draws from the global
+    ``random`` at import: the import puts the state back (a fresh process, rich not loaded)."""
+    import subprocess
+    import sys
+    code = ("import random, numpy as np\n"
+            "from gradcheck import check_layer\n"
+            "class S:\n"
+            "    def forward(self, x): self.x = x; return 2 * x\n"
+            "    def backward(self, d): return 2 * d\n"
+            "r = check_layer(S(), np.linspace(-1, 1, 6).reshape(2, 3))\n"
+            "random.seed(3); before = random.getstate()\n"
+            "str(r)\n"
+            "import sys; assert 'rich' in sys.modules\n"
+            "print(random.getstate() == before)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "True"

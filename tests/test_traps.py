@@ -335,6 +335,116 @@ def test_forward_that_raises_names_target_and_index():
     assert isinstance(info.value.__cause__, FloatingPointError)
 
 
+_FORWARD_CALLS = [0]
+
+
+class RaisesOnce(Scale):
+    """Raises on one forward call of the check only (counted outside the layer's state,
+    which the check restores), the ``fail_at``-th; ``None`` counts without raising."""
+
+    fail_at = None
+
+    def forward(self, x, train_flg=True):
+        _FORWARD_CALLS[0] += 1
+        if _FORWARD_CALLS[0] == self.fail_at:
+            raise RuntimeError(f"flaky on call {self.fail_at}")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("options", [{}, {"strategy": "projection"}, {"params": {"w": "dw"}},
+                                     {"method": "complex"}, {"train_flg": False}])
+def test_a_forward_that_raises_once_is_never_retried_into_a_verdict(options):
+    """Whichever call it is -- discovery, the noise table, the step probe, the structure
+    probes, the differences, the sequence check (in eval mode its train-mode first call,
+    whose error is otherwise taken for a train mode that cannot run) -- a forward raising
+    once raises
+    LayerCallError naming forward and its error: the noise and step searches take an error
+    for the edge of forward's domain only when the same call raises again."""
+    _FORWARD_CALLS[0] = 0
+    assert check_layer(RaisesOnce(), X, **options).passed
+    total = _FORWARD_CALLS[0]
+    for n in range(1, total + 1):
+        _FORWARD_CALLS[0], layer = 0, RaisesOnce()
+        layer.fail_at = n
+        with pytest.raises(LayerCallError, match=f"forward\\(\\) raised RuntimeError: flaky on "
+                           f"call {n}"):
+            check_layer(layer, X, **options)
+
+
+def test_a_noise_table_call_raising_once_names_the_call_and_says_it_did_not_repeat():
+    _FORWARD_CALLS[0], layer = 0, RaisesOnce()
+    layer.fail_at = 5  # in the noise table of 'x' (the retry with a smaller spacing ate it)
+    with pytest.raises(LayerCallError, match=(
+            r"target 'x': forward\(\) raised RuntimeError: flaky on call 5 \(while perturbing "
+            r"the target along a direction\), but returned when called again on the same input "
+            r"and state: an intermittent error")) as info:
+        check_layer(layer, X)
+    assert info.value.intermittent and isinstance(info.value.__cause__, RuntimeError)
+
+
+class TwoInputs:
+    """``w * x * y`` with a sub-layer named ``layer`` (its ``v`` a parameter) and an array
+    ``c`` with no gradient."""
+
+    class Inner:
+        def __init__(self):
+            self.v = np.full(3, 2.0)
+
+        def forward(self, x):
+            return self.v * x
+
+        def backward(self, d):
+            return d * self.v
+
+    def __init__(self):
+        self.w, self.c, self.layer = np.linspace(0.5, 1.5, 3), np.ones(3), self.Inner()
+
+    def forward(self, x, y):
+        self.x, self.y = x, y
+        return self.w * self.layer.v * x * y
+
+    def backward(self, d):
+        self.dw = np.sum(d * self.layer.v * self.x * self.y, axis=0)
+        self.layer.dv = np.sum(d * self.w * self.x * self.y, axis=0)
+        g = d * self.w * self.layer.v
+        return g * self.y, g * self.x
+
+
+@pytest.mark.parametrize("inputs, shown", [((X, X + 2), "'x', 'y'"),
+                                           ({"y": X + 2, "x": X}, "'x', 'y'")])
+@pytest.mark.parametrize("wrt, match", [
+    (["z"], r"target 'z': wrt names 'z', which is neither an input \({inputs}\) nor an "
+            r"ndarray parameter of the layer$"),
+    (["layer.nope"], r"target 'layer.nope': wrt names 'layer.nope', which is neither an input "
+                     r"\({inputs}\)"),
+    (["y", "c"], r"target 'c': wrt names \['c'\], but backward\(\) stores no gradient for it; "
+                 r"targets: \[{inputs}, 'w', 'layer.v'\]$"),
+])
+def test_wrt_errors_of_a_layer_with_several_inputs_use_the_users_names(inputs, shown, wrt,
+                                                                       match):
+    """No internal name (``layer.``, ``inputs[...]``) leaks, the inputs are listed as the
+    user named them (in forward's order), and a sub-layer the user called ``layer`` keeps
+    its name."""
+    with pytest.raises(GradCheckInputError, match=match.format(inputs=shown)):
+        check_layer(TwoInputs(), inputs, wrt=wrt)
+    report = check_layer(TwoInputs(), inputs, wrt=["y", "layer.v"])
+    assert report.passed and [r.name for r in report.results] == ["y", "layer.v"]
+
+
+def test_keyword_inputs_in_another_order_than_forwards_take_backwards_gradients_in_its():
+    """``{"y": ..., "x": ...}`` for ``forward(x, y)``, whose backward returns ``(dx, dy)``:
+    each gradient is compared with its own input (they were taken in the dict's order, and
+    a correct layer FAILed on both)."""
+    report = check_layer(TwoInputs(), {"y": X + 2, "x": X})
+    assert report.passed, str(report)
+    assert [r.name for r in report.results][:2] == ["x", "y"]
+
+
+def test_a_params_error_of_a_layer_with_several_inputs_uses_the_users_names():
+    with pytest.raises(GradCheckInputError, match=r"target 'q': params names attribute 'q',"):
+        check_layer(TwoInputs(), (X, X + 2), params={"w": "dw", "q": "dq"})
+
+
 def test_forward_producing_nan_under_perturbation():
     class Log(Scale):
         def forward(self, x, train_flg=True):

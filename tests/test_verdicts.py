@@ -382,6 +382,44 @@ def test_a_structurally_zero_gradient_is_declared_with_expect_zero():
     assert unknown.passed and any(f.kind == "expect-zero-unknown" for f in unknown.findings)
 
 
+class ScaleAndBias:
+    """``w * x + b`` (``used=True``) or ``w * x`` with a backward that still returns ``db``."""
+
+    def __init__(self, used):
+        self.w, self.b, self.used = np.linspace(0.5, 1.5, 5), np.zeros(5), used
+
+    def forward(self, x, train_flg=True):
+        self.x = x
+        return self.w * x + (self.b if self.used else 0.0)
+
+    def backward(self, dout):
+        self.dw, self.db = np.sum(dout * self.x, axis=0), np.sum(dout, axis=0)
+        return dout * self.w
+
+
+@pytest.mark.parametrize("used, why", [
+    (True, r"max\|numerical\| = [0-9.]+ at \(\d,\): the forward depends on it"),
+    (False, r"max\|numerical\| = 0: backward returns a gradient the forward does not have")])
+def test_an_expect_zero_target_whose_gradient_is_not_zero_fails_naming_its_largest_element(
+        used, why):
+    """Declared zero, but backward returns ``db = dout.sum(0)``: FAIL with a finding that says
+    so and gives the largest element (also when the forward does depend on ``b``, where the
+    comparison itself agrees: the declaration is wrong, and never silently ignored)."""
+    report = check_layer(ScaleAndBias(used), X, expect_zero=["b"])
+    assert not report.passed and report.result("b").verdict == "FAIL"
+    assert report.result("w").verdict == report.result("x").verdict == "PASS"
+    (finding,) = [f for f in report.findings if f.kind == "expect-zero-violated"]
+    assert finding.failure and finding.target == "b"
+    assert re.search(r"'b' was declared expect_zero, but its gradient is not zero: "
+                     r"max\|analytic\| = [0-9.]+ at \(\d,\) \(tolerance [0-9.e+-]+\), " + why,
+                     finding.message), finding.message
+    assert "expect_zero" in str(report)
+    projected = check_layer(ScaleAndBias(used), X, expect_zero=["b"], strategy="projection")
+    assert projected.result("b").verdict == "FAIL" and any(re.search(
+        r"max\|analytic\| = \S+ at random projection \d", f.message)
+        for f in projected.findings if f.kind == "expect-zero-violated")
+
+
 def test_the_gate_exits_1_for_inconclusive_and_takes_the_options(capsys):
     from gradcheck.gate.cli import main
 

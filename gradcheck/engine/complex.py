@@ -27,7 +27,7 @@ from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.steps import element_steps
 from gradcheck.engine.tolerances import analytic_floor, rules
 from gradcheck.engine.verdict import Comparison
-from gradcheck.errors import GradCheckInputError
+from gradcheck.errors import GradCheckInputError, intermittent_error
 from gradcheck.protocol.state import StateSnapshot
 
 __all__ = ["comparisons"]
@@ -86,9 +86,16 @@ def _compare(problem, target, opts):
         outer.substitute(mapping)
     try:
         inner = StateSnapshot(problem.layer)
+        arg = work if target.kind == "input" else problem.xw
         try:
-            out = problem.adapter.raw_forward(work if target.kind == "input" else problem.xw)
+            out = problem.adapter.raw_forward(arg)
         except Exception as exc:
+            inner.restore_all()
+            err = intermittent_error(exc, lambda: problem.adapter.raw_forward(arg),
+                                     "on the complex input of the complex-step probe",
+                                     layer=problem.adapter.name, target=target.name)
+            if err:
+                raise err from exc
             _refuse(problem, target.name, f"forward() raised {type(exc).__name__}: {exc}")
         if not np.iscomplexobj(out):
             _refuse(problem, target.name, f"forward() returned {np.asarray(out).dtype} for "

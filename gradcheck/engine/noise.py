@@ -250,7 +250,9 @@ def measure_noise(evaluate, arr, out0, dout, *, seed, name, out_eps):
         calls += POINTS
         try:
             V = _one_table(evaluate, arr, out0, d, w, delta)
-        except LayerCallError:  # the table left forward's domain: spacing too large
+        except LayerCallError as exc:  # the table left forward's domain: spacing too large
+            if exc.intermittent:  # not the spacing's fault: never retried past
+                raise
             if best is not None:
                 return best
             delta /= 100.0

@@ -195,7 +195,9 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
         try:
             m = _measure(evaluate, arr, sample, steps * factor, method, noise, dout, out0,
                          probe or _probe)
-        except LayerCallError:
+        except LayerCallError as exc:
+            if exc.intermittent:  # not the step's fault: never retried past
+                raise
             if last is None:  # at the base steps already: keep them, the loop over the
                 return steps, Tuning(1.0, 0.0, 0.0, False, calls,  # elements names it
                                      "base steps kept (forward failed on the sample)")

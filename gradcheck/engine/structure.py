@@ -465,6 +465,8 @@ def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0, banded=True):
         pairs, tested = _search(prober, shape, tuple(out_shape), tol)
         bands = _search_bands(prober, shape, tuple(out_shape), pairs, tol) if banded else ()
     except LayerCallError as exc:
+        if exc.intermittent:  # not the probe's fault: never retried past
+            raise
         return _dense(arr, out0, prober.calls, f"a probe's forward call failed: {exc}")
     shown = "; ".join("+".join(f"{a}~{'.'.join(map(str, bs))}" for a, bs in t)
                       for t in tested) or "none"

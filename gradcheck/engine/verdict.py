@@ -26,7 +26,8 @@ refiner -- and :func:`decide` turns it into one
 
 A target the caller declares structurally zero (``expect_zero``) passes when
 its numerical and analytic gradients are both zero to within the resolution,
-which is then stated in absolute units.
+which is then stated in absolute units; either one not zero FAILs it, with an
+``expect-zero-violated`` finding naming the largest elements.
 """
 
 from dataclasses import dataclass, field
@@ -266,9 +267,30 @@ def decide(comp, policy, findings):
     st.unresolved = _unresolved(comp, st, checked, scale, policy)
     resolution = _resolution(comp, st, checked & ~st.unresolved)
     verdict, why = _verdict(comp, st, checked, scale, resolution, policy)
+    broken = _not_zero(comp, st, checked) if policy.expect_zero else ""
+    if broken:
+        verdict, why = "FAIL", ""
+        findings.append(Finding("expect-zero-violated", True, broken, comp.name))
     _notes(comp, st, checked, verdict, why, scale, findings)
     return _result(comp, st, checked, diff, worst, float(ratio[worst]), scale, resolution,
                    verdict, why)
+
+
+def _not_zero(comp, st, checked):
+    """Why a target declared ``expect_zero`` is not zero ("" when both gradients are zero to
+    within each element's tolerance): the largest analytic and numerical elements."""
+    ana, num = np.where(checked, np.abs(st.ana), 0.0), np.where(checked, np.abs(st.num), 0.0)
+    if not (np.any(ana > st.allowed) or np.any(num > st.allowed)):
+        return ""
+    i, j = int(np.argmax(ana)), int(np.argmax(num))
+    at = (lambda k: f"random projection {k}") if comp.shared_items else comp.index
+    return (f"{comp.name!r} was declared expect_zero, but its gradient is not zero: "
+            f"max|analytic| = {ana[i]:.6g} at {at(i)} (tolerance "
+            f"{st.allowed[i]:.2g}), " + (
+                f"max|numerical| = {num[j]:.6g} at {at(j)}: the forward depends on it"
+                if num[j] > st.allowed[j] else
+                f"max|numerical| = {num[j]:.2g}: backward returns a gradient the forward does "
+                "not have"))
 
 
 def _unresolved(comp, st, checked, scale, policy):

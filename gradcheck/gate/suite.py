@@ -39,9 +39,11 @@ class LayerSpec:
     modes : tuple of bool
         Values of ``train_flg`` the layer supports (``True`` = train).
     options : dict
-        Keyword arguments of ``check_layer`` this configuration needs, e.g.
-        ``expect_zero`` for a bias whose gradient is zero by the network's
-        structure.
+        Keyword arguments of ``check_layer`` this configuration needs.
+    train_options : dict
+        Those it needs in train mode only, e.g. ``expect_zero`` for a bias whose
+        gradient is zero by the network's structure in train mode (before a
+        train-mode batch normalisation; in eval mode it is not).
     """
 
     name: str
@@ -50,6 +52,11 @@ class LayerSpec:
     modes: tuple = (True, False)
     notes: str = ""
     options: dict = field(default_factory=dict)
+    train_options: dict = field(default_factory=dict)
+
+    def options_for(self, train_flg):
+        """The ``check_layer`` options of this configuration in one mode."""
+        return {**self.options, **(self.train_options if train_flg else {})}
 
 
 @dataclass(frozen=True)
@@ -296,13 +303,13 @@ def _add_digits_networks():
         return
     SPECS.append(LayerSpec(
         names[0], lambda shape, rng, train_flg=True: module.make_mlp(train_flg),
-        shapes=((16, 64),), options={"expect_zero": ("b_0",)},
+        shapes=((16, 64),), train_options={"expect_zero": ("b_0",)},
         notes="Affine, BatchNormalization, Relu, Affine, SoftmaxWithLoss "
         "on 16 real digit images (examples/digits_networks.py); the first bias feeds a "
-        "train-mode batch normalisation, so its gradient is zero: expect_zero"))
+        "train-mode batch normalisation, so its gradient is zero in train mode: expect_zero"))
     SPECS.append(LayerSpec(
         names[1], lambda shape, rng, train_flg=True: module.make_convnet(train_flg),
-        shapes=((8, 1, 8, 8),), options={"expect_zero": ("b_0",)},
+        shapes=((8, 1, 8, 8),), train_options={"expect_zero": ("b_0",)},
         notes="Convolution, BatchNormalization, Relu, max Pooling, "
         "Affine, SoftmaxWithLoss on 8 real digit images (examples/digits_networks.py)"))
 

@@ -219,7 +219,8 @@ def builtin_cases(modes, seed, names=None):
     for name in names or ():
         if name not in builtin_names():
             raise _unknown_builtin(name)
-    chosen = [Case(c.spec.name, c.build, c.train_flg, c.spec.options) for c in cases(seed=seed)
+    chosen = [Case(c.spec.name, c.build, c.train_flg, c.spec.options_for(c.train_flg))
+              for c in cases(seed=seed)
               if c.train_flg in modes and (names is None or c.spec.name in names)]
     if names and not chosen:
         raise _unknown_builtin(names[0], modes)

@@ -21,6 +21,8 @@ from gradcheck.protocol.regularization import penalty_gradients, subtract_penalt
 def layer_name(layer):
     """A short human-readable name for ``layer`` (its class name; a toolkit wrapper
     such as :class:`~gradcheck.protocol.calling.CallLayer` gives the wrapped one's)."""
+    if isinstance(layer, type):  # a class passed for an instance (refused by LayerAdapter)
+        return layer.__name__
     return lookup(layer, "_gradcheck_name") or type(layer).__name__
 
 
@@ -151,6 +153,8 @@ class LayerAdapter:
 
     Raises
     ------
+    GradCheckInputError
+        ``layer`` is a class, not an instance.
     LayerProtocolError
         ``forward`` or ``backward`` is missing or not callable.
     """
@@ -158,6 +162,9 @@ class LayerAdapter:
     def __init__(self, layer, train_flg):
         self.layer = layer
         self.name = layer_name(layer)
+        if isinstance(layer, type):
+            raise GradCheckInputError(f"got the class {self.name}, not an instance: pass "
+                                      f"{self.name}(...)", layer=self.name)
         for meth in ("forward", "backward"):
             if method_name(layer, meth) is None:
                 model = (" (a model whose loss(X, y) returns (loss, grads) over model.params, "

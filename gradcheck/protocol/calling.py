@@ -27,6 +27,7 @@ user's code does:
 
 import inspect
 import numbers
+import re
 
 import numpy as np
 
@@ -270,6 +271,10 @@ class CallLayer:
                     raise GradCheckInputError(
                         f"the dict of inputs names {unknown}, which forward{sig} does not "
                         "take", layer=name)
+            if sig is not None:  # in forward's order, the order backward returns gradients in
+                order = {p: i for i, p in enumerate(sig.parameters)}
+                self.names.sort(key=lambda k: order.get(k, len(order)))
+                values = [inputs[k] for k in self.names]
         else:
             self.keyword = False
             values = list(inputs)
@@ -397,6 +402,20 @@ class CallLayer:
             message = message.replace(f.target, shown)
         return replace(f, target=shown, message=message)
 
+    def shown_text(self, text):
+        """``text`` with the report's names for the internal ones: each quoted name
+        (``'x'``, ``"inputs['h']"``, ``'layer.layer.W'``: a sub-layer the user called
+        ``layer``) as :meth:`display` shows it, then the unquoted ``inputs[...]``,
+        ``input_grads[...]`` and the wrapper's ``layer.`` prefix of a name."""
+        def quoted(m):
+            name = m.group(1) if m.group(1) is not None else m.group(2)
+            return repr(self.display(name))
+
+        text = re.sub(r"'([^'\\]*)'|\"([^\"\\]*)\"", quoted, text)
+        for n in self.targets[1:]:
+            text = text.replace(f"input_grads[{n!r}]", f"d{n}").replace(f"inputs[{n!r}]", n)
+        return re.sub(r"(?<![\w.'\"])layer\.", "", text)
+
     def renamed(self, exc):
         """``exc`` with the report's target names (``exc`` itself when nothing changes)."""
         if exc.target is None or self.display(exc.target) == exc.target:
@@ -404,10 +423,7 @@ class CallLayer:
         shown = self.display(exc.target)
         text = str(exc)
         prefix = f"layer {exc.layer}, target {exc.target!r}: "
-        body = text[len(prefix):] if text.startswith(prefix) else text
-        for n in self.targets[1:]:
-            body = body.replace(f"input_grads[{n!r}]", f"d{n}").replace(f"inputs[{n!r}]", n)
-        body = body.replace("layer.", "")
+        body = self.shown_text(text[len(prefix):] if text.startswith(prefix) else text)
         new = type(exc).__new__(type(exc))
         GradCheckInputError.__init__(new, body, layer=exc.layer, target=shown)
         new.index = getattr(exc, "index", None)

@@ -668,13 +668,14 @@ class _Walk:
             reason = _FORWARD
         elif (id(obj), name) in self.written_backward:
             reason = _BACKWARD
-        elif id(value) in self.inputs or any(id(value[k]) in self.inputs for k in keys):
-            reason = _INPUT
+        elif id(value) in self.inputs:
+            reason = _INPUT  # (an entry that is the input is one: _classify)
         tried = grad_candidates(name)
         gname = next((c for c in tried if isinstance(attrs.get(c), (dict, list, tuple))), None)
         if reason is None and gname is not None:
             self.container(obj, prefix, name, gname, False)
             return
+        skipped = []
         for key in keys:
             item = value[key]
             if not (isinstance(item, np.ndarray) or _is_float_value(item)):
@@ -686,7 +687,21 @@ class _Walk:
                 if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
                     self.floating(path, item)
             if why is not _INPUT:
-                self.skip(path, why)
+                skipped.append((key, path, why))
+        self._skip_entries(f"{prefix}{name}", skipped, rebuilt=reason is _FORWARD)
+
+    def _skip_entries(self, path, skipped, rebuilt):
+        """List a container's entries as not checked: one line for the container when
+        forward rebuilds it (``self.cache = {"x": x, "mask": m}``) or writes every entry
+        listed, else entry by entry."""
+        if len(skipped) < 2 or not (rebuilt or all(w is _FORWARD for *_, w in skipped)):
+            for _, where, why in skipped:
+                self.skip(where, why)
+            return
+        keys = ", ".join(repr(k) for k, *_ in skipped[:6]) + (", ..." if len(skipped) > 6
+                                                               else "")
+        self.skip(path, (f"rebuilt by every forward ({keys})" if rebuilt else
+                         f"its entries {keys} written by forward") + " -> state, not a parameter")
 
     #: Containers nested deeper than this under an attribute are listed as not walked.
     NESTED_DEPTH = 8
@@ -1005,13 +1020,24 @@ def _written_in_train_mode(adapter, x, snapshot):
     """What a train-mode forward rebinds, for an eval-mode check of a layer with a train/eval
     switch (one forward call on the snapshot, restored): its caches (the book's batch norm
     keeps ``xc``, ``xn`` from a training step) are state, never parameters. An empty set
-    otherwise, or when the train-mode call raises."""
+    otherwise, or when the train-mode call raises (twice: an error that does not repeat is
+    raised, intermittent)."""
+    from gradcheck.errors import LayerCallError, intermittent_error
+
     if adapter.flag_mode is None or adapter.train_flg:
         return set()
+    train = type(adapter)(adapter.layer, True)
     try:
-        type(adapter)(adapter.layer, True).forward(x.copy())
+        train.forward(x.copy())
         return rebound(snapshot)
-    except Exception:  # noqa: BLE001 -- the eval-mode calls report the layer's errors
+    except Exception as exc:  # noqa: BLE001 -- the eval-mode calls report the layer's errors
+        user = exc.__cause__ if isinstance(exc, LayerCallError) else None
+        snapshot.restore_all()
+        err = user and intermittent_error(user, lambda: train.raw_forward(x.copy()),
+                                          "the train-mode call that finds what a train-mode "
+                                          "forward writes", layer=adapter.name)
+        if err:
+            raise err from user
         return set()
     finally:
         snapshot.restore_all()
@@ -1040,10 +1066,16 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
     Returns
     -------
     Discovery or None
-        ``None`` when the calls raise or do not fit the protocol; the check
-        then discovers in its own analytic pass, which reports the error.
+        ``None`` when the calls do not fit the protocol; the check then
+        discovers in its own analytic pass, which reports the error.
+
+    Raises
+    ------
+    LayerCallError
+        The layer's ``forward`` or ``backward`` raised (an error that only
+        this call meets would otherwise go unreported).
     """
-    from gradcheck.errors import GradCheckInputError
+    from gradcheck.errors import GradCheckInputError, LayerCallError
     from gradcheck.protocol.state import StateSnapshot
 
     layer = adapter.layer
@@ -1067,8 +1099,8 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         adapter.backward(dout, x.shape, x.dtype)
         found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
                          written_backward=rebound(after_forward) - written)
-    except GradCheckInputError:
-        if strict:
+    except GradCheckInputError as exc:
+        if strict or isinstance(exc, LayerCallError):  # the layer's own error: never eaten
             raise
         return None
     finally:

@@ -61,7 +61,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from gradcheck.errors import GradCheckInputError, LayerCallError
+from gradcheck.errors import GradCheckInputError, LayerCallError, intermittent_error
 from gradcheck.protocol.adapter import LayerAdapter, get_attr, get_grad
 from gradcheck.protocol.discovery import flush_accumulated, owner_key
 from gradcheck.protocol.problem import _close
@@ -244,27 +244,51 @@ class _Sequence:
     def _first_call(self):
         """Call 1 (the training step) at another input and parameters; in the check's mode if
         the train-mode call raises."""
-        run, s0 = self.run, self.run.snapshot
+        run = self.run
         x1 = first_input(run.xw, self.rng)
         for attempt in range(2):
-            s0.restore_all()
-            self.p0 = _move_params(self.layer, run.params, self.rng)
+            drawn = self.rng.bit_generator.state
             try:
-                out1 = self.forward(x1, self.train_step, "f1")
-                self.written["f1"] = s0.written()
-                dout = run.dout.reshape(run.out_shape)
-                # a scalar output (a loss) keeps the check's dout: a terminal loss layer's
-                # backward may assume its own dout
-                d1 = dout if out1.size == 1 and out1.shape == dout.shape else self._random(out1)
-                self.g1 = self.backward(d1, "b1")
-                self.written["b1"] = s0.written()
+                self._call_one(x1)
                 return [] if attempt == 0 else [Finding("sequence-note", False, (
                     f"sequence check: a train-mode forward/backward raised ({failed}); the "
                     "first call was made in eval mode instead"))]
             except LayerCallError as exc:
                 if self.train_step == run.adapter.train_flg:
                     raise
+                self._intermittent(exc, x1, drawn)
                 failed, self.train_step = str(exc).split(": ", 1)[-1], run.adapter.train_flg
+
+    def _call_one(self, x1):
+        """The first call's forward/backward at ``x1`` and moved parameters, from the
+        snapshot."""
+        run, s0 = self.run, self.run.snapshot
+        s0.restore_all()
+        self.p0 = _move_params(self.layer, run.params, self.rng)
+        out1 = self.forward(x1, self.train_step, "f1")
+        self.written["f1"] = s0.written()
+        dout = run.dout.reshape(run.out_shape)
+        # a scalar output (a loss) keeps the check's dout: a terminal loss layer's
+        # backward may assume its own dout
+        d1 = dout if out1.size == 1 and out1.shape == dout.shape else self._random(out1)
+        self.g1 = self.backward(d1, "b1")
+        self.written["b1"] = s0.written()
+
+    def _intermittent(self, exc, x1, drawn):
+        """A train-mode first call that raised, made once more as it was (the same draws):
+        when it then returns, its error is intermittent and raised (not a train mode that
+        cannot run, which the eval-mode call replaces)."""
+        def again():
+            self.rng.bit_generator.state = drawn
+            self._call_one(x1)
+
+        method = "backward" if str(exc).split(": ", 1)[-1].startswith("backward()") \
+            else "forward"
+        err = intermittent_error(exc.__cause__ or exc, again,
+                                 "in the sequence check's train-mode first call",
+                                 layer=exc.layer, method=method)
+        if err is not None:
+            raise err from exc.__cause__
 
     def _step_back(self):
         """The optimizer step between the calls: numpy-ml's ``flush_gradients()`` (the end

@@ -25,7 +25,8 @@ from gradcheck.protocol.adapter import (discover_params, get_attr, get_grad, kee
 from gradcheck.protocol.state import _bitwise_equal
 from gradcheck.report import Finding
 from gradcheck.validate import check_array
-from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
+from gradcheck.errors import (GradCheckInputError, LayerCallError, LayerProtocolError,
+                              intermittent_error)
 
 
 @dataclass
@@ -153,23 +154,35 @@ def make_evaluator(adapter, xw, fresh_x, dirty, target, arr, size0):
     and returns the output as a flat 1-D array (a view when it can be: the
     caller consumes it before the next call). The layer's own exception or a
     changed output size becomes an error naming the target and the perturbed
-    element ``i`` (``None``: a perturbation of the whole target). Used by the
-    serial engine and by every parallel worker.
+    element ``i`` (``None``: a perturbation of the whole target); forward is
+    then called once more at the same point, and an error that does not repeat
+    is ``intermittent`` (never taken for the edge of forward's domain). Used by
+    the serial engine and by every parallel worker.
     """
     fwd = adapter.bound_forward()
     restores = [s.restore for s in dirty if not (s.kind == "array" and s.obj is arr)]
     shape = arr.shape
 
-    def evaluate(i=None):
+    def call():
         for r in restores:
             r()
         adapter.forward_calls += 1
+        return fwd(xw.copy() if fresh_x else xw)
+
+    def error(exc, i):
+        index = _index(i, shape)
+        where = ("while perturbing the target along a direction" if i is None
+                 else f"while perturbing element {index}")
+        return intermittent_error(exc, call, where, layer=adapter.name, target=target,
+                                  index=index) or LayerCallError(
+            f"forward() raised {type(exc).__name__}: {exc}", layer=adapter.name,
+            target=target, index=index)
+
+    def evaluate(i=None):
         try:
-            out = fwd(xw.copy() if fresh_x else xw)
+            out = call()
         except (Exception, SystemExit) as exc:
-            raise LayerCallError(f"forward() raised {type(exc).__name__}: {exc}",
-                                 layer=adapter.name, target=target,
-                                 index=_index(i, shape)) from exc
+            raise error(exc, i) from exc
         if type(out) is not np.ndarray:
             out = adapter.validate_output(out, target)
         flat = out.reshape(-1)

@@ -38,6 +38,9 @@ _CONTAINERS = ("attrs", "slots", "list", "dict", "deque", "set", "objarray")
 _UNSET = object()
 _SLOT_NAMES = {}
 
+#: The ``random.Random`` behind the ``random`` module's functions (``random.random()``).
+_PY_GLOBAL_RANDOM = random.random.__self__
+
 
 def slot_names(cls):
     """The ``__slots__`` attribute names of ``cls`` and its bases (name-mangled).
@@ -329,7 +332,9 @@ class StateSnapshot:
         ``RandomState`` and ``random.Random`` (state saved), lists, dicts,
         deques, sets, tuples and nested objects (other layers), at any depth.
     include_global_rng : bool, default True
-        Also save numpy's global random state (``np.random.get_state``).
+        Also save the global random states: numpy's (``np.random.get_state``)
+        and Python's ``random`` module's (the ``random.Random`` behind
+        ``random.random()``, saved as any held ``random.Random``).
 
     Attributes
     ----------
@@ -344,6 +349,7 @@ class StateSnapshot:
         self.objects = list(objects.values())
         if include_global_rng:
             self.slots.append(_Slot("globalrng", None, "numpy.random"))
+            self.slots.append(_Slot("pyrandom", _PY_GLOBAL_RANDOM, "random"))
 
     def changed(self):
         """Return the slots whose current value differs from the snapshot.

@@ -319,7 +319,7 @@ def run(mutant, func, seed=0):
         for spec, shape, mode in cases:
             layer, x = spec.make(shape, np.random.default_rng(seed), mode)
             try:
-                report = check_layer(layer, x, train_flg=mode, seed=seed, **spec.options)
+                report = check_layer(layer, x, train_flg=mode, seed=seed, **spec.options_for(mode))
             except GradCheckInputError as exc:
                 return "error", f"{spec.name} {shape}: {type(exc).__name__}: {exc}"[:160]
             if not report.passed:
