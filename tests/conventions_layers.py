@@ -1943,3 +1943,29 @@ class Torch7Sequential:
             if hasattr(module, "accGradParameters"):
                 module.accGradParameters(inp, gradOutput, scale)
             gradOutput = module.gradInput
+
+
+# -- Keras/sklearn argument order: the labels first ---------------------------------------------
+class KerasMSE:
+    """Keras's ``MeanSquaredError`` order: ``forward(y_true, y_pred)`` (the labels first, a
+    float array), ``backward()`` returns the one gradient, that of ``y_pred``."""
+
+    scale = 2.0
+
+    def forward(self, y_true, y_pred):
+        self.y_true, self.y_pred = y_true, y_pred
+        return np.mean((y_pred - y_true) ** 2)
+
+    def backward(self):
+        return self.scale * (self.y_pred - self.y_true) / self.y_pred.size
+
+
+class KerasMSEBroken(KerasMSE):
+    scale = 1.0  # forgot the 2 of the square
+
+
+CALL_CASES["keras-order-loss"] = (KerasMSE, KerasMSEBroken, lambda: _xs((4, 3), (4, 3)),
+                                  "y_pred", ["y_pred"])
+CALL_CASES["keras-order-loss-dict"] = (
+    KerasMSE, KerasMSEBroken, lambda: dict(zip(("y_true", "y_pred"), _xs((4, 3), (4, 3)))),
+    "y_pred", ["y_pred"])

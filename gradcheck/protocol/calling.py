@@ -794,15 +794,16 @@ class CallLayer:
             layer=self._gradcheck_name)
 
     def find_labels(self, adapter):
-        """Take as labels the inputs named so (``t``) that ``backward`` returns no
-        gradient for: ``backward(dout) -> dx`` beside ``forward(x, t)`` with float
-        (one-hot) labels. One forward and one backward call on a snapshot, made only
+        """Take as labels the inputs named so (``t``, ``y_true``: :data:`DATA_NAMES`, at any
+        position) that ``backward`` returns no gradient for: ``backward(dout) -> dx``
+        beside ``forward(x, t)`` with float (one-hot) labels, or beside Keras's
+        ``forward(y_true, y_pred)`` (the labels first, the gradients those of the rest). One forward and one backward call on a snapshot, made only
         when such a name is a floating input (counted in :attr:`step_calls`); a layer
         that raises is left to the check's own calls to report."""
         from gradcheck.protocol.state import StateSnapshot
 
-        named = [n for n in self.targets[1:] if n in DATA_NAMES]
-        if not named or self.labels:
+        named = [n for n in self.targets if n in DATA_NAMES]
+        if not named or self.labels or len(self.targets) < 2:
             return
         snapshot, made = StateSnapshot(self), [0, 0]
         try:
@@ -818,13 +819,23 @@ class CallLayer:
         if grads is None:
             grads = kept_input_gradient(self.layer)
         count = len(grads) if isinstance(grads, (tuple, list)) else int(grads is not None)
-        missing = self.targets[count:]
-        if count and missing and all(n in named for n in missing):
-            for n in missing:
-                self.targets.remove(n)
-                self.passthrough[n] = self.inputs.pop(n)
-                self.input_grads.pop(n, None)
-                self.skipped.append((n, _LABELS_BY_NAME))
+        for missing in (self.targets[count:], self.targets[:len(self.targets) - count]):
+            if count and missing and all(n in named for n in missing):
+                self._drop_labels(missing)
+                return
+
+    def _drop_labels(self, labels):
+        """Take the targets ``labels`` as labels, passed through untouched; when the first
+        target is one (Keras's ``forward(y_true, y_pred)``), the next is the engine's ``x``."""
+        first = self.targets[0]
+        for n in labels:
+            self.targets.remove(n)
+            self.passthrough[n] = self.x if n == first else self.inputs.pop(n)
+            self.input_grads.pop(n, None)
+            self.skipped.append((n, _LABELS_BY_NAME))
+        if first in labels:
+            self.x = self.inputs.pop(self.targets[0])
+            self.input_grads.pop(self.targets[0], None)
 
 
 class FunctionPair:
