@@ -284,6 +284,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         start = len(findings)
         results = _not_a_function(findings, run_strategy(problem, strategy, opts), start)
         _scalar_output_note(problem)
+        if adapter.flag_refused:
+            findings.append(Finding("flag-refused", False, adapter.flag_refused))
         if sequence:
             from gradcheck.protocol.history import check_history
             check_history(problem, results, opts)

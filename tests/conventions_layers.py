@@ -1969,3 +1969,39 @@ CALL_CASES["keras-order-loss"] = (KerasMSE, KerasMSEBroken, lambda: _xs((4, 3), 
 CALL_CASES["keras-order-loss-dict"] = (
     KerasMSE, KerasMSEBroken, lambda: dict(zip(("y_true", "y_pred"), _xs((4, 3), (4, 3)))),
     "y_pred", ["y_pred"])
+
+
+# -- forward/backward behind a decorator without functools.wraps ---------------------------------
+def _logged(fn):
+    """A logging/timing decorator that forgot :func:`functools.wraps`: the signature is
+    ``(*args, **kwargs)`` and there is no ``__wrapped__``."""
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+class DecoratedDense:
+    """``forward(self, x)`` (no train/eval switch) behind :func:`_logged`."""
+
+    def __init__(self):
+        self.W = np.random.default_rng(5).normal(size=(3, 2))
+
+    @_logged
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    @_logged
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+class DecoratedDenseBroken(DecoratedDense):
+    @_logged
+    def backward(self, dout):
+        self.dW = 0.5 * self.x.T @ dout
+        return dout @ self.W.T
+
+
+CASES["decorated-without-wraps"] = (DecoratedDense, DecoratedDenseBroken, "W", ["x", "W"])

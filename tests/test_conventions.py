@@ -1862,3 +1862,32 @@ def test_a_torch7_criterion_takes_input_and_target_again():
     assert report.passed and [r.name for r in report.results] == ["input"], str(report)
     assert dict(report.not_checked)["target"].startswith("not differentiated: labels")
     assert check_layer(MSECriterion(1.01), (X, target)).result("input").verdict == "FAIL"
+
+
+def test_a_decorated_forward_refusing_the_flag_is_called_without_it_with_a_note():
+    from conventions_layers import DecoratedDense
+
+    report = check_layer(DecoratedDense(), X)
+    assert report.passed, str(report)
+    notes = [f.message for f in report.findings if f.kind == "flag-refused"]
+    assert notes and "called as forward(x)" in notes[0] and "functools.wraps" in notes[0]
+
+
+def test_a_decorated_forward_whose_own_body_raises_a_positional_typeerror_is_not_retried():
+    """The probe takes a refused call of forward itself, never a TypeError of the layer's
+    own code (a sub-layer called with too many arguments)."""
+    from conventions_layers import DecoratedDense, _logged
+    from gradcheck.errors import LayerCallError
+
+    class Inner:
+        def forward(self, x):
+            return x
+
+    class CallsInnerWrongly(DecoratedDense):
+        @_logged
+        def forward(self, x, *rest):
+            self.x = x
+            return Inner().forward(x, *rest) @ self.W  # raises when given the flag
+
+    with pytest.raises(LayerCallError, match="takes 2 positional arguments but 3"):
+        check_layer(CallsInnerWrongly(), X)
