@@ -9,7 +9,7 @@ import numpy as np
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr, switch_back, switch_mode)
 from gradcheck.protocol.calling import (call_dout, index_note, inputs_first, is_index_input,
-                                        is_several, returns_several)
+                                        is_several, returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
@@ -221,7 +221,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("regularization", False, regularized))
     call = None
     if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
-            or optimizer_paths(layer) or inputs_first(layer)
+            or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer)
             or returns_several(layer_method(layer, "backward"))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
@@ -377,6 +377,11 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
             f"backward takes {taken} before the upstream gradient (backward({taken}, "
             "gradOutput): Torch7 style): called as the training loop does, with the inputs of "
             "the last forward")))
+    if call.again:
+        shown = ", ".join(f"the input {n}" if n else "the output" for n in call.again)
+        findings.append(Finding("backward-takes-inputs", False, (
+            f"backward takes {shown} again after the upstream gradient: called as the "
+            "training loop does, with the input and output of the last forward")))
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))

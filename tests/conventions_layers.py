@@ -2005,3 +2005,61 @@ class DecoratedDenseBroken(DecoratedDense):
 
 
 CASES["decorated-without-wraps"] = (DecoratedDense, DecoratedDenseBroken, "W", ["x", "W"])
+
+
+# -- backward taking forward's input and output again ---------------------------------------------
+class YanyanMaxPooling:
+    """yanyan0207/DL_STUDY_PYTHON ``layer/pooling.py`` (NHWC): ``forward(x, train)``,
+    ``backward(out, input, output)``: the upstream gradient, then the layer's input and
+    output again, as its training loop passes them."""
+
+    factor = 1.0
+
+    def __init__(self, shape=(2, 2)):
+        self.shape = shape
+
+    def forward(self, x, train):
+        row, col = self.shape
+        out = x.copy().reshape(x.shape[0], x.shape[1] // row, row, x.shape[2] // col, col,
+                               x.shape[3])
+        out = out.transpose(0, 1, 3, 5, 2, 4).reshape(-1, row * col)
+        maxpos = np.argmax(out, axis=1)
+        out = out[np.arange(maxpos.size), maxpos]
+        out = out.reshape(x.shape[0], x.shape[1] // row, x.shape[2] // col, x.shape[3])
+        if train:
+            self.maxpos = maxpos
+        return out
+
+    def backward(self, out, input, output):
+        row, col = self.shape
+        grad = np.zeros((out.size, row * col))
+        grad[np.arange(self.maxpos.size), self.maxpos] = out.reshape(-1) * self.factor
+        grad = grad.reshape(out.shape[0], out.shape[1], out.shape[2], out.shape[3], row, col)
+        return grad.transpose(0, 1, 4, 2, 5, 3).reshape(input.shape)
+
+
+class YanyanMaxPoolingBroken(YanyanMaxPooling):
+    factor = 0.5
+
+
+class TanhFromOutput:
+    """``backward(dout, output)``: the derivative from the output forward returned."""
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def backward(self, dout, output):
+        return dout * (1 - output ** 2)
+
+
+class TanhFromOutputBroken(TanhFromOutput):
+    def backward(self, dout, output):
+        return dout * (1 - output)
+
+
+CALL_CASES["backward-takes-input-output"] = (
+    YanyanMaxPooling, YanyanMaxPoolingBroken,
+    lambda: np.random.default_rng(0).permutation(2 * 4 * 4 * 3).reshape(2, 4, 4, 3) * 0.1,
+    "x", ["x"])
+CALL_CASES["backward-takes-output"] = (TanhFromOutput, TanhFromOutputBroken,
+                                       lambda: _xs((3, 4))[0], "x", ["x"])

@@ -1891,3 +1891,13 @@ def test_a_decorated_forward_whose_own_body_raises_a_positional_typeerror_is_not
 
     with pytest.raises(LayerCallError, match="takes 2 positional arguments but 3"):
         check_layer(CallsInnerWrongly(), X)
+
+
+def test_a_backward_taking_the_input_and_output_again_says_so():
+    from conventions_layers import CALL_CASES
+
+    good, _, inputs, _, _ = CALL_CASES["backward-takes-input-output"]
+    report = check_layer(good(), inputs())
+    notes = [f.message for f in report.findings if f.kind == "backward-takes-inputs"]
+    assert notes and "the input x, the output again" in notes[0], str(report)
+    assert [n for n, _ in report.not_checked] == ["maxpos"]

@@ -40,7 +40,7 @@ from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
-           "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES"]
+           "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES", "taken_again"]
 
 #: Names of a first ``forward`` parameter that takes indices, not values.
 INDEX_NAMES = ("idx", "ids", "indices", "index", "tokens", "token_ids", "word_ids", "labels",
@@ -132,6 +132,47 @@ def inputs_first(layer):
     inputs = set(forward_names(layer_method(layer, "forward"), len(names))[0])
     count = next((i for i, n in enumerate(names) if n not in inputs), len(names))
     return count if count < len(names) else 0
+
+
+#: Names of a ``backward`` parameter after the upstream gradient that asks for ``forward``'s
+#: input again (besides forward's own input names), and for its output.
+INPUT_AGAIN_NAMES = ("input", "inputs", "inp", "x", "X")
+OUTPUT_AGAIN_NAMES = ("output", "outputs", "out", "y", "Y", "result")
+
+
+def taken_again(layer):
+    """What ``backward`` takes again after the upstream gradient: ``backward(dout, input,
+    output)`` (yanyan0207's ``MaxPooling``), the training loop passing the last forward's
+    input and output back.
+
+    The trailing required positional parameters of ``backward`` (never its first, the
+    gradient) named as ``forward``'s first input or in :data:`INPUT_AGAIN_NAMES` (not as
+    another input of forward's: those are labels, :func:`_loss_labels`) are given that
+    input; those named in :data:`OUTPUT_AGAIN_NAMES` (and no input of forward's) the output.
+
+    Returns
+    -------
+    tuple of str
+        For each such parameter, in order, the name of forward's input it is given, or
+        ``""`` for the output; empty for the usual ``backward(dout)`` and for Torch7's
+        :func:`inputs_first`.
+    """
+    back = _array_parameters(layer_method(layer, "backward"))
+    if not back or len(back) < 2 or inputs_first(layer):
+        return ()
+    fwd = layer_method(layer, "forward")
+    names = forward_names(fwd, forward_names(fwd, 0)[1] or 1)[0]
+    again = []
+    for p in reversed(back[1:]):
+        if p.default is not p.empty or p.name in names[1:]:
+            break
+        if p.name == names[0] or p.name in INPUT_AGAIN_NAMES:
+            again.append(names[0])
+        elif p.name in OUTPUT_AGAIN_NAMES:
+            again.append("")
+        else:
+            break
+    return tuple(reversed(again))
 
 
 def returns_several(fn):
@@ -294,6 +335,8 @@ class CallLayer:
         #: inputs backward takes before the upstream gradients (Torch7), or after (NNFS)
         self.inputs_first = inputs_first(layer)
         self.labels = [] if self.inputs_first else _loss_labels(layer, self.names)
+        #: forward's input ("" its output) given again after the gradients (:func:`taken_again`)
+        self.again = taken_again(layer)
         #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
         self.model = layer.model if isinstance(layer, FunctionPair) else None
         model = self.model is not None
@@ -312,6 +355,7 @@ class CallLayer:
         self.input_grads = {n: None for n in self.targets[1:]}
         self.flag = flag_name(layer_method(layer, "forward"))
         self.out_shapes = None
+        self.last_out = None  # what the last forward returned (for backward_again)
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
@@ -476,6 +520,7 @@ class CallLayer:
             out = forward(*ordered, **kwargs)
         if out is None and isinstance(lookup(self.layer, "output"), np.ndarray):
             out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
+        self.last_out = out
         if isinstance(out, (tuple, list)):
             arrays = [np.asarray(o) for o in out]
             taken = self.douts_taken(len(arrays))
@@ -505,7 +550,7 @@ class CallLayer:
         params = _array_parameters(layer_method(self.layer, "backward"))
         if params is None:
             return n
-        names = [p.name for p in params][self.inputs_first:]
+        names = [p.name for p in params][self.inputs_first:len(params) - len(self.again)]
         if self.lr is not None and self.lr[0] in names:
             names.remove(self.lr[0])
         taken = len(names)
@@ -608,7 +653,7 @@ class CallLayer:
         (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
         :attr:`step_grads`."""
         backward = layer_method(self.layer, "backward")
-        douts = self.backward_inputs() + tuple(douts)
+        douts = self.backward_inputs() + tuple(douts) + self.backward_again()
         if self.lr is None and not self.optimizers:
             grads = call_without_dout(backward, douts)
             subtract_penalty(self.layer)
@@ -633,6 +678,14 @@ class CallLayer:
         if not self.inputs_first:
             return ()
         return tuple(self._args(self.last_x)[:self.inputs_first])
+
+    def backward_again(self):
+        """The input and output of the last ``forward`` that ``backward`` takes after the
+        upstream gradients (:attr:`again`; none for the usual ``backward(dout)``)."""
+        if not self.again:
+            return ()
+        values = dict(zip(self.call_names, self._args(self.last_x)))
+        return tuple(values[n] if n else self.last_out for n in self.again)
 
     def find_steps(self, train_flg, seed):
         """Find the arrays a backward that takes a learning rate steps itself
@@ -673,7 +726,8 @@ class CallLayer:
             out = self.forward(self.x.copy(), train_flg)
             douts = self.split(default_dout(seed, np.shape(out)))
             with UpdateRecorder(self.layer) as recorder:
-                layer_method(self.layer, "backward")(*self.backward_inputs(), *douts)
+                layer_method(self.layer, "backward")(*self.backward_inputs(), *douts,
+                                                     *self.backward_again())
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.updated = ()
             return 0
