@@ -2063,3 +2063,64 @@ CALL_CASES["backward-takes-input-output"] = (
     "x", ["x"])
 CALL_CASES["backward-takes-output"] = (TanhFromOutput, TanhFromOutputBroken,
                                        lambda: _xs((3, 4))[0], "x", ["x"])
+
+
+# -- a dict output, a (loss, cache) tuple ---------------------------------------------------------
+class DictOutputCell:
+    """``forward(x) -> {"h": tanh(x), "c": x ** 2}``; ``backward(grads)`` takes the dict of
+    upstream gradients, one per key."""
+
+    factor = 2.0
+
+    def forward(self, x):
+        self.x = x
+        return {"h": np.tanh(x), "c": x ** 2}
+
+    def backward(self, grads):
+        return grads["h"] * (1 - np.tanh(self.x) ** 2) + grads["c"] * self.factor * self.x
+
+
+class DictOutputCellBroken(DictOutputCell):
+    factor = 1.0
+
+
+class LossWithCache:
+    """``forward(x, y) -> (loss, {"probs": p})`` (a cache dict beside the loss),
+    ``backward(dout=1.0) -> dx``."""
+
+    factor = 1.0
+
+    def forward(self, x, y):
+        e = np.exp(x - x.max(1, keepdims=True))
+        self.p, self.y = e / e.sum(1, keepdims=True), y
+        return -np.log(self.p[np.arange(len(y)), y]).mean(), {"probs": self.p}
+
+    def backward(self, dout=1.0):
+        g = self.p.copy()
+        g[np.arange(len(self.y)), self.y] -= self.factor
+        return dout * g / len(self.y)
+
+
+class LossWithCacheBroken(LossWithCache):
+    factor = 0.5
+
+
+class LossWithProbs(LossWithCache):
+    """``forward(x, y) -> (loss, probs)``: the probabilities an output backward takes no
+    gradient for (``backward(dout=1.0)``: one upstream gradient)."""
+
+    def forward(self, x, y):
+        loss, cache = super().forward(x, y)
+        return loss, cache["probs"]
+
+
+class LossWithProbsBroken(LossWithProbs, LossWithCacheBroken):
+    pass
+
+
+CALL_CASES["dict-output"] = (DictOutputCell, DictOutputCellBroken, lambda: _xs((3, 4)), "x",
+                             ["x"])
+CALL_CASES["loss-and-cache"] = (LossWithCache, LossWithCacheBroken,
+                                lambda: (_xs((3, 3))[0], LABELS), "x", ["x"])
+CALL_CASES["loss-and-probs-default-dout"] = (LossWithProbs, LossWithProbsBroken,
+                                             lambda: (_xs((3, 3))[0], LABELS), "x", ["x"])

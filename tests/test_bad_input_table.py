@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from gradcheck import GradCheckInputError, LayerCallError, LayerProtocolError, check_layer
 
+from conventions_layers import DictOutputCell, LossWithCache
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 X = np.random.default_rng(0).normal(size=(4, 3))
 
@@ -428,6 +430,9 @@ TRIGGERS = {
     "forward-scalar": _call(ScalarLoss()),
     "forward-tuple": _call(_forward_returning(lambda x: (x, x))),
     "forward-none": _call(_forward_returning(lambda x: None)),
+    "forward-dict": _call(DictOutputCell()),
+    "forward-dict-as-advised": _call(DictOutputCell(), (X,)),
+    "forward-loss-and-cache": _call(LossWithCache(), (X, np.array([0, 2, 1, 1]))),
     "forward-int-array": _call(_forward_returning(lambda x: np.round(x).astype(np.int64))),
     "x-integer": _call(Scale(), np.arange(12).reshape(4, 3)),
     "x-list": _call(Scale(), X.tolist()),

@@ -459,7 +459,8 @@ def test_forward_producing_nan_under_perturbation():
         check_layer(Log(), x, wrt=["x"])
 
 
-@pytest.mark.parametrize("out, match", [((1, 2), "returned tuple"), (None, "returned NoneType")])
+@pytest.mark.parametrize("out, match", [((1, 2), r"returned a tuple \(int, int\)"),
+                                        (None, "returned NoneType")])
 def test_forward_returning_a_non_array(out, match):
     class Odd(Scale):
         def forward(self, x, train_flg=True):

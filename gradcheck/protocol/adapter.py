@@ -173,6 +173,20 @@ def _mode_parameter(forward):
     return next((n for n in ("mode", "phase", "stage") if n in names), None)
 
 
+def describe_value(value):
+    """What ``value`` is, for a message: ``a tuple (float, dict)``, ``a dict with keys 'h',
+    'c'``, ``an array of dtype object``, ``NoneType``."""
+    if isinstance(value, (tuple, list)):
+        kinds = ", ".join(type(v).__name__ for v in value[:6]) + (", ..." if len(value) > 6
+                                                                   else "")
+        return f"a {type(value).__name__} ({kinds})"
+    if isinstance(value, dict):
+        return f"a dict with keys {', '.join(map(repr, list(value)[:6]))}"
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return type(value).__name__
+
+
 class LayerAdapter:
     """Calls a layer following the protocol and validates what it returns.
 
@@ -314,14 +328,18 @@ class LayerAdapter:
             arr = np.asarray(out, dtype=np.float64)
         else:
             raise LayerProtocolError(
-                f"forward() returned {type(out).__name__}, expected one ndarray "
-                "(a layer with several outputs is checked with its inputs as a tuple: "
-                "check_layer(layer, (x,)) splits the output and passes backward one dout "
-                "per output)",
+                f"forward() returned {describe_value(out)}, expected one ndarray (a layer "
+                "with several outputs is checked with its inputs as a tuple: "
+                "check_layer(layer, (x,)) splits a tuple or dict output and passes backward "
+                "one dout per output, a dict of them for a dict; members that are no array, "
+                "a (loss, cache) tuple's cache, are left out)",
                 layer=self.name, target=target)
         if arr.dtype.kind not in "fc":
             raise LayerProtocolError(
-                f"forward() returned an array of dtype {arr.dtype}, expected floating point",
+                f"forward() returned an array of dtype {arr.dtype}, expected floating point"
+                + (" (an object array: forward returned something numpy could not make a "
+                   "number of, a tuple of an array and a cache?)" if arr.dtype.kind == "O"
+                   else ""),
                 layer=self.name, target=target)
         return arr
 

@@ -222,6 +222,12 @@ def match_returned(shapes, candidates):
     return names, ambiguous
 
 
+def _is_output(v):
+    """Whether a member of a tuple ``forward`` returned is an output (an array or a number),
+    not a cache it returns beside them (a dict, an object, ``None``)."""
+    return isinstance(v, (np.ndarray, numbers.Number)) and not isinstance(v, bool)
+
+
 def _differentiable(v):
     return isinstance(v, np.ndarray) and v.dtype.kind == "f"
 
@@ -237,6 +243,16 @@ def _array_parameters(fn):
     return [p for p in sig.parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
             and p.default in (p.empty, None) and p.name not in SWITCH_NAMES]
+
+
+def _takes_a_numeric_default(fn):
+    """Whether ``fn``'s first positional parameter has a number for its default (a loss's
+    ``backward(dout=1.0)``, whose one argument is the upstream gradient)."""
+    sig = _signature(fn)
+    first = next((p for p in sig.parameters.values() if p.kind in (
+        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)), None) if sig is not None else None
+    return first is not None and isinstance(first.default, numbers.Number) \
+        and not isinstance(first.default, bool)
 
 
 def _one_list_input(fn, values):
@@ -356,6 +372,9 @@ class CallLayer:
         self.flag = flag_name(layer_method(layer, "forward"))
         self.out_shapes = None
         self.last_out = None  # what the last forward returned (for backward_again)
+        #: the keys of a dict output; ``[(index, type)]`` of a tuple output's members that
+        #: are no array (a cache), left out of the check (:meth:`_packed`)
+        self.out_keys, self.cache_outputs = None, []
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
@@ -521,14 +540,31 @@ class CallLayer:
         if out is None and isinstance(lookup(self.layer, "output"), np.ndarray):
             out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
         self.last_out = out
+        return self._packed(out)
+
+    def _packed(self, out):
+        """What ``forward`` returned, as one array: a tuple's (or list's) outputs, or a dict's
+        values (:attr:`out_keys`), flattened one after the other; its members that are no
+        array or number (a cache dict: ``(loss, {"probs": p})``) left out
+        (:attr:`cache_outputs`), a single output left as one array."""
+        self.out_keys = None
+        if isinstance(out, dict) and out and all(_is_output(v) for v in out.values()):
+            self.out_keys, out = list(out), tuple(out.values())
         if isinstance(out, (tuple, list)):
+            self.cache_outputs = [(i, type(o).__name__) for i, o in enumerate(out)
+                                  if not _is_output(o)]
+            if self.cache_outputs:
+                out = [o for o in out if _is_output(o)]
+                if len(out) == 1:  # (loss, cache): the loss alone
+                    self.out_shapes, self.dropped_outputs = None, []
+                    return out[0]
             arrays = [np.asarray(o) for o in out]
-            taken = self.douts_taken(len(arrays))
+            taken = len(arrays) if self.out_keys else self.douts_taken(len(arrays))
             self.dropped_outputs = [(i, a.shape) for i, a in enumerate(arrays) if i >= taken]
             arrays = arrays[:taken]
             self.out_shapes = [a.shape for a in arrays]
             return np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
-        self.out_shapes, self.dropped_outputs = None, []
+        self.out_shapes, self.dropped_outputs, self.cache_outputs = None, [], []
         return out
 
     def split(self, dout):
@@ -540,20 +576,24 @@ class CallLayer:
             size = int(np.prod(shape, dtype=np.int64))
             parts.append(dout.reshape(-1)[start:start + size].reshape(shape))
             start += size
+        if self.out_keys:  # a dict output: backward takes a dict of douts, one per key
+            return (dict(zip(self.out_keys, parts)),)
         return tuple(parts)
 
     def douts_taken(self, n):
         """How many of ``n`` outputs ``backward`` takes upstream gradients for: all, or fewer
         when its signature has fewer positional parameters (numpy-ml's ``LSTMCell``:
         ``forward`` returns ``(A, C)``, ``backward(dLdA)``); the outputs after them are
-        left out of the check (:meth:`forward`, :attr:`dropped_outputs`)."""
-        params = _array_parameters(layer_method(self.layer, "backward"))
+        left out of the check (:meth:`forward`, :attr:`dropped_outputs`). A loss's
+        ``backward(dout=1.0)`` (no parameter without a default) takes one."""
+        backward = layer_method(self.layer, "backward")
+        params = _array_parameters(backward)
         if params is None:
             return n
         names = [p.name for p in params][self.inputs_first:len(params) - len(self.again)]
         if self.lr is not None and self.lr[0] in names:
             names.remove(self.lr[0])
-        taken = len(names)
+        taken = len(names) or int(_takes_a_numeric_default(backward))
         return taken if 1 <= taken < n else n
 
     def pack(self, dout, shapes=None):
@@ -1040,9 +1080,14 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
     snapshot = StateSnapshot(call)
     try:
         adapter.forward(xw.copy())  # tells the outputs (call.out_shapes)
-        shapes, dropped = call.out_shapes, call.dropped_outputs
+        shapes, dropped, caches = call.out_shapes, call.dropped_outputs, call.cache_outputs
     finally:
         snapshot.restore_all()
+    if caches:
+        shown = ", ".join(f"output {i} (a {kind})" for i, kind in caches)
+        findings.append(Finding("outputs-without-gradient", False, (
+            f"forward returns {shown} beside its arrays: taken for a cache it returns "
+            "(as (loss, cache)), not an output; the check is of the array outputs")))
     if isinstance(dout, (tuple, list)):
         if dropped and shapes is not None and len(dout) == len(shapes) + len(dropped):
             dout = tuple(dout)[:len(shapes)]  # backward takes no gradient for the others
