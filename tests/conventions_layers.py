@@ -2124,3 +2124,53 @@ CALL_CASES["loss-and-cache"] = (LossWithCache, LossWithCacheBroken,
                                 lambda: (_xs((3, 3))[0], LABELS), "x", ["x"])
 CALL_CASES["loss-and-probs-default-dout"] = (LossWithProbs, LossWithProbsBroken,
                                              lambda: (_xs((3, 3))[0], LABELS), "x", ["x"])
+
+
+# -- a parameter read through a property over a private attribute --------------------------------
+class PropertyDense:
+    """``self._W`` held, ``@property W`` (with a setter) read by forward, ``self.dW``
+    written by backward: the parameter is ``W``."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self._W = np.random.default_rng(6).normal(size=(3, 2))
+
+    @property
+    def W(self):
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._W = value
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.W)
+
+    def backward(self, dout):
+        g = dout * (1 - np.tanh(self.x @ self.W) ** 2)
+        self.dW = self.factor * self.x.T @ g
+        return g @ self.W.T
+
+
+class PropertyDenseBroken(PropertyDense):
+    factor = 0.5
+
+
+class ReadOnlyPropertyDense(PropertyDense):
+    """The same with a read-only ``@property W`` over ``self._weights``."""
+
+    def __init__(self):
+        self._weights = np.random.default_rng(6).normal(size=(3, 2))
+
+    W = property(lambda self: self._weights)
+
+
+class ReadOnlyPropertyDenseBroken(ReadOnlyPropertyDense):
+    factor = 0.5
+
+
+CASES["property-parameter"] = (PropertyDense, PropertyDenseBroken, "W", ["x", "W"])
+CASES["read-only-property-parameter"] = (ReadOnlyPropertyDense, ReadOnlyPropertyDenseBroken,
+                                         "W", ["x", "W"])

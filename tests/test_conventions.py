@@ -1901,3 +1901,15 @@ def test_a_backward_taking_the_input_and_output_again_says_so():
     notes = [f.message for f in report.findings if f.kind == "backward-takes-inputs"]
     assert notes and "the input x, the output again" in notes[0], str(report)
     assert [n for n, _ in report.not_checked] == ["maxpos"]
+
+
+def test_a_read_only_property_parameter_is_written_to_the_attribute_it_returns():
+    from conventions_layers import ReadOnlyPropertyDense
+
+    layer = ReadOnlyPropertyDense()
+    new = np.linspace(-1, 1, 6).reshape(3, 2)
+    assign(layer, "W", new)
+    assert layer._weights is new and layer.W is new
+    report = check_layer(layer, X, precision="float64")
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+    assert layer._weights is new
