@@ -220,11 +220,12 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if regularized:
         findings.append(Finding("regularization", False, regularized))
     call = None
-    if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
+    index = is_index_input(layer, x, train_flg)
+    if (is_several(x) or index or learning_rate_parameter(layer)
             or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer)
             or returns_several(layer_method(layer, "backward"))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
-            layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
+            layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
     if converted:
         findings.append(Finding("integer-input", False,
@@ -352,7 +353,7 @@ def _zero_state(layer, results, not_checked, call):
         "data, or with the state set to non-zero values"), shown[0])]
 
 
-def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
+def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index=False):
     """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
     (or integer indices, a backward that takes a learning rate, optimizer objects whose
     ``update`` backward calls), its adapter, and the options in the wrapper's names."""
@@ -360,7 +361,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
 
     several = is_several(x)
     if not several:
-        if is_index_input(layer, x):
+        if index:
             findings.append(Finding("integer-input", False, index_note(layer, x)))
         x = (x,)
     call = CallLayer(layer, x, name)

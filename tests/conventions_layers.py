@@ -2174,3 +2174,30 @@ class ReadOnlyPropertyDenseBroken(ReadOnlyPropertyDense):
 CASES["property-parameter"] = (PropertyDense, PropertyDenseBroken, "W", ["x", "W"])
 CASES["read-only-property-parameter"] = (ReadOnlyPropertyDense, ReadOnlyPropertyDenseBroken,
                                          "W", ["x", "W"])
+
+
+# -- integer x alone that forward indexes with (not named as indices) -----------------------------
+class CharEncoder:
+    """``forward(x) -> self.E[x]``: integer ids under the name ``x``, in a class not named
+    an embedding; ``backward`` scatters into ``dE`` and returns ``None``."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.E = np.random.default_rng(8).normal(size=(6, 3))
+
+    def forward(self, x):
+        self.x = x
+        return self.E[x]
+
+    def backward(self, dout):
+        self.dE = np.zeros_like(self.E)
+        np.add.at(self.dE, self.x, dout * self.factor)
+
+
+class CharEncoderBroken(CharEncoder):
+    factor = 0.5
+
+
+CALL_CASES["integer-x-used-as-indices"] = (CharEncoder, CharEncoderBroken,
+                                           lambda: np.array([0, 3, 5, 3]), "E", ["E"])

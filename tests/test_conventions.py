@@ -1110,25 +1110,6 @@ def test_a_params_dict_holding_the_layers_own_arrays_is_not_warned_about():
         "the same array as layers.Affine1.W: checked as that")
 
 
-def test_integer_ids_cast_to_float_that_break_indexing_say_how_to_keep_them():
-    from gradcheck import LayerCallError
-
-    class WordVectors:  # a lookup whose forward's argument is called x
-        def __init__(self):
-            self.W = np.random.default_rng(0).normal(size=(10, 3))
-
-        def forward(self, x):
-            self.x = x
-            return self.W[x]
-
-        def backward(self, dout):
-            self.dW = np.zeros_like(self.W)
-            np.add.at(self.dW, self.x, dout)
-
-    with pytest.raises(LayerCallError, match=r"cast to float64 for the check: .*Embedding"):
-        check_layer(WordVectors(), np.array([[1, 2, 2], [0, 9, 4]]))
-
-
 def test_a_keepdims_gradient_is_read_in_its_parameters_shape_with_a_note():
     """``dgamma`` of shape (1, D) for a (D,) ``gamma`` is the same elements: checked, and the
     report says it was reshaped; a gradient of another size is still refused."""
@@ -1913,3 +1894,17 @@ def test_a_read_only_property_parameter_is_written_to_the_attribute_it_returns()
     report = check_layer(layer, X, precision="float64")
     assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
     assert layer._weights is new
+
+
+def test_an_integer_x_forward_indexes_with_is_passed_through_as_in_a_tuple():
+    """Alone it was cast to float64 (forward then raised IndexError), in a tuple passed
+    through: the same integer input is now passed through in both."""
+    from conventions_layers import CharEncoder
+
+    ids = np.array([0, 3, 5, 3])
+    alone = check_layer(CharEncoder(), ids)
+    in_tuple = check_layer(CharEncoder(), (ids,))
+    assert [r.name for r in alone.results] == [r.name for r in in_tuple.results] == ["E"]
+    assert dict(alone.not_checked)["x"] == dict(in_tuple.not_checked)["x"]
+    note = [f.message for f in alone.findings if f.kind == "integer-input"]
+    assert note and "indexes with it" in note[0] and "not cast" in note[0]

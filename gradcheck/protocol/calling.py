@@ -1042,22 +1042,51 @@ def _model_of(fn):
     return None
 
 
-def is_index_input(layer, x):
-    """Whether an integer ``x`` is clearly an index (not cast to float): the layer is
-    an embedding (its class name says so) or ``forward``'s first parameter is named
-    like indices (:data:`INDEX_NAMES`). Other integer inputs are cast to float64."""
+def is_index_input(layer, x, train_flg=None):
+    """Whether an integer ``x`` is an index (not cast to float, passed through untouched as
+    an integer input in a tuple is): the layer is an embedding (its class name says so),
+    ``forward``'s first parameter is named like indices (:data:`INDEX_NAMES`), or, given
+    ``train_flg``, ``forward`` indexes with it: one call on ``x`` cast to float64 (on a
+    snapshot) raises numpy's IndexError for float indices. Other integer inputs are cast."""
     if not (isinstance(x, np.ndarray) and x.dtype.kind in "iu"):
         return False
     names, _ = forward_names(layer_method(layer, "forward"), 1)
-    return "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES
+    if "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES:
+        return True
+    return train_flg is not None and _indexes_with(layer, x, train_flg)
+
+
+#: numpy's IndexError for an array of floats used as indices.
+_FLOAT_INDEX = ("arrays used as indices must be of integer", "only integers, slices")
+
+
+def _indexes_with(layer, x, train_flg):
+    """Whether ``layer.forward`` raises numpy's IndexError for float indices on ``x`` cast
+    to float64 (``self.E[x]``); the layer is put back as it was."""
+    from gradcheck.protocol.adapter import LayerAdapter
+    from gradcheck.protocol.state import StateSnapshot
+
+    snapshot = StateSnapshot(layer)
+    try:
+        LayerAdapter(layer, train_flg).raw_forward(x.astype(np.float64))
+    except IndexError as exc:
+        return any(m in str(exc) for m in _FLOAT_INDEX)
+    except Exception:  # noqa: BLE001 -- another error: the check's own calls report it
+        return False
+    finally:
+        snapshot.restore_all()
+    return False
 
 
 def index_note(layer, x):
     """What was decided for an integer ``x`` taken as indices."""
     names, _ = forward_names(layer_method(layer, "forward"), 1)
+    named = "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES
     return (f"x has integer dtype {x.dtype} and {type(layer).__name__}.forward({names[0]}, ...) "
-            "takes indices (an embedding): not cast to float, not differentiated; the "
-            "parameters were checked")
+            + ("takes indices (an embedding)" if named else
+               "indexes with it (cast to float64 it raised IndexError)")
+            + ": not cast to float, not differentiated, as an integer input in a tuple is "
+            "not; the parameters were checked")
 
 
 def call_dout(call, adapter, xw, dout, dout_w, findings):
