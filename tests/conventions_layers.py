@@ -2201,3 +2201,39 @@ class CharEncoderBroken(CharEncoder):
 
 CALL_CASES["integer-x-used-as-indices"] = (CharEncoder, CharEncoderBroken,
                                            lambda: np.array([0, 3, 5, 3]), "E", ["E"])
+
+
+class ListOutputCell(DictOutputCell):
+    """``forward(x) -> [tanh(x), x ** 2]`` (a list), ``backward(grads)`` unpacking the list
+    of upstream gradients (``dh, dc = grads``)."""
+
+    def forward(self, x):
+        self.x = x
+        return [np.tanh(x), x ** 2]
+
+    def backward(self, grads):
+        dh, dc = grads
+        return super().backward({"h": dh, "c": dc})
+
+
+class ListOutputCellBroken(ListOutputCell):
+    factor = 1.0
+
+
+class TwoOutputsOneGradientList(TwoOutputsOneGradient):
+    """numpy-ml's ``LSTMCell`` returning a list ``[A, Z]``: ``backward(dLdA)`` takes the
+    first output's gradient alone (it does not unpack it), as for a tuple."""
+
+    def forward(self, X):
+        return list(super().forward(X))
+
+
+class TwoOutputsOneGradientListBroken(TwoOutputsOneGradientList, TwoOutputsOneGradientBroken):
+    pass
+
+
+CALL_CASES["list-output"] = (ListOutputCell, ListOutputCellBroken, lambda: _xs((3, 4)), "x",
+                             ["x"])
+CALL_CASES["list-output-one-gradient"] = (
+    TwoOutputsOneGradientList, TwoOutputsOneGradientListBroken, lambda: _xs((3, 3)), "W",
+    ["X", "W"])

@@ -175,19 +175,51 @@ def taken_again(layer):
     return tuple(reversed(again))
 
 
+def _source_tree(fn):
+    """The parsed source of ``fn`` (``None`` when it cannot be read)."""
+    import ast
+    import textwrap
+
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+
+
 def returns_several(fn):
     """Whether ``fn``'s source has a ``return a, b, ...`` (a tuple or list display of two
     or more values): a backward returning ``(dx, dW, db)``. ``False`` when the source
     cannot be read."""
     import ast
-    import textwrap
 
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError, IndentationError):
+    tree = _source_tree(fn)
+    if tree is None:
         return False
     return any(isinstance(node, ast.Return) and isinstance(node.value, (ast.Tuple, ast.List))
                and len(node.value.elts) >= 2 for node in ast.walk(tree))
+
+
+def unpacks_first(fn):
+    """Whether ``fn``'s source unpacks its first positional parameter (``dh, dc = grads``)
+    or indexes it with a number (``grads[0]``): a backward that takes the upstream
+    gradients of a list output as one list. ``False`` when the source cannot be read."""
+    import ast
+
+    params = _array_parameters(fn)
+    tree = _source_tree(fn)
+    if not params or tree is None:
+        return False
+    name = params[0].name
+
+    def is_param(node):
+        return isinstance(node, ast.Name) and node.id == name
+
+    return any(
+        isinstance(node, ast.Assign) and is_param(node.value)
+        and isinstance(node.targets[0], (ast.Tuple, ast.List))
+        or isinstance(node, ast.Subscript) and is_param(node.value)
+        and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int)
+        for node in ast.walk(tree))
 
 
 def match_returned(shapes, candidates):
@@ -374,7 +406,7 @@ class CallLayer:
         self.last_out = None  # what the last forward returned (for backward_again)
         #: the keys of a dict output; ``[(index, type)]`` of a tuple output's members that
         #: are no array (a cache), left out of the check (:meth:`_packed`)
-        self.out_keys, self.cache_outputs = None, []
+        self.out_keys, self.cache_outputs, self.out_list = None, [], False
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
@@ -388,6 +420,8 @@ class CallLayer:
         self.returned, self.mean_scale = (), None
         self.step_calls = (0, 0)  # the forward and backward calls find_steps made
         self.step_grads = {}
+        #: backward takes a list output's upstream gradients as one list (:meth:`_takes_list`)
+        self.takes_list = self._takes_list()
 
     def _why_skipped(self, name, value):
         """Why the input ``name`` is not a target (a pair's input that backward takes
@@ -559,7 +593,9 @@ class CallLayer:
                     self.out_shapes, self.dropped_outputs = None, []
                     return out[0]
             arrays = [np.asarray(o) for o in out]
-            taken = len(arrays) if self.out_keys else self.douts_taken(len(arrays))
+            self.out_list = isinstance(out, list) and len(arrays) > 1 and self.takes_list
+            taken = (len(arrays) if self.out_keys or self.out_list
+                     else self.douts_taken(len(arrays)))
             self.dropped_outputs = [(i, a.shape) for i, a in enumerate(arrays) if i >= taken]
             arrays = arrays[:taken]
             self.out_shapes = [a.shape for a in arrays]
@@ -578,7 +614,15 @@ class CallLayer:
             start += size
         if self.out_keys:  # a dict output: backward takes a dict of douts, one per key
             return (dict(zip(self.out_keys, parts)),)
+        if self.out_list:  # a list output: backward takes the list of douts
+            return (parts,)
         return tuple(parts)
+
+    def _takes_list(self):
+        """Whether ``backward`` takes a list output's upstream gradients as one list: one
+        gradient parameter, which its source unpacks (:func:`unpacks_first`)."""
+        backward = layer_method(self.layer, "backward")
+        return self.douts_taken(2) == 1 and unpacks_first(backward)
 
     def douts_taken(self, n):
         """How many of ``n`` outputs ``backward`` takes upstream gradients for: all, or fewer
