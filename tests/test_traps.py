@@ -660,3 +660,40 @@ def test_a_forward_that_is_no_function_of_its_input_gets_no_numerical_artefacts(
         assert {r.verdict for r in report.results} == {"INCONCLUSIVE"}
         assert all("not judged" in r.inconclusive for r in report.results)
         assert not {"step-underflow", "inconclusive"} & {f.kind for f in report.findings}
+
+
+def test_complex_step_refuses_a_forward_not_analytic_at_any_element():
+    """A Huber loss's ``abs`` branch outside the first elements: the complex step drops
+    its derivative there (0 for ``sign(x)``), so a wrong backward omitting it PASSed and
+    the correct one FAILed; the trial projects every element on random directions."""
+    class Huber:
+        def __init__(self, ok):
+            self.ok = ok
+
+        def forward(self, x):
+            self.x = x
+            return np.where(np.abs(x) < 1, 0.5 * x ** 2, np.abs(x) - 0.5)
+
+        def backward(self, dout):
+            big = np.sign(self.x) if self.ok else 0 * self.x
+            return dout * np.where(np.abs(self.x) < 1, self.x, big)
+
+    x = np.random.default_rng(0).normal(size=(3, 4)) * 1.5
+    assert np.all(np.abs(x.reshape(-1)[:3]) < 1) and np.any(np.abs(x) > 1)
+    for ok in (True, False):
+        with pytest.raises(GradCheckInputError, match="not complex-analytic"):
+            check_layer(Huber(ok), x, method="complex")
+
+    class Partial:  # |x| added at one late element only
+        def forward(self, x):
+            self.x = x
+            out = x ** 2
+            out[-1, -1] = out[-1, -1] + np.abs(x[-1, -1])
+            return out
+
+        def backward(self, dout):
+            return 2 * self.x * dout
+
+    with pytest.raises(GradCheckInputError, match="not complex-analytic"):
+        check_layer(Partial(), np.random.default_rng(1).normal(size=(20, 30)),
+                    method="complex")
