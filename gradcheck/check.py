@@ -429,8 +429,9 @@ def _update_note(call, unmapped):
     return Finding("optimizer-update", False, (
         f"backward updates {names} through the optimizer objects the layer holds ({held}): "
         "the gradient of each was read from the optimizer's update(w, grad) call, recorded "
-        "by a stand-in that returns w unchanged (the weights stay put, the optimizers are "
-        f"never called and are put back after every call){extra}"))
+        "by a stand-in that returns a moved copy of w (a dx taken from the updated weights "
+        "FAILs; the weights and the optimizers, never called, are put back after every "
+        f"call){extra}"))
 
 
 def check_function(forward, backward, *inputs, **options):

@@ -648,10 +648,18 @@ class MLFSDenseBroken(MLFSDense):
 
 
 class MLFSDenseBrokenDx(MLFSDense):
-    """``dx`` taken with the weights after the optimizer step (a real optimizer moves them)."""
+    """``dx`` off by 1e-3 relative."""
 
     def input_gradient(self, accum_grad, W):
         return accum_grad.dot(W.T) * 1.001
+
+
+class MLFSDenseDxAfterStep(MLFSDense):
+    """``dx`` taken with the weights after the optimizer step, ``accum_grad.dot(self.W.T)``
+    (ML-From-Scratch keeps ``W = self.W`` from before it; a real optimizer moves them)."""
+
+    def input_gradient(self, accum_grad, W):
+        return accum_grad.dot(self.W.T)
 
 
 class MLFSBatchNorm:
@@ -1254,6 +1262,8 @@ CALL_CASES = {
                              ["X", "W", "w0"]),
     "mlfs-optimizer-dx": (MLFSDense, MLFSDenseBrokenDx, lambda: _xs((4, 3))[0], "X",
                           ["X", "W", "w0"]),
+    "mlfs-optimizer-dx-after-step": (MLFSDense, MLFSDenseDxAfterStep, lambda: _xs((4, 3))[0],
+                                     "X", ["X", "W", "w0"]),
     "mlfs-optimizer-batchnorm": (MLFSBatchNorm, MLFSBatchNormBroken, lambda: _xs((5, 3))[0],
                                  "gamma", ["X", "gamma", "beta"]),
     "loss-backward-takes-labels": (NNFSCategoricalCrossentropy,

@@ -33,8 +33,12 @@ so it is read exactly, whatever the optimizer:
   ``update(w, grad)`` taking two positional parameters;
 * :class:`UpdateRecorder` swaps each of them, for one backward call, for a
   recorder whose ``update(w, grad)`` keeps ``grad`` under the path of the
-  parameter attribute holding ``w`` (by identity) and returns ``w`` itself,
-  so the weights stay put; the original optimizer objects are back when the
+  parameter attribute holding ``w`` (by identity) and returns a *moved copy*
+  of ``w`` (:data:`UPDATE_SHIFT`), so that a ``dx`` taken from the updated
+  weights (``accum_grad.dot(self.W.T)`` after ``self.W = self.W_opt.update(self.W,
+  grad_w)``, where ML-From-Scratch keeps ``W = self.W`` from before the step)
+  differs from the true one and FAILs; the weights are put back (the same
+  object, the same contents) and so are the original optimizer objects when the
   call returns or raises, never having been called.
 """
 
@@ -44,7 +48,7 @@ import numpy as np
 
 from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
 
-__all__ = ["LR_NAMES", "LEARNING_RATE", "learning_rate_parameter", "stepped_arrays",
+__all__ = ["LR_NAMES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter", "stepped_arrays",
            "StepReader", "optimizer_paths", "UpdateRecorder"]
 
 #: Names under which a backward takes the learning rate of the step it applies itself.
@@ -53,6 +57,10 @@ LR_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size", "learn_rate", "r
 #: The learning rate passed to a backward that takes one (a power of 2: the step is
 #: scaled exactly).
 LEARNING_RATE = 1.0
+
+#: The optimizer stand-in's ``update(w, grad)`` returns ``w + UPDATE_SHIFT * (1 + |w|)``:
+#: every element moved by at least this much, whatever the gradient.
+UPDATE_SHIFT = 0.5
 
 
 def learning_rate_parameter(layer):
@@ -182,11 +190,12 @@ def _is_optimizer(value):
     return len(positional) >= 2 and len(required) <= 2
 
 
-def _walk(layer):
+def _walk(layer, objects=None):
     """``(optimizers, arrays)`` under ``layer`` and its sub-layers: ``[(owner, key, path)]``
     of the optimizers held as attributes or in a list or dict of them (``owner[key]``: the
     ``__dict__`` or the container) and ``{id(array): path}`` of the floating arrays held as
-    attributes (or in their lists, tuples and dicts).
+    attributes (or in their lists, tuples and dicts); ``objects``, when given, gets
+    ``{path: array}`` of the same arrays.
 
     Read through ``vars()`` (no attribute access the sequence check's tracer records).
     """
@@ -202,6 +211,8 @@ def _walk(layer):
             if isinstance(value, np.ndarray):
                 if value.dtype.kind == "f":
                     arrays.setdefault(id(value), path)
+                    if objects is not None:
+                        objects.setdefault(path, value)
             elif is_layer(value):
                 visit(value, path + ".")
             elif isinstance(value, (list, tuple, dict)):
@@ -211,6 +222,8 @@ def _walk(layer):
                         visit(v, f"{path}.{k}.")
                     elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
                         arrays.setdefault(id(v), f"{path}[{k!r}]")
+                        if objects is not None:
+                            objects.setdefault(f"{path}[{k!r}]", v)
                     elif _is_optimizer(v) and not isinstance(value, tuple):
                         optimizers.append((value, k, f"{path}[{k!r}]"))  # self.opts[0]
             elif _is_optimizer(value):
@@ -238,14 +251,17 @@ def optimizer_paths(layer):
 
 class _Recording:
     """Stands in for one optimizer during a backward call: ``update(w, grad)`` keeps
-    ``(w, grad)`` and returns ``w`` itself; any other attribute is the optimizer's."""
+    ``(w, grad)`` and returns a moved copy of ``w`` (:data:`UPDATE_SHIFT`); any other
+    attribute is the optimizer's."""
 
     def __init__(self, optimizer, calls):
         self._optimizer, self._calls = optimizer, calls
 
     def update(self, w, grad_wrt_w, *args, **kwargs):
-        self._calls.append((w, np.array(grad_wrt_w, copy=True)))
-        return w
+        moved = np.asarray(w) + UPDATE_SHIFT * (1 + np.abs(w))
+        moved = moved.astype(np.asarray(w).dtype, copy=False)
+        self._calls.append((w, np.array(grad_wrt_w, copy=True), np.array(w, copy=True), moved))
+        return moved
 
     def __getattr__(self, name):
         return getattr(self._optimizer, name)
@@ -274,7 +290,8 @@ class UpdateRecorder:
         self.grads, self.unmapped = {}, 0
 
     def __enter__(self):
-        optimizers, self._arrays = _walk(self.layer)
+        self._objects = {}
+        optimizers, self._arrays = _walk(self.layer, self._objects)
         self._calls = []
         self._swapped = [(attrs, name, attrs[name]) for attrs, name, _ in optimizers]
         for attrs, name, optimizer in self._swapped:
@@ -284,26 +301,37 @@ class UpdateRecorder:
     def __exit__(self, exc_type, exc, tb):
         for attrs, name, optimizer in self._swapped:
             attrs[name] = optimizer
+        grads, moved, done = {}, {}, set()
+        for w, grad, saved, new in self._calls:
+            path = self._arrays.get(id(w)) or moved.get(id(w)) or self._equal(w)
+            if path is None:
+                self.unmapped += 1
+                continue
+            grads[path] = grads[path] + grad if path in grads else grad
+            moved[id(new)] = path  # a second update of the moved copy: the same parameter
+            if path not in done:  # the first update's w holds the weights from before
+                done.add(path)
+                self._put_back(path, saved)
         if exc_type is None:
-            grads = {}
-            for w, grad in self._calls:
-                path = self._arrays.get(id(w)) or self._equal(w)
-                if path is None:
-                    self.unmapped += 1
-                else:
-                    grads[path] = grads[path] + grad if path in grads else grad
             # in the walk's order (a backward updates its sub-layers last to first)
             self.grads = {p: grads[p] for p in self._arrays.values() if p in grads}
         self._calls = []
         return False
 
+    def _put_back(self, path, saved):
+        """The array held at ``path`` when the call began back there, with the contents
+        ``saved``."""
+        original = self._objects.get(path)
+        if isinstance(original, np.ndarray) and original.shape == np.shape(saved):
+            if resolve(self.layer, path) is not original:
+                assign(self.layer, path, original)
+            np.copyto(original, saved)
+
     def _equal(self, w):
-        """The path of the one array of the layer equal to ``w`` (``update(self.W.copy(),
-        g)``), or None (none, or several alike)."""
+        """The path of the one array the layer held when the call began equal to ``w``
+        (``update(self.W.copy(), g)``), or None (none, or several alike)."""
         if not isinstance(w, np.ndarray):
             return None
-        found = [p for p in self._arrays.values()
-                 if isinstance(resolve(self.layer, p), np.ndarray)
-                 and resolve(self.layer, p).shape == w.shape
-                 and np.array_equal(resolve(self.layer, p), w)]
+        found = [p for p, obj in self._objects.items()
+                 if obj.shape == w.shape and np.array_equal(obj, w)]
         return found[0] if len(found) == 1 else None
