@@ -378,6 +378,8 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))
+        if call.lr_dx_change is not None:
+            findings.append(_lr_dx_finding(call))
     if call.optimizers:
         unmapped = call.find_updates(train_flg, seed)
         findings.append(_update_note(call, unmapped))
@@ -414,6 +416,19 @@ def _step_note(call):
         f"gradient of each was read from its step as (before - after) / {call.lr[0]} (plain "
         "SGD; a momentum or Adam step is not the gradient and FAILs), and the step was undone "
         "after every call"))
+
+
+def _lr_dx_finding(call):
+    """The failing finding of a backward whose returned gradient depends on its rate."""
+    from gradcheck.protocol.update import LEARNING_RATE
+
+    name = call.lr[0]
+    return Finding("backward-learning-rate", True, (
+        f"backward's returned gradient depends on {name}: backward(dout, {name}="
+        f"{2 * LEARNING_RATE:g}) returned one that differs from backward(dout, {name}="
+        f"{LEARNING_RATE:g}) by up to {call.lr_dx_change:.3g} from the same state (dx is the "
+        f"gradient whatever the step size: {name} * input_gradient, or an input gradient "
+        "taken with the weights after the step, is right at one rate only)"))
 
 
 def _update_note(call, unmapped):

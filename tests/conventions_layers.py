@@ -1114,6 +1114,14 @@ class SGDDenseBroken(SGDDense):
         return input_gradient
 
 
+class SGDDenseLrScaledDx(SGDDense):
+    """The input gradient returned times the learning rate: right at ``learning_rate = 1``
+    only."""
+
+    def backward(self, output_gradient, learning_rate):
+        return learning_rate * super().backward(output_gradient, learning_rate)
+
+
 class SGDRebinding:
     """A row-batch affine layer whose ``backward(dout, lr=0.01)`` rebinds its parameters
     (``self.W = self.W - lr * dW``) and keeps ``dW`` too."""

@@ -1862,3 +1862,18 @@ def test_a_torch7_criterion_takes_input_and_target_again():
     assert report.passed and [r.name for r in report.results] == ["input"], str(report)
     assert dict(report.not_checked)["target"].startswith("not differentiated: labels")
     assert check_layer(MSECriterion(1.01), (X, target)).result("input").verdict == "FAIL"
+
+
+def test_a_backward_whose_dx_depends_on_its_learning_rate_fails_naming_it():
+    """``return learning_rate * input_gradient`` PASSed: the check called backward with
+    learning_rate=1 only; the two rates of the step search must return the same dx."""
+    from conventions_layers import SGDDense, SGDDenseLrScaledDx
+
+    x = np.random.default_rng(0).normal(size=(3, 1))
+    assert not [f for f in check_layer(SGDDense(), x).findings
+                if f.kind == "backward-learning-rate"]
+    report = check_layer(SGDDenseLrScaledDx(), x)
+    assert not report.passed, str(report)
+    found = [f for f in report.findings if f.kind == "backward-learning-rate"]
+    assert found and found[0].failure
+    assert "backward" in found[0].message and "learning_rate" in found[0].message

@@ -316,6 +316,7 @@ class CallLayer:
         self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
+        self.lr_dx_change = None  # how much backward's dx changed with the rate (find_steps)
         #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
         #: parameters whose gradient backward passes to their ``update`` (find_updates)
         self.optimizers = optimizer_paths(layer)
@@ -648,11 +649,11 @@ class CallLayer:
 
         self.step_calls = (1, 2)
         try:
-            self.stepped = stepped_arrays(
+            self.stepped, self.lr_dx_change = stepped_arrays(
                 self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
                 forward)
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
-            self.stepped = ()
+            self.stepped, self.lr_dx_change = (), None
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``

@@ -11,7 +11,10 @@ learning_rate * gradient`` exactly up to the rounding of the update, so
 * :func:`stepped_arrays` finds the arrays a backward steps: those whose change
   is proportional to the learning rate (one backward with ``lr`` and one with
   ``2 lr`` from the same state after a forward); a cache that backward
-  rewrites does not scale with it, and is left alone;
+  rewrites does not scale with it, and is left alone. The gradients the two
+  calls return must be the same (a ``dx`` is no function of the step size:
+  ``learning_rate * input_gradient`` is right only at ``lr = 1``, the rate every
+  other call of the check uses), else :attr:`Steps.dx_change` says by how much;
 * :class:`StepReader` calls backward with :data:`LEARNING_RATE`, reads every
   stepped array's gradient as ``(before - after) / LEARNING_RATE`` and puts the
   array back (the same object, the same contents), so every call the check
@@ -43,13 +46,14 @@ so it is read exactly, whatever the optimizer:
 """
 
 import inspect
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
 
 __all__ = ["LR_NAMES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter", "stepped_arrays",
-           "StepReader", "optimizer_paths", "UpdateRecorder"]
+           "Steps", "StepReader", "optimizer_paths", "UpdateRecorder"]
 
 #: Names under which a backward takes the learning rate of the step it applies itself.
 LR_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size", "learn_rate", "rate")
@@ -101,22 +105,62 @@ def _scales(one, two, saved):
     return bool(np.all(np.abs(two - 2 * one) <= bound))
 
 
+class Steps(NamedTuple):
+    """What :func:`stepped_arrays` found.
+
+    Attributes
+    ----------
+    paths : tuple of str
+        The arrays backward steps in proportion to its learning rate.
+    dx_change : float or None
+        ``max |returned(2 lr) - returned(lr)|`` of the gradients backward returned,
+        when they differ beyond rounding (else ``None``).
+    """
+
+    paths: tuple
+    dx_change: Optional[float] = None
+
+
+def _returned(value):
+    """The floating arrays of a backward's return value (one, or a tuple or list), float64."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return [np.array(v, dtype=np.float64) for v in items
+            if isinstance(v, (np.ndarray, float, np.floating))
+            and np.asarray(v).dtype.kind == "f"]
+
+
+def _dx_change(one, two):
+    """``max |two - one|`` over the returned gradients (:func:`_returned`) when they differ
+    by more than their rounding (``None`` when they agree, or are not alike)."""
+    if len(one) != len(two) or any(a.shape != b.shape for a, b in zip(one, two)):
+        return None
+    worst = None
+    for a, b in zip(one, two):
+        d = np.abs(b - a)
+        if np.any(d > 1e-8 * (np.abs(a) + np.abs(b)) + 1e-300):
+            worst = max(worst or 0.0, float(np.max(d)))
+    return worst
+
+
 def stepped_arrays(layer, call_backward, forward):
-    """The paths of the floating arrays that ``backward`` steps in proportion to its rate.
+    """The floating arrays that ``backward`` steps in proportion to its rate, and whether
+    the gradients it returns depend on the rate.
 
     Parameters
     ----------
     layer : object
         The user's layer (restored to its state on return).
     call_backward : callable
-        ``call_backward(lr)``: one backward call with learning rate ``lr``.
+        ``call_backward(lr)``: one backward call with learning rate ``lr``; returns
+        what backward returned.
     forward : callable
         ``forward()``: one forward call (the state backward starts from).
 
     Returns
     -------
-    tuple of str
-        Paths under ``layer`` (``"weights"``, ``"layers[0].W"``), in walk order.
+    Steps
+        ``paths`` under ``layer`` (``"weights"``, ``"layers[0].W"``), in walk order,
+        and ``dx_change``.
     """
     from gradcheck.protocol.state import StateSnapshot
 
@@ -126,15 +170,16 @@ def stepped_arrays(layer, call_backward, forward):
         after_forward = StateSnapshot(layer, include_global_rng=False)
         before = {s.path: s.saved for s in after_forward.slots
                   if s.kind == "array" and s.path and s.saved.dtype.kind == "f"}
-        moves = []
+        moves, returned = [], []
         for lr in (LEARNING_RATE, 2 * LEARNING_RATE):
             after_forward.restore_all()
-            call_backward(lr)
+            returned.append(_returned(call_backward(lr)))
             moves.append(_steps(layer, before))
     finally:
         start.restore_all()
     one, two = moves
-    return tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
+    return Steps(tuple(p for p in one if p in two and _scales(one[p], two[p], before[p])),
+                 _dx_change(*returned))
 
 
 class StepReader:
