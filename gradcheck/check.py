@@ -766,7 +766,11 @@ def _not_a_function(findings, results, start):
 
 def _scalar_output_note(problem):
     """A scalar output (a loss) is checked with ``dout = 1``; when its backward ignores dout
-    (the book's ``SoftmaxWithLoss``: right for a terminal loss only), a note says so."""
+    (the book's ``SoftmaxWithLoss``: right for a terminal loss only), a note says so; when
+    it uses dout otherwise than linearly (``g * dout**2``: right at ``dout = 1`` only), a
+    ``backward-nonlinear`` failure, from one more forward/backward at ``2 * dout`` (the
+    sequence check's scale, exact in every precision; at this check's state, so also
+    with ``sequence=False``)."""
     if not getattr(problem, "scalar_dout", False):
         return
     problem.analytic_noise()  # measured once per check (the strategies' too): ignores_dout
@@ -776,6 +780,15 @@ def _scalar_output_note(problem):
             "forward returns a scalar (a loss) and backward ignores dout: checked with dout "
             "= 1, the upstream gradient of a terminal loss, the only place where that is "
             "right"))
+        return
+    from gradcheck.protocol.history import LINEARITY, nonlinear_finding
+
+    scaled = problem.vjp(LINEARITY * problem.dout.astype(np.float64))
+    for name, b in scaled.items():
+        finding = nonlinear_finding(problem, name, problem.analytic[name], b, LINEARITY,
+                                    problem.out0.dtype)
+        if finding is not None:
+            problem.findings.append(finding)
 
 
 def run_strategy(problem, strategy, opts):

@@ -697,3 +697,32 @@ def test_complex_step_refuses_a_forward_not_analytic_at_any_element():
     with pytest.raises(GradCheckInputError, match="not complex-analytic"):
         check_layer(Partial(), np.random.default_rng(1).normal(size=(20, 30)),
                     method="complex")
+
+
+@pytest.mark.parametrize("misuse", [lambda g, d: g * d ** 2, lambda g, d: g / d,
+                                    lambda g, d: g * (d + 1) / 2],
+                         ids=["g*dout**2", "g/dout", "g*(dout+1)/2"])
+def test_a_scalar_loss_whose_backward_misuses_dout_fails(misuse):
+    """Right at dout = 1 only (the check's dout for a scalar output): PASSed with a note,
+    the leniency meant for a terminal loss whose backward ignores dout."""
+    class MSE:
+        def __init__(self, use):
+            self.use = use
+
+        def forward(self, x, t):
+            self.x, self.t = x, t
+            return 0.5 * np.sum((x - t) ** 2)
+
+        def backward(self, dout=1.0):
+            return self.use(self.x - self.t, dout)
+
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    for options in ({}, {"sequence": False}):  # judged by the check, not only the sequence
+        report = check_layer(MSE(misuse), (x, t), **options)
+        assert not report.passed, str(report)
+        assert [f.failure for f in report.findings
+                if f.kind == "backward-nonlinear"] == [True], str(report)
+    ignoring = check_layer(MSE(lambda g, d: g), (x, t))
+    assert ignoring.passed and "scalar-output" in {f.kind for f in ignoring.findings}
+    assert check_layer(MSE(lambda g, d: g * d), (x, t)).passed

@@ -34,7 +34,8 @@ each of its own kind and never a gradient mismatch:
                        the number of calls
 ``backward-twice``     backward(dout) again differs from call 3
 ``backward-nonlinear`` backward(2 dout) differs from twice call 3 (only a note for a
-                       scalar output: a loss layer's backward may ignore dout)
+                       scalar output whose backward ignores dout, a terminal loss:
+                       ``problem.ignores_dout``; ``g * dout**2`` FAILs)
 =====================  ======================================================
 
 At most one of the last three per target, and none for a target whose pure
@@ -427,25 +428,64 @@ class _Sequence:
         return found
 
     def _linearity(self, scaled, flagged):
-        """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``."""
-        scalar = self.out2.size == 1
+        """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``; a note only for
+        a scalar output whose backward ignores dout (measured by the check,
+        ``problem.ignores_dout``: a terminal loss), a failure for one that uses it
+        otherwise than linearly (``g * dout**2``, ``g / dout``: right at ``dout = 1`` only)."""
+        lenient = self.out2.size == 1 and _ignores_dout(self.run)
+        flagged = set(flagged) | {f.target for f in self.run.findings
+                                  if f.kind == "backward-nonlinear"}  # the check's own
         found = []
         for t in self.judged:
             a, b = self.g2.get(t), scaled.get(t)
             if t in flagged or a is None or b is None:
                 continue
-            eps = float(np.finfo(self.out2.dtype).eps)
-            tol = np.sqrt(eps) * LINEARITY * float(np.max(np.abs(a), initial=0.0)) \
-                + LINEARITY * self.run.opts.nondet_tol
-            if a.shape == b.shape and np.all(np.abs(b - LINEARITY * a) <= tol):
-                continue
-            note = ("; fine for a terminal loss layer whose backward is only called with "
-                    "dout = 1" if scalar else "")
-            found.append(Finding("backward-nonlinear", not scalar, (
-                f"backward is not linear in dout: backward(2 * dout) returned a "
-                f"{self._grad_name(t)} that differs from 2 * backward(dout) by up to "
-                f"{_max_diff(LINEARITY * a, b):.3g}{note}"), t))
+            finding = nonlinear_finding(self.run, t, a, b, LINEARITY, self.out2.dtype, lenient)
+            if finding is not None:
+                found.append(finding)
         return found
+
+
+def nonlinear_finding(run, t, a, b, scale, dtype, lenient=False):
+    """The ``backward-nonlinear`` finding of target ``t`` when ``b``, its gradient from
+    ``backward(scale * dout)``, is not ``scale`` times ``a``, from ``backward(dout)``, to
+    ``sqrt(eps)`` of its size (and ``nondet_tol``); else ``None``.
+
+    Parameters
+    ----------
+    run : Problem
+    t : str
+    a, b : ndarray
+    scale : float
+    dtype : numpy dtype
+        The output's (its ``eps``).
+    lenient : bool
+        A scalar output whose backward ignores dout (a terminal loss): a note, not a
+        failure.
+
+    Returns
+    -------
+    Finding or None
+    """
+    eps = float(np.finfo(dtype).eps)
+    tol = np.sqrt(eps) * scale * float(np.max(np.abs(a), initial=0.0)) \
+        + scale * run.nondet_tol
+    if a.shape == b.shape and np.all(np.abs(b - scale * a) <= tol):
+        return None
+    note = ("; fine for a terminal loss layer whose backward is only called with "
+            "dout = 1" if lenient else "")
+    name = "dx" if t == "x" else run.params[t]
+    return Finding("backward-nonlinear", not lenient, (
+        f"backward is not linear in dout: backward({scale:g} * dout) returned a {name} that "
+        f"differs from {scale:g} * backward(dout) by up to {_max_diff(scale * a, b):.3g}"
+        f"{note}"), t)
+
+
+def _ignores_dout(run):
+    """Whether the check's ``backward`` returned bitwise the same gradients for another
+    dout (``problem.ignores_dout``, measured with the analytic rounding, once a check)."""
+    run.analytic_noise()
+    return bool(run.ignores_dout)
 
 
 #: Elements of each target whose second-call derivative is checked by finite differences.
