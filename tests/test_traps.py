@@ -726,3 +726,30 @@ def test_a_scalar_loss_whose_backward_misuses_dout_fails(misuse):
     ignoring = check_layer(MSE(lambda g, d: g), (x, t))
     assert ignoring.passed and "scalar-output" in {f.kind for f in ignoring.findings}
     assert check_layer(MSE(lambda g, d: g * d), (x, t)).passed
+
+
+def test_a_history_bug_in_one_element_of_a_large_parameter_fails():
+    """``dW[i, j] *= calls``: from the second call on one element of 600 is wrong, with the
+    output unchanged. The second call was verified at 8 random elements, and PASSed; the
+    elements where its gradient moved from the verified one are among those checked."""
+    class Counting:
+        def __init__(self, bug):
+            self.W = np.random.default_rng(3).normal(size=(20, 30))
+            self.calls, self.bug = 0, bug
+
+        def forward(self, x):
+            self.x = x
+            self.calls += 1
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            if self.bug:
+                self.dW[7, 11] *= self.calls
+            return dout @ self.W.T
+
+    x = np.random.default_rng(0).normal(size=(4, 20))
+    assert check_layer(Counting(False), x).passed
+    report = check_layer(Counting(True), x)
+    assert not report.passed
+    assert [f.target for f in report.findings if f.kind == "backward-history"] == ["W"]
