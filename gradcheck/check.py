@@ -770,19 +770,21 @@ def _scalar_output_note(problem):
     it uses dout otherwise than linearly (``g * dout**2``: right at ``dout = 1`` only), a
     ``backward-nonlinear`` failure, from one more forward/backward at ``2 * dout`` (the
     sequence check's scale, exact in every precision; at this check's state, so also
-    with ``sequence=False``)."""
-    if not getattr(problem, "scalar_dout", False):
+    with ``sequence=False`` or a ``dout`` of the caller's)."""
+    from gradcheck.protocol.history import LINEARITY, NONDETERMINISTIC, nonlinear_finding
+
+    if problem.out0.size != 1 or any(f.failure and f.kind in NONDETERMINISTIC
+                                     for f in problem.findings):
         return
     problem.analytic_noise()  # measured once per check (the strategies' too): ignores_dout
     if problem.ignores_dout:
-        problem.findings.append(Finding(
-            "scalar-output", False,
-            "forward returns a scalar (a loss) and backward ignores dout: checked with dout "
-            "= 1, the upstream gradient of a terminal loss, the only place where that is "
-            "right"))
+        if getattr(problem, "scalar_dout", False):
+            problem.findings.append(Finding(
+                "scalar-output", False,
+                "forward returns a scalar (a loss) and backward ignores dout: checked with "
+                "dout = 1, the upstream gradient of a terminal loss, the only place where "
+                "that is right"))
         return
-    from gradcheck.protocol.history import LINEARITY, nonlinear_finding
-
     scaled = problem.vjp(LINEARITY * problem.dout.astype(np.float64))
     for name, b in scaled.items():
         finding = nonlinear_finding(problem, name, problem.analytic[name], b, LINEARITY,

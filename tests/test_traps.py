@@ -718,7 +718,8 @@ def test_a_scalar_loss_whose_backward_misuses_dout_fails(misuse):
 
     rng = np.random.default_rng(0)
     x, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
-    for options in ({}, {"sequence": False}):  # judged by the check, not only the sequence
+    for options in ({}, {"sequence": False},  # judged by the check, not only the sequence
+                    {"sequence": False, "dout": np.array(1.0)}):
         report = check_layer(MSE(misuse), (x, t), **options)
         assert not report.passed, str(report)
         assert [f.failure for f in report.findings

@@ -76,7 +76,8 @@ from gradcheck.report import Finding
 LEARNING_RATE = 1e-2
 #: ``backward(LINEARITY * dout)`` must be ``LINEARITY * backward(dout)`` (a power of 2: exact).
 LINEARITY = 2.0
-_NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
+#: Failing findings after which a second call cannot be compared with a first.
+NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
 #: The kinds of finding the sequence check makes.
 FINDING_KINDS = ("nonfinite-state", "stale-state", "backward-history", "backward-twice",
                  "backward-nonlinear", "sequence-skipped", "sequence-note")
@@ -101,7 +102,7 @@ def check_history(run, results, opts):
         and that ``sequence=False`` skips the check).
     """
     run.opts = opts
-    if any(f.failure and f.kind in _NONDETERMINISTIC for f in run.findings):
+    if any(f.failure and f.kind in NONDETERMINISTIC for f in run.findings):
         run.findings.append(Finding(
             "sequence-skipped", False, "sequence check skipped: the layer is not "
             "deterministic, so a second call cannot be compared with a first"))
