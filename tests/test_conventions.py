@@ -1877,3 +1877,34 @@ def test_a_backward_whose_dx_depends_on_its_learning_rate_fails_naming_it():
     found = [f for f in report.findings if f.kind == "backward-learning-rate"]
     assert found and found[0].failure
     assert "backward" in found[0].message and "learning_rate" in found[0].message
+
+
+@pytest.mark.parametrize("how", ["in-place", "twice", "slice"])
+def test_mlfs_updates_in_place_twice_or_on_a_slice_leave_the_weights_as_found(how):
+    """The optimizer stand-in returns a moved copy of ``w``: written into the weights in
+    place, updated again, or a slice no parameter is (given back unmoved), the weights are
+    the same object with the same contents afterwards, and a correct layer PASSes."""
+    from conventions_layers import MLFSDense
+
+    class Variant(MLFSDense):
+        def backward_pass(self, accum_grad):
+            W_before = self.W.copy()
+            gw = self.weight_gradient(accum_grad)
+            if how == "in-place":
+                self.W[...] = self.W_opt.update(self.W, gw)
+            elif how == "twice":
+                self.W = self.W_opt.update(self.W, gw / 2)
+                self.W = self.W_opt.update(self.W, gw / 2)
+            else:
+                self.W[:, :1] = self.W_opt.update(self.W[:, :1], gw[:, :1])
+                self.W[:, 1:] = self.W_opt.update(self.W[:, 1:], gw[:, 1:])
+            self.w0 = self.w0_opt.update(self.w0, accum_grad.sum(axis=0, keepdims=True))
+            return self.input_gradient(accum_grad, W_before)
+
+    layer = Variant()
+    W, saved = layer.W, layer.W.copy()
+    report = check_layer(layer, X)
+    assert layer.W is W and np.array_equal(layer.W, saved)
+    assert report.passed, str(report)
+    names = [r.name for r in report.results]
+    assert names == (["X", "w0"] if how == "slice" else ["X", "W", "w0"]), str(report)

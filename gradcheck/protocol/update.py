@@ -295,18 +295,15 @@ def optimizer_paths(layer):
 
 
 class _Recording:
-    """Stands in for one optimizer during a backward call: ``update(w, grad)`` keeps
-    ``(w, grad)`` and returns a moved copy of ``w`` (:data:`UPDATE_SHIFT`); any other
-    attribute is the optimizer's."""
+    """Stands in for one optimizer during a backward call: ``update(w, grad)`` is
+    ``record(w, grad)`` (:meth:`UpdateRecorder.record`); any other attribute is the
+    optimizer's."""
 
-    def __init__(self, optimizer, calls):
-        self._optimizer, self._calls = optimizer, calls
+    def __init__(self, optimizer, record):
+        self._optimizer, self._record = optimizer, record
 
     def update(self, w, grad_wrt_w, *args, **kwargs):
-        moved = np.asarray(w) + UPDATE_SHIFT * (1 + np.abs(w))
-        moved = moved.astype(np.asarray(w).dtype, copy=False)
-        self._calls.append((w, np.array(grad_wrt_w, copy=True), np.array(w, copy=True), moved))
-        return moved
+        return self._record(w, grad_wrt_w)
 
     def __getattr__(self, name):
         return getattr(self._optimizer, name)
@@ -327,7 +324,7 @@ class UpdateRecorder:
         (summed when one array is updated twice), in the order of the layer's attributes.
     unmapped : int
         ``update`` calls whose ``w`` is no array the layer holds, nor equal to exactly
-        one of them (a copy), so not recorded.
+        one of them (a copy), so not recorded (and given back unmoved).
     """
 
     def __init__(self, layer):
@@ -337,30 +334,36 @@ class UpdateRecorder:
     def __enter__(self):
         self._objects = {}
         optimizers, self._arrays = _walk(self.layer, self._objects)
-        self._calls = []
+        self._grads, self._saved, self._moved = {}, {}, {}
         self._swapped = [(attrs, name, attrs[name]) for attrs, name, _ in optimizers]
         for attrs, name, optimizer in self._swapped:
-            attrs[name] = _Recording(optimizer, self._calls)
+            attrs[name] = _Recording(optimizer, self.record)
         return self
+
+    def record(self, w, grad):
+        """One ``update(w, grad)``: keep ``grad`` under the parameter ``w`` is, and return
+        a moved copy of ``w`` (:data:`UPDATE_SHIFT`); ``w`` itself when it is none."""
+        path = self._arrays.get(id(w)) or self._moved.get(id(w), (None,))[0] or self._equal(w)
+        if path is None:
+            self.unmapped += 1
+            return w
+        grad = np.array(grad, copy=True)
+        self._grads[path] = self._grads[path] + grad if path in self._grads else grad
+        self._saved.setdefault(path, np.array(w, copy=True))  # the weights from before
+        moved = np.asarray(w) + UPDATE_SHIFT * (1 + np.abs(w))
+        moved = moved.astype(np.asarray(w).dtype, copy=False)
+        self._moved[id(moved)] = (path, moved)  # updated again: the same parameter
+        return moved
 
     def __exit__(self, exc_type, exc, tb):
         for attrs, name, optimizer in self._swapped:
             attrs[name] = optimizer
-        grads, moved, done = {}, {}, set()
-        for w, grad, saved, new in self._calls:
-            path = self._arrays.get(id(w)) or moved.get(id(w)) or self._equal(w)
-            if path is None:
-                self.unmapped += 1
-                continue
-            grads[path] = grads[path] + grad if path in grads else grad
-            moved[id(new)] = path  # a second update of the moved copy: the same parameter
-            if path not in done:  # the first update's w holds the weights from before
-                done.add(path)
-                self._put_back(path, saved)
+        for path, saved in self._saved.items():
+            self._put_back(path, saved)
         if exc_type is None:
             # in the walk's order (a backward updates its sub-layers last to first)
-            self.grads = {p: grads[p] for p in self._arrays.values() if p in grads}
-        self._calls = []
+            self.grads = {p: self._grads[p] for p in self._arrays.values() if p in self._grads}
+        self._grads, self._saved, self._moved = {}, {}, {}
         return False
 
     def _put_back(self, path, saved):
