@@ -378,8 +378,8 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))
-        if call.lr_dx_change is not None:
-            findings.append(_lr_dx_finding(call))
+        if call.lr_dx_change is not None or call.lr_unscaled:
+            findings.append(_lr_finding(call))
     if call.optimizers:
         unmapped = call.find_updates(train_flg, seed)
         findings.append(_update_note(call, unmapped))
@@ -418,17 +418,27 @@ def _step_note(call):
         "after every call"))
 
 
-def _lr_dx_finding(call):
-    """The failing finding of a backward whose returned gradient depends on its rate."""
+def _lr_finding(call):
+    """The failing finding of a backward whose returned gradient depends on its rate, or
+    that changes arrays by amounts that depend on it but not in proportion to it."""
     from gradcheck.protocol.update import LEARNING_RATE
 
-    name = call.lr[0]
-    return Finding("backward-learning-rate", True, (
-        f"backward's returned gradient depends on {name}: backward(dout, {name}="
-        f"{2 * LEARNING_RATE:g}) returned one that differs from backward(dout, {name}="
-        f"{LEARNING_RATE:g}) by up to {call.lr_dx_change:.3g} from the same state (dx is the "
-        f"gradient whatever the step size: {name} * input_gradient, or an input gradient "
-        "taken with the weights after the step, is right at one rate only)"))
+    name, parts = call.lr[0], []
+    rates = (f"backward(dout, {name}={2 * LEARNING_RATE:g}) and backward(dout, {name}="
+             f"{LEARNING_RATE:g}) from the same state")
+    if call.lr_dx_change is not None:
+        parts.append(
+            f"backward's returned gradient depends on {name}: {rates} returned gradients "
+            f"that differ by up to {call.lr_dx_change:.3g} (dx is the gradient whatever the "
+            f"step size: {name} * input_gradient, or an input gradient taken with the "
+            "weights after the step, is right at one rate only)")
+    if call.lr_unscaled:
+        held = ", ".join(call.lr_unscaled)
+        parts.append(
+            f"backward changes {held} by amounts that depend on {name} but not in "
+            f"proportion to it ({rates}): no plain SGD step ({name} * gradient), so no "
+            "gradient can be read from it")
+    return Finding("backward-learning-rate", True, "; ".join(parts))
 
 
 def _update_note(call, unmapped):

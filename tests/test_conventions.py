@@ -1908,3 +1908,27 @@ def test_mlfs_updates_in_place_twice_or_on_a_slice_leave_the_weights_as_found(ho
     assert report.passed, str(report)
     names = [r.name for r in report.results]
     assert names == (["X", "w0"] if how == "slice" else ["X", "W", "w0"]), str(report)
+
+
+def test_a_backward_stepping_out_of_proportion_to_its_learning_rate_fails():
+    """``self.bias -= learning_rate**2 * grad``: at the check's rate 1 a plain step, but
+    not in proportion to the rate, so taken for no step at all and the bias left
+    unchecked: it PASSed. The gradient read at the two rates must be the same."""
+    class Bias:
+        def __init__(self, power):
+            self.bias, self.power = np.random.default_rng(1).normal(size=(3, 1)), power
+
+        def forward(self, input):
+            self.input = input
+            return self.input + self.bias
+
+        def backward(self, output_gradient, learning_rate):
+            self.bias -= learning_rate ** self.power * output_gradient
+            return output_gradient
+
+    x = np.random.default_rng(0).normal(size=(3, 1))
+    assert check_layer(Bias(1), x).passed
+    report = check_layer(Bias(2), x)
+    assert not report.passed, str(report)
+    found = [f for f in report.findings if f.kind == "backward-learning-rate"]
+    assert found and found[0].failure and "bias" in found[0].message

@@ -316,7 +316,9 @@ class CallLayer:
         self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
-        self.lr_dx_change = None  # how much backward's dx changed with the rate (find_steps)
+        #: how much backward's dx changed with the rate, the arrays it changes by amounts
+        #: that depend on the rate but not in proportion to it (find_steps)
+        self.lr_dx_change, self.lr_unscaled = None, ()
         #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
         #: parameters whose gradient backward passes to their ``update`` (find_updates)
         self.optimizers = optimizer_paths(layer)
@@ -649,11 +651,11 @@ class CallLayer:
 
         self.step_calls = (1, 2)
         try:
-            self.stepped, self.lr_dx_change = stepped_arrays(
+            self.stepped, self.lr_dx_change, self.lr_unscaled = stepped_arrays(
                 self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
                 forward)
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
-            self.stepped, self.lr_dx_change = (), None
+            self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``

@@ -98,11 +98,13 @@ def _steps(layer, before):
     return out
 
 
-def _scales(one, two, saved):
-    """Whether ``two`` is twice ``one`` up to the rounding of both updates."""
+def _scales(one, two, saved, ratio=2):
+    """Whether ``two`` is ``ratio`` times ``one`` up to the rounding of both updates (2:
+    a step in proportion to the rate; 1: a change that does not depend on it, a cache
+    backward rewrites)."""
     eps = float(np.finfo(saved.dtype).eps)
     bound = 8 * eps * (np.abs(saved.astype(np.float64)) + np.abs(two))
-    return bool(np.all(np.abs(two - 2 * one) <= bound))
+    return bool(np.all(np.abs(two - ratio * one) <= bound))
 
 
 class Steps(NamedTuple):
@@ -115,10 +117,15 @@ class Steps(NamedTuple):
     dx_change : float or None
         ``max |returned(2 lr) - returned(lr)|`` of the gradients backward returned,
         when they differ beyond rounding (else ``None``).
+    unscaled : tuple of str
+        The arrays backward changes by amounts that depend on the rate but not in
+        proportion to it (``p -= lr**2 * g``, ``v = mu * v - lr * g; p += v``): no plain
+        SGD step, so no gradient can be read from it.
     """
 
     paths: tuple
     dx_change: Optional[float] = None
+    unscaled: tuple = ()
 
 
 def _returned(value):
@@ -178,8 +185,10 @@ def stepped_arrays(layer, call_backward, forward):
     finally:
         start.restore_all()
     one, two = moves
-    return Steps(tuple(p for p in one if p in two and _scales(one[p], two[p], before[p])),
-                 _dx_change(*returned))
+    paths = tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
+    unscaled = tuple(p for p in dict.fromkeys([*one, *two]) if p not in paths and not (
+        p in one and p in two and _scales(one[p], two[p], before[p], 1)))
+    return Steps(paths, _dx_change(*returned), unscaled)
 
 
 class StepReader:
