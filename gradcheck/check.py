@@ -435,9 +435,9 @@ def _lr_finding(call):
     if call.lr_unscaled:
         held = ", ".join(call.lr_unscaled)
         parts.append(
-            f"backward changes {held} by amounts that depend on {name} but not in "
-            f"proportion to it ({rates}): no plain SGD step ({name} * gradient), so no "
-            "gradient can be read from it")
+            f"backward changes {held} by amounts not in proportion to {name} ({rates}: "
+            "another function of the rate, or the same at both in an array forward reads): "
+            f"no plain SGD step ({name} * gradient), so no gradient can be read from it")
     return Finding("backward-learning-rate", True, "; ".join(parts))
 
 

@@ -1911,9 +1911,10 @@ def test_mlfs_updates_in_place_twice_or_on_a_slice_leave_the_weights_as_found(ho
 
 
 def test_a_backward_stepping_out_of_proportion_to_its_learning_rate_fails():
-    """``self.bias -= learning_rate**2 * grad``: at the check's rate 1 a plain step, but
-    not in proportion to the rate, so taken for no step at all and the bias left
-    unchecked: it PASSed. The gradient read at the two rates must be the same."""
+    """``self.bias -= learning_rate**2 * grad`` or ``self.bias -= grad``: at the check's
+    rate 1 a plain step, but not in proportion to the rate, so taken for no step at all
+    and the bias left unchecked: it PASSed. The gradient read at the two rates must be
+    the same."""
     class Bias:
         def __init__(self, power):
             self.bias, self.power = np.random.default_rng(1).normal(size=(3, 1)), power
@@ -1928,7 +1929,8 @@ def test_a_backward_stepping_out_of_proportion_to_its_learning_rate_fails():
 
     x = np.random.default_rng(0).normal(size=(3, 1))
     assert check_layer(Bias(1), x).passed
-    report = check_layer(Bias(2), x)
-    assert not report.passed, str(report)
-    found = [f for f in report.findings if f.kind == "backward-learning-rate"]
-    assert found and found[0].failure and "bias" in found[0].message
+    for power in (2, 0):  # lr**2, and a step that ignores the rate (told from a cache
+        report = check_layer(Bias(power), x)  # backward rewrites: forward reads it)
+        assert not report.passed, str(report)
+        found = [f for f in report.findings if f.kind == "backward-learning-rate"]
+        assert found and found[0].failure and "bias" in found[0].message

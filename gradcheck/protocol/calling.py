@@ -639,8 +639,10 @@ class CallLayer:
 
     def find_steps(self, train_flg, seed):
         """Find the arrays a backward that takes a learning rate steps itself
-        (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls);
-        the layer's own error leaves none found (the check then reports it)."""
+        (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls,
+        and 2 forward calls and one per array backward changes alike at both rates, when
+        there is one); the layer's own error leaves none found (the check then reports
+        it)."""
         held = {}
 
         def forward():
@@ -648,14 +650,18 @@ class CallLayer:
             from gradcheck.protocol.problem import default_dout
 
             held["dout"] = default_dout(seed, np.shape(out))
+            return out
 
         self.step_calls = (1, 2)
         try:
-            self.stepped, self.lr_dx_change, self.lr_unscaled = stepped_arrays(
+            steps = stepped_arrays(
                 self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
                 forward)
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
+            return
+        self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
+        self.step_calls = (steps.forwards, 2)
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``

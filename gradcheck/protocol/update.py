@@ -118,14 +118,18 @@ class Steps(NamedTuple):
         ``max |returned(2 lr) - returned(lr)|`` of the gradients backward returned,
         when they differ beyond rounding (else ``None``).
     unscaled : tuple of str
-        The arrays backward changes by amounts that depend on the rate but not in
-        proportion to it (``p -= lr**2 * g``, ``v = mu * v - lr * g; p += v``): no plain
-        SGD step, so no gradient can be read from it.
+        The arrays backward changes by amounts not in proportion to the rate: that
+        depend on it otherwise (``p -= lr**2 * g``, ``v = mu * v - lr * g; p += v``), or
+        not at all in an array forward reads (``p -= g``): no plain SGD step, so no
+        gradient can be read from it.
+    forwards : int
+        The forward calls made.
     """
 
     paths: tuple
     dx_change: Optional[float] = None
     unscaled: tuple = ()
+    forwards: int = 1
 
 
 def _returned(value):
@@ -161,13 +165,14 @@ def stepped_arrays(layer, call_backward, forward):
         ``call_backward(lr)``: one backward call with learning rate ``lr``; returns
         what backward returned.
     forward : callable
-        ``forward()``: one forward call (the state backward starts from).
+        ``forward()``: one forward call (the state backward starts from); returns its
+        output.
 
     Returns
     -------
     Steps
         ``paths`` under ``layer`` (``"weights"``, ``"layers[0].W"``), in walk order,
-        and ``dx_change``.
+        ``dx_change`` and ``unscaled``.
     """
     from gradcheck.protocol.state import StateSnapshot
 
@@ -182,13 +187,53 @@ def stepped_arrays(layer, call_backward, forward):
             after_forward.restore_all()
             returned.append(_returned(call_backward(lr)))
             moves.append(_steps(layer, before))
+        one, two = moves
+        paths = tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
+        same = [p for p in one if p in two and _scales(one[p], two[p], before[p], 1)]
+        unscaled = [p for p in dict.fromkeys([*one, *two]) if p not in paths + tuple(same)]
+        unscaled += _read_by_forward(layer, after_forward, forward,
+                                     {p: before[p] - one[p] for p in same})
     finally:
         start.restore_all()
-    one, two = moves
-    paths = tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
-    unscaled = tuple(p for p in dict.fromkeys([*one, *two]) if p not in paths and not (
-        p in one and p in two and _scales(one[p], two[p], before[p], 1)))
-    return Steps(paths, _dx_change(*returned), unscaled)
+    return Steps(paths, _dx_change(*returned), tuple(unscaled),
+                 1 + (2 + len(same) if same else 0))
+
+
+def _read_by_forward(layer, state, forward, values):
+    """The paths of ``values`` (``{path: value backward left there}``) that change what
+    ``forward`` returns from ``state``: a parameter backward steps by the same amount at
+    every rate, not a cache it rewrites (none when forward is not repeatable, or raises:
+    the check's own calls report it)."""
+    if not values:
+        return []
+    try:
+        return _changes_output(layer, state, forward, values)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _changes_output(layer, state, forward, values):
+    """:func:`_read_by_forward`, raising what forward raises."""
+    outs = []
+    for _ in range(2):
+        state.restore_all()
+        outs.append(_returned(forward()))
+    if not _equal_lists(*outs):
+        return []
+    found = []
+    for path, value in values.items():
+        state.restore_all()
+        arr = resolve(layer, path)
+        if isinstance(arr, np.ndarray) and arr.shape == value.shape and arr.flags.writeable:
+            np.copyto(arr, value, casting="unsafe")
+            if not _equal_lists(outs[0], _returned(forward())):
+                found.append(path)
+    return found
+
+
+def _equal_lists(one, two):
+    return len(one) == len(two) and all(a.shape == b.shape and np.array_equal(a, b)
+                                        for a, b in zip(one, two))
 
 
 class StepReader:
