@@ -1934,3 +1934,19 @@ def test_a_backward_stepping_out_of_proportion_to_its_learning_rate_fails():
         assert not report.passed, str(report)
         found = [f for f in report.findings if f.kind == "backward-learning-rate"]
         assert found and found[0].failure and "bias" in found[0].message
+
+
+def test_a_backward_parameter_named_like_a_rate_that_steps_nothing_may_change_dx():
+    """An ELU's ``backward(dout, alpha=1.0)``: ``alpha`` is one of the learning-rate names,
+    but nothing is stepped with it, so dx depending on it is no learning-rate finding."""
+    class ELU:
+        def forward(self, x, alpha=1.0):
+            self.x = x
+            return np.where(x > 0, x, alpha * (np.exp(x) - 1))
+
+        def backward(self, dout, alpha=1.0):
+            return dout * np.where(self.x > 0, 1.0, alpha * np.exp(self.x))
+
+    report = check_layer(ELU(), X)
+    assert report.passed, str(report)
+    assert "backward-learning-rate" not in {f.kind for f in report.findings}

@@ -116,7 +116,8 @@ class Steps(NamedTuple):
         The arrays backward steps in proportion to its learning rate.
     dx_change : float or None
         ``max |returned(2 lr) - returned(lr)|`` of the gradients backward returned,
-        when they differ beyond rounding (else ``None``).
+        when they differ beyond rounding and backward steps an array (else ``None``: a
+        parameter of that name that steps nothing, an ELU's ``alpha``, is no rate).
     unscaled : tuple of str
         The arrays backward changes by amounts not in proportion to the rate: that
         depend on it otherwise (``p -= lr**2 * g``, ``v = mu * v - lr * g; p += v``), or
@@ -195,8 +196,9 @@ def stepped_arrays(layer, call_backward, forward):
                                      {p: before[p] - one[p] for p in same})
     finally:
         start.restore_all()
-    return Steps(paths, _dx_change(*returned), tuple(unscaled),
-                 1 + (2 + len(same) if same else 0))
+    # a "rate" that steps nothing is no learning rate (an ELU's alpha): dx may depend on it
+    dx_change = _dx_change(*returned) if paths or unscaled else None
+    return Steps(paths, dx_change, tuple(unscaled), 1 + (2 + len(same) if same else 0))
 
 
 def _read_by_forward(layer, state, forward, values):
