@@ -1940,12 +1940,16 @@ def test_a_backward_parameter_named_like_a_rate_that_steps_nothing_may_change_dx
     """An ELU's ``backward(dout, alpha=1.0)``: ``alpha`` is one of the learning-rate names,
     but nothing is stepped with it, so dx depending on it is no learning-rate finding."""
     class ELU:
+        def __init__(self):
+            self.dx = np.zeros(X.shape)
+
         def forward(self, x, alpha=1.0):
             self.x = x
             return np.where(x > 0, x, alpha * (np.exp(x) - 1))
 
-        def backward(self, dout, alpha=1.0):
-            return dout * np.where(self.x > 0, 1.0, alpha * np.exp(self.x))
+        def backward(self, dout, alpha=1.0):  # and keeps it: a cache that depends on alpha
+            self.dx = dout * np.where(self.x > 0, 1.0, alpha * np.exp(self.x))
+            return self.dx
 
     report = check_layer(ELU(), X)
     assert report.passed, str(report)

@@ -119,10 +119,10 @@ class Steps(NamedTuple):
         when they differ beyond rounding and backward steps an array (else ``None``: a
         parameter of that name that steps nothing, an ELU's ``alpha``, is no rate).
     unscaled : tuple of str
-        The arrays backward changes by amounts not in proportion to the rate: that
-        depend on it otherwise (``p -= lr**2 * g``, ``v = mu * v - lr * g; p += v``), or
-        not at all in an array forward reads (``p -= g``): no plain SGD step, so no
-        gradient can be read from it.
+        The arrays forward reads that backward changes by amounts not in proportion to
+        the rate (``p -= lr**2 * g``, ``v = mu * v - lr * g; p += v``, ``p -= g``): no
+        plain SGD step, so no gradient can be read from it (a cache backward rewrites,
+        which forward does not read, is none).
     forwards : int
         The forward calls made.
     """
@@ -190,22 +190,22 @@ def stepped_arrays(layer, call_backward, forward):
             moves.append(_steps(layer, before))
         one, two = moves
         paths = tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
-        same = [p for p in one if p in two and _scales(one[p], two[p], before[p], 1)]
-        unscaled = [p for p in dict.fromkeys([*one, *two]) if p not in paths + tuple(same)]
-        unscaled += _read_by_forward(layer, after_forward, forward,
-                                     {p: before[p] - one[p] for p in same})
+        # the other arrays backward changed: parameters if forward reads them, else caches
+        others = {p: before[p] - (one[p] if p in one else two[p])
+                  for p in dict.fromkeys([*one, *two]) if p not in paths}
+        unscaled = tuple(_read_by_forward(layer, after_forward, forward, others))
     finally:
         start.restore_all()
     # a "rate" that steps nothing is no learning rate (an ELU's alpha): dx may depend on it
     dx_change = _dx_change(*returned) if paths or unscaled else None
-    return Steps(paths, dx_change, tuple(unscaled), 1 + (2 + len(same) if same else 0))
+    return Steps(paths, dx_change, unscaled, 1 + (2 + len(others) if others else 0))
 
 
 def _read_by_forward(layer, state, forward, values):
     """The paths of ``values`` (``{path: value backward left there}``) that change what
-    ``forward`` returns from ``state``: a parameter backward steps by the same amount at
-    every rate, not a cache it rewrites (none when forward is not repeatable, or raises:
-    the check's own calls report it)."""
+    ``forward`` returns from ``state``: a parameter backward steps otherwise than in
+    proportion to its rate, not a cache it rewrites (none when forward is not
+    repeatable, or raises: the check's own calls report it)."""
     if not values:
         return []
     try:
