@@ -11,7 +11,10 @@ learning_rate * gradient`` exactly up to the rounding of the update, so
 * :func:`stepped_arrays` finds the arrays a backward steps: those whose change
   is proportional to the learning rate (one backward with ``lr`` and one with
   ``2 lr`` from the same state after a forward); a cache that backward
-  rewrites does not scale with it, and is left alone. The gradients the two
+  rewrites does not scale with it, and is left alone. Any other array it
+  changes that forward reads (one forward call with it) is a parameter stepped
+  otherwise than in proportion to the rate (``lr**2 * g``, ``g`` alone):
+  :attr:`Steps.unscaled`. When backward steps something, the gradients the two
   calls return must be the same (a ``dx`` is no function of the step size:
   ``learning_rate * input_gradient`` is right only at ``lr = 1``, the rate every
   other call of the check uses), else :attr:`Steps.dx_change` says by how much;
