@@ -386,6 +386,8 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))
+        if call.lr_dx_change is not None or call.lr_unscaled:
+            findings.append(_lr_finding(call))
     if call.optimizers:
         unmapped = call.find_updates(train_flg, seed)
         findings.append(_update_note(call, unmapped))
@@ -424,6 +426,29 @@ def _step_note(call):
         "after every call"))
 
 
+def _lr_finding(call):
+    """The failing finding of a backward whose returned gradient depends on its rate, or
+    that changes arrays by amounts that depend on it but not in proportion to it."""
+    from gradcheck.protocol.update import LEARNING_RATE
+
+    name, parts = call.lr[0], []
+    rates = (f"backward(dout, {name}={2 * LEARNING_RATE:g}) and backward(dout, {name}="
+             f"{LEARNING_RATE:g}) from the same state")
+    if call.lr_dx_change is not None:
+        parts.append(
+            f"backward's returned gradient depends on {name}: {rates} returned gradients "
+            f"that differ by up to {call.lr_dx_change:.3g} (dx is the gradient whatever the "
+            f"step size: {name} * input_gradient, or an input gradient taken with the "
+            "weights after the step, is right at one rate only)")
+    if call.lr_unscaled:
+        held = ", ".join(call.lr_unscaled)
+        parts.append(
+            f"backward changes {held} by amounts not in proportion to {name} ({rates}: "
+            "another function of the rate, or the same at both in an array forward reads): "
+            f"no plain SGD step ({name} * gradient), so no gradient can be read from it")
+    return Finding("backward-learning-rate", True, "; ".join(parts))
+
+
 def _update_note(call, unmapped):
     """What was done with the optimizer objects whose ``update`` backward calls."""
     held = ", ".join(call.optimizers)
@@ -437,8 +462,9 @@ def _update_note(call, unmapped):
     return Finding("optimizer-update", False, (
         f"backward updates {names} through the optimizer objects the layer holds ({held}): "
         "the gradient of each was read from the optimizer's update(w, grad) call, recorded "
-        "by a stand-in that returns w unchanged (the weights stay put, the optimizers are "
-        f"never called and are put back after every call){extra}"))
+        "by a stand-in that returns a moved copy of w (a dx taken from the updated weights "
+        "FAILs; the weights and the optimizers, never called, are put back after every "
+        f"call){extra}"))
 
 
 def check_function(forward, backward, *inputs, **options):
@@ -758,16 +784,31 @@ def _not_a_function(findings, results, start):
 
 def _scalar_output_note(problem):
     """A scalar output (a loss) is checked with ``dout = 1``; when its backward ignores dout
-    (the book's ``SoftmaxWithLoss``: right for a terminal loss only), a note says so."""
-    if not getattr(problem, "scalar_dout", False):
+    (the book's ``SoftmaxWithLoss``: right for a terminal loss only), a note says so; when
+    it uses dout otherwise than linearly (``g * dout**2``: right at ``dout = 1`` only), a
+    ``backward-nonlinear`` failure, from one more forward/backward at ``2 * dout`` (the
+    sequence check's scale, exact in every precision; at this check's state, so also
+    with ``sequence=False`` or a ``dout`` of the caller's)."""
+    from gradcheck.protocol.history import LINEARITY, NONDETERMINISTIC, nonlinear_finding
+
+    if problem.out0.size != 1 or any(f.failure and f.kind in NONDETERMINISTIC
+                                     for f in problem.findings):
         return
     problem.analytic_noise()  # measured once per check (the strategies' too): ignores_dout
     if problem.ignores_dout:
-        problem.findings.append(Finding(
-            "scalar-output", False,
-            "forward returns a scalar (a loss) and backward ignores dout: checked with dout "
-            "= 1, the upstream gradient of a terminal loss, the only place where that is "
-            "right"))
+        if getattr(problem, "scalar_dout", False):
+            problem.findings.append(Finding(
+                "scalar-output", False,
+                "forward returns a scalar (a loss) and backward ignores dout: checked with "
+                "dout = 1, the upstream gradient of a terminal loss, the only place where "
+                "that is right"))
+        return
+    scaled = problem.vjp(LINEARITY * problem.dout.astype(np.float64))
+    for name, b in scaled.items():
+        finding = nonlinear_finding(problem, name, problem.analytic[name], b, LINEARITY,
+                                    problem.out0.dtype)
+        if finding is not None:
+            problem.findings.append(finding)
 
 
 def run_strategy(problem, strategy, opts):

@@ -648,10 +648,18 @@ class MLFSDenseBroken(MLFSDense):
 
 
 class MLFSDenseBrokenDx(MLFSDense):
-    """``dx`` taken with the weights after the optimizer step (a real optimizer moves them)."""
+    """``dx`` off by 1e-3 relative."""
 
     def input_gradient(self, accum_grad, W):
         return accum_grad.dot(W.T) * 1.001
+
+
+class MLFSDenseDxAfterStep(MLFSDense):
+    """``dx`` taken with the weights after the optimizer step, ``accum_grad.dot(self.W.T)``
+    (ML-From-Scratch keeps ``W = self.W`` from before it; a real optimizer moves them)."""
+
+    def input_gradient(self, accum_grad, W):
+        return accum_grad.dot(self.W.T)
 
 
 class MLFSBatchNorm:
@@ -1106,6 +1114,14 @@ class SGDDenseBroken(SGDDense):
         return input_gradient
 
 
+class SGDDenseLrScaledDx(SGDDense):
+    """The input gradient returned times the learning rate: right at ``learning_rate = 1``
+    only."""
+
+    def backward(self, output_gradient, learning_rate):
+        return learning_rate * super().backward(output_gradient, learning_rate)
+
+
 class SGDRebinding:
     """A row-batch affine layer whose ``backward(dout, lr=0.01)`` rebinds its parameters
     (``self.W = self.W - lr * dW``) and keeps ``dW`` too."""
@@ -1254,6 +1270,8 @@ CALL_CASES = {
                              ["X", "W", "w0"]),
     "mlfs-optimizer-dx": (MLFSDense, MLFSDenseBrokenDx, lambda: _xs((4, 3))[0], "X",
                           ["X", "W", "w0"]),
+    "mlfs-optimizer-dx-after-step": (MLFSDense, MLFSDenseDxAfterStep, lambda: _xs((4, 3))[0],
+                                     "X", ["X", "W", "w0"]),
     "mlfs-optimizer-batchnorm": (MLFSBatchNorm, MLFSBatchNormBroken, lambda: _xs((5, 3))[0],
                                  "gamma", ["X", "gamma", "beta"]),
     "loss-backward-takes-labels": (NNFSCategoricalCrossentropy,

@@ -1908,3 +1908,95 @@ def test_an_integer_x_forward_indexes_with_is_passed_through_as_in_a_tuple():
     assert dict(alone.not_checked)["x"] == dict(in_tuple.not_checked)["x"]
     note = [f.message for f in alone.findings if f.kind == "integer-input"]
     assert note and "indexes with it" in note[0] and "not cast" in note[0]
+
+
+def test_a_backward_whose_dx_depends_on_its_learning_rate_fails_naming_it():
+    """``return learning_rate * input_gradient`` PASSed: the check called backward with
+    learning_rate=1 only; the two rates of the step search must return the same dx."""
+    from conventions_layers import SGDDense, SGDDenseLrScaledDx
+
+    x = np.random.default_rng(0).normal(size=(3, 1))
+    assert not [f for f in check_layer(SGDDense(), x).findings
+                if f.kind == "backward-learning-rate"]
+    report = check_layer(SGDDenseLrScaledDx(), x)
+    assert not report.passed, str(report)
+    found = [f for f in report.findings if f.kind == "backward-learning-rate"]
+    assert found and found[0].failure
+    assert "backward" in found[0].message and "learning_rate" in found[0].message
+
+
+@pytest.mark.parametrize("how", ["in-place", "twice", "slice"])
+def test_mlfs_updates_in_place_twice_or_on_a_slice_leave_the_weights_as_found(how):
+    """The optimizer stand-in returns a moved copy of ``w``: written into the weights in
+    place, updated again, or a slice no parameter is (given back unmoved), the weights are
+    the same object with the same contents afterwards, and a correct layer PASSes."""
+    from conventions_layers import MLFSDense
+
+    class Variant(MLFSDense):
+        def backward_pass(self, accum_grad):
+            W_before = self.W.copy()
+            gw = self.weight_gradient(accum_grad)
+            if how == "in-place":
+                self.W[...] = self.W_opt.update(self.W, gw)
+            elif how == "twice":
+                self.W = self.W_opt.update(self.W, gw / 2)
+                self.W = self.W_opt.update(self.W, gw / 2)
+            else:
+                self.W[:, :1] = self.W_opt.update(self.W[:, :1], gw[:, :1])
+                self.W[:, 1:] = self.W_opt.update(self.W[:, 1:], gw[:, 1:])
+            self.w0 = self.w0_opt.update(self.w0, accum_grad.sum(axis=0, keepdims=True))
+            return self.input_gradient(accum_grad, W_before)
+
+    layer = Variant()
+    W, saved = layer.W, layer.W.copy()
+    report = check_layer(layer, X)
+    assert layer.W is W and np.array_equal(layer.W, saved)
+    assert report.passed, str(report)
+    names = [r.name for r in report.results]
+    assert names == (["X", "w0"] if how == "slice" else ["X", "W", "w0"]), str(report)
+
+
+def test_a_backward_stepping_out_of_proportion_to_its_learning_rate_fails():
+    """``self.bias -= learning_rate**2 * grad`` or ``self.bias -= grad``: at the check's
+    rate 1 a plain step, but not in proportion to the rate, so taken for no step at all
+    and the bias left unchecked: it PASSed. The gradient read at the two rates must be
+    the same."""
+    class Bias:
+        def __init__(self, power):
+            self.bias, self.power = np.random.default_rng(1).normal(size=(3, 1)), power
+
+        def forward(self, input):
+            self.input = input
+            return self.input + self.bias
+
+        def backward(self, output_gradient, learning_rate):
+            self.bias -= learning_rate ** self.power * output_gradient
+            return output_gradient
+
+    x = np.random.default_rng(0).normal(size=(3, 1))
+    assert check_layer(Bias(1), x).passed
+    for power in (2, 0):  # lr**2, and a step that ignores the rate (told from a cache
+        report = check_layer(Bias(power), x)  # backward rewrites: forward reads it)
+        assert not report.passed, str(report)
+        found = [f for f in report.findings if f.kind == "backward-learning-rate"]
+        assert found and found[0].failure and "bias" in found[0].message
+
+
+def test_a_backward_parameter_named_like_a_rate_that_steps_nothing_may_change_dx():
+    """An ELU's ``backward(dout, alpha=1.0)``: ``alpha`` is one of the learning-rate names,
+    but nothing is stepped with it, so dx depending on it is no learning-rate finding."""
+    class ELU:
+        def __init__(self):
+            self.dx = np.zeros(X.shape)
+
+        def forward(self, x, alpha=1.0):
+            self.x = x
+            return np.where(x > 0, x, alpha * (np.exp(x) - 1))
+
+        def backward(self, dout, alpha=1.0):  # and keeps it: a cache that depends on alpha
+            self.dx = dout * np.where(self.x > 0, 1.0, alpha * np.exp(self.x))
+            return self.dx
+
+    report = check_layer(ELU(), X)
+    assert report.passed, str(report)
+    assert "backward-learning-rate" not in {f.kind for f in report.findings}

@@ -411,6 +411,9 @@ class CallLayer:
         self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
+        #: how much backward's dx changed with the rate, the arrays it changes by amounts
+        #: that depend on the rate but not in proportion to it (find_steps)
+        self.lr_dx_change, self.lr_unscaled = None, ()
         #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
         #: parameters whose gradient backward passes to their ``update`` (find_updates)
         self.optimizers = optimizer_paths(layer)
@@ -773,8 +776,10 @@ class CallLayer:
 
     def find_steps(self, train_flg, seed):
         """Find the arrays a backward that takes a learning rate steps itself
-        (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls);
-        the layer's own error leaves none found (the check then reports it)."""
+        (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls,
+        and 2 forward calls and one per array backward changes alike at both rates, when
+        there is one); the layer's own error leaves none found (the check then reports
+        it)."""
         held = {}
 
         def forward():
@@ -782,14 +787,18 @@ class CallLayer:
             from gradcheck.protocol.problem import default_dout
 
             held["dout"] = default_dout(seed, np.shape(out))
+            return out
 
         self.step_calls = (1, 2)
         try:
-            self.stepped = stepped_arrays(
+            steps = stepped_arrays(
                 self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
                 forward)
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
-            self.stepped = ()
+            self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
+            return
+        self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
+        self.step_calls = (steps.forwards, 2)
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``
