@@ -416,6 +416,9 @@ def _step_note(call):
 
     rate = f"{call.lr[0]}={LEARNING_RATE:g}"
     if not call.stepped:
+        if call.rate != LEARNING_RATE:
+            rate = (f"{call.lr[0]}={call.rate:g} (its default: a parameter no array is "
+                    "stepped by is no learning rate, an ELU's or leaky ReLU's alpha)")
         return Finding("learning-rate", False, f"backward takes {call.lr[0]}: called with "
                        f"{rate}; it stepped no array of the layer")
     names = ", ".join(call.stepped)

@@ -2000,3 +2000,42 @@ def test_a_backward_parameter_named_like_a_rate_that_steps_nothing_may_change_dx
     report = check_layer(ELU(), X)
     assert report.passed, str(report)
     assert "backward-learning-rate" not in {f.kind for f in report.findings}
+
+
+class _LeakyRelu:
+    """A leaky ReLU whose backward takes its slope ``alpha=0.01`` (a learning-rate name)."""
+
+    slope = 1.0  # backward's slope as a multiple of alpha (1: correct)
+
+    def forward(self, x):
+        self.x = x
+        return np.where(x > 0, x, 0.01 * x)
+
+    def backward(self, dout, alpha=0.01):
+        return dout * np.where(self.x > 0, 1.0, self.slope * alpha)
+
+
+def test_a_backward_parameter_named_like_a_rate_that_steps_nothing_gets_its_default():
+    """``backward(dout, alpha=0.01)`` of a leaky ReLU was called with alpha=1 (a false FAIL):
+    a parameter that steps no array is no learning rate, and backward gets its default."""
+    report = check_layer(_LeakyRelu(), X)
+    assert report.passed, str(report)
+    note = [f.message for f in report.findings if f.kind == "learning-rate"]
+    assert note and "alpha=0.01 (its default" in note[0]
+    wrong = _LeakyRelu()
+    wrong.slope = 2.0
+    assert check_layer(wrong, X).result("x").verdict == "FAIL"
+
+
+def test_an_activation_scaling_dx_by_its_default_rate_fails():
+    """``backward(dout, learning_rate=0.1)`` returning ``learning_rate * dx`` and stepping
+    nothing: called with its default, the scaled dx FAILs (at a rate of 1 it PASSed)."""
+    class Scaled:
+        def forward(self, x):
+            self.x = x
+            return np.tanh(x)
+
+        def backward(self, dout, learning_rate=0.1):
+            return learning_rate * dout * (1 - np.tanh(self.x) ** 2)
+
+    assert check_layer(Scaled(), X).result("x").verdict == "FAIL"

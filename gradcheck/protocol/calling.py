@@ -410,6 +410,9 @@ class CallLayer:
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
         self.lr = learning_rate_parameter(layer)
+        #: the value every call passes it: LEARNING_RATE, or backward's own default when it
+        #: steps nothing (an ELU's or leaky ReLU's alpha is no learning rate: find_steps)
+        self.rate = LEARNING_RATE
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: how much backward's dx changed with the rate, the arrays it changes by amounts
         #: that depend on the rate but not in proportion to it (find_steps)
@@ -747,7 +750,7 @@ class CallLayer:
             return grads
         args, kwargs = douts, {}
         if self.lr is not None:
-            rate = LEARNING_RATE if lr is None else lr
+            rate = self.rate if lr is None else lr
             name, positional = self.lr
             args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
             if lr is not None:
@@ -799,6 +802,10 @@ class CallLayer:
             return
         self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
         self.step_calls = (steps.forwards, 2)
+        if not self.stepped and not self.lr_unscaled:
+            default = _default_of(layer_method(self.layer, "backward"), self.lr[0])
+            if default is not None:
+                self.rate = default
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``
@@ -1182,3 +1189,16 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
             f"check is of the first {'ones' if len(shapes) > 1 else 'one'}; {rest} not "
             "checked")))
     return dout_w
+
+
+def _default_of(fn, name):
+    """The default value of ``fn``'s parameter ``name`` when it is a real number, else
+    ``None``."""
+    try:
+        default = inspect.signature(fn).parameters[name].default
+    except (KeyError, TypeError, ValueError):
+        return None
+    if isinstance(default, (int, float, np.integer, np.floating)) and not isinstance(
+            default, bool):
+        return default
+    return None
