@@ -436,6 +436,89 @@ def test_large_outputs_that_move_cost_the_small_ones_no_resolution(strategy):
         assert report.result("x").verdict == "FAIL", (j, str(report))
 
 
+
+class _Pointwise:
+    """``y = f(x)`` elementwise, with ``f'`` given (``wrong``: dx scaled on element 1)."""
+
+    def __init__(self, f, df, wrong=1.0):
+        self.f, self.df, self.wrong = f, df, wrong
+
+    def forward(self, x):
+        self.x = x
+        return self.f(x)
+
+    def backward(self, dout):
+        dx = dout * self.df(self.x)
+        dx.flat[1] *= self.wrong
+        return dx
+
+
+TINY_LAYERS = {
+    "square": (lambda x: x ** 2, lambda x: 2 * x),
+    "sin-1e20": (lambda x: np.sin(x) * 1e20, lambda x: np.cos(x) * 1e20),
+    "reciprocal": (lambda x: 1 / x, lambda x: -1 / x ** 2),
+    "log": (np.log, lambda x: 1 / x),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_LAYERS))
+@pytest.mark.parametrize("method, strategy", [("central", "auto"), ("central", "elementwise"),
+                                              ("forward", "auto"), ("richardson", "auto"),
+                                              ("central", "jacobian"), ("complex", "auto")])
+def test_a_smooth_layer_at_inputs_of_1e_22_is_no_false_failure(name, method, strategy):
+    """At ``|x| ~ 1e-22`` a step of ``max(1, |x|)`` scale (``5e-6``) jumps across the pole of
+    ``1/x``, into ``log``'s NaN, and moves ``x**2`` to outputs whose rounding dwarfs the noise
+    measured at ``x`` (a false FAIL with numerical 0): the steps take the target's own scale.
+    The resolution holds: an error of three times it in one element FAILs."""
+    f, df = TINY_LAYERS[name]
+    x = np.random.default_rng(3).uniform(1.0, 2.0, size=(3, 4)) * 1e-22
+    if name in ("square", "sin-1e20"):
+        x[::2] *= -1.0
+    report = check_layer(_Pointwise(f, df), x, method=method, strategy=strategy)
+    r = report.result("x")
+    assert r.verdict == "PASS" and r.relative_resolution < 1e-3, str(report)
+    relative = 3.0 * r.resolution / abs(float(df(x.flat[1])))
+    wrong = check_layer(_Pointwise(f, df, wrong=1.0 + relative), x, method=method,
+                        strategy=strategy, sequence=False)
+    assert wrong.result("x").verdict == "FAIL", str(wrong)
+
+
+class _TinyAffine:
+    """``x @ W + b`` at ``x ~ 1e-22``: linear, but (``b = 1``) its outputs are of order 1."""
+
+    def __init__(self, bias):
+        rng = np.random.default_rng(1)
+        self.W, self.b = rng.normal(size=(3, 4)), np.full(4, float(bias))
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW, self.db = self.x.T @ dout, dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+@pytest.mark.parametrize("bias", [0.0, 1.0])
+def test_an_affine_layer_at_inputs_of_1e_22_passes_on_x(bias):
+    """With a bias of 1 the outputs do not move at all at a step of the inputs' own scale
+    (``1e-27``): the steps grow, as measured, to where they do (a PASS on ``x``, not a
+    numerical 0). ``dW ~ 1e-22`` under outputs of 1 cannot be resolved: never a FAIL."""
+    x = np.random.default_rng(0).normal(size=(2, 3)) * 1e-22
+    report = check_layer(_TinyAffine(bias), x)
+    assert report.result("x").verdict == "PASS", str(report)
+    assert report.result("x").relative_resolution < 1e-3, str(report)
+    assert all(r.verdict != "FAIL" for r in report.results), str(report)
+
+
+def test_log_near_its_domain_edge_passes():
+    """``log`` at ``x`` in ``[1e-8, 1e-7]``: a step of ``5e-6`` leaves the domain (NaN, a
+    ``LayerCallError``); at the target's own scale it is a PASS."""
+    f, df = TINY_LAYERS["log"]
+    x = np.random.default_rng(0).uniform(1e-8, 1e-7, size=(2, 3))
+    report = check_layer(_Pointwise(f, df), x)
+    assert report.result("x").verdict == "PASS", str(report)
+
 # ---------------------------------------------------------------------------
 
 def test_zz_enough_examples_ran(capsys, record_property):

@@ -15,7 +15,7 @@ import numpy as np
 
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.perturb import Columns, ElementMoves, differences
-from gradcheck.engine.refine import level_factor, search
+from gradcheck.engine.refine import REFINED_GAIN, level_factor, search
 from gradcheck.engine.tolerances import analytic_floor, rms, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -117,4 +117,7 @@ def _compare(problem, target, opts, Ja):
                          "estimates": st.bound.reshape(m, n)},
         extra={"worst_output_index": lambda r: tuple(
             int(j) for j in np.unravel_index(int(r) // n, problem.out_shape))},
-        reason=s.reason() + "; per entry: the noise of its own output")
+        reason=s.reason() + "; per entry: the noise of its own output",
+        # an entry outside its first tolerance is judged on its refined one: the resolution
+        # promises that for every entry (as for elements)
+        refined_rounding=REFINED_GAIN * sigma / np.tile(s.refine_steps, m))

@@ -42,6 +42,7 @@ from typing import Optional
 import numpy as np
 
 from gradcheck.engine.perturb import Columns, DirectionMoves, differences
+from gradcheck.engine.steps import element_scale
 from gradcheck.errors import LayerCallError
 
 __all__ = ["NoiseEstimate", "ecnoise", "measure_noise"]
@@ -50,8 +51,9 @@ __all__ = ["NoiseEstimate", "ecnoise", "measure_noise"]
 #: recommend at least 7 values in all).
 POINTS = 7
 
-#: First spacing, relative to each element's scale ``max(1, |x_i|)`` (at least 16 ulps
-#: of the target's dtype): small, so that few elements cross a kink within the table.
+#: First spacing, relative to each element's scale (:func:`gradcheck.engine.steps.
+#: element_scale`; at least 16 ulps of the target's dtype): small, so that few elements
+#: cross a kink within the table.
 FIRST_SPACING = 1e-9
 
 #: Tables measured at most (the spacing changes by 100 between them).
@@ -239,8 +241,7 @@ def measure_noise(evaluate, arr, out0, dout, *, seed, name, out_eps):
     NoiseEstimate
     """
     rng = np.random.default_rng([seed, 5, zlib.crc32(name.encode())])
-    x = np.abs(arr.astype(np.float64))
-    w = rng.choice([-1.0, 1.0], size=arr.shape) * np.maximum(1.0, x)
+    w = rng.choice([-1.0, 1.0], size=arr.shape) * element_scale(arr)
     d = np.asarray(dout, dtype=np.float64)
     terms = out0.astype(np.float64) * d
     delta = max(FIRST_SPACING, 16.0 * float(np.finfo(arr.dtype).eps))
@@ -282,16 +283,16 @@ def _try_table(V, d, terms, out0, out_eps, delta, calls):
             float(np.sum(np.abs(terms[moved]))), np.finfo(float).tiny):
         return None, 3, moved  # L changes by more than 10 %: spacing too large
     sigma, k, inform = ecnoise(f)
-    note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x max(1, |x|), "
-            f"level {k})")
+    note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x the "
+            f"element's scale, level {k})")
     # second differences at least: the first differences of a smooth output are its slope
     jumped = _jumped(U, max(k, 2), moved, terms) if inform == 1 else np.zeros(len(U), bool)
     if jumped.any():  # a kink inside the table: those outputs do not measure rounding
         f, s = _scalar_values(U[~jumped])
         sigma, k, inform = ecnoise(f)
-        note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x max(1, |x|), "
-                f"level {k}; {int(jumped.sum())} output(s) left out: their differences jumped "
-                "inside the table, a kink)")
+        note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x the "
+                f"element's scale, level {k}; {int(jumped.sum())} output(s) left out: their "
+                "differences jumped inside the table, a kink)")
     if inform != 1:
         return None, inform, moved
     U = np.where(jumped[:, None], 0.0, U)

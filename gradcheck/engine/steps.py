@@ -5,8 +5,9 @@ is ``O(eps / h)``, the total error is smallest near ``h = eps**(1/(p+1))``
 times the scale on which the function varies [1]_. Here ``eps`` is the
 *measured* relative noise of the forward (:mod:`gradcheck.engine.noise`;
 about ``1e-16`` for a layer that computes in float64, ``3e-8`` for one that
-rounds through float32), and the scale starts as ``max(1, |x_i|)``, SciPy's
-choice [2]_:
+rounds through float32), and the scale starts as ``max(|x_i|, min(1,
+rms(x)))`` (:func:`element_scale`): SciPy's ``max(1, |x_i|)`` [2]_ for a
+target of magnitude 1 and above, the target's own magnitude below:
 
 =============  ===  =====================  ========================
 method         p    base step              float64 (eps = 1.1e-16)
@@ -43,7 +44,8 @@ from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.tolerances import rms
 from gradcheck.errors import LayerCallError
 
-__all__ = ["relative_step", "element_steps", "tune", "Tuning", "COMPLEX_STEP"]
+__all__ = ["relative_step", "element_scale", "element_steps", "tune", "Tuning",
+           "COMPLEX_STEP"]
 
 #: Complex step: no subtractive cancellation, so the step can be tiny [4]_.
 COMPLEX_STEP = 1e-20
@@ -70,6 +72,32 @@ def relative_step(method, relative_noise):
     return float(relative_noise) ** (1.0 / (method.order + 1))
 
 
+def element_scale(values):
+    """The scale each element's steps (and every probe of it) are taken relative to.
+
+    ``max(|x_i|, min(1, rms(x)))``: SciPy's ``max(1, |x_i|)`` for a target of
+    magnitude 1 and above, but for a smaller target its own magnitude. A
+    target at ``1e-22`` is not on a unit scale: a step of ``1e-6`` there jumps
+    far outside the region where ``log`` or ``1/x`` is what it is at ``x``, and
+    moves ``x**2`` to outputs whose rounding dwarfs the noise measured at
+    ``x``. Where the function does vary on a larger scale (an affine layer
+    with a bias of 1), :func:`tune` measures it and grows the steps. An
+    all-zero target has the unit scale.
+
+    Parameters
+    ----------
+    values : ndarray
+        The target (any shape, floating or complex dtype).
+
+    Returns
+    -------
+    ndarray of float64, shape ``values.shape``
+    """
+    mag = np.abs(values).astype(np.float64)
+    floor = min(1.0, rms(mag)) if mag.size else 1.0
+    return np.maximum(mag, floor if floor > 0 else 1.0)
+
+
 def element_steps(values, method, relative_noise, eps=None):
     """Absolute step per element.
 
@@ -88,10 +116,9 @@ def element_steps(values, method, relative_noise, eps=None):
     -------
     ndarray of float64, shape ``(values.size,)``
     """
-    flat = np.abs(values.reshape(-1)).astype(np.float64)
     if eps is not None:
-        return np.full(flat.shape, float(eps))
-    return relative_step(method, relative_noise) * np.maximum(1.0, flat)
+        return np.full(values.size, float(eps))
+    return relative_step(method, relative_noise) * element_scale(values).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -188,8 +215,9 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
     rng = np.random.default_rng([seed, 6, zlib.crc32(name.encode())])
     if sample is None:
         sample = np.sort(rng.choice(arr.size, size=min(SAMPLE, arr.size), replace=False))
-    growth = MAX_RELATIVE_STEP * np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(
-        np.float64)) / steps[sample]
+    unit = np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(np.float64))
+    growth = MAX_RELATIVE_STEP * unit / steps[sample]
+    below_unit = float(np.min(unit / element_scale(arr).reshape(-1)[sample]))
     factor, calls, note, last, seen_before = 1.0, 0, "base steps kept", None, False
     for _ in range(MAX_PROBES):
         try:
@@ -202,7 +230,8 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
             break  # a changed step left forward's domain: keep the last one
         calls += 2 * method.calls * (1 if probe else len(sample))
         last = (factor, m)
-        change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before)
+        change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before,
+                              below_unit)
         seen_before = seen_before or m["seen"]
         if change == 1.0:
             break
@@ -225,6 +254,10 @@ MAX_RELATIVE_STEP = 1.0
 GROW_ABOVE = 1e-5
 
 
+#: The largest growth of one probe below the unit scale (the shrinking's own bound).
+LOCAL_JUMP = 1e4
+
+
 def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
     """Truncation error, its detection floor and the rounding of the sample at ``steps``."""
     h = steps[sample]
@@ -240,12 +273,17 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
             "rounding": float(np.median(method.gain * sigma / h)) / scale if scale > 0 else 0.0}
 
 
-def _next_factor(m, method, adjust, factor, max_growth, seen_before):
+def _next_factor(m, method, adjust, factor, max_growth, seen_before, below_unit=1.0):
     """The factor to change the steps by next (1.0: keep them).
 
     Measured truncation: towards the optimum. None measurable: grow by 16 while the
     rounding error is large -- until a truncation error has been seen once (at the
     optimum the truncation is about half the rounding, below what can be measured).
+    Below the unit scale (``factor < below_unit``: a target smaller than 1, whose steps
+    :func:`element_scale` took from its own magnitude), by up to :data:`LOCAL_JUMP` at
+    once, as far as the rounding asks; there a sample whose outputs did not move at all
+    (derivatives exactly 0: an affine layer with a bias of 1 at ``x ~ 1e-22``) counts as
+    all rounding.
     """
     if not adjust:
         return 1.0
@@ -258,6 +296,11 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before):
         if 0.7 <= change <= 1.4 or (factor > 1.0 and change > 1.0):
             return 1.0
         return float(np.clip(change, 1e-4, min(16.0, max_growth / factor)))
-    if not seen_before and m["rounding"] > GROW_ABOVE and factor * 16.0 <= max_growth:
+    local = factor < below_unit
+    rounding = m["rounding"] if m["scale"] > 0 or not local else np.inf
+    if seen_before or rounding <= GROW_ABOVE or factor * 16.0 > max_growth:
+        return 1.0
+    if not local:
         return 16.0
-    return 1.0
+    return float(np.clip(rounding / GROW_ABOVE, 16.0,
+                         min(LOCAL_JUMP, below_unit / factor, max_growth / factor)))

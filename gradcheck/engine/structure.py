@@ -53,14 +53,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck.engine.perturb import Columns, DirectionMoves, differences
+from gradcheck.engine.steps import element_scale
 from gradcheck.errors import LayerCallError
 
 __all__ = ["Structure", "detect", "color", "interval_colors", "block_keys", "DETECT_STEP",
            "MAX_TESTS", "BAND_SPACING"]
 
-#: Relative size of the probes' perturbation, ``DETECT_STEP * max(1, |x|)``: large enough
-#: that a coupling moves an output by more than its rounding, small enough to stay inside
-#: forward's domain.
+#: Relative size of the probes' perturbation, ``DETECT_STEP`` times the element's scale
+#: (:func:`gradcheck.engine.steps.element_scale`): large enough that a coupling moves an
+#: output by more than its rounding, small enough to stay inside forward's domain.
 DETECT_STEP = 1e-4
 
 #: Pairings tested at most per target (each costs one or two forward calls).
@@ -333,7 +334,7 @@ class _Prober:
         self.evaluate, self.arr, self.out0 = evaluate, arr, out0
         rng = np.random.default_rng([seed, 11, zlib.crc32(name.encode())])
         self.rng = rng
-        scale = np.maximum(1.0, np.abs(arr.astype(np.float64)))
+        scale = element_scale(arr)
         self.w = (rng.choice([-1.0, 1.0], size=arr.shape) * rng.uniform(0.5, 1.0, arr.shape)
                   * DETECT_STEP * scale)
         self.calls = 0
