@@ -324,8 +324,10 @@ def _verdict(comp, st, checked, scale, resolution, policy):
             "another input or dout (a batch of N >= 2 for batch statistics), or declare it "
             "with expect_zero if the gradient is zero by the layer's structure")
     at_kinks = len({i for i, *_, ok in st.kinks if ok})
-    size = max(n, int(np.prod(comp.shape)) if comp.strategy == "projection" else n)
-    coarse = int(np.count_nonzero(st.unresolved))
+    # in elements: a Jacobian's items are its entries, every element has a column of them
+    size = {"projection": max(n, int(np.prod(comp.shape))),
+            "jacobian": int(np.prod(comp.shape))}.get(comp.strategy, n)
+    coarse = len({comp.index(int(r)) for r in np.flatnonzero(st.unresolved)})
     if at_kinks + coarse > policy.max_kink_fraction * size:
         return "INCONCLUSIVE", (
             f"{at_kinks + coarse} of {size} elements sit at kinks or could only be resolved "
