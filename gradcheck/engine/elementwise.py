@@ -183,7 +183,8 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
         estimate=est, rule=rule,
         own_rule=own, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
         noise=s.noise, refiner=refiner, full=full, reason=s.reason(),
-        refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx])
+        refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx],
+        checked_fraction=len(idx) / n if n else 1.0)
 
 
 def _differences(problem, s, idx):
