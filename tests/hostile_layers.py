@@ -9,10 +9,11 @@ import numpy as np
 
 
 class Pointwise:
-    """``y = f(x)`` elementwise, with ``f'`` given (``wrong``: dx scaled on element 1)."""
+    """``y = f(x)`` elementwise, with ``f'`` given (``wrong``: dx scaled on flat element
+    ``at``)."""
 
-    def __init__(self, f, df, wrong=1.0):
-        self.f, self.df, self.wrong = f, df, wrong
+    def __init__(self, f, df, wrong=1.0, at=1):
+        self.f, self.df, self.wrong, self.at = f, df, wrong, at
 
     def forward(self, x):
         self.x = x
@@ -20,7 +21,7 @@ class Pointwise:
 
     def backward(self, dout):
         dx = dout * self.df(self.x)
-        dx.flat[1] *= self.wrong
+        dx.flat[self.at] *= self.wrong
         return dx
 
 
@@ -30,6 +31,9 @@ TINY_LAYERS = {
     "reciprocal": (lambda x: 1 / x, lambda x: -1 / x ** 2),
     "log": (np.log, lambda x: 1 / x),
 }
+
+#: ``tanh`` and its derivative.
+TANH = (np.tanh, lambda x: 1.0 - np.tanh(x) ** 2)
 
 
 class SortRows:

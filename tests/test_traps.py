@@ -5,6 +5,7 @@ import pytest
 
 from gradcheck import (GradCheckInputError, GradientCheckError, LayerCallError,
                        LayerProtocolError, check_layer)
+from hostile_layers import TANH, Pointwise
 from layers import BatchNormalization
 
 
@@ -552,34 +553,18 @@ def test_a_forward_that_is_no_function_of_its_input_gets_no_numerical_artefacts(
         assert not {"step-underflow", "inconclusive"} & {f.kind for f in report.findings}
 
 
-class _WrongAtOne:
-    """``tanh`` whose backward is wrong by 10 % in one element (flat index ``k``)."""
-
-    def __init__(self, k):
-        self.k = k
-
-    def forward(self, x):
-        self.y = np.tanh(x)
-        return self.y
-
-    def backward(self, dout):
-        dx = dout * (1.0 - self.y ** 2)
-        dx.flat[self.k] *= 1.1
-        return dx
-
-
 def test_a_sampled_check_that_missed_the_wrong_element_is_no_pass():
     """``strategy="sampled"`` checks 8 of 48 elements; the one wrong element is not among
-    them. That PASSed stating the resolution of the 8 for the whole tensor: an error in
+    them (``tanh``, wrong by 10 % there). That PASSed stating the resolution of the 8 for the whole tensor: an error in
     any other element is not caught, so INCONCLUSIVE, saying what fraction was checked."""
     x = np.random.default_rng(0).normal(size=(6, 8))
-    probe = check_layer(_WrongAtOne(0), x, strategy="sampled", samples=8)
+    probe = check_layer(Pointwise(*TANH, wrong=1.1, at=0), x, strategy="sampled", samples=8)
     r = probe.result("x")
     seen = {i for i in np.ndindex(x.shape) if not np.isnan(r.numerical[i])}
     k = next(j for j in range(x.size) if np.unravel_index(j, x.shape) not in seen)
-    report = check_layer(_WrongAtOne(k), x, strategy="sampled", samples=8)
+    report = check_layer(Pointwise(*TANH, wrong=1.1, at=k), x, strategy="sampled", samples=8)
     r = report.result("x")
     assert r.verdict == "INCONCLUSIVE" and not report.passed, str(report)
     assert r.checked_fraction == 8 / 48 and "only 8 of 48 elements were checked" in \
         r.inconclusive
-    assert check_layer(_WrongAtOne(k), x).result("x").verdict == "FAIL"
+    assert check_layer(Pointwise(*TANH, wrong=1.1, at=k), x).result("x").verdict == "FAIL"
