@@ -1,7 +1,8 @@
 """Correct layers at hostile points (shared by the false-failure and verdict tests).
 
 ``Pointwise`` applies a smooth function elementwise (``TINY_LAYERS``: those checked at
-``|x| ~ 1e-22``); ``SortRows`` sorts each row, as ``torch.sort`` routes its gradient.
+``|x| ~ 1e-22``); ``SortRows`` sorts each row, as ``torch.sort`` routes its gradient;
+``RowSums`` sums ``tanh`` over each row, repeated (outputs exactly 0 where a row cancels).
 Each takes a ``wrong`` that spoils one element of ``dx``.
 """
 
@@ -54,3 +55,20 @@ class SortRows:
             dx.flat[self.wrong] *= 1.001
         return dx
 
+
+
+class RowSums:
+    """``sum_j tanh(x_ij)`` per row, repeated three times (equal outputs; ``wrong``: dx
+    scaled on flat element 1)."""
+
+    def __init__(self, wrong=1.0):
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        return np.repeat(np.tanh(x).sum(axis=1, keepdims=True), 3, axis=1)
+
+    def backward(self, dout):
+        dx = dout.sum(axis=1, keepdims=True) * (1.0 - np.tanh(self.x) ** 2)
+        dx.flat[1] *= self.wrong
+        return dx

@@ -28,7 +28,7 @@ from gradcheck.validate import METHODS, STRATEGIES
 from gradcheck.testing.strategies import layer_cases
 from layers import Pooling, Relu, Sequential
 from gradcheck.gate.suite import SPECS, get_spec, make_batchnorm, make_cnn
-from hostile_layers import TINY_LAYERS, Pointwise, SortRows
+from hostile_layers import TINY_LAYERS, Pointwise, RowSums, SortRows
 
 FD_METHODS = tuple(m for m in METHODS if m != "complex")
 NORMALISATIONS = ["BatchNormalization-2d", "BatchNormalization-4d", "SpatialBatchNormalization",
@@ -522,6 +522,35 @@ def test_a_sort_with_a_three_way_tie_is_no_false_failure_under_jacobian(method):
     for wrong in (1 * 8 + 4, 2 * 8 + 3):
         bad = check_layer(SortRows(wrong), x, strategy="jacobian", method=method, sequence=False)
         assert bad.result("x").verdict == "FAIL", (wrong, str(bad))
+
+
+@pytest.mark.parametrize("strategy", ["elementwise", "auto", "jacobian", "projection"])
+def test_outputs_that_cancel_to_exactly_zero_are_no_false_failure(strategy):
+    """Rows ``[0, 1e-3, -1e-3]``: every output is ``tanh(1e-3) + tanh(-1e-3) = 0`` exactly.
+    The noise table's "L moves by more than 10 %" test (of an L of 0) rejected every
+    spacing, the noise fell back to the rounding of outputs of 0 (nothing), the steps
+    shrank to 5e-21 and the numerical gradient was 0: a false FAIL. A 0.1 % error FAILs."""
+    x = np.zeros((2, 3)) + np.array([0.0, 1e-3, -1e-3])
+    report = check_layer(RowSums(), x, strategy=strategy)
+    assert report.result("x").verdict == "PASS", str(report)
+    bad = check_layer(RowSums(1.001), x, strategy=strategy, sequence=False)
+    assert bad.result("x").verdict == "FAIL", str(bad)
+
+
+@pytest.mark.parametrize("train_flg", [True, False])
+def test_a_tiny_bias_beside_outputs_of_one_is_judged_on_the_unit_scale(train_flg):
+    """``beta ~ 1e-35`` in batch normalisation: at beta's own scale only the outputs that are
+    ``beta`` alone (a row at the running mean, eval mode) move; the others round the change
+    away, and the steps, the noise and the truncation all went wrong (INCONCLUSIVE, a
+    numerical gradient of garbage). Measured: most outputs do not move there, so beta is
+    stepped on the unit scale."""
+    from layers import BatchNormalization
+
+    layer = BatchNormalization(np.array([0.8, 1.3]), np.array([1e-35, -2e-35]), 0.9,
+                               np.zeros(2), np.array([0.5, 2.0]))
+    x = np.array([[-0.5, -0.5], [0.0, 0.0], [0.5, 0.5]])
+    report = check_layer(layer, x, train_flg=train_flg)
+    assert report.result("beta").verdict == "PASS", str(report)
 
 # ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from gradcheck.engine import methods
 from gradcheck.engine.noise import measure_noise
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.refine import REFINED_GAIN, StepSearch
-from gradcheck.engine.steps import element_steps, tune
+from gradcheck.engine.steps import element_steps, relative_step, tune
 from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -53,7 +53,8 @@ class Setup:
         #: and reduction) when it made enough, else as the noise table's (which keeps whole
         #: output differences: up to 25x slower per call, measured on BatchNormalization)
         self.call_time = (time.perf_counter() - t0) / max(1, self.noise.calls)
-        steps = element_steps(self.arr, method, self.noise.relative, opts.eps)
+        steps = element_steps(self.arr, method, self.noise.relative, opts.eps,
+                              self.noise.local)
         self.structure = None
         before, t0 = problem.adapter.forward_calls, time.perf_counter()
         self.steps, self.tuning = (tuner or _tune_elements)(self, steps)
@@ -62,11 +63,13 @@ class Setup:
             self.call_time = (time.perf_counter() - t0) / tuned
         # refinement extrapolates central differences at 2h, h, h/2 (removing h^2 and h^4):
         # it starts from this method's step when that is a central one (the larger steps of
-        # central4/richardson round less), from central's own otherwise, shrunk as the
-        # tuning shrank this method's (never grown: it only searches downwards)
+        # central4/richardson round less), from central's own otherwise, changed as the
+        # tuning changed this method's: shrunk, or grown from a target's own scale below 1
+        # (where outputs of 1 round away) up to the unit scale, never beyond (it only
+        # searches downwards)
         central = methods.get("central")
-        self.refine_steps = self.steps if method.order >= central.order else element_steps(
-            self.arr, central, self.noise.relative, opts.eps) * min(1.0, self.tuning.factor)
+        self.refine_steps = self.steps if method.order >= central.order else _refine_steps(
+            self.arr, central, self.noise, opts.eps, self.tuning.factor)
 
     @property
     def calls(self):
@@ -79,6 +82,16 @@ class Setup:
         if self.tuning.factor != 1.0:
             text += f"; {self.tuning.note}"
         return text
+
+
+def _refine_steps(arr, central, noise, eps, factor):
+    """Central differences' steps for the refinement of another method's elements."""
+    steps = element_steps(arr, central, noise.relative, eps, noise.local)
+    if factor <= 1.0 or eps is not None:
+        return steps * min(1.0, factor)
+    unit = relative_step(central, noise.relative) * np.maximum(
+        1.0, np.abs(arr.reshape(-1)).astype(np.float64))
+    return np.minimum(steps * factor, np.maximum(steps, unit))
 
 
 def _tune_elements(s, steps):

@@ -72,33 +72,37 @@ def relative_step(method, relative_noise):
     return float(relative_noise) ** (1.0 / (method.order + 1))
 
 
-def element_scale(values):
+def element_scale(values, local=True):
     """The scale each element's steps (and every probe of it) are taken relative to.
 
-    ``max(|x_i|, min(1, rms(x)))``: SciPy's ``max(1, |x_i|)`` for a target of
-    magnitude 1 and above, but for a smaller target its own magnitude. A
-    target at ``1e-22`` is not on a unit scale: a step of ``1e-6`` there jumps
-    far outside the region where ``log`` or ``1/x`` is what it is at ``x``, and
-    moves ``x**2`` to outputs whose rounding dwarfs the noise measured at
-    ``x``. Where the function does vary on a larger scale (an affine layer
-    with a bias of 1), :func:`tune` measures it and grows the steps. An
-    all-zero target has the unit scale.
+    ``max(|x_i|, min(1, rms(x)))`` (``local``): SciPy's ``max(1, |x_i|)`` for a
+    target of magnitude 1 and above, but for a smaller target its own
+    magnitude. A target at ``1e-22`` is not on a unit scale: a step of
+    ``1e-6`` there jumps far outside the region where ``log`` or ``1/x`` is
+    what it is at ``x``, and moves ``x**2`` to outputs whose rounding dwarfs
+    the noise measured at ``x``. Whether the target's own scale holds is
+    measured (:func:`gradcheck.engine.noise.measure_noise`, ``local``): where
+    most outputs do not even move at it (a bias of ``1e-35`` beside outputs of
+    1), ``max(1, |x_i|)`` is used (``local=False``). An all-zero target has the
+    unit scale.
 
     Parameters
     ----------
     values : ndarray
         The target (any shape, floating or complex dtype).
+    local : bool
+        False: ``max(1, |x_i|)``.
 
     Returns
     -------
     ndarray of float64, shape ``values.shape``
     """
     mag = np.abs(values).astype(np.float64)
-    floor = min(1.0, rms(mag)) if mag.size else 1.0
+    floor = min(1.0, rms(mag)) if mag.size and local else 1.0
     return np.maximum(mag, floor if floor > 0 else 1.0)
 
 
-def element_steps(values, method, relative_noise, eps=None):
+def element_steps(values, method, relative_noise, eps=None, local=True):
     """Absolute step per element.
 
     Parameters
@@ -111,6 +115,8 @@ def element_steps(values, method, relative_noise, eps=None):
         The measured relative noise of the forward.
     eps : float or None
         A float: that absolute step for every element (the caller's ``eps=``).
+    local : bool
+        :func:`element_scale`'s (the noise estimate's ``local``).
 
     Returns
     -------
@@ -118,7 +124,7 @@ def element_steps(values, method, relative_noise, eps=None):
     """
     if eps is not None:
         return np.full(values.size, float(eps))
-    return relative_step(method, relative_noise) * element_scale(values).reshape(-1)
+    return relative_step(method, relative_noise) * element_scale(values, local).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,8 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
         sample = np.sort(rng.choice(arr.size, size=min(SAMPLE, arr.size), replace=False))
     unit = np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(np.float64))
     growth = MAX_RELATIVE_STEP * unit / steps[sample]
-    below_unit = float(np.min(unit / element_scale(arr).reshape(-1)[sample]))
+    below_unit = float(np.min(unit / element_scale(arr, getattr(noise, "local", True))
+                              .reshape(-1)[sample]))
     factor, calls, note, last, seen_before = 1.0, 0, "base steps kept", None, False
     for _ in range(MAX_PROBES):
         try:
@@ -254,10 +261,6 @@ MAX_RELATIVE_STEP = 1.0
 GROW_ABOVE = 1e-5
 
 
-#: The largest growth of one probe below the unit scale (the shrinking's own bound).
-LOCAL_JUMP = 1e4
-
-
 def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
     """Truncation error, its detection floor and the rounding of the sample at ``steps``."""
     h = steps[sample]
@@ -280,10 +283,10 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, below_unit=
     rounding error is large -- until a truncation error has been seen once (at the
     optimum the truncation is about half the rounding, below what can be measured).
     Below the unit scale (``factor < below_unit``: a target smaller than 1, whose steps
-    :func:`element_scale` took from its own magnitude), by up to :data:`LOCAL_JUMP` at
-    once, as far as the rounding asks; there a sample whose outputs did not move at all
-    (derivatives exactly 0: an affine layer with a bias of 1 at ``x ~ 1e-22``) counts as
-    all rounding.
+    :func:`element_scale` took from its own magnitude), at once as far as the rounding
+    asks (it falls as ``1/h``), at most to the unit scale; there a sample whose outputs
+    did not move at all (derivatives exactly 0: an affine layer with a bias of 1 at
+    ``x ~ 1e-22``, a bias of ``1e-42`` beside outputs of 1) goes to the unit scale.
     """
     if not adjust:
         return 1.0
@@ -303,4 +306,4 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, below_unit=
     if not local:
         return 16.0
     return float(np.clip(rounding / GROW_ABOVE, 16.0,
-                         min(LOCAL_JUMP, below_unit / factor, max_growth / factor)))
+                         min(below_unit / factor, max_growth / factor)))
