@@ -552,6 +552,16 @@ def test_a_tiny_bias_beside_outputs_of_one_is_judged_on_the_unit_scale(train_flg
     report = check_layer(layer, x, train_flg=train_flg)
     assert report.result("beta").verdict == "PASS", str(report)
 
+
+@pytest.mark.parametrize("method", ["forward", "central4"])
+def test_exp_at_inputs_of_1e_6_passes_under_the_other_methods(method):
+    """``exp`` at ``x ~ 1e-6``: steps at the inputs' scale round (outputs of 1), the tuning
+    grows them; the central differences that refine these methods' elements grew with
+    them no more (a resolution of 0.2 %, INCONCLUSIVE)."""
+    x = np.random.default_rng(5).uniform(1.0, 2.0, size=(4, 10)) * 1e-6
+    report = check_layer(Pointwise(np.exp, np.exp), x, method=method, strategy="elementwise")
+    assert report.result("x").verdict == "PASS", str(report)
+
 # ---------------------------------------------------------------------------
 
 def test_zz_enough_examples_ran(capsys, record_property):
