@@ -562,6 +562,33 @@ def test_exp_at_inputs_of_1e_6_passes_under_the_other_methods(method):
     report = check_layer(Pointwise(np.exp, np.exp), x, method=method, strategy="elementwise")
     assert report.result("x").verdict == "PASS", str(report)
 
+
+@st.composite
+def tiny_magnitudes(draw):
+    """A smooth pointwise layer (``TINY_LAYERS``, ``tanh``, ``exp``) at ``10**k``, k in
+    [-30, 0], float64 or float32, positive (negative too where defined), maybe one 0."""
+    fns = dict(TINY_LAYERS, tanh=(np.tanh, lambda x: 1.0 - np.tanh(x) ** 2),
+               exp=(np.exp, np.exp))
+    name = draw(st.sampled_from(sorted(fns)))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    k = draw(st.integers(-30 if dtype == np.float64 else -15, 0))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = rng.uniform(1.0, 2.0, size=(3, 5)) * 10.0 ** k
+    if name not in ("log", "reciprocal"):
+        x *= rng.choice([-1.0, 1.0], size=x.shape)
+        if draw(st.booleans()):
+            x[1, 2] = 0.0
+    return Pointwise(*fns[name]), x.astype(dtype)
+
+
+@settings(max_examples=60)
+@given(case=tiny_magnitudes(), how=_methods_strategies())
+def test_smooth_layers_at_tiny_magnitudes(case, how):
+    """No FAIL at any magnitude from 1e-30 to 1: the steps, the noise table and the probes
+    take the target's own scale (measured to hold), not ``max(1, |x|)``."""
+    layer, x = case
+    assert_no_false_failure(layer, x, True, *how, label="tiny")
+
 # ---------------------------------------------------------------------------
 
 def test_zz_enough_examples_ran(capsys, record_property):
