@@ -589,6 +589,22 @@ def test_smooth_layers_at_tiny_magnitudes(case, how):
     layer, x = case
     assert_no_false_failure(layer, x, True, *how, label="tiny")
 
+
+@pytest.mark.parametrize("method", FD_METHODS)
+@pytest.mark.parametrize("strategy", ["auto", "jacobian", "projection"])
+def test_log_at_1e_8_beside_values_of_1_passes(method, strategy):
+    """``log`` at ``[[1e-8, 0.5, 1], [2, 3e-8, 0.7]]``: the steps of the unit scale leave the
+    domain at the two small elements (a LayerCallError); they are shrunk as measured (the
+    report says so), and a 0.1 % error at one of them FAILs."""
+    f, df = TINY_LAYERS["log"]
+    x = np.array([[1e-8, 0.5, 1.0], [2.0, 3e-8, 0.7]])
+    report = check_layer(Pointwise(f, df), x, method=method, strategy=strategy)
+    r = report.result("x")
+    assert r.verdict == "PASS" and "element(s) shrunk" in r.tolerance_reason, str(report)
+    bad = check_layer(Pointwise(f, df, 1.001, at=4), x, method=method, strategy=strategy,
+                      sequence=False)
+    assert bad.result("x").verdict == "FAIL", str(bad)
+
 # ---------------------------------------------------------------------------
 
 def test_zz_enough_examples_ran(capsys, record_property):

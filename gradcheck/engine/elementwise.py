@@ -17,7 +17,8 @@ from gradcheck.engine import methods
 from gradcheck.engine.noise import measure_noise
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.refine import REFINED_GAIN, StepSearch
-from gradcheck.engine.steps import element_steps, relative_step, tune
+from gradcheck.engine.steps import (element_steps, keep_in_domain, reach, relative_step,
+                                    tune)
 from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -70,10 +71,18 @@ class Setup:
         central = methods.get("central")
         self.refine_steps = self.steps if method.order >= central.order else _refine_steps(
             self.arr, central, self.noise, opts.eps, self.tuning.factor)
+        # the method's points and the refinement's stay where forward is defined
+        widest = np.maximum(self.steps, self.refine_steps)
+        kept, self.domain_calls, self.shrunk = (
+            (widest, 0, 0) if opts.eps is not None else
+            keep_in_domain(self.evaluate, self.arr, widest, problem.out0, reach(method)))
+        if self.shrunk:  # both by the same factor (a projection's refinement keeps the ratio)
+            self.steps, self.refine_steps = self.steps * (kept / widest), \
+                self.refine_steps * (kept / widest)
 
     @property
     def calls(self):
-        return self.noise.calls + self.tuning.calls
+        return self.noise.calls + self.tuning.calls + self.domain_calls
 
     def reason(self):
         """How the noise and the steps were found, for the report."""
@@ -81,6 +90,9 @@ class Setup:
                 f"{self.noise.note})")
         if self.tuning.factor != 1.0:
             text += f"; {self.tuning.note}"
+        if self.shrunk:
+            text += (f"; the steps of {self.shrunk} element(s) shrunk: at x +- h forward "
+                     "left its domain (NaN or inf)")
         return text
 
 

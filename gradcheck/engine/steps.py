@@ -40,12 +40,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+from gradcheck.engine.perturb import (Columns, DirectionMoves, ElementMoves, Reduce,
+                                      differences)
 from gradcheck.engine.tolerances import rms
 from gradcheck.errors import LayerCallError
 
 __all__ = ["relative_step", "element_scale", "element_steps", "tune", "Tuning",
-           "COMPLEX_STEP"]
+           "keep_in_domain", "reach", "COMPLEX_STEP"]
 
 #: Complex step: no subtractive cancellation, so the step can be tiny [4]_.
 COMPLEX_STEP = 1e-20
@@ -307,3 +308,96 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, below_unit=
         return 16.0
     return float(np.clip(rounding / GROW_ABOVE, 16.0,
                          min(below_unit / factor, max_growth / factor)))
+
+
+#: Elements whose points ``x_i +- span h_i`` reach 0 (``span h_i`` at least this times
+#: ``|x_i|``) are screened for forward's domain by :func:`keep_in_domain` (``log``,
+#: ``sqrt``, ``1/x`` end there).
+NEAR_EDGE = 1.0
+
+#: Rounds of :func:`keep_in_domain` (each shrinks the offending steps by 16 at least).
+SHRINKS = 4
+
+#: Offending elements located one by one at most; beyond, every screened step shrinks.
+LOCATED = 16
+
+
+def reach(method):
+    """How far, in steps, the check moves an element: the method's widest point, and
+    the refinement's ``2h``."""
+    return max(2.0, max(abs(a) for pair in method.pairs for a in pair))
+
+
+def keep_in_domain(evaluate, arr, steps, out0, span):
+    """Shrink the steps of elements whose points ``x_i +- span h_i`` leave forward's domain.
+
+    ``log`` at ``x_i = 1e-9`` beside values of 1 gets a step of ``5e-6``: forward turns
+    NaN there. The elements whose points come near 0 (:data:`NEAR_EDGE`) are moved
+    together by ``+- span h``; where that is not finite, the offending ones are located by
+    bisection and their steps shrunk (by 16, and to ``|x_i| / (2 span)``), as measured,
+    for :data:`SHRINKS` rounds. Steps that no shrinking keeps finite are left as
+    they were (the check then names the element: a forward NaN at any step).
+
+    Parameters
+    ----------
+    evaluate : callable
+    arr : ndarray
+        The target (moved in place, restored exactly).
+    steps : ndarray of float64, shape (arr.size,)
+    out0 : ndarray
+    span : float
+        :func:`reach` of the method.
+
+    Returns
+    -------
+    steps : ndarray of float64
+    calls : int
+    shrunk : int
+        Elements whose steps were shrunk.
+    """
+    mag = np.abs(arr.reshape(-1)).astype(np.float64)
+    near = np.flatnonzero(span * steps > NEAR_EDGE * mag)
+    if not near.size:
+        return steps, 0, 0
+    new, calls, bad = steps.copy(), 0, None
+    for _ in range(SHRINKS):
+        bad, c = _leaving(evaluate, arr, new, out0, span, near)
+        calls += c
+        if bad is None or not bad.size:
+            break
+        new[bad] = np.minimum(new[bad] / 16.0, mag[bad] / (2.0 * span))
+    if bad is not None and bad.size:  # no shrinking helped: forward fails whatever the step
+        new[bad] = steps[bad]
+    shrunk = int(np.count_nonzero(new != steps))
+    return new, calls, shrunk
+
+
+def _leaving(evaluate, arr, steps, out0, span, near):
+    """``(elements of near whose points leave the domain, calls)``; ``None``: not located."""
+    calls = [0]
+
+    def finite(which):
+        w = np.zeros(arr.size)
+        w[which] = span * steps[which]
+        calls[0] += 2
+        try:
+            differences(evaluate, DirectionMoves(arr, w.reshape(arr.shape)[None]),
+                        [(1.0, -1.0)], Columns(out0.size, 1, 1), out0)
+        except LayerCallError:
+            return False
+        return True
+
+    if finite(near):
+        return np.zeros(0, int), calls[0]
+    found, pending = [], [near]
+    while pending:
+        group = pending.pop()
+        if len(group) == 1:
+            found.append(int(group[0]))
+            if len(found) > LOCATED:
+                return near, calls[0]
+            continue
+        for half in (group[:len(group) // 2], group[len(group) // 2:]):
+            if not finite(half):
+                pending.append(half)
+    return np.array(sorted(found), dtype=int), calls[0]
