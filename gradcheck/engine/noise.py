@@ -257,20 +257,16 @@ def measure_noise(evaluate, arr, out0, dout, *, seed, name, out_eps):
                                    "scale most outputs did not move")))
 
 
-#: The target's own scale is probed when it lies this far below the unit scale.
-OWN_SCALE_PROBED = 16.0
-
-
 def _own_scale_holds(evaluate, arr, out0, sign, delta):
     """Whether the target's own scale (below 1) moves as many outputs as the unit scale.
 
-    ``None`` (no calls) where the two scales differ by less than :data:`OWN_SCALE_PROBED`
-    (the step tuning grows the steps by as much at once); else one forward call at each:
+    ``None`` (no calls) where the two scales are the same (a target of magnitude above
+    :data:`gradcheck.engine.steps.OWN_SCALE`); else one forward call at each:
     fewer than half the outputs moving at the own scale (a bias of ``1e-35`` beside
     outputs of 1) is False; a unit-scale point outside forward's domain is True.
     """
     own, unit = element_scale(arr), element_scale(arr, local=False)
-    if not own.size or float(np.max(unit / own)) < OWN_SCALE_PROBED:
+    if np.array_equal(own, unit):
         return None
     moved = []
     for scale in (own, unit):

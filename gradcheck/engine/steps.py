@@ -5,9 +5,9 @@ is ``O(eps / h)``, the total error is smallest near ``h = eps**(1/(p+1))``
 times the scale on which the function varies [1]_. Here ``eps`` is the
 *measured* relative noise of the forward (:mod:`gradcheck.engine.noise`;
 about ``1e-16`` for a layer that computes in float64, ``3e-8`` for one that
-rounds through float32), and the scale starts as ``max(|x_i|, min(1,
-rms(x)))`` (:func:`element_scale`): SciPy's ``max(1, |x_i|)`` [2]_ for a
-target of magnitude 1 and above, the target's own magnitude below:
+rounds through float32), and the scale starts as SciPy's ``max(1, |x_i|)``
+[2]_, or for a target of magnitude far below 1 its own, ``max(|x_i|, rms(x))``
+(:func:`element_scale`):
 
 =============  ===  =====================  ========================
 method         p    base step              float64 (eps = 1.1e-16)
@@ -76,12 +76,12 @@ def relative_step(method, relative_noise):
 def element_scale(values, local=True):
     """The scale each element's steps (and every probe of it) are taken relative to.
 
-    ``max(|x_i|, min(1, rms(x)))`` (``local``): SciPy's ``max(1, |x_i|)`` for a
-    target of magnitude 1 and above, but for a smaller target its own
-    magnitude. A target at ``1e-22`` is not on a unit scale: a step of
-    ``1e-6`` there jumps far outside the region where ``log`` or ``1/x`` is
-    what it is at ``x``, and moves ``x**2`` to outputs whose rounding dwarfs
-    the noise measured at ``x``. Whether the target's own scale holds is
+    ``max(|x_i|, rms(x))`` for a target of magnitude (RMS) below
+    :data:`OWN_SCALE` (and ``local``), else SciPy's ``max(1, |x_i|)``. A
+    target at ``1e-22`` is not on a unit scale: a step of ``1e-6`` there jumps
+    far outside the region where ``log`` or ``1/x`` is what it is at ``x``,
+    and moves ``x**2`` to outputs whose rounding dwarfs the noise measured at
+    ``x``. Whether the target's own scale holds is
     measured (:func:`gradcheck.engine.noise.measure_noise`, ``local``): where
     most outputs do not even move at it (a bias of ``1e-35`` beside outputs of
     1), ``max(1, |x_i|)`` is used (``local=False``). An all-zero target has the
@@ -99,8 +99,14 @@ def element_scale(values, local=True):
     ndarray of float64, shape ``values.shape``
     """
     mag = np.abs(values).astype(np.float64)
-    floor = min(1.0, rms(mag)) if mag.size and local else 1.0
-    return np.maximum(mag, floor if floor > 0 else 1.0)
+    floor = rms(mag) if mag.size and local else 1.0
+    return np.maximum(mag, floor if 0 < floor <= OWN_SCALE else 1.0)
+
+
+#: A target is stepped on its own scale when its magnitude (RMS) is below this: far enough
+#: below 1 that the unit scale can leave its local region (a factor the step tuning grows
+#: or shrinks the steps by at once); between it and 1, ``max(1, |x_i|)`` as ever.
+OWN_SCALE = 1.0 / 16.0
 
 
 def element_steps(values, method, relative_noise, eps=None, local=True):
