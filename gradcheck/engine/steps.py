@@ -329,8 +329,17 @@ LOCATED = 16
 
 
 def reach(method):
-    """How far, in steps, the check moves an element: the method's widest point, and
-    the refinement's ``2h``."""
+    """How far, in steps, the check moves an element.
+
+    Parameters
+    ----------
+    method : gradcheck.engine.methods.Method
+
+    Returns
+    -------
+    float
+        The method's widest point, at least the refinement's ``2h``.
+    """
     return max(2.0, max(abs(a) for pair in method.pairs for a in pair))
 
 
