@@ -563,6 +563,16 @@ def test_exp_at_inputs_of_1e_6_passes_under_the_other_methods(method):
     assert report.result("x").verdict == "PASS", str(report)
 
 
+@pytest.mark.parametrize("strategy", ["elementwise", "projection"])
+def test_exp_at_inputs_of_1e_6_grows_its_steps_to_the_unit_scale(strategy):
+    """``exp`` varies on the scale of 1 whatever ``x``: below the unit scale the steps grow
+    until their rounding is what the base step's is on the unit scale (growth stopped at a
+    rounding of 1e-5: resolutions of 1e-4 and 1e-3, a projection at the brink)."""
+    x = np.random.default_rng(5).uniform(1.0, 2.0, size=(4, 10)) * 1e-6
+    r = check_layer(Pointwise(np.exp, np.exp), x, strategy=strategy).result("x")
+    assert r.verdict == "PASS" and r.relative_resolution < 1e-6, r
+
+
 @st.composite
 def tiny_magnitudes(draw):
     """A smooth pointwise layer (``TINY_LAYERS``, ``tanh``, ``exp``) at ``10**k``, k in

@@ -245,7 +245,8 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
         calls += 2 * method.calls * (1 if probe else len(sample))
         last = (factor, m)
         change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before,
-                              below_unit)
+                              (below_unit, method.gain * float(noise.relative) ** (
+                                  method.order / (method.order + 1.0))))
         seen_before = seen_before or m["seen"]
         if change == 1.0:
             break
@@ -283,17 +284,19 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
             "rounding": float(np.median(method.gain * sigma / h)) / scale if scale > 0 else 0.0}
 
 
-def _next_factor(m, method, adjust, factor, max_growth, seen_before, below_unit=1.0):
+def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0, 0.0)):
     """The factor to change the steps by next (1.0: keep them).
 
     Measured truncation: towards the optimum. None measurable: grow by 16 while the
     rounding error is large -- until a truncation error has been seen once (at the
     optimum the truncation is about half the rounding, below what can be measured).
-    Below the unit scale (``factor < below_unit``: a target smaller than 1, whose steps
-    :func:`element_scale` took from its own magnitude), at once as far as the rounding
-    asks (it falls as ``1/h``), at most to the unit scale; there a sample whose outputs
-    did not move at all (derivatives exactly 0: an affine layer with a bias of 1 at
-    ``x ~ 1e-22``, a bias of ``1e-42`` beside outputs of 1) goes to the unit scale.
+    ``local = (below_unit, aim)``: below the unit scale (``factor < below_unit``: a
+    target far smaller than 1, whose steps :func:`element_scale` took from its own
+    magnitude), grow while the rounding exceeds ``aim`` (the base step's rounding on the
+    unit scale: ``exp`` at ``1e-6`` varies on the scale of 1), at once as far as the
+    rounding asks (it falls as ``1/h``), at most to the unit scale; there a sample whose
+    outputs did not move at all (derivatives exactly 0: an affine layer with a bias of 1
+    at ``x ~ 1e-22``) goes to the unit scale.
     """
     if not adjust:
         return 1.0
@@ -306,14 +309,16 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, below_unit=
         if 0.7 <= change <= 1.4 or (factor > 1.0 and change > 1.0):
             return 1.0
         return float(np.clip(change, 1e-4, min(16.0, max_growth / factor)))
-    local = factor < below_unit
-    rounding = m["rounding"] if m["scale"] > 0 or not local else np.inf
-    if seen_before or rounding <= GROW_ABOVE or factor * 16.0 > max_growth:
+    below_unit, aim = local
+    if factor < below_unit:
+        rounding = m["rounding"] if m["scale"] > 0 else np.inf
+        if seen_before or rounding <= aim:
+            return 1.0
+        return float(np.clip(rounding / max(aim, np.finfo(float).tiny), 16.0,
+                             min(below_unit / factor, max_growth / factor)))
+    if seen_before or m["rounding"] <= GROW_ABOVE or factor * 16.0 > max_growth:
         return 1.0
-    if not local:
-        return 16.0
-    return float(np.clip(rounding / GROW_ABOVE, 16.0,
-                         min(below_unit / factor, max_growth / factor)))
+    return 16.0
 
 
 #: Elements whose points ``x_i +- span h_i`` reach 0 (``span h_i`` at least this times
