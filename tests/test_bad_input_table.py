@@ -146,10 +146,16 @@ class PartlyStale(Scale):
 
 
 class Log(Scale):
+    """``log``, NaN whenever element (1, 0) (``1e-9``) moves, at any step (a plain ``log``
+    there has its steps shrunk into its domain, and passes)."""
+
     def forward(self, x, train_flg=True):
         self.x = x
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.log(x)
+            out = np.log(x)
+        if x[1, 0] != 1e-9:
+            out[1, 0] = np.nan
+        return out
 
     def backward(self, dout):
         return dout / self.x

@@ -5,6 +5,7 @@ import pytest
 
 from gradcheck import (GradCheckInputError, GradientCheckError, LayerCallError,
                        LayerProtocolError, check_layer)
+from hostile_layers import TANH, Pointwise
 from layers import BatchNormalization
 
 
@@ -446,15 +447,20 @@ def test_a_params_error_of_a_layer_with_several_inputs_uses_the_users_names():
 
 
 def test_forward_producing_nan_under_perturbation():
+    """A forward NaN at any step of an element (smaller steps do not help, unlike ``log``
+    near 0: tests/test_false_failures.py) names it."""
+    x = np.array([[1.0, 2.0], [1e-9, 3.0]])
+
     class Log(Scale):
-        def forward(self, x, train_flg=True):
-            self.x = x
-            with np.errstate(invalid="ignore"):
-                return np.log(x)
+        def forward(self, x_, train_flg=True):
+            self.x = x_
+            out = np.log(x_)
+            if x_[1, 0] != x[1, 0]:
+                out[1, 0] = np.nan
+            return out
 
         def backward(self, dout):
             return dout / self.x
-    x = np.array([[1.0, 2.0], [0.0, 3.0]]) + np.array([[0, 0], [1e-9, 0]])
     with pytest.raises(LayerCallError, match="NaN or inf"):
         check_layer(Log(), x, wrt=["x"])
 
@@ -755,3 +761,20 @@ def test_a_history_bug_in_one_element_of_a_large_parameter_fails():
     report = check_layer(Counting(True), x)
     assert not report.passed
     assert [f.target for f in report.findings if f.kind == "backward-history"] == ["W"]
+
+
+def test_a_sampled_check_that_missed_the_wrong_element_is_no_pass():
+    """``strategy="sampled"`` checks 8 of 48 elements; the one wrong element is not among
+    them (``tanh``, wrong by 10 % there). That PASSed stating the resolution of the 8 for the whole tensor: an error in
+    any other element is not caught, so INCONCLUSIVE, saying what fraction was checked."""
+    x = np.random.default_rng(0).normal(size=(6, 8))
+    probe = check_layer(Pointwise(*TANH, wrong=1.1, at=0), x, strategy="sampled", samples=8)
+    r = probe.result("x")
+    seen = {i for i in np.ndindex(x.shape) if not np.isnan(r.numerical[i])}
+    k = next(j for j in range(x.size) if np.unravel_index(j, x.shape) not in seen)
+    report = check_layer(Pointwise(*TANH, wrong=1.1, at=k), x, strategy="sampled", samples=8)
+    r = report.result("x")
+    assert r.verdict == "INCONCLUSIVE" and not report.passed, str(report)
+    assert r.checked_fraction == 8 / 48 and "only 8 of 48 elements were checked" in \
+        r.inconclusive
+    assert check_layer(Pointwise(*TANH, wrong=1.1, at=k), x).result("x").verdict == "FAIL"
