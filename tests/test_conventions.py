@@ -20,7 +20,7 @@ X = np.random.default_rng(1).normal(size=(3, 3))
 STRATEGIES = ["elementwise", "sampled", "jacobian", "projection"]
 #: every element of these small layers (a sample of fewer leaves the others unchecked:
 #: INCONCLUSIVE); the sampled strategy still draws its elements at random
-SAMPLES = 64
+SAMPLES = 128
 
 
 def _check(layer, strategy, **kw):
