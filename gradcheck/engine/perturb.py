@@ -499,7 +499,11 @@ def differences(evaluate, moves, pairs, sink, out0):
     """
     span = np.zeros((moves.n, len(pairs)))
     try:
-        _loop(evaluate, moves, pairs, sink, out0, span)
+        # a perturbed point may leave forward's domain on purpose (the noise and step
+        # searches, the domain screen): its non-finite outputs are handled here, and
+        # numpy's warnings about them are the check's, not the user's
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            _loop(evaluate, moves, pairs, sink, out0, span)
         if hasattr(sink, "finish"):
             sink.finish()
     except NonFinite as exc:
