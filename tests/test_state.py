@@ -499,3 +499,95 @@ def test_printing_a_report_leaves_pythons_random_stream_where_it_was():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "True"
+
+
+# ---------------------------------------------------------------------------
+# Generators the layer uses without holding them: its class's, its module's
+# ---------------------------------------------------------------------------
+
+_MODULE_RNG = np.random.default_rng(0)  # the numpy-recommended replacement of np.random.*
+_MODULE_RANDOMSTATE = np.random.RandomState(0)
+
+
+class ModuleRngDropout:
+    """Inverted dropout whose mask comes from a generator at the top of the module."""
+
+    def __init__(self, broken=False):
+        self.p, self.broken = 0.5, broken
+
+    def draw(self, shape):
+        return _MODULE_RNG.random(shape)
+
+    def forward(self, x, train_flg=True):
+        self.mask = (self.draw(x.shape) > self.p) / (1 - self.p)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout / (1 - self.p) if self.broken else dout * self.mask
+
+
+class ClassRngDropout(ModuleRngDropout):
+    """The generator a class attribute (of a base: found through the MRO)."""
+
+    rng = np.random.default_rng(0)
+
+    def draw(self, shape):
+        return type(self).rng.random(shape)
+
+
+class SubClassRngDropout(ClassRngDropout):
+    pass
+
+
+class RandomStateDropout(ModuleRngDropout):
+    def draw(self, shape):
+        return _MODULE_RANDOMSTATE.rand(*shape)
+
+
+class DefaultArgDropout(ModuleRngDropout):
+    """The generator a default argument of forward (made once, at ``def``)."""
+
+    def forward(self, x, train_flg=True, rng=np.random.default_rng(0)):
+        self.mask = (rng.random(x.shape) > self.p) / (1 - self.p)
+        return x * self.mask
+
+
+def _closure_dropout():
+    rng = random.Random(0)
+
+    class ClosureDropout(ModuleRngDropout):
+        def draw(self, shape):
+            return np.array([rng.random() for _ in range(int(np.prod(shape)))]).reshape(shape)
+
+    return ClosureDropout
+
+
+ClosureDropout = _closure_dropout()
+
+
+def _rng_states(layer):
+    """The state of the generator ``layer``'s class draws from (found independently)."""
+    cls = type(layer)
+    gen = {ModuleRngDropout: _MODULE_RNG, RandomStateDropout: _MODULE_RANDOMSTATE,
+           DefaultArgDropout: DefaultArgDropout.forward.__defaults__[-1],
+           ClosureDropout: ClosureDropout.draw.__closure__[0].cell_contents}.get(
+        cls, ClassRngDropout.rng)
+    if isinstance(gen, np.random.Generator):
+        return repr(gen.bit_generator.state)
+    return repr(gen.get_state() if isinstance(gen, np.random.RandomState) else gen.getstate())
+
+
+@pytest.mark.parametrize("cls", [ModuleRngDropout, ClassRngDropout, SubClassRngDropout,
+                                 RandomStateDropout, DefaultArgDropout, ClosureDropout])
+def test_a_generator_of_the_class_or_module_is_replayed_and_restored(cls):
+    """A correct dropout drawing from a generator its instance does not hold (a module's
+    ``rng``, a class attribute, a default argument, a closure) gets the same mask in every
+    call of the check and PASSes; the generator is where it was afterwards; the twin whose
+    backward forgets the mask FAILs."""
+    layer = cls()
+    before = _rng_states(layer)
+    report = check_layer(layer, X)
+    assert report.passed, report
+    assert _rng_states(layer) == before
+    assert not check_layer(cls(broken=True), X).passed
+    assert _rng_states(layer) == before

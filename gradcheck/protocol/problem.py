@@ -76,6 +76,16 @@ def default_dout(seed, shape, dtype=np.float64):
     return rng.standard_normal(shape).astype(dtype, copy=False)
 
 
+def _replayed(snapshot):
+    """What the check replays of randomness, for the forward-nondeterministic message: a
+    generator reached in another way (another module's, a container's at module level)
+    is not among them."""
+    names = [s.path or "the layer" for s in snapshot.slots
+             if s.kind in ("generator", "randomstate", "pyrandom", "globalrng")]
+    return ("; replayed for every call: " + ", ".join(names[:8])
+            + (", ..." if len(names) > 8 else "") + "; a generator reached otherwise is not")
+
+
 def _close(a, b, tol):
     """Bitwise equal (``tol == 0``) or within ``tol`` elementwise."""
     if tol == 0:
@@ -346,7 +356,7 @@ class Problem:
                 f"forward() gave different outputs for identical input and state (max "
                 f"difference {np.max(np.abs(out - self.out0)):.3g} > nondet_tol = "
                 f"{self.nondet_tol:g}); randomness the check cannot replay (an unseeded "
-                "generator?)"))
+                "generator?" + _replayed(self.snapshot) + ")"))
         self.dirty = list(self.snapshot.changed())
         dx2, mod2 = self._poisoned_backward(poison)
         self._self_checks(dx1, grads1, mod1 or mod2)

@@ -20,6 +20,7 @@ of the converted base, so perturbing a tied weight moves every alias of it.
 """
 
 import collections
+import inspect
 import io
 import pickle
 import random
@@ -99,6 +100,93 @@ def _slot_values(obj):
     return values
 
 
+def rng_kind(v):
+    """The slot kind of a random generator (``"generator"``, ``"randomstate"``,
+    ``"pyrandom"``), or ``None`` when ``v`` is none."""
+    if isinstance(v, np.random.Generator):
+        return "generator"
+    if isinstance(v, np.random.RandomState):
+        return "randomstate"
+    if isinstance(v, random.Random):
+        return "pyrandom"
+    return None
+
+
+def _functions_of(klass):
+    """The Python functions of a class's ``__dict__`` (methods, static and class methods,
+    property accessors), unwrapped from their decorators."""
+    for v in vars(klass).values():
+        if isinstance(v, (staticmethod, classmethod)):
+            v = v.__func__
+        fns = (v.fget, v.fset) if isinstance(v, property) else (v,)
+        for fn in fns:
+            try:
+                fn = inspect.unwrap(fn) if callable(fn) else fn
+            except ValueError:  # a __wrapped__ cycle
+                pass
+            if isinstance(fn, types.FunctionType):
+                yield fn
+
+
+def _function_generators(fn):
+    """``(generator, where)`` a function reaches without an instance: its module's globals,
+    its closure cells and its default arguments (``def forward(self, x, rng=default_rng())``)."""
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    for key, v in list(fn.__globals__.items()):
+        yield v, f"{fn.__module__}.{key}"
+    for cell, var in zip(fn.__closure__ or (), fn.__code__.co_freevars):
+        try:
+            yield cell.cell_contents, f"{name}: {var}"
+        except ValueError:  # an empty cell
+            pass
+    for i, v in enumerate(fn.__defaults__ or ()):
+        yield v, f"{name}: default {i}"
+    for key, v in (fn.__kwdefaults__ or {}).items():
+        yield v, f"{name}: default {key}"
+
+
+def unheld_generators(objects):
+    """Random generators the walked objects use without holding them.
+
+    A layer's ``forward`` may draw from a generator of its class (``rng =
+    default_rng(0)`` in the class body, on ``type(self)`` or a base) or of its
+    module (``rng = np.random.default_rng(0)`` at the top of the file, the numpy
+    recommended replacement of ``np.random.*``), or one in a closure or a default
+    argument of its methods. Those are state of the check as much as
+    ``self.rng``: saved, replayed for every call, restored afterwards.
+
+    Parameters
+    ----------
+    objects : iterable of object
+        The walked objects (the layer and its sub-layers).
+
+    Returns
+    -------
+    list of (str, object, str)
+        ``(kind, generator, where)``, each generator once (``"Dropout.rng"``,
+        ``"mymodule.rng"``).
+    """
+    classes = {}
+    for obj in objects:
+        for klass in type(obj).__mro__:
+            if klass.__module__.split(".")[0] not in ("builtins", "numpy") and klass is not object:
+                classes.setdefault(id(klass), klass)
+    found, globals_seen = {}, set()
+    for klass in classes.values():
+        for key, v in list(vars(klass).items()):
+            if rng_kind(v) is not None:
+                found.setdefault(id(v), (rng_kind(v), v, f"{klass.__qualname__}.{key}"))
+        for fn in _functions_of(klass):
+            if id(fn.__globals__) in globals_seen and not (
+                    fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__):
+                continue
+            globals_seen.add(id(fn.__globals__))
+            for v, where in _function_generators(fn):
+                if rng_kind(v) is not None:
+                    found.setdefault(id(v), (rng_kind(v), v, where))
+    return list(found.values())
+
+
 def _join(path, name):
     return f"{path}.{name}" if path else name
 
@@ -131,12 +219,8 @@ def walk(root):
                 yield ("objarray" if v.dtype == object else "array"), v, path, owner
                 if v.dtype == object:
                     children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v.flat)]
-        elif isinstance(v, np.random.Generator):
-            yield "generator", v, path, owner
-        elif isinstance(v, np.random.RandomState):
-            yield "randomstate", v, path, owner
-        elif isinstance(v, random.Random):
-            yield "pyrandom", v, path, owner
+        elif rng_kind(v) is not None:
+            yield rng_kind(v), v, path, owner
         elif isinstance(v, (list, collections.deque)):
             yield ("list" if isinstance(v, list) else "deque"), v, path, owner
             children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v)]
@@ -332,9 +416,12 @@ class StateSnapshot:
         ``RandomState`` and ``random.Random`` (state saved), lists, dicts,
         deques, sets, tuples and nested objects (other layers), at any depth.
     include_global_rng : bool, default True
-        Also save the global random states: numpy's (``np.random.get_state``)
-        and Python's ``random`` module's (the ``random.Random`` behind
-        ``random.random()``, saved as any held ``random.Random``).
+        Also save the random states the layer reaches without holding them:
+        numpy's global one (``np.random.get_state``), Python's ``random``
+        module's (the ``random.Random`` behind ``random.random()``, saved as
+        any held ``random.Random``), and the generators of the walked objects'
+        classes and of their methods' modules, closures and defaults
+        (:func:`unheld_generators`).
 
     Attributes
     ----------
@@ -349,7 +436,13 @@ class StateSnapshot:
         self.objects = list(objects.values())
         if include_global_rng:
             self.slots.append(_Slot("globalrng", None, "numpy.random"))
-            self.slots.append(_Slot("pyrandom", _PY_GLOBAL_RANDOM, "random"))
+            held = {id(s.obj) for s in self.slots}
+            unheld = [("pyrandom", _PY_GLOBAL_RANDOM, "random")] + unheld_generators(
+                obj for obj, _ in self.objects)
+            for kind, gen, where in unheld:
+                if id(gen) not in held:
+                    held.add(id(gen))
+                    self.slots.append(_Slot(kind, gen, where))
 
     def changed(self):
         """Return the slots whose current value differs from the snapshot.
