@@ -1943,3 +1943,66 @@ class Torch7Sequential:
             if hasattr(module, "accGradParameters"):
                 module.accGradParameters(inp, gradOutput, scale)
             gradOutput = module.gradInput
+
+
+# -- several outputs, their upstream gradients as one tuple -----------------------------------
+class TupleDoutCell:
+    """``forward(x) -> (tanh(x), x**2)``, ``backward(self, grads)`` unpacking ``dh, dc =
+    grads`` (code written for a framework passing a tuple). On 2 rows the unpack also
+    "works" on one array: dh's rows would be taken for dh and dc."""
+
+    factor = 1.0
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x), x ** 2
+
+    def backward(self, grads):
+        dh, dc = grads
+        return dh * (1 - np.tanh(self.x) ** 2) + dc * 2 * self.x * self.factor
+
+
+class TupleDoutCellBroken(TupleDoutCell):
+    factor = 0.5
+
+
+class IndexedDoutCell(TupleDoutCell):
+    """The tuple read by index, ``grads[0]``, ``grads[1]``."""
+
+    def backward(self, grads):
+        return grads[0] * (1 - np.tanh(self.x) ** 2) + grads[1] * 2 * self.x * self.factor
+
+
+class IndexedDoutCellBroken(IndexedDoutCell):
+    factor = 0.5
+
+
+class LossAndProbs:
+    """Softmax cross-entropy ``forward(x, y) -> (loss, probs)`` (probs for the accuracy),
+    with the usual loss signature ``backward(self, dout=1.0)``: one upstream gradient, the
+    loss's; the probabilities are not checked."""
+
+    factor = 1.0
+
+    def forward(self, x, y):
+        z = np.exp(x - x.max(axis=1, keepdims=True))
+        self.p, self.y = z / z.sum(axis=1, keepdims=True), y
+        return -np.log(self.p[np.arange(len(y)), self.y]).mean(), self.p
+
+    def backward(self, dout=1.0):
+        g = self.p.copy()
+        g[np.arange(len(self.y)), self.y] -= self.factor
+        return dout * g / len(self.y)
+
+
+class LossAndProbsBroken(LossAndProbs):
+    factor = 0.5
+
+
+CALL_CASES["tuple-dout-one-parameter"] = (TupleDoutCell, TupleDoutCellBroken,
+                                          lambda: _xs((2, 3)), "x", ["x"])
+CALL_CASES["indexed-dout-one-parameter"] = (IndexedDoutCell, IndexedDoutCellBroken,
+                                            lambda: _xs((2, 3)), "x", ["x"])
+CALL_CASES["loss-probs-default-dout"] = (LossAndProbs, LossAndProbsBroken,
+                                         lambda: _xs((4, 3)) + (np.array([0, 2, 1, 1]),),
+                                         "x", ["x"])

@@ -198,6 +198,54 @@ def _array_parameters(fn):
             and p.default in (p.empty, None) and p.name not in SWITCH_NAMES]
 
 
+def _defaulted_dout(fn, skip, lr=None):
+    """``[name]`` of ``fn``'s upstream gradient when it has a number or array default (a
+    loss's ``backward(dout=1.0)``): the first positional parameter after the ``skip``
+    inputs, not a switch, a flag (``retain_grads=True``) or the learning rate ``lr``;
+    else ``[]``."""
+    sig = _signature(fn)
+    if sig is None:
+        return []
+    params = [p for p in sig.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][skip:]
+    if params and params[0].name not in SWITCH_NAMES and params[0].name != lr and (
+            isinstance(params[0].default, (numbers.Number, np.ndarray))
+            and not isinstance(params[0].default, (bool, np.bool_))):
+        return [params[0].name]
+    return []
+
+
+def unpacks(fn, name, n):
+    """Whether ``fn`` takes its parameter ``name`` apart into ``n`` values: ``a, b = name``
+    with ``n`` targets, or uses it only as ``name[0]`` .. ``name[n - 1]`` (constant
+    indexes, one at least 1): a ``backward(self, grads)`` of a layer with ``n`` outputs
+    that takes their upstream gradients as one tuple. Read from the bytecode (a layer
+    made by ``exec`` has no source); ``False`` when there is none.
+    """
+    import dis
+
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return False
+    ops = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
+    indexes = []
+    for i, op in enumerate(ops):
+        if not (op.opname == "LOAD_FAST" and op.argval == name):
+            continue
+        nxt = ops[i + 1:i + 3]
+        if nxt and nxt[0].opname == "UNPACK_SEQUENCE":
+            if nxt[0].arg == n:
+                return True
+            indexes.append(None)
+        elif len(nxt) == 2 and nxt[0].opname == "LOAD_CONST" and type(nxt[0].argval) is int \
+                and nxt[1].opname == "BINARY_SUBSCR":
+            indexes.append(nxt[0].argval)
+        else:
+            indexes.append(None)
+    return bool(indexes) and all(k is not None and 0 <= k < n for k in indexes) \
+        and max(indexes) >= 1
+
+
 def _one_list_input(fn, values):
     """Whether a list of arrays is one input of ``forward`` (a list it takes, as numpy-ml's
     ``Add.forward(X, retain_derived=True)``) rather than its positional inputs: more
@@ -314,6 +362,8 @@ class CallLayer:
         self.out_shapes = None
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
+        #: backward takes the upstream gradients of all outputs as one tuple (douts_taken)
+        self.douts_as_one = False
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
@@ -501,13 +551,24 @@ class CallLayer:
         """How many of ``n`` outputs ``backward`` takes upstream gradients for: all, or fewer
         when its signature has fewer positional parameters (numpy-ml's ``LSTMCell``:
         ``forward`` returns ``(A, C)``, ``backward(dLdA)``); the outputs after them are
-        left out of the check (:meth:`forward`, :attr:`dropped_outputs`)."""
-        params = _array_parameters(layer_method(self.layer, "backward"))
+        left out of the check (:meth:`forward`, :attr:`dropped_outputs`). A defaulted
+        upstream gradient (a loss's ``backward(dout=1.0)`` beside ``(loss, probs)``) is one.
+        A single one that ``backward`` unpacks into ``n`` (``dh, dc = grads``) takes all
+        ``n``, as one tuple (:attr:`douts_as_one`)."""
+        backward = layer_method(self.layer, "backward")
+        params = _array_parameters(backward)
+        self.douts_as_one = False
         if params is None:
             return n
         names = [p.name for p in params][self.inputs_first:]
         if self.lr is not None and self.lr[0] in names:
             names.remove(self.lr[0])
+        if not names:
+            names = _defaulted_dout(backward, self.inputs_first,
+                                    self.lr[0] if self.lr is not None else None)
+        if n > 1 and len(names) == 1 and unpacks(backward, names[0], n):
+            self.douts_as_one = True
+            return n
         taken = len(names)
         return taken if 1 <= taken < n else n
 
@@ -608,7 +669,7 @@ class CallLayer:
         (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
         :attr:`step_grads`."""
         backward = layer_method(self.layer, "backward")
-        douts = self.backward_inputs() + tuple(douts)
+        douts = self.backward_inputs() + ((tuple(douts),) if self.douts_as_one else tuple(douts))
         if self.lr is None and not self.optimizers:
             grads = call_without_dout(backward, douts)
             subtract_penalty(self.layer)
