@@ -14,7 +14,7 @@ from gradcheck.protocol.regularization import describe as describe_regularizatio
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup)
+                                          lookup, split_path)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -585,7 +585,7 @@ def _not_named(discover, params):
         found = None  # the check's own calls say what is wrong
     if found is None or not isinstance(params, dict):
         return [], []
-    named = {p for pair in params.items() for n in pair for p in str(n).split("+")}
+    named = {p for pair in params.items() for n in pair for p in split_path(str(n), "+")}
     left_out = [(p, g) for p, g in found.params.items() if p not in named]
     return left_out, [(p, f"not in params= (its gradient {g} was found)")
                       for p, g in left_out] + [
@@ -629,7 +629,7 @@ def _created(layer, found):
     paths = dict.fromkeys(list(found.params) + found.created)
     return [p for p in paths if any(
         not isinstance(get_attr(layer, part), (np.ndarray, float, np.floating))
-        for part in p.split("+"))]
+        for part in split_path(p, "+"))]
 
 
 def _guess_grad(found, path):

@@ -2006,3 +2006,77 @@ CALL_CASES["indexed-dout-one-parameter"] = (IndexedDoutCell, IndexedDoutCellBrok
 CALL_CASES["loss-probs-default-dout"] = (LossAndProbs, LossAndProbsBroken,
                                          lambda: _xs((4, 3)) + (np.array([0, 2, 1, 1]),),
                                          "x", ["x"])
+
+
+# -- sub-layers and parameters under keys that are no identifiers -----------------------------
+class KeyedBlocks:
+    """Sub-layers in a dict under ``keys`` (ints, PyTorch-style dotted module paths, tuples):
+    each walked like a string-keyed one, its path naming the key so that it resolves back
+    (``blocks[0].W``, ``blocks['encoder.fc'].W``)."""
+
+    keys = (0, 1)
+
+    def __init__(self, broken=False):
+        k1, k2 = self.keys
+        self.blocks = {k1: Dense(3, 3), k2: Dense(3, 2, -1.0 if broken else 1.0)}
+
+    def forward(self, x):
+        for k in self.keys:
+            x = self.blocks[k].forward(x)
+        return x
+
+    def backward(self, dout):
+        for k in reversed(self.keys):
+            dout = self.blocks[k].backward(dout)
+        return dout
+
+
+class DottedBlocks(KeyedBlocks):
+    keys = ("encoder.fc", "decoder.fc")
+
+
+class TupleKeyedBlocks(KeyedBlocks):
+    keys = ((0, "a"), (1, "b"))
+
+
+class KeyedParams:
+    """``params``/``grads`` dicts under tuple keys and keys with escapes and separators."""
+
+    keys = (("W", 0), "b+\n@c")
+
+    def __init__(self):
+        self.params = {self.keys[0]: _w(3, 2), self.keys[1]: _w(2)}
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params[self.keys[0]] + self.params[self.keys[1]]
+
+    def backward(self, dout):
+        self.grads = {self.keys[0]: self.x.T @ dout, self.keys[1]: self.wrong(dout.sum(axis=0))}
+        return dout @ self.params[self.keys[0]].T
+
+    def wrong(self, g):
+        return g
+
+
+class KeyedParamsBroken(KeyedParams):
+    def wrong(self, g):
+        return 2.0 * g
+
+
+def _keyed(cls):
+    return lambda: cls(broken=True)
+
+
+CASES["int-keyed-sub-layers"] = (KeyedBlocks, _keyed(KeyedBlocks), "blocks[1].b",
+                                 ["x", "blocks[0].W", "blocks[0].b", "blocks[1].W",
+                                  "blocks[1].b"])
+CASES["dotted-keyed-sub-layers"] = (DottedBlocks, _keyed(DottedBlocks), "blocks['decoder.fc'].b",
+                                    ["x", "blocks['encoder.fc'].W", "blocks['encoder.fc'].b",
+                                     "blocks['decoder.fc'].W", "blocks['decoder.fc'].b"])
+CASES["tuple-keyed-sub-layers"] = (TupleKeyedBlocks, _keyed(TupleKeyedBlocks),
+                                   "blocks[(1, 'b')].b",
+                                   ["x", "blocks[(0, 'a')].W", "blocks[(0, 'a')].b",
+                                    "blocks[(1, 'b')].W", "blocks[(1, 'b')].b"])
+CASES["odd-keyed-params"] = (KeyedParams, KeyedParamsBroken, "params['b+\\n@c']",
+                             ["x", "params[('W', 0)]", "params['b+\\n@c']"])

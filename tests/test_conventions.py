@@ -1862,3 +1862,34 @@ def test_a_torch7_criterion_takes_input_and_target_again():
     assert report.passed and [r.name for r in report.results] == ["input"], str(report)
     assert dict(report.not_checked)["target"].startswith("not differentiated: labels")
     assert check_layer(MSECriterion(1.01), (X, target)).result("input").verdict == "FAIL"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.recursive(st.one_of(st.integers(), st.text(max_size=6)),
+                    lambda inner: st.tuples(inner, inner), max_leaves=4))
+def test_a_key_path_resolves_back_to_its_key(key):
+    """Whatever a dict's key (ints, text with dots, brackets, quotes, '+', '@', escapes,
+    tuples of them), the path the discovery names it by resolves to its value and assigns
+    it, and a sub-layer under it has its own prefix."""
+    from gradcheck.protocol.discovery import key_path
+
+    class Node:
+        pass
+
+    root, value = Node(), np.arange(2.0)
+    root.d = {key: value, "other": None}
+    path = key_path("d", key)
+    assert resolve(root, path) is value
+    new = np.ones(3)
+    assign(root, path, new)
+    assert root.d[key] is new and resolve(root, path) is new
+
+
+def test_a_user_writes_an_int_keyed_sub_layer_dotted():
+    """``params={'blocks.0.W': 'blocks.0.dW'}`` of ``{0: Dense()}``: the int key is found."""
+    from conventions_layers import KeyedBlocks
+
+    layer = KeyedBlocks()
+    assert resolve(layer, "blocks.0.W") is layer.blocks[0].W
+    report = check_layer(layer, X, params={"blocks.0.W": "blocks.0.dW"})
+    assert [r.name for r in report.results] == ["x", "blocks.0.W"] and report.passed

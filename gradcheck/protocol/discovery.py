@@ -37,6 +37,7 @@ names joined by dots, each optionally followed by ``[key]`` subscripts
 """
 
 import collections
+import functools
 import inspect
 import re
 import types
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["resolve", "assign", "lookup", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
+__all__ = ["resolve", "assign", "lookup", "key_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
@@ -91,21 +92,87 @@ def _holds_layers(value):
         is_layer(v) for v in value))
 #: The not-checked reason of state (:func:`gradcheck.check` looks for it).
 STATE_REASON = _FORWARD
-_TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
 
 
+def key_path(path, key):
+    """The path of ``key`` of the container at ``path``, round-tripping through
+    :func:`resolve`: ``blocks.enc`` for an identifier string, else the key's ``repr`` in
+    brackets (``blocks[0]``, ``blocks['encoder.fc']``, ``params[('W', 0)]``)."""
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{key!r}]"
+
+
+def _bracket_end(path, i):
+    """The index of the ``]`` closing the ``[`` at ``path[i]`` (outside string literals and
+    nested brackets or parentheses), or ``len(path)``."""
+    depth, j, quote = 0, i, None
+    while j < len(path):
+        c = path[j]
+        if quote:
+            if c == "\\":
+                j += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "[(":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    return len(path)
+
+
+def _bracket_key(text):
+    """A subscript's key: the Python literal it spells (``'W'``, ``0``, ``('W', 0)``), or,
+    unquoted, the text itself (``[W1]``)."""
+    import ast
+
+    try:
+        key = ast.literal_eval(text)
+        hash(key)
+        return key
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _int_or_str(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def split_path(path, sep):
+    """``path`` split at ``sep`` (``"+"`` of a tied gradient, ``"@"`` of a view's) where it
+    stands outside brackets: a key may hold either (``params['a+b']``)."""
+    parts, start, i = [], 0, 0
+    while i < len(path):
+        if path[i] == "[":
+            i = _bracket_end(path, i)
+        elif path[i] == sep:
+            parts.append(path[start:i])
+            start = i + 1
+        i += 1
+    return tuple(parts) + (path[start:],)
+
+
+@functools.lru_cache(maxsize=8192)
 def _steps(path):
-    """``"blocks.0.params['W']"`` -> ``[("attr", "blocks"), ("attr", "0"), ("attr", "params"),
-    ("key", "W")]``."""
-    steps = []
-    for m in _TOKEN.finditer(path):
-        if m.group(1) is not None:
-            steps.append(("attr", m.group(1)))
+    """``"blocks.0.params['W']"`` -> ``(("attr", "blocks"), ("attr", "0"), ("attr",
+    "params"), ("key", "W"))``; a bracket holds a Python literal (:func:`key_path`)."""
+    steps, i = [], 0
+    while i < len(path):
+        if path[i] in ".]":
+            i += 1
+        elif path[i] == "[":
+            end = _bracket_end(path, i)
+            steps.append(("key", _bracket_key(path[i + 1:end])))
+            i = end + 1
         else:
-            key = next(g for g in m.groups()[1:] if g is not None)
-            quoted = m.group(2) is not None or m.group(3) is not None
-            steps.append(("key", key if quoted else _int_or_str(key)))
-    return steps
+            end = i
+            while end < len(path) and path[end] not in ".[]":
+                end += 1
+            steps.append(("attr", path[i:end]))
+            i = end
+    return tuple(steps)
 
 
 def _int_or_str(key):
@@ -129,6 +196,8 @@ def _step(obj, kind, name):
         kind, name = "key", int(name)
     elif kind == "attr" and isinstance(obj, dict):
         kind = "key"
+        if name not in obj and name.isdigit() and int(name) in obj:
+            name = int(name)  # blocks.0.W of {0: Dense()}, as a user writes it
     if kind == "attr":
         return lookup(obj, name, _MISSING)
     try:
@@ -152,10 +221,11 @@ def resolve(root, path, default=None):
     -------
     object
     """
-    if "@" in path and "+" not in path:
+    plus = split_path(path, "+")
+    if len(plus) == 1 and len(split_path(path, "@")) == 3:
         return _mapped(root, path, default)
-    if "+" in path:
-        parts = [resolve(root, p, None) for p in path.split("+")]
+    if len(plus) > 1:
+        parts = [resolve(root, p, None) for p in plus]
         if any(p is None or not isinstance(p, (np.ndarray, float, np.floating)) for p in parts):
             return default
         return sum(np.asarray(p) for p in parts[1:]) + np.asarray(parts[0])
@@ -170,12 +240,12 @@ def resolve(root, path, default=None):
 def assign(root, path, value):
     """Set the object at ``path`` (each part of a ``"a+b"`` path gets its own copy of
     ``value``: two slots of a tied weight's gradient stay two arrays)."""
-    if "+" in path:
-        for i, p in enumerate(path.split("+")):
+    if len(split_path(path, "+")) > 1:
+        for i, p in enumerate(split_path(path, "+")):
             assign(root, p, value if i == 0 or not hasattr(value, "copy") else value.copy())
         return
-    if "@" in path:  # a view's gradient gets the view of value
-        grad, view, base = path.split("@")
+    if len(split_path(path, "@")) == 3:  # a view's gradient gets the view of value
+        grad, view, base = split_path(path, "@")
         idx = view_index(resolve(root, view), resolve(root, base))
         path, value = grad, _memory_order(resolve(root, base), value)[idx]
     _assign_steps(root, _steps(path), value)
@@ -208,7 +278,7 @@ def _memory_order(base, value):
 def _mapped(root, path, default):
     """``"dWt@Wt@W"``: the gradient ``dWt`` of the view ``Wt`` mapped back onto ``W`` (the
     elements a view repeats summed, np.add.at), of ``W``'s shape."""
-    grad, view, base = (resolve(root, p) for p in path.split("@"))
+    grad, view, base = (resolve(root, p) for p in split_path(path, "@"))
     if not all(isinstance(a, np.ndarray) for a in (grad, view, base)) or grad.shape != view.shape:
         return default
     out = np.zeros(base.size, dtype=np.result_type(grad.dtype, np.float32))
@@ -389,8 +459,8 @@ def owner_key(root, path):
     list of (int, object)
     """
     keys = []
-    for part in path.split("+"):
-        steps = _steps(part.split("@")[0])
+    for part in split_path(path, "+"):
+        steps = _steps(split_path(part, "@")[0])
         obj = root
         for kind, name in steps[:-1]:
             obj = _step(obj, kind, name)
@@ -548,7 +618,7 @@ class _Walk:
             elif isinstance(value, (list, tuple)) and any(is_layer(v) for v in value):
                 subs += [(v, f"{path}.{i}.") for i, v in enumerate(value) if is_layer(v)]
             elif isinstance(value, dict) and any(is_layer(v) for v in value.values()):
-                subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
+                subs += [(v, key_path(path, k) + ".") for k, v in value.items() if is_layer(v)]
             elif _holds_floats(value):
                 self.named_container(obj, attrs, name, prefix)
             elif param_object(value) is not None:
@@ -912,7 +982,9 @@ def _layer_tree(layer):
                     list(value.keys()) if isinstance(value, dict) else [None])
             for k, v in zip(keys, items):
                 if is_layer(v):
-                    visit(v, f"{prefix}{name}." + ("" if k is None else f"{k}."))
+                    visit(v, f"{prefix}{name}." if k is None else
+                          f"{prefix}{name}.{k}." if isinstance(value, (list, tuple)) else
+                          key_path(prefix + name, k) + ".")
 
     visit(layer, "")
     return found
