@@ -14,7 +14,7 @@ from gradcheck.protocol.regularization import describe as describe_regularizatio
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup, split_path)
+                                          lookup, prefer_views, split_path)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -257,7 +257,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         own = call.own_paths() if call is not None else set()
         params, not_checked, work = _parameters(
             layer, adapter, original, xw, dout_w, params, opts.seed, findings,
-            exclude={"x"} | own, apart=call.step_params({}) if call is not None else ())
+            exclude={"x"} | own, apart=call.step_params({}) if call is not None else (),
+            wrt=wrt)
         discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
         adapter.forward_calls, adapter.backward_calls = counts  # reported apart
         if call is not None:
@@ -502,13 +503,15 @@ def check_function(forward, backward, *inputs, **options):
     return check_layer(pair, tuple(inputs), **options)
 
 
-def _parameters(layer, adapter, original, xw, dout, params, seed, findings, exclude, apart=()):
+def _parameters(layer, adapter, original, xw, dout, params, seed, findings, exclude, apart=(),
+                wrt=None):
     """``(params, not_checked, snapshot)``: the parameters to check, what was considered
     and not checked (with the reason), and the snapshot the check works from.
 
     ``apart`` names parameters found by other means (read from a step or an optimizer's
     ``update`` call): with them, a floating array without a gradient is warned about on
-    its own, never as "only the input was checked".
+    its own, never as "only the input was checked". Views of a flat parameter buffer that
+    ``wrt`` names are checked in its place (:func:`~gradcheck.protocol.discovery.prefer_views`).
 
     Discovery calls the layer once (:func:`~gradcheck.protocol.discovery.discover_by_calling`);
     scalar parameters held as Python floats are replaced by 0-d float64 arrays for the
@@ -553,6 +556,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
                 f"{'them' if len(created) > 1 else 'it'} and checked the layer from there; "
                 "the layer is put back as it was given")))
         if found is not None:
+            prefer_views(found, wrt)
             params, not_checked = found.params, found.not_checked
             findings.extend(Finding(kind, False, text) for kind, text in found.notes)
             if not params and not apart and found.floating:

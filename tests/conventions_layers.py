@@ -2080,3 +2080,49 @@ CASES["tuple-keyed-sub-layers"] = (TupleKeyedBlocks, _keyed(TupleKeyedBlocks),
                                     "blocks[(1, 'b')].W", "blocks[(1, 'b')].b"])
 CASES["odd-keyed-params"] = (KeyedParams, KeyedParamsBroken, "params['b+\\n@c']",
                              ["x", "params[('W', 0)]", "params['b+\\n@c']"])
+
+
+# -- parameters as views of one flat buffer (flat-vector optimizers, L-BFGS) ------------------
+class FlatBuffer:
+    """``theta`` (8,) with ``dtheta``; ``W = theta[:6].reshape(3, 2)``, ``b = theta[6:]``,
+    ``dW``/``db`` the same views of ``dtheta``, refreshed with ``[...] =``: one gradient
+    reported twice, checked once, as ``theta``."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.theta = _w(8)
+        self.W, self.b = self.theta[:6].reshape(3, 2), self.theta[6:]
+        self.dtheta = np.zeros(8)
+        self.dW, self.db = self.dtheta[:6].reshape(3, 2), self.dtheta[6:]
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW[...] = self.x.T @ dout
+        self.db[...] = dout.sum(axis=0) * self.factor
+        return dout @ self.W.T
+
+
+class FlatBufferBroken(FlatBuffer):
+    factor = 0.5
+
+
+class FlatBufferCopies(FlatBuffer):
+    """The gradients as copies: ``dW``, ``db`` computed, ``dtheta`` concatenated from them."""
+
+    def backward(self, dout):
+        self.dW, self.db = self.x.T @ dout, dout.sum(axis=0) * self.factor
+        self.dtheta = np.concatenate([self.dW.ravel(), self.db])
+        return dout @ self.W.T
+
+
+class FlatBufferCopiesBroken(FlatBufferCopies):
+    factor = 0.5
+
+
+CASES["flat-buffer-views"] = (FlatBuffer, FlatBufferBroken, "theta", ["x", "theta"])
+CASES["flat-buffer-copies"] = (FlatBufferCopies, FlatBufferCopiesBroken, "theta",
+                               ["x", "theta"])

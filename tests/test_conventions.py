@@ -1893,3 +1893,21 @@ def test_a_user_writes_an_int_keyed_sub_layer_dotted():
     assert resolve(layer, "blocks.0.W") is layer.blocks[0].W
     report = check_layer(layer, X, params={"blocks.0.W": "blocks.0.dW"})
     assert [r.name for r in report.results] == ["x", "blocks.0.W"] and report.passed
+
+
+@pytest.mark.parametrize("cls", ["FlatBuffer", "FlatBufferCopies"])
+def test_views_of_a_flat_buffer_are_aliases_or_the_targets_wrt_names(cls):
+    """``W``, ``b`` views of ``theta`` with ``dW``, ``db`` its gradient's: listed as checked
+    as ``theta``; ``wrt=['x', 'W', 'b']`` checks them in its place (the broken twin FAILs on
+    ``b``), and the layer keeps its views."""
+    import conventions_layers as cl
+
+    good, bad = getattr(cl, cls), getattr(cl, cls + "Broken")
+    report = check_layer(good(), X)
+    assert dict(report.not_checked)["W"].startswith("a view of theta")
+    layer = good()
+    named = check_layer(layer, X, wrt=["x", "W", "b"])
+    assert [r.name for r in named.results] == ["x", "W", "b"] and named.passed, named
+    assert np.shares_memory(layer.W, layer.theta) and np.shares_memory(layer.b, layer.theta)
+    verdicts = {r.name: r.verdict for r in check_layer(bad(), X, wrt=["x", "W", "b"]).results}
+    assert verdicts == {"x": "PASS", "W": "PASS", "b": "FAIL"}

@@ -45,11 +45,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gradcheck.protocol.state import _owner
+
 __all__ = ["resolve", "assign", "lookup", "key_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
-           "torch7_grad_name"]
+           "torch7_grad_name", "prefer_views"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -504,6 +506,11 @@ class Discovery:
     unset : list of (str, str)
         ``(param, gradient)`` where the gradient attribute exists but is ``None`` after
         ``backward`` (the book's ``self.dW = None`` in ``__init__``, never computed).
+    shapes : dict of str to tuple
+        The shapes of the floating arrays held without a gradient.
+    aliases : dict of str to (str, str)
+        ``{view: (its gradient, base)}``: parameters that are views of another one whose
+        gradient is the base's there (a flat parameter buffer), checked as the base.
     """
 
     params: dict = field(default_factory=dict)
@@ -516,6 +523,7 @@ class Discovery:
     created: list = field(default_factory=list)
     unset: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)
+    aliases: dict = field(default_factory=dict)
 
 
 def rebound(snapshot):
@@ -935,6 +943,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     walk.layer(layer, "")
     walk.finish()
     _merge_views(layer, walk.found)
+    _views_of_targets(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
     return walk.found
 
@@ -950,11 +959,17 @@ def _merge_views(layer, found):
     for p, a in arrays.items():
         if not isinstance(a, np.ndarray) or a.base is None or "@" in found.params[p]:
             continue
-        owner = a
-        while isinstance(owner.base, np.ndarray):
-            owner = owner.base
+        owner = _owner(a)
         base = owners.get(id(owner))
         if base is None or owner.dtype != a.dtype or "+" in found.params[p]:
+            continue
+        if _same_gradient(layer, found.params[p], p, found.params[base], base):
+            found.aliases[p] = (found.params.pop(p), base)
+            found.notes.append((
+                "view-parameter", f"{p} is a view of {base} and its gradient "
+                f"{found.aliases[p][0]} holds {base}'s gradient there (a flat parameter "
+                f"buffer): checked once, as {base} against "
+                f"{split_path(found.params[base], '+')[0]}"))
             continue
         found.params[base] += f"+{found.params[p]}@{p}@{base}"
         del found.params[p]
@@ -962,6 +977,60 @@ def _merge_views(layer, found):
             "tied-parameter", f"{p} is a view of {base} (a transpose, reshape or slice): "
             f"checked once, as {base}, against {found.params[base]} (the gradient of the "
             "view mapped back onto it)"))
+
+
+def _views_of_targets(layer, found):
+    """Floating arrays held without a gradient that are views of a parameter taken (``W =
+    theta[:12].reshape(4, 3)`` of a flat buffer ``theta`` checked against ``dtheta``), and
+    the views merged as aliases: listed as checked as that parameter, no warning."""
+    owners = {}
+    for p in found.params:
+        a = resolve(layer, p)
+        if isinstance(a, np.ndarray) and a.base is None:
+            owners[id(a)] = p
+    found.not_checked = [(p, f"a view of {found.aliases[p][1]}, its gradient "
+                          f"{found.aliases[p][0]} the same view of {found.aliases[p][1]}'s: "
+                          "checked as that") for p in found.aliases] + found.not_checked
+    views = {}
+    for p in found.floating:
+        a = resolve(layer, p)
+        if isinstance(a, np.ndarray) and a.base is not None:
+            base = owners.get(id(_owner(a)))
+            if base is not None:
+                views[p] = base
+    found.floating = [p for p in found.floating if p not in views]
+    found.not_checked = [(p, f"a view of {views[p]}: checked as that") if p in views
+                         else (p, why) for p, why in found.not_checked]
+
+
+def prefer_views(found, wrt):
+    """Check the views a ``wrt`` names (``wrt=['x', 'W', 'b']`` of ``W``, ``b`` views of a
+    flat ``theta``: :attr:`Discovery.aliases`) against their own gradients, in place of the
+    base, when ``wrt`` does not name the base too."""
+    chosen = {v: gb for v, gb in found.aliases.items() if v in (wrt or ()) and gb[1] not in wrt}
+    if not chosen:
+        return
+    bases = {base for _, base in chosen.values()}
+    for base in bases:
+        del found.params[base]
+    found.params.update((v, g) for v, (g, _) in chosen.items())
+    found.notes = [(k, t) for k, t in found.notes
+                   if not (k == "view-parameter" and t.split(" ", 1)[0] in chosen)]
+    found.not_checked = [(p, why) for p, why in found.not_checked if p not in chosen] + [
+        (b, "a flat buffer of views named by wrt: checked as those") for b in sorted(bases)]
+
+
+def _same_gradient(layer, grad, view, base_grad, base):
+    """Whether the view ``view``'s gradient is its base's gradient at the view's elements
+    (``dW = dtheta[:12].reshape(4, 3)`` beside ``W = theta[:12].reshape(4, 3)``, a view or a
+    copy): the one gradient reported twice, not the gradient of a second use of the
+    memory (``Wt = W.T`` beside ``W``, whose ``dWt`` is added to ``dW``)."""
+    g, v, b = (resolve(layer, q) for q in (grad, view, base))
+    bg = resolve(layer, split_path(base_grad, "+")[0])
+    if not all(isinstance(a, np.ndarray) for a in (g, v, b, bg)) or g.shape != v.shape \
+            or bg.shape != b.shape:
+        return False
+    return bool(np.array_equal(_memory_order(b, bg)[view_index(v, b)], g))
 
 
 def _layer_tree(layer):
