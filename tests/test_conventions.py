@@ -1911,3 +1911,5 @@ def test_views_of_a_flat_buffer_are_aliases_or_the_targets_wrt_names(cls):
     assert np.shares_memory(layer.W, layer.theta) and np.shares_memory(layer.b, layer.theta)
     verdicts = {r.name: r.verdict for r in check_layer(bad(), X, wrt=["x", "W", "b"]).results}
     assert verdicts == {"x": "PASS", "W": "PASS", "b": "FAIL"}
+    one = check_layer(good(), X, wrt=["W"])
+    assert dict(one.not_checked)["b"] == "a view of theta, not in wrt"

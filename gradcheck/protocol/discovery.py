@@ -1016,7 +1016,9 @@ def prefer_views(found, wrt):
     found.params.update((v, g) for v, (g, _) in chosen.items())
     found.notes = [(k, t) for k, t in found.notes
                    if not (k == "view-parameter" and t.split(" ", 1)[0] in chosen)]
-    found.not_checked = [(p, why) for p, why in found.not_checked if p not in chosen] + [
+    others = {v for v, (_, base) in found.aliases.items() if base in bases} - set(chosen)
+    found.not_checked = [(p, f"a view of {found.aliases[p][1]}, not in wrt" if p in others
+                          else why) for p, why in found.not_checked if p not in chosen] + [
         (b, "a flat buffer of views named by wrt: checked as those") for b in sorted(bases)]
 
 
