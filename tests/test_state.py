@@ -591,3 +591,41 @@ def test_a_generator_of_the_class_or_module_is_replayed_and_restored(cls):
     assert _rng_states(layer) == before
     assert not check_layer(cls(broken=True), X).passed
     assert _rng_states(layer) == before
+
+
+def _helpers_module():
+    import types
+    mod = types.ModuleType("rng_helpers")
+    exec("import numpy as np\n"
+         "rng = np.random.default_rng(5)\n"
+         "def uniform(shape):\n"
+         "    return rng.random(shape)\n", mod.__dict__)
+    return mod
+
+
+_helpers = _helpers_module()
+_helper_uniform = _helpers.uniform
+
+
+class HelperFunctionDropout(ModuleRngDropout):
+    """The draws made by a function of another module (``from helpers import uniform``),
+    from that module's generator."""
+
+    def draw(self, shape):
+        return _helper_uniform(shape)
+
+
+class HelperModuleDropout(ModuleRngDropout):
+    """The generator read as another module's attribute (``helpers.rng.random(...)``)."""
+
+    def draw(self, shape):
+        return _helpers.rng.random(shape)
+
+
+@pytest.mark.parametrize("cls", [HelperFunctionDropout, HelperModuleDropout])
+def test_a_generator_of_another_module_the_layer_calls_into_is_replayed_and_restored(cls):
+    before = repr(_helpers.rng.bit_generator.state)
+    assert check_layer(cls(), X).passed
+    assert repr(_helpers.rng.bit_generator.state) == before
+    assert not check_layer(cls(broken=True), X).passed
+    assert repr(_helpers.rng.bit_generator.state) == before

@@ -128,9 +128,15 @@ def _functions_of(klass):
                 yield fn
 
 
-def _function_generators(fn):
+def _function_generators(fn, depth=2, seen=None):
     """``(generator, where)`` a function reaches without an instance: its module's globals,
-    its closure cells and its default arguments (``def forward(self, x, rng=default_rng())``)."""
+    its closure cells and its default arguments (``def forward(self, x, rng=default_rng())``),
+    and, ``depth`` calls down, those of the module-level functions it calls and the module
+    attributes it reads (``utils.rng.random()``, ``from utils import mask``)."""
+    seen = set() if seen is None else seen
+    if id(fn) in seen:
+        return
+    seen.add(id(fn))
     name = f"{fn.__module__}.{fn.__qualname__}"
     for key, v in list(fn.__globals__.items()):
         yield v, f"{fn.__module__}.{key}"
@@ -143,6 +149,14 @@ def _function_generators(fn):
         yield v, f"{name}: default {i}"
     for key, v in (fn.__kwdefaults__ or {}).items():
         yield v, f"{name}: default {key}"
+    names = fn.__code__.co_names
+    for key in names if depth else ():
+        v = fn.__globals__.get(key)
+        if isinstance(v, types.FunctionType):
+            yield from _function_generators(v, depth - 1, seen)
+        elif isinstance(v, types.ModuleType):
+            for attr in names:  # the module's own dict: no lazy-loading __getattr__
+                yield inspect.getattr_static(v, attr, None), f"{v.__name__}.{attr}"
 
 
 def unheld_generators(objects):
