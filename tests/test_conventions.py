@@ -460,6 +460,20 @@ def test_params_option_parser():
             parse_params(bad)
 
 
+def test_gate_options_take_the_reports_names_of_odd_keys():
+    """A target name copied from the report (``blocks[(0, 'a')].W``, a key holding a comma
+    or an equals sign) is one name for ``--wrt`` and ``--params``."""
+    from gradcheck.gate.options import OptionError, parse_names, parse_params
+
+    assert parse_names("blocks[(0, 'a')].W,b") == ("blocks[(0, 'a')].W", "b")
+    assert parse_names("blocks['encoder.fc'].W") == ("blocks['encoder.fc'].W",)
+    assert parse_params("params[('W', 0)]=grads[('W', 0)], p['a=b']=g['a=b']") == {
+        "params[('W', 0)]": "grads[('W', 0)]", "p['a=b']": "g['a=b']"}
+    for bad in ("a b", "W-1", "."):
+        with pytest.raises(OptionError, match="target names"):
+            parse_names(bad)
+
+
 def test_assert_gradients_takes_tuple_inputs():
     from gradcheck import assert_gradients, GradientCheckError
     from conventions_layers import Attention, AttentionBroken
