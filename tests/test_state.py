@@ -629,3 +629,42 @@ def test_a_generator_of_another_module_the_layer_calls_into_is_replayed_and_rest
     assert repr(_helpers.rng.bit_generator.state) == before
     assert not check_layer(cls(broken=True), X).passed
     assert repr(_helpers.rng.bit_generator.state) == before
+
+
+class BitGeneratorDropout(ModuleRngDropout):
+    """A bare ``BitGenerator`` held, a ``Generator`` made over it for every mask."""
+
+    def __init__(self, broken=False):
+        super().__init__(broken)
+        self.bits = np.random.PCG64(3)
+
+    def draw(self, shape):
+        return np.random.Generator(self.bits).random(shape)
+
+
+def test_a_held_bit_generator_is_replayed_and_restored():
+    layer = BitGeneratorDropout()
+    before = repr(layer.bits.state)
+    assert check_layer(layer, X).passed
+    assert repr(layer.bits.state) == before
+    assert not check_layer(BitGeneratorDropout(broken=True), X).passed
+
+
+class SystemRandomDropout(ModuleRngDropout):
+    """``random.SystemRandom`` has no state: it cannot be replayed, and is named."""
+
+    def __init__(self, broken=False):
+        super().__init__(broken)
+        self.entropy = random.SystemRandom()
+
+    def draw(self, shape):
+        return np.array([self.entropy.random() for _ in range(int(np.prod(shape)))]).reshape(
+            shape)
+
+
+def test_a_system_random_is_named_as_what_cannot_be_replayed():
+    """Held (or at module level) it crashed every check ("System entropy source does not
+    have state"); now the nondeterminism finding names it."""
+    report = check_layer(SystemRandomDropout(), X)
+    msg = next(f.message for f in report.findings if f.kind == "forward-nondeterministic")
+    assert "entropy: random.SystemRandom" in msg

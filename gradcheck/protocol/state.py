@@ -100,13 +100,23 @@ def _slot_values(obj):
     return values
 
 
+#: Slot kinds of random generators; ``"entropy"`` is one without a state to replay
+#: (``random.SystemRandom``): named by the nondeterminism finding, never saved.
+RNG_KINDS = ("generator", "bitgenerator", "randomstate", "pyrandom", "entropy")
+
+
 def rng_kind(v):
-    """The slot kind of a random generator (``"generator"``, ``"randomstate"``,
-    ``"pyrandom"``), or ``None`` when ``v`` is none."""
+    """The slot kind of a random generator (one of :data:`RNG_KINDS`: a numpy
+    ``Generator``, a bare ``BitGenerator`` a ``Generator`` is made over per call, a
+    ``RandomState``, a ``random.Random``, a ``random.SystemRandom``), or ``None``."""
     if isinstance(v, np.random.Generator):
         return "generator"
+    if isinstance(v, np.random.BitGenerator):
+        return "bitgenerator"
     if isinstance(v, np.random.RandomState):
         return "randomstate"
+    if isinstance(v, random.SystemRandom):
+        return "entropy"
     if isinstance(v, random.Random):
         return "pyrandom"
     return None
@@ -211,9 +221,8 @@ def walk(root):
     Yields
     ------
     kind : str
-        ``"attrs"``, ``"slots"``, ``"array"``, ``"objarray"``, ``"generator"``,
-        ``"randomstate"``, ``"pyrandom"``, ``"list"``, ``"dict"``, ``"deque"``
-        or ``"set"``.
+        ``"attrs"``, ``"slots"``, ``"array"``, ``"objarray"``, one of
+        :data:`RNG_KINDS`, ``"list"``, ``"dict"``, ``"deque"`` or ``"set"``.
     obj : object
     path : str
         How it is reached from ``root`` (``"layers[0].running_mean"``).
@@ -266,6 +275,10 @@ def _save(kind, obj):
         return obj.copy()
     if kind == "generator":
         return obj.bit_generator.state
+    if kind == "bitgenerator":
+        return obj.state
+    if kind == "entropy":
+        return None
     if kind in ("randomstate", "pyrandom"):
         return obj.get_state() if kind == "randomstate" else obj.getstate()
     if kind == "globalrng":
@@ -298,6 +311,10 @@ class _Slot:
             return any(a is not b for a, b in zip(obj.flat, saved.flat))
         if k == "generator":
             return obj.bit_generator.state != saved
+        if k == "bitgenerator":
+            return obj.state != saved
+        if k == "entropy":
+            return False
         if k == "randomstate":
             return not _rs_state_equal(obj.get_state(), saved)
         if k == "pyrandom":
@@ -332,6 +349,8 @@ class _Slot:
             np.copyto(obj, saved, casting="no")
         elif k == "generator":
             obj.bit_generator.state = saved
+        elif k == "bitgenerator":
+            obj.state = saved
         elif k == "randomstate":
             obj.set_state(saved)
         elif k == "pyrandom":
