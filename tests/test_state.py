@@ -668,3 +668,20 @@ def test_a_system_random_is_named_as_what_cannot_be_replayed():
     report = check_layer(SystemRandomDropout(), X)
     msg = next(f.message for f in report.findings if f.kind == "forward-nondeterministic")
     assert "entropy: random.SystemRandom" in msg
+
+
+_CONFIG = {"p": 0.5, "rng": np.random.default_rng(11)}
+
+
+class ConfigDictDropout(ModuleRngDropout):
+    """The generator in a module-level configuration dict (``CONFIG["rng"]``)."""
+
+    def draw(self, shape):
+        return _CONFIG["rng"].random(shape)
+
+
+def test_a_generator_in_a_module_level_dict_the_layer_reads_is_replayed_and_restored():
+    before = repr(_CONFIG["rng"].bit_generator.state)
+    assert check_layer(ConfigDictDropout(), X).passed
+    assert repr(_CONFIG["rng"].bit_generator.state) == before
+    assert not check_layer(ConfigDictDropout(broken=True), X).passed

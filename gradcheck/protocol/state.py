@@ -103,12 +103,15 @@ def _slot_values(obj):
 #: Slot kinds of random generators; ``"entropy"`` is one without a state to replay
 #: (``random.SystemRandom``): named by the nondeterminism finding, never saved.
 RNG_KINDS = ("generator", "bitgenerator", "randomstate", "pyrandom", "entropy")
+_RNG_TYPES = (np.random.Generator, np.random.BitGenerator, np.random.RandomState, random.Random)
 
 
 def rng_kind(v):
     """The slot kind of a random generator (one of :data:`RNG_KINDS`: a numpy
     ``Generator``, a bare ``BitGenerator`` a ``Generator`` is made over per call, a
     ``RandomState``, a ``random.Random``, a ``random.SystemRandom``), or ``None``."""
+    if not isinstance(v, _RNG_TYPES):  # the common case, in one test
+        return None
     if isinstance(v, np.random.Generator):
         return "generator"
     if isinstance(v, np.random.BitGenerator):
@@ -138,17 +141,24 @@ def _functions_of(klass):
                 yield fn
 
 
+#: How many entries of a module-level dict or object a method reads the generators are
+#: looked for in (a configuration, not a data set).
+_HELD_AT_MODULE_LEVEL = 64
+
+
 def _function_generators(fn, depth=2, seen=None):
     """``(generator, where)`` a function reaches without an instance: its module's globals,
     its closure cells and its default arguments (``def forward(self, x, rng=default_rng())``),
     and, ``depth`` calls down, those of the module-level functions it calls and the module
-    attributes it reads (``utils.rng.random()``, ``from utils import mask``)."""
+    attributes it reads (``utils.rng.random()``, ``from utils import mask``), and the
+    entries of the module-level dicts and objects it reads (``CONFIG["rng"]``, ``cfg.rng``)."""
     seen = set() if seen is None else seen
     if id(fn) in seen:
         return
     seen.add(id(fn))
     name = f"{fn.__module__}.{fn.__qualname__}"
-    for key, v in list(fn.__globals__.items()):
+    found = [(k, v) for k, v in list(fn.__globals__.items()) if isinstance(v, _RNG_TYPES)]
+    for key, v in found:
         yield v, f"{fn.__module__}.{key}"
     for cell, var in zip(fn.__closure__ or (), fn.__code__.co_freevars):
         try:
@@ -167,6 +177,10 @@ def _function_generators(fn, depth=2, seen=None):
         elif isinstance(v, types.ModuleType):
             for attr in names:  # the module's own dict: no lazy-loading __getattr__
                 yield inspect.getattr_static(v, attr, None), f"{v.__name__}.{attr}"
+        elif isinstance(v, dict) or _is_walkable_object(v):  # CONFIG["rng"], cfg.rng
+            items = v if isinstance(v, dict) else getattr(v, "__dict__", {})
+            for k, item in list(items.items())[:_HELD_AT_MODULE_LEVEL]:
+                yield item, f"{fn.__module__}.{key}[{k!r}]"
 
 
 def unheld_generators(objects):
