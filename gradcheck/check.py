@@ -222,7 +222,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     call = None
     if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
             or optimizer_paths(layer) or inputs_first(layer)
-            or returns_several(layer_method(layer, "backward"))):
+            or returns_several(layer_method(layer, "backward"))
+            or (_floating(x) and returns_several(layer_method(layer, "forward")))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -349,6 +350,11 @@ def _zero_state(layer, results, not_checked, call):
         "writes it: a hidden state, a running statistic); a gradient that flows through "
         "kept state vanishes where that state is zero. Check after a forward call on other "
         "data, or with the state set to non-zero values"), shown[0])]
+
+
+def _floating(x):
+    """A floating ndarray: an input a layer with several outputs is checked on as ``(x,)``."""
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
 def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):

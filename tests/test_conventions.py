@@ -1927,3 +1927,15 @@ def test_views_of_a_flat_buffer_are_aliases_or_the_targets_wrt_names(cls):
     assert verdicts == {"x": "PASS", "W": "PASS", "b": "FAIL"}
     one = check_layer(good(), X, wrt=["W"])
     assert dict(one.not_checked)["b"] == "a view of theta, not in wrt"
+
+
+@pytest.mark.parametrize("cls", ["TupleDoutCell", "IndexedDoutCell"])
+def test_a_forward_returning_several_is_checked_with_its_one_input_as_an_array(cls):
+    """``check_layer(cell, x)``, not ``(x,)``: a forward whose source returns a tuple display
+    (``return h, c``) is called as one with several outputs (it raised "forward() returned
+    tuple"), the correct cell PASSes and its broken twin FAILs."""
+    import conventions_layers as cl
+
+    x = np.random.default_rng(3).normal(size=(2, 3))
+    assert check_layer(getattr(cl, cls)(), x).passed
+    assert not check_layer(getattr(cl, cls + "Broken")(), x).passed
