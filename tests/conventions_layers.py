@@ -2126,3 +2126,20 @@ class FlatBufferCopiesBroken(FlatBufferCopies):
 CASES["flat-buffer-views"] = (FlatBuffer, FlatBufferBroken, "theta", ["x", "theta"])
 CASES["flat-buffer-copies"] = (FlatBufferCopies, FlatBufferCopiesBroken, "theta",
                                ["x", "theta"])
+
+
+class FlatBufferUnpaired(FlatBuffer):
+    """The buffers under names that are no pair (``flat``, ``grad``): ``W``, ``b`` are the
+    targets, the buffers listed as what they hold, no "no gradient" warning."""
+
+    def __init__(self):
+        super().__init__()
+        self.flat, self.grad = self.__dict__.pop("theta"), self.__dict__.pop("dtheta")
+
+
+class FlatBufferUnpairedBroken(FlatBufferUnpaired):
+    factor = 0.5
+
+
+CASES["flat-buffer-unpaired"] = (FlatBufferUnpaired, FlatBufferUnpairedBroken, "b",
+                                 ["x", "W", "b"])

@@ -1939,3 +1939,13 @@ def test_a_forward_returning_several_is_checked_with_its_one_input_as_an_array(c
     x = np.random.default_rng(3).normal(size=(2, 3))
     assert check_layer(getattr(cl, cls)(), x).passed
     assert not check_layer(getattr(cl, cls + "Broken")(), x).passed
+
+
+def test_flat_buffers_of_the_targets_are_listed_as_such_without_a_warning():
+    from conventions_layers import FlatBufferUnpaired
+
+    report = check_layer(FlatBufferUnpaired(), X)
+    why = dict(report.not_checked)
+    assert why["flat"] == "the buffer the parameters W, b are views of: checked through them"
+    assert why["grad"] == "the buffer the gradients dW, db are views of"
+    assert "no-gradient-found" not in {f.kind for f in report.findings}

@@ -980,27 +980,37 @@ def _merge_views(layer, found):
 
 
 def _views_of_targets(layer, found):
-    """Floating arrays held without a gradient that are views of a parameter taken (``W =
-    theta[:12].reshape(4, 3)`` of a flat buffer ``theta`` checked against ``dtheta``), and
-    the views merged as aliases: listed as checked as that parameter, no warning."""
-    owners = {}
-    for p in found.params:
-        a = resolve(layer, p)
-        if isinstance(a, np.ndarray) and a.base is None:
-            owners[id(a)] = p
+    """Floating arrays held without a gradient that share memory with the targets: a view
+    of a parameter taken (``W = theta[:12].reshape(4, 3)`` of a flat buffer ``theta``
+    checked against ``dtheta``; the views merged as aliases), or the flat buffer the
+    parameters taken (or their gradients) are views of. Listed as such, no warning."""
+    owners, buffers = {}, {}  # {id: (path, "parameter"/"gradient")}, {(id, what): views}
+    for p, g in found.params.items():
+        for path, what in ((p, "parameter"), (split_path(g, "+")[0], "gradient")):
+            a = resolve(layer, path)
+            if isinstance(a, np.ndarray) and a.base is None:
+                owners[id(a)] = (path, what)
+            elif isinstance(a, np.ndarray):
+                buffers.setdefault((id(_owner(a)), what), []).append(path)
     found.not_checked = [(p, f"a view of {found.aliases[p][1]}, its gradient "
                           f"{found.aliases[p][0]} the same view of {found.aliases[p][1]}'s: "
                           "checked as that") for p in found.aliases] + found.not_checked
-    views = {}
+    shared = {}
     for p in found.floating:
         a = resolve(layer, p)
-        if isinstance(a, np.ndarray) and a.base is not None:
-            base = owners.get(id(_owner(a)))
-            if base is not None:
-                views[p] = base
-    found.floating = [p for p in found.floating if p not in views]
-    found.not_checked = [(p, f"a view of {views[p]}: checked as that") if p in views
-                         else (p, why) for p, why in found.not_checked]
+        if not isinstance(a, np.ndarray):
+            continue
+        if a.base is not None and id(_owner(a)) in owners:
+            base, what = owners[id(_owner(a))]
+            shared[p] = (f"a view of {base}: checked as that" if what == "parameter"
+                         else f"a view of the gradient {base}")
+        for what in ("parameter", "gradient"):
+            views = buffers.get((id(a), what), [])
+            if a.base is None and views:
+                shared[p] = (f"the buffer the {what}s {', '.join(views)} are views of"
+                             + (": checked through them" if what == "parameter" else ""))
+    found.floating = [p for p in found.floating if p not in shared]
+    found.not_checked = [(p, shared.get(p, why)) for p, why in found.not_checked]
 
 
 def prefer_views(found, wrt):
