@@ -2143,3 +2143,25 @@ class FlatBufferUnpairedBroken(FlatBufferUnpaired):
 
 CASES["flat-buffer-unpaired"] = (FlatBufferUnpaired, FlatBufferUnpairedBroken, "b",
                                  ["x", "W", "b"])
+
+
+# -- a generator at module level (the numpy-recommended replacement of np.random.*) -----------
+DROPOUT_RNG = np.random.default_rng(21)
+
+
+class ModuleRngDropoutDense:
+    """``tanh((x * mask) @ W)``, the dropout mask drawn from :data:`DROPOUT_RNG`, a generator
+    of this module's that the layer does not hold."""
+
+    def __init__(self):
+        self.W = np.random.default_rng(4).normal(size=(6, 6)) * 0.5
+
+    def forward(self, x):
+        self.x, self.mask = x, (DROPOUT_RNG.random(x.shape) > 0.5) * 2.0
+        self.out = np.tanh((x * self.mask) @ self.W)
+        return self.out
+
+    def backward(self, dout):
+        g = dout * (1 - self.out ** 2)
+        self.dW = (self.x * self.mask).T @ g
+        return (g @ self.W.T) * self.mask

@@ -452,6 +452,25 @@ def _rs_state_equal(s1, s2):
     return s1[0] == s2[0] and np.array_equal(s1[1], s2[1]) and tuple(s1[2:]) == tuple(s2[2:])
 
 
+def unheld_states(snapshot):
+    """The saved states of the generators ``snapshot`` holds that the layer does not (the
+    global ones, its classes' and modules': :func:`unheld_generators`), for a worker
+    process, whose modules were imported anew: ``[(kind, where, state)]``."""
+    return [(s.kind, s.path, s.saved) for s in snapshot.slots if s.owner is None
+            and s.kind in RNG_KINDS + ("globalrng",) and s.kind != "entropy"]
+
+
+def put_unheld(snapshot, states):
+    """Set the generators of ``snapshot`` to ``states`` (:func:`unheld_states` of the
+    caller's snapshot): a worker draws what the caller's process would."""
+    slots = {(s.kind, s.path): s for s in snapshot.slots if s.owner is None}
+    for kind, where, state in states:
+        slot = slots.get((kind, where))
+        if slot is not None:
+            slot.saved = state
+            slot.restore()
+
+
 class StateSnapshot:
     """A restorable copy of everything a layer holds.
 
