@@ -223,7 +223,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
             or optimizer_paths(layer) or inputs_first(layer)
             or returns_several(layer_method(layer, "backward"))
-            or (_floating(x) and returns_several(layer_method(layer, "forward")))):
+            or (_floating(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -233,7 +233,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                 "x"))
     params = _checked_names(layer, name, params, wrt, call)
     dout_w = None
-    if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
+    if dout is not None and not (call is not None and isinstance(dout, (tuple, list, dict))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
         dout_w = np.array(dout_arr, copy=True)
     _check_size(name, strategy, x_arr, layer)

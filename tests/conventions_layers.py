@@ -2165,3 +2165,24 @@ class ModuleRngDropoutDense:
         g = dout * (1 - self.out ** 2)
         self.dW = (self.x * self.mask).T @ g
         return (g @ self.W.T) * self.mask
+
+
+class DictOutCell:
+    """``forward(x) -> {"h": tanh(x), "c": x**2}``, ``backward(self, grads)`` reading
+    ``grads["h"]``, ``grads["c"]``: the upstream gradients as a dict under the same keys."""
+
+    factor = 1.0
+
+    def forward(self, x):
+        self.x = x
+        return {"h": np.tanh(x), "c": x ** 2}
+
+    def backward(self, grads):
+        return grads["h"] * (1 - np.tanh(self.x) ** 2) + grads["c"] * 2 * self.x * self.factor
+
+
+class DictOutCellBroken(DictOutCell):
+    factor = 0.5
+
+
+CALL_CASES["dict-outputs"] = (DictOutCell, DictOutCellBroken, lambda: _xs((2, 3)), "x", ["x"])

@@ -1949,3 +1949,16 @@ def test_flat_buffers_of_the_targets_are_listed_as_such_without_a_warning():
     assert why["flat"] == "the buffer the parameters W, b are views of: checked through them"
     assert why["grad"] == "the buffer the gradients dW, db are views of"
     assert "no-gradient-found" not in {f.kind for f in report.findings}
+
+
+def test_a_dict_of_outputs_takes_its_douts_as_a_dict_and_as_the_user_passes_them():
+    """``check_layer(cell, x)`` (its forward returns a dict display) and a ``dout`` given
+    as a dict under the outputs' keys: the correct cell PASSes, the broken one FAILs."""
+    from conventions_layers import DictOutCell, DictOutCellBroken
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3))
+    dout = {"c": rng.normal(size=(2, 3)), "h": rng.normal(size=(2, 3))}
+    assert check_layer(DictOutCell(), x).passed
+    assert check_layer(DictOutCell(), x, dout=dout).passed
+    assert not check_layer(DictOutCellBroken(), x, dout=dout).passed

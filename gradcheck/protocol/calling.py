@@ -25,6 +25,7 @@ user's code does:
 :func:`gradcheck.check_function` is :func:`gradcheck.check_layer` on it.
 """
 
+import ast
 import inspect
 import numbers
 import re
@@ -134,19 +135,20 @@ def inputs_first(layer):
     return count if count < len(names) else 0
 
 
-def returns_several(fn):
+def returns_several(fn, dicts=False):
     """Whether ``fn``'s source has a ``return a, b, ...`` (a tuple or list display of two
-    or more values): a backward returning ``(dx, dW, db)``. ``False`` when the source
-    cannot be read."""
-    import ast
+    or more values): a backward returning ``(dx, dW, db)``; with ``dicts``, a ``return
+    {"h": h, "c": c}`` too. ``False`` when the source cannot be read."""
     import textwrap
 
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError, IndentationError):
         return False
-    return any(isinstance(node, ast.Return) and isinstance(node.value, (ast.Tuple, ast.List))
-               and len(node.value.elts) >= 2 for node in ast.walk(tree))
+    displays = (ast.Tuple, ast.List, ast.Dict) if dicts else (ast.Tuple, ast.List)
+    return any(isinstance(node, ast.Return) and isinstance(node.value, displays)
+               and len(node.value.keys if isinstance(node.value, ast.Dict)
+                       else node.value.elts) >= 2 for node in ast.walk(tree))
 
 
 def match_returned(shapes, candidates):
@@ -362,8 +364,9 @@ class CallLayer:
         self.out_shapes = None
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
-        #: backward takes the upstream gradients of all outputs as one tuple (douts_taken)
-        self.douts_as_one = False
+        #: backward takes the upstream gradients of all outputs as one tuple (douts_taken),
+        #: a dict under the keys of a dict of outputs (``out_keys``)
+        self.douts_as_one, self.out_keys = False, None
         self.lr = learning_rate_parameter(layer)
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
@@ -526,9 +529,13 @@ class CallLayer:
             out = forward(*ordered, **kwargs)
         if out is None and isinstance(lookup(self.layer, "output"), np.ndarray):
             out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
+        self.out_keys = list(out) if isinstance(out, dict) and len(out) > 1 and all(
+            isinstance(v, (np.ndarray, numbers.Real)) for v in out.values()) else None
+        if self.out_keys is not None:
+            out = list(out.values())  # {"h": h, "c": c}: backward gets {"h": dh, "c": dc}
         if isinstance(out, (tuple, list)):
             arrays = [np.asarray(o) for o in out]
-            taken = self.douts_taken(len(arrays))
+            taken = self.douts_taken(len(arrays), keyed=self.out_keys is not None)
             self.dropped_outputs = [(i, a.shape) for i, a in enumerate(arrays) if i >= taken]
             arrays = arrays[:taken]
             self.out_shapes = [a.shape for a in arrays]
@@ -547,14 +554,15 @@ class CallLayer:
             start += size
         return tuple(parts)
 
-    def douts_taken(self, n):
+    def douts_taken(self, n, keyed=False):
         """How many of ``n`` outputs ``backward`` takes upstream gradients for: all, or fewer
         when its signature has fewer positional parameters (numpy-ml's ``LSTMCell``:
         ``forward`` returns ``(A, C)``, ``backward(dLdA)``); the outputs after them are
         left out of the check (:meth:`forward`, :attr:`dropped_outputs`). A defaulted
         upstream gradient (a loss's ``backward(dout=1.0)`` beside ``(loss, probs)``) is one.
         A single one that ``backward`` unpacks into ``n`` (``dh, dc = grads``) takes all
-        ``n``, as one tuple (:attr:`douts_as_one`)."""
+        ``n``, as one tuple (:attr:`douts_as_one`); so does a single one beside a dict of
+        outputs (``keyed``), as a dict of them under the outputs' keys."""
         backward = layer_method(self.layer, "backward")
         params = _array_parameters(backward)
         self.douts_as_one = False
@@ -566,7 +574,7 @@ class CallLayer:
         if not names:
             names = _defaulted_dout(backward, self.inputs_first,
                                     self.lr[0] if self.lr is not None else None)
-        if n > 1 and len(names) == 1 and unpacks(backward, names[0], n):
+        if n > 1 and len(names) == 1 and (keyed or unpacks(backward, names[0], n)):
             self.douts_as_one = True
             return n
         taken = len(names)
@@ -669,7 +677,9 @@ class CallLayer:
         (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
         :attr:`step_grads`."""
         backward = layer_method(self.layer, "backward")
-        douts = self.backward_inputs() + ((tuple(douts),) if self.douts_as_one else tuple(douts))
+        if self.douts_as_one:
+            douts = (dict(zip(self.out_keys, douts)) if self.out_keys else tuple(douts),)
+        douts = self.backward_inputs() + tuple(douts)
         if self.lr is None and not self.optimizers:
             grads = call_without_dout(backward, douts)
             subtract_penalty(self.layer)
@@ -1039,6 +1049,8 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
         shapes, dropped = call.out_shapes, call.dropped_outputs
     finally:
         snapshot.restore_all()
+    if isinstance(dout, dict) and call.out_keys:  # one per output, under its key
+        dout = tuple(dout[k] for k in call.out_keys if k in dout)
     if isinstance(dout, (tuple, list)):
         if dropped and shapes is not None and len(dout) == len(shapes) + len(dropped):
             dout = tuple(dout)[:len(shapes)]  # backward takes no gradient for the others
