@@ -1962,3 +1962,16 @@ def test_a_dict_of_outputs_takes_its_douts_as_a_dict_and_as_the_user_passes_them
     assert check_layer(DictOutCell(), x).passed
     assert check_layer(DictOutCell(), x, dout=dout).passed
     assert not check_layer(DictOutCellBroken(), x, dout=dout).passed
+
+
+def test_notes_of_a_wrapped_layer_name_its_attributes_as_the_report_does():
+    """A layer checked with its inputs as a tuple: the tied-view and flat-buffer notes and
+    the not-checked reasons say ``W``, ``theta``, not the wrapper's ``layer.W``; and a
+    tied view's summed gradient is no "gradient-reshaped" finding (its shape is W's)."""
+    from conventions_layers import FlatBuffer, TiedTranspose
+
+    for layer in (FlatBuffer(), TiedTranspose()):
+        report = check_layer(layer, (X,))
+        texts = [f.message for f in report.findings] + [w for _, w in report.not_checked]
+        assert texts and not any("layer." in t for t in texts), texts
+        assert "gradient-reshaped" not in {f.kind for f in report.findings}

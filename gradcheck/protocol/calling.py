@@ -269,6 +269,13 @@ def _why_not(v):
     return f"not differentiated: {type(v).__name__}, passed through untouched"
 
 
+def _unprefixed(text):
+    """``text`` without the wrapper's ``layer.`` prefix of the names it quotes unquoted
+    (``layer.theta`` -> ``theta``; ``layer.layer.W``, a sub-layer named ``layer``, keeps
+    its own)."""
+    return re.sub(r"(?<![\w.'\"])layer\.", "", text)
+
+
 class CallLayer:
     """The user's layer, called with several inputs and outputs, as one layer.
 
@@ -435,12 +442,14 @@ class CallLayer:
         from dataclasses import replace
 
         results = tuple(replace(r, name=self.display(r.name)) for r in results)
-        findings[:] = [self._renamed_finding(f) if f.target else f for f in findings]
+        findings[:] = [self._renamed_finding(f) if f.target else
+                       replace(f, message=_unprefixed(f.message)) for f in findings]
         hidden = set(self.names) | set(self.call_names) | (
             {"cache"} if isinstance(self.layer, FunctionPair) else set())
         own = ("inputs[", "input_grads[") + (
             ("layer.cache[", "layer.cache.") if isinstance(self.layer, FunctionPair) else ())
-        not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
+        not_checked = list(self.skipped) + [(self.display(n), _unprefixed(why))
+                                            for n, why in not_checked
                                             if self.display(n) not in hidden
                                             and not n.startswith(own)]
         return results, findings, not_checked
@@ -453,7 +462,7 @@ class CallLayer:
         message = f.message.replace(repr(f.target), repr(shown))
         if f.target != "x":
             message = message.replace(f.target, shown)
-        return replace(f, target=shown, message=message)
+        return replace(f, target=shown, message=_unprefixed(message))
 
     def shown_text(self, text):
         """``text`` with the report's names for the internal ones: each quoted name
@@ -467,7 +476,7 @@ class CallLayer:
         text = re.sub(r"'([^'\\]*)'|\"([^\"\\]*)\"", quoted, text)
         for n in self.targets[1:]:
             text = text.replace(f"input_grads[{n!r}]", f"d{n}").replace(f"inputs[{n!r}]", n)
-        return re.sub(r"(?<![\w.'\"])layer\.", "", text)
+        return _unprefixed(text)
 
     def renamed(self, exc):
         """``exc`` with the report's target names (``exc`` itself when nothing changes)."""

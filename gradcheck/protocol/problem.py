@@ -312,7 +312,7 @@ class Problem:
         for p, g in params.items():
             value, grad = get_attr(layer, p), get_grad(layer, g, p)
             raw = get_attr(layer, g)
-            if grad is not raw:
+            if grad is not raw and np.shape(raw) != np.shape(grad):  # not a sum made anew
                 self.findings.append(Finding("gradient-reshaped", False, (
                     f"{g} has shape {raw.shape}, {p} {value.shape}: read in {p}'s shape (the "
                     "same elements; a sum with keepdims=True)"), p))
