@@ -685,3 +685,43 @@ def test_a_generator_in_a_module_level_dict_the_layer_reads_is_replayed_and_rest
     assert check_layer(ConfigDictDropout(), X).passed
     assert repr(_CONFIG["rng"].bit_generator.state) == before
     assert not check_layer(ConfigDictDropout(broken=True), X).passed
+
+
+class BoundMethodDropout(ModuleRngDropout):
+    """A generator's bound method held (``self.draw = rng.random``), the generator not."""
+
+    def __init__(self, broken=False):
+        super().__init__(broken)
+        self.draw = np.random.default_rng(8).random
+
+
+class PartialDropout(ModuleRngDropout):
+    def __init__(self, broken=False):
+        import functools
+        super().__init__(broken)
+        self.draw = functools.partial(np.random.default_rng(8).uniform, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("cls", [BoundMethodDropout, PartialDropout])
+def test_a_held_method_of_a_generator_is_replayed_and_restored(cls):
+    layer = cls()
+    gen = getattr(layer.draw, "func", layer.draw).__self__
+    before = repr(gen.bit_generator.state)
+    assert check_layer(layer, X).passed
+    assert repr(gen.bit_generator.state) == before
+    assert not check_layer(cls(broken=True), X).passed
+
+
+_MODULE_DRAW = np.random.default_rng(13).random  # a module-level method of a generator
+
+
+class ModuleMethodDropout(ModuleRngDropout):
+    def draw(self, shape):
+        return _MODULE_DRAW(shape)
+
+
+def test_a_module_level_method_of_a_generator_is_replayed_and_restored():
+    before = repr(_MODULE_DRAW.__self__.bit_generator.state)
+    assert check_layer(ModuleMethodDropout(), X).passed
+    assert repr(_MODULE_DRAW.__self__.bit_generator.state) == before
+    assert not check_layer(ModuleMethodDropout(broken=True), X).passed

@@ -20,6 +20,7 @@ of the converted base, so perturbing a tied weight moves every alias of it.
 """
 
 import collections
+import functools
 import inspect
 import io
 import pickle
@@ -39,6 +40,8 @@ _CONTAINERS = ("attrs", "slots", "list", "dict", "deque", "set", "objarray")
 _UNSET = object()
 _SLOT_NAMES = {}
 
+#: The ``RandomState`` behind ``np.random.rand()`` (saved as the ``"globalrng"`` slot).
+_NP_GLOBAL_RANDOM = np.random.mtrand._rand
 #: The ``random.Random`` behind the ``random`` module's functions (``random.random()``).
 _PY_GLOBAL_RANDOM = random.random.__self__
 
@@ -125,6 +128,21 @@ def rng_kind(v):
     return None
 
 
+_BOUND_TYPES = (functools.partial, types.BuiltinMethodType, types.MethodType)
+
+
+def _bound_generator(v):
+    """The generator a held callable draws from: a bound method of one (``self.draw =
+    rng.random``), or a ``functools.partial`` of such a method (``partial(rng.normal, 0,
+    0.1)``); else ``None``."""
+    if isinstance(v, functools.partial):
+        v = v.func
+    if isinstance(v, _BOUND_TYPES[1:]):
+        owner = getattr(v, "__self__", None)
+        return owner if isinstance(owner, _RNG_TYPES) else None
+    return None
+
+
 def _functions_of(klass):
     """The Python functions of a class's ``__dict__`` (methods, static and class methods,
     property accessors), unwrapped from their decorators."""
@@ -157,9 +175,10 @@ def _function_generators(fn, depth=2, seen=None):
         return
     seen.add(id(fn))
     name = f"{fn.__module__}.{fn.__qualname__}"
-    found = [(k, v) for k, v in list(fn.__globals__.items()) if isinstance(v, _RNG_TYPES)]
-    for key, v in found:
-        yield v, f"{fn.__module__}.{key}"
+    found = [(k, v) for k, v in list(fn.__globals__.items())
+             if isinstance(v, _RNG_TYPES + _BOUND_TYPES)]
+    for key, v in found:  # a generator, or a method of one (rand = rng.random)
+        yield (v if isinstance(v, _RNG_TYPES) else _bound_generator(v)), f"{fn.__module__}.{key}"
     for cell, var in zip(fn.__closure__ or (), fn.__code__.co_freevars):
         try:
             yield cell.cell_contents, f"{name}: {var}"
@@ -258,6 +277,8 @@ def walk(root):
                     children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v.flat)]
         elif rng_kind(v) is not None:
             yield rng_kind(v), v, path, owner
+        elif _bound_generator(v) is not None:  # self.draw = rng.random
+            children = [(_bound_generator(v), path, owner)]
         elif isinstance(v, (list, collections.deque)):
             yield ("list" if isinstance(v, list) else "deque"), v, path, owner
             children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v)]
@@ -502,7 +523,7 @@ class StateSnapshot:
         self.objects = list(objects.values())
         if include_global_rng:
             self.slots.append(_Slot("globalrng", None, "numpy.random"))
-            held = {id(s.obj) for s in self.slots}
+            held = {id(s.obj) for s in self.slots} | {id(_NP_GLOBAL_RANDOM)}  # globalrng's
             unheld = [("pyrandom", _PY_GLOBAL_RANDOM, "random")] + unheld_generators(
                 obj for obj, _ in self.objects)
             for kind, gen, where in unheld:
