@@ -1975,3 +1975,25 @@ def test_notes_of_a_wrapped_layer_name_its_attributes_as_the_report_does():
         texts = [f.message for f in report.findings] + [w for _, w in report.not_checked]
         assert texts and not any("layer." in t for t in texts), texts
         assert "gradient-reshaped" not in {f.kind for f in report.findings}
+
+
+def test_a_backward_failing_on_fewer_douts_than_outputs_says_what_it_was_given():
+    """The tuple unpacked where the check cannot see it (in a helper): the layer's error
+    says backward got the first output's upstream gradient only, and how to take all."""
+    from gradcheck.errors import LayerCallError
+
+    class HelperUnpack:
+        def forward(self, x):
+            self.x = x
+            return np.tanh(x), x ** 2
+
+        def _split(self, grads):
+            return grads
+
+        def backward(self, grads):
+            dh, dc = self._split(grads)
+            return dh * (1 - np.tanh(self.x) ** 2) + dc * 2 * self.x
+
+    with pytest.raises(LayerCallError, match="first 1, one per parameter it takes") as info:
+        check_layer(HelperUnpack(), np.ones((4, 3)))
+    assert isinstance(info.value.__cause__, ValueError)

@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from gradcheck.errors import GradCheckInputError, LayerProtocolError
+from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
                                        keepdims_of)
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
@@ -622,7 +622,18 @@ class CallLayer:
         the others in ``input_grads``."""
         if self.labels:
             return self._loss_backward(dout)
-        grads = self._call_backward(self.split(dout))
+        try:
+            grads = self._call_backward(self.split(dout))
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            if not self.dropped_outputs:
+                raise
+            raise LayerCallError(
+                f"backward() raised {type(exc).__name__}: {exc} (forward returns "
+                f"{len(self.out_shapes) + len(self.dropped_outputs)} outputs, and backward "
+                f"was given the upstream gradient of the first {len(self.out_shapes)}, one "
+                "per parameter it takes: a backward that takes them all as one tuple unpacks "
+                "it as dh, dc = grads, or reads grads[0], grads[1])",
+                layer=self._gradcheck_name, target=self.display("x")) from exc
         if not self.targets:
             if isinstance(grads, (tuple, list)):
                 self._keep_returned(list(grads))
