@@ -2186,3 +2186,30 @@ class DictOutCellBroken(DictOutCell):
 
 
 CALL_CASES["dict-outputs"] = (DictOutCell, DictOutCellBroken, lambda: _xs((2, 3)), "x", ["x"])
+
+
+class DottedAttributeBlocks(KeyedBlocks):
+    """Sub-layers set as attributes under names holding a dot (``setattr(self, 'enc.fc',
+    Dense())``, a module path as the attribute name): ``['enc.fc'].W``."""
+
+    keys = ("enc.fc", "dec.fc")
+
+    def __init__(self, broken=False):
+        setattr(self, "enc.fc", Dense(3, 3))
+        setattr(self, "dec.fc", Dense(3, 2, -1.0 if broken else 1.0))
+
+    def forward(self, x):
+        for k in self.keys:
+            x = getattr(self, k).forward(x)
+        return x
+
+    def backward(self, dout):
+        for k in reversed(self.keys):
+            dout = getattr(self, k).backward(dout)
+        return dout
+
+
+CASES["dotted-attribute-sub-layers"] = (DottedAttributeBlocks, _keyed(DottedAttributeBlocks),
+                                        "['dec.fc'].b",
+                                        ["x", "['enc.fc'].W", "['enc.fc'].b", "['dec.fc'].W",
+                                         "['dec.fc'].b"])

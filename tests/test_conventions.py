@@ -1997,3 +1997,12 @@ def test_a_backward_failing_on_fewer_douts_than_outputs_says_what_it_was_given()
     with pytest.raises(LayerCallError, match="first 1, one per parameter it takes") as info:
         check_layer(HelperUnpack(), np.ones((4, 3)))
     assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_dotted_attribute_names_round_trip_through_a_wrapper_and_wrt():
+    from conventions_layers import DottedAttributeBlocks
+
+    layer = DottedAttributeBlocks(broken=True)
+    report = check_layer(layer, (X,), wrt=["['dec.fc'].b"])
+    assert [(r.name, r.verdict) for r in report.results] == [("['dec.fc'].b", "FAIL")]
+    assert resolve(layer, "['enc.fc'].W") is getattr(layer, "enc.fc").W

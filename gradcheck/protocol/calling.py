@@ -271,9 +271,9 @@ def _why_not(v):
 
 def _unprefixed(text):
     """``text`` without the wrapper's ``layer.`` prefix of the names it quotes unquoted
-    (``layer.theta`` -> ``theta``; ``layer.layer.W``, a sub-layer named ``layer``, keeps
-    its own)."""
-    return re.sub(r"(?<![\w.'\"])layer\.", "", text)
+    (``layer.theta`` -> ``theta``, ``layer['enc.fc'].W`` -> ``['enc.fc'].W``;
+    ``layer.layer.W``, a sub-layer named ``layer``, keeps its own)."""
+    return re.sub(r"(?<![\w.'\"])layer(\.|(?=\[))", "", text)
 
 
 class CallLayer:
@@ -410,8 +410,8 @@ class CallLayer:
         for n in self.targets[1:]:
             if internal == f"inputs[{n!r}]":
                 return n
-        if internal.startswith("layer."):
-            return internal[len("layer."):]
+        if internal.startswith(("layer.", "layer[")):  # layer['enc.fc'].W: ['enc.fc'].W
+            return internal[len("layer."):] if internal[5] == "." else internal[len("layer"):]
         return internal
 
     def internal(self, name):
@@ -422,7 +422,7 @@ class CallLayer:
             return f"layer.model.params[{name!r}]"
         if name in self.targets[1:]:
             return f"inputs[{name!r}]"
-        return name if name == "x" else "layer." + name
+        return name if name == "x" else "layer" + ("" if name.startswith("[") else ".") + name
 
     def internal_names(self, names):
         """``wrt``/``expect_zero`` names as the wrapper knows them (``None`` stays ``None``)."""

@@ -47,7 +47,7 @@ import numpy as np
 
 from gradcheck.protocol.state import _owner
 
-__all__ = ["resolve", "assign", "lookup", "key_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
+__all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
@@ -103,6 +103,19 @@ def key_path(path, key):
     if isinstance(key, str) and key.isidentifier():
         return f"{path}.{key}"
     return f"{path}[{key!r}]"
+
+
+_PLAIN_NAME = re.compile(r"[^.\[\]+@'\"]+\Z")
+
+
+def attr_path(prefix, name):
+    """The path of the attribute ``name`` of the object at ``prefix`` (``""``, or a path
+    and a dot), round-tripping through :func:`resolve`: ``blocks.0.W``; a name holding a
+    separator in brackets, as its ``repr`` (``['enc.fc'].W`` of ``setattr(self, 'enc.fc',
+    Dense())``)."""
+    if _PLAIN_NAME.match(name):
+        return prefix + name
+    return f"{prefix[:-1] if prefix.endswith('.') else prefix}[{name!r}]"
 
 
 def _bracket_end(path, i):
@@ -205,6 +218,8 @@ def _step(obj, kind, name):
     try:
         return obj[name]
     except (KeyError, IndexError, TypeError):
+        if isinstance(name, str) and not isinstance(obj, (dict, list, tuple)):
+            return lookup(obj, name, _MISSING)  # ['enc.fc']: an attribute of that name
         return _MISSING
 
 
@@ -297,7 +312,8 @@ def _assign_steps(root, steps, value):
         kind, name = "key", int(name)
     elif kind == "attr" and isinstance(obj, dict):
         kind = "key"
-    if kind == "attr":
+    if kind == "attr" or (isinstance(name, str) and not isinstance(obj, (dict, list, tuple))
+                          and not hasattr(obj, "__setitem__")):
         setattr(obj, name, value)
     elif isinstance(obj, tuple):  # immutable: a new tuple in the tuple's place
         _assign_steps(root, steps[:-1], obj[:name] + (value,) + obj[name + 1:])
@@ -612,7 +628,7 @@ class _Walk:
                 self.container(obj, prefix, pname, gname, acc)
         subs = []
         for name, value in attrs.items():
-            path = prefix + name
+            path = attr_path(prefix, name)
             if name in containers or name in grads or path in self.exclude:
                 continue
             if (id(obj), name) in self.written and _holds_layers(value):
@@ -670,7 +686,7 @@ class _Walk:
             for cand in tried:  # a tied weight with a gradient of its own, or an alias
                 grad = attrs.get(cand)
                 if isinstance(grad, np.ndarray) and grad.dtype.kind == "f":
-                    self.take(path, prefix + cand, value, grad_obj=grad)
+                    self.take(path, attr_path(prefix, cand), value, grad_obj=grad)
                     break
             return
         reason = self._classify(obj, name, value, path)
@@ -687,10 +703,10 @@ class _Walk:
                 if grad is None:
                     reason = f"{cand} is None after backward"
                     if _is_float_value(value) and isinstance(value, np.ndarray):
-                        self.found.unset.append((path, prefix + cand))
+                        self.found.unset.append((path, attr_path(prefix, cand)))
                     break
                 if isinstance(grad, np.ndarray) or _is_float_value(grad):
-                    self.take(path, prefix + cand, value, grad_obj=grad)
+                    self.take(path, attr_path(prefix, cand), value, grad_obj=grad)
                     self._other_grad_names(attrs, path, prefix, cand, tried, grad)
                     return
             else:
@@ -719,9 +735,10 @@ class _Walk:
             self.found.notes.append((
                 "several-gradient-names",
                 f"{path} has gradients under {len(others) + 1} names after backward: "
-                f"{prefix}{used} (checked) and {', '.join(prefix + c for c in others)} (not "
+                f"{attr_path(prefix, used)} (checked) and "
+                f"{', '.join(attr_path(prefix, c) for c in others)} (not "
                 f"checked); to check another, name it: params={{{path!r}: "
-                f"{prefix + others[0]!r}}}"))
+                f"{attr_path(prefix, others[0])!r}}}"))
 
     def param_object(self, value, path):
         """A parameter object (``self.W = Param(W)``, ``W.value`` / ``W.grad``): its value a
@@ -758,7 +775,7 @@ class _Walk:
             item = value[key]
             if not (isinstance(item, np.ndarray) or _is_float_value(item)):
                 continue
-            path = f"{prefix}{name}[{key!r}]"
+            path = f"{attr_path(prefix, name)}[{key!r}]"
             why = reason or self._classify(value, key, item, path)
             if why is None:
                 why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
@@ -766,7 +783,7 @@ class _Walk:
                     self.floating(path, item)
             if why is not _INPUT:
                 skipped.append((key, path, why))
-        self._skip_entries(f"{prefix}{name}", skipped, rebuilt=reason is _FORWARD)
+        self._skip_entries(attr_path(prefix, name), skipped, rebuilt=reason is _FORWARD)
 
     def _skip_entries(self, path, skipped, rebuilt):
         """List a container's entries as not checked: one line for the container when
@@ -799,7 +816,7 @@ class _Walk:
             items = [(f"{path}[{k!r}]", k, v) for k, v in (
                 value.items() if isinstance(value, dict) else enumerate(value))]
         else:
-            items = [(f"{path}.{k}", k, v) for k, v in vars(value).items()]
+            items = [(attr_path(path + ".", k), k, v) for k, v in vars(value).items()]
         for where, key, item in items:
             if where in self.exclude:
                 continue
@@ -846,7 +863,7 @@ class _Walk:
         by_id = {}
         for key in keys:
             value = params[key]
-            path = f"{prefix}{pname}[{key!r}]"
+            path = f"{attr_path(prefix, pname)}[{key!r}]"
             if not (isinstance(value, np.ndarray) or _is_float_value(value)):
                 continue
             reason = self._classify(params, key, value, path)
@@ -860,7 +877,7 @@ class _Walk:
                 if reason is not _INPUT:
                     self.skip(path, reason)
                 continue
-            gpath = f"{prefix}{gname}[{key!r}]"
+            gpath = f"{attr_path(prefix, gname)}[{key!r}]"
             if isinstance(params, (list, tuple)) and id(value) in by_id:
                 self.tie(path, gpath, grad, by_id[id(value)])  # one target, gradients summed
                 continue
@@ -1063,9 +1080,9 @@ def _layer_tree(layer):
                     list(value.keys()) if isinstance(value, dict) else [None])
             for k, v in zip(keys, items):
                 if is_layer(v):
-                    visit(v, f"{prefix}{name}." if k is None else
-                          f"{prefix}{name}.{k}." if isinstance(value, (list, tuple)) else
-                          key_path(prefix + name, k) + ".")
+                    path = attr_path(prefix, name)
+                    visit(v, f"{path}." if k is None else f"{path}.{k}."
+                          if isinstance(value, (list, tuple)) else key_path(path, k) + ".")
 
     visit(layer, "")
     return found
@@ -1100,9 +1117,9 @@ def accumulating_buffers(layer):
             paths += [f"{prefix}gradients[{k!r}]" for k, v in obj.gradients.items()
                       if isinstance(v, np.ndarray)]
         attrs = attributes(obj)
-        paths += [f"{prefix}{name}.{names[1]}" for name, value in attrs.items()
+        paths += [f"{attr_path(prefix, name)}.{names[1]}" for name, value in attrs.items()
                   for names in [param_object(value)] if names is not None]
-        paths += [f"{prefix}{g}" for name, value in attrs.items()
+        paths += [attr_path(prefix, g) for name, value in attrs.items()
                   for g in [torch7_grad_name(name)] if isinstance(value, np.ndarray)
                   and isinstance(attrs.get(g), np.ndarray) and attrs[g].shape == value.shape]
     return paths
