@@ -2213,3 +2213,25 @@ CASES["dotted-attribute-sub-layers"] = (DottedAttributeBlocks, _keyed(DottedAttr
                                         "['dec.fc'].b",
                                         ["x", "['enc.fc'].W", "['enc.fc'].b", "['dec.fc'].W",
                                          "['dec.fc'].b"])
+
+
+class FlatBufferInModel(FlatBuffer):
+    """``theta``, ``dtheta`` themselves slices of a model's flat vectors (every layer's
+    parameters one vector): the views still merge into ``theta``, not refused as
+    overlapping."""
+
+    def __init__(self):
+        super().__init__()
+        self.model_theta, self.model_grad = np.concatenate([_w(3), self.theta, _w(2)]), \
+            np.zeros(13)
+        self.theta, self.dtheta = self.model_theta[3:11], self.model_grad[3:11]
+        self.W, self.b = self.theta[:6].reshape(3, 2), self.theta[6:]
+        self.dW, self.db = self.dtheta[:6].reshape(3, 2), self.dtheta[6:]
+
+
+class FlatBufferInModelBroken(FlatBufferInModel):
+    factor = 0.5
+
+
+CASES["flat-buffer-in-a-model-buffer"] = (FlatBufferInModel, FlatBufferInModelBroken, "theta",
+                                          ["x", "theta"])

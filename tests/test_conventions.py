@@ -1946,7 +1946,8 @@ def test_flat_buffers_of_the_targets_are_listed_as_such_without_a_warning():
 
     report = check_layer(FlatBufferUnpaired(), X)
     why = dict(report.not_checked)
-    assert why["flat"] == "the buffer the parameters W, b are views of: checked through them"
+    assert why["flat"] == ("the buffer the parameters W, b are views of: checked through them "
+                           "where they lie")
     assert why["grad"] == "the buffer the gradients dW, db are views of"
     assert "no-gradient-found" not in {f.kind for f in report.findings}
 

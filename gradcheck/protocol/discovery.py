@@ -969,24 +969,27 @@ def _merge_views(layer, found):
     """A parameter that is a view of another one (``Wt = W.T`` with ``dWt`` beside ``W``
     with ``dW``): one target, the base, checked against its gradient plus the view's
     mapped back onto it (``"dW+dWt@Wt@W"``)."""
-    arrays = {p: resolve(layer, p) for p in found.params}
+    arrays = {p: a for p in found.params for a in [resolve(layer, p)]
+              if isinstance(a, np.ndarray)}
     owners = {id(a): p for p, a in arrays.items()
-              if isinstance(a, np.ndarray) and a.base is None
-              and (a.flags.c_contiguous or a.flags.f_contiguous)}
+              if a.base is None and (a.flags.c_contiguous or a.flags.f_contiguous)}
     for p, a in arrays.items():
-        if not isinstance(a, np.ndarray) or a.base is None or "@" in found.params[p]:
+        if a.base is None or "@" in found.params[p] or "+" in found.params[p]:
             continue
-        owner = _owner(a)
-        base = owners.get(id(owner))
-        if base is None or owner.dtype != a.dtype or "+" in found.params[p]:
-            continue
-        if _same_gradient(layer, found.params[p], p, found.params[base], base):
-            found.aliases[p] = (found.params.pop(p), base)
+        base = owners.get(id(_owner(a)))
+        if base is not None and arrays[base].dtype != a.dtype:
+            base = None
+        alias = base if base is not None else _enclosing(p, arrays)  # theta of a model's
+        if alias is not None and _same_gradient(layer, found.params[p], p,
+                                                found.params[alias], alias):
+            found.aliases[p] = (found.params.pop(p), alias)
             found.notes.append((
-                "view-parameter", f"{p} is a view of {base} and its gradient "
-                f"{found.aliases[p][0]} holds {base}'s gradient there (a flat parameter "
-                f"buffer): checked once, as {base} against "
-                f"{split_path(found.params[base], '+')[0]}"))
+                "view-parameter", f"{p} is a view of {alias} and its gradient "
+                f"{found.aliases[p][0]} holds {alias}'s gradient there (a flat parameter "
+                f"buffer): checked once, as {alias} against "
+                f"{split_path(found.params[alias], '+')[0]}"))
+            continue
+        if base is None:
             continue
         found.params[base] += f"+{found.params[p]}@{p}@{base}"
         del found.params[p]
@@ -994,6 +997,34 @@ def _merge_views(layer, found):
             "tied-parameter", f"{p} is a view of {base} (a transpose, reshape or slice): "
             f"checked once, as {base}, against {found.params[base]} (the gradient of the "
             "view mapped back onto it)"))
+
+
+def _byte_range(a):
+    """``(low, high)``: the bytes ``a``'s elements span."""
+    lo = hi = a.__array_interface__["data"][0]
+    for n, st in zip(a.shape, a.strides):
+        lo, hi = lo + min(0, (n - 1) * st), hi + max(0, (n - 1) * st)
+    return lo, hi + a.itemsize
+
+
+def _enclosing(p, arrays):
+    """The parameter the view ``arrays[p]`` lies inside: a contiguous one of its dtype over
+    the same memory (``theta`` of ``theta[:12].reshape(4, 3)``, ``theta`` itself a slice of
+    a model's buffer); the largest when several do, the first of two over the same bytes;
+    ``None`` when none does."""
+    a = arrays[p]
+    lo, hi = _byte_range(a)
+    names, best = list(arrays), None
+    for q, b in arrays.items():
+        if q == p or b.dtype != a.dtype or _owner(b) is not _owner(a) or not (
+                b.flags.c_contiguous or b.flags.f_contiguous):
+            continue
+        blo, bhi = _byte_range(b)
+        if blo <= lo and hi <= bhi and ((blo, bhi) != (lo, hi) or names.index(q) < names.index(p)
+                                        or b.base is None):
+            if best is None or b.nbytes > arrays[best].nbytes:
+                best = q
+    return best
 
 
 def _views_of_targets(layer, found):
@@ -1025,7 +1056,7 @@ def _views_of_targets(layer, found):
             views = buffers.get((id(a), what), [])
             if a.base is None and views:
                 shared[p] = (f"the buffer the {what}s {', '.join(views)} are views of"
-                             + (": checked through them" if what == "parameter" else ""))
+                             + (": checked through them where they lie" if what == "parameter" else ""))
     found.floating = [p for p in found.floating if p not in shared]
     found.not_checked = [(p, shared.get(p, why)) for p, why in found.not_checked]
 
