@@ -725,3 +725,20 @@ def test_a_module_level_method_of_a_generator_is_replayed_and_restored():
     assert check_layer(ModuleMethodDropout(), X).passed
     assert repr(_MODULE_DRAW.__self__.bit_generator.state) == before
     assert not check_layer(ModuleMethodDropout(broken=True), X).passed
+
+
+class HelperModuleDropoutLast(ModuleRngDropout):
+    """The method reading another module's generator comes after others of this module
+    (``forward`` first): the module's globals scanned once must not skip it."""
+
+    def forward(self, x, train_flg=True):
+        return super().forward(x, train_flg)
+
+    def draw(self, shape):
+        return _helpers.rng.random(shape)
+
+
+def test_every_method_is_followed_into_other_modules_not_only_the_first_of_a_module():
+    before = repr(_helpers.rng.bit_generator.state)
+    assert check_layer(HelperModuleDropoutLast(), X).passed
+    assert repr(_helpers.rng.bit_generator.state) == before

@@ -164,19 +164,20 @@ def _functions_of(klass):
 _HELD_AT_MODULE_LEVEL = 64
 
 
-def _function_generators(fn, depth=2, seen=None):
+def _function_generators(fn, seen, scanned, depth=2):
     """``(generator, where)`` a function reaches without an instance: its module's globals,
     its closure cells and its default arguments (``def forward(self, x, rng=default_rng())``),
     and, ``depth`` calls down, those of the module-level functions it calls and the module
     attributes it reads (``utils.rng.random()``, ``from utils import mask``), and the
-    entries of the module-level dicts and objects it reads (``CONFIG["rng"]``, ``cfg.rng``)."""
-    seen = set() if seen is None else seen
+    entries of the module-level dicts and objects it reads (``CONFIG["rng"]``, ``cfg.rng``).
+    ``seen`` (functions) and ``scanned`` (globals dicts) are the ids already looked at."""
     if id(fn) in seen:
         return
     seen.add(id(fn))
     name = f"{fn.__module__}.{fn.__qualname__}"
-    found = [(k, v) for k, v in list(fn.__globals__.items())
-             if isinstance(v, _RNG_TYPES + _BOUND_TYPES)]
+    found = [] if id(fn.__globals__) in scanned else [
+        (k, v) for k, v in list(fn.__globals__.items()) if isinstance(v, _RNG_TYPES + _BOUND_TYPES)]
+    scanned.add(id(fn.__globals__))
     for key, v in found:  # a generator, or a method of one (rand = rng.random)
         yield (v if isinstance(v, _RNG_TYPES) else _bound_generator(v)), f"{fn.__module__}.{key}"
     for cell, var in zip(fn.__closure__ or (), fn.__code__.co_freevars):
@@ -192,7 +193,7 @@ def _function_generators(fn, depth=2, seen=None):
     for key in names if depth else ():
         v = fn.__globals__.get(key)
         if isinstance(v, types.FunctionType):
-            yield from _function_generators(v, depth - 1, seen)
+            yield from _function_generators(v, seen, scanned, depth - 1)
         elif isinstance(v, types.ModuleType):
             for attr in names:  # the module's own dict: no lazy-loading __getattr__
                 yield inspect.getattr_static(v, attr, None), f"{v.__name__}.{attr}"
@@ -228,17 +229,13 @@ def unheld_generators(objects):
         for klass in type(obj).__mro__:
             if klass.__module__.split(".")[0] not in ("builtins", "numpy") and klass is not object:
                 classes.setdefault(id(klass), klass)
-    found, globals_seen = {}, set()
+    found, seen, scanned = {}, set(), set()
     for klass in classes.values():
         for key, v in list(vars(klass).items()):
             if rng_kind(v) is not None:
                 found.setdefault(id(v), (rng_kind(v), v, f"{klass.__qualname__}.{key}"))
         for fn in _functions_of(klass):
-            if id(fn.__globals__) in globals_seen and not (
-                    fn.__closure__ or fn.__defaults__ or fn.__kwdefaults__):
-                continue
-            globals_seen.add(id(fn.__globals__))
-            for v, where in _function_generators(fn):
+            for v, where in _function_generators(fn, seen, scanned):
                 if rng_kind(v) is not None:
                     found.setdefault(id(v), (rng_kind(v), v, where))
     return list(found.values())
