@@ -232,7 +232,8 @@ def unpacks(fn, name, n):
     ops = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
     indexes = []
     for i, op in enumerate(ops):
-        if not (op.opname == "LOAD_FAST" and op.argval == name):
+        if not (op.opname in ("LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW")
+                and op.argval == name):
             continue
         nxt = ops[i + 1:i + 3]
         if nxt and nxt[0].opname == "UNPACK_SEQUENCE":
@@ -240,7 +241,7 @@ def unpacks(fn, name, n):
                 return True
             indexes.append(None)
         elif len(nxt) == 2 and nxt[0].opname == "LOAD_CONST" and type(nxt[0].argval) is int \
-                and nxt[1].opname == "BINARY_SUBSCR":
+                and (nxt[1].opname == "BINARY_SUBSCR" or nxt[1].argrepr == "[]"):  # 3.14
             indexes.append(nxt[0].argval)
         else:
             indexes.append(None)
