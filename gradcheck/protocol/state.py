@@ -210,8 +210,10 @@ def unheld_generators(objects):
     default_rng(0)`` in the class body, on ``type(self)`` or a base) or of its
     module (``rng = np.random.default_rng(0)`` at the top of the file, the numpy
     recommended replacement of ``np.random.*``), or one in a closure or a default
-    argument of its methods. Those are state of the check as much as
-    ``self.rng``: saved, replayed for every call, restored afterwards.
+    argument of its methods, or of the functions, modules and configuration
+    objects they read (:func:`_function_generators`). Those are state of the
+    check as much as ``self.rng``: saved, replayed for every call, restored
+    afterwards, sent to worker processes (:func:`unheld_states`).
 
     Parameters
     ----------
