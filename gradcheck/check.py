@@ -9,7 +9,7 @@ import numpy as np
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr, switch_back, switch_mode)
 from gradcheck.protocol.calling import (call_dout, index_note, inputs_first, is_index_input,
-                                        is_several, returns_several)
+                                        is_several, returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
@@ -220,12 +220,13 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if regularized:
         findings.append(Finding("regularization", False, regularized))
     call = None
-    if (is_several(x) or is_index_input(layer, x) or learning_rate_parameter(layer)
-            or optimizer_paths(layer) or inputs_first(layer)
+    index = is_index_input(layer, x, train_flg)
+    if (is_several(x) or index or learning_rate_parameter(layer)
+            or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer)
             or returns_several(layer_method(layer, "backward"))
             or (_floating(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
-            layer, x, name, train_flg, params, wrt, expect_zero, findings, seed)
+            layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
     if converted:
         findings.append(Finding("integer-input", False,
@@ -286,6 +287,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         start = len(findings)
         results = _not_a_function(findings, run_strategy(problem, strategy, opts), start)
         _scalar_output_note(problem)
+        if adapter.flag_refused:
+            findings.append(Finding("flag-refused", False, adapter.flag_refused))
         if sequence:
             from gradcheck.protocol.history import check_history
             check_history(problem, results, opts)
@@ -357,7 +360,7 @@ def _floating(x):
     return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
-def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
+def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index=False):
     """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
     (or integer indices, a backward that takes a learning rate, optimizer objects whose
     ``update`` backward calls), its adapter, and the options in the wrapper's names."""
@@ -365,7 +368,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
 
     several = is_several(x)
     if not several:
-        if is_index_input(layer, x):
+        if index:
             findings.append(Finding("integer-input", False, index_note(layer, x)))
         x = (x,)
     call = CallLayer(layer, x, name)
@@ -382,9 +385,16 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed):
             f"backward takes {taken} before the upstream gradient (backward({taken}, "
             "gradOutput): Torch7 style): called as the training loop does, with the inputs of "
             "the last forward")))
+    if call.again:
+        shown = ", ".join(f"the input {n}" if n else "the output" for n in call.again)
+        findings.append(Finding("backward-takes-inputs", False, (
+            f"backward takes {shown} again after the upstream gradient: called as the "
+            "training loop does, with the input and output of the last forward")))
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))
+        if call.lr_dx_change is not None or call.lr_unscaled:
+            findings.append(_lr_finding(call))
     if call.optimizers:
         unmapped = call.find_updates(train_flg, seed)
         findings.append(_update_note(call, unmapped))
@@ -413,6 +423,9 @@ def _step_note(call):
 
     rate = f"{call.lr[0]}={LEARNING_RATE:g}"
     if not call.stepped:
+        if call.rate != LEARNING_RATE:
+            rate = (f"{call.lr[0]}={call.rate:g} (its default: a parameter no array is "
+                    "stepped by is no learning rate, an ELU's or leaky ReLU's alpha)")
         return Finding("learning-rate", False, f"backward takes {call.lr[0]}: called with "
                        f"{rate}; it stepped no array of the layer")
     names = ", ".join(call.stepped)
@@ -421,6 +434,29 @@ def _step_note(call):
         f"gradient of each was read from its step as (before - after) / {call.lr[0]} (plain "
         "SGD; a momentum or Adam step is not the gradient and FAILs), and the step was undone "
         "after every call"))
+
+
+def _lr_finding(call):
+    """The failing finding of a backward whose returned gradient depends on its rate, or
+    that changes arrays by amounts that depend on it but not in proportion to it."""
+    from gradcheck.protocol.update import LEARNING_RATE
+
+    name, parts = call.lr[0], []
+    rates = (f"backward(dout, {name}={2 * LEARNING_RATE:g}) and backward(dout, {name}="
+             f"{LEARNING_RATE:g}) from the same state")
+    if call.lr_dx_change is not None:
+        parts.append(
+            f"backward's returned gradient depends on {name}: {rates} returned gradients "
+            f"that differ by up to {call.lr_dx_change:.3g} (dx is the gradient whatever the "
+            f"step size: {name} * input_gradient, or an input gradient taken with the "
+            "weights after the step, is right at one rate only)")
+    if call.lr_unscaled:
+        held = ", ".join(call.lr_unscaled)
+        parts.append(
+            f"backward changes {held} by amounts not in proportion to {name} ({rates}: "
+            "another function of the rate, or the same at both in an array forward reads): "
+            f"no plain SGD step ({name} * gradient), so no gradient can be read from it")
+    return Finding("backward-learning-rate", True, "; ".join(parts))
 
 
 def _update_note(call, unmapped):
@@ -436,8 +472,9 @@ def _update_note(call, unmapped):
     return Finding("optimizer-update", False, (
         f"backward updates {names} through the optimizer objects the layer holds ({held}): "
         "the gradient of each was read from the optimizer's update(w, grad) call, recorded "
-        "by a stand-in that returns w unchanged (the weights stay put, the optimizers are "
-        f"never called and are put back after every call){extra}"))
+        "by a stand-in that returns a moved copy of w (a dx taken from the updated weights "
+        "FAILs; the weights and the optimizers, never called, are put back after every "
+        f"call){extra}"))
 
 
 def check_function(forward, backward, *inputs, **options):
@@ -760,16 +797,31 @@ def _not_a_function(findings, results, start):
 
 def _scalar_output_note(problem):
     """A scalar output (a loss) is checked with ``dout = 1``; when its backward ignores dout
-    (the book's ``SoftmaxWithLoss``: right for a terminal loss only), a note says so."""
-    if not getattr(problem, "scalar_dout", False):
+    (the book's ``SoftmaxWithLoss``: right for a terminal loss only), a note says so; when
+    it uses dout otherwise than linearly (``g * dout**2``: right at ``dout = 1`` only), a
+    ``backward-nonlinear`` failure, from one more forward/backward at ``2 * dout`` (the
+    sequence check's scale, exact in every precision; at this check's state, so also
+    with ``sequence=False`` or a ``dout`` of the caller's)."""
+    from gradcheck.protocol.history import LINEARITY, NONDETERMINISTIC, nonlinear_finding
+
+    if problem.out0.size != 1 or any(f.failure and f.kind in NONDETERMINISTIC
+                                     for f in problem.findings):
         return
     problem.analytic_noise()  # measured once per check (the strategies' too): ignores_dout
     if problem.ignores_dout:
-        problem.findings.append(Finding(
-            "scalar-output", False,
-            "forward returns a scalar (a loss) and backward ignores dout: checked with dout "
-            "= 1, the upstream gradient of a terminal loss, the only place where that is "
-            "right"))
+        if getattr(problem, "scalar_dout", False):
+            problem.findings.append(Finding(
+                "scalar-output", False,
+                "forward returns a scalar (a loss) and backward ignores dout: checked with "
+                "dout = 1, the upstream gradient of a terminal loss, the only place where "
+                "that is right"))
+        return
+    scaled = problem.vjp(LINEARITY * problem.dout.astype(np.float64))
+    for name, b in scaled.items():
+        finding = nonlinear_finding(problem, name, problem.analytic[name], b, LINEARITY,
+                                    problem.out0.dtype)
+        if finding is not None:
+            problem.findings.append(finding)
 
 
 def run_strategy(problem, strategy, opts):

@@ -104,6 +104,13 @@ def grid_index(index, shape):
     return (index[0], int(np.ravel_multi_index(index[1:], shape[1:])))
 
 
+def _sampled(r):
+    """`` (on m of n elements)`` after a sampled target's resolution: it holds there only."""
+    if getattr(r, "checked_fraction", 1.0) >= 1.0:
+        return ""
+    return f" (on {r.n_checked} of {math.prod(r.shape)} elements only)"
+
+
 def _worst_index(r):
     worst = str(tuple(r.worst_index))
     if r.worst_output_index is not None:
@@ -315,7 +322,7 @@ def detail_lines(report, *, only_failing=False):
             f"{num(r.worst_numerical, '.10g')}, analytic {num(r.worst_analytic, '.10g')}; "
             f"error {num(worst_error(r), '.3g')} vs tolerance {num(worst_tolerance(r), '.3g')} "
             f"(margin {num(r.margin, '.3g')}); step {num(r.step, '.3g')}, noise "
-            f"{num(r.noise)}, resolution {num(r.resolution)}")
+            f"{num(r.noise)}, resolution {num(r.resolution)}" + _sampled(r))
         if r.inconclusive:
             lines.append(f"  {r.name}: inconclusive: {r.inconclusive}")
         lines.append(f"  {r.name}: {r.tolerance_reason}")

@@ -100,6 +100,10 @@ class TargetResult:
         Elements judged only at a tolerance coarser than ``min_resolution`` times
         the gradient's scale (near a kink or a steep feature); the resolution
         leaves them out, and a finding lists them.
+    checked_fraction : float
+        The share of the target's elements the check saw: below 1 under
+        ``strategy="sampled"``, whose ``resolution`` holds for the sampled
+        elements only (an error in another is not caught): INCONCLUSIVE.
     """
 
     name: str
@@ -138,6 +142,7 @@ class TargetResult:
     unresolved: tuple = ()
     method: str = ""
     relative_resolution: float = float("nan")
+    checked_fraction: float = 1.0
 
     @property
     def passed(self):
@@ -168,6 +173,7 @@ class TargetResult:
             "relative_resolution": self.relative_resolution, "method": self.method,
             "kinks": [{"index": list(i), "minus": lo, "plus": hi} for i, lo, hi in self.kinks],
             "unresolved": [list(i) for i in self.unresolved],
+            "checked_fraction": self.checked_fraction,
         }
         if arrays:
             d["numerical"] = self.numerical.tolist()

@@ -11,6 +11,33 @@ STRATEGIES = ("auto", "grouped", "elementwise", "jacobian", "projection", "sampl
 PRECISIONS = ("auto", "float64", "native")
 
 
+def did_you_mean(name, known, *, n=1, cutoff=0.6, quote=repr):
+    """The hint `` (did you mean 'method'?)`` for a mistyped ``name``: the closest of
+    ``known`` (:func:`difflib.get_close_matches`), each shown with ``quote``; ``""`` when
+    none is close. The one home of the toolkit's did-you-mean (the command line's options,
+    the configuration's keys, the built-in layers' names, the pytest marker's keywords).
+
+    Parameters
+    ----------
+    name : str
+    known : iterable of str
+    n : int
+        How many suggestions at most.
+    cutoff : float
+        :func:`difflib.get_close_matches`'s similarity cutoff.
+    quote : callable
+        How a suggestion is shown (``repr``; ``str`` for ``--method``).
+
+    Returns
+    -------
+    str
+    """
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
+    return f" (did you mean {', '.join(map(quote, close))}?)" if close else ""
+
+
 def check_options(name, *, method, strategy, eps, atol, rtol, seed, wrt, train_flg):
     """Raise :class:`GradCheckInputError` for an invalid option value."""
     if method not in METHODS:

@@ -648,10 +648,18 @@ class MLFSDenseBroken(MLFSDense):
 
 
 class MLFSDenseBrokenDx(MLFSDense):
-    """``dx`` taken with the weights after the optimizer step (a real optimizer moves them)."""
+    """``dx`` off by 1e-3 relative."""
 
     def input_gradient(self, accum_grad, W):
         return accum_grad.dot(W.T) * 1.001
+
+
+class MLFSDenseDxAfterStep(MLFSDense):
+    """``dx`` taken with the weights after the optimizer step, ``accum_grad.dot(self.W.T)``
+    (ML-From-Scratch keeps ``W = self.W`` from before it; a real optimizer moves them)."""
+
+    def input_gradient(self, accum_grad, W):
+        return accum_grad.dot(self.W.T)
 
 
 class MLFSBatchNorm:
@@ -1106,6 +1114,14 @@ class SGDDenseBroken(SGDDense):
         return input_gradient
 
 
+class SGDDenseLrScaledDx(SGDDense):
+    """The input gradient returned times the learning rate: right at ``learning_rate = 1``
+    only."""
+
+    def backward(self, output_gradient, learning_rate):
+        return learning_rate * super().backward(output_gradient, learning_rate)
+
+
 class SGDRebinding:
     """A row-batch affine layer whose ``backward(dout, lr=0.01)`` rebinds its parameters
     (``self.W = self.W - lr * dW``) and keeps ``dW`` too."""
@@ -1254,6 +1270,8 @@ CALL_CASES = {
                              ["X", "W", "w0"]),
     "mlfs-optimizer-dx": (MLFSDense, MLFSDenseBrokenDx, lambda: _xs((4, 3))[0], "X",
                           ["X", "W", "w0"]),
+    "mlfs-optimizer-dx-after-step": (MLFSDense, MLFSDenseDxAfterStep, lambda: _xs((4, 3))[0],
+                                     "X", ["X", "W", "w0"]),
     "mlfs-optimizer-batchnorm": (MLFSBatchNorm, MLFSBatchNormBroken, lambda: _xs((5, 3))[0],
                                  "gamma", ["X", "gamma", "beta"]),
     "loss-backward-takes-labels": (NNFSCategoricalCrossentropy,
@@ -1977,35 +1995,10 @@ class IndexedDoutCellBroken(IndexedDoutCell):
     factor = 0.5
 
 
-class LossAndProbs:
-    """Softmax cross-entropy ``forward(x, y) -> (loss, probs)`` (probs for the accuracy),
-    with the usual loss signature ``backward(self, dout=1.0)``: one upstream gradient, the
-    loss's; the probabilities are not checked."""
-
-    factor = 1.0
-
-    def forward(self, x, y):
-        z = np.exp(x - x.max(axis=1, keepdims=True))
-        self.p, self.y = z / z.sum(axis=1, keepdims=True), y
-        return -np.log(self.p[np.arange(len(y)), self.y]).mean(), self.p
-
-    def backward(self, dout=1.0):
-        g = self.p.copy()
-        g[np.arange(len(self.y)), self.y] -= self.factor
-        return dout * g / len(self.y)
-
-
-class LossAndProbsBroken(LossAndProbs):
-    factor = 0.5
-
-
 CALL_CASES["tuple-dout-one-parameter"] = (TupleDoutCell, TupleDoutCellBroken,
                                           lambda: _xs((2, 3)), "x", ["x"])
 CALL_CASES["indexed-dout-one-parameter"] = (IndexedDoutCell, IndexedDoutCellBroken,
                                             lambda: _xs((2, 3)), "x", ["x"])
-CALL_CASES["loss-probs-default-dout"] = (LossAndProbs, LossAndProbsBroken,
-                                         lambda: _xs((4, 3)) + (np.array([0, 2, 1, 1]),),
-                                         "x", ["x"])
 
 
 # -- sub-layers and parameters under keys that are no identifiers -----------------------------
@@ -2167,27 +2160,6 @@ class ModuleRngDropoutDense:
         return (g @ self.W.T) * self.mask
 
 
-class DictOutCell:
-    """``forward(x) -> {"h": tanh(x), "c": x**2}``, ``backward(self, grads)`` reading
-    ``grads["h"]``, ``grads["c"]``: the upstream gradients as a dict under the same keys."""
-
-    factor = 1.0
-
-    def forward(self, x):
-        self.x = x
-        return {"h": np.tanh(x), "c": x ** 2}
-
-    def backward(self, grads):
-        return grads["h"] * (1 - np.tanh(self.x) ** 2) + grads["c"] * 2 * self.x * self.factor
-
-
-class DictOutCellBroken(DictOutCell):
-    factor = 0.5
-
-
-CALL_CASES["dict-outputs"] = (DictOutCell, DictOutCellBroken, lambda: _xs((2, 3)), "x", ["x"])
-
-
 class DottedAttributeBlocks(KeyedBlocks):
     """Sub-layers set as attributes under names holding a dot (``setattr(self, 'enc.fc',
     Dense())``, a module path as the attribute name): ``['enc.fc'].W``."""
@@ -2235,3 +2207,297 @@ class FlatBufferInModelBroken(FlatBufferInModel):
 
 CASES["flat-buffer-in-a-model-buffer"] = (FlatBufferInModel, FlatBufferInModelBroken, "theta",
                                           ["x", "theta"])
+
+
+# -- Keras/sklearn argument order: the labels first ---------------------------------------------
+class KerasMSE:
+    """Keras's ``MeanSquaredError`` order: ``forward(y_true, y_pred)`` (the labels first, a
+    float array), ``backward()`` returns the one gradient, that of ``y_pred``."""
+
+    scale = 2.0
+
+    def forward(self, y_true, y_pred):
+        self.y_true, self.y_pred = y_true, y_pred
+        return np.mean((y_pred - y_true) ** 2)
+
+    def backward(self):
+        return self.scale * (self.y_pred - self.y_true) / self.y_pred.size
+
+
+class KerasMSEBroken(KerasMSE):
+    scale = 1.0  # forgot the 2 of the square
+
+
+CALL_CASES["keras-order-loss"] = (KerasMSE, KerasMSEBroken, lambda: _xs((4, 3), (4, 3)),
+                                  "y_pred", ["y_pred"])
+CALL_CASES["keras-order-loss-dict"] = (
+    KerasMSE, KerasMSEBroken, lambda: dict(zip(("y_true", "y_pred"), _xs((4, 3), (4, 3)))),
+    "y_pred", ["y_pred"])
+
+
+# -- forward/backward behind a decorator without functools.wraps ---------------------------------
+def _logged(fn):
+    """A logging/timing decorator that forgot :func:`functools.wraps`: the signature is
+    ``(*args, **kwargs)`` and there is no ``__wrapped__``."""
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+class DecoratedDense:
+    """``forward(self, x)`` (no train/eval switch) behind :func:`_logged`."""
+
+    def __init__(self):
+        self.W = np.random.default_rng(5).normal(size=(3, 2))
+
+    @_logged
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    @_logged
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+class DecoratedDenseBroken(DecoratedDense):
+    @_logged
+    def backward(self, dout):
+        self.dW = 0.5 * self.x.T @ dout
+        return dout @ self.W.T
+
+
+CASES["decorated-without-wraps"] = (DecoratedDense, DecoratedDenseBroken, "W", ["x", "W"])
+
+
+# -- backward taking forward's input and output again ---------------------------------------------
+class YanyanMaxPooling:
+    """yanyan0207/DL_STUDY_PYTHON ``layer/pooling.py`` (NHWC): ``forward(x, train)``,
+    ``backward(out, input, output)``: the upstream gradient, then the layer's input and
+    output again, as its training loop passes them."""
+
+    factor = 1.0
+
+    def __init__(self, shape=(2, 2)):
+        self.shape = shape
+
+    def forward(self, x, train):
+        row, col = self.shape
+        out = x.copy().reshape(x.shape[0], x.shape[1] // row, row, x.shape[2] // col, col,
+                               x.shape[3])
+        out = out.transpose(0, 1, 3, 5, 2, 4).reshape(-1, row * col)
+        maxpos = np.argmax(out, axis=1)
+        out = out[np.arange(maxpos.size), maxpos]
+        out = out.reshape(x.shape[0], x.shape[1] // row, x.shape[2] // col, x.shape[3])
+        if train:
+            self.maxpos = maxpos
+        return out
+
+    def backward(self, out, input, output):
+        row, col = self.shape
+        grad = np.zeros((out.size, row * col))
+        grad[np.arange(self.maxpos.size), self.maxpos] = out.reshape(-1) * self.factor
+        grad = grad.reshape(out.shape[0], out.shape[1], out.shape[2], out.shape[3], row, col)
+        return grad.transpose(0, 1, 4, 2, 5, 3).reshape(input.shape)
+
+
+class YanyanMaxPoolingBroken(YanyanMaxPooling):
+    factor = 0.5
+
+
+class TanhFromOutput:
+    """``backward(dout, output)``: the derivative from the output forward returned."""
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def backward(self, dout, output):
+        return dout * (1 - output ** 2)
+
+
+class TanhFromOutputBroken(TanhFromOutput):
+    def backward(self, dout, output):
+        return dout * (1 - output)
+
+
+CALL_CASES["backward-takes-input-output"] = (
+    YanyanMaxPooling, YanyanMaxPoolingBroken,
+    lambda: np.random.default_rng(0).permutation(2 * 4 * 4 * 3).reshape(2, 4, 4, 3) * 0.1,
+    "x", ["x"])
+CALL_CASES["backward-takes-output"] = (TanhFromOutput, TanhFromOutputBroken,
+                                       lambda: _xs((3, 4))[0], "x", ["x"])
+
+
+# -- a dict output, a (loss, cache) tuple ---------------------------------------------------------
+class DictOutputCell:
+    """``forward(x) -> {"h": tanh(x), "c": x ** 2}``; ``backward(grads)`` takes the dict of
+    upstream gradients, one per key."""
+
+    factor = 2.0
+
+    def forward(self, x):
+        self.x = x
+        return {"h": np.tanh(x), "c": x ** 2}
+
+    def backward(self, grads):
+        return grads["h"] * (1 - np.tanh(self.x) ** 2) + grads["c"] * self.factor * self.x
+
+
+class DictOutputCellBroken(DictOutputCell):
+    factor = 1.0
+
+
+class LossWithCache:
+    """``forward(x, y) -> (loss, {"probs": p})`` (a cache dict beside the loss),
+    ``backward(dout=1.0) -> dx``."""
+
+    factor = 1.0
+
+    def forward(self, x, y):
+        e = np.exp(x - x.max(1, keepdims=True))
+        self.p, self.y = e / e.sum(1, keepdims=True), y
+        return -np.log(self.p[np.arange(len(y)), y]).mean(), {"probs": self.p}
+
+    def backward(self, dout=1.0):
+        g = self.p.copy()
+        g[np.arange(len(self.y)), self.y] -= self.factor
+        return dout * g / len(self.y)
+
+
+class LossWithCacheBroken(LossWithCache):
+    factor = 0.5
+
+
+class LossWithProbs(LossWithCache):
+    """``forward(x, y) -> (loss, probs)``: the probabilities an output backward takes no
+    gradient for (``backward(dout=1.0)``: one upstream gradient)."""
+
+    def forward(self, x, y):
+        loss, cache = super().forward(x, y)
+        return loss, cache["probs"]
+
+
+class LossWithProbsBroken(LossWithProbs, LossWithCacheBroken):
+    pass
+
+
+CALL_CASES["dict-output"] = (DictOutputCell, DictOutputCellBroken, lambda: _xs((3, 4)), "x",
+                             ["x"])
+CALL_CASES["loss-and-cache"] = (LossWithCache, LossWithCacheBroken,
+                                lambda: (_xs((3, 3))[0], LABELS), "x", ["x"])
+CALL_CASES["loss-and-probs-default-dout"] = (LossWithProbs, LossWithProbsBroken,
+                                             lambda: (_xs((3, 3))[0], LABELS), "x", ["x"])
+
+
+# -- a parameter read through a property over a private attribute --------------------------------
+class PropertyDense:
+    """``self._W`` held, ``@property W`` (with a setter) read by forward, ``self.dW``
+    written by backward: the parameter is ``W``."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self._W = np.random.default_rng(6).normal(size=(3, 2))
+
+    @property
+    def W(self):
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._W = value
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.W)
+
+    def backward(self, dout):
+        g = dout * (1 - np.tanh(self.x @ self.W) ** 2)
+        self.dW = self.factor * self.x.T @ g
+        return g @ self.W.T
+
+
+class PropertyDenseBroken(PropertyDense):
+    factor = 0.5
+
+
+class ReadOnlyPropertyDense(PropertyDense):
+    """The same with a read-only ``@property W`` over ``self._weights``."""
+
+    def __init__(self):
+        self._weights = np.random.default_rng(6).normal(size=(3, 2))
+
+    W = property(lambda self: self._weights)
+
+
+class ReadOnlyPropertyDenseBroken(ReadOnlyPropertyDense):
+    factor = 0.5
+
+
+CASES["property-parameter"] = (PropertyDense, PropertyDenseBroken, "W", ["x", "W"])
+CASES["read-only-property-parameter"] = (ReadOnlyPropertyDense, ReadOnlyPropertyDenseBroken,
+                                         "W", ["x", "W"])
+
+
+# -- integer x alone that forward indexes with (not named as indices) -----------------------------
+class CharEncoder:
+    """``forward(x) -> self.E[x]``: integer ids under the name ``x``, in a class not named
+    an embedding; ``backward`` scatters into ``dE`` and returns ``None``."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.E = np.random.default_rng(8).normal(size=(6, 3))
+
+    def forward(self, x):
+        self.x = x
+        return self.E[x]
+
+    def backward(self, dout):
+        self.dE = np.zeros_like(self.E)
+        np.add.at(self.dE, self.x, dout * self.factor)
+
+
+class CharEncoderBroken(CharEncoder):
+    factor = 0.5
+
+
+CALL_CASES["integer-x-used-as-indices"] = (CharEncoder, CharEncoderBroken,
+                                           lambda: np.array([0, 3, 5, 3]), "E", ["E"])
+
+
+class ListOutputCell(DictOutputCell):
+    """``forward(x) -> [tanh(x), x ** 2]`` (a list), ``backward(grads)`` unpacking the list
+    of upstream gradients (``dh, dc = grads``)."""
+
+    def forward(self, x):
+        self.x = x
+        return [np.tanh(x), x ** 2]
+
+    def backward(self, grads):
+        dh, dc = grads
+        return super().backward({"h": dh, "c": dc})
+
+
+class ListOutputCellBroken(ListOutputCell):
+    factor = 1.0
+
+
+class TwoOutputsOneGradientList(TwoOutputsOneGradient):
+    """numpy-ml's ``LSTMCell`` returning a list ``[A, Z]``: ``backward(dLdA)`` takes the
+    first output's gradient alone (it does not unpack it), as for a tuple."""
+
+    def forward(self, X):
+        return list(super().forward(X))
+
+
+class TwoOutputsOneGradientListBroken(TwoOutputsOneGradientList, TwoOutputsOneGradientBroken):
+    pass
+
+
+CALL_CASES["list-output"] = (ListOutputCell, ListOutputCellBroken, lambda: _xs((3, 4)), "x",
+                             ["x"])
+CALL_CASES["list-output-one-gradient"] = (
+    TwoOutputsOneGradientList, TwoOutputsOneGradientListBroken, lambda: _xs((3, 3)), "W",
+    ["X", "W"])

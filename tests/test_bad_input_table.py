@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from gradcheck import GradCheckInputError, LayerCallError, LayerProtocolError, check_layer
 
+from conventions_layers import DictOutputCell, LossWithCache
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad-input.md"
 X = np.random.default_rng(0).normal(size=(4, 3))
 
@@ -45,6 +47,16 @@ ROWS = parse_table(DOC.read_text())
 # ---------------------------------------------------------------------------
 # Layers and triggers
 # ---------------------------------------------------------------------------
+
+class BuiltDictOutputCell(DictOutputCell):
+    """:class:`DictOutputCell` with its dict of outputs built in forward's body: no ``return
+    {...}`` display in its source tells the check on an array ``x`` that it has several."""
+
+    def forward(self, x):
+        self.x, out = x, {}
+        out["h"], out["c"] = np.tanh(x), x ** 2
+        return out
+
 
 class Scale:
     """``out = w * x``: a minimal correct layer with one parameter."""
@@ -144,10 +156,16 @@ class PartlyStale(Scale):
 
 
 class Log(Scale):
+    """``log``, NaN whenever element (1, 0) (``1e-9``) moves, at any step (a plain ``log``
+    there has its steps shrunk into its domain, and passes)."""
+
     def forward(self, x, train_flg=True):
         self.x = x
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.log(x)
+            out = np.log(x)
+        if x[1, 0] != 1e-9:
+            out[1, 0] = np.nan
+        return out
 
     def backward(self, dout):
         return dout / self.x
@@ -428,6 +446,9 @@ TRIGGERS = {
     "forward-scalar": _call(ScalarLoss()),
     "forward-tuple": _call(_forward_returning(lambda x: (x, x))),
     "forward-none": _call(_forward_returning(lambda x: None)),
+    "forward-dict": _call(BuiltDictOutputCell()),
+    "forward-dict-as-advised": _call(BuiltDictOutputCell(), (X,)),
+    "forward-loss-and-cache": _call(LossWithCache(), (X, np.array([0, 2, 1, 1]))),
     "forward-int-array": _call(_forward_returning(lambda x: np.round(x).astype(np.int64))),
     "x-integer": _call(Scale(), np.arange(12).reshape(4, 3)),
     "x-list": _call(Scale(), X.tolist()),

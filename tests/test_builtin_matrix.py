@@ -22,10 +22,15 @@ IDS = [f"{name}-{'train' if flg else 'eval'}" for name, flg in CASES]
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("case", list(CASES.values()), ids=IDS)
 def test_every_builtin_layer_passes_every_strategy(case, strategy):
+    """Every strategy passes every built-in layer; ``sampled`` (16 elements) is INCONCLUSIVE
+    where it left elements unchecked, for that reason alone."""
     layer, x = case.build()
+    sampled = {"inconclusive": "pass"} if strategy == "sampled" else {}
     report = check_layer(layer, x, train_flg=case.train_flg, strategy=strategy, probes=4,
-                         samples=16, **case.spec.options_for(case.train_flg))
+                         samples=16, **case.spec.options_for(case.train_flg), **sampled)
     assert report.passed, str(report)
+    assert all(r.verdict == "PASS" or "elements were checked (sampled" in r.inconclusive
+               for r in report.results), str(report)
     assert not [f for f in report.findings if f.kind in FINDING_KINDS], str(report)
 
 

@@ -121,11 +121,19 @@ def test_projection_locates_a_single_wrong_element_by_bisection():
 
 
 def test_sampled_checks_m_elements_and_states_the_detection_probability():
+    """20 of 128 elements checked rule nothing out about the other 108: INCONCLUSIVE, the
+    reason saying so (its resolution holds for the sampled elements only); accepted with
+    ``inconclusive="pass"``."""
     layer, x = _bn((16, 8), True)
     report = check_layer(layer, x, strategy="sampled", samples=20)
     r = report.result("x")
-    assert r.passed and r.n_checked == 20 and np.isnan(r.numerical).sum() == 128 - 20
+    assert r.verdict == "INCONCLUSIVE" and r.n_checked == 20
+    assert np.isnan(r.numerical).sum() == 128 - 20 and r.checked_fraction == 20 / 128
+    assert "only 20 of 128 elements were checked" in r.inconclusive
+    assert "probability 0.84" in r.inconclusive  # a single wrong element escapes
     assert any("probability 0.16" in w for w in report.warnings)
+    assert "(on 20 of 128 elements only)" in " ".join(str(report).split())  # unwrapped
+    assert check_layer(layer, x, strategy="sampled", samples=20, inconclusive="pass").passed
 
 
 def test_complex_step_refuses_a_forward_that_is_not_complex_analytic():
@@ -160,7 +168,7 @@ class LeakyWrong(Relu):
 def test_relu_at_and_near_kinks_is_excluded_not_failed(strategy):
     x = np.random.default_rng(0).normal(size=(6, 5))
     x[0, 0], x[1, 1], x[2, 2] = 0.0, 1e-9, -3e-7
-    report = check_layer(Relu(), x, strategy=strategy, samples=30)
+    report = check_layer(Relu(), x, strategy=strategy, samples=30)  # 30 of 30: every one
     assert report.passed, str(report)
     if strategy != "sampled":
         assert any("non-differentiable" in w for w in report.warnings)

@@ -149,6 +149,38 @@ def test_json_document_and_its_documentation_agree(tmp_path):
     assert not missing, f"docs/report-format.md does not describe {missing}"
 
 
+def _refuse_constant(name):
+    raise ValueError(f"non-standard JSON literal {name}")
+
+
+def test_json_document_is_strict_json_for_a_degenerate_check(tmp_path):
+    """A layer whose gradient is zero is INCONCLUSIVE with an infinite
+    ``relative_resolution``: it was written as the literal ``Infinity``, which
+    ``JSON.parse`` rejects; it is the string ``"Infinity"`` (docs/report-format.md)."""
+    (tmp_path / "zero_layer.py").write_text(
+        "import numpy as np\n"
+        "class Zero:\n"
+        "    def forward(self, x): return 0.0 * x\n"
+        "    def backward(self, dout): return 0.0 * dout\n"
+        "def make_zero():\n"
+        "    return Zero(), np.random.default_rng(0).normal(size=(3, 2))\n")
+    path = tmp_path / "zero.json"
+    assert main([f"{tmp_path / 'zero_layer.py'}:make_zero", "-q", "--json", str(path)]) == 1
+    doc = json.loads(path.read_text(), parse_constant=_refuse_constant)
+    result = doc["checks"][0]["results"][0]
+    assert result["verdict"] == "INCONCLUSIVE"
+    assert result["relative_resolution"] == "Infinity"
+    assert float(result["relative_resolution"]) == np.inf
+
+
+def test_strict_json_writes_every_non_finite_float_as_a_string():
+    from gradcheck.gate.run import strict_json
+
+    doc = strict_json({"a": [np.inf, -np.inf, np.nan, 1.5], "b": {"c": np.float32("nan")}})
+    assert doc == {"a": ["Infinity", "-Infinity", "NaN", 1.5], "b": {"c": "NaN"}}
+    json.loads(json.dumps(doc, allow_nan=False), parse_constant=_refuse_constant)
+
+
 @pytest.mark.parametrize("option", ["--json", "--junit-xml"])
 def test_unwritable_report_path_exits_2(tmp_path, capsys, option):
     target = f"{EXAMPLES / 'my_layers.py'}:make_swish"

@@ -5,6 +5,7 @@ import pytest
 
 from gradcheck import (GradCheckInputError, GradientCheckError, LayerCallError,
                        LayerProtocolError, check_layer)
+from hostile_layers import TANH, Pointwise
 from layers import BatchNormalization
 
 
@@ -446,20 +447,26 @@ def test_a_params_error_of_a_layer_with_several_inputs_uses_the_users_names():
 
 
 def test_forward_producing_nan_under_perturbation():
+    """A forward NaN at any step of an element (smaller steps do not help, unlike ``log``
+    near 0: tests/test_false_failures.py) names it."""
+    x = np.array([[1.0, 2.0], [1e-9, 3.0]])
+
     class Log(Scale):
-        def forward(self, x, train_flg=True):
-            self.x = x
-            with np.errstate(invalid="ignore"):
-                return np.log(x)
+        def forward(self, x_, train_flg=True):
+            self.x = x_
+            out = np.log(x_)
+            if x_[1, 0] != x[1, 0]:
+                out[1, 0] = np.nan
+            return out
 
         def backward(self, dout):
             return dout / self.x
-    x = np.array([[1.0, 2.0], [0.0, 3.0]]) + np.array([[0, 0], [1e-9, 0]])
     with pytest.raises(LayerCallError, match="NaN or inf"):
         check_layer(Log(), x, wrt=["x"])
 
 
-@pytest.mark.parametrize("out, match", [((1, 2), "returned tuple"), (None, "returned NoneType")])
+@pytest.mark.parametrize("out, match", [((1, 2), r"returned a tuple \(int, int\)"),
+                                        (None, "returned NoneType")])
 def test_forward_returning_a_non_array(out, match):
     class Odd(Scale):
         def forward(self, x, train_flg=True):
@@ -658,3 +665,114 @@ def test_a_forward_that_is_no_function_of_its_input_gets_no_numerical_artefacts(
         assert {r.verdict for r in report.results} == {"INCONCLUSIVE"}
         assert all("not judged" in r.inconclusive for r in report.results)
         assert not {"step-underflow", "inconclusive"} & {f.kind for f in report.findings}
+
+
+def test_complex_step_refuses_a_forward_not_analytic_at_any_element():
+    """A Huber loss's ``abs`` branch outside the first elements: the complex step drops
+    its derivative there (0 for ``sign(x)``), so a wrong backward omitting it PASSed and
+    the correct one FAILed; the trial projects every element on random directions."""
+    class Huber:
+        def __init__(self, ok):
+            self.ok = ok
+
+        def forward(self, x):
+            self.x = x
+            return np.where(np.abs(x) < 1, 0.5 * x ** 2, np.abs(x) - 0.5)
+
+        def backward(self, dout):
+            big = np.sign(self.x) if self.ok else 0 * self.x
+            return dout * np.where(np.abs(self.x) < 1, self.x, big)
+
+    x = np.random.default_rng(0).normal(size=(3, 4)) * 1.5
+    assert np.all(np.abs(x.reshape(-1)[:3]) < 1) and np.any(np.abs(x) > 1)
+    for ok in (True, False):
+        with pytest.raises(GradCheckInputError, match="not complex-analytic"):
+            check_layer(Huber(ok), x, method="complex")
+
+    class Partial:  # |x| added at one late element only
+        def forward(self, x):
+            self.x = x
+            out = x ** 2
+            out[-1, -1] = out[-1, -1] + np.abs(x[-1, -1])
+            return out
+
+        def backward(self, dout):
+            return 2 * self.x * dout
+
+    with pytest.raises(GradCheckInputError, match="not complex-analytic"):
+        check_layer(Partial(), np.random.default_rng(1).normal(size=(20, 30)),
+                    method="complex")
+
+
+@pytest.mark.parametrize("misuse", [lambda g, d: g * d ** 2, lambda g, d: g / d,
+                                    lambda g, d: g * (d + 1) / 2],
+                         ids=["g*dout**2", "g/dout", "g*(dout+1)/2"])
+def test_a_scalar_loss_whose_backward_misuses_dout_fails(misuse):
+    """Right at dout = 1 only (the check's dout for a scalar output): PASSed with a note,
+    the leniency meant for a terminal loss whose backward ignores dout."""
+    class MSE:
+        def __init__(self, use):
+            self.use = use
+
+        def forward(self, x, t):
+            self.x, self.t = x, t
+            return 0.5 * np.sum((x - t) ** 2)
+
+        def backward(self, dout=1.0):
+            return self.use(self.x - self.t, dout)
+
+    rng = np.random.default_rng(0)
+    x, t = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    for options in ({}, {"sequence": False},  # judged by the check, not only the sequence
+                    {"sequence": False, "dout": np.array(1.0)}):
+        report = check_layer(MSE(misuse), (x, t), **options)
+        assert not report.passed, str(report)
+        assert [f.failure for f in report.findings
+                if f.kind == "backward-nonlinear"] == [True], str(report)
+    ignoring = check_layer(MSE(lambda g, d: g), (x, t))
+    assert ignoring.passed and "scalar-output" in {f.kind for f in ignoring.findings}
+    assert check_layer(MSE(lambda g, d: g * d), (x, t)).passed
+
+
+def test_a_history_bug_in_one_element_of_a_large_parameter_fails():
+    """``dW[i, j] *= calls``: from the second call on one element of 600 is wrong, with the
+    output unchanged. The second call was verified at 8 random elements, and PASSed; the
+    elements where its gradient moved from the verified one are among those checked."""
+    class Counting:
+        def __init__(self, bug):
+            self.W = np.random.default_rng(3).normal(size=(20, 30))
+            self.calls, self.bug = 0, bug
+
+        def forward(self, x):
+            self.x = x
+            self.calls += 1
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            if self.bug:
+                self.dW[7, 11] *= self.calls
+            return dout @ self.W.T
+
+    x = np.random.default_rng(0).normal(size=(4, 20))
+    assert check_layer(Counting(False), x).passed
+    report = check_layer(Counting(True), x)
+    assert not report.passed
+    assert [f.target for f in report.findings if f.kind == "backward-history"] == ["W"]
+
+
+def test_a_sampled_check_that_missed_the_wrong_element_is_no_pass():
+    """``strategy="sampled"`` checks 8 of 48 elements; the one wrong element is not among
+    them (``tanh``, wrong by 10 % there). That PASSed stating the resolution of the 8 for the whole tensor: an error in
+    any other element is not caught, so INCONCLUSIVE, saying what fraction was checked."""
+    x = np.random.default_rng(0).normal(size=(6, 8))
+    probe = check_layer(Pointwise(*TANH, wrong=1.1, at=0), x, strategy="sampled", samples=8)
+    r = probe.result("x")
+    seen = {i for i in np.ndindex(x.shape) if not np.isnan(r.numerical[i])}
+    k = next(j for j in range(x.size) if np.unravel_index(j, x.shape) not in seen)
+    report = check_layer(Pointwise(*TANH, wrong=1.1, at=k), x, strategy="sampled", samples=8)
+    r = report.result("x")
+    assert r.verdict == "INCONCLUSIVE" and not report.passed, str(report)
+    assert r.checked_fraction == 8 / 48 and "only 8 of 48 elements were checked" in \
+        r.inconclusive
+    assert check_layer(Pointwise(*TANH, wrong=1.1, at=k), x).result("x").verdict == "FAIL"

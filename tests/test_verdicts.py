@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gradcheck import check_layer
+from hostile_layers import TINY_LAYERS, Pointwise, SortRows
 from layers import BatchNormalization, Relu
 
 RNG = np.random.default_rng(0)
@@ -554,3 +555,28 @@ def test_an_infinite_gradient_fails_without_a_runtime_warning():
         warnings.simplefilter("error")
         report = check_layer(InfDx(), np.random.default_rng(1).normal(size=(4, 3)))
     assert report.result("x").verdict == "FAIL"
+
+
+@pytest.mark.parametrize("method", ["central", "richardson"])
+def test_the_jacobian_strategys_resolution_covers_its_refinement(method):
+    """An entry outside its first tolerance is refined and judged on the refined tolerance
+    (four times the first, for central): the resolution the PASS states must allow for it,
+    or an error of 1.5 times the stated resolution PASSes."""
+    f, df = TINY_LAYERS["log"]
+    x = np.random.default_rng(3).uniform(1.0, 2.0, size=(3, 4))
+    r = check_layer(Pointwise(f, df), x, strategy="jacobian", method=method).result("x")
+    assert r.verdict == "PASS"
+    wrong = 1.0 + 1.5 * r.resolution * x.flat[1]
+    bad = check_layer(Pointwise(f, df, wrong), x, strategy="jacobian", method=method,
+                      sequence=False)
+    assert bad.result("x").verdict == "FAIL", str(bad)
+
+
+@pytest.mark.parametrize("strategy", ["jacobian", "elementwise"])
+def test_the_kink_fraction_counts_elements_under_every_strategy(strategy):
+    """Sorting rows with ties in 6 of 8 elements: 75 % of the elements sit at kinks, an
+    INCONCLUSIVE. The jacobian strategy compared the 6 elements against its 32 entries
+    (19 %) and PASSed on a check of hulls alone."""
+    x = np.array([[1.0, 1.0, 1.0, -0.5], [0.3, 2.0, 2.0, 2.0]])
+    r = check_layer(SortRows(), x, strategy=strategy).result("x")
+    assert r.verdict == "INCONCLUSIVE" and "6 of 8 elements sit at kinks" in r.inconclusive, r

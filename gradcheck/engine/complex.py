@@ -3,11 +3,15 @@
 ``Im L(x + i h e_j) / h`` is the derivative to the forward's own rounding
 (no subtractive cancellation, so ``h = 1e-20``) [1]_. The layer's forward
 must accept complex input and be complex-analytic (no ``abs``, ``maximum``,
-comparisons or ``.real`` on the path). Both are found out by a trial before
-the check: a forward call on complex copies must return a complex output,
-and the complex-step derivative of the first elements must agree with
-central differences. Otherwise a :class:`~gradcheck.GradCheckInputError`
-refuses, suggesting ``method="central"``.
+comparisons or ``.real`` on the path). Both are found out by a trial: a
+forward call on complex copies must return a complex output, and the
+complex-step derivatives of *all* elements, projected on
+:data:`TRIAL_DIRECTIONS` random real directions, must agree with central
+differences along them (two forward calls a direction; an element whose
+forward is not analytic there, the ``abs`` branch of a Huber loss wherever it
+sits, makes them disagree with probability one). Otherwise a
+:class:`~gradcheck.GradCheckInputError` refuses, suggesting
+``method="central"``.
 
 The rounding error of each derivative is taken as ``COMPLEX_ROUNDING * eps *
 sum |Im out_k| |dout_k| / h``: the rounding of the summed terms, times an
@@ -20,10 +24,12 @@ References
    derivatives of real functions", SIAM Review 40 (1998).
 """
 
+import zlib
+
 import numpy as np
 
 from gradcheck.engine import methods
-from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+from gradcheck.engine.perturb import DirectionMoves, ElementMoves, Reduce, differences
 from gradcheck.engine.steps import element_steps
 from gradcheck.engine.tolerances import analytic_floor, rules
 from gradcheck.engine.verdict import Comparison
@@ -32,8 +38,12 @@ from gradcheck.protocol.state import StateSnapshot
 
 __all__ = ["comparisons"]
 
-#: Elements of each target compared against central differences in the trial.
-TRIAL_ELEMENTS = 3
+#: Random real directions along which the complex-step derivatives of every element are
+#: compared with central differences in the trial (two forward calls each).
+TRIAL_DIRECTIONS = 2
+
+#: Relative agreement the trial asks of the two projections.
+TRIAL_RTOL = 1e-5
 
 #: Rounding of a complex-step derivative, in units of ``eps`` times its summed terms.
 COMPLEX_ROUNDING = 16.0
@@ -46,14 +56,41 @@ def _refuse(problem, target, why):
         layer=problem.name, target=target)
 
 
-def _central(problem, target, idx):
-    """Central differences of the trial elements, at the float64 base step."""
-    central = methods.get("central")
-    steps = element_steps(target.array, central, np.finfo(np.float64).eps)
-    sink = Reduce(problem.dout, len(idx), 1)
-    span = differences(problem.evaluator(target), ElementMoves(target.array, idx, steps),
-                       central.pairs, sink, problem.out0)
-    return sink.R[:, 0].real / span[:, 0]
+def _directions(problem, target):
+    """``w``: :data:`TRIAL_DIRECTIONS` random real directions, scaled by the central step."""
+    rng = np.random.default_rng([problem.seed, 5, zlib.crc32(target.name.encode())])
+    steps = element_steps(target.array, methods.get("central"), np.finfo(np.float64).eps)
+    w = rng.standard_normal((TRIAL_DIRECTIONS, target.array.size)) * steps
+    return w.reshape((TRIAL_DIRECTIONS,) + target.array.shape)
+
+
+def _central(problem, target, w):
+    """``(D, delta, S)``: central differences along each direction ``w_r`` (per unit of
+    ``t`` in ``x + t w_r``), the representable moves ``((x + w_r) - (x - w_r)) / 2``, and
+    the size of the summed terms."""
+    real = target.array
+    sink = Reduce(problem.dout, len(w), 1, sizes=True)
+    differences(problem.evaluator(target), DirectionMoves(real, w), [(1.0, -1.0)], sink,
+                problem.out0)
+    x0 = real.astype(np.float64)
+    delta = np.stack([((x0 + d).astype(real.dtype).astype(np.float64)
+                       - (x0 - d).astype(real.dtype).astype(np.float64)) / 2 for d in w])
+    return sink.R[:, 0].real / 2, delta.reshape(len(w), -1), sink.S[:, 0] / 2
+
+
+def _check_trial(problem, target, trial, num):
+    """Refuse unless the complex-step derivatives ``num`` of every element, projected on
+    the trial's directions, agree with the central differences along them."""
+    D, delta, S = trial
+    P = delta @ num
+    eps = float(np.finfo(target.array.dtype).eps)
+    scale = np.maximum(np.linalg.norm(delta, axis=1), np.linalg.norm(delta * num, axis=1))
+    bad = np.abs(P - D) > TRIAL_RTOL * scale + COMPLEX_ROUNDING * eps * S
+    if np.any(bad):
+        r = int(np.argmax(bad))
+        _refuse(problem, target.name, "its complex-step and central differences disagree "
+                f"along a random direction ({P[r]:.6g} vs {D[r]:.6g}): the forward is not "
+                "complex-analytic at some element (abs, maximum, comparisons?)")
 
 
 def _complex_step(problem, target, work, idx, dirty):
@@ -74,8 +111,7 @@ def comparisons(problem, opts, strategy):
 
 def _compare(problem, target, opts):
     real = target.array
-    trial = np.arange(min(TRIAL_ELEMENTS, real.size))
-    central = _central(problem, target, trial)
+    trial = _central(problem, target, _directions(problem, target))
     cdtype = np.complex64 if real.dtype == np.float32 else np.complex128
     work = real.astype(cdtype)
     problem.snapshot.restore_all()
@@ -102,14 +138,8 @@ def _compare(problem, target, opts):
                     "complex input (the imaginary part is dropped)")
         dirty = inner.changed()
         inner.restore_all()
-        cstep = _complex_step(problem, target, work, trial, dirty)[0]
-        scale = max(1.0, float(np.max(np.abs(central))))
-        if np.any(np.abs(cstep - central) > 1e-5 * scale):
-            _refuse(problem, target.name, "its complex-step and central differences disagree "
-                    f"(e.g. {cstep[0]:.6g} vs {central[0]:.6g}): the forward is not "
-                    "complex-analytic (abs, maximum, comparisons?)")
-        idx = np.arange(real.size)
-        num, S, h = _complex_step(problem, target, work, idx, dirty)
+        num, S, h = _complex_step(problem, target, work, np.arange(real.size), dirty)
+        _check_trial(problem, target, trial, num)
     finally:
         outer.restore_all()
     eps = float(np.finfo(real.dtype).eps)

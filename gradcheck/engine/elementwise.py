@@ -17,7 +17,8 @@ from gradcheck.engine import methods
 from gradcheck.engine.noise import measure_noise
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.refine import REFINED_GAIN, StepSearch
-from gradcheck.engine.steps import element_steps, tune
+from gradcheck.engine.steps import (element_steps, keep_in_domain, reach, relative_step,
+                                    tune)
 from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -53,7 +54,8 @@ class Setup:
         #: and reduction) when it made enough, else as the noise table's (which keeps whole
         #: output differences: up to 25x slower per call, measured on BatchNormalization)
         self.call_time = (time.perf_counter() - t0) / max(1, self.noise.calls)
-        steps = element_steps(self.arr, method, self.noise.relative, opts.eps)
+        steps = element_steps(self.arr, method, self.noise.relative, opts.eps,
+                              self.noise.local)
         self.structure = None
         before, t0 = problem.adapter.forward_calls, time.perf_counter()
         self.steps, self.tuning = (tuner or _tune_elements)(self, steps)
@@ -62,15 +64,25 @@ class Setup:
             self.call_time = (time.perf_counter() - t0) / tuned
         # refinement extrapolates central differences at 2h, h, h/2 (removing h^2 and h^4):
         # it starts from this method's step when that is a central one (the larger steps of
-        # central4/richardson round less), from central's own otherwise, shrunk as the
-        # tuning shrank this method's (never grown: it only searches downwards)
+        # central4/richardson round less), from central's own otherwise, changed as the
+        # tuning changed this method's: shrunk, or grown from a target's own scale below 1
+        # (where outputs of 1 round away) up to the unit scale, never beyond (it only
+        # searches downwards)
         central = methods.get("central")
-        self.refine_steps = self.steps if method.order >= central.order else element_steps(
-            self.arr, central, self.noise.relative, opts.eps) * min(1.0, self.tuning.factor)
+        self.refine_steps = self.steps if method.order >= central.order else _refine_steps(
+            self.arr, central, self.noise, opts.eps, self.tuning.factor)
+        # the method's points and the refinement's stay where forward is defined
+        widest = np.maximum(self.steps, self.refine_steps)
+        kept, self.domain_calls, self.shrunk = (
+            (widest, 0, 0) if opts.eps is not None else
+            keep_in_domain(self.evaluate, self.arr, widest, problem.out0, reach(method)))
+        if self.shrunk:  # both by the same factor (a projection's refinement keeps the ratio)
+            self.steps, self.refine_steps = self.steps * (kept / widest), \
+                self.refine_steps * (kept / widest)
 
     @property
     def calls(self):
-        return self.noise.calls + self.tuning.calls
+        return self.noise.calls + self.tuning.calls + self.domain_calls
 
     def reason(self):
         """How the noise and the steps were found, for the report."""
@@ -78,7 +90,20 @@ class Setup:
                 f"{self.noise.note})")
         if self.tuning.factor != 1.0:
             text += f"; {self.tuning.note}"
+        if self.shrunk:
+            text += (f"; the steps of {self.shrunk} element(s) shrunk: at x +- h forward "
+                     "left its domain (NaN or inf)")
         return text
+
+
+def _refine_steps(arr, central, noise, eps, factor):
+    """Central differences' steps for the refinement of another method's elements."""
+    steps = element_steps(arr, central, noise.relative, eps, noise.local)
+    if factor <= 1.0 or eps is not None:
+        return steps * min(1.0, factor)
+    unit = relative_step(central, noise.relative) * np.maximum(
+        1.0, np.abs(arr.reshape(-1)).astype(np.float64))
+    return np.minimum(steps * factor, np.maximum(steps, unit))
 
 
 def _tune_elements(s, steps):
@@ -183,7 +208,8 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
         estimate=est, rule=rule,
         own_rule=own, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
         noise=s.noise, refiner=refiner, full=full, reason=s.reason(),
-        refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx])
+        refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx],
+        checked_fraction=len(idx) / n if n else 1.0)
 
 
 def _differences(problem, s, idx):

@@ -118,7 +118,7 @@ def _tuner(s, steps):
     tuning when no structure was found)."""
     opts, problem, name = s.opts, s.problem, s.target.name
     s.structure = detect(s.evaluate, s.arr, problem.out0, problem.out_shape, seed=opts.seed,
-                         name=name, tol=opts.nondet_tol)
+                         name=name, tol=opts.nondet_tol, local=s.noise.local)
     s.violation, s.group_cache = None, None
     if not s.structure.found:
         return _tune_elements(s, steps)

@@ -15,7 +15,8 @@ import numpy as np
 
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.perturb import Columns, ElementMoves, differences
-from gradcheck.engine.refine import level_factor, search
+from gradcheck.engine.refine import (REFINED_GAIN, Refined, level_factor, search,
+                                     widen_nearby)
 from gradcheck.engine.tolerances import analytic_floor, rms, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -104,7 +105,7 @@ def _compare(problem, target, opts, Ja):
 
     class Refiner:
         def refine(self, rows, analytic):
-            return search(level(np.asarray(rows)), analytic)
+            return _refine_columns(level, s, Ja, np.asarray(rows))
 
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy="jacobian",
@@ -117,4 +118,33 @@ def _compare(problem, target, opts, Ja):
                          "estimates": st.bound.reshape(m, n)},
         extra={"worst_output_index": lambda r: tuple(
             int(j) for j in np.unravel_index(int(r) // n, problem.out_shape))},
-        reason=s.reason() + "; per entry: the noise of its own output")
+        reason=s.reason() + "; per entry: the noise of its own output",
+        # an entry outside its first tolerance is judged on its refined one: the resolution
+        # promises that for every entry (as for elements)
+        refined_rounding=REFINED_GAIN * sigma / np.tile(s.refine_steps, m))
+
+
+def _refine_columns(level, s, Ja, rows):
+    """Refine the entries ``rows`` together with every entry of their columns.
+
+    The columns cost the same forward calls whichever of their entries are asked
+    for; refined together, an input element at a kink in any output puts all its
+    entries at the kink (:func:`gradcheck.engine.refine.search` ``element``), and an
+    entry outside its one-sided hull is judged on the hull widened at nearby points,
+    as elements are.
+    """
+    m, n = Ja.shape
+    cols = np.unique(rows % n)
+    every = (np.arange(m)[:, None] * n + cols[None, :]).reshape(-1)  # sorted
+    pos = np.searchsorted(every, rows)
+
+    def nearby(outside, lower, upper):
+        which = np.flatnonzero(outside)
+        at = level(every[which])
+        return widen_nearby(s.arr, s.refine_steps, s.opts.seed, which, lower, upper,
+                            lambda: at(4)[0])
+
+    r = search(level(every), Ja.reshape(-1)[every], nearby, element=every % n)
+    return Refined(*(getattr(r, f)[pos] for f in ("value", "rounding", "estimate", "step",
+                                                  "kink", "minus", "plus", "lower", "upper")),
+                   calls=r.calls, hull_noise=None if r.hull_noise is None else r.hull_noise[pos])

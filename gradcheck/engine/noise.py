@@ -34,6 +34,7 @@ References
    Sci. Comput. 33(3), 1292-1314 (2011).
 """
 
+import dataclasses
 import functools
 import zlib
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import Optional
 import numpy as np
 
 from gradcheck.engine.perturb import Columns, DirectionMoves, differences
+from gradcheck.engine.steps import element_scale
 from gradcheck.errors import LayerCallError
 
 __all__ = ["NoiseEstimate", "ecnoise", "measure_noise"]
@@ -50,8 +52,9 @@ __all__ = ["NoiseEstimate", "ecnoise", "measure_noise"]
 #: recommend at least 7 values in all).
 POINTS = 7
 
-#: First spacing, relative to each element's scale ``max(1, |x_i|)`` (at least 16 ulps
-#: of the target's dtype): small, so that few elements cross a kink within the table.
+#: First spacing, relative to each element's scale (:func:`gradcheck.engine.steps.
+#: element_scale`; at least 16 ulps of the target's dtype): small, so that few elements
+#: cross a kink within the table.
 FIRST_SPACING = 1e-9
 
 #: Tables measured at most (the spacing changes by 100 between them).
@@ -138,6 +141,9 @@ class NoiseEstimate:
         Forward calls made.
     note : str
         How the level was obtained.
+    local : bool
+        The target's own scale holds (:func:`gradcheck.engine.steps.element_scale`):
+        the table and the steps are taken relative to it.
     """
 
     level: float
@@ -148,6 +154,7 @@ class NoiseEstimate:
     calls: int
     note: str
     moved: Optional[np.ndarray] = None
+    local: bool = True
 
     def of_support(self, share):
         """Noise of ``L`` for perturbations that changed outputs holding ``share`` of it.
@@ -239,11 +246,44 @@ def measure_noise(evaluate, arr, out0, dout, *, seed, name, out_eps):
     NoiseEstimate
     """
     rng = np.random.default_rng([seed, 5, zlib.crc32(name.encode())])
-    x = np.abs(arr.astype(np.float64))
-    w = rng.choice([-1.0, 1.0], size=arr.shape) * np.maximum(1.0, x)
+    sign = rng.choice([-1.0, 1.0], size=arr.shape)
+    delta = max(FIRST_SPACING, 16.0 * float(np.finfo(arr.dtype).eps))
+    local = _own_scale_holds(evaluate, arr, out0, sign, delta)
+    est = _tables(evaluate, arr, out0, dout, sign * element_scale(arr, local is not False),
+                  delta, out_eps)
+    return dataclasses.replace(est, local=local is not False, calls=est.calls + (0 if local is None else 2),
+                               note=est.note + ("" if local is not False else (
+                                   "; on the unit scale max(1, |x|): at the target's own "
+                                   "scale most outputs did not move")))
+
+
+def _own_scale_holds(evaluate, arr, out0, sign, delta):
+    """Whether the target's own scale (below 1) moves as many outputs as the unit scale.
+
+    ``None`` (no calls) where the two scales are the same (a target of magnitude above
+    :data:`gradcheck.engine.steps.OWN_SCALE`); else one forward call at each:
+    fewer than half the outputs moving at the own scale (a bias of ``1e-35`` beside
+    outputs of 1) is False; a unit-scale point outside forward's domain is True.
+    """
+    own, unit = element_scale(arr), element_scale(arr, local=False)
+    if np.array_equal(own, unit):
+        return None
+    moved = []
+    for scale in (own, unit):
+        sink = Columns(out0.size, 1, 1)
+        try:
+            differences(evaluate, DirectionMoves(arr, (delta * sign * scale)[None]),
+                        [(1.0, 0.0)], sink, out0)
+        except LayerCallError:
+            return True
+        moved.append(np.count_nonzero(sink.C[:, 0, 0]))
+    return bool(2 * moved[0] >= moved[1])
+
+
+def _tables(evaluate, arr, out0, dout, w, delta, out_eps):
+    """The difference tables of :func:`measure_noise` along ``w`` from the spacing ``delta``."""
     d = np.asarray(dout, dtype=np.float64)
     terms = out0.astype(np.float64) * d
-    delta = max(FIRST_SPACING, 16.0 * float(np.finfo(arr.dtype).eps))
     calls, tried, best, moved = 0, [], None, np.zeros(out0.size, bool)
     for _ in range(TRIES):
         tried.append(delta)
@@ -280,20 +320,22 @@ def _try_table(V, d, terms, out0, out_eps, delta, calls):
     moved = np.any(V != 0, axis=1)
     scale_L = scaled_norm(terms[moved]) if moved.any() else 0.0
     f, s = _scalar_values(U)
-    if moved.any() and s * float(np.max(np.abs(f))) > 0.1 * max(
-            float(np.sum(np.abs(terms[moved]))), np.finfo(float).tiny):
+    size_L = float(np.sum(np.abs(terms[moved]))) if moved.any() else 0.0
+    if size_L > 0 and s * float(np.max(np.abs(f))) > 0.1 * size_L:
         return None, 3, moved  # L changes by more than 10 %: spacing too large
+    # (outputs that are all 0 at x, by cancellation: no 10 % to go by; ECnoise's own test
+    # of the differences settling decides, or the noise of the terms that cancel is lost)
     sigma, k, inform = ecnoise(f)
-    note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x max(1, |x|), "
-            f"level {k})")
+    note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x the "
+            f"element's scale, level {k})")
     # second differences at least: the first differences of a smooth output are its slope
     jumped = _jumped(U, max(k, 2), moved, terms) if inform == 1 else np.zeros(len(U), bool)
     if jumped.any():  # a kink inside the table: those outputs do not measure rounding
         f, s = _scalar_values(U[~jumped])
         sigma, k, inform = ecnoise(f)
-        note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x max(1, |x|), "
-                f"level {k}; {int(jumped.sum())} output(s) left out: their differences jumped "
-                "inside the table, a kink)")
+        note = (f"measured (ECnoise, {POINTS + 1} points at spacing {delta:.0e} x the "
+                f"element's scale, level {k}; {int(jumped.sum())} output(s) left out: their "
+                "differences jumped inside the table, a kink)")
     if inform != 1:
         return None, inform, moved
     U = np.where(jumped[:, None], 0.0, U)
@@ -360,8 +402,9 @@ def _estimate(level, V, U, k, moved, scale_L, out_eps, calls, note, out0, d):
     relative = level / scale_L if scale_L > 0 else 0.0
     if relative < RELATIVE_FLOOR * out_eps:  # below the rounding of storing the output
         relative = RELATIVE_FLOOR * out_eps
-        level = relative * scale_L
-        note += f"; raised to the rounding of the output dtype ({relative:.1e} relative)"
+        if scale_L > 0:  # outputs all 0 at x: the measured level is all there is
+            level = relative * scale_L
+            note += f"; raised to the rounding of the output dtype ({relative:.1e} relative)"
     std = np.maximum(_table_level(V, k), half)
     if live.any():
         mag = _sizes(out0.astype(np.float64), V)  # live: every mag > 0

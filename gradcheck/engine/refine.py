@@ -35,8 +35,8 @@ import numpy as np
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, ROUNDING_SAFETY
 
-__all__ = ["Refined", "StepSearch", "search", "level_factor", "LEVELS", "RATIO",
-           "FIRST_TRIPLE_GAIN", "REFINED_GAIN"]
+__all__ = ["Refined", "StepSearch", "search", "widen_nearby", "level_factor", "LEVELS",
+           "RATIO", "FIRST_TRIPLE_GAIN", "REFINED_GAIN"]
 
 #: Ratio between the steps of consecutive levels.
 RATIO = 4.0
@@ -143,6 +143,44 @@ class Refined:
     hull_noise: object = None
 
 
+def widen_nearby(arr, steps, seed, which, lower, upper, derivative):
+    """The hull ``[lower, upper]`` of the rows ``which`` widened by derivatives at nearby points.
+
+    ``arr`` is moved as a whole by ``NEARBY`` shifts of ``steps`` (ties broken by index,
+    first wins as argmax does, then last wins; then at random) and put back exactly;
+    ``derivative() -> (len(which),)`` gives the rows' derivatives there.
+
+    Parameters
+    ----------
+    arr : ndarray
+    steps : ndarray of float64, shape (arr.size,)
+    seed : int
+    which : ndarray of int
+        The rows of ``lower`` and ``upper`` to widen.
+    lower, upper : ndarray of float64
+    derivative : callable
+
+    Returns
+    -------
+    lower, upper : ndarray of float64 (copies)
+    """
+    rng = np.random.default_rng([seed, 7])
+    lower, upper = lower.copy(), upper.copy()
+    saved = arr.copy()
+    ramp = np.arange(arr.size) / max(1, arr.size)
+    try:
+        for k in range(NEARBY):
+            unit = -ramp if k == 0 else ramp if k == 1 else rng.uniform(-1, 1, ramp.size)
+            np.copyto(arr, (saved.astype(np.float64).reshape(-1) + unit * steps)
+                      .reshape(arr.shape).astype(arr.dtype))
+            D = derivative()
+            lower[which] = np.minimum(lower[which], D)
+            upper[which] = np.maximum(upper[which], D)
+    finally:
+        np.copyto(arr, saved)
+    return lower, upper
+
+
 class StepSearch:
     """The refiner of the elementwise strategies (see the module notes).
 
@@ -191,29 +229,13 @@ class StepSearch:
 
     def _nearby(self, rows, outside, lower, upper):
         """Widen the hull of ``outside`` rows by derivatives at random nearby points."""
-        rng = np.random.default_rng([self.seed, 7])
-        lower, upper = lower.copy(), upper.copy()
         which = np.flatnonzero(outside)
         elements = self.idx[rows][which]
-        saved = self.arr.copy()
-        ramp = np.arange(self.arr.size) / max(1, self.arr.size)
-        try:
-            for k in range(NEARBY):
-                # ties broken by index (first wins, as argmax does; then last wins), then
-                # at random
-                unit = -ramp if k == 0 else ramp if k == 1 else rng.uniform(-1, 1, ramp.size)
-                shift = unit * self.steps
-                np.copyto(self.arr, (saved.astype(np.float64).reshape(-1) + shift)
-                          .reshape(self.arr.shape).astype(self.arr.dtype))
-                D = self._level(elements, 4)[0]
-                lower[which] = np.minimum(lower[which], D)
-                upper[which] = np.maximum(upper[which], D)
-        finally:
-            np.copyto(self.arr, saved)
-        return lower, upper
+        return widen_nearby(self.arr, self.steps, self.seed, which, lower, upper,
+                            lambda: self._level(elements, 4)[0])
 
 
-def search(level, analytic, nearby=None, calls=lambda: 0):
+def search(level, analytic, nearby=None, calls=lambda: 0, element=None):
     """The step search and kink test shared by every refiner (see the module notes).
 
     Parameters
@@ -228,6 +250,12 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
         by derivatives at random nearby points, for kink items outside it.
     calls : callable
         Forward calls made so far (for the result).
+    element : ndarray of int, shape (r,), or None
+        The element each item moves, when several items move the same one (Jacobian
+        entries of one column): an element at a kink puts every one of its items there,
+        also those whose own output shows no jump along it (the middle output of a sort
+        at a three-way tie: constant along each tied element's axis, its analytic entry 1
+        is one of the Clarke Jacobian's).
 
     Returns
     -------
@@ -251,6 +279,9 @@ def search(level, analytic, nearby=None, calls=lambda: 0):
             if best.done(k):
                 break
     kink = _kinks(gaps, side_noises)
+    if element is not None:
+        _, at = np.unique(element, return_inverse=True)
+        kink = kink | np.bincount(at.reshape(-1), weights=kink)[at.reshape(-1)].astype(bool)
     lower = np.minimum(last["minus"], last["plus"])
     upper = np.maximum(last["minus"], last["plus"])
     outside = kink & ((analytic < lower) | (analytic > upper))

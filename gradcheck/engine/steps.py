@@ -5,8 +5,9 @@ is ``O(eps / h)``, the total error is smallest near ``h = eps**(1/(p+1))``
 times the scale on which the function varies [1]_. Here ``eps`` is the
 *measured* relative noise of the forward (:mod:`gradcheck.engine.noise`;
 about ``1e-16`` for a layer that computes in float64, ``3e-8`` for one that
-rounds through float32), and the scale starts as ``max(1, |x_i|)``, SciPy's
-choice [2]_:
+rounds through float32), and the scale starts as SciPy's ``max(1, |x_i|)``
+[2]_, or for a target of magnitude far below 1 its own, ``max(|x_i|, rms(x))``
+(:func:`element_scale`):
 
 =============  ===  =====================  ========================
 method         p    base step              float64 (eps = 1.1e-16)
@@ -39,11 +40,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck.engine.perturb import ElementMoves, Reduce, differences
+from gradcheck.engine.perturb import (Columns, DirectionMoves, ElementMoves, Reduce,
+                                      differences)
 from gradcheck.engine.tolerances import rms
 from gradcheck.errors import LayerCallError
 
-__all__ = ["relative_step", "element_steps", "tune", "Tuning", "COMPLEX_STEP"]
+__all__ = ["relative_step", "element_scale", "element_steps", "tune", "Tuning",
+           "keep_in_domain", "reach", "COMPLEX_STEP"]
 
 #: Complex step: no subtractive cancellation, so the step can be tiny [4]_.
 COMPLEX_STEP = 1e-20
@@ -70,7 +73,43 @@ def relative_step(method, relative_noise):
     return float(relative_noise) ** (1.0 / (method.order + 1))
 
 
-def element_steps(values, method, relative_noise, eps=None):
+def element_scale(values, local=True):
+    """The scale each element's steps (and every probe of it) are taken relative to.
+
+    ``max(|x_i|, rms(x))`` for a target of magnitude (RMS) below
+    :data:`OWN_SCALE` (and ``local``), else SciPy's ``max(1, |x_i|)``. A
+    target at ``1e-22`` is not on a unit scale: a step of ``1e-6`` there jumps
+    far outside the region where ``log`` or ``1/x`` is what it is at ``x``,
+    and moves ``x**2`` to outputs whose rounding dwarfs the noise measured at
+    ``x``. Whether the target's own scale holds is
+    measured (:func:`gradcheck.engine.noise.measure_noise`, ``local``): where
+    most outputs do not even move at it (a bias of ``1e-35`` beside outputs of
+    1), ``max(1, |x_i|)`` is used (``local=False``). An all-zero target has the
+    unit scale.
+
+    Parameters
+    ----------
+    values : ndarray
+        The target (any shape, floating or complex dtype).
+    local : bool
+        False: ``max(1, |x_i|)``.
+
+    Returns
+    -------
+    ndarray of float64, shape ``values.shape``
+    """
+    mag = np.abs(values).astype(np.float64)
+    floor = rms(mag) if mag.size and local else 1.0
+    return np.maximum(mag, floor if 0 < floor <= OWN_SCALE else 1.0)
+
+
+#: A target is stepped on its own scale when its magnitude (RMS) is below this: far enough
+#: below 1 that the unit scale can leave its local region (a factor the step tuning grows
+#: or shrinks the steps by at once); between it and 1, ``max(1, |x_i|)`` as ever.
+OWN_SCALE = 1.0 / 16.0
+
+
+def element_steps(values, method, relative_noise, eps=None, local=True):
     """Absolute step per element.
 
     Parameters
@@ -83,15 +122,16 @@ def element_steps(values, method, relative_noise, eps=None):
         The measured relative noise of the forward.
     eps : float or None
         A float: that absolute step for every element (the caller's ``eps=``).
+    local : bool
+        :func:`element_scale`'s (the noise estimate's ``local``).
 
     Returns
     -------
     ndarray of float64, shape ``(values.size,)``
     """
-    flat = np.abs(values.reshape(-1)).astype(np.float64)
     if eps is not None:
-        return np.full(flat.shape, float(eps))
-    return relative_step(method, relative_noise) * np.maximum(1.0, flat)
+        return np.full(values.size, float(eps))
+    return relative_step(method, relative_noise) * element_scale(values, local).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -188,8 +228,10 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
     rng = np.random.default_rng([seed, 6, zlib.crc32(name.encode())])
     if sample is None:
         sample = np.sort(rng.choice(arr.size, size=min(SAMPLE, arr.size), replace=False))
-    growth = MAX_RELATIVE_STEP * np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(
-        np.float64)) / steps[sample]
+    unit = np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(np.float64))
+    growth = MAX_RELATIVE_STEP * unit / steps[sample]
+    below_unit = float(np.min(unit / element_scale(arr, getattr(noise, "local", True))
+                              .reshape(-1)[sample]))
     factor, calls, note, last, seen_before = 1.0, 0, "base steps kept", None, False
     for _ in range(MAX_PROBES):
         try:
@@ -204,7 +246,9 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
             break  # a changed step left forward's domain: keep the last one
         calls += 2 * method.calls * (1 if probe else len(sample))
         last = (factor, m)
-        change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before)
+        change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before,
+                              (below_unit, method.gain * float(noise.relative) ** (
+                                  method.order / (method.order + 1.0))))
         seen_before = seen_before or m["seen"]
         if change == 1.0:
             break
@@ -242,12 +286,19 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
             "rounding": float(np.median(method.gain * sigma / h)) / scale if scale > 0 else 0.0}
 
 
-def _next_factor(m, method, adjust, factor, max_growth, seen_before):
+def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0, 0.0)):
     """The factor to change the steps by next (1.0: keep them).
 
     Measured truncation: towards the optimum. None measurable: grow by 16 while the
     rounding error is large -- until a truncation error has been seen once (at the
     optimum the truncation is about half the rounding, below what can be measured).
+    ``local = (below_unit, aim)``: below the unit scale (``factor < below_unit``: a
+    target far smaller than 1, whose steps :func:`element_scale` took from its own
+    magnitude), grow while the rounding exceeds ``aim`` (the base step's rounding on the
+    unit scale: ``exp`` at ``1e-6`` varies on the scale of 1), at once as far as the
+    rounding asks (it falls as ``1/h``), at most to the unit scale; there a sample whose
+    outputs did not move at all (derivatives exactly 0: an affine layer with a bias of 1
+    at ``x ~ 1e-22``) goes to the unit scale.
     """
     if not adjust:
         return 1.0
@@ -260,6 +311,115 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before):
         if 0.7 <= change <= 1.4 or (factor > 1.0 and change > 1.0):
             return 1.0
         return float(np.clip(change, 1e-4, min(16.0, max_growth / factor)))
-    if not seen_before and m["rounding"] > GROW_ABOVE and factor * 16.0 <= max_growth:
-        return 16.0
-    return 1.0
+    below_unit, aim = local
+    if factor < below_unit:
+        rounding = m["rounding"] if m["scale"] > 0 else np.inf
+        if seen_before or rounding <= aim:
+            return 1.0
+        return float(np.clip(rounding / max(aim, np.finfo(float).tiny), 16.0,
+                             min(below_unit / factor, max_growth / factor)))
+    if seen_before or m["rounding"] <= GROW_ABOVE or factor * 16.0 > max_growth:
+        return 1.0
+    return 16.0
+
+
+#: Elements whose points ``x_i +- span h_i`` reach 0 (``span h_i`` at least this times
+#: ``|x_i|``) are screened for forward's domain by :func:`keep_in_domain` (``log``,
+#: ``sqrt``, ``1/x`` end there).
+NEAR_EDGE = 1.0
+
+#: Rounds of :func:`keep_in_domain` (each shrinks the offending steps by 16 at least).
+SHRINKS = 4
+
+#: Offending elements located one by one at most; beyond, every screened step shrinks.
+LOCATED = 16
+
+
+def reach(method):
+    """How far, in steps, the check moves an element.
+
+    Parameters
+    ----------
+    method : gradcheck.engine.methods.Method
+
+    Returns
+    -------
+    float
+        The method's widest point, at least the refinement's ``2h``.
+    """
+    return max(2.0, max(abs(a) for pair in method.pairs for a in pair))
+
+
+def keep_in_domain(evaluate, arr, steps, out0, span):
+    """Shrink the steps of elements whose points ``x_i +- span h_i`` leave forward's domain.
+
+    ``log`` at ``x_i = 1e-9`` beside values of 1 gets a step of ``5e-6``: forward turns
+    NaN there. The elements whose points come near 0 (:data:`NEAR_EDGE`) are moved
+    together by ``+- span h``; where that is not finite, the offending ones are located by
+    bisection and their steps shrunk (by 16, and to ``|x_i| / (2 span)``), as measured,
+    for :data:`SHRINKS` rounds. Steps that no shrinking keeps finite are left as
+    they were (the check then names the element: a forward NaN at any step).
+
+    Parameters
+    ----------
+    evaluate : callable
+    arr : ndarray
+        The target (moved in place, restored exactly).
+    steps : ndarray of float64, shape (arr.size,)
+    out0 : ndarray
+    span : float
+        :func:`reach` of the method.
+
+    Returns
+    -------
+    steps : ndarray of float64
+    calls : int
+    shrunk : int
+        Elements whose steps were shrunk.
+    """
+    mag = np.abs(arr.reshape(-1)).astype(np.float64)
+    near = np.flatnonzero(span * steps > NEAR_EDGE * mag)
+    if not near.size:
+        return steps, 0, 0
+    new, calls, bad = steps.copy(), 0, None
+    for _ in range(SHRINKS):
+        bad, c = _leaving(evaluate, arr, new, out0, span, near)
+        calls += c
+        if bad is None or not bad.size:
+            break
+        new[bad] = np.minimum(new[bad] / 16.0, mag[bad] / (2.0 * span))
+    if bad is not None and bad.size:  # no shrinking helped: forward fails whatever the step
+        new[bad] = steps[bad]
+    shrunk = int(np.count_nonzero(new != steps))
+    return new, calls, shrunk
+
+
+def _leaving(evaluate, arr, steps, out0, span, near):
+    """``(elements of near whose points leave the domain, calls)``; ``None``: not located."""
+    calls = [0]
+
+    def finite(which):
+        w = np.zeros(arr.size)
+        w[which] = span * steps[which]
+        calls[0] += 2
+        try:
+            differences(evaluate, DirectionMoves(arr, w.reshape(arr.shape)[None]),
+                        [(1.0, -1.0)], Columns(out0.size, 1, 1), out0)
+        except LayerCallError:
+            return False
+        return True
+
+    if finite(near):
+        return np.zeros(0, int), calls[0]
+    found, pending = [], [near]
+    while pending:
+        group = pending.pop()
+        if len(group) == 1:
+            found.append(int(group[0]))
+            if len(found) > LOCATED:
+                return near, calls[0]
+            continue
+        for half in (group[:len(group) // 2], group[len(group) // 2:]):
+            if not finite(half):
+                pending.append(half)
+    return np.array(sorted(found), dtype=int), calls[0]

@@ -53,14 +53,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck.engine.perturb import Columns, DirectionMoves, differences
+from gradcheck.engine.steps import element_scale
 from gradcheck.errors import LayerCallError
 
 __all__ = ["Structure", "detect", "color", "interval_colors", "block_keys", "DETECT_STEP",
            "MAX_TESTS", "BAND_SPACING"]
 
-#: Relative size of the probes' perturbation, ``DETECT_STEP * max(1, |x|)``: large enough
-#: that a coupling moves an output by more than its rounding, small enough to stay inside
-#: forward's domain.
+#: Relative size of the probes' perturbation, ``DETECT_STEP`` times the element's scale
+#: (:func:`gradcheck.engine.steps.element_scale`): large enough that a coupling moves an
+#: output by more than its rounding, small enough to stay inside forward's domain.
 DETECT_STEP = 1e-4
 
 #: Pairings tested at most per target (each costs one or two forward calls).
@@ -329,11 +330,11 @@ def _search_bands(prober, shape, out_shape, pairs, tol):
 class _Prober:
     """One forward call with the target moved on a subset of its elements (exact diffs)."""
 
-    def __init__(self, evaluate, arr, out0, seed, name):
+    def __init__(self, evaluate, arr, out0, seed, name, local=True):
         self.evaluate, self.arr, self.out0 = evaluate, arr, out0
         rng = np.random.default_rng([seed, 11, zlib.crc32(name.encode())])
         self.rng = rng
-        scale = np.maximum(1.0, np.abs(arr.astype(np.float64)))
+        scale = element_scale(arr, local)
         self.w = (rng.choice([-1.0, 1.0], size=arr.shape) * rng.uniform(0.5, 1.0, arr.shape)
                   * DETECT_STEP * scale)
         self.calls = 0
@@ -429,7 +430,7 @@ def _show(pair, name="target"):
     return f"{name} axis {a} ~ output axes {bs[0]}-{bs[-1]} flattened"
 
 
-def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0, banded=True):
+def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0, banded=True, local=True):
     """Learn the block structure of ``arr``'s Jacobian from a few forward probes.
 
     Parameters
@@ -450,6 +451,8 @@ def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0, banded=True):
         check's ``nondet_tol``; 0: bitwise).
     banded : bool
         Also look for banded axes among those the block pairings left free.
+    local : bool
+        The probes' scale (:func:`gradcheck.engine.steps.element_scale`).
 
     Returns
     -------
@@ -459,7 +462,7 @@ def detect(evaluate, arr, out0, out_shape, *, seed, name, tol=0.0, banded=True):
     ----------
     .. [1] A. R. Curtis, M. J. D. Powell and J. K. Reid (1974), see the module notes.
     """
-    prober = _Prober(evaluate, arr, out0, seed, name)
+    prober = _Prober(evaluate, arr, out0, seed, name, local)
     shape = arr.shape
     try:
         pairs, tested = _search(prober, shape, tuple(out_shape), tol)

@@ -87,7 +87,9 @@ class Comparison:
     rounding an item would carry if it were refined (the resolution promises that).
     ``shared_items``: every item sees every element (random projections), so a single
     wrong element moves all of them and the *best* item's bound is the resolution;
-    otherwise (elements, Jacobian entries) the worst item's is.
+    otherwise (elements, Jacobian entries) the worst item's is. ``checked_fraction``:
+    the share of the target's elements the items see (below 1: a random sample, blind
+    to an error in the others).
     """
 
     name: str
@@ -109,6 +111,7 @@ class Comparison:
     gradient_scale: Optional[float] = None
     refined_rounding: Optional[np.ndarray] = None
     shared_items: bool = False
+    checked_fraction: float = 1.0
     full: Optional[Callable] = None
     reason: str = ""
 
@@ -346,8 +349,10 @@ def _verdict(comp, st, checked, scale, resolution, policy):
             "another input or dout (a batch of N >= 2 for batch statistics), or declare it "
             "with expect_zero if the gradient is zero by the layer's structure")
     at_kinks = len({i for i, *_, ok in st.kinks if ok})
-    size = max(n, int(np.prod(comp.shape)) if comp.strategy == "projection" else n)
-    coarse = int(np.count_nonzero(st.unresolved))
+    # in elements: a Jacobian's items are its entries, every element has a column of them
+    size = {"projection": max(n, int(np.prod(comp.shape))),
+            "jacobian": int(np.prod(comp.shape))}.get(comp.strategy, n)
+    coarse = len({comp.index(int(r)) for r in np.flatnonzero(st.unresolved)})
     if at_kinks + coarse > policy.max_kink_fraction * size:
         return "INCONCLUSIVE", (
             f"{at_kinks + coarse} of {size} elements sit at kinks or could only be resolved "
@@ -361,7 +366,20 @@ def _verdict(comp, st, checked, scale, resolution, policy):
             f"than min_resolution = {policy.min_resolution:g}: only errors above that are "
             f"caught. Try {_better(comp.method)}a float64 layer, or an input where the "
             "forward is better conditioned")
+    if comp.checked_fraction < 1.0:
+        return "INCONCLUSIVE", _sampled_reason(comp, n, resolution)
     return "PASS", ""
+
+
+def _sampled_reason(comp, n, resolution):
+    """Why a check of a random sample of the elements proves nothing about the others."""
+    total = int(np.prod(comp.shape))
+    f = comp.checked_fraction
+    return (f"only {n} of {total} elements were checked (sampled, {f:.0%}): an error in any "
+            f"of the other {total - n} is not caught (a single wrong element escapes with "
+            f"probability {1.0 - f:.2f}); the resolution {resolution:.2g} holds for the "
+            "checked elements only. strategy='auto' or 'elementwise' checks every element; "
+            "inconclusive='pass' accepts a sampled check")
 
 
 def _better(method):
@@ -439,4 +457,5 @@ def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, 
         inconclusive=why, tolerances=full.get("tolerances"),
         kinks=tuple((i, lo, hi) for i, lo, hi, _ in st.kinks), method=comp.method,
         unresolved=tuple(comp.index(int(r)) for r in np.flatnonzero(st.unresolved)),
-        relative_resolution=resolution / scale if scale > 0 else float("inf"))
+        relative_resolution=resolution / scale if scale > 0 else float("inf"),
+        checked_fraction=comp.checked_fraction)

@@ -16,7 +16,6 @@ raises what gradcheck does not expect), 130 when interrupted (Ctrl-C).
 """
 
 import argparse
-import difflib
 import os
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from gradcheck.gate.targets import (SHAPE_NOT_APPLICABLE, UsageError, builtin_ca
                                     builtin_listing, command_line_cases, config_cases,
                                     is_builtin_name)
 from gradcheck.gate.tracebacks import user_traceback
+from gradcheck.validate import did_you_mean
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 #: Exit status on Ctrl-C (128 + SIGINT, as a shell reports a command it interrupted).
@@ -121,9 +121,8 @@ def parse_args(argv, parser=None):
         unknown = [a.split("=", 1)[0] for a in extra if a.startswith("-") and a != "-"]
         if unknown:
             known = [s for a in sub._actions for s in a.option_strings]
-            close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)
             sub.error(f"unrecognized option {unknown[0]}"
-                      + (f" (did you mean {close[0]}?)" if close else ""))
+                      + did_you_mean(unknown[0], known, quote=str))
         sub.error(f"unrecognized arguments: {' '.join(extra)}")
     return args
 

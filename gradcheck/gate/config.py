@@ -26,7 +26,6 @@ names the file, the section and the key.
 """
 
 import configparser
-import difflib
 import os
 import sys
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from gradcheck.gate.options import GATE_OPTIONS, OptionError
+from gradcheck.validate import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -117,8 +117,7 @@ def _parse(table, path, section, split):
     unknown = [k for k in table if k not in KEYS]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(key, KEYS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(key, KEYS)
         raise ConfigError(f"{where} {key}: unknown key{hint}; known keys: "
                           f"{', '.join(sorted(KEYS))}")
     targets = ()

@@ -402,5 +402,24 @@ def write_text(option, path, text):
 def write_json(path, outcomes, source, errors=(), interrupted=False):
     """Write the ``--json`` document of ``outcomes`` (and ``errors``) to ``path``
     (:func:`json_document`)."""
-    write_text("--json", path, json.dumps(json_document(outcomes, source, errors, interrupted),
-                                          indent=2) + "\n")
+    document = strict_json(json_document(outcomes, source, errors, interrupted))
+    write_text("--json", path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
+#: How a non-finite float is written in the ``--json`` document: strict JSON has no
+#: ``Infinity``/``NaN`` literal (``JSON.parse`` rejects one), so they are strings, which
+#: Python's ``float()`` reads back.
+NON_FINITE = {np.inf: "Infinity", -np.inf: "-Infinity"}
+
+
+def strict_json(value):
+    """``value`` (dicts, lists, numbers, strings) with every non-finite float as the string
+    ``"Infinity"``, ``"-Infinity"`` or ``"NaN"`` (:data:`NON_FINITE`): a document any
+    JSON parser reads (a degenerate check's ``relative_resolution`` is infinite)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return NON_FINITE.get(float(value), "NaN")
+    return value

@@ -5,7 +5,6 @@ and a mode. Factories are resolved (imported) before any check runs, so a
 missing module or factory is reported before work is done.
 """
 
-import difflib
 import importlib
 import importlib.util
 import os
@@ -16,6 +15,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from gradcheck.protocol.discovery import method_name
+from gradcheck.validate import did_you_mean
 
 
 class UsageError(Exception):
@@ -202,8 +202,7 @@ def _unknown_builtin(name, modes=None):
     if name in unavailable:  # a built-in this installation cannot build
         return UsageError(f"built-in layer {name!r} is not available here: {unavailable[name]}")
     names = builtin_names()
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    hint = did_you_mean(name, names, n=3, cutoff=0.5)
     mode = f" in {'train' if modes[0] else 'eval'} mode" if modes and len(modes) == 1 else ""
     if name in names:
         return UsageError(f"built-in layer {name!r} has no check{mode}")

@@ -69,6 +69,40 @@ def _accepts_train_flg(forward):
     return None
 
 
+def _only_var_args(forward):
+    """Whether ``forward``'s signature (seen through ``__wrapped__``) is nothing but
+    ``*args``/``**kwargs``: a decorator's wrapper that hides the layer's own."""
+    try:
+        params = inspect.signature(forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+def _refused_in_binding(exc, name):
+    """Whether the TypeError ``exc`` is a call of ``name`` refused for its positional
+    arguments (``Dense.forward() takes 2 positional arguments but 3 were given``) before
+    any line of it ran: no frame of a function called ``name`` in its traceback."""
+    import re
+
+    if not re.search(rf"\b{re.escape(name)}\(\) takes .* positional arguments? but .* "
+                     r"(were|was) given", str(exc)):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == name:
+            return False
+        tb = tb.tb_next
+    return True
+
+
+def _signature_text(fn):
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
 def flag_name(forward):
     """The name of ``forward``'s train/eval parameter (one of :data:`SWITCH_NAMES`), or
     ``None`` when it has none (or its signature cannot be read)."""
@@ -139,6 +173,20 @@ def _mode_parameter(forward):
     return next((n for n in ("mode", "phase", "stage") if n in names), None)
 
 
+def describe_value(value):
+    """What ``value`` is, for a message: ``a tuple (float, dict)``, ``a dict with keys 'h',
+    'c'``, ``an array of dtype object``, ``NoneType``."""
+    if isinstance(value, (tuple, list)):
+        kinds = ", ".join(type(v).__name__ for v in value[:6]) + (", ..." if len(value) > 6
+                                                                   else "")
+        return f"a {type(value).__name__} ({kinds})"
+    if isinstance(value, dict):
+        return f"a dict with keys {', '.join(map(repr, list(value)[:6]))}"
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return type(value).__name__
+
+
 class LayerAdapter:
     """Calls a layer following the protocol and validates what it returns.
 
@@ -190,6 +238,10 @@ class LayerAdapter:
         else:
             self._args = ()
             self._kwargs = {}
+        #: a ``forward(*args, **kwargs)`` (a decorator without :func:`functools.wraps`):
+        #: whether it takes the positional flag is learnt at the first call
+        #: (:meth:`_probing_forward`); the note of a flag it refused
+        self._probe, self.flag_refused = _only_var_args(forward), None
         self.forward_calls = 0
         self.backward_calls = 0
         #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
@@ -208,6 +260,8 @@ class LayerAdapter:
         the keyword flag (no Python frame of the toolkit's between the loop and
         the layer); a positional flag follows ``x``, in a closure.
         """
+        if self._probe:
+            return self._probing_forward
         layer, args, kwargs = self.layer, self._args, self._kwargs
         name = method_name(layer, "forward")
         if not _same_at_every_lookup(layer, name):  # a property, a __getattr__: per call
@@ -218,6 +272,27 @@ class LayerAdapter:
         if kwargs:
             return functools.partial(forward, **kwargs)
         return forward
+
+    def _probing_forward(self, x):
+        """``forward(x, train_flg)`` of a ``forward(*args, **kwargs)``, or ``forward(x)``
+        when that call is refused for its number of positional arguments (a TypeError
+        raised in binding, no frame of the layer's ``forward`` run: its own errors are
+        raised); the flag is then never passed again, and :attr:`flag_refused` says so."""
+        name = method_name(self.layer, "forward")
+        forward = getattr(self.layer, name)
+        if not self._probe:
+            return forward(x, *self._args, **self._kwargs)
+        try:
+            return forward(x, *self._args)
+        except TypeError as exc:
+            if not _refused_in_binding(exc, name):
+                raise
+            self.flag_refused = (
+                f"forward{_signature_text(forward)} (a decorator without functools.wraps) "
+                f"refused train_flg as its second positional argument ({exc}): called as "
+                "forward(x), in the one mode it has")
+        self._probe, self._args, self.flag_mode = False, (), None
+        return forward(x)
 
     def raw_forward(self, x):
         """``layer.forward(x, train_flg)`` as the layer returns it (counted)."""
@@ -253,14 +328,18 @@ class LayerAdapter:
             arr = np.asarray(out, dtype=np.float64)
         else:
             raise LayerProtocolError(
-                f"forward() returned {type(out).__name__}, expected one ndarray "
-                "(a layer with several outputs is checked with its inputs as a tuple: "
-                "check_layer(layer, (x,)) splits the output and passes backward one dout "
-                "per output)",
+                f"forward() returned {describe_value(out)}, expected one ndarray (a layer "
+                "with several outputs is checked with its inputs as a tuple: "
+                "check_layer(layer, (x,)) splits a tuple or dict output and passes backward "
+                "one dout per output, a dict of them for a dict; members that are no array, "
+                "a (loss, cache) tuple's cache, are left out)",
                 layer=self.name, target=target)
         if arr.dtype.kind not in "fc":
             raise LayerProtocolError(
-                f"forward() returned an array of dtype {arr.dtype}, expected floating point",
+                f"forward() returned an array of dtype {arr.dtype}, expected floating point"
+                + (" (an object array: forward returned something numpy could not make a "
+                   "number of, a tuple of an array and a cache?)" if arr.dtype.kind == "O"
+                   else ""),
                 layer=self.name, target=target)
         return arr
 

@@ -41,7 +41,7 @@ from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
-           "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES"]
+           "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES", "taken_again"]
 
 #: Names of a first ``forward`` parameter that takes indices, not values.
 INDEX_NAMES = ("idx", "ids", "indices", "index", "tokens", "token_ids", "word_ids", "labels",
@@ -135,15 +135,63 @@ def inputs_first(layer):
     return count if count < len(names) else 0
 
 
+#: Names of a ``backward`` parameter after the upstream gradient that asks for ``forward``'s
+#: input again (besides forward's own input names), and for its output.
+INPUT_AGAIN_NAMES = ("input", "inputs", "inp", "x", "X")
+OUTPUT_AGAIN_NAMES = ("output", "outputs", "out", "y", "Y", "result")
+
+
+def taken_again(layer):
+    """What ``backward`` takes again after the upstream gradient: ``backward(dout, input,
+    output)`` (yanyan0207's ``MaxPooling``), the training loop passing the last forward's
+    input and output back.
+
+    The trailing required positional parameters of ``backward`` (never its first, the
+    gradient) named as ``forward``'s first input or in :data:`INPUT_AGAIN_NAMES` (not as
+    another input of forward's: those are labels, :func:`_loss_labels`) are given that
+    input; those named in :data:`OUTPUT_AGAIN_NAMES` (and no input of forward's) the output.
+
+    Returns
+    -------
+    tuple of str
+        For each such parameter, in order, the name of forward's input it is given, or
+        ``""`` for the output; empty for the usual ``backward(dout)`` and for Torch7's
+        :func:`inputs_first`.
+    """
+    back = _array_parameters(layer_method(layer, "backward"))
+    if not back or len(back) < 2 or inputs_first(layer):
+        return ()
+    fwd = layer_method(layer, "forward")
+    names = forward_names(fwd, forward_names(fwd, 0)[1] or 1)[0]
+    again = []
+    for p in reversed(back[1:]):
+        if p.default is not p.empty or p.name in names[1:]:
+            break
+        if p.name == names[0] or p.name in INPUT_AGAIN_NAMES:
+            again.append(names[0])
+        elif p.name in OUTPUT_AGAIN_NAMES:
+            again.append("")
+        else:
+            break
+    return tuple(reversed(again))
+
+
+def _source_tree(fn):
+    """The parsed source of ``fn`` (``None`` when it cannot be read)."""
+    import textwrap
+
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        return None
+
+
 def returns_several(fn, dicts=False):
     """Whether ``fn``'s source has a ``return a, b, ...`` (a tuple or list display of two
     or more values): a backward returning ``(dx, dW, db)``; with ``dicts``, a ``return
     {"h": h, "c": c}`` too. ``False`` when the source cannot be read."""
-    import textwrap
-
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError, IndentationError):
+    tree = _source_tree(fn)
+    if tree is None:
         return False
     displays = (ast.Tuple, ast.List, ast.Dict) if dicts else (ast.Tuple, ast.List)
     return any(isinstance(node, ast.Return) and isinstance(node.value, displays)
@@ -181,6 +229,12 @@ def match_returned(shapes, candidates):
         names.append(candidates[fits[0]][0])
         start = fits[0] + 1
     return names, ambiguous
+
+
+def _is_output(v):
+    """Whether a member of a tuple ``forward`` returned is an output (an array or a number),
+    not a cache it returns beside them (a dict, an object, ``None``)."""
+    return isinstance(v, (np.ndarray, numbers.Number)) and not isinstance(v, bool)
 
 
 def _differentiable(v):
@@ -352,6 +406,8 @@ class CallLayer:
         #: inputs backward takes before the upstream gradients (Torch7), or after (NNFS)
         self.inputs_first = inputs_first(layer)
         self.labels = [] if self.inputs_first else _loss_labels(layer, self.names)
+        #: forward's input ("" its output) given again after the gradients (:func:`taken_again`)
+        self.again = taken_again(layer)
         #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
         self.model = layer.model if isinstance(layer, FunctionPair) else None
         model = self.model is not None
@@ -370,13 +426,24 @@ class CallLayer:
         self.input_grads = {n: None for n in self.targets[1:]}
         self.flag = flag_name(layer_method(layer, "forward"))
         self.out_shapes = None
+        self.last_out = None  # what the last forward returned (for backward_again)
+        #: the keys of a dict output; ``[(index, type)]`` of a tuple output's members that
+        #: are no array (a cache), left out of the check (:meth:`_packed`); whether they
+        #: were a list (:meth:`split` gives a one-parameter backward the list of douts)
+        self.out_keys, self.cache_outputs, self.out_list = None, [], False
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
-        #: backward takes the upstream gradients of all outputs as one tuple (douts_taken),
-        #: a dict under the keys of a dict of outputs (``out_keys``)
-        self.douts_as_one, self.out_keys = False, None
+        #: backward takes the upstream gradients of all outputs as one parameter
+        #: (:meth:`douts_taken`, :meth:`split`)
+        self.douts_as_one = False
         self.lr = learning_rate_parameter(layer)
+        #: the value every call passes it: LEARNING_RATE, or backward's own default when it
+        #: steps nothing (an ELU's or leaky ReLU's alpha is no learning rate: find_steps)
+        self.rate = LEARNING_RATE
         self.stepped = ()  # the arrays backward steps itself (find_steps)
+        #: how much backward's dx changed with the rate, the arrays it changes by amounts
+        #: that depend on the rate but not in proportion to it (find_steps)
+        self.lr_dx_change, self.lr_unscaled = None, ()
         #: the optimizer objects the layer holds (``self.W_opt``, ML-From-Scratch), and the
         #: parameters whose gradient backward passes to their ``update`` (find_updates)
         self.optimizers = optimizer_paths(layer)
@@ -539,18 +606,33 @@ class CallLayer:
             out = forward(*ordered, **kwargs)
         if out is None and isinstance(lookup(self.layer, "output"), np.ndarray):
             out = self.layer.output  # "Neural Networks from Scratch": forward keeps self.output
-        self.out_keys = list(out) if isinstance(out, dict) and len(out) > 1 and all(
-            isinstance(v, (np.ndarray, numbers.Real)) for v in out.values()) else None
-        if self.out_keys is not None:
-            out = list(out.values())  # {"h": h, "c": c}: backward gets {"h": dh, "c": dc}
+        self.last_out = out
+        return self._packed(out)
+
+    def _packed(self, out):
+        """What ``forward`` returned, as one array: a tuple's (or list's) outputs, or a dict's
+        values (:attr:`out_keys`), flattened one after the other; its members that are no
+        array or number (a cache dict: ``(loss, {"probs": p})``) left out
+        (:attr:`cache_outputs`), a single output left as one array."""
+        self.out_keys = None
+        if isinstance(out, dict) and out and all(_is_output(v) for v in out.values()):
+            self.out_keys, out = list(out), tuple(out.values())
         if isinstance(out, (tuple, list)):
+            self.out_list = isinstance(out, list)
+            self.cache_outputs = [(i, type(o).__name__) for i, o in enumerate(out)
+                                  if not _is_output(o)]
+            if self.cache_outputs:
+                out = [o for o in out if _is_output(o)]
+                if len(out) == 1:  # (loss, cache): the loss alone
+                    self.out_shapes, self.dropped_outputs = None, []
+                    return out[0]
             arrays = [np.asarray(o) for o in out]
             taken = self.douts_taken(len(arrays), keyed=self.out_keys is not None)
             self.dropped_outputs = [(i, a.shape) for i, a in enumerate(arrays) if i >= taken]
             arrays = arrays[:taken]
             self.out_shapes = [a.shape for a in arrays]
             return np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
-        self.out_shapes, self.dropped_outputs = None, []
+        self.out_shapes, self.dropped_outputs, self.cache_outputs = None, [], []
         return out
 
     def split(self, dout):
@@ -562,6 +644,10 @@ class CallLayer:
             size = int(np.prod(shape, dtype=np.int64))
             parts.append(dout.reshape(-1)[start:start + size].reshape(shape))
             start += size
+        if self.douts_as_one:  # one parameter: a dict under a dict output's keys, a list
+            # for a list output, else a tuple
+            return (dict(zip(self.out_keys, parts)) if self.out_keys
+                    else parts if self.out_list else tuple(parts),)
         return tuple(parts)
 
     def douts_taken(self, n, keyed=False):
@@ -571,20 +657,21 @@ class CallLayer:
         left out of the check (:meth:`forward`, :attr:`dropped_outputs`). A defaulted
         upstream gradient (a loss's ``backward(dout=1.0)`` beside ``(loss, probs)``) is one.
         A single one that ``backward`` unpacks into ``n`` (``dh, dc = grads``) takes all
-        ``n``, as one tuple (:attr:`douts_as_one`); so does a single one beside a dict of
-        outputs (``keyed``), as a dict of them under the outputs' keys."""
+        ``n``, as one tuple (a list for a list output: :attr:`douts_as_one`, :meth:`split`);
+        so does a single one beside a dict of outputs (``keyed``, even of one key), as a
+        dict of them under the outputs' keys."""
         backward = layer_method(self.layer, "backward")
         params = _array_parameters(backward)
         self.douts_as_one = False
         if params is None:
             return n
-        names = [p.name for p in params][self.inputs_first:]
+        names = [p.name for p in params][self.inputs_first:len(params) - len(self.again)]
         if self.lr is not None and self.lr[0] in names:
             names.remove(self.lr[0])
         if not names:
             names = _defaulted_dout(backward, self.inputs_first,
                                     self.lr[0] if self.lr is not None else None)
-        if n > 1 and len(names) == 1 and (keyed or unpacks(backward, names[0], n)):
+        if len(names) == 1 and (keyed or n > 1 and unpacks(backward, names[0], n)):
             self.douts_as_one = True
             return n
         taken = len(names)
@@ -698,16 +785,14 @@ class CallLayer:
         (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
         :attr:`step_grads`."""
         backward = layer_method(self.layer, "backward")
-        if self.douts_as_one:
-            douts = (dict(zip(self.out_keys, douts)) if self.out_keys else tuple(douts),)
-        douts = self.backward_inputs() + tuple(douts)
+        douts = self.backward_inputs() + tuple(douts) + self.backward_again()
         if self.lr is None and not self.optimizers:
             grads = call_without_dout(backward, douts)
             subtract_penalty(self.layer)
             return grads
         args, kwargs = douts, {}
         if self.lr is not None:
-            rate = LEARNING_RATE if lr is None else lr
+            rate = self.rate if lr is None else lr
             name, positional = self.lr
             args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
             if lr is not None:
@@ -726,10 +811,20 @@ class CallLayer:
             return ()
         return tuple(self._args(self.last_x)[:self.inputs_first])
 
+    def backward_again(self):
+        """The input and output of the last ``forward`` that ``backward`` takes after the
+        upstream gradients (:attr:`again`; none for the usual ``backward(dout)``)."""
+        if not self.again:
+            return ()
+        values = dict(zip(self.call_names, self._args(self.last_x)))
+        return tuple(values[n] if n else self.last_out for n in self.again)
+
     def find_steps(self, train_flg, seed):
         """Find the arrays a backward that takes a learning rate steps itself
-        (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls);
-        the layer's own error leaves none found (the check then reports it)."""
+        (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls,
+        and 2 forward calls and one per array backward changes alike at both rates, when
+        there is one); the layer's own error leaves none found (the check then reports
+        it)."""
         held = {}
 
         def forward():
@@ -737,14 +832,22 @@ class CallLayer:
             from gradcheck.protocol.problem import default_dout
 
             held["dout"] = default_dout(seed, np.shape(out))
+            return out
 
         self.step_calls = (1, 2)
         try:
-            self.stepped = stepped_arrays(
+            steps = stepped_arrays(
                 self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
                 forward)
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
-            self.stepped = ()
+            self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
+            return
+        self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
+        self.step_calls = (steps.forwards, 2)
+        if not self.stepped and not self.lr_unscaled:
+            default = _default_of(layer_method(self.layer, "backward"), self.lr[0])
+            if default is not None:
+                self.rate = default
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``
@@ -765,7 +868,8 @@ class CallLayer:
             out = self.forward(self.x.copy(), train_flg)
             douts = self.split(default_dout(seed, np.shape(out)))
             with UpdateRecorder(self.layer) as recorder:
-                layer_method(self.layer, "backward")(*self.backward_inputs(), *douts)
+                layer_method(self.layer, "backward")(*self.backward_inputs(), *douts,
+                                                     *self.backward_again())
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.updated = ()
             return 0
@@ -886,15 +990,16 @@ class CallLayer:
             layer=self._gradcheck_name)
 
     def find_labels(self, adapter):
-        """Take as labels the inputs named so (``t``) that ``backward`` returns no
-        gradient for: ``backward(dout) -> dx`` beside ``forward(x, t)`` with float
-        (one-hot) labels. One forward and one backward call on a snapshot, made only
+        """Take as labels the inputs named so (``t``, ``y_true``: :data:`DATA_NAMES`, at any
+        position) that ``backward`` returns no gradient for: ``backward(dout) -> dx``
+        beside ``forward(x, t)`` with float (one-hot) labels, or beside Keras's
+        ``forward(y_true, y_pred)`` (the labels first, the gradients those of the rest). One forward and one backward call on a snapshot, made only
         when such a name is a floating input (counted in :attr:`step_calls`); a layer
         that raises is left to the check's own calls to report."""
         from gradcheck.protocol.state import StateSnapshot
 
-        named = [n for n in self.targets[1:] if n in DATA_NAMES]
-        if not named or self.labels:
+        named = [n for n in self.targets if n in DATA_NAMES]
+        if not named or self.labels or len(self.targets) < 2:
             return
         snapshot, made = StateSnapshot(self), [0, 0]
         try:
@@ -910,13 +1015,23 @@ class CallLayer:
         if grads is None:
             grads = kept_input_gradient(self.layer)
         count = len(grads) if isinstance(grads, (tuple, list)) else int(grads is not None)
-        missing = self.targets[count:]
-        if count and missing and all(n in named for n in missing):
-            for n in missing:
-                self.targets.remove(n)
-                self.passthrough[n] = self.inputs.pop(n)
-                self.input_grads.pop(n, None)
-                self.skipped.append((n, _LABELS_BY_NAME))
+        for missing in (self.targets[count:], self.targets[:len(self.targets) - count]):
+            if count and missing and all(n in named for n in missing):
+                self._drop_labels(missing)
+                return
+
+    def _drop_labels(self, labels):
+        """Take the targets ``labels`` as labels, passed through untouched; when the first
+        target is one (Keras's ``forward(y_true, y_pred)``), the next is the engine's ``x``."""
+        first = self.targets[0]
+        for n in labels:
+            self.targets.remove(n)
+            self.passthrough[n] = self.x if n == first else self.inputs.pop(n)
+            self.input_grads.pop(n, None)
+            self.skipped.append((n, _LABELS_BY_NAME))
+        if first in labels:
+            self.x = self.inputs.pop(self.targets[0])
+            self.input_grads.pop(self.targets[0], None)
 
 
 class FunctionPair:
@@ -1029,22 +1144,51 @@ def _model_of(fn):
     return None
 
 
-def is_index_input(layer, x):
-    """Whether an integer ``x`` is clearly an index (not cast to float): the layer is
-    an embedding (its class name says so) or ``forward``'s first parameter is named
-    like indices (:data:`INDEX_NAMES`). Other integer inputs are cast to float64."""
+def is_index_input(layer, x, train_flg=None):
+    """Whether an integer ``x`` is an index (not cast to float, passed through untouched as
+    an integer input in a tuple is): the layer is an embedding (its class name says so),
+    ``forward``'s first parameter is named like indices (:data:`INDEX_NAMES`), or, given
+    ``train_flg``, ``forward`` indexes with it: one call on ``x`` cast to float64 (on a
+    snapshot) raises numpy's IndexError for float indices. Other integer inputs are cast."""
     if not (isinstance(x, np.ndarray) and x.dtype.kind in "iu"):
         return False
     names, _ = forward_names(layer_method(layer, "forward"), 1)
-    return "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES
+    if "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES:
+        return True
+    return train_flg is not None and _indexes_with(layer, x, train_flg)
+
+
+#: numpy's IndexError for an array of floats used as indices.
+_FLOAT_INDEX = ("arrays used as indices must be of integer", "only integers, slices")
+
+
+def _indexes_with(layer, x, train_flg):
+    """Whether ``layer.forward`` raises numpy's IndexError for float indices on ``x`` cast
+    to float64 (``self.E[x]``); the layer is put back as it was."""
+    from gradcheck.protocol.adapter import LayerAdapter
+    from gradcheck.protocol.state import StateSnapshot
+
+    snapshot = StateSnapshot(layer)
+    try:
+        LayerAdapter(layer, train_flg).raw_forward(x.astype(np.float64))
+    except IndexError as exc:
+        return any(m in str(exc) for m in _FLOAT_INDEX)
+    except Exception:  # noqa: BLE001 -- another error: the check's own calls report it
+        return False
+    finally:
+        snapshot.restore_all()
+    return False
 
 
 def index_note(layer, x):
     """What was decided for an integer ``x`` taken as indices."""
     names, _ = forward_names(layer_method(layer, "forward"), 1)
+    named = "embed" in type(layer).__name__.lower() or names[0] in INDEX_NAMES
     return (f"x has integer dtype {x.dtype} and {type(layer).__name__}.forward({names[0]}, ...) "
-            "takes indices (an embedding): not cast to float, not differentiated; the "
-            "parameters were checked")
+            + ("takes indices (an embedding)" if named else
+               "indexes with it (cast to float64 it raised IndexError)")
+            + ": not cast to float, not differentiated, as an integer input in a tuple is "
+            "not; the parameters were checked")
 
 
 def call_dout(call, adapter, xw, dout, dout_w, findings):
@@ -1067,11 +1211,16 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
     snapshot = StateSnapshot(call)
     try:
         adapter.forward(xw.copy())  # tells the outputs (call.out_shapes)
-        shapes, dropped = call.out_shapes, call.dropped_outputs
+        shapes, dropped, caches = call.out_shapes, call.dropped_outputs, call.cache_outputs
     finally:
         snapshot.restore_all()
     if isinstance(dout, dict) and call.out_keys:  # one per output, under its key
         dout = tuple(dout[k] for k in call.out_keys if k in dout)
+    if caches:
+        shown = ", ".join(f"output {i} (a {kind})" for i, kind in caches)
+        findings.append(Finding("outputs-without-gradient", False, (
+            f"forward returns {shown} beside its arrays: taken for a cache it returns "
+            "(as (loss, cache)), not an output; the check is of the array outputs")))
     if isinstance(dout, (tuple, list)):
         if dropped and shapes is not None and len(dout) == len(shapes) + len(dropped):
             dout = tuple(dout)[:len(shapes)]  # backward takes no gradient for the others
@@ -1084,3 +1233,16 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
             f"check is of the first {'ones' if len(shapes) > 1 else 'one'}; {rest} not "
             "checked")))
     return dout_w
+
+
+def _default_of(fn, name):
+    """The default value of ``fn``'s parameter ``name`` when it is a real number, else
+    ``None``."""
+    try:
+        default = inspect.signature(fn).parameters[name].default
+    except (KeyError, TypeError, ValueError):
+        return None
+    if isinstance(default, (int, float, np.integer, np.floating)) and not isinstance(
+            default, bool):
+        return default
+    return None

@@ -86,6 +86,50 @@ def attributes(obj):
     return attrs
 
 
+def property_aliases(obj, attrs=None):
+    """``{property: attribute}`` of the properties of ``obj``'s class that return an array
+    ``obj`` holds under another name (``W`` returning ``self._W``: the same object)."""
+    attrs = attributes(obj) if attrs is None else attrs
+    found = {}
+    for cls in type(obj).__mro__:
+        for name, static in vars(cls).items():
+            if not isinstance(static, property) or name in attrs or name in found:
+                continue
+            value = lookup(obj, name)
+            if isinstance(value, np.ndarray):
+                held = next((k for k, v in attrs.items() if v is value), None)
+                if held is not None:
+                    found[name] = held
+    return found
+
+
+def _with_properties(obj, attrs):
+    """``attrs`` with an array held under a private name and read through a property
+    (``self._W``, ``@property W``) under the property's name, when the gradient goes by
+    that one (``dW``) and not by the private one: the parameter ``W`` the user knows, read
+    and written through the property (:func:`_assign_steps` writes a property without a
+    setter to the attribute it returns)."""
+    aliases = property_aliases(obj, attrs)
+    if not aliases:
+        return attrs
+    out = dict(attrs)
+    for prop, held in aliases.items():
+        if any(c in attrs for c in grad_candidates(prop)) and not any(
+                c in attrs for c in grad_candidates(held)):
+            out = {(prop if k == held else k): v for k, v in out.items()}
+    return out
+
+
+def _settable(obj, name):
+    """The attribute a value for ``obj.<name>`` is set under: ``name``, or for a property
+    without a setter that returns an array ``obj`` holds (:func:`property_aliases`) that
+    array's own attribute."""
+    static = inspect.getattr_static(type(obj), name, None)
+    if isinstance(static, property) and static.fset is None:
+        return property_aliases(obj).get(name, name)
+    return name
+
+
 def _holds_layers(value):
     """Whether ``value`` is a layer or a list, tuple or dict holding one."""
     if isinstance(value, dict):
@@ -314,7 +358,7 @@ def _assign_steps(root, steps, value):
         kind = "key"
     if kind == "attr" or (isinstance(name, str) and not isinstance(obj, (dict, list, tuple))
                           and not hasattr(obj, "__setitem__")):
-        setattr(obj, name, value)
+        setattr(obj, _settable(obj, name), value)
     elif isinstance(obj, tuple):  # immutable: a new tuple in the tuple's place
         _assign_steps(root, steps[:-1], obj[:name] + (value,) + obj[name + 1:])
     else:
@@ -614,7 +658,7 @@ class _Walk:
             f"checked once, as {first}, against the sum {self.found.params[first]}"))
 
     def layer(self, obj, prefix):
-        attrs = attributes(obj)
+        attrs = _with_properties(obj, attributes(obj))
         if id(obj) in self.seen_layers or not attrs:
             return
         self.seen_layers.add(id(obj))

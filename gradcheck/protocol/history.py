@@ -34,7 +34,8 @@ each of its own kind and never a gradient mismatch:
                        the number of calls
 ``backward-twice``     backward(dout) again differs from call 3
 ``backward-nonlinear`` backward(2 dout) differs from twice call 3 (only a note for a
-                       scalar output: a loss layer's backward may ignore dout)
+                       scalar output whose backward ignores dout, a terminal loss:
+                       ``problem.ignores_dout``; ``g * dout**2`` FAILs)
 =====================  ======================================================
 
 At most one of the last three per target, and none for a target whose pure
@@ -47,8 +48,9 @@ gradient is checked by finite differences on the post-step state: when the
 output moved with the state (a dropout mask, running statistics, a kept
 hidden state), first by one random projection per target at the main check's
 noise and steps (2 forward calls), and a target that does not pass it, or one
-whose output was unchanged but its gradient not, by a few sampled elements
-with the noise measured there (:func:`_verify_second_call`).
+whose output was unchanged but its gradient not, by a few elements with the
+noise measured there: half those where the gradient moved most from the
+verified one, half at random (:func:`_verify_second_call`).
 
 Cost: 2 forward and 3 backward calls and 2 state snapshots (2 more backward
 calls when a finding of call 4 is told apart); 2 more forward calls per target
@@ -74,7 +76,8 @@ from gradcheck.report import Finding
 LEARNING_RATE = 1e-2
 #: ``backward(LINEARITY * dout)`` must be ``LINEARITY * backward(dout)`` (a power of 2: exact).
 LINEARITY = 2.0
-_NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
+#: Failing findings after which a second call cannot be compared with a first.
+NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
 #: The kinds of finding the sequence check makes.
 FINDING_KINDS = ("nonfinite-state", "stale-state", "backward-history", "backward-twice",
                  "backward-nonlinear", "sequence-skipped", "sequence-note")
@@ -99,7 +102,7 @@ def check_history(run, results, opts):
         and that ``sequence=False`` skips the check).
     """
     run.opts = opts
-    if any(f.failure and f.kind in _NONDETERMINISTIC for f in run.findings):
+    if any(f.failure and f.kind in NONDETERMINISTIC for f in run.findings):
         run.findings.append(Finding(
             "sequence-skipped", False, "sequence check skipped: the layer is not "
             "deterministic, so a second call cannot be compared with a first"))
@@ -427,25 +430,64 @@ class _Sequence:
         return found
 
     def _linearity(self, scaled, flagged):
-        """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``."""
-        scalar = self.out2.size == 1
+        """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``; a note only for
+        a scalar output whose backward ignores dout (measured by the check,
+        ``problem.ignores_dout``: a terminal loss), a failure for one that uses it
+        otherwise than linearly (``g * dout**2``, ``g / dout``: right at ``dout = 1`` only)."""
+        lenient = self.out2.size == 1 and _ignores_dout(self.run)
+        flagged = set(flagged) | {f.target for f in self.run.findings
+                                  if f.kind == "backward-nonlinear"}  # the check's own
         found = []
         for t in self.judged:
             a, b = self.g2.get(t), scaled.get(t)
             if t in flagged or a is None or b is None:
                 continue
-            eps = float(np.finfo(self.out2.dtype).eps)
-            tol = np.sqrt(eps) * LINEARITY * float(np.max(np.abs(a), initial=0.0)) \
-                + LINEARITY * self.run.opts.nondet_tol
-            if a.shape == b.shape and np.all(np.abs(b - LINEARITY * a) <= tol):
-                continue
-            note = ("; fine for a terminal loss layer whose backward is only called with "
-                    "dout = 1" if scalar else "")
-            found.append(Finding("backward-nonlinear", not scalar, (
-                f"backward is not linear in dout: backward(2 * dout) returned a "
-                f"{self._grad_name(t)} that differs from 2 * backward(dout) by up to "
-                f"{_max_diff(LINEARITY * a, b):.3g}{note}"), t))
+            finding = nonlinear_finding(self.run, t, a, b, LINEARITY, self.out2.dtype, lenient)
+            if finding is not None:
+                found.append(finding)
         return found
+
+
+def nonlinear_finding(run, t, a, b, scale, dtype, lenient=False):
+    """The ``backward-nonlinear`` finding of target ``t`` when ``b``, its gradient from
+    ``backward(scale * dout)``, is not ``scale`` times ``a``, from ``backward(dout)``, to
+    ``sqrt(eps)`` of its size (and ``nondet_tol``); else ``None``.
+
+    Parameters
+    ----------
+    run : Problem
+    t : str
+    a, b : ndarray
+    scale : float
+    dtype : numpy dtype
+        The output's (its ``eps``).
+    lenient : bool
+        A scalar output whose backward ignores dout (a terminal loss): a note, not a
+        failure.
+
+    Returns
+    -------
+    Finding or None
+    """
+    eps = float(np.finfo(dtype).eps)
+    tol = np.sqrt(eps) * scale * float(np.max(np.abs(a), initial=0.0)) \
+        + scale * run.nondet_tol
+    if a.shape == b.shape and np.all(np.abs(b - scale * a) <= tol):
+        return None
+    note = ("; fine for a terminal loss layer whose backward is only called with "
+            "dout = 1" if lenient else "")
+    name = "dx" if t == "x" else run.params[t]
+    return Finding("backward-nonlinear", not lenient, (
+        f"backward is not linear in dout: backward({scale:g} * dout) returned a {name} that "
+        f"differs from {scale:g} * backward(dout) by up to {_max_diff(scale * a, b):.3g}"
+        f"{note}"), t)
+
+
+def _ignores_dout(run):
+    """Whether the check's ``backward`` returned bitwise the same gradients for another
+    dout (``problem.ignores_dout``, measured with the analytic rounding, once a check)."""
+    run.analytic_noise()
+    return bool(run.ignores_dout)
 
 
 #: Elements of each target whose second-call derivative is checked by finite differences.
@@ -509,14 +551,29 @@ def _verify_second_call(run, call, targets, screen=False):
         base = prepare(run, run.target(target.name), opts)
         if screen and _screened(step, target, opts, rebind(base, step, target, measure=False)):
             continue
-        n = target.array.size
-        idx = np.sort(rng.choice(n, size=min(SECOND_CALL_SAMPLE, n), replace=False))
+        idx = _second_call_sample(rng, call["grads"][target.name],
+                                  run.analytic[target.name])
         setup = rebind(base, step, target)
         result = decide(compare(step, target, opts, idx, "sampled", setup=setup),
                         policy_for(opts, target), step.findings)
         if result.verdict == "FAIL":
             failed[target.name] = (result, _failing_elements(result))
     return failed
+
+
+def _second_call_sample(rng, second, verified):
+    """The flat indices the second call is verified at: the (up to) half of
+    :data:`SECOND_CALL_SAMPLE` elements where its gradient ``second`` differs most from
+    the ``verified`` one of the check (a history bug in one element of a large target,
+    ``dW[i, j] *= calls``, is among them), the rest drawn at random."""
+    n = second.size
+    k = min(SECOND_CALL_SAMPLE, n)
+    change = np.abs(second.reshape(-1) - verified.reshape(-1)) if verified.size == n \
+        else np.zeros(n)
+    top = [int(i) for i in np.argsort(-change, kind="stable")[:k // 2] if change[i] > 0]
+    rest = np.setdiff1d(np.arange(n), top)
+    drawn = rng.choice(rest, size=k - len(top), replace=False) if len(rest) else []
+    return np.sort(np.concatenate([np.asarray(top, dtype=int), np.asarray(drawn, dtype=int)]))
 
 
 def _screened(step, target, opts, setup):

@@ -11,7 +11,13 @@ learning_rate * gradient`` exactly up to the rounding of the update, so
 * :func:`stepped_arrays` finds the arrays a backward steps: those whose change
   is proportional to the learning rate (one backward with ``lr`` and one with
   ``2 lr`` from the same state after a forward); a cache that backward
-  rewrites does not scale with it, and is left alone;
+  rewrites does not scale with it, and is left alone. Any other array it
+  changes that forward reads (one forward call with it) is a parameter stepped
+  otherwise than in proportion to the rate (``lr**2 * g``, ``g`` alone):
+  :attr:`Steps.unscaled`. When backward steps something, the gradients the two
+  calls return must be the same (a ``dx`` is no function of the step size:
+  ``learning_rate * input_gradient`` is right only at ``lr = 1``, the rate every
+  other call of the check uses), else :attr:`Steps.dx_change` says by how much;
 * :class:`StepReader` calls backward with :data:`LEARNING_RATE`, reads every
   stepped array's gradient as ``(before - after) / LEARNING_RATE`` and puts the
   array back (the same object, the same contents), so every call the check
@@ -33,19 +39,24 @@ so it is read exactly, whatever the optimizer:
   ``update(w, grad)`` taking two positional parameters;
 * :class:`UpdateRecorder` swaps each of them, for one backward call, for a
   recorder whose ``update(w, grad)`` keeps ``grad`` under the path of the
-  parameter attribute holding ``w`` (by identity) and returns ``w`` itself,
-  so the weights stay put; the original optimizer objects are back when the
+  parameter attribute holding ``w`` (by identity) and returns a *moved copy*
+  of ``w`` (:data:`UPDATE_SHIFT`), so that a ``dx`` taken from the updated
+  weights (``accum_grad.dot(self.W.T)`` after ``self.W = self.W_opt.update(self.W,
+  grad_w)``, where ML-From-Scratch keeps ``W = self.W`` from before the step)
+  differs from the true one and FAILs; the weights are put back (the same
+  object, the same contents) and so are the original optimizer objects when the
   call returns or raises, never having been called.
 """
 
 import inspect
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
 
-__all__ = ["LR_NAMES", "LEARNING_RATE", "learning_rate_parameter", "stepped_arrays",
-           "StepReader", "optimizer_paths", "UpdateRecorder"]
+__all__ = ["LR_NAMES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter", "stepped_arrays",
+           "Steps", "StepReader", "optimizer_paths", "UpdateRecorder"]
 
 #: Names under which a backward takes the learning rate of the step it applies itself.
 LR_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size", "learn_rate", "rate")
@@ -53,6 +64,10 @@ LR_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size", "learn_rate", "r
 #: The learning rate passed to a backward that takes one (a power of 2: the step is
 #: scaled exactly).
 LEARNING_RATE = 1.0
+
+#: The optimizer stand-in's ``update(w, grad)`` returns ``w + UPDATE_SHIFT * (1 + |w|)``:
+#: every element moved by at least this much, whatever the gradient.
+UPDATE_SHIFT = 0.5
 
 
 def learning_rate_parameter(layer):
@@ -86,29 +101,82 @@ def _steps(layer, before):
     return out
 
 
-def _scales(one, two, saved):
-    """Whether ``two`` is twice ``one`` up to the rounding of both updates."""
+def _scales(one, two, saved, ratio=2):
+    """Whether ``two`` is ``ratio`` times ``one`` up to the rounding of both updates (2:
+    a step in proportion to the rate; 1: a change that does not depend on it, a cache
+    backward rewrites)."""
     eps = float(np.finfo(saved.dtype).eps)
     bound = 8 * eps * (np.abs(saved.astype(np.float64)) + np.abs(two))
-    return bool(np.all(np.abs(two - 2 * one) <= bound))
+    return bool(np.all(np.abs(two - ratio * one) <= bound))
+
+
+class Steps(NamedTuple):
+    """What :func:`stepped_arrays` found.
+
+    Attributes
+    ----------
+    paths : tuple of str
+        The arrays backward steps in proportion to its learning rate.
+    dx_change : float or None
+        ``max |returned(2 lr) - returned(lr)|`` of the gradients backward returned,
+        when they differ beyond rounding and backward steps an array (else ``None``: a
+        parameter of that name that steps nothing, an ELU's ``alpha``, is no rate).
+    unscaled : tuple of str
+        The arrays forward reads that backward changes by amounts not in proportion to
+        the rate (``p -= lr**2 * g``, ``v = mu * v - lr * g; p += v``, ``p -= g``): no
+        plain SGD step, so no gradient can be read from it (a cache backward rewrites,
+        which forward does not read, is none).
+    forwards : int
+        The forward calls made.
+    """
+
+    paths: tuple
+    dx_change: Optional[float] = None
+    unscaled: tuple = ()
+    forwards: int = 1
+
+
+def _returned(value):
+    """The floating arrays of a backward's return value (one, or a tuple or list), float64."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return [np.array(v, dtype=np.float64) for v in items
+            if isinstance(v, (np.ndarray, float, np.floating))
+            and np.asarray(v).dtype.kind == "f"]
+
+
+def _dx_change(one, two):
+    """``max |two - one|`` over the returned gradients (:func:`_returned`) when they differ
+    by more than their rounding (``None`` when they agree, or are not alike)."""
+    if len(one) != len(two) or any(a.shape != b.shape for a, b in zip(one, two)):
+        return None
+    worst = None
+    for a, b in zip(one, two):
+        d = np.abs(b - a)
+        if np.any(d > 1e-8 * (np.abs(a) + np.abs(b)) + 1e-300):
+            worst = max(worst or 0.0, float(np.max(d)))
+    return worst
 
 
 def stepped_arrays(layer, call_backward, forward):
-    """The paths of the floating arrays that ``backward`` steps in proportion to its rate.
+    """The floating arrays that ``backward`` steps in proportion to its rate, and whether
+    the gradients it returns depend on the rate.
 
     Parameters
     ----------
     layer : object
         The user's layer (restored to its state on return).
     call_backward : callable
-        ``call_backward(lr)``: one backward call with learning rate ``lr``.
+        ``call_backward(lr)``: one backward call with learning rate ``lr``; returns
+        what backward returned.
     forward : callable
-        ``forward()``: one forward call (the state backward starts from).
+        ``forward()``: one forward call (the state backward starts from); returns its
+        output.
 
     Returns
     -------
-    tuple of str
-        Paths under ``layer`` (``"weights"``, ``"layers[0].W"``), in walk order.
+    Steps
+        ``paths`` under ``layer`` (``"weights"``, ``"layers[0].W"``), in walk order,
+        ``dx_change`` and ``unscaled``.
     """
     from gradcheck.protocol.state import StateSnapshot
 
@@ -118,15 +186,59 @@ def stepped_arrays(layer, call_backward, forward):
         after_forward = StateSnapshot(layer, include_global_rng=False)
         before = {s.path: s.saved for s in after_forward.slots
                   if s.kind == "array" and s.path and s.saved.dtype.kind == "f"}
-        moves = []
+        moves, returned = [], []
         for lr in (LEARNING_RATE, 2 * LEARNING_RATE):
             after_forward.restore_all()
-            call_backward(lr)
+            returned.append(_returned(call_backward(lr)))
             moves.append(_steps(layer, before))
+        one, two = moves
+        paths = tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
+        # the other arrays backward changed: parameters if forward reads them, else caches
+        others = {p: before[p] - (one[p] if p in one else two[p])
+                  for p in dict.fromkeys([*one, *two]) if p not in paths}
+        unscaled = tuple(_read_by_forward(layer, after_forward, forward, others))
     finally:
         start.restore_all()
-    one, two = moves
-    return tuple(p for p in one if p in two and _scales(one[p], two[p], before[p]))
+    # a "rate" that steps nothing is no learning rate (an ELU's alpha): dx may depend on it
+    dx_change = _dx_change(*returned) if paths or unscaled else None
+    return Steps(paths, dx_change, unscaled, 1 + (2 + len(others) if others else 0))
+
+
+def _read_by_forward(layer, state, forward, values):
+    """The paths of ``values`` (``{path: value backward left there}``) that change what
+    ``forward`` returns from ``state``: a parameter backward steps otherwise than in
+    proportion to its rate, not a cache it rewrites (none when forward is not
+    repeatable, or raises: the check's own calls report it)."""
+    if not values:
+        return []
+    try:
+        return _changes_output(layer, state, forward, values)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _changes_output(layer, state, forward, values):
+    """:func:`_read_by_forward`, raising what forward raises."""
+    outs = []
+    for _ in range(2):
+        state.restore_all()
+        outs.append(_returned(forward()))
+    if not _equal_lists(*outs):
+        return []
+    found = []
+    for path, value in values.items():
+        state.restore_all()
+        arr = resolve(layer, path)
+        if isinstance(arr, np.ndarray) and arr.shape == value.shape and arr.flags.writeable:
+            np.copyto(arr, value, casting="unsafe")
+            if not _equal_lists(outs[0], _returned(forward())):
+                found.append(path)
+    return found
+
+
+def _equal_lists(one, two):
+    return len(one) == len(two) and all(a.shape == b.shape and np.array_equal(a, b)
+                                        for a, b in zip(one, two))
 
 
 class StepReader:
@@ -182,11 +294,12 @@ def _is_optimizer(value):
     return len(positional) >= 2 and len(required) <= 2
 
 
-def _walk(layer):
+def _walk(layer, objects=None):
     """``(optimizers, arrays)`` under ``layer`` and its sub-layers: ``[(owner, key, path)]``
     of the optimizers held as attributes or in a list or dict of them (``owner[key]``: the
     ``__dict__`` or the container) and ``{id(array): path}`` of the floating arrays held as
-    attributes (or in their lists, tuples and dicts).
+    attributes (or in their lists, tuples and dicts); ``objects``, when given, gets
+    ``{path: array}`` of the same arrays.
 
     Read through ``vars()`` (no attribute access the sequence check's tracer records).
     """
@@ -202,6 +315,8 @@ def _walk(layer):
             if isinstance(value, np.ndarray):
                 if value.dtype.kind == "f":
                     arrays.setdefault(id(value), path)
+                    if objects is not None:
+                        objects.setdefault(path, value)
             elif is_layer(value):
                 visit(value, path + ".")
             elif isinstance(value, (list, tuple, dict)):
@@ -211,6 +326,8 @@ def _walk(layer):
                         visit(v, f"{path}.{k}.")
                     elif isinstance(v, np.ndarray) and v.dtype.kind == "f":
                         arrays.setdefault(id(v), f"{path}[{k!r}]")
+                        if objects is not None:
+                            objects.setdefault(f"{path}[{k!r}]", v)
                     elif _is_optimizer(v) and not isinstance(value, tuple):
                         optimizers.append((value, k, f"{path}[{k!r}]"))  # self.opts[0]
             elif _is_optimizer(value):
@@ -237,15 +354,15 @@ def optimizer_paths(layer):
 
 
 class _Recording:
-    """Stands in for one optimizer during a backward call: ``update(w, grad)`` keeps
-    ``(w, grad)`` and returns ``w`` itself; any other attribute is the optimizer's."""
+    """Stands in for one optimizer during a backward call: ``update(w, grad)`` is
+    ``record(w, grad)`` (:meth:`UpdateRecorder.record`); any other attribute is the
+    optimizer's."""
 
-    def __init__(self, optimizer, calls):
-        self._optimizer, self._calls = optimizer, calls
+    def __init__(self, optimizer, record):
+        self._optimizer, self._record = optimizer, record
 
     def update(self, w, grad_wrt_w, *args, **kwargs):
-        self._calls.append((w, np.array(grad_wrt_w, copy=True)))
-        return w
+        return self._record(w, grad_wrt_w)
 
     def __getattr__(self, name):
         return getattr(self._optimizer, name)
@@ -266,7 +383,7 @@ class UpdateRecorder:
         (summed when one array is updated twice), in the order of the layer's attributes.
     unmapped : int
         ``update`` calls whose ``w`` is no array the layer holds, nor equal to exactly
-        one of them (a copy), so not recorded.
+        one of them (a copy), so not recorded (and given back unmoved).
     """
 
     def __init__(self, layer):
@@ -274,36 +391,54 @@ class UpdateRecorder:
         self.grads, self.unmapped = {}, 0
 
     def __enter__(self):
-        optimizers, self._arrays = _walk(self.layer)
-        self._calls = []
+        self._objects = {}
+        optimizers, self._arrays = _walk(self.layer, self._objects)
+        self._grads, self._saved, self._moved = {}, {}, {}
         self._swapped = [(attrs, name, attrs[name]) for attrs, name, _ in optimizers]
         for attrs, name, optimizer in self._swapped:
-            attrs[name] = _Recording(optimizer, self._calls)
+            attrs[name] = _Recording(optimizer, self.record)
         return self
+
+    def record(self, w, grad):
+        """One ``update(w, grad)``: keep ``grad`` under the parameter ``w`` is, and return
+        a moved copy of ``w`` (:data:`UPDATE_SHIFT`); ``w`` itself when it is none."""
+        path = self._arrays.get(id(w)) or self._moved.get(id(w), (None,))[0] or self._equal(w)
+        if path is None:
+            self.unmapped += 1
+            return w
+        grad = np.array(grad, copy=True)
+        self._grads[path] = self._grads[path] + grad if path in self._grads else grad
+        self._saved.setdefault(path, np.array(w, copy=True))  # the weights from before
+        moved = np.asarray(w) + UPDATE_SHIFT * (1 + np.abs(w))
+        moved = moved.astype(np.asarray(w).dtype, copy=False)
+        self._moved[id(moved)] = (path, moved)  # updated again: the same parameter
+        return moved
 
     def __exit__(self, exc_type, exc, tb):
         for attrs, name, optimizer in self._swapped:
             attrs[name] = optimizer
+        for path, saved in self._saved.items():
+            self._put_back(path, saved)
         if exc_type is None:
-            grads = {}
-            for w, grad in self._calls:
-                path = self._arrays.get(id(w)) or self._equal(w)
-                if path is None:
-                    self.unmapped += 1
-                else:
-                    grads[path] = grads[path] + grad if path in grads else grad
             # in the walk's order (a backward updates its sub-layers last to first)
-            self.grads = {p: grads[p] for p in self._arrays.values() if p in grads}
-        self._calls = []
+            self.grads = {p: self._grads[p] for p in self._arrays.values() if p in self._grads}
+        self._grads, self._saved, self._moved = {}, {}, {}
         return False
 
+    def _put_back(self, path, saved):
+        """The array held at ``path`` when the call began back there, with the contents
+        ``saved``."""
+        original = self._objects.get(path)
+        if isinstance(original, np.ndarray) and original.shape == np.shape(saved):
+            if resolve(self.layer, path) is not original:
+                assign(self.layer, path, original)
+            np.copyto(original, saved)
+
     def _equal(self, w):
-        """The path of the one array of the layer equal to ``w`` (``update(self.W.copy(),
-        g)``), or None (none, or several alike)."""
+        """The path of the one array the layer held when the call began equal to ``w``
+        (``update(self.W.copy(), g)``), or None (none, or several alike)."""
         if not isinstance(w, np.ndarray):
             return None
-        found = [p for p in self._arrays.values()
-                 if isinstance(resolve(self.layer, p), np.ndarray)
-                 and resolve(self.layer, p).shape == w.shape
-                 and np.array_equal(resolve(self.layer, p), w)]
+        found = [p for p, obj in self._objects.items()
+                 if obj.shape == w.shape and np.array_equal(obj, w)]
         return found[0] if len(found) == 1 else None

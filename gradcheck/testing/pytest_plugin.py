@@ -94,8 +94,27 @@ def _marker_options(request):
                 "eps=, ... any keyword of check_layer); got the positional argument(s) "
                 f"{', '.join(map(repr, mark.args))}: write e.g. "
                 "@pytest.mark.gradcheck(method='central')", pytrace=False)
+        _check_marker_keywords(request, mark.kwargs)
         options.update(mark.kwargs)  # the closest marker (the test's own) wins
     return options
+
+
+def _check_marker_keywords(request, kwargs):
+    """Error the test (at its set-up) for a marker keyword ``check_layer`` does not take
+    (``methd=``), with the nearest one it does, as the command line does for an option."""
+    import inspect
+
+    from gradcheck import check_layer
+    from gradcheck.validate import did_you_mean
+
+    known = [n for n, p in inspect.signature(check_layer).parameters.items()
+             if p.kind == p.KEYWORD_ONLY]
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        pytest.fail(
+            f"{request.node.nodeid}: @pytest.mark.gradcheck got the unknown keyword "
+            f"{unknown[0]!r}{did_you_mean(unknown[0], known)}; it takes the keywords of "
+            f"check_layer: {', '.join(known)}", pytrace=False)
 
 
 @pytest.fixture
