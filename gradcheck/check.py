@@ -14,7 +14,7 @@ from gradcheck.protocol.regularization import describe as describe_regularizatio
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup)
+                                          lookup, prefer_views, split_path)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
@@ -223,7 +223,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     index = is_index_input(layer, x, train_flg)
     if (is_several(x) or index or learning_rate_parameter(layer)
             or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer)
-            or returns_several(layer_method(layer, "backward"))):
+            or returns_several(layer_method(layer, "backward"))
+            or (_floating(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -233,7 +234,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                 "x"))
     params = _checked_names(layer, name, params, wrt, call)
     dout_w = None
-    if dout is not None and not (call is not None and isinstance(dout, (tuple, list))):
+    if dout is not None and not (call is not None and isinstance(dout, (tuple, list, dict))):
         dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
         dout_w = np.array(dout_arr, copy=True)
     _check_size(name, strategy, x_arr, layer)
@@ -258,7 +259,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         own = call.own_paths() if call is not None else set()
         params, not_checked, work = _parameters(
             layer, adapter, original, xw, dout_w, params, opts.seed, findings,
-            exclude={"x"} | own, apart=call.step_params({}) if call is not None else ())
+            exclude={"x"} | own, apart=call.step_params({}) if call is not None else (),
+            wrt=wrt)
         discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
         adapter.forward_calls, adapter.backward_calls = counts  # reported apart
         if call is not None:
@@ -351,6 +353,11 @@ def _zero_state(layer, results, not_checked, call):
         "writes it: a hidden state, a running statistic); a gradient that flows through "
         "kept state vanishes where that state is zero. Check after a forward call on other "
         "data, or with the state set to non-zero values"), shown[0])]
+
+
+def _floating(x):
+    """A floating ndarray: an input a layer with several outputs is checked on as ``(x,)``."""
+    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
 def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index=False):
@@ -539,13 +546,15 @@ def check_function(forward, backward, *inputs, **options):
     return check_layer(pair, tuple(inputs), **options)
 
 
-def _parameters(layer, adapter, original, xw, dout, params, seed, findings, exclude, apart=()):
+def _parameters(layer, adapter, original, xw, dout, params, seed, findings, exclude, apart=(),
+                wrt=None):
     """``(params, not_checked, snapshot)``: the parameters to check, what was considered
     and not checked (with the reason), and the snapshot the check works from.
 
     ``apart`` names parameters found by other means (read from a step or an optimizer's
     ``update`` call): with them, a floating array without a gradient is warned about on
-    its own, never as "only the input was checked".
+    its own, never as "only the input was checked". Views of a flat parameter buffer that
+    ``wrt`` names are checked in its place (:func:`~gradcheck.protocol.discovery.prefer_views`).
 
     Discovery calls the layer once (:func:`~gradcheck.protocol.discovery.discover_by_calling`);
     scalar parameters held as Python floats are replaced by 0-d float64 arrays for the
@@ -590,6 +599,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
                 f"{'them' if len(created) > 1 else 'it'} and checked the layer from there; "
                 "the layer is put back as it was given")))
         if found is not None:
+            prefer_views(found, wrt)
             params, not_checked = found.params, found.not_checked
             findings.extend(Finding(kind, False, text) for kind, text in found.notes)
             if not params and not apart and found.floating:
@@ -622,7 +632,7 @@ def _not_named(discover, params):
         found = None  # the check's own calls say what is wrong
     if found is None or not isinstance(params, dict):
         return [], []
-    named = {p for pair in params.items() for n in pair for p in str(n).split("+")}
+    named = {p for pair in params.items() for n in pair for p in split_path(str(n), "+")}
     left_out = [(p, g) for p, g in found.params.items() if p not in named]
     return left_out, [(p, f"not in params= (its gradient {g} was found)")
                       for p, g in left_out] + [
@@ -666,7 +676,7 @@ def _created(layer, found):
     paths = dict.fromkeys(list(found.params) + found.created)
     return [p for p in paths if any(
         not isinstance(get_attr(layer, part), (np.ndarray, float, np.floating))
-        for part in p.split("+"))]
+        for part in split_path(p, "+"))]
 
 
 def _guess_grad(found, path):

@@ -1963,6 +1963,252 @@ class Torch7Sequential:
             gradOutput = module.gradInput
 
 
+# -- several outputs, their upstream gradients as one tuple -----------------------------------
+class TupleDoutCell:
+    """``forward(x) -> (tanh(x), x**2)``, ``backward(self, grads)`` unpacking ``dh, dc =
+    grads`` (code written for a framework passing a tuple). On 2 rows the unpack also
+    "works" on one array: dh's rows would be taken for dh and dc."""
+
+    factor = 1.0
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x), x ** 2
+
+    def backward(self, grads):
+        dh, dc = grads
+        return dh * (1 - np.tanh(self.x) ** 2) + dc * 2 * self.x * self.factor
+
+
+class TupleDoutCellBroken(TupleDoutCell):
+    factor = 0.5
+
+
+class IndexedDoutCell(TupleDoutCell):
+    """The tuple read by index, ``grads[0]``, ``grads[1]``."""
+
+    def backward(self, grads):
+        return grads[0] * (1 - np.tanh(self.x) ** 2) + grads[1] * 2 * self.x * self.factor
+
+
+class IndexedDoutCellBroken(IndexedDoutCell):
+    factor = 0.5
+
+
+CALL_CASES["tuple-dout-one-parameter"] = (TupleDoutCell, TupleDoutCellBroken,
+                                          lambda: _xs((2, 3)), "x", ["x"])
+CALL_CASES["indexed-dout-one-parameter"] = (IndexedDoutCell, IndexedDoutCellBroken,
+                                            lambda: _xs((2, 3)), "x", ["x"])
+
+
+# -- sub-layers and parameters under keys that are no identifiers -----------------------------
+class KeyedBlocks:
+    """Sub-layers in a dict under ``keys`` (ints, PyTorch-style dotted module paths, tuples):
+    each walked like a string-keyed one, its path naming the key so that it resolves back
+    (``blocks[0].W``, ``blocks['encoder.fc'].W``)."""
+
+    keys = (0, 1)
+
+    def __init__(self, broken=False):
+        k1, k2 = self.keys
+        self.blocks = {k1: Dense(3, 3), k2: Dense(3, 2, -1.0 if broken else 1.0)}
+
+    def forward(self, x):
+        for k in self.keys:
+            x = self.blocks[k].forward(x)
+        return x
+
+    def backward(self, dout):
+        for k in reversed(self.keys):
+            dout = self.blocks[k].backward(dout)
+        return dout
+
+
+class DottedBlocks(KeyedBlocks):
+    keys = ("encoder.fc", "decoder.fc")
+
+
+class TupleKeyedBlocks(KeyedBlocks):
+    keys = ((0, "a"), (1, "b"))
+
+
+class KeyedParams:
+    """``params``/``grads`` dicts under tuple keys and keys with escapes and separators."""
+
+    keys = (("W", 0), "b+\n@c")
+
+    def __init__(self):
+        self.params = {self.keys[0]: _w(3, 2), self.keys[1]: _w(2)}
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params[self.keys[0]] + self.params[self.keys[1]]
+
+    def backward(self, dout):
+        self.grads = {self.keys[0]: self.x.T @ dout, self.keys[1]: self.wrong(dout.sum(axis=0))}
+        return dout @ self.params[self.keys[0]].T
+
+    def wrong(self, g):
+        return g
+
+
+class KeyedParamsBroken(KeyedParams):
+    def wrong(self, g):
+        return 2.0 * g
+
+
+def _keyed(cls):
+    return lambda: cls(broken=True)
+
+
+CASES["int-keyed-sub-layers"] = (KeyedBlocks, _keyed(KeyedBlocks), "blocks[1].b",
+                                 ["x", "blocks[0].W", "blocks[0].b", "blocks[1].W",
+                                  "blocks[1].b"])
+CASES["dotted-keyed-sub-layers"] = (DottedBlocks, _keyed(DottedBlocks), "blocks['decoder.fc'].b",
+                                    ["x", "blocks['encoder.fc'].W", "blocks['encoder.fc'].b",
+                                     "blocks['decoder.fc'].W", "blocks['decoder.fc'].b"])
+CASES["tuple-keyed-sub-layers"] = (TupleKeyedBlocks, _keyed(TupleKeyedBlocks),
+                                   "blocks[(1, 'b')].b",
+                                   ["x", "blocks[(0, 'a')].W", "blocks[(0, 'a')].b",
+                                    "blocks[(1, 'b')].W", "blocks[(1, 'b')].b"])
+CASES["odd-keyed-params"] = (KeyedParams, KeyedParamsBroken, "params['b+\\n@c']",
+                             ["x", "params[('W', 0)]", "params['b+\\n@c']"])
+
+
+# -- parameters as views of one flat buffer (flat-vector optimizers, L-BFGS) ------------------
+class FlatBuffer:
+    """``theta`` (8,) with ``dtheta``; ``W = theta[:6].reshape(3, 2)``, ``b = theta[6:]``,
+    ``dW``/``db`` the same views of ``dtheta``, refreshed with ``[...] =``: one gradient
+    reported twice, checked once, as ``theta``."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.theta = _w(8)
+        self.W, self.b = self.theta[:6].reshape(3, 2), self.theta[6:]
+        self.dtheta = np.zeros(8)
+        self.dW, self.db = self.dtheta[:6].reshape(3, 2), self.dtheta[6:]
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW[...] = self.x.T @ dout
+        self.db[...] = dout.sum(axis=0) * self.factor
+        return dout @ self.W.T
+
+
+class FlatBufferBroken(FlatBuffer):
+    factor = 0.5
+
+
+class FlatBufferCopies(FlatBuffer):
+    """The gradients as copies: ``dW``, ``db`` computed, ``dtheta`` concatenated from them."""
+
+    def backward(self, dout):
+        self.dW, self.db = self.x.T @ dout, dout.sum(axis=0) * self.factor
+        self.dtheta = np.concatenate([self.dW.ravel(), self.db])
+        return dout @ self.W.T
+
+
+class FlatBufferCopiesBroken(FlatBufferCopies):
+    factor = 0.5
+
+
+CASES["flat-buffer-views"] = (FlatBuffer, FlatBufferBroken, "theta", ["x", "theta"])
+CASES["flat-buffer-copies"] = (FlatBufferCopies, FlatBufferCopiesBroken, "theta",
+                               ["x", "theta"])
+
+
+class FlatBufferUnpaired(FlatBuffer):
+    """The buffers under names that are no pair (``flat``, ``grad``): ``W``, ``b`` are the
+    targets, the buffers listed as what they hold, no "no gradient" warning."""
+
+    def __init__(self):
+        super().__init__()
+        self.flat, self.grad = self.__dict__.pop("theta"), self.__dict__.pop("dtheta")
+
+
+class FlatBufferUnpairedBroken(FlatBufferUnpaired):
+    factor = 0.5
+
+
+CASES["flat-buffer-unpaired"] = (FlatBufferUnpaired, FlatBufferUnpairedBroken, "b",
+                                 ["x", "W", "b"])
+
+
+# -- a generator at module level (the numpy-recommended replacement of np.random.*) -----------
+DROPOUT_RNG = np.random.default_rng(21)
+
+
+class ModuleRngDropoutDense:
+    """``tanh((x * mask) @ W)``, the dropout mask drawn from :data:`DROPOUT_RNG`, a generator
+    of this module's that the layer does not hold."""
+
+    def __init__(self):
+        self.W = np.random.default_rng(4).normal(size=(6, 6)) * 0.5
+
+    def forward(self, x):
+        self.x, self.mask = x, (DROPOUT_RNG.random(x.shape) > 0.5) * 2.0
+        self.out = np.tanh((x * self.mask) @ self.W)
+        return self.out
+
+    def backward(self, dout):
+        g = dout * (1 - self.out ** 2)
+        self.dW = (self.x * self.mask).T @ g
+        return (g @ self.W.T) * self.mask
+
+
+class DottedAttributeBlocks(KeyedBlocks):
+    """Sub-layers set as attributes under names holding a dot (``setattr(self, 'enc.fc',
+    Dense())``, a module path as the attribute name): ``['enc.fc'].W``."""
+
+    keys = ("enc.fc", "dec.fc")
+
+    def __init__(self, broken=False):
+        setattr(self, "enc.fc", Dense(3, 3))
+        setattr(self, "dec.fc", Dense(3, 2, -1.0 if broken else 1.0))
+
+    def forward(self, x):
+        for k in self.keys:
+            x = getattr(self, k).forward(x)
+        return x
+
+    def backward(self, dout):
+        for k in reversed(self.keys):
+            dout = getattr(self, k).backward(dout)
+        return dout
+
+
+CASES["dotted-attribute-sub-layers"] = (DottedAttributeBlocks, _keyed(DottedAttributeBlocks),
+                                        "['dec.fc'].b",
+                                        ["x", "['enc.fc'].W", "['enc.fc'].b", "['dec.fc'].W",
+                                         "['dec.fc'].b"])
+
+
+class FlatBufferInModel(FlatBuffer):
+    """``theta``, ``dtheta`` themselves slices of a model's flat vectors (every layer's
+    parameters one vector): the views still merge into ``theta``, not refused as
+    overlapping."""
+
+    def __init__(self):
+        super().__init__()
+        self.model_theta, self.model_grad = np.concatenate([_w(3), self.theta, _w(2)]), \
+            np.zeros(13)
+        self.theta, self.dtheta = self.model_theta[3:11], self.model_grad[3:11]
+        self.W, self.b = self.theta[:6].reshape(3, 2), self.theta[6:]
+        self.dW, self.db = self.dtheta[:6].reshape(3, 2), self.dtheta[6:]
+
+
+class FlatBufferInModelBroken(FlatBufferInModel):
+    factor = 0.5
+
+
+CASES["flat-buffer-in-a-model-buffer"] = (FlatBufferInModel, FlatBufferInModelBroken, "theta",
+                                          ["x", "theta"])
+
+
 # -- Keras/sklearn argument order: the labels first ---------------------------------------------
 class KerasMSE:
     """Keras's ``MeanSquaredError`` order: ``forward(y_true, y_pred)`` (the labels first, a

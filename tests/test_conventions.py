@@ -463,6 +463,20 @@ def test_params_option_parser():
             parse_params(bad)
 
 
+def test_gate_options_take_the_reports_names_of_odd_keys():
+    """A target name copied from the report (``blocks[(0, 'a')].W``, a key holding a comma
+    or an equals sign) is one name for ``--wrt`` and ``--params``."""
+    from gradcheck.gate.options import OptionError, parse_names, parse_params
+
+    assert parse_names("blocks[(0, 'a')].W,b") == ("blocks[(0, 'a')].W", "b")
+    assert parse_names("blocks['encoder.fc'].W") == ("blocks['encoder.fc'].W",)
+    assert parse_params("params[('W', 0)]=grads[('W', 0)], p['a=b']=g['a=b']") == {
+        "params[('W', 0)]": "grads[('W', 0)]", "p['a=b']": "g['a=b']"}
+    for bad in ("a b", "W-1", "."):
+        with pytest.raises(OptionError, match="target names"):
+            parse_names(bad)
+
+
 def test_assert_gradients_takes_tuple_inputs():
     from gradcheck import assert_gradients, GradientCheckError
     from conventions_layers import Attention, AttentionBroken
@@ -1846,6 +1860,137 @@ def test_a_torch7_criterion_takes_input_and_target_again():
     assert report.passed and [r.name for r in report.results] == ["input"], str(report)
     assert dict(report.not_checked)["target"].startswith("not differentiated: labels")
     assert check_layer(MSECriterion(1.01), (X, target)).result("input").verdict == "FAIL"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.recursive(st.one_of(st.integers(), st.text(max_size=6)),
+                    lambda inner: st.tuples(inner, inner), max_leaves=4))
+def test_a_key_path_resolves_back_to_its_key(key):
+    """Whatever a dict's key (ints, text with dots, brackets, quotes, '+', '@', escapes,
+    tuples of them), the path the discovery names it by resolves to its value and assigns
+    it, and a sub-layer under it has its own prefix."""
+    from gradcheck.protocol.discovery import key_path
+
+    class Node:
+        pass
+
+    root, value = Node(), np.arange(2.0)
+    root.d = {key: value, "other": None}
+    path = key_path("d", key)
+    assert resolve(root, path) is value
+    new = np.ones(3)
+    assign(root, path, new)
+    assert root.d[key] is new and resolve(root, path) is new
+
+
+def test_a_user_writes_an_int_keyed_sub_layer_dotted():
+    """``params={'blocks.0.W': 'blocks.0.dW'}`` of ``{0: Dense()}``: the int key is found."""
+    from conventions_layers import KeyedBlocks
+
+    layer = KeyedBlocks()
+    assert resolve(layer, "blocks.0.W") is layer.blocks[0].W
+    report = check_layer(layer, X, params={"blocks.0.W": "blocks.0.dW"})
+    assert [r.name for r in report.results] == ["x", "blocks.0.W"] and report.passed
+
+
+@pytest.mark.parametrize("cls", ["FlatBuffer", "FlatBufferCopies"])
+def test_views_of_a_flat_buffer_are_aliases_or_the_targets_wrt_names(cls):
+    """``W``, ``b`` views of ``theta`` with ``dW``, ``db`` its gradient's: listed as checked
+    as ``theta``; ``wrt=['x', 'W', 'b']`` checks them in its place (the broken twin FAILs on
+    ``b``), and the layer keeps its views."""
+    import conventions_layers as cl
+
+    good, bad = getattr(cl, cls), getattr(cl, cls + "Broken")
+    report = check_layer(good(), X)
+    assert dict(report.not_checked)["W"].startswith("a view of theta")
+    layer = good()
+    named = check_layer(layer, X, wrt=["x", "W", "b"])
+    assert [r.name for r in named.results] == ["x", "W", "b"] and named.passed, named
+    assert np.shares_memory(layer.W, layer.theta) and np.shares_memory(layer.b, layer.theta)
+    verdicts = {r.name: r.verdict for r in check_layer(bad(), X, wrt=["x", "W", "b"]).results}
+    assert verdicts == {"x": "PASS", "W": "PASS", "b": "FAIL"}
+    one = check_layer(good(), X, wrt=["W"])
+    assert dict(one.not_checked)["b"] == "a view of theta, not in wrt"
+
+
+@pytest.mark.parametrize("cls", ["TupleDoutCell", "IndexedDoutCell"])
+def test_a_forward_returning_several_is_checked_with_its_one_input_as_an_array(cls):
+    """``check_layer(cell, x)``, not ``(x,)``: a forward whose source returns a tuple display
+    (``return h, c``) is called as one with several outputs (it raised "forward() returned
+    tuple"), the correct cell PASSes and its broken twin FAILs."""
+    import conventions_layers as cl
+
+    x = np.random.default_rng(3).normal(size=(2, 3))
+    assert check_layer(getattr(cl, cls)(), x).passed
+    assert not check_layer(getattr(cl, cls + "Broken")(), x).passed
+
+
+def test_flat_buffers_of_the_targets_are_listed_as_such_without_a_warning():
+    from conventions_layers import FlatBufferUnpaired
+
+    report = check_layer(FlatBufferUnpaired(), X)
+    why = dict(report.not_checked)
+    assert why["flat"] == ("the buffer the parameters W, b are views of: checked through them "
+                           "where they lie")
+    assert why["grad"] == "the buffer the gradients dW, db are views of"
+    assert "no-gradient-found" not in {f.kind for f in report.findings}
+
+
+def test_a_dict_of_outputs_takes_its_douts_as_a_dict_and_as_the_user_passes_them():
+    """``check_layer(cell, x)`` (its forward returns a dict display) and a ``dout`` given
+    as a dict under the outputs' keys: the correct cell PASSes, the broken one FAILs."""
+    from conventions_layers import DictOutputCell, DictOutputCellBroken
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3))
+    dout = {"c": rng.normal(size=(2, 3)), "h": rng.normal(size=(2, 3))}
+    assert check_layer(DictOutputCell(), x).passed
+    assert check_layer(DictOutputCell(), x, dout=dout).passed
+    assert not check_layer(DictOutputCellBroken(), x, dout=dout).passed
+
+
+def test_notes_of_a_wrapped_layer_name_its_attributes_as_the_report_does():
+    """A layer checked with its inputs as a tuple: the tied-view and flat-buffer notes and
+    the not-checked reasons say ``W``, ``theta``, not the wrapper's ``layer.W``; and a
+    tied view's summed gradient is no "gradient-reshaped" finding (its shape is W's)."""
+    from conventions_layers import FlatBuffer, TiedTranspose
+
+    for layer in (FlatBuffer(), TiedTranspose()):
+        report = check_layer(layer, (X,))
+        texts = [f.message for f in report.findings] + [w for _, w in report.not_checked]
+        assert texts and not any("layer." in t for t in texts), texts
+        assert "gradient-reshaped" not in {f.kind for f in report.findings}
+
+
+def test_a_backward_failing_on_fewer_douts_than_outputs_says_what_it_was_given():
+    """The tuple unpacked where the check cannot see it (in a helper): the layer's error
+    says backward got the first output's upstream gradient only, and how to take all."""
+    from gradcheck.errors import LayerCallError
+
+    class HelperUnpack:
+        def forward(self, x):
+            self.x = x
+            return np.tanh(x), x ** 2
+
+        def _split(self, grads):
+            return grads
+
+        def backward(self, grads):
+            dh, dc = self._split(grads)
+            return dh * (1 - np.tanh(self.x) ** 2) + dc * 2 * self.x
+
+    with pytest.raises(LayerCallError, match="first 1, one per parameter it takes") as info:
+        check_layer(HelperUnpack(), np.ones((4, 3)))
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_dotted_attribute_names_round_trip_through_a_wrapper_and_wrt():
+    from conventions_layers import DottedAttributeBlocks
+
+    layer = DottedAttributeBlocks(broken=True)
+    report = check_layer(layer, (X,), wrt=["['dec.fc'].b"])
+    assert [(r.name, r.verdict) for r in report.results] == [("['dec.fc'].b", "FAIL")]
+    assert resolve(layer, "['enc.fc'].W") is getattr(layer, "enc.fc").W
 
 
 def test_a_decorated_forward_refusing_the_flag_is_called_without_it_with_a_note():

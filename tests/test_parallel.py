@@ -238,3 +238,21 @@ def test_targets_below_parallel_min_say_they_ran_serially():
     assert "its 12 elements are too few to share out among workers" in notes["x"]
     assert not [f for f in check_layer(layer, x, strategy="elementwise").findings
                 if f.kind == "parallel-serial"]
+
+
+def test_a_spawned_worker_draws_from_the_callers_module_generator(workers_always):
+    """A worker process that imported the layer's module anew (spawn, a cluster) holds that
+    module's generator at its seed, not where the caller's is: the check sends it the
+    caller's state, and the worker's differences are the serial ones."""
+    import multiprocessing
+    import conventions_layers
+    from conventions_layers import ModuleRngDropoutDense
+
+    x = np.random.default_rng(2).normal(size=(48, 6))  # enough elements to share out
+    conventions_layers.DROPOUT_RNG.random(3)  # the caller's generator moved past its seed
+    serial = check_layer(ModuleRngDropoutDense(), x, **ONE)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        report = check_layer(ModuleRngDropoutDense(), x, **ONE, executor=executor)
+    assert serial.passed and report.passed, report
+    assert not [f for f in report.findings if f.kind == "parallel-serial"]
+    assert np.array_equal(report.result("x").numerical, serial.result("x").numerical)

@@ -499,3 +499,246 @@ def test_printing_a_report_leaves_pythons_random_stream_where_it_was():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "True"
+
+
+# ---------------------------------------------------------------------------
+# Generators the layer uses without holding them: its class's, its module's
+# ---------------------------------------------------------------------------
+
+_MODULE_RNG = np.random.default_rng(0)  # the numpy-recommended replacement of np.random.*
+_MODULE_RANDOMSTATE = np.random.RandomState(0)
+
+
+class ModuleRngDropout:
+    """Inverted dropout whose mask comes from a generator at the top of the module."""
+
+    def __init__(self, broken=False):
+        self.p, self.broken = 0.5, broken
+
+    def draw(self, shape):
+        return _MODULE_RNG.random(shape)
+
+    def forward(self, x, train_flg=True):
+        self.mask = (self.draw(x.shape) > self.p) / (1 - self.p)
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout / (1 - self.p) if self.broken else dout * self.mask
+
+
+class ClassRngDropout(ModuleRngDropout):
+    """The generator a class attribute (of a base: found through the MRO)."""
+
+    rng = np.random.default_rng(0)
+
+    def draw(self, shape):
+        return type(self).rng.random(shape)
+
+
+class SubClassRngDropout(ClassRngDropout):
+    pass
+
+
+class RandomStateDropout(ModuleRngDropout):
+    def draw(self, shape):
+        return _MODULE_RANDOMSTATE.rand(*shape)
+
+
+class DefaultArgDropout(ModuleRngDropout):
+    """The generator a default argument of forward (made once, at ``def``)."""
+
+    def forward(self, x, train_flg=True, rng=np.random.default_rng(0)):
+        self.mask = (rng.random(x.shape) > self.p) / (1 - self.p)
+        return x * self.mask
+
+
+def _closure_dropout():
+    rng = random.Random(0)
+
+    class ClosureDropout(ModuleRngDropout):
+        def draw(self, shape):
+            return np.array([rng.random() for _ in range(int(np.prod(shape)))]).reshape(shape)
+
+    return ClosureDropout
+
+
+ClosureDropout = _closure_dropout()
+
+
+def _rng_states(layer):
+    """The state of the generator ``layer``'s class draws from (found independently)."""
+    cls = type(layer)
+    gen = {ModuleRngDropout: _MODULE_RNG, RandomStateDropout: _MODULE_RANDOMSTATE,
+           DefaultArgDropout: DefaultArgDropout.forward.__defaults__[-1],
+           ClosureDropout: ClosureDropout.draw.__closure__[0].cell_contents}.get(
+        cls, ClassRngDropout.rng)
+    if isinstance(gen, np.random.Generator):
+        return repr(gen.bit_generator.state)
+    return repr(gen.get_state() if isinstance(gen, np.random.RandomState) else gen.getstate())
+
+
+@pytest.mark.parametrize("cls", [ModuleRngDropout, ClassRngDropout, SubClassRngDropout,
+                                 RandomStateDropout, DefaultArgDropout, ClosureDropout])
+def test_a_generator_of_the_class_or_module_is_replayed_and_restored(cls):
+    """A correct dropout drawing from a generator its instance does not hold (a module's
+    ``rng``, a class attribute, a default argument, a closure) gets the same mask in every
+    call of the check and PASSes; the generator is where it was afterwards; the twin whose
+    backward forgets the mask FAILs."""
+    layer = cls()
+    before = _rng_states(layer)
+    report = check_layer(layer, X)
+    assert report.passed, report
+    assert _rng_states(layer) == before
+    assert not check_layer(cls(broken=True), X).passed
+    assert _rng_states(layer) == before
+
+
+def _helpers_module():
+    import types
+    mod = types.ModuleType("rng_helpers")
+    exec("import numpy as np\n"
+         "rng = np.random.default_rng(5)\n"
+         "def uniform(shape):\n"
+         "    return rng.random(shape)\n", mod.__dict__)
+    return mod
+
+
+_helpers = _helpers_module()
+_helper_uniform = _helpers.uniform
+
+
+class HelperFunctionDropout(ModuleRngDropout):
+    """The draws made by a function of another module (``from helpers import uniform``),
+    from that module's generator."""
+
+    def draw(self, shape):
+        return _helper_uniform(shape)
+
+
+class HelperModuleDropout(ModuleRngDropout):
+    """The generator read as another module's attribute (``helpers.rng.random(...)``)."""
+
+    def draw(self, shape):
+        return _helpers.rng.random(shape)
+
+
+@pytest.mark.parametrize("cls", [HelperFunctionDropout, HelperModuleDropout])
+def test_a_generator_of_another_module_the_layer_calls_into_is_replayed_and_restored(cls):
+    before = repr(_helpers.rng.bit_generator.state)
+    assert check_layer(cls(), X).passed
+    assert repr(_helpers.rng.bit_generator.state) == before
+    assert not check_layer(cls(broken=True), X).passed
+    assert repr(_helpers.rng.bit_generator.state) == before
+
+
+class BitGeneratorDropout(ModuleRngDropout):
+    """A bare ``BitGenerator`` held, a ``Generator`` made over it for every mask."""
+
+    def __init__(self, broken=False):
+        super().__init__(broken)
+        self.bits = np.random.PCG64(3)
+
+    def draw(self, shape):
+        return np.random.Generator(self.bits).random(shape)
+
+
+def test_a_held_bit_generator_is_replayed_and_restored():
+    layer = BitGeneratorDropout()
+    before = repr(layer.bits.state)
+    assert check_layer(layer, X).passed
+    assert repr(layer.bits.state) == before
+    assert not check_layer(BitGeneratorDropout(broken=True), X).passed
+
+
+class SystemRandomDropout(ModuleRngDropout):
+    """``random.SystemRandom`` has no state: it cannot be replayed, and is named."""
+
+    def __init__(self, broken=False):
+        super().__init__(broken)
+        self.entropy = random.SystemRandom()
+
+    def draw(self, shape):
+        return np.array([self.entropy.random() for _ in range(int(np.prod(shape)))]).reshape(
+            shape)
+
+
+def test_a_system_random_is_named_as_what_cannot_be_replayed():
+    """Held (or at module level) it crashed every check ("System entropy source does not
+    have state"); now the nondeterminism finding names it."""
+    report = check_layer(SystemRandomDropout(), X)
+    msg = next(f.message for f in report.findings if f.kind == "forward-nondeterministic")
+    assert "entropy: random.SystemRandom" in msg
+
+
+_CONFIG = {"p": 0.5, "rng": np.random.default_rng(11)}
+
+
+class ConfigDictDropout(ModuleRngDropout):
+    """The generator in a module-level configuration dict (``CONFIG["rng"]``)."""
+
+    def draw(self, shape):
+        return _CONFIG["rng"].random(shape)
+
+
+def test_a_generator_in_a_module_level_dict_the_layer_reads_is_replayed_and_restored():
+    before = repr(_CONFIG["rng"].bit_generator.state)
+    assert check_layer(ConfigDictDropout(), X).passed
+    assert repr(_CONFIG["rng"].bit_generator.state) == before
+    assert not check_layer(ConfigDictDropout(broken=True), X).passed
+
+
+class BoundMethodDropout(ModuleRngDropout):
+    """A generator's bound method held (``self.draw = rng.random``), the generator not."""
+
+    def __init__(self, broken=False):
+        super().__init__(broken)
+        self.draw = np.random.default_rng(8).random
+
+
+class PartialDropout(ModuleRngDropout):
+    def __init__(self, broken=False):
+        import functools
+        super().__init__(broken)
+        self.draw = functools.partial(np.random.default_rng(8).uniform, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("cls", [BoundMethodDropout, PartialDropout])
+def test_a_held_method_of_a_generator_is_replayed_and_restored(cls):
+    layer = cls()
+    gen = getattr(layer.draw, "func", layer.draw).__self__
+    before = repr(gen.bit_generator.state)
+    assert check_layer(layer, X).passed
+    assert repr(gen.bit_generator.state) == before
+    assert not check_layer(cls(broken=True), X).passed
+
+
+_MODULE_DRAW = np.random.default_rng(13).random  # a module-level method of a generator
+
+
+class ModuleMethodDropout(ModuleRngDropout):
+    def draw(self, shape):
+        return _MODULE_DRAW(shape)
+
+
+def test_a_module_level_method_of_a_generator_is_replayed_and_restored():
+    before = repr(_MODULE_DRAW.__self__.bit_generator.state)
+    assert check_layer(ModuleMethodDropout(), X).passed
+    assert repr(_MODULE_DRAW.__self__.bit_generator.state) == before
+    assert not check_layer(ModuleMethodDropout(broken=True), X).passed
+
+
+class HelperModuleDropoutLast(ModuleRngDropout):
+    """The method reading another module's generator comes after others of this module
+    (``forward`` first): the module's globals scanned once must not skip it."""
+
+    def forward(self, x, train_flg=True):
+        return super().forward(x, train_flg)
+
+    def draw(self, shape):
+        return _helpers.rng.random(shape)
+
+
+def test_every_method_is_followed_into_other_modules_not_only_the_first_of_a_module():
+    before = repr(_helpers.rng.bit_generator.state)
+    assert check_layer(HelperModuleDropoutLast(), X).passed
+    assert repr(_helpers.rng.bit_generator.state) == before

@@ -51,7 +51,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from gradcheck.engine.perturb import ElementMoves, GroupMoves, GroupReduce, Reduce, differences
-from gradcheck.protocol.state import dumps_shared
+from gradcheck.protocol.state import dumps_shared, unheld_states
 
 __all__ = ["parallel_differences", "parallel_groups", "worth_it", "chunk_count",
            "on_progress", "worker_malloc_note", "BREAK_EVEN", "CHUNK_SECONDS",
@@ -234,15 +234,17 @@ class _Worker:
     def __init__(self, key, payload):
         self.key = key
         (self.layer, self.xw, self.fresh_x, self.train_flg, self.dout, self.target,
-         self.steps, self.pairs, self.weights, self.structure, self.tol) = pickle.loads(payload)
+         self.steps, self.pairs, self.weights, self.structure, self.tol,
+         self.rng_states) = pickle.loads(payload)
         self.adapter = None
 
     def _set_up(self):
         from gradcheck.protocol.adapter import LayerAdapter, get_attr
         from gradcheck.protocol.problem import make_evaluator
-        from gradcheck.protocol.state import StateSnapshot
+        from gradcheck.protocol.state import StateSnapshot, put_unheld
 
         adapter = LayerAdapter(self.layer, self.train_flg)
+        put_unheld(StateSnapshot(self.layer), self.rng_states)  # a module imported anew
         snapshot = StateSnapshot(self.layer)
         self.out0 = np.array(adapter.forward(self.xw.copy()), copy=True).reshape(-1)
         dirty = snapshot.changed()
@@ -309,7 +311,7 @@ def _payload(problem, setup, grouped):
         return dumps_shared((problem.layer, problem.xw, problem.fresh_x,
                              problem.adapter.train_flg, problem.dout, setup.target.name,
                              setup.steps, setup.method.pairs, setup.noise.weights, structure,
-                             setup.opts.nondet_tol))
+                             setup.opts.nondet_tol, unheld_states(problem.snapshot)))
     except Exception as exc:
         from gradcheck.errors import GradCheckInputError
         raise GradCheckInputError(

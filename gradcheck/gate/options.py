@@ -123,12 +123,36 @@ def parse_inconclusive(value):
     return text
 
 
+def _split(value, sep):
+    """``value`` split at ``sep`` outside brackets (a report's ``blocks[(0, 'a')].W`` holds a
+    comma: :func:`gradcheck.protocol.discovery.split_path`)."""
+    from gradcheck.protocol.discovery import split_path
+
+    return split_path(str(value), sep)
+
+
+def _is_name(name):
+    """A target name as the report writes it: identifiers joined by dots, each optionally
+    followed by ``[key]`` subscripts (anything inside the brackets)."""
+    from gradcheck.protocol.discovery import _bracket_end
+
+    outside, i = [], 0
+    while i < len(name):
+        if name[i] == "[":
+            i = _bracket_end(name, i) + 1
+            outside.append(".")
+        else:
+            outside.append(name[i])
+            i += 1
+    return all(part.isidentifier() or part.isdigit() or part == ""
+               for part in "".join(outside).split(".")) and "".join(outside).strip(".") != ""
+
+
 def parse_names(value):
     """Target names: a list, or a string of comma-separated names (``b_0,b_3``)."""
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    items = value if isinstance(value, (list, tuple)) else _split(value, ",")
     names = tuple(str(v).strip() for v in items if str(v).strip())
-    if not names or not all(n.replace("_", "").replace(".", "").replace("[", "")
-                            .replace("]", "").replace("'", "").isalnum() for n in names):
+    if not names or not all(_is_name(n) for n in names):
         raise OptionError(f"expected target names separated by commas; got {value!r}")
     return names
 
@@ -140,8 +164,9 @@ def parse_params(value):
         items = list(value.items())
     else:
         items = []
-        for part in (value if isinstance(value, (list, tuple)) else str(value).split(",")):
-            name, eq, grad = str(part).partition("=")
+        for part in (value if isinstance(value, (list, tuple)) else _split(value, ",")):
+            pair = _split(part, "=")
+            name, eq, grad = pair[0], len(pair) == 2, pair[-1]
             if not eq:
                 raise OptionError(f"expected NAME=GRAD pairs separated by commas (W=dW,b=db); "
                                   f"got {value!r}")

@@ -25,13 +25,14 @@ user's code does:
 :func:`gradcheck.check_function` is :func:`gradcheck.check_layer` on it.
 """
 
+import ast
 import inspect
 import numbers
 import re
 
 import numpy as np
 
-from gradcheck.errors import GradCheckInputError, LayerProtocolError
+from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
                                        keepdims_of)
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
@@ -177,7 +178,6 @@ def taken_again(layer):
 
 def _source_tree(fn):
     """The parsed source of ``fn`` (``None`` when it cannot be read)."""
-    import ast
     import textwrap
 
     try:
@@ -186,40 +186,17 @@ def _source_tree(fn):
         return None
 
 
-def returns_several(fn):
+def returns_several(fn, dicts=False):
     """Whether ``fn``'s source has a ``return a, b, ...`` (a tuple or list display of two
-    or more values): a backward returning ``(dx, dW, db)``. ``False`` when the source
-    cannot be read."""
-    import ast
-
+    or more values): a backward returning ``(dx, dW, db)``; with ``dicts``, a ``return
+    {"h": h, "c": c}`` too. ``False`` when the source cannot be read."""
     tree = _source_tree(fn)
     if tree is None:
         return False
-    return any(isinstance(node, ast.Return) and isinstance(node.value, (ast.Tuple, ast.List))
-               and len(node.value.elts) >= 2 for node in ast.walk(tree))
-
-
-def unpacks_first(fn):
-    """Whether ``fn``'s source unpacks its first positional parameter (``dh, dc = grads``)
-    or indexes it with a number (``grads[0]``): a backward that takes the upstream
-    gradients of a list output as one list. ``False`` when the source cannot be read."""
-    import ast
-
-    params = _array_parameters(fn)
-    tree = _source_tree(fn)
-    if not params or tree is None:
-        return False
-    name = params[0].name
-
-    def is_param(node):
-        return isinstance(node, ast.Name) and node.id == name
-
-    return any(
-        isinstance(node, ast.Assign) and is_param(node.value)
-        and isinstance(node.targets[0], (ast.Tuple, ast.List))
-        or isinstance(node, ast.Subscript) and is_param(node.value)
-        and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int)
-        for node in ast.walk(tree))
+    displays = (ast.Tuple, ast.List, ast.Dict) if dicts else (ast.Tuple, ast.List)
+    return any(isinstance(node, ast.Return) and isinstance(node.value, displays)
+               and len(node.value.keys if isinstance(node.value, ast.Dict)
+                       else node.value.elts) >= 2 for node in ast.walk(tree))
 
 
 def match_returned(shapes, candidates):
@@ -277,14 +254,53 @@ def _array_parameters(fn):
             and p.default in (p.empty, None) and p.name not in SWITCH_NAMES]
 
 
-def _takes_a_numeric_default(fn):
-    """Whether ``fn``'s first positional parameter has a number for its default (a loss's
-    ``backward(dout=1.0)``, whose one argument is the upstream gradient)."""
+def _defaulted_dout(fn, skip, lr=None):
+    """``[name]`` of ``fn``'s upstream gradient when it has a number or array default (a
+    loss's ``backward(dout=1.0)``): the first positional parameter after the ``skip``
+    inputs, not a switch, a flag (``retain_grads=True``) or the learning rate ``lr``;
+    else ``[]``."""
     sig = _signature(fn)
-    first = next((p for p in sig.parameters.values() if p.kind in (
-        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)), None) if sig is not None else None
-    return first is not None and isinstance(first.default, numbers.Number) \
-        and not isinstance(first.default, bool)
+    if sig is None:
+        return []
+    params = [p for p in sig.parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][skip:]
+    if params and params[0].name not in SWITCH_NAMES and params[0].name != lr and (
+            isinstance(params[0].default, (numbers.Number, np.ndarray))
+            and not isinstance(params[0].default, (bool, np.bool_))):
+        return [params[0].name]
+    return []
+
+
+def unpacks(fn, name, n):
+    """Whether ``fn`` takes its parameter ``name`` apart into ``n`` values: ``a, b = name``
+    with ``n`` targets, or uses it only as ``name[0]`` .. ``name[n - 1]`` (constant
+    indexes, one at least 1): a ``backward(self, grads)`` of a layer with ``n`` outputs
+    that takes their upstream gradients as one tuple. Read from the bytecode (a layer
+    made by ``exec`` has no source); ``False`` when there is none.
+    """
+    import dis
+
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return False
+    ops = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
+    indexes = []
+    for i, op in enumerate(ops):
+        if not (op.opname in ("LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW")
+                and op.argval == name):
+            continue
+        nxt = ops[i + 1:i + 3]
+        if nxt and nxt[0].opname == "UNPACK_SEQUENCE":
+            if nxt[0].arg == n:
+                return True
+            indexes.append(None)
+        elif len(nxt) == 2 and nxt[0].opname == "LOAD_CONST" and type(nxt[0].argval) is int \
+                and (nxt[1].opname == "BINARY_SUBSCR" or nxt[1].argrepr == "[]"):  # 3.14
+            indexes.append(nxt[0].argval)
+        else:
+            indexes.append(None)
+    return bool(indexes) and all(k is not None and 0 <= k < n for k in indexes) \
+        and max(indexes) >= 1
 
 
 def _one_list_input(fn, values):
@@ -306,6 +322,13 @@ def _why_not(v):
     if isinstance(v, dict):
         return "not differentiated: a dict (options/state: restored after every call)"
     return f"not differentiated: {type(v).__name__}, passed through untouched"
+
+
+def _unprefixed(text):
+    """``text`` without the wrapper's ``layer.`` prefix of the names it quotes unquoted
+    (``layer.theta`` -> ``theta``, ``layer['enc.fc'].W`` -> ``['enc.fc'].W``;
+    ``layer.layer.W``, a sub-layer named ``layer``, keeps its own)."""
+    return re.sub(r"(?<![\w.'\"])layer(\.|(?=\[))", "", text)
 
 
 class CallLayer:
@@ -405,10 +428,14 @@ class CallLayer:
         self.out_shapes = None
         self.last_out = None  # what the last forward returned (for backward_again)
         #: the keys of a dict output; ``[(index, type)]`` of a tuple output's members that
-        #: are no array (a cache), left out of the check (:meth:`_packed`)
+        #: are no array (a cache), left out of the check (:meth:`_packed`); whether they
+        #: were a list (:meth:`split` gives a one-parameter backward the list of douts)
         self.out_keys, self.cache_outputs, self.out_list = None, [], False
         #: ``[(index, shape)]`` of the outputs backward takes no gradient for (not checked)
         self.dropped_outputs = []
+        #: backward takes the upstream gradients of all outputs as one parameter
+        #: (:meth:`douts_taken`, :meth:`split`)
+        self.douts_as_one = False
         self.lr = learning_rate_parameter(layer)
         #: the value every call passes it: LEARNING_RATE, or backward's own default when it
         #: steps nothing (an ELU's or leaky ReLU's alpha is no learning rate: find_steps)
@@ -426,8 +453,6 @@ class CallLayer:
         self.returned, self.mean_scale = (), None
         self.step_calls = (0, 0)  # the forward and backward calls find_steps made
         self.step_grads = {}
-        #: backward takes a list output's upstream gradients as one list (:meth:`_takes_list`)
-        self.takes_list = self._takes_list()
 
     def _why_skipped(self, name, value):
         """Why the input ``name`` is not a target (a pair's input that backward takes
@@ -453,8 +478,8 @@ class CallLayer:
         for n in self.targets[1:]:
             if internal == f"inputs[{n!r}]":
                 return n
-        if internal.startswith("layer."):
-            return internal[len("layer."):]
+        if internal.startswith(("layer.", "layer[")):  # layer['enc.fc'].W: ['enc.fc'].W
+            return internal[len("layer."):] if internal[5] == "." else internal[len("layer"):]
         return internal
 
     def internal(self, name):
@@ -465,7 +490,7 @@ class CallLayer:
             return f"layer.model.params[{name!r}]"
         if name in self.targets[1:]:
             return f"inputs[{name!r}]"
-        return name if name == "x" else "layer." + name
+        return name if name == "x" else "layer" + ("" if name.startswith("[") else ".") + name
 
     def internal_names(self, names):
         """``wrt``/``expect_zero`` names as the wrapper knows them (``None`` stays ``None``)."""
@@ -485,12 +510,14 @@ class CallLayer:
         from dataclasses import replace
 
         results = tuple(replace(r, name=self.display(r.name)) for r in results)
-        findings[:] = [self._renamed_finding(f) if f.target else f for f in findings]
+        findings[:] = [self._renamed_finding(f) if f.target else
+                       replace(f, message=_unprefixed(f.message)) for f in findings]
         hidden = set(self.names) | set(self.call_names) | (
             {"cache"} if isinstance(self.layer, FunctionPair) else set())
         own = ("inputs[", "input_grads[") + (
             ("layer.cache[", "layer.cache.") if isinstance(self.layer, FunctionPair) else ())
-        not_checked = list(self.skipped) + [(self.display(n), why) for n, why in not_checked
+        not_checked = list(self.skipped) + [(self.display(n), _unprefixed(why))
+                                            for n, why in not_checked
                                             if self.display(n) not in hidden
                                             and not n.startswith(own)]
         return results, findings, not_checked
@@ -503,7 +530,7 @@ class CallLayer:
         message = f.message.replace(repr(f.target), repr(shown))
         if f.target != "x":
             message = message.replace(f.target, shown)
-        return replace(f, target=shown, message=message)
+        return replace(f, target=shown, message=_unprefixed(message))
 
     def shown_text(self, text):
         """``text`` with the report's names for the internal ones: each quoted name
@@ -517,7 +544,7 @@ class CallLayer:
         text = re.sub(r"'([^'\\]*)'|\"([^\"\\]*)\"", quoted, text)
         for n in self.targets[1:]:
             text = text.replace(f"input_grads[{n!r}]", f"d{n}").replace(f"inputs[{n!r}]", n)
-        return re.sub(r"(?<![\w.'\"])layer\.", "", text)
+        return _unprefixed(text)
 
     def renamed(self, exc):
         """``exc`` with the report's target names (``exc`` itself when nothing changes)."""
@@ -591,6 +618,7 @@ class CallLayer:
         if isinstance(out, dict) and out and all(_is_output(v) for v in out.values()):
             self.out_keys, out = list(out), tuple(out.values())
         if isinstance(out, (tuple, list)):
+            self.out_list = isinstance(out, list)
             self.cache_outputs = [(i, type(o).__name__) for i, o in enumerate(out)
                                   if not _is_output(o)]
             if self.cache_outputs:
@@ -599,9 +627,7 @@ class CallLayer:
                     self.out_shapes, self.dropped_outputs = None, []
                     return out[0]
             arrays = [np.asarray(o) for o in out]
-            self.out_list = isinstance(out, list) and len(arrays) > 1 and self.takes_list
-            taken = (len(arrays) if self.out_keys or self.out_list
-                     else self.douts_taken(len(arrays)))
+            taken = self.douts_taken(len(arrays), keyed=self.out_keys is not None)
             self.dropped_outputs = [(i, a.shape) for i, a in enumerate(arrays) if i >= taken]
             arrays = arrays[:taken]
             self.out_shapes = [a.shape for a in arrays]
@@ -618,32 +644,37 @@ class CallLayer:
             size = int(np.prod(shape, dtype=np.int64))
             parts.append(dout.reshape(-1)[start:start + size].reshape(shape))
             start += size
-        if self.out_keys:  # a dict output: backward takes a dict of douts, one per key
-            return (dict(zip(self.out_keys, parts)),)
-        if self.out_list:  # a list output: backward takes the list of douts
-            return (parts,)
+        if self.douts_as_one:  # one parameter: a dict under a dict output's keys, a list
+            # for a list output, else a tuple
+            return (dict(zip(self.out_keys, parts)) if self.out_keys
+                    else parts if self.out_list else tuple(parts),)
         return tuple(parts)
 
-    def _takes_list(self):
-        """Whether ``backward`` takes a list output's upstream gradients as one list: one
-        gradient parameter, which its source unpacks (:func:`unpacks_first`)."""
-        backward = layer_method(self.layer, "backward")
-        return self.douts_taken(2) == 1 and unpacks_first(backward)
-
-    def douts_taken(self, n):
+    def douts_taken(self, n, keyed=False):
         """How many of ``n`` outputs ``backward`` takes upstream gradients for: all, or fewer
         when its signature has fewer positional parameters (numpy-ml's ``LSTMCell``:
         ``forward`` returns ``(A, C)``, ``backward(dLdA)``); the outputs after them are
-        left out of the check (:meth:`forward`, :attr:`dropped_outputs`). A loss's
-        ``backward(dout=1.0)`` (no parameter without a default) takes one."""
+        left out of the check (:meth:`forward`, :attr:`dropped_outputs`). A defaulted
+        upstream gradient (a loss's ``backward(dout=1.0)`` beside ``(loss, probs)``) is one.
+        A single one that ``backward`` unpacks into ``n`` (``dh, dc = grads``) takes all
+        ``n``, as one tuple (a list for a list output: :attr:`douts_as_one`, :meth:`split`);
+        so does a single one beside a dict of outputs (``keyed``, even of one key), as a
+        dict of them under the outputs' keys."""
         backward = layer_method(self.layer, "backward")
         params = _array_parameters(backward)
+        self.douts_as_one = False
         if params is None:
             return n
         names = [p.name for p in params][self.inputs_first:len(params) - len(self.again)]
         if self.lr is not None and self.lr[0] in names:
             names.remove(self.lr[0])
-        taken = len(names) or int(_takes_a_numeric_default(backward))
+        if not names:
+            names = _defaulted_dout(backward, self.inputs_first,
+                                    self.lr[0] if self.lr is not None else None)
+        if len(names) == 1 and (keyed or n > 1 and unpacks(backward, names[0], n)):
+            self.douts_as_one = True
+            return n
+        taken = len(names)
         return taken if 1 <= taken < n else n
 
     def pack(self, dout, shapes=None):
@@ -679,7 +710,18 @@ class CallLayer:
         the others in ``input_grads``."""
         if self.labels:
             return self._loss_backward(dout)
-        grads = self._call_backward(self.split(dout))
+        try:
+            grads = self._call_backward(self.split(dout))
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            if not self.dropped_outputs:
+                raise
+            raise LayerCallError(
+                f"backward() raised {type(exc).__name__}: {exc} (forward returns "
+                f"{len(self.out_shapes) + len(self.dropped_outputs)} outputs, and backward "
+                f"was given the upstream gradient of the first {len(self.out_shapes)}, one "
+                "per parameter it takes: a backward that takes them all as one tuple unpacks "
+                "it as dh, dc = grads, or reads grads[0], grads[1])",
+                layer=self._gradcheck_name, target=self.display("x")) from exc
         if not self.targets:
             if isinstance(grads, (tuple, list)):
                 self._keep_returned(list(grads))
@@ -1172,6 +1214,8 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
         shapes, dropped, caches = call.out_shapes, call.dropped_outputs, call.cache_outputs
     finally:
         snapshot.restore_all()
+    if isinstance(dout, dict) and call.out_keys:  # one per output, under its key
+        dout = tuple(dout[k] for k in call.out_keys if k in dout)
     if caches:
         shown = ", ".join(f"output {i} (a {kind})" for i, kind in caches)
         findings.append(Finding("outputs-without-gradient", False, (

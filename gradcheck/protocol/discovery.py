@@ -37,6 +37,7 @@ names joined by dots, each optionally followed by ``[key]`` subscripts
 """
 
 import collections
+import functools
 import inspect
 import re
 import types
@@ -44,11 +45,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["resolve", "assign", "lookup", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
+from gradcheck.protocol.state import _owner
+
+__all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
-           "torch7_grad_name"]
+           "torch7_grad_name", "prefer_views"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -135,21 +138,100 @@ def _holds_layers(value):
         is_layer(v) for v in value))
 #: The not-checked reason of state (:func:`gradcheck.check` looks for it).
 STATE_REASON = _FORWARD
-_TOKEN = re.compile(r"""([^.\[\]]+)|\[(?:'([^']*)'|"([^"]*)"|([^\]]*))\]""")
 
 
+def key_path(path, key):
+    """The path of ``key`` of the container at ``path``, round-tripping through
+    :func:`resolve`: ``blocks.enc`` for an identifier string, else the key's ``repr`` in
+    brackets (``blocks[0]``, ``blocks['encoder.fc']``, ``params[('W', 0)]``)."""
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{key!r}]"
+
+
+_PLAIN_NAME = re.compile(r"[^.\[\]+@'\"]+\Z")
+
+
+def attr_path(prefix, name):
+    """The path of the attribute ``name`` of the object at ``prefix`` (``""``, or a path
+    and a dot), round-tripping through :func:`resolve`: ``blocks.0.W``; a name holding a
+    separator in brackets, as its ``repr`` (``['enc.fc'].W`` of ``setattr(self, 'enc.fc',
+    Dense())``)."""
+    if _PLAIN_NAME.match(name):
+        return prefix + name
+    return f"{prefix[:-1] if prefix.endswith('.') else prefix}[{name!r}]"
+
+
+def _bracket_end(path, i):
+    """The index of the ``]`` closing the ``[`` at ``path[i]`` (outside string literals and
+    nested brackets or parentheses), or ``len(path)``."""
+    depth, j, quote = 0, i, None
+    while j < len(path):
+        c = path[j]
+        if quote:
+            if c == "\\":
+                j += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in "[(":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+            if depth == 0:
+                return j
+        j += 1
+    return len(path)
+
+
+def _bracket_key(text):
+    """A subscript's key: the Python literal it spells (``'W'``, ``0``, ``('W', 0)``), or,
+    unquoted, the text itself (``[W1]``)."""
+    import ast
+
+    try:
+        key = ast.literal_eval(text)
+        hash(key)
+        return key
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return _int_or_str(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def split_path(path, sep):
+    """``path`` split at ``sep`` (``"+"`` of a tied gradient, ``"@"`` of a view's) where it
+    stands outside brackets: a key may hold either (``params['a+b']``)."""
+    parts, start, i = [], 0, 0
+    while i < len(path):
+        if path[i] == "[":
+            i = _bracket_end(path, i)
+        elif path[i] == sep:
+            parts.append(path[start:i])
+            start = i + 1
+        i += 1
+    return tuple(parts) + (path[start:],)
+
+
+@functools.lru_cache(maxsize=8192)
 def _steps(path):
-    """``"blocks.0.params['W']"`` -> ``[("attr", "blocks"), ("attr", "0"), ("attr", "params"),
-    ("key", "W")]``."""
-    steps = []
-    for m in _TOKEN.finditer(path):
-        if m.group(1) is not None:
-            steps.append(("attr", m.group(1)))
+    """``"blocks.0.params['W']"`` -> ``(("attr", "blocks"), ("attr", "0"), ("attr",
+    "params"), ("key", "W"))``; a bracket holds a Python literal (:func:`key_path`)."""
+    steps, i = [], 0
+    while i < len(path):
+        if path[i] in ".]":
+            i += 1
+        elif path[i] == "[":
+            end = _bracket_end(path, i)
+            steps.append(("key", _bracket_key(path[i + 1:end])))
+            i = end + 1
         else:
-            key = next(g for g in m.groups()[1:] if g is not None)
-            quoted = m.group(2) is not None or m.group(3) is not None
-            steps.append(("key", key if quoted else _int_or_str(key)))
-    return steps
+            end = i
+            while end < len(path) and path[end] not in ".[]":
+                end += 1
+            steps.append(("attr", path[i:end]))
+            i = end
+    return tuple(steps)
 
 
 def _int_or_str(key):
@@ -173,11 +255,15 @@ def _step(obj, kind, name):
         kind, name = "key", int(name)
     elif kind == "attr" and isinstance(obj, dict):
         kind = "key"
+        if name not in obj and name.isdigit() and int(name) in obj:
+            name = int(name)  # blocks.0.W of {0: Dense()}, as a user writes it
     if kind == "attr":
         return lookup(obj, name, _MISSING)
     try:
         return obj[name]
     except (KeyError, IndexError, TypeError):
+        if isinstance(name, str) and not isinstance(obj, (dict, list, tuple)):
+            return lookup(obj, name, _MISSING)  # ['enc.fc']: an attribute of that name
         return _MISSING
 
 
@@ -196,10 +282,11 @@ def resolve(root, path, default=None):
     -------
     object
     """
-    if "@" in path and "+" not in path:
+    plus = split_path(path, "+")
+    if len(plus) == 1 and len(split_path(path, "@")) == 3:
         return _mapped(root, path, default)
-    if "+" in path:
-        parts = [resolve(root, p, None) for p in path.split("+")]
+    if len(plus) > 1:
+        parts = [resolve(root, p, None) for p in plus]
         if any(p is None or not isinstance(p, (np.ndarray, float, np.floating)) for p in parts):
             return default
         return sum(np.asarray(p) for p in parts[1:]) + np.asarray(parts[0])
@@ -214,12 +301,12 @@ def resolve(root, path, default=None):
 def assign(root, path, value):
     """Set the object at ``path`` (each part of a ``"a+b"`` path gets its own copy of
     ``value``: two slots of a tied weight's gradient stay two arrays)."""
-    if "+" in path:
-        for i, p in enumerate(path.split("+")):
+    if len(split_path(path, "+")) > 1:
+        for i, p in enumerate(split_path(path, "+")):
             assign(root, p, value if i == 0 or not hasattr(value, "copy") else value.copy())
         return
-    if "@" in path:  # a view's gradient gets the view of value
-        grad, view, base = path.split("@")
+    if len(split_path(path, "@")) == 3:  # a view's gradient gets the view of value
+        grad, view, base = split_path(path, "@")
         idx = view_index(resolve(root, view), resolve(root, base))
         path, value = grad, _memory_order(resolve(root, base), value)[idx]
     _assign_steps(root, _steps(path), value)
@@ -252,7 +339,7 @@ def _memory_order(base, value):
 def _mapped(root, path, default):
     """``"dWt@Wt@W"``: the gradient ``dWt`` of the view ``Wt`` mapped back onto ``W`` (the
     elements a view repeats summed, np.add.at), of ``W``'s shape."""
-    grad, view, base = (resolve(root, p) for p in path.split("@"))
+    grad, view, base = (resolve(root, p) for p in split_path(path, "@"))
     if not all(isinstance(a, np.ndarray) for a in (grad, view, base)) or grad.shape != view.shape:
         return default
     out = np.zeros(base.size, dtype=np.result_type(grad.dtype, np.float32))
@@ -269,7 +356,8 @@ def _assign_steps(root, steps, value):
         kind, name = "key", int(name)
     elif kind == "attr" and isinstance(obj, dict):
         kind = "key"
-    if kind == "attr":
+    if kind == "attr" or (isinstance(name, str) and not isinstance(obj, (dict, list, tuple))
+                          and not hasattr(obj, "__setitem__")):
         setattr(obj, _settable(obj, name), value)
     elif isinstance(obj, tuple):  # immutable: a new tuple in the tuple's place
         _assign_steps(root, steps[:-1], obj[:name] + (value,) + obj[name + 1:])
@@ -433,8 +521,8 @@ def owner_key(root, path):
     list of (int, object)
     """
     keys = []
-    for part in path.split("+"):
-        steps = _steps(part.split("@")[0])
+    for part in split_path(path, "+"):
+        steps = _steps(split_path(part, "@")[0])
         obj = root
         for kind, name in steps[:-1]:
             obj = _step(obj, kind, name)
@@ -478,6 +566,11 @@ class Discovery:
     unset : list of (str, str)
         ``(param, gradient)`` where the gradient attribute exists but is ``None`` after
         ``backward`` (the book's ``self.dW = None`` in ``__init__``, never computed).
+    shapes : dict of str to tuple
+        The shapes of the floating arrays held without a gradient.
+    aliases : dict of str to (str, str)
+        ``{view: (its gradient, base)}``: parameters that are views of another one whose
+        gradient is the base's there (a flat parameter buffer), checked as the base.
     """
 
     params: dict = field(default_factory=dict)
@@ -490,6 +583,7 @@ class Discovery:
     created: list = field(default_factory=list)
     unset: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)
+    aliases: dict = field(default_factory=dict)
 
 
 def rebound(snapshot):
@@ -578,7 +672,7 @@ class _Walk:
                 self.container(obj, prefix, pname, gname, acc)
         subs = []
         for name, value in attrs.items():
-            path = prefix + name
+            path = attr_path(prefix, name)
             if name in containers or name in grads or path in self.exclude:
                 continue
             if (id(obj), name) in self.written and _holds_layers(value):
@@ -592,7 +686,7 @@ class _Walk:
             elif isinstance(value, (list, tuple)) and any(is_layer(v) for v in value):
                 subs += [(v, f"{path}.{i}.") for i, v in enumerate(value) if is_layer(v)]
             elif isinstance(value, dict) and any(is_layer(v) for v in value.values()):
-                subs += [(v, f"{path}.{k}.") for k, v in value.items() if is_layer(v)]
+                subs += [(v, key_path(path, k) + ".") for k, v in value.items() if is_layer(v)]
             elif _holds_floats(value):
                 self.named_container(obj, attrs, name, prefix)
             elif param_object(value) is not None:
@@ -636,7 +730,7 @@ class _Walk:
             for cand in tried:  # a tied weight with a gradient of its own, or an alias
                 grad = attrs.get(cand)
                 if isinstance(grad, np.ndarray) and grad.dtype.kind == "f":
-                    self.take(path, prefix + cand, value, grad_obj=grad)
+                    self.take(path, attr_path(prefix, cand), value, grad_obj=grad)
                     break
             return
         reason = self._classify(obj, name, value, path)
@@ -653,10 +747,10 @@ class _Walk:
                 if grad is None:
                     reason = f"{cand} is None after backward"
                     if _is_float_value(value) and isinstance(value, np.ndarray):
-                        self.found.unset.append((path, prefix + cand))
+                        self.found.unset.append((path, attr_path(prefix, cand)))
                     break
                 if isinstance(grad, np.ndarray) or _is_float_value(grad):
-                    self.take(path, prefix + cand, value, grad_obj=grad)
+                    self.take(path, attr_path(prefix, cand), value, grad_obj=grad)
                     self._other_grad_names(attrs, path, prefix, cand, tried, grad)
                     return
             else:
@@ -685,9 +779,10 @@ class _Walk:
             self.found.notes.append((
                 "several-gradient-names",
                 f"{path} has gradients under {len(others) + 1} names after backward: "
-                f"{prefix}{used} (checked) and {', '.join(prefix + c for c in others)} (not "
+                f"{attr_path(prefix, used)} (checked) and "
+                f"{', '.join(attr_path(prefix, c) for c in others)} (not "
                 f"checked); to check another, name it: params={{{path!r}: "
-                f"{prefix + others[0]!r}}}"))
+                f"{attr_path(prefix, others[0])!r}}}"))
 
     def param_object(self, value, path):
         """A parameter object (``self.W = Param(W)``, ``W.value`` / ``W.grad``): its value a
@@ -724,7 +819,7 @@ class _Walk:
             item = value[key]
             if not (isinstance(item, np.ndarray) or _is_float_value(item)):
                 continue
-            path = f"{prefix}{name}[{key!r}]"
+            path = f"{attr_path(prefix, name)}[{key!r}]"
             why = reason or self._classify(value, key, item, path)
             if why is None:
                 why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
@@ -732,7 +827,7 @@ class _Walk:
                     self.floating(path, item)
             if why is not _INPUT:
                 skipped.append((key, path, why))
-        self._skip_entries(f"{prefix}{name}", skipped, rebuilt=reason is _FORWARD)
+        self._skip_entries(attr_path(prefix, name), skipped, rebuilt=reason is _FORWARD)
 
     def _skip_entries(self, path, skipped, rebuilt):
         """List a container's entries as not checked: one line for the container when
@@ -765,7 +860,7 @@ class _Walk:
             items = [(f"{path}[{k!r}]", k, v) for k, v in (
                 value.items() if isinstance(value, dict) else enumerate(value))]
         else:
-            items = [(f"{path}.{k}", k, v) for k, v in vars(value).items()]
+            items = [(attr_path(path + ".", k), k, v) for k, v in vars(value).items()]
         for where, key, item in items:
             if where in self.exclude:
                 continue
@@ -812,7 +907,7 @@ class _Walk:
         by_id = {}
         for key in keys:
             value = params[key]
-            path = f"{prefix}{pname}[{key!r}]"
+            path = f"{attr_path(prefix, pname)}[{key!r}]"
             if not (isinstance(value, np.ndarray) or _is_float_value(value)):
                 continue
             reason = self._classify(params, key, value, path)
@@ -826,7 +921,7 @@ class _Walk:
                 if reason is not _INPUT:
                     self.skip(path, reason)
                 continue
-            gpath = f"{prefix}{gname}[{key!r}]"
+            gpath = f"{attr_path(prefix, gname)}[{key!r}]"
             if isinstance(params, (list, tuple)) and id(value) in by_id:
                 self.tie(path, gpath, grad, by_id[id(value)])  # one target, gradients summed
                 continue
@@ -909,6 +1004,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     walk.layer(layer, "")
     walk.finish()
     _merge_views(layer, walk.found)
+    _views_of_targets(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
     return walk.found
 
@@ -917,18 +1013,27 @@ def _merge_views(layer, found):
     """A parameter that is a view of another one (``Wt = W.T`` with ``dWt`` beside ``W``
     with ``dW``): one target, the base, checked against its gradient plus the view's
     mapped back onto it (``"dW+dWt@Wt@W"``)."""
-    arrays = {p: resolve(layer, p) for p in found.params}
+    arrays = {p: a for p in found.params for a in [resolve(layer, p)]
+              if isinstance(a, np.ndarray)}
     owners = {id(a): p for p, a in arrays.items()
-              if isinstance(a, np.ndarray) and a.base is None
-              and (a.flags.c_contiguous or a.flags.f_contiguous)}
+              if a.base is None and (a.flags.c_contiguous or a.flags.f_contiguous)}
     for p, a in arrays.items():
-        if not isinstance(a, np.ndarray) or a.base is None or "@" in found.params[p]:
+        if a.base is None or "@" in found.params[p] or "+" in found.params[p]:
             continue
-        owner = a
-        while isinstance(owner.base, np.ndarray):
-            owner = owner.base
-        base = owners.get(id(owner))
-        if base is None or owner.dtype != a.dtype or "+" in found.params[p]:
+        base = owners.get(id(_owner(a)))
+        if base is not None and arrays[base].dtype != a.dtype:
+            base = None
+        alias = base if base is not None else _enclosing(p, arrays)  # theta of a model's
+        if alias is not None and _same_gradient(layer, found.params[p], p,
+                                                found.params[alias], alias):
+            found.aliases[p] = (found.params.pop(p), alias)
+            found.notes.append((
+                "view-parameter", f"{p} is a view of {alias} and its gradient "
+                f"{found.aliases[p][0]} holds {alias}'s gradient there (a flat parameter "
+                f"buffer): checked once, as {alias} against "
+                f"{split_path(found.params[alias], '+')[0]}"))
+            continue
+        if base is None:
             continue
         found.params[base] += f"+{found.params[p]}@{p}@{base}"
         del found.params[p]
@@ -936,6 +1041,100 @@ def _merge_views(layer, found):
             "tied-parameter", f"{p} is a view of {base} (a transpose, reshape or slice): "
             f"checked once, as {base}, against {found.params[base]} (the gradient of the "
             "view mapped back onto it)"))
+
+
+def _byte_range(a):
+    """``(low, high)``: the bytes ``a``'s elements span."""
+    lo = hi = a.__array_interface__["data"][0]
+    for n, st in zip(a.shape, a.strides):
+        lo, hi = lo + min(0, (n - 1) * st), hi + max(0, (n - 1) * st)
+    return lo, hi + a.itemsize
+
+
+def _enclosing(p, arrays):
+    """The parameter the view ``arrays[p]`` lies inside: a contiguous one of its dtype over
+    the same memory (``theta`` of ``theta[:12].reshape(4, 3)``, ``theta`` itself a slice of
+    a model's buffer); the largest when several do, the first of two over the same bytes;
+    ``None`` when none does."""
+    a = arrays[p]
+    lo, hi = _byte_range(a)
+    names, best = list(arrays), None
+    for q, b in arrays.items():
+        if q == p or b.dtype != a.dtype or _owner(b) is not _owner(a) or not (
+                b.flags.c_contiguous or b.flags.f_contiguous):
+            continue
+        blo, bhi = _byte_range(b)
+        if blo <= lo and hi <= bhi and ((blo, bhi) != (lo, hi) or names.index(q) < names.index(p)
+                                        or b.base is None):
+            if best is None or b.nbytes > arrays[best].nbytes:
+                best = q
+    return best
+
+
+def _views_of_targets(layer, found):
+    """Floating arrays held without a gradient that share memory with the targets: a view
+    of a parameter taken (``W = theta[:12].reshape(4, 3)`` of a flat buffer ``theta``
+    checked against ``dtheta``; the views merged as aliases), or the flat buffer the
+    parameters taken (or their gradients) are views of. Listed as such, no warning."""
+    owners, buffers = {}, {}  # {id: (path, "parameter"/"gradient")}, {(id, what): views}
+    for p, g in found.params.items():
+        for path, what in ((p, "parameter"), (split_path(g, "+")[0], "gradient")):
+            a = resolve(layer, path)
+            if isinstance(a, np.ndarray) and a.base is None:
+                owners[id(a)] = (path, what)
+            elif isinstance(a, np.ndarray):
+                buffers.setdefault((id(_owner(a)), what), []).append(path)
+    found.not_checked = [(p, f"a view of {found.aliases[p][1]}, its gradient "
+                          f"{found.aliases[p][0]} the same view of {found.aliases[p][1]}'s: "
+                          "checked as that") for p in found.aliases] + found.not_checked
+    shared = {}
+    for p in found.floating:
+        a = resolve(layer, p)
+        if not isinstance(a, np.ndarray):
+            continue
+        if a.base is not None and id(_owner(a)) in owners:
+            base, what = owners[id(_owner(a))]
+            shared[p] = (f"a view of {base}: checked as that" if what == "parameter"
+                         else f"a view of the gradient {base}")
+        for what in ("parameter", "gradient"):
+            views = buffers.get((id(a), what), [])
+            if a.base is None and views:
+                shared[p] = (f"the buffer the {what}s {', '.join(views)} are views of"
+                             + (": checked through them where they lie" if what == "parameter" else ""))
+    found.floating = [p for p in found.floating if p not in shared]
+    found.not_checked = [(p, shared.get(p, why)) for p, why in found.not_checked]
+
+
+def prefer_views(found, wrt):
+    """Check the views a ``wrt`` names (``wrt=['x', 'W', 'b']`` of ``W``, ``b`` views of a
+    flat ``theta``: :attr:`Discovery.aliases`) against their own gradients, in place of the
+    base, when ``wrt`` does not name the base too."""
+    chosen = {v: gb for v, gb in found.aliases.items() if v in (wrt or ()) and gb[1] not in wrt}
+    if not chosen:
+        return
+    bases = {base for _, base in chosen.values()}
+    for base in bases:
+        del found.params[base]
+    found.params.update((v, g) for v, (g, _) in chosen.items())
+    found.notes = [(k, t) for k, t in found.notes
+                   if not (k == "view-parameter" and t.split(" ", 1)[0] in chosen)]
+    others = {v for v, (_, base) in found.aliases.items() if base in bases} - set(chosen)
+    found.not_checked = [(p, f"a view of {found.aliases[p][1]}, not in wrt" if p in others
+                          else why) for p, why in found.not_checked if p not in chosen] + [
+        (b, "a flat buffer of views named by wrt: checked as those") for b in sorted(bases)]
+
+
+def _same_gradient(layer, grad, view, base_grad, base):
+    """Whether the view ``view``'s gradient is its base's gradient at the view's elements
+    (``dW = dtheta[:12].reshape(4, 3)`` beside ``W = theta[:12].reshape(4, 3)``, a view or a
+    copy): the one gradient reported twice, not the gradient of a second use of the
+    memory (``Wt = W.T`` beside ``W``, whose ``dWt`` is added to ``dW``)."""
+    g, v, b = (resolve(layer, q) for q in (grad, view, base))
+    bg = resolve(layer, split_path(base_grad, "+")[0])
+    if not all(isinstance(a, np.ndarray) for a in (g, v, b, bg)) or g.shape != v.shape \
+            or bg.shape != b.shape:
+        return False
+    return bool(np.array_equal(_memory_order(b, bg)[view_index(v, b)], g))
 
 
 def _layer_tree(layer):
@@ -956,7 +1155,9 @@ def _layer_tree(layer):
                     list(value.keys()) if isinstance(value, dict) else [None])
             for k, v in zip(keys, items):
                 if is_layer(v):
-                    visit(v, f"{prefix}{name}." + ("" if k is None else f"{k}."))
+                    path = attr_path(prefix, name)
+                    visit(v, f"{path}." if k is None else f"{path}.{k}."
+                          if isinstance(value, (list, tuple)) else key_path(path, k) + ".")
 
     visit(layer, "")
     return found
@@ -991,9 +1192,9 @@ def accumulating_buffers(layer):
             paths += [f"{prefix}gradients[{k!r}]" for k, v in obj.gradients.items()
                       if isinstance(v, np.ndarray)]
         attrs = attributes(obj)
-        paths += [f"{prefix}{name}.{names[1]}" for name, value in attrs.items()
+        paths += [f"{attr_path(prefix, name)}.{names[1]}" for name, value in attrs.items()
                   for names in [param_object(value)] if names is not None]
-        paths += [f"{prefix}{g}" for name, value in attrs.items()
+        paths += [attr_path(prefix, g) for name, value in attrs.items()
                   for g in [torch7_grad_name(name)] if isinstance(value, np.ndarray)
                   and isinstance(attrs.get(g), np.ndarray) and attrs[g].shape == value.shape]
     return paths

@@ -22,7 +22,7 @@ import numpy as np
 from gradcheck.engine.tolerances import rms
 from gradcheck.protocol.adapter import (discover_params, get_attr, get_grad, keepdims_of,
                                         set_attr)
-from gradcheck.protocol.state import _bitwise_equal
+from gradcheck.protocol.state import RNG_KINDS, _bitwise_equal
 from gradcheck.report import Finding
 from gradcheck.validate import check_array
 from gradcheck.errors import (GradCheckInputError, LayerCallError, LayerProtocolError,
@@ -74,6 +74,19 @@ def default_dout(seed, shape, dtype=np.float64):
     """
     rng = np.random.default_rng([int(seed), DOUT_STREAM])
     return rng.standard_normal(shape).astype(dtype, copy=False)
+
+
+def _replayed(snapshot):
+    """What the check replays of randomness, for the forward-nondeterministic message: a
+    generator reached in another way (another module's, a container's at module level)
+    is not among them."""
+    names = [s.path or "the layer" for s in snapshot.slots
+             if s.kind in RNG_KINDS + ("globalrng",) and s.kind != "entropy"]
+    entropy = [s.path or "the layer" for s in snapshot.slots if s.kind == "entropy"]
+    return ("; replayed for every call: " + ", ".join(names[:8])
+            + (", ..." if len(names) > 8 else "") + "; a generator reached otherwise is not"
+            + (f"; {', '.join(entropy)}: random.SystemRandom, which has no state to replay"
+               if entropy else ""))
 
 
 def _close(a, b, tol):
@@ -299,7 +312,7 @@ class Problem:
         for p, g in params.items():
             value, grad = get_attr(layer, p), get_grad(layer, g, p)
             raw = get_attr(layer, g)
-            if grad is not raw:
+            if grad is not raw and np.shape(raw) != np.shape(grad):  # not a sum made anew
                 self.findings.append(Finding("gradient-reshaped", False, (
                     f"{g} has shape {raw.shape}, {p} {value.shape}: read in {p}'s shape (the "
                     "same elements; a sum with keepdims=True)"), p))
@@ -346,7 +359,7 @@ class Problem:
                 f"forward() gave different outputs for identical input and state (max "
                 f"difference {np.max(np.abs(out - self.out0)):.3g} > nondet_tol = "
                 f"{self.nondet_tol:g}); randomness the check cannot replay (an unseeded "
-                "generator?)"))
+                "generator?" + _replayed(self.snapshot) + ")"))
         self.dirty = list(self.snapshot.changed())
         dx2, mod2 = self._poisoned_backward(poison)
         self._self_checks(dx1, grads1, mod1 or mod2)

@@ -20,6 +20,8 @@ of the converted base, so perturbing a tied weight moves every alias of it.
 """
 
 import collections
+import functools
+import inspect
 import io
 import pickle
 import random
@@ -38,6 +40,8 @@ _CONTAINERS = ("attrs", "slots", "list", "dict", "deque", "set", "objarray")
 _UNSET = object()
 _SLOT_NAMES = {}
 
+#: The ``RandomState`` behind ``np.random.rand()`` (saved as the ``"globalrng"`` slot).
+_NP_GLOBAL_RANDOM = np.random.mtrand._rand
 #: The ``random.Random`` behind the ``random`` module's functions (``random.random()``).
 _PY_GLOBAL_RANDOM = random.random.__self__
 
@@ -99,6 +103,146 @@ def _slot_values(obj):
     return values
 
 
+#: Slot kinds of random generators; ``"entropy"`` is one without a state to replay
+#: (``random.SystemRandom``): named by the nondeterminism finding, never saved.
+RNG_KINDS = ("generator", "bitgenerator", "randomstate", "pyrandom", "entropy")
+_RNG_TYPES = (np.random.Generator, np.random.BitGenerator, np.random.RandomState, random.Random)
+
+
+def rng_kind(v):
+    """The slot kind of a random generator (one of :data:`RNG_KINDS`: a numpy
+    ``Generator``, a bare ``BitGenerator`` a ``Generator`` is made over per call, a
+    ``RandomState``, a ``random.Random``, a ``random.SystemRandom``), or ``None``."""
+    if not isinstance(v, _RNG_TYPES):  # the common case, in one test
+        return None
+    if isinstance(v, np.random.Generator):
+        return "generator"
+    if isinstance(v, np.random.BitGenerator):
+        return "bitgenerator"
+    if isinstance(v, np.random.RandomState):
+        return "randomstate"
+    if isinstance(v, random.SystemRandom):
+        return "entropy"
+    if isinstance(v, random.Random):
+        return "pyrandom"
+    return None
+
+
+_BOUND_TYPES = (functools.partial, types.BuiltinMethodType, types.MethodType)
+
+
+def _bound_generator(v):
+    """The generator a held callable draws from: a bound method of one (``self.draw =
+    rng.random``), or a ``functools.partial`` of such a method (``partial(rng.normal, 0,
+    0.1)``); else ``None``."""
+    if isinstance(v, functools.partial):
+        v = v.func
+    if isinstance(v, _BOUND_TYPES[1:]):
+        owner = getattr(v, "__self__", None)
+        return owner if isinstance(owner, _RNG_TYPES) else None
+    return None
+
+
+def _functions_of(klass):
+    """The Python functions of a class's ``__dict__`` (methods, static and class methods,
+    property accessors), unwrapped from their decorators."""
+    for v in vars(klass).values():
+        if isinstance(v, (staticmethod, classmethod)):
+            v = v.__func__
+        fns = (v.fget, v.fset) if isinstance(v, property) else (v,)
+        for fn in fns:
+            try:
+                fn = inspect.unwrap(fn) if callable(fn) else fn
+            except ValueError:  # a __wrapped__ cycle
+                pass
+            if isinstance(fn, types.FunctionType):
+                yield fn
+
+
+#: How many entries of a module-level dict or object a method reads the generators are
+#: looked for in (a configuration, not a data set).
+_HELD_AT_MODULE_LEVEL = 64
+
+
+def _function_generators(fn, seen, scanned, depth=2):
+    """``(generator, where)`` a function reaches without an instance: its module's globals,
+    its closure cells and its default arguments (``def forward(self, x, rng=default_rng())``),
+    and, ``depth`` calls down, those of the module-level functions it calls and the module
+    attributes it reads (``utils.rng.random()``, ``from utils import mask``), and the
+    entries of the module-level dicts and objects it reads (``CONFIG["rng"]``, ``cfg.rng``).
+    ``seen`` (functions) and ``scanned`` (globals dicts) are the ids already looked at."""
+    if id(fn) in seen:
+        return
+    seen.add(id(fn))
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    found = [] if id(fn.__globals__) in scanned else [
+        (k, v) for k, v in list(fn.__globals__.items()) if isinstance(v, _RNG_TYPES + _BOUND_TYPES)]
+    scanned.add(id(fn.__globals__))
+    for key, v in found:  # a generator, or a method of one (rand = rng.random)
+        yield (v if isinstance(v, _RNG_TYPES) else _bound_generator(v)), f"{fn.__module__}.{key}"
+    for cell, var in zip(fn.__closure__ or (), fn.__code__.co_freevars):
+        try:
+            yield cell.cell_contents, f"{name}: {var}"
+        except ValueError:  # an empty cell
+            pass
+    for i, v in enumerate(fn.__defaults__ or ()):
+        yield v, f"{name}: default {i}"
+    for key, v in (fn.__kwdefaults__ or {}).items():
+        yield v, f"{name}: default {key}"
+    names = fn.__code__.co_names
+    for key in names if depth else ():
+        v = fn.__globals__.get(key)
+        if isinstance(v, types.FunctionType):
+            yield from _function_generators(v, seen, scanned, depth - 1)
+        elif isinstance(v, types.ModuleType):
+            for attr in names:  # the module's own dict: no lazy-loading __getattr__
+                yield inspect.getattr_static(v, attr, None), f"{v.__name__}.{attr}"
+        elif isinstance(v, dict) or _is_walkable_object(v):  # CONFIG["rng"], cfg.rng
+            items = v if isinstance(v, dict) else getattr(v, "__dict__", {})
+            for k, item in list(items.items())[:_HELD_AT_MODULE_LEVEL]:
+                yield item, f"{fn.__module__}.{key}[{k!r}]"
+
+
+def unheld_generators(objects):
+    """Random generators the walked objects use without holding them.
+
+    A layer's ``forward`` may draw from a generator of its class (``rng =
+    default_rng(0)`` in the class body, on ``type(self)`` or a base) or of its
+    module (``rng = np.random.default_rng(0)`` at the top of the file, the numpy
+    recommended replacement of ``np.random.*``), or one in a closure or a default
+    argument of its methods, or of the functions, modules and configuration
+    objects they read (:func:`_function_generators`). Those are state of the
+    check as much as ``self.rng``: saved, replayed for every call, restored
+    afterwards, sent to worker processes (:func:`unheld_states`).
+
+    Parameters
+    ----------
+    objects : iterable of object
+        The walked objects (the layer and its sub-layers).
+
+    Returns
+    -------
+    list of (str, object, str)
+        ``(kind, generator, where)``, each generator once (``"Dropout.rng"``,
+        ``"mymodule.rng"``).
+    """
+    classes = {}
+    for obj in objects:
+        for klass in type(obj).__mro__:
+            if klass.__module__.split(".")[0] not in ("builtins", "numpy") and klass is not object:
+                classes.setdefault(id(klass), klass)
+    found, seen, scanned = {}, set(), set()
+    for klass in classes.values():
+        for key, v in list(vars(klass).items()):
+            if rng_kind(v) is not None:
+                found.setdefault(id(v), (rng_kind(v), v, f"{klass.__qualname__}.{key}"))
+        for fn in _functions_of(klass):
+            for v, where in _function_generators(fn, seen, scanned):
+                if rng_kind(v) is not None:
+                    found.setdefault(id(v), (rng_kind(v), v, where))
+    return list(found.values())
+
+
 def _join(path, name):
     return f"{path}.{name}" if path else name
 
@@ -109,9 +253,8 @@ def walk(root):
     Yields
     ------
     kind : str
-        ``"attrs"``, ``"slots"``, ``"array"``, ``"objarray"``, ``"generator"``,
-        ``"randomstate"``, ``"pyrandom"``, ``"list"``, ``"dict"``, ``"deque"``
-        or ``"set"``.
+        ``"attrs"``, ``"slots"``, ``"array"``, ``"objarray"``, one of
+        :data:`RNG_KINDS`, ``"list"``, ``"dict"``, ``"deque"`` or ``"set"``.
     obj : object
     path : str
         How it is reached from ``root`` (``"layers[0].running_mean"``).
@@ -131,12 +274,10 @@ def walk(root):
                 yield ("objarray" if v.dtype == object else "array"), v, path, owner
                 if v.dtype == object:
                     children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v.flat)]
-        elif isinstance(v, np.random.Generator):
-            yield "generator", v, path, owner
-        elif isinstance(v, np.random.RandomState):
-            yield "randomstate", v, path, owner
-        elif isinstance(v, random.Random):
-            yield "pyrandom", v, path, owner
+        elif rng_kind(v) is not None:
+            yield rng_kind(v), v, path, owner
+        elif _bound_generator(v) is not None:  # self.draw = rng.random
+            children = [(_bound_generator(v), path, owner)]
         elif isinstance(v, (list, collections.deque)):
             yield ("list" if isinstance(v, list) else "deque"), v, path, owner
             children = [(item, f"{path}[{i}]", owner) for i, item in enumerate(v)]
@@ -168,6 +309,10 @@ def _save(kind, obj):
         return obj.copy()
     if kind == "generator":
         return obj.bit_generator.state
+    if kind == "bitgenerator":
+        return obj.state
+    if kind == "entropy":
+        return None
     if kind in ("randomstate", "pyrandom"):
         return obj.get_state() if kind == "randomstate" else obj.getstate()
     if kind == "globalrng":
@@ -200,6 +345,10 @@ class _Slot:
             return any(a is not b for a, b in zip(obj.flat, saved.flat))
         if k == "generator":
             return obj.bit_generator.state != saved
+        if k == "bitgenerator":
+            return obj.state != saved
+        if k == "entropy":
+            return False
         if k == "randomstate":
             return not _rs_state_equal(obj.get_state(), saved)
         if k == "pyrandom":
@@ -234,6 +383,8 @@ class _Slot:
             np.copyto(obj, saved, casting="no")
         elif k == "generator":
             obj.bit_generator.state = saved
+        elif k == "bitgenerator":
+            obj.state = saved
         elif k == "randomstate":
             obj.set_state(saved)
         elif k == "pyrandom":
@@ -321,6 +472,25 @@ def _rs_state_equal(s1, s2):
     return s1[0] == s2[0] and np.array_equal(s1[1], s2[1]) and tuple(s1[2:]) == tuple(s2[2:])
 
 
+def unheld_states(snapshot):
+    """The saved states of the generators ``snapshot`` holds that the layer does not (the
+    global ones, its classes' and modules': :func:`unheld_generators`), for a worker
+    process, whose modules were imported anew: ``[(kind, where, state)]``."""
+    return [(s.kind, s.path, s.saved) for s in snapshot.slots if s.owner is None
+            and s.kind in RNG_KINDS + ("globalrng",) and s.kind != "entropy"]
+
+
+def put_unheld(snapshot, states):
+    """Set the generators of ``snapshot`` to ``states`` (:func:`unheld_states` of the
+    caller's snapshot): a worker draws what the caller's process would."""
+    slots = {(s.kind, s.path): s for s in snapshot.slots if s.owner is None}
+    for kind, where, state in states:
+        slot = slots.get((kind, where))
+        if slot is not None:
+            slot.saved = state
+            slot.restore()
+
+
 class StateSnapshot:
     """A restorable copy of everything a layer holds.
 
@@ -332,9 +502,12 @@ class StateSnapshot:
         ``RandomState`` and ``random.Random`` (state saved), lists, dicts,
         deques, sets, tuples and nested objects (other layers), at any depth.
     include_global_rng : bool, default True
-        Also save the global random states: numpy's (``np.random.get_state``)
-        and Python's ``random`` module's (the ``random.Random`` behind
-        ``random.random()``, saved as any held ``random.Random``).
+        Also save the random states the layer reaches without holding them:
+        numpy's global one (``np.random.get_state``), Python's ``random``
+        module's (the ``random.Random`` behind ``random.random()``, saved as
+        any held ``random.Random``), and the generators of the walked objects'
+        classes and of their methods' modules, closures and defaults
+        (:func:`unheld_generators`).
 
     Attributes
     ----------
@@ -349,7 +522,13 @@ class StateSnapshot:
         self.objects = list(objects.values())
         if include_global_rng:
             self.slots.append(_Slot("globalrng", None, "numpy.random"))
-            self.slots.append(_Slot("pyrandom", _PY_GLOBAL_RANDOM, "random"))
+            held = {id(s.obj) for s in self.slots} | {id(_NP_GLOBAL_RANDOM)}  # globalrng's
+            unheld = [("pyrandom", _PY_GLOBAL_RANDOM, "random")] + unheld_generators(
+                obj for obj, _ in self.objects)
+            for kind, gen, where in unheld:
+                if id(gen) not in held:
+                    held.add(id(gen))
+                    self.slots.append(_Slot(kind, gen, where))
 
     def changed(self):
         """Return the slots whose current value differs from the snapshot.
