@@ -33,14 +33,15 @@ def main():
             layer, x = case.build()
             try:
                 rep = check_layer(layer, x, train_flg=case.train_flg, method=method,
-                                  strategy="elementwise", **case.spec.options)
+                                  strategy="elementwise",
+                                  **case.spec.options_for(case.train_flg))
             except GradCheckInputError:
                 cells.append("refuses")
                 continue
             # a gradient zero by the layer's structure (expect_zero: a bias before a
             # train-mode batch norm) has no scale to be relative to: left out of the error
-            judged = [r for r in rep.results if r.name not in case.spec.options.get(
-                "expect_zero", ())]
+            judged = [r for r in rep.results if r.name not in case.spec.options_for(
+                case.train_flg).get("expect_zero", ())]
             n = sum(r.n_checked for r in rep.results)
             err = max(max(r.max_rel_error for r in judged), 1e-17)
             per_call = -np.log10(err) / (rep.forward_calls / n)

@@ -68,11 +68,11 @@ def measure(name, shape, train_flg, repeat=5):
         for _ in range(repeat):
             t0 = time.perf_counter()
             base = check_layer(layer, x, train_flg=train_flg, sequence=False,
-                               **spec.options)
+                               **spec.options_for(train_flg))
             best["base"] = min(best["base"], time.perf_counter() - t0)
             timer.total = 0.0
             t0 = time.perf_counter()
-            full = check_layer(layer, x, train_flg=train_flg, **spec.options)
+            full = check_layer(layer, x, train_flg=train_flg, **spec.options_for(train_flg))
             t = time.perf_counter() - t0
             best["with"] = min(best["with"], t)
             best["share"] = min(best["share"], timer.total / t)
