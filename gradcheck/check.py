@@ -16,7 +16,7 @@ from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_call
                                           flush_accumulated, grad_candidates, layer_method,
                                           lookup, prefer_views, split_path)
 from gradcheck.protocol.problem import Problem
-from gradcheck.protocol.state import StateSnapshot
+from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
 from gradcheck.validate import (check_array, check_engine_options, check_options,
                                 check_verdict_options, check_writable)
 from gradcheck.errors import GradCheckInputError, LayerCallError
@@ -50,6 +50,7 @@ class Options:
         return self.executor is not None or (self.n_jobs or 1) > 1
 
 
+@one_scan_per_check
 def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 method="central", strategy="auto", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,

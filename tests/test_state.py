@@ -742,3 +742,21 @@ def test_every_method_is_followed_into_other_modules_not_only_the_first_of_a_mod
     before = repr(_helpers.rng.bit_generator.state)
     assert check_layer(HelperModuleDropoutLast(), X).passed
     assert repr(_helpers.rng.bit_generator.state) == before
+
+
+def test_a_check_scans_its_classes_for_unheld_generators_once_and_forgets_them(monkeypatch):
+    """The scan of a layer's classes, methods and modules for generators it does not hold
+    is made once per check (not at each of its dozen snapshots) and not kept after it: a
+    module-level generator rebound between two checks is the one the second replays."""
+    import gradcheck.protocol.state as state
+
+    calls = []
+    real = state._scan
+    monkeypatch.setattr(state, "_scan", lambda classes: calls.append(1) or real(classes))
+    layer = ModuleRngDropout()
+    assert check_layer(layer, X).passed
+    assert len(calls) == 1 and state._CHECK.scans is None
+    monkeypatch.setitem(globals(), "_MODULE_RNG", np.random.default_rng(7))
+    before = _MODULE_RNG.bit_generator.state
+    assert check_layer(layer, X).passed and len(calls) == 2
+    assert _MODULE_RNG.bit_generator.state == before
