@@ -186,17 +186,30 @@ def _source_tree(fn):
         return None
 
 
+#: ``{(code object, dicts): bool}`` of :func:`returns_several`: a function's source is read
+#: and parsed once (every check asks it of forward and backward; ~0.5 ms a parse).
+_RETURNS_SEVERAL = {}
+
+
 def returns_several(fn, dicts=False):
     """Whether ``fn``'s source has a ``return a, b, ...`` (a tuple or list display of two
     or more values): a backward returning ``(dx, dW, db)``; with ``dicts``, a ``return
     {"h": h, "c": c}`` too. ``False`` when the source cannot be read."""
+    code = getattr(fn, "__code__", None)
+    key = (code, dicts)
+    if code is not None and key in _RETURNS_SEVERAL:
+        return _RETURNS_SEVERAL[key]
     tree = _source_tree(fn)
-    if tree is None:
-        return False
     displays = (ast.Tuple, ast.List, ast.Dict) if dicts else (ast.Tuple, ast.List)
-    return any(isinstance(node, ast.Return) and isinstance(node.value, displays)
-               and len(node.value.keys if isinstance(node.value, ast.Dict)
-                       else node.value.elts) >= 2 for node in ast.walk(tree))
+    found = tree is not None and any(
+        isinstance(node, ast.Return) and isinstance(node.value, displays)
+        and len(node.value.keys if isinstance(node.value, ast.Dict) else node.value.elts) >= 2
+        for node in ast.walk(tree))
+    if code is not None:
+        if len(_RETURNS_SEVERAL) >= 1024:  # a long-lived process checking many functions
+            _RETURNS_SEVERAL.clear()
+        _RETURNS_SEVERAL[key] = found
+    return found
 
 
 def match_returned(shapes, candidates):
