@@ -346,9 +346,26 @@ def detail_lines(report, *, only_failing=False):
                      "rerun with method='richardson' to rule out numerical error, or "
                      "strategy='jacobian' (small layers) to see which output it affects")
     elif verdict == "INCONCLUSIVE":
-        lines.append("hint: the check could not have caught an error of practical size "
-                     "here; change the input or dout (see the reason above)")
+        lines.extend(_inconclusive_hints(report))
     return lines
+
+
+def _inconclusive_hints(report):
+    """The hint for an INCONCLUSIVE report: the sampled remedy for targets that are so only
+    because ``strategy="sampled"`` left elements unchecked, another input or dout for the
+    others (both when both kinds are present)."""
+    from gradcheck.engine.verdict import SAMPLED_REMEDY, sampled_only
+
+    open_ = [r for r in report.results if r.verdict == "INCONCLUSIVE"]
+    sampled = [r.name for r in open_ if sampled_only(r)]
+    hints = []
+    if sampled:
+        hints.append(f"hint: only a sample of the elements of {', '.join(sampled)} was "
+                     f"checked (strategy='sampled'): {SAMPLED_REMEDY}")
+    if len(sampled) < len(open_) or not open_:
+        hints.append("hint: the check could not have caught an error of practical size "
+                     "here; change the input or dout (see the reason above)")
+    return hints
 
 
 def _discovery(report):

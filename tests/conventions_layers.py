@@ -1884,9 +1884,6 @@ FUNCTION_CASES["dlai-linear"] = (
     dlai_linear_forward, dlai_linear_backward,
     (dlai_linear_forward, lambda dZ, cache: dlai_linear_backward(dZ, cache, 2.0)),
     _dlai_inputs, "b", ["A", "W", "b"])
-FUNCTION_CASES["dlai-linear-dx"] = (
-    dlai_linear_forward, dlai_linear_backward,
-    (dlai_linear_forward, dlai_linear_backward_broken_dx), _dlai_inputs, "A", ["A", "W", "b"])
 FUNCTION_CASES["dlai-activation-by-name"] = (
     linear_activation_forward, linear_activation_backward,
     (linear_activation_forward, linear_activation_backward_broken),

@@ -137,6 +137,16 @@ def test_strategy_and_precision_options():
         main(["--strategy", "magic"])
 
 
+def test_sampled_strategy_hints_at_checking_every_element(capsys):
+    """The gate's ``--strategy sampled`` on a built-in case: INCONCLUSIVE (exit 1) with the
+    sampled remedy as its hint, not another input or dout."""
+    assert main(["--strategy", "sampled", "--no-color", "BatchNormalization-4d"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "hint: only a sample of the elements of x, gamma, beta was checked" in out
+    assert "samples= at least the target's size" in out
+    assert "change the input or dout" not in out
+
+
 KEYERROR_GETATTR = '''
 import numpy as np
 

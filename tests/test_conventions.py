@@ -1824,6 +1824,36 @@ def test_the_courses_batch_mean_parameter_gradients_are_checked_times_m_and_said
     assert [r.verdict for r in bad.results] == ["PASS", "FAIL", "FAIL"], str(bad)
 
 
+def test_the_batch_mean_rule_needs_the_courses_layout_and_an_input_gradient_of_the_sum():
+    """Only ``W`` ``(n, n_prev)`` and ``b`` ``(n, 1)`` beside ``A`` ``(n_prev, m)`` at ratio 1
+    are ever taken as ``1/m``: a CS231n ``affine_backward`` averaging over the rows of a
+    square ``x``, a product whose ``dB`` is divided by ``m`` and a course pair whose
+    ``dA_prev`` is averaged too are checked as they are and FAIL."""
+    from conventions_layers import (_dlai_inputs, affine_forward,
+                                    dlai_linear_backward_broken_dx, dlai_linear_forward)
+
+    def averaging(dout, cache):
+        x, w, b = cache
+        return dout @ w.T, x.T @ dout / len(x), dout.sum(axis=0) / len(x)
+
+    def mul_forward(A, B):
+        return A * B, (A, B)
+
+    def mul_backward_bug(dZ, cache):
+        A, B = cache
+        return dZ * B, dZ * A / A.shape[1]
+
+    rng = np.random.default_rng(3)
+    square = check_function(affine_forward, averaging, rng.normal(size=(4, 4)),
+                            rng.normal(size=(4, 3)), rng.normal(size=3))
+    mul = check_function(mul_forward, mul_backward_bug, rng.normal(size=(3, 4)),
+                         rng.normal(size=(3, 4)))
+    dx = check_function(dlai_linear_forward, dlai_linear_backward_broken_dx, *_dlai_inputs())
+    for report, failing in [(square, ["w", "b"]), (mul, ["B"]), (dx, ["A", "W", "b"])]:
+        assert [r.name for r in report.results if r.verdict == "FAIL"] == failing, str(report)
+        assert "batch-mean-gradients" not in {f.kind for f in report.findings}, str(report)
+
+
 def test_a_torch7_sequential_checks_every_sub_module_and_a_wrong_one_fails_alone():
     from conventions_layers import (Torch7Linear, Torch7LinearBroken, Torch7Sequential,
                                     Torch7Tanh)

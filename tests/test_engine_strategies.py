@@ -136,6 +136,40 @@ def test_sampled_checks_m_elements_and_states_the_detection_probability():
     assert check_layer(layer, x, strategy="sampled", samples=20, inconclusive="pass").passed
 
 
+def test_a_sampled_only_inconclusive_hints_at_checking_every_element():
+    """Left unchecked by ``strategy="sampled"``, a correct layer's hint names the remedy
+    (every element, ``samples=`` the target's size, or ``inconclusive="pass"``), not
+    another input or dout; ``samples=`` the target's size PASSes."""
+    layer, x = _bn((16, 8), True)
+    text = " ".join(str(check_layer(layer, x, strategy="sampled", samples=20)).split())
+    assert "hint: only a sample of the elements of x was checked" in text
+    assert "samples= at least the target's size" in text and "inconclusive='pass'" in text
+    assert "change the input or dout" not in text
+    assert check_layer(layer, x, strategy="sampled", samples=128).passed
+
+
+def test_a_sampled_and_another_inconclusive_get_both_hints():
+    """``x`` sampled, a parameter with no effect on the output (a zero numerical
+    gradient): the sampled remedy for ``x``, another input or dout for the rest."""
+    class Unused:
+        def __init__(self):
+            self.W, self.dW = np.ones(3), None
+
+        def forward(self, x):
+            self.x = x
+            return np.tanh(x) + 0 * self.W.sum()
+
+        def backward(self, dout):
+            self.dW = np.zeros(3)
+            return dout * (1 - np.tanh(self.x) ** 2)
+
+    x = np.random.default_rng(0).normal(size=(10, 10))
+    hints = [line for line in str(check_layer(Unused(), x, strategy="sampled", samples=20))
+             .splitlines() if line.startswith("hint")]
+    assert len(hints) == 2 and "elements of x was checked" in hints[0], hints
+    assert "change the input or dout" in hints[1]
+
+
 def test_complex_step_refuses_a_forward_that_is_not_complex_analytic():
     class AbsLayer:
         def forward(self, x):

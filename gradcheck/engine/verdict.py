@@ -22,7 +22,8 @@ refiner -- and :func:`decide` turns it into one
    be checked, the numerical gradient is indistinguishable from zero, more
    than ``max_kink_fraction`` of the items sit at kinks, or the resolution
    (the largest tolerance, as a single-element error) is coarser than
-   ``min_resolution`` times the gradient's scale; else ``PASS``.
+   ``min_resolution`` times the gradient's scale, or (last) only a sample of
+   the elements was checked (:func:`sampled_only`); else ``PASS``.
 
 A target the caller declares structurally zero (``expect_zero``) passes when
 its numerical and analytic gradients are both zero to within the resolution,
@@ -371,6 +372,12 @@ def _verdict(comp, st, checked, scale, resolution, policy):
     return "PASS", ""
 
 
+#: The remedy for a target INCONCLUSIVE only because ``strategy="sampled"`` left elements
+#: unchecked: ends its ``inconclusive`` reason, and is the report's hint then.
+SAMPLED_REMEDY = ("strategy='auto' or 'elementwise' checks every element, as does samples= "
+                  "at least the target's size; inconclusive='pass' accepts a sampled check")
+
+
 def _sampled_reason(comp, n, resolution):
     """Why a check of a random sample of the elements proves nothing about the others."""
     total = int(np.prod(comp.shape))
@@ -378,8 +385,25 @@ def _sampled_reason(comp, n, resolution):
     return (f"only {n} of {total} elements were checked (sampled, {f:.0%}): an error in any "
             f"of the other {total - n} is not caught (a single wrong element escapes with "
             f"probability {1.0 - f:.2f}); the resolution {resolution:.2g} holds for the "
-            "checked elements only. strategy='auto' or 'elementwise' checks every element; "
-            "inconclusive='pass' accepts a sampled check")
+            f"checked elements only. {SAMPLED_REMEDY}")
+
+
+def sampled_only(result):
+    """Whether a target is INCONCLUSIVE only because a sample of its elements was checked.
+
+    Parameters
+    ----------
+    result : gradcheck.report.TargetResult
+
+    Returns
+    -------
+    bool
+        True when the verdict is ``"INCONCLUSIVE"``, not every element was checked and the
+        reason is the sampled one (the last of :func:`decide`'s: no other applied); its
+        remedy is :data:`SAMPLED_REMEDY`, not another input or dout.
+    """
+    return (result.verdict == "INCONCLUSIVE" and result.checked_fraction < 1.0
+            and result.inconclusive.endswith(SAMPLED_REMEDY))
 
 
 def _better(method):

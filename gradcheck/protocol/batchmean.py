@@ -11,12 +11,16 @@ The parameter gradients are those of the cost ``J = (1/m) sum L``, the input
 gradient is that of ``sum L`` (the next layer down averages again): as a
 pair, ``dW`` and ``db`` are exactly ``1/m`` of the gradient of ``sum(Z *
 dZ)`` and a correct course solution would FAIL on both. :func:`find_mean_scale`
-tells that convention apart with one directional difference per target: an
-input after the first whose gradient is ``1/m`` of it, ``m`` the number of
-columns of the first input (the course's layout only: a
-``1/N`` over the rows of a CS231n input ``(N, D)`` is not taken, so a CS231n
-``affine_backward`` that averages still FAILs). The check then compares ``m``
-times those gradients, and the report says so.
+tells that convention apart with one directional difference per target, and
+only in the course's layout: exactly three floating inputs ``A`` (the first,
+``(n_prev, m)``), ``W`` ``(n, n_prev)`` and ``b`` ``(n, 1)`` (a column, where
+CS231n's ``b`` is ``(M,)``) and an output ``(n, m)``; ``A``'s gradient at
+ratio 1 and one of ``W``'s, ``b``'s at ``1/m``. Only ``W`` and ``b`` are ever
+scaled, told by their shapes (not their names). Anything else is checked as it
+is: a CS231n ``affine_backward`` that averages over the rows of a square ``x``,
+a product ``A * B`` whose ``dB`` is divided by ``m``, a course pair whose
+``dA_prev`` is averaged too all FAIL. The check then compares ``m`` times
+``W``'s and ``b``'s gradients, and the report says so.
 """
 
 import numpy as np
@@ -53,30 +57,58 @@ def _directional(call, name, dout, train_flg, rng):
     return v, (values[0] - values[1]) / (2 * h)
 
 
-def find_mean_scale(call, train_flg, seed):
-    """``m`` when a function pair's parameter gradients are those of the batch mean.
+def _course_layout(call, out):
+    """Whether the pair's inputs and output are deeplearning.ai's ``Z = W @ A + b``.
 
     Parameters
     ----------
     call : gradcheck.protocol.calling.CallLayer
-        Around a :class:`~gradcheck.protocol.calling.FunctionPair` with two or more
-        floating inputs, the first one 2-D (examples in its columns).
+    out : array_like
+        The pair's output at ``call.x``.
+
+    Returns
+    -------
+    bool
+        True for exactly three floating inputs: the first ``A`` of shape ``(n_prev, m)``,
+        ``m > 1``; the other two ``W`` ``(n, n_prev)`` and ``b`` ``(n, 1)`` in either order
+        (the only ones the check may scale); and an output ``(n, m)``. A CS231n ``(N, D)``
+        affine pair never is: its ``b`` is ``(M,)`` or ``(1, M)``, its ``w`` ``(D, M)``.
+    """
+    if len(call.targets) != 3 or np.ndim(call.x) != 2 or np.ndim(out) != 2:
+        return False
+    n_prev, m = np.shape(call.x)
+    n = np.shape(out)[0]
+    if m < 2 or np.shape(out) != (n, m):
+        return False
+    shapes = sorted(np.shape(call.inputs[name]) for name in call.targets[1:])
+    return shapes == sorted([(n, n_prev), (n, 1)])
+
+
+def find_mean_scale(call, train_flg, seed):
+    """``m`` when a function pair is the course's ``Z = W @ A + b`` with ``dW``, ``db`` of
+    the batch mean.
+
+    Parameters
+    ----------
+    call : gradcheck.protocol.calling.CallLayer
+        Around a :class:`~gradcheck.protocol.calling.FunctionPair`.
     train_flg : bool
     seed : int
 
     Returns
     -------
     int or None
-        The number of columns ``m > 1`` of the first input when an input after the
-        first has a gradient of ``1/m`` of its directional derivative (one is enough: a
-        pair whose ``db`` alone is wrong still FAILs on ``b`` alone, and on the first
-        input alone when ``dA_prev`` is); else ``None`` (also when the pair raises: the
-        check's own calls report it). Counted in ``call.step_calls``.
+        The number of columns ``m`` of ``A`` when the pair is in the course's layout (see
+        :func:`_course_layout`), ``A``'s gradient is at ratio 1 of its directional
+        derivative and ``W``'s or ``b``'s at ``1/m`` (one is enough: a pair whose ``db``
+        alone is wrong still FAILs on ``b`` alone); else ``None`` (also when the pair
+        raises: the check's own calls report it), and the pair is checked as it is.
+        Counted in ``call.step_calls``.
     """
     from gradcheck.protocol.problem import default_dout
     from gradcheck.protocol.state import StateSnapshot
 
-    if len(call.targets) < 2 or np.ndim(call.x) != 2 or np.shape(call.x)[1] < 2:
+    if len(call.targets) != 3 or np.ndim(call.x) != 2 or np.shape(call.x)[1] < 2:
         return None
     m = np.shape(call.x)[1]
     rng = np.random.default_rng([seed, 29])
@@ -84,9 +116,12 @@ def find_mean_scale(call, train_flg, seed):
     made = [0, 0]
     try:
         out = call.forward(call.x.copy(), train_flg)
+        made[0] += 1
+        if not _course_layout(call, out):
+            return None
         dout = default_dout(seed, np.shape(out))
         grads = call._by_target(list(call._call_backward(call.split(dout))))
-        made = [1, 1]
+        made[1] += 1
         ratios = []
         for name in call.targets:
             v, numerical = _directional(call, name, dout, train_flg, rng)
@@ -99,7 +134,8 @@ def find_mean_scale(call, train_flg, seed):
     finally:
         snapshot.restore_all()
         call.step_calls = (call.step_calls[0] + made[0], call.step_calls[1] + made[1])
-    if any(abs(r * m - 1) <= RATIO_TOL for r in ratios[1:]):
+    if abs(ratios[0] - 1) <= RATIO_TOL and any(abs(r * m - 1) <= RATIO_TOL
+                                               for r in ratios[1:]):
         return m
     return None
 
