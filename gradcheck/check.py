@@ -386,7 +386,8 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             "gradOutput): Torch7 style): called as the training loop does, with the inputs of "
             "the last forward")))
     if call.again:
-        shown = ", ".join(f"the input {n}" if n else "the output" for n in call.again)
+        shown = ", ".join(f"forward's input {n!r}" if n else "forward's output"
+                          for n in call.again)
         findings.append(Finding("backward-takes-inputs", False, (
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))

@@ -2187,3 +2187,20 @@ def test_an_activation_scaling_dx_by_its_default_rate_fails():
             return learning_rate * dout * (1 - np.tanh(self.x) ** 2)
 
     assert check_layer(Scaled(), X).result("x").verdict == "FAIL"
+
+
+def test_the_note_of_an_input_taken_again_names_it_once_as_forwards_input():
+    """``backward(grad_output, input)``: the note says "forward's input 'input'", not "the
+    input input"."""
+
+    class TakesInput:
+        def forward(self, input):
+            return np.tanh(input)
+
+        def backward(self, grad_output, input):
+            return grad_output * (1 - np.tanh(input) ** 2)
+
+    report = check_layer(TakesInput(), X)
+    notes = " ".join(f.message for f in report.findings if f.kind == "backward-takes-inputs")
+    assert report.passed and "forward's input 'input' again" in notes, str(report)
+    assert "the input input" not in notes
