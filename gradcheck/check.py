@@ -18,6 +18,7 @@ from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_call
                                           flush_accumulated, grad_candidates, layer_method,
                                           lookup, prefer_views, release_forward, split_path)
 from gradcheck.protocol.problem import Problem
+from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot
 from gradcheck.validate import (check_array, check_engine_options, check_options,
                                 check_verdict_options, check_writable)
@@ -330,6 +331,9 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             not_checked=tuple(not_checked), discovery_calls=discovery,
             single_mode=switched is None and text is not None and not adapter.train_flg)
     except GradCheckInputError as exc:
+        explained = unwritten_read(exc, layer, adapter, xw) if call is None else exc
+        if explained is not exc:
+            raise explained from exc.__cause__
         if converted and isinstance(exc, LayerCallError) and isinstance(exc.__cause__,
                                                                         IndexError):
             raise LayerCallError(
