@@ -2229,3 +2229,19 @@ def test_a_call_that_is_the_forward_pass_says_so():
     report = check_layer(CallKeepsInput(), X)
     notes = [f.message for f in report.findings if f.kind == "call-forward"]
     assert report.passed and len(notes) == 1 and "keeps x" in notes[0], str(report)
+
+
+def test_a_check_inside_another_leaves_the_outer_ones_forward_pass():
+    """Each check settles a ``__call__`` helper once and releases its own: the outer check
+    still calls forward when an inner one (of the same layer, or in another thread) ends."""
+    from conventions_layers import CallDoubled
+    from gradcheck.protocol.adapter import settle_call
+    from gradcheck.protocol.discovery import method_name, release_forward
+
+    layer = CallDoubled()
+    assert method_name(layer, "forward") == "__call__"  # a candidate, by its bytecode
+    assert settle_call(layer, X, True) is None and settle_call(layer, X, True) is None
+    release_forward(layer)
+    assert method_name(layer, "forward") == "forward"
+    release_forward(layer)
+    assert method_name(layer, "forward") == "__call__"

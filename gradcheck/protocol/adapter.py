@@ -14,7 +14,8 @@ import numpy as np
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, assign, discover,
                                           kept_input_gradient, layer_method, lookup,
-                                          method_name, plain_forward, resolve, zero_buffers)
+                                          method_name, plain_forward, plain_held, resolve,
+                                          zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 
 
@@ -186,7 +187,8 @@ def settle_call(layer, x, train_flg):
     input backward reads). A ``__call__`` that returns something else (``2 * forward(x)``,
     probabilities of forward's logits, ``argmax``, an eval-mode forward) or adds nothing
     is a helper: ``forward`` itself is taken
-    (:func:`~gradcheck.protocol.discovery.plain_forward`; the caller undoes it with
+    (:func:`~gradcheck.protocol.discovery.plain_forward`, again for a layer a check under
+    way took so; the caller always undoes it with
     :func:`~gradcheck.protocol.discovery.release_forward`).
 
     Parameters
@@ -202,6 +204,9 @@ def settle_call(layer, x, train_flg):
     str or None
         The text of the note saying ``__call__`` is the forward pass, or ``None``.
     """
+    if plain_held([layer]):  # settled by a check under way: this one holds it too
+        plain_forward(layer)
+        return None
     if method_name(layer, "forward") != "__call__" or not (
             isinstance(x, np.ndarray) and x.dtype.kind == "f"):
         return None

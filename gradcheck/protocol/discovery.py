@@ -396,23 +396,28 @@ def method_name(obj, role):
     return name
 
 
-#: ``{id(layer): layer}`` of the layers whose ``__call__`` calls ``forward`` but is not their
-#: forward pass for the check under way (:func:`plain_forward`); the layer is held, so its
-#: ``id`` is not reused while it is here.
+#: ``{id(layer): (layer, count)}`` of the layers whose ``__call__`` calls ``forward`` but is
+#: not their forward pass for the checks under way (:func:`plain_forward`, once per check: a
+#: check of the layer inside another, or in another thread, releases only its own); the
+#: layer is held, so its ``id`` is not reused while it is here.
 _PLAIN_FORWARD = {}
 
 
 def plain_forward(obj):
     """Take ``obj``'s own forward method, not a ``__call__`` that calls it, as its forward
-    pass (:func:`method_name`) until :func:`release_forward`: its ``__call__`` returns
-    something else (a prediction) or leaves nothing backward needs that forward does not
-    (:func:`gradcheck.protocol.adapter.settle_call`)."""
-    _PLAIN_FORWARD[id(obj)] = obj
+    pass (:func:`method_name`) until as many :func:`release_forward`: its ``__call__``
+    returns something else (a prediction) or leaves nothing backward needs that forward
+    does not (:func:`gradcheck.protocol.adapter.settle_call`)."""
+    _PLAIN_FORWARD[id(obj)] = (obj, _PLAIN_FORWARD.get(id(obj), (obj, 0))[1] + 1)
 
 
 def release_forward(obj):
-    """Undo :func:`plain_forward`."""
-    _PLAIN_FORWARD.pop(id(obj), None)
+    """Undo one :func:`plain_forward` (nothing when ``obj`` is not under it)."""
+    _, count = _PLAIN_FORWARD.get(id(obj), (obj, 0))
+    if count > 1:
+        _PLAIN_FORWARD[id(obj)] = (obj, count - 1)
+    else:
+        _PLAIN_FORWARD.pop(id(obj), None)
 
 
 def plain_held(objects):
