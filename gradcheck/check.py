@@ -1,5 +1,7 @@
 """``check_layer``: the analytic backward pass against finite differences."""
 
+import dataclasses
+import functools
 import platform
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -7,15 +9,16 @@ from typing import Any, Optional
 import numpy as np
 
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
-                                       set_attr, switch_back, switch_mode)
+                                       set_attr, settle_call, switch_back, switch_mode)
 from gradcheck.protocol.calling import (call_dout, index_note, inputs_first, is_index_input,
                                         is_several, returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup, prefer_views, split_path)
+                                          lookup, prefer_views, release_forward, split_path)
 from gradcheck.protocol.problem import Problem
+from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
 from gradcheck.validate import (check_array, check_engine_options, check_options,
                                 check_verdict_options, check_writable)
@@ -50,7 +53,28 @@ class Options:
         return self.executor is not None or (self.n_jobs or 1) > 1
 
 
+def _settled(check):
+    """``check`` (:func:`check_layer`) with the forward pass of a layer whose ``__call__``
+    calls ``forward`` settled first on ``x`` (:func:`~gradcheck.protocol.adapter.settle_call`),
+    for the whole check; a ``call-forward`` note says when ``__call__`` is taken."""
+
+    @functools.wraps(check)
+    def settled(layer, x, *, train_flg=True, **options):
+        note = settle_call(layer, x, train_flg)
+        try:
+            report = check(layer, x, train_flg=train_flg, **options)
+        finally:
+            release_forward(layer)
+        if note is None:
+            return report
+        return dataclasses.replace(report, findings=(Finding("call-forward", False, note),)
+                                   + report.findings)
+
+    return settled
+
+
 @one_scan_per_check
+@_settled
 def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 method="central", strategy="auto", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,
@@ -308,6 +332,9 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             not_checked=tuple(not_checked), discovery_calls=discovery,
             single_mode=switched is None and text is not None and not adapter.train_flg)
     except GradCheckInputError as exc:
+        explained = unwritten_read(exc, layer, adapter, xw) if call is None else exc
+        if explained is not exc:
+            raise explained from exc.__cause__
         if converted and isinstance(exc, LayerCallError) and isinstance(exc.__cause__,
                                                                         IndexError):
             raise LayerCallError(
@@ -387,7 +414,8 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             "gradOutput): Torch7 style): called as the training loop does, with the inputs of "
             "the last forward")))
     if call.again:
-        shown = ", ".join(f"the input {n}" if n else "the output" for n in call.again)
+        shown = ", ".join(f"forward's input {n!r}" if n else "forward's output"
+                          for n in call.again)
         findings.append(Finding("backward-takes-inputs", False, (
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))

@@ -1662,6 +1662,60 @@ class CallKeepsInputBroken(CallKeepsInput):
 CASES["call-keeps-input"] = (CallKeepsInput, CallKeepsInputBroken, "W", ["x", "W", "b"])
 
 
+# -- __call__ calls forward but returns something else: a helper, not the forward pass -------
+class CallHelperLinear(CallKeepsInput):
+    """``forward`` keeps its input too (the subclasses differ in ``__call__``)."""
+
+    def forward(self, x):
+        self.x = x
+        return super().forward(x)
+
+
+class CallDoubled(CallHelperLinear):
+    """Broken: backward is 2x forward's gradient; ``__call__`` returns ``2 * forward(x)``."""
+
+    def __call__(self, x):
+        return self.forward(x) * 2
+
+    def backward(self, dout):
+        return 2 * super().backward(dout)
+
+    def wrong(self, dW):
+        return 2 * dW
+
+
+class CallLogits(CallHelperLinear):
+    """``__call__`` predicts probabilities of forward's logits."""
+
+    def __call__(self, x):
+        z = self.forward(x)
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+
+class CallArgmax(CallHelperLinear):
+    """``__call__`` predicts classes."""
+
+    def __call__(self, x):
+        return np.argmax(self.forward(x), axis=1)
+
+
+class CallEval:
+    """Dropout whose ``__call__`` is inference, ``forward(x, train_flg=False)``."""
+
+    def __call__(self, x):
+        return self.forward(x, train_flg=False)
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            self.mask = np.random.rand(*x.shape) > 0.5
+            return x * self.mask
+        return x * 0.5
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
 # -- Torch7 / lua-nn modules: updateOutput, updateGradInput, accGradParameters (+=) ----------
 class Torch7Linear:
     """Torch7's ``nn.Linear`` as its Python ports write it: ``weight`` (out, in) and

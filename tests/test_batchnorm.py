@@ -221,3 +221,31 @@ def test_an_input_drawn_with_the_checks_seed_is_not_its_dout(seed):
     report = check_layer(bn, x, train_flg=True, seed=seed)
     assert report.passed, str(report)
     assert np.max(np.abs(report.result("x").analytic)) > 1e-2
+
+
+def test_a_fresh_seed_batchnorm_in_eval_mode_says_backward_reads_what_only_train_mode_writes():
+    """No train-mode forward ever ran: the eval-mode backward's AttributeError for ``xn``
+    says that this eval-mode forward does not write it and a train-mode one does."""
+    bn = SeedBatchNormalization(np.ones(4), np.zeros(4))
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    with pytest.raises(LayerCallError) as info:
+        check_layer(bn, x, train_flg=False)
+    text = str(info.value)
+    assert "backward reads 'xn', which this eval-mode forward does not write" in text, text
+    assert "(a train-mode forward does)" in text and "train-mode forward's cache" in text
+    assert isinstance(info.value.__cause__, AttributeError) and not hasattr(bn, "xn")
+
+
+def test_a_backward_reading_what_no_forward_writes_names_it_without_a_mode():
+    """A layer with one mode: the AttributeError names the attribute, no mode."""
+
+    class Forgets:
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, dout):
+            return dout * self.scale
+
+    with pytest.raises(LayerCallError, match="backward reads 'scale', which this forward does "
+                                             r"not write\)"):
+        check_layer(Forgets(), np.ones((2, 3)))

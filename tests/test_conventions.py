@@ -2058,7 +2058,7 @@ def test_a_backward_taking_the_input_and_output_again_says_so():
     good, _, inputs, _, _ = CALL_CASES["backward-takes-input-output"]
     report = check_layer(good(), inputs())
     notes = [f.message for f in report.findings if f.kind == "backward-takes-inputs"]
-    assert notes and "the input x, the output again" in notes[0], str(report)
+    assert notes and "forward's input 'x', forward's output again" in notes[0], str(report)
     assert [n for n, _ in report.not_checked] == ["maxpos"]
 
 
@@ -2217,3 +2217,61 @@ def test_an_activation_scaling_dx_by_its_default_rate_fails():
             return learning_rate * dout * (1 - np.tanh(self.x) ** 2)
 
     assert check_layer(Scaled(), X).result("x").verdict == "FAIL"
+
+
+def test_the_note_of_an_input_taken_again_names_it_once_as_forwards_input():
+    """``backward(grad_output, input)``: the note says "forward's input 'input'", not "the
+    input input"."""
+
+    class TakesInput:
+        def forward(self, input):
+            return np.tanh(input)
+
+        def backward(self, grad_output, input):
+            return grad_output * (1 - np.tanh(input) ** 2)
+
+    report = check_layer(TakesInput(), X)
+    notes = " ".join(f.message for f in report.findings if f.kind == "backward-takes-inputs")
+    assert report.passed and "forward's input 'input' again" in notes, str(report)
+    assert "the input input" not in notes
+
+
+def test_a_call_returning_something_else_than_forward_is_not_the_forward_pass():
+    """A ``__call__`` that calls ``forward`` but returns ``2 * forward(x)``, probabilities of
+    forward's logits, an eval-mode forward or an ``argmax`` is a helper: forward itself is
+    checked, no ``call-forward`` note."""
+
+    from conventions_layers import CallArgmax, CallDoubled, CallEval, CallLogits
+
+    assert check_layer(CallDoubled(), X).result("x").verdict == "FAIL"
+    for layer in (CallLogits(), CallArgmax(), CallEval()):
+        report = check_layer(layer, X)
+        assert report.passed, str(report)
+        assert "call-forward" not in {f.kind for f in report.findings}
+    assert "mask" in {n for n, _ in check_layer(CallEval(), X).not_checked}  # train mode ran
+
+
+def test_a_call_that_is_the_forward_pass_says_so():
+    """``__call__`` keeping ``self.x`` and returning forward's output: a ``call-forward``
+    note names what it keeps."""
+    from conventions_layers import CallKeepsInput
+
+    report = check_layer(CallKeepsInput(), X)
+    notes = [f.message for f in report.findings if f.kind == "call-forward"]
+    assert report.passed and len(notes) == 1 and "keeps x" in notes[0], str(report)
+
+
+def test_a_check_inside_another_leaves_the_outer_ones_forward_pass():
+    """Each check settles a ``__call__`` helper once and releases its own: the outer check
+    still calls forward when an inner one (of the same layer, or in another thread) ends."""
+    from conventions_layers import CallDoubled
+    from gradcheck.protocol.adapter import settle_call
+    from gradcheck.protocol.discovery import method_name, release_forward
+
+    layer = CallDoubled()
+    assert method_name(layer, "forward") == "__call__"  # a candidate, by its bytecode
+    assert settle_call(layer, X, True) is None and settle_call(layer, X, True) is None
+    release_forward(layer)
+    assert method_name(layer, "forward") == "forward"
+    release_forward(layer)
+    assert method_name(layer, "forward") == "__call__"

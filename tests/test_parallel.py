@@ -256,3 +256,19 @@ def test_a_spawned_worker_draws_from_the_callers_module_generator(workers_always
     assert serial.passed and report.passed, report
     assert not [f for f in report.findings if f.kind == "parallel-serial"]
     assert np.array_equal(report.result("x").numerical, serial.result("x").numerical)
+
+
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_workers_check_forward_not_a_call_that_returns_something_else(kind, workers_always):
+    """A worker's copy of a layer whose ``__call__`` returns ``2 * forward(x)`` is evaluated
+    through forward, as the caller's is: the 2x backward FAILs."""
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from conventions_layers import CallDoubled
+
+    x = np.random.default_rng(0).normal(size=(128, 3))  # above PARALLEL_MIN
+    with _executors()[kind]() as pool:
+        report = check_layer(CallDoubled(), x, executor=pool, **ONE)
+    assert report.result("x").verdict == "FAIL", str(report)
+    assert "ran serially" not in str(report)

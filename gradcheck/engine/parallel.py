@@ -51,6 +51,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from gradcheck.engine.perturb import ElementMoves, GroupMoves, GroupReduce, Reduce, differences
+from gradcheck.protocol.discovery import plain_forward, plain_held, release_forward
 from gradcheck.protocol.state import dumps_shared, unheld_states
 
 __all__ = ["parallel_differences", "parallel_groups", "worth_it", "chunk_count",
@@ -235,8 +236,15 @@ class _Worker:
         self.key = key
         (self.layer, self.xw, self.fresh_x, self.train_flg, self.dout, self.target,
          self.steps, self.pairs, self.weights, self.structure, self.tol,
-         self.rng_states) = pickle.loads(payload)
+         self.rng_states, self.plain) = pickle.loads(payload)
         self.adapter = None
+        for obj in self.plain:  # the copies of the layers checked through forward, not __call__
+            plain_forward(obj)
+
+    def release(self):
+        """Undo what :meth:`__init__` registered (another target's copy replaces this one)."""
+        for obj in self.plain:
+            release_forward(obj)
 
     def _set_up(self):
         from gradcheck.protocol.adapter import LayerAdapter, get_attr
@@ -289,6 +297,8 @@ def _worker(key, payload):
         if payload is None:
             raise RuntimeError("parallel worker: no set-up for this check (its initializer "
                                "did not run)")
+        if w is not None:
+            w.release()
         w = _LOCAL.worker = _Worker(key, payload)  # the previous target's copy is dropped
     return w
 
@@ -311,7 +321,8 @@ def _payload(problem, setup, grouped):
         return dumps_shared((problem.layer, problem.xw, problem.fresh_x,
                              problem.adapter.train_flg, problem.dout, setup.target.name,
                              setup.steps, setup.method.pairs, setup.noise.weights, structure,
-                             setup.opts.nondet_tol, unheld_states(problem.snapshot)))
+                             setup.opts.nondet_tol, unheld_states(problem.snapshot),
+                             plain_held(obj for obj, _ in problem.snapshot.objects)))
     except Exception as exc:
         from gradcheck.errors import GradCheckInputError
         raise GradCheckInputError(

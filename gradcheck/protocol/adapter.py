@@ -12,9 +12,10 @@ import types
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
-from gradcheck.protocol.discovery import (accumulating_buffers, assign, discover,
+from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, assign, discover,
                                           kept_input_gradient, layer_method, lookup,
-                                          method_name, resolve, zero_buffers)
+                                          method_name, plain_forward, plain_held, resolve,
+                                          zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 
 
@@ -171,6 +172,107 @@ def _mode_parameter(forward):
     except (TypeError, ValueError):
         return None
     return next((n for n in ("mode", "phase", "stage") if n in names), None)
+
+
+_RAISED = object()
+
+
+def settle_call(layer, x, train_flg):
+    """Whether a layer whose ``__call__`` calls ``forward`` is checked through ``__call__``
+    (:func:`~gradcheck.protocol.discovery.method_name`), decided by calling both on ``x``.
+
+    ``__call__`` is the forward pass only when, from one state of the layer (a
+    :class:`~gradcheck.protocol.state.StateSnapshot`, put back after each call), it returns
+    bitwise what ``forward`` returns and leaves an attribute ``forward`` alone does not (the
+    input backward reads). A ``__call__`` that returns something else (``2 * forward(x)``,
+    probabilities of forward's logits, ``argmax``, an eval-mode forward) or adds nothing
+    is a helper: ``forward`` itself is taken
+    (:func:`~gradcheck.protocol.discovery.plain_forward`, again for a layer a check under
+    way took so; the caller always undoes it with
+    :func:`~gradcheck.protocol.discovery.release_forward`).
+
+    Parameters
+    ----------
+    layer : object
+    x : object
+        The check's input; anything but a floating ndarray leaves the decision to
+        ``method_name`` alone.
+    train_flg : bool
+
+    Returns
+    -------
+    str or None
+        The text of the note saying ``__call__`` is the forward pass, or ``None``.
+    """
+    if plain_held([layer]):  # settled by a check under way: this one holds it too
+        plain_forward(layer)
+        return None
+    if method_name(layer, "forward") != "__call__" or not (
+            isinstance(x, np.ndarray) and x.dtype.kind == "f"):
+        return None
+    from gradcheck.protocol.state import StateSnapshot
+
+    inner = next(n for n in METHOD_NAMES["forward"] if callable(lookup(layer, n)))
+    snapshot = StateSnapshot(layer)
+    try:
+        by_call, call_wrote = _traced(layer_method(layer, "forward"), x, train_flg, snapshot)
+        by_forward, forward_wrote = _traced(getattr(layer, inner), x, train_flg, snapshot)
+    finally:
+        snapshot.restore_all()
+    if by_call is _RAISED and by_forward is _RAISED:
+        return None  # both raise: the check reports the error of __call__
+    extra = sorted({name for _, name in call_wrote - forward_wrote})
+    if by_forward is _RAISED or (by_call is not _RAISED and extra
+                                 and _same_output(by_call, by_forward)):
+        return (f"forward pass: __call__, which calls {inner}, returns its output unchanged "
+                f"and keeps {', '.join(extra) or 'what it needs'} ({inner} alone does not): "
+                "called as a training loop calls the layer, layer(x)")
+    plain_forward(layer)
+    return None
+
+
+def _traced(fn, x, train_flg, snapshot):
+    """``(output, written)`` of ``fn(x[, train_flg])`` from the state ``snapshot`` holds
+    (``written``: :meth:`~gradcheck.protocol.state.StateSnapshot.written`), or
+    ``(_RAISED, set())`` when it raises."""
+    snapshot.restore_all()
+    mode, name = _accepts_train_flg(fn), flag_name(fn) or "train_flg"
+    flag = flag_value(name, train_flg)
+    try:
+        if mode == "keyword":
+            out = fn(np.array(x, copy=True), **{name: flag})
+        else:
+            out = fn(np.array(x, copy=True), *((flag,) if mode == "positional" else ()))
+        return _copied(out), snapshot.written()
+    except Exception:  # noqa: BLE001 -- the layer's own error: the check raises it later
+        return _RAISED, set()
+
+
+def _copied(out):
+    """``out`` with its arrays copied (a layer reusing its output buffer)."""
+    if isinstance(out, (tuple, list)):
+        return type(out)(_copied(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _copied(v) for k, v in out.items()}
+    return np.array(out, copy=True) if isinstance(out, np.ndarray) else out
+
+
+def _same_output(a, b):
+    """Whether two outputs are bitwise the same: arrays of one dtype, shape and bytes, and
+    tuples, lists and dicts of such (anything else by ``is`` or ``==``)."""
+    if isinstance(a, (tuple, list, dict)) or isinstance(b, (tuple, list, dict)):
+        if type(a) is not type(b) or len(a) != len(b):
+            return False
+        if isinstance(a, dict):
+            return a.keys() == b.keys() and all(_same_output(a[k], b[k]) for k in a)
+        return all(_same_output(p, q) for p, q in zip(a, b))
+    if isinstance(a, (np.ndarray, np.generic)) or isinstance(b, (np.ndarray, np.generic)):
+        a, b = np.asarray(a), np.asarray(b)
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    try:
+        return a is b or bool(a == b)
+    except Exception:  # noqa: BLE001 -- an object whose == does not give a bool
+        return False
 
 
 def describe_value(value):

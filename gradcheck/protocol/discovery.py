@@ -51,7 +51,8 @@ __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
-           "torch7_grad_name", "prefer_views"]
+           "torch7_grad_name", "prefer_views", "plain_forward", "release_forward",
+           "plain_held"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -389,9 +390,40 @@ def method_name(obj, role):
         ``__call__`` calls that method (:func:`_calls_through`).
     """
     name = next((n for n in METHOD_NAMES[role] if callable(lookup(obj, n))), None)
-    if role == "forward" and name is not None and _calls_through(obj, name):
+    if (role == "forward" and name is not None and id(obj) not in _PLAIN_FORWARD
+            and _calls_through(obj, name)):
         return "__call__"
     return name
+
+
+#: ``{id(layer): (layer, count)}`` of the layers whose ``__call__`` calls ``forward`` but is
+#: not their forward pass for the checks under way (:func:`plain_forward`, once per check: a
+#: check of the layer inside another, or in another thread, releases only its own); the
+#: layer is held, so its ``id`` is not reused while it is here.
+_PLAIN_FORWARD = {}
+
+
+def plain_forward(obj):
+    """Take ``obj``'s own forward method, not a ``__call__`` that calls it, as its forward
+    pass (:func:`method_name`) until as many :func:`release_forward`: its ``__call__``
+    returns something else (a prediction) or leaves nothing backward needs that forward
+    does not (:func:`gradcheck.protocol.adapter.settle_call`)."""
+    _PLAIN_FORWARD[id(obj)] = (obj, _PLAIN_FORWARD.get(id(obj), (obj, 0))[1] + 1)
+
+
+def release_forward(obj):
+    """Undo one :func:`plain_forward` (nothing when ``obj`` is not under it)."""
+    _, count = _PLAIN_FORWARD.get(id(obj), (obj, 0))
+    if count > 1:
+        _PLAIN_FORWARD[id(obj)] = (obj, count - 1)
+    else:
+        _PLAIN_FORWARD.pop(id(obj), None)
+
+
+def plain_held(objects):
+    """The ones of ``objects`` under :func:`plain_forward` (a parallel worker's copy of the
+    layer registers its own copies of them)."""
+    return [obj for obj in objects if id(obj) in _PLAIN_FORWARD]
 
 
 def _calls_through(obj, name):
@@ -401,7 +433,10 @@ def _calls_through(obj, name):
     A training loop calls such a layer as ``layer(x)``: what ``__call__`` keeps beside
     ``forward`` (the input backward reads) is left only by calling it, so the check
     calls it as its forward pass (a ``__call__(*args, **kwargs)`` with the signature
-    of the method it calls: :func:`_through_call`).
+    of the method it calls: :func:`_through_call`). Naming ``forward`` makes it a
+    candidate only: a check calls both on its input first and takes ``forward`` itself
+    when ``__call__`` returns something else or keeps nothing more
+    (:func:`gradcheck.protocol.adapter.settle_call`, :func:`plain_forward`).
     """
     if isinstance(obj, type):
         return False

@@ -131,3 +131,61 @@ def stale_message(names, mode_now, mode_then):
     pronoun = "they are" if len(names) > 1 else "it is"
     return (f"backward reads {listed}, which this {mode_now}forward did not write: {pronoun} "
             f"left over from an earlier {mode_then}forward")
+
+
+def unwritten_read(exc, layer, adapter, x):
+    """``exc`` said again with why, when it is a backward's AttributeError for an instance
+    attribute this forward does not write (the book's eval-mode BatchNormalization on a
+    fresh instance reads ``xn``, which only its train-mode forward writes).
+
+    Parameters
+    ----------
+    exc : GradCheckInputError
+        The error the check is about to raise.
+    layer : object
+    adapter : LayerAdapter
+        The check's: its mode, and whether the layer has two.
+    x : ndarray
+        The input: the other mode's forward is run on it (state put back) to tell whether
+        that one writes the attribute.
+
+    Returns
+    -------
+    GradCheckInputError
+        ``exc`` itself, or a :class:`~gradcheck.errors.LayerCallError` whose message ends
+        with the explanation.
+    """
+    from gradcheck.errors import LayerCallError
+
+    cause = exc.__cause__
+    name, obj = getattr(cause, "name", None), getattr(cause, "obj", None)
+    if not (isinstance(exc, LayerCallError) and isinstance(cause, AttributeError)
+            and str(exc).split(": ", 1)[-1].startswith("backward()") and name
+            and hasattr(obj, "__dict__") and not isinstance(obj, type)):
+        return exc
+    mode = ("train-mode " if adapter.train_flg else "eval-mode ") if (
+        adapter.flag_mode is not None) else ""
+    text = f"backward reads {name!r}, which this {mode}forward does not write"
+    if mode and _other_mode_writes(layer, adapter, x, obj, name):
+        other = "eval-mode " if adapter.train_flg else "train-mode "
+        article = "an" if mode[0] == "e" else "a"
+        text += (f" (a {other}forward does): {article} {mode}backward that depends on the "
+                 f"last {other}forward's cache")
+    return LayerCallError(f"{str(exc).split(': ', 1)[-1]} ({text})", layer=exc.layer,
+                          target=exc.target)  # the index is in the message already
+
+
+def _other_mode_writes(layer, adapter, x, obj, name):
+    """Whether ``forward(x)`` in the mode ``adapter`` is not in leaves ``obj.<name>`` set
+    (the layer's state put back afterwards)."""
+    from gradcheck.protocol.adapter import LayerAdapter
+    from gradcheck.protocol.state import StateSnapshot
+
+    snapshot = StateSnapshot(layer)
+    try:
+        LayerAdapter(layer, not adapter.train_flg).raw_forward(np.array(x, copy=True))
+        return name in getattr(obj, "__dict__", {}) or name in slot_names(type(obj))
+    except Exception:  # noqa: BLE001 -- the other mode's own error: not known then
+        return False
+    finally:
+        snapshot.restore_all()
