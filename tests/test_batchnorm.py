@@ -237,9 +237,13 @@ def test_a_fresh_seed_batchnorm_in_eval_mode_says_backward_reads_what_only_train
 
 
 def test_a_backward_reading_what_no_forward_writes_names_it_without_a_mode():
-    """A layer with one mode: the AttributeError names the attribute, no mode."""
+    """A layer with one mode: the AttributeError names the attribute, no mode; a name no
+    method ever assigns (a typo: self._gard, np.dott) gets no such explanation."""
 
     class Forgets:
+        def configure(self):  # the only writer of scale, never called
+            self.scale = 2.0
+
         def forward(self, x):
             return 2 * x
 
@@ -249,3 +253,16 @@ def test_a_backward_reading_what_no_forward_writes_names_it_without_a_mode():
     with pytest.raises(LayerCallError, match="backward reads 'scale', which this forward does "
                                              r"not write\)"):
         check_layer(Forgets(), np.ones((2, 3)))
+
+    class Typo(Forgets):
+        def backward(self, dout):
+            return dout * self._gard
+
+    class NumpyTypo(Forgets):
+        def backward(self, dout):
+            return np.dott(dout, 2.0)
+
+    for layer in (Typo(), NumpyTypo()):
+        with pytest.raises(LayerCallError) as info:
+            check_layer(layer, np.ones((2, 3)))
+        assert "which this forward does not write" not in str(info.value)

@@ -147,6 +147,17 @@ def test_sampled_strategy_hints_at_checking_every_element(capsys):
     assert "change the input or dout" not in out
 
 
+def test_samples_option_lets_a_sampled_gate_check_every_element(capsys):
+    """The hint's ``samples=`` on the command line: ``--samples`` at least the targets' size
+    checks every element (exit 0); a count below 1 is refused (exit 2)."""
+    assert main(["--strategy", "sampled", "--samples", "400", "--quiet",
+                 "BatchNormalization-4d"]) == 0
+    with pytest.raises(SystemExit) as info:
+        main(["--strategy", "sampled", "--samples", "0", "BatchNormalization-4d"])
+    assert info.value.code == 2
+    assert "expected an integer >= 1" in capsys.readouterr().err
+
+
 KEYERROR_GETATTR = '''
 import numpy as np
 

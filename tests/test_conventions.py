@@ -2275,3 +2275,58 @@ def test_a_check_inside_another_leaves_the_outer_ones_forward_pass():
     assert method_name(layer, "forward") == "forward"
     release_forward(layer)
     assert method_name(layer, "forward") == "__call__"
+
+
+class _HelperCall:
+    """``__call__`` a helper (twice forward's output); forward/backward correct."""
+
+    def __init__(self):
+        self.W = np.linspace(-1.0, 1.0, 6).reshape(3, 2)
+
+    def __call__(self, x):
+        return 2 * self.forward(x)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        return dout @ self.W.T
+
+
+@pytest.mark.parametrize("form", ["list", "int", "tuple"])
+def test_a_helper_call_is_not_taken_for_forward_whatever_the_input_form(form):
+    """``__call__`` returning ``2 * forward(x)`` was taken for the forward pass (a false
+    FAIL) when ``x`` was no float ndarray: a list, integers, a one-input tuple."""
+    x = np.arange(12).reshape(4, 3) % 5 - 2
+    given = {"list": x.tolist(), "int": x, "tuple": (x.astype(float),)}[form]
+    report = check_layer(_HelperCall(), given)
+    assert report.passed, str(report)
+    assert "call-forward" not in {f.kind for f in report.findings}
+
+
+def test_an_eval_mode_check_does_not_take_a_call_that_cannot_pass_the_switch():
+    """``__call__(x)`` keeping ``x`` and calling ``forward(x)`` of ``forward(x,
+    train_flg=True)`` runs the train pass only: an eval-mode check took it and checked the
+    train branch (a backward wrong after an eval-mode forward PASSed); now forward itself
+    runs in eval mode, which keeps no ``x``, and the check says so."""
+    from gradcheck.errors import LayerCallError
+
+    class Mode(_HelperCall):
+        def __call__(self, x):
+            self.x = x
+            return self.forward(x)
+
+        def forward(self, x, train_flg=True):
+            self.mode = train_flg
+            return x @ self.W
+
+        def backward(self, dout):  # wrong after an eval-mode forward only
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T * (1.0 if self.mode else 1.01)
+
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    assert check_layer(Mode(), x).passed
+    with pytest.raises(LayerCallError, match="eval-mode forward does not write"):
+        check_layer(Mode(), x, train_flg=False)

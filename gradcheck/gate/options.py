@@ -16,7 +16,7 @@ from typing import Callable
 
 from gradcheck.validate import METHODS, PRECISIONS, STRATEGIES
 
-__all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision",
+__all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision", "parse_count",
            "parse_fraction", "parse_inconclusive", "parse_names", "parse_params",
            "parse_seed", "parse_tolerance", "parse_step", "parse_shape"]
 
@@ -70,6 +70,17 @@ def parse_seed(value):
     if seed < 0:
         raise OptionError(f"expected an integer >= 0, got {value!r}")
     return seed
+
+
+def parse_count(value):
+    """An integer >= 1 (``samples``)."""
+    try:
+        count = parse_seed(value)
+    except OptionError:
+        count = -1
+    if count < 1:
+        raise OptionError(f"expected an integer >= 1, got {value!r}")
+    return count
 
 
 def parse_tolerance(value):
@@ -206,6 +217,9 @@ GATE_OPTIONS = (
     Option("strategy", parse_strategy, "{" + ",".join(STRATEGIES) + "}",
            "what is compared: every element, the whole Jacobian, random projections or "
            "sampled elements (default: auto, grouped where a structure is found)"),
+    Option("samples", parse_count, "N",
+           "elements per target of --strategy sampled (default: 64; a target with more "
+           "elements is INCONCLUSIVE: those left unchecked are not ruled out)"),
     Option("precision", parse_precision, "{" + ",".join(PRECISIONS) + "}",
            "float16/float32 layers: evaluate in float64 (auto, the default) or natively"),
     Option("seed", parse_seed, "N", "seed of dout and of the inputs (default: 0)"),

@@ -207,16 +207,20 @@ def settle_call(layer, x, train_flg):
     if plain_held([layer]):  # settled by a check under way: this one holds it too
         plain_forward(layer)
         return None
-    if method_name(layer, "forward") != "__call__" or not (
-            isinstance(x, np.ndarray) and x.dtype.kind == "f"):
+    if method_name(layer, "forward") != "__call__":
         return None
     from gradcheck.protocol.state import StateSnapshot
 
     inner = next(n for n in METHOD_NAMES["forward"] if callable(lookup(layer, n)))
+    args = _call_args(x)
+    if args is None or not _can_switch(layer_method(layer, "forward"), getattr(layer, inner),
+                                       train_flg):
+        plain_forward(layer)  # not comparable, or __call__ cannot run the mode asked for
+        return None
     snapshot = StateSnapshot(layer)
     try:
-        by_call, call_wrote = _traced(layer_method(layer, "forward"), x, train_flg, snapshot)
-        by_forward, forward_wrote = _traced(getattr(layer, inner), x, train_flg, snapshot)
+        by_call, call_wrote = _traced(layer_method(layer, "forward"), args, train_flg, snapshot)
+        by_forward, forward_wrote = _traced(getattr(layer, inner), args, train_flg, snapshot)
     finally:
         snapshot.restore_all()
     if by_call is _RAISED and by_forward is _RAISED:
@@ -231,18 +235,50 @@ def settle_call(layer, x, train_flg):
     return None
 
 
-def _traced(fn, x, train_flg, snapshot):
-    """``(output, written)`` of ``fn(x[, train_flg])`` from the state ``snapshot`` holds
+def _call_args(x):
+    """The positional inputs the check calls forward with: ``x`` as a float64 array (an
+    integer array or a list is converted as the check converts it), the members of a tuple
+    (several inputs); ``None`` for anything else (a dict: not compared)."""
+    if isinstance(x, tuple):
+        return x
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        return (x,)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return (arr,) if arr.ndim else None
+
+
+def _can_switch(call, forward, train_flg):
+    """Whether ``__call__`` can run ``forward`` in the mode asked for: it takes the switch
+    itself (or ``*args``), ``forward`` takes none, or forward's default is that mode (a
+    ``__call__(x)`` calling ``forward(x)`` of ``forward(x, train_flg=True)`` is the train
+    pass only)."""
+    if _accepts_train_flg(call) is not None or _accepts_train_flg(forward) is None:
+        return True
+    name = flag_name(forward)
+    try:
+        default = inspect.signature(forward).parameters[name].default
+    except (KeyError, TypeError, ValueError):
+        return False
+    return default is not inspect.Parameter.empty and bool(default) == flag_value(
+        name, train_flg)
+
+
+def _traced(fn, args, train_flg, snapshot):
+    """``(output, written)`` of ``fn(*args[, train_flg])`` from the state ``snapshot`` holds
     (``written``: :meth:`~gradcheck.protocol.state.StateSnapshot.written`), or
     ``(_RAISED, set())`` when it raises."""
     snapshot.restore_all()
     mode, name = _accepts_train_flg(fn), flag_name(fn) or "train_flg"
     flag = flag_value(name, train_flg)
+    args = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args)
     try:
         if mode == "keyword":
-            out = fn(np.array(x, copy=True), **{name: flag})
+            out = fn(*args, **{name: flag})
         else:
-            out = fn(np.array(x, copy=True), *((flag,) if mode == "positional" else ()))
+            out = fn(*args, *((flag,) if mode == "positional" else ()))
         return _copied(out), snapshot.written()
     except Exception:  # noqa: BLE001 -- the layer's own error: the check raises it later
         return _RAISED, set()

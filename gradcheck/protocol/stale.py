@@ -17,6 +17,8 @@ forward did not is poisoned, and kept when backward depends on it and forward
 does not.
 """
 
+import types
+
 import numpy as np
 
 from gradcheck.protocol.state import slot_names
@@ -161,18 +163,36 @@ def unwritten_read(exc, layer, adapter, x):
     name, obj = getattr(cause, "name", None), getattr(cause, "obj", None)
     if not (isinstance(exc, LayerCallError) and isinstance(cause, AttributeError)
             and str(exc).split(": ", 1)[-1].startswith("backward()") and name
-            and hasattr(obj, "__dict__") and not isinstance(obj, type)):
-        return exc
+            and hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType))
+            and _stored_by_class(type(obj), name)):
+        return exc  # a typo (np.dott, self._gard) is no attribute a forward should write
     mode = ("train-mode " if adapter.train_flg else "eval-mode ") if (
         adapter.flag_mode is not None) else ""
     text = f"backward reads {name!r}, which this {mode}forward does not write"
     if mode and _other_mode_writes(layer, adapter, x, obj, name):
         other = "eval-mode " if adapter.train_flg else "train-mode "
-        article = "an" if mode[0] == "e" else "a"
-        text += (f" (a {other}forward does): {article} {mode}backward that depends on the "
-                 f"last {other}forward's cache")
+        def a(word):
+            return "an" if word[0] == "e" else "a"
+
+        text += (f" ({a(other)} {other}forward does): {a(mode)} {mode}backward that depends on "
+                 f"the last {other}forward's cache")
     return LayerCallError(f"{str(exc).split(': ', 1)[-1]} ({text})", layer=exc.layer,
                           target=exc.target)  # the index is in the message already
+
+
+def _stored_by_class(klass, name):
+    """Whether a method of ``klass`` (or of a base) assigns ``self.<name>`` somewhere (read
+    from the bytecode): an attribute some call writes, not a misspelt one."""
+    import dis
+
+    from gradcheck.protocol.state import _functions_of
+
+    for base in klass.__mro__[:-1]:
+        for fn in _functions_of(base):
+            if any(i.opname == "STORE_ATTR" and i.argval == name
+                   for i in dis.get_instructions(fn)):
+                return True
+    return False
 
 
 def _other_mode_writes(layer, adapter, x, obj, name):
