@@ -2330,3 +2330,23 @@ def test_an_eval_mode_check_does_not_take_a_call_that_cannot_pass_the_switch():
     assert check_layer(Mode(), x).passed
     with pytest.raises(LayerCallError, match="eval-mode forward does not write"):
         check_layer(Mode(), x, train_flg=False)
+
+
+def test_the_batch_mean_note_names_the_gradients_found_at_one_over_m():
+    """dW missing the course's 1/m, db with it: W FAILs (checked m times too large) and the
+    note names b as the gradient found at 1/m, not "W, b"."""
+    def linear_forward(A, W, b):
+        return W @ A + b, (A, W, b)
+
+    def linear_backward(dZ, cache):
+        A_prev, W, b = cache
+        m = A_prev.shape[1]
+        return W.T @ dZ, dZ @ A_prev.T, 1. / m * np.sum(dZ, axis=1, keepdims=True)
+
+    rs = np.random.RandomState(0)
+    report = check_function(linear_forward, linear_backward, rs.randn(3, 5), rs.randn(4, 3),
+                            rs.randn(4, 1))
+    assert {r.name: r.verdict for r in report.results} == {"A": "PASS", "W": "FAIL",
+                                                           "b": "PASS"}, str(report)
+    note = [f.message for f in report.findings if f.kind == "batch-mean-gradients"]
+    assert note and note[0].startswith("the gradient of b is 1/m"), note

@@ -134,8 +134,9 @@ def find_mean_scale(call, train_flg, seed):
     finally:
         snapshot.restore_all()
         call.step_calls = (call.step_calls[0] + made[0], call.step_calls[1] + made[1])
-    if abs(ratios[0] - 1) <= RATIO_TOL and any(abs(r * m - 1) <= RATIO_TOL
-                                               for r in ratios[1:]):
+    found = tuple(n for n, r in zip(call.targets[1:], ratios[1:]) if abs(r * m - 1) <= RATIO_TOL)
+    if abs(ratios[0] - 1) <= RATIO_TOL and found:
+        call.mean_found = found  # named by the note: the others are checked so too
         return m
     return None
 
@@ -143,8 +144,11 @@ def find_mean_scale(call, train_flg, seed):
 def mean_scale_note(call, m):
     """The report's note for a pair checked with its parameter gradients times ``m``."""
     first, rest = call.targets[0], ", ".join(call.targets[1:])
-    return (f"the gradients of {rest} are 1/m of the gradient of sum(out * dout) (m = {m}, "
+    found = getattr(call, "mean_found", None) or tuple(call.targets[1:])
+    which = (f"the gradients of {', '.join(found)} are" if len(found) > 1
+             else f"the gradient of {found[0]} is")
+    return (f"{which} 1/m of the gradient of sum(out * dout) (m = {m}, "
             f"the columns of {first}: the batch mean, as deeplearning.ai's linear_backward "
-            f"writes dW = 1./m * dZ @ A_prev.T), while {first}'s is of the sum: checked as "
-            f"m times them; a backward meant to return the gradients of the sum has an "
-            "extra 1/m there")
+            f"writes dW = 1./m * dZ @ A_prev.T), while {first}'s is of the sum: {rest} "
+            f"checked as m times their gradients; a backward meant to return the gradients "
+            "of the sum has an extra 1/m there")

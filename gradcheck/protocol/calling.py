@@ -463,7 +463,7 @@ class CallLayer:
         self.updated = ()
         #: the parameters of the gradients backward returns after dx (:meth:`find_returned`),
         #: and the batch size m that scales a pair's (:mod:`~gradcheck.protocol.batchmean`)
-        self.returned, self.mean_scale = (), None
+        self.returned, self.mean_scale, self.mean_found = (), None, ()
         self.step_calls = (0, 0)  # the forward and backward calls find_steps made
         self.step_grads = {}
 
