@@ -2277,22 +2277,15 @@ def test_a_check_inside_another_leaves_the_outer_ones_forward_pass():
     assert method_name(layer, "forward") == "__call__"
 
 
-class _HelperCall:
-    """``__call__`` a helper (twice forward's output); forward/backward correct."""
+def _helper_call():
+    """A ``Dense`` whose ``__call__`` is a helper (twice forward's output)."""
+    from conventions_layers import Dense
 
-    def __init__(self):
-        self.W = np.linspace(-1.0, 1.0, 6).reshape(3, 2)
+    class HelperCall(Dense):
+        def __call__(self, x):
+            return 2 * self.forward(x)
 
-    def __call__(self, x):
-        return 2 * self.forward(x)
-
-    def forward(self, x):
-        self.x = x
-        return x @ self.W
-
-    def backward(self, dout):
-        self.dW = self.x.T @ dout
-        return dout @ self.W.T
+    return HelperCall
 
 
 @pytest.mark.parametrize("form", ["list", "int", "tuple"])
@@ -2301,7 +2294,7 @@ def test_a_helper_call_is_not_taken_for_forward_whatever_the_input_form(form):
     FAIL) when ``x`` was no float ndarray: a list, integers, a one-input tuple."""
     x = np.arange(12).reshape(4, 3) % 5 - 2
     given = {"list": x.tolist(), "int": x, "tuple": (x.astype(float),)}[form]
-    report = check_layer(_HelperCall(), given)
+    report = check_layer(_helper_call()(3, 2), given)
     assert report.passed, str(report)
     assert "call-forward" not in {f.kind for f in report.findings}
 
@@ -2313,30 +2306,31 @@ def test_an_eval_mode_check_does_not_take_a_call_that_cannot_pass_the_switch():
     runs in eval mode, which keeps no ``x``, and the check says so."""
     from gradcheck.errors import LayerCallError
 
-    class Mode(_HelperCall):
+    from conventions_layers import Dense
+
+    class Mode(Dense):
         def __call__(self, x):
             self.x = x
             return self.forward(x)
 
         def forward(self, x, train_flg=True):
             self.mode = train_flg
-            return x @ self.W
+            return x @ self.W + self.b
 
         def backward(self, dout):  # wrong after an eval-mode forward only
-            self.dW = self.x.T @ dout
-            return dout @ self.W.T * (1.0 if self.mode else 1.01)
+            dx = super().backward(dout)
+            return dx * (1.0 if self.mode else 1.01)
 
     x = np.random.default_rng(0).normal(size=(4, 3))
-    assert check_layer(Mode(), x).passed
+    assert check_layer(Mode(3, 2), x).passed
     with pytest.raises(LayerCallError, match="eval-mode forward does not write"):
-        check_layer(Mode(), x, train_flg=False)
+        check_layer(Mode(3, 2), x, train_flg=False)
 
 
 def test_the_batch_mean_note_names_the_gradients_found_at_one_over_m():
     """dW missing the course's 1/m, db with it: W FAILs (checked m times too large) and the
     note names b as the gradient found at 1/m, not "W, b"."""
-    def linear_forward(A, W, b):
-        return W @ A + b, (A, W, b)
+    from conventions_layers import dlai_linear_forward
 
     def linear_backward(dZ, cache):
         A_prev, W, b = cache
@@ -2344,7 +2338,7 @@ def test_the_batch_mean_note_names_the_gradients_found_at_one_over_m():
         return W.T @ dZ, dZ @ A_prev.T, 1. / m * np.sum(dZ, axis=1, keepdims=True)
 
     rs = np.random.RandomState(0)
-    report = check_function(linear_forward, linear_backward, rs.randn(3, 5), rs.randn(4, 3),
+    report = check_function(dlai_linear_forward, linear_backward, rs.randn(3, 5), rs.randn(4, 3),
                             rs.randn(4, 1))
     assert {r.name: r.verdict for r in report.results} == {"A": "PASS", "W": "FAIL",
                                                            "b": "PASS"}, str(report)
