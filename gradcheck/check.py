@@ -10,8 +10,8 @@ import numpy as np
 
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr, settle_call, switch_back, switch_mode)
-from gradcheck.protocol.calling import (call_dout, index_note, inputs_first, is_index_input,
-                                        is_several, returns_several, taken_again)
+from gradcheck.protocol.calling import (call_dout, floating_array, index_note, inputs_first,
+                                        is_index_input, is_several, returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
@@ -249,7 +249,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     if (is_several(x) or index or learning_rate_parameter(layer)
             or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer)
             or returns_several(layer_method(layer, "backward"))
-            or (_floating(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
+            or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
@@ -381,11 +381,6 @@ def _zero_state(layer, results, not_checked, call):
         "writes it: a hidden state, a running statistic); a gradient that flows through "
         "kept state vanishes where that state is zero. Check after a forward call on other "
         "data, or with the state set to non-zero values"), shown[0])]
-
-
-def _floating(x):
-    """A floating ndarray: an input a layer with several outputs is checked on as ``(x,)``."""
-    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
 def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index=False):
@@ -863,8 +858,7 @@ def run_strategy(problem, strategy, opts):
 def _check_size(name, strategy, x, layer):
     if strategy != "jacobian":
         return
-    n = x.size + sum(v.size for v in vars(layer).values()
-                     if isinstance(v, np.ndarray) and v.dtype.kind == "f") \
+    n = x.size + sum(v.size for v in vars(layer).values() if floating_array(v)) \
         if hasattr(layer, "__dict__") else x.size
     # the output is usually the size of x (or smaller); refuse before any work
     from gradcheck.engine.jacobian import MAX_ENTRIES

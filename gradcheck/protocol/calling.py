@@ -250,7 +250,8 @@ def _is_output(v):
     return isinstance(v, (np.ndarray, numbers.Number)) and not isinstance(v, bool)
 
 
-def _differentiable(v):
+def floating_array(v):
+    """Whether ``v`` is a floating ndarray (an input or parameter the check differentiates)."""
     return isinstance(v, np.ndarray) and v.dtype.kind == "f"
 
 
@@ -424,7 +425,7 @@ class CallLayer:
         #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
         self.model = layer.model if isinstance(layer, FunctionPair) else None
         model = self.model is not None
-        self.targets = [n for n, v in zip(self.names, values) if _differentiable(v)
+        self.targets = [n for n, v in zip(self.names, values) if floating_array(v)
                         and n not in self.labels and not model]
         self.shape = tuple(np.shape(values[0])) if values and isinstance(
             values[0], np.ndarray) else ()
@@ -470,7 +471,7 @@ class CallLayer:
     def _why_skipped(self, name, value):
         """Why the input ``name`` is not a target (a pair's input that backward takes
         again by name says so)."""
-        if self.model is not None and _differentiable(value):
+        if self.model is not None and floating_array(value):
             return _MODEL_INPUT
         if name in self.labels:
             return _LABELS
@@ -583,8 +584,8 @@ class CallLayer:
         flat_names, flat_values = [], []
         for n, v in zip(names, values):
             if isinstance(v, list) and v and all(isinstance(a, np.ndarray) for a in v) \
-                    and any(_differentiable(a) for a in v):
-                bad = [i for i, a in enumerate(v) if not _differentiable(a)]
+                    and any(floating_array(a) for a in v):
+                bad = [i for i, a in enumerate(v) if not floating_array(a)]
                 if bad:  # a list of index arrays alone is passed through, as any list
                     raise GradCheckInputError(
                         f"input {n} is a list of arrays whose member {n}[{bad[0]}] has dtype "
@@ -947,8 +948,7 @@ class CallLayer:
         from gradcheck.protocol.problem import default_dout
         from gradcheck.protocol.state import StateSnapshot
 
-        held = [(n, v) for n, v in attributes(self.layer).items()
-                if isinstance(v, np.ndarray) and v.dtype.kind == "f"]
+        held = [(n, v) for n, v in attributes(self.layer).items() if floating_array(v)]
         snapshot, made = StateSnapshot(self), [0, 0]
         try:
             out = self.forward(self.x.copy(), adapter.train_flg)
@@ -1151,8 +1151,7 @@ def _model_of(fn):
     ``FullyConnectedNet``, ``ThreeLayerConvNet``); else ``None``."""
     owner = getattr(fn, "__self__", None)
     params = getattr(owner, "params", None)
-    if isinstance(params, dict) and params and all(
-            isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in params.values()):
+    if isinstance(params, dict) and params and all(floating_array(v) for v in params.values()):
         return owner
     return None
 
