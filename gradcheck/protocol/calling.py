@@ -1250,10 +1250,9 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
 def _default_of(fn, name):
     """The default value of ``fn``'s parameter ``name`` when it is a real number, else
     ``None``."""
-    try:
-        default = inspect.signature(fn).parameters[name].default
-    except (KeyError, TypeError, ValueError):
-        return None
+    sig = _signature(fn)  # the signature reader _defaulted_dout and forward_names use
+    param = sig.parameters.get(name) if sig is not None else None
+    default = param.default if param is not None else None
     if isinstance(default, (int, float, np.integer, np.floating)) and not isinstance(
             default, bool):
         return default
