@@ -285,18 +285,34 @@ def _defaulted_dout(fn, skip, lr=None):
     return []
 
 
+#: ``{(code object, name, n): bool}`` of :func:`unpacks`: ``douts_taken`` asks it on every
+#: forward of a layer with several outputs, and the answer is the bytecode's alone.
+_UNPACKS = {}
+
+
 def unpacks(fn, name, n):
     """Whether ``fn`` takes its parameter ``name`` apart into ``n`` values: ``a, b = name``
     with ``n`` targets, or uses it only as ``name[0]`` .. ``name[n - 1]`` (constant
     indexes, one at least 1): a ``backward(self, grads)`` of a layer with ``n`` outputs
     that takes their upstream gradients as one tuple. Read from the bytecode (a layer
-    made by ``exec`` has no source); ``False`` when there is none.
+    made by ``exec`` has no source); ``False`` when there is none. Read once per code
+    object (:data:`_UNPACKS`).
     """
-    import dis
-
     code = getattr(inspect.unwrap(fn), "__code__", None)
     if code is None:
         return False
+    key = (code, name, n)
+    if key not in _UNPACKS:
+        if len(_UNPACKS) >= 1024:  # a long-lived process checking many functions
+            _UNPACKS.clear()
+        _UNPACKS[key] = _unpacks_code(code, name, n)
+    return _UNPACKS[key]
+
+
+def _unpacks_code(code, name, n):
+    """:func:`unpacks` read from the code object ``code``."""
+    import dis
+
     ops = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
     indexes = []
     for i, op in enumerate(ops):
