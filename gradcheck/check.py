@@ -247,7 +247,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
     call = None
     index = is_index_input(layer, x, train_flg)
     if (is_several(x) or index or learning_rate_parameter(layer)
-            or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer)
+            or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
             or returns_several(layer_method(layer, "backward"))
             or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(

@@ -141,7 +141,7 @@ INPUT_AGAIN_NAMES = ("input", "inputs", "inp", "x", "X")
 OUTPUT_AGAIN_NAMES = ("output", "outputs", "out", "y", "Y", "result")
 
 
-def taken_again(layer):
+def taken_again(layer, first=None):
     """What ``backward`` takes again after the upstream gradient: ``backward(dout, input,
     output)`` (yanyan0207's ``MaxPooling``), the training loop passing the last forward's
     input and output back.
@@ -150,6 +150,7 @@ def taken_again(layer):
     gradient) named as ``forward``'s first input or in :data:`INPUT_AGAIN_NAMES` (not as
     another input of forward's: those are labels, :func:`_loss_labels`) are given that
     input; those named in :data:`OUTPUT_AGAIN_NAMES` (and no input of forward's) the output.
+    ``first``: :func:`inputs_first` of ``layer`` when the caller has it (read again if not).
 
     Returns
     -------
@@ -159,7 +160,7 @@ def taken_again(layer):
         :func:`inputs_first`.
     """
     back = _array_parameters(layer_method(layer, "backward"))
-    if not back or len(back) < 2 or inputs_first(layer):
+    if not back or len(back) < 2 or (inputs_first(layer) if first is None else first):
         return ()
     fwd = layer_method(layer, "forward")
     names = forward_names(fwd, forward_names(fwd, 0)[1] or 1)[0]
@@ -437,7 +438,7 @@ class CallLayer:
         self.inputs_first = inputs_first(layer)
         self.labels = [] if self.inputs_first else _loss_labels(layer, self.names)
         #: forward's input ("" its output) given again after the gradients (:func:`taken_again`)
-        self.again = taken_again(layer)
+        self.again = taken_again(layer, self.inputs_first)
         #: a model's loss (:class:`FunctionPair` over ``model.params``): inputs not targets
         self.model = layer.model if isinstance(layer, FunctionPair) else None
         model = self.model is not None
