@@ -431,12 +431,15 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         if returned:
             findings.append(Finding("gradients-returned", False, returned))
     if isinstance(layer, FunctionPair):
-        from gradcheck.protocol.batchmean import find_mean_scale, mean_scale_note
+        from gradcheck.protocol.batchmean import (find_mean_scale, mean_scale_note,
+                                                  unscaled_mean_note)
 
         call.mean_scale = find_mean_scale(call, train_flg, seed)
         if call.mean_scale:
             findings.append(Finding("batch-mean-gradients", False,
                                     mean_scale_note(call, call.mean_scale)))
+        elif unscaled_mean_note(call):
+            findings.append(Finding("batch-mean-gradients", False, unscaled_mean_note(call)))
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
 

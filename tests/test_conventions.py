@@ -1851,7 +1851,11 @@ def test_the_batch_mean_rule_needs_the_courses_layout_and_an_input_gradient_of_t
     dx = check_function(dlai_linear_forward, dlai_linear_backward_broken_dx, *_dlai_inputs())
     for report, failing in [(square, ["w", "b"]), (mul, ["B"]), (dx, ["A", "W", "b"])]:
         assert [r.name for r in report.results if r.verdict == "FAIL"] == failing, str(report)
-        assert "batch-mean-gradients" not in {f.kind for f in report.findings}, str(report)
+        notes = [f.message for f in report.findings if f.kind == "batch-mean-gradients"]
+        # nothing scaled; the course pair's note says its W, b are exactly 1/m, A to fix
+        assert notes == ([] if report is not dx else notes[:1]), str(report)
+        assert all("nothing was scaled" in n and "fix A's first" in n for n in notes), notes
+    assert len([f for f in dx.findings if f.kind == "batch-mean-gradients"]) == 1
 
 
 def test_a_torch7_sequential_checks_every_sub_module_and_a_wrong_one_fails_alone():
@@ -2344,3 +2348,22 @@ def test_the_batch_mean_note_names_the_gradients_found_at_one_over_m():
                                                            "b": "PASS"}, str(report)
     note = [f.message for f in report.findings if f.kind == "batch-mean-gradients"]
     assert note and note[0].startswith("the gradient of b is 1/m"), note
+
+
+def test_a_wrong_dA_prev_says_the_course_scaled_dW_and_db_may_be_right():
+    """A course pair whose dW and db are the course's (1/m) but whose dA_prev is wrong: the
+    rule does not apply (A is not of the sum), so W and b FAIL by exactly 1/m; a note says
+    so, and that A is the one to fix (the report blamed all three alike)."""
+    from conventions_layers import dlai_linear_forward
+
+    def linear_backward(dZ, cache):
+        A_prev, W, b = cache
+        m = A_prev.shape[1]
+        return 1.5 * W.T @ dZ, 1. / m * dZ @ A_prev.T, 1. / m * np.sum(dZ, axis=1, keepdims=True)
+
+    rs = np.random.RandomState(0)
+    report = check_function(dlai_linear_forward, linear_backward, rs.randn(3, 5), rs.randn(4, 3),
+                            rs.randn(4, 1))
+    assert [r.verdict for r in report.results] == ["FAIL"] * 3, str(report)
+    note = [f.message for f in report.findings if f.kind == "batch-mean-gradients"]
+    assert note and note[0].startswith("W, b: exactly 1/m") and "fix A's first" in note[0]

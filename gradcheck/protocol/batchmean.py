@@ -25,7 +25,7 @@ a product ``A * B`` whose ``dB`` is divided by ``m``, a course pair whose
 
 import numpy as np
 
-__all__ = ["find_mean_scale", "mean_scale_note"]
+__all__ = ["find_mean_scale", "mean_scale_note", "unscaled_mean_note"]
 
 #: How close the ratio of analytic to numerical directional derivative must be to 1 (the
 #: first input) and to ``1/m`` (the others): far above a central difference's error on a
@@ -135,10 +135,25 @@ def find_mean_scale(call, train_flg, seed):
         snapshot.restore_all()
         call.step_calls = (call.step_calls[0] + made[0], call.step_calls[1] + made[1])
     found = tuple(n for n, r in zip(call.targets[1:], ratios[1:]) if abs(r * m - 1) <= RATIO_TOL)
+    call.mean_found = found  # named by the note: the others are checked so too
     if abs(ratios[0] - 1) <= RATIO_TOL and found:
-        call.mean_found = found  # named by the note: the others are checked so too
         return m
     return None
+
+
+def unscaled_mean_note(call):
+    """The note for a course-layout pair whose parameter gradients are exactly 1/m of the
+    sum's while its first input's gradient is not the sum's either (a wrong ``dA_prev``):
+    the pair was checked as it is, so those FAIL too, and the note says they may be right."""
+    found = getattr(call, "mean_found", ())
+    if not found:
+        return None
+    first = call.targets[0]
+    m = np.shape(call.x)[1]
+    which = ", ".join(found)
+    return (f"{which}: exactly 1/m of the gradient of sum(out * dout) (m = {m}, the course's "
+            f"batch mean), but {first}'s gradient is not that of the sum, so nothing was "
+            f"scaled: {which} FAIL by exactly 1/m and may be right; fix {first}'s first")
 
 
 def mean_scale_note(call, m):
