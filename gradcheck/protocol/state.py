@@ -622,13 +622,6 @@ class StateSnapshot:
                 keys.add((id(s.owner[0]), s.owner[1]))
         return keys
 
-    def array_slot(self, arr):
-        """The slot holding the saved copy of ``arr`` (by identity), or ``None``."""
-        for s in self.slots:
-            if s.kind == "array" and s.obj is arr:
-                return s
-        return None
-
     def substitute(self, mapping):
         """Replace, in every walked container, each object whose ``id`` is in ``mapping``.
 
