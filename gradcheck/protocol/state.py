@@ -30,6 +30,8 @@ import types
 
 import numpy as np
 
+from gradcheck.protocol import rngstate
+
 _ATOMIC = (int, float, complex, str, bytes, bool, type(None), frozenset, range)
 
 _NOT_STATE = (type, types.FunctionType, types.MethodType, types.ModuleType,
@@ -41,10 +43,6 @@ _CONTAINERS = ("attrs", "slots", "list", "dict", "deque", "set", "objarray")
 _UNSET = object()
 _SLOT_NAMES = {}
 
-#: The ``RandomState`` behind ``np.random.rand()`` (saved as the ``"globalrng"`` slot).
-_NP_GLOBAL_RANDOM = np.random.mtrand._rand
-#: The ``random.Random`` behind the ``random`` module's functions (``random.random()``).
-_PY_GLOBAL_RANDOM = random.random.__self__
 
 
 def slot_names(cls):
@@ -349,10 +347,12 @@ def _save(kind, obj):
         return obj.state
     if kind == "entropy":
         return None
-    if kind in ("randomstate", "pyrandom"):
-        return obj.get_state() if kind == "randomstate" else obj.getstate()
+    if kind == "randomstate":
+        return rngstate.save_rs(obj)
+    if kind == "pyrandom":
+        return rngstate.save_py(obj)
     if kind == "globalrng":
-        return np.random.get_state(), _global_mt_bytes()
+        return rngstate.save_rs(rngstate.NP_GLOBAL)
     return {"dict": dict, "set": set}.get(kind, list)(obj)
 
 
@@ -386,11 +386,11 @@ class _Slot:
         if k == "entropy":
             return False
         if k == "randomstate":
-            return not _rs_state_equal(obj.get_state(), saved)
+            return rngstate.rs_changed(obj, saved)
         if k == "pyrandom":
-            return obj.getstate() != saved
+            return rngstate.py_changed(obj, saved)
         if k == "globalrng":
-            return _global_rng_changed(saved)
+            return rngstate.rs_changed(rngstate.NP_GLOBAL, saved)
         if k in ("list", "deque"):
             return len(obj) != len(saved) or any(a is not b for a, b in zip(obj, saved))
         if k == "dict":
@@ -422,11 +422,11 @@ class _Slot:
         elif k == "bitgenerator":
             obj.state = saved
         elif k == "randomstate":
-            obj.set_state(saved)
+            rngstate.restore_rs(obj, saved)
         elif k == "pyrandom":
-            obj.setstate(saved)
+            rngstate.restore_py(obj, saved)
         elif k == "globalrng":
-            np.random.set_state(saved[0])
+            rngstate.restore_rs(rngstate.NP_GLOBAL, saved)
         elif k == "list":
             obj[:] = saved
         elif k == "deque":
@@ -457,55 +457,6 @@ def _bitwise_equal(a, b):
         return a.tobytes() == b.tobytes()
     return bool(np.array_equal(np.ascontiguousarray(a).view(np.uint8),
                                np.ascontiguousarray(b).view(np.uint8)))
-
-
-#: Bytes of numpy's MT19937 state struct: ``uint32 key[624]; int pos``.
-_MT_STATE_BYTES = 624 * 4 + 4
-
-
-def _global_mt_bytes():
-    """The raw MT19937 state of numpy's global ``RandomState``, or None when not readable.
-
-    ``np.random.get_state()`` builds a tuple and a 624-element array (about
-    50 µs, most of a state scan of a small layer); the state struct read
-    through the bit generator's ctypes interface costs about 1 µs.
-    """
-    try:
-        bg = np.random.mtrand._rand._bit_generator
-        if type(bg).__name__ != "MT19937":
-            return None
-        import ctypes
-
-        return ctypes.string_at(bg.ctypes.state_address, _MT_STATE_BYTES)
-    except Exception:  # another numpy layout: compare through get_state
-        return None
-
-
-def _global_rng_changed(saved):
-    """Whether numpy's global random state differs from ``saved`` (``(get_state(), raw)``).
-
-    Fast and sound when no Gaussian was cached at the snapshot (``has_gauss ==
-    0``, the state after any seed and after an even number of legacy Gaussian
-    draws): the cache can then only be filled by a draw, which moves the MT
-    state, so comparing the raw state decides. With a cached Gaussian (which a
-    draw can consume without moving the MT state), or when the raw state is not
-    readable, the full states are compared. (Not seen: the same MT state with a
-    Gaussian cached, which a layer can only make by a ``set_state`` to a state
-    it saved, or by re-seeding to the seed the MT state came from and drawing
-    one Gaussian fewer or more than before the snapshot. The same hole makes a
-    full state read at an earlier snapshot unsafe to reuse for a later one: a
-    snapshot reads the state of its own moment, tested.)
-    """
-    state, raw = saved
-    if raw is not None and state[3] == 0:
-        now = _global_mt_bytes()
-        if now is not None:
-            return now != raw
-    return not _rs_state_equal(np.random.get_state(), state)
-
-
-def _rs_state_equal(s1, s2):
-    return s1[0] == s2[0] and np.array_equal(s1[1], s2[1]) and tuple(s1[2:]) == tuple(s2[2:])
 
 
 def unheld_states(snapshot):
@@ -558,8 +509,8 @@ class StateSnapshot:
         self.objects = list(objects.values())
         if include_global_rng:
             self.slots.append(_Slot("globalrng", None, "numpy.random"))
-            held = {id(s.obj) for s in self.slots} | {id(_NP_GLOBAL_RANDOM)}  # globalrng's
-            unheld = [("pyrandom", _PY_GLOBAL_RANDOM, "random")] + unheld_generators(
+            held = {id(s.obj) for s in self.slots} | {id(rngstate.NP_GLOBAL)}  # globalrng's
+            unheld = [("pyrandom", rngstate.PY_GLOBAL, "random")] + unheld_generators(
                 obj for obj, _ in self.objects)
             for kind, gen, where in unheld:
                 if id(gen) not in held:
