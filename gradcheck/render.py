@@ -354,14 +354,15 @@ def _inconclusive_hints(report):
     """The hint for an INCONCLUSIVE report: the sampled remedy for targets that are so only
     because ``strategy="sampled"`` left elements unchecked, another input or dout for the
     others (both when both kinds are present)."""
-    from gradcheck.engine.verdict import SAMPLED_REMEDY, sampled_only
+    from gradcheck.engine.verdict import sampled_only, sampled_remedy
 
     open_ = [r for r in report.results if r.verdict == "INCONCLUSIVE"]
     sampled = [r.name for r in open_ if sampled_only(r)]
     hints = []
     if sampled:
         hints.append(f"hint: only a sample of the elements of {', '.join(sampled)} was "
-                     f"checked (strategy='sampled'): {SAMPLED_REMEDY}")
+                     "checked (strategy='sampled'): "
+                     + sampled_remedy(report.inconclusive == "pass"))
     if len(sampled) < len(open_) or not open_:
         hints.append("hint: the check could not have caught an error of practical size "
                      "here; change the input or dout (see the reason above)")

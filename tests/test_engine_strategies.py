@@ -148,6 +148,17 @@ def test_a_sampled_only_inconclusive_hints_at_checking_every_element():
     assert check_layer(layer, x, strategy="sampled", samples=128).passed
 
 
+def test_a_sampled_check_accepted_as_passing_does_not_suggest_accepting_it():
+    """With ``inconclusive="pass"`` already given, the hint says the sampled check was
+    accepted and still names how to check every element."""
+    layer, x = _bn((16, 8), True)
+    report = check_layer(layer, x, strategy="sampled", samples=20, inconclusive="pass")
+    text = " ".join(str(report).split())
+    assert report.passed and "accepted as passing here (inconclusive='pass')" in text
+    assert "inconclusive='pass' accepts" not in text
+    assert "samples= at least the target's size" in text
+
+
 def test_a_sampled_and_another_inconclusive_get_both_hints():
     """``x`` sampled, a parameter with no effect on the output (a zero numerical
     gradient): the sampled remedy for ``x``, another input or dout for the rest."""

@@ -33,7 +33,8 @@ def expected_calls(method, sizes):
 def policy_for(opts, target):
     """The verdict :class:`Policy` of ``target`` under ``opts``."""
     return Policy(min_resolution=opts.min_resolution,
-                  expect_zero=target.name in opts.expect_zero)
+                  expect_zero=target.name in opts.expect_zero,
+                  accepts_inconclusive=opts.inconclusive == "pass")
 
 
 def run(problem, strategy, opts):

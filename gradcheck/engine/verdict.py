@@ -69,11 +69,15 @@ class Policy:
     expect_zero : bool
         The caller says this target's gradient is zero for every input (a
         bias before a train-mode batch normalisation).
+    accepts_inconclusive : bool
+        The caller counts INCONCLUSIVE as passing (``inconclusive="pass"``): a reason
+        does not suggest it.
     """
 
     min_resolution: float = 1e-3
     max_kink_fraction: float = 0.2
     expect_zero: bool = False
+    accepts_inconclusive: bool = False
 
 
 @dataclass
@@ -368,24 +372,29 @@ def _verdict(comp, st, checked, scale, resolution, policy):
             f"caught. Try {_better(comp.method)}a float64 layer, or an input where the "
             "forward is better conditioned")
     if comp.checked_fraction < 1.0:
-        return "INCONCLUSIVE", _sampled_reason(comp, n, resolution)
+        return "INCONCLUSIVE", _sampled_reason(comp, n, resolution,
+                                               policy.accepts_inconclusive)
     return "PASS", ""
 
 
-#: The remedy for a target INCONCLUSIVE only because ``strategy="sampled"`` left elements
-#: unchecked: ends its ``inconclusive`` reason, and is the report's hint then.
-SAMPLED_REMEDY = ("strategy='auto' or 'elementwise' checks every element, as does samples= "
-                  "at least the target's size; inconclusive='pass' accepts a sampled check")
+def sampled_remedy(accepted=False):
+    """The remedy for a target INCONCLUSIVE only because ``strategy="sampled"`` left
+    elements unchecked: ends its ``inconclusive`` reason, and is the report's hint then.
+    ``accepted``: the caller already counts it as passing (``inconclusive="pass"``)."""
+    return ("strategy='auto' or 'elementwise' checks every element, as does samples= at "
+            "least the target's size; " + ("accepted as passing here (inconclusive='pass')"
+                                           if accepted else
+                                           "inconclusive='pass' accepts a sampled check"))
 
 
-def _sampled_reason(comp, n, resolution):
+def _sampled_reason(comp, n, resolution, accepted):
     """Why a check of a random sample of the elements proves nothing about the others."""
     total = int(np.prod(comp.shape))
     f = comp.checked_fraction
     return (f"only {n} of {total} elements were checked (sampled, {f:.0%}): an error in any "
             f"of the other {total - n} is not caught (a single wrong element escapes with "
             f"probability {1.0 - f:.2f}); the resolution {resolution:.2g} holds for the "
-            f"checked elements only. {SAMPLED_REMEDY}")
+            f"checked elements only. {sampled_remedy(accepted)}")
 
 
 def sampled_only(result):
@@ -400,10 +409,10 @@ def sampled_only(result):
     bool
         True when the verdict is ``"INCONCLUSIVE"``, not every element was checked and the
         reason is the sampled one (the last of :func:`decide`'s: no other applied); its
-        remedy is :data:`SAMPLED_REMEDY`, not another input or dout.
+        remedy is :func:`sampled_remedy`'s, not another input or dout.
     """
     return (result.verdict == "INCONCLUSIVE" and result.checked_fraction < 1.0
-            and result.inconclusive.endswith(SAMPLED_REMEDY))
+            and result.inconclusive.endswith((sampled_remedy(False), sampled_remedy(True))))
 
 
 def _better(method):
