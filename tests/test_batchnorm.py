@@ -266,3 +266,40 @@ def test_a_backward_reading_what_no_forward_writes_names_it_without_a_mode():
         with pytest.raises(LayerCallError) as info:
             check_layer(layer, np.ones((2, 3)))
         assert "which this forward does not write" not in str(info.value)
+
+
+def test_a_misspelt_attribute_gets_the_closest_name_it_could_be():
+    """A name nothing assigns is a typo: the error names the closest attribute the layer
+    has or its methods assign (``self.cache``, written only by forward and so gone again
+    when the check restores the layer), or the module's (``numpy.dot``); no suggestion
+    where none is close."""
+
+    class Cached:
+        def forward(self, x):
+            self.cache = x
+            return 2 * x
+
+        def backward(self, dout):
+            return dout * 2 + 0 * self.chache
+
+    class NumpyTypo(Cached):
+        def forward(self, x):
+            return np.dott(x, 2.0)
+
+    class FarOff(Cached):
+        def backward(self, dout):
+            return dout * self.zzqxv
+
+    cases = [(Cached(), "backward", "(no method of Cached assigns self.chache: a misspelt "
+                                    "name? did you mean self.cache?)"),
+             (NumpyTypo(), "forward", "(numpy has no attribute 'dott': a misspelt name? did "
+                                      "you mean numpy.dot?)")]
+    for layer, method, hint in cases:
+        with pytest.raises(LayerCallError) as info:
+            check_layer(layer, np.ones((2, 3)))
+        assert str(info.value).startswith(f"layer {type(layer).__name__}")
+        assert f"{method}() raised AttributeError" in str(info.value)
+        assert str(info.value).endswith(hint), str(info.value)
+    with pytest.raises(LayerCallError) as info:
+        check_layer(FarOff(), np.ones((2, 3)))
+    assert "did you mean" not in str(info.value)

@@ -161,11 +161,14 @@ def unwritten_read(exc, layer, adapter, x):
 
     cause = exc.__cause__
     name, obj = getattr(cause, "name", None), getattr(cause, "obj", None)
-    if not (isinstance(exc, LayerCallError) and isinstance(cause, AttributeError)
-            and str(exc).split(": ", 1)[-1].startswith("backward()") and name
-            and hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType))
-            and _stored_by_class(type(obj), name)):
-        return exc  # a typo (np.dott, self._gard) is no attribute a forward should write
+    if not (isinstance(exc, LayerCallError) and isinstance(cause, AttributeError) and name
+            and obj is not None):
+        return exc
+    instance = hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType))
+    if not (instance and _stored_by_class(type(obj), name)):
+        return _misspelt(exc, obj, name, instance)  # np.dott, self._gard
+    if not str(exc).split(": ", 1)[-1].startswith("backward()"):
+        return exc
     mode = ("train-mode " if adapter.train_flg else "eval-mode ") if (
         adapter.flag_mode is not None) else ""
     text = f"backward reads {name!r}, which this {mode}forward does not write"
@@ -180,19 +183,42 @@ def unwritten_read(exc, layer, adapter, x):
                           target=exc.target)  # the index is in the message already
 
 
-def _stored_by_class(klass, name):
-    """Whether a method of ``klass`` (or of a base) assigns ``self.<name>`` somewhere (read
-    from the bytecode): an attribute some call writes, not a misspelt one."""
+def _misspelt(exc, obj, name, instance):
+    """``exc`` for an attribute nothing assigns (a typo), said again with the closest name
+    ``obj`` has or its class's methods assign (Python prints its own suggestion only in a
+    traceback), or ``exc`` itself when none is close."""
+    from gradcheck.errors import LayerCallError
+    from gradcheck.validate import did_you_mean
+
+    known = {n for n in dir(obj) if not n.startswith("__")}
+    if instance:
+        known |= _stored_names(type(obj))
+        where, what = "self.", f"no method of {type(obj).__name__} assigns self.{name}"
+    else:
+        owner = getattr(obj, "__name__", type(obj).__name__)
+        where, what = f"{owner}.", f"{owner} has no attribute {name!r}"
+    hint = did_you_mean(name, sorted(known), quote=lambda n: where + n)
+    if not hint:
+        return exc
+    return LayerCallError(f"{str(exc).split(': ', 1)[-1]} ({what}: a misspelt name? "
+                          f"{hint.strip()[1:-1]})", layer=exc.layer, target=exc.target)
+
+
+def _stored_names(klass):
+    """The names the methods of ``klass`` (and of its bases) assign as ``self.<name>``
+    (read from the bytecode)."""
     import dis
 
     from gradcheck.protocol.state import _functions_of
 
-    for base in klass.__mro__[:-1]:
-        for fn in _functions_of(base):
-            if any(i.opname == "STORE_ATTR" and i.argval == name
-                   for i in dis.get_instructions(fn)):
-                return True
-    return False
+    return {i.argval for base in klass.__mro__[:-1] for fn in _functions_of(base)
+            for i in dis.get_instructions(fn) if i.opname == "STORE_ATTR"}
+
+
+def _stored_by_class(klass, name):
+    """Whether a method of ``klass`` (or of a base) assigns ``self.<name>`` somewhere: an
+    attribute some call writes, not a misspelt one."""
+    return name in _stored_names(klass)
 
 
 def _other_mode_writes(layer, adapter, x, obj, name):
