@@ -2027,10 +2027,34 @@ def test_dotted_attribute_names_round_trip_through_a_wrapper_and_wrt():
     assert resolve(layer, "['enc.fc'].W") is getattr(layer, "enc.fc").W
 
 
-def test_a_decorated_forward_refusing_the_flag_is_called_without_it_with_a_note():
+def test_a_decorated_forward_without_wraps_is_read_through_its_closure():
+    """``wrapper(*args, **kwargs)`` closing over ``forward(self, x)``: its signature is
+    read there, so no flag is tried (no note), and the check passes."""
     from conventions_layers import DecoratedDense
 
     report = check_layer(DecoratedDense(), X)
+    assert report.passed, str(report)
+    assert not [f for f in report.findings if f.kind == "flag-refused"]
+
+
+def test_a_decorated_forward_refusing_the_flag_is_called_without_it_with_a_note():
+    """A wrapper whose closure does not tell which function it calls (two of them): the
+    flag is tried positionally, and its refusal is a note."""
+    from conventions_layers import DecoratedDense
+
+    def opaque(fn):
+        def log(*args):
+            return None
+
+        def wrapper(*args, **kwargs):
+            log(*args)
+            return fn(*args, **kwargs)
+        return wrapper
+
+    class Opaque(DecoratedDense):
+        forward = opaque(DecoratedDense.forward.__closure__[0].cell_contents)
+
+    report = check_layer(Opaque(), X)
     assert report.passed, str(report)
     notes = [f.message for f in report.findings if f.kind == "flag-refused"]
     assert notes and "called as forward(x)" in notes[0] and "functools.wraps" in notes[0]

@@ -17,6 +17,7 @@ from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, as
                                           method_name, plain_forward, plain_held, resolve,
                                           zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
+from gradcheck.protocol.signatures import only_var_args, signature, signature_text
 
 
 def layer_name(layer):
@@ -52,9 +53,8 @@ def _accepts_train_flg(forward):
     any other second parameter (numpy-ml's ``retain_derived=True``, a ``mask``) is
     not given a boolean.
     """
-    try:
-        sig = inspect.signature(forward)
-    except (TypeError, ValueError):
+    sig = signature(forward)
+    if sig is None:
         return "positional"
     params = list(sig.parameters.values())
     name = flag_name(forward)
@@ -68,16 +68,6 @@ def _accepts_train_flg(forward):
     if any(p.kind == p.VAR_POSITIONAL for p in params):
         return "positional"
     return None
-
-
-def _only_var_args(forward):
-    """Whether ``forward``'s signature (seen through ``__wrapped__``) is nothing but
-    ``*args``/``**kwargs``: a decorator's wrapper that hides the layer's own."""
-    try:
-        params = inspect.signature(forward).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return bool(params) and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
 
 
 def _refused_in_binding(exc, name):
@@ -97,21 +87,12 @@ def _refused_in_binding(exc, name):
     return True
 
 
-def _signature_text(fn):
-    try:
-        return str(inspect.signature(fn))
-    except (TypeError, ValueError):
-        return "(...)"
-
-
 def flag_name(forward):
     """The name of ``forward``'s train/eval parameter (one of :data:`SWITCH_NAMES`), or
     ``None`` when it has none (or its signature cannot be read)."""
-    try:
-        names = inspect.signature(forward).parameters
-    except (TypeError, ValueError):
-        return None
-    return next((n for n in SWITCH_NAMES if n in names), None)
+    sig = signature(forward)
+    return None if sig is None else next((n for n in SWITCH_NAMES if n in sig.parameters),
+                                         None)
 
 
 def switch_mode(layer, adapter, train_flg):
@@ -167,11 +148,9 @@ def switch_back(switched):
 
 
 def _mode_parameter(forward):
-    try:
-        names = inspect.signature(forward).parameters
-    except (TypeError, ValueError):
-        return None
-    return next((n for n in ("mode", "phase", "stage") if n in names), None)
+    sig = signature(forward)
+    return None if sig is None else next(
+        (n for n in ("mode", "phase", "stage") if n in sig.parameters), None)
 
 
 _RAISED = object()
@@ -258,10 +237,10 @@ def _can_switch(call, forward, train_flg):
     if _accepts_train_flg(call) is not None or _accepts_train_flg(forward) is None:
         return True
     name = flag_name(forward)
-    try:
-        default = inspect.signature(forward).parameters[name].default
-    except (KeyError, TypeError, ValueError):
+    sig = signature(forward)
+    if sig is None or name not in sig.parameters:
         return False
+    default = sig.parameters[name].default
     return default is not inspect.Parameter.empty and bool(default) == flag_value(
         name, train_flg)
 
@@ -379,7 +358,7 @@ class LayerAdapter:
         #: a ``forward(*args, **kwargs)`` (a decorator without :func:`functools.wraps`):
         #: whether it takes the positional flag is learnt at the first call
         #: (:meth:`_probing_forward`); the note of a flag it refused
-        self._probe, self.flag_refused = _only_var_args(forward), None
+        self._probe, self.flag_refused = only_var_args(forward), None
         self.forward_calls = 0
         self.backward_calls = 0
         #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
@@ -426,7 +405,7 @@ class LayerAdapter:
             if not _refused_in_binding(exc, name):
                 raise
             self.flag_refused = (
-                f"forward{_signature_text(forward)} (a decorator without functools.wraps) "
+                f"forward{signature_text(forward)} (a decorator without functools.wraps) "
                 f"refused train_flg as its second positional argument ({exc}): called as "
                 "forward(x), in the one mode it has")
         self._probe, self._args, self.flag_mode = False, (), None
@@ -560,12 +539,10 @@ def call_without_dout(backward, douts):
 
 
 def _takes_no_argument(fn):
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return not any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-                   for p in params)
+    sig = signature(fn)
+    return sig is not None and not any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        for p in sig.parameters.values())
 
 
 def _same_at_every_lookup(layer, name="forward"):

@@ -37,6 +37,7 @@ from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_na
                                        keepdims_of)
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
 from gradcheck.protocol.regularization import subtract_penalty
+from gradcheck.protocol.signatures import signature
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
@@ -65,17 +66,10 @@ def _numeric_list(x):
     return isinstance(x, numbers.Number)
 
 
-def _signature(fn):
-    try:
-        return inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-
-
 def forward_names(fn, n):
     """Names of the first ``n`` positional parameters of ``fn`` (``x0, x1, ...`` past
     its end when it takes ``*args``), and how many it takes (``None``: any number)."""
-    sig = _signature(fn)
+    sig = signature(fn)
     if sig is None:
         return [f"x{i}" for i in range(n)], None
     params = [p for p in sig.parameters.values()
@@ -97,7 +91,7 @@ _MODEL_INPUT = ("not differentiated: the model's input (loss returns gradients f
 def _loss_labels(layer, names):
     """The inputs of ``forward`` (after the first) that ``backward`` takes again by name:
     ``backward(dvalues, y_true)`` beside ``forward(y_pred, y_true)`` (NNFS's losses)."""
-    sig = _signature(layer_method(layer, "backward"))
+    sig = signature(layer_method(layer, "backward"))
     if sig is None:
         return []
     params = [p for p in sig.parameters.values()
@@ -261,7 +255,7 @@ def _array_parameters(fn):
     (``h_prev=None``); not ``retain_derived=True`` or ``retain_grads=True`` (numpy-ml's
     flags), not a train/eval switch. ``None`` when ``fn`` takes ``*args`` or has no
     signature."""
-    sig = _signature(fn)
+    sig = signature(fn)
     if sig is None or any(p.kind == p.VAR_POSITIONAL for p in sig.parameters.values()):
         return None
     return [p for p in sig.parameters.values()
@@ -274,7 +268,7 @@ def _defaulted_dout(fn, skip, lr=None):
     loss's ``backward(dout=1.0)``): the first positional parameter after the ``skip``
     inputs, not a switch, a flag (``retain_grads=True``) or the learning rate ``lr``;
     else ``[]``."""
-    sig = _signature(fn)
+    sig = signature(fn)
     if sig is None:
         return []
     params = [p for p in sig.parameters.values()
@@ -406,7 +400,7 @@ class CallLayer:
             self.keyword = True
             self.names = list(inputs)
             values = list(inputs.values())
-            sig = _signature(fn)
+            sig = signature(fn)
             if sig is not None and not any(p.kind == p.VAR_KEYWORD
                                            for p in sig.parameters.values()):
                 unknown = [k for k in self.names if k not in sig.parameters]
@@ -427,7 +421,7 @@ class CallLayer:
             if takes is not None and len(values) > takes:
                 raise GradCheckInputError(
                     f"{len(values)} inputs were given as a {type(inputs).__name__}, but "
-                    f"forward{_signature(fn)} takes {takes} (tried: a tuple/list = positional "
+                    f"forward{signature(fn)} takes {takes} (tried: a tuple/list = positional "
                     "inputs of forward, a dict = keyword inputs); for one array input pass "
                     "np.asarray(x)", layer=name)
         #: forward's parameter names, and the members of an input that is a list of
@@ -1154,7 +1148,7 @@ def _taken_by_name(forward, backward):
     (the upstream gradient): given to it again by keyword, as the code that calls the pair
     does (``linear_activation_backward(dA, cache, activation)`` beside
     ``linear_activation_forward(A_prev, W, b, activation)``)."""
-    fsig, bsig = _signature(forward), _signature(backward) if backward is not None else None
+    fsig, bsig = signature(forward), signature(backward) if backward is not None else None
     if fsig is None or bsig is None:
         return ()
     params = list(bsig.parameters.values())[1:]
@@ -1267,7 +1261,7 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
 def _default_of(fn, name):
     """The default value of ``fn``'s parameter ``name`` when it is a real number, else
     ``None``."""
-    sig = _signature(fn)  # the signature reader _defaulted_dout and forward_names use
+    sig = signature(fn)  # the signature reader _defaulted_dout and forward_names use
     param = sig.parameters.get(name) if sig is not None else None
     default = param.default if param is not None else None
     if isinstance(default, (int, float, np.integer, np.floating)) and not isinstance(

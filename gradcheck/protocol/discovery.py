@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck.protocol.state import _owner
+from gradcheck.protocol.signatures import signature
 
 __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
@@ -467,10 +468,9 @@ def _through_call(obj):
     def forward(*args, **kwargs):
         return getattr(obj, "__call__")(*args, **kwargs)
 
-    try:
-        forward.__signature__ = inspect.signature(getattr(obj, inner))
-    except (TypeError, ValueError):
-        pass
+    sig = signature(getattr(obj, inner))
+    if sig is not None:
+        forward.__signature__ = sig
     return forward
 
 
@@ -489,21 +489,18 @@ def _torch7_backward(obj):
             acc(*args, *((1,) if _positional_count(acc) > len(args) else ()))
         return grad_input
 
-    try:
-        backward.__signature__ = inspect.signature(update)
-    except (TypeError, ValueError):
-        pass
+    sig = signature(update)
+    if sig is not None:
+        backward.__signature__ = sig
     return backward
 
 
 def _positional_count(fn):
     """How many positional parameters ``fn`` takes without a default (0 when unknown)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 0
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-               for p in params)
+    sig = signature(fn)
+    return 0 if sig is None else sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        for p in sig.parameters.values())
 
 
 def is_layer(obj):

@@ -48,12 +48,12 @@ so it is read exactly, whatever the optimizer:
   call returns or raises, never having been called.
 """
 
-import inspect
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
+from gradcheck.protocol.signatures import signature
 
 __all__ = ["LR_NAMES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter", "stepped_arrays",
            "Steps", "StepReader", "optimizer_paths", "UpdateRecorder"]
@@ -77,9 +77,9 @@ def learning_rate_parameter(layer):
     weights_gradient``) takes the rate as a parameter named as in
     :data:`LR_NAMES` (after the upstream gradient; with or without a default).
     """
-    try:
-        sig = inspect.signature(layer_method(layer, "backward"))
-    except (AttributeError, TypeError, ValueError):
+    backward = layer_method(layer, "backward")
+    sig = None if backward is None else signature(backward)
+    if sig is None:
         return None
     for p in list(sig.parameters.values())[1:]:
         if p.name in LR_NAMES and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
@@ -285,10 +285,10 @@ def _is_optimizer(value):
     update = getattr(value, "update", None)
     if not callable(update):
         return False
-    try:
-        params = list(inspect.signature(update).parameters.values())
-    except (TypeError, ValueError):
+    sig = signature(update)
+    if sig is None:
         return False
+    params = list(sig.parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [p for p in positional if p.default is p.empty]
     return len(positional) >= 2 and len(required) <= 2
