@@ -60,15 +60,17 @@ def _settled(check):
 
     @functools.wraps(check)
     def settled(layer, x, *, train_flg=True, **options):
-        note = settle_call(layer, x, train_flg)
+        settled = settle_call(layer, x, train_flg)
         try:
             report = check(layer, x, train_flg=train_flg, **options)
         finally:
             release_forward(layer)
-        if note is None:
+        f, b = report.discovery_calls
+        report = dataclasses.replace(report, discovery_calls=(f + settled.forward_calls, b))
+        if settled.note is None:
             return report
-        return dataclasses.replace(report, findings=(Finding("call-forward", False, note),)
-                                   + report.findings)
+        return dataclasses.replace(report, findings=(
+            Finding("call-forward", False, settled.note),) + report.findings)
 
     return settled
 

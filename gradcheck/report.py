@@ -233,7 +233,8 @@ class GradCheckReport:
         (``("h", "written by forward -> state, not a parameter")``).
     discovery_calls : tuple of int
         ``(forward, backward)`` calls made to discover the parameters (and the
-        outputs of a several-input call) before the check; not included in
+        outputs of a several-input call, and the two deciding whether a
+        ``__call__`` is the forward pass) before the check; not included in
         ``forward_calls``/``backward_calls``.
     single_mode : bool
         ``train_flg=False`` was asked of a layer with no train/eval switch: it

@@ -2289,6 +2289,26 @@ def test_a_call_that_is_the_forward_pass_says_so():
     assert report.passed and len(notes) == 1 and "keeps x" in notes[0], str(report)
 
 
+def test_the_calls_deciding_the_forward_pass_are_counted():
+    """Deciding whether ``__call__`` is the forward pass calls both once: counted with the
+    discovery's calls (never silent), for a ``__call__`` taken and for one left."""
+    from conventions_layers import CallDoubled, CallKeepsInput
+    from gradcheck.protocol.discovery import method_name
+
+    for cls in (CallKeepsInput, CallDoubled):
+        counted = []
+        original = cls.forward
+
+        def forward(self, *args, **kwargs):
+            counted.append(1)
+            return original(self, *args, **kwargs)
+
+        layer = type(cls.__name__, (cls,), {"forward": forward})()
+        assert method_name(layer, "forward") == "__call__"
+        report = check_layer(layer, X, sequence=False)
+        assert report.forward_calls + report.discovery_calls[0] == len(counted), str(report)
+
+
 def test_a_check_inside_another_leaves_the_outer_ones_forward_pass():
     """Each check settles a ``__call__`` helper once and releases its own: the outer check
     still calls forward when an inner one (of the same layer, or in another thread) ends."""
@@ -2298,7 +2318,7 @@ def test_a_check_inside_another_leaves_the_outer_ones_forward_pass():
 
     layer = CallDoubled()
     assert method_name(layer, "forward") == "__call__"  # a candidate, by its bytecode
-    assert settle_call(layer, X, True) is None and settle_call(layer, X, True) is None
+    assert settle_call(layer, X, True).note is None and settle_call(layer, X, True).note is None
     release_forward(layer)
     assert method_name(layer, "forward") == "forward"
     release_forward(layer)

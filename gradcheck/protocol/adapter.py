@@ -8,6 +8,7 @@ layer, the target and the perturbed element.
 import functools
 import inspect
 import types
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -180,14 +181,15 @@ def settle_call(layer, x, train_flg):
 
     Returns
     -------
-    str or None
-        The text of the note saying ``__call__`` is the forward pass, or ``None``.
+    Settled
+        ``note``: the text of the note saying ``__call__`` is the forward pass, or
+        ``None``; ``forward_calls``: the calls made to decide (0 or 2).
     """
     if plain_held([layer]):  # settled by a check under way: this one holds it too
         plain_forward(layer)
-        return None
+        return Settled(None, 0)
     if method_name(layer, "forward") != "__call__":
-        return None
+        return Settled(None, 0)
     from gradcheck.protocol.state import StateSnapshot
 
     inner = next(n for n in METHOD_NAMES["forward"] if callable(lookup(layer, n)))
@@ -195,7 +197,7 @@ def settle_call(layer, x, train_flg):
     if args is None or not _can_switch(layer_method(layer, "forward"), getattr(layer, inner),
                                        train_flg):
         plain_forward(layer)  # not comparable, or __call__ cannot run the mode asked for
-        return None
+        return Settled(None, 0)
     snapshot = StateSnapshot(layer)
     try:
         by_call, call_wrote = _traced(layer_method(layer, "forward"), args, train_flg, snapshot)
@@ -203,15 +205,24 @@ def settle_call(layer, x, train_flg):
     finally:
         snapshot.restore_all()
     if by_call is _RAISED and by_forward is _RAISED:
-        return None  # both raise: the check reports the error of __call__
+        return Settled(None, 2)  # both raise: the check reports the error of __call__
     extra = sorted({name for _, name in call_wrote - forward_wrote})
     if by_forward is _RAISED or (by_call is not _RAISED and extra
                                  and _same_output(by_call, by_forward)):
-        return (f"forward pass: __call__, which calls {inner}, returns its output unchanged "
-                f"and keeps {', '.join(extra) or 'what it needs'} ({inner} alone does not): "
-                "called as a training loop calls the layer, layer(x)")
+        return Settled(f"forward pass: __call__, which calls {inner}, returns its output "
+                       f"unchanged and keeps {', '.join(extra) or 'what it needs'} ({inner} "
+                       "alone does not): called as a training loop calls the layer, layer(x)",
+                       2)
     plain_forward(layer)
-    return None
+    return Settled(None, 2)
+
+
+class Settled(NamedTuple):
+    """What :func:`settle_call` decided: its note (or ``None``) and the forward calls it
+    made (the report counts them with the discovery's)."""
+
+    note: Optional[str]
+    forward_calls: int
 
 
 def _call_args(x):
