@@ -615,6 +615,59 @@ def test_log_at_1e_8_beside_values_of_1_passes(method, strategy):
                       sequence=False)
     assert bad.result("x").verdict == "FAIL", str(bad)
 
+def _sqrt_past(edge):
+    """``sqrt(x - edge)``: its domain ends at ``edge``, an offset no magnitude of ``x`` shows."""
+    return lambda x: np.sqrt(x - edge), lambda x: 0.5 / np.sqrt(x - edge)
+
+
+#: ``sqrt(x - 1)`` at inputs of ``[1.5, 3]``, three of them ``1e-6``, ``1e-4`` and ``1e-3``
+#: past the edge at 1 (flat elements 1, 5, 10)
+SQRT_EDGE_X = np.random.default_rng(0).uniform(1.5, 3.0, size=(3, 4))
+SQRT_EDGE_X.flat[[1, 5, 10]] = 1.0 + np.array([1e-6, 1e-4, 1e-3])
+
+
+@pytest.mark.parametrize("method", FD_METHODS)
+@pytest.mark.parametrize("strategy", ["auto", "elementwise", "jacobian", "projection"])
+def test_sqrt_of_x_minus_1_near_its_domain_edge_passes(method, strategy):
+    """At ``x = 1 + 1e-6`` a step of ``5e-6`` (``5e-3`` for richardson) reaches past the edge
+    at 1: forward NaN, and the check raised it as the layer's error (only the elements whose
+    points reach 0 were screened). Forward leaving its domain now screens every element: the
+    offending steps shrink, as measured (the report says so), and the check PASSes; a 0.1 %
+    error at the element ``1e-4`` from the edge FAILs."""
+    f, df = _sqrt_past(1.0)
+    report = check_layer(Pointwise(f, df), SQRT_EDGE_X, method=method, strategy=strategy)
+    r = report.result("x")
+    assert r.verdict == "PASS" and "element(s) shrunk" in r.tolerance_reason, str(report)
+    bad = check_layer(Pointwise(f, df, 1.001, at=5), SQRT_EDGE_X, method=method,
+                      strategy=strategy, sequence=False)
+    assert bad.result("x").verdict == "FAIL", str(bad)
+
+
+@settings(max_examples=20, deadline=None)
+@given(edge=st.floats(-5.0, 5.0), exponents=st.lists(st.integers(-9, -3), min_size=1,
+                                                      max_size=3),
+       how=_methods_strategies(strategies=["auto", "elementwise", "jacobian", "projection"]))
+def test_a_domain_edge_at_any_offset_is_no_false_failure(edge, exponents, how):
+    """``sqrt(x - edge)`` with a few elements ``1e-9 .. 1e-3`` past the edge (relative to
+    ``max(1, |edge|)``), at any ``edge``: never a FAIL, never forward's NaN raised as the
+    layer's error; a 1 % error at the element nearest the edge FAILs, or the check says it
+    cannot resolve it (INCONCLUSIVE), never PASS."""
+    method, strategy, seed = how
+    rng = np.random.default_rng(seed)
+    x = edge + rng.uniform(0.5, 2.0, size=(2, 5))
+    near = rng.choice(x.size, size=len(exponents), replace=False)
+    x.flat[near] = edge + 10.0 ** np.array(exponents, float) * max(1.0, abs(edge))
+    x.flat[near] = np.maximum(x.flat[near], np.nextafter(edge, np.inf))
+    f, df = _sqrt_past(edge)
+    r = check_layer(Pointwise(f, df), x, method=method, strategy=strategy).result("x")
+    assert r.verdict in ("PASS", "INCONCLUSIVE"), r
+    EXAMPLES["domain edge"] += 1
+    at = int(near[np.argmin(x.flat[near] - edge)])
+    bad = check_layer(Pointwise(f, df, 1.01, at=at), x, method=method, strategy=strategy,
+                      sequence=False).result("x")
+    assert bad.verdict != "PASS", (at, bad)
+
+
 # ---------------------------------------------------------------------------
 
 def test_zz_enough_examples_ran(capsys, record_property):

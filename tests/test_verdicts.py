@@ -6,6 +6,7 @@ failed. Now a wrong backward FAILs (or, where the check cannot resolve it, is
 INCONCLUSIVE, never PASS) and a correct one PASSes.
 """
 
+import copy
 import re
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from gradcheck import check_layer
+from gradcheck.gate.suite import get_spec
 from hostile_layers import TINY_LAYERS, Pointwise, SortRows
 from layers import BatchNormalization, Relu
 
@@ -580,3 +582,69 @@ def test_the_kink_fraction_counts_elements_under_every_strategy(strategy):
     x = np.array([[1.0, 1.0, 1.0, -0.5], [0.3, 2.0, 2.0, 2.0]])
     r = check_layer(SortRows(), x, strategy=strategy).result("x")
     assert r.verdict == "INCONCLUSIVE" and "6 of 8 elements sit at kinks" in r.inconclusive, r
+
+
+def _rank_one_wrong(layer, k, delta, dout0):
+    """``layer`` with ``dx`` off by ``delta`` in flat element ``k`` at ``dout0``, linearly in
+    ``dout`` (``delta <dout, dout0> / |dout0|**2``): a wrong Jacobian entry's error, the one
+    every probe along another upstream gradient sees scaled."""
+    base = type(layer)
+    u = np.asarray(dout0, np.float64) / float(np.sum(np.square(dout0)))
+
+    def backward(self, dout=1.0):
+        dx = np.array(base.backward(self, dout), dtype=np.float64)
+        dx.flat[k] += delta * float(np.sum(np.asarray(dout, np.float64) * u))
+        return dx
+
+    bad = copy.copy(layer)
+    bad.__class__ = type(f"Wrong{base.__name__}", (base,), {"backward": backward})
+    return bad
+
+
+@pytest.mark.parametrize("name, scale, strategy", [
+    ("Affine-2d", 1e8, "projection"), ("BatchNormalization-2d", 1e8, "projection"),
+    ("Convolution", 1e8, "projection"), ("BatchNormalization-4d", 1.0, "projection"),
+    ("Affine-2d", 1.0, "jacobian"), ("BatchNormalization-4d", 1e4, "jacobian")])
+def test_richardson_catches_three_times_the_resolution_it_states(name, scale, strategy):
+    """What a PASS rules out is caught: an error of 3x the stated relative resolution (times
+    max|dx|), in one element of dx and linear in dout, FAILs. At inputs of 1e8 the
+    projections' bisection judged the wrong element alone by the projections' own
+    truncation term (1e7 times the gradient's units): errors 20 to 7000 times the stated
+    resolution passed as "resolved"; and the best probe along a random upstream gradient
+    stated a resolution that only the probes along dout (which see the whole error) keep."""
+    rng = np.random.default_rng(0)
+    layer, x = get_spec(name).make(get_spec(name).shapes[0], rng, True)
+    x = x * scale
+    dout = rng.standard_normal(np.shape(layer.forward(x)))
+    fresh = copy.deepcopy(layer)
+    fresh.forward(x)
+    dx = np.asarray(fresh.backward(dout), dtype=np.float64)
+    opts = dict(dout=dout, wrt=["x"], method="richardson", strategy=strategy, sequence=False)
+    r = check_layer(layer, x, **opts).result("x")
+    assert r.verdict == "PASS", r
+    k = int(np.argmax(np.abs(dx)))
+    bad = _rank_one_wrong(layer, k, 3.0 * r.relative_resolution * float(np.max(np.abs(dx))),
+                          dout)
+    assert check_layer(bad, x, **opts).result("x").verdict == "FAIL", (name, scale, r)
+
+
+def test_the_projections_resolution_is_the_one_its_probes_along_dout_keep():
+    """A probe along a random upstream gradient ``u`` sees the error of ``J^T u``: a wrong
+    Jacobian entry moves it by ``|<u, dout>| / |dout|**2`` of what it moves the gradient at
+    dout. Its bound stated a resolution 1.9x finer than what is caught (BatchNormalization
+    4-d): an error of 1.5x the stated one, in one element and linear in dout, FAILs."""
+    rng = np.random.default_rng(0)
+    spec = get_spec("BatchNormalization-4d")
+    layer, x = spec.make((4, 2, 3, 3), rng, True)
+    dout = rng.standard_normal(np.shape(layer.forward(x)))
+    fresh = copy.deepcopy(layer)
+    fresh.forward(x)
+    dx = np.asarray(fresh.backward(dout), dtype=np.float64)
+    opts = dict(dout=dout, wrt=["x"], method="richardson", strategy="projection",
+                sequence=False)
+    r = check_layer(layer, x, **opts).result("x")
+    assert r.verdict == "PASS", r
+    delta = 1.5 * r.relative_resolution * float(np.max(np.abs(dx)))
+    for k in range(x.size):
+        bad = _rank_one_wrong(layer, k, delta, dout)
+        assert check_layer(bad, x, **opts).result("x").verdict == "FAIL", (k, r)

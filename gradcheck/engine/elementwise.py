@@ -71,14 +71,35 @@ class Setup:
         central = methods.get("central")
         self.refine_steps = self.steps if method.order >= central.order else _refine_steps(
             self.arr, central, self.noise, opts.eps, self.tuning.factor)
-        # the method's points and the refinement's stay where forward is defined
+        self.domain_calls, self.screened_all = 0, False
+        self.shrunk = np.zeros(self.arr.size, dtype=bool)  # elements whose steps were shrunk
+        self.keep_in_domain()
+
+    def keep_in_domain(self, every=False):
+        """Keep the method's points and the refinement's where forward is defined.
+
+        Screens the elements whose points reach 0 (:func:`~gradcheck.engine.steps.
+        keep_in_domain`), or, with ``every`` (forward left its domain elsewhere: an edge
+        at ``x = 1``), every element; nothing when the caller fixed the step (``eps=``).
+
+        Returns
+        -------
+        bool
+            Whether any step was shrunk.
+        """
+        self.screened_all = self.screened_all or every
+        if self.opts.eps is not None:
+            return False
         widest = np.maximum(self.steps, self.refine_steps)
-        kept, self.domain_calls, self.shrunk = (
-            (widest, 0, 0) if opts.eps is not None else
-            keep_in_domain(self.evaluate, self.arr, widest, problem.out0, reach(method)))
-        if self.shrunk:  # both by the same factor (a projection's refinement keeps the ratio)
+        kept, calls, shrunk = keep_in_domain(
+            self.evaluate, self.arr, widest, self.problem.out0, reach(self.method),
+            np.arange(self.arr.size) if every else None)
+        self.domain_calls += calls
+        if shrunk:  # both by the same factor (a projection's refinement keeps the ratio)
             self.steps, self.refine_steps = self.steps * (kept / widest), \
                 self.refine_steps * (kept / widest)
+            self.shrunk = self.shrunk | (kept != widest)  # not in place: rebind shares it
+        return bool(shrunk)
 
     @property
     def calls(self):
@@ -90,9 +111,9 @@ class Setup:
                 f"{self.noise.note})")
         if self.tuning.factor != 1.0:
             text += f"; {self.tuning.note}"
-        if self.shrunk:
-            text += (f"; the steps of {self.shrunk} element(s) shrunk: at x +- h forward "
-                     "left its domain (NaN or inf)")
+        if self.shrunk.any():
+            text += (f"; the steps of {int(self.shrunk.sum())} element(s) shrunk: at x +- h "
+                     "forward left its domain (NaN or inf)")
         return text
 
 

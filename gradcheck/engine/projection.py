@@ -14,13 +14,17 @@ Detection bound. With ±1 entries, a single wrong element ``j`` with error
 ``e_j`` shifts ``s_ana`` of *every* probe by exactly ``e_j h_j``: it is caught
 once ``|e_j| h_j`` exceeds the tolerance plus the own error of any one probe
 (the one refinement would judge it by, if larger) -- the resolution stated is
-the best probe's bound over the smallest step, and it does not shrink with the
-target's size (unit-length Gaussian directions would shrink it by
-``sqrt(n)``). A probe whose refinement had to go to tiny steps (it crosses a
-kink) only weakens itself. Several wrong elements can cancel, but for any fixed error
-vector ``e`` and element ``j``, ``|e . w|`` lies below ``|e_j| h_j`` for at
-most one of the two signs of ``v_j``, so one probe misses with probability at
-most 1/2 and ``k`` independent probes with at most ``2**-k``.
+the best bound, over the smallest step, of the probes along ``dout`` (a probe
+along another ``u`` sees the error of ``J^T u``, not of the gradient reported:
+an error linear in the upstream gradient is smaller there by ``|<u, dout>| /
+|dout|**2``), and it does not shrink with the target's size (unit-length
+Gaussian directions would shrink it by ``sqrt(n)``). A wrong element the
+probes catch is confirmed on its own, refined and judged in the gradient's
+units (:func:`_element_rule`). A probe whose refinement had to go to tiny steps
+(it crosses a kink) only weakens itself. Several wrong elements can cancel, but
+for any fixed error vector ``e`` and element ``j``, ``|e . w|`` lies below
+``|e_j| h_j`` for at most one of the two signs of ``v_j``, so one probe misses
+with probability at most 1/2 and ``k`` independent probes with at most ``2**-k``.
 
 The noise is the target's measured noise (the probes perturb the whole target,
 as the noise measurement does), scaled to each probe's upstream gradient.
@@ -31,6 +35,7 @@ elementwise strategy (about ``2 log2(n)`` checks per wrong element).
 """
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 
@@ -242,11 +247,11 @@ def _compare(problem, target, opts, probes, setup=None, spread=False):
     tau = s.tuning.relative(g)
     # the analytic gradient's own rounding (a float32 cast in backward), along a direction
     # scaled by the steps: independent per element, so its norm times the steps' norm
-    floor = analytic_floor(problem.analytic_noise()[target.name], g, g) * rms(s.steps) * float(
-        np.sqrt(s.steps.size))
+    element_floor = analytic_floor(problem.analytic_noise()[target.name], g, g)
     rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates,
-                      floor=floor)
-    d.rule = rule
+                      floor=element_floor * rms(s.steps) * float(np.sqrt(s.steps.size)))
+    scale = rms(num) / (np.sqrt(num.size and s.steps.size) * rms(s.steps))
+    d.rule, d.element_rule = rule, _element_rule(rule, scale, element_floor)
     comp = Comparison(
         name=target.name, shape=target.array.shape, dtype=str(target.array.dtype),
         strategy="projection", method=s.method.name, numerical=num, analytic=ana,
@@ -255,15 +260,32 @@ def _compare(problem, target, opts, probes, setup=None, spread=False):
         refiner=_ProbeRefiner(problem, s, d),
         resolution_factor=1.0 / (float(np.min(s.steps)) * float(np.min(np.abs(d.v),
                                                                         initial=1.0))),
-        shared_items=True,
+        # the probes along the first one's upstream gradient (dout; every probe of
+        # :func:`directional`) see the error of the gradient the result reports
+        shared_items=True, resolving=np.array([u is probes[0][0] for u, _ in probes]),
         refined_rounding=REFINED_GAIN * np.array([d.level[p] for p in range(k)]),
-        gradient_scale=rms(num) / (np.sqrt(num.size and s.steps.size) * rms(s.steps)),
+        gradient_scale=scale,
         reason=(s.reason() + f"; {k} probes along random ±1 directions "
                 + ("with random magnitudes in [1/2, 1] " if spread else "")
                 + "scaled by the element steps: a single wrong element above the resolution "
                 f"is caught by every probe, several wrong elements are missed with "
                 f"probability <= 2^-{k}"))
     return comp
+
+
+def _element_rule(rule, scale, floor):
+    """The projections' ``rule`` in the units of the gradient, for single elements.
+
+    Its truncation term ``rtol * scale`` and analytic floor are along directions scaled
+    by the steps (``sqrt(n) rms(h)`` times the gradient's: ``1e7`` at inputs of ``1e8``);
+    an element refined alone (:func:`_bisect`) is judged in its own units, the
+    gradient's scale ``scale`` and the analytic gradient's own rounding ``floor``, or
+    an error far above the resolution the projections state passes as "resolved". The
+    caller's ``atol`` is kept as given.
+    """
+    if rule.atol is not None:
+        return rule
+    return replace(rule, scale=float(scale), floor=float(floor))
 
 
 def _bisect(problem, s, d, p, exclude=()):
@@ -275,7 +297,7 @@ def _bisect(problem, s, d, p, exclude=()):
     matches (they needed smaller steps). Elements in ``exclude`` (explained by an
     earlier round) are left out of the direction.
     """
-    arr, rule = s.arr, d.rule
+    arr, rule, element_rule = s.arr, d.rule, d.element_rule
     u, grads = d.probes[p]
     g = grads[s.target.name].reshape(-1)
     stack = [np.setdiff1d(np.arange(arr.size), np.asarray(exclude, dtype=int))]
@@ -286,7 +308,7 @@ def _bisect(problem, s, d, p, exclude=()):
         block = stack.pop()
         if len(block) == 1:
             r = search.refine(block, g[block])
-            _, allowed = rule.apply(r.value, r.rounding, r.estimate)
+            _, allowed = element_rule.apply(r.value, r.rounding, r.estimate)
             index = tuple(int(j) for j in np.unravel_index(int(block[0]), arr.shape))
             if abs(r.value[0] - g[block[0]]) <= allowed[0]:
                 resolved.append(int(block[0]))

@@ -324,12 +324,15 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0,
 
 
 #: Elements whose points ``x_i +- span h_i`` reach 0 (``span h_i`` at least this times
-#: ``|x_i|``) are screened for forward's domain by :func:`keep_in_domain` (``log``,
-#: ``sqrt``, ``1/x`` end there).
+#: ``|x_i|``) are screened for forward's domain by :func:`keep_in_domain` before any check
+#: (``log``, ``sqrt``, ``1/x`` end there); an edge elsewhere (``sqrt(x - 1)`` at ``x = 1 +
+#: 1e-6``) is found when forward leaves its domain, and then every element is screened.
 NEAR_EDGE = 1.0
 
-#: Rounds of :func:`keep_in_domain` (each shrinks the offending steps by 16 at least).
-SHRINKS = 4
+#: Rounds of :func:`keep_in_domain`, each shrinking the offending steps by 16 at least: the
+#: last reaches ``16**-8 ~ 2e-10`` of the step (an edge ``1e-12`` from ``x = 1`` under a
+#: step of ``5e-3``), whatever the distance to the edge is.
+SHRINKS = 8
 
 #: Offending elements located one by one at most; beyond, every screened step shrinks.
 LOCATED = 16
@@ -350,15 +353,17 @@ def reach(method):
     return max(2.0, max(abs(a) for pair in method.pairs for a in pair))
 
 
-def keep_in_domain(evaluate, arr, steps, out0, span):
+def keep_in_domain(evaluate, arr, steps, out0, span, near=None):
     """Shrink the steps of elements whose points ``x_i +- span h_i`` leave forward's domain.
 
     ``log`` at ``x_i = 1e-9`` beside values of 1 gets a step of ``5e-6``: forward turns
-    NaN there. The elements whose points come near 0 (:data:`NEAR_EDGE`) are moved
-    together by ``+- span h``; where that is not finite, the offending ones are located by
-    bisection and their steps shrunk (by 16, and to ``|x_i| / (2 span)``), as measured,
-    for :data:`SHRINKS` rounds. Steps that no shrinking keeps finite are left as
-    they were (the check then names the element: a forward NaN at any step).
+    NaN there; ``sqrt(x - 1)`` at ``x_i = 1 + 1e-6`` too, an edge at an offset no
+    magnitude shows. The elements ``near`` (by default those whose points come near 0,
+    :data:`NEAR_EDGE`) are moved together by ``+- span h``; where that is not finite, the
+    offending ones are located by bisection and their steps shrunk (by 16, and to
+    ``|x_i| / (2 span)``), as measured, for :data:`SHRINKS` rounds. Steps that no
+    shrinking keeps finite are left as they were (the check then names the element: a
+    forward NaN at any step).
 
     Parameters
     ----------
@@ -369,6 +374,8 @@ def keep_in_domain(evaluate, arr, steps, out0, span):
     out0 : ndarray
     span : float
         :func:`reach` of the method.
+    near : ndarray of int or None
+        The elements screened (``None``: those whose points reach 0).
 
     Returns
     -------
@@ -378,7 +385,8 @@ def keep_in_domain(evaluate, arr, steps, out0, span):
         Elements whose steps were shrunk.
     """
     mag = np.abs(arr.reshape(-1)).astype(np.float64)
-    near = np.flatnonzero(span * steps > NEAR_EDGE * mag)
+    if near is None:
+        near = np.flatnonzero(span * steps > NEAR_EDGE * mag)
     if not near.size:
         return steps, 0, 0
     new, calls, bad = steps.copy(), 0, None

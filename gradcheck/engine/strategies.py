@@ -8,7 +8,7 @@ into a result.
 import numpy as np
 
 from gradcheck.engine.verdict import Policy, decide
-from gradcheck.errors import GradCheckInputError
+from gradcheck.errors import GradCheckInputError, LayerCallError
 
 __all__ = ["run", "expected_calls"]
 
@@ -40,6 +40,12 @@ def policy_for(opts, target):
 def run(problem, strategy, opts):
     """One :class:`~gradcheck.report.TargetResult` per target of ``problem``.
 
+    When forward leaves its domain at a perturbed point of a target (an edge at ``x = 1``,
+    which no element's magnitude shows, so only the elements near 0 were screened), every
+    element of that target is screened (:meth:`gradcheck.engine.elementwise.Setup.
+    keep_in_domain`) and the check runs again, its findings so far dropped; an error that
+    no shrinking avoids is raised, naming the element.
+
     Parameters
     ----------
     problem : gradcheck.protocol.problem.Problem
@@ -50,6 +56,27 @@ def run(problem, strategy, opts):
     -------
     tuple of TargetResult
     """
+    while True:
+        mark = len(problem.findings)
+        try:
+            return _run(problem, strategy, opts)
+        except LayerCallError as exc:
+            if not _screened_again(problem, opts, exc):
+                raise
+            del problem.findings[mark:]
+
+
+def _screened_again(problem, opts, exc):
+    """Whether every element of the target ``exc`` (forward left its domain) was screened
+    now, for the first time, and some step shrunk: then a new run may pass where it did."""
+    setup = getattr(problem, "setups", {}).get((exc.target, opts.method))
+    if exc.intermittent or setup is None or setup.screened_all:
+        return False
+    return setup.keep_in_domain(every=True)
+
+
+def _run(problem, strategy, opts):
+    """:func:`run`, once."""
     if opts.parallel and (opts.method == "complex" or strategy in ("jacobian", "projection")):
         _serial_note(problem, strategy, opts)
     if opts.method == "complex":

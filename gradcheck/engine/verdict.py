@@ -92,7 +92,12 @@ class Comparison:
     rounding an item would carry if it were refined (the resolution promises that).
     ``shared_items``: every item sees every element (random projections), so a single
     wrong element moves all of them and the *best* item's bound is the resolution;
-    otherwise (elements, Jacobian entries) the worst item's is. ``checked_fraction``:
+    otherwise (elements, Jacobian entries) the worst item's is. ``resolving``: the shared
+    items that see the reported gradient itself (the projections along its ``dout``;
+    ``None``: all) -- an item along another upstream gradient sees the error of
+    *that* gradient, which a wrong backward need not make as large (an error linear in
+    ``dout`` shrinks by ``|<u, dout>| / |dout|**2``), so its bound states nothing about
+    the reported one. ``checked_fraction``:
     the share of the target's elements the items see (below 1: a random sample, blind
     to an error in the others).
     """
@@ -116,6 +121,7 @@ class Comparison:
     gradient_scale: Optional[float] = None
     refined_rounding: Optional[np.ndarray] = None
     shared_items: bool = False
+    resolving: Optional[np.ndarray] = None
     checked_fraction: float = 1.0
     full: Optional[Callable] = None
     reason: str = ""
@@ -330,8 +336,12 @@ def _resolution(comp, st, checked):
         pending = checked & ~st.refined
         _, would = comp.rule.apply(st.num[pending], comp.refined_rounding[pending])
         allowed[pending] = np.maximum(allowed[pending], would)
-    if comp.shared_items:  # caught by any item it moves past its tolerance and its own error
-        bound = allowed[checked] + _diff(st.num, st.ana)[checked]
+    if comp.shared_items:  # caught by any item it moves past its tolerance and its own error,
+        # among those that see the reported gradient
+        seen = checked if comp.resolving is None else checked & comp.resolving
+        if not seen.any():
+            return float("inf")
+        bound = allowed[seen] + _diff(st.num, st.ana)[seen]
         return float(np.min(bound)) * comp.resolution_factor
     return float(np.max(allowed[checked])) * comp.resolution_factor
 
