@@ -681,3 +681,29 @@ def test_zz_enough_examples_ran(capsys, record_property):
     if not EXAMPLES.get("sweep"):
         pytest.skip("the slow sweep did not run (deselected)")
     assert total >= TARGET_EXAMPLES, dict(EXAMPLES)
+
+
+def test_a_constant_batch_through_batch_norm_is_no_false_fail():
+    """Equal rows: zero variance, the outputs exactly ``beta`` at the point, so the noise
+    measured there is far below the rounding a step meets, and the step tuning read that
+    rounding as truncation until ``x + h == x`` (numerical 0, a false FAIL). Steps stay
+    at ``MIN_ULPS`` of their element's spacing at least: the correct layer is not FAIL, a
+    1 % error in dx is."""
+    from gradcheck.engine.steps import MIN_ULPS
+
+    import layers
+
+    def make():
+        return layers.BatchNormalization(gamma=np.array([0.109375]), beta=np.array([0.0]),
+                                         momentum=0.0)
+
+    class Off(layers.BatchNormalization):
+        def backward(self, dout):
+            return 1.01 * super().backward(dout)
+
+    x = np.array([[0.09375], [0.09375]])  # found by test_random_configuration_passes
+    report = check_layer(make(), x, inconclusive="pass")
+    assert report.passed, str(report)
+    assert report.result("x").step >= MIN_ULPS * np.spacing(0.09375)
+    broken = Off(gamma=np.array([0.109375]), beta=np.array([0.0]), momentum=0.0)
+    assert check_layer(broken, x, inconclusive="pass").result("x").verdict == "FAIL"

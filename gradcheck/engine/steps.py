@@ -230,6 +230,8 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
         sample = np.sort(rng.choice(arr.size, size=min(SAMPLE, arr.size), replace=False))
     unit = np.maximum(1.0, np.abs(arr.reshape(-1)[sample]).astype(np.float64))
     growth = MAX_RELATIVE_STEP * unit / steps[sample]
+    least = float(np.max(MIN_ULPS * np.spacing(np.abs(arr.reshape(-1)[sample])).astype(
+        np.float64) / steps[sample]))
     below_unit = float(np.min(unit / element_scale(arr, getattr(noise, "local", True))
                               .reshape(-1)[sample]))
     factor, calls, note, last, seen_before = 1.0, 0, "base steps kept", None, False
@@ -248,7 +250,7 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
         last = (factor, m)
         change = _next_factor(m, method, adjust, factor, float(np.min(growth)), seen_before,
                               (below_unit, method.gain * float(noise.relative) ** (
-                                  method.order / (method.order + 1.0))))
+                                  method.order / (method.order + 1.0))), least)
         seen_before = seen_before or m["seen"]
         if change == 1.0:
             break
@@ -264,6 +266,13 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
 
 #: Steps never grow beyond this times ``max(1, |x_i|)``.
 MAX_RELATIVE_STEP = 1.0
+
+#: Steps never shrink below this many units in the last place of the sampled elements
+#: (``np.spacing``): where the noise measured at the point is far below the rounding at
+#: the points a step reaches (batch statistics of a constant batch: outputs exactly 0
+#: there), the rounding reads as truncation and the optimum seems ever smaller, until
+#: ``x + h == x``.
+MIN_ULPS = 1024.0
 
 #: When no truncation error is measurable, the steps grow while the rounding error
 #: (relative to the derivative) exceeds this: a rescue for a target whose resolution the
@@ -286,10 +295,12 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
             "rounding": float(np.median(method.gain * sigma / h)) / scale if scale > 0 else 0.0}
 
 
-def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0, 0.0)):
+def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0, 0.0),
+                 least=0.0):
     """The factor to change the steps by next (1.0: keep them).
 
-    Measured truncation: towards the optimum. None measurable: grow by 16 while the
+    Measured truncation: towards the optimum, never below ``least`` (the factor that
+    puts a sampled element's step at :data:`MIN_ULPS` of its spacing). None measurable: grow by 16 while the
     rounding error is large -- until a truncation error has been seen once (at the
     optimum the truncation is about half the rounding, below what can be measured).
     ``local = (below_unit, aim)``: below the unit scale (``factor < below_unit``: a
@@ -307,7 +318,7 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0,
         with np.errstate(divide="ignore", invalid="ignore"):
             best = np.where(m["seen_each"], (gain * m["sigma"] / (p * m["trunc"] * m["h"]))
                             ** (1.0 / (p + 1)), 1.0)
-        change = float(np.median(best))
+        change = max(float(np.median(best)), least / factor)
         if 0.7 <= change <= 1.4 or (factor > 1.0 and change > 1.0):
             return 1.0
         return float(np.clip(change, 1e-4, min(16.0, max_growth / factor)))
