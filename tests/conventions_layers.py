@@ -233,6 +233,36 @@ class NNFSDenseRegularizedBroken(NNFSDenseRegularized):
         return 1
 
 
+class NNFSDenseRegularizedRenamed(NNFSDense):
+    """An NNFS variant (Kowallskiy/neural-network-from-scratch ``f.py``) naming its
+    coefficients ``l1_weight_regularizer``, ``l2_bias_regularizer``: the same penalty."""
+
+    def __init__(self, D=3, H=2):
+        super().__init__(D, H)
+        self.l1_weight_regularizer, self.l2_weight_regularizer = 5e-3, 0.1
+        self.l1_bias_regularizer, self.l2_bias_regularizer = 0, 5e-4
+
+    def backward(self, dvalues):
+        dx = super().backward(dvalues)
+        if self.l1_weight_regularizer > 0:
+            dl1 = np.ones_like(self.weights)
+            dl1[self.weights < 0] = -1
+            self.dweights += self.l1_weight_regularizer * dl1
+        if self.l2_weight_regularizer > 0:
+            self.dweights += self.l2_factor() * self.l2_weight_regularizer * self.weights
+        if self.l2_bias_regularizer > 0:
+            self.dbiases += 2 * self.l2_bias_regularizer * self.biases
+        return dx
+
+    def l2_factor(self):
+        return 2
+
+
+class NNFSDenseRegularizedRenamedBroken(NNFSDenseRegularizedRenamed):
+    def l2_factor(self):
+        return 1
+
+
 class GradSuffix:
     """``weight``/``weight_grad`` and ``bias``/``grad_bias``."""
 
@@ -813,6 +843,9 @@ CASES = {
     "nnfs-names": (NNFSDense, NNFSDenseBroken, "weights", ["x", "weights", "biases"]),
     "nnfs-regularized": (NNFSDenseRegularized, NNFSDenseRegularizedBroken, "weights",
                          ["x", "weights", "biases"]),
+    "nnfs-regularized-renamed": (NNFSDenseRegularizedRenamed,
+                                 NNFSDenseRegularizedRenamedBroken, "weights",
+                                 ["x", "weights", "biases"]),
     "grad-suffix": (GradSuffix, GradSuffixBroken, "bias", ["x", "weight", "bias"]),
     "scalar-float": (Swish, SwishBroken, "beta", ["x", "beta"]),
     "scalar-0d": (Swish0d, Swish0dBroken, "beta", ["x", "beta"]),

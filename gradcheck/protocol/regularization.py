@@ -21,17 +21,44 @@ import numpy as np
 
 from gradcheck.protocol.discovery import lookup
 
-__all__ = ["REGULARIZERS", "penalty_gradients", "subtract_penalty", "describe"]
+__all__ = ["REGULARIZERS", "coefficient_names", "penalty_gradients", "subtract_penalty",
+           "describe"]
 
-#: ``{parameter: (its gradient, its L1 coefficient, its L2 coefficient)}`` attribute names.
+#: ``{parameter: (its gradient, the stem its coefficients are named by)}``.
 REGULARIZERS = {
-    "weights": ("dweights", "weight_regularizer_l1", "weight_regularizer_l2"),
-    "biases": ("dbiases", "bias_regularizer_l1", "bias_regularizer_l2"),
+    "weights": ("dweights", "weight"),
+    "biases": ("dbiases", "bias"),
 }
 
 
+def coefficient_names(layer, stem):
+    """The names of ``layer``'s L1 and L2 coefficients for the parameter ``stem``:
+    ``(l1 name or None, l2 name or None)``.
+
+    NNFS names them ``weight_regularizer_l1``/``_l2``; variants reorder the words
+    (``l2_weight_regularizer``, ``bias_l1_regularization``): a coefficient is an
+    attribute whose ``_``-separated words hold ``l1`` or ``l2``, the stem (``weight``,
+    ``weights``) and a word starting with ``regulari``, in any order. NNFS's own names
+    come first where both exist.
+    """
+    found = {"l1": None, "l2": None}
+    for name in _attribute_names(layer):
+        words = name.lower().split("_")
+        order = [w for w in ("l1", "l2") if w in words]
+        if len(order) == 1 and any(w in (stem, stem + "s") for w in words) \
+                and any(w.startswith("regulari") for w in words):
+            if found[order[0]] is None or name == f"{stem}_regularizer_{order[0]}":
+                found[order[0]] = name
+    return found["l1"], found["l2"]
+
+
+def _attribute_names(layer):
+    names = list(getattr(layer, "__dict__", {}))
+    return names + [n for n in dir(type(layer)) if not n.startswith("_") and n not in names]
+
+
 def _coefficient(layer, name):
-    value = lookup(layer, name, 0)
+    value = lookup(layer, name, 0) if name is not None else 0
     return float(value) if isinstance(value, (int, float, np.floating, np.integer)) else 0.0
 
 
@@ -48,9 +75,9 @@ def penalty_gradients(layer):
         Empty when no coefficient is set (nonzero), or the parameter is not an array.
     """
     out = {}
-    for param, (grad, l1_name, l2_name) in REGULARIZERS.items():
+    for param, (grad, stem) in REGULARIZERS.items():
         W = lookup(layer, param, None)
-        l1, l2 = _coefficient(layer, l1_name), _coefficient(layer, l2_name)
+        l1, l2 = (_coefficient(layer, n) for n in coefficient_names(layer, stem))
         if not isinstance(W, np.ndarray) or W.dtype.kind != "f" or not (l1 or l2):
             continue
         sign = np.where(W < 0, -1.0, 1.0)
@@ -70,10 +97,12 @@ def subtract_penalty(layer):
 def describe(layer):
     """The note of a check that subtracted :func:`penalty_gradients` (``None`` if none)."""
     terms = []
-    for param, (grad, l1_name, l2_name) in REGULARIZERS.items():
-        l1, l2 = _coefficient(layer, l1_name), _coefficient(layer, l2_name)
+    for param, (grad, stem) in REGULARIZERS.items():
+        names = coefficient_names(layer, stem)
+        l1, l2 = (_coefficient(layer, n) for n in names)
         if isinstance(lookup(layer, param, None), np.ndarray) and (l1 or l2):
-            terms.append(f"{param} ({l1_name}={l1:g}, {l2_name}={l2:g})")
+            terms.append(f"{param} (" + ", ".join(f"{n}={_coefficient(layer, n):g}"
+                                                  for n in names if n is not None) + ")")
     if not terms:
         return None
     return ("regularized parameters " + ", ".join(terms) + ": backward adds the gradient of "
