@@ -1977,6 +1977,43 @@ FUNCTION_CASES["dlai-activation-by-name"] = (
     lambda: _dlai_inputs("tanh"), "b", ["A_prev", "W", "b"])
 
 
+# -- hipsternet's bn_forward: an input named cache, the cache not last ---------------------------
+def hip_bn_forward(X, gamma, beta, cache, momentum=.9, train=True):
+    """wiseodd/hipsternet ``layer.py``: the 4th input, named ``cache``, holds the running
+    statistics; returns ``(out, cache, running_mean, running_var)``: the cache second."""
+    running_mean, running_var = cache
+    mu, var = np.mean(X, axis=0), np.var(X, axis=0)
+    X_norm = (X - mu) / np.sqrt(var + 1e-8)
+    out = gamma * X_norm + beta
+    cache = (X, X_norm, mu, var, gamma, beta)
+    running_mean = momentum * running_mean + (1. - momentum) * mu
+    running_var = momentum * running_var + (1. - momentum) * var
+    return out, cache, running_mean, running_var
+
+
+def hip_bn_backward(dout, cache):
+    X, X_norm, mu, var, gamma, beta = cache
+    N, D = X.shape
+    X_mu = X - mu
+    std_inv = 1. / np.sqrt(var + 1e-8)
+    dX_norm = dout * gamma
+    dvar = np.sum(dX_norm * X_mu, axis=0) * -.5 * std_inv**3
+    dmu = np.sum(dX_norm * -std_inv, axis=0) + dvar * np.mean(-2. * X_mu, axis=0)
+    dX = (dX_norm * std_inv) + (dvar * 2 * X_mu / N) + (dmu / N)
+    return dX, np.sum(dout * X_norm, axis=0), np.sum(dout, axis=0)
+
+
+def hip_bn_backward_broken(dout, cache):
+    dX, dgamma, dbeta = hip_bn_backward(dout, cache)
+    return dX, dgamma, 1.01 * dbeta
+
+
+FUNCTION_CASES["hipsternet-bn-cache-named-and-second"] = (
+    hip_bn_forward, hip_bn_backward, (hip_bn_forward, hip_bn_backward_broken),
+    lambda: _xs((6, 5), (5,), (5,)) + ((np.zeros(5), np.ones(5)),), "beta",
+    ["X", "gamma", "beta"])
+
+
 # -- an embedding with its gradient under grad_W -----------------------------------------------
 class EmbeddingGradName:
     """``forward(idx) -> W[idx]``; backward makes ``self.grad_W`` anew (``np.add.at``)."""

@@ -2411,3 +2411,28 @@ def test_a_wrong_dA_prev_says_the_course_scaled_dW_and_db_may_be_right():
     assert [r.verdict for r in report.results] == ["FAIL"] * 3, str(report)
     note = [f.message for f in report.findings if f.kind == "batch-mean-gradients"]
     assert note and note[0].startswith("W, b: exactly 1/m") and "fix A's first" in note[0]
+
+
+def test_values_forward_returns_besides_output_and_cache_are_listed():
+    """hipsternet's ``bn_forward -> (out, cache, running_mean, running_var)`` beside
+    ``bn_backward(dout, cache)``: the cache is the value the return statement names as
+    backward's parameter is named, the running statistics are listed as not
+    differentiated; forward's own input named ``cache`` is not given to backward again."""
+    from conventions_layers import _xs, hip_bn_backward, hip_bn_forward
+
+    report = check_function(hip_bn_forward, hip_bn_backward,
+                            *_xs((6, 5), (5,), (5,)), (np.zeros(5), np.ones(5)))
+    assert report.passed, str(report)
+    why = dict(report.not_checked)
+    assert "backward takes no gradient of it" in why["running_mean"]
+    assert "backward takes no gradient of it" in why["running_var"]
+
+
+def test_a_tuple_holding_the_switch_says_the_switch_is_no_input():
+    from conventions_layers import _xs, hip_bn_backward, hip_bn_forward
+    from gradcheck.errors import GradCheckInputError
+
+    with pytest.raises(GradCheckInputError, match="besides its train/eval switch 'train' "
+                                                   r"\(set by train_flg="):
+        check_function(hip_bn_forward, hip_bn_backward, *_xs((6, 5), (5,), (5,)),
+                       (np.zeros(5), np.ones(5)), 0.9, True)

@@ -66,6 +66,18 @@ def _numeric_list(x):
     return isinstance(x, numbers.Number)
 
 
+def _switch_apart(fn, values, takes):
+    """`` inputs besides its train/eval switch 'train' (...)`` when the one value too many
+    is a bool and forward has a switch: the switch is no input (``train_flg=`` sets it)."""
+    sig = signature(fn)
+    switch = next((p for p in (sig.parameters if sig is not None else ())
+                   if p in SWITCH_NAMES), None)
+    if switch is None or len(values) != takes + 1 or not isinstance(values[-1], bool):
+        return ""
+    return (f" inputs besides its train/eval switch {switch!r} (set by train_flg=, not "
+            "passed as an input)")
+
+
 def forward_names(fn, n):
     """Names of the first ``n`` positional parameters of ``fn`` (``x0, x1, ...`` past
     its end when it takes ``*args``), and how many it takes (``None``: any number)."""
@@ -421,9 +433,10 @@ class CallLayer:
             if takes is not None and len(values) > takes:
                 raise GradCheckInputError(
                     f"{len(values)} inputs were given as a {type(inputs).__name__}, but "
-                    f"forward{signature(fn)} takes {takes} (tried: a tuple/list = positional "
-                    "inputs of forward, a dict = keyword inputs); for one array input pass "
-                    "np.asarray(x)", layer=name)
+                    f"forward{signature(fn)} takes {takes}{_switch_apart(fn, values, takes)} "
+                    "(tried: a "
+                    "tuple/list = positional inputs of forward, a dict = keyword inputs); for "
+                    "one array input pass np.asarray(x)", layer=name)
         #: forward's parameter names, and the members of an input that is a list of
         #: floating arrays (``X[0]``, ``X[1]``: each a target of its own)
         self.call_names, self.members = list(self.names), {}
@@ -545,6 +558,11 @@ class CallLayer:
                                             for n, why in not_checked
                                             if self.display(n) not in hidden
                                             and not n.startswith(own)]
+        if isinstance(self.layer, FunctionPair):
+            not_checked += [(n, "returned by forward besides its output and cache; backward "
+                                "takes no gradient of it: not differentiated")
+                            for n in extra_outputs(self.layer.forward_fn,
+                                                   self.layer.backward_fn)]
         return results, findings, not_checked
 
     def _renamed_finding(self, f):
@@ -1084,6 +1102,16 @@ class FunctionPair:
         self.model = _model_of(forward) if backward is None else None
         self.param_grads = {}
 
+    def _named_apart(self, given):
+        """:attr:`named` without the parameters the ``given`` positional arguments (the
+        upstream gradients and the cache) fill: hipsternet's ``bn_backward(dout, cache)``
+        beside ``bn_forward(X, gamma, beta, cache)`` takes forward's returned cache
+        there, not forward's input of that name."""
+        if not self.named:
+            return self.named
+        filled = set(_positional_names(self.backward_fn)[:given])
+        return {k: v for k, v in self.named.items() if k not in filled}
+
     def model_params(self):
         """``{param: gradient}`` paths of a model's ``params`` (empty for functions)."""
         if self.model is None:
@@ -1123,15 +1151,22 @@ class FunctionPair:
             return value
         if isinstance(result, tuple) and len(result) >= 2:
             # (out, cache), or several outputs and the cache last (CS231n's
-            # lstm_step_forward -> (next_h, next_c, cache)): backward(*douts, cache)
-            *outs, self.cache = result
+            # lstm_step_forward -> (next_h, next_c, cache)): backward(*douts, cache);
+            # or the cache named among more values than backward takes (cache_layout)
+            layout = cache_layout(self.forward_fn, self.backward_fn, len(result), self.by_name)
+            if layout is None:
+                *outs, self.cache = result
+            else:
+                at, n_out, _ = layout
+                self.cache = result[at]
+                outs = [v for i, v in enumerate(result) if i != at][:n_out]
             return outs[0] if len(outs) == 1 else tuple(outs)
         self.cache = None
         return result
 
     def backward(self, *douts):
         if self.backward_fn is not None:
-            return self.backward_fn(*douts, self.cache, **self.named)
+            return self.backward_fn(*douts, self.cache, **self._named_apart(len(douts) + 1))
         dout, = douts
         grads = self.cache
         scale = np.asarray(dout)
@@ -1141,6 +1176,84 @@ class FunctionPair:
         if isinstance(grads, (tuple, list)):
             return tuple(scale * np.asarray(g) for g in grads)
         return scale * np.asarray(grads)
+
+
+def cache_layout(forward, backward, n, by_name=()):
+    """Where the cache is among ``n`` values ``forward`` returns, when not last.
+
+    ``backward(dout, cache)`` takes the gradients of the first outputs and then the
+    cache, one per required positional parameter (those not given by name). When
+    ``forward`` returns more values than that (hipsternet's ``bn_forward -> (out, cache,
+    running_mean, running_var)``), the cache is the value its ``return`` statement names
+    as backward's cache parameter is named; the values after the outputs backward takes
+    are extra (not differentiated).
+
+    Returns
+    -------
+    (int, int, tuple of str) or None
+        ``(index of the cache, outputs taken, the extra values' names)``; ``None``:
+        the cache is last (the usual layout, or nothing names it). Read once per pair of
+        functions and ``n`` (forward's source is parsed).
+    """
+    key = (getattr(forward, "__code__", forward), getattr(backward, "__code__", backward), n,
+           tuple(by_name))
+    try:
+        return _LAYOUTS[key]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable callables: read every time
+        return _cache_layout(forward, backward, n, by_name)
+    if len(_LAYOUTS) >= 1024:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = layout = _cache_layout(forward, backward, n, by_name)
+    return layout
+
+
+#: ``{(forward code, backward code, n, by_name): layout}`` of :func:`cache_layout`.
+_LAYOUTS = {}
+
+
+def extra_outputs(forward, backward):
+    """The names :func:`cache_layout` found extra for this pair of functions (in any
+    call so far; the pair's own attributes are restored after a check)."""
+    codes = (getattr(forward, "__code__", forward), getattr(backward, "__code__", backward))
+    return tuple(dict.fromkeys(n for key, layout in list(_LAYOUTS.items())
+                               if key[:2] == codes and layout for n in layout[2]))
+
+
+def _cache_layout(forward, backward, n, by_name):
+    sig = signature(backward) if backward is not None else None
+    if sig is None:
+        return None
+    slots = [p.name for p in sig.parameters.values() if p.kind in (
+        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        and p.name not in by_name]
+    names = _returned_names(forward, n)
+    if len(slots) < 2 or n <= len(slots) or names is None or slots[-1] not in names:
+        return None
+    at = names.index(slots[-1])
+    rest = [m for i, m in enumerate(names) if i != at]
+    return at, len(slots) - 1, tuple(rest[len(slots) - 1:])
+
+
+def _returned_names(fn, n):
+    """The names of the ``n`` values of ``fn``'s ``return a, b, ...`` (``None`` unless
+    every return of ``n`` values names them alike, as plain names)."""
+    tree = _source_tree(fn)
+    if tree is None:
+        return None
+    found = {tuple(e.id if isinstance(e, ast.Name) else None for e in node.value.elts)
+             for node in ast.walk(tree) if isinstance(node, ast.Return)
+             and isinstance(node.value, ast.Tuple) and len(node.value.elts) == n}
+    if len(found) != 1 or None in next(iter(found)):
+        return None
+    return list(next(iter(found)))
+
+
+def _positional_names(fn):
+    sig = signature(fn)
+    return [] if sig is None else [p.name for p in sig.parameters.values()
+                                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _taken_by_name(forward, backward):
@@ -1153,7 +1266,7 @@ def _taken_by_name(forward, backward):
         return ()
     params = list(bsig.parameters.values())[1:]
     return tuple(p.name for p in params if p.name in fsig.parameters and p.kind in (
-        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "cache")  # forward's, returned
 
 
 def _model_of(fn):
