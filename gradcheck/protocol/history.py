@@ -39,7 +39,11 @@ each of its own kind and never a gradient mismatch:
 =====================  ======================================================
 
 At most one of the last three per target, and none for a target whose pure
-check failed (its gradient is wrong anyway). Everything is restored afterwards.
+check failed (its gradient is wrong anyway). A target INCONCLUSIVE only because
+its gradient vanished at the check's point (``ZERO_GRADIENT``: ``dWh`` through
+a kept state of zeros) is verified at call 3 too, where the state moved: a
+failure there is a ``backward-history`` finding, a pass a note (verified at a
+second state). Everything is restored afterwards.
 How call 3 is verified (:meth:`_Sequence._history`): when its output equals
 the check's ``out0`` and its gradient the check's analytic gradient (both to
 ``nondet_tol``, bitwise by default), the gradient check's own finite
@@ -63,6 +67,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from gradcheck.engine.verdict import ZERO_GRADIENT
 from gradcheck.errors import GradCheckInputError, LayerCallError, intermittent_error
 from gradcheck.protocol.adapter import LayerAdapter, get_attr, get_grad
 from gradcheck.protocol.discovery import flush_accumulated, owner_key
@@ -144,6 +149,10 @@ class _Sequence:
         self.modes = run.adapter.flag_mode is not None
         self.train_step = True if self.modes else run.adapter.train_flg
         self.judged = [r.name for r in results if r.passed]
+        # INCONCLUSIVE only because the gradient vanished at the check's point (a kept
+        # state of zeros): the second call, at a moved state, is verified for them too
+        self.vanished = [r.name for r in results if r.verdict == "INCONCLUSIVE"
+                         and (r.inconclusive or "").startswith(ZERO_GRADIENT)]
         self.tracer = AccessTracer(run.snapshot.objects)
         self.objects = {id(o): o for o, _ in run.snapshot.objects}
         self.rng = np.random.default_rng([run.seed, 11])
@@ -188,6 +197,10 @@ class _Sequence:
         self.out2 = self.forward(run.xw, run.adapter.train_flg, "f2")
         self.dirty = self.mid.changed()
         self.written["f2"] = self.mid.written(self.dirty)
+        # the state the layer keeps: read by the second forward before it writes it, written
+        # by the first (the check's zero-state note names it also when it began as None)
+        run.kept_state = {self.tracer.name(k) for k in self.tracer.first_reads("f2")
+                          if k in self.tracer.writes("f1")}
         broken = self._nonfinite()
         if broken:
             return notes + broken
@@ -387,17 +400,25 @@ class _Sequence:
         grads = {t: g for t, g in self.g2.items() if g is not None}
         tol = run.opts.nondet_tol
         same_output = _close(self.out2.reshape(-1), np.asarray(run.out0).reshape(-1), tol)
-        open_ = [t for t in self.judged if t in grads and not (
+        open_ = [t for t in self.judged + self.vanished if t in grads and not (
             same_output and _close(grads[t], run.analytic[t], tol))]
         if not open_:
             return []
-        results = _verify_second_call(run, dict(
-            x=run.xw, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
-            dirty=self.dirty), open_, screen=not same_output)
+        call = dict(x=run.xw, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
+                    dirty=self.dirty)
+        results = _verify_second_call(run, call, open_, screen=not same_output)
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
                "wrote)" if own else "")
-        found = []
+        found = [(_vanished_note(t, self._grad_name(t)), True) for t in self.vanished
+                 if t in call["passed"]]
         for t, (r, located) in results.items():
+            if t in self.vanished:
+                found.append((Finding("backward-history", True, (
+                    f"backward depends on history: the first call's {self._grad_name(t)} was "
+                    "zero at the check's point (INCONCLUSIVE there), and the second call's, "
+                    "after a first forward/backward moved the state, fails the "
+                    f"finite-difference check{why}"), t), True))
+                continue
             if r.verdict == "FAIL":
                 what, recognised = _classify(self.g1.get(t), grads[t], located)
                 found.append((Finding("backward-history", True, "backward depends on history: "
@@ -446,6 +467,15 @@ class _Sequence:
             if finding is not None:
                 found.append(finding)
         return found
+
+
+def _vanished_note(target, grad):
+    """The note of a target whose gradient vanished at the check's point and whose second
+    call, at a moved state, passes the finite-difference check."""
+    return Finding("sequence-note", False, (
+        f"{grad} vanished at the check's point (INCONCLUSIVE there); at a second state, "
+        f"after a first forward/backward, the second call's {grad} is not zero and passes "
+        "the finite-difference check: verified at a second state"), target)
 
 
 def nonlinear_finding(run, t, a, b, scale, dtype, lenient=False):
@@ -516,7 +546,7 @@ def _verify_second_call(run, call, targets, screen=False):
     call : dict
         ``x``, ``out``, ``dout``, ``grads`` (float64, every target), ``state``
         (the post-step :class:`StateSnapshot`) and ``dirty`` (its slots one
-        forward changes).
+        forward changes). ``call["passed"]`` is set to the targets that pass there.
     targets : list of str
 
     Returns
@@ -546,10 +576,11 @@ def _verify_second_call(run, call, targets, screen=False):
                          for t in run.targets if t.name in targets)
     call["state"].restore_all()
     rng = np.random.default_rng([run.seed, 12])
-    failed = {}
+    failed, call["passed"] = {}, set()
     for target in step.targets:
         base = prepare(run, run.target(target.name), opts)
         if screen and _screened(step, target, opts, rebind(base, step, target, measure=False)):
+            call["passed"].add(target.name)
             continue
         idx = _second_call_sample(rng, call["grads"][target.name],
                                   run.analytic[target.name])
@@ -558,6 +589,8 @@ def _verify_second_call(run, call, targets, screen=False):
                         policy_for(opts, target), step.findings)
         if result.verdict == "FAIL":
             failed[target.name] = (result, _failing_elements(result))
+        elif result.verdict == "PASS":
+            call["passed"].add(target.name)
     return failed
 
 
