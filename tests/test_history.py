@@ -377,6 +377,47 @@ def test_backward_twice_on_one_forward_must_agree():
     assert finding.message.endswith(": it changes `x`, which it reads")
 
 
+class ComputesDxInItsCache:
+    """``y = x**2 / 2`` whose backward computes ``dx`` in the array forward cached (as the
+    second book's ``TimeSoftmaxWithLoss``: ``dx = self.ys; dx[...] -= 1``)."""
+
+    def forward(self, x):
+        self.xs = x.copy()
+        return x ** 2 / 2
+
+    def backward(self, dout):
+        dx = self.xs
+        dx *= dout
+        return dx
+
+
+class CountsToo(ComputesDxInItsCache):
+    """The same, and a counter its backward also keeps."""
+
+    calls = 0
+
+    def backward(self, dout):
+        self.calls += 1
+        return super().backward(dout)
+
+
+def test_a_backward_that_computes_dx_in_forwards_cache_is_a_note():
+    report = check_layer(ComputesDxInItsCache(), X)
+    assert report.passed, str(report)
+    (twice,) = [f for f in report.findings if f.kind == "backward-twice"]
+    assert not twice.failure and twice.target == "x"
+    assert twice.message == (
+        "backward writes into forward's cache `xs`, which it reads: right once per forward, "
+        "as a training loop calls it; a second backward without a forward returns another dx")
+
+
+def test_a_backward_that_also_changes_other_state_it_reads_twice_fails():
+    report = check_layer(CountsToo(), X)
+    (twice,) = [f for f in report.findings if f.kind == "backward-twice"]
+    assert twice.failure and not report.passed
+    assert "`calls`" in twice.message
+
+
 class ClipsDout(Affine):
     """Clips ``dout`` inside backward: right for small upstream gradients only."""
 

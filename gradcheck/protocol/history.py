@@ -32,7 +32,11 @@ each of its own kind and never a gradient mismatch:
                        post-step state; classified: the first call's gradient
                        returned again, accumulated into a buffer, scaled by
                        the number of calls
-``backward-twice``     backward(dout) again differs from call 3
+``backward-twice``     backward(dout) again differs from call 3 (only a note when
+                       call 3's gradient is verified and backward computed it in
+                       place in forward's cache, which it reads: ``dx = self.ys;
+                       dx[...] -= 1``, right once per forward; or when forward
+                       refreshes a gradient backward adds into)
 ``backward-nonlinear`` backward(2 dout) differs from twice call 3 (only a note for a
                        scalar output whose backward ignores dout, a terminal loss:
                        ``problem.ignores_dout``; ``g * dout**2`` FAILs)
@@ -157,6 +161,9 @@ class _Sequence:
         self.objects = {id(o): o for o, _ in run.snapshot.objects}
         self.rng = np.random.default_rng([run.seed, 11])
         self.written = {}
+        self.verified = set()  # targets whose call-3 gradient is verified (the check's own)
+        self.b2_changed = []  # the slots call 3's backward changed
+        self.returned = []  # the gradients call 3's backward returned, as it returned them
         # (id(owner), name) of every parameter and gradient path (sub-layers, containers)
         self._owned = {k for pair in run.params.items() for n in pair
                        for k in owner_key(self.layer, n)}
@@ -178,8 +185,12 @@ class _Sequence:
         with self.tracer.trace(phase) if phase else contextlib.nullcontext():
             dx, _ = run.adapter.backward(dout, run.xw.shape, run.xw.dtype)
         grads = {"x": np.array(dx, dtype=np.float64)}
+        if phase == "b2":  # the arrays call 3 returned (forward's cache, when computed in it)
+            self.returned = [dx]
         for p, g in run.params.items():
             value = get_grad(self.layer, g, p)
+            if phase == "b2":
+                self.returned.append(value)
             grads[p] = np.array(value, dtype=np.float64) if isinstance(
                 value, (np.ndarray, float, np.floating)) \
                 else None
@@ -237,6 +248,7 @@ class _Sequence:
         so each finding is told apart from the other.
         """
         self.g2 = self.backward(self.d2, "b2")
+        self.b2_changed = self.after.changed()
         tol = LINEARITY * self.run.opts.nondet_tol
         try:
             scaled = self.backward(LINEARITY * self.d2, "b3")
@@ -247,6 +259,7 @@ class _Sequence:
             pass  # made apart below, where its note is written
         self.after.restore_all()
         self.g2 = self.backward(self.d2, "b2")
+        self.b2_changed = self.after.changed()
         try:
             g_twice = self.backward(self.d2, "b3")
         except LayerCallError as exc:  # a backward that frees its cache, as PyTorch's graph
@@ -402,11 +415,13 @@ class _Sequence:
         same_output = _close(self.out2.reshape(-1), np.asarray(run.out0).reshape(-1), tol)
         open_ = [t for t in self.judged + self.vanished if t in grads and not (
             same_output and _close(grads[t], run.analytic[t], tol))]
+        self.verified = {t for t in self.judged if t in grads and t not in open_}
         if not open_:
             return []
         call = dict(x=run.xw, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
                     dirty=self.dirty)
         results = _verify_second_call(run, call, open_, screen=not same_output)
+        self.verified |= call["passed"] & set(self.judged)
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
                "wrote)" if own else "")
         found = [(_vanished_note(t, self._grad_name(t)), True) for t in self.vanished
@@ -445,10 +460,39 @@ class _Sequence:
                     "right once per forward, as a training loop calls it; a second backward "
                     "without a forward adds the gradient again"), t))
                 continue
+            cache = self._forward_cache_written() if t in self.verified else []
+            if cache:
+                found.append(Finding("backward-twice", False, (
+                    f"backward writes into forward's cache {', '.join(f'`{n}`' for n in cache)}"
+                    ", which it reads: right once per forward, as a training loop calls it; a "
+                    f"second backward without a forward returns another {self._grad_name(t)}"),
+                    t))
+                continue
             found.append(Finding("backward-twice", True, (
                 f"backward called twice after one forward returned another {self._grad_name(t)} "
                 f"the second time (max difference {_max_diff(a, b):.3g}){doubled}{why}"), t))
         return found
+
+    def _forward_cache_written(self):
+        """The paths of the arrays call 3's backward computed its gradient in, in place,
+        that its forward wrote and it reads (its cache: ``dx = self.ys; dx[...] -= 1``),
+        when that is the only state it changed that the next backward reads; else ``[]``
+        (a counter, a persistent buffer, a cache destroyed after use: a failure)."""
+        tracer, cache, keys = self.tracer, [], set()
+        returned = [r for r in self.returned if isinstance(r, np.ndarray)]
+        for s in self.b2_changed:
+            key = (id(s.owner[0]), s.owner[1]) if s.owner is not None else None
+            if s.kind == "array" and key in tracer.writes("f2") and key in tracer.reads("b2") \
+                    and not self._protected(key) \
+                    and any(np.may_share_memory(s.obj, r) for r in returned):
+                cache.append(s.path)
+                keys.add(key)
+        others = {k for k in self.after.written(self.b2_changed) if k in tracer.reads("b3")
+                  and k not in keys and not self._protected(k)}
+        others |= {k for k in tracer.first_reads("b3") if k in tracer.writes("b2")
+                   and k not in keys and not self._protected(k)}
+        return [] if others or any(s.owner is None for s in self.b2_changed
+                                   if s.kind not in ("attrs", "slots")) else cache
 
     def _linearity(self, scaled, flagged):
         """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``; a note only for
