@@ -320,7 +320,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             from gradcheck.protocol.history import check_history
             check_history(problem, results, opts)
         snapshot.restore_all()
-        findings.extend(_zero_state(layer, results, not_checked, call))
+        findings.extend(_zero_state(layer, results, not_checked, call,
+                                    getattr(problem, "kept_state", ())))
         if call is not None:
             results, findings, not_checked = call.rename(results, findings, not_checked)
         return GradCheckReport(
@@ -354,12 +355,15 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         switch_back(switched)
 
 
-def _zero_state(layer, results, not_checked, call):
+def _zero_state(layer, results, not_checked, call, kept=()):
     """A ``zero-state`` note when a gradient vanished and the layer's kept state was zero.
 
     A recurrent layer that keeps ``h`` (zeros before its first call) has
     ``dWh = h_prev.T @ da = 0`` there: INCONCLUSIVE, rightly; the note names the
-    state that was all zeros when the check began, so the user knows what to change.
+    state that was all zeros when the check began, or ``None`` (not set yet, so
+    forward starts it) when it is state the layer keeps: in ``kept``, the paths
+    a second forward read before writing them (the sequence check's
+    ``problem.kept_state``), so the user knows what to change.
     """
     from gradcheck.engine.verdict import ZERO_GRADIENT
     from gradcheck.protocol.discovery import STATE_REASON, resolve
@@ -368,21 +372,29 @@ def _zero_state(layer, results, not_checked, call):
                 and (r.inconclusive or "").startswith(ZERO_GRADIENT)]
     if not vanished:
         return []
-    zero = []
+    zero, unset = [], []
     for path, why in not_checked:
-        value = resolve(layer, path) if why == STATE_REASON else None
+        if why != STATE_REASON:
+            continue
+        value = resolve(layer, path)
+        shown = call.display(path) if call is not None else path
         if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size \
                 and not np.any(value):
-            zero.append(call.display(path) if call is not None else path)
-    if not zero:
+            zero.append(shown)
+        elif value is None and path in kept:
+            unset.append(shown)
+    if not zero and not unset:
         return []
+    was = " and ".join(w for w in ("all zeros" if zero else "",
+                                   "None (not set yet: forward starts it)" if unset else "")
+                       if w)
     shown = [call.display(n) if call is not None else n for n in vanished]
     return [Finding("zero-state", False, (
         f"{', '.join(map(repr, shown))}: the gradient vanished, and the state the layer keeps "
-        f"({', '.join(f'`{n}`' for n in zero)}) was all zeros when the check began (forward "
-        "writes it: a hidden state, a running statistic); a gradient that flows through "
-        "kept state vanishes where that state is zero. Check after a forward call on other "
-        "data, or with the state set to non-zero values"), shown[0])]
+        f"({', '.join(f'`{n}`' for n in zero + unset)}) was {was} when the check began "
+        "(forward writes it: a hidden state, a running statistic); a gradient that flows "
+        "through kept state vanishes where that state is zero. Check after a forward call on "
+        "other data, or with the state set to non-zero values"), shown[0])]
 
 
 def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index=False):

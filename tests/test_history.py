@@ -377,6 +377,47 @@ def test_backward_twice_on_one_forward_must_agree():
     assert finding.message.endswith(": it changes `x`, which it reads")
 
 
+class ComputesDxInItsCache:
+    """``y = x**2 / 2`` whose backward computes ``dx`` in the array forward cached (as the
+    second book's ``TimeSoftmaxWithLoss``: ``dx = self.ys; dx[...] -= 1``)."""
+
+    def forward(self, x):
+        self.xs = x.copy()
+        return x ** 2 / 2
+
+    def backward(self, dout):
+        dx = self.xs
+        dx *= dout
+        return dx
+
+
+class CountsToo(ComputesDxInItsCache):
+    """The same, and a counter its backward also keeps."""
+
+    calls = 0
+
+    def backward(self, dout):
+        self.calls += 1
+        return super().backward(dout)
+
+
+def test_a_backward_that_computes_dx_in_forwards_cache_is_a_note():
+    report = check_layer(ComputesDxInItsCache(), X)
+    assert report.passed, str(report)
+    (twice,) = [f for f in report.findings if f.kind == "backward-twice"]
+    assert not twice.failure and twice.target == "x"
+    assert twice.message == (
+        "backward writes into forward's cache `xs`, which it reads: right once per forward, "
+        "as a training loop calls it; a second backward without a forward returns another dx")
+
+
+def test_a_backward_that_also_changes_other_state_it_reads_twice_fails():
+    report = check_layer(CountsToo(), X)
+    (twice,) = [f for f in report.findings if f.kind == "backward-twice"]
+    assert twice.failure and not report.passed
+    assert "`calls`" in twice.message
+
+
 class ClipsDout(Affine):
     """Clips ``dout`` inside backward: right for small upstream gradients only."""
 
@@ -547,6 +588,51 @@ def test_a_gradient_through_zero_kept_state_names_that_state():
     warmed.forward(np.random.default_rng(2).normal(size=(5, 3)))
     report = check_layer(warmed, x)
     assert report.passed and not [f for f in report.findings if f.kind == "zero-state"]
+
+
+class ZeroStateGradRNN(KeptStateRNN):
+    """``KeptStateRNN`` whose ``dWh`` is computed from zeros instead of ``h_prev``: right
+    only where ``h_prev`` is zero (the check's point); optionally ``h`` starts as None."""
+
+    def __init__(self, bad=True, unset=False):
+        super().__init__()
+        self.bad = bad
+        if unset:
+            self.h = None
+
+    def forward(self, x):
+        if self.h is None:
+            self.h = np.zeros((x.shape[0], self.Wh.shape[0]))
+        return super().forward(x)
+
+    def backward(self, dh):
+        dx = super().backward(dh)
+        if self.bad:
+            self.dWh = np.zeros_like(self.h_prev).T @ (dh * (1 - self.h ** 2))
+        return dx
+
+
+@pytest.mark.parametrize("unset", [False, True])
+def test_a_gradient_that_vanished_at_the_check_is_verified_at_the_second_call(unset):
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    report = check_layer(ZeroStateGradRNN(unset=unset), x, inconclusive="pass")
+    assert report.result("Wh").verdict == "INCONCLUSIVE"
+    (history,) = [f for f in report.findings if f.kind == "backward-history"]
+    assert history.failure and history.target == "Wh" and not report.passed
+    assert "dWh was zero at the check's point" in history.message
+    assert "although a first call passes" not in history.message
+    right = check_layer(ZeroStateGradRNN(bad=False, unset=unset), x, inconclusive="pass")
+    assert right.passed and not [f for f in right.findings if f.failure]
+    (note,) = [f for f in right.findings if f.kind == "sequence-note"]
+    assert note.target == "Wh" and "verified at a second state" in note.message
+
+
+def test_the_zero_state_note_names_kept_state_that_began_as_none():
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    report = check_layer(ZeroStateGradRNN(bad=False, unset=True), x)
+    (note,) = [f for f in report.findings if f.kind == "zero-state"]
+    assert not note.failure and note.target == "Wh" and "(`h`)" in note.message
+    assert "None (not set yet" in note.message
 
 
 class CachesFirstInput:

@@ -32,14 +32,22 @@ each of its own kind and never a gradient mismatch:
                        post-step state; classified: the first call's gradient
                        returned again, accumulated into a buffer, scaled by
                        the number of calls
-``backward-twice``     backward(dout) again differs from call 3
+``backward-twice``     backward(dout) again differs from call 3 (only a note when
+                       call 3's gradient is verified and backward computed it in
+                       place in forward's cache, which it reads: ``dx = self.ys;
+                       dx[...] -= 1``, right once per forward; or when forward
+                       refreshes a gradient backward adds into)
 ``backward-nonlinear`` backward(2 dout) differs from twice call 3 (only a note for a
                        scalar output whose backward ignores dout, a terminal loss:
                        ``problem.ignores_dout``; ``g * dout**2`` FAILs)
 =====================  ======================================================
 
 At most one of the last three per target, and none for a target whose pure
-check failed (its gradient is wrong anyway). Everything is restored afterwards.
+check failed (its gradient is wrong anyway). A target INCONCLUSIVE only because
+its gradient vanished at the check's point (``ZERO_GRADIENT``: ``dWh`` through
+a kept state of zeros) is verified at call 3 too, where the state moved: a
+failure there is a ``backward-history`` finding, a pass a note (verified at a
+second state). Everything is restored afterwards.
 How call 3 is verified (:meth:`_Sequence._history`): when its output equals
 the check's ``out0`` and its gradient the check's analytic gradient (both to
 ``nondet_tol``, bitwise by default), the gradient check's own finite
@@ -63,6 +71,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from gradcheck.engine.verdict import ZERO_GRADIENT
 from gradcheck.errors import GradCheckInputError, LayerCallError, intermittent_error
 from gradcheck.protocol.adapter import LayerAdapter, get_attr, get_grad
 from gradcheck.protocol.discovery import flush_accumulated, owner_key
@@ -144,10 +153,17 @@ class _Sequence:
         self.modes = run.adapter.flag_mode is not None
         self.train_step = True if self.modes else run.adapter.train_flg
         self.judged = [r.name for r in results if r.passed]
+        # INCONCLUSIVE only because the gradient vanished at the check's point (a kept
+        # state of zeros): the second call, at a moved state, is verified for them too
+        self.vanished = [r.name for r in results if r.verdict == "INCONCLUSIVE"
+                         and (r.inconclusive or "").startswith(ZERO_GRADIENT)]
         self.tracer = AccessTracer(run.snapshot.objects)
         self.objects = {id(o): o for o, _ in run.snapshot.objects}
         self.rng = np.random.default_rng([run.seed, 11])
         self.written = {}
+        self.verified = set()  # targets whose call-3 gradient is verified (the check's own)
+        self.b2_changed = []  # the slots call 3's backward changed
+        self.returned = []  # the gradients call 3's backward returned, as it returned them
         # (id(owner), name) of every parameter and gradient path (sub-layers, containers)
         self._owned = {k for pair in run.params.items() for n in pair
                        for k in owner_key(self.layer, n)}
@@ -169,8 +185,12 @@ class _Sequence:
         with self.tracer.trace(phase) if phase else contextlib.nullcontext():
             dx, _ = run.adapter.backward(dout, run.xw.shape, run.xw.dtype)
         grads = {"x": np.array(dx, dtype=np.float64)}
+        if phase == "b2":  # the arrays call 3 returned (forward's cache, when computed in it)
+            self.returned = [dx]
         for p, g in run.params.items():
             value = get_grad(self.layer, g, p)
+            if phase == "b2":
+                self.returned.append(value)
             grads[p] = np.array(value, dtype=np.float64) if isinstance(
                 value, (np.ndarray, float, np.floating)) \
                 else None
@@ -188,6 +208,10 @@ class _Sequence:
         self.out2 = self.forward(run.xw, run.adapter.train_flg, "f2")
         self.dirty = self.mid.changed()
         self.written["f2"] = self.mid.written(self.dirty)
+        # the state the layer keeps: read by the second forward before it writes it, written
+        # by the first (the check's zero-state note names it also when it began as None)
+        run.kept_state = {self.tracer.name(k) for k in self.tracer.first_reads("f2")
+                          if k in self.tracer.writes("f1")}
         broken = self._nonfinite()
         if broken:
             return notes + broken
@@ -224,6 +248,7 @@ class _Sequence:
         so each finding is told apart from the other.
         """
         self.g2 = self.backward(self.d2, "b2")
+        self.b2_changed = self.after.changed()
         tol = LINEARITY * self.run.opts.nondet_tol
         try:
             scaled = self.backward(LINEARITY * self.d2, "b3")
@@ -234,6 +259,7 @@ class _Sequence:
             pass  # made apart below, where its note is written
         self.after.restore_all()
         self.g2 = self.backward(self.d2, "b2")
+        self.b2_changed = self.after.changed()
         try:
             g_twice = self.backward(self.d2, "b3")
         except LayerCallError as exc:  # a backward that frees its cache, as PyTorch's graph
@@ -387,17 +413,27 @@ class _Sequence:
         grads = {t: g for t, g in self.g2.items() if g is not None}
         tol = run.opts.nondet_tol
         same_output = _close(self.out2.reshape(-1), np.asarray(run.out0).reshape(-1), tol)
-        open_ = [t for t in self.judged if t in grads and not (
+        open_ = [t for t in self.judged + self.vanished if t in grads and not (
             same_output and _close(grads[t], run.analytic[t], tol))]
+        self.verified = {t for t in self.judged if t in grads and t not in open_}
         if not open_:
             return []
-        results = _verify_second_call(run, dict(
-            x=run.xw, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
-            dirty=self.dirty), open_, screen=not same_output)
+        call = dict(x=run.xw, out=self.out2, dout=self.d2, grads=grads, state=self.mid,
+                    dirty=self.dirty)
+        results = _verify_second_call(run, call, open_, screen=not same_output)
+        self.verified |= call["passed"] & set(self.judged)
         why = (f" (it reads {', '.join(f'`{n}`' for n in own)}, which an earlier backward "
                "wrote)" if own else "")
-        found = []
+        found = [(_vanished_note(t, self._grad_name(t)), True) for t in self.vanished
+                 if t in call["passed"]]
         for t, (r, located) in results.items():
+            if t in self.vanished:
+                found.append((Finding("backward-history", True, (
+                    f"backward depends on history: the first call's {self._grad_name(t)} was "
+                    "zero at the check's point (INCONCLUSIVE there), and the second call's, "
+                    "after a first forward/backward moved the state, fails the "
+                    f"finite-difference check{why}"), t), True))
+                continue
             if r.verdict == "FAIL":
                 what, recognised = _classify(self.g1.get(t), grads[t], located)
                 found.append((Finding("backward-history", True, "backward depends on history: "
@@ -424,10 +460,39 @@ class _Sequence:
                     "right once per forward, as a training loop calls it; a second backward "
                     "without a forward adds the gradient again"), t))
                 continue
+            cache = self._forward_cache_written() if t in self.verified else []
+            if cache:
+                found.append(Finding("backward-twice", False, (
+                    f"backward writes into forward's cache {', '.join(f'`{n}`' for n in cache)}"
+                    ", which it reads: right once per forward, as a training loop calls it; a "
+                    f"second backward without a forward returns another {self._grad_name(t)}"),
+                    t))
+                continue
             found.append(Finding("backward-twice", True, (
                 f"backward called twice after one forward returned another {self._grad_name(t)} "
                 f"the second time (max difference {_max_diff(a, b):.3g}){doubled}{why}"), t))
         return found
+
+    def _forward_cache_written(self):
+        """The paths of the arrays call 3's backward computed its gradient in, in place,
+        that its forward wrote and it reads (its cache: ``dx = self.ys; dx[...] -= 1``),
+        when that is the only state it changed that the next backward reads; else ``[]``
+        (a counter, a persistent buffer, a cache destroyed after use: a failure)."""
+        tracer, cache, keys = self.tracer, [], set()
+        returned = [r for r in self.returned if isinstance(r, np.ndarray)]
+        for s in self.b2_changed:
+            key = (id(s.owner[0]), s.owner[1]) if s.owner is not None else None
+            if s.kind == "array" and key in tracer.writes("f2") and key in tracer.reads("b2") \
+                    and not self._protected(key) \
+                    and any(np.may_share_memory(s.obj, r) for r in returned):
+                cache.append(s.path)
+                keys.add(key)
+        others = {k for k in self.after.written(self.b2_changed) if k in tracer.reads("b3")
+                  and k not in keys and not self._protected(k)}
+        others |= {k for k in tracer.first_reads("b3") if k in tracer.writes("b2")
+                   and k not in keys and not self._protected(k)}
+        return [] if others or any(s.owner is None for s in self.b2_changed
+                                   if s.kind not in ("attrs", "slots")) else cache
 
     def _linearity(self, scaled, flagged):
         """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``; a note only for
@@ -446,6 +511,15 @@ class _Sequence:
             if finding is not None:
                 found.append(finding)
         return found
+
+
+def _vanished_note(target, grad):
+    """The note of a target whose gradient vanished at the check's point and whose second
+    call, at a moved state, passes the finite-difference check."""
+    return Finding("sequence-note", False, (
+        f"{grad} vanished at the check's point (INCONCLUSIVE there); at a second state, "
+        f"after a first forward/backward, the second call's {grad} is not zero and passes "
+        "the finite-difference check: verified at a second state"), target)
 
 
 def nonlinear_finding(run, t, a, b, scale, dtype, lenient=False):
@@ -516,7 +590,7 @@ def _verify_second_call(run, call, targets, screen=False):
     call : dict
         ``x``, ``out``, ``dout``, ``grads`` (float64, every target), ``state``
         (the post-step :class:`StateSnapshot`) and ``dirty`` (its slots one
-        forward changes).
+        forward changes). ``call["passed"]`` is set to the targets that pass there.
     targets : list of str
 
     Returns
@@ -546,10 +620,11 @@ def _verify_second_call(run, call, targets, screen=False):
                          for t in run.targets if t.name in targets)
     call["state"].restore_all()
     rng = np.random.default_rng([run.seed, 12])
-    failed = {}
+    failed, call["passed"] = {}, set()
     for target in step.targets:
         base = prepare(run, run.target(target.name), opts)
         if screen and _screened(step, target, opts, rebind(base, step, target, measure=False)):
+            call["passed"].add(target.name)
             continue
         idx = _second_call_sample(rng, call["grads"][target.name],
                                   run.analytic[target.name])
@@ -558,6 +633,8 @@ def _verify_second_call(run, call, targets, screen=False):
                         policy_for(opts, target), step.findings)
         if result.verdict == "FAIL":
             failed[target.name] = (result, _failing_elements(result))
+        elif result.verdict == "PASS":
+            call["passed"].add(target.name)
     return failed
 
 
