@@ -1,5 +1,6 @@
 """Validation of ``check_layer``'s arguments, all in one place, before any work."""
 
+import inspect
 import numbers
 
 import numpy as np
@@ -102,6 +103,30 @@ def check_engine_options(name, *, samples, probes, precision, nondet_tol, n_jobs
         raise GradCheckInputError(
             f"executor must be a concurrent.futures.Executor (with submit()); got "
             f"{type(executor).__name__}", layer=name)
+
+
+def check_backward_kwargs(name, backward_kwargs, backward):
+    """Raise :class:`GradCheckInputError` unless ``backward_kwargs`` is ``None`` or a dict
+    of keyword arguments ``backward`` takes; return it as a dict (empty for ``None``)."""
+    if backward_kwargs is None:
+        return {}
+    if not isinstance(backward_kwargs, dict) or not all(
+            isinstance(k, str) for k in backward_kwargs):
+        raise GradCheckInputError(
+            "backward_kwargs must be None or a dict of backward's keyword arguments "
+            f"({{'alpha': 0.1}}); got {backward_kwargs!r}", layer=name)
+    try:
+        params = inspect.signature(backward).parameters
+    except (TypeError, ValueError):
+        return dict(backward_kwargs)
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in backward_kwargs if k not in params
+                   or params[k].kind == params[k].POSITIONAL_ONLY]
+        if unknown:
+            raise GradCheckInputError(
+                f"backward_kwargs names {unknown}, which backward{inspect.signature(backward)} "
+                "does not take by keyword", layer=name)
+    return dict(backward_kwargs)
 
 
 def check_array(arr, *, layer, target, what):

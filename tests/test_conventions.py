@@ -2367,3 +2367,80 @@ def test_a_wrong_dA_prev_says_the_course_scaled_dW_and_db_may_be_right():
     assert [r.verdict for r in report.results] == ["FAIL"] * 3, str(report)
     note = [f.message for f in report.findings if f.kind == "batch-mean-gradients"]
     assert note and note[0].startswith("W, b: exactly 1/m") and "fix A's first" in note[0]
+
+
+class _LeakyReLUTakingAlpha:
+    """A leaky ReLU whose backward takes its slope again, with no default."""
+
+    def __init__(self, alpha=0.1):
+        self.alpha = alpha
+
+    def forward(self, x):
+        self.x = x
+        return np.where(x > 0, x, self.alpha * x)
+
+    def backward(self, dout, alpha):
+        return dout * np.where(self.x > 0, 1.0, alpha)
+
+
+def test_a_required_backward_alpha_that_steps_nothing_is_no_guess_but_a_clear_error():
+    """``backward(dout, alpha)``, alpha required, steps no array and the returned gradient
+    depends on it: the check cannot know it, so it raises naming the layer, backward, the
+    parameter and backward_kwargs (it called it with alpha=1 and reported the result)."""
+    from gradcheck import GradCheckInputError
+
+    with pytest.raises(GradCheckInputError) as info:
+        check_layer(_LeakyReLUTakingAlpha(), X)
+    text = str(info.value)
+    assert info.value.layer == "_LeakyReLUTakingAlpha" and info.value.target == "alpha"
+    assert "backward takes 'alpha' (no default)" in text
+    assert "backward_kwargs={'alpha': ...}" in text, text
+
+
+def test_backward_kwargs_gives_a_required_backward_parameter_its_value():
+    """The value given is the one every backward call gets: the right slope PASSes, a
+    wrong one FAILs on the input, and the report says where the value came from."""
+    report = check_layer(_LeakyReLUTakingAlpha(0.1), X, backward_kwargs={"alpha": 0.1})
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    assert any("alpha=0.1 (from backward_kwargs)" in f.message for f in report.findings)
+    wrong = check_layer(_LeakyReLUTakingAlpha(0.1), X, backward_kwargs={"alpha": 0.3})
+    assert {r.name: r.verdict for r in wrong.results} == {"x": "FAIL"}, str(wrong)
+
+
+def test_an_extra_required_backward_parameter_is_a_clear_error_naming_it():
+    """``backward(dout, scale)``: not a learning rate, not an input given again; the raw
+    TypeError of the call was the report (no word on how to pass it)."""
+    from gradcheck import GradCheckInputError
+
+    class Scaled:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(3, 2))
+
+        def forward(self, x):
+            self.x = x
+            return 2.0 * x @ self.W
+
+        def backward(self, dout, scale):
+            self.dW = scale * self.x.T @ dout
+            return scale * dout @ self.W.T
+
+    with pytest.raises(GradCheckInputError) as info:
+        check_layer(Scaled(), X)
+    assert info.value.layer == "Scaled" and info.value.target == "scale"
+    assert "backward_kwargs={'scale': ...}" in str(info.value), str(info.value)
+    report = check_layer(Scaled(), X, backward_kwargs={"scale": 2.0})
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+    with pytest.raises(GradCheckInputError, match=r"backward_kwargs names \['rate'\]"):
+        check_layer(Scaled(), X, backward_kwargs={"rate": 2.0})
+
+
+def test_backward_kwargs_naming_the_learning_rate_sets_the_rate_its_step_is_read_with():
+    """An SGD backward called with the user's rate: the step is still read as the gradient
+    (divided by that rate) and undone, so the parameters PASS."""
+    from conventions_layers import SGDDense
+
+    report = check_layer(SGDDense(), np.random.default_rng(0).normal(size=(3, 1)),
+                         backward_kwargs={"learning_rate": 0.25})
+    assert report.passed, str(report)
+    assert any("learning_rate=0.25 (from backward_kwargs)" in f.message
+               and "steps" in f.message for f in report.findings), report.findings

@@ -500,6 +500,10 @@ class LayerAdapter:
         except GradCheckInputError:
             raise  # a toolkit wrapper's own protocol error (CallLayer)
         except (Exception, SystemExit) as exc:
+            missing = isinstance(exc, TypeError) and missing_arguments(
+                layer_method(self.layer, "backward"), (dout_copy,))
+            if missing:
+                raise unpassed_error(self.name, missing) from exc
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
         if self.regularized:
@@ -557,6 +561,35 @@ def call_without_dout(backward, douts):
     if isinstance(grads, (tuple, list)):
         return type(grads)(None if g is None else np.asarray(g) * scale for g in grads)
     return None if grads is None else np.asarray(grads) * scale
+
+
+def missing_arguments(fn, args, kwargs=None):
+    """The required parameters of ``fn`` that ``fn(*args, **kwargs)`` leaves unfilled
+    (``backward(self, dout, scale)`` called as ``backward(dout)``: ``["scale"]``); empty
+    when the call binds or the signature cannot be read."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    try:
+        bound = sig.bind_partial(*args, **(kwargs or {})).arguments
+    except TypeError:
+        return []  # too many arguments, or an unknown keyword: no parameter left unfilled
+    return [p.name for p in sig.parameters.values() if p.name not in bound
+            and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def unpassed_error(layer, missing, why=""):
+    """The :class:`GradCheckInputError` for a ``backward`` whose required parameters
+    ``missing`` the check cannot fill: it names the layer, the method and the parameters,
+    and how to pass them (``check_layer(..., backward_kwargs=...)``)."""
+    shown = ", ".join(repr(m) for m in missing)
+    example = ", ".join(f"{m!r}: ..." for m in missing)
+    return GradCheckInputError(
+        f"backward takes {shown} (no default){why}, which the check cannot guess; pass "
+        f"it for every backward call with "
+        f"check_layer(layer, x, backward_kwargs={{{example}}})", layer=layer,
+        target=", ".join(missing))
 
 
 def _takes_no_argument(fn):

@@ -26,6 +26,7 @@ user's code does:
 """
 
 import ast
+import functools
 import inspect
 import numbers
 import re
@@ -34,7 +35,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
-                                       keepdims_of)
+                                        keepdims_of, missing_arguments, unpassed_error)
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
@@ -375,6 +376,10 @@ class CallLayer:
         The name the report uses (the layer's class name).
     signature_of : callable or None
         Where the input names come from (default ``layer.forward``).
+    backward_kwargs : dict or None
+        Keyword arguments given to every ``backward`` call (``check_layer``'s
+        ``backward_kwargs``); one that names the learning rate fixes the rate every call
+        passes (a step it takes is still read as the gradient and undone).
 
     Attributes
     ----------
@@ -397,8 +402,9 @@ class CallLayer:
         More positional inputs than ``forward`` takes, an unknown keyword.
     """
 
-    def __init__(self, layer, inputs, name, signature_of=None):
+    def __init__(self, layer, inputs, name, signature_of=None, backward_kwargs=None):
         self.layer = layer
+        self.backward_kwargs = dict(backward_kwargs or {})
         self._gradcheck_name = name
         fn = (signature_of or getattr(layer, "_gradcheck_signature", None)
               or layer_method(layer, "forward"))
@@ -468,9 +474,12 @@ class CallLayer:
         #: (:meth:`douts_taken`, :meth:`split`)
         self.douts_as_one = False
         self.lr = learning_rate_parameter(layer)
+        #: the rate the user gave in backward_kwargs, passed as the rate (None: not given)
+        self.rate_given = (self.backward_kwargs.pop(self.lr[0], None)
+                           if self.lr is not None else None)
         #: the value every call passes it: LEARNING_RATE, or backward's own default when it
         #: steps nothing (an ELU's or leaky ReLU's alpha is no learning rate: find_steps)
-        self.rate = LEARNING_RATE
+        self.rate = LEARNING_RATE if self.rate_given is None else self.rate_given
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: how much backward's dx changed with the rate, the arrays it changes by amounts
         #: that depend on the rate but not in proportion to it (find_steps)
@@ -815,10 +824,10 @@ class CallLayer:
         backward passes to its optimizers' ``update`` are recorded instead of applied
         (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
         :attr:`step_grads`."""
-        backward = layer_method(self.layer, "backward")
+        backward = self._backward()
         douts = self.backward_inputs() + tuple(douts) + self.backward_again()
         if self.lr is None and not self.optimizers:
-            grads = call_without_dout(backward, douts)
+            grads = self._called(lambda: call_without_dout(backward, douts), douts)
             subtract_penalty(self.layer)
             return grads
         args, kwargs = douts, {}
@@ -827,13 +836,31 @@ class CallLayer:
             name, positional = self.lr
             args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
             if lr is not None:
-                return backward(*args, **kwargs)
-        with StepReader(self.layer, self.stepped) as reader, \
+                return self._called(lambda: backward(*args, **kwargs), args, kwargs)
+        with StepReader(self.layer, self.stepped, self.rate) as reader, \
                 UpdateRecorder(self.layer) as recorder:
-            grads = backward(*args, **kwargs)
+            grads = self._called(lambda: backward(*args, **kwargs), args, kwargs)
         self.step_grads = {**reader.grads, **recorder.grads}
         subtract_penalty(self.layer)
         return grads
+
+    def _backward(self):
+        """The layer's ``backward``, with :attr:`backward_kwargs` bound."""
+        backward = layer_method(self.layer, "backward")
+        return functools.partial(backward, **self.backward_kwargs) if self.backward_kwargs \
+            else backward
+
+    def _called(self, run, args, kwargs=None):
+        """``run()``, one call of backward with ``args`` and ``kwargs``: a TypeError for
+        required parameters of backward left unfilled is the clear error of
+        :func:`~gradcheck.protocol.adapter.unpassed_error`."""
+        try:
+            return run()
+        except TypeError as exc:
+            missing = missing_arguments(self._backward(), args, kwargs)
+            if missing:
+                raise unpassed_error(self._gradcheck_name, missing) from exc
+            raise
 
     def backward_inputs(self):
         """The inputs of the last ``forward`` that ``backward`` takes before the upstream
@@ -875,10 +902,17 @@ class CallLayer:
             return
         self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
         self.step_calls = (steps.forwards, 2)
-        if not self.stepped and not self.lr_unscaled:
+        if not self.stepped and not self.lr_unscaled and self.rate_given is None:
             default = _default_of(layer_method(self.layer, "backward"), self.lr[0])
             if default is not None:
                 self.rate = default
+            elif steps.unstepped_change is not None and not _has_default(
+                    layer_method(self.layer, "backward"), self.lr[0]):
+                raise unpassed_error(self._gradcheck_name, [self.lr[0]], (
+                    f": no learning rate, since backward steps no array with it, but its "
+                    f"returned gradient changes with it (by up to "
+                    f"{steps.unstepped_change:.3g} between {self.lr[0]}={LEARNING_RATE:g} "
+                    f"and {2 * LEARNING_RATE:g})"))
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``
@@ -899,7 +933,7 @@ class CallLayer:
             out = self.forward(self.x.copy(), train_flg)
             douts = self.split(default_dout(seed, np.shape(out)))
             with UpdateRecorder(self.layer) as recorder:
-                layer_method(self.layer, "backward")(*self.backward_inputs(), *douts,
+                self._backward()(*self.backward_inputs(), *douts,
                                                      *self.backward_again())
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.updated = ()
@@ -1262,6 +1296,13 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
             f"check is of the first {'ones' if len(shapes) > 1 else 'one'}; {rest} not "
             "checked")))
     return dout_w
+
+
+def _has_default(fn, name):
+    """Whether ``fn``'s parameter ``name`` has a default (any value)."""
+    sig = _signature(fn)
+    param = sig.parameters.get(name) if sig is not None else None
+    return param is not None and param.default is not param.empty
 
 
 def _default_of(fn, name):
