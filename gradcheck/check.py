@@ -413,6 +413,12 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             "does, with the prediction (or the output the layer keeps in self.output, for a "
             "combined softmax and loss) and the labels; its result, the gradient of the mean "
             "loss, was scaled by dout (per sample for one loss per sample)")))
+    if call.dict_input is not None:
+        findings.append(Finding("dict-input", False, (
+            f"forward takes the dict itself (forward({call.dict_input})): its floating arrays "
+            f"({', '.join(call.targets) or 'none'}) were checked as inputs named by their keys, "
+            "the others passed through; backward may return their gradients as a dict by key "
+            "or in key order")))
     if call.inputs_first:
         taken = ", ".join(call.call_names[:call.inputs_first])
         findings.append(Finding("backward-takes-inputs", False, (

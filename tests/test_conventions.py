@@ -2444,3 +2444,65 @@ def test_backward_kwargs_naming_the_learning_rate_sets_the_rate_its_step_is_read
     assert report.passed, str(report)
     assert any("learning_rate=0.25 (from backward_kwargs)" in f.message
                and "steps" in f.message for f in report.findings), report.findings
+
+
+class _MaskedDense:
+    """``forward(self, inputs)`` reading ``inputs["x"]`` and ``inputs["mask"]``; ``wrong``:
+    backward forgets the mask in dx."""
+
+    def __init__(self, wrong=False):
+        self.W = np.random.default_rng(0).normal(size=(3, 2))
+        self.wrong = wrong
+
+    def forward(self, inputs):
+        self.x, self.mask = inputs["x"], inputs["mask"]
+        return (self.x * self.mask) @ self.W
+
+    def backward(self, dout):
+        self.dW = (self.x * self.mask).T @ dout
+        dx = dout @ self.W.T
+        return {"x": dx if self.wrong else dx * self.mask}
+
+
+def test_a_dict_taken_whole_by_forward_has_its_floating_arrays_checked_by_key():
+    """``check_layer(layer, {"x": x, "mask": m})`` for ``forward(self, inputs)``: refused
+    before (the dict was read as keyword inputs forward does not take). The floating array
+    is the target ``x``, the boolean mask passes through, the caller's arrays are left as
+    given, and backward forgetting the mask FAILs on x only."""
+    rng = np.random.default_rng(1)
+    x, mask = rng.normal(size=(4, 3)), rng.random((4, 3)) > 0.3
+    inputs = {"x": x, "mask": mask}
+    kept = x.copy()
+    report = check_layer(_MaskedDense(), inputs)
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+    assert dict(report.not_checked)["mask"].startswith("not differentiated: boolean")
+    assert any(f.kind == "dict-input" for f in report.findings)
+    assert inputs["x"] is x and np.array_equal(x, kept)
+    wrong = check_layer(_MaskedDense(wrong=True), inputs)
+    assert {r.name: r.verdict for r in wrong.results} == {"x": "FAIL", "W": "PASS"}, str(wrong)
+
+
+def test_a_dict_input_with_two_floating_arrays_checks_both_and_names_a_missing_gradient():
+    from gradcheck import LayerProtocolError
+
+    class Gated:
+        def __init__(self, keep_b=True):
+            self.W, self.keep_b = np.random.default_rng(0).normal(size=(3, 2)), keep_b
+
+        def forward(self, inputs):
+            self.a, self.b = inputs["a"], inputs["b"]
+            return (self.a * self.b) @ self.W
+
+        def backward(self, dout):
+            self.dW = (self.a * self.b).T @ dout
+            g = dout @ self.W.T
+            return {"a": g * self.b, "b": g * self.a} if self.keep_b else {"a": g * self.b}
+
+    rng = np.random.default_rng(2)
+    inputs = {"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(4, 3))}
+    report = check_layer(Gated(), inputs)
+    assert report.passed and [r.name for r in report.results] == ["a", "b", "W"], str(report)
+    with pytest.raises(LayerProtocolError, match=r"without the gradient of the floating "
+                                                 r"input\(s\) \['b'\]") as info:
+        check_layer(Gated(keep_b=False), inputs)
+    assert info.value.layer == "Gated" and info.value.target == "b"

@@ -345,6 +345,20 @@ def _one_list_input(fn, values):
     return len(values) > len(params)
 
 
+def _one_dict_input(fn, inputs):
+    """Whether a dict is the one input of ``forward`` (``forward(self, inputs)`` reading
+    ``inputs["x"]``) rather than its keyword inputs: ``forward`` takes one input, none of
+    the dict's keys names a parameter of it, it takes no ``**kwargs``, and the dict holds
+    an array under string keys."""
+    sig, params = _signature(fn), _array_parameters(fn)
+    if sig is None or params is None or len(params) != 1 or not inputs:
+        return False
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return False
+    return (all(isinstance(k, str) and k not in sig.parameters for k in inputs)
+            and any(isinstance(v, np.ndarray) for v in inputs.values()))
+
+
 def _why_not(v):
     """Why input ``v`` is passed through untouched."""
     if isinstance(v, np.ndarray):
@@ -408,6 +422,8 @@ class CallLayer:
         self._gradcheck_name = name
         fn = (signature_of or getattr(layer, "_gradcheck_signature", None)
               or layer_method(layer, "forward"))
+        if isinstance(inputs, dict) and _one_dict_input(fn, inputs):
+            inputs = (inputs,)  # forward(inputs) takes the dict itself: its keys are inputs
         if isinstance(inputs, dict):
             self.keyword = True
             self.names = list(inputs)
@@ -437,8 +453,13 @@ class CallLayer:
                     "inputs of forward, a dict = keyword inputs); for one array input pass "
                     "np.asarray(x)", layer=name)
         #: forward's parameter names, and the members of an input that is a list of
-        #: floating arrays (``X[0]``, ``X[1]``: each a target of its own)
+        #: floating arrays (``X[0]``, ``X[1]``: each a target of its own) or the one dict
+        #: forward takes (named by their keys: the floating ones targets, the others passed
+        #: through); ``dict_input``: that input's name
         self.call_names, self.members = list(self.names), {}
+        self.dict_input = (self.names[0] if not self.keyword and len(values) == 1
+                           and isinstance(values[0], dict) and _one_dict_input(fn, values[0])
+                           else None)
         self.names, values = self._expand_lists(self.names, values)
         #: inputs backward takes before the upstream gradients (Torch7), or after (NNFS)
         self.inputs_first = inputs_first(layer)
@@ -609,7 +630,11 @@ class CallLayer:
         by its members ``name[i]`` (recorded in :attr:`members`)."""
         flat_names, flat_values = [], []
         for n, v in zip(names, values):
-            if isinstance(v, list) and v and all(isinstance(a, np.ndarray) for a in v) \
+            if n == self.dict_input:
+                self.members[n] = list(v)
+                flat_names += self.members[n]
+                flat_values += list(v.values())
+            elif isinstance(v, list) and v and all(isinstance(a, np.ndarray) for a in v) \
                     and any(floating_array(a) for a in v):
                 bad = [i for i, a in enumerate(v) if not floating_array(a)]
                 if bad:  # a list of index arrays alone is passed through, as any list
@@ -631,7 +656,8 @@ class CallLayer:
         values.update(self.inputs)
         if self.targets:
             values[self.targets[0]] = x
-        return [[values[m] for m in self.members[n]] if n in self.members else values[n]
+        return [{m: values[m] for m in self.members[n]} if n == self.dict_input
+                else [values[m] for m in self.members[n]] if n in self.members else values[n]
                 for n in self.call_names]
 
     def forward(self, x, train_flg=True):
@@ -773,6 +799,8 @@ class CallLayer:
                     "backward() returned None and the layer has no dinputs attribute; it must "
                     "return the gradient of each floating input (" + ", ".join(self.targets)
                     + ")", layer=self._gradcheck_name, target=self.display("x"))
+        if isinstance(grads, dict) and self.dict_input is not None:
+            grads = self._keyed_grads(grads)
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
         grads = self._by_target(self._keep_returned(list(grads)))
@@ -780,6 +808,20 @@ class CallLayer:
             self.input_grads[n] = grads[n] if self.mean_scale is None else (
                 self.mean_scale * np.asarray(grads[n]))
         return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _keyed_grads(self, grads):
+        """The gradients of a backward that returns a dict for the dict forward takes
+        (``{"x": dx}``), in target order; a target missing from it is an error naming it
+        (a key that is no target, ``"mask": None``, is left out)."""
+        missing = [n for n in self.targets if n not in grads]
+        if missing:
+            raise LayerProtocolError(
+                f"backward() returned a dict with keys {list(grads)}, without the gradient of "
+                f"the floating input(s) {missing} of forward's dict {self.dict_input!r}: "
+                "return one per floating key (pass a mask as a boolean array, "
+                "mask.astype(bool), and it is passed through undifferentiated)",
+                layer=self._gradcheck_name, target=missing[0])
+        return [grads[n] for n in self.targets]
 
     def _loss_backward(self, dout):
         """A loss whose ``backward(dvalues, y_true)`` takes the prediction and the labels
