@@ -2506,3 +2506,97 @@ def test_a_dict_input_with_two_floating_arrays_checks_both_and_names_a_missing_g
                                                  r"input\(s\) \['b'\]") as info:
         check_layer(Gated(keep_b=False), inputs)
     assert info.value.layer == "Gated" and info.value.target == "b"
+
+
+class _WeightNormDense:
+    """Weight normalisation: ``W`` recomputed in place from ``g`` and ``v`` by every
+    forward (``self.W[...] = g * v / ||v||``, per output unit); ``keep_dW``: backward also
+    keeps ``dW`` (found as W's gradient by name); ``wrong``: ``"g"`` or ``"v"``, that
+    gradient scaled by 1.5; ``W`` starts at zeros (``lazy``) or at its value."""
+
+    def __init__(self, keep_dW=False, wrong=None, lazy=False):
+        rng = np.random.default_rng(0)
+        self.v, self.g = rng.normal(size=(3, 2)), rng.normal(size=2) + 2.0
+        self.W = np.zeros((3, 2))
+        self.keep_dW, self.wrong = keep_dW, wrong
+        if not lazy:
+            self._normalise()
+
+    def _normalise(self):
+        self.norm = np.linalg.norm(self.v, axis=0)
+        self.W[...] = self.g * self.v / self.norm
+
+    def forward(self, x):
+        self._normalise()
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        dW = self.x.T @ dout
+        if self.keep_dW:
+            self.dW = dW
+        along = np.sum(dW * self.v, axis=0)
+        self.dg = along / self.norm * (1.5 if self.wrong == "g" else 1.0)
+        self.dv = (self.g / self.norm * dW - self.g * along / self.norm ** 3 * self.v) * (
+            1.5 if self.wrong == "v" else 1.0)
+        return dout @ self.W.T
+
+
+class _WeightNormCalled(_WeightNormDense):
+    """The same, normalised by ``__call__`` before it calls ``forward`` (PyTorch's hook)."""
+
+    def __call__(self, x):
+        self._normalise()
+        return self.forward(x)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+
+@pytest.mark.parametrize("cls", [_WeightNormDense, _WeightNormCalled])
+@pytest.mark.parametrize("keep_dW, lazy", [(False, False), (True, False), (True, True),
+                                           (False, True)])
+def test_a_weight_norm_layer_passes_on_g_and_v_with_W_reported_derived(cls, keep_dW, lazy):
+    """W, rewritten in place by every forward pass, is no parameter: with a dW beside it
+    it FAILed (numerical 0) and, starting at zeros, made every target INCONCLUSIVE
+    ("forward modifies W in place"); with __call__ normalising before a W of zeros the
+    check took forward alone and raised (backward read norm, which forward does not
+    write)."""
+    report = check_layer(cls(keep_dW=keep_dW, lazy=lazy), X)
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts == {"x": "PASS", "v": "PASS", "g": "PASS"}, str(report)
+    # found as a parameter only beside its dW; without one it is an array without gradient
+    reason = dict(report.not_checked)["W"]
+    assert reason.startswith("derived: the forward pass recomputes" if keep_dW
+                             else "no gradient (looked for dW"), reason
+    if cls is _WeightNormCalled:
+        assert any(f.kind == "call-forward" for f in report.findings)
+
+
+@pytest.mark.parametrize("cls", [_WeightNormDense, _WeightNormCalled])
+@pytest.mark.parametrize("wrong", ["g", "v"])
+def test_a_weight_norm_layer_with_a_wrong_gradient_fails_on_that_parameter_only(cls, wrong):
+    report = check_layer(cls(keep_dW=True, lazy=True, wrong=wrong), X)
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts == {"x": "PASS", "v": "PASS", "g": "PASS", wrong: "FAIL"}, str(report)
+
+
+def test_a_parameter_forward_writes_from_its_own_value_is_not_taken_for_derived():
+    """Only a value that does not depend on what the array held is derived: a forward that
+    rescales its weight in place (``self.W *= 1``, a no-op here) keeps W a parameter."""
+    class Rescaled:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(3, 2))
+
+        def forward(self, x):
+            self.W *= 1.0
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T
+
+    report = check_layer(Rescaled(), X)
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)

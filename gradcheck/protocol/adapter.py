@@ -183,8 +183,10 @@ def settle_call(layer, x, train_flg):
 
     ``__call__`` is the forward pass only when, from one state of the layer (a
     :class:`~gradcheck.protocol.state.StateSnapshot`, put back after each call), it returns
-    bitwise what ``forward`` returns and leaves an attribute ``forward`` alone does not (the
-    input backward reads). A ``__call__`` that returns something else (``2 * forward(x)``,
+    bitwise what ``forward`` returns (from that state, or from the one ``__call__`` leaves:
+    a ``__call__`` that first recomputes what forward reads, weight normalisation's
+    ``self.W[...] = g * v / norm(v)``) and leaves an attribute ``forward`` alone does not
+    (the input backward reads). A ``__call__`` that returns something else (``2 * forward(x)``,
     probabilities of forward's logits, ``argmax``, an eval-mode forward) or adds nothing
     is a helper: ``forward`` itself is taken
     (:func:`~gradcheck.protocol.discovery.plain_forward`, again for a layer a check under
@@ -220,14 +222,16 @@ def settle_call(layer, x, train_flg):
     snapshot = StateSnapshot(layer)
     try:
         by_call, call_wrote = _traced(layer_method(layer, "forward"), args, train_flg, snapshot)
+        # forward from the state __call__ left: __call__ prepares what forward reads
+        after_call = _traced(getattr(layer, inner), args, train_flg, snapshot, restore=False)[0]
         by_forward, forward_wrote = _traced(getattr(layer, inner), args, train_flg, snapshot)
     finally:
         snapshot.restore_all()
     if by_call is _RAISED and by_forward is _RAISED:
         return None  # both raise: the check reports the error of __call__
     extra = sorted({name for _, name in call_wrote - forward_wrote})
-    if by_forward is _RAISED or (by_call is not _RAISED and extra
-                                 and _same_output(by_call, by_forward)):
+    if by_forward is _RAISED or (by_call is not _RAISED and extra and (
+            _same_output(by_call, by_forward) or _same_output(by_call, after_call))):
         return (f"forward pass: __call__, which calls {inner}, returns its output unchanged "
                 f"and keeps {', '.join(extra) or 'what it needs'} ({inner} alone does not): "
                 "called as a training loop calls the layer, layer(x)")
@@ -266,11 +270,12 @@ def _can_switch(call, forward, train_flg):
         name, train_flg)
 
 
-def _traced(fn, args, train_flg, snapshot):
+def _traced(fn, args, train_flg, snapshot, restore=True):
     """``(output, written)`` of ``fn(*args[, train_flg])`` from the state ``snapshot`` holds
-    (``written``: :meth:`~gradcheck.protocol.state.StateSnapshot.written`), or
-    ``(_RAISED, set())`` when it raises."""
-    snapshot.restore_all()
+    (``written``: :meth:`~gradcheck.protocol.state.StateSnapshot.written`; ``restore=False``:
+    from the layer's state as it is), or ``(_RAISED, set())`` when it raises."""
+    if restore:
+        snapshot.restore_all()
     mode, name = _accepts_train_flg(fn), flag_name(fn) or "train_flg"
     flag = flag_value(name, train_flg)
     args = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args)
