@@ -20,8 +20,8 @@ from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_call
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
-from gradcheck.validate import (check_array, check_engine_options, check_options,
-                                check_verdict_options, check_writable)
+from gradcheck.validate import (check_array, check_backward_kwargs, check_engine_options,
+                                check_options, check_verdict_options, check_writable)
 from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.report import Finding, GradCheckReport
 
@@ -81,7 +81,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 method="central", strategy="auto", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,
                 executor=None, min_resolution=1e-3, inconclusive="fail", expect_zero=(),
-                sequence=True):
+                sequence=True, backward_kwargs=None):
     """Check a layer's analytic ``backward`` against finite differences.
 
     The scalar checked is ``L = sum(forward(x) * dout)``: ``backward(dout)``
@@ -200,6 +200,12 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         backwards that depend on history, read state left over from an
         earlier call or leave NaN state are findings of their own. ``False``
         skips it.
+    backward_kwargs : dict or None
+        Keyword arguments given to every ``backward`` call, for a ``backward`` that takes
+        a required value the check cannot know (``backward(dout, scale)``: the check
+        raises, naming it, without one). A learning rate is found and handled without
+        it (its step read as the gradient and undone); naming it here fixes its value
+        instead.
 
     Returns
     -------
@@ -241,6 +247,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                          sequence=sequence)
     expect_zero = check_verdict_options(name, min_resolution=min_resolution,
                                         inconclusive=inconclusive, expect_zero=expect_zero)
+    backward_kwargs = check_backward_kwargs(name, backward_kwargs,
+                                            layer_method(layer, "backward"))
     adapter = LayerAdapter(layer, train_flg)
     findings = []
     regularized = describe_regularization(layer)
@@ -248,12 +256,13 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("regularization", False, regularized))
     call = None
     index = is_index_input(layer, x, train_flg)
-    if (is_several(x) or index or learning_rate_parameter(layer)
+    if (is_several(x) or index or learning_rate_parameter(layer) or backward_kwargs
             or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
             or returns_several(layer_method(layer, "backward"))
             or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
-            layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index)
+            layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index,
+            backward_kwargs)
     x_arr, converted = check_array(x, layer=name, target="x", what="x")
     if converted:
         findings.append(Finding("integer-input", False,
@@ -397,10 +406,12 @@ def _zero_state(layer, results, not_checked, call, kept=()):
         "other data, or with the state set to non-zero values"), shown[0])]
 
 
-def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index=False):
+def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index=False,
+          backward_kwargs=None):
     """A :class:`~gradcheck.protocol.calling.CallLayer` around ``layer`` for several inputs
     (or integer indices, a backward that takes a learning rate, optimizer objects whose
-    ``update`` backward calls), its adapter, and the options in the wrapper's names."""
+    ``update`` backward calls, ``backward_kwargs``), its adapter, and the options in the
+    wrapper's names."""
     from gradcheck.protocol.calling import CallLayer, FunctionPair
 
     several = is_several(x)
@@ -408,7 +419,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         if index:
             findings.append(Finding("integer-input", False, index_note(layer, x)))
         x = (x,)
-    call = CallLayer(layer, x, name)
+    call = CallLayer(layer, x, name, backward_kwargs=backward_kwargs)
     if call.labels:
         findings.append(Finding("loss-backward", False, (
             f"backward takes {', '.join(call.labels)} again (backward(dvalues, "
@@ -416,6 +427,12 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             "does, with the prediction (or the output the layer keeps in self.output, for a "
             "combined softmax and loss) and the labels; its result, the gradient of the mean "
             "loss, was scaled by dout (per sample for one loss per sample)")))
+    if call.dict_input is not None:
+        findings.append(Finding("dict-input", False, (
+            f"forward takes the dict itself (forward({call.dict_input})): its floating arrays "
+            f"({', '.join(call.targets) or 'none'}) were checked as inputs named by their keys, "
+            "the others passed through; backward may return their gradients as a dict by key "
+            "or in key order")))
     if call.inputs_first:
         taken = ", ".join(call.call_names[:call.inputs_first])
         findings.append(Finding("backward-takes-inputs", False, (
@@ -462,9 +479,10 @@ def _step_note(call):
     """What was done with a backward that takes a learning rate."""
     from gradcheck.protocol.update import LEARNING_RATE
 
-    rate = f"{call.lr[0]}={LEARNING_RATE:g}"
+    rate = f"{call.lr[0]}={call.rate:g}" + (" (from backward_kwargs)"
+                                            if call.rate_given is not None else "")
     if not call.stepped:
-        if call.rate != LEARNING_RATE:
+        if call.rate != LEARNING_RATE and call.rate_given is None:
             rate = (f"{call.lr[0]}={call.rate:g} (its default: a parameter no array is "
                     "stepped by is no learning rate, an ELU's or leaky ReLU's alpha)")
         return Finding("learning-rate", False, f"backward takes {call.lr[0]}: called with "

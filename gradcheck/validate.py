@@ -104,6 +104,32 @@ def check_engine_options(name, *, samples, probes, precision, nondet_tol, n_jobs
             f"{type(executor).__name__}", layer=name)
 
 
+def check_backward_kwargs(name, backward_kwargs, backward):
+    """Raise :class:`GradCheckInputError` unless ``backward_kwargs`` is ``None`` or a dict
+    of keyword arguments ``backward`` takes; return it as a dict (empty for ``None``)."""
+    if backward_kwargs is None:
+        return {}
+    if not isinstance(backward_kwargs, dict) or not all(
+            isinstance(k, str) for k in backward_kwargs):
+        raise GradCheckInputError(
+            "backward_kwargs must be None or a dict of backward's keyword arguments "
+            f"({{'alpha': 0.1}}); got {backward_kwargs!r}", layer=name)
+    from gradcheck.protocol.signatures import signature
+
+    sig = signature(backward)
+    if sig is None:
+        return dict(backward_kwargs)
+    params = sig.parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in backward_kwargs if k not in params
+                   or params[k].kind == params[k].POSITIONAL_ONLY]
+        if unknown:
+            raise GradCheckInputError(
+                f"backward_kwargs names {unknown}, which backward{sig} "
+                "does not take by keyword", layer=name)
+    return dict(backward_kwargs)
+
+
 def check_array(arr, *, layer, target, what):
     """Return ``arr`` as a floating ndarray, or raise for bad dtype/size/values.
 

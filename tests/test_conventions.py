@@ -2436,3 +2436,236 @@ def test_a_tuple_holding_the_switch_says_the_switch_is_no_input():
                                                    r"\(set by train_flg="):
         check_function(hip_bn_forward, hip_bn_backward, *_xs((6, 5), (5,), (5,)),
                        (np.zeros(5), np.ones(5)), 0.9, True)
+
+
+class _LeakyReLUTakingAlpha:
+    """A leaky ReLU whose backward takes its slope again, with no default."""
+
+    def __init__(self, alpha=0.1):
+        self.alpha = alpha
+
+    def forward(self, x):
+        self.x = x
+        return np.where(x > 0, x, self.alpha * x)
+
+    def backward(self, dout, alpha):
+        return dout * np.where(self.x > 0, 1.0, alpha)
+
+
+def test_a_required_backward_alpha_that_steps_nothing_is_no_guess_but_a_clear_error():
+    """``backward(dout, alpha)``, alpha required, steps no array and the returned gradient
+    depends on it: the check cannot know it, so it raises naming the layer, backward, the
+    parameter and backward_kwargs (it called it with alpha=1 and reported the result)."""
+    from gradcheck import GradCheckInputError
+
+    with pytest.raises(GradCheckInputError) as info:
+        check_layer(_LeakyReLUTakingAlpha(), X)
+    text = str(info.value)
+    assert info.value.layer == "_LeakyReLUTakingAlpha" and info.value.target == "alpha"
+    assert "backward takes 'alpha' (no default)" in text
+    assert "backward_kwargs={'alpha': ...}" in text, text
+
+
+def test_backward_kwargs_gives_a_required_backward_parameter_its_value():
+    """The value given is the one every backward call gets: the right slope PASSes, a
+    wrong one FAILs on the input, and the report says where the value came from."""
+    report = check_layer(_LeakyReLUTakingAlpha(0.1), X, backward_kwargs={"alpha": 0.1})
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    assert any("alpha=0.1 (from backward_kwargs)" in f.message for f in report.findings)
+    wrong = check_layer(_LeakyReLUTakingAlpha(0.1), X, backward_kwargs={"alpha": 0.3})
+    assert {r.name: r.verdict for r in wrong.results} == {"x": "FAIL"}, str(wrong)
+
+
+def test_an_extra_required_backward_parameter_is_a_clear_error_naming_it():
+    """``backward(dout, scale)``: not a learning rate, not an input given again; the raw
+    TypeError of the call was the report (no word on how to pass it)."""
+    from gradcheck import GradCheckInputError
+
+    class Scaled:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(3, 2))
+
+        def forward(self, x):
+            self.x = x
+            return 2.0 * x @ self.W
+
+        def backward(self, dout, scale):
+            self.dW = scale * self.x.T @ dout
+            return scale * dout @ self.W.T
+
+    with pytest.raises(GradCheckInputError) as info:
+        check_layer(Scaled(), X)
+    assert info.value.layer == "Scaled" and info.value.target == "scale"
+    assert "backward_kwargs={'scale': ...}" in str(info.value), str(info.value)
+    report = check_layer(Scaled(), X, backward_kwargs={"scale": 2.0})
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+    with pytest.raises(GradCheckInputError, match=r"backward_kwargs names \['rate'\]"):
+        check_layer(Scaled(), X, backward_kwargs={"rate": 2.0})
+
+
+def test_backward_kwargs_naming_the_learning_rate_sets_the_rate_its_step_is_read_with():
+    """An SGD backward called with the user's rate: the step is still read as the gradient
+    (divided by that rate) and undone, so the parameters PASS."""
+    from conventions_layers import SGDDense
+
+    report = check_layer(SGDDense(), np.random.default_rng(0).normal(size=(3, 1)),
+                         backward_kwargs={"learning_rate": 0.25})
+    assert report.passed, str(report)
+    assert any("learning_rate=0.25 (from backward_kwargs)" in f.message
+               and "steps" in f.message for f in report.findings), report.findings
+
+
+class _MaskedDense:
+    """``forward(self, inputs)`` reading ``inputs["x"]`` and ``inputs["mask"]``; ``wrong``:
+    backward forgets the mask in dx."""
+
+    def __init__(self, wrong=False):
+        self.W = np.random.default_rng(0).normal(size=(3, 2))
+        self.wrong = wrong
+
+    def forward(self, inputs):
+        self.x, self.mask = inputs["x"], inputs["mask"]
+        return (self.x * self.mask) @ self.W
+
+    def backward(self, dout):
+        self.dW = (self.x * self.mask).T @ dout
+        dx = dout @ self.W.T
+        return {"x": dx if self.wrong else dx * self.mask}
+
+
+def test_a_dict_taken_whole_by_forward_has_its_floating_arrays_checked_by_key():
+    """``check_layer(layer, {"x": x, "mask": m})`` for ``forward(self, inputs)``: refused
+    before (the dict was read as keyword inputs forward does not take). The floating array
+    is the target ``x``, the boolean mask passes through, the caller's arrays are left as
+    given, and backward forgetting the mask FAILs on x only."""
+    rng = np.random.default_rng(1)
+    x, mask = rng.normal(size=(4, 3)), rng.random((4, 3)) > 0.3
+    inputs = {"x": x, "mask": mask}
+    kept = x.copy()
+    report = check_layer(_MaskedDense(), inputs)
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+    assert dict(report.not_checked)["mask"].startswith("not differentiated: boolean")
+    assert any(f.kind == "dict-input" for f in report.findings)
+    assert inputs["x"] is x and np.array_equal(x, kept)
+    wrong = check_layer(_MaskedDense(wrong=True), inputs)
+    assert {r.name: r.verdict for r in wrong.results} == {"x": "FAIL", "W": "PASS"}, str(wrong)
+
+
+def test_a_dict_input_with_two_floating_arrays_checks_both_and_names_a_missing_gradient():
+    from gradcheck import LayerProtocolError
+
+    class Gated:
+        def __init__(self, keep_b=True):
+            self.W, self.keep_b = np.random.default_rng(0).normal(size=(3, 2)), keep_b
+
+        def forward(self, inputs):
+            self.a, self.b = inputs["a"], inputs["b"]
+            return (self.a * self.b) @ self.W
+
+        def backward(self, dout):
+            self.dW = (self.a * self.b).T @ dout
+            g = dout @ self.W.T
+            return {"a": g * self.b, "b": g * self.a} if self.keep_b else {"a": g * self.b}
+
+    rng = np.random.default_rng(2)
+    inputs = {"a": rng.normal(size=(4, 3)), "b": rng.normal(size=(4, 3))}
+    report = check_layer(Gated(), inputs)
+    assert report.passed and [r.name for r in report.results] == ["a", "b", "W"], str(report)
+    with pytest.raises(LayerProtocolError, match=r"without the gradient of the floating "
+                                                 r"input\(s\) \['b'\]") as info:
+        check_layer(Gated(keep_b=False), inputs)
+    assert info.value.layer == "Gated" and info.value.target == "b"
+
+
+class _WeightNormDense:
+    """Weight normalisation: ``W`` recomputed in place from ``g`` and ``v`` by every
+    forward (``self.W[...] = g * v / ||v||``, per output unit); ``keep_dW``: backward also
+    keeps ``dW`` (found as W's gradient by name); ``wrong``: ``"g"`` or ``"v"``, that
+    gradient scaled by 1.5; ``W`` starts at zeros (``lazy``) or at its value."""
+
+    def __init__(self, keep_dW=False, wrong=None, lazy=False):
+        rng = np.random.default_rng(0)
+        self.v, self.g = rng.normal(size=(3, 2)), rng.normal(size=2) + 2.0
+        self.W = np.zeros((3, 2))
+        self.keep_dW, self.wrong = keep_dW, wrong
+        if not lazy:
+            self._normalise()
+
+    def _normalise(self):
+        self.norm = np.linalg.norm(self.v, axis=0)
+        self.W[...] = self.g * self.v / self.norm
+
+    def forward(self, x):
+        self._normalise()
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        dW = self.x.T @ dout
+        if self.keep_dW:
+            self.dW = dW
+        along = np.sum(dW * self.v, axis=0)
+        self.dg = along / self.norm * (1.5 if self.wrong == "g" else 1.0)
+        self.dv = (self.g / self.norm * dW - self.g * along / self.norm ** 3 * self.v) * (
+            1.5 if self.wrong == "v" else 1.0)
+        return dout @ self.W.T
+
+
+class _WeightNormCalled(_WeightNormDense):
+    """The same, normalised by ``__call__`` before it calls ``forward`` (PyTorch's hook)."""
+
+    def __call__(self, x):
+        self._normalise()
+        return self.forward(x)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+
+@pytest.mark.parametrize("cls", [_WeightNormDense, _WeightNormCalled])
+@pytest.mark.parametrize("keep_dW, lazy", [(False, False), (True, False), (True, True),
+                                           (False, True)])
+def test_a_weight_norm_layer_passes_on_g_and_v_with_W_reported_derived(cls, keep_dW, lazy):
+    """W, rewritten in place by every forward pass, is no parameter: with a dW beside it
+    it FAILed (numerical 0) and, starting at zeros, made every target INCONCLUSIVE
+    ("forward modifies W in place"); with __call__ normalising before a W of zeros the
+    check took forward alone and raised (backward read norm, which forward does not
+    write)."""
+    report = check_layer(cls(keep_dW=keep_dW, lazy=lazy), X)
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts == {"x": "PASS", "v": "PASS", "g": "PASS"}, str(report)
+    # found as a parameter only beside its dW; without one it is an array without gradient
+    reason = dict(report.not_checked)["W"]
+    assert reason.startswith("derived: the forward pass recomputes" if keep_dW
+                             else "no gradient (looked for dW"), reason
+    if cls is _WeightNormCalled:
+        assert any(f.kind == "call-forward" for f in report.findings)
+
+
+@pytest.mark.parametrize("cls", [_WeightNormDense, _WeightNormCalled])
+@pytest.mark.parametrize("wrong", ["g", "v"])
+def test_a_weight_norm_layer_with_a_wrong_gradient_fails_on_that_parameter_only(cls, wrong):
+    report = check_layer(cls(keep_dW=True, lazy=True, wrong=wrong), X)
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts == {"x": "PASS", "v": "PASS", "g": "PASS", wrong: "FAIL"}, str(report)
+
+
+def test_a_parameter_forward_writes_from_its_own_value_is_not_taken_for_derived():
+    """Only a value that does not depend on what the array held is derived: a forward that
+    rescales its weight in place (``self.W *= 1``, a no-op here) keeps W a parameter."""
+    class Rescaled:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(3, 2))
+
+        def forward(self, x):
+            self.W *= 1.0
+            self.x = x
+            return x @ self.W
+
+        def backward(self, dout):
+            self.dW = self.x.T @ dout
+            return dout @ self.W.T
+
+    report = check_layer(Rescaled(), X)
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)

@@ -163,8 +163,10 @@ def settle_call(layer, x, train_flg):
 
     ``__call__`` is the forward pass only when, from one state of the layer (a
     :class:`~gradcheck.protocol.state.StateSnapshot`, put back after each call), it returns
-    bitwise what ``forward`` returns and leaves an attribute ``forward`` alone does not (the
-    input backward reads). A ``__call__`` that returns something else (``2 * forward(x)``,
+    bitwise what ``forward`` returns (from that state, or from the one ``__call__`` leaves:
+    a ``__call__`` that first recomputes what forward reads, weight normalisation's
+    ``self.W[...] = g * v / norm(v)``) and leaves an attribute ``forward`` alone does not
+    (the input backward reads). A ``__call__`` that returns something else (``2 * forward(x)``,
     probabilities of forward's logits, ``argmax``, an eval-mode forward) or adds nothing
     is a helper: ``forward`` itself is taken
     (:func:`~gradcheck.protocol.discovery.plain_forward`, again for a layer a check under
@@ -183,7 +185,7 @@ def settle_call(layer, x, train_flg):
     -------
     Settled
         ``note``: the text of the note saying ``__call__`` is the forward pass, or
-        ``None``; ``forward_calls``: the calls made to decide (0 or 2).
+        ``None``; ``forward_calls``: the calls made to decide (0 or 3).
     """
     if plain_held([layer]):  # settled by a check under way: this one holds it too
         plain_forward(layer)
@@ -201,20 +203,22 @@ def settle_call(layer, x, train_flg):
     snapshot = StateSnapshot(layer)
     try:
         by_call, call_wrote = _traced(layer_method(layer, "forward"), args, train_flg, snapshot)
+        # forward from the state __call__ left: __call__ prepares what forward reads
+        after_call = _traced(getattr(layer, inner), args, train_flg, snapshot, restore=False)[0]
         by_forward, forward_wrote = _traced(getattr(layer, inner), args, train_flg, snapshot)
     finally:
         snapshot.restore_all()
     if by_call is _RAISED and by_forward is _RAISED:
-        return Settled(None, 2)  # both raise: the check reports the error of __call__
+        return Settled(None, 3)  # both raise: the check reports the error of __call__
     extra = sorted({name for _, name in call_wrote - forward_wrote})
-    if by_forward is _RAISED or (by_call is not _RAISED and extra
-                                 and _same_output(by_call, by_forward)):
+    if by_forward is _RAISED or (by_call is not _RAISED and extra and (
+            _same_output(by_call, by_forward) or _same_output(by_call, after_call))):
         return Settled(f"forward pass: __call__, which calls {inner}, returns its output "
                        f"unchanged and keeps {', '.join(extra) or 'what it needs'} ({inner} "
                        "alone does not): called as a training loop calls the layer, layer(x)",
-                       2)
+                       3)
     plain_forward(layer)
-    return Settled(None, 2)
+    return Settled(None, 3)
 
 
 class Settled(NamedTuple):
@@ -256,11 +260,12 @@ def _can_switch(call, forward, train_flg):
         name, train_flg)
 
 
-def _traced(fn, args, train_flg, snapshot):
+def _traced(fn, args, train_flg, snapshot, restore=True):
     """``(output, written)`` of ``fn(*args[, train_flg])`` from the state ``snapshot`` holds
-    (``written``: :meth:`~gradcheck.protocol.state.StateSnapshot.written`), or
-    ``(_RAISED, set())`` when it raises."""
-    snapshot.restore_all()
+    (``written``: :meth:`~gradcheck.protocol.state.StateSnapshot.written`; ``restore=False``:
+    from the layer's state as it is), or ``(_RAISED, set())`` when it raises."""
+    if restore:
+        snapshot.restore_all()
     mode, name = _accepts_train_flg(fn), flag_name(fn) or "train_flg"
     flag = flag_value(name, train_flg)
     args = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args)
@@ -490,6 +495,10 @@ class LayerAdapter:
         except GradCheckInputError:
             raise  # a toolkit wrapper's own protocol error (CallLayer)
         except (Exception, SystemExit) as exc:
+            missing = isinstance(exc, TypeError) and missing_arguments(
+                layer_method(self.layer, "backward"), (dout_copy,))
+            if missing:
+                raise unpassed_error(self.name, missing) from exc
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
         if self.regularized:
@@ -547,6 +556,34 @@ def call_without_dout(backward, douts):
     if isinstance(grads, (tuple, list)):
         return type(grads)(None if g is None else np.asarray(g) * scale for g in grads)
     return None if grads is None else np.asarray(grads) * scale
+
+
+def missing_arguments(fn, args, kwargs=None):
+    """The required parameters of ``fn`` that ``fn(*args, **kwargs)`` leaves unfilled
+    (``backward(self, dout, scale)`` called as ``backward(dout)``: ``["scale"]``); empty
+    when the call binds or the signature cannot be read."""
+    sig = signature(fn)
+    if sig is None:
+        return []
+    try:
+        bound = sig.bind_partial(*args, **(kwargs or {})).arguments
+    except TypeError:
+        return []  # too many arguments, or an unknown keyword: no parameter left unfilled
+    return [p.name for p in sig.parameters.values() if p.name not in bound
+            and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+
+def unpassed_error(layer, missing, why=""):
+    """The :class:`GradCheckInputError` for a ``backward`` whose required parameters
+    ``missing`` the check cannot fill: it names the layer, the method and the parameters,
+    and how to pass them (``check_layer(..., backward_kwargs=...)``)."""
+    shown = ", ".join(repr(m) for m in missing)
+    example = ", ".join(f"{m!r}: ..." for m in missing)
+    return GradCheckInputError(
+        f"backward takes {shown} (no default){why}, which the check cannot guess; pass "
+        f"it for every backward call with "
+        f"check_layer(layer, x, backward_kwargs={{{example}}})", layer=layer,
+        target=", ".join(missing))
 
 
 def _takes_no_argument(fn):

@@ -26,6 +26,7 @@ user's code does:
 """
 
 import ast
+import functools
 import inspect
 import numbers
 import re
@@ -34,7 +35,7 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
-                                       keepdims_of)
+                                        keepdims_of, missing_arguments, unpassed_error)
 from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.signatures import signature
@@ -350,6 +351,20 @@ def _one_list_input(fn, values):
     return len(values) > len(params)
 
 
+def _one_dict_input(fn, inputs):
+    """Whether a dict is the one input of ``forward`` (``forward(self, inputs)`` reading
+    ``inputs["x"]``) rather than its keyword inputs: ``forward`` takes one input, none of
+    the dict's keys names a parameter of it, it takes no ``**kwargs``, and the dict holds
+    an array under string keys."""
+    sig, params = signature(fn), _array_parameters(fn)
+    if sig is None or params is None or len(params) != 1 or not inputs:
+        return False
+    if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        return False
+    return (all(isinstance(k, str) and k not in sig.parameters for k in inputs)
+            and any(isinstance(v, np.ndarray) for v in inputs.values()))
+
+
 def _why_not(v):
     """Why input ``v`` is passed through untouched."""
     if isinstance(v, np.ndarray):
@@ -381,6 +396,10 @@ class CallLayer:
         The name the report uses (the layer's class name).
     signature_of : callable or None
         Where the input names come from (default ``layer.forward``).
+    backward_kwargs : dict or None
+        Keyword arguments given to every ``backward`` call (``check_layer``'s
+        ``backward_kwargs``); one that names the learning rate fixes the rate every call
+        passes (a step it takes is still read as the gradient and undone).
 
     Attributes
     ----------
@@ -403,11 +422,14 @@ class CallLayer:
         More positional inputs than ``forward`` takes, an unknown keyword.
     """
 
-    def __init__(self, layer, inputs, name, signature_of=None):
+    def __init__(self, layer, inputs, name, signature_of=None, backward_kwargs=None):
         self.layer = layer
+        self.backward_kwargs = dict(backward_kwargs or {})
         self._gradcheck_name = name
         fn = (signature_of or getattr(layer, "_gradcheck_signature", None)
               or layer_method(layer, "forward"))
+        if isinstance(inputs, dict) and _one_dict_input(fn, inputs):
+            inputs = (inputs,)  # forward(inputs) takes the dict itself: its keys are inputs
         if isinstance(inputs, dict):
             self.keyword = True
             self.names = list(inputs)
@@ -438,8 +460,13 @@ class CallLayer:
                     "tuple/list = positional inputs of forward, a dict = keyword inputs); for "
                     "one array input pass np.asarray(x)", layer=name)
         #: forward's parameter names, and the members of an input that is a list of
-        #: floating arrays (``X[0]``, ``X[1]``: each a target of its own)
+        #: floating arrays (``X[0]``, ``X[1]``: each a target of its own) or the one dict
+        #: forward takes (named by their keys: the floating ones targets, the others passed
+        #: through); ``dict_input``: that input's name
         self.call_names, self.members = list(self.names), {}
+        self.dict_input = (self.names[0] if not self.keyword and len(values) == 1
+                           and isinstance(values[0], dict) and _one_dict_input(fn, values[0])
+                           else None)
         self.names, values = self._expand_lists(self.names, values)
         #: inputs backward takes before the upstream gradients (Torch7), or after (NNFS)
         self.inputs_first = inputs_first(layer)
@@ -475,9 +502,12 @@ class CallLayer:
         #: (:meth:`douts_taken`, :meth:`split`)
         self.douts_as_one = False
         self.lr = learning_rate_parameter(layer)
+        #: the rate the user gave in backward_kwargs, passed as the rate (None: not given)
+        self.rate_given = (self.backward_kwargs.pop(self.lr[0], None)
+                           if self.lr is not None else None)
         #: the value every call passes it: LEARNING_RATE, or backward's own default when it
         #: steps nothing (an ELU's or leaky ReLU's alpha is no learning rate: find_steps)
-        self.rate = LEARNING_RATE
+        self.rate = LEARNING_RATE if self.rate_given is None else self.rate_given
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: how much backward's dx changed with the rate, the arrays it changes by amounts
         #: that depend on the rate but not in proportion to it (find_steps)
@@ -612,7 +642,11 @@ class CallLayer:
         by its members ``name[i]`` (recorded in :attr:`members`)."""
         flat_names, flat_values = [], []
         for n, v in zip(names, values):
-            if isinstance(v, list) and v and all(isinstance(a, np.ndarray) for a in v) \
+            if n == self.dict_input:
+                self.members[n] = list(v)
+                flat_names += self.members[n]
+                flat_values += list(v.values())
+            elif isinstance(v, list) and v and all(isinstance(a, np.ndarray) for a in v) \
                     and any(floating_array(a) for a in v):
                 bad = [i for i, a in enumerate(v) if not floating_array(a)]
                 if bad:  # a list of index arrays alone is passed through, as any list
@@ -634,7 +668,8 @@ class CallLayer:
         values.update(self.inputs)
         if self.targets:
             values[self.targets[0]] = x
-        return [[values[m] for m in self.members[n]] if n in self.members else values[n]
+        return [{m: values[m] for m in self.members[n]} if n == self.dict_input
+                else [values[m] for m in self.members[n]] if n in self.members else values[n]
                 for n in self.call_names]
 
     def forward(self, x, train_flg=True):
@@ -776,6 +811,8 @@ class CallLayer:
                     "backward() returned None and the layer has no dinputs attribute; it must "
                     "return the gradient of each floating input (" + ", ".join(self.targets)
                     + ")", layer=self._gradcheck_name, target=self.display("x"))
+        if isinstance(grads, dict) and self.dict_input is not None:
+            grads = self._keyed_grads(grads)
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
         grads = self._by_target(self._keep_returned(list(grads)))
@@ -783,6 +820,20 @@ class CallLayer:
             self.input_grads[n] = grads[n] if self.mean_scale is None else (
                 self.mean_scale * np.asarray(grads[n]))
         return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _keyed_grads(self, grads):
+        """The gradients of a backward that returns a dict for the dict forward takes
+        (``{"x": dx}``), in target order; a target missing from it is an error naming it
+        (a key that is no target, ``"mask": None``, is left out)."""
+        missing = [n for n in self.targets if n not in grads]
+        if missing:
+            raise LayerProtocolError(
+                f"backward() returned a dict with keys {list(grads)}, without the gradient of "
+                f"the floating input(s) {missing} of forward's dict {self.dict_input!r}: "
+                "return one per floating key (pass a mask as a boolean array, "
+                "mask.astype(bool), and it is passed through undifferentiated)",
+                layer=self._gradcheck_name, target=missing[0])
+        return [grads[n] for n in self.targets]
 
     def _loss_backward(self, dout):
         """A loss whose ``backward(dvalues, y_true)`` takes the prediction and the labels
@@ -827,10 +878,10 @@ class CallLayer:
         backward passes to its optimizers' ``update`` are recorded instead of applied
         (:class:`~gradcheck.protocol.update.UpdateRecorder`). Both are kept in
         :attr:`step_grads`."""
-        backward = layer_method(self.layer, "backward")
+        backward = self._backward()
         douts = self.backward_inputs() + tuple(douts) + self.backward_again()
         if self.lr is None and not self.optimizers:
-            grads = call_without_dout(backward, douts)
+            grads = self._called(lambda: call_without_dout(backward, douts), douts)
             subtract_penalty(self.layer)
             return grads
         args, kwargs = douts, {}
@@ -839,13 +890,31 @@ class CallLayer:
             name, positional = self.lr
             args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
             if lr is not None:
-                return backward(*args, **kwargs)
-        with StepReader(self.layer, self.stepped) as reader, \
+                return self._called(lambda: backward(*args, **kwargs), args, kwargs)
+        with StepReader(self.layer, self.stepped, self.rate) as reader, \
                 UpdateRecorder(self.layer) as recorder:
-            grads = backward(*args, **kwargs)
+            grads = self._called(lambda: backward(*args, **kwargs), args, kwargs)
         self.step_grads = {**reader.grads, **recorder.grads}
         subtract_penalty(self.layer)
         return grads
+
+    def _backward(self):
+        """The layer's ``backward``, with :attr:`backward_kwargs` bound."""
+        backward = layer_method(self.layer, "backward")
+        return functools.partial(backward, **self.backward_kwargs) if self.backward_kwargs \
+            else backward
+
+    def _called(self, run, args, kwargs=None):
+        """``run()``, one call of backward with ``args`` and ``kwargs``: a TypeError for
+        required parameters of backward left unfilled is the clear error of
+        :func:`~gradcheck.protocol.adapter.unpassed_error`."""
+        try:
+            return run()
+        except TypeError as exc:
+            missing = missing_arguments(self._backward(), args, kwargs)
+            if missing:
+                raise unpassed_error(self._gradcheck_name, missing) from exc
+            raise
 
     def backward_inputs(self):
         """The inputs of the last ``forward`` that ``backward`` takes before the upstream
@@ -887,10 +956,17 @@ class CallLayer:
             return
         self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
         self.step_calls = (steps.forwards, 2)
-        if not self.stepped and not self.lr_unscaled:
+        if not self.stepped and not self.lr_unscaled and self.rate_given is None:
             default = _default_of(layer_method(self.layer, "backward"), self.lr[0])
             if default is not None:
                 self.rate = default
+            elif steps.unstepped_change is not None and not _has_default(
+                    layer_method(self.layer, "backward"), self.lr[0]):
+                raise unpassed_error(self._gradcheck_name, [self.lr[0]], (
+                    f": no learning rate, since backward steps no array with it, but its "
+                    f"returned gradient changes with it (by up to "
+                    f"{steps.unstepped_change:.3g} between {self.lr[0]}={LEARNING_RATE:g} "
+                    f"and {2 * LEARNING_RATE:g})"))
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``
@@ -911,7 +987,7 @@ class CallLayer:
             out = self.forward(self.x.copy(), train_flg)
             douts = self.split(default_dout(seed, np.shape(out)))
             with UpdateRecorder(self.layer) as recorder:
-                layer_method(self.layer, "backward")(*self.backward_inputs(), *douts,
+                self._backward()(*self.backward_inputs(), *douts,
                                                      *self.backward_again())
         except Exception:  # noqa: BLE001 -- reported by the check's own calls
             self.updated = ()
@@ -1369,6 +1445,13 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
             f"check is of the first {'ones' if len(shapes) > 1 else 'one'}; {rest} not "
             "checked")))
     return dout_w
+
+
+def _has_default(fn, name):
+    """Whether ``fn``'s parameter ``name`` has a default (any value)."""
+    sig = signature(fn)
+    param = sig.parameters.get(name) if sig is not None else None
+    return param is not None and param.default is not param.empty
 
 
 def _default_of(fn, name):

@@ -1320,6 +1320,63 @@ def _written_in_train_mode(adapter, x, snapshot):
         snapshot.restore_all()
 
 
+#: Why an array forward recomputes in place is not checked (:func:`derived_in_place`).
+DERIVED = ("derived: the forward pass recomputes it in place from other arrays on every call "
+           "(self.W[...] = g * v / norm(v)), so it is no free parameter and its gradient is "
+           "not checked; the arrays it is computed from are")
+
+
+def derived_in_place(adapter, x, snapshot, after_forward, paths):
+    """The parameters of ``paths`` that ``forward`` overwrites in place with a value that
+    does not depend on what they held (weight normalisation's ``self.W[...] = g * v /
+    norm(v)`` beside a ``dW``: its numerical gradient is 0 and it FAILed).
+
+    From the state ``snapshot`` holds, all are moved at once and forward called: those it
+    writes over (the same array, no longer as moved) are candidates; each is then moved
+    alone, and derived when forward puts it back at the value it had after the forward
+    ``after_forward`` follows. One forward call, and one per candidate (none for a layer
+    whose forward writes no parameter); what the layer raises is raised.
+
+    Returns
+    -------
+    list of str
+    """
+    saved = {s.path: s.saved for s in after_forward.slots if s.kind == "array" and s.path}
+    paths = [p for p in paths if p in saved and saved[p].dtype.kind == "f" and saved[p].size
+             and not isinstance(resolve(adapter.layer, p), np.matrix)]  # `*=` is a matmul
+    candidates = _written_over(adapter, x, snapshot, paths)
+    return [p for p in candidates if _written_over(adapter, x, snapshot, [p], saved[p])]
+
+
+def _written_over(adapter, x, snapshot, paths, expected=None):
+    """The arrays of ``paths`` that one forward call, from ``snapshot`` with all of them
+    moved by ``1 +- 0.01`` (random signs, as the sequence check moves parameters: no
+    sign changes), writes over in place (to ``expected`` when given). The layer's own
+    error is raised, never eaten."""
+    snapshot.restore_all()
+    rng, arrays = np.random.default_rng(0), {}
+    for p in paths:
+        arr = resolve(adapter.layer, p)
+        if isinstance(arr, np.ndarray) and arr.flags.writeable:
+            arr *= (1.0 + 0.01 * rng.choice(np.array([-1.0, 1.0]), size=arr.shape)).astype(
+                arr.dtype)  # an array sharing memory with another is moved twice: moved
+            arrays[p] = arr
+    moved = {p: (arr, arr.copy()) for p, arr in arrays.items()}
+    adapter.forward(x.copy())
+    return [p for p, (arr, was) in moved.items() if resolve(adapter.layer, p) is arr
+            and not np.array_equal(arr, was)
+            and (expected is None or np.array_equal(arr, expected))]
+
+
+def _drop_derived(found, derived):
+    """Take the :func:`derived_in_place` arrays out of ``found``'s parameters, listed as
+    not checked with :data:`DERIVED`."""
+    for path in derived:
+        found.params.pop(path, None)
+        found.not_checked[:] = [(p, r) for p, r in found.not_checked if p != path]
+        found.not_checked.append((path, DERIVED))
+
+
 def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=False):
     """Discover the parameters of ``adapter.layer`` from one ``forward``/``backward``.
 
@@ -1376,6 +1433,8 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         adapter.backward(dout, x.shape, x.dtype)
         found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
                          written_backward=rebound(after_forward) - written)
+        _drop_derived(found, derived_in_place(adapter, x, snapshot, after_forward,
+                                              list(found.params)))
     except GradCheckInputError as exc:
         if strict or isinstance(exc, LayerCallError):  # the layer's own error: never eaten
             raise

@@ -128,12 +128,17 @@ class Steps(NamedTuple):
         which forward does not read, is none).
     forwards : int
         The forward calls made.
+    unstepped_change : float or None
+        ``max |returned(2 lr) - returned(lr)|`` when backward steps nothing and its
+        returned gradients still depend on the parameter (an ELU's ``alpha``, a scale:
+        no learning rate, and the gradient is right at one value only), else ``None``.
     """
 
     paths: tuple
     dx_change: Optional[float] = None
     unscaled: tuple = ()
     forwards: int = 1
+    unstepped_change: Optional[float] = None
 
 
 def _returned(value):
@@ -200,8 +205,10 @@ def stepped_arrays(layer, call_backward, forward):
     finally:
         start.restore_all()
     # a "rate" that steps nothing is no learning rate (an ELU's alpha): dx may depend on it
-    dx_change = _dx_change(*returned) if paths or unscaled else None
-    return Steps(paths, dx_change, unscaled, 1 + (2 + len(others) if others else 0))
+    change = _dx_change(*returned)
+    return Steps(paths, change if paths or unscaled else None, unscaled,
+                 1 + (2 + len(others) if others else 0),
+                 None if paths or unscaled else change)
 
 
 def _read_by_forward(layer, state, forward, values):
@@ -249,15 +256,18 @@ class StepReader:
     layer : object
     paths : tuple of str
         From :func:`stepped_arrays`.
+    rate : float
+        The learning rate backward is called with (:data:`LEARNING_RATE`, or the one the
+        user gave).
 
     Attributes
     ----------
     grads : dict of str to ndarray
-        ``{path: (before - after) / LEARNING_RATE}`` after :meth:`__exit__` (float64).
+        ``{path: (before - after) / rate}`` after :meth:`__exit__` (float64).
     """
 
-    def __init__(self, layer, paths):
-        self.layer, self.paths = layer, paths
+    def __init__(self, layer, paths, rate=LEARNING_RATE):
+        self.layer, self.paths, self.rate = layer, paths, rate
         self.grads = {}
 
     def __enter__(self):
@@ -270,7 +280,7 @@ class StepReader:
             now = resolve(self.layer, path)
             if exc_type is None and isinstance(now, np.ndarray) and now.shape == saved.shape:
                 self.grads[path] = (saved.astype(np.float64)
-                                    - now.astype(np.float64)) / LEARNING_RATE
+                                    - now.astype(np.float64)) / self.rate
             if now is not obj:  # rebound (self.W = self.W - lr * dW): the same object back
                 assign(self.layer, path, obj)
             np.copyto(obj, saved)
