@@ -1860,6 +1860,96 @@ class ReturnsTwoOfAShapeSwapped(ReturnsTwoOfAShape):
         return dW2, dW1
 
 
+class ReturnsBatchNormStateFirst:
+    """``return dx, dgamma, dbeta`` of a batch norm defining ``running_mean`` and
+    ``running_var`` (of ``gamma``'s shape, updated in place by a training forward) before
+    ``gamma`` and ``beta`` (a CS231n-derived numpy framework's): the returned gradients are
+    gamma's and beta's by their names, the running statistics are state."""
+
+    def __init__(self, D=3, momentum=0.9, eps=1e-5):
+        self.running_mean, self.running_var = np.zeros(D), np.ones(D)
+        self.gamma, self.beta = 1 + 0.3 * _w(D), _w(D)
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            mu, var = x.mean(axis=0), x.var(axis=0)
+            self.running_mean *= self.momentum
+            self.running_mean += (1 - self.momentum) * mu
+            self.running_var *= self.momentum
+            self.running_var += (1 - self.momentum) * var
+        else:
+            mu, var = self.running_mean, self.running_var
+        self.train, self.std = train_flg, np.sqrt(var + self.eps)
+        self.xn = (x - mu) / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dout):
+        dgamma = self.wrong((dout * self.xn).sum(axis=0))
+        dbeta = dout.sum(axis=0)
+        dxn, n = dout * self.gamma, dout.shape[0]
+        if not self.train:
+            return dxn / self.std, dgamma, dbeta
+        dx = (n * dxn - dxn.sum(0) - self.xn * (dxn * self.xn).sum(0)) / (n * self.std)
+        return dx, dgamma, dbeta
+
+    def wrong(self, dgamma):
+        return dgamma
+
+
+class ReturnsBatchNormStateFirstBroken(ReturnsBatchNormStateFirst):
+    def wrong(self, dgamma):
+        return dgamma * (1 + 1e-3)
+
+
+class ReturnsBatchNormStateFirstUnnamed(ReturnsBatchNormStateFirst):
+    """The same returning ``dx, *rest``: no names, so matched by shape and order, among
+    the arrays a training forward does not write."""
+
+    def backward(self, dout):
+        dx, *rest = ReturnsBatchNormStateFirst.backward(self, dout)
+        return dx, *rest
+
+
+class ReturnsMaskedLinear:
+    """A MADE-style masked dense layer, its fixed ``mask`` (of ``W``'s shape) defined
+    before ``W``: ``return dx, dW, db`` is W's and b's gradient by their names."""
+
+    def __init__(self, D=3):
+        self.mask = np.tril(np.ones((D, D)), -1)
+        self.W, self.b = _w(D, D), _w(D)
+
+    def forward(self, x):
+        self.x = x
+        return x @ (self.W * self.mask) + self.b
+
+    def backward(self, dout):
+        dW = self.wrong((self.x.T @ dout) * self.mask)
+        db = dout.sum(axis=0)
+        return dout @ (self.W * self.mask).T, dW, db
+
+    def wrong(self, dW):
+        return dW
+
+
+class ReturnsMaskedLinearBroken(ReturnsMaskedLinear):
+    def wrong(self, dW):
+        return dW * (1 + 1e-3)
+
+
+class ReturnsMaskedLinearKeyed(ReturnsMaskedLinear):
+    """The same returning ``dx, grads['W'], grads['b']``."""
+
+    def backward(self, dout):
+        grads = {"W": self.wrong((self.x.T @ dout) * self.mask), "b": dout.sum(axis=0)}
+        return dout @ (self.W * self.mask).T, grads["W"], grads["b"]
+
+
+class ReturnsMaskedLinearKeyedBroken(ReturnsMaskedLinearKeyed):
+    def wrong(self, dW):
+        return dW * (1 + 1e-3)
+
+
 CALL_CASES["returns-gradients"] = (ReturnsGradients, ReturnsGradientsBroken,
                                    lambda: _xs((4, 3))[0], "W", ["x", "W", "b"])
 CALL_CASES["returns-kept-gradients"] = (ReturnsKeptGradients, ReturnsKeptGradientsBroken,

@@ -1772,6 +1772,57 @@ def test_gradients_backward_returns_are_matched_by_shape_and_order_and_the_repor
         check_layer(Stray(), X)
 
 
+@pytest.mark.parametrize("train_flg", [True, False])
+def test_returned_gradients_go_to_the_parameters_they_are_named_for_not_to_state(train_flg):
+    """``return dx, dgamma, dbeta`` of a batch norm defining its running statistics (of
+    gamma's shape, written in place by a training forward) first: gamma and beta are
+    checked (by name; the statistics a training forward writes are state), a wrong dgamma
+    FAILs on gamma; the note says the names decided."""
+    from conventions_layers import ReturnsBatchNormStateFirst, ReturnsBatchNormStateFirstBroken
+
+    x = np.random.default_rng(2).normal(size=(6, 3))
+    good = check_layer(ReturnsBatchNormStateFirst(), x, train_flg=train_flg)
+    assert good.passed and [r.name for r in good.results] == ["x", "gamma", "beta"], str(good)
+    note = [f.message for f in good.findings if f.kind == "gradients-returned"][0]
+    assert "by the names backward returns them under (dgamma -> gamma, dbeta -> beta)" in note
+    assert ("running_mean, running_var (written by forward: state)" in note) is train_flg
+    bad = check_layer(ReturnsBatchNormStateFirstBroken(), x, train_flg=train_flg)
+    assert [(r.name, r.verdict) for r in bad.results] == [
+        ("x", "PASS"), ("gamma", "FAIL"), ("beta", "PASS")], str(bad)
+
+
+def test_returned_gradients_named_by_nothing_skip_the_state_forward_writes():
+    """``return dx, *rest`` of the batch norm above: matched by shape and order, but among
+    the arrays a training forward does not write (gamma, beta, not the running statistics),
+    and the note says how."""
+    from conventions_layers import ReturnsBatchNormStateFirstUnnamed
+
+    x = np.random.default_rng(2).normal(size=(6, 3))
+    report = check_layer(ReturnsBatchNormStateFirstUnnamed(), x)
+    assert report.passed and [r.name for r in report.results] == ["x", "gamma", "beta"], \
+        str(report)
+    note = [f.message for f in report.findings if f.kind == "gradients-returned"][0]
+    assert "by shape and order" in note and "order the layer defines them (gamma, beta)" in note
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_fixed_mask_before_w_never_takes_the_returned_dw(keyed):
+    """A masked dense layer defining its fixed ``mask`` (W's shape) before ``W``: ``return
+    dx, dW, db`` (or ``grads['W'], grads['b']``) is W's and b's gradient by name; the mask
+    is not checked, a wrong dW FAILs on W."""
+    from conventions_layers import (ReturnsMaskedLinear, ReturnsMaskedLinearBroken,
+                                    ReturnsMaskedLinearKeyed, ReturnsMaskedLinearKeyedBroken)
+
+    good, broken = ((ReturnsMaskedLinearKeyed, ReturnsMaskedLinearKeyedBroken) if keyed
+                    else (ReturnsMaskedLinear, ReturnsMaskedLinearBroken))
+    report = check_layer(good(), X)
+    assert report.passed and [r.name for r in report.results] == ["x", "W", "b"], str(report)
+    assert "mask" in dict(report.not_checked)
+    bad = check_layer(broken(), X)
+    assert [(r.name, r.verdict) for r in bad.results] == [
+        ("x", "PASS"), ("W", "FAIL"), ("b", "PASS")], str(bad)
+
+
 def test_an_input_backward_takes_again_by_name_is_given_and_listed():
     """``linear_activation_backward(dA, cache, activation)``: the string ``activation`` is
     given to backward again, listed as not differentiated; the cache's members are the
