@@ -985,6 +985,59 @@ class EmbeddingBroken(Embedding):
         dW[self.idx] = dout
 
 
+class EmbeddingBareGrads:
+    """``params = [weights]`` and ``self.grads`` one ndarray (DanFosing/numpy_ai's
+    ``Embedding``: backward rebinds ``self.grads = zeros_like(weights)``)."""
+
+    def __init__(self, V=5, D=2):
+        self.weights = _w(V, D)
+        self.params = [self.weights]
+
+    def forward(self, x):
+        self.x = x
+        return self.weights[x]
+
+    def backward(self, d_out):
+        self.grads = np.zeros_like(self.weights)
+        self.scatter(self.grads, d_out)
+        return None
+
+    def scatter(self, dW, dout):
+        np.add.at(dW, self.x, dout)
+
+
+class EmbeddingBareGradsBroken(EmbeddingBareGrads):
+    def scatter(self, dW, dout):
+        dW[self.x] = dout
+
+
+class StackedGrads:
+    """``params = [W1, W2]`` of one shape, ``self.grads`` one array stacking their
+    gradients (shape ``(2,) + W1.shape``): ``out = x W1 + tanh(x) W2``."""
+
+    def __init__(self, D=3):
+        self.params = [_w(D, D), _w(D, D)]
+        self.grads = np.zeros((2, D, D))
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params[0] + np.tanh(x) @ self.params[1]
+
+    def backward(self, dout):
+        W1, W2 = self.params
+        self.grads[0] = self.x.T @ dout
+        self.grads[1] = self.wrong(np.tanh(self.x).T @ dout)
+        return dout @ W1.T + (dout @ W2.T) * (1 - np.tanh(self.x) ** 2)
+
+    def wrong(self, dW2):
+        return dW2
+
+
+class StackedGradsBroken(StackedGrads):
+    def wrong(self, dW2):
+        return dW2 * (1 + 1e-3)
+
+
 # -- backward returning None (NNFS) -----------------------------------------------------------
 class NNFSNoReturn:
     """"Neural Networks from Scratch": forward keeps ``self.output`` and returns nothing;

@@ -1847,6 +1847,42 @@ def test_an_embedding_with_grad_w_says_its_indices_were_not_checked():
     assert "idx" in str(report) and "integer" in str(report)
 
 
+def test_a_params_list_beside_one_bare_grads_array_is_checked():
+    """``params = [weights]`` beside ``self.grads`` one ndarray of its shape (not a list):
+    the weights are checked against it, the classic ``dW[idx] = dout`` FAILs on them; a
+    ``grads`` stacking one gradient per parameter is read row by row."""
+    from conventions_layers import (INDICES, EmbeddingBareGrads, EmbeddingBareGradsBroken,
+                                    StackedGrads, StackedGradsBroken)
+
+    report = check_layer(EmbeddingBareGrads(), INDICES)
+    assert report.passed and [r.name for r in report.results] == ["params[0]"], str(report)
+    bad = check_layer(EmbeddingBareGradsBroken(), INDICES)
+    assert [(r.name, r.verdict) for r in bad.results] == [("params[0]", "FAIL")], str(bad)
+    stacked = check_layer(StackedGrads(), X)
+    assert stacked.passed and [r.name for r in stacked.results] == [
+        "x", "params[0]", "params[1]"], str(stacked)
+    wrong = check_layer(StackedGradsBroken(), X)
+    assert [(r.name, r.verdict) for r in wrong.results] == [
+        ("x", "PASS"), ("params[0]", "PASS"), ("params[1]", "FAIL")], str(wrong)
+
+    class TwoParamsOneGrad(StackedGrads):  # W's gradient alone beside [W, b]: neither
+        def __init__(self):
+            self.params = [np.ones((3, 3)), np.zeros(3)]
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.params[0] + self.params[1]
+
+        def backward(self, dout):
+            self.grads = self.x.T @ dout
+            return dout @ self.params[0].T
+
+    unread = check_layer(TwoParamsOneGrad(), X)
+    assert [r.name for r in unread.results] == ["x"]
+    assert "grads is one float64 array of shape (3, 3), not a list" in dict(
+        unread.not_checked)["params[0]"]
+
+
 def test_the_courses_batch_mean_parameter_gradients_are_checked_times_m_and_said_so():
     """deeplearning.ai's ``dW = 1./m * dZ @ A_prev.T`` beside ``dA_prev = W.T @ dZ``: checked
     as ``m`` times them with a note; summed gradients get no note; a CS231n
