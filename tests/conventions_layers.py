@@ -1018,6 +1018,59 @@ class EmbeddingBroken(Embedding):
         dW[self.idx] = dout
 
 
+class EmbeddingBareGrads:
+    """``params = [weights]`` and ``self.grads`` one ndarray (DanFosing/numpy_ai's
+    ``Embedding``: backward rebinds ``self.grads = zeros_like(weights)``)."""
+
+    def __init__(self, V=5, D=2):
+        self.weights = _w(V, D)
+        self.params = [self.weights]
+
+    def forward(self, x):
+        self.x = x
+        return self.weights[x]
+
+    def backward(self, d_out):
+        self.grads = np.zeros_like(self.weights)
+        self.scatter(self.grads, d_out)
+        return None
+
+    def scatter(self, dW, dout):
+        np.add.at(dW, self.x, dout)
+
+
+class EmbeddingBareGradsBroken(EmbeddingBareGrads):
+    def scatter(self, dW, dout):
+        dW[self.x] = dout
+
+
+class StackedGrads:
+    """``params = [W1, W2]`` of one shape, ``self.grads`` one array stacking their
+    gradients (shape ``(2,) + W1.shape``): ``out = x W1 + tanh(x) W2``."""
+
+    def __init__(self, D=3):
+        self.params = [_w(D, D), _w(D, D)]
+        self.grads = np.zeros((2, D, D))
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.params[0] + np.tanh(x) @ self.params[1]
+
+    def backward(self, dout):
+        W1, W2 = self.params
+        self.grads[0] = self.x.T @ dout
+        self.grads[1] = self.wrong(np.tanh(self.x).T @ dout)
+        return dout @ W1.T + (dout @ W2.T) * (1 - np.tanh(self.x) ** 2)
+
+    def wrong(self, dW2):
+        return dW2
+
+
+class StackedGradsBroken(StackedGrads):
+    def wrong(self, dW2):
+        return dW2 * (1 + 1e-3)
+
+
 # -- backward returning None (NNFS) -----------------------------------------------------------
 class NNFSNoReturn:
     """"Neural Networks from Scratch": forward keeps ``self.output`` and returns nothing;
@@ -1891,6 +1944,96 @@ class ReturnsTwoOfAShape:
 class ReturnsTwoOfAShapeSwapped(ReturnsTwoOfAShape):
     def order(self, dW1, dW2):
         return dW2, dW1
+
+
+class ReturnsBatchNormStateFirst:
+    """``return dx, dgamma, dbeta`` of a batch norm defining ``running_mean`` and
+    ``running_var`` (of ``gamma``'s shape, updated in place by a training forward) before
+    ``gamma`` and ``beta`` (a CS231n-derived numpy framework's): the returned gradients are
+    gamma's and beta's by their names, the running statistics are state."""
+
+    def __init__(self, D=3, momentum=0.9, eps=1e-5):
+        self.running_mean, self.running_var = np.zeros(D), np.ones(D)
+        self.gamma, self.beta = 1 + 0.3 * _w(D), _w(D)
+        self.momentum, self.eps = momentum, eps
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            mu, var = x.mean(axis=0), x.var(axis=0)
+            self.running_mean *= self.momentum
+            self.running_mean += (1 - self.momentum) * mu
+            self.running_var *= self.momentum
+            self.running_var += (1 - self.momentum) * var
+        else:
+            mu, var = self.running_mean, self.running_var
+        self.train, self.std = train_flg, np.sqrt(var + self.eps)
+        self.xn = (x - mu) / self.std
+        return self.gamma * self.xn + self.beta
+
+    def backward(self, dout):
+        dgamma = self.wrong((dout * self.xn).sum(axis=0))
+        dbeta = dout.sum(axis=0)
+        dxn, n = dout * self.gamma, dout.shape[0]
+        if not self.train:
+            return dxn / self.std, dgamma, dbeta
+        dx = (n * dxn - dxn.sum(0) - self.xn * (dxn * self.xn).sum(0)) / (n * self.std)
+        return dx, dgamma, dbeta
+
+    def wrong(self, dgamma):
+        return dgamma
+
+
+class ReturnsBatchNormStateFirstBroken(ReturnsBatchNormStateFirst):
+    def wrong(self, dgamma):
+        return dgamma * (1 + 1e-3)
+
+
+class ReturnsBatchNormStateFirstUnnamed(ReturnsBatchNormStateFirst):
+    """The same returning ``dx, *rest``: no names, so matched by shape and order, among
+    the arrays a training forward does not write."""
+
+    def backward(self, dout):
+        dx, *rest = ReturnsBatchNormStateFirst.backward(self, dout)
+        return dx, *rest
+
+
+class ReturnsMaskedLinear:
+    """A MADE-style masked dense layer, its fixed ``mask`` (of ``W``'s shape) defined
+    before ``W``: ``return dx, dW, db`` is W's and b's gradient by their names."""
+
+    def __init__(self, D=3):
+        self.mask = np.tril(np.ones((D, D)), -1)
+        self.W, self.b = _w(D, D), _w(D)
+
+    def forward(self, x):
+        self.x = x
+        return x @ (self.W * self.mask) + self.b
+
+    def backward(self, dout):
+        dW = self.wrong((self.x.T @ dout) * self.mask)
+        db = dout.sum(axis=0)
+        return dout @ (self.W * self.mask).T, dW, db
+
+    def wrong(self, dW):
+        return dW
+
+
+class ReturnsMaskedLinearBroken(ReturnsMaskedLinear):
+    def wrong(self, dW):
+        return dW * (1 + 1e-3)
+
+
+class ReturnsMaskedLinearKeyed(ReturnsMaskedLinear):
+    """The same returning ``dx, grads['W'], grads['b']``."""
+
+    def backward(self, dout):
+        grads = {"W": self.wrong((self.x.T @ dout) * self.mask), "b": dout.sum(axis=0)}
+        return dout @ (self.W * self.mask).T, grads["W"], grads["b"]
+
+
+class ReturnsMaskedLinearKeyedBroken(ReturnsMaskedLinearKeyed):
+    def wrong(self, dW):
+        return dW * (1 + 1e-3)
 
 
 CALL_CASES["returns-gradients"] = (ReturnsGradients, ReturnsGradientsBroken,

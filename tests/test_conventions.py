@@ -1772,6 +1772,57 @@ def test_gradients_backward_returns_are_matched_by_shape_and_order_and_the_repor
         check_layer(Stray(), X)
 
 
+@pytest.mark.parametrize("train_flg", [True, False])
+def test_returned_gradients_go_to_the_parameters_they_are_named_for_not_to_state(train_flg):
+    """``return dx, dgamma, dbeta`` of a batch norm defining its running statistics (of
+    gamma's shape, written in place by a training forward) first: gamma and beta are
+    checked (by name; the statistics a training forward writes are state), a wrong dgamma
+    FAILs on gamma; the note says the names decided."""
+    from conventions_layers import ReturnsBatchNormStateFirst, ReturnsBatchNormStateFirstBroken
+
+    x = np.random.default_rng(2).normal(size=(6, 3))
+    good = check_layer(ReturnsBatchNormStateFirst(), x, train_flg=train_flg)
+    assert good.passed and [r.name for r in good.results] == ["x", "gamma", "beta"], str(good)
+    note = [f.message for f in good.findings if f.kind == "gradients-returned"][0]
+    assert "by the names backward returns them under (dgamma -> gamma, dbeta -> beta)" in note
+    assert ("running_mean, running_var (written by forward: state)" in note) is train_flg
+    bad = check_layer(ReturnsBatchNormStateFirstBroken(), x, train_flg=train_flg)
+    assert [(r.name, r.verdict) for r in bad.results] == [
+        ("x", "PASS"), ("gamma", "FAIL"), ("beta", "PASS")], str(bad)
+
+
+def test_returned_gradients_named_by_nothing_skip_the_state_forward_writes():
+    """``return dx, *rest`` of the batch norm above: matched by shape and order, but among
+    the arrays a training forward does not write (gamma, beta, not the running statistics),
+    and the note says how."""
+    from conventions_layers import ReturnsBatchNormStateFirstUnnamed
+
+    x = np.random.default_rng(2).normal(size=(6, 3))
+    report = check_layer(ReturnsBatchNormStateFirstUnnamed(), x)
+    assert report.passed and [r.name for r in report.results] == ["x", "gamma", "beta"], \
+        str(report)
+    note = [f.message for f in report.findings if f.kind == "gradients-returned"][0]
+    assert "by shape and order" in note and "order the layer defines them (gamma, beta)" in note
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_a_fixed_mask_before_w_never_takes_the_returned_dw(keyed):
+    """A masked dense layer defining its fixed ``mask`` (W's shape) before ``W``: ``return
+    dx, dW, db`` (or ``grads['W'], grads['b']``) is W's and b's gradient by name; the mask
+    is not checked, a wrong dW FAILs on W."""
+    from conventions_layers import (ReturnsMaskedLinear, ReturnsMaskedLinearBroken,
+                                    ReturnsMaskedLinearKeyed, ReturnsMaskedLinearKeyedBroken)
+
+    good, broken = ((ReturnsMaskedLinearKeyed, ReturnsMaskedLinearKeyedBroken) if keyed
+                    else (ReturnsMaskedLinear, ReturnsMaskedLinearBroken))
+    report = check_layer(good(), X)
+    assert report.passed and [r.name for r in report.results] == ["x", "W", "b"], str(report)
+    assert "mask" in dict(report.not_checked)
+    bad = check_layer(broken(), X)
+    assert [(r.name, r.verdict) for r in bad.results] == [
+        ("x", "PASS"), ("W", "FAIL"), ("b", "PASS")], str(bad)
+
+
 def test_an_input_backward_takes_again_by_name_is_given_and_listed():
     """``linear_activation_backward(dA, cache, activation)``: the string ``activation`` is
     given to backward again, listed as not differentiated; the cache's members are the
@@ -1794,6 +1845,42 @@ def test_an_embedding_with_grad_w_says_its_indices_were_not_checked():
     assert dict(report.not_checked)["idx"].startswith("not differentiated: integer")
     assert "integer-input" in {f.kind for f in report.findings}
     assert "idx" in str(report) and "integer" in str(report)
+
+
+def test_a_params_list_beside_one_bare_grads_array_is_checked():
+    """``params = [weights]`` beside ``self.grads`` one ndarray of its shape (not a list):
+    the weights are checked against it, the classic ``dW[idx] = dout`` FAILs on them; a
+    ``grads`` stacking one gradient per parameter is read row by row."""
+    from conventions_layers import (INDICES, EmbeddingBareGrads, EmbeddingBareGradsBroken,
+                                    StackedGrads, StackedGradsBroken)
+
+    report = check_layer(EmbeddingBareGrads(), INDICES)
+    assert report.passed and [r.name for r in report.results] == ["params[0]"], str(report)
+    bad = check_layer(EmbeddingBareGradsBroken(), INDICES)
+    assert [(r.name, r.verdict) for r in bad.results] == [("params[0]", "FAIL")], str(bad)
+    stacked = check_layer(StackedGrads(), X)
+    assert stacked.passed and [r.name for r in stacked.results] == [
+        "x", "params[0]", "params[1]"], str(stacked)
+    wrong = check_layer(StackedGradsBroken(), X)
+    assert [(r.name, r.verdict) for r in wrong.results] == [
+        ("x", "PASS"), ("params[0]", "PASS"), ("params[1]", "FAIL")], str(wrong)
+
+    class TwoParamsOneGrad(StackedGrads):  # W's gradient alone beside [W, b]: neither
+        def __init__(self):
+            self.params = [np.ones((3, 3)), np.zeros(3)]
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.params[0] + self.params[1]
+
+        def backward(self, dout):
+            self.grads = self.x.T @ dout
+            return dout @ self.params[0].T
+
+    unread = check_layer(TwoParamsOneGrad(), X)
+    assert [r.name for r in unread.results] == ["x"]
+    assert "grads is one float64 array of shape (3, 3), not a list" in dict(
+        unread.not_checked)["params[0]"]
 
 
 def test_the_courses_batch_mean_parameter_gradients_are_checked_times_m_and_said_so():

@@ -36,7 +36,8 @@ import numpy as np
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
                                         keepdims_of, missing_arguments, unpassed_error)
-from gradcheck.protocol.discovery import DATA_NAMES, kept_input_gradient, layer_method, lookup
+from gradcheck.protocol.discovery import (DATA_NAMES, grad_candidates, kept_input_gradient,
+                                          layer_method, lookup)
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.signatures import signature
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
@@ -220,36 +221,143 @@ def returns_several(fn, dicts=False):
     return found
 
 
-def match_returned(shapes, candidates):
-    """Match the parameter gradients a backward returned to the parameters, in order.
+def _own_returns(tree):
+    """The ``return`` statements of the function ``tree`` parses, not of functions nested
+    in it."""
+    stack = list(ast.iter_child_nodes(tree.body[0])) if tree.body else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        if isinstance(node, ast.Return):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _value_name(node):
+    """What a returned value's expression names it: ``("grad", "dW")`` for ``dW`` or
+    ``self.dW``, ``("key", "W")`` for ``grads['W']``; ``None`` for anything else."""
+    if isinstance(node, ast.Name):
+        return ("grad", node.id)
+    if isinstance(node, ast.Attribute):
+        return ("grad", node.attr)
+    if (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)):
+        return ("key", node.slice.value)
+    return None
+
+
+def returned_names(fn, count):
+    """The name of each of ``count`` values ``fn`` returns, read from its ``return dx, dW,
+    db`` statements of ``count`` values (no starred one); ``None`` where the source says
+    nothing (an expression, statements naming it differently, no readable source).
+
+    Returns
+    -------
+    tuple
+        ``count`` items, each ``None`` or a pair of :func:`_value_name`.
+    """
+    tree = _source_tree(fn)
+    found = None
+    for node in _own_returns(tree) if tree is not None else ():
+        elts = getattr(node.value, "elts", None)
+        if not isinstance(node.value, (ast.Tuple, ast.List)) or len(elts) != count or any(
+                isinstance(e, ast.Starred) for e in elts):
+            continue
+        names = tuple(_value_name(e) for e in elts)
+        found = names if found is None else tuple(
+            a if a == b else None for a, b in zip(found, names))
+    return found or (None,) * count
+
+
+def _named_candidate(name, candidates, taken):
+    """The index in ``candidates`` of the one parameter ``name`` (of :func:`_value_name`)
+    is the gradient of by :func:`~gradcheck.protocol.discovery.grad_candidates` (``dW``,
+    ``grad_W``, ``W_grad`` ...; a key also by the parameter's own name: ``grads['W']``),
+    exactly or else ignoring case; ``None`` when none or several are."""
+    if name is None:
+        return None
+    kind, text = name
+    for fold in (str, str.lower):
+        hits = [i for i, (n, _) in enumerate(candidates) if i not in taken and fold(text) in {
+            fold(c) for c in grad_candidates(n) + ([n] if kind == "key" else [])}]
+        if hits:
+            return hits[0] if len(hits) == 1 else None
+    return None
+
+
+def match_returned(shapes, candidates, names=None):
+    """Match the parameter gradients a backward returned to the parameters: by the name
+    it returns each under (:func:`returned_names`), the rest by shape in order.
 
     Parameters
     ----------
     shapes : list of tuple
         The shapes of the gradients returned after the inputs' ones, in order.
     candidates : list of (str, tuple)
-        The layer's floating array attributes ``forward`` does not rebind, with their
-        shapes, in the order they were defined.
+        The layer's floating array attributes ``forward`` neither rebinds nor writes, with
+        their shapes, in the order they were defined.
+    names : sequence, optional
+        For each gradient, the pair of :func:`_value_name` it is returned under, or ``None``.
 
     Returns
     -------
-    (names, ambiguous) : (list of str or None, bool)
-        The parameter of each gradient: the first candidate after the previous match of
-        its shape (or of it with axes of length 1 kept, ``(1, D)`` for ``(D,)``); ``None``
-        when one matches none. ``ambiguous``: some gradient's shape fits more than one of
-        the candidates left, so the order of definition decided.
+    (matched, by_name, ambiguous) : (list of str or None, list of bool, bool)
+        The parameter of each gradient (``None``: one matches none). A gradient whose name
+        is a gradient name of a parameter of its shape (or of it with axes of length 1
+        kept, ``(1, D)`` for ``(D,)``) is that parameter's (``by_name``); any other is the
+        first candidate left after the previous such match of its shape. ``ambiguous``:
+        some gradient matched by order fits more than one of the candidates left, so the
+        order of definition decided.
     """
-    names, start, ambiguous = [], 0, False
-    for shape in shapes:
+    names = list(names or ()) + [None] * (len(shapes) - len(names or ()))
+    matched, taken = [None] * len(shapes), set()
+    for k, (shape, name) in enumerate(zip(shapes, names)):
+        i = _named_candidate(name, candidates, taken)
+        if i is not None and keepdims_of(shape, candidates[i][1]):
+            matched[k] = i
+            taken.add(i)
+    by_name = [m is not None for m in matched]
+    start, ambiguous = 0, False
+    for k, shape in enumerate(shapes):
+        if by_name[k]:
+            continue
         fits = [i for i in range(start, len(candidates))
-                if keepdims_of(shape, candidates[i][1])]
+                if i not in taken and keepdims_of(shape, candidates[i][1])]
         if not fits:
-            return None, ambiguous
+            return None, by_name, ambiguous
         ambiguous = ambiguous or len(fits) > 1 and any(
             candidates[i][1] == candidates[fits[0]][1] for i in fits[1:])
-        names.append(candidates[fits[0]][0])
-        start = fits[0] + 1
-    return names, ambiguous
+        matched[k], start = fits[0], fits[0] + 1
+        taken.add(fits[0])
+    return [candidates[i][0] for i in matched], by_name, ambiguous
+
+
+def _returned_note(count, names, by_name, said, order, state):
+    """The report's note of :meth:`CallLayer.find_returned`: which parameters' gradients
+    were read from backward's return value and how each was matched (by the name it is
+    returned under, or by shape and order, ``order`` the candidates when that was
+    ambiguous), and the arrays forward writes that were left out as state."""
+    named = [f"{said[k][1]} -> {n}" for k, n in enumerate(names) if by_name[k]]
+    ordered = [n for k, n in enumerate(names) if not by_name[k]]
+    how = []
+    if named:
+        how.append(f"by the names backward returns them under ({', '.join(named)})")
+    if ordered:
+        how.append(f"{', '.join(ordered)} by shape and order (backward's return statement "
+                   "names them by no parameter's gradient name)" if named else
+                   "by shape and order (backward's return statement names them by no "
+                   "parameter's gradient name)")
+    note = (f"backward returns {count} gradients: after the input's, those of "
+            f"{', '.join(names)} were read from its return value, matched to the parameters "
+            + "; ".join(how))
+    if order:
+        note += ("; parameters of one shape were matched in the order the layer defines "
+                 f"them ({', '.join(order)}): a backward returning them in another order FAILs")
+    if state:
+        note += (f"; {', '.join(state)} (written by forward: state) were not taken as "
+                 "parameters")
+    return note
 
 
 def _is_output(v):
@@ -1058,10 +1166,10 @@ class CallLayer:
         try:
             out = self.forward(self.x.copy(), adapter.train_flg)
             made[0] = 1
+            moved = {id(s.obj) for s in snapshot.changed() if s.kind == "array"}
             grads = self._call_backward(self.split(default_dout(seed, np.shape(out))))
             made[1] = 1
             kept = attributes(self.layer)
-            candidates = [(n, v.shape) for n, v in held if kept.get(n) is v]
         except Exception:  # noqa: BLE001 -- the check's own calls report it
             return None
         finally:
@@ -1070,7 +1178,12 @@ class CallLayer:
         extra = list(grads)[len(self.targets):] if isinstance(grads, (tuple, list)) else []
         if not extra or not all(isinstance(g, np.ndarray) for g in extra):
             return None
-        names, ambiguous = match_returned([g.shape for g in extra], candidates)
+        # an array forward writes (running statistics) is the layer's state, never a parameter
+        state = [n for n, v in held if kept.get(n) is v and id(v) in moved]
+        candidates = [(n, v.shape) for n, v in held if kept.get(n) is v and id(v) not in moved]
+        said = returned_names(layer_method(self.layer, "backward"), len(grads))
+        names, by_name, ambiguous = match_returned(
+            [g.shape for g in extra], candidates, said[len(self.targets):])
         if names is None:
             raise LayerProtocolError(
                 f"backward() returned {len(grads)} gradients; after the input's, those of "
@@ -1079,12 +1192,8 @@ class CallLayer:
                 + "); name them with params= and keep them as attributes",
                 layer=self._gradcheck_name, target=self.display("x"))
         self.returned = tuple(names)
-        return (f"backward returns {len(grads)} gradients: after the input's, those of "
-                f"{', '.join(names)} were read from its return value, matched to the "
-                "parameters by shape and order" + (
-                    "; parameters of one shape were matched in the order the layer defines "
-                    f"them ({', '.join(n for n, _ in candidates)}): a backward returning them "
-                    "in another order FAILs" if ambiguous else ""))
+        return _returned_note(len(grads), names, by_name, said[len(self.targets):],
+                              [n for n, _ in candidates] if ambiguous else None, state)
 
     def _by_target(self, grads):
         if self.members:  # a list input's gradients, nested as its list or flat

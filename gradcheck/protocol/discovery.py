@@ -699,7 +699,8 @@ class _Walk:
         for pname, gname, acc in CONTAINERS:
             if isinstance(attrs.get(pname), (dict, list, tuple)):
                 gname = next((g for g in (gname, *CONTAINER_GRADS.get(pname, ()))
-                              if isinstance(attrs.get(g), (dict, list, tuple))), gname)
+                              if isinstance(attrs.get(g), (dict, list, tuple, np.ndarray))),
+                             gname)
                 containers.update((pname, gname))
                 self.container(obj, prefix, pname, gname, acc)
         subs = []
@@ -943,17 +944,22 @@ class _Walk:
             if not (isinstance(value, np.ndarray) or _is_float_value(value)):
                 continue
             reason = self._classify(params, key, value, path)
-            grad = _item(grads, key)
+            grad, gpath = _container_grad(params, grads, key, attr_path(prefix, gname))
             if reason is None and not isinstance(grad, np.ndarray) and not _is_float_value(grad):
                 reason = (f"no gradient in {gname}[{key!r}]" if grad is None
                           else f"{gname}[{key!r}] is {type(grad).__name__}")
+                if isinstance(grads, np.ndarray):
+                    reason = (f"no gradient: {gname} is one {grads.dtype} array of shape "
+                              f"{grads.shape}, not a list; it is taken as the gradient only "
+                              "beside a single parameter of its shape, or row by row when it "
+                              f"stacks one per parameter (shape "
+                              f"{(len(params),) + np.shape(value)})")
                 if isinstance(value, np.ndarray) and value.ndim:
                     self.floating(path, value)
             if reason is not None:
                 if reason is not _INPUT:
                     self.skip(path, reason)
                 continue
-            gpath = f"{attr_path(prefix, gname)}[{key!r}]"
             if isinstance(params, (list, tuple)) and id(value) in by_id:
                 self.tie(path, gpath, grad, by_id[id(value)])  # one target, gradients summed
                 continue
@@ -1000,6 +1006,27 @@ def param_object(value):
                 and g.dtype.kind == "f" and g.shape == v.shape:
             return vname, gname
     return None
+
+
+def _container_grad(params, grads, key, gname):
+    """``(gradient, its path)`` of ``params[key]`` in the gradient container ``grads`` at
+    path ``gname``: its item ``key`` (a list, tuple or dict); for a list or tuple of
+    parameters, a floating ndarray ``grads`` too: the gradient itself beside a single
+    parameter of its shape (``params = [W]``, ``grads = dW``), its row ``key`` when it
+    stacks one gradient per parameter (shape ``(len(params),) + W.shape``). The
+    gradient is ``None`` when there is none."""
+    path = f"{gname}[{key!r}]"
+    if not (isinstance(grads, np.ndarray) and isinstance(params, (list, tuple))):
+        return _item(grads, key), path
+    shape = np.shape(params[key])
+    if grads.dtype.kind != "f":
+        return None, path
+    if len(params) == 1 and grads.shape == shape:
+        return grads, gname
+    if grads.shape == (len(params),) + shape and all(
+            np.shape(p) == shape for p in params):
+        return grads[key], path
+    return None, path
 
 
 def _item(container, key):
