@@ -284,6 +284,11 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
     """Truncation error, its detection floor and the rounding of the sample at ``steps``."""
     h = steps[sample]
     v1, v2, sigma = probe(evaluate, arr, sample, steps, method, noise, dout, out0)
+    # a forward reading x_i rounds it once at least (x - mean: its cancellation): L moves
+    # by about u |x_i dL/dx_i| whatever the noise measured at the point says (where the
+    # outputs are exactly 0 there, a constant batch through batch norm, it says ~0)
+    x = np.abs(arr.reshape(-1)[sample]).astype(np.float64)
+    sigma = np.maximum(sigma, _unit_roundoff(arr) * x * np.abs(v1))
     p = method.order
     trunc = np.abs(v1 - v2) / (1.0 - 2.0 ** -p)
     floor = DETECTION * method.gain * sigma * np.sqrt(5.0) / h / (1.0 - 2.0 ** -p)
@@ -293,6 +298,11 @@ def _measure(evaluate, arr, sample, steps, method, noise, dout, out0, probe):
             "truncation": float(np.median(np.where(np.isfinite(trunc), trunc, floor))),
             "seen": bool(np.count_nonzero(seen) * 2 > len(seen)), "scale": scale,
             "rounding": float(np.median(method.gain * sigma / h)) / scale if scale > 0 else 0.0}
+
+
+def _unit_roundoff(arr):
+    kind = np.asarray(arr).dtype
+    return float(np.finfo(kind if kind.kind in "fc" else np.float64).eps) / 2.0
 
 
 def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0, 0.0),
