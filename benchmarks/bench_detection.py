@@ -38,6 +38,7 @@ import numpy as np
 from gradcheck import check_layer
 from gradcheck.gate.suite import (make_affine, make_batchnorm, make_convolution,
                                   make_softmax_loss)
+from gradcheck.testing.inject import wrong_element
 
 #: Relative errors tried: half decades from 1e-14 to 1.
 GRID = 10.0 ** np.arange(-14.0, 0.01, 0.5)
@@ -77,27 +78,6 @@ def _float32_twin(layer):
     twin.__class__ = type(f"Float32{base.__name__}", (base,),
                           {"forward": forward, "backward": backward})
     return twin
-
-
-def _wrong(layer, k, delta, dout0):
-    """A copy of ``layer`` whose ``dx`` is off by ``delta`` in flat element ``k`` at ``dout0``.
-
-    The error is linear in ``dout`` (``delta * <dout, dout0> / <dout0, dout0>``), as
-    a wrong backward's is: a rank-one error in the Jacobian, the same at every
-    ``dout`` a strategy calls ``backward`` with.
-    """
-    base = type(layer)
-    u = np.asarray(dout0, np.float64) / float(np.sum(np.square(dout0)))
-
-    @functools.wraps(base.backward)
-    def backward(self, dout=1.0):
-        dx = np.array(base.backward(self, dout), dtype=np.float64)
-        dx.flat[k] += delta * float(np.sum(np.asarray(dout, np.float64) * u))
-        return dx
-
-    bad = copy.copy(layer)
-    bad.__class__ = type(f"Wrong{base.__name__}", (base,), {"backward": backward})
-    return bad
 
 
 def _case(name, variant):
@@ -149,7 +129,7 @@ def _ours(layer, x, dout, method, strategy, k, scale):
         return "false FAIL", calls
     if base.verdict != "PASS":
         return base.verdict.lower(), calls
-    r = _smallest_caught(lambda r: verdict(_wrong(layer, k, r * scale, dout))[0].verdict == "FAIL")
+    r = _smallest_caught(lambda r: verdict(wrong_element(layer, k, r * scale, dout))[0].verdict == "FAIL")
     caught = f"{r:.0e}" if r is not None else "> 1"
     return f"{caught} (stated {base.relative_resolution:.0e})", calls
 
@@ -158,7 +138,7 @@ def _torch(layer, x, dout, fast, k, scale):
     import torch
 
     def fails(delta):
-        lay = _wrong(layer, k, delta, dout) if delta else layer
+        lay = wrong_element(layer, k, delta, dout) if delta else layer
 
         class Loss(torch.autograd.Function):
             @staticmethod

@@ -256,86 +256,35 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         findings.append(Finding("regularization", False, regularized))
     call = None
     index = is_index_input(layer, x, train_flg)
-    if (is_several(x) or index or learning_rate_parameter(layer) or backward_kwargs
-            or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
-            or returns_several(layer_method(layer, "backward"))
-            or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True))):
+    if _needs_wrapper(layer, x, index, backward_kwargs):
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index,
             backward_kwargs)
-    x_arr, converted = check_array(x, layer=name, target="x", what="x")
-    if converted:
-        findings.append(Finding("integer-input", False,
-                                f"x has integer dtype {np.asarray(x).dtype}; checked as float64",
-                                "x"))
+    x_arr, converted = _input_array(name, x, findings)
     params = _checked_names(layer, name, params, wrt, call)
-    dout_w = None
-    if dout is not None and not (call is not None and isinstance(dout, (tuple, list, dict))):
-        dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
-        dout_w = np.array(dout_arr, copy=True)
+    dout_w = _working_dout(name, dout, call)
     _check_size(name, strategy, x_arr, layer)
     opts = Options(method=method, eps=eps, atol=atol, rtol=rtol, seed=int(seed),
                    samples=int(samples), probes=int(probes), nondet_tol=float(nondet_tol),
                    executor=executor, n_jobs=n_jobs, min_resolution=float(min_resolution),
                    inconclusive=inconclusive, expect_zero=expect_zero)
     xw = np.array(x_arr, copy=True, order="C")
-    switched, text = switch_mode(call.layer if call is not None else layer, adapter, train_flg)
-    if text:
-        findings.append(Finding("mode-switch", False, text))
-    try:  # switched before the snapshot: the check's restores keep the mode asked for
-        original = StateSnapshot(layer)
-    except BaseException:
-        switch_back(switched)
-        raise
+    switched, text, original = _switched_snapshot(layer, call, adapter, train_flg, findings)
     try:
-        from gradcheck.protocol.precision import working_precision
-        counts = (adapter.forward_calls, adapter.backward_calls)
         if call is not None:
             dout_w = call_dout(call, adapter, xw, dout, dout_w, findings)
-        own = call.own_paths() if call is not None else set()
-        params, not_checked, work = _parameters(
-            layer, adapter, original, xw, dout_w, params, opts.seed, findings,
-            exclude={"x"} | own, apart=call.step_params({}) if call is not None else (),
-            wrt=wrt)
-        discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
-        adapter.forward_calls, adapter.backward_calls = counts  # reported apart
-        if call is not None:
-            discovery = (discovery[0] + call.step_calls[0], discovery[1] + call.step_calls[1])
-            params = {**call.input_params(), **call.layer_params(),
-                      **call.step_params(params or {}), **params}
-            if not call.targets and not params:
-                raise GradCheckInputError(
-                    "nothing to differentiate: no input is a floating array ("
-                    + "; ".join(f"{n}: {why}" for n, why in call.skipped)
-                    + ") and no parameter was found; pass floating arrays (np.asarray(x, "
-                    "dtype=float)) or name the parameters with params=", layer=name)
-            if not call.targets and wrt is None:
-                wrt = list(params)
-        xw, dout_w, snapshot = working_precision(layer, adapter, work, xw, dout_w,
-                                                 precision, findings)
-        problem = Problem(adapter, xw, dout_w, params, wrt, snapshot, findings, seed=opts.seed,
-                          nondet_tol=opts.nondet_tol)
-        for t in problem.targets:
-            if t.kind != "input":
-                check_writable(t.array, layer=name, target=t.name, what=f"parameter {t.name!r}")
-        _check_expect_zero(problem, opts)
-        _untouched_accumulators(problem, adapter)
-        start = len(findings)
-        results = _not_a_function(findings, run_strategy(problem, strategy, opts), start)
-        _scalar_output_note(problem)
-        if adapter.flag_refused:
-            findings.append(Finding("flag-refused", False, adapter.flag_refused))
-        if sequence:
-            from gradcheck.protocol.history import check_history
-            check_history(problem, results, opts)
-        snapshot.restore_all()
+        problem, not_checked, discovery = _problem(
+            name, layer, adapter, original, call, xw, dout_w, params, wrt, opts, precision,
+            findings)
+        results = _verdicts(problem, adapter, strategy, opts, sequence, findings)
+        problem.snapshot.restore_all()
         findings.extend(_zero_state(layer, results, not_checked, call,
                                     getattr(problem, "kept_state", ())))
         if call is not None:
             results, findings, not_checked = call.rename(results, findings, not_checked)
         return GradCheckReport(
-            layer=name, input_shape=tuple(call.shape if call else xw.shape),
-            dtype=str(xw.dtype),
+            layer=name, input_shape=tuple(call.shape if call else problem.xw.shape),
+            dtype=str(problem.xw.dtype),
             train_flg=adapter.train_flg, method=method, strategy=strategy, seed=int(seed),
             results=results, findings=tuple(findings), forward_calls=adapter.forward_calls,
             backward_calls=adapter.backward_calls, versions=_versions(),
@@ -344,24 +293,125 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             not_checked=tuple(not_checked), discovery_calls=discovery,
             single_mode=switched is None and text is not None and not adapter.train_flg)
     except GradCheckInputError as exc:
-        explained = unwritten_read(exc, layer, adapter, xw) if call is None else exc
-        if explained is not exc:
-            raise explained from exc.__cause__
-        if converted and isinstance(exc, LayerCallError) and isinstance(exc.__cause__,
-                                                                        IndexError):
-            raise LayerCallError(
-                f"{str(exc).split(': ', 1)[-1]} (x has integer dtype {np.asarray(x).dtype} and "
-                "was cast to float64 for the check: for integer indices, name the layer "
-                "*Embedding* or forward's first parameter idx, ids, indices, tokens or t, "
-                "and x stays integer, only the parameters being checked)",
-                layer=exc.layer, target=exc.target) from exc.__cause__
-        renamed = call.renamed(exc) if call is not None else exc
-        if renamed is exc:
+        replaced = _explained(exc, layer, adapter, xw, call, converted, x)
+        if replaced is None:
             raise
-        raise renamed from (exc.__cause__ or exc)
+        raise replaced[0] from replaced[1]
     finally:
         original.restore_all()
         switch_back(switched)
+
+
+def _input_array(name, x, findings):
+    """``(x as a floating array, converted)``; an integer ``x`` converted says so."""
+    x_arr, converted = check_array(x, layer=name, target="x", what="x")
+    if converted:
+        findings.append(Finding("integer-input", False,
+                                f"x has integer dtype {np.asarray(x).dtype}; checked as float64",
+                                "x"))
+    return x_arr, converted
+
+
+def _switched_snapshot(layer, call, adapter, train_flg, findings):
+    """``(switched, note, snapshot)``: the layer put in the mode asked for
+    (:func:`switch_mode`, its note a ``mode-switch`` finding), then its state saved;
+    switched before the snapshot, so the check's restores keep the mode asked for."""
+    switched, text = switch_mode(call.layer if call is not None else layer, adapter, train_flg)
+    if text:
+        findings.append(Finding("mode-switch", False, text))
+    try:
+        return switched, text, StateSnapshot(layer)
+    except BaseException:
+        switch_back(switched)
+        raise
+
+
+def _needs_wrapper(layer, x, index, backward_kwargs):
+    """Whether ``layer`` is checked through a :class:`~gradcheck.protocol.calling.CallLayer`
+    (several inputs, indices, a backward taking a learning rate, optimizer objects, inputs
+    again, several gradients returned, several outputs): :func:`_wrap`."""
+    return bool(
+        is_several(x) or index or learning_rate_parameter(layer) or backward_kwargs
+        or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
+        or returns_several(layer_method(layer, "backward"))
+        or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True)))
+
+
+def _working_dout(name, dout, call):
+    """The caller's ``dout`` validated and copied (``None``: drawn later; a tuple, list or
+    dict for a wrapped layer's several outputs: :func:`call_dout` reads it)."""
+    if dout is None or (call is not None and isinstance(dout, (tuple, list, dict))):
+        return None
+    dout_arr, _ = check_array(dout, layer=name, target="x", what="dout")
+    return np.array(dout_arr, copy=True)
+
+
+def _problem(name, layer, adapter, original, call, xw, dout_w, params, wrt, opts, precision,
+             findings):
+    """``(Problem, not_checked, discovery calls)``: the parameters discovered (their calls
+    counted apart), the working precision chosen, the targets' arrays writable."""
+    from gradcheck.protocol.precision import working_precision
+
+    counts = (adapter.forward_calls, adapter.backward_calls)
+    own = call.own_paths() if call is not None else set()
+    params, not_checked, work = _parameters(
+        layer, adapter, original, xw, dout_w, params, opts.seed, findings,
+        exclude={"x"} | own, apart=call.step_params({}) if call is not None else (), wrt=wrt)
+    discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
+    adapter.forward_calls, adapter.backward_calls = counts  # reported apart
+    if call is not None:
+        discovery = (discovery[0] + call.step_calls[0], discovery[1] + call.step_calls[1])
+        params = {**call.input_params(), **call.layer_params(),
+                  **call.step_params(params or {}), **params}
+        if not call.targets and not params:
+            raise GradCheckInputError(
+                "nothing to differentiate: no input is a floating array ("
+                + "; ".join(f"{n}: {why}" for n, why in call.skipped)
+                + ") and no parameter was found; pass floating arrays (np.asarray(x, "
+                "dtype=float)) or name the parameters with params=", layer=name)
+        if not call.targets and wrt is None:
+            wrt = list(params)
+    xw, dout_w, snapshot = working_precision(layer, adapter, work, xw, dout_w, precision,
+                                             findings)
+    problem = Problem(adapter, xw, dout_w, params, wrt, snapshot, findings, seed=opts.seed,
+                      nondet_tol=opts.nondet_tol)
+    for t in problem.targets:
+        if t.kind != "input":
+            check_writable(t.array, layer=name, target=t.name, what=f"parameter {t.name!r}")
+    return problem, not_checked, discovery
+
+
+def _verdicts(problem, adapter, strategy, opts, sequence, findings):
+    """The targets' results by ``strategy``, the notes that follow them, then the sequence
+    check's findings (``sequence``)."""
+    _check_expect_zero(problem, opts)
+    _untouched_accumulators(problem, adapter)
+    start = len(findings)
+    results = _not_a_function(findings, run_strategy(problem, strategy, opts), start)
+    _scalar_output_note(problem)
+    if adapter.flag_refused:
+        findings.append(Finding("flag-refused", False, adapter.flag_refused))
+    if sequence:
+        from gradcheck.protocol.history import check_history
+        check_history(problem, results, opts)
+    return results
+
+
+def _explained(exc, layer, adapter, xw, call, converted, x):
+    """``(error, cause)`` to raise instead of ``exc`` (an explanation added, a wrapper's
+    names given back), or ``None`` to raise ``exc`` as it is."""
+    explained = unwritten_read(exc, layer, adapter, xw) if call is None else exc
+    if explained is not exc:
+        return explained, exc.__cause__
+    if converted and isinstance(exc, LayerCallError) and isinstance(exc.__cause__, IndexError):
+        return LayerCallError(
+            f"{str(exc).split(': ', 1)[-1]} (x has integer dtype {np.asarray(x).dtype} and "
+            "was cast to float64 for the check: for integer indices, name the layer "
+            "*Embedding* or forward's first parameter idx, ids, indices, tokens or t, "
+            "and x stays integer, only the parameters being checked)",
+            layer=exc.layer, target=exc.target), exc.__cause__
+    renamed = call.renamed(exc) if call is not None else exc
+    return None if renamed is exc else (renamed, exc.__cause__ or exc)
 
 
 def _zero_state(layer, results, not_checked, call, kept=()):

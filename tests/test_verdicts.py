@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from gradcheck import check_layer
 from gradcheck.gate.suite import get_spec
+from gradcheck.testing.inject import wrong_element
 from hostile_layers import TINY_LAYERS, Pointwise, SortRows
 from layers import BatchNormalization, Relu
 
@@ -584,23 +585,6 @@ def test_the_kink_fraction_counts_elements_under_every_strategy(strategy):
     assert r.verdict == "INCONCLUSIVE" and "6 of 8 elements sit at kinks" in r.inconclusive, r
 
 
-def _rank_one_wrong(layer, k, delta, dout0):
-    """``layer`` with ``dx`` off by ``delta`` in flat element ``k`` at ``dout0``, linearly in
-    ``dout`` (``delta <dout, dout0> / |dout0|**2``): a wrong Jacobian entry's error, the one
-    every probe along another upstream gradient sees scaled."""
-    base = type(layer)
-    u = np.asarray(dout0, np.float64) / float(np.sum(np.square(dout0)))
-
-    def backward(self, dout=1.0):
-        dx = np.array(base.backward(self, dout), dtype=np.float64)
-        dx.flat[k] += delta * float(np.sum(np.asarray(dout, np.float64) * u))
-        return dx
-
-    bad = copy.copy(layer)
-    bad.__class__ = type(f"Wrong{base.__name__}", (base,), {"backward": backward})
-    return bad
-
-
 @pytest.mark.parametrize("name, scale, strategy", [
     ("Affine-2d", 1e8, "projection"), ("BatchNormalization-2d", 1e8, "projection"),
     ("Convolution", 1e8, "projection"), ("BatchNormalization-4d", 1.0, "projection"),
@@ -623,7 +607,7 @@ def test_richardson_catches_three_times_the_resolution_it_states(name, scale, st
     r = check_layer(layer, x, **opts).result("x")
     assert r.verdict == "PASS", r
     k = int(np.argmax(np.abs(dx)))
-    bad = _rank_one_wrong(layer, k, 3.0 * r.relative_resolution * float(np.max(np.abs(dx))),
+    bad = wrong_element(layer, k, 3.0 * r.relative_resolution * float(np.max(np.abs(dx))),
                           dout)
     assert check_layer(bad, x, **opts).result("x").verdict == "FAIL", (name, scale, r)
 
@@ -646,5 +630,5 @@ def test_the_projections_resolution_is_the_one_its_probes_along_dout_keep():
     assert r.verdict == "PASS", r
     delta = 1.5 * r.relative_resolution * float(np.max(np.abs(dx)))
     for k in range(x.size):
-        bad = _rank_one_wrong(layer, k, delta, dout)
+        bad = wrong_element(layer, k, delta, dout)
         assert check_layer(bad, x, **opts).result("x").verdict == "FAIL", (k, r)

@@ -45,6 +45,29 @@ def _testcase(suite, classname, name, seconds, where=None):
     return ET.SubElement(suite, "testcase", attrs)
 
 
+def _target_outcome(case, report, r, findings):
+    """Write one target's ``<failure>``, ``<skipped>`` and ``<system-out>`` (its notes)
+    into ``case``; return ``"failure"``, ``"skipped"`` or ``"passed"``."""
+    failing = [f for f in findings if f.failure]
+    inconclusive = r.verdict == "INCONCLUSIVE"
+    outcome = "passed"
+    if r.verdict == "FAIL" or failing or (inconclusive and not report.passed):
+        outcome = "failure"
+        message = _target_line(report, r) if r.verdict != "PASS" else failing[0].message
+        failure = ET.SubElement(case, "failure", message=message,
+                                type="Inconclusive" if inconclusive and not failing
+                                else "GradientCheckError")
+        failure.text = failure_text(report, width=_TEXT_WIDTH)
+    elif inconclusive:
+        outcome = "skipped"
+        ET.SubElement(case, "skipped", message="inconclusive: " + (
+            r.inconclusive or "the check could not have caught an error of practical size"))
+    notes = [f.message for f in findings if not f.failure]
+    if notes:
+        ET.SubElement(case, "system-out").text = "\n".join(notes)
+    return outcome
+
+
 def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None, errors=()):
     """The JUnit XML document of a gate run, as a string.
 
@@ -93,24 +116,9 @@ def junit_xml(outcomes, *, name="gradcheck", properties=None, timestamp=None, er
         for r in report.results:
             case = _testcase(suite, label, f"{r.name} {shape_mode}", per_case, where)
             tests += 1
-            failing = [f for f in findings.get(r.name, ()) if f.failure]
-            inconclusive = r.verdict == "INCONCLUSIVE"
-            if r.verdict == "FAIL" or failing or (inconclusive and not report.passed):
-                failures += 1
-                message = (_target_line(report, r) if r.verdict != "PASS"
-                           else failing[0].message)
-                failure = ET.SubElement(case, "failure", message=message,
-                                        type="Inconclusive" if inconclusive and not failing
-                                        else "GradientCheckError")
-                failure.text = failure_text(report, width=_TEXT_WIDTH)
-            elif inconclusive:
-                skipped += 1
-                ET.SubElement(case, "skipped", message="inconclusive: " + (
-                    r.inconclusive or "the check could not have caught an error of "
-                    "practical size"))
-            notes = [f.message for f in findings.get(r.name, ()) if not f.failure]
-            if notes:
-                ET.SubElement(case, "system-out").text = "\n".join(notes)
+            outcome = _target_outcome(case, report, r, findings.get(r.name, ()))
+            failures += outcome == "failure"
+            skipped += outcome == "skipped"
         checked = {r.name for r in report.results}
         loose = [f for t, fs in findings.items() if t not in checked for f in fs]
         if any(f.failure for f in loose):

@@ -491,6 +491,42 @@ def _unprefixed(text):
     return re.sub(r"(?<![\w.'\"])layer(\.|(?=\[))", "", text)
 
 
+def _read_inputs(fn, inputs, name):
+    """``(keyword, names, values)`` of the inputs a tuple, list or dict gives ``fn``:
+    positional (a tuple or list; a list forward takes whole, numpy-ml's ``Add``), or by
+    keyword (a dict, in forward's order: the order backward returns gradients in), or the
+    one dict ``forward(inputs)`` takes whole."""
+    if isinstance(inputs, dict) and _one_dict_input(fn, inputs):
+        inputs = (inputs,)  # forward(inputs) takes the dict itself: its keys are inputs
+    if isinstance(inputs, dict):
+        names = list(inputs)
+        values = list(inputs.values())
+        sig = signature(fn)
+        if sig is not None and not any(p.kind == p.VAR_KEYWORD
+                                       for p in sig.parameters.values()):
+            unknown = [k for k in names if k not in sig.parameters]
+            if unknown:
+                raise GradCheckInputError(
+                    f"the dict of inputs names {unknown}, which forward{sig} does not "
+                    "take", layer=name)
+        if sig is not None:  # in forward's order, the order backward returns gradients in
+            order = {p: i for i, p in enumerate(sig.parameters)}
+            names.sort(key=lambda k: order.get(k, len(order)))
+            values = [inputs[k] for k in names]
+    else:
+        values = list(inputs)
+        if isinstance(inputs, list) and _one_list_input(fn, values):
+            values = [values]  # forward(X) takes the list itself (numpy-ml's Add)
+        names, takes = forward_names(fn, len(values))
+        if takes is not None and len(values) > takes:
+            raise GradCheckInputError(
+                f"{len(values)} inputs were given as a {type(inputs).__name__}, but "
+                f"forward{signature(fn)} takes {takes}{_switch_apart(fn, values, takes)} "
+                "(tried: a tuple/list = positional inputs of forward, a dict = keyword "
+                "inputs); for one array input pass np.asarray(x)", layer=name)
+    return isinstance(inputs, dict), names, values
+
+
 class CallLayer:
     """The user's layer, called with several inputs and outputs, as one layer.
 
@@ -536,37 +572,7 @@ class CallLayer:
         self._gradcheck_name = name
         fn = (signature_of or getattr(layer, "_gradcheck_signature", None)
               or layer_method(layer, "forward"))
-        if isinstance(inputs, dict) and _one_dict_input(fn, inputs):
-            inputs = (inputs,)  # forward(inputs) takes the dict itself: its keys are inputs
-        if isinstance(inputs, dict):
-            self.keyword = True
-            self.names = list(inputs)
-            values = list(inputs.values())
-            sig = signature(fn)
-            if sig is not None and not any(p.kind == p.VAR_KEYWORD
-                                           for p in sig.parameters.values()):
-                unknown = [k for k in self.names if k not in sig.parameters]
-                if unknown:
-                    raise GradCheckInputError(
-                        f"the dict of inputs names {unknown}, which forward{sig} does not "
-                        "take", layer=name)
-            if sig is not None:  # in forward's order, the order backward returns gradients in
-                order = {p: i for i, p in enumerate(sig.parameters)}
-                self.names.sort(key=lambda k: order.get(k, len(order)))
-                values = [inputs[k] for k in self.names]
-        else:
-            self.keyword = False
-            values = list(inputs)
-            if isinstance(inputs, list) and _one_list_input(fn, values):
-                values = [values]  # forward(X) takes the list itself (numpy-ml's Add)
-            self.names, takes = forward_names(fn, len(values))
-            if takes is not None and len(values) > takes:
-                raise GradCheckInputError(
-                    f"{len(values)} inputs were given as a {type(inputs).__name__}, but "
-                    f"forward{signature(fn)} takes {takes}{_switch_apart(fn, values, takes)} "
-                    "(tried: a "
-                    "tuple/list = positional inputs of forward, a dict = keyword inputs); for "
-                    "one array input pass np.asarray(x)", layer=name)
+        self.keyword, self.names, values = _read_inputs(fn, inputs, name)
         #: forward's parameter names, and the members of an input that is a list of
         #: floating arrays (``X[0]``, ``X[1]``: each a target of its own) or the one dict
         #: forward takes (named by their keys: the floating ones targets, the others passed
@@ -598,6 +604,11 @@ class CallLayer:
         self.passthrough = {n: v for n, v in zip(self.names, values) if n not in self.targets}
         self.input_grads = {n: None for n in self.targets[1:]}
         self.flag = flag_name(layer_method(layer, "forward"))
+        self._outputs_unknown()
+        self._steps_unknown()
+
+    def _outputs_unknown(self):
+        """What the first forward calls tell about the outputs (none made yet)."""
         self.out_shapes = None
         self.last_out = None  # what the last forward returned (for backward_again)
         #: the keys of a dict output; ``[(index, type)]`` of a tuple output's members that
@@ -609,6 +620,11 @@ class CallLayer:
         #: backward takes the upstream gradients of all outputs as one parameter
         #: (:meth:`douts_taken`, :meth:`split`)
         self.douts_as_one = False
+
+    def _steps_unknown(self):
+        """What backward steps, updates and returns (found by the calls of
+        :meth:`find_steps`, :meth:`find_updates`, :meth:`find_returned`: none made yet)."""
+        layer = self.layer
         self.lr = learning_rate_parameter(layer)
         #: the rate the user gave in backward_kwargs, passed as the rate (None: not given)
         self.rate_given = (self.backward_kwargs.pop(self.lr[0], None)
