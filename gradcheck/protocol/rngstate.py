@@ -107,23 +107,42 @@ def save_rs(rs):
         raw = _mt_bytes(rs)
         if raw is not None:
             return (raw,) + _gauss_at(rs, _NP_GAUSS)
-    return rs.get_state()
+    return _public(rs)
 
 
 def rs_changed(rs, saved):
     """Whether a ``RandomState``'s state differs from ``saved`` (:func:`save_rs`), the
     cached Gaussian included."""
-    if isinstance(saved[0], bytes):
+    if isinstance(saved, tuple) and isinstance(saved[0], bytes):
         raw = _mt_bytes(rs) if _rs_readable(rs) else None
         return raw is None or raw != saved[0] or _gauss_at(rs, _NP_GAUSS) != saved[1:]
-    now = rs.get_state()
-    return not (now[0] == saved[0] and np.array_equal(now[1], saved[1])
-                and tuple(now[2:]) == tuple(saved[2:]))
+    return not _same_state(_public(rs), saved)
+
+
+def _public(rs):
+    """``rs.get_state()``: the legacy tuple over MT19937, a dict over another bit
+    generator (asked for as such: numpy warns when asked for the tuple)."""
+    mt = type(getattr(rs, "_bit_generator", None)).__name__ == "MT19937"
+    return rs.get_state(legacy=mt)
+
+
+def _same_state(a, b):
+    """Public states equal: MT19937's legacy tuple (a key array inside), another bit
+    generator's dict (``RandomState(PCG64())``), nested."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and all(
+            _same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        return isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) \
+            and len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
 
 
 def restore_rs(rs, saved):
     """Set a ``RandomState``'s state to ``saved`` (:func:`save_rs`)."""
-    if isinstance(saved[0], bytes):
+    if isinstance(saved, tuple) and isinstance(saved[0], bytes):
         key, pos = _words(saved[0], index_first=False)
         saved = ("MT19937", key.copy(), pos, saved[1], saved[2])
     rs.set_state(saved)
@@ -179,7 +198,7 @@ def save_py(obj):
 
 def py_changed(obj, saved):
     """Whether a ``random.Random``'s state differs from ``saved`` (:func:`save_py`)."""
-    if isinstance(saved[0], bytes):
+    if isinstance(saved, tuple) and isinstance(saved[0], bytes):
         if not _raw_readable(obj):
             return True
         return _py_raw(obj) != saved[0] or obj.gauss_next != saved[1]
@@ -188,6 +207,6 @@ def py_changed(obj, saved):
 
 def restore_py(obj, saved):
     """Set a ``random.Random``'s state to ``saved`` (:func:`save_py`)."""
-    if isinstance(saved[0], bytes):
+    if isinstance(saved, tuple) and isinstance(saved[0], bytes):
         saved = (random.Random.VERSION, _py_decoded(saved[0]), saved[1])
     obj.setstate(saved)
