@@ -2756,3 +2756,70 @@ def test_a_parameter_forward_writes_from_its_own_value_is_not_taken_for_derived(
 
     report = check_layer(Rescaled(), X)
     assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+
+
+class _TwoSameShape:
+    """Two parameters of one shape, their gradients returned in the other order than
+    they are defined (``return dx, dc, da``), behind an early return of ``None``s."""
+
+    frozen = False
+
+    def __init__(self):
+        rng = np.random.default_rng(3)
+        self.a, self.c = rng.standard_normal(3), rng.standard_normal(3)
+
+    def forward(self, x):
+        self.x = x
+        return x * self.a + np.tanh(x) * self.c
+
+    def backward(self, dout):
+        dx = dout * (self.a + self.c * (1 - np.tanh(self.x) ** 2))
+        if self.frozen:
+            return dx, None, None
+        dc = np.sum(dout * np.tanh(self.x), axis=0)
+        da = self.wrong * np.sum(dout * self.x, axis=0)
+        return dx, dc, da
+
+    wrong = 1.0
+
+
+def test_returned_gradients_are_named_across_return_statements():
+    """An early ``return dx, None, None`` names nothing: the other statement's ``dc``, ``da``
+    still map the gradients (they were matched by shape and order: a and c both FAILed);
+    a wrong ``da`` FAILs on ``a`` only."""
+    report = check_layer(_TwoSameShape(), X)
+    assert report.passed and {r.name for r in report.results} == {"x", "a", "c"}, str(report)
+    wrong = type("Wrong", (_TwoSameShape,), {"wrong": 1.01})
+    verdicts = {r.name: r.verdict for r in check_layer(wrong(), X).results}
+    assert verdicts == {"x": "PASS", "c": "PASS", "a": "FAIL"}, verdicts
+
+
+def test_a_decorated_backward_returning_gradients_is_read_through_its_wrapper():
+    """A plain decorator (no functools.wraps) over ``backward`` returning ``dx, dc, da``:
+    its return statement is read in the method it wraps (the wrapper's is ``return
+    f(*a, **k)``: the tuple was refused)."""
+    def plain(f):
+        def wrapper(*args, **kwargs):
+            return f(*args, **kwargs)
+        return wrapper
+
+    layer = type("Decorated", (_TwoSameShape,), {"backward": plain(_TwoSameShape.backward)})()
+    report = check_layer(layer, X)
+    assert report.passed and {r.name for r in report.results} == {"x", "a", "c"}, str(report)
+
+
+def test_a_tuple_from_a_backward_without_source_says_why():
+    from gradcheck.errors import LayerProtocolError
+
+    namespace = {"np": np}
+    exec("class Affine:\n"
+         "    def __init__(self):\n"
+         "        self.W, self.b = np.ones((3, 2)), np.zeros(2)\n"
+         "    def forward(self, x):\n"
+         "        self.x = x\n"
+         "        return x @ self.W + self.b\n"
+         "    def backward(self, dout):\n"
+         "        return dout @ self.W.T, self.x.T @ dout, dout.sum(axis=0)\n", namespace)
+    with pytest.raises(LayerProtocolError, match="read from backward's source, which could "
+                                                 "not be read here"):
+        check_layer(namespace["Affine"](), X)

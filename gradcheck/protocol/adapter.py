@@ -516,9 +516,7 @@ class LayerAdapter:
                 "to the input, an ndarray of the input's shape (or keep it in self.dinputs)",
                 layer=self.name, target="x")
         if not isinstance(dx, np.ndarray):
-            hint = (" (a backward returning one gradient per input is checked with the inputs "
-                    "as a tuple: check_layer(layer, (x, ...)))"
-                    if isinstance(dx, tuple) else "")
+            hint = _tuple_hint(self.layer, dx, x_shape) if isinstance(dx, tuple) else ""
             raise LayerProtocolError(
                 f"backward() returned {type(dx).__name__}, expected an ndarray of shape "
                 f"{x_shape}{hint}", layer=self.name, target="x")
@@ -556,6 +554,25 @@ def call_without_dout(backward, douts):
     if isinstance(grads, (tuple, list)):
         return type(grads)(None if g is None else np.asarray(g) * scale for g in grads)
     return None if grads is None else np.asarray(grads) * scale
+
+
+def _tuple_hint(layer, dx, x_shape):
+    """Why a tuple ``backward`` returned was not read as ``(dx, dW, db)``: its source,
+    where that is read from, could not be (a class made by ``exec``, in a notebook cell
+    that was not saved, a compiled module); else how several inputs are passed."""
+    from gradcheck.protocol.signatures import unwrapped
+
+    first = dx[0] if dx else None
+    if isinstance(first, np.ndarray) and first.shape == tuple(x_shape):
+        try:
+            inspect.getsource(unwrapped(layer_method(layer, "backward")))
+        except (OSError, TypeError):
+            return (" (it returned dx first and more after it: which parameter each gradient "
+                    "is of is read from backward's source, which could not be read here -- a "
+                    "class made by exec or python -c, a compiled module; define the layer in "
+                    "a file, or keep the parameter gradients as attributes, self.dW)")
+    return (" (a backward returning one gradient per input is checked with the inputs as a "
+            "tuple: check_layer(layer, (x, ...)))")
 
 
 def missing_arguments(fn, args, kwargs=None):

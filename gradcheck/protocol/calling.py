@@ -39,7 +39,7 @@ from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_na
 from gradcheck.protocol.discovery import (DATA_NAMES, grad_candidates, kept_input_gradient,
                                           layer_method, lookup)
 from gradcheck.protocol.regularization import subtract_penalty
-from gradcheck.protocol.signatures import signature
+from gradcheck.protocol.signatures import signature, unwrapped
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
@@ -189,8 +189,8 @@ def _source_tree(fn):
     """The parsed source of ``fn`` (``None`` when it cannot be read)."""
     import textwrap
 
-    try:
-        return ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    try:  # the decorated method's own source, not its wrapper's
+        return ast.parse(textwrap.dedent(inspect.getsource(unwrapped(fn))))
     except (OSError, TypeError, SyntaxError, IndentationError):
         return None
 
@@ -204,7 +204,7 @@ def returns_several(fn, dicts=False):
     """Whether ``fn``'s source has a ``return a, b, ...`` (a tuple or list display of two
     or more values): a backward returning ``(dx, dW, db)``; with ``dicts``, a ``return
     {"h": h, "c": c}`` too. ``False`` when the source cannot be read."""
-    code = getattr(fn, "__code__", None)
+    code = getattr(unwrapped(fn), "__code__", None)
     key = (code, dicts)
     if code is not None and key in _RETURNS_SEVERAL:
         return _RETURNS_SEVERAL[key]
@@ -265,9 +265,20 @@ def returned_names(fn, count):
                 isinstance(e, ast.Starred) for e in elts):
             continue
         names = tuple(_value_name(e) for e in elts)
-        found = names if found is None else tuple(
-            a if a == b else None for a, b in zip(found, names))
-    return found or (None,) * count
+        found = names if found is None else tuple(map(_agree, found, names))
+    return tuple(None if n is _CONFLICT else n for n in found) if found else (None,) * count
+
+
+#: Two return statements naming one value differently: it is named by neither.
+_CONFLICT = object()
+
+
+def _agree(a, b):
+    """The name two return statements give one value: a ``None`` (``return dx, None,
+    None`` on an early branch, an expression) says nothing; different names conflict."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a if a == b else _CONFLICT
 
 
 def _named_candidate(name, candidates, taken):
@@ -414,7 +425,7 @@ def unpacks(fn, name, n):
     made by ``exec`` has no source); ``False`` when there is none. Read once per code
     object (:data:`_UNPACKS`).
     """
-    code = getattr(inspect.unwrap(fn), "__code__", None)
+    code = getattr(unwrapped(fn), "__code__", None)
     if code is None:
         return False
     key = (code, name, n)

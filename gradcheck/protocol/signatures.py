@@ -17,7 +17,7 @@ times), and sees through decorators:
 import inspect
 import types
 
-__all__ = ["signature", "only_var_args", "signature_text"]
+__all__ = ["signature", "only_var_args", "signature_text", "unwrapped"]
 
 #: Cached signatures: {(function, bound): Signature or None}; bounded (long test runs
 #: define many classes).
@@ -94,19 +94,43 @@ def _seen_through(fn, func, bound):
     sig = _read(fn)
     if sig is None or not _opaque(sig) or getattr(func, "__signature__", None) is not None:
         return sig
+    inner = _wrapped_by(func)
+    if inner is None:
+        return sig
+    inner_sig = _read(inner)
+    return sig if inner_sig is None else (_drop_first(inner_sig) if bound else inner_sig)
+
+
+def unwrapped(fn):
+    """The function whose code is ``fn``'s own: through ``__wrapped__`` and through the
+    one function a plain decorator's ``*args, **kwargs`` wrapper closes over (its source
+    and bytecode are what the protocol reads: ``return dx, dW, db``); ``fn``'s function
+    itself when nothing wraps it (``fn`` for another callable)."""
+    func, _ = _function_of(fn)
+    if func is None:
+        return fn
+    sig = _read(func)
+    if sig is not None and _opaque(sig) and "__signature__" not in func.__dict__:
+        return _wrapped_by(func) or inspect.unwrap(func)
+    return inspect.unwrap(func)
+
+
+def _wrapped_by(func):
+    """The first function below ``func``'s ``*args, **kwargs`` wrappers (each closing
+    over exactly one function) with a readable signature of its own; ``None`` if none."""
     inner = inspect.unwrap(func)
     for _ in range(8):  # decorators stacked
         cells = [c.cell_contents for c in (inner.__closure__ or ()) if _filled(c)]
         wrapped = [f for f in cells if isinstance(f, types.FunctionType)]
         if len(wrapped) != 1:
-            return sig
+            return None
         inner = inspect.unwrap(wrapped[0])
         inner_sig = _read(inner)
         if inner_sig is None:
-            return sig
+            return None
         if not _opaque(inner_sig):
-            return _drop_first(inner_sig) if bound else inner_sig
-    return sig
+            return inner
+    return None
 
 
 def _filled(cell):
