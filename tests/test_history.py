@@ -369,12 +369,16 @@ class FreesItsCache(Affine):
         return dx
 
 
-def test_backward_twice_on_one_forward_must_agree():
-    finding = only_finding(check_layer(FreesItsCache(), X), "backward-twice")
-    assert finding.target == "W"
-    assert finding.message.startswith("backward called twice after one forward returned "
-                                      "another dW the second time")
-    assert finding.message.endswith(": it changes `x`, which it reads")
+def test_backward_zeroing_forwards_cache_is_right_once_per_forward():
+    """A backward that zeroes the cache its forward wrote (consumes it, as PyTorch frees
+    its graph): the gradient it returns is the verified one, a second backward without a
+    forward returns another: a note naming the cache, not a failure."""
+    report = check_layer(FreesItsCache(), X)
+    found = [f for f in report.findings if f.kind == "backward-twice"]
+    assert report.passed and found and not any(f.failure for f in found), str(report)
+    assert {f.target for f in found} == {"W"}, found  # dx does not read x; db neither
+    assert found[0].message.startswith("backward writes into forward's cache `x`, which it "
+                                       "reads: right once per forward")
 
 
 class ComputesDxInItsCache:

@@ -163,7 +163,6 @@ class _Sequence:
         self.written = {}
         self.verified = set()  # targets whose call-3 gradient is verified (the check's own)
         self.b2_changed = []  # the slots call 3's backward changed
-        self.returned = []  # the gradients call 3's backward returned, as it returned them
         # (id(owner), name) of every parameter and gradient path (sub-layers, containers)
         self._owned = {k for pair in run.params.items() for n in pair
                        for k in owner_key(self.layer, n)}
@@ -185,12 +184,8 @@ class _Sequence:
         with self.tracer.trace(phase) if phase else contextlib.nullcontext():
             dx, _ = run.adapter.backward(dout, run.xw.shape, run.xw.dtype)
         grads = {"x": np.array(dx, dtype=np.float64)}
-        if phase == "b2":  # the arrays call 3 returned (forward's cache, when computed in it)
-            self.returned = [dx]
         for p, g in run.params.items():
             value = get_grad(self.layer, g, p)
-            if phase == "b2":
-                self.returned.append(value)
             grads[p] = np.array(value, dtype=np.float64) if isinstance(
                 value, (np.ndarray, float, np.floating)) \
                 else None
@@ -474,17 +469,16 @@ class _Sequence:
         return found
 
     def _forward_cache_written(self):
-        """The paths of the arrays call 3's backward computed its gradient in, in place,
-        that its forward wrote and it reads (its cache: ``dx = self.ys; dx[...] -= 1``),
-        when that is the only state it changed that the next backward reads; else ``[]``
-        (a counter, a persistent buffer, a cache destroyed after use: a failure)."""
+        """The paths of the arrays call 3's backward changed in place that its forward
+        wrote and it reads (its cache: the second book's ``dx = self.ys; dx[...] -= 1``,
+        with or without ``dx = dx / N`` after it; a cache zeroed after use), when that is
+        the only state it changed that the next backward reads; else ``[]`` (a counter, a
+        persistent buffer forward does not write: a failure)."""
         tracer, cache, keys = self.tracer, [], set()
-        returned = [r for r in self.returned if isinstance(r, np.ndarray)]
         for s in self.b2_changed:
             key = (id(s.owner[0]), s.owner[1]) if s.owner is not None else None
             if s.kind == "array" and key in tracer.writes("f2") and key in tracer.reads("b2") \
-                    and not self._protected(key) \
-                    and any(np.may_share_memory(s.obj, r) for r in returned):
+                    and not self._protected(key):
                 cache.append(s.path)
                 keys.add(key)
         others = {k for k in self.after.written(self.b2_changed) if k in tracer.reads("b3")
