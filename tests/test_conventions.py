@@ -2823,3 +2823,32 @@ def test_a_tuple_from_a_backward_without_source_says_why():
     with pytest.raises(LayerProtocolError, match="read from backward's source, which could "
                                                  "not be read here"):
         check_layer(namespace["Affine"](), X)
+
+
+class _Gate:
+    """``forward(inputs)`` taking ``{"x": ..., "g": ...}`` whole; backward returns ``dx, dg``."""
+
+    scale = 1.0
+
+    def forward(self, inputs):
+        self.x, self.s = inputs["x"], 1 / (1 + np.exp(-inputs["g"]))
+        return self.x * self.s
+
+    def backward(self, dout):
+        dx = dout * self.s
+        dg = self.scale * dout * self.x * self.s * (1 - self.s)
+        return dx, dg
+
+
+def test_gradients_of_a_dict_input_follow_the_names_backward_returns_them_under():
+    """``return dx, dg`` is matched to the keys by its names, in whatever order the caller
+    built the dict (by key order, ``{"g": ..., "x": ...}`` FAILed both); a wrong ``dg``
+    FAILs on ``g``."""
+    rng = np.random.default_rng(0)
+    x, g = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    for inputs in ({"x": x, "g": g}, {"g": g, "x": x}):
+        report = check_layer(_Gate(), inputs)
+        assert report.passed, str(report)
+    wrong = type("Wrong", (_Gate,), {"scale": 1.01})
+    verdicts = {r.name: r.verdict for r in check_layer(wrong(), {"g": g, "x": x}).results}
+    assert verdicts == {"g": "FAIL", "x": "PASS"}, verdicts

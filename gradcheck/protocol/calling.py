@@ -948,6 +948,8 @@ class CallLayer:
                     + ")", layer=self._gradcheck_name, target=self.display("x"))
         if isinstance(grads, dict) and self.dict_input is not None:
             grads = self._keyed_grads(grads)
+        elif isinstance(grads, (tuple, list)) and self.dict_input is not None:
+            grads = self._named_grads(list(grads))
         if not isinstance(grads, (tuple, list)):
             grads = (grads,)
         grads = self._by_target(self._keep_returned(list(grads)))
@@ -955,6 +957,26 @@ class CallLayer:
             self.input_grads[n] = grads[n] if self.mean_scale is None else (
                 self.mean_scale * np.asarray(grads[n]))
         return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _named_grads(self, grads):
+        """The tuple a backward returns for the dict forward takes, in target order: by
+        the names its return statement gives them (``return dx, dg`` for keys ``"g"``,
+        ``"x"`` in any order) when each names a different key, else in key order."""
+        if len(grads) != len(self.targets):
+            return grads
+        names = returned_names(layer_method(self.layer, "backward"), len(grads))
+        candidates, taken = [(t, None) for t in self.targets], set()
+        order = []
+        for name in names:
+            i = _named_candidate(name, candidates, taken)
+            if i is None:
+                return grads
+            taken.add(i)
+            order.append(i)
+        placed = [None] * len(grads)
+        for g, i in zip(grads, order):
+            placed[i] = g
+        return placed
 
     def _keyed_grads(self, grads):
         """The gradients of a backward that returns a dict for the dict forward takes
