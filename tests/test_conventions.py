@@ -2852,3 +2852,51 @@ def test_gradients_of_a_dict_input_follow_the_names_backward_returns_them_under(
     wrong = type("Wrong", (_Gate,), {"scale": 1.01})
     verdicts = {r.name: r.verdict for r in check_layer(wrong(), {"g": g, "x": x}).results}
     assert verdicts == {"g": "FAIL", "x": "PASS"}, verdicts
+
+
+def _scaled_forward(x, w, train=True):
+    f = 1.0 if train else 0.5
+    return x * w * f, (x, w, f)
+
+
+def _scaled_backward(dout, cache):
+    x, w, f = cache
+    return dout * w * f, np.sum(dout * x * f, axis=0)
+
+
+def _scaled_backward_train_only(dout, cache):
+    x, w, _ = cache
+    return dout * w, np.sum(dout * x, axis=0)
+
+
+def test_a_function_pairs_switch_is_passed_to_its_forward_function():
+    """``forward(x, w, train=True)``: ``train_flg=False`` runs it with ``train=False`` (it
+    was left out, with a warning that forward takes no switch), so a backward right in
+    train mode only FAILs there."""
+    x, w = np.random.default_rng(2).normal(size=(4, 3)), np.random.default_rng(3).normal(size=3)
+    report = check_function(_scaled_forward, _scaled_backward, x, w, train_flg=False)
+    assert report.passed and "mode-switch" not in {f.kind for f in report.findings}, str(report)
+    wrong = check_function(_scaled_forward, _scaled_backward_train_only, x, w, train_flg=False)
+    assert {r.name: r.verdict for r in wrong.results} == {"x": "FAIL", "w": "FAIL"}
+
+
+def test_a_pairs_eval_forward_keeping_no_cache_says_so():
+    from conventions_layers import _xs, hip_bn_backward
+    from gradcheck.errors import LayerCallError
+
+    def hip_bn_forward_modes(X, gamma, beta, cache, momentum=.9, train=True):
+        running_mean, running_var = cache
+        if train:
+            mu, var = np.mean(X, axis=0), np.var(X, axis=0)
+            X_norm = (X - mu) / np.sqrt(var + 1e-8)
+            cache = (X, X_norm, mu, var, gamma, beta)
+        else:
+            X_norm = (X - running_mean) / np.sqrt(running_var + 1e-8)
+            cache = None
+        out = gamma * X_norm + beta
+        return out, cache, running_mean, running_var
+
+    with pytest.raises(LayerCallError, match="forward returned None as the cache backward "
+                                             "takes: in this mode"):
+        check_function(hip_bn_forward_modes, hip_bn_backward, *_xs((6, 5), (5,), (5,)),
+                       (np.zeros(5), np.ones(5)), train_flg=False)

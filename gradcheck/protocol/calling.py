@@ -614,7 +614,7 @@ class CallLayer:
                        if n in self.targets[1:]}
         self.passthrough = {n: v for n, v in zip(self.names, values) if n not in self.targets}
         self.input_grads = {n: None for n in self.targets[1:]}
-        self.flag = flag_name(layer_method(layer, "forward"))
+        self.flag = flag_name(fn)  # a function pair's: its forward function's switch
         self._outputs_unknown()
         self._steps_unknown()
 
@@ -1352,11 +1352,13 @@ class FunctionPair:
             return {}
         return {f"model.params[{k!r}]": f"param_grads[{k!r}]" for k in self.model.params}
 
-    def forward(self, *inputs):
+    def forward(self, *inputs, **switch):
+        """``forward_fn(*inputs)`` (``switch``: its train/eval parameter, by name), split
+        into the output(s) and the cache."""
         if self.by_name:
             names, _ = forward_names(self.forward_fn, len(inputs))
             self.named = {n: v for n, v in zip(names, inputs) if n in self.by_name}
-        result = self.forward_fn(*inputs)
+        result = self.forward_fn(*inputs, **switch)
         if self.backward_fn is None:
             if not (isinstance(result, tuple) and len(result) == 2):
                 got = (f"{len(result)} values" if isinstance(result, tuple)
@@ -1400,7 +1402,15 @@ class FunctionPair:
 
     def backward(self, *douts):
         if self.backward_fn is not None:
-            return self.backward_fn(*douts, self.cache, **self._named_apart(len(douts) + 1))
+            try:
+                return self.backward_fn(*douts, self.cache, **self._named_apart(len(douts) + 1))
+            except (TypeError, ValueError) as exc:
+                if self.cache is not None:
+                    raise
+                raise type(exc)(  # hipsternet's eval-mode bn_forward keeps no cache
+                    f"{exc} (forward returned None as the cache backward takes: in this mode "
+                    "it keeps nothing for backward, as an eval-mode forward may; "
+                    "train_flg=True checks the pass that does)") from exc
         dout, = douts
         grads = self.cache
         scale = np.asarray(dout)
@@ -1466,22 +1476,21 @@ def _cache_layout(forward, backward, n, by_name):
     if len(slots) < 2 or n <= len(slots) or names is None or slots[-1] not in names:
         return None
     at = names.index(slots[-1])
-    rest = [m for i, m in enumerate(names) if i != at]
+    rest = [m or f"forward's returned value {i}" for i, m in enumerate(names) if i != at]
     return at, len(slots) - 1, tuple(rest[len(slots) - 1:])
 
 
 def _returned_names(fn, n):
-    """The names of the ``n`` values of ``fn``'s ``return a, b, ...`` (``None`` unless
-    every return of ``n`` values names them alike, as plain names)."""
+    """The names of the ``n`` values of ``fn``'s ``return a, b, ...`` (each ``None`` where
+    it is an expression, ``return gamma * xn + beta, cache``); ``None`` unless every
+    return of ``n`` values names them alike."""
     tree = _source_tree(fn)
     if tree is None:
         return None
     found = {tuple(e.id if isinstance(e, ast.Name) else None for e in node.value.elts)
              for node in ast.walk(tree) if isinstance(node, ast.Return)
              and isinstance(node.value, ast.Tuple) and len(node.value.elts) == n}
-    if len(found) != 1 or None in next(iter(found)):
-        return None
-    return list(next(iter(found)))
+    return list(next(iter(found))) if len(found) == 1 else None
 
 
 def _positional_names(fn):
