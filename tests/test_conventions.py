@@ -2900,3 +2900,26 @@ def test_a_pairs_eval_forward_keeping_no_cache_says_so():
                                              "takes: in this mode"):
         check_function(hip_bn_forward_modes, hip_bn_backward, *_xs((6, 5), (5,), (5,)),
                        (np.zeros(5), np.ones(5)), train_flg=False)
+
+
+def test_returned_names_that_contradict_their_shapes_are_said():
+    """``return dx, db, dW`` with ``db`` holding the weight gradient: matched by shape and
+    order (the values are right), and the note says the names do not fit the shapes."""
+    class Misnamed:
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.W, self.b = rng.normal(size=(3, 2)), rng.normal(size=(2,))
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W + self.b
+
+        def backward(self, dout):
+            dW = dout.sum(0)
+            db = self.x.T @ dout
+            return dout @ self.W.T, db, dW
+
+    report = check_layer(Misnamed(), X)
+    notes = " ".join(f.message for f in report.findings if f.kind == "gradients-returned")
+    assert report.passed, str(report)
+    assert "do not fit their shapes: db (W's shape), dW (b's shape)" in notes, notes

@@ -351,14 +351,18 @@ def _returned_note(count, names, by_name, said, order, state):
     ambiguous), and the arrays forward writes that were left out as state."""
     named = [f"{said[k][1]} -> {n}" for k, n in enumerate(names) if by_name[k]]
     ordered = [n for k, n in enumerate(names) if not by_name[k]]
+    misfit = [f"{said[k][1]} ({n}'s shape)" for k, n in enumerate(names)
+              if not by_name[k] and said[k] is not None and _named_candidate(
+                  said[k], [(m, None) for m in names], set()) is not None]
+    why = (f"the names backward returns them under do not fit their shapes: "
+           f"{', '.join(misfit)}; check them" if misfit else
+           "backward's return statement names them by no parameter's gradient name")
     how = []
     if named:
         how.append(f"by the names backward returns them under ({', '.join(named)})")
     if ordered:
-        how.append(f"{', '.join(ordered)} by shape and order (backward's return statement "
-                   "names them by no parameter's gradient name)" if named else
-                   "by shape and order (backward's return statement names them by no "
-                   "parameter's gradient name)")
+        how.append(f"{', '.join(ordered)} by shape and order ({why})" if named else
+                   f"by shape and order ({why})")
     note = (f"backward returns {count} gradients: after the input's, those of "
             f"{', '.join(names)} were read from its return value, matched to the parameters "
             + "; ".join(how))
