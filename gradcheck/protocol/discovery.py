@@ -789,7 +789,8 @@ class _Walk:
             else:
                 reason = f"no gradient (looked for {', '.join(tried)})"
                 if name in DATA_NAMES:
-                    reason = "labels or targets (by its name), no gradient: not a parameter"
+                    reason = ("a mask" if name == "mask" else "labels or targets") + (
+                        " (by its name), no gradient: not a parameter")
                 elif (_is_float_value(value) and isinstance(value, np.ndarray) and value.ndim
                       and not _STATISTICS.search(name)):
                     self.floating(path, value)
