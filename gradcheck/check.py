@@ -424,11 +424,10 @@ def _zero_state(layer, results, not_checked, call, kept=()):
     a second forward read before writing them (the sequence check's
     ``problem.kept_state``), so the user knows what to change.
     """
-    from gradcheck.engine.verdict import ZERO_GRADIENT
+    from gradcheck.engine.verdict import vanished as vanished_targets
     from gradcheck.protocol.discovery import STATE_REASON, resolve
 
-    vanished = [r.name for r in results if r.verdict == "INCONCLUSIVE"
-                and (r.inconclusive or "").startswith(ZERO_GRADIENT)]
+    vanished = vanished_targets(results)
     if not vanished:
         return []
     zero, unset = [], []

@@ -2923,3 +2923,12 @@ def test_returned_names_that_contradict_their_shapes_are_said():
     notes = " ".join(f.message for f in report.findings if f.kind == "gradients-returned")
     assert report.passed, str(report)
     assert "do not fit their shapes: db (W's shape), dW (b's shape)" in notes, notes
+
+
+def test_gradients_returned_out_of_definition_order_are_said():
+    """``return dx, dc, da`` for ``a, c`` of one shape defined in that order: checked as
+    the names say (PASS), and the note says a loop zipping parameters with gradients in
+    definition order would swap them."""
+    report = check_layer(_TwoSameShape(), X)
+    notes = " ".join(f.message for f in report.findings if f.kind == "gradients-returned")
+    assert report.passed and "returns c's gradient before a's" in notes, notes

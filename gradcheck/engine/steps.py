@@ -267,9 +267,10 @@ def tune(evaluate, arr, steps, method, noise, dout, out0, *, seed, name, adjust=
 #: Steps never grow beyond this times ``max(1, |x_i|)``.
 MAX_RELATIVE_STEP = 1.0
 
-#: Steps never shrink below this many units in the last place of the sampled elements
-#: (``np.spacing``): where the noise measured at the point is far below the rounding at
-#: the points a step reaches (batch statistics of a constant batch: outputs exactly 0
+#: The step tuning never shrinks a step below this many units in the last place of the
+#: sampled elements (``np.spacing``; the domain screen and the refinement's own step
+#: ladder may go further): where the noise measured at the point is far below the
+#: rounding at the points a step reaches (batch statistics of a constant batch: outputs exactly 0
 #: there), the rounding reads as truncation and the optimum seems ever smaller, until
 #: ``x + h == x``.
 MIN_ULPS = 1024.0
@@ -328,7 +329,9 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0,
         with np.errstate(divide="ignore", invalid="ignore"):
             best = np.where(m["seen_each"], (gain * m["sigma"] / (p * m["trunc"] * m["h"]))
                             ** (1.0 / (p + 1)), 1.0)
-        change = max(float(np.median(best)), least / factor)
+        change = float(np.median(best))
+        if change * factor < least:  # below the floor: to the floor, and stop there
+            return least / factor if least / factor < 0.7 or least / factor > 1.0 else 1.0
         if 0.7 <= change <= 1.4 or (factor > 1.0 and change > 1.0):
             return 1.0
         return float(np.clip(change, 1e-4, min(16.0, max_growth / factor)))

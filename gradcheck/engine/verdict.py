@@ -407,6 +407,22 @@ def _sampled_reason(comp, n, resolution, accepted):
             f"checked elements only. {sampled_remedy(accepted)}")
 
 
+def vanished(results):
+    """The targets of ``results`` INCONCLUSIVE only because their numerical gradient was
+    indistinguishable from zero at the check's point (:data:`ZERO_GRADIENT`).
+
+    Parameters
+    ----------
+    results : iterable of TargetResult
+
+    Returns
+    -------
+    list of str
+    """
+    return [r.name for r in results if r.verdict == "INCONCLUSIVE"
+            and (r.inconclusive or "").startswith(ZERO_GRADIENT)]
+
+
 def sampled_only(result):
     """Whether a target is INCONCLUSIVE only because a sample of its elements was checked.
 

@@ -27,7 +27,6 @@ user's code does:
 
 import ast
 import functools
-import inspect
 import numbers
 import re
 
@@ -39,7 +38,7 @@ from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_na
 from gradcheck.protocol.discovery import (DATA_NAMES, grad_candidates, kept_input_gradient,
                                           layer_method, lookup)
 from gradcheck.protocol.regularization import subtract_penalty
-from gradcheck.protocol.signatures import signature, unwrapped
+from gradcheck.protocol.signatures import signature, source_of, unwrapped
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
@@ -186,12 +185,12 @@ def taken_again(layer, first=None):
 
 
 def _source_tree(fn):
-    """The parsed source of ``fn`` (``None`` when it cannot be read)."""
-    import textwrap
-
-    try:  # the decorated method's own source, not its wrapper's
-        return ast.parse(textwrap.dedent(inspect.getsource(unwrapped(fn))))
-    except (OSError, TypeError, SyntaxError, IndentationError):
+    """The parsed source of ``fn`` (the decorated method's own, :func:`source_of`);
+    ``None`` when it cannot be read."""
+    source = source_of(fn)
+    try:
+        return None if source is None else ast.parse(source)
+    except (SyntaxError, IndentationError):
         return None
 
 
@@ -342,6 +341,23 @@ def match_returned(shapes, candidates, names=None):
         matched[k], start = fits[0], fits[0] + 1
         taken.add(fits[0])
     return [candidates[i][0] for i in matched], by_name, ambiguous
+
+
+def _reordered(names, candidates):
+    """``"; backward returns Wh's gradient before Wx's ..."`` when the gradients of two
+    parameters of one shape are returned in another order than the layer defines them:
+    each is checked as its name says, but a training loop pairing parameters and
+    gradients in definition order (``zip(params, grads)``) would give each the other's."""
+    where = {n: i for i, (n, _) in enumerate(candidates)}
+    shape = dict(candidates)
+    for k, a in enumerate(names):
+        for b in names[k + 1:]:
+            if shape[a] == shape[b] and where[a] > where[b]:
+                return (f"; backward returns {a}'s gradient before {b}'s, another order than "
+                        "the layer defines them: each was checked as its name says, but a "
+                        "training loop pairing parameters and gradients in definition order "
+                        "(zip(params, grads)) would give each the other's")
+    return ""
 
 
 def _returned_note(count, names, by_name, said, order, state):
@@ -1246,7 +1262,8 @@ class CallLayer:
                 layer=self._gradcheck_name, target=self.display("x"))
         self.returned = tuple(names)
         return _returned_note(len(grads), names, by_name, said[len(self.targets):],
-                              [n for n, _ in candidates] if ambiguous else None, state)
+                              [n for n, _ in candidates] if ambiguous else None, state) \
+            + _reordered(names, candidates)
 
     def _by_target(self, grads):
         if self.members:  # a list input's gradients, nested as its list or flat
@@ -1443,8 +1460,7 @@ def cache_layout(forward, backward, n, by_name=()):
         the cache is last (the usual layout, or nothing names it). Read once per pair of
         functions and ``n`` (forward's source is parsed).
     """
-    key = (getattr(forward, "__code__", forward), getattr(backward, "__code__", backward), n,
-           tuple(by_name))
+    key = (_code_of(forward), _code_of(backward), n, tuple(by_name))
     try:
         return _LAYOUTS[key]
     except KeyError:
@@ -1464,9 +1480,15 @@ _LAYOUTS = {}
 def extra_outputs(forward, backward):
     """The names :func:`cache_layout` found extra for this pair of functions (in any
     call so far; the pair's own attributes are restored after a check)."""
-    codes = (getattr(forward, "__code__", forward), getattr(backward, "__code__", backward))
+    codes = (_code_of(forward), _code_of(backward))
     return tuple(dict.fromkeys(n for key, layout in list(_LAYOUTS.items())
                                if key[:2] == codes and layout for n in layout[2]))
+
+
+def _code_of(fn):
+    """The code object of the function ``fn`` decorates or is (the key of a layout: a
+    plain decorator's wrapper code is every decorated function's), else ``fn``."""
+    return getattr(unwrapped(fn), "__code__", fn)
 
 
 def _cache_layout(forward, backward, n, by_name):
@@ -1476,25 +1498,13 @@ def _cache_layout(forward, backward, n, by_name):
     slots = [p.name for p in sig.parameters.values() if p.kind in (
         p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
         and p.name not in by_name]
-    names = _returned_names(forward, n)
+    said = returned_names(forward, n)
+    names = None if not any(said) else [p[1] if p else None for p in said]
     if len(slots) < 2 or n <= len(slots) or names is None or slots[-1] not in names:
         return None
     at = names.index(slots[-1])
     rest = [m or f"forward's returned value {i}" for i, m in enumerate(names) if i != at]
     return at, len(slots) - 1, tuple(rest[len(slots) - 1:])
-
-
-def _returned_names(fn, n):
-    """The names of the ``n`` values of ``fn``'s ``return a, b, ...`` (each ``None`` where
-    it is an expression, ``return gamma * xn + beta, cache``); ``None`` unless every
-    return of ``n`` values names them alike."""
-    tree = _source_tree(fn)
-    if tree is None:
-        return None
-    found = {tuple(e.id if isinstance(e, ast.Name) else None for e in node.value.elts)
-             for node in ast.walk(tree) if isinstance(node, ast.Return)
-             and isinstance(node.value, ast.Tuple) and len(node.value.elts) == n}
-    return list(next(iter(found))) if len(found) == 1 else None
 
 
 def _positional_names(fn):

@@ -49,7 +49,7 @@ def _words(raw, index_first):
 # -- numpy's global RandomState ------------------------------------------------
 def _mt_bytes(rs):
     bg = rs._bit_generator
-    if type(bg).__name__ != "MT19937":
+    if type(bg) is not np.random.MT19937:  # a subclass may hold another state struct
         return None
     return ctypes.string_at(bg.ctypes.state_address, _MT_BYTES)
 
@@ -122,7 +122,7 @@ def rs_changed(rs, saved):
 def _public(rs):
     """``rs.get_state()``: the legacy tuple over MT19937, a dict over another bit
     generator (asked for as such: numpy warns when asked for the tuple)."""
-    mt = type(getattr(rs, "_bit_generator", None)).__name__ == "MT19937"
+    mt = isinstance(getattr(rs, "_bit_generator", None), np.random.MT19937)
     return rs.get_state(legacy=mt)
 
 
@@ -184,7 +184,9 @@ _PY_RAW = _calibrate_python()
 
 def _raw_readable(obj):
     cls = type(obj)
-    return _PY_RAW and cls.getstate is random.Random.getstate \
+    return _PY_RAW and isinstance(obj, random.Random) \
+        and cls.__basicsize__ >= _PY_OFFSET + _MT_BYTES \
+        and cls.getstate is random.Random.getstate \
         and cls.setstate is random.Random.setstate and "gauss_next" in getattr(obj, "__dict__", ())
 
 

@@ -17,7 +17,7 @@ times), and sees through decorators:
 import inspect
 import types
 
-__all__ = ["signature", "only_var_args", "signature_text", "unwrapped"]
+__all__ = ["signature", "only_var_args", "signature_text", "unwrapped", "source_of"]
 
 #: Cached signatures: {(function, bound): Signature or None}; bounded (long test runs
 #: define many classes).
@@ -56,13 +56,32 @@ def signature(fn):
 
 def only_var_args(fn):
     """Whether ``fn``'s signature, seen through decorators, is nothing but
-    ``*args``/``**kwargs`` (its parameters cannot be known)."""
+    ``*args``/``**kwargs`` (its parameters cannot be known).
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    bool
+    """
     sig = signature(fn)
     return sig is not None and _opaque(sig)
 
 
 def signature_text(fn):
-    """``"(x, train_flg=True)"``, or ``"(...)"`` when not readable."""
+    """The signature shown in a message.
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    str
+        ``"(x, train_flg=True)"``, or ``"(...)"`` when not readable.
+    """
     sig = signature(fn)
     return "(...)" if sig is None else str(sig)
 
@@ -92,7 +111,7 @@ def _seen_through(fn, func, bound):
     """The signature of ``fn``; through the one function a ``*args, **kwargs`` wrapper
     closes over, when it does."""
     sig = _read(fn)
-    if sig is None or not _opaque(sig) or getattr(func, "__signature__", None) is not None:
+    if sig is None or not _opaque(sig):
         return sig
     inner = _wrapped_by(func)
     if inner is None:
@@ -105,7 +124,16 @@ def unwrapped(fn):
     """The function whose code is ``fn``'s own: through ``__wrapped__`` and through the
     one function a plain decorator's ``*args, **kwargs`` wrapper closes over (its source
     and bytecode are what the protocol reads: ``return dx, dW, db``); ``fn``'s function
-    itself when nothing wraps it (``fn`` for another callable)."""
+    itself when nothing wraps it (``fn`` for another callable).
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    callable
+    """
     func, _ = _function_of(fn)
     if func is None:
         return fn
@@ -113,6 +141,27 @@ def unwrapped(fn):
     if sig is not None and _opaque(sig) and "__signature__" not in func.__dict__:
         return _wrapped_by(func) or inspect.unwrap(func)
     return inspect.unwrap(func)
+
+
+def source_of(fn):
+    """The source of the method ``fn`` decorates or is (:func:`unwrapped`), dedented.
+
+    Parameters
+    ----------
+    fn : callable
+
+    Returns
+    -------
+    str or None
+        ``None`` when it cannot be read (a class made by ``exec`` or ``python -c``, a
+        compiled module).
+    """
+    import textwrap
+
+    try:
+        return textwrap.dedent(inspect.getsource(unwrapped(fn)))
+    except (OSError, TypeError):
+        return None
 
 
 def _wrapped_by(func):

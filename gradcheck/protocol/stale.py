@@ -206,13 +206,23 @@ def _misspelt(exc, obj, name, instance):
 
 def _stored_names(klass):
     """The names the methods of ``klass`` (and of its bases) assign as ``self.<name>``
-    (read from the bytecode)."""
+    (read from the bytecode; once per class and its methods' code)."""
     import dis
 
     from gradcheck.protocol.state import _functions_of
 
-    return {i.argval for base in klass.__mro__[:-1] for fn in _functions_of(base)
-            for i in dis.get_instructions(fn) if i.opname == "STORE_ATTR"}
+    fns = [fn for base in klass.__mro__[:-1] for fn in _functions_of(base)]
+    key = (klass, tuple(getattr(fn, "__code__", None) for fn in fns))
+    if key not in _STORED:
+        if len(_STORED) >= 256:
+            _STORED.clear()
+        _STORED[key] = frozenset(i.argval for fn in fns for i in dis.get_instructions(fn)
+                                 if i.opname == "STORE_ATTR")
+    return _STORED[key]
+
+
+#: ``{(class, its methods' code objects): names}`` of :func:`_stored_names`.
+_STORED = {}
 
 
 def _stored_by_class(klass, name):
