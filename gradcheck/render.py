@@ -371,7 +371,8 @@ def _inconclusive_hints(report):
 
 def _discovery(report):
     f, b = getattr(report, "discovery_calls", (0, 0))
-    return f" (+{f} forward, {b} backward to discover the layer's calls and parameters)" if f or b else ""
+    return (f" (+{f} forward, {b} backward to discover the layer's calls and parameters)"
+            if f or b else "")
 
 
 def checked_lines(report):

@@ -105,8 +105,26 @@ def check_engine_options(name, *, samples, probes, precision, nondet_tol, n_jobs
 
 
 def check_backward_kwargs(name, backward_kwargs, backward):
-    """Raise :class:`GradCheckInputError` unless ``backward_kwargs`` is ``None`` or a dict
-    of keyword arguments ``backward`` takes; return it as a dict (empty for ``None``)."""
+    """Validate ``check_layer``'s ``backward_kwargs``.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (for the message).
+    backward_kwargs : dict or None
+    backward : callable or None
+        The layer's backward (its signature says which keywords it takes).
+
+    Returns
+    -------
+    dict
+        ``backward_kwargs`` (empty for ``None``).
+
+    Raises
+    ------
+    GradCheckInputError
+        Not a dict of str keys, or a keyword ``backward`` does not take.
+    """
     if backward_kwargs is None:
         return {}
     if not isinstance(backward_kwargs, dict) or not all(

@@ -311,8 +311,9 @@ def _next_factor(m, method, adjust, factor, max_growth, seen_before, local=(1.0,
     """The factor to change the steps by next (1.0: keep them).
 
     Measured truncation: towards the optimum, never below ``least`` (the factor that
-    puts a sampled element's step at :data:`MIN_ULPS` of its spacing). None measurable: grow by 16 while the
-    rounding error is large -- until a truncation error has been seen once (at the
+    puts a sampled element's step at :data:`MIN_ULPS` of its spacing). None measurable:
+    grow by 16 while the rounding error is large -- until a truncation error has been seen
+    once (at the
     optimum the truncation is about half the rounding, below what can be measured).
     ``local = (below_unit, aim)``: below the unit scale (``factor < below_unit``: a
     target far smaller than 1, whose steps :func:`element_scale` took from its own

@@ -575,8 +575,19 @@ def _tuple_hint(layer, dx, x_shape):
 
 def missing_arguments(fn, args, kwargs=None):
     """The required parameters of ``fn`` that ``fn(*args, **kwargs)`` leaves unfilled
-    (``backward(self, dout, scale)`` called as ``backward(dout)``: ``["scale"]``); empty
-    when the call binds or the signature cannot be read."""
+    (``backward(self, dout, scale)`` called as ``backward(dout)``: ``["scale"]``).
+
+    Parameters
+    ----------
+    fn : callable
+    args : tuple
+    kwargs : dict, optional
+
+    Returns
+    -------
+    list of str
+        Empty when the call binds or the signature cannot be read.
+    """
     sig = signature(fn)
     if sig is None:
         return []
@@ -591,7 +602,20 @@ def missing_arguments(fn, args, kwargs=None):
 def unpassed_error(layer, missing, why=""):
     """The :class:`GradCheckInputError` for a ``backward`` whose required parameters
     ``missing`` the check cannot fill: it names the layer, the method and the parameters,
-    and how to pass them (``check_layer(..., backward_kwargs=...)``)."""
+    and how to pass them (``check_layer(..., backward_kwargs=...)``).
+
+    Parameters
+    ----------
+    layer : str
+        The layer's name.
+    missing : list of str
+    why : str
+        Appended after "(no default)".
+
+    Returns
+    -------
+    GradCheckInputError
+    """
     shown = ", ".join(repr(m) for m in missing)
     example = ", ".join(f"{m!r}: ..." for m in missing)
     return GradCheckInputError(

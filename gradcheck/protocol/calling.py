@@ -251,6 +251,12 @@ def returned_names(fn, count):
     db`` statements of ``count`` values (no starred one); ``None`` where the source says
     nothing (an expression, statements naming it differently, no readable source).
 
+    Parameters
+    ----------
+    fn : callable
+    count : int
+        The number of values of the return statements read.
+
     Returns
     -------
     tuple
