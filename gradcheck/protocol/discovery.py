@@ -49,7 +49,7 @@ from gradcheck.protocol.state import _owner
 from gradcheck.protocol.signatures import signature
 
 __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
-           "grad_candidates", "Discovery", "discover", "rebound", "owner_key",
+           "grad_candidates", "Discovery", "discover", "rebound", "owner_key", "move_params",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
            "torch7_grad_name", "prefer_views", "plain_forward", "release_forward",
@@ -1376,20 +1376,45 @@ def derived_in_place(adapter, x, snapshot, after_forward, paths):
     return [p for p in candidates if _written_over(adapter, x, snapshot, [p], saved[p])]
 
 
+def move_params(layer, paths, rng, step):
+    """``p *= 1 +- step`` (random signs) in place for the floating, writeable arrays at
+    ``paths``, once per memory block: relative, so no element changes sign.
+
+    Parameters
+    ----------
+    layer : object
+    paths : iterable of str
+    rng : numpy.random.Generator
+    step : float
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``{path: its value before}`` of the arrays moved (or sharing a moved block).
+    """
+    arrays = {p: resolve(layer, p) for p in paths}
+    saved = {p: arr.copy() for p, arr in arrays.items() if isinstance(arr, np.ndarray)
+             and arr.dtype.kind == "f" and arr.flags.writeable}
+    done = []
+    for p in saved:
+        arr = arrays[p]
+        if any(np.may_share_memory(arr, d) for d in done):
+            continue
+        signs = rng.choice(np.array([-1.0, 1.0]), size=arr.shape)
+        arr *= (1.0 + step * signs).astype(arr.dtype)
+        done.append(arr)
+    return saved
+
+
 def _written_over(adapter, x, snapshot, paths, expected=None):
     """The arrays of ``paths`` that one forward call, from ``snapshot`` with all of them
-    moved by ``1 +- 0.01`` (random signs, as the sequence check moves parameters: no
-    sign changes), writes over in place (to ``expected`` when given). The layer's own
-    error is raised, never eaten."""
+    moved by ``1 +- 0.01`` (:func:`move_params`, as the sequence check moves parameters),
+    writes over in place (to ``expected`` when given). The layer's own error is raised,
+    never eaten."""
     snapshot.restore_all()
-    rng, arrays = np.random.default_rng(0), {}
-    for p in paths:
-        arr = resolve(adapter.layer, p)
-        if isinstance(arr, np.ndarray) and arr.flags.writeable:
-            arr *= (1.0 + 0.01 * rng.choice(np.array([-1.0, 1.0]), size=arr.shape)).astype(
-                arr.dtype)  # an array sharing memory with another is moved twice: moved
-            arrays[p] = arr
-    moved = {p: (arr, arr.copy()) for p, arr in arrays.items()}
+    layer = adapter.layer
+    moved = {p: (resolve(layer, p), resolve(layer, p).copy())
+             for p in move_params(layer, paths, np.random.default_rng(0), 0.01)}
     adapter.forward(x.copy())
     return [p for p, (arr, was) in moved.items() if resolve(adapter.layer, p) is arr
             and not np.array_equal(arr, was)

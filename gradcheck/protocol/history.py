@@ -74,7 +74,7 @@ import numpy as np
 from gradcheck.engine.verdict import sampled_only, vanished
 from gradcheck.errors import GradCheckInputError, LayerCallError, intermittent_error
 from gradcheck.protocol.adapter import LayerAdapter, get_attr, get_grad
-from gradcheck.protocol.discovery import flush_accumulated, owner_key
+from gradcheck.protocol.discovery import flush_accumulated, move_params, owner_key
 from gradcheck.protocol.problem import _close
 from gradcheck.protocol.stale import Leftovers, stale_message
 from gradcheck.protocol.state import StateSnapshot
@@ -287,7 +287,7 @@ class _Sequence:
         snapshot."""
         run, s0 = self.run, self.run.snapshot
         s0.restore_all()
-        self.p0 = _move_params(self.layer, run.params, self.rng)
+        self.p0 = move_params(self.layer, run.params, self.rng, LEARNING_RATE)
         out1 = self.forward(x1, self.train_step, "f1")
         self.written["f1"] = s0.written()
         dout = run.dout.reshape(run.out_shape)
@@ -716,26 +716,6 @@ def first_input(x, rng):
         signs = rng.choice(np.array([-1.0, 1.0]), size=x.shape)
         return (x * (1.0 + LEARNING_RATE * signs)).astype(x.dtype, copy=False)
     return x.copy()
-
-
-def _move_params(layer, params, rng):
-    """``p *= 1 +- LEARNING_RATE`` (random signs) in place, once per memory block.
-
-    Returns ``{param: its value before}`` for :meth:`_Sequence._step_back`. Relative,
-    so no element changes sign.
-    """
-    arrays = {p: get_attr(layer, p) for p in params}
-    saved = {p: arr.copy() for p, arr in arrays.items() if isinstance(arr, np.ndarray)
-             and arr.dtype.kind == "f" and arr.flags.writeable}
-    done = []
-    for p in saved:
-        arr = arrays[p]
-        if any(np.may_share_memory(arr, d) for d in done):
-            continue
-        signs = rng.choice(np.array([-1.0, 1.0]), size=arr.shape)
-        arr *= (1.0 + LEARNING_RATE * signs).astype(arr.dtype)
-        done.append(arr)
-    return saved
 
 
 def _same(a, b):
