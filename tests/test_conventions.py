@@ -2127,19 +2127,10 @@ def test_a_decorated_forward_without_wraps_is_read_through_its_closure():
 def test_a_decorated_forward_refusing_the_flag_is_called_without_it_with_a_note():
     """A wrapper whose closure does not tell which function it calls (two of them): the
     flag is tried positionally, and its refusal is a note."""
-    from conventions_layers import DecoratedDense
-
-    def opaque(fn):
-        def log(*args):
-            return None
-
-        def wrapper(*args, **kwargs):
-            log(*args)
-            return fn(*args, **kwargs)
-        return wrapper
+    from conventions_layers import DecoratedDense, _opaque
 
     class Opaque(DecoratedDense):
-        forward = opaque(DecoratedDense.forward.__closure__[0].cell_contents)
+        forward = _opaque(DecoratedDense.forward.__closure__[0].cell_contents)
 
     report = check_layer(Opaque(), X)
     assert report.passed, str(report)
@@ -2798,12 +2789,9 @@ def test_a_decorated_backward_returning_gradients_is_read_through_its_wrapper():
     """A plain decorator (no functools.wraps) over ``backward`` returning ``dx, dc, da``:
     its return statement is read in the method it wraps (the wrapper's is ``return
     f(*a, **k)``: the tuple was refused)."""
-    def plain(f):
-        def wrapper(*args, **kwargs):
-            return f(*args, **kwargs)
-        return wrapper
+    from conventions_layers import _logged
 
-    layer = type("Decorated", (_TwoSameShape,), {"backward": plain(_TwoSameShape.backward)})()
+    layer = type("Decorated", (_TwoSameShape,), {"backward": _logged(_TwoSameShape.backward)})()
     report = check_layer(layer, X)
     assert report.passed and {r.name for r in report.results} == {"x", "a", "c"}, str(report)
 

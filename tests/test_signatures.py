@@ -5,14 +5,10 @@ import functools
 import numpy as np
 import pytest
 
+from conventions_layers import _logged as plain
+from conventions_layers import _opaque as _two
 from gradcheck import check_layer
 from gradcheck.protocol.signatures import only_var_args, signature, signature_text
-
-
-def plain(f):
-    def wrapper(*args, **kwargs):
-        return f(*args, **kwargs)
-    return wrapper
 
 
 def wrapped(f):
@@ -31,17 +27,6 @@ def factory(times):
             return f(*args, **kwargs)
         return wrapper
     return deco
-
-
-def _two(f):
-    """A wrapper that closes over two functions: which one it passes on is not known."""
-    def log(*args):
-        return None
-
-    def wrapper(*args, **kwargs):
-        log(*args)
-        return f(*args, **kwargs)
-    return wrapper
 
 
 class Layer:
