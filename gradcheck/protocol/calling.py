@@ -38,7 +38,8 @@ from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_na
 from gradcheck.protocol.discovery import (DATA_NAMES, grad_candidates, kept_input_gradient,
                                           layer_method, lookup)
 from gradcheck.protocol.regularization import subtract_penalty
-from gradcheck.protocol.signatures import signature, source_of, unwrapped
+from gradcheck.protocol.signatures import (positional_parameters, signature, source_of,
+                                           unwrapped)
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
@@ -1370,7 +1371,7 @@ class FunctionPair:
         there, not forward's input of that name."""
         if not self.named:
             return self.named
-        filled = set(_positional_names(self.backward_fn)[:given])
+        filled = {p.name for p in positional_parameters(self.backward_fn)[:given]}
         return {k: v for k, v in self.named.items() if k not in filled}
 
     def model_params(self):
@@ -1498,12 +1499,8 @@ def _code_of(fn):
 
 
 def _cache_layout(forward, backward, n, by_name):
-    sig = signature(backward) if backward is not None else None
-    if sig is None:
-        return None
-    slots = [p.name for p in sig.parameters.values() if p.kind in (
-        p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        and p.name not in by_name]
+    slots = [p.name for p in (positional_parameters(backward, required=True)
+                              if backward is not None else ()) if p.name not in by_name]
     said = returned_names(forward, n)
     names = None if not any(said) else [p[1] if p else None for p in said]
     if len(slots) < 2 or n <= len(slots) or names is None or slots[-1] not in names:
@@ -1511,12 +1508,6 @@ def _cache_layout(forward, backward, n, by_name):
     at = names.index(slots[-1])
     rest = [m or f"forward's returned value {i}" for i, m in enumerate(names) if i != at]
     return at, len(slots) - 1, tuple(rest[len(slots) - 1:])
-
-
-def _positional_names(fn):
-    sig = signature(fn)
-    return [] if sig is None else [p.name for p in sig.parameters.values()
-                                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def _taken_by_name(forward, backward):

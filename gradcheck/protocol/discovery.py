@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck.protocol.state import _owner
-from gradcheck.protocol.signatures import signature
+from gradcheck.protocol.signatures import positional_parameters, signature
 
 __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key", "move_params",
@@ -497,10 +497,7 @@ def _torch7_backward(obj):
 
 def _positional_count(fn):
     """How many positional parameters ``fn`` takes without a default (0 when unknown)."""
-    sig = signature(fn)
-    return 0 if sig is None else sum(
-        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        for p in sig.parameters.values())
+    return len(positional_parameters(fn, required=True))
 
 
 def is_layer(obj):

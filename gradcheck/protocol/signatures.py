@@ -17,7 +17,8 @@ times), and sees through decorators:
 import inspect
 import types
 
-__all__ = ["signature", "only_var_args", "signature_text", "unwrapped", "source_of"]
+__all__ = ["signature", "only_var_args", "positional_parameters", "signature_text",
+           "unwrapped", "source_of"]
 
 #: Cached signatures: {(function, bound): Signature or None}; bounded (long test runs
 #: define many classes).
@@ -68,6 +69,27 @@ def only_var_args(fn):
     """
     sig = signature(fn)
     return sig is not None and _opaque(sig)
+
+
+def positional_parameters(fn, required=False):
+    """``fn``'s positional parameters (seen through decorators), in order.
+
+    Parameters
+    ----------
+    fn : callable
+    required : bool
+        Only those without a default.
+
+    Returns
+    -------
+    list of inspect.Parameter
+        Empty when the signature cannot be read.
+    """
+    sig = signature(fn)
+    return [] if sig is None else [
+        p for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        and not (required and p.default is not p.empty)]
 
 
 def signature_text(fn):
