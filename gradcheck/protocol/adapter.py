@@ -384,6 +384,14 @@ class LayerAdapter:
         self.no_flush = False
         #: NNFS-style regularization added by backward: its gradient is taken out again
         self.regularized = bool(penalty_gradients(layer))
+        #: the name of the method of :attr:`gradient_owner` that computes the parameter
+        #: gradients after backward (EpyNN's ``compute_gradients()``), called after every
+        #: backward once set: found by the discovery
+        #: (:func:`~gradcheck.protocol.discovery.discover_by_calling`) or named by
+        #: ``check_layer(gradient_method=)``
+        self.gradient_method = None
+        #: the layer it is called on (the wrapped layer of a CallLayer)
+        self.gradient_owner = layer
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def bound_forward(self):
@@ -501,6 +509,8 @@ class LayerAdapter:
                 raise unpassed_error(self.name, missing) from exc
             raise LayerCallError(f"backward() raised {type(exc).__name__}: {exc}",
                                  layer=self.name, target="x") from exc
+        if self.gradient_method is not None:
+            self.compute_gradients()
         if self.regularized:
             subtract_penalty(self.layer)
         modified = not np.array_equal(dout_copy, dout, equal_nan=True)
@@ -529,6 +539,26 @@ class LayerAdapter:
                 f"backward() returned dx of dtype {dx.dtype}, expected a floating dtype "
                 f"(the input is {x_dtype})", layer=self.name, target="x")
         return dx, modified
+
+
+    def compute_gradients(self):
+        """Call the layer's :attr:`gradient_method` (after a backward, as the training loop
+        does before its update).
+
+        Raises
+        ------
+        LayerCallError
+            The method raised.
+        """
+        name = self.gradient_method
+        try:
+            getattr(self.gradient_owner, name)()
+        except GradCheckInputError:
+            raise
+        except (Exception, SystemExit) as exc:
+            raise LayerCallError(
+                f"{name}() (called after backward to compute the parameter gradients) raised "
+                f"{type(exc).__name__}: {exc}", layer=self.name, target="parameters") from exc
 
 
 def call_without_dout(backward, douts):

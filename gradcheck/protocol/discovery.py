@@ -46,14 +46,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck.protocol.state import _owner
-from gradcheck.protocol.signatures import positional_parameters, signature
+from gradcheck.protocol.signatures import (callable_without_arguments, positional_parameters,
+                                           signature)
 
 __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
            "grad_candidates", "Discovery", "discover", "rebound", "owner_key", "move_params",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
            "torch7_grad_name", "prefer_views", "plain_forward", "release_forward",
-           "plain_held"]
+           "plain_held", "grad_key", "gradient_methods", "with_gradient_method", "gradient_method_note",
+           "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -509,9 +511,46 @@ def is_layer(obj):
 
 def grad_candidates(name):
     """Gradient attribute names tried for a parameter ``name``, in order (``dLdW``: CMU
-    11-785's ``mytorch``; ``gradWeight`` for ``weight``: Torch7's, :func:`torch7_grad_name`)."""
+    11-785's ``mytorch``; ``gradWeight`` for ``weight``: Torch7's, :func:`torch7_grad_name`).
+
+    The one name-pairing rule: it pairs attribute names (``W``/``dW``), the keys of a
+    parameter dict with those of a gradient dict under any name (EpyNN's ``p['W']`` /
+    ``g['dW']``: :func:`grad_key`) and, for a path, its last step: ``blocks.0.W`` ->
+    ``blocks.0.dW``; a dict entry ``p['W']`` -> ``dp['W']``, ``p_grad['W']``, ... and
+    ``<dict>['dW']`` (the entry's own gradient name in another dict).
+    """
+    if name.endswith("]"):
+        start = _subscript_start(name)
+        if start:
+            head, sub = name[:start], name[start:]
+            key = _bracket_key(sub[1:-1])
+            return [c + sub for c in grad_candidates(head)] + (
+                [f"<dict>[{'d' + key!r}]"] if isinstance(key, str) else [])
+    if "." in name:
+        head, _, last = name.rpartition(".")
+        return [f"{head}.{c}" for c in grad_candidates(last)]
     return ["d" + name, "d_" + name, name + "_grad", "grad_" + name, "dLd" + name,
             torch7_grad_name(name)]
+
+
+def _subscript_start(path):
+    """The index of the ``[`` opening the subscript that ends ``path``, or 0."""
+    i, start = 0, 0
+    while i < len(path):
+        if path[i] == "[":
+            start, i = i, _bracket_end(path, i)
+        i += 1
+    return start if _bracket_end(path, start) == len(path) - 1 else 0
+
+
+def grad_key(grads, key):
+    """The key of ``key``'s gradient in the dict ``grads``: ``key`` itself (``params['W']``
+    beside ``grads['W']``), else the first of its gradient names there
+    (:func:`grad_candidates`: EpyNN's ``p['W']`` beside ``g['dW']``); ``key`` when
+    neither is there."""
+    if not isinstance(grads, dict) or not isinstance(key, str) or key in grads:
+        return key
+    return next((c for c in grad_candidates(key) if c in grads), key)
 
 
 def torch7_grad_name(name):
@@ -519,6 +558,56 @@ def torch7_grad_name(name):
     ``gradBias``. ``accGradParameters`` adds into it (``+=``) and ``zeroGradParameters``
     zeroes it: an accumulating buffer (:func:`accumulating_buffers`)."""
     return "grad" + name[:1].upper() + name[1:]
+
+
+#: Words a method's name needs, one of each, to be taken as computing the parameter
+#: gradients after ``backward`` (EpyNN's ``compute_gradients()``, ``calc_grads``,
+#: ``calculateGradients``): a verb that says it computes and a gradient word.
+GRADIENT_METHOD_VERBS = frozenset({"compute", "calc", "calculate"})
+GRADIENT_METHOD_WORDS = frozenset({"grad", "grads", "gradient", "gradients"})
+
+#: Words that keep a method from ever being called by the check, whatever else its name
+#: says (``update_parameters``, ``compute_gradients_and_step``, ``zero_grad``).
+NEVER_CALLED_WORDS = frozenset({"update", "step", "apply", "zero", "reset", "flush", "train",
+                                "clear", "set", "init", "fit", "optimize", "optimise",
+                                "learn", "descend", "save", "load"})
+
+
+def _name_words(name):
+    """The lower-case words of a snake_case or camelCase name."""
+    return {w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)}
+
+
+def gradient_methods(layer):
+    """Names of the methods of ``layer``'s class that compute its parameter gradients
+    after ``backward`` (EpyNN: ``backward(dX)`` fills caches, ``compute_gradients()``
+    fills ``self.g`` from them, ``update_parameters()`` steps).
+
+    A method qualifies when it is a public function of the class (not an instance
+    attribute, a property or a static method), callable with no argument, and its name
+    holds a word of :data:`GRADIENT_METHOD_VERBS` and one of
+    :data:`GRADIENT_METHOD_WORDS` and none of :data:`NEVER_CALLED_WORDS`
+    (``get_gradients`` reads, ``update_parameters`` steps: never called).
+
+    Returns
+    -------
+    list of str
+        In the order of the class's MRO; the check calls one only when it is the only one.
+    """
+    names, seen = [], set()
+    for cls in type(layer).__mro__:
+        for name, static in vars(cls).items():
+            if name in seen:
+                continue
+            seen.add(name)
+            words = _name_words(name)
+            if (name.startswith("_") or not isinstance(static, types.FunctionType)
+                    or not words & GRADIENT_METHOD_VERBS or not words & GRADIENT_METHOD_WORDS
+                    or words & NEVER_CALLED_WORDS):
+                continue
+            if callable_without_arguments(getattr(layer, name, None)):
+                names.append(name)
+    return names
 
 
 #: Where a ``backward`` that returns None keeps the input's gradient (NNFS's
@@ -700,6 +789,9 @@ class _Walk:
                              gname)
                 containers.update((pname, gname))
                 self.container(obj, prefix, pname, gname, acc)
+        for pname, gname in self.grad_dicts(obj, attrs, containers):
+            containers.update((pname, gname))
+            self.container(obj, prefix, pname, gname, False)
         subs = []
         for name, value in attrs.items():
             path = attr_path(prefix, name)
@@ -727,6 +819,29 @@ class _Walk:
                 self.attribute(obj, attrs, name, value, path, prefix)
         for sub, sub_prefix in subs:
             self.layer(sub, sub_prefix)
+
+    def grad_dicts(self, obj, attrs, taken):
+        """``[(parameter dict, gradient dict)]``: dicts under any names (not in ``taken``)
+        whose keys pair by :func:`grad_key` (EpyNN's ``p = {'W': ...}`` beside ``g =
+        {'dW': ...}``), the parameter dict's floating entries candidates (not written by
+        ``forward`` or ``backward``: ``fc['X']`` beside ``bc['dX']`` is a cache) and
+        their gradients floating."""
+        dicts = {n: v for n, v in attrs.items() if isinstance(v, dict) and n not in taken}
+        pairs, used = [], set()
+        for pname, params in dicts.items():
+            if (id(obj), pname) in self.written or pname in used:
+                continue
+            keys = [k for k, v in params.items() if isinstance(k, str)
+                    and isinstance(v, np.ndarray) and v.dtype.kind == "f"
+                    and self._classify(params, k, v, pname) is None]
+            gname = next((g for g, grads in dicts.items() if g != pname and g not in used
+                          and any(grad_key(grads, k) != k
+                                  and _is_float_value(grads[grad_key(grads, k)])
+                                  for k in keys)), None)
+            if gname is not None:
+                pairs.append((pname, gname))
+                used.update((pname, gname))
+        return pairs
 
     @staticmethod
     def _grad_names(attrs):
@@ -1008,11 +1123,13 @@ def param_object(value):
 
 def _container_grad(params, grads, key, gname):
     """``(gradient, its path)`` of ``params[key]`` in the gradient container ``grads`` at
-    path ``gname``: its item ``key`` (a list, tuple or dict); for a list or tuple of
+    path ``gname``: its item ``key`` (a list, tuple or dict; in a dict, the key's gradient
+    name when the dict keeps it under that one: :func:`grad_key`); for a list or tuple of
     parameters, a floating ndarray ``grads`` too: the gradient itself beside a single
     parameter of its shape (``params = [W]``, ``grads = dW``), its row ``key`` when it
     stacks one gradient per parameter (shape ``(len(params),) + W.shape``). The
     gradient is ``None`` when there is none."""
+    key = grad_key(grads, key)
     path = f"{gname}[{key!r}]"
     if not (isinstance(grads, np.ndarray) and isinstance(params, (list, tuple))):
         return _item(grads, key), path
@@ -1481,8 +1598,12 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
                     layer=adapter.name)
             return None
         adapter.backward(dout, x.shape, x.dtype)
-        found = discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
-                         written_backward=rebound(after_forward) - written)
+
+        def walk():
+            return discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
+                            written_backward=rebound(after_forward) - written)
+
+        found = with_gradient_method(adapter, walk(), walk)
         _drop_derived(found, derived_in_place(adapter, x, snapshot, after_forward,
                                               list(found.params)))
     except GradCheckInputError as exc:
@@ -1492,3 +1613,58 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
     finally:
         snapshot.restore_all()
     return found
+
+
+def with_gradient_method(adapter, found, walk):
+    """``found``, or the discovery after the layer's gradient method when ``backward`` left
+    floating arrays without a gradient and the layer has one (:func:`gradient_methods`):
+    it is called, the layer walked again, and when that finds more parameters the
+    adapter calls it after every backward of the check (and the report says so).
+
+    Parameters
+    ----------
+    adapter : gradcheck.protocol.adapter.LayerAdapter
+        After one ``forward``/``backward``.
+    found : Discovery
+        What that backward left.
+    walk : callable
+        ``walk() -> Discovery``, the layer walked again.
+
+    Returns
+    -------
+    Discovery
+    """
+    from gradcheck.errors import LayerCallError
+
+    if adapter.gradient_method is not None or not (found.floating or found.unset):
+        return found
+    names = gradient_methods(adapter.gradient_owner)
+    if len(names) > 1:
+        found.notes.append(("gradient-method", (
+            f"backward leaves no gradient for {', '.join(found.floating or [p for p, _ in found.unset])}"
+            f" and the layer has several methods that may compute them ({', '.join(names)}): "
+            f"none was called; name one: gradient_method={names[0]!r}")))
+    if len(names) != 1:
+        return found
+    adapter.gradient_method = names[0]
+    try:
+        adapter.compute_gradients()
+        again = walk()
+    except LayerCallError as exc:
+        adapter.gradient_method = None
+        found.notes.append(("gradient-method", f"{exc} -- not called by the check"))
+        return found
+    new = [p for p in again.params if p not in found.params]
+    if not new:
+        adapter.gradient_method = None
+        return found
+    again.notes.append(("gradient-method", gradient_method_note(names[0], again, new)))
+    return again
+
+
+def gradient_method_note(name, found, paths):
+    """What the report says of the gradient method the check calls after backward."""
+    grads = ", ".join(f"{p} <- {found.params[p]}" for p in paths)
+    return (f"gradients from {name}() after backward ({grads}): backward itself leaves "
+            f"none; the check calls {name}() after every backward, as a training loop does "
+            "before its update (a method that updates, steps or resets is never called)")

@@ -18,6 +18,7 @@ import inspect
 import types
 
 __all__ = ["signature", "only_var_args", "positional_parameters", "signature_text",
+           "callable_without_arguments",
            "unwrapped", "source_of"]
 
 #: Cached signatures: {(function, bound): Signature or None}; bounded (long test runs
@@ -90,6 +91,24 @@ def positional_parameters(fn, required=False):
         p for p in sig.parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         and not (required and p.default is not p.empty)]
+
+
+def callable_without_arguments(fn):
+    """Whether ``fn`` can be called with no argument: a readable signature (seen through
+    decorators) whose every parameter has a default or is ``*args``/``**kwargs``.
+
+    Parameters
+    ----------
+    fn : object
+
+    Returns
+    -------
+    bool
+    """
+    sig = signature(fn) if callable(fn) else None
+    return sig is not None and all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in sig.parameters.values())
 
 
 def signature_text(fn):
