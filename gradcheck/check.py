@@ -21,7 +21,8 @@ from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
 from gradcheck.validate import (check_array, check_backward_kwargs, check_engine_options,
-                                check_options, check_verdict_options, check_writable)
+                                check_gradient_method, check_options, check_verdict_options,
+                                check_writable)
 from gradcheck.errors import GradCheckInputError, LayerCallError
 from gradcheck.report import Finding, GradCheckReport
 
@@ -81,7 +82,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                 method="central", strategy="auto", eps=None, atol=None, rtol=None,
                 seed=0, samples=64, probes=8, precision="auto", nondet_tol=0.0, n_jobs=None,
                 executor=None, min_resolution=1e-3, inconclusive="fail", expect_zero=(),
-                sequence=True, backward_kwargs=None):
+                sequence=True, backward_kwargs=None, gradient_method=None):
     """Check a layer's analytic ``backward`` against finite differences.
 
     The scalar checked is ``L = sum(forward(x) * dout)``: ``backward(dout)``
@@ -206,6 +207,15 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         raises, naming it, without one). A learning rate is found and handled without
         it (its step read as the gradient and undone); naming it here fixes its value
         instead.
+    gradient_method : str or None
+        The name of the layer's method, called with no argument, that computes the
+        parameter gradients after ``backward`` (EpyNN: ``backward(dX)`` fills caches,
+        ``compute_gradients()`` fills ``self.g``, ``update_parameters()`` steps); it is
+        called after every ``backward`` of the check. ``None``: when ``backward`` leaves
+        no gradient for floating arrays the layer holds, the one public method whose name
+        says it computes gradients (``compute``/``calc``/``calculate`` and ``grad(s)``/
+        ``gradient(s)``, and nothing of ``update``/``step``/``apply``/``zero``/``reset``/
+        ``flush``/``train``) is called, and the report says so.
 
     Returns
     -------
@@ -249,6 +259,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
                                         inconclusive=inconclusive, expect_zero=expect_zero)
     backward_kwargs = check_backward_kwargs(name, backward_kwargs,
                                             layer_method(layer, "backward"))
+    gradient_method = check_gradient_method(name, layer, gradient_method)
     adapter = LayerAdapter(layer, train_flg)
     findings = []
     regularized = describe_regularization(layer)
@@ -260,6 +271,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         layer, adapter, call, x, params, wrt, expect_zero = _wrap(
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index,
             backward_kwargs)
+    adapter.gradient_method = gradient_method
     x_arr, converted = _input_array(name, x, findings)
     params = _checked_names(layer, name, params, wrt, call)
     dout_w = _working_dout(name, dout, call)
@@ -503,6 +515,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         unmapped = call.find_updates(train_flg, seed)
         findings.append(_update_note(call, unmapped))
     adapter = LayerAdapter(call, train_flg)
+    adapter.gradient_owner = layer  # its gradient method: the wrapped layer's
     if call.flag is None:
         adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
     call.find_labels(adapter)
@@ -718,7 +731,8 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             findings.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
                             for p, g in found.unset)
     else:
-        left_out, not_checked = _not_named(discover, params)
+        left_out, not_checked, notes = _not_named(discover, params)
+        findings.extend(Finding(kind, False, text) for kind, text in notes)
         findings.extend(Finding("not-in-params", False, (
             f"{p} has a gradient ({g}) but is not in params=: not checked; add it to "
             "check it"), p) for p, g in left_out)
@@ -729,9 +743,10 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
 
 
 def _not_named(discover, params):
-    """With ``params=`` given: ``(left_out, not_checked)``, the parameters ``discover()``
-    finds besides them (``(param, gradient)``) and the not-checked list with them (a
-    parameter left out of ``params=`` is never dropped silently)."""
+    """With ``params=`` given: ``(left_out, not_checked, notes)``, the parameters
+    ``discover()`` finds besides them (``(param, gradient)``), the not-checked list with
+    them (a parameter left out of ``params=`` is never dropped silently) and the
+    discovery's notes of a gradient method it calls after backward."""
     try:
         found = discover()
     except LayerCallError:
@@ -739,12 +754,13 @@ def _not_named(discover, params):
     except GradCheckInputError:
         found = None  # the check's own calls say what is wrong
     if found is None or not isinstance(params, dict):
-        return [], []
+        return [], [], []
+    notes = [(kind, text) for kind, text in found.notes if kind == "gradient-method"]
     named = {p for pair in params.items() for n in pair for p in split_path(str(n), "+")}
     left_out = [(p, g) for p, g in found.params.items() if p not in named]
     return left_out, [(p, f"not in params= (its gradient {g} was found)")
                       for p, g in left_out] + [
-        (p, why) for p, why in found.not_checked if p not in named]
+        (p, why) for p, why in found.not_checked if p not in named], notes
 
 
 def _flushed_start(layer, original, findings):

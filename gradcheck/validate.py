@@ -104,6 +104,50 @@ def check_engine_options(name, *, samples, probes, precision, nondet_tol, n_jobs
             f"{type(executor).__name__}", layer=name)
 
 
+def check_gradient_method(name, layer, gradient_method):
+    """Validate ``check_layer``'s ``gradient_method``.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (for the message).
+    layer : object
+    gradient_method : str or None
+        The name of a method of ``layer`` called with no argument after every backward.
+
+    Returns
+    -------
+    str or None
+
+    Raises
+    ------
+    GradCheckInputError
+        Not a string, no such callable attribute, or one that needs arguments.
+    """
+    if gradient_method is None:
+        return None
+    from gradcheck.protocol.discovery import lookup
+    from gradcheck.protocol.signatures import callable_without_arguments, signature_text
+
+    if not isinstance(gradient_method, str):
+        raise GradCheckInputError(
+            "gradient_method must be None or the name of the layer's method that computes "
+            f"the parameter gradients after backward ('compute_gradients'); got "
+            f"{gradient_method!r}", layer=name, target="gradient_method")
+    method = lookup(layer, gradient_method)
+    if not callable(method):
+        raise GradCheckInputError(
+            f"gradient_method={gradient_method!r}: the layer has no method of that name"
+            + ("" if method is None else f" ({type(method).__name__}, not callable)"),
+            layer=name, target="gradient_method")
+    if not callable_without_arguments(method):
+        raise GradCheckInputError(
+            f"gradient_method={gradient_method!r}: {gradient_method}"
+            f"{signature_text(method)} needs arguments; the check calls it with none after "
+            "every backward", layer=name, target="gradient_method")
+    return gradient_method
+
+
 def check_backward_kwargs(name, backward_kwargs, backward):
     """Validate ``check_layer``'s ``backward_kwargs``.
 

@@ -390,6 +390,8 @@ class LayerAdapter:
         #: (:func:`~gradcheck.protocol.discovery.discover_by_calling`) or named by
         #: ``check_layer(gradient_method=)``
         self.gradient_method = None
+        #: whether the discovery found it by its name (else ``gradient_method=`` named it)
+        self.gradient_method_found = False
         #: the layer it is called on (the wrapped layer of a CallLayer)
         self.gradient_owner = layer
 

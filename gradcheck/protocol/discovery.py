@@ -1636,7 +1636,13 @@ def with_gradient_method(adapter, found, walk):
     """
     from gradcheck.errors import LayerCallError
 
-    if adapter.gradient_method is not None or not (found.floating or found.unset):
+    if adapter.gradient_method is not None:
+        if found.params:
+            found.notes.append(("gradient-method", gradient_method_note(
+                adapter.gradient_method, found, list(found.params),
+                found_by_name=adapter.gradient_method_found)))
+        return found
+    if not (found.floating or found.unset):
         return found
     names = gradient_methods(adapter.gradient_owner)
     if len(names) > 1:
@@ -1658,13 +1664,18 @@ def with_gradient_method(adapter, found, walk):
     if not new:
         adapter.gradient_method = None
         return found
+    adapter.gradient_method_found = True
     again.notes.append(("gradient-method", gradient_method_note(names[0], again, new)))
     return again
 
 
-def gradient_method_note(name, found, paths):
-    """What the report says of the gradient method the check calls after backward."""
+def gradient_method_note(name, found, paths, found_by_name=True):
+    """What the report says of the gradient method ``name`` the check calls after every
+    backward: the gradients of ``paths`` it computes (``found.params``), and why it was
+    called (found by its name, or named by ``gradient_method=``)."""
     grads = ", ".join(f"{p} <- {found.params[p]}" for p in paths)
-    return (f"gradients from {name}() after backward ({grads}): backward itself leaves "
-            f"none; the check calls {name}() after every backward, as a training loop does "
-            "before its update (a method that updates, steps or resets is never called)")
+    why = ("backward itself leaves none; the check calls it after every backward, as a "
+           "training loop does before its update (a method that updates, steps or resets "
+           "is never called)" if found_by_name else
+           "named by gradient_method=, called after every backward of the check")
+    return f"gradients from {name}() after backward ({grads}): {why}"
