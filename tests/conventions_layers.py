@@ -2777,3 +2777,103 @@ CALL_CASES["list-output"] = (ListOutputCell, ListOutputCellBroken, lambda: _xs((
 CALL_CASES["list-output-one-gradient"] = (
     TwoOutputsOneGradientList, TwoOutputsOneGradientListBroken, lambda: _xs((3, 3)), "W",
     ["X", "W"])
+
+
+# -- EpyNN: p/g dicts, gradients from compute_gradients() after backward ---------------------------
+#: Names of the EpyNN-style methods called, in order (the tests read it: which the check calls).
+EPYNN_CALLS = []
+
+
+def _sigmoid(x, deriv=False):
+    s = 1 / (1 + np.exp(-x))
+    return s * (1 - s) if deriv else s
+
+
+class EpyNNLayer:
+    """EpyNN's ``Layer`` (Synthaze/EpyNN ``epynn/commons/models.py``): dicts of dimensions,
+    shapes, parameters ``p``, forward cache ``fc``, gradients ``g``, backward cache ``bc``."""
+
+    def __init__(self):
+        self.d, self.fs, self.p, self.fc, self.bs, self.g, self.bc = {}, {}, {}, {}, {}, {}, {}
+        self.o = {}
+
+    def update_shapes(self, cache, shapes):
+        shapes.update({k: v.shape for k, v in cache.items()})
+
+
+class EpyNNDense(EpyNNLayer):
+    """EpyNN's ``Dense`` (``epynn/dense/models.py``, ``forward.py``, ``backward.py``,
+    ``parameters.py``): ``backward(dX)`` fills only ``self.bc``; ``compute_gradients()``
+    (no argument) fills ``self.g = {'dW': ..., 'db': ...}`` from the caches, and
+    ``update_parameters()`` steps ``self.p`` -- the training loop calls the three in turn.
+    ``update_parameters`` here also poisons the layer, so a check calling it fails."""
+
+    factor = 1.0
+
+    def __init__(self, units=2, x_shape=(3, 3)):
+        super().__init__()
+        self.d['u'] = units
+        self.activate = _sigmoid
+        self.trainable = True
+        self.fs['X'] = x_shape
+        self.d['m'], self.d['n'] = x_shape
+        self.fs['W'], self.fs['b'] = (self.d['n'], units), (1, units)
+        self.p['W'], self.p['b'] = _w(*self.fs['W']), _w(*self.fs['b'])
+
+    def forward(self, A):
+        X = self.fc['X'] = A
+        Z = self.fc['Z'] = np.dot(X, self.p['W']) + self.p['b']
+        A = self.fc['A'] = self.activate(Z)
+        self.update_shapes(self.fc, self.fs)
+        return A
+
+    def backward(self, dX):
+        dA = self.bc['dA'] = dX
+        dZ = self.bc['dZ'] = dA * self.activate(self.fc['Z'], deriv=True)
+        dX = self.bc['dX'] = np.dot(dZ, self.p['W'].T)
+        self.update_shapes(self.bc, self.bs)
+        return dX
+
+    def compute_gradients(self):
+        EPYNN_CALLS.append("compute_gradients")
+        X, dZ = self.fc['X'], self.bc['dZ']
+        self.g['dW'] = np.dot(X.T, dZ) * self.factor
+        self.g['db'] = np.sum(dZ, axis=0)
+
+    def update_parameters(self):
+        EPYNN_CALLS.append("update_parameters")
+        for gradient in self.g.keys():
+            self.p[gradient[1:]] -= 0.1 * self.g[gradient]
+        self.p['W'] *= np.nan  # never called by the check: it would poison every pass
+
+
+class EpyNNDenseBroken(EpyNNDense):
+    factor = 1.01
+
+
+class EpyNNDenseNoVerb(EpyNNDense):
+    """The gradients computed by methods whose names do not say "compute gradients", or
+    say update/step/apply/zero/reset as well: none is ever called (no gradient found)."""
+
+    compute_gradients = None
+
+    def apply_gradients(self):
+        EPYNN_CALLS.append("apply_gradients")
+        EpyNNDense.compute_gradients(self)
+
+    def compute_gradients_and_step(self):
+        EPYNN_CALLS.append("compute_gradients_and_step")
+        EpyNNDense.compute_gradients(self)
+        self.update_parameters()
+
+    def zero_grads(self):
+        EPYNN_CALLS.append("zero_grads")
+        self.g.clear()
+
+    def get_gradients(self):
+        EPYNN_CALLS.append("get_gradients")
+        EpyNNDense.compute_gradients(self)
+
+
+CASES["epynn-gradient-method"] = (EpyNNDense, EpyNNDenseBroken, "p['W']",
+                                  ["x", "p['W']", "p['b']"])

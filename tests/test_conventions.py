@@ -2920,3 +2920,164 @@ def test_gradients_returned_out_of_definition_order_are_said():
     report = check_layer(_TwoSameShape(), X)
     notes = " ".join(f.message for f in report.findings if f.kind == "gradients-returned")
     assert report.passed and "returns c's gradient before a's" in notes, notes
+
+
+# -- EpyNN: gradients from compute_gradients() after backward ----------------------------------
+from conventions_layers import (EPYNN_CALLS, EpyNNDense, EpyNNDenseBroken,  # noqa: E402
+                                EpyNNDenseNoVerb)
+from gradcheck.errors import GradCheckInputError  # noqa: E402
+from gradcheck.protocol.discovery import grad_key, gradient_methods  # noqa: E402
+
+
+def _epynn_state(layer):
+    """Every dict of an EpyNN layer, its arrays by identity and by value."""
+    return {name: {k: (id(v), np.array(v, copy=True)) if isinstance(v, np.ndarray) else v
+                   for k, v in d.items()}
+            for name, d in vars(layer).items() if isinstance(d, dict)}
+
+
+def _same_state(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].keys() == b[name].keys(), name
+        for k, v in a[name].items():
+            w = b[name][k]
+            if isinstance(v, tuple) and len(v) == 2 and isinstance(v[1], np.ndarray):
+                assert v[0] == w[0] and np.array_equal(v[1], w[1]), (name, k)
+            else:
+                assert v == w, (name, k)
+
+
+def test_epynn_compute_gradients_is_called_after_backward_and_said():
+    EPYNN_CALLS.clear()
+    layer = EpyNNDense()
+    before = _epynn_state(layer)
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    assert [r.name for r in report.results] == ["x", "p['W']", "p['b']"]
+    assert "compute_gradients" in EPYNN_CALLS and "update_parameters" not in EPYNN_CALLS
+    # once after every backward the check makes (discovery, analytic passes, sequence check)
+    assert EPYNN_CALLS.count("compute_gradients") >= report.backward_calls
+    text = str(report)
+    assert ("gradients from compute_gradients() after backward (p['W'] <- g['dW'], "
+            "p['b'] <- g['db'])") in text
+    assert "no parameter gradient was found" not in text
+    _same_state(before, _epynn_state(layer))
+    assert layer.g == {} and layer.fc == {} and layer.bc == {}
+
+
+def test_epynn_broken_gradient_fails_on_p_w_only():
+    report = check_layer(EpyNNDenseBroken(), X)
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts == {"x": "PASS", "p['W']": "FAIL", "p['b']": "PASS"}, str(report)
+
+
+def test_a_backward_that_leaves_gradients_itself_never_gets_its_gradient_method_called():
+    class FillsInBackward(EpyNNDense):
+        def backward(self, dX):
+            dX = super().backward(dX)
+            EpyNNDense.compute_gradients(self)
+            return dX
+
+    layer = FillsInBackward()
+    EPYNN_CALLS.clear()
+    report = check_layer(layer, X)
+    assert report.passed and [r.name for r in report.results] == ["x", "p['W']", "p['b']"]
+    assert "gradients from" not in str(report)
+    assert EPYNN_CALLS.count("compute_gradients") == report.backward_calls \
+        + report.discovery_calls[1]  # backward's own calls only
+
+
+def test_update_apply_zero_step_and_get_methods_are_never_called_unnamed():
+    EPYNN_CALLS.clear()
+    layer = EpyNNDenseNoVerb()
+    before = _epynn_state(layer)
+    report = check_layer(layer, X)
+    assert EPYNN_CALLS == []
+    assert [r.name for r in report.results] == ["x"]
+    assert "gradient_method='get_gradients'" in str(report)
+    assert "<dict>['dW']" in str(report)  # the gradient names looked for, a dict entry's
+    _same_state(before, _epynn_state(layer))
+
+
+def test_gradient_methods_name_rule():
+    class Names:
+        def compute_gradients(self): pass
+        def calcGrads(self, scale=1.0): pass
+        def calculate_param_gradients(self, *args): pass
+        def compute_grad(self): pass
+        def compute_gradients_and_update(self): pass
+        def update_parameters(self): pass
+        def apply_gradients(self): pass
+        def zero_grad(self): pass
+        def reset_gradients(self): pass
+        def compute_step_gradients(self): pass
+        def train_compute_gradients(self): pass
+        def get_gradients(self): pass
+        def param_gradients(self): pass
+        def compute_gradients_for(self, x): pass
+        def _compute_gradients(self): pass
+        compute_grads = staticmethod(lambda: None)
+
+    assert gradient_methods(Names()) == ["compute_gradients", "calcGrads",
+                                         "calculate_param_gradients", "compute_grad"]
+    assert gradient_methods(Names(), verb=False)[-2:] == ["get_gradients", "param_gradients"]
+
+
+def test_several_gradient_methods_are_named_and_none_is_called():
+    class Two(EpyNNDense):
+        def calc_gradients(self):
+            EPYNN_CALLS.append("calc_gradients")
+            EpyNNDense.compute_gradients(self)
+
+    EPYNN_CALLS.clear()
+    report = check_layer(Two(), X)
+    assert EPYNN_CALLS == [] and [r.name for r in report.results] == ["x"]
+    text = " ".join(str(report).split())
+    assert "(calc_gradients, compute_gradients): none was called" in text, text
+    assert "gradient_method='calc_gradients'" in text
+    named = check_layer(Two(), X, gradient_method="calc_gradients")
+    assert named.passed and [r.name for r in named.results] == ["x", "p['W']", "p['b']"]
+    assert "gradients from calc_gradients() after backward" in str(named)
+    assert "named by gradient_method=" in str(named)
+
+
+def test_epynn_params_in_dict_entry_form():
+    report = check_layer(EpyNNDense(), X, params={"p['W']": "g['dW']", "p['b']": "g['db']"})
+    assert report.passed and [r.name for r in report.results] == ["x", "p['W']", "p['b']"]
+    assert "gradients from compute_gradients() after backward" in str(report)
+    bad = check_layer(EpyNNDenseBroken(), X, params={"p['W']": "g['dW']"})
+    assert {r.name: r.verdict for r in bad.results} == {"x": "PASS", "p['W']": "FAIL"}
+
+
+@pytest.mark.parametrize("value, said", [(3, "must be None or the name"),
+                                         ("nope", "no method of that name"),
+                                         ("update_shapes", "needs arguments"),
+                                         ("trainable", "not callable")])
+def test_gradient_method_option_errors_name_the_layer_and_the_option(value, said):
+    with pytest.raises(GradCheckInputError, match=said) as info:
+        check_layer(EpyNNDense(), X, gradient_method=value)
+    assert "EpyNNDense" in str(info.value) and "gradient_method" in str(info.value)
+
+
+def test_grad_key_pairs_dict_keys_by_the_one_name_rule():
+    assert grad_key({"dW": 1}, "W") == "dW"
+    assert grad_key({"W_grad": 1, "dW": 2}, "W") == "dW"
+    assert grad_key({"W": 1, "dW": 2}, "W") == "W"  # params / grads under the same keys
+    assert grad_key({"other": 1}, "W") == "W"
+
+
+def test_gate_checks_an_epynn_layer(tmp_path, capsys):
+    src = tmp_path / "epynn_layers.py"
+    src.write_text(
+        "import numpy as np\n"
+        "from conventions_layers import EpyNNDense, EpyNNDenseBroken\n"
+        "def make():\n"
+        "    return EpyNNDense(), np.random.default_rng(0).normal(size=(3, 3))\n"
+        "def make_broken():\n"
+        "    return EpyNNDenseBroken(), np.random.default_rng(0).normal(size=(3, 3))\n")
+    assert main([f"{src}:make", "-v"]) == 0
+    assert "gradients from compute_gradients() after backward" in capsys.readouterr().out
+    assert main([f"{src}:make_broken"]) == 1
+    out = capsys.readouterr().out
+    assert "p['W']" in out and "FAIL" in out, out

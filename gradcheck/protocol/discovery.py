@@ -578,7 +578,7 @@ def _name_words(name):
     return {w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)}
 
 
-def gradient_methods(layer):
+def gradient_methods(layer, verb=True):
     """Names of the methods of ``layer``'s class that compute its parameter gradients
     after ``backward`` (EpyNN: ``backward(dX)`` fills caches, ``compute_gradients()``
     fills ``self.g`` from them, ``update_parameters()`` steps).
@@ -588,6 +588,13 @@ def gradient_methods(layer):
     holds a word of :data:`GRADIENT_METHOD_VERBS` and one of
     :data:`GRADIENT_METHOD_WORDS` and none of :data:`NEVER_CALLED_WORDS`
     (``get_gradients`` reads, ``update_parameters`` steps: never called).
+
+    Parameters
+    ----------
+    layer : object
+    verb : bool
+        ``False``: the name needs no verb (``get_gradients``, ``param_grads``: named in the
+        report as what ``gradient_method=`` could name, never called unnamed).
 
     Returns
     -------
@@ -602,7 +609,8 @@ def gradient_methods(layer):
             seen.add(name)
             words = _name_words(name)
             if (name.startswith("_") or not isinstance(static, types.FunctionType)
-                    or not words & GRADIENT_METHOD_VERBS or not words & GRADIENT_METHOD_WORDS
+                    or (verb and not words & GRADIENT_METHOD_VERBS)
+                    or not words & GRADIENT_METHOD_WORDS
                     or words & NEVER_CALLED_WORDS):
                 continue
             if callable_without_arguments(getattr(layer, name, None)):
@@ -1650,6 +1658,8 @@ def with_gradient_method(adapter, found, walk):
             f"backward leaves no gradient for {', '.join(found.floating or [p for p, _ in found.unset])}"
             f" and the layer has several methods that may compute them ({', '.join(names)}): "
             f"none was called; name one: gradient_method={names[0]!r}")))
+    if not names:
+        _unnamed_gradient_methods(adapter.gradient_owner, found)
     if len(names) != 1:
         return found
     adapter.gradient_method = names[0]
@@ -1667,6 +1677,18 @@ def with_gradient_method(adapter, found, walk):
     adapter.gradient_method_found = True
     again.notes.append(("gradient-method", gradient_method_note(names[0], again, new)))
     return again
+
+
+def _unnamed_gradient_methods(layer, found):
+    """A note naming the methods without a verb that may compute the gradients
+    (``get_gradients()``): never called unnamed, ``gradient_method=`` names one."""
+    maybe = gradient_methods(layer, verb=False)
+    if maybe:
+        found.notes.append(("gradient-method", (
+            f"{', '.join(m + '()' for m in maybe)} may compute the gradients backward leaves "
+            "out: not called (the check calls a method after backward only when its name "
+            f"says compute/calc/calculate gradients); if it does, name it: "
+            f"gradient_method={maybe[0]!r}")))
 
 
 def gradient_method_note(name, found, paths, found_by_name=True):
