@@ -2929,6 +2929,9 @@ from gradcheck.errors import GradCheckInputError  # noqa: E402
 from gradcheck.protocol.discovery import grad_key, gradient_methods  # noqa: E402
 
 
+RNG_DOUT = np.random.default_rng(11)
+
+
 def _epynn_state(layer):
     """Every dict of an EpyNN layer, its arrays by identity and by value."""
     return {name: {k: (id(v), np.array(v, copy=True)) if isinstance(v, np.ndarray) else v
@@ -2951,9 +2954,11 @@ def _same_state(a, b):
 def test_epynn_compute_gradients_is_called_after_backward_and_said():
     EPYNN_CALLS.clear()
     layer = EpyNNDense()
-    before = _epynn_state(layer)
-    report = check_layer(layer, X)
+    before, x, dout = _epynn_state(layer), X.copy(), RNG_DOUT.normal(size=(3, 2))
+    given = dout.copy()
+    report = check_layer(layer, x, dout=dout)
     assert report.passed, str(report)
+    assert np.array_equal(x, X) and np.array_equal(dout, given)
     assert [r.name for r in report.results] == ["x", "p['W']", "p['b']"]
     assert "compute_gradients" in EPYNN_CALLS and "update_parameters" not in EPYNN_CALLS
     # once after every backward the check makes (discovery, analytic passes, sequence check)

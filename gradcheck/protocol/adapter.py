@@ -390,8 +390,9 @@ class LayerAdapter:
         #: (:func:`~gradcheck.protocol.discovery.discover_by_calling`) or named by
         #: ``check_layer(gradient_method=)``
         self.gradient_method = None
-        #: whether the discovery found it by its name (else ``gradient_method=`` named it)
-        self.gradient_method_found = False
+        #: the parameters whose gradients the discovery found only after calling it, found
+        #: by its name (empty: ``gradient_method=`` named it)
+        self.gradient_method_found = ()
         #: the layer it is called on (the wrapped layer of a CallLayer)
         self.gradient_owner = layer
 

@@ -54,7 +54,8 @@ __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
            "torch7_grad_name", "prefer_views", "plain_forward", "release_forward",
-           "plain_held", "grad_key", "gradient_methods", "with_gradient_method", "gradient_method_note",
+           "plain_held", "grad_key", "gradient_methods", "with_gradient_method",
+           "gradient_method_note",
            "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
@@ -1644,20 +1645,23 @@ def with_gradient_method(adapter, found, walk):
     """
     from gradcheck.errors import LayerCallError
 
-    if adapter.gradient_method is not None:
-        if found.params:
+    if adapter.gradient_method is not None:  # named, or found by an earlier discovery
+        paths = [p for p in found.params
+                 if not adapter.gradient_method_found or p in adapter.gradient_method_found]
+        if paths:
             found.notes.append(("gradient-method", gradient_method_note(
-                adapter.gradient_method, found, list(found.params),
-                found_by_name=adapter.gradient_method_found)))
+                adapter.gradient_method, found, paths,
+                found_by_name=bool(adapter.gradient_method_found))))
         return found
     if not (found.floating or found.unset):
         return found
     names = gradient_methods(adapter.gradient_owner)
     if len(names) > 1:
+        left = found.floating or [p for p, _ in found.unset]
         found.notes.append(("gradient-method", (
-            f"backward leaves no gradient for {', '.join(found.floating or [p for p, _ in found.unset])}"
-            f" and the layer has several methods that may compute them ({', '.join(names)}): "
-            f"none was called; name one: gradient_method={names[0]!r}")))
+            f"backward leaves no gradient for {', '.join(left)} and the layer has several "
+            f"methods that may compute them ({', '.join(names)}): none was called; name "
+            f"one: gradient_method={names[0]!r}")))
     if not names:
         _unnamed_gradient_methods(adapter.gradient_owner, found)
     if len(names) != 1:
@@ -1674,7 +1678,7 @@ def with_gradient_method(adapter, found, walk):
     if not new:
         adapter.gradient_method = None
         return found
-    adapter.gradient_method_found = True
+    adapter.gradient_method_found = tuple(new)
     again.notes.append(("gradient-method", gradient_method_note(names[0], again, new)))
     return again
 
