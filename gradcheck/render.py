@@ -334,6 +334,7 @@ def detail_lines(report, *, only_failing=False):
     verdict = report_verdict(report)
     failed = [r for r in report.results if r.verdict == "FAIL"]
     small = max((r.max_rel_error for r in failed), default=None)
+    factors = [line for r in failed for line in [_factor_hint(r, report.input_shape)] if line]
     if verdict == "FAIL" and small is not None and small < SMALL_MISMATCH:
         lines.append(
             f"hint: the mismatch is small (at most {small:.1g} of the gradient's scale): "
@@ -341,6 +342,8 @@ def detail_lines(report, *, only_failing=False):
             "computes -- an epsilon inside a log (np.log(y + 1e-7)), a clip, a smoothing "
             "term; if that difference is intended, rtol= above it accepts it; otherwise the "
             "worst index and both values point at the wrong term")
+    elif verdict == "FAIL" and factors:
+        lines.extend(factors)
     elif verdict == "FAIL":
         lines.append("hint: the worst index and both values point at the wrong term; "
                      "rerun with method='richardson' to rule out numerical error, or "
@@ -348,6 +351,66 @@ def detail_lines(report, *, only_failing=False):
     elif verdict == "INCONCLUSIVE":
         lines.extend(_inconclusive_hints(report))
     return lines
+
+
+#: Factors :func:`_factor_hint` names, beside the batch size and its inverse.
+_FACTORS = {-1.0: "-1: the sign flipped", 2.0: "2: counted twice", 0.5: "1/2: halved"}
+
+
+def constant_factor(result):
+    """``c`` when a failing target's analytic gradient is ``c`` times its numerical one at
+    every checked element (within each element's tolerance scaled by ``|c|``), else None.
+
+    Only elements whose numerical value is above ten tolerances take part (at least two);
+    a Jacobian (entries, not a gradient) or a vanished gradient gives None.
+
+    Parameters
+    ----------
+    result : gradcheck.report.TargetResult
+
+    Returns
+    -------
+    float or None
+    """
+    import numpy as np
+
+    if result.strategy == "jacobian" or result.tolerances is None:
+        return None
+    num = np.asarray(result.numerical, dtype=np.float64).reshape(-1)
+    ana = np.asarray(result.analytic, dtype=np.float64).reshape(-1)
+    tol = np.asarray(result.tolerances, dtype=np.float64).reshape(-1)
+    use = np.isfinite(num) & np.isfinite(ana) & np.isfinite(tol) & (np.abs(num) > 10 * tol)
+    if use.sum() < 2:
+        return None
+    c = float(np.median(ana[use] / num[use]))
+    if c == 0 or abs(c - 1) < 1e-3:
+        return None
+    err = np.abs(ana[use] - c * num[use])
+    return c if bool(np.all(err <= max(1.0, abs(c)) * tol[use])) else None
+
+
+def _factor_hint(result, input_shape):
+    """The hint for a target whose analytic gradient is a constant multiple of the true
+    one (:func:`constant_factor`), naming the factor when it is a known one: the batch
+    size ``N`` or ``1/N`` (a mean in backward where forward sums, or the reverse), ``-1``,
+    ``2``, ``1/2``; ``""`` otherwise."""
+    c = constant_factor(result)
+    if c is None:
+        return ""
+    n = int(input_shape[0]) if input_shape else 0
+    names = {}
+    if n >= 2:
+        names[1.0 / n] = (f"1/N, N = {n} the batch size: backward divides by the batch "
+                          "size (a mean) where forward sums")
+        names[float(n)] = (f"N = {n} the batch size: forward takes a mean over the batch "
+                           "and backward leaves out its 1/N")
+    for k, text in _FACTORS.items():
+        names[k] = f"{names[k]}; or {text.split(': ', 1)[1]}" if k in names else text
+    named = next((text for k, text in names.items() if abs(c / k - 1) < 1e-6), None)
+    what = f"c = {named}" if named else f"c = {c:.6g}"
+    return (f"hint: {result.name}'s analytic gradient is a constant {c:.6g} times the "
+            f"numerical one at every checked element ({what}): the formula is right up to "
+            "a scale factor; look for the factor, not for a wrong term")
 
 
 def _inconclusive_hints(report):

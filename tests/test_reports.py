@@ -258,13 +258,62 @@ def test_a_small_mismatch_gets_the_hint_of_a_slightly_different_function():
 
     class WrongTerm(LogPlusEps):
         def backward(self, dout):
-            return dout / (2 * self.x)
+            return dout / (self.x + self.x ** 2)
 
     x = np.random.default_rng(0).uniform(0.1, 1.0, size=(4, 3))
     small = str(check_layer(LogPlusEps(), x))
     assert "FAIL" in small and "hint: the mismatch is small" in small and "1e-7" in small
     big = str(check_layer(WrongTerm(), x))
     assert "hint: the worst index and both values point at the wrong term" in big
+
+
+class _ScaledDense:
+    """A dense layer whose backward is right up to a constant factor in one target."""
+
+    def __init__(self, fault):
+        rng = np.random.default_rng(0)
+        self.W, self.b, self.fault = rng.normal(size=(5, 3)), rng.normal(size=3), fault
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        n = self.x.shape[0]
+        self.dW = self.x.T @ dout / (n if self.fault == "mean" else 1)
+        self.db = dout.sum(axis=0) * (2.0 if self.fault == "twice" else 1.0)
+        return dout @ self.W.T * (-1.0 if self.fault == "sign" else 1.0)
+
+
+@pytest.mark.parametrize("fault, target, says", [
+    ("mean", "W", "1/N, N = 4 the batch size"), ("twice", "b", "2: counted twice"),
+    ("sign", "x", "-1: the sign flipped")])
+def test_a_gradient_off_by_a_constant_factor_gets_the_factor_hint(fault, target, says):
+    """``analytic = c * numerical`` at every element: the hint names the factor (the batch
+    size's inverse for a mean in backward where forward sums) instead of a wrong term."""
+    from gradcheck.render import constant_factor
+
+    report = check_layer(_ScaledDense(fault), np.random.default_rng(1).normal(size=(4, 5)))
+    text = " ".join(str(report).split())
+    assert report.result(target).verdict == "FAIL"
+    assert f"hint: {target}'s analytic gradient is a constant" in text and says in text
+    assert "point at the wrong term" not in text
+    assert [r.name for r in report.results if constant_factor(r) is not None] == [target]
+
+
+def test_a_wrong_term_is_no_constant_factor():
+    """A backward wrong by a term that varies over the elements gets no factor hint."""
+    from gradcheck.render import constant_factor
+
+    class Wrong(_ScaledDense):
+        def backward(self, dout):
+            dx = super().backward(dout)
+            self.dW = self.dW + 0.1 * self.W ** 2
+            return dx
+
+    report = check_layer(Wrong(None), np.random.default_rng(1).normal(size=(4, 5)))
+    assert report.result("W").verdict == "FAIL" and constant_factor(report.result("W")) is None
+    assert "point at the wrong term" in str(report)
 
 
 def test_the_title_names_the_input_dtype_and_the_dtype_checked_in():
