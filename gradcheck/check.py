@@ -10,8 +10,9 @@ import numpy as np
 
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr, settle_call, switch_back, switch_mode)
-from gradcheck.protocol.calling import (call_dout, floating_array, index_note, inputs_first,
-                                        is_index_input, is_several, returns_several, taken_again)
+from gradcheck.protocol.calling import (cache_parameter, call_dout, floating_array, index_note,
+                                        inputs_first, is_index_input, is_several,
+                                        returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
@@ -345,6 +346,7 @@ def _needs_wrapper(layer, x, index, backward_kwargs):
     return bool(
         is_several(x) or index or learning_rate_parameter(layer) or backward_kwargs
         or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
+        or cache_parameter(layer)
         or returns_several(layer_method(layer, "backward"))
         or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True)))
 
@@ -506,6 +508,12 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         findings.append(Finding("backward-takes-inputs", False, (
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))
+    if call.pair is not None:
+        taken = cache_parameter(layer, call.backward_kwargs)
+        findings.append(Finding("cache-passed", False, (
+            f"backward takes forward's returned cache (backward(dout, {taken})): each "
+            f"forward's own cache (the last value it returns) was passed as {taken!r} to the "
+            "backward that follows it, as the training loop does")))
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))

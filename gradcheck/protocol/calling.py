@@ -43,7 +43,7 @@ from gradcheck.protocol.signatures import (positional_parameters, signature, sou
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
-__all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
+__all__ = ["CallLayer", "FunctionPair", "cache_parameter", "is_several", "forward_names", "is_index_input",
            "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES", "taken_again"]
 
 #: Names of a first ``forward`` parameter that takes indices, not values.
@@ -644,6 +644,11 @@ class CallLayer:
         self.flag = flag_name(fn)  # a function pair's: its forward function's switch
         self._outputs_unknown()
         self._steps_unknown()
+        #: a method pair ``forward(x) -> (out, cache)``, ``backward(dout, cache)``: the
+        #: layer's methods as a :class:`FunctionPair`, which threads each forward's cache
+        #: into the backward that follows it (``None``: backward takes no cache)
+        self.pair = (_method_pair(layer, self.backward_kwargs, name)
+                     if cache_parameter(layer, self.backward_kwargs) else None)
 
     def _outputs_unknown(self):
         """What the first forward calls tell about the outputs (none made yet)."""
@@ -839,7 +844,7 @@ class CallLayer:
         self.last_x = x
         ordered = self._args(x)
         kwargs = {self.flag: flag_value(self.flag, train_flg)} if self.flag else {}
-        forward = layer_method(self.layer, "forward")
+        forward = self.pair.forward if self.pair else layer_method(self.layer, "forward")
         if self.keyword:
             out = forward(**dict(zip(self.call_names, ordered)), **kwargs)
         else:
@@ -1083,7 +1088,10 @@ class CallLayer:
         return grads
 
     def _backward(self):
-        """The layer's ``backward``, with :attr:`backward_kwargs` bound."""
+        """The layer's ``backward``, with :attr:`backward_kwargs` bound (a method pair's:
+        its :attr:`pair`'s, which passes the cache of the last forward)."""
+        if self.pair is not None:
+            return self.pair.backward
         backward = layer_method(self.layer, "backward")
         return functools.partial(backward, **self.backward_kwargs) if self.backward_kwargs \
             else backward
@@ -1428,10 +1436,14 @@ class FunctionPair:
         self.cache = None
         return result
 
-    def backward(self, *douts):
+    def backward(self, *douts, **given):
+        """``backward_fn(*douts, cache)`` with the cache of the last :meth:`forward` (and
+        ``given``, keyword arguments passed on: a learning rate), or forward's own
+        gradients scaled by ``dout`` when there is no backward function."""
         if self.backward_fn is not None:
             try:
-                return self.backward_fn(*douts, self.cache, **self._named_apart(len(douts) + 1))
+                return self.backward_fn(*douts, self.cache,
+                                        **self._named_apart(len(douts) + 1), **given)
             except (TypeError, ValueError) as exc:
                 if self.cache is not None:
                     raise
@@ -1448,6 +1460,50 @@ class FunctionPair:
         if isinstance(grads, (tuple, list)):
             return tuple(scale * np.asarray(g) for g in grads)
         return scale * np.asarray(grads)
+
+
+def cache_parameter(layer, backward_kwargs=()):
+    """The name of the cache a layer's ``backward(dout, cache)`` takes from its
+    ``forward(x) -> (out, cache)`` (a method pair, CS231n's functions as a class), or
+    ``None``.
+
+    It is backward's last required positional parameter, after at least one upstream
+    gradient, not given in ``backward_kwargs``, and named as a cache: ``cache`` is in its
+    name, or forward's ``return out, <name>`` names it. A :class:`FunctionPair` is none
+    (it threads its cache itself).
+
+    Parameters
+    ----------
+    layer : object
+    backward_kwargs : dict or sequence of str
+        What the user passes to every backward call by name.
+
+    Returns
+    -------
+    str or None
+    """
+    if isinstance(layer, FunctionPair):
+        return None
+    forward, backward = layer_method(layer, "forward"), layer_method(layer, "backward")
+    if forward is None or backward is None:
+        return None
+    slots = positional_parameters(backward, required=True)
+    if len(slots) < 2 or slots[-1].name in backward_kwargs:
+        return None
+    name = slots[-1].name
+    said = returned_names(forward, 2)[-1]
+    return name if "cache" in name.lower() or (said and said[1] == name) else None
+
+
+def _method_pair(layer, backward_kwargs, name):
+    """The layer's ``forward`` and ``backward`` (with ``backward_kwargs`` bound) as a
+    :class:`FunctionPair` (for :class:`CallLayer`, named after the layer)."""
+    backward = layer_method(layer, "backward")
+    if backward_kwargs:
+        backward = functools.partial(backward, **backward_kwargs)
+    pair = FunctionPair(layer_method(layer, "forward"), backward)
+    pair._gradcheck_name = name
+    return pair
 
 
 def cache_layout(forward, backward, n, by_name=()):
