@@ -531,6 +531,13 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         returned = call.find_returned(adapter, seed)
         if returned:
             findings.append(Finding("gradients-returned", False, returned))
+    if isinstance(layer, FunctionPair) and layer.takes_ctx:
+        findings.append(Finding("cache-passed", False, (
+            "forward and backward take ctx first (torch.autograd.Function style): each "
+            "forward got a fresh context (" + ("a copy of the one given" if layer.ctx_given
+                                               is not None else "save_for_backward(*arrays) "
+                                               "keeps them in ctx.saved_tensors")
+            + "), passed to the backward that follows it")))
     if isinstance(layer, FunctionPair):
         from gradcheck.protocol.batchmean import (find_mean_scale, mean_scale_note,
                                                   unscaled_mean_note)
@@ -661,7 +668,7 @@ def check_function(forward, backward, *inputs, **options):
     >>> report.passed, [r.name for r in report.results]
     (True, ['x', 'w', 'b'])
     """
-    from gradcheck.protocol.calling import FunctionPair
+    from gradcheck.protocol.calling import FunctionPair, ctx_inputs
 
     fname = getattr(forward, "__name__", type(forward).__name__)
     if not callable(forward) or not (backward is None or callable(backward)):
@@ -671,7 +678,9 @@ def check_function(forward, backward, *inputs, **options):
         raise GradCheckInputError("check_function needs the inputs of forward after the two "
                                   "functions: check_function(f, b, x, w, ...)", layer=fname)
     pair = FunctionPair(forward, backward)
-    pair._gradcheck_name, pair._gradcheck_signature = fname, forward
+    inputs = ctx_inputs(pair, inputs)
+    pair._gradcheck_name = fname  # the inputs named by forward's parameters (after ctx)
+    pair._gradcheck_signature = functools.partial(forward, None) if pair.takes_ctx else forward
     return check_layer(pair, tuple(inputs), **options)
 
 

@@ -345,7 +345,7 @@ class LayerAdapter:
         self.name = layer_name(layer)
         if isinstance(layer, type):
             raise GradCheckInputError(f"got the class {self.name}, not an instance: pass "
-                                      f"{self.name}(...)", layer=self.name)
+                                      f"{self.name}(...){_ctx_hint(layer)}", layer=self.name)
         for meth in ("forward", "backward"):
             if method_name(layer, meth) is None:
                 model = (" (a model whose loss(X, y) returns (loss, grads) over model.params, "
@@ -562,6 +562,19 @@ class LayerAdapter:
             raise LayerCallError(
                 f"{name}() (called after backward to compute the parameter gradients) raised "
                 f"{type(exc).__name__}: {exc}", layer=self.name, target="parameters") from exc
+
+
+def _ctx_hint(cls):
+    """How to check a torch.autograd.Function-style class (static ``forward(ctx, ...)``
+    and ``backward(ctx, dout)``), or ``""``."""
+    from gradcheck.protocol.calling import takes_ctx
+
+    if not takes_ctx(getattr(cls, "forward", None), getattr(cls, "backward", None)):
+        return ""
+    name = cls.__name__
+    return (f"; its forward(ctx, ...) and backward(ctx, ...) are torch.autograd.Function "
+            f"style: check them with check_function({name}.forward, {name}.backward, "
+            "*inputs), a fresh context given to each forward and its backward")
 
 
 def call_without_dout(backward, douts):

@@ -26,6 +26,7 @@ user's code does:
 """
 
 import ast
+import copy
 import functools
 import numbers
 import re
@@ -43,7 +44,7 @@ from gradcheck.protocol.signatures import (positional_parameters, signature, sou
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
-__all__ = ["CallLayer", "FunctionPair", "cache_parameter", "is_several", "forward_names", "is_index_input",
+__all__ = ["CallLayer", "FunctionPair", "Context", "cache_parameter", "ctx_inputs", "takes_ctx", "is_several", "forward_names", "is_index_input",
            "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES", "taken_again"]
 
 #: Names of a first ``forward`` parameter that takes indices, not values.
@@ -1371,6 +1372,10 @@ class FunctionPair:
         #: API): the model, its parameters the targets, its inputs not differentiated
         self.model = _model_of(forward) if backward is None else None
         self.param_grads = {}
+        #: ``forward(ctx, ...)``, ``backward(ctx, dout)`` (torch.autograd.Function style):
+        #: each forward gets a fresh context (a copy of :attr:`ctx_given`, the one the user
+        #: passed, else a :class:`Context`), kept as the cache and passed first to backward
+        self.takes_ctx, self.ctx_given = takes_ctx(forward, backward), None
 
     def _named_apart(self, given):
         """:attr:`named` without the parameters the ``given`` positional arguments (the
@@ -1394,6 +1399,9 @@ class FunctionPair:
         if self.by_name:
             names, _ = forward_names(self.forward_fn, len(inputs))
             self.named = {n: v for n, v in zip(names, inputs) if n in self.by_name}
+        if self.takes_ctx:
+            self.cache = Context() if self.ctx_given is None else copy.copy(self.ctx_given)
+            return self.forward_fn(self.cache, *inputs, **switch)
         result = self.forward_fn(*inputs, **switch)
         if self.backward_fn is None:
             if not (isinstance(result, tuple) and len(result) == 2):
@@ -1440,6 +1448,8 @@ class FunctionPair:
         """``backward_fn(*douts, cache)`` with the cache of the last :meth:`forward` (and
         ``given``, keyword arguments passed on: a learning rate), or forward's own
         gradients scaled by ``dout`` when there is no backward function."""
+        if self.takes_ctx:
+            return self.backward_fn(self.cache, *douts, **given)
         if self.backward_fn is not None:
             try:
                 return self.backward_fn(*douts, self.cache,
@@ -1460,6 +1470,61 @@ class FunctionPair:
         if isinstance(grads, (tuple, list)):
             return tuple(scale * np.asarray(g) for g in grads)
         return scale * np.asarray(grads)
+
+
+class Context:
+    """The context a :class:`FunctionPair` of ``forward(ctx, ...)`` and ``backward(ctx,
+    dout)`` (torch.autograd.Function style) gives each forward call and the backward that
+    follows it: ``save_for_backward(*arrays)`` keeps them in ``saved_tensors``; any other
+    attribute forward sets is kept as set."""
+
+    saved_tensors = ()
+
+    def save_for_backward(self, *tensors):
+        """Keep ``tensors`` for backward, in :attr:`saved_tensors`."""
+        self.saved_tensors = tensors
+
+
+def takes_ctx(forward, backward):
+    """Whether ``forward`` and ``backward`` both take a context first, named ``ctx``
+    (torch.autograd.Function's static methods, written with numpy).
+
+    Parameters
+    ----------
+    forward, backward : callable or None
+
+    Returns
+    -------
+    bool
+    """
+    if backward is None:
+        return False
+    firsts = [positional_parameters(f)[:1] for f in (forward, backward)]
+    return all(first and first[0].name == "ctx" for first in firsts)
+
+
+def ctx_inputs(pair, inputs):
+    """The inputs of a :class:`FunctionPair` that takes a context first, without it: a
+    context the user passed first (``check_function(F.forward, F.backward, Ctx(), x, w)``),
+    when ``inputs`` fill every positional parameter of forward, is copied for each call
+    (:attr:`FunctionPair.ctx_given`) instead of being an input.
+
+    Parameters
+    ----------
+    pair : FunctionPair
+    inputs : tuple
+
+    Returns
+    -------
+    tuple
+    """
+    if not pair.takes_ctx or not inputs:
+        return inputs
+    if len(inputs) == len(positional_parameters(pair.forward_fn)) and not isinstance(
+            inputs[0], np.ndarray):
+        pair.ctx_given = inputs[0]
+        return inputs[1:]
+    return inputs
 
 
 def cache_parameter(layer, backward_kwargs=()):
