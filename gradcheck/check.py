@@ -273,6 +273,9 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index,
             backward_kwargs)
     adapter.gradient_method = gradient_method
+    adapter.dx_wanted = wrt is None or "x" in wrt
+    if call is not None:
+        call.dx_wanted = wrt is None or any(n == "x" or n.startswith("inputs[") for n in wrt)
     x_arr, converted = _input_array(name, x, findings)
     params = _checked_names(layer, name, params, wrt, call)
     dout_w = _working_dout(name, dout, call)
@@ -290,6 +293,10 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             name, layer, adapter, original, call, xw, dout_w, params, wrt, opts, precision,
             findings)
         results = _verdicts(problem, adapter, strategy, opts, sequence, findings)
+        if adapter.dx_missing or (call is not None and call.dx_missing):
+            findings.append(Finding("no-input-gradient", False, (
+                "backward returned no input gradient (None): accepted, as the input is not "
+                "among wrt; only the parameters named were checked")))
         problem.snapshot.restore_all()
         findings.extend(_zero_state(layer, results, not_checked, call,
                                     getattr(problem, "kept_state", ())))

@@ -395,6 +395,9 @@ class LayerAdapter:
         self.gradient_method_found = ()
         #: the layer it is called on (the wrapped layer of a CallLayer)
         self.gradient_owner = layer
+        #: whether x is a target (``wrt`` without it: a backward that returns no dx, a
+        #: model's first layer's, is accepted, zeros standing for it), and whether one did
+        self.dx_wanted, self.dx_missing = True, False
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def bound_forward(self):
@@ -523,10 +526,15 @@ class LayerAdapter:
         if isinstance(dx, (np.floating, float)) and not isinstance(dx, bool) \
                 and tuple(x_shape) == ():
             dx = np.asarray(dx)  # numpy arithmetic on a 0-d array returns a scalar
+        if dx is None and not self.dx_wanted:
+            self.dx_missing = True  # x is not checked: only the parameters' gradients count
+            dx = np.zeros(x_shape, dtype=x_dtype)
         if dx is None:
             raise LayerProtocolError(
                 "backward() returned None; it must return dx, the gradient with respect "
-                "to the input, an ndarray of the input's shape (or keep it in self.dinputs)",
+                "to the input, an ndarray of the input's shape (or keep it in self.dinputs); "
+                "a layer that computes no dx (a model's first layer) is checked over its "
+                "parameters alone with wrt=[...] naming them, without 'x'",
                 layer=self.name, target="x")
         if not isinstance(dx, np.ndarray):
             hint = _tuple_hint(self.layer, dx, x_shape) if isinstance(dx, tuple) else ""

@@ -650,6 +650,9 @@ class CallLayer:
         #: into the backward that follows it (``None``: backward takes no cache)
         self.pair = (_method_pair(layer, self.backward_kwargs, name)
                      if cache_parameter(layer, self.backward_kwargs) else None)
+        #: whether an input is a target (check_layer sets it from ``wrt``), and whether
+        #: backward returned no input gradient when none was (:meth:`_no_input_gradients`)
+        self.dx_wanted, self.dx_missing = True, False
 
     def _outputs_unknown(self):
         """What the first forward calls tell about the outputs (none made yet)."""
@@ -974,11 +977,14 @@ class CallLayer:
             return np.zeros(1)  # no floating input (an embedding): parameters only
         if grads is None:
             grads = kept_input_gradient(self.layer)
+            if grads is None and not self.dx_wanted:
+                return self._no_input_gradients()
             if grads is None:
                 raise LayerProtocolError(
                     "backward() returned None and the layer has no dinputs attribute; it must "
                     "return the gradient of each floating input (" + ", ".join(self.targets)
-                    + ")", layer=self._gradcheck_name, target=self.display("x"))
+                    + "); to check the parameters alone, pass wrt=[...] naming them, without "
+                    "the inputs", layer=self._gradcheck_name, target=self.display("x"))
         if isinstance(grads, dict) and self.dict_input is not None:
             grads = self._keyed_grads(grads)
         elif isinstance(grads, (tuple, list)) and self.dict_input is not None:
@@ -990,6 +996,14 @@ class CallLayer:
             self.input_grads[n] = grads[n] if self.mean_scale is None else (
                 self.mean_scale * np.asarray(grads[n]))
         return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _no_input_gradients(self):
+        """Zeros for the inputs' gradients of a backward that returned none, when no input
+        is a target (``wrt`` names parameters only): :attr:`dx_missing` says so."""
+        self.dx_missing = True
+        for n in self.targets[1:]:
+            self.input_grads[n] = np.zeros_like(self.inputs[n])
+        return np.zeros_like(np.asarray(self.x, dtype=np.float64))
 
     def _named_grads(self, grads):
         """The tuple a backward returns for the dict forward takes, in target order: by
