@@ -1534,14 +1534,68 @@ def _written_over(adapter, x, snapshot, paths, expected=None):
     moved by ``1 +- 0.01`` (:func:`move_params`, as the sequence check moves parameters),
     writes over in place (to ``expected`` when given). The layer's own error is raised,
     never eaten."""
-    snapshot.restore_all()
-    layer = adapter.layer
-    moved = {p: (resolve(layer, p), resolve(layer, p).copy())
-             for p in move_params(layer, paths, np.random.default_rng(0), 0.01)}
+    moved = _moved(adapter.layer, snapshot, paths)
     adapter.forward(x.copy())
-    return [p for p, (arr, was) in moved.items() if resolve(adapter.layer, p) is arr
+    return _changed(adapter.layer, moved, expected)
+
+
+def _moved(layer, snapshot, paths):
+    """``{path: (array, its moved value)}``: the layer put back to ``snapshot``, then the
+    arrays at ``paths`` moved by ``1 +- 0.01`` (:func:`move_params`)."""
+    snapshot.restore_all()
+    return {p: (resolve(layer, p), resolve(layer, p).copy())
+            for p in move_params(layer, paths, np.random.default_rng(0), 0.01)}
+
+
+def _changed(layer, moved, expected=None):
+    """The paths of ``moved`` (:func:`_moved`) whose array the layer still holds and a
+    call wrote over in place (to ``expected`` when given)."""
+    return [p for p, (arr, was) in moved.items() if resolve(layer, p) is arr
             and not np.array_equal(arr, was)
             and (expected is None or np.array_equal(arr, expected))]
+
+
+def left_floating(layer, found):
+    """``{path: copy}`` of the floating arrays ``found`` has no gradient for, as the
+    discovery's backward left them (for :func:`written_buffers`)."""
+    arrays = {p: resolve(layer, p) for p in found.floating}
+    return {p: a.copy() for p, a in arrays.items() if isinstance(a, np.ndarray)}
+
+
+def written_buffers(adapter, x, dout, snapshot, found, left):
+    """The floating arrays ``found`` has no gradient for that ``forward`` or ``backward``
+    writes over in place (buffers: ``np.tanh(x, out=self.out)``, ``np.multiply(...,
+    out=self.dx)``), listed as written by the one that writes them (state, a gradient or a
+    cache) instead of warned about as arrays that may be trainable.
+
+    Moved all at once from ``snapshot`` (:func:`_moved`), then one forward and one
+    backward call, only when there are such arrays; the layer is put back. One backward
+    writes is a buffer only when it writes the value it wrote unmoved (``left``, from
+    :func:`left_floating`): an in-place update (``self.W -= 0.01 * g``) depends on what
+    the array held, and stays warned about.
+
+    Parameters
+    ----------
+    adapter : gradcheck.protocol.adapter.LayerAdapter
+    x, dout : ndarray
+    snapshot : gradcheck.protocol.state.StateSnapshot
+    found : Discovery
+        Changed in place: its ``floating`` and ``not_checked``.
+    left : dict of str to ndarray
+    """
+    if not left:
+        return
+    moved = _moved(adapter.layer, snapshot, list(left))
+    adapter.forward(x.copy())
+    by_forward = _changed(adapter.layer, moved)
+    adapter.backward(dout, x.shape, x.dtype)
+    by_backward = [p for p in _changed(adapter.layer, {p: m for p, m in moved.items()
+                                                       if p not in by_forward})
+                   if np.array_equal(resolve(adapter.layer, p), left[p])]
+    snapshot.restore_all()
+    why = {**{p: _BACKWARD for p in by_backward}, **{p: _FORWARD for p in by_forward}}
+    found.floating[:] = [p for p in found.floating if p not in why]
+    found.not_checked[:] = [(p, why.get(p, r)) for p, r in found.not_checked]
 
 
 def _drop_derived(found, derived):
@@ -1613,8 +1667,10 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
                             written_backward=rebound(after_forward) - written)
 
         found = with_gradient_method(adapter, walk(), walk)
+        left = left_floating(layer, found)
         _drop_derived(found, derived_in_place(adapter, x, snapshot, after_forward,
                                               list(found.params)))
+        written_buffers(adapter, x, dout, snapshot, found, left)
     except GradCheckInputError as exc:
         if strict or isinstance(exc, LayerCallError):  # the layer's own error: never eaten
             raise
