@@ -969,13 +969,17 @@ class _Walk:
         if reason is None and gname is not None:
             self.container(obj, prefix, name, gname, False)
             return
-        skipped = []
+        skipped, appended = [], self._appended_inputs(value)
         for key in keys:
             item = value[key]
             if not (isinstance(item, np.ndarray) or _is_float_value(item)):
                 continue
             path = f"{attr_path(prefix, name)}[{key!r}]"
             why = reason or self._classify(value, key, item, path)
+            if appended and (key in appended or np.shape(item) in appended.values()):
+                why = _INPUT if key in appended else (
+                    f"an earlier input: forward appends its input to {name} "
+                    "(numpy-ml's self.X), not a parameter")
             if why is None:
                 why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
                 if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
@@ -983,6 +987,16 @@ class _Walk:
             if why is not _INPUT:
                 skipped.append((key, path, why))
         self._skip_entries(attr_path(prefix, name), skipped, rebuilt=reason is _FORWARD)
+
+    def _appended_inputs(self, value):
+        """``{index: shape}`` of the entries of the list ``value`` that forward wrote and
+        that are its input or a view of it (numpy-ml's ``self.X.append(X)``); empty for
+        anything else."""
+        if not isinstance(value, list):
+            return {}
+        return {i: v.shape for i, v in enumerate(value)
+                if (id(value), i) in self.written and isinstance(v, np.ndarray)
+                and any(v is a or np.may_share_memory(v, a) for a in self.inputs.values())}
 
     def _skip_entries(self, path, skipped, rebuilt):
         """List a container's entries as not checked: one line for the container when
@@ -1182,7 +1196,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     -------
     Discovery
     """
-    walk = _Walk(written, {id(a) for a in inputs}, exclude)
+    walk = _Walk(written, {id(a): a for a in inputs}, exclude)
     walk.written_backward = written_backward
     walk.layer(layer, "")
     walk.finish()
