@@ -1583,10 +1583,12 @@ def written_buffers(adapter, x, dout, snapshot, found, left):
     cache) instead of warned about as arrays that may be trainable.
 
     Moved all at once from ``snapshot`` (:func:`_moved`), then one forward and one
-    backward call, only when there are such arrays; the layer is put back. One backward
-    writes is a buffer only when it writes the value it wrote unmoved (``left``, from
-    :func:`left_floating`): an in-place update (``self.W -= 0.01 * g``) depends on what
-    the array held, and stays warned about.
+    backward call, only when there are such arrays; the layer is put back. One forward
+    writes to the value it wrote unmoved (``left``, from :func:`left_floating`) is
+    :data:`DERIVED` (an output buffer, weight normalisation's ``W`` without a ``dW``), one
+    it writes from what it held state (a running mean). One backward writes is a buffer
+    only when it writes the value it wrote unmoved: an in-place update (``self.W -= 0.01
+    * g``) depends on what the array held, and stays warned about.
 
     Parameters
     ----------
@@ -1603,11 +1605,13 @@ def written_buffers(adapter, x, dout, snapshot, found, left):
     adapter.forward(x.copy())
     by_forward = _changed(adapter.layer, moved)
     adapter.backward(dout, x.shape, x.dtype)
+    derived = [p for p in by_forward if np.array_equal(resolve(adapter.layer, p), left[p])]
     by_backward = [p for p in _changed(adapter.layer, {p: m for p, m in moved.items()
                                                        if p not in by_forward})
                    if np.array_equal(resolve(adapter.layer, p), left[p])]
     snapshot.restore_all()
-    why = {**{p: _BACKWARD for p in by_backward}, **{p: _FORWARD for p in by_forward}}
+    why = {**{p: _BACKWARD for p in by_backward}, **{p: _FORWARD for p in by_forward},
+           **{p: DERIVED for p in derived}}
     found.floating[:] = [p for p in found.floating if p not in why]
     found.not_checked[:] = [(p, why.get(p, r)) for p, r in found.not_checked]
 
