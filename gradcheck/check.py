@@ -273,9 +273,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index,
             backward_kwargs)
     adapter.gradient_method = gradient_method
-    adapter.dx_wanted = wrt is None or "x" in wrt
-    if call is not None:
-        call.dx_wanted = wrt is None or any(n == "x" or n.startswith("inputs[") for n in wrt)
+    _dx_wanted(adapter, call, wrt)
     x_arr, converted = _input_array(name, x, findings)
     params = _checked_names(layer, name, params, wrt, call)
     dout_w = _working_dout(name, dout, call)
@@ -293,10 +291,6 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             name, layer, adapter, original, call, xw, dout_w, params, wrt, opts, precision,
             findings)
         results = _verdicts(problem, adapter, strategy, opts, sequence, findings)
-        if adapter.dx_missing or (call is not None and call.dx_missing):
-            findings.append(Finding("no-input-gradient", False, (
-                "backward returned no input gradient (None): accepted, as the input is not "
-                "among wrt; only the parameters named were checked")))
         problem.snapshot.restore_all()
         findings.extend(_zero_state(layer, results, not_checked, call,
                                     getattr(problem, "kept_state", ())))
@@ -358,6 +352,14 @@ def _needs_wrapper(layer, x, index, backward_kwargs):
         or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True)))
 
 
+def _dx_wanted(adapter, call, wrt):
+    """Tell the adapter (and a wrapper) whether an input is a target: with ``wrt`` naming
+    parameters only, a backward that returns no input gradient is accepted."""
+    adapter.dx_wanted = wrt is None or "x" in wrt
+    if call is not None:
+        call.dx_wanted = wrt is None or any(n == "x" or n.startswith("inputs[") for n in wrt)
+
+
 def _working_dout(name, dout, call):
     """The caller's ``dout`` validated and copied (``None``: drawn later; a tuple, list or
     dict for a wrapped layer's several outputs: :func:`call_dout` reads it)."""
@@ -412,6 +414,10 @@ def _verdicts(problem, adapter, strategy, opts, sequence, findings):
     _scalar_output_note(problem)
     if adapter.flag_refused:
         findings.append(Finding("flag-refused", False, adapter.flag_refused))
+    if adapter.dx_missing:
+        findings.append(Finding("no-input-gradient", False, (
+            "backward returned no input gradient (None): accepted, as the input is not "
+            "among wrt; only the parameters named were checked")))
     if sequence:
         from gradcheck.protocol.history import check_history
         check_history(problem, results, opts)
@@ -515,12 +521,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         findings.append(Finding("backward-takes-inputs", False, (
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))
-    if call.pair is not None:
-        taken = cache_parameter(layer, call.backward_kwargs)
-        findings.append(Finding("cache-passed", False, (
-            f"backward takes forward's returned cache (backward(dout, {taken})): each "
-            f"forward's own cache (the last value it returns) was passed as {taken!r} to the "
-            "backward that follows it, as the training loop does")))
+    findings.extend(_cache_notes(layer, call))
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))
@@ -538,13 +539,6 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         returned = call.find_returned(adapter, seed)
         if returned:
             findings.append(Finding("gradients-returned", False, returned))
-    if isinstance(layer, FunctionPair) and layer.takes_ctx:
-        findings.append(Finding("cache-passed", False, (
-            "forward and backward take ctx first (torch.autograd.Function style): each "
-            "forward got a fresh context (" + ("a copy of the one given" if layer.ctx_given
-                                               is not None else "save_for_backward(*arrays) "
-                                               "keeps them in ctx.saved_tensors")
-            + "), passed to the backward that follows it")))
     if isinstance(layer, FunctionPair):
         from gradcheck.protocol.batchmean import (find_mean_scale, mean_scale_note,
                                                   unscaled_mean_note)
@@ -557,6 +551,27 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             findings.append(Finding("batch-mean-gradients", False, unscaled_mean_note(call)))
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
+
+
+def _cache_notes(layer, call):
+    """The ``cache-passed`` finding of a method pair whose backward takes forward's
+    returned cache, or of a ``forward(ctx, ...)``/``backward(ctx, dout)`` pair (a list of
+    at most one)."""
+    from gradcheck.protocol.calling import FunctionPair
+
+    if call.pair is not None:
+        taken = cache_parameter(layer, call.backward_kwargs)
+        return [Finding("cache-passed", False, (
+            f"backward takes forward's returned cache (backward(dout, {taken})): each "
+            f"forward's own cache (the last value it returns) was passed as {taken!r} to the "
+            "backward that follows it, as the training loop does"))]
+    if isinstance(layer, FunctionPair) and layer.takes_ctx:
+        given = ("a copy of the one given" if layer.ctx_given is not None
+                 else "save_for_backward(*arrays) keeps them in ctx.saved_tensors")
+        return [Finding("cache-passed", False, (
+            "forward and backward take ctx first (torch.autograd.Function style): each "
+            f"forward got a fresh context ({given}), passed to the backward that follows it"))]
+    return []
 
 
 def _step_note(call):

@@ -44,7 +44,8 @@ from gradcheck.protocol.signatures import (positional_parameters, signature, sou
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
-__all__ = ["CallLayer", "FunctionPair", "Context", "cache_parameter", "ctx_inputs", "takes_ctx", "is_several", "forward_names", "is_index_input",
+__all__ = ["CallLayer", "FunctionPair", "Context", "cache_parameter", "ctx_inputs", "takes_ctx",
+           "is_several", "forward_names", "is_index_input",
            "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES", "taken_again"]
 
 #: Names of a first ``forward`` parameter that takes indices, not values.
@@ -650,9 +651,9 @@ class CallLayer:
         #: into the backward that follows it (``None``: backward takes no cache)
         self.pair = (_method_pair(layer, self.backward_kwargs, name)
                      if cache_parameter(layer, self.backward_kwargs) else None)
-        #: whether an input is a target (check_layer sets it from ``wrt``), and whether
-        #: backward returned no input gradient when none was (:meth:`_no_input_gradients`)
-        self.dx_wanted, self.dx_missing = True, False
+        #: whether an input is a target (check_layer sets it from ``wrt``; when none is, a
+        #: backward that returns no input gradient is accepted: :meth:`_no_input_gradients`)
+        self.dx_wanted = True
 
     def _outputs_unknown(self):
         """What the first forward calls tell about the outputs (none made yet)."""
@@ -998,12 +999,11 @@ class CallLayer:
         return grads[self.targets[0]] if self.targets else np.zeros(1)
 
     def _no_input_gradients(self):
-        """Zeros for the inputs' gradients of a backward that returned none, when no input
-        is a target (``wrt`` names parameters only): :attr:`dx_missing` says so."""
-        self.dx_missing = True
+        """Zeros for the other inputs' gradients of a backward that returned none, when no
+        input is a target (``wrt`` names parameters only), and ``None`` for the first: the
+        adapter accepts it so (and the report says so)."""
         for n in self.targets[1:]:
             self.input_grads[n] = np.zeros_like(self.inputs[n])
-        return np.zeros_like(np.asarray(self.x, dtype=np.float64))
 
     def _named_grads(self, grads):
         """The tuple a backward returns for the dict forward takes, in target order: by
