@@ -565,6 +565,12 @@ def _cache_notes(layer, call):
             f"backward takes forward's returned cache (backward(dout, {taken})): each "
             f"forward's own cache (the last value it returns) was passed as {taken!r} to the "
             "backward that follows it, as the training loop does"))]
+    named = cache_parameter(layer)
+    if named is not None and named in call.backward_kwargs:
+        return [Finding("cache-passed", False, (
+            f"backward_kwargs gives {named!r}, the same value to every backward call; "
+            f"forward returns a cache itself: without {named!r} in backward_kwargs, each "
+            "forward's own cache is passed to the backward that follows it"))]
     if isinstance(layer, FunctionPair) and layer.takes_ctx:
         given = ("a copy of the one given" if layer.ctx_given is not None
                  else "save_for_backward(*arrays) keeps them in ctx.saved_tensors")
@@ -701,6 +707,8 @@ def check_function(forward, backward, *inputs, **options):
                                   "functions: check_function(f, b, x, w, ...)", layer=fname)
     pair = FunctionPair(forward, backward)
     inputs = ctx_inputs(pair, inputs)
+    if pair.takes_ctx:  # a class's static methods: named by the class (CtxLinear.forward)
+        fname = getattr(forward, "__qualname__", fname)
     pair._gradcheck_name = fname  # the inputs named by forward's parameters (after ctx)
     pair._gradcheck_signature = functools.partial(forward, None) if pair.takes_ctx else forward
     return check_layer(pair, tuple(inputs), **options)

@@ -3133,7 +3133,9 @@ def test_a_method_pair_given_the_cache_by_name_keeps_it():
     _, cache = layer.forward(x)
     report = check_layer(layer, x, backward_kwargs={"cache": cache})
     assert report.passed
-    assert "was passed as 'cache'" not in " ".join(str(report).split())
+    text = " ".join(str(report).split())
+    assert "was passed as 'cache'" not in text
+    assert "backward_kwargs gives 'cache', the same value to every backward call" in text
 
 
 def test_autograd_function_style_pair_gets_a_fresh_context_with_or_without_one_given():
