@@ -3245,3 +3245,15 @@ def test_an_input_list_forward_appends_to_is_the_input_not_a_parameter():
     assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
     assert not report.warnings, report.warnings
     assert dict(report.not_checked)["X[0]"].startswith("an earlier input"), report.not_checked
+
+
+def test_a_backward_taking_a_cache_forward_does_not_return_is_still_asked_for():
+    class NoCache:
+        def forward(self, x):
+            return np.tanh(x)
+
+        def backward(self, dout, cache):
+            return dout * (1 - np.tanh(cache) ** 2)
+
+    with pytest.raises(GradCheckInputError, match=r"backward_kwargs=\{'cache'"):
+        check_layer(NoCache(), X)

@@ -1548,7 +1548,8 @@ def cache_parameter(layer, backward_kwargs=()):
 
     It is backward's last required positional parameter, after at least one upstream
     gradient, not given in ``backward_kwargs``, and named as a cache: ``cache`` is in its
-    name, or forward's ``return out, <name>`` names it. A :class:`FunctionPair` is none
+    name, or forward's ``return out, <name>`` names it; forward's source returns several
+    values (else the check asks for it by ``backward_kwargs``). A :class:`FunctionPair` is none
     (it threads its cache itself).
 
     Parameters
@@ -1567,7 +1568,7 @@ def cache_parameter(layer, backward_kwargs=()):
     if forward is None or backward is None:
         return None
     slots = positional_parameters(backward, required=True)
-    if len(slots) < 2 or slots[-1].name in backward_kwargs:
+    if len(slots) < 2 or slots[-1].name in backward_kwargs or not returns_several(forward):
         return None
     name = slots[-1].name
     said = returned_names(forward, 2)[-1]
