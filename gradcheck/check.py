@@ -10,8 +10,9 @@ import numpy as np
 
 from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_attr, layer_name,
                                        set_attr, settle_call, switch_back, switch_mode)
-from gradcheck.protocol.calling import (call_dout, floating_array, index_note, inputs_first,
-                                        is_index_input, is_several, returns_several, taken_again)
+from gradcheck.protocol.calling import (cache_parameter, call_dout, floating_array, index_note,
+                                        inputs_first, is_index_input, is_several,
+                                        returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
@@ -272,6 +273,7 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
             layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, index,
             backward_kwargs)
     adapter.gradient_method = gradient_method
+    _dx_wanted(adapter, call, wrt)
     x_arr, converted = _input_array(name, x, findings)
     params = _checked_names(layer, name, params, wrt, call)
     dout_w = _working_dout(name, dout, call)
@@ -345,8 +347,17 @@ def _needs_wrapper(layer, x, index, backward_kwargs):
     return bool(
         is_several(x) or index or learning_rate_parameter(layer) or backward_kwargs
         or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
+        or cache_parameter(layer)
         or returns_several(layer_method(layer, "backward"))
         or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True)))
+
+
+def _dx_wanted(adapter, call, wrt):
+    """Tell the adapter (and a wrapper) whether an input is a target: with ``wrt`` naming
+    parameters only, a backward that returns no input gradient is accepted."""
+    adapter.dx_wanted = wrt is None or "x" in wrt
+    if call is not None:
+        call.dx_wanted = wrt is None or any(n == "x" or n.startswith("inputs[") for n in wrt)
 
 
 def _working_dout(name, dout, call):
@@ -403,6 +414,10 @@ def _verdicts(problem, adapter, strategy, opts, sequence, findings):
     _scalar_output_note(problem)
     if adapter.flag_refused:
         findings.append(Finding("flag-refused", False, adapter.flag_refused))
+    if adapter.dx_missing:
+        findings.append(Finding("no-input-gradient", False, (
+            "backward returned no input gradient (None): accepted, as the input is not "
+            "among wrt; only the parameters named were checked")))
     if sequence:
         from gradcheck.protocol.history import check_history
         check_history(problem, results, opts)
@@ -506,6 +521,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         findings.append(Finding("backward-takes-inputs", False, (
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))
+    findings.extend(_cache_notes(layer, call))
     if call.lr is not None:
         call.find_steps(train_flg, seed)
         findings.append(_step_note(call))
@@ -535,6 +551,33 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             findings.append(Finding("batch-mean-gradients", False, unscaled_mean_note(call)))
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
+
+
+def _cache_notes(layer, call):
+    """The ``cache-passed`` finding of a method pair whose backward takes forward's
+    returned cache, or of a ``forward(ctx, ...)``/``backward(ctx, dout)`` pair (a list of
+    at most one)."""
+    from gradcheck.protocol.calling import FunctionPair
+
+    if call.pair is not None:
+        taken = cache_parameter(layer, call.backward_kwargs)
+        return [Finding("cache-passed", False, (
+            f"backward takes forward's returned cache (backward(dout, {taken})): each "
+            f"forward's own cache (the last value it returns) was passed as {taken!r} to the "
+            "backward that follows it, as the training loop does"))]
+    named = cache_parameter(layer)
+    if named is not None and named in call.backward_kwargs:
+        return [Finding("cache-passed", False, (
+            f"backward_kwargs gives {named!r}, the same value to every backward call; "
+            f"forward returns a cache itself: without {named!r} in backward_kwargs, each "
+            "forward's own cache is passed to the backward that follows it"))]
+    if isinstance(layer, FunctionPair) and layer.takes_ctx:
+        given = ("a copy of the one given" if layer.ctx_given is not None
+                 else "save_for_backward(*arrays) keeps them in ctx.saved_tensors")
+        return [Finding("cache-passed", False, (
+            "forward and backward take ctx first (torch.autograd.Function style): each "
+            f"forward got a fresh context ({given}), passed to the backward that follows it"))]
+    return []
 
 
 def _step_note(call):
@@ -653,7 +696,7 @@ def check_function(forward, backward, *inputs, **options):
     >>> report.passed, [r.name for r in report.results]
     (True, ['x', 'w', 'b'])
     """
-    from gradcheck.protocol.calling import FunctionPair
+    from gradcheck.protocol.calling import FunctionPair, ctx_inputs
 
     fname = getattr(forward, "__name__", type(forward).__name__)
     if not callable(forward) or not (backward is None or callable(backward)):
@@ -663,7 +706,11 @@ def check_function(forward, backward, *inputs, **options):
         raise GradCheckInputError("check_function needs the inputs of forward after the two "
                                   "functions: check_function(f, b, x, w, ...)", layer=fname)
     pair = FunctionPair(forward, backward)
-    pair._gradcheck_name, pair._gradcheck_signature = fname, forward
+    inputs = ctx_inputs(pair, inputs)
+    if pair.takes_ctx:  # a class's static methods: named by the class (CtxLinear.forward)
+        fname = getattr(forward, "__qualname__", fname)
+    pair._gradcheck_name = fname  # the inputs named by forward's parameters (after ctx)
+    pair._gradcheck_signature = functools.partial(forward, None) if pair.takes_ctx else forward
     return check_layer(pair, tuple(inputs), **options)
 
 

@@ -2877,3 +2877,141 @@ class EpyNNDenseNoVerb(EpyNNDense):
 
 CASES["epynn-gradient-method"] = (EpyNNDense, EpyNNDenseBroken, "p['W']",
                                   ["x", "p['W']", "p['b']"])
+
+
+# -- a method pair with a returned cache: out, cache = forward(x); backward(dout, cache) ---------
+class CacheTanhAffine:
+    """CS231n's functions as a class: ``forward(x) -> (out, cache)``, ``backward(dout,
+    cache)`` reading forward's output from the cache it is given (each forward's own)."""
+
+    factor = 1.0
+
+    def __init__(self, D=3, H=2):
+        self.W, self.b = _w(D, H), _w(H)
+
+    def forward(self, x):
+        y = np.tanh(x @ self.W + self.b)
+        return y, (x, y)
+
+    def backward(self, dout, cache):
+        x, y = cache
+        g = dout * (1 - y ** 2)
+        self.dW, self.db = x.T @ g * self.factor, g.sum(axis=0)
+        return g @ self.W.T
+
+
+class CacheTanhAffineBroken(CacheTanhAffine):
+    factor = 1.5
+
+
+CALL_CASES["method-pair-cache"] = (CacheTanhAffine, CacheTanhAffineBroken,
+                                   lambda: _xs((4, 3))[0], "W", ["x", "W", "b"])
+
+
+# -- torch.autograd.Function style, in numpy: static forward(ctx, ...), backward(ctx, dout) ------
+class CtxLinear:
+    """``forward(ctx, x, w)`` saves its inputs with ``ctx.save_for_backward``,
+    ``backward(ctx, grad_output)`` reads ``ctx.saved_tensors``: a fresh context per call."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return np.tanh(x @ w)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, w = ctx.saved_tensors
+        g = grad_output * (1 - np.tanh(x @ w) ** 2)
+        return g @ w.T, x.T @ g
+
+
+class CtxLinearBroken(CtxLinear):
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, w = ctx.saved_tensors
+        g = grad_output * (1 - np.tanh(x @ w) ** 2)
+        return g @ w.T, x.T @ grad_output
+
+
+FUNCTION_CASES["autograd-function-ctx"] = (
+    CtxLinear.forward, CtxLinear.backward, (CtxLinear.forward, CtxLinearBroken.backward),
+    lambda: _xs((4, 3), (3, 2)), "w", ["x", "w"])
+
+
+# -- a model's first layer: backward computes the parameter gradients and returns no dx ----------
+class FirstLayerDense:
+    """npdl's ``first_layer=True``: ``backward`` fills ``dW``/``db`` and returns ``None``
+    (no layer below needs dx); checked with ``wrt=["W", "b"]``."""
+
+    factor = 1.0
+
+    def __init__(self, D=3, H=2):
+        self.W, self.b = _w(D, H), _w(H)
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.W + self.b)
+
+    def backward(self, dout):
+        g = dout * (1 - np.tanh(self.x @ self.W + self.b) ** 2)
+        self.dW, self.db = self.x.T @ g * self.factor, g.sum(axis=0)
+
+
+class FirstLayerDenseBroken(FirstLayerDense):
+    factor = 0.5
+
+
+# -- output and input-gradient buffers written in place (np.tanh(..., out=self.out)) -------------
+class BufferTanhDense:
+    """Preallocated ``self.out`` / ``self.dx`` written in place by forward / backward (a
+    speed idiom): listed as written by them, not warned about as possible parameters."""
+
+    factor = 1.0
+
+    def __init__(self, N=3, D=3, H=2):
+        self.W, self.dW = _w(D, H), np.zeros((D, H))
+        self.out, self.dx = np.zeros((N, H)), np.zeros((N, D))
+
+    def forward(self, x):
+        self.x = x
+        np.tanh(x @ self.W, out=self.out)
+        return self.out
+
+    def backward(self, dout):
+        g = dout * (1 - self.out ** 2)
+        self.dW[...] = self.x.T @ g * self.factor
+        np.matmul(g, self.W.T, out=self.dx)
+        return self.dx
+
+
+class BufferTanhDenseBroken(BufferTanhDense):
+    factor = 1.5
+
+
+CASES["in-place-buffers"] = (BufferTanhDense, BufferTanhDenseBroken, "W", ["x", "W"])
+
+
+# -- numpy-ml's LayerBase: forward appends its input to self.X ------------------------------------
+class AppendsInput:
+    """numpy-ml's ``self.X.append(X)`` in forward, ``backward`` reading ``self.X[-1]``: the
+    entries are inputs (the earlier ones of earlier calls), never parameters."""
+
+    factor = 1.0
+
+    def __init__(self, D=3, H=2):
+        self.X, self.W, self.dW = [], _w(D, H), np.zeros((D, H))
+
+    def forward(self, X):
+        self.X.append(X)
+        return X @ self.W
+
+    def backward(self, dLdy):
+        self.dW = self.X[-1].T @ dLdy * self.factor
+        return dLdy @ self.W.T
+
+
+class AppendsInputBroken(AppendsInput):
+    factor = 0.5
+
+
+CASES["appended-input-list"] = (AppendsInput, AppendsInputBroken, "W", ["x", "W"])

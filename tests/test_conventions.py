@@ -2713,10 +2713,12 @@ def test_a_weight_norm_layer_passes_on_g_and_v_with_W_reported_derived(cls, keep
     report = check_layer(cls(keep_dW=keep_dW, lazy=lazy), X)
     verdicts = {r.name: r.verdict for r in report.results}
     assert verdicts == {"x": "PASS", "v": "PASS", "g": "PASS"}, str(report)
-    # found as a parameter only beside its dW; without one it is an array without gradient
+    # found as a parameter beside its dW, and without one an array forward writes over in
+    # place with a value that does not depend on what it held: derived either way
     reason = dict(report.not_checked)["W"]
-    assert reason.startswith("derived: the forward pass recomputes" if keep_dW
-                             else "no gradient (looked for dW"), reason
+    assert reason.startswith("derived: the forward pass recomputes"), reason
+    assert not any(f.kind in ("no-gradient-found", "no-parameters-found")
+                   for f in report.findings), str(report)
     if cls is _WeightNormCalled:
         assert any(f.kind == "call-forward" for f in report.findings)
 
@@ -3086,3 +3088,172 @@ def test_gate_checks_an_epynn_layer(tmp_path, capsys):
     assert main([f"{src}:make_broken"]) == 1
     out = capsys.readouterr().out
     assert "p['W']" in out and "FAIL" in out, out
+
+
+# -- method pairs with a returned cache, ctx pairs, first layers, buffers, input lists -----------
+from conventions_layers import (AppendsInput, BufferTanhDense, CacheTanhAffine,  # noqa: E402
+                                CtxLinear, CtxLinearBroken, FirstLayerDense,
+                                FirstLayerDenseBroken)
+from gradcheck import GradCheckInputError, LayerProtocolError  # noqa: E402
+
+
+def _unchanged(layer, x):
+    """A deep copy of ``layer``'s arrays and of ``x``, and a test that they are as they were."""
+    import copy
+
+    before, x0 = copy.deepcopy(vars(layer)), np.array(x, copy=True)
+
+    def check():
+        assert np.array_equal(x, x0)
+        for k, v in before.items():
+            now = vars(layer)[k]
+            if isinstance(v, np.ndarray):
+                assert np.array_equal(now, v), k
+            elif isinstance(v, list):
+                assert len(now) == len(v) and all(np.array_equal(a, b) for a, b in zip(now, v)), k
+    return check
+
+
+def test_a_method_pair_gets_each_forwards_own_cache_and_the_report_says_so():
+    x = np.random.default_rng(4).normal(size=(4, 3))
+    layer = CacheTanhAffine()
+    unchanged = _unchanged(layer, x)
+    report = check_layer(layer, x)
+    unchanged()
+    assert report.passed and [r.name for r in report.results] == ["x", "W", "b"], str(report)
+    text = " ".join(str(report).split())
+    assert "each forward's own cache (the last value it returns) was passed as 'cache'" in text
+    assert "taken for a cache it returns" not in text  # the cache is no output, nor noise
+
+
+def test_a_method_pair_given_the_cache_by_name_keeps_it():
+    """backward_kwargs={'cache': ...} (the old advice) is the user's choice: not threaded."""
+    x = np.random.default_rng(4).normal(size=(4, 3))
+    layer = CacheTanhAffine()
+    _, cache = layer.forward(x)
+    report = check_layer(layer, x, backward_kwargs={"cache": cache})
+    assert report.passed
+    text = " ".join(str(report).split())
+    assert "was passed as 'cache'" not in text
+    assert "backward_kwargs gives 'cache', the same value to every backward call" in text
+
+
+def test_autograd_function_style_pair_gets_a_fresh_context_with_or_without_one_given():
+    class Ctx:
+        def save_for_backward(self, *t):
+            self.saved_tensors = t
+
+    x, w = np.random.default_rng(5).normal(size=(4, 3)), np.random.default_rng(6).normal(
+        size=(3, 2))
+    given = Ctx()
+    for extra in ((), (given,)):
+        report = check_function(CtxLinear.forward, CtxLinear.backward, *extra, x, w)
+        assert report.passed and [r.name for r in report.results] == ["x", "w"], str(report)
+        assert "take ctx first (torch.autograd.Function style)" in " ".join(str(report).split())
+        bad = check_function(CtxLinear.forward, CtxLinearBroken.backward, *extra, x, w)
+        assert {r.name: r.verdict for r in bad.results} == {"x": "PASS", "w": "FAIL"}
+    assert not hasattr(given, "saved_tensors")  # the context given is copied, never used
+
+
+def test_an_autograd_function_class_given_to_check_layer_says_to_use_check_function():
+    with pytest.raises(GradCheckInputError, match=r"check_function\(CtxLinear.forward, "
+                                                  r"CtxLinear.backward"):
+        check_layer(CtxLinear, X)
+
+
+def test_a_first_layer_returning_no_dx_is_checked_over_its_parameters_with_wrt():
+    layer = FirstLayerDense()
+    unchanged = _unchanged(layer, X)
+    report = check_layer(layer, X, wrt=["W", "b"])
+    unchanged()
+    assert report.passed and [r.name for r in report.results] == ["W", "b"], str(report)
+    assert any(f.kind == "no-input-gradient" for f in report.findings)
+    bad = check_layer(FirstLayerDenseBroken(), X, wrt=["W", "b"])
+    assert {r.name: r.verdict for r in bad.results} == {"W": "FAIL", "b": "PASS"}
+
+
+def test_several_inputs_and_no_input_gradient_are_checked_over_the_parameters_with_wrt():
+    class TwoInputs(FirstLayerDense):
+        def forward(self, x, h):
+            return super().forward(x) + h
+
+    x, h = np.random.default_rng(1).normal(size=(4, 3)), np.random.default_rng(2).normal(
+        size=(4, 2))
+    report = check_layer(TwoInputs(), (x, h), wrt=["W"])
+    assert report.passed and [r.name for r in report.results] == ["W"], str(report)
+    assert any(f.kind == "no-input-gradient" for f in report.findings)
+    with pytest.raises(LayerProtocolError, match="without the inputs"):
+        check_layer(TwoInputs(), (x, h))
+
+
+def test_a_backward_returning_no_dx_with_x_a_target_names_wrt_without_x():
+    with pytest.raises(LayerProtocolError, match=r"returned None.*wrt=\[\.\.\.\].*without 'x'") \
+            as info:
+        check_layer(FirstLayerDense(), X)
+    assert "FirstLayerDense" in str(info.value) and "'x'" in str(info.value)
+
+
+def test_buffers_written_in_place_are_listed_as_written_not_warned_about():
+    layer = BufferTanhDense()
+    layer.forward(X)  # called once before: the buffers hold this call's values
+    unchanged = _unchanged(layer, X)
+    report = check_layer(layer, X)
+    unchanged()
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+    assert not report.warnings, report.warnings
+    reasons = dict(report.not_checked)
+    assert reasons["out"].startswith("derived: the forward pass recomputes"), reasons
+
+
+def test_a_buffer_backward_writes_is_a_gradient_or_cache_an_in_place_step_is_warned_about():
+    class Buffers(BufferTanhDense):
+        def __init__(self):
+            super().__init__()
+            self.g = np.zeros((3, 2))
+
+        def backward(self, dout):
+            np.multiply(dout, 1 - self.out ** 2, out=self.g)
+            return super().backward(dout)
+
+    report = check_layer(Buffers(), X)
+    assert dict(report.not_checked)["g"].startswith("written by backward"), report.not_checked
+    assert not report.warnings, report.warnings
+
+    class Steps(BufferTanhDense):
+        def __init__(self):
+            super().__init__()
+            self.V = _w_like((3, 2))
+
+        def backward(self, dout):
+            self.V -= 0.01 * dout[:, :2]  # an update with no gradient kept: still warned
+            return super().backward(dout)
+
+    stepped = check_layer(Steps(), X)
+    assert any("V" in w for w in stepped.warnings), stepped.warnings
+
+
+def _w_like(shape):
+    return np.random.default_rng(8).normal(size=shape)
+
+
+def test_an_input_list_forward_appends_to_is_the_input_not_a_parameter():
+    layer = AppendsInput()
+    layer.forward(X * 2)  # a user's earlier call: X[0] is that input
+    unchanged = _unchanged(layer, X)
+    report = check_layer(layer, X)
+    unchanged()
+    assert report.passed and [r.name for r in report.results] == ["x", "W"], str(report)
+    assert not report.warnings, report.warnings
+    assert dict(report.not_checked)["X[0]"].startswith("an earlier input"), report.not_checked
+
+
+def test_a_backward_taking_a_cache_forward_does_not_return_is_still_asked_for():
+    class NoCache:
+        def forward(self, x):
+            return np.tanh(x)
+
+        def backward(self, dout, cache):
+            return dout * (1 - np.tanh(cache) ** 2)
+
+    with pytest.raises(GradCheckInputError, match=r"backward_kwargs=\{'cache'"):
+        check_layer(NoCache(), X)

@@ -345,7 +345,7 @@ class LayerAdapter:
         self.name = layer_name(layer)
         if isinstance(layer, type):
             raise GradCheckInputError(f"got the class {self.name}, not an instance: pass "
-                                      f"{self.name}(...)", layer=self.name)
+                                      f"{self.name}(...){_ctx_hint(layer)}", layer=self.name)
         for meth in ("forward", "backward"):
             if method_name(layer, meth) is None:
                 model = (" (a model whose loss(X, y) returns (loss, grads) over model.params, "
@@ -395,6 +395,9 @@ class LayerAdapter:
         self.gradient_method_found = ()
         #: the layer it is called on (the wrapped layer of a CallLayer)
         self.gradient_owner = layer
+        #: whether x is a target (``wrt`` without it: a backward that returns no dx, a
+        #: model's first layer's, is accepted, zeros standing for it), and whether one did
+        self.dx_wanted, self.dx_missing = True, False
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def bound_forward(self):
@@ -523,10 +526,15 @@ class LayerAdapter:
         if isinstance(dx, (np.floating, float)) and not isinstance(dx, bool) \
                 and tuple(x_shape) == ():
             dx = np.asarray(dx)  # numpy arithmetic on a 0-d array returns a scalar
+        if dx is None and not self.dx_wanted:
+            self.dx_missing = True  # x is not checked: only the parameters' gradients count
+            dx = np.zeros(x_shape, dtype=x_dtype)
         if dx is None:
             raise LayerProtocolError(
                 "backward() returned None; it must return dx, the gradient with respect "
-                "to the input, an ndarray of the input's shape (or keep it in self.dinputs)",
+                "to the input, an ndarray of the input's shape (or keep it in self.dinputs); "
+                "a layer that computes no dx (a model's first layer) is checked over its "
+                "parameters alone with wrt=[...] naming them, without 'x'",
                 layer=self.name, target="x")
         if not isinstance(dx, np.ndarray):
             hint = _tuple_hint(self.layer, dx, x_shape) if isinstance(dx, tuple) else ""
@@ -562,6 +570,19 @@ class LayerAdapter:
             raise LayerCallError(
                 f"{name}() (called after backward to compute the parameter gradients) raised "
                 f"{type(exc).__name__}: {exc}", layer=self.name, target="parameters") from exc
+
+
+def _ctx_hint(cls):
+    """How to check a torch.autograd.Function-style class (static ``forward(ctx, ...)``
+    and ``backward(ctx, dout)``), or ``""``."""
+    from gradcheck.protocol.calling import takes_ctx
+
+    if not takes_ctx(getattr(cls, "forward", None), getattr(cls, "backward", None)):
+        return ""
+    name = cls.__name__
+    return (f"; its forward(ctx, ...) and backward(ctx, ...) are torch.autograd.Function "
+            f"style: check them with check_function({name}.forward, {name}.backward, "
+            "*inputs), a fresh context given to each forward and its backward")
 
 
 def call_without_dout(backward, douts):

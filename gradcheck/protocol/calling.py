@@ -26,6 +26,7 @@ user's code does:
 """
 
 import ast
+import copy
 import functools
 import numbers
 import re
@@ -43,7 +44,8 @@ from gradcheck.protocol.signatures import (positional_parameters, signature, sou
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_parameter, optimizer_paths, stepped_arrays)
 
-__all__ = ["CallLayer", "FunctionPair", "is_several", "forward_names", "is_index_input",
+__all__ = ["CallLayer", "FunctionPair", "Context", "cache_parameter", "ctx_inputs", "takes_ctx",
+           "is_several", "forward_names", "is_index_input",
            "index_note", "call_dout", "inputs_first", "GRAD_OUTPUT_NAMES", "taken_again"]
 
 #: Names of a first ``forward`` parameter that takes indices, not values.
@@ -644,6 +646,14 @@ class CallLayer:
         self.flag = flag_name(fn)  # a function pair's: its forward function's switch
         self._outputs_unknown()
         self._steps_unknown()
+        #: a method pair ``forward(x) -> (out, cache)``, ``backward(dout, cache)``: the
+        #: layer's methods as a :class:`FunctionPair`, which threads each forward's cache
+        #: into the backward that follows it (``None``: backward takes no cache)
+        self.pair = (_method_pair(layer, self.backward_kwargs, name)
+                     if cache_parameter(layer, self.backward_kwargs) else None)
+        #: whether an input is a target (check_layer sets it from ``wrt``; when none is, a
+        #: backward that returns no input gradient is accepted: :meth:`_no_input_gradients`)
+        self.dx_wanted = True
 
     def _outputs_unknown(self):
         """What the first forward calls tell about the outputs (none made yet)."""
@@ -839,7 +849,7 @@ class CallLayer:
         self.last_x = x
         ordered = self._args(x)
         kwargs = {self.flag: flag_value(self.flag, train_flg)} if self.flag else {}
-        forward = layer_method(self.layer, "forward")
+        forward = self.pair.forward if self.pair else layer_method(self.layer, "forward")
         if self.keyword:
             out = forward(**dict(zip(self.call_names, ordered)), **kwargs)
         else:
@@ -968,11 +978,14 @@ class CallLayer:
             return np.zeros(1)  # no floating input (an embedding): parameters only
         if grads is None:
             grads = kept_input_gradient(self.layer)
+            if grads is None and not self.dx_wanted:
+                return self._no_input_gradients()
             if grads is None:
                 raise LayerProtocolError(
                     "backward() returned None and the layer has no dinputs attribute; it must "
                     "return the gradient of each floating input (" + ", ".join(self.targets)
-                    + ")", layer=self._gradcheck_name, target=self.display("x"))
+                    + "); to check the parameters alone, pass wrt=[...] naming them, without "
+                    "the inputs", layer=self._gradcheck_name, target=self.display("x"))
         if isinstance(grads, dict) and self.dict_input is not None:
             grads = self._keyed_grads(grads)
         elif isinstance(grads, (tuple, list)) and self.dict_input is not None:
@@ -984,6 +997,13 @@ class CallLayer:
             self.input_grads[n] = grads[n] if self.mean_scale is None else (
                 self.mean_scale * np.asarray(grads[n]))
         return grads[self.targets[0]] if self.targets else np.zeros(1)
+
+    def _no_input_gradients(self):
+        """Zeros for the other inputs' gradients of a backward that returned none, when no
+        input is a target (``wrt`` names parameters only), and ``None`` for the first: the
+        adapter accepts it so (and the report says so)."""
+        for n in self.targets[1:]:
+            self.input_grads[n] = np.zeros_like(self.inputs[n])
 
     def _named_grads(self, grads):
         """The tuple a backward returns for the dict forward takes, in target order: by
@@ -1083,7 +1103,10 @@ class CallLayer:
         return grads
 
     def _backward(self):
-        """The layer's ``backward``, with :attr:`backward_kwargs` bound."""
+        """The layer's ``backward``, with :attr:`backward_kwargs` bound (a method pair's:
+        its :attr:`pair`'s, which passes the cache of the last forward)."""
+        if self.pair is not None:
+            return self.pair.backward
         backward = layer_method(self.layer, "backward")
         return functools.partial(backward, **self.backward_kwargs) if self.backward_kwargs \
             else backward
@@ -1363,6 +1386,10 @@ class FunctionPair:
         #: API): the model, its parameters the targets, its inputs not differentiated
         self.model = _model_of(forward) if backward is None else None
         self.param_grads = {}
+        #: ``forward(ctx, ...)``, ``backward(ctx, dout)`` (torch.autograd.Function style):
+        #: each forward gets a fresh context (a copy of :attr:`ctx_given`, the one the user
+        #: passed, else a :class:`Context`), kept as the cache and passed first to backward
+        self.takes_ctx, self.ctx_given = takes_ctx(forward, backward), None
 
     def _named_apart(self, given):
         """:attr:`named` without the parameters the ``given`` positional arguments (the
@@ -1386,6 +1413,9 @@ class FunctionPair:
         if self.by_name:
             names, _ = forward_names(self.forward_fn, len(inputs))
             self.named = {n: v for n, v in zip(names, inputs) if n in self.by_name}
+        if self.takes_ctx:
+            self.cache = Context() if self.ctx_given is None else copy.copy(self.ctx_given)
+            return self.forward_fn(self.cache, *inputs, **switch)
         result = self.forward_fn(*inputs, **switch)
         if self.backward_fn is None:
             if not (isinstance(result, tuple) and len(result) == 2):
@@ -1428,10 +1458,16 @@ class FunctionPair:
         self.cache = None
         return result
 
-    def backward(self, *douts):
+    def backward(self, *douts, **given):
+        """``backward_fn(*douts, cache)`` with the cache of the last :meth:`forward` (and
+        ``given``, keyword arguments passed on: a learning rate), or forward's own
+        gradients scaled by ``dout`` when there is no backward function."""
+        if self.takes_ctx:
+            return self.backward_fn(self.cache, *douts, **given)
         if self.backward_fn is not None:
             try:
-                return self.backward_fn(*douts, self.cache, **self._named_apart(len(douts) + 1))
+                return self.backward_fn(*douts, self.cache,
+                                        **self._named_apart(len(douts) + 1), **given)
             except (TypeError, ValueError) as exc:
                 if self.cache is not None:
                     raise
@@ -1448,6 +1484,106 @@ class FunctionPair:
         if isinstance(grads, (tuple, list)):
             return tuple(scale * np.asarray(g) for g in grads)
         return scale * np.asarray(grads)
+
+
+class Context:
+    """The context a :class:`FunctionPair` of ``forward(ctx, ...)`` and ``backward(ctx,
+    dout)`` (torch.autograd.Function style) gives each forward call and the backward that
+    follows it: ``save_for_backward(*arrays)`` keeps them in ``saved_tensors``; any other
+    attribute forward sets is kept as set."""
+
+    saved_tensors = ()
+
+    def save_for_backward(self, *tensors):
+        """Keep ``tensors`` for backward, in :attr:`saved_tensors`."""
+        self.saved_tensors = tensors
+
+
+def takes_ctx(forward, backward):
+    """Whether ``forward`` and ``backward`` both take a context first, named ``ctx``
+    (torch.autograd.Function's static methods, written with numpy).
+
+    Parameters
+    ----------
+    forward, backward : callable or None
+
+    Returns
+    -------
+    bool
+    """
+    if backward is None:
+        return False
+    firsts = [positional_parameters(f)[:1] for f in (forward, backward)]
+    return all(first and first[0].name == "ctx" for first in firsts)
+
+
+def ctx_inputs(pair, inputs):
+    """The inputs of a :class:`FunctionPair` that takes a context first, without it: a
+    context the user passed first (``check_function(F.forward, F.backward, Ctx(), x, w)``),
+    when ``inputs`` fill every positional parameter of forward, is copied for each call
+    (:attr:`FunctionPair.ctx_given`) instead of being an input.
+
+    Parameters
+    ----------
+    pair : FunctionPair
+    inputs : tuple
+
+    Returns
+    -------
+    tuple
+    """
+    if not pair.takes_ctx or not inputs:
+        return inputs
+    if len(inputs) == len(positional_parameters(pair.forward_fn)) and not isinstance(
+            inputs[0], np.ndarray):
+        pair.ctx_given = inputs[0]
+        return inputs[1:]
+    return inputs
+
+
+def cache_parameter(layer, backward_kwargs=()):
+    """The name of the cache a layer's ``backward(dout, cache)`` takes from its
+    ``forward(x) -> (out, cache)`` (a method pair, CS231n's functions as a class), or
+    ``None``.
+
+    It is backward's last required positional parameter, after at least one upstream
+    gradient, not given in ``backward_kwargs``, and named as a cache: ``cache`` is in its
+    name, or forward's ``return out, <name>`` names it; forward's source returns several
+    values (else the check asks for it by ``backward_kwargs``). A :class:`FunctionPair` is none
+    (it threads its cache itself).
+
+    Parameters
+    ----------
+    layer : object
+    backward_kwargs : dict or sequence of str
+        What the user passes to every backward call by name.
+
+    Returns
+    -------
+    str or None
+    """
+    if isinstance(layer, FunctionPair):
+        return None
+    forward, backward = layer_method(layer, "forward"), layer_method(layer, "backward")
+    if forward is None or backward is None:
+        return None
+    slots = positional_parameters(backward, required=True)
+    if len(slots) < 2 or slots[-1].name in backward_kwargs or not returns_several(forward):
+        return None
+    name = slots[-1].name
+    said = returned_names(forward, 2)[-1]
+    return name if "cache" in name.lower() or (said and said[1] == name) else None
+
+
+def _method_pair(layer, backward_kwargs, name):
+    """The layer's ``forward`` and ``backward`` (with ``backward_kwargs`` bound) as a
+    :class:`FunctionPair` (for :class:`CallLayer`, named after the layer)."""
+    backward = layer_method(layer, "backward")
+    if backward_kwargs:
+        backward = functools.partial(backward, **backward_kwargs)
+    pair = FunctionPair(layer_method(layer, "forward"), backward)
+    pair._gradcheck_name = name
+    return pair
 
 
 def cache_layout(forward, backward, n, by_name=()):

@@ -969,13 +969,17 @@ class _Walk:
         if reason is None and gname is not None:
             self.container(obj, prefix, name, gname, False)
             return
-        skipped = []
+        skipped, appended = [], self._appended_inputs(value)
         for key in keys:
             item = value[key]
             if not (isinstance(item, np.ndarray) or _is_float_value(item)):
                 continue
             path = f"{attr_path(prefix, name)}[{key!r}]"
             why = reason or self._classify(value, key, item, path)
+            if appended and (key in appended or np.shape(item) in appended.values()):
+                why = _INPUT if key in appended else (
+                    f"an earlier input: forward appends its input to {name} "
+                    "(numpy-ml's self.X), not a parameter")
             if why is None:
                 why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
                 if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
@@ -983,6 +987,16 @@ class _Walk:
             if why is not _INPUT:
                 skipped.append((key, path, why))
         self._skip_entries(attr_path(prefix, name), skipped, rebuilt=reason is _FORWARD)
+
+    def _appended_inputs(self, value):
+        """``{index: shape}`` of the entries of the list ``value`` that forward wrote and
+        that are its input or a view of it (numpy-ml's ``self.X.append(X)``); empty for
+        anything else."""
+        if not isinstance(value, list):
+            return {}
+        return {i: v.shape for i, v in enumerate(value)
+                if (id(value), i) in self.written and isinstance(v, np.ndarray)
+                and any(v is a or np.may_share_memory(v, a) for a in self.inputs.values())}
 
     def _skip_entries(self, path, skipped, rebuilt):
         """List a container's entries as not checked: one line for the container when
@@ -1182,7 +1196,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     -------
     Discovery
     """
-    walk = _Walk(written, {id(a) for a in inputs}, exclude)
+    walk = _Walk(written, {id(a): a for a in inputs}, exclude)
     walk.written_backward = written_backward
     walk.layer(layer, "")
     walk.finish()
@@ -1534,14 +1548,72 @@ def _written_over(adapter, x, snapshot, paths, expected=None):
     moved by ``1 +- 0.01`` (:func:`move_params`, as the sequence check moves parameters),
     writes over in place (to ``expected`` when given). The layer's own error is raised,
     never eaten."""
-    snapshot.restore_all()
-    layer = adapter.layer
-    moved = {p: (resolve(layer, p), resolve(layer, p).copy())
-             for p in move_params(layer, paths, np.random.default_rng(0), 0.01)}
+    moved = _moved(adapter.layer, snapshot, paths)
     adapter.forward(x.copy())
-    return [p for p, (arr, was) in moved.items() if resolve(adapter.layer, p) is arr
+    return _changed(adapter.layer, moved, expected)
+
+
+def _moved(layer, snapshot, paths):
+    """``{path: (array, its moved value)}``: the layer put back to ``snapshot``, then the
+    arrays at ``paths`` moved by ``1 +- 0.01`` (:func:`move_params`)."""
+    snapshot.restore_all()
+    return {p: (resolve(layer, p), resolve(layer, p).copy())
+            for p in move_params(layer, paths, np.random.default_rng(0), 0.01)}
+
+
+def _changed(layer, moved, expected=None):
+    """The paths of ``moved`` (:func:`_moved`) whose array the layer still holds and a
+    call wrote over in place (to ``expected`` when given)."""
+    return [p for p, (arr, was) in moved.items() if resolve(layer, p) is arr
             and not np.array_equal(arr, was)
             and (expected is None or np.array_equal(arr, expected))]
+
+
+def left_floating(layer, found):
+    """``{path: copy}`` of the floating arrays ``found`` has no gradient for, as the
+    discovery's backward left them (for :func:`written_buffers`)."""
+    arrays = {p: resolve(layer, p) for p in found.floating}
+    return {p: a.copy() for p, a in arrays.items() if isinstance(a, np.ndarray)}
+
+
+def written_buffers(adapter, x, dout, snapshot, found, left):
+    """The floating arrays ``found`` has no gradient for that ``forward`` or ``backward``
+    writes over in place (buffers: ``np.tanh(x, out=self.out)``, ``np.multiply(...,
+    out=self.dx)``), listed as written by the one that writes them (state, a gradient or a
+    cache) instead of warned about as arrays that may be trainable.
+
+    Moved all at once from ``snapshot`` (:func:`_moved`), then one forward and one
+    backward call, only when there are such arrays; the layer is put back. One forward
+    writes to the value it wrote unmoved (``left``, from :func:`left_floating`) is
+    :data:`DERIVED` (an output buffer, weight normalisation's ``W`` without a ``dW``), one
+    it writes from what it held state (a running mean). One backward writes is a buffer
+    only when it writes the value it wrote unmoved: an in-place update (``self.W -= 0.01
+    * g``) depends on what the array held, and stays warned about.
+
+    Parameters
+    ----------
+    adapter : gradcheck.protocol.adapter.LayerAdapter
+    x, dout : ndarray
+    snapshot : gradcheck.protocol.state.StateSnapshot
+    found : Discovery
+        Changed in place: its ``floating`` and ``not_checked``.
+    left : dict of str to ndarray
+    """
+    if not left:
+        return
+    moved = _moved(adapter.layer, snapshot, list(left))
+    adapter.forward(x.copy())
+    by_forward = _changed(adapter.layer, moved)
+    adapter.backward(dout, x.shape, x.dtype)
+    derived = [p for p in by_forward if np.array_equal(resolve(adapter.layer, p), left[p])]
+    by_backward = [p for p in _changed(adapter.layer, {p: m for p, m in moved.items()
+                                                       if p not in by_forward})
+                   if np.array_equal(resolve(adapter.layer, p), left[p])]
+    snapshot.restore_all()
+    why = {**{p: _BACKWARD for p in by_backward}, **{p: _FORWARD for p in by_forward},
+           **{p: DERIVED for p in derived}}
+    found.floating[:] = [p for p in found.floating if p not in why]
+    found.not_checked[:] = [(p, why.get(p, r)) for p, r in found.not_checked]
 
 
 def _drop_derived(found, derived):
@@ -1613,8 +1685,10 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
                             written_backward=rebound(after_forward) - written)
 
         found = with_gradient_method(adapter, walk(), walk)
+        left = left_floating(layer, found)
         _drop_derived(found, derived_in_place(adapter, x, snapshot, after_forward,
                                               list(found.params)))
+        written_buffers(adapter, x, dout, snapshot, found, left)
     except GradCheckInputError as exc:
         if strict or isinstance(exc, LayerCallError):  # the layer's own error: never eaten
             raise
