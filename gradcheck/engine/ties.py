@@ -150,7 +150,8 @@ def tie_groups(elements, supports):
     elements : sequence of int
         Flat indices of the elements at kinks.
     supports : dict
-        Element -> flat outputs it changed (``None``: dense, shares every output).
+        Element -> flat outputs it changed (``None``: dense, taken to share an output with
+        every element that changed one).
 
     Returns
     -------
@@ -166,11 +167,14 @@ def tie_groups(elements, supports):
         return i
 
     owner = {}
+    dense = any(supports.get(e, ()) is None for e in elements)
     for i, e in enumerate(elements):
         support = supports.get(e, ())
-        for o in ([-1] if support is None else np.asarray(support).tolist()):
-            j = find(owner.setdefault(o, i))
-            parent[find(i)] = j
+        outputs = [] if support is None else np.asarray(support).tolist()
+        if dense and (support is None or outputs):
+            outputs.append(-1)  # the dense elements' every output
+        for o in outputs:
+            parent[find(i)] = find(owner.setdefault(o, i))
     groups = {}
     for i, e in enumerate(elements):
         groups.setdefault(find(i), []).append(e)
