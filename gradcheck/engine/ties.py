@@ -32,9 +32,10 @@ one-sided gap stands above the noise and does not shrink at a quarter of the
 step (:func:`gradcheck.engine.refine.at_kink`, the one rule for kinks; two more
 calls when the first gap is seen). A smooth group is judged by the target's
 rule, with its analytic floor along the direction
-(:func:`gradcheck.engine.tolerances.direction_floor`) and the one-sided noise
-added: a slope jump hidden in the noise leaves the central difference within
-that of any subgradient. A group whose gap did not shrink stays at a kink, as
+(:func:`gradcheck.engine.tolerances.direction_floor`), the rounding of the
+analytic values as stored (a third of ``dout`` three times is not ``dout``
+exactly) and the one-sided noise added: a slope jump hidden in the noise leaves
+the central difference within that of any subgradient. A group whose gap did not shrink stays at a kink, as
 its elements are. At most :data:`MAX_GROUPS` groups are checked (a random sample
 beyond, said in the note).
 
@@ -133,6 +134,8 @@ class Ties:
                 "elements checked along their common direction (the sum of each group's "
                 "gradient against the derivative along it; how it is split between the "
                 "tied elements is free)")
+        if self.failed:
+            text += f"; {len(self.failed)} of them failing"
         if len(smooth) < len(self.groups):
             text += (f"; {len(self.groups) - len(smooth)} group(s) not smooth along it "
                      "either, not checked")
