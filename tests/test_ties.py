@@ -90,6 +90,23 @@ def test_correct_maxpool_ties_pass_and_say_what_was_checked(backward, strategy):
     assert "is not caught here" not in note.message
 
 
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), shift=st.sampled_from([0.0, 0.5, 1.0]))
+def test_maxpool_over_relu_outputs_fails_iff_ties_are_counted_once_per_element(seed, shift):
+    """ReLU outputs (windows tied at 0, more of them as the shift grows): the backward that
+    gives every tied element the whole dout FAILs whenever a window is tied; the even split
+    and the first argmax never FAIL (PASS, or INCONCLUSIVE when too many elements sit at
+    kinks)."""
+    x = np.maximum(0, np.random.default_rng(seed).normal(size=(2, 2, 6, 6)) - shift)
+    xr = x.reshape(2, 2, 3, 2, 3, 2)
+    tied = int(np.sum(np.sum(xr == xr.max(axis=(3, 5), keepdims=True), axis=(3, 5)) > 1))
+    bad = check_function(pool_forward, pool_backward_all_ties, x, POOL)
+    assert (bad.result("x").verdict == "FAIL") == (tied > 0), str(bad)
+    for backward in (pool_backward_split, pool_backward_first):
+        report = check_function(pool_forward, backward, x, POOL)
+        assert report.result("x").verdict != "FAIL", str(report)
+
+
 def test_a_wrong_split_within_each_hull_fails():
     """(dout, dout/4) at a two-way tie: each inside its hull [0, dout], the sum 1.25 dout.
 
