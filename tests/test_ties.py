@@ -208,8 +208,10 @@ def test_a_group_not_smooth_along_its_direction_stays_unchecked():
     r = report.result("x")
     assert r.verdict == "PASS" and set(r.excluded) == {(3, 1), (3, 6)}, str(report)
     (note,) = finding(report, "nondifferentiable")
-    assert "0 tie group(s) of 0 elements checked" in note.message
-    assert "1 group(s) not smooth along it either, not checked" in note.message
+    assert "checked along their common direction" not in note.message
+    assert ("1 group(s) of elements sharing a kink not smooth along their common direction "
+            "either, not checked") in note.message
+    assert "for the other 2 element(s)" in note.message
 
 
 def smooth(x):

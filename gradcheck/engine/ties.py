@@ -88,8 +88,16 @@ class Tie:
     smooth: bool
 
     @property
+    def margin(self):
+        """``|numerical - analytic| / allowed`` (inf for an error at a zero tolerance)."""
+        error = abs(self.numerical - self.analytic)
+        if self.allowed > 0:
+            return error / self.allowed
+        return 0.0 if error == 0 else float("inf")
+
+    @property
     def failed(self):
-        return self.smooth and not abs(self.numerical - self.analytic) <= self.allowed
+        return self.smooth and not self.margin <= 1.0
 
     def message(self, name):
         """Why this group fails, for the report."""
@@ -128,21 +136,21 @@ class Ties:
     def note(self):
         """What the groups ruled out, for the kinks' finding ("" without groups)."""
         smooth = [t for t in self.groups if t.smooth]
-        if not self.groups:
-            return ""
-        text = (f"{len(smooth)} tie group(s) of {sum(len(t.members) for t in smooth)} "
+        parts = []
+        if smooth:
+            parts.append(
+                f"{len(smooth)} tie group(s) of {sum(len(t.members) for t in smooth)} "
                 "elements checked along their common direction (the sum of each group's "
                 "gradient against the derivative along it; how it is split between the "
-                "tied elements is free)")
-        if self.failed:
-            text += f"; {len(self.failed)} of them failing"
+                "tied elements is free)" + (f", {len(self.failed)} of them failing"
+                                            if self.failed else ""))
         if len(smooth) < len(self.groups):
-            text += (f"; {len(self.groups) - len(smooth)} group(s) not smooth along it "
-                     "either, not checked")
+            parts.append(f"{len(self.groups) - len(smooth)} group(s) of elements sharing a "
+                         "kink not smooth along their common direction either, not checked")
         if self.skipped:
-            text += (f"; {self.skipped} more group(s) not checked (at most {MAX_GROUPS}, "
-                     "sampled)")
-        return text
+            parts.append(f"{self.skipped} more group(s) not checked (at most {MAX_GROUPS}, "
+                         "sampled)")
+        return "; ".join(parts)
 
 
 def tie_groups(elements, supports):

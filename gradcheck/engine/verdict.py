@@ -454,7 +454,7 @@ def _tie_failures(st):
     """The tie groups that failed (:class:`gradcheck.engine.ties.Tie`), worst first."""
     if st.ties is None:
         return []
-    return sorted(st.ties.failed, key=lambda t: -abs(t.numerical - t.analytic) / t.allowed)
+    return sorted(st.ties.failed, key=lambda t: -t.margin)
 
 
 def _better(method):
@@ -530,10 +530,10 @@ def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, 
     tie = (_tie_failures(st) or [None])[0]
     worst_num, worst_ana, worst_at = float(st.num[worst]), float(st.ana[worst]), \
         comp.index(worst)
-    if tie is not None and abs(tie.numerical - tie.analytic) / tie.allowed > margin:
+    if tie is not None and tie.margin > margin:
         # the worst item is the tie group: its sum along the group against its derivative
         worst_num, worst_ana, worst_at = tie.numerical, tie.analytic, tie.members[0]
-        margin = abs(tie.numerical - tie.analytic) / tie.allowed
+        margin = tie.margin
     return TargetResult(
         name=comp.name, shape=tuple(comp.shape), dtype=comp.dtype, verdict=verdict,
         max_abs_error=maxdiff, max_rel_error=maxdiff / big if big > 0 else maxdiff,
