@@ -19,6 +19,7 @@ from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.refine import REFINED_GAIN, StepSearch
 from gradcheck.engine.steps import (element_steps, keep_in_domain, reach, relative_step,
                                     tune)
+from gradcheck.engine.ties import TieCheck
 from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -223,12 +224,14 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
 
     refiner = StepSearch(s.evaluate, arr, idx, s.refine_steps, problem.dout, problem.out0,
                          s.noise, seed=opts.seed)
+    ties = TieCheck(s, problem.dout, problem.out0, ana.reshape(arr.shape), rule,
+                    refiner.supports, seed=opts.seed)
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy=strategy,
         method=method.name, numerical=num, analytic=ana[idx], rounding=rounding,
         estimate=est, rule=rule,
         own_rule=own, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
-        noise=s.noise, refiner=refiner, full=full, reason=s.reason(),
+        noise=s.noise, refiner=refiner, ties=ties, full=full, reason=s.reason(),
         refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx],
         checked_fraction=len(idx) / n if n else 1.0)
 

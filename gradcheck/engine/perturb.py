@@ -28,7 +28,7 @@ import numpy as np
 from gradcheck.errors import LayerCallError
 
 __all__ = ["ElementMoves", "DirectionMoves", "GroupMoves", "Reduce", "GroupReduce", "Columns",
-           "StructureViolated", "differences", "flat_view"]
+           "StructureViolated", "differences", "along", "flat_view"]
 
 
 def flat_view(arr):
@@ -259,16 +259,25 @@ class Reduce:
         support of the perturbation), the largest over the pairs.
     sizes : bool
         Also keep ``S = sum |o_a - o_b| |dout|``, the size of the terms summed.
+    supports : bool
+        Also keep, per item, the outputs either point changed from ``out0`` (its output
+        support, :attr:`supports`; needs ``out0``).
 
     Attributes
     ----------
     R : ndarray of float64 (complex for complex outputs), shape (n_items, n_pairs)
     P, M, S : ndarray of float64, shape (n_items, n_pairs), or None
     noise : ndarray of float64, shape (n_items,), or None
+    supports : list of (ndarray of int or None), or None
+        Per item, the flat outputs changed (union over the pairs); ``None`` for an item
+        that changed more than :data:`SUPPORT_MAX` of them (dense).
     """
 
+    #: Output supports of more outputs than this are kept as dense (``None``).
+    SUPPORT_MAX = 4096
+
     def __init__(self, dout, n_items, n_pairs, out0=None, one_sided=False, noise_w=None,
-                 sizes=False):
+                 sizes=False, supports=False):
         self.d = np.ascontiguousarray(dout, dtype=np.float64).reshape(-1)
         self.out0 = out0
         self.noise_w = None if noise_w is None else np.ascontiguousarray(noise_w,
@@ -279,6 +288,7 @@ class Reduce:
         self.M = np.zeros(self.shape) if one_sided else None
         self.S = np.zeros(self.shape) if sizes else None
         self.noise = np.zeros(n_items) if noise_w is not None else None
+        self.supports = [np.zeros(0, dtype=np.intp)] * n_items if supports else None
         self._prod, self._support, self._total = None, None, None
         self._pending, self._pending_terms = [], 0
 
@@ -292,6 +302,8 @@ class Reduce:
     def __call__(self, r, k, oa, ob):
         if self.R is None:
             self.R = np.zeros(self.shape, dtype=np.result_type(oa.dtype, np.float64))
+        if self.supports is not None:
+            self._keep_support(r, oa, ob)
         if self.P is not None:
             self.P[r, k] = self._dot(oa - self.out0)
             self.M[r, k] = self._dot(self.out0 - ob)
@@ -354,6 +366,14 @@ class Reduce:
             value = self._dot(diff)
         self._noise_at(r, math.sqrt(float(share)))
         return value
+
+    def _keep_support(self, r, oa, ob):
+        """Add the outputs ``oa`` or ``ob`` changed from ``out0`` to item ``r``'s support."""
+        if self.supports[r] is None:
+            return
+        changed = np.flatnonzero(np.not_equal(oa, self.out0) | np.not_equal(ob, self.out0))
+        both = np.union1d(self.supports[r], changed)
+        self.supports[r] = None if len(both) > self.SUPPORT_MAX else both
 
     def _noise_at(self, r, noise):
         if noise > self.noise[r]:
@@ -518,6 +538,45 @@ def differences(evaluate, moves, pairs, sink, out0):
     finally:
         moves.reset(0)
     return span
+
+
+def along(evaluate, arr, w, dout, out0, analytic, noise_w=None):
+    """Central and one-sided differences of ``L = sum(forward * dout)`` along ``w``.
+
+    The target moves to ``x + w`` and ``x - w`` (rounded to its dtype, put back
+    exactly): two forward calls. The analytic counterpart is taken over the same
+    representable points (:class:`DirectionMoves`), so the rounding of ``x +- w``
+    moves both alike.
+
+    Parameters
+    ----------
+    evaluate : callable
+    arr : ndarray
+        The target (perturbed in place).
+    w : ndarray of float64, arr.shape
+        The displacement, in the target's units.
+    dout, out0 : ndarray, shape (n_out,)
+    analytic : ndarray of float64, arr.shape
+        The analytic gradient of ``L``.
+    noise_w : ndarray of float64, shape (n_out,) or None
+        As for :class:`Reduce`.
+
+    Returns
+    -------
+    central, plus, minus, projected : float
+        ``(L_+ - L_-) / 2``, ``L_+ - L_0``, ``L_0 - L_-`` and ``analytic . (x_+ - x_-)
+        / 2``.
+    share : float
+        The noise share of the outputs that changed (:attr:`Reduce.noise`; 0 without
+        ``noise_w``).
+    """
+    moves = DirectionMoves(arr, np.asarray(w, dtype=np.float64)[None],
+                           analytic=np.asarray(analytic)[None])
+    sink = Reduce(dout, 1, 1, out0=out0, one_sided=True, noise_w=noise_w)
+    differences(evaluate, moves, [(1.0, -1.0)], sink, out0)
+    share = float(sink.noise[0]) if sink.noise is not None else 0.0
+    return (float(sink.R[0, 0].real) / 2.0, float(sink.P[0, 0]), float(sink.M[0, 0]),
+            moves.A[0, (1.0, -1.0)] / 2.0, share)
 
 
 def _base_refs(flat):

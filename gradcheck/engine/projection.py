@@ -42,10 +42,10 @@ import numpy as np
 from gradcheck.engine import methods
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.noise import scaled_norm
-from gradcheck.engine.perturb import DirectionMoves, Reduce, differences
+from gradcheck.engine.perturb import DirectionMoves, Reduce, along, differences
 from gradcheck.engine.refine import (REFINED_GAIN, level_factor, Refined, StepSearch,
                                      search)
-from gradcheck.engine.tolerances import analytic_floor, rms, rules
+from gradcheck.engine.tolerances import analytic_floor, direction_floor, rms, rules
 from gradcheck.engine.verdict import Comparison
 
 __all__ = ["comparisons", "directional", "MAX_LOCATED"]
@@ -158,20 +158,18 @@ class _ProbeRefiner:
         t0 = float(np.median(s.refine_steps / s.steps))  # from the central step downwards
 
         def at(k):
-            moves = DirectionMoves(s.arr, (w * t0 * level_factor(k))[None], analytic=grads[
-                s.target.name][None])
-            sink = Reduce(u, 1, 1, out0=self.problem.out0, one_sided=True,
-                          noise_w=s.noise.weights)
-            differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.problem.out0)
+            h = t0 * level_factor(k)  # the derivative along w, from steps t = +-h
+            central, plus, minus, projected, share = along(
+                s.evaluate, s.arr, w * h, u, self.problem.out0, grads[s.target.name],
+                s.noise.weights)
             # the whole direction moves every output that depends on the target, also one
             # whose change rounds away (an output of 1e10 with a slope of 1e-3): its rounding
             # counts, changed or not; a masked direction counts the outputs that changed
-            share = 1.0 if mask is None else np.where(sink.noise > 0, sink.noise, 1.0)
-            sigma = d.level[p] * share
-            h = t0 * level_factor(k)  # the derivative along w, from steps t = +-h
-            shift = ana - moves.A[0, (1.0, -1.0)] / (2.0 * h)
-            return (sink.R[:, 0].real / (2.0 * h) + shift, sink.P[:, 0] / h + shift,
-                    sink.M[:, 0] / h + shift, sigma, np.array([h]))
+            share = 1.0 if mask is None or share <= 0 else share
+            shift = ana - projected / h
+            return (np.array([central / h + shift]), np.array([plus / h + shift]),
+                    np.array([minus / h + shift]), np.array([d.level[p] * share]),
+                    np.array([h]))
         return at
 
     def refine(self, rows, analytic):
@@ -249,7 +247,7 @@ def _compare(problem, target, opts, probes, setup=None, spread=False):
     # scaled by the steps: independent per element, so its norm times the steps' norm
     element_floor = analytic_floor(problem.analytic_noise()[target.name], g, g)
     rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates,
-                      floor=element_floor * rms(s.steps) * float(np.sqrt(s.steps.size)))
+                      floor=direction_floor(element_floor, s.steps))
     scale = rms(num) / (np.sqrt(num.size and s.steps.size) * rms(s.steps))
     d.rule, d.element_rule = rule, _element_rule(rule, scale, element_floor)
     comp = Comparison(

@@ -36,7 +36,7 @@ from gradcheck.engine.perturb import ElementMoves, Reduce, differences
 from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, ROUNDING_SAFETY
 
 __all__ = ["Refined", "StepSearch", "search", "widen_nearby", "level_factor", "LEVELS",
-           "RATIO", "FIRST_TRIPLE_GAIN", "REFINED_GAIN"]
+           "RATIO", "FIRST_TRIPLE_GAIN", "REFINED_GAIN", "gap_seen", "at_kink"]
 
 #: Ratio between the steps of consecutive levels.
 RATIO = 4.0
@@ -197,21 +197,30 @@ class StepSearch:
     dout, out0 : ndarray, shape (n_out,)
     noise : gradcheck.engine.noise.NoiseEstimate
     seed : int
+
+    Attributes
+    ----------
+    supports : dict
+        Flat element -> its output support (:attr:`~gradcheck.engine.perturb.Reduce.
+        supports`, at the first level's steps), for every element found at a kink.
     """
 
     def __init__(self, evaluate, arr, idx, steps, dout, out0, noise, seed=0):
         self.evaluate, self.arr, self.idx, self.steps = evaluate, arr, np.asarray(idx), steps
         self.dout, self.out0, self.noise, self.seed = dout, out0, noise, seed
         self.calls = 0
+        self.supports, self._first = {}, []
 
     def _level(self, elements, k):
         """Central and one-sided differences of ``elements`` at the steps ``h level_factor(k)``."""
         steps = self.steps * level_factor(k)
         sink = Reduce(self.dout, len(elements), 1, out0=self.out0, one_sided=True,
-                      noise_w=self.noise.weights)
+                      noise_w=self.noise.weights, supports=k == 0)
         span = differences(self.evaluate, ElementMoves(self.arr, elements, steps),
                            [(1.0, -1.0)], sink, self.out0)[:, 0]
         self.calls += 2 * len(elements)
+        if k == 0:
+            self._first = sink.supports
         with np.errstate(divide="ignore", invalid="ignore"):
             D = np.where(span > 0, sink.R[:, 0].real / span, 0.0)
             half = span / 2.0
@@ -223,9 +232,14 @@ class StepSearch:
     def refine(self, rows, analytic):
         """Refine the items ``rows``; ``analytic`` holds their analytic values."""
         elements = self.idx[rows]
-        return search(lambda k: self._level(elements, k), analytic,
-                      lambda outside, lo, hi: self._nearby(rows, outside, lo, hi),
-                      lambda: self.calls)
+        r = search(lambda k: self._level(elements, k), analytic,
+                   lambda outside, lo, hi: self._nearby(rows, outside, lo, hi),
+                   lambda: self.calls)
+        for e, support, kink in zip(elements.tolist(), self._first, r.kink):
+            if kink:
+                self.supports[e] = support
+        self._first = []
+        return r
 
     def _nearby(self, rows, outside, lower, upper):
         """Widen the hull of ``outside`` rows by derivatives at random nearby points."""
@@ -269,7 +283,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0, element=None):
         gaps.append(np.abs(Dp - Dm))
         side_noise = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
         side_noises.append(side_noise)
-        last = _keep_one_sided(last, Dp, Dm, side_noise, _seen(gaps[-1], side_noise))
+        last = _keep_one_sided(last, Dp, Dm, side_noise, gap_seen(gaps[-1], side_noise))
         if k >= 2:
             factors = np.array([level_factor(j) for j in range(k - 2, k + 1)])
             T, est = extrapolate(Ds[-3:], factors)
@@ -278,7 +292,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0, element=None):
                        _crossing(gaps[-3:], side_noises[-3:]))
             if best.done(k):
                 break
-    kink = _kinks(gaps, side_noises)
+    kink = at_kink(gaps, side_noises)
     if element is not None:
         _, at = np.unique(element, return_inverse=True)
         kink = kink | np.bincount(at.reshape(-1), weights=kink)[at.reshape(-1)].astype(bool)
@@ -299,7 +313,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0, element=None):
 SEEN = 2.0
 
 
-def _seen(gap, noise):
+def gap_seen(gap, noise):
     """Where a one-sided gap ``|D+ - D-|`` stands above its noise (the one rule for kinks)."""
     return gap > SEEN * noise
 
@@ -312,7 +326,7 @@ def _vanished(gaps, noises):
     """Rows whose one-sided gap, above the noise at some level, fell to a quarter of it at
     the last: the coarse steps crossed a kink that is not at the point."""
     G, N = np.stack(gaps, axis=1), np.stack(noises, axis=1)
-    jump = np.max(np.where(_seen(G, N), G, 0.0), axis=1)
+    jump = np.max(np.where(gap_seen(G, N), G, 0.0), axis=1)
     return (jump > 0) & (G[:, -1] <= VANISHED * jump)
 
 
@@ -381,20 +395,22 @@ def _crossing(gaps, noises):
     """
     G = np.stack(gaps, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & _seen(G[:, 1:], np.stack(
+        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & gap_seen(G[:, 1:], np.stack(
             noises, axis=1)[:, 1:])
     return np.where(steady.any(axis=1), np.max(G, axis=1) / 2.0, 0.0)
 
 
-def _kinks(gaps, noises):
+def at_kink(gaps, noises):
     """A kink: a one-sided gap above the noise that did not shrink from one level to the next,
     anywhere in the search (a kink closer than the smallest step shows it at every level; one
-    a little farther shows it until the step gets below its distance)."""
+    a little farther shows it until the step gets below its distance).
+
+    ``gaps``, ``noises``: per level, arrays of shape (r,); returns bool of shape (r,)."""
     G = np.stack(gaps, axis=1)
     if G.shape[1] < 2:
         return np.zeros(G.shape[0], dtype=bool)
     N = np.stack(noises, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & _seen(G[:, 1:], N[:, 1:]) \
-            & _seen(G[:, :-1], N[:, :-1])
+        steady = (G[:, 1:] / G[:, :-1] > KINK_RATIO) & gap_seen(G[:, 1:], N[:, 1:]) \
+            & gap_seen(G[:, :-1], N[:, :-1])
     return steady.any(axis=1)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Rule", "derive", "rules", "rms", "rounding_error", "analytic_floor",
+__all__ = ["Rule", "derive", "rules", "rms", "rounding_error", "analytic_floor", "direction_floor",
            "ROUNDING_SAFETY", "TRUNCATION_SAFETY", "ESTIMATE_WEIGHT", "MARGINAL"]
 
 #: Standard deviations of the measured rounding error allowed.
@@ -189,3 +189,24 @@ def analytic_floor(measured, analytic, numerical):
     if linear is None and level > LINEAR_TO * max(rms(analytic), rms(numerical)):
         return 0.0
     return float(level)
+
+
+def direction_floor(floor, steps):
+    """The analytic gradient's rounding along a direction that moves elements by ``steps``.
+
+    Each element's analytic value rounds independently (``floor``, one standard
+    deviation): along the direction, ``floor * ||steps||``, in the units of the
+    directional derivative (a random projection, a tie group,
+    :mod:`gradcheck.engine.ties`).
+
+    Parameters
+    ----------
+    floor : float
+    steps : ndarray of float64
+
+    Returns
+    -------
+    float
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    return float(floor) * rms(steps) * float(np.sqrt(steps.size))

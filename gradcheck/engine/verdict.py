@@ -16,7 +16,10 @@ refiner -- and :func:`decide` turns it into one
 3. **kinks**: an item still failing at a kink is *judged*: its analytic value
    must lie in the hull of the one-sided derivatives, plus its tolerance; if
    it does, the item is excluded from the verdict and listed with both
-   one-sided values;
+   one-sided values; elements at a kink they share (a tie) are then checked
+   together, along the direction that moves them all, where the function is
+   differentiable (:mod:`gradcheck.engine.ties`): a group whose gradient does
+   not sum to the derivative along it fails the target;
 4. **verdict**: ``FAIL`` if any item fails; else ``INCONCLUSIVE`` when the
    check could not have caught an error of practical size -- nothing could
    be checked, the numerical gradient is indistinguishable from zero, more
@@ -99,7 +102,9 @@ class Comparison:
     ``dout`` shrinks by ``|<u, dout>| / |dout|**2``), so its bound states nothing about
     the reported one. ``checked_fraction``:
     the share of the target's elements the items see (below 1: a random sample, blind
-    to an error in the others).
+    to an error in the others). ``ties``: ``ties(kinks) -> Ties``, the tie groups of the
+    kinks found, checked along their common directions (:mod:`gradcheck.engine.ties`;
+    ``None``: not checked).
     """
 
     name: str
@@ -125,6 +130,7 @@ class Comparison:
     checked_fraction: float = 1.0
     full: Optional[Callable] = None
     reason: str = ""
+    ties: Optional[Callable] = None
 
     def scale(self, numerical, mask):
         """The gradient's scale, in its own units: ``gradient_scale``, else the largest
@@ -153,6 +159,7 @@ class _State:
     bound: np.ndarray = None
     unresolved: np.ndarray = None
     located: list = field(default_factory=list)
+    ties: object = None
 
 
 def _judge(comp):
@@ -270,6 +277,8 @@ def decide(comp, policy, findings):
     st = _judge(comp)
     _refine(comp, st)
     _refine_loose(comp, st, policy)
+    if comp.ties is not None and any(ok for *_, ok in st.kinks):
+        st.ties = comp.ties(st.kinks)
     checked = ~comp.skipped & ~st.kink_ok
     diff = _diff(st.num, st.ana)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -348,7 +357,7 @@ def _resolution(comp, st, checked):
 
 def _verdict(comp, st, checked, scale, resolution, policy):
     """``(verdict, why)``: why is the INCONCLUSIVE reason, or empty."""
-    if st.failing.any() or not np.isfinite(st.ana).all():
+    if st.failing.any() or not np.isfinite(st.ana).all() or _tie_failures(st):
         return "FAIL", ""
     n = len(st.num)
     if not checked.any():
@@ -441,6 +450,13 @@ def sampled_only(result):
             and result.inconclusive.endswith((sampled_remedy(False), sampled_remedy(True))))
 
 
+def _tie_failures(st):
+    """The tie groups that failed (:class:`gradcheck.engine.ties.Tie`), worst first."""
+    if st.ties is None:
+        return []
+    return sorted(st.ties.failed, key=lambda t: -t.margin)
+
+
 def _better(method):
     """The methods worth trying instead of ``method`` for a finer resolution, as advice."""
     others = [m for m in ("central", "richardson") if m != method]
@@ -463,9 +479,10 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
             "nondifferentiable", False,
             f"{len(st.kinks)} element(s) of {name!r} judged at non-differentiable points "
             f"({inside} inside the one-sided derivatives, excluded; {outside} outside, "
-            f"failing): {'; '.join(shown)}{' ...' if len(st.kinks) > 10 else ''}. A gradient "
-            "split wrongly between tied elements (a max-pool tie) lies inside each element's "
-            "hull and is not caught here", name))
+            f"failing): {'; '.join(shown)}{' ...' if len(st.kinks) > 10 else ''}. "
+            + _ties_note(st), name))
+    for tie in _tie_failures(st):
+        findings.append(Finding("tie-gradient", True, tie.message(name), name))
     if st.unresolved.any():
         rows = np.flatnonzero(st.unresolved)
         shown = [f"{comp.index(int(r))}: tolerance {st.allowed[r]:.2g}" for r in rows[:10]]
@@ -485,8 +502,23 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
             f"{comp.index(first)})", name))
 
 
+def _ties_note(st):
+    """What the kinks' finding says was and was not ruled out at the ties."""
+    note = "" if st.ties is None else st.ties.note()
+    grouped = 0 if st.ties is None else sum(len(t.members) for t in st.ties.groups
+                                            if t.smooth)
+    rest = sum(ok for *_, ok in st.kinks) - grouped
+    if not note:
+        return ("A gradient split wrongly between tied elements (a max-pool tie) lies "
+                "inside each element's hull and is not caught here")
+    return note + ("" if rest <= 0 else f"; for the other {rest} element(s), a gradient "
+                   "split wrongly between tied elements lies inside each element's hull "
+                   "and is not caught here")
+
+
 def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, why):
     maxdiff = float(np.max(np.where(checked | st.failing, diff, 0.0), initial=0.0))
+    maxdiff = max([maxdiff] + [abs(t.numerical - t.analytic) for t in _tie_failures(st)])
     big = max(scale, float(np.max(np.abs(st.ana[checked]), initial=0.0)))
     n_refined = int(st.refined.sum())
     reason = comp.rule.reason + comp.reason
@@ -495,11 +527,17 @@ def _result(comp, st, checked, diff, worst, margin, scale, resolution, verdict, 
                    "search (central differences at h 2^-k, Richardson-extrapolated), judged "
                    "by the same rule with their own error estimates")
     full = comp.full(st) if comp.full is not None else {}
+    tie = (_tie_failures(st) or [None])[0]
+    worst_num, worst_ana, worst_at = float(st.num[worst]), float(st.ana[worst]), \
+        comp.index(worst)
+    if tie is not None and tie.margin > margin:
+        # the worst item is the tie group: its sum along the group against its derivative
+        worst_num, worst_ana, worst_at = tie.numerical, tie.analytic, tie.members[0]
+        margin = tie.margin
     return TargetResult(
         name=comp.name, shape=tuple(comp.shape), dtype=comp.dtype, verdict=verdict,
         max_abs_error=maxdiff, max_rel_error=maxdiff / big if big > 0 else maxdiff,
-        worst_index=comp.index(worst), worst_numerical=float(st.num[worst]),
-        worst_analytic=float(st.ana[worst]),
+        worst_index=worst_at, worst_numerical=worst_num, worst_analytic=worst_ana,
         atol=float(np.max(st.atol[checked], initial=0.0)),
         rtol=comp.rule.rtol, tolerance_reason=reason,
         numerical=full.get("numerical", st.num), analytic=full.get("analytic", st.ana),

@@ -1,0 +1,270 @@
+"""Tie groups: elements at a shared kink, checked along the direction that moves them together.
+
+At a tie of a max (a max-pool window whose largest inputs are equal, a row
+max, equal values in a sort) the layer is not differentiable along any tied
+element alone: its one-sided derivatives differ, and the verdict
+(:mod:`gradcheck.engine.verdict`) can only check that each element's analytic
+value lies between them. That leaves the *sum* over the tied elements free: a
+backward that gives every tied element the whole upstream gradient (CS231n's
+reshape max-pool without its ``/= np.sum(mask)``) passes element by element.
+Along ``e_S``, the direction that moves the whole group ``S`` together, the
+function is differentiable (``max(a + t, b + t) = max(a, b) + t``). For a
+function that is Clarke regular at the point (a maximum of smooth pieces, or
+the negative of one: max pooling, a row max, a sort), the directional
+derivative along ``v`` is the largest ``<g, v>`` over the generalized gradient
+[1]_, so where it is two-sided (``f'(x; v) = -f'(x; -v)``) every element ``g`` of
+the generalized gradient has the same projection ``<g, e_S> = f'(x; e_S)``:
+every valid subgradient (all to the first argmax, split evenly) gives the
+group the same sum, and the sum of the group's analytic gradients is checked
+against the directional derivative.
+
+Groups. The elements found at kinks (inside their one-sided hull) whose output
+supports -- the outputs their refinement's first perturbation changed
+(:attr:`gradcheck.engine.refine.StepSearch.supports`) -- share an output belong
+together (union-find over the outputs). A group of one (a ReLU exactly at 0)
+has no smooth direction: it is not checked, and costs nothing.
+
+Check. Along ``w = sum_{i in S} h_i e_i`` (the group's refinement steps) at ``t =
++-1``, two forward calls give the central difference and both one-sided ones;
+values are taken over the mean step (the plain sum of the group's gradients:
+tied values have equal steps). The group is smooth along ``w`` unless its
+one-sided gap stands above the noise and does not shrink at a quarter of the
+step (:func:`gradcheck.engine.refine.at_kink`, the one rule for kinks; two more
+calls when the first gap is seen). A smooth group is judged by the target's
+rule, with its analytic floor along the direction
+(:func:`gradcheck.engine.tolerances.direction_floor`), the rounding of the
+analytic values as stored (a third of ``dout`` three times is not ``dout``
+exactly) and the one-sided noise added: a slope jump hidden in the noise leaves
+the central difference within that of any subgradient. A group whose gap did not shrink stays at a kink, as
+its elements are. At most :data:`MAX_GROUPS` groups are checked (a random sample
+beyond, said in the note).
+
+References
+----------
+.. [1] F. H. Clarke, "Optimization and Nonsmooth Analysis", Wiley (1983),
+   proposition 2.1.2 (the generalized directional derivative is ``max <g, v>``
+   over the generalized gradient) and definition 2.3.4 (regularity: it equals
+   the directional derivative).
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from gradcheck.engine import methods
+from gradcheck.engine.perturb import along
+from gradcheck.engine.refine import RATIO, at_kink, gap_seen
+from gradcheck.engine.tolerances import ROUNDING_SAFETY, direction_floor, rounding_error
+
+__all__ = ["Tie", "Ties", "TieCheck", "tie_groups", "MAX_GROUPS"]
+
+#: Tie groups checked at most per target (a random sample beyond).
+MAX_GROUPS = 64
+
+
+@dataclass(frozen=True)
+class Tie:
+    """One tie group, differentiated along the direction that moves it together.
+
+    Attributes
+    ----------
+    members : tuple of tuple of int
+        The group's elements.
+    numerical : float
+        The directional derivative along the group over its mean step: how far the
+        function moves along the tied group.
+    analytic : float
+        The analytic gradient projected likewise: the sum of the group's gradients.
+    allowed : float
+        The tolerance of ``|numerical - analytic|``.
+    smooth : bool
+        The one-sided derivatives along the group agree (else it is not judged).
+    """
+
+    members: tuple
+    numerical: float
+    analytic: float
+    allowed: float
+    smooth: bool
+
+    @property
+    def margin(self):
+        """``|numerical - analytic| / allowed`` (inf for an error at a zero tolerance)."""
+        error = abs(self.numerical - self.analytic)
+        if self.allowed > 0:
+            return error / self.allowed
+        return 0.0 if error == 0 else float("inf")
+
+    @property
+    def failed(self):
+        return self.smooth and not self.margin <= 1.0
+
+    def message(self, name):
+        """Why this group fails, for the report."""
+        shown = ", ".join(map(str, self.members[:4])) + (" ..." if len(self.members) > 4
+                                                          else "")
+        n, x, y = len(self.members), self.analytic, self.numerical
+        ratio = x / y if y else np.inf
+        times = round(ratio) if np.isfinite(ratio) else 0
+        why = (f"{ratio:.3g} times as much: a gradient counted once per tied element?"
+               if 2 <= times <= n and abs(ratio - times) < 0.05 * times else
+               "a gradient split or duplicated wrongly between the tied elements?")
+        return (f"{name!r}: at a tie of {n} elements ({shown}), the gradient sums to {x:.6g} "
+                f"where the function moves by {y:.6g} along the tied group (tolerance "
+                f"{self.allowed:.2g}): {why}")
+
+
+@dataclass(frozen=True)
+class Ties:
+    """The tie groups of one target's kinks.
+
+    Attributes
+    ----------
+    groups : tuple of Tie
+        The groups checked.
+    skipped : int
+        Groups beyond :data:`MAX_GROUPS`, not checked.
+    """
+
+    groups: tuple
+    skipped: int = 0
+
+    @property
+    def failed(self):
+        return [t for t in self.groups if t.failed]
+
+    def note(self):
+        """What the groups ruled out, for the kinks' finding ("" without groups)."""
+        smooth = [t for t in self.groups if t.smooth]
+        parts = []
+        if smooth:
+            parts.append(
+                f"{len(smooth)} tie group(s) of {sum(len(t.members) for t in smooth)} "
+                "elements checked along their common direction (the sum of each group's "
+                "gradient against the derivative along it; how it is split between the "
+                "tied elements is free)" + (f", {len(self.failed)} of them failing"
+                                            if self.failed else ""))
+        if len(smooth) < len(self.groups):
+            parts.append(f"{len(self.groups) - len(smooth)} group(s) of elements sharing a "
+                         "kink not smooth along their common direction either, not checked")
+        if self.skipped:
+            parts.append(f"{self.skipped} more group(s) not checked (at most {MAX_GROUPS}, "
+                         "sampled)")
+        return "; ".join(parts)
+
+
+def tie_groups(elements, supports):
+    """The elements sharing an output, as groups of at least two (union-find).
+
+    Parameters
+    ----------
+    elements : sequence of int
+        Flat indices of the elements at kinks.
+    supports : dict
+        Element -> flat outputs it changed (``None``: dense, taken to share an output with
+        every element that changed one).
+
+    Returns
+    -------
+    list of ndarray of int
+        Sorted groups, ordered by their first element.
+    """
+    parent = list(range(len(elements)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner = {}
+    dense = any(supports.get(e, ()) is None for e in elements)
+    for i, e in enumerate(elements):
+        support = supports.get(e, ())
+        outputs = [] if support is None else np.asarray(support).tolist()
+        if dense and (support is None or outputs):
+            outputs.append(-1)  # the dense elements' every output
+        for o in outputs:
+            parent[find(i)] = find(owner.setdefault(o, i))
+    groups = {}
+    for i, e in enumerate(elements):
+        groups.setdefault(find(i), []).append(e)
+    found = [np.array(sorted(g)) for g in groups.values() if len(g) >= 2]
+    return sorted(found, key=lambda g: int(g[0]))
+
+
+class TieCheck:
+    """Checks the tie groups of a target's kinks (see the module notes).
+
+    Parameters
+    ----------
+    setup : gradcheck.engine.elementwise.Setup
+        The target's evaluator, noise and refinement steps.
+    dout, out0 : ndarray, shape (n_out,)
+    analytic : ndarray of float64, the target's shape
+    rule : gradcheck.engine.tolerances.Rule
+        The target's rule, in the gradient's units.
+    supports : dict
+        The refiner's output supports of the kink elements (filled as it refines).
+    seed : int
+    """
+
+    def __init__(self, setup, dout, out0, analytic, rule, supports, seed=0):
+        self.s, self.dout, self.out0, self.analytic = setup, dout, out0, analytic
+        self.rule, self.supports, self.seed = rule, supports, seed
+
+    def __call__(self, kinks):
+        """The :class:`Ties` of ``kinks`` (``(index, minus, plus, ok)``: the ``ok`` ones)."""
+        shape = self.s.arr.shape
+        flat = [int(np.ravel_multi_index(i, shape)) for i, *_, ok in kinks
+                if ok and int(np.ravel_multi_index(i, shape)) in self.supports]
+        groups = tie_groups(flat, self.supports)
+        skipped = max(0, len(groups) - MAX_GROUPS)
+        if skipped:
+            rng = np.random.default_rng([self.seed, 17])
+            keep = np.sort(rng.choice(len(groups), size=MAX_GROUPS, replace=False))
+            groups = [groups[k] for k in keep]
+        return Ties(tuple(self._check(g) for g in groups), skipped)
+
+    def _level(self, w, scale):
+        """``(D, A, gap, side, sigma)`` along ``w``, in units of ``scale``."""
+        s = self.s
+        central, plus, minus, projected, share = along(
+            s.evaluate, s.arr, w, self.dout, self.out0, self.analytic, s.noise.weights)
+        sigma = float(s.noise.of_support(np.array([share]))[0])
+        side = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / scale
+        return central / scale, projected / scale, abs(plus - minus) / scale, side, sigma
+
+    def _check(self, group):
+        """The :class:`Tie` of one group (two forward calls, four when the gap is seen)."""
+        s = self.s
+        h = s.refine_steps[group]
+        mean = float(np.mean(h))
+        w = np.zeros(s.arr.size)
+        w[group] = h
+        w = w.reshape(s.arr.shape)
+        levels = [self._level(w, mean)]
+        if gap_seen(levels[0][2], levels[0][3]):
+            levels.append(self._level(w / RATIO, mean / RATIO))
+        smooth = not bool(at_kink([np.array([lv[2]]) for lv in levels],
+                                  [np.array([lv[3]]) for lv in levels])[0])
+        D, A, _, side, sigma = levels[-1]
+        scale = mean / RATIO ** (len(levels) - 1)
+        estimate = abs(levels[0][0] - D) / (RATIO ** 2 - 1) if len(levels) > 1 else 0.0
+        rule = replace(self.rule, floor=direction_floor(self.rule.floor, h) / mean)
+        rounding = rounding_error(sigma, scale, methods.get("central").gain)
+        _, allowed = rule.apply(np.array([D]), np.array([rounding]), np.array([estimate]))
+        members = tuple(tuple(int(j) for j in np.unravel_index(int(e), s.arr.shape))
+                        for e in group)
+        return Tie(members, float(D), float(A),
+                   float(allowed[0]) + float(side) + self._stored(group, h, mean), smooth)
+
+    def _stored(self, group, h, mean):
+        """``ROUNDING_SAFETY`` times the rounding of the group's analytic values as stored
+        (half an ulp each, independent: a third of dout three times does not sum to dout
+        exactly)."""
+        g = self.analytic.reshape(-1)[group]
+        dtype = g.dtype if g.dtype.kind == "f" else np.dtype(np.float64)
+        terms = np.abs(g.astype(np.float64)) * h / mean
+        return ROUNDING_SAFETY * 0.5 * float(np.finfo(dtype).eps) * float(
+            np.sqrt(np.sum(terms ** 2)))

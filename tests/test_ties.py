@@ -1,0 +1,277 @@
+"""Ties: elements at a kink they share are checked together along the direction that moves them.
+
+At a tie of a max the function is not differentiable along a tied element alone, but it is
+along the direction moving the whole tied group (``max(a + t, b + t) = max(a, b) + t``): the
+sum of the group's gradients must be that directional derivative, whatever the split
+(:mod:`gradcheck.engine.ties`). CS231n's ``max_pool_backward_reshape`` without its
+``/= np.sum(mask)`` (every tied element gets the full dout) passed element by element.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import gradcheck.engine.elementwise as elementwise
+import gradcheck.engine.ties as ties
+from gradcheck import check_function
+from gradcheck.engine.ties import tie_groups
+
+POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+
+def pool_forward(x, pool_param):
+    """CS231n ``max_pool_forward_reshape``."""
+    N, C, H, W = x.shape
+    p = pool_param["pool_height"]
+    xr = x.reshape(N, C, H // p, p, W // p, p)
+    out = xr.max(axis=3).max(axis=4)
+    return out, (x, xr, out)
+
+
+def _pool_backward(dout, cache, split):
+    x, xr, out = cache
+    dx = np.zeros_like(xr)
+    mask = xr == out[:, :, :, None, :, None]
+    dx[mask] = np.broadcast_arrays(dout[:, :, :, None, :, None], dx)[0][mask]
+    if split:
+        dx /= np.sum(mask, axis=(3, 5), keepdims=True)
+    return dx.reshape(x.shape)
+
+
+def pool_backward_all_ties(dout, cache):
+    """Without ``/= np.sum(mask)``: each tied element gets the whole dout (k times in all)."""
+    return _pool_backward(dout, cache, split=False)
+
+
+def pool_backward_split(dout, cache):
+    return _pool_backward(dout, cache, split=True)
+
+
+def pool_backward_first(dout, cache):
+    """All of a window's dout to its first argmax (as im2col max pooling does)."""
+    x, xr, out = cache
+    N, C, Hp, _, Wp, _ = xr.shape
+    windows = xr.transpose(0, 1, 2, 4, 3, 5).reshape(-1, 4)
+    dw = np.zeros_like(windows)
+    dw[np.arange(len(windows)), windows.argmax(axis=1)] = dout.reshape(-1)
+    return dw.reshape(N, C, Hp, Wp, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(x.shape)
+
+
+def relu_pooled_input(seed=0):
+    """A ReLU output: 5 of 96 windows are four-way ties at 0."""
+    return np.maximum(0, np.random.default_rng(seed).normal(size=(2, 3, 8, 8)))
+
+
+def finding(report, kind):
+    return [f for f in report.findings if f.kind == kind]
+
+
+@pytest.mark.parametrize("strategy", ["auto", "elementwise"])
+def test_double_counted_maxpool_ties_fail(strategy):
+    report = check_function(pool_forward, pool_backward_all_ties, relu_pooled_input(), POOL,
+                            strategy=strategy)
+    r = report.result("x")
+    assert r.verdict == "FAIL", str(report)
+    failed = finding(report, "tie-gradient")
+    assert len(failed) == 5 and all(f.failure for f in failed)
+    assert "at a tie of 4 elements" in failed[0].message
+    assert "4 times as much: a gradient counted once per tied element?" in failed[0].message
+    assert r.worst_analytic == pytest.approx(4 * r.worst_numerical)
+
+
+@pytest.mark.parametrize("backward", [pool_backward_split, pool_backward_first])
+@pytest.mark.parametrize("strategy", ["auto", "elementwise"])
+def test_correct_maxpool_ties_pass_and_say_what_was_checked(backward, strategy):
+    report = check_function(pool_forward, backward, relu_pooled_input(), POOL,
+                            strategy=strategy)
+    assert report.result("x").verdict == "PASS", str(report)
+    (note,) = finding(report, "nondifferentiable")
+    assert "5 tie group(s) of 20 elements checked along their common direction" in note.message
+    assert "is not caught here" not in note.message
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), shift=st.sampled_from([0.0, 0.5, 1.0]))
+def test_maxpool_over_relu_outputs_fails_iff_ties_are_counted_once_per_element(seed, shift):
+    """ReLU outputs (windows tied at 0, more of them as the shift grows): the backward that
+    gives every tied element the whole dout FAILs whenever a window is tied; the even split
+    and the first argmax never FAIL (PASS, or INCONCLUSIVE when too many elements sit at
+    kinks)."""
+    x = np.maximum(0, np.random.default_rng(seed).normal(size=(2, 2, 6, 6)) - shift)
+    xr = x.reshape(2, 2, 3, 2, 3, 2)
+    tied = int(np.sum(np.sum(xr == xr.max(axis=(3, 5), keepdims=True), axis=(3, 5)) > 1))
+    bad = check_function(pool_forward, pool_backward_all_ties, x, POOL)
+    assert (bad.result("x").verdict == "FAIL") == (tied > 0), str(bad)
+    for backward in (pool_backward_split, pool_backward_first):
+        report = check_function(pool_forward, backward, x, POOL)
+        assert report.result("x").verdict != "FAIL", str(report)
+
+
+def test_a_wrong_split_within_each_hull_fails():
+    """(dout, dout/4) at a two-way tie: each inside its hull [0, dout], the sum 1.25 dout.
+
+    (Not dout/2: that is the element's central difference, so it is not found at a kink and
+    its group is the other element alone, not checked.)"""
+    x = np.array([[3.0, 3.0, 1.0, 0.5], [0.1, 2.0, -1.0, 0.7]])
+
+    def backward(dout, x):
+        dx = (x == x.max(axis=1, keepdims=True)) * dout[:, None]
+        dx[0, 1] *= 0.25
+        return dx
+
+    report = check_function(lambda x: (x.max(axis=1), x), backward, x, strategy="elementwise")
+    assert report.result("x").verdict == "FAIL", str(report)
+    (failed,) = finding(report, "tie-gradient")
+    assert "split or duplicated wrongly" in failed.message
+
+
+def row_max(x):
+    return x.max(axis=1), x
+
+
+def row_max_all_ties(dout, x):
+    return (x == x.max(axis=1, keepdims=True)) * dout[:, None]
+
+
+def row_max_first(dout, x):
+    dx = np.zeros_like(x)
+    dx[np.arange(len(x)), x.argmax(axis=1)] = dout
+    return dx
+
+
+def row_max_split(dout, x):
+    mask = x == x.max(axis=1, keepdims=True)
+    return mask * (dout / mask.sum(axis=1))[:, None]
+
+
+@st.composite
+def rows_with_ties(draw):
+    """(8, 6) rows, one to three of them with their max tied at 2 or 3 places."""
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    x = rng.normal(size=(8, 6))
+    for row in rng.choice(8, size=draw(st.integers(1, 3)), replace=False):
+        k = draw(st.integers(2, 3))
+        x[row, rng.choice(6, size=k, replace=False)] = x[row].max() + 0.25
+    return x
+
+
+@settings(max_examples=12, deadline=None)
+@given(x=rows_with_ties(), strategy=st.sampled_from(["auto", "elementwise"]))
+def test_a_row_max_counting_every_tie_fails_and_valid_subgradients_pass(x, strategy):
+    """Every tie group whose gradients are counted once per tied element fails; the first
+    argmax and the even split (both in the generalized gradient, with the same sum) pass."""
+    bad = check_function(row_max, row_max_all_ties, x, strategy=strategy)
+    assert bad.result("x").verdict == "FAIL", str(bad)
+    ties_in_rows = int(np.sum(np.sum(x == x.max(axis=1, keepdims=True), axis=1) > 1))
+    assert len(finding(bad, "tie-gradient")) == ties_in_rows
+    for backward in (row_max_first, row_max_split):
+        report = check_function(row_max, backward, x, strategy=strategy)
+        assert report.result("x").verdict == "PASS", str(report)
+
+
+def relu(x):
+    return np.maximum(x, 0), x
+
+
+def relu_backward(dout, x):
+    return dout * (x > 0)
+
+
+def test_relu_at_exactly_zero_stays_a_kink_not_checked_and_costs_nothing(monkeypatch):
+    """A ReLU at 0 alone has no smooth direction: listed and excluded as before, no group,
+    no forward call more."""
+    x = np.random.default_rng(1).normal(size=(6, 7))
+    x[1, 2] = x[4, 5] = 0.0
+    report = check_function(relu, relu_backward, x, strategy="elementwise")
+    r = report.result("x")
+    assert r.verdict == "PASS" and set(r.excluded) == {(1, 2), (4, 5)}, str(report)
+    (note,) = finding(report, "nondifferentiable")
+    assert "tie group" not in note.message and "is not caught here" in note.message
+    monkeypatch.setattr(elementwise, "TieCheck", lambda *a, **k: None)
+    without = check_function(relu, relu_backward, x, strategy="elementwise")
+    assert without.forward_calls == report.forward_calls
+
+
+def test_a_group_not_smooth_along_its_direction_stays_unchecked():
+    """Two ReLUs at 0 feeding one output (a row sum): along the pair's direction the sum is
+    still a kink (slopes 2 and 0), so the group is not checked and the verdict is unchanged."""
+    x = np.random.default_rng(2).normal(size=(5, 8))
+    x[3, 1] = x[3, 6] = 0.0
+
+    def forward(x):
+        return np.maximum(x, 0).sum(axis=1), x
+
+    def backward(dout, x):
+        return (x > 0) * dout[:, None]
+
+    report = check_function(forward, backward, x, strategy="elementwise")
+    r = report.result("x")
+    assert r.verdict == "PASS" and set(r.excluded) == {(3, 1), (3, 6)}, str(report)
+    (note,) = finding(report, "nondifferentiable")
+    assert "checked along their common direction" not in note.message
+    assert ("1 group(s) of elements sharing a kink not smooth along their common direction "
+            "either, not checked") in note.message
+    assert "for the other 2 element(s)" in note.message
+
+
+def smooth(x):
+    return np.tanh(x) * x, x
+
+
+def smooth_backward(dout, x):
+    return dout * (np.tanh(x) + x * (1.0 - np.tanh(x) ** 2))
+
+
+@pytest.mark.parametrize("strategy", ["auto", "elementwise"])
+def test_inputs_without_kinks_cost_no_forward_call_more(monkeypatch, strategy):
+    x = np.random.default_rng(3).normal(size=(6, 9))
+    report = check_function(smooth, smooth_backward, x, strategy=strategy)
+    assert report.passed and not report.result("x").kinks, str(report)
+    monkeypatch.setattr(elementwise, "TieCheck", lambda *a, **k: None)
+    without = check_function(smooth, smooth_backward, x, strategy=strategy)
+    assert without.forward_calls == report.forward_calls
+
+
+def test_each_tie_group_costs_two_forward_calls(monkeypatch):
+    x = relu_pooled_input()
+    report = check_function(pool_forward, pool_backward_split, x, POOL, strategy="elementwise")
+    monkeypatch.setattr(elementwise, "TieCheck", lambda *a, **k: None)
+    without = check_function(pool_forward, pool_backward_split, x, POOL,
+                             strategy="elementwise")
+    assert report.forward_calls - without.forward_calls == 2 * 5
+
+
+def test_at_most_max_groups_are_checked_and_the_note_says_so(monkeypatch):
+    monkeypatch.setattr(ties, "MAX_GROUPS", 2)
+    report = check_function(pool_forward, pool_backward_all_ties, relu_pooled_input(), POOL,
+                            strategy="elementwise")
+    assert report.result("x").verdict == "FAIL"
+    assert len(finding(report, "tie-gradient")) == 2
+    (note,) = finding(report, "nondifferentiable")
+    assert "3 more group(s) not checked (at most 2, sampled)" in note.message
+
+
+def _shares(a, b):
+    """Two supports share an output (``None``: dense, every output; empty: none)."""
+    if a is None or b is None:
+        return (a is None or len(a) > 0) and (b is None or len(b) > 0)
+    return bool(set(a) & set(b))
+
+
+@given(st.dictionaries(st.integers(0, 40), st.one_of(
+    st.none(), st.lists(st.integers(0, 15), max_size=3, unique=True)), max_size=12))
+def test_tie_groups_are_the_components_of_shared_outputs(supports):
+    """Elements sharing an output are grouped transitively (a dense support shares one with
+    every element that changed any); groups of one are left out."""
+    elements, left, expected = sorted(supports), set(supports), []
+    while left:  # the reference: connected components by search
+        stack, comp = [left.pop()], set()
+        while stack:
+            e = stack.pop()
+            comp.add(e)
+            near = {f for f in left if _shares(supports[e], supports[f])}
+            left -= near
+            stack.extend(near)
+        expected.append(sorted(comp))
+    expected = sorted(c for c in expected if len(c) >= 2)
+    assert [g.tolist() for g in tie_groups(elements, supports)] == expected
