@@ -13,10 +13,12 @@ from gradcheck.protocol.adapter import (LayerAdapter, check_params_mapping, get_
 from gradcheck.protocol.calling import (call_dout, floating_array, index_note, inputs_first,
                                         is_index_input, is_several, returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
-from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
+from gradcheck.protocol.update import (learning_rate_attribute, learning_rate_parameter,
+                                       optimizer_paths)
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup, prefer_views, release_forward, split_path)
+                                          lookup, prefer_views, release_forward, shaped_like,
+                                          split_path)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
@@ -344,6 +346,7 @@ def _needs_wrapper(layer, x, index, backward_kwargs):
     again, several gradients returned, several outputs): :func:`_wrap`."""
     return bool(
         is_several(x) or index or learning_rate_parameter(layer) or backward_kwargs
+        or learning_rate_attribute(layer)
         or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
         or returns_several(layer_method(layer, "backward"))
         or (floating_array(x) and returns_several(layer_method(layer, "forward"), dicts=True)))
@@ -506,9 +509,11 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         findings.append(Finding("backward-takes-inputs", False, (
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))
-    if call.lr is not None:
+    if call.lr is not None or call.lr_attr is not None:
         call.find_steps(train_flg, seed)
-        findings.append(_step_note(call))
+        note = _step_note(call) if call.lr is not None else _attribute_step_note(call)
+        if note is not None:
+            findings.append(note)
         if call.lr_dx_change is not None or call.lr_unscaled:
             findings.append(_lr_finding(call))
     if call.optimizers:
@@ -557,14 +562,37 @@ def _step_note(call):
         "after every call"))
 
 
+def _attribute_step_note(call):
+    """What was done with the learning rate a layer holds as an attribute that its backward
+    steps with (``None`` when it steps nothing with it: an ELU's ``self.alpha``)."""
+    from gradcheck.protocol.update import LEARNING_RATE
+
+    if not call.stepped:
+        return None
+    name, own = call.lr_attr, call.own_rate
+    why = (" (it was 0: no step, so no gradient to read, and a broken one PASSed)"
+           if own == 0 else " (a power of 2: the step is undone exactly)")
+    return Finding("learning-rate", False, (
+        f"the layer holds {name}={own:g} and backward steps {', '.join(call.stepped)} itself "
+        f"with it: {name} was set to {LEARNING_RATE:g} around every backward call of the "
+        f"check{why} and put back to {own:g} after each; the gradient of each was read from "
+        f"its step as (before - after) / {name} (plain SGD; a momentum or Adam step is not "
+        "the gradient and FAILs), and the step was undone after every call"))
+
+
 def _lr_finding(call):
     """The failing finding of a backward whose returned gradient depends on its rate, or
     that changes arrays by amounts that depend on it but not in proportion to it."""
     from gradcheck.protocol.update import LEARNING_RATE
 
-    name, parts = call.lr[0], []
-    rates = (f"backward(dout, {name}={2 * LEARNING_RATE:g}) and backward(dout, {name}="
-             f"{LEARNING_RATE:g}) from the same state")
+    if call.lr is None:  # the rate the layer holds (self.learning_rate)
+        name, parts = f"self.{call.lr_attr}", []
+        rates = (f"backward(dout) with {name}={2 * LEARNING_RATE:g} and with {name}="
+                 f"{LEARNING_RATE:g} from the same state")
+    else:
+        name, parts = call.lr[0], []
+        rates = (f"backward(dout, {name}={2 * LEARNING_RATE:g}) and backward(dout, {name}="
+                 f"{LEARNING_RATE:g}) from the same state")
     if call.lr_dx_change is not None:
         parts.append(
             f"backward's returned gradient depends on {name}: {rates} returned gradients "
@@ -730,6 +758,8 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
                                 for p in found.floating)
             findings.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
                             for p, g in found.unset)
+            findings.extend(Finding("gradient-ambiguous", True, _ambiguous(found, p, w), p)
+                            for p, w in found.ambiguous)
     else:
         left_out, not_checked, notes = _not_named(discover, params)
         findings.extend(Finding(kind, False, text) for kind, text in notes)
@@ -810,8 +840,25 @@ def _guess_grad(found, path):
     named = [p for p, _ in found.backward_floats if p.lower() in names]
     if len(named) == 1:
         return named[0]
-    shaped = [p for p, s in found.backward_floats if s == found.shapes.get(path)]
+    shaped = shaped_like(found, path)
     return shaped[0] if len(shaped) == 1 else None
+
+
+def _ambiguous(found, path, written):
+    """The failing finding of a parameter without a gradient by name for which backward
+    wrote arrays of its shape that cannot be told apart (:func:`~gradcheck.protocol.
+    discovery.pair_by_shape`): never a silent PASS on the input alone."""
+    rivals = [q for q in [*found.floating, *(p for p, _ in found.ambiguous)]
+              if q != path and found.shapes.get(q) == found.shapes.get(path)]
+    shape = found.shapes.get(path)
+    also = (f"; {', '.join(rivals)} {'has' if len(rivals) == 1 else 'have'} the same shape"
+            if rivals else "")
+    return (f"{path} ({shape}) has no gradient under the names looked for "
+            f"({', '.join(grad_candidates(path)[:6])}, ...), and backward wrote "
+            f"{', '.join(written)} of its shape{also}: which one is its gradient cannot be "
+            f"told, so it was NOT checked and the check cannot pass. Name it "
+            f"{grad_candidates(path)[0]}, or pass params={{{path!r}: {written[0]!r}, ...}} "
+            "(or params= without it if it is not trainable)")
 
 
 def _no_grad(found, path):

@@ -50,7 +50,7 @@ from gradcheck.protocol.signatures import (callable_without_arguments, positiona
                                            signature)
 
 __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
-           "grad_candidates", "Discovery", "discover", "rebound", "owner_key", "move_params",
+           "grad_candidates", "shaped_like", "pair_by_shape", "Discovery", "discover", "rebound", "owner_key", "move_params",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
            "torch7_grad_name", "prefer_views", "plain_forward", "release_forward",
@@ -531,7 +531,17 @@ def grad_candidates(name):
         head, _, last = name.rpartition(".")
         return [f"{head}.{c}" for c in grad_candidates(last)]
     return ["d" + name, "d_" + name, name + "_grad", "grad_" + name, "dLd" + name,
-            torch7_grad_name(name)]
+            torch7_grad_name(name), *[f.format(name) for f in _MORE_GRAD_NAMES]]
+
+
+#: Gradient spellings met in numpy layer code besides ``dW``, ``W_grad``, ``grad_W``,
+#: ``dLdW``, ``gradW``: ``W_gradient``, ``weights_gradient``, ``gW``, ``delta_W``,
+#: ``W_delta``, ``nabla_W``, ``dL_dW``, ``dJ_dW``, ``dEdW``, ``Wgrad``. A suffix as short
+#: as ``W_d`` or ``W_g`` is no name rule (``b_d``: a decoder's bias, ``W_g``: a gate's
+#: weights); an array backward writes of an unpaired parameter's shape is taken by shape
+#: instead (:func:`pair_by_shape`).
+_MORE_GRAD_NAMES = ("{}_gradient", "g{}", "delta_{}", "{}_delta", "nabla_{}", "dL_d{}",
+                    "dJ_d{}", "dEd{}", "{}grad")
 
 
 def _subscript_start(path):
@@ -711,6 +721,49 @@ class Discovery:
     unset: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)
     aliases: dict = field(default_factory=dict)
+    #: ``[(param, [arrays])]``: parameters without a gradient by name for which backward
+    #: wrote several floating arrays of their shape, or arrays other parameters share
+    #: (:func:`pair_by_shape`): no gradient can be told, and the check must not PASS
+    ambiguous: list = field(default_factory=list)
+
+
+def shaped_like(found, path):
+    """The floating attributes ``backward`` wrote (created or rebound) whose shape is that
+    of ``path``, an array held without a gradient (:attr:`Discovery.shapes`)."""
+    shape = found.shapes.get(path)
+    return [w for w, s in found.backward_floats if shape is not None and s == shape]
+
+
+def pair_by_shape(found):
+    """Take as the gradient of a parameter without one by name the one floating array
+    ``backward`` wrote of exactly its shape (``W`` beside ``W_d``), when no other
+    parameter without a gradient has that shape; list the rest in :attr:`~Discovery.
+    ambiguous`. ``found`` is updated in place, a note for each pair.
+
+    A cache backward writes (``self.dout``) pairs only with an array of its shape that no
+    name rule pairs: arrays forward writes (state, a hidden state), running statistics
+    and masks (by name) and the input are never candidates (:attr:`Discovery.floating`).
+    """
+    unpaired = [p for p in found.floating if p not in found.params]
+    for path in unpaired:
+        written = shaped_like(found, path)
+        if not written:
+            continue
+        rivals = [q for q in unpaired if found.shapes.get(q) == found.shapes.get(path)]
+        if len(written) > 1 or len(rivals) > 1:
+            found.ambiguous.append((path, written))
+            found.floating.remove(path)
+            continue
+        grad = written[0]
+        found.params[path] = grad
+        found.floating.remove(path)
+        found.not_checked = [(p, why) for p, why in found.not_checked if p not in (path, grad)]
+        names = grad_candidates(path)
+        found.notes.append(("gradient-by-shape", (
+            f"{path} has no gradient under the names looked for ({', '.join(names[:6])}, "
+            f"...); backward wrote {grad}, the only floating array of its shape "
+            f"{found.shapes[path]}, so {grad} was checked as its gradient (name it "
+            f"{names[0]}, or pass params={{{path!r}: {grad!r}}}, to say so)")))
 
 
 def rebound(snapshot):
@@ -1189,6 +1242,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     _merge_views(layer, walk.found)
     _views_of_targets(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
+    pair_by_shape(walk.found)
     return walk.found
 
 
