@@ -17,8 +17,8 @@ from gradcheck.protocol.update import (learning_rate_attribute, learning_rate_pa
                                        optimizer_paths)
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup, prefer_views, release_forward, shaped_like,
-                                          split_path)
+                                          lookup, prefer_views, release_forward, said_names,
+                                          shaped_like, split_path)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
@@ -374,6 +374,10 @@ def _problem(name, layer, adapter, original, call, xw, dout_w, params, wrt, opts
         exclude={"x"} | own, apart=call.step_params({}) if call is not None else (), wrt=wrt)
     discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
     adapter.forward_calls, adapter.backward_calls = counts  # reported apart
+    if call is not None and call.lr_attr is not None and call.stepped:
+        rate = f"layer.{call.lr_attr}"
+        not_checked = [(p, "the learning rate backward steps with (learning-rate note)"
+                        if p == rate else why) for p, why in not_checked]
     if call is not None:
         discovery = (discovery[0] + call.step_calls[0], discovery[1] + call.step_calls[1])
         params = {**call.input_params(), **call.layer_params(),
@@ -854,7 +858,7 @@ def _ambiguous(found, path, written):
     also = (f"; {', '.join(rivals)} {'has' if len(rivals) == 1 else 'have'} the same shape"
             if rivals else "")
     return (f"{path} ({shape}) has no gradient under the names looked for "
-            f"({', '.join(grad_candidates(path)[:6])}, ...), and backward wrote "
+            f"({said_names(grad_candidates(path))}), and backward wrote "
             f"{', '.join(written)} of its shape{also}: which one is its gradient cannot be "
             f"told, so it was NOT checked and the check cannot pass. Name it "
             f"{grad_candidates(path)[0]}, or pass params={{{path!r}: {written[0]!r}, ...}} "
@@ -865,7 +869,7 @@ def _no_grad(found, path):
     grad = _guess_grad(found, path)
     seen = f"; backward writes {grad}" if grad is not None else ""
     return (f"{path} is a floating array the layer holds, but no gradient was found for it "
-            f"(looked for {', '.join(grad_candidates(path))}){seen}: it was NOT checked. If "
+            f"(looked for {said_names(grad_candidates(path))}){seen}: it was NOT checked. If "
             f"it is trainable, name it: params={{{path!r}: "
             f"{(grad or '<attribute holding its gradient>')!r}, ...}}")
 
@@ -885,7 +889,7 @@ def _no_params(found):
     first = found.floating[0]
     grad = _guess_grad(found, first) or "<attribute holding its gradient>"
     return (f"the layer holds floating arrays ({names}) but no parameter gradient was found "
-            f"for them (looked for {', '.join(grad_candidates(first))}, params/grads, "
+            f"for them (looked for {said_names(grad_candidates(first))}, params/grads, "
             f"parameters/gradients); only the input was checked. If they are trainable, name "
             f"them: params={{{first!r}: {grad!r}}}")
 

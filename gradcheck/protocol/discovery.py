@@ -50,13 +50,14 @@ from gradcheck.protocol.signatures import (callable_without_arguments, positiona
                                            signature)
 
 __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path", "is_layer", "METHOD_NAMES", "method_name", "layer_method",
-           "grad_candidates", "shaped_like", "pair_by_shape", "Discovery", "discover", "rebound", "owner_key", "move_params",
+           "grad_candidates", "Discovery", "discover", "rebound", "owner_key", "move_params",
            "accumulating_buffers", "zero_buffers", "CONTAINERS", "INPUT_GRAD_NAMES",
            "kept_input_gradient", "flush_accumulated", "param_object", "PARAM_OBJECT_NAMES",
            "torch7_grad_name", "prefer_views", "plain_forward", "release_forward",
            "plain_held", "grad_key", "gradient_methods", "with_gradient_method",
            "gradient_method_note",
-           "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS"]
+           "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS",
+           "said_names", "shaped_like", "pair_by_shape"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -544,6 +545,14 @@ _MORE_GRAD_NAMES = ("{}_gradient", "g{}", "delta_{}", "{}_delta", "nabla_{}", "d
                     "dJ_d{}", "dEd{}", "{}grad")
 
 
+def said_names(names, shown=6):
+    """Gradient names tried, as a message says them: the first ``shown``, then how many
+    more of :func:`grad_candidates` (a dict entry's ``<dict>['dW']`` always said)."""
+    head = list(names[:shown]) + [n for n in names[shown:] if n.startswith("<dict>")]
+    more = len(names) - len(head)
+    return ", ".join(head) + (f" and {more} more spellings" if more > 0 else "")
+
+
 def _subscript_start(path):
     """The index of the ``[`` opening the subscript that ends ``path``, or 0."""
     i, start = 0, 0
@@ -760,8 +769,8 @@ def pair_by_shape(found):
         found.not_checked = [(p, why) for p, why in found.not_checked if p not in (path, grad)]
         names = grad_candidates(path)
         found.notes.append(("gradient-by-shape", (
-            f"{path} has no gradient under the names looked for ({', '.join(names[:6])}, "
-            f"...); backward wrote {grad}, the only floating array of its shape "
+            f"{path} has no gradient under the names looked for ({said_names(names)}); "
+            f"backward wrote {grad}, the only floating array of its shape "
             f"{found.shapes[path]}, so {grad} was checked as its gradient (name it "
             f"{names[0]}, or pass params={{{path!r}: {grad!r}}}, to say so)")))
 
@@ -961,7 +970,7 @@ class _Walk:
                     self._other_grad_names(attrs, path, prefix, cand, tried, grad)
                     return
             else:
-                reason = f"no gradient (looked for {', '.join(tried)})"
+                reason = f"no gradient (looked for {said_names(tried)})"
                 if name in DATA_NAMES:
                     reason = ("a mask" if name == "mask" else "labels or targets") + (
                         " (by its name), no gradient: not a parameter")
@@ -1030,7 +1039,7 @@ class _Walk:
             path = f"{attr_path(prefix, name)}[{key!r}]"
             why = reason or self._classify(value, key, item, path)
             if why is None:
-                why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
+                why = f"no gradient (looked for {said_names([c + f'[{key!r}]' for c in tried])})"
                 if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
                     self.floating(path, item)
             if why is not _INPUT:
