@@ -762,8 +762,8 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
                                 for p in found.floating)
             findings.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
                             for p, g in found.unset)
-            findings.extend(Finding("gradient-ambiguous", True, _ambiguous(found, p, w), p)
-                            for p, w in found.ambiguous)
+            findings.extend(Finding("gradient-ambiguous", True, _ambiguous(found, *a), a[0])
+                            for a in found.ambiguous)
     else:
         left_out, not_checked, notes = _not_named(discover, params)
         findings.extend(Finding(kind, False, text) for kind, text in notes)
@@ -848,12 +848,10 @@ def _guess_grad(found, path):
     return shaped[0] if len(shaped) == 1 else None
 
 
-def _ambiguous(found, path, written):
+def _ambiguous(found, path, written, rivals):
     """The failing finding of a parameter without a gradient by name for which backward
     wrote arrays of its shape that cannot be told apart (:func:`~gradcheck.protocol.
     discovery.pair_by_shape`): never a silent PASS on the input alone."""
-    rivals = [q for q in [*found.floating, *(p for p, _ in found.ambiguous)]
-              if q != path and found.shapes.get(q) == found.shapes.get(path)]
     shape = found.shapes.get(path)
     also = (f"; {', '.join(rivals)} {'has' if len(rivals) == 1 else 'have'} the same shape"
             if rivals else "")

@@ -3326,3 +3326,40 @@ def test_gate_exit_codes_for_gradient_spellings(tmp_path, capsys):
     assert main([f"{src}:make_broken", "-q"]) == 1
     assert main([f"{src}:make_ambiguous", "-q"]) == 1
     capsys.readouterr()
+
+
+class _HoldsConstant:
+    """A sub-layer holding a constant of ``ShapeOnlyDense.W``'s shape, no gradient."""
+
+    def __init__(self):
+        self.K = np.ones((3, 2))
+
+    def forward(self, x):
+        return 2.0 * x
+
+    def backward(self, dout):
+        return 2.0 * dout
+
+
+class _TwoBlocks:
+    def __init__(self, first):
+        self.blocks = [first, _HoldsConstant()]
+
+    def forward(self, x):
+        return self.blocks[1].forward(self.blocks[0].forward(x))
+
+    def backward(self, dout):
+        return self.blocks[0].backward(self.blocks[1].backward(dout))
+
+
+@pytest.mark.parametrize("first, verdict", [(ShapeOnlyDense, "PASS"),
+                                            (ShapeOnlyDenseBroken, "FAIL")])
+def test_gradients_are_taken_by_shape_within_their_own_layer_only(first, verdict):
+    """``blocks.0.W`` pairs with ``blocks.0.W_d``; ``blocks.1.K`` of that shape is no
+    rival (another layer's) and gets no gradient of another layer's: a warning only."""
+    report = check_layer(_TwoBlocks(first()), X)
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts == {"x": "PASS", "blocks.0.W": verdict, "blocks.0.b": "PASS"}, str(report)
+    assert "gradient-ambiguous" not in {f.kind for f in report.findings}, str(report)
+    warned = [f.target for f in report.findings if f.kind == "no-gradient-found"]
+    assert warned == ["blocks.1.K"], str(report)

@@ -730,17 +730,26 @@ class Discovery:
     unset: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)
     aliases: dict = field(default_factory=dict)
-    #: ``[(param, [arrays])]``: parameters without a gradient by name for which backward
-    #: wrote several floating arrays of their shape, or arrays other parameters share
-    #: (:func:`pair_by_shape`): no gradient can be told, and the check must not PASS
+    #: ``[(param, [arrays], [rivals])]``: parameters without a gradient by name for which
+    #: backward wrote several floating arrays of their shape, or arrays other parameters
+    #: without one (rivals) share (:func:`pair_by_shape`): no gradient can be told, and
+    #: the check must not PASS
     ambiguous: list = field(default_factory=list)
 
 
+def _holder(path):
+    """The path of the layer holding the attribute at ``path`` (``"blocks.0"`` for
+    ``"blocks.0.W"`` and ``"blocks.0.p['W']"``, ``""`` for ``"W"``)."""
+    return ".".join(split_path(path, ".")[:-1])
+
+
 def shaped_like(found, path):
-    """The floating attributes ``backward`` wrote (created or rebound) whose shape is that
-    of ``path``, an array held without a gradient (:attr:`Discovery.shapes`)."""
-    shape = found.shapes.get(path)
-    return [w for w, s in found.backward_floats if shape is not None and s == shape]
+    """The floating attributes ``backward`` wrote (created or rebound) on the layer holding
+    ``path``, an array held without a gradient, whose shape is that of ``path``
+    (:attr:`Discovery.shapes`)."""
+    shape, holder = found.shapes.get(path), _holder(path)
+    return [w for w, s in found.backward_floats
+            if shape is not None and s == shape and _holder(w) == holder]
 
 
 def pair_by_shape(found):
@@ -758,9 +767,10 @@ def pair_by_shape(found):
         written = shaped_like(found, path)
         if not written:
             continue
-        rivals = [q for q in unpaired if found.shapes.get(q) == found.shapes.get(path)]
+        rivals = [q for q in unpaired if found.shapes.get(q) == found.shapes.get(path)
+                  and _holder(q) == _holder(path)]
         if len(written) > 1 or len(rivals) > 1:
-            found.ambiguous.append((path, written))
+            found.ambiguous.append((path, written, [q for q in rivals if q != path]))
             found.floating.remove(path)
             continue
         grad = written[0]
