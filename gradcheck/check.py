@@ -513,13 +513,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
         findings.append(Finding("backward-takes-inputs", False, (
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))
-    if call.lr is not None or call.lr_attr is not None:
-        call.find_steps(train_flg, seed)
-        note = _step_note(call) if call.lr is not None else _attribute_step_note(call)
-        if note is not None:
-            findings.append(note)
-        if call.lr_dx_change is not None or call.lr_unscaled:
-            findings.append(_lr_finding(call))
+    findings.extend(_rate_findings(call, train_flg, seed))
     if call.optimizers:
         unmapped = call.find_updates(train_flg, seed)
         findings.append(_update_note(call, unmapped))
@@ -544,6 +538,20 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             findings.append(Finding("batch-mean-gradients", False, unscaled_mean_note(call)))
     return (call, adapter, call, call.x, call.internal_params(params),
             call.internal_names(wrt), tuple(call.internal_names(expect_zero) or ()))
+
+
+def _rate_findings(call, train_flg, seed):
+    """The steps of a backward that takes a learning rate or reads one the layer holds
+    found (:meth:`~gradcheck.protocol.calling.CallLayer.find_steps`), and what the
+    report says of them (none for no rate)."""
+    if call.lr is None and call.lr_attr is None:
+        return []
+    call.find_steps(train_flg, seed)
+    note = _step_note(call) if call.lr is not None else _attribute_step_note(call)
+    found = [note] if note is not None else []
+    if call.lr_dx_change is not None or call.lr_unscaled:
+        found.append(_lr_finding(call))
+    return found
 
 
 def _step_note(call):
@@ -754,16 +762,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
         if found is not None:
             prefer_views(found, wrt)
             params, not_checked = found.params, found.not_checked
-            findings.extend(Finding(kind, False, text) for kind, text in found.notes)
-            if not params and not apart and found.floating:
-                findings.append(Finding("no-parameters-found", False, _no_params(found)))
-            elif found.floating:
-                findings.extend(Finding("no-gradient-found", False, _no_grad(found, p), p)
-                                for p in found.floating)
-            findings.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
-                            for p, g in found.unset)
-            findings.extend(Finding("gradient-ambiguous", True, _ambiguous(found, *a), a[0])
-                            for a in found.ambiguous)
+            findings.extend(_discovery_findings(found, apart))
     else:
         left_out, not_checked, notes = _not_named(discover, params)
         findings.extend(Finding(kind, False, text) for kind, text in notes)
@@ -774,6 +773,23 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     for p in scalars:
         set_attr(layer, p, np.array(get_attr(layer, p), dtype=np.float64))
     return params, not_checked, StateSnapshot(layer) if scalars else original
+
+
+def _discovery_findings(found, apart):
+    """What the report says of a discovery: its notes, the floating arrays held without a
+    gradient (a warning), the gradients left ``None`` and the parameters whose gradient
+    cannot be told by shape (failing); ``apart``: parameters found by other means."""
+    out = [Finding(kind, False, text) for kind, text in found.notes]
+    if not found.params and not apart and found.floating:
+        out.append(Finding("no-parameters-found", False, _no_params(found)))
+    elif found.floating:
+        out.extend(Finding("no-gradient-found", False, _no_grad(found, p), p)
+                   for p in found.floating)
+    out.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
+               for p, g in found.unset)
+    out.extend(Finding("gradient-ambiguous", True, _ambiguous(found, *a), a[0])
+               for a in found.ambiguous)
+    return out
 
 
 def _not_named(discover, params):
