@@ -460,7 +460,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conventions.py"
 
 @pytest.mark.parametrize("factory", ["make_rnn_cell", "make_loss", "make_embedding",
                                      "make_affine_pair", "make_softmax_loss", "make_swish",
-                                     "make_optimizer_dense", "make_dlai_pair",
+                                     "make_optimizer_dense", "make_practical_dl_dense",
+                                     "make_dlai_pair",
                                      "make_torch7_linear", "make_returns_gradients",
                                      "make_call_keeps_input", "make_params_by_getattr",
                                      "make_embedding_grad_w"])
