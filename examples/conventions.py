@@ -192,6 +192,28 @@ class SGD:
         return w - self.learning_rate * grad_wrt_w
 
 
+class PracticalDLDense:
+    """Yandex Practical_DL: the learning rate held as ``self.learning_rate``;
+    ``backward(input, grad_output)`` steps the weights with it and keeps no gradient."""
+
+    def __init__(self, input_units=4, output_units=3, learning_rate=0.1):
+        self.learning_rate = learning_rate
+        self.weights = RNG.normal(scale=np.sqrt(2 / (input_units + output_units)),
+                                  size=(input_units, output_units))
+        self.biases = np.zeros(output_units)
+
+    def forward(self, input):
+        return np.dot(input, self.weights) + self.biases
+
+    def backward(self, input, grad_output):
+        grad_input = np.dot(grad_output, self.weights.T)
+        grad_weights = np.dot(input.T, grad_output)
+        grad_biases = grad_output.mean(axis=0) * input.shape[0]
+        self.weights = self.weights - self.learning_rate * grad_weights
+        self.biases = self.biases - self.learning_rate * grad_biases
+        return grad_input
+
+
 class OptimizerDense:
     """ML-From-Scratch: ``forward_pass(X, training)`` / ``backward_pass(accum_grad)``; the
     weights are stepped inside backward through an optimizer object per parameter
@@ -389,6 +411,10 @@ def make_optimizer_dense():
     return OptimizerDense(), _x(4, 3)
 
 
+def make_practical_dl_dense():
+    return PracticalDLDense(), _x(5, 4)
+
+
 def make_affine_pair():
     return affine_forward, affine_backward, (_x(4, 3), _x(3, 2), _x(2))
 
@@ -424,7 +450,7 @@ def make_dlai_pair():
 
 FACTORIES = [make_matmul, make_accumulating, make_nnfs_dense, make_swish, make_two_layer,
              make_rnn_cell, make_loss, make_embedding, make_sgd_dense, make_optimizer_dense,
-             make_affine_pair,
+             make_practical_dl_dense, make_affine_pair,
              make_softmax_loss, make_torch7_linear, make_returns_gradients,
              make_call_keeps_input, make_params_by_getattr, make_embedding_grad_w,
              make_dlai_pair]

@@ -14,10 +14,12 @@ from gradcheck.protocol.calling import (cache_parameter, call_dout, floating_arr
                                         inputs_first, is_index_input, is_several,
                                         returns_several, taken_again)
 from gradcheck.protocol.regularization import describe as describe_regularization
-from gradcheck.protocol.update import learning_rate_parameter, optimizer_paths
+from gradcheck.protocol.update import (learning_rate_attribute, learning_rate_parameter,
+                                       optimizer_paths)
 from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup, prefer_views, release_forward, split_path)
+                                          lookup, prefer_views, release_forward, said_names,
+                                          shaped_like, split_path)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
@@ -346,6 +348,7 @@ def _needs_wrapper(layer, x, index, backward_kwargs):
     again, several gradients returned, several outputs): :func:`_wrap`."""
     return bool(
         is_several(x) or index or learning_rate_parameter(layer) or backward_kwargs
+        or learning_rate_attribute(layer)
         or optimizer_paths(layer) or inputs_first(layer) or taken_again(layer, 0)
         or cache_parameter(layer)
         or returns_several(layer_method(layer, "backward"))
@@ -382,6 +385,10 @@ def _problem(name, layer, adapter, original, call, xw, dout_w, params, wrt, opts
         exclude={"x"} | own, apart=call.step_params({}) if call is not None else (), wrt=wrt)
     discovery = (adapter.forward_calls - counts[0], adapter.backward_calls - counts[1])
     adapter.forward_calls, adapter.backward_calls = counts  # reported apart
+    if call is not None and call.lr_attr is not None and call.stepped:
+        rate = f"layer.{call.lr_attr}"
+        not_checked = [(p, "the learning rate backward steps with (learning-rate note)"
+                        if p == rate else why) for p, why in not_checked]
     if call is not None:
         discovery = (discovery[0] + call.step_calls[0], discovery[1] + call.step_calls[1])
         params = {**call.input_params(), **call.layer_params(),
@@ -522,11 +529,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
             f"backward takes {shown} again after the upstream gradient: called as the "
             "training loop does, with the input and output of the last forward")))
     findings.extend(_cache_notes(layer, call))
-    if call.lr is not None:
-        call.find_steps(train_flg, seed)
-        findings.append(_step_note(call))
-        if call.lr_dx_change is not None or call.lr_unscaled:
-            findings.append(_lr_finding(call))
+    findings.extend(_rate_findings(call, train_flg, seed))
     if call.optimizers:
         unmapped = call.find_updates(train_flg, seed)
         findings.append(_update_note(call, unmapped))
@@ -580,6 +583,20 @@ def _cache_notes(layer, call):
     return []
 
 
+def _rate_findings(call, train_flg, seed):
+    """The steps of a backward that takes a learning rate or reads one the layer holds
+    found (:meth:`~gradcheck.protocol.calling.CallLayer.find_steps`), and what the
+    report says of them (none for no rate)."""
+    if call.lr is None and call.lr_attr is None:
+        return []
+    call.find_steps(train_flg, seed)
+    note = _step_note(call) if call.lr is not None else _attribute_step_note(call)
+    found = [note] if note is not None else []
+    if call.lr_dx_change is not None or call.lr_unscaled:
+        found.append(_lr_finding(call))
+    return found
+
+
 def _step_note(call):
     """What was done with a backward that takes a learning rate."""
     from gradcheck.protocol.update import LEARNING_RATE
@@ -600,14 +617,37 @@ def _step_note(call):
         "after every call"))
 
 
+def _attribute_step_note(call):
+    """What was done with the learning rate a layer holds as an attribute that its backward
+    steps with (``None`` when it steps nothing with it: an ELU's ``self.alpha``)."""
+    from gradcheck.protocol.update import LEARNING_RATE
+
+    if not call.stepped:
+        return None
+    name, own = call.lr_attr, call.own_rate
+    why = (" (it was 0: no step, so no gradient to read, and a broken one PASSed)"
+           if own == 0 else " (a power of 2: the step is undone exactly)")
+    return Finding("learning-rate", False, (
+        f"the layer holds {name}={own:g} and backward steps {', '.join(call.stepped)} itself "
+        f"with it: {name} was set to {LEARNING_RATE:g} around every backward call of the "
+        f"check{why} and put back to {own:g} after each; the gradient of each was read from "
+        f"its step as (before - after) / {name} (plain SGD; a momentum or Adam step is not "
+        "the gradient and FAILs), and the step was undone after every call"))
+
+
 def _lr_finding(call):
     """The failing finding of a backward whose returned gradient depends on its rate, or
     that changes arrays by amounts that depend on it but not in proportion to it."""
     from gradcheck.protocol.update import LEARNING_RATE
 
-    name, parts = call.lr[0], []
-    rates = (f"backward(dout, {name}={2 * LEARNING_RATE:g}) and backward(dout, {name}="
-             f"{LEARNING_RATE:g}) from the same state")
+    if call.lr is None:  # the rate the layer holds (self.learning_rate)
+        name, parts = f"self.{call.lr_attr}", []
+        rates = (f"backward(dout) with {name}={2 * LEARNING_RATE:g} and with {name}="
+                 f"{LEARNING_RATE:g} from the same state")
+    else:
+        name, parts = call.lr[0], []
+        rates = (f"backward(dout, {name}={2 * LEARNING_RATE:g}) and backward(dout, {name}="
+                 f"{LEARNING_RATE:g}) from the same state")
     if call.lr_dx_change is not None:
         parts.append(
             f"backward's returned gradient depends on {name}: {rates} returned gradients "
@@ -769,14 +809,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
         if found is not None:
             prefer_views(found, wrt)
             params, not_checked = found.params, found.not_checked
-            findings.extend(Finding(kind, False, text) for kind, text in found.notes)
-            if not params and not apart and found.floating:
-                findings.append(Finding("no-parameters-found", False, _no_params(found)))
-            elif found.floating:
-                findings.extend(Finding("no-gradient-found", False, _no_grad(found, p), p)
-                                for p in found.floating)
-            findings.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
-                            for p, g in found.unset)
+            findings.extend(_discovery_findings(found, apart))
     else:
         left_out, not_checked, notes = _not_named(discover, params)
         findings.extend(Finding(kind, False, text) for kind, text in notes)
@@ -787,6 +820,23 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
     for p in scalars:
         set_attr(layer, p, np.array(get_attr(layer, p), dtype=np.float64))
     return params, not_checked, StateSnapshot(layer) if scalars else original
+
+
+def _discovery_findings(found, apart):
+    """What the report says of a discovery: its notes, the floating arrays held without a
+    gradient (a warning), the gradients left ``None`` and the parameters whose gradient
+    cannot be told by shape (failing); ``apart``: parameters found by other means."""
+    out = [Finding(kind, False, text) for kind, text in found.notes]
+    if not found.params and not apart and found.floating:
+        out.append(Finding("no-parameters-found", False, _no_params(found)))
+    elif found.floating:
+        out.extend(Finding("no-gradient-found", False, _no_grad(found, p), p)
+                   for p in found.floating)
+    out.extend(Finding("gradient-not-set", True, _unset(found, p, g), p)
+               for p, g in found.unset)
+    out.extend(Finding("gradient-ambiguous", True, _ambiguous(found, *a), a[0])
+               for a in found.ambiguous)
+    return out
 
 
 def _not_named(discover, params):
@@ -857,15 +907,30 @@ def _guess_grad(found, path):
     named = [p for p, _ in found.backward_floats if p.lower() in names]
     if len(named) == 1:
         return named[0]
-    shaped = [p for p, s in found.backward_floats if s == found.shapes.get(path)]
+    shaped = shaped_like(found, path)
     return shaped[0] if len(shaped) == 1 else None
+
+
+def _ambiguous(found, path, written, rivals):
+    """The failing finding of a parameter without a gradient by name for which backward
+    wrote arrays of its shape that cannot be told apart (:func:`~gradcheck.protocol.
+    discovery.pair_by_shape`): never a silent PASS on the input alone."""
+    shape = found.shapes.get(path)
+    also = (f"; {', '.join(rivals)} {'has' if len(rivals) == 1 else 'have'} the same shape"
+            if rivals else "")
+    return (f"{path} ({shape}) has no gradient under the names looked for "
+            f"({said_names(grad_candidates(path))}), and backward wrote "
+            f"{', '.join(written)} of its shape{also}: which one is its gradient cannot be "
+            f"told, so it was NOT checked and the check cannot pass. Name it "
+            f"{grad_candidates(path)[0]}, or pass params={{{path!r}: {written[0]!r}, ...}} "
+            "(or params= without it if it is not trainable)")
 
 
 def _no_grad(found, path):
     grad = _guess_grad(found, path)
     seen = f"; backward writes {grad}" if grad is not None else ""
     return (f"{path} is a floating array the layer holds, but no gradient was found for it "
-            f"(looked for {', '.join(grad_candidates(path))}){seen}: it was NOT checked. If "
+            f"(looked for {said_names(grad_candidates(path))}){seen}: it was NOT checked. If "
             f"it is trainable, name it: params={{{path!r}: "
             f"{(grad or '<attribute holding its gradient>')!r}, ...}}")
 
@@ -885,7 +950,7 @@ def _no_params(found):
     first = found.floating[0]
     grad = _guess_grad(found, first) or "<attribute holding its gradient>"
     return (f"the layer holds floating arrays ({names}) but no parameter gradient was found "
-            f"for them (looked for {', '.join(grad_candidates(first))}, params/grads, "
+            f"for them (looked for {said_names(grad_candidates(first))}, params/grads, "
             f"parameters/gradients); only the input was checked. If they are trainable, name "
             f"them: params={{{first!r}: {grad!r}}}")
 

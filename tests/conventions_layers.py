@@ -3015,3 +3015,130 @@ class AppendsInputBroken(AppendsInput):
 
 
 CASES["appended-input-list"] = (AppendsInput, AppendsInputBroken, "W", ["x", "W"])
+
+
+# -- Yandex Practical_DL: backward(input, grad_output) steps with self.learning_rate -------------
+class PracticalDLDense:
+    """Practical_DL's week-1 ``Dense``: the learning rate held as an attribute,
+    ``backward(input, grad_output)`` computes ``grad_weights``/``grad_biases`` as locals
+    and rebinds ``self.weights = self.weights - self.learning_rate * grad_weights``."""
+
+    wscale = 1.0
+
+    def __init__(self, input_units=3, output_units=2, learning_rate=0.1):
+        self.learning_rate = learning_rate
+        self.weights = _w(input_units, output_units)
+        self.biases = _w(output_units)
+
+    def forward(self, input):
+        return np.dot(input, self.weights) + self.biases
+
+    def backward(self, input, grad_output):
+        grad_input = np.dot(grad_output, self.weights.T)
+        grad_weights = np.dot(input.T, grad_output) * self.wscale
+        grad_biases = grad_output.mean(axis=0) * input.shape[0]
+        self.weights = self.weights - self.learning_rate * grad_weights
+        self.biases = self.biases - self.learning_rate * grad_biases
+        return grad_input
+
+
+class PracticalDLDenseBroken(PracticalDLDense):
+    wscale = 1.5
+
+
+class PracticalDLDenseInPlace(PracticalDLDense):
+    """The same step in place (``self.weights -= self.learning_rate * grad_weights``)."""
+
+    def backward(self, input, grad_output):
+        grad_input = np.dot(grad_output, self.weights.T)
+        grad_weights = np.dot(input.T, grad_output) * self.wscale
+        self.weights -= self.learning_rate * grad_weights
+        self.biases -= self.learning_rate * grad_output.sum(axis=0)
+        return grad_input
+
+
+class PracticalDLDenseInPlaceBroken(PracticalDLDenseInPlace):
+    wscale = 1.5
+
+
+class LeakyReLUHoldingAlpha:
+    """A leaky ReLU whose slope is ``self.alpha``: a learning-rate name that steps nothing,
+    left as it is."""
+
+    def __init__(self, alpha=0.2):
+        self.alpha = alpha
+
+    def forward(self, x):
+        self.x = x
+        return np.where(x > 0, x, self.alpha * x)
+
+    def backward(self, dout):
+        return dout * np.where(self.x > 0, 1.0, self.alpha)
+
+
+class LeakyReLUHoldingAlphaBroken(LeakyReLUHoldingAlpha):
+    def backward(self, dout):
+        return dout * np.where(self.x > 0, 1.0, 2 * self.alpha)
+
+
+# -- gradients under other spellings (W_gradient, gW, nabla_W, dL_dW, ...) -----------------------
+class SpelledDense:
+    """``x @ <pname>`` with its gradient stored under ``gname`` by backward."""
+
+    factor = 1.0
+
+    def __init__(self, pname="W", gname="W_gradient"):
+        self.names = (pname, gname)
+        setattr(self, pname, _w(3, 2))
+
+    def forward(self, x):
+        self.x = x
+        return x @ getattr(self, self.names[0])
+
+    def backward(self, dout):
+        setattr(self, self.names[1], self.factor * self.x.T @ dout)
+        return dout @ getattr(self, self.names[0]).T
+
+
+class SpelledDenseBroken(SpelledDense):
+    factor = 1.5
+
+
+class ShapeOnlyDense:
+    """Gradients under names no rule pairs (``W_d``, ``b_d``): each the only floating array
+    backward writes of its parameter's shape, so taken by shape."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.W, self.b = _w(3, 2), _w(2)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.W_d = self.factor * self.x.T @ dout
+        self.b_d = dout.sum(axis=0)
+        return dout @ self.W.T
+
+
+class ShapeOnlyDenseBroken(ShapeOnlyDense):
+    factor = 1.5
+
+
+class TwoSquareShapeOnly:
+    """``Wx`` and ``Wh`` of one shape, their gradients under names no rule pairs: which
+    array is whose gradient cannot be told (no twin: it never PASSes)."""
+
+    def __init__(self):
+        self.Wx, self.Wh = _w(3, 3), _w(3, 3)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.Wx + np.tanh(x) @ self.Wh
+
+    def backward(self, dout):
+        self.Wx_d = self.x.T @ dout
+        self.Wh_d = np.tanh(self.x).T @ dout
+        return dout @ self.Wx.T + (dout @ self.Wh.T) * (1 - np.tanh(self.x) ** 2)

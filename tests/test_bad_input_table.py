@@ -319,12 +319,37 @@ class OwnGradName:
         return x * self.kernel
 
     def backward(self, dout):
-        self.kernel_gradient = np.sum(dout * self.x, axis=0)
+        self.kernel_steps = [np.sum(dout * self.x, axis=0)]  # in a list: never paired
         return dout * self.kernel
 
 
+class OwnGradNameByShape(OwnGradName):
+    """The gradient under a name no rule pairs, the only array of the kernel's shape."""
+
+    def backward(self, dout):
+        self.kernel_g = np.sum(dout * self.x, axis=0)
+        return dout * self.kernel
+
+
+class TwoKernelsByShape(OwnGradName):
+    """Two kernels of one shape, gradients under names no rule pairs: which is whose?"""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel2 = np.linspace(1.0, 2.0, 3)
+
+    def forward(self, x):
+        self.x = x
+        return x * self.kernel * self.kernel2
+
+    def backward(self, dout):
+        self.kernel_g = np.sum(dout * self.x * self.kernel2, axis=0)
+        self.kernel2_g = np.sum(dout * self.x * self.kernel, axis=0)
+        return dout * self.kernel * self.kernel2
+
+
 class ScaleAndKernel(Scale):
-    """``w``/``dw`` found, ``kernel`` beside a gradient under a name never looked for."""
+    """``w``/``dw`` found, ``kernel`` beside a gradient kept where no rule looks."""
 
     def __init__(self):
         super().__init__()
@@ -334,7 +359,7 @@ class ScaleAndKernel(Scale):
         return super().forward(x) * self.kernel
 
     def backward(self, dout):
-        self.kernel_gradient = np.sum(dout * self.x * self.w, axis=0)
+        self.kernel_steps = [np.sum(dout * self.x * self.w, axis=0)]
         return super().backward(dout * self.kernel)
 
 
@@ -403,6 +428,8 @@ TRIGGERS = {
     "labels-passed-through": _call(LabelLoss(), (X, np.array([0, 2, 1, 1]))),
     "no-parameter-found": _call(OwnGradName()),
     "gradient-not-found-beside-parameter": _call(ScaleAndKernel()),
+    "gradient-by-shape": _call(OwnGradNameByShape()),
+    "gradient-ambiguous": _call(TwoKernelsByShape()),
     "param-grad-zeroed-in-forward": _call(ZeroedInForward()),
     "state-beside-gradient": _call(Recurrent()),
     "function-not-callable": lambda tmp_path: check_function(1, None, X),

@@ -70,37 +70,83 @@ def test_integer_and_boolean_attributes_are_listed_with_the_reason():
 
 
 def test_floating_arrays_without_a_found_gradient_warn_and_say_how_to_name_them():
+    """An array backward writes of no parameter's shape (a list of them here) is no
+    gradient found: a warning saying how to name it; named, it is checked."""
     class OwnNames:
         def __init__(self):
             self.kernel = np.eye(3) * 1.5
-            self.kernel_gradient = None
+            self.kernel_updates = None
 
         def forward(self, x):
             self.x = x
             return x @ self.kernel
 
         def backward(self, dout):
-            self.kernel_gradient = 2.0 * self.x.T @ dout  # wrong, and never found
+            self.kernel_updates = [2.0 * self.x.T @ dout]  # wrong, and never found
             return dout @ self.kernel.T
 
     report = check_layer(OwnNames(), X)
     assert [r.name for r in report.results] == ["x"]
     warning = [f for f in report.findings if f.kind == "no-parameters-found"]
     assert warning and not warning[0].failure
-    assert "params={'kernel': 'kernel_gradient'}" in warning[0].message
-    assert ("kernel_gradient", "written by backward -> a gradient or a cache, not a parameter") \
-        in report.not_checked
-    named = check_layer(OwnNames(), X, params={"kernel": "kernel_gradient"})
+    assert "params={'kernel': '<attribute holding its gradient>'}" in warning[0].message
+    named = check_layer(OwnNames(), X, params={"kernel": "kernel_updates[0]"})
     assert named.result("kernel").verdict == "FAIL"
 
 
+class _KernelGradient:
+    """``kernel_gradient``: a spelling of the name rule (grad_candidates)."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.kernel = np.eye(3) * 1.5
+        self.kernel_gradient = None
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.kernel
+
+    def backward(self, dout):
+        self.kernel_gradient = self.factor * self.x.T @ dout
+        return dout @ self.kernel.T
+
+
+def test_a_gradient_spelled_kernel_gradient_is_found_by_name():
+    assert check_layer(_KernelGradient(), X).passed
+    broken = _KernelGradient()
+    broken.factor = 2.0
+    report = check_layer(broken, X)
+    assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "kernel": "FAIL"}
+
+
+class _UnwrittenDense(MisnamedDense):
+    """``W`` whose gradient backward never writes (``b``/``db`` found)."""
+
+    def backward(self, dout):
+        self.db = dout.sum(axis=0)
+        return dout @ self.W.T
+
+
 def test_a_floating_array_without_gradient_warns_though_other_parameters_were_found():
-    report = check_layer(MisnamedDense(), X)
+    report = check_layer(_UnwrittenDense(), X)
     assert [r.name for r in report.results] == ["x", "b"]
     warning = [f for f in report.findings if f.kind == "no-gradient-found"]
     assert len(warning) == 1 and warning[0].target == "W" and not warning[0].failure
-    assert "params={'W': 'dw', ...}" in warning[0].message
+    assert "params={'W': '<attribute holding its gradient>', ...}" in warning[0].message
     assert warning[0].message in report.warnings
+
+
+def test_a_misnamed_gradient_of_the_parameter_s_shape_is_taken_by_shape_and_said():
+    """``dw`` for ``W`` (no name rule): the one floating array backward writes of W's
+    shape, with no other parameter of that shape, is its gradient: checked (1.5x wrong:
+    FAIL), and the note says so and how to name it."""
+    report = check_layer(MisnamedDense(), X)
+    assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "W": "FAIL", "b": "PASS"}
+    note = [f for f in report.findings if f.kind == "gradient-by-shape"]
+    assert len(note) == 1 and not note[0].failure, str(report)
+    assert "backward wrote dw, the only floating array of its shape (3, 3)" in note[0].message
+    assert "params={'W': 'dw'}" in note[0].message
     assert check_layer(MisnamedDense(), X, params={"W": "dw", "b": "db"}).result("W").verdict \
         == "FAIL"
 
@@ -108,10 +154,16 @@ def test_a_floating_array_without_gradient_warns_though_other_parameters_were_fo
 def test_gate_warns_in_the_summary_for_a_floating_array_without_gradient(tmp_path, capsys):
     src = tmp_path / "misnamed.py"
     src.write_text("import numpy as np\nfrom conventions_layers import MisnamedDense\n"
-                   "def make():\n    return MisnamedDense(), np.ones((2, 3))\n")
+                   "class Unwritten(MisnamedDense):\n"
+                   "    def backward(self, dout):\n"
+                   "        self.db = dout.sum(axis=0)\n"
+                   "        return dout @ self.W.T\n"
+                   "def make():\n    return Unwritten(), np.ones((2, 3))\n"
+                   "def make_misnamed():\n    return MisnamedDense(), np.ones((2, 3))\n")
     assert main([f"{src}:make", "-q"]) == 0
     out = " ".join(capsys.readouterr().out.split())  # wrapped at the terminal's width
     assert "warning" in out and "W is a floating array with no gradient found" in out
+    assert main([f"{src}:make_misnamed", "-q"]) == 1  # dw taken by shape: W FAILs
 
 
 def test_a_layer_with_only_state_gives_no_warning():
@@ -408,7 +460,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conventions.py"
 
 @pytest.mark.parametrize("factory", ["make_rnn_cell", "make_loss", "make_embedding",
                                      "make_affine_pair", "make_softmax_loss", "make_swish",
-                                     "make_optimizer_dense", "make_dlai_pair",
+                                     "make_optimizer_dense", "make_practical_dl_dense",
+                                     "make_dlai_pair",
                                      "make_torch7_linear", "make_returns_gradients",
                                      "make_call_keeps_input", "make_params_by_getattr",
                                      "make_embedding_grad_w"])
@@ -442,14 +495,14 @@ def test_gate_warns_in_the_summary_when_no_parameter_is_found(tmp_path, capsys):
         "        self.x = x\n"
         "        return x @ self.kernel\n"
         "    def backward(self, dout):\n"
-        "        self.kernel_gradient = self.x.T @ dout\n"
+        "        self.kernel_updates = [self.x.T @ dout]\n"
         "        return dout @ self.kernel.T\n"
         "def make():\n"
         "    return Own(), np.ones((2, 3))\n")
     assert main([f"{src}:make", "-q"]) == 0
     out = capsys.readouterr().out
     assert "warning" in out and "no parameter found" in out and "--params" in out
-    assert main([f"{src}:make", "-q", "--params", "kernel=kernel_gradient"]) == 0
+    assert main([f"{src}:make", "-q", "--params", "kernel=kernel_updates[0]"]) == 0
     assert "no parameter found" not in capsys.readouterr().out
 
 
@@ -3257,3 +3310,228 @@ def test_a_backward_taking_a_cache_forward_does_not_return_is_still_asked_for():
 
     with pytest.raises(GradCheckInputError, match=r"backward_kwargs=\{'cache'"):
         check_layer(NoCache(), X)
+
+
+# -- a learning rate held as an attribute (Practical_DL); gradient spellings; by shape ---------
+from conventions_layers import (LeakyReLUHoldingAlpha, LeakyReLUHoldingAlphaBroken,  # noqa: E402
+                                PracticalDLDense, PracticalDLDenseBroken, PracticalDLDenseInPlace,
+                                PracticalDLDenseInPlaceBroken, ShapeOnlyDense,
+                                ShapeOnlyDenseBroken, SpelledDense, SpelledDenseBroken,
+                                TwoSquareShapeOnly)
+
+PDL_X = np.random.default_rng(4).normal(size=(5, 3))
+
+
+def _attr_arrays(layer):
+    """The layer's attributes, arrays by identity and by value."""
+    return {k: (id(v), v.copy()) if isinstance(v, np.ndarray) else (id(v), v)
+            for k, v in vars(layer).items()}
+
+
+def _attrs_unchanged(before, layer):
+    after = _attr_arrays(layer)
+    assert before.keys() == after.keys()
+    for k, (ident, value) in before.items():
+        assert after[k][0] == ident, k
+        assert np.array_equal(after[k][1], value) if isinstance(value, np.ndarray) \
+            else after[k][1] == value, k
+
+
+@pytest.mark.parametrize("cls", [PracticalDLDense, PracticalDLDenseInPlace])
+@pytest.mark.parametrize("sequence", [True, False])
+def test_a_learning_rate_attribute_step_is_read_as_the_gradient(cls, sequence):
+    """``self.learning_rate`` held, backward steps weights and biases with it: each
+    gradient read from the step (rate set to 1, put back), the layer, x and dout as given."""
+    layer, x, dout = cls(), PDL_X.copy(), RNG_DOUT.normal(size=(5, 2))
+    before, given = _attr_arrays(layer), dout.copy()
+    report = check_layer(layer, x, dout=dout, sequence=sequence)
+    assert {r.name: r.verdict for r in report.results} == {
+        "input": "PASS", "weights": "PASS", "biases": "PASS"}, str(report)
+    assert report.passed, str(report)
+    note = [f.message for f in report.findings if f.kind == "learning-rate"]
+    assert len(note) == 1 and "holds learning_rate=0.1" in note[0], note
+    assert "set to 1 around every backward call" in note[0] and "put back to 0.1" in note[0]
+    _attrs_unchanged(before, layer)
+    assert np.array_equal(x, PDL_X) and np.array_equal(dout, given)
+    assert layer.learning_rate == 0.1 and type(layer.learning_rate) is float
+
+
+@pytest.mark.parametrize("cls", [PracticalDLDenseBroken, PracticalDLDenseInPlaceBroken])
+@pytest.mark.parametrize("sequence", [True, False])
+def test_a_learning_rate_attribute_broken_twin_fails_on_weights(cls, sequence):
+    report = check_layer(cls(), PDL_X, sequence=sequence)
+    assert {r.name: r.verdict for r in report.results} == {
+        "input": "PASS", "weights": "FAIL", "biases": "PASS"}, str(report)
+    assert "backward-twice" not in {f.kind for f in report.findings}, str(report)
+
+
+@pytest.mark.parametrize("cls, verdict", [(PracticalDLDense, "PASS"),
+                                          (PracticalDLDenseBroken, "FAIL")])
+def test_a_learning_rate_attribute_of_zero_is_set_for_the_check_and_said(cls, verdict):
+    """A rate of 0 steps nothing, so nothing could be read: set to 1 for the check (a
+    broken twin PASSed before), put back to 0, and the report says so."""
+    layer = cls(learning_rate=0.0)
+    report = check_layer(layer, PDL_X)
+    assert report.result("weights").verdict == verdict, str(report)
+    note = " ".join(f.message for f in report.findings if f.kind == "learning-rate")
+    assert "holds learning_rate=0" in note and "it was 0: no step" in note, note
+    assert layer.learning_rate == 0.0
+
+
+def test_a_learning_rate_attribute_that_steps_nothing_is_left_alone():
+    """An ELU's or leaky ReLU's ``self.alpha``: backward steps nothing with it, so it is
+    never changed, the report says nothing of a rate, the broken twin FAILs."""
+    layer = LeakyReLUHoldingAlpha()
+    report = check_layer(layer, X)
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    assert "learning-rate" not in {f.kind for f in report.findings}
+    assert layer.alpha == 0.2
+    assert not check_layer(LeakyReLUHoldingAlphaBroken(), X).passed
+
+
+def test_a_learning_rate_attribute_stepped_otherwise_fails_naming_it():
+    """``self.weights -= self.learning_rate ** 2 * g``: no plain SGD step with the rate."""
+    class Squared(PracticalDLDense):
+        def backward(self, input, grad_output):
+            grad_input = np.dot(grad_output, self.weights.T)
+            self.weights -= self.learning_rate ** 2 * np.dot(input.T, grad_output)
+            return grad_input
+
+    report = check_layer(Squared(), PDL_X)
+    found = [f for f in report.findings if f.kind == "backward-learning-rate"]
+    assert found and found[0].failure and not report.passed, str(report)
+    assert "self.learning_rate" in found[0].message and "weights" in found[0].message
+
+
+def test_rate_held_puts_the_attribute_back_when_backward_raises():
+    from gradcheck.protocol.update import rate_held
+
+    layer = PracticalDLDense()
+    with pytest.raises(ValueError):
+        with rate_held(layer, "learning_rate", 1.0):
+            assert layer.learning_rate == 1.0
+            raise ValueError
+    assert layer.learning_rate == 0.1
+
+
+def test_gate_checks_a_learning_rate_attribute_layer(tmp_path, capsys):
+    src = tmp_path / "pdl_layers.py"
+    src.write_text(
+        "import numpy as np\n"
+        "from conventions_layers import PracticalDLDense, PracticalDLDenseBroken\n"
+        "def make():\n"
+        "    return PracticalDLDense(), np.random.default_rng(0).normal(size=(6, 3))\n"
+        "def make_broken():\n"
+        "    return PracticalDLDenseBroken(), np.random.default_rng(0).normal(size=(6, 3))\n")
+    assert main([f"{src}:make", "-q"]) == 0
+    capsys.readouterr()
+    assert main([f"{src}:make_broken"]) == 1
+    out = capsys.readouterr().out
+    assert "weights" in out and "FAIL" in out, out
+
+
+SPELLINGS = [("W", "W_gradient"), ("weights", "weights_gradient"), ("weight", "weight_gradient"),
+             ("W", "gW"), ("W", "delta_W"), ("W", "W_delta"), ("W", "nabla_W"), ("W", "dL_dW"),
+             ("W", "dJ_dW"), ("W", "dEdW"), ("W", "Wgrad"), ("W", "W_d")]
+
+
+@pytest.mark.parametrize("pname, gname", SPELLINGS)
+def test_gradient_spellings_are_found_and_a_wrong_one_fails(pname, gname):
+    """Each spelling found (by the name rule; ``W_d`` by shape): the right gradient PASSes
+    on x and the parameter, a 1.5x one FAILs on the parameter."""
+    good = check_layer(SpelledDense(pname, gname), X, sequence=False)
+    assert {r.name: r.verdict for r in good.results} == {"x": "PASS", pname: "PASS"}, str(good)
+    bad = check_layer(SpelledDenseBroken(pname, gname), X, sequence=False)
+    assert {r.name: r.verdict for r in bad.results} == {"x": "PASS", pname: "FAIL"}, str(bad)
+
+
+def test_the_name_rule_has_the_new_spellings_and_not_the_short_suffixes():
+    from gradcheck.protocol.discovery import grad_candidates
+
+    names = grad_candidates("W")
+    assert names[:6] == ["dW", "d_W", "W_grad", "grad_W", "dLdW", "gradW"]  # first as before
+    for g in ("W_gradient", "gW", "delta_W", "W_delta", "nabla_W", "dL_dW", "dJ_dW", "dEdW",
+              "Wgrad"):
+        assert g in names
+    assert "W_d" not in names and "W_g" not in names  # a decoder's, a gate's weights
+
+
+def test_gradients_taken_by_shape_are_said_and_a_wrong_one_fails():
+    layer = ShapeOnlyDense()
+    before = _attr_arrays(layer)
+    report = check_layer(layer, X)
+    assert {r.name: r.verdict for r in report.results} == {
+        "x": "PASS", "W": "PASS", "b": "PASS"}, str(report)
+    notes = [f.message for f in report.findings if f.kind == "gradient-by-shape"]
+    assert len(notes) == 2 and "so W_d was checked as its gradient" in notes[0], notes
+    assert "name it dW, or pass params={'W': 'W_d'}" in notes[0]
+    _attrs_unchanged(before, layer)
+    bad = check_layer(ShapeOnlyDenseBroken(), X)
+    assert {r.name: r.verdict for r in bad.results} == {
+        "x": "PASS", "W": "FAIL", "b": "PASS"}, str(bad)
+
+
+def test_gradients_that_cannot_be_told_apart_by_shape_fail_naming_the_parameters():
+    """``Wx``, ``Wh`` of one shape, backward writes ``Wx_d``, ``Wh_d``: never a PASS on x
+    alone; a failing finding for each names the arrays and how to name them."""
+    report = check_layer(TwoSquareShapeOnly(), X)
+    assert not report.passed and [r.name for r in report.results] == ["x"], str(report)
+    found = {f.target: f for f in report.findings if f.kind == "gradient-ambiguous"}
+    assert set(found) == {"Wx", "Wh"} and all(f.failure for f in found.values())
+    assert "backward wrote Wx_d, Wh_d of its shape" in found["Wx"].message
+    assert "Wh has the same shape" in found["Wx"].message
+    assert "params={'Wx': 'Wx_d', ...}" in found["Wx"].message
+    named = check_layer(TwoSquareShapeOnly(), X, params={"Wx": "Wx_d", "Wh": "Wh_d"})
+    assert named.passed, str(named)
+
+
+def test_gate_exit_codes_for_gradient_spellings(tmp_path, capsys):
+    src = tmp_path / "spelled.py"
+    src.write_text(
+        "import numpy as np\n"
+        "from conventions_layers import SpelledDense, SpelledDenseBroken, TwoSquareShapeOnly\n"
+        "X = np.random.default_rng(1).normal(size=(5, 3))\n"
+        "def make():\n    return SpelledDense('W', 'W_gradient'), X\n"
+        "def make_broken():\n    return SpelledDenseBroken('W', 'W_gradient'), X\n"
+        "def make_ambiguous():\n    return TwoSquareShapeOnly(), X\n")
+    assert main([f"{src}:make", "-q"]) == 0
+    assert main([f"{src}:make_broken", "-q"]) == 1
+    assert main([f"{src}:make_ambiguous", "-q"]) == 1
+    capsys.readouterr()
+
+
+class _HoldsConstant:
+    """A sub-layer holding a constant of ``ShapeOnlyDense.W``'s shape, no gradient."""
+
+    def __init__(self):
+        self.K = np.ones((3, 2))
+
+    def forward(self, x):
+        return 2.0 * x
+
+    def backward(self, dout):
+        return 2.0 * dout
+
+
+class _TwoBlocks:
+    def __init__(self, first):
+        self.blocks = [first, _HoldsConstant()]
+
+    def forward(self, x):
+        return self.blocks[1].forward(self.blocks[0].forward(x))
+
+    def backward(self, dout):
+        return self.blocks[0].backward(self.blocks[1].backward(dout))
+
+
+@pytest.mark.parametrize("first, verdict", [(ShapeOnlyDense, "PASS"),
+                                            (ShapeOnlyDenseBroken, "FAIL")])
+def test_gradients_are_taken_by_shape_within_their_own_layer_only(first, verdict):
+    """``blocks.0.W`` pairs with ``blocks.0.W_d``; ``blocks.1.K`` of that shape is no
+    rival (another layer's) and gets no gradient of another layer's: a warning only."""
+    report = check_layer(_TwoBlocks(first()), X)
+    verdicts = {r.name: r.verdict for r in report.results}
+    assert verdicts == {"x": "PASS", "blocks.0.W": verdict, "blocks.0.b": "PASS"}, str(report)
+    assert "gradient-ambiguous" not in {f.kind for f in report.findings}, str(report)
+    warned = [f.target for f in report.findings if f.kind == "no-gradient-found"]
+    assert warned == ["blocks.1.K"], str(report)

@@ -42,7 +42,8 @@ from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.signatures import (positional_parameters, signature, source_of,
                                            unwrapped)
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
-                                       learning_rate_parameter, optimizer_paths, stepped_arrays)
+                                       learning_rate_attribute, learning_rate_parameter,
+                                       optimizer_paths, rate_held, stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "Context", "cache_parameter", "ctx_inputs", "takes_ctx",
            "is_several", "forward_names", "is_index_input",
@@ -680,6 +681,11 @@ class CallLayer:
         #: the value every call passes it: LEARNING_RATE, or backward's own default when it
         #: steps nothing (an ELU's or leaky ReLU's alpha is no learning rate: find_steps)
         self.rate = LEARNING_RATE if self.rate_given is None else self.rate_given
+        #: the learning rate the layer holds as an attribute instead (Practical_DL's
+        #: ``self.learning_rate``), and its value: set to :attr:`rate` around every backward
+        #: call once backward is found to step with it (find_steps), put back after each
+        self.lr_attr = learning_rate_attribute(layer)
+        self.own_rate = vars(layer)[self.lr_attr] if self.lr_attr is not None else None
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: how much backward's dx changed with the rate, the arrays it changes by amounts
         #: that depend on the rate but not in proportion to it (find_steps)
@@ -1084,20 +1090,26 @@ class CallLayer:
         :attr:`step_grads`."""
         backward = self._backward()
         douts = self.backward_inputs() + tuple(douts) + self.backward_again()
-        if self.lr is None and not self.optimizers:
+        if self.lr is None and self.lr_attr is None and not self.optimizers:
             grads = self._called(lambda: call_without_dout(backward, douts), douts)
             subtract_penalty(self.layer)
             return grads
         args, kwargs = douts, {}
+        rate = self.rate if lr is None else lr
+        run = lambda: call_without_dout(backward, douts)  # noqa: E731
         if self.lr is not None:
-            rate = self.rate if lr is None else lr
             name, positional = self.lr
             args, kwargs = (douts + (rate,), {}) if positional else (douts, {name: rate})
+            run = lambda: backward(*args, **kwargs)  # noqa: E731
+        # an attribute rate is set only once backward is found to step with it (an ELU's
+        # self.alpha is left as it is)
+        held = rate if lr is not None or self.stepped else None
+        with rate_held(self.layer, self.lr_attr, held):
             if lr is not None:
-                return self._called(lambda: backward(*args, **kwargs), args, kwargs)
-        with StepReader(self.layer, self.stepped, self.rate) as reader, \
-                UpdateRecorder(self.layer) as recorder:
-            grads = self._called(lambda: backward(*args, **kwargs), args, kwargs)
+                return self._called(run, args, kwargs)
+            with StepReader(self.layer, self.stepped, self.rate) as reader, \
+                    UpdateRecorder(self.layer) as recorder:
+                grads = self._called(run, args, kwargs)
         self.step_grads = {**reader.grads, **recorder.grads}
         subtract_penalty(self.layer)
         return grads
@@ -1139,7 +1151,8 @@ class CallLayer:
         return tuple(values[n] if n else self.last_out for n in self.again)
 
     def find_steps(self, train_flg, seed):
-        """Find the arrays a backward that takes a learning rate steps itself
+        """Find the arrays a backward that takes a learning rate (or reads the one the layer
+        holds: :attr:`lr_attr`, set to each rate tried) steps itself
         (:func:`~gradcheck.protocol.update.stepped_arrays`: 1 forward, 2 backward calls,
         and 2 forward calls and one per array backward changes alike at both rates, when
         there is one); the layer's own error leaves none found (the check then reports
@@ -1163,7 +1176,8 @@ class CallLayer:
             return
         self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
         self.step_calls = (steps.forwards, 2)
-        if not self.stepped and not self.lr_unscaled and self.rate_given is None:
+        if self.lr is not None and not self.stepped and not self.lr_unscaled \
+                and self.rate_given is None:
             default = _default_of(layer_method(self.layer, "backward"), self.lr[0])
             if default is not None:
                 self.rate = default

@@ -56,7 +56,8 @@ __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path",
            "torch7_grad_name", "prefer_views", "plain_forward", "release_forward",
            "plain_held", "grad_key", "gradient_methods", "with_gradient_method",
            "gradient_method_note",
-           "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS"]
+           "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS",
+           "said_names", "shaped_like", "pair_by_shape"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -531,7 +532,25 @@ def grad_candidates(name):
         head, _, last = name.rpartition(".")
         return [f"{head}.{c}" for c in grad_candidates(last)]
     return ["d" + name, "d_" + name, name + "_grad", "grad_" + name, "dLd" + name,
-            torch7_grad_name(name)]
+            torch7_grad_name(name), *[f.format(name) for f in _MORE_GRAD_NAMES]]
+
+
+#: Gradient spellings met in numpy layer code besides ``dW``, ``W_grad``, ``grad_W``,
+#: ``dLdW``, ``gradW``: ``W_gradient``, ``weights_gradient``, ``gW``, ``delta_W``,
+#: ``W_delta``, ``nabla_W``, ``dL_dW``, ``dJ_dW``, ``dEdW``, ``Wgrad``. A suffix as short
+#: as ``W_d`` or ``W_g`` is no name rule (``b_d``: a decoder's bias, ``W_g``: a gate's
+#: weights); an array backward writes of an unpaired parameter's shape is taken by shape
+#: instead (:func:`pair_by_shape`).
+_MORE_GRAD_NAMES = ("{}_gradient", "g{}", "delta_{}", "{}_delta", "nabla_{}", "dL_d{}",
+                    "dJ_d{}", "dEd{}", "{}grad")
+
+
+def said_names(names, shown=6):
+    """Gradient names tried, as a message says them: the first ``shown``, then how many
+    more of :func:`grad_candidates` (a dict entry's ``<dict>['dW']`` always said)."""
+    head = list(names[:shown]) + [n for n in names[shown:] if n.startswith("<dict>")]
+    more = len(names) - len(head)
+    return ", ".join(head) + (f" and {more} more spellings" if more > 0 else "")
 
 
 def _subscript_start(path):
@@ -711,6 +730,59 @@ class Discovery:
     unset: list = field(default_factory=list)
     shapes: dict = field(default_factory=dict)
     aliases: dict = field(default_factory=dict)
+    #: ``[(param, [arrays], [rivals])]``: parameters without a gradient by name for which
+    #: backward wrote several floating arrays of their shape, or arrays other parameters
+    #: without one (rivals) share (:func:`pair_by_shape`): no gradient can be told, and
+    #: the check must not PASS
+    ambiguous: list = field(default_factory=list)
+
+
+def _holder(path):
+    """The path of the layer holding the attribute at ``path`` (``"blocks.0"`` for
+    ``"blocks.0.W"`` and ``"blocks.0.p['W']"``, ``""`` for ``"W"``)."""
+    return ".".join(split_path(path, ".")[:-1])
+
+
+def shaped_like(found, path):
+    """The floating attributes ``backward`` wrote (created or rebound) on the layer holding
+    ``path``, an array held without a gradient, whose shape is that of ``path``
+    (:attr:`Discovery.shapes`)."""
+    shape, holder = found.shapes.get(path), _holder(path)
+    return [w for w, s in found.backward_floats
+            if shape is not None and s == shape and _holder(w) == holder]
+
+
+def pair_by_shape(found):
+    """Take as the gradient of a parameter without one by name the one floating array
+    ``backward`` wrote of exactly its shape (``W`` beside ``W_d``), when no other
+    parameter without a gradient has that shape; list the rest in :attr:`~Discovery.
+    ambiguous`. ``found`` is updated in place, a note for each pair.
+
+    A cache backward writes (``self.dout``) pairs only with an array of its shape that no
+    name rule pairs: arrays forward writes (state, a hidden state), running statistics
+    and masks (by name) and the input are never candidates (:attr:`Discovery.floating`).
+    """
+    unpaired = [p for p in found.floating if p not in found.params]
+    for path in unpaired:
+        written = shaped_like(found, path)
+        if not written:
+            continue
+        rivals = [q for q in unpaired if found.shapes.get(q) == found.shapes.get(path)
+                  and _holder(q) == _holder(path)]
+        if len(written) > 1 or len(rivals) > 1:
+            found.ambiguous.append((path, written, [q for q in rivals if q != path]))
+            found.floating.remove(path)
+            continue
+        grad = written[0]
+        found.params[path] = grad
+        found.floating.remove(path)
+        found.not_checked = [(p, why) for p, why in found.not_checked if p not in (path, grad)]
+        names = grad_candidates(path)
+        found.notes.append(("gradient-by-shape", (
+            f"{path} has no gradient under the names looked for ({said_names(names)}); "
+            f"backward wrote {grad}, the only floating array of its shape "
+            f"{found.shapes[path]}, so {grad} was checked as its gradient (name it "
+            f"{names[0]}, or pass params={{{path!r}: {grad!r}}}, to say so)")))
 
 
 def rebound(snapshot):
@@ -908,7 +980,7 @@ class _Walk:
                     self._other_grad_names(attrs, path, prefix, cand, tried, grad)
                     return
             else:
-                reason = f"no gradient (looked for {', '.join(tried)})"
+                reason = f"no gradient (looked for {said_names(tried)})"
                 if name in DATA_NAMES:
                     reason = ("a mask" if name == "mask" else "labels or targets") + (
                         " (by its name), no gradient: not a parameter")
@@ -981,7 +1053,7 @@ class _Walk:
                     f"an earlier input: forward appends its input to {name} "
                     "(numpy-ml's self.X), not a parameter")
             if why is None:
-                why = f"no gradient (looked for {', '.join(c + f'[{key!r}]' for c in tried)})"
+                why = f"no gradient (looked for {said_names([c + f'[{key!r}]' for c in tried])})"
                 if isinstance(item, np.ndarray) and item.ndim and name not in DATA_NAMES:
                     self.floating(path, item)
             if why is not _INPUT:
@@ -1203,6 +1275,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     _merge_views(layer, walk.found)
     _views_of_targets(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
+    pair_by_shape(walk.found)
     return walk.found
 
 

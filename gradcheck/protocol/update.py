@@ -48,6 +48,7 @@ so it is read exactly, whatever the optimizer:
   call returns or raises, never having been called.
 """
 
+import contextlib
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -55,11 +56,17 @@ import numpy as np
 from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
 from gradcheck.protocol.signatures import signature
 
-__all__ = ["LR_NAMES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter", "stepped_arrays",
-           "Steps", "StepReader", "optimizer_paths", "UpdateRecorder"]
+__all__ = ["LR_NAMES", "LR_ATTRIBUTES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter",
+           "learning_rate_attribute", "rate_held", "stepped_arrays", "Steps", "StepReader",
+           "optimizer_paths", "UpdateRecorder"]
 
 #: Names under which a backward takes the learning rate of the step it applies itself.
 LR_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size", "learn_rate", "rate")
+
+#: Names under which a layer holds, as a number, the learning rate its backward steps with
+#: (Yandex Practical_DL's ``Dense``: ``self.learning_rate``): those of :data:`LR_NAMES`
+#: but ``rate``, which a dropout holds as its drop probability.
+LR_ATTRIBUTES = tuple(n for n in LR_NAMES if n != "rate")
 
 #: The learning rate passed to a backward that takes one (a power of 2: the step is
 #: scaled exactly).
@@ -86,6 +93,50 @@ def learning_rate_parameter(layer):
                                              p.KEYWORD_ONLY):
             return p.name, p.kind == p.POSITIONAL_ONLY
     return None
+
+
+def learning_rate_attribute(layer):
+    """The name of the learning rate ``layer`` holds as an attribute, or ``None``.
+
+    Yandex Practical_DL's ``Dense`` keeps ``self.learning_rate`` and its
+    ``backward(input, grad_output)`` ends with ``self.weights = self.weights -
+    self.learning_rate * grad_weights``. A real number (not a bool) held in the
+    layer's own ``__dict__`` under a name of :data:`LR_ATTRIBUTES` is a candidate;
+    whether backward steps anything with it is found by calling it
+    (:func:`stepped_arrays`): an ELU's ``self.alpha`` steps nothing and is left
+    alone. A backward that takes a rate as a parameter
+    (:func:`learning_rate_parameter`) is called with that one instead.
+
+    Parameters
+    ----------
+    layer : object
+
+    Returns
+    -------
+    str or None
+    """
+    attrs = getattr(layer, "__dict__", None)
+    if not isinstance(attrs, dict) or learning_rate_parameter(layer) is not None:
+        return None
+    return next((n for n in LR_ATTRIBUTES if isinstance(attrs.get(n), (int, float, np.floating))
+                 and not isinstance(attrs.get(n), (bool, np.bool_))), None)
+
+
+@contextlib.contextmanager
+def rate_held(layer, name, rate):
+    """Within the block, ``layer.<name>`` is ``rate``; the object it held before is put
+    back after, also when the block raises (or when backward itself decays its rate).
+    Nothing is done when ``name`` or ``rate`` is ``None``."""
+    if name is None or rate is None:
+        yield
+        return
+    attrs = vars(layer)
+    saved = attrs[name]
+    attrs[name] = rate
+    try:
+        yield
+    finally:
+        attrs[name] = saved
 
 
 def _steps(layer, before):
