@@ -3127,6 +3127,24 @@ class ShapeOnlyDenseBroken(ShapeOnlyDense):
     factor = 1.5
 
 
+class FixedProjectionKeepsDx:
+    """A fixed (non-trainable) square projection ``P``; backward keeps its ``dx`` and the
+    ``dout`` it was given: at a square input both have ``P``'s shape, and neither is
+    ``P``'s gradient."""
+
+    def __init__(self):
+        self.P = _w(3, 3)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.P
+
+    def backward(self, dout):
+        self.upstream = dout.copy()
+        self.grad_input = dout @ self.P.T
+        return self.grad_input
+
+
 class TwoSquareShapeOnly:
     """``Wx`` and ``Wh`` of one shape, their gradients under names no rule pairs: which
     array is whose gradient cannot be told (no twin: it never PASSes)."""

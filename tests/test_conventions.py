@@ -3316,6 +3316,7 @@ def test_a_backward_taking_a_cache_forward_does_not_return_is_still_asked_for():
 from conventions_layers import (LeakyReLUHoldingAlpha, LeakyReLUHoldingAlphaBroken,  # noqa: E402
                                 PracticalDLDense, PracticalDLDenseBroken, PracticalDLDenseInPlace,
                                 PracticalDLDenseInPlaceBroken, ShapeOnlyDense,
+                                FixedProjectionKeepsDx,
                                 ShapeOnlyDenseBroken, SpelledDense, SpelledDenseBroken,
                                 TwoSquareShapeOnly)
 
@@ -3469,6 +3470,18 @@ def test_gradients_taken_by_shape_are_said_and_a_wrong_one_fails():
     bad = check_layer(ShapeOnlyDenseBroken(), X)
     assert {r.name: r.verdict for r in bad.results} == {
         "x": "PASS", "W": "FAIL", "b": "PASS"}, str(bad)
+
+
+def test_arrays_holding_backward_s_dx_or_dout_are_never_a_gradient_by_shape():
+    """A fixed square projection at a square input: the ``dx`` and the ``dout`` backward
+    keeps have ``P``'s shape but are the input's gradient and the upstream one, so ``P``
+    is not checked (listed, with the usual warning), never FAILed against them."""
+    x = np.random.default_rng(1).normal(size=(3, 3))
+    report = check_layer(FixedProjectionKeepsDx(), x)
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    assert not [f for f in report.findings if f.kind in ("gradient-by-shape",
+                                                         "gradient-ambiguous")]
+    assert "P: no gradient" in str(report)
 
 
 def test_gradients_that_cannot_be_told_apart_by_shape_fail_naming_the_parameters():

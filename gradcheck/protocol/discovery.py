@@ -752,7 +752,7 @@ def shaped_like(found, path):
             if shape is not None and s == shape and _holder(w) == holder]
 
 
-def pair_by_shape(found):
+def pair_by_shape(found, held=frozenset()):
     """Take as the gradient of a parameter without one by name the one floating array
     ``backward`` wrote of exactly its shape (``W`` beside ``W_d``), when no other
     parameter without a gradient has that shape; list the rest in :attr:`~Discovery.
@@ -760,11 +760,13 @@ def pair_by_shape(found):
 
     A cache backward writes (``self.dout``) pairs only with an array of its shape that no
     name rule pairs: arrays forward writes (state, a hidden state), running statistics
-    and masks (by name) and the input are never candidates (:attr:`Discovery.floating`).
+    and masks (by name) and the input are never candidates (:attr:`Discovery.floating`);
+    neither are the arrays of ``held``, which hold backward's ``dout`` or ``dx``
+    (:func:`_holding`).
     """
     unpaired = [p for p in found.floating if p not in found.params]
     for path in unpaired:
-        written = shaped_like(found, path)
+        written = [w for w in shaped_like(found, path) if w not in held]
         if not written:
             continue
         rivals = [q for q in unpaired if found.shapes.get(q) == found.shapes.get(path)
@@ -1247,7 +1249,8 @@ def _item(container, key):
     return None
 
 
-def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward=frozenset()):
+def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward=frozenset(),
+             passed=()):
     """Parameters, gradients and what was not checked, after one ``backward``.
 
     Parameters
@@ -1263,6 +1266,9 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     written_backward : set of (int, key)
         What ``backward`` (and not ``forward``) rebound: a gradient under a name
         the discovery does not know, or a cache of backward's.
+    passed : iterable of ndarray
+        What ``backward`` was given and returned (``dout``, ``dx``): an array backward
+        keeps that holds one of them is never a parameter's gradient by shape.
 
     Returns
     -------
@@ -1275,8 +1281,23 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     _merge_views(layer, walk.found)
     _views_of_targets(layer, walk.found)
     walk.found.shapes = {p: np.shape(resolve(layer, p)) for p in walk.found.floating}
-    pair_by_shape(walk.found)
+    pair_by_shape(walk.found, _holding(layer, walk.found, passed))
     return walk.found
+
+
+def _holding(layer, found, passed):
+    """The arrays ``backward`` wrote that hold ``dout`` or ``dx`` (the same memory, or the
+    same values: ``self.grad_input = dx``, ``self.dout = dout``): the input's gradient or
+    a cache of the upstream one, never a parameter's (:func:`pair_by_shape`)."""
+    passed = [a for a in passed if isinstance(a, np.ndarray)]
+    held = set()
+    for path, _ in found.backward_floats:
+        value = resolve(layer, path)
+        if isinstance(value, np.ndarray) and any(
+                np.shares_memory(value, a) or (value.shape == a.shape and np.array_equal(
+                    value, a)) for a in passed):
+            held.add(path)
+    return held
 
 
 def _merge_views(layer, found):
@@ -1751,11 +1772,12 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
                     f"dout has shape {dout.shape}, but forward() returned shape {out.shape}",
                     layer=adapter.name)
             return None
-        adapter.backward(dout, x.shape, x.dtype)
+        dx, _ = adapter.backward(dout, x.shape, x.dtype)
 
         def walk():
             return discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
-                            written_backward=rebound(after_forward) - written)
+                            written_backward=rebound(after_forward) - written,
+                            passed=(dout, dx))
 
         found = with_gradient_method(adapter, walk(), walk)
         left = left_floating(layer, found)
