@@ -8,10 +8,12 @@ working state and restoring nothing in between:
 
 1. ``forward(x1)``, ``backward(d1)`` at parameters moved by ``1 +- 0.01``
    (random signs), ``x1`` being ``x`` with its first (batch) axis reversed
-   and ``d1`` a random upstream gradient; in train mode when the check is in
-   eval mode and ``forward`` takes ``train_flg`` (a training step before
-   evaluation);
-2. an optimizer step that puts every parameter back to the check's value;
+   and ``d1`` a random upstream gradient, with the generators a forward draws
+   from one draw ahead of the check's state (another dropout mask); in train
+   mode when the check is in eval mode and ``forward`` takes ``train_flg`` (a
+   training step before evaluation);
+2. an optimizer step that puts every parameter, and every generator, back to
+   the check's value (the second call draws the check's mask);
 3. ``forward(x)`` in the check's mode and ``backward(dout)``: the check's own
    point, so the gradient check's finite differences already hold for it;
 4. ``backward(2 * dout)`` right after, on the same forward: twice call 3's
@@ -62,7 +64,8 @@ verified one, half at random (:func:`_verify_second_call`).
 
 Cost: 2 forward and 3 backward calls and 2 state snapshots (2 more backward
 calls when a finding of call 4 is told apart); 2 more forward calls per target
-when the output moved with the state
+when the output moved with the state (running statistics, a kept hidden state;
+not a dropout mask, drawn again from the check's state)
 (``benchmarks/bench_sequence.py``).
 """
 
@@ -287,6 +290,7 @@ class _Sequence:
         snapshot."""
         run, s0 = self.run, self.run.snapshot
         s0.restore_all()
+        s0.advance(run.dirty)  # another dropout mask than the check's and the second call's
         self.p0 = move_params(self.layer, run.params, self.rng, LEARNING_RATE)
         out1 = self.forward(x1, self.train_step, "f1")
         self.written["f1"] = s0.written()
@@ -316,12 +320,15 @@ class _Sequence:
     def _step_back(self):
         """The optimizer step between the calls: numpy-ml's ``flush_gradients()`` (the end
         of its ``update()``), then every parameter back to the check's value (in the
-        arrays the layer holds then)."""
+        arrays the layer holds then) and the random generators to the check's state: the
+        second call draws the check's dropout mask, so a layer whose function moves only
+        with its draws is at the check's own point."""
         self.flushed = flush_accumulated(self.layer)  # never reached with adapter.no_flush
         for p, saved in self.p0.items():
             arr = get_attr(self.layer, p)
             if isinstance(arr, np.ndarray) and arr.shape == saved.shape and arr.flags.writeable:
                 arr[...] = saved
+        StateSnapshot.restore([s for s in self.run.snapshot.generators() if s.changed()])
 
     def _random(self, out):
         return self.rng.standard_normal(out.shape).astype(out.dtype, copy=False)
