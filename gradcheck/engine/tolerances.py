@@ -30,6 +30,7 @@ own, at smaller steps. When the caller gives ``atol``/``rtol``, those are
 used exactly: ``allowed_i = atol + rtol * |numerical_i|``.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,12 +100,18 @@ class Rule:
 
 
 def rms(values):
-    """Root mean square of ``values``, overflow-safe."""
+    """Root mean square of ``values``, overflow-safe.
+
+    The ufuncs' reductions directly (bitwise ``np.mean(np.square(v / s))``), without the
+    wrappers of ``np.max`` and ``np.mean``: a few microseconds, called a few times per
+    target and verdict.
+    """
     v = np.asarray(values, dtype=np.float64).reshape(-1)
-    s = float(np.max(np.abs(v), initial=0.0))
-    if s == 0.0 or not np.isfinite(s):
+    s = float(np.abs(v).max()) if v.size else 0.0
+    if s == 0.0 or not math.isfinite(s):
         return s
-    return s * float(np.sqrt(np.mean(np.square(v / s))))
+    w = v / s
+    return s * math.sqrt(float(np.add.reduce(w * w)) / v.size)
 
 
 def rounding_error(sigma, h, gain):

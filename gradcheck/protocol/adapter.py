@@ -358,19 +358,10 @@ class LayerAdapter:
                     "check_layer(layer, (x, h)); a forward/backward function pair: "
                     "check_function(forward, backward, *inputs))"
                     + model, layer=self.name)
-        self.train_flg = bool(train_flg)
         forward = layer_method(layer, "forward")
         self.flag_mode = _accepts_train_flg(forward)
-        name = flag_name(forward) or "train_flg"
-        if self.flag_mode == "positional":
-            self._args = (flag_value(name, self.train_flg),)
-            self._kwargs = {}
-        elif self.flag_mode == "keyword":
-            self._args = ()
-            self._kwargs = {name: flag_value(name, self.train_flg)}
-        else:
-            self._args = ()
-            self._kwargs = {}
+        self._flag = flag_name(forward) or "train_flg"
+        self._set_mode(train_flg)
         #: a ``forward(*args, **kwargs)`` (a decorator without :func:`functools.wraps`):
         #: whether it takes the positional flag is learnt at the first call
         #: (:meth:`_probing_forward`); the note of a flag it refused
@@ -384,6 +375,34 @@ class LayerAdapter:
         self.no_flush = False
         #: NNFS-style regularization added by backward: its gradient is taken out again
         self.regularized = bool(penalty_gradients(layer))
+
+    def _set_mode(self, train_flg):
+        """``train_flg`` and the arguments ``forward`` gets for it (none without a flag)."""
+        self.train_flg = bool(train_flg)
+        self._args, self._kwargs = (), {}
+        if self.flag_mode == "positional":
+            self._args = (flag_value(self._flag, self.train_flg),)
+        elif self.flag_mode == "keyword":
+            self._kwargs = {self._flag: flag_value(self._flag, self.train_flg)}
+
+    def in_mode(self, train_flg):
+        """This adapter with ``forward`` called in the mode ``train_flg``, its calls counted
+        from 0: ``LayerAdapter(layer, train_flg)`` without looking at the layer again (the
+        sequence check's train-mode first call of an eval-mode check).
+
+        Parameters
+        ----------
+        train_flg : bool
+
+        Returns
+        -------
+        LayerAdapter
+        """
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._set_mode(train_flg)
+        other.forward_calls = other.backward_calls = 0
+        return other
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def bound_forward(self):

@@ -76,7 +76,7 @@ import numpy as np
 
 from gradcheck.engine.verdict import sampled_only, vanished
 from gradcheck.errors import GradCheckInputError, LayerCallError, intermittent_error
-from gradcheck.protocol.adapter import LayerAdapter, get_attr, get_grad
+from gradcheck.protocol.adapter import get_attr, get_grad
 from gradcheck.protocol.discovery import flush_accumulated, move_params, owner_key
 from gradcheck.protocol.problem import _close
 from gradcheck.protocol.stale import Leftovers, stale_message
@@ -173,7 +173,7 @@ class _Sequence:
     def forward(self, x, train, phase=None):
         adapter = self.run.adapter
         if train != adapter.train_flg:
-            adapter = LayerAdapter(self.layer, train)
+            adapter = adapter.in_mode(train)
         with self.tracer.trace(phase) if phase else contextlib.nullcontext():
             out = np.array(adapter.forward(x.copy()), copy=True)
         if adapter is not self.run.adapter:
