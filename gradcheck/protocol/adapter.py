@@ -19,6 +19,7 @@ from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, as
                                           zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 from gradcheck.protocol.signatures import only_var_args, signature, signature_text
+from gradcheck.protocol.state import _bitwise_equal
 
 
 def layer_name(layer):
@@ -522,7 +523,9 @@ class LayerAdapter:
                                  layer=self.name, target="x") from exc
         if self.regularized:
             subtract_penalty(self.layer)
-        modified = not np.array_equal(dout_copy, dout, equal_nan=True)
+        # the bytes first (a few µs; equal_nan's comparison is ~10 µs at 2000 elements)
+        modified = not (_bitwise_equal(dout_copy, dout)
+                        or np.array_equal(dout_copy, dout, equal_nan=True))
         kept = kept_input_gradient(self.layer) if dx is None else None
         if isinstance(kept, np.ndarray):
             dx = kept  # kept in self.dinputs, None returned (NNFS)
