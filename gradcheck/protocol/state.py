@@ -437,8 +437,10 @@ class _Slot:
             obj.update(saved)
 
 
+@functools.lru_cache(maxsize=None)
 def _padded(dtype):
-    """Whether a floating dtype's items carry padding bytes (x87 long double: 80 of 128 bits)."""
+    """Whether a floating dtype's items carry padding bytes (x87 long double: 80 of 128 bits);
+    once per dtype (``np.finfo`` is a microsecond, and every state comparison asks)."""
     if dtype.kind not in "fc":
         return False
     info = np.finfo(dtype)
