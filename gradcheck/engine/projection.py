@@ -262,8 +262,9 @@ def _compare(problem, target, opts, probes, setup=None, spread=False):
         rounding=rounding, estimate=est, rule=rule, own_rule=own, skipped=np.zeros(k, bool),
         steps=s.steps, index=lambda r: (int(r),), noise=s.noise,
         refiner=_ProbeRefiner(problem, s, d),
-        resolution_factor=1.0 / (float(np.min(s.steps)) * float(np.min(np.abs(d.v),
-                                                                        initial=1.0))),
+        # a ±1 direction's smallest magnitude is 1 (random ones in [1/2, 1] when spread)
+        resolution_factor=1.0 / (float(np.min(s.steps)) * (float(np.min(
+            np.abs(d.v), initial=1.0)) if spread else 1.0)),
         # the probes along the first one's upstream gradient (dout; every probe of
         # :func:`directional`) see the error of the gradient the result reports
         shared_items=True, resolving=np.array([u is probes[0][0] for u, _ in probes]),
