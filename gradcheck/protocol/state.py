@@ -464,7 +464,7 @@ def _bitwise_equal(a, b):
 #: Slot kinds of the generators a check replays (:meth:`StateSnapshot.generators`).
 _REPLAYED = tuple(k for k in RNG_KINDS if k != "entropy") + ("globalrng",)
 
-#: One draw from a generator of each replayed kind (:meth:`StateSnapshot.advance_generators`).
+#: One draw from a generator of each replayed kind (:meth:`StateSnapshot.advance`).
 _ADVANCE = {
     "generator": lambda g: g.bit_generator.random_raw(),
     "bitgenerator": lambda g: g.random_raw(),
