@@ -248,8 +248,8 @@ class _Sequence:
         self.g2 = self.backward(self.d2, "b2")
         self.b2_changed = self.after.changed()
         tol = LINEARITY * self.run.opts.nondet_tol
-        try:
-            scaled = self.backward(LINEARITY * self.d2, "b3")
+        try:  # not traced: what it reads is looked at only once the calls are made apart
+            scaled = self.backward(LINEARITY * self.d2)
             if all(self.g2.get(t) is None or scaled.get(t) is None or _close(
                     scaled[t], LINEARITY * self.g2[t], tol) for t in self.judged):
                 self.doubled = True
@@ -447,10 +447,6 @@ class _Sequence:
     def _twice(self, again, flagged):
         """``backward-twice``: a second backward on the same forward gave another result."""
         found = []
-        changed = [self.tracer.name(k) for k in self.tracer.first_reads("b3")
-                   if k in self.tracer.writes("b2") and not self._protected(k)]
-        why = f": it changes {', '.join(f'`{n}`' for n in changed)}, which it reads" \
-            if changed else ": it changes state that it reads"
         for t in self.judged:
             a, b = self.g2.get(t), again.get(t)
             if t in flagged or a is None or b is None or _close(a, b, self.run.opts.nondet_tol):
@@ -474,8 +470,20 @@ class _Sequence:
                 continue
             found.append(Finding("backward-twice", True, (
                 f"backward called twice after one forward returned another {self._grad_name(t)} "
-                f"the second time (max difference {_max_diff(a, b):.3g}){doubled}{why}"), t))
+                f"the second time (max difference {_max_diff(a, b):.3g}){doubled}"
+                f"{self._twice_why()}"), t))
         return found
+
+    def _twice_why(self):
+        """What the second backward's first reads say of a ``backward-twice`` failure: the
+        attributes the first one changed that it reads (traced as ``"b3"`` when the calls
+        were made apart: :meth:`_backward_again`)."""
+        tracer = self.tracer
+        changed = [tracer.name(k) for k in tracer.first_reads("b3")
+                   if k in tracer.writes("b2") and not self._protected(k)] \
+            if tracer.traced("b3") else []
+        return f": it changes {', '.join(f'`{n}`' for n in changed)}, which it reads" \
+            if changed else ": it changes state that it reads"
 
     def _forward_cache_written(self):
         """The paths of the arrays call 3's backward changed in place that its forward
@@ -484,6 +492,8 @@ class _Sequence:
         the only state it changed that the next backward reads; else ``[]`` (a counter, a
         persistent buffer forward does not write: a failure)."""
         tracer, cache, keys = self.tracer, [], set()
+        if not tracer.traced("b3"):  # the calls were not made apart: nothing to tell
+            return []
         for s in self.b2_changed:
             key = (id(s.owner[0]), s.owner[1]) if s.owner is not None else None
             if s.kind == "array" and key in tracer.writes("f2") and key in tracer.reads("b2") \
