@@ -676,10 +676,10 @@ def _screened(step, target, opts, setup):
     """Whether one random projection at the main check's noise and steps passes (2 calls)."""
     from gradcheck.engine.projection import directional
     from gradcheck.engine.strategies import policy_for
-    from gradcheck.engine.verdict import decide
+    from gradcheck.engine.verdict import verdict_of
 
     comp = directional(step, target, opts, step.dout, step.analytic, setup)
-    return decide(comp, policy_for(opts, target), []).verdict == "PASS"
+    return verdict_of(comp, policy_for(opts, target)) == "PASS"
 
 
 def _held(run, target):
