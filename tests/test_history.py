@@ -120,18 +120,34 @@ def test_each_history_bug_fails_with_its_named_finding(bug, strategy):
 
 
 class NoisyCountsCalls(CountsCalls):
-    """A history bug in a layer whose function moves with its state (a random mask)."""
+    """A history bug in a layer with a random mask, drawn from its generator."""
 
     def __init__(self):
         super().__init__()
         self.rng = np.random.default_rng(5)
 
+    def draw(self, shape):
+        return self.rng.random(shape) > 0.3
+
     def forward(self, x, train_flg=True):
-        self.mask = self.rng.random(x.shape) > 0.3
+        self.mask = self.draw(x.shape)
         return super().forward(x * self.mask)
 
     def backward(self, dout):
         return super().backward(dout) * self.mask
+
+
+class MovingCountsCalls(NoisyCountsCalls):
+    """A history bug in a layer whose function moves with its state: every forward draws
+    its mask from a generator seeded by a count of forward calls it keeps."""
+
+    def __init__(self):
+        super().__init__()
+        self.forwards = 0
+
+    def draw(self, shape):
+        self.forwards += 1
+        return np.random.default_rng(self.forwards).random(shape) > 0.3
 
 
 class CachedTranspose(Affine):
@@ -148,10 +164,35 @@ class CachedTranspose(Affine):
         return dout @ self.WT
 
 
-def test_a_history_bug_is_caught_where_the_function_moves_with_the_state():
-    # the second call's output differs from the check's (a new mask): its gradient is
-    # checked by finite differences at the post-step state, not compared with the check's
-    finding = only_finding(check_layer(NoisyCountsCalls(), X), "backward-history")
+class PreviousMask:
+    """Backward applies the previous forward's mask (the first backward its own): right
+    on every call the check makes, wrong from the second call of a training loop on."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(5)
+        self.mask = self.prev = None
+
+    def forward(self, x, train_flg=True):
+        self.prev, self.mask = self.mask, self.rng.random(x.shape) > 0.3
+        return x * self.mask
+
+    def backward(self, dout):
+        return dout * (self.mask if self.prev is None else self.prev)
+
+
+def test_the_first_call_draws_another_mask_than_the_second():
+    # the generator is back at the check's state for the second call, and advanced for
+    # the first: the two calls' masks differ, so a backward with the first one is caught
+    finding = only_finding(check_layer(PreviousMask(), X), "backward-history")
+    assert finding.target == "x"
+
+
+@pytest.mark.parametrize("cls", [NoisyCountsCalls, MovingCountsCalls])
+def test_a_history_bug_is_caught_where_the_function_moves_with_the_state(cls):
+    # the generator is back at the check's state for the second call (the check's mask);
+    # a mask seeded by a count moves: the second call's gradient is checked by finite
+    # differences at the post-step state, not compared with the check's
+    finding = only_finding(check_layer(cls(), X), "backward-history")
     assert finding.target == "x" and "scaled by the number of calls" in finding.message
 
 
@@ -162,16 +203,20 @@ def test_a_backward_that_caches_a_transposed_weight_is_caught_after_the_step():
 
 def test_the_second_call_at_the_checks_point_costs_no_finite_differences():
     """A correct layer: its second call reproduces the verified output and gradient, so the
-    sequence check makes its two calls and nothing more; a layer whose function moves with
-    its state adds one projection (2 calls) per target."""
+    sequence check makes its two calls and nothing more, a dropout layer too (its generator
+    is back at the check's state); a layer whose function moves with its state (running
+    statistics after a train-mode first call) adds one projection (2 calls) per target."""
     def extra(layer, x):
         base = check_layer(layer, x, sequence=False)
         full = check_layer(layer, x)
         assert full.passed and not history(full), str(full)
         return full.forward_calls - base.forward_calls
     assert extra(Affine(), X) == 2
-    dropout = Dropout(0.3, seed=2)
-    assert extra(dropout, X) == 2 + 2
+    assert extra(Dropout(0.3, seed=2), X) == 2
+    base = check_layer(_bn(False), X, train_flg=False, sequence=False)
+    full = check_layer(_bn(False), X, train_flg=False)
+    assert full.passed and not history(full), str(full)
+    assert full.forward_calls - base.forward_calls == 2 + 2 * 3
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))

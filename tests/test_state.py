@@ -760,3 +760,27 @@ def test_a_check_scans_its_classes_for_unheld_generators_once_and_forgets_them(m
     before = _MODULE_RNG.bit_generator.state
     assert check_layer(layer, X).passed and len(calls) == 2
     assert _MODULE_RNG.bit_generator.state == before
+
+
+class EveryGenerator:
+    """Holds a generator of every replayed kind, and a ``random.SystemRandom``."""
+
+    def __init__(self):
+        self.gen = np.random.default_rng(1)
+        self.bits = np.random.PCG64(2)
+        self.legacy = np.random.RandomState(3)
+        self.py = random.Random(4)
+        self.entropy = random.SystemRandom()
+
+
+def test_advance_moves_every_replayed_generator_and_restore_all_rewinds_them():
+    # the sequence check's first call draws one ahead of the check's generators
+    layer = EveryGenerator()
+    snap = StateSnapshot(layer)
+    kinds = {s.kind for s in snap.generators()}
+    assert kinds == {"generator", "bitgenerator", "randomstate", "pyrandom", "globalrng"}
+    assert all(s.kind != "entropy" for s in snap.generators())
+    StateSnapshot.advance(snap.slots)
+    assert {s.kind for s in snap.changed()} >= kinds
+    snap.restore_all()
+    assert not snap.changed()

@@ -30,6 +30,7 @@ References
    R. Soc. A 226 (1927); numdifftools' ``Richardson`` class.
 """
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -123,9 +124,10 @@ class Method:
             return richardson(D)
         return D[:, 0].copy(), np.full(D.shape[0], np.nan)
 
-    @property
+    @functools.cached_property
     def gain(self):
-        """Rounding-error gain: ``std(value) = gain * sigma / h`` (see the module notes)."""
+        """Rounding-error gain: ``std(value) = gain * sigma / h`` (see the module notes);
+        computed once per method (a dozen numpy calls, asked at every comparison)."""
         k = len(self.pairs)
         w = self.combine(np.eye(k))[0]  # the value is linear in the D_k
         return float(np.sqrt(np.sum(w ** 2 * 2.0 / np.square(self.spans))))

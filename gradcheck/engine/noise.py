@@ -36,6 +36,7 @@ References
 
 import dataclasses
 import functools
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Optional
@@ -190,10 +191,11 @@ class NoiseEstimate:
 def scaled_norm(a):
     """``||a||_2`` without overflow or underflow (scaled by the largest entry first)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1)
-    s = float(np.max(np.abs(a), initial=0.0))
-    if s == 0.0 or not np.isfinite(s):
+    s = float(np.abs(a).max()) if a.size else 0.0
+    if s == 0.0 or not math.isfinite(s):
         return s
-    return s * float(np.sqrt(np.sum(np.square(a / s))))
+    w = a / s
+    return s * math.sqrt(float(np.add.reduce(w * w)))  # bitwise np.sum(np.square(w))
 
 
 def _table_level(U, k):

@@ -108,9 +108,12 @@ class _Directional:
         if spread:  # random magnitudes in [1/2, 1] (see :func:`directional`)
             self.v *= rng.uniform(0.5, 1.0, size=self.v.shape)
         self.h = setup.steps.reshape(arr.shape)
-        base = scaled_norm(problem.out0.astype(np.float64) * problem.dout)
-        self.level = [setup.noise.level * (scaled_norm(problem.out0.astype(np.float64) * u)
-                                           / base if base > 0 else 1.0) for u, _ in probes]
+        out0 = problem.out0.astype(np.float64)
+        base = scaled_norm(out0 * problem.dout)
+        # a probe along dout itself (the first, every one of directional()'s) has ratio 1
+        self.level = [setup.noise.level * (
+            1.0 if u is problem.dout and 0 < base < np.inf else
+            scaled_norm(out0 * u) / base if base > 0 else 1.0) for u, _ in probes]
 
     def value(self, p, mask=None, pairs=None, scale=1.0):
         """``(numerical, analytic, estimate)`` along probe ``p``'s direction (within ``mask``)."""
@@ -246,9 +249,10 @@ def _compare(problem, target, opts, probes, setup=None, spread=False):
     # the analytic gradient's own rounding (a float32 cast in backward), along a direction
     # scaled by the steps: independent per element, so its norm times the steps' norm
     element_floor = analytic_floor(problem.analytic_noise()[target.name], g, g)
+    step_rms = rms(s.steps)
     rule, own = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates,
                       floor=direction_floor(element_floor, s.steps))
-    scale = rms(num) / (np.sqrt(num.size and s.steps.size) * rms(s.steps))
+    scale = rule.scale / (np.sqrt(num.size and s.steps.size) * step_rms)
     d.rule, d.element_rule = rule, _element_rule(rule, scale, element_floor)
     comp = Comparison(
         name=target.name, shape=target.array.shape, dtype=str(target.array.dtype),
@@ -256,8 +260,9 @@ def _compare(problem, target, opts, probes, setup=None, spread=False):
         rounding=rounding, estimate=est, rule=rule, own_rule=own, skipped=np.zeros(k, bool),
         steps=s.steps, index=lambda r: (int(r),), noise=s.noise,
         refiner=_ProbeRefiner(problem, s, d),
-        resolution_factor=1.0 / (float(np.min(s.steps)) * float(np.min(np.abs(d.v),
-                                                                        initial=1.0))),
+        # a ±1 direction's smallest magnitude is 1 (random ones in [1/2, 1] when spread)
+        resolution_factor=1.0 / (float(np.min(s.steps)) * (float(np.min(
+            np.abs(d.v), initial=1.0)) if spread else 1.0)),
         # the probes along the first one's upstream gradient (dout; every probe of
         # :func:`directional`) see the error of the gradient the result reports
         shared_items=True, resolving=np.array([u is probes[0][0] for u, _ in probes]),

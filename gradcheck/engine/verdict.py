@@ -42,7 +42,8 @@ import numpy as np
 from gradcheck.engine.tolerances import MARGINAL
 from gradcheck.report import Finding, TargetResult
 
-__all__ = ["Policy", "Comparison", "decide", "MAX_REFINED", "FIRST_REFINED", "ZERO_GRADIENT"]
+__all__ = ["Policy", "Comparison", "decide", "verdict_of", "MAX_REFINED", "FIRST_REFINED",
+           "ZERO_GRADIENT"]
 
 #: At most this many failing items per target are refined, unless most of the first ones
 #: were rescued by refining (then all are).
@@ -274,6 +275,29 @@ def decide(comp, policy, findings):
     -------
     TargetResult
     """
+    return _result(comp, *_judged(comp, policy, findings))
+
+
+def verdict_of(comp, policy):
+    """The verdict :func:`decide` gives ``comp`` (``"PASS"``, ``"FAIL"`` or
+    ``"INCONCLUSIVE"``), without the result it writes (a screen that only asks whether a
+    target passes: the sequence check's second call).
+
+    Parameters
+    ----------
+    comp : Comparison
+    policy : Policy
+
+    Returns
+    -------
+    str
+    """
+    return _judged(comp, policy, [])[7]
+
+
+def _judged(comp, policy, findings):
+    """:func:`decide`'s judgement: ``(state, checked, diff, worst, margin, scale,
+    resolution, verdict, why)``, the notes appended to ``findings``."""
     st = _judge(comp)
     _refine(comp, st)
     _refine_loose(comp, st, policy)
@@ -295,8 +319,7 @@ def decide(comp, policy, findings):
         verdict, why = "FAIL", ""
         findings.append(Finding("expect-zero-violated", True, broken, comp.name))
     _notes(comp, st, checked, verdict, why, scale, findings)
-    return _result(comp, st, checked, diff, worst, float(ratio[worst]), scale, resolution,
-                   verdict, why)
+    return st, checked, diff, worst, float(ratio[worst]), scale, resolution, verdict, why
 
 
 def _not_zero(comp, st, checked):

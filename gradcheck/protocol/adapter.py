@@ -19,6 +19,7 @@ from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, as
                                           zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 from gradcheck.protocol.signatures import only_var_args, signature, signature_text
+from gradcheck.protocol.state import _bitwise_equal
 
 
 def layer_name(layer):
@@ -358,19 +359,10 @@ class LayerAdapter:
                     "check_layer(layer, (x, h)); a forward/backward function pair: "
                     "check_function(forward, backward, *inputs))"
                     + model, layer=self.name)
-        self.train_flg = bool(train_flg)
         forward = layer_method(layer, "forward")
         self.flag_mode = _accepts_train_flg(forward)
-        name = flag_name(forward) or "train_flg"
-        if self.flag_mode == "positional":
-            self._args = (flag_value(name, self.train_flg),)
-            self._kwargs = {}
-        elif self.flag_mode == "keyword":
-            self._args = ()
-            self._kwargs = {name: flag_value(name, self.train_flg)}
-        else:
-            self._args = ()
-            self._kwargs = {}
+        self._flag = flag_name(forward) or "train_flg"
+        self._set_mode(train_flg)
         #: a ``forward(*args, **kwargs)`` (a decorator without :func:`functools.wraps`):
         #: whether it takes the positional flag is learnt at the first call
         #: (:meth:`_probing_forward`); the note of a flag it refused
@@ -398,6 +390,34 @@ class LayerAdapter:
         #: whether x is a target (``wrt`` without it: a backward that returns no dx, a
         #: model's first layer's, is accepted, zeros standing for it), and whether one did
         self.dx_wanted, self.dx_missing = True, False
+
+    def _set_mode(self, train_flg):
+        """``train_flg`` and the arguments ``forward`` gets for it (none without a flag)."""
+        self.train_flg = bool(train_flg)
+        self._args, self._kwargs = (), {}
+        if self.flag_mode == "positional":
+            self._args = (flag_value(self._flag, self.train_flg),)
+        elif self.flag_mode == "keyword":
+            self._kwargs = {self._flag: flag_value(self._flag, self.train_flg)}
+
+    def in_mode(self, train_flg):
+        """This adapter with ``forward`` called in the mode ``train_flg``, its calls counted
+        from 0: ``LayerAdapter(layer, train_flg)`` without looking at the layer again (the
+        sequence check's train-mode first call of an eval-mode check).
+
+        Parameters
+        ----------
+        train_flg : bool
+
+        Returns
+        -------
+        LayerAdapter
+        """
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._set_mode(train_flg)
+        other.forward_calls = other.backward_calls = 0
+        return other
 
     # -- raw calls (used in the hot loop: no validation beyond the minimum) --
     def bound_forward(self):
@@ -519,7 +539,9 @@ class LayerAdapter:
             self.compute_gradients()
         if self.regularized:
             subtract_penalty(self.layer)
-        modified = not np.array_equal(dout_copy, dout, equal_nan=True)
+        # the bytes first (a few µs; equal_nan's comparison is ~10 µs at 2000 elements)
+        modified = not (_bitwise_equal(dout_copy, dout)
+                        or np.array_equal(dout_copy, dout, equal_nan=True))
         kept = kept_input_gradient(self.layer) if dx is None else None
         if isinstance(kept, np.ndarray):
             dx = kept  # kept in self.dinputs, None returned (NNFS)

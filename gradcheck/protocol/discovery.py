@@ -504,9 +504,16 @@ def _positional_count(fn):
     return len(positional_parameters(fn, required=True))
 
 
+#: Types whose instances have no attributes of their own, so never a layer's methods.
+_NEVER_LAYERS = frozenset({np.ndarray, int, float, complex, bool, str, bytes, type(None),
+                           np.float64, np.float32, np.int64, np.bool_})
+
+
 def is_layer(obj):
     """Whether ``obj`` follows the layer protocol (a callable forward and backward pass,
     under one of the names of :data:`METHOD_NAMES`)."""
+    if type(obj) in _NEVER_LAYERS:  # the common case in a walk of a layer's attributes
+        return False
     return (not isinstance(obj, type) and method_name(obj, "forward") is not None
             and method_name(obj, "backward") is not None)
 

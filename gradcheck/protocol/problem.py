@@ -22,7 +22,7 @@ import numpy as np
 from gradcheck.engine.tolerances import rms
 from gradcheck.protocol.adapter import (discover_params, get_attr, get_grad, keepdims_of,
                                         set_attr)
-from gradcheck.protocol.state import RNG_KINDS, _bitwise_equal
+from gradcheck.protocol.state import _bitwise_equal
 from gradcheck.report import Finding
 from gradcheck.validate import check_array
 from gradcheck.errors import (GradCheckInputError, LayerCallError, LayerProtocolError,
@@ -80,8 +80,7 @@ def _replayed(snapshot):
     """What the check replays of randomness, for the forward-nondeterministic message: a
     generator reached in another way (another module's, a container's at module level)
     is not among them."""
-    names = [s.path or "the layer" for s in snapshot.slots
-             if s.kind in RNG_KINDS + ("globalrng",) and s.kind != "entropy"]
+    names = [s.path or "the layer" for s in snapshot.generators()]
     entropy = [s.path or "the layer" for s in snapshot.slots if s.kind == "entropy"]
     return ("; replayed for every call: " + ", ".join(names[:8])
             + (", ..." if len(names) > 8 else "") + "; a generator reached otherwise is not"

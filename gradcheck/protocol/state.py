@@ -437,8 +437,10 @@ class _Slot:
             obj.update(saved)
 
 
+@functools.lru_cache(maxsize=None)
 def _padded(dtype):
-    """Whether a floating dtype's items carry padding bytes (x87 long double: 80 of 128 bits)."""
+    """Whether a floating dtype's items carry padding bytes (x87 long double: 80 of 128 bits);
+    once per dtype (``np.finfo`` is a microsecond, and every state comparison asks)."""
     if dtype.kind not in "fc":
         return False
     info = np.finfo(dtype)
@@ -459,12 +461,24 @@ def _bitwise_equal(a, b):
                                np.ascontiguousarray(b).view(np.uint8)))
 
 
+#: Slot kinds of the generators a check replays (:meth:`StateSnapshot.generators`).
+_REPLAYED = tuple(k for k in RNG_KINDS if k != "entropy") + ("globalrng",)
+
+#: One draw from a generator of each replayed kind (:meth:`StateSnapshot.advance`).
+_ADVANCE = {
+    "generator": lambda g: g.bit_generator.random_raw(),
+    "bitgenerator": lambda g: g.random_raw(),
+    "randomstate": lambda g: g.random_sample(),
+    "pyrandom": lambda g: g.random(),
+    "globalrng": lambda g: rngstate.NP_GLOBAL.random_sample(),
+}
+
+
 def unheld_states(snapshot):
     """The saved states of the generators ``snapshot`` holds that the layer does not (the
     global ones, its classes' and modules': :func:`unheld_generators`), for a worker
     process, whose modules were imported anew: ``[(kind, where, state)]``."""
-    return [(s.kind, s.path, s.saved) for s in snapshot.slots if s.owner is None
-            and s.kind in RNG_KINDS + ("globalrng",) and s.kind != "entropy"]
+    return [(s.kind, s.path, s.saved) for s in snapshot.generators() if s.owner is None]
 
 
 def put_unheld(snapshot, states):
@@ -642,6 +656,21 @@ class StateSnapshot:
     def arrays(self):
         """The arrays found in the walk (the live objects)."""
         return [s.obj for s in self.slots if s.kind == "array"]
+
+    def generators(self):
+        """The slots of the random generators the check replays (held by the layer or
+        not, :data:`RNG_KINDS` and numpy's global one; not ``random.SystemRandom``)."""
+        return [s for s in self.slots if s.kind in _REPLAYED]
+
+    @staticmethod
+    def advance(slots):
+        """Draw once from each replayed generator among ``slots`` (from :meth:`changed`: the
+        generators a forward draws from), so that their next draws are not the ones the
+        snapshot's state gives (the sequence check's first call gets another dropout mask
+        than the check's); :meth:`restore_all` rewinds them."""
+        for s in slots:
+            if s.kind in _REPLAYED:
+                _ADVANCE[s.kind](s.obj)
 
 
 # -- aliases: views rebuilt over a converted or unpickled buffer ------------------

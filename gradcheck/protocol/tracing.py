@@ -141,6 +141,10 @@ class AccessTracer:
             for obj, cls in swapped:
                 object.__setattr__(obj, "__class__", cls)
 
+    def traced(self, phase):
+        """Whether calls were traced under the name ``phase``."""
+        return phase in self._events
+
     def first_reads(self, phase):
         """``[(id(obj), name)]`` read before any write in ``phase``, in the order of the reads."""
         return [k for k, kind in self._events[phase][0].items() if kind == "r"]
