@@ -133,6 +133,14 @@ class Ties:
     def failed(self):
         return [t for t in self.groups if t.failed]
 
+    @property
+    def verified(self):
+        """The members of the groups smooth along their direction whose sum passed: each
+        within its one-sided hull and the group's projection checked, all that a valid
+        generalized gradient satisfies there (module notes); they count as checked for
+        the verdict's kink fraction."""
+        return {m for t in self.groups if t.smooth and not t.failed for m in t.members}
+
     def note(self):
         """What the groups ruled out, for the kinks' finding ("" without groups)."""
         smooth = [t for t in self.groups if t.smooth]
@@ -143,7 +151,11 @@ class Ties:
                 "elements checked along their common direction (the sum of each group's "
                 "gradient against the derivative along it; how it is split between the "
                 "tied elements is free)" + (f", {len(self.failed)} of them failing"
-                                            if self.failed else ""))
+                                            if self.failed else "")
+                + (f"; the {len(self.verified)} element(s) of the passing groups count as "
+                   "checked, not as kinks (each within its one-sided hull and its group's sum "
+                   "verified: all a generalized gradient satisfies there)"
+                   if self.verified else ""))
         if len(smooth) < len(self.groups):
             parts.append(f"{len(self.groups) - len(smooth)} group(s) of elements sharing a "
                          "kink not smooth along their common direction either, not checked")
