@@ -56,7 +56,9 @@ analytic values as stored (a third of ``dout`` three times is not ``dout``
 exactly) and the one-sided noise added: a slope jump hidden in the noise leaves
 the central difference within that of any subgradient. A group whose gap did not shrink stays at a kink, as
 its elements are. At most :data:`MAX_GROUPS` groups are checked (a random sample
-beyond, said in the note).
+beyond, said in the note). The members of the groups that pass count as checked
+for the verdict's kink fraction (:attr:`Ties.verified`); lone kinks and groups not
+smooth along their direction still count at kinks.
 
 References
 ----------
@@ -165,9 +167,12 @@ class Ties:
     @property
     def verified(self):
         """The members of the groups smooth along their direction whose sum passed: each
-        within its one-sided hull and the group's projection checked, all that a valid
-        generalized gradient satisfies there (module notes); they count as checked for
-        the verdict's kink fraction."""
+        within its one-sided hull and the group's projection checked. At a tie of a max the
+        generalized gradient restricted to the group is exactly that set (the simplex
+        scaled by the upstream gradient: each between its one-sided derivatives, the sum
+        fixed [1]_), so they count as checked for the verdict's kink fraction. (At a tie
+        of four or more values in a sort the permutohedron also bounds sums of pairs,
+        which is not checked.)"""
         return {m for t in self.groups if t.smooth and not t.failed for m in t.members}
 
     def note(self):
@@ -183,7 +188,7 @@ class Ties:
                                             if self.failed else "")
                 + (f"; the {len(self.verified)} element(s) of the passing groups count as "
                    "checked, not as kinks (each within its one-sided hull and its group's sum "
-                   "verified: all a generalized gradient satisfies there)"
+                   "verified: at a tie of a max, all a generalized gradient satisfies)"
                    if self.verified else ""))
         if len(smooth) < len(self.groups):
             parts.append(f"{len(self.groups) - len(smooth)} group(s) of elements sharing a "
