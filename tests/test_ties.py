@@ -117,6 +117,23 @@ def test_maxpool_over_relu_outputs_fails_iff_ties_are_counted_once_per_element(s
         assert report.result("x").verdict != "FAIL", str(report)
 
 
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), shift=st.sampled_from([0.0, 0.5, 1.0]),
+       strategy=st.sampled_from(["projection", "jacobian"]))
+def test_maxpool_ties_under_projection_and_jacobian(seed, shift, strategy):
+    """As above, under the strategies that judge directions and Jacobian entries: the
+    double-counting backward FAILs whenever a window is tied; the split and the first
+    argmax never FAIL."""
+    x = np.maximum(0, np.random.default_rng(seed).normal(size=(2, 2, 6, 6)) - shift)
+    xr = x.reshape(2, 2, 3, 2, 3, 2)
+    tied = int(np.sum(np.sum(xr == xr.max(axis=(3, 5), keepdims=True), axis=(3, 5)) > 1))
+    bad = check_function(pool_forward, pool_backward_all_ties, x, POOL, strategy=strategy)
+    assert (bad.result("x").verdict == "FAIL") == (tied > 0), str(bad)
+    for backward in (pool_backward_split, pool_backward_first):
+        report = check_function(pool_forward, backward, x, POOL, strategy=strategy)
+        assert report.result("x").verdict != "FAIL", str(report)
+
+
 def test_a_wrong_split_within_each_hull_fails():
     """(dout, dout/4) at a two-way tie: each inside its hull [0, dout], the sum 1.25 dout.
 
