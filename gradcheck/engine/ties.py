@@ -41,7 +41,8 @@ no gradient for at those outputs is not looked for (it is either not tied, or
 its ``0`` lies outside the hull of a tied element and it was flagged); a kink
 whose support is dense (every output, or more than
 :attr:`gradcheck.engine.perturb.Reduce.SUPPORT_MAX`) puts every kink in one
-group already and is not looked around.
+group already and is not looked around; a tie none of whose elements is found at a
+kink (``dout/2`` to each of three tied elements, ``1.5 dout`` in all) is not seen.
 
 Check. Along ``w = sum_{i in S} h_i e_i`` (the group's refinement steps) at ``t =
 +-1``, two forward calls give the central difference and both one-sided ones;
