@@ -511,9 +511,9 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
 def _ties_note(st):
     """What the kinks' finding says was and was not ruled out at the ties."""
     note = "" if st.ties is None else st.ties.note()
-    grouped = 0 if st.ties is None else sum(len(t.members) for t in st.ties.groups
-                                            if t.smooth)
-    rest = sum(ok for *_, ok in st.kinks) - grouped
+    grouped = set() if st.ties is None else {m for t in st.ties.groups if t.smooth
+                                             for m in t.members}
+    rest = len({i for i, *_, ok in st.kinks if ok} - grouped)  # partners joined are no kinks
     if not note:
         return ("A gradient split wrongly between tied elements (a max-pool tie) lies "
                 "inside each element's hull and is not caught here")
