@@ -12,11 +12,21 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import gradcheck.engine.elementwise as elementwise
+import gradcheck.engine.jacobian as jacobian
+import gradcheck.engine.projection as projection
 import gradcheck.engine.ties as ties
 from gradcheck import check_function
 from gradcheck.engine.ties import tie_groups
 
 POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+STRATEGIES = ["auto", "elementwise", "projection", "jacobian"]
+
+
+def without_ties(monkeypatch):
+    """No tie check in any strategy."""
+    for module in (elementwise, projection, jacobian):
+        monkeypatch.setattr(module, "TieCheck", lambda *a, **k: None)
 
 
 def pool_forward(x, pool_param):
@@ -66,7 +76,7 @@ def finding(report, kind):
     return [f for f in report.findings if f.kind == kind]
 
 
-@pytest.mark.parametrize("strategy", ["auto", "elementwise"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_double_counted_maxpool_ties_fail(strategy):
     report = check_function(pool_forward, pool_backward_all_ties, relu_pooled_input(), POOL,
                             strategy=strategy)
@@ -80,7 +90,7 @@ def test_double_counted_maxpool_ties_fail(strategy):
 
 
 @pytest.mark.parametrize("backward", [pool_backward_split, pool_backward_first])
-@pytest.mark.parametrize("strategy", ["auto", "elementwise"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_correct_maxpool_ties_pass_and_say_what_was_checked(backward, strategy):
     report = check_function(pool_forward, backward, relu_pooled_input(), POOL,
                             strategy=strategy)
@@ -104,6 +114,23 @@ def test_maxpool_over_relu_outputs_fails_iff_ties_are_counted_once_per_element(s
     assert (bad.result("x").verdict == "FAIL") == (tied > 0), str(bad)
     for backward in (pool_backward_split, pool_backward_first):
         report = check_function(pool_forward, backward, x, POOL)
+        assert report.result("x").verdict != "FAIL", str(report)
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), shift=st.sampled_from([0.0, 0.5, 1.0]),
+       strategy=st.sampled_from(["projection", "jacobian"]))
+def test_maxpool_ties_under_projection_and_jacobian(seed, shift, strategy):
+    """As above, under the strategies that judge directions and Jacobian entries: the
+    double-counting backward FAILs whenever a window is tied; the split and the first
+    argmax never FAIL."""
+    x = np.maximum(0, np.random.default_rng(seed).normal(size=(2, 2, 6, 6)) - shift)
+    xr = x.reshape(2, 2, 3, 2, 3, 2)
+    tied = int(np.sum(np.sum(xr == xr.max(axis=(3, 5), keepdims=True), axis=(3, 5)) > 1))
+    bad = check_function(pool_forward, pool_backward_all_ties, x, POOL, strategy=strategy)
+    assert (bad.result("x").verdict == "FAIL") == (tied > 0), str(bad)
+    for backward in (pool_backward_split, pool_backward_first):
+        report = check_function(pool_forward, backward, x, POOL, strategy=strategy)
         assert report.result("x").verdict != "FAIL", str(report)
 
 
@@ -177,9 +204,10 @@ def relu_backward(dout, x):
     return dout * (x > 0)
 
 
-def test_relu_at_exactly_zero_stays_a_kink_not_checked_and_costs_nothing(monkeypatch):
-    """A ReLU at 0 alone has no smooth direction: listed and excluded as before, no group,
-    no forward call more."""
+def test_relu_at_exactly_zero_stays_a_kink_not_checked_and_costs_one_call(monkeypatch):
+    """A ReLU at 0 alone has no smooth direction: listed and excluded as before, no group;
+    one forward call more (the backward over its outputs that looks for tied partners not
+    found at a kink: it names none, so nothing is measured)."""
     x = np.random.default_rng(1).normal(size=(6, 7))
     x[1, 2] = x[4, 5] = 0.0
     report = check_function(relu, relu_backward, x, strategy="elementwise")
@@ -189,7 +217,8 @@ def test_relu_at_exactly_zero_stays_a_kink_not_checked_and_costs_nothing(monkeyp
     assert "tie group" not in note.message and "is not caught here" in note.message
     monkeypatch.setattr(elementwise, "TieCheck", lambda *a, **k: None)
     without = check_function(relu, relu_backward, x, strategy="elementwise")
-    assert without.forward_calls == report.forward_calls
+    assert report.forward_calls - without.forward_calls == 1
+    assert report.backward_calls - without.backward_calls == 1
 
 
 def test_a_group_not_smooth_along_its_direction_stays_unchecked():
@@ -222,23 +251,35 @@ def smooth_backward(dout, x):
     return dout * (np.tanh(x) + x * (1.0 - np.tanh(x) ** 2))
 
 
-@pytest.mark.parametrize("strategy", ["auto", "elementwise"])
+def never(*args, **kwargs):
+    raise AssertionError("called without kinks")
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_inputs_without_kinks_cost_no_forward_call_more(monkeypatch, strategy):
+    """Neither the tie check, the partner lookup nor the projection's kink descent runs."""
     x = np.random.default_rng(3).normal(size=(6, 9))
-    report = check_function(smooth, smooth_backward, x, strategy=strategy)
+    with monkeypatch.context() as m:
+        m.setattr(ties.TieCheck, "_partners", never)
+        m.setattr(ties.TieCheck, "_check", never)
+        m.setattr(projection._ProbeRefiner, "_crosses", never)
+        report = check_function(smooth, smooth_backward, x, strategy=strategy)
     assert report.passed and not report.result("x").kinks, str(report)
-    monkeypatch.setattr(elementwise, "TieCheck", lambda *a, **k: None)
+    without_ties(monkeypatch)
     without = check_function(smooth, smooth_backward, x, strategy=strategy)
     assert without.forward_calls == report.forward_calls
+    assert without.backward_calls == report.backward_calls
 
 
-def test_each_tie_group_costs_two_forward_calls(monkeypatch):
+def test_each_tie_group_costs_two_forward_calls_plus_one_for_partners(monkeypatch):
+    """Two calls a group, and one backward (with its forward) over the kinks' outputs that
+    finds no partner outside the kinks (every tied element is one here)."""
     x = relu_pooled_input()
     report = check_function(pool_forward, pool_backward_split, x, POOL, strategy="elementwise")
     monkeypatch.setattr(elementwise, "TieCheck", lambda *a, **k: None)
     without = check_function(pool_forward, pool_backward_split, x, POOL,
                              strategy="elementwise")
-    assert report.forward_calls - without.forward_calls == 2 * 5
+    assert report.forward_calls - without.forward_calls == 2 * 5 + 1
 
 
 def test_at_most_max_groups_are_checked_and_the_note_says_so(monkeypatch):
@@ -275,3 +316,88 @@ def test_tie_groups_are_the_components_of_shared_outputs(supports):
         expected.append(sorted(comp))
     expected = sorted(c for c in expected if len(c) >= 2)
     assert [g.tolist() for g in tie_groups(elements, supports)] == expected
+
+
+def test_projection_at_a_tie_is_no_false_fail_and_its_tie_groups_are_checked():
+    """A probe moving a four-way tie by (+, +, +, -) has central difference 0 where the even
+    split gives h/2, and every half of it passes: the probe was left failing (margin 3e8).
+    Its step search sees the kink; the bisection descends into halves crossing one."""
+    report = check_function(pool_forward, pool_backward_split, relu_pooled_input(), POOL,
+                            strategy="projection")
+    r = report.result("x")
+    assert r.verdict == "PASS" and r.margin <= 1.0, str(report)
+    assert len({i for i, *_ in r.kinks}) == 20
+
+
+def two_way_ties():
+    """Rows 0 and 2 with their max tied at two places."""
+    return np.array([[3.0, 3.0, 1.0, 0.5], [0.1, 2.0, -1.0, 0.7], [1.0, -2.0, 1.0, 0.3]])
+
+
+def row_max_full_and_half(dout, x):
+    """``(dout, dout/2)`` at each two-way tie: the second element's value is its own central
+    difference (never found at a kink), the sum 1.5 dout."""
+    dx = row_max_all_ties(dout, x)
+    dx[0, 1] *= 0.5
+    dx[2, 2] *= 0.5
+    return dx
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_partner_at_its_own_central_difference_joins_its_group(strategy):
+    report = check_function(row_max, row_max_full_and_half, two_way_ties(), strategy=strategy)
+    assert report.result("x").verdict == "FAIL", str(report)
+    failed = finding(report, "tie-gradient")
+    assert len(failed) == 2 and all("at a tie of 2 elements" in f.message for f in failed)
+    (note,) = finding(report, "nondifferentiable")
+    assert "2 element(s) whose central difference lies mid-hull" in note.message
+    for backward in (row_max_split, row_max_first):
+        report = check_function(row_max, backward, two_way_ties(), strategy=strategy)
+        assert report.result("x").verdict == "PASS", str(report)
+
+
+def test_partners_beyond_max_joined_are_sampled_and_said(monkeypatch):
+    """Two partners to look at, one measured: its group fails, the other's is not checked
+    and the note says so."""
+    monkeypatch.setattr(ties, "MAX_JOINED", 1)
+    report = check_function(row_max, row_max_full_and_half, two_way_ties(),
+                            strategy="elementwise")
+    assert report.result("x").verdict == "FAIL", str(report)
+    assert len(finding(report, "tie-gradient")) == 1
+    (note,) = finding(report, "nondifferentiable")
+    assert ("1 element(s) sharing an output with a kink not looked at as tied partners (at "
+            "most 1, sampled)") in note.message
+
+
+@pytest.mark.parametrize("strategy", ["elementwise", "projection", "jacobian"])
+def test_verified_tie_groups_count_as_checked_for_the_kink_fraction(strategy):
+    """Half the elements tied in windows (48 four-way ties of 384): every one in a group
+    verified along its direction, so not at a kink for the 20 % rule (it was INCONCLUSIVE);
+    the double-counting backward still FAILs."""
+    x = np.maximum(0, np.random.default_rng(0).normal(size=(2, 3, 8, 8)) - 1.0)
+    report = check_function(pool_forward, pool_backward_split, x, POOL, strategy=strategy)
+    assert report.result("x").verdict == "PASS", str(report)
+    (note,) = finding(report, "nondifferentiable")
+    assert "the 192 element(s) of the passing groups count as checked" in note.message
+    bad = check_function(pool_forward, pool_backward_all_ties, x, POOL, strategy=strategy)
+    assert bad.result("x").verdict == "FAIL", str(bad)
+
+
+def test_lone_kinks_and_groups_not_smooth_still_count_at_kinks():
+    """ReLUs at 0 (alone, or two feeding one row sum: not smooth along the pair) above 20 %
+    of the elements leave the target INCONCLUSIVE, as before."""
+    x = np.random.default_rng(4).normal(size=(5, 4))
+    x[0, 0] = x[1, 1] = x[2, 3] = 0.0  # lone ReLU kinks
+    x[3, 0] = x[3, 2] = 0.0  # a pair feeding one output of the sum
+    report = check_function(relu, relu_backward, x, strategy="elementwise")
+    assert report.result("x").verdict == "INCONCLUSIVE", str(report)
+
+    def forward(x):
+        return np.maximum(x, 0).sum(axis=1), x
+
+    def backward(dout, x):
+        return (x > 0) * dout[:, None]
+
+    report = check_function(forward, backward, x, strategy="elementwise")
+    assert report.result("x").verdict == "INCONCLUSIVE", str(report)
+    assert "count as checked" not in str(report)

@@ -575,14 +575,38 @@ def test_the_jacobian_strategys_resolution_covers_its_refinement(method):
     assert bad.result("x").verdict == "FAIL", str(bad)
 
 
+class _Relu:
+    """``max(x, 0)``, its gradient 0 at 0 (inside the hull [0, 1], off its central 1/2)."""
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0.0)
+
+    def backward(self, dout):
+        return dout * (self.x > 0)
+
+
 @pytest.mark.parametrize("strategy", ["jacobian", "elementwise"])
 def test_the_kink_fraction_counts_elements_under_every_strategy(strategy):
-    """Sorting rows with ties in 6 of 8 elements: 75 % of the elements sit at kinks, an
-    INCONCLUSIVE. The jacobian strategy compared the 6 elements against its 32 entries
-    (19 %) and PASSed on a check of hulls alone."""
-    x = np.array([[1.0, 1.0, 1.0, -0.5], [0.3, 2.0, 2.0, 2.0]])
-    r = check_layer(SortRows(), x, strategy=strategy).result("x")
+    """A ReLU at 0 in 6 of 8 elements (lone kinks, no smooth direction): 75 % of the
+    elements sit at kinks, an INCONCLUSIVE. The jacobian strategy compared the 6 elements
+    against its 32 entries (19 %) and PASSed on a check of hulls alone."""
+    x = np.array([[0.0, 0.0, 0.0, -0.5], [0.3, 0.0, 0.0, 0.0]])
+    r = check_layer(_Relu(), x, strategy=strategy).result("x")
     assert r.verdict == "INCONCLUSIVE" and "6 of 8 elements sit at kinks" in r.inconclusive, r
+
+
+@pytest.mark.parametrize("strategy", ["jacobian", "elementwise"])
+def test_sorted_ties_verified_along_their_groups_count_as_checked(strategy):
+    """Sorting rows with three-way ties in 6 of 8 elements (was INCONCLUSIVE): each tie
+    group's sum is verified along the direction moving it, every element is within its
+    hull -- for a three-way tie all a generalized gradient (the permutohedron) satisfies --
+    so they count as checked."""
+    x = np.array([[1.0, 1.0, 1.0, -0.5], [0.3, 2.0, 2.0, 2.0]])
+    report = check_layer(SortRows(), x, strategy=strategy)
+    assert report.result("x").verdict == "PASS", str(report)
+    (note,) = [f.message for f in report.findings if f.kind == "nondifferentiable"]
+    assert "the 6 element(s) of the passing groups count as checked" in note
 
 
 @pytest.mark.parametrize("name, scale, strategy", [

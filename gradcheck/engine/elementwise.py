@@ -225,7 +225,7 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
     refiner = StepSearch(s.evaluate, arr, idx, s.refine_steps, problem.dout, problem.out0,
                          s.noise, seed=opts.seed)
     ties = TieCheck(s, problem.dout, problem.out0, ana.reshape(arr.shape), rule,
-                    refiner.supports, seed=opts.seed)
+                    refiner.supports, seed=opts.seed, smooth=refiner.smooth)
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy=strategy,
         method=method.name, numerical=num, analytic=ana[idx], rounding=rounding,

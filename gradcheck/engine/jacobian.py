@@ -9,6 +9,12 @@ entry is compared -- its rounding error is the measured noise of its own
 output over the step -- and the worst one is reported as ``(output index,
 input index)`` with both values. Meant for small layers: it costs
 ``out.size`` backward calls and ``out.size x n`` memory.
+
+Entries at a kink are judged on their one-sided hulls, as elements are; the
+input elements at a kink they share (a tie) are then checked together along
+the direction that moves them (:mod:`gradcheck.engine.ties`), on the gradient
+of ``L = sum(out * dout)`` the Jacobian gives (``dout @ J``): an entry ``1``
+for every tied element of a max lies in each entry's hull, their sum does not.
 """
 
 import numpy as np
@@ -17,6 +23,7 @@ from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.perturb import Columns, ElementMoves, differences
 from gradcheck.engine.refine import (REFINED_GAIN, Refined, level_factor, search,
                                      widen_nearby)
+from gradcheck.engine.ties import TieCheck
 from gradcheck.engine.tolerances import analytic_floor, rms, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
@@ -87,31 +94,13 @@ def _compare(problem, target, opts, Ja):
     rule, own = rules(value, tau, opts.atol, opts.rtol, s.noise.relative, method.estimates,
                       floor=floor)
 
-    def level(entries):
-        cols, where = np.unique(entries % n, return_inverse=True)
-        outs = entries // n
-
-        def at(k):
-            c, sp = _columns(s, problem, cols, s.refine_steps * level_factor(k), [(1.0, -1.0)],
-                             out0=problem.out0)
-            sp = sp[:, 0][where]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                D = c.C[outs, where, 0] / sp
-                Dp = c.P[outs, where, 0] / (sp / 2.0)
-                Dm = c.M[outs, where, 0] / (sp / 2.0)
-            return (D, Dp, Dm, s.noise.variance_std[outs],
-                    s.refine_steps[cols][where] * level_factor(k))
-        return at
-
-    class Refiner:
-        def refine(self, rows, analytic):
-            return _refine_columns(level, s, Ja, np.asarray(rows))
-
+    refiner = _ColumnRefiner(s, problem, Ja)
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy="jacobian",
         method=method.name, numerical=value, analytic=Ja.reshape(-1), rounding=rounding,
         estimate=est, rule=rule, own_rule=own, skipped=(span[:, 0] == 0)[np.arange(m * n) % n],
-        steps=s.steps, noise=s.noise, refiner=Refiner(),
+        steps=s.steps, noise=s.noise, refiner=refiner,
+        ties=_ties(problem, s, Ja, value.reshape(m, n), tau, refiner.supports),
         index=lambda r: tuple(int(j) for j in np.unravel_index(int(r) % n, arr.shape)),
         full=lambda st: {"numerical": st.num.reshape(m, n), "analytic": Ja,
                          "tolerances": st.allowed.reshape(m, n),
@@ -122,6 +111,67 @@ def _compare(problem, target, opts, Ja):
         # an entry outside its first tolerance is judged on its refined one: the resolution
         # promises that for every entry (as for elements)
         refined_rounding=REFINED_GAIN * sigma / np.tile(s.refine_steps, m))
+
+
+class _ColumnRefiner:
+    """The refiner of the Jacobian's entries (:func:`_refine_columns`).
+
+    Attributes
+    ----------
+    supports : dict
+        Input element -> its output support (the outputs its column changed at the
+        refinement's first level), for every element with an entry at a kink: the tie
+        groups' (:class:`gradcheck.engine.ties.TieCheck`).
+    """
+
+    def __init__(self, s, problem, Ja):
+        self.s, self.problem, self.Ja = s, problem, Ja
+        self.supports, self._first = {}, {}
+
+    def level(self, entries):
+        """``level(k)`` of :func:`gradcheck.engine.refine.search` for the entries
+        ``entries`` (their columns differentiated whole)."""
+        s, problem, n = self.s, self.problem, self.Ja.shape[1]
+        cols, where = np.unique(entries % n, return_inverse=True)
+        outs = entries // n
+
+        def at(k):
+            c, sp = _columns(s, problem, cols, s.refine_steps * level_factor(k), [(1.0, -1.0)],
+                             out0=problem.out0)
+            if k == 0:
+                self._first.update((int(col), np.flatnonzero(c.C[:, j, 0] != 0))
+                                   for j, col in enumerate(cols))
+            sp = sp[:, 0][where]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                D = c.C[outs, where, 0] / sp
+                Dp = c.P[outs, where, 0] / (sp / 2.0)
+                Dm = c.M[outs, where, 0] / (sp / 2.0)
+            return (D, Dp, Dm, s.noise.variance_std[outs],
+                    s.refine_steps[cols][where] * level_factor(k))
+        return at
+
+    def refine(self, rows, analytic):
+        rows = np.asarray(rows)
+        r = _refine_columns(self.level, self.s, self.Ja, rows)
+        for c in np.unique(rows[r.kink] % self.Ja.shape[1]).tolist():
+            if c in self._first:
+                self.supports[c] = self._first[c]
+        return r
+
+
+def _ties(problem, s, Ja, J, tau, supports):
+    """The :class:`~gradcheck.engine.ties.TieCheck` of the target, on ``L = sum(out * dout)``.
+
+    Its gradient is ``dout @ Ja`` (the Jacobian's own rows), judged by the rule the
+    elementwise strategy derives from the numerical ``dout @ J``.
+    """
+    opts, target = s.opts, s.target
+    dout = problem.dout.reshape(-1).astype(np.float64)
+    ana, num = dout @ Ja, dout @ J
+    rule, _ = rules(num, tau, opts.atol, opts.rtol, s.noise.relative, s.method.estimates,
+                    floor=analytic_floor(problem.analytic_noise()[target.name], ana, num))
+    return TieCheck(s, problem.dout, problem.out0, ana.reshape(s.arr.shape), rule, supports,
+                    seed=opts.seed)
 
 
 def _refine_columns(level, s, Ja, rows):

@@ -43,9 +43,11 @@ from gradcheck.engine import methods
 from gradcheck.engine.elementwise import prepare
 from gradcheck.engine.noise import scaled_norm
 from gradcheck.engine.perturb import DirectionMoves, Reduce, along, differences
-from gradcheck.engine.refine import (REFINED_GAIN, level_factor, Refined, StepSearch,
-                                     search)
-from gradcheck.engine.tolerances import analytic_floor, direction_floor, rms, rules
+from gradcheck.engine.refine import (REFINED_GAIN, level_factor, Refined, StepSearch, at_kink,
+                                     gap_seen, search)
+from gradcheck.engine.ties import TieCheck
+from gradcheck.engine.tolerances import (ROUNDING_SAFETY, analytic_floor, direction_floor, rms,
+                                         rules)
 from gradcheck.engine.verdict import Comparison
 
 __all__ = ["comparisons", "directional", "MAX_LOCATED"]
@@ -140,15 +142,25 @@ class _ProbeRefiner:
 
     The step search (:func:`gradcheck.engine.refine.search`) resolves a
     kink that lies within a step of the point; a probe that still fails is
-    localised (:func:`_bisect`). When the elements it finds are all kinks
+    localised (:func:`_bisect`). A probe whose step search found it at a kink
+    (its one-sided differences disagree beyond the noise) is not smooth along
+    its direction: its central difference need not match any generalized
+    gradient's projection (at a four-way max-pool tie moved by ``(+, +, +, -)``
+    it is ``0`` where the even split gives ``h/2``), and halves that pass may
+    still cross the kink, so the bisection also descends into every half that
+    crosses one (:meth:`_crosses`). When the elements it finds are all kinks
     whose analytic value lies within their one-sided derivatives, the probe
-    is explained by them (and listed as such); wrong elements are reported.
+    is explained by them (and listed as such), as is a probe at a kink where
+    none is found; wrong elements are reported. The kink elements' output
+    supports are kept in :attr:`supports`, for the tie groups
+    (:class:`gradcheck.engine.ties.TieCheck`).
     """
 
     def __init__(self, problem, setup, d):
         self.problem, self.s, self.d = problem, setup, d
         self.known = ([], [])  # kinks and resolved elements found by earlier probes
         self.wrong_found = False
+        self.supports = {}
 
     def _level(self, p, ana, mask=None):
         """The step-search levels of probe ``p`` (restricted to ``mask``), as differences
@@ -189,6 +201,7 @@ class _ProbeRefiner:
     def _one(self, p, ana):
         """``(value, rounding, estimate, step, kinks, wrong, analytic)`` of probe ``p``."""
         r = search(self._level(p, ana), np.array([ana]))
+        crosses = (lambda mask: self._crosses(p, mask)) if r.kink[0] else None
         _, allowed = self.d.rule.apply(r.value, r.rounding, r.estimate)
         base = (float(r.value[0]), float(r.rounding[0]), float(r.estimate[0]),
                 float(r.step[0]))
@@ -206,10 +219,12 @@ class _ProbeRefiner:
         masked = None
         for _ in range(LOCALISE_ROUNDS):  # each round takes out what it explained, then
             wrong, more_kinks, more_resolved = _bisect(  # looks at the rest again
-                self.problem, self.s, self.d, p, exclude=self._excluded(kinks, resolved))
+                self.problem, self.s, self.d, p, self._excluded(kinks, resolved), crosses,
+                self.supports)
             if wrong or not (kinks or resolved or more_kinks or more_resolved):
-                self.wrong_found = bool(wrong)
-                return base + (kinks + more_kinks, wrong, ana)
+                self.wrong_found = bool(wrong)  # at a kink and nothing found: not smooth
+                return base + (kinks + more_kinks, wrong, ana) + ((crosses is not None
+                                                                   and not wrong),)
             if not (more_kinks or more_resolved):  # nothing new: what is left is how the
                 break  # kinks found interact along the direction (ties in one window)
             kinks, resolved = kinks + more_kinks, resolved + more_resolved
@@ -222,6 +237,22 @@ class _ProbeRefiner:
         if masked is None:
             masked = self._masked(p, kinks, resolved)
         return masked + (True,)  # no wrong element, only kinks: explained by them
+
+    def _crosses(self, p, mask):
+        """Whether probe ``p``'s direction within ``mask`` crosses a kink: its one-sided gap
+        stands above the noise and does not shrink at an eighth of the step
+        (:func:`gradcheck.engine.refine.at_kink`). Two forward calls, four when the gap is
+        seen."""
+        at = self._level(p, 0.0, mask)  # the gap does not depend on the analytic shift
+
+        def gap_and_noise(level):
+            _, plus, minus, sigma, h = level
+            return np.abs(plus - minus), ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
+        levels = [gap_and_noise(at(1))]
+        if not gap_seen(*levels[0])[0]:
+            return False
+        levels.append(gap_and_noise(at(3)))
+        return bool(at_kink(*zip(*levels))[0])
 
     def _excluded(self, kinks, resolved):
         return [np.ravel_multi_index(i, self.s.arr.shape) for i, *_ in kinks] + list(resolved)
@@ -254,12 +285,14 @@ def _compare(problem, target, opts, probes, setup=None, spread=False):
                       floor=direction_floor(element_floor, s.steps))
     scale = rule.scale / (np.sqrt(num.size and s.steps.size) * step_rms)
     d.rule, d.element_rule = rule, _element_rule(rule, scale, element_floor)
+    refiner = _ProbeRefiner(problem, s, d)
     comp = Comparison(
         name=target.name, shape=target.array.shape, dtype=str(target.array.dtype),
         strategy="projection", method=s.method.name, numerical=num, analytic=ana,
         rounding=rounding, estimate=est, rule=rule, own_rule=own, skipped=np.zeros(k, bool),
         steps=s.steps, index=lambda r: (int(r),), noise=s.noise,
-        refiner=_ProbeRefiner(problem, s, d),
+        refiner=refiner, ties=TieCheck(s, probes[0][0], problem.out0, probes[0][1][target.name],
+                                   d.element_rule, refiner.supports, seed=opts.seed),
         # a ±1 direction's smallest magnitude is 1 (random ones in [1/2, 1] when spread)
         resolution_factor=1.0 / (float(np.min(s.steps)) * (float(np.min(
             np.abs(d.v), initial=1.0)) if spread else 1.0)),
@@ -291,14 +324,16 @@ def _element_rule(rule, scale, floor):
     return replace(rule, scale=float(scale), floor=float(floor))
 
 
-def _bisect(problem, s, d, p, exclude=()):
+def _bisect(problem, s, d, p, exclude=(), crosses=None, supports=None):
     """``(wrong, kinks, resolved)`` along probe ``p``.
 
     ``wrong``: ``[(index, numerical, analytic)]`` of the wrong elements;
     ``kinks``: ``[(index, minus, plus, ok)]``; ``resolved``: flat indices of
     elements whose directional check failed but whose own, refined derivative
     matches (they needed smaller steps). Elements in ``exclude`` (explained by an
-    earlier round) are left out of the direction.
+    earlier round) are left out of the direction. ``crosses(mask) -> bool``
+    (:meth:`_ProbeRefiner._crosses`): a half that passes is still split when it
+    crosses a kink. ``supports``: where the kink elements' output supports are kept.
     """
     arr, rule, element_rule = s.arr, d.rule, d.element_rule
     u, grads = d.probes[p]
@@ -306,7 +341,7 @@ def _bisect(problem, s, d, p, exclude=()):
     stack = [np.setdiff1d(np.arange(arr.size), np.asarray(exclude, dtype=int))]
     wrong, kinks, resolved = [], [], []
     search = StepSearch(s.evaluate, arr, np.arange(arr.size), s.refine_steps, u, problem.out0,
-                        s.noise, seed=s.opts.seed)
+                        s.noise, seed=s.opts.seed, supports=supports)
     while stack and len(wrong) < MAX_LOCATED:
         block = stack.pop()
         if len(block) == 1:
@@ -327,9 +362,10 @@ def _bisect(problem, s, d, p, exclude=()):
         for half in (block[: len(block) // 2], block[len(block) // 2:]):
             mask = np.zeros(arr.size)
             mask[half] = 1.0
-            num, ana, est = d.value(p, mask.reshape(arr.shape))
+            mask = mask.reshape(arr.shape)
+            num, ana, est = d.value(p, mask)
             _, allowed = rule.apply(np.array([num]), np.array([s.method.gain * d.level[p]]),
                                     np.array([est]))
-            if abs(num - ana) > allowed[0]:
+            if abs(num - ana) > allowed[0] or (crosses is not None and crosses(mask)):
                 stack.append(half)
     return wrong, kinks, resolved

@@ -197,19 +197,24 @@ class StepSearch:
     dout, out0 : ndarray, shape (n_out,)
     noise : gradcheck.engine.noise.NoiseEstimate
     seed : int
+    supports : dict or None
+        Where to keep the kinks' supports (shared by several searches; ``None``: a new one).
 
     Attributes
     ----------
     supports : dict
         Flat element -> its output support (:attr:`~gradcheck.engine.perturb.Reduce.
         supports`, at the first level's steps), for every element found at a kink.
+    smooth : set of int
+        Flat elements refined and not found at a kink (their one-sided differences agree).
     """
 
-    def __init__(self, evaluate, arr, idx, steps, dout, out0, noise, seed=0):
+    def __init__(self, evaluate, arr, idx, steps, dout, out0, noise, seed=0, supports=None):
         self.evaluate, self.arr, self.idx, self.steps = evaluate, arr, np.asarray(idx), steps
         self.dout, self.out0, self.noise, self.seed = dout, out0, noise, seed
         self.calls = 0
-        self.supports, self._first = {}, []
+        self.supports, self._first = ({} if supports is None else supports), []
+        self.smooth = set()
 
     def _level(self, elements, k):
         """Central and one-sided differences of ``elements`` at the steps ``h level_factor(k)``."""
@@ -238,6 +243,8 @@ class StepSearch:
         for e, support, kink in zip(elements.tolist(), self._first, r.kink):
             if kink:
                 self.supports[e] = support
+            else:
+                self.smooth.add(e)
         self._first = []
         return r
 

@@ -22,7 +22,27 @@ Groups. The elements found at kinks (inside their one-sided hull) whose output
 supports -- the outputs their refinement's first perturbation changed
 (:attr:`gradcheck.engine.refine.StepSearch.supports`) -- share an output belong
 together (union-find over the outputs). A group of one (a ReLU exactly at 0)
-has no smooth direction: it is not checked, and costs nothing.
+has no smooth direction: it is not checked, and costs no forward call to check.
+
+Partners not found at a kink. A tied element whose analytic value equals its own
+central difference (``dout/2`` at a two-way tie: the midpoint of its one-sided
+derivatives ``0`` and ``dout``) passes its first tolerance, is never refined and
+never found at a kink; its group would miss it (a group of one, not checked:
+``(dout, dout/2)`` sums to ``1.5 dout`` unseen). So, before grouping, one
+``backward`` of ``dout`` restricted to the kink elements' output supports (one
+forward and one backward call per target with kinks) names the elements that
+backward says feed those outputs; those not yet refined (at most
+:data:`MAX_JOINED`, sampled beyond) get their one-sided differences at their
+refinement step (two forward calls each), and one joins the kinks when its
+output support overlaps theirs, its one-sided gap stands above the noise
+(:func:`gradcheck.engine.refine.gap_seen`) and its analytic value lies within its
+one-sided hull (plus its tolerance). Limitations: an element the backward gives
+no gradient for at those outputs is not looked for (it is either not tied, or
+its ``0`` lies outside the hull of a tied element and it was flagged); a kink
+whose support is dense (every output, or more than
+:attr:`gradcheck.engine.perturb.Reduce.SUPPORT_MAX`) puts every kink in one
+group already and is not looked around; a tie none of whose elements is found at a
+kink (``dout/2`` to each of three tied elements, ``1.5 dout`` in all) is not seen.
 
 Check. Along ``w = sum_{i in S} h_i e_i`` (the group's refinement steps) at ``t =
 +-1``, two forward calls give the central difference and both one-sided ones;
@@ -37,7 +57,9 @@ analytic values as stored (a third of ``dout`` three times is not ``dout``
 exactly) and the one-sided noise added: a slope jump hidden in the noise leaves
 the central difference within that of any subgradient. A group whose gap did not shrink stays at a kink, as
 its elements are. At most :data:`MAX_GROUPS` groups are checked (a random sample
-beyond, said in the note).
+beyond, said in the note). The members of the groups that pass count as checked
+for the verdict's kink fraction (:attr:`Ties.verified`); lone kinks and groups not
+smooth along their direction still count at kinks.
 
 References
 ----------
@@ -52,14 +74,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gradcheck.engine import methods
-from gradcheck.engine.perturb import along
+from gradcheck.engine.perturb import ElementMoves, Reduce, along, differences
 from gradcheck.engine.refine import RATIO, at_kink, gap_seen
 from gradcheck.engine.tolerances import ROUNDING_SAFETY, direction_floor, rounding_error
 
-__all__ = ["Tie", "Ties", "TieCheck", "tie_groups", "MAX_GROUPS"]
+__all__ = ["Tie", "Ties", "TieCheck", "tie_groups", "MAX_GROUPS", "MAX_JOINED"]
 
 #: Tie groups checked at most per target (a random sample beyond).
 MAX_GROUPS = 64
+
+#: Elements measured at most per target for partners of the kinks not found at one (module
+#: notes; a random sample beyond).
+MAX_JOINED = 64
 
 
 @dataclass(frozen=True)
@@ -124,14 +150,31 @@ class Ties:
         The groups checked.
     skipped : int
         Groups beyond :data:`MAX_GROUPS`, not checked.
+    joined : int
+        Elements not found at a kink that joined a group (partners; module notes).
+    unmeasured : int
+        Elements sharing an output with a kink beyond :data:`MAX_JOINED`, not measured.
     """
 
     groups: tuple
     skipped: int = 0
+    joined: int = 0
+    unmeasured: int = 0
 
     @property
     def failed(self):
         return [t for t in self.groups if t.failed]
+
+    @property
+    def verified(self):
+        """The members of the groups smooth along their direction whose sum passed: each
+        within its one-sided hull and the group's projection checked. At a tie of a max the
+        generalized gradient restricted to the group is exactly that set (the simplex
+        scaled by the upstream gradient: each between its one-sided derivatives, the sum
+        fixed [1]_), so they count as checked for the verdict's kink fraction. (At a tie
+        of four or more values in a sort the permutohedron also bounds sums of pairs,
+        which is not checked.)"""
+        return {m for t in self.groups if t.smooth and not t.failed for m in t.members}
 
     def note(self):
         """What the groups ruled out, for the kinks' finding ("" without groups)."""
@@ -143,13 +186,23 @@ class Ties:
                 "elements checked along their common direction (the sum of each group's "
                 "gradient against the derivative along it; how it is split between the "
                 "tied elements is free)" + (f", {len(self.failed)} of them failing"
-                                            if self.failed else ""))
+                                            if self.failed else "")
+                + (f"; the {len(self.verified)} element(s) of the passing groups count as "
+                   "checked, not as kinks (each within its one-sided hull and its group's sum "
+                   "verified: at a tie of a max, all a generalized gradient satisfies)"
+                   if self.verified else ""))
         if len(smooth) < len(self.groups):
             parts.append(f"{len(self.groups) - len(smooth)} group(s) of elements sharing a "
                          "kink not smooth along their common direction either, not checked")
+        if self.joined:
+            parts.append(f"{self.joined} element(s) whose central difference lies mid-hull "
+                         "(never found at a kink) joined their tie's group")
         if self.skipped:
             parts.append(f"{self.skipped} more group(s) not checked (at most {MAX_GROUPS}, "
                          "sampled)")
+        if self.unmeasured:
+            parts.append(f"{self.unmeasured} element(s) sharing an output with a kink not "
+                         f"looked at as tied partners (at most {MAX_JOINED}, sampled)")
         return "; ".join(parts)
 
 
@@ -207,24 +260,82 @@ class TieCheck:
     supports : dict
         The refiner's output supports of the kink elements (filled as it refines).
     seed : int
+    smooth : set of int
+        Flat elements refined and not found at a kink (not looked at as partners).
+    vjp : callable or None
+        ``vjp(u) -> gradient of sum(out * u)`` in the target's shape (``None``: the
+        problem's, for this target); finds the partners not found at a kink.
     """
 
-    def __init__(self, setup, dout, out0, analytic, rule, supports, seed=0):
+    def __init__(self, setup, dout, out0, analytic, rule, supports, seed=0, smooth=(),
+                 vjp=None):
         self.s, self.dout, self.out0, self.analytic = setup, dout, out0, analytic
-        self.rule, self.supports, self.seed = rule, supports, seed
+        self.rule, self.supports, self.seed, self.smooth = rule, supports, seed, smooth
+        self.vjp = vjp or (lambda u: setup.problem.vjp(u)[setup.target.name])
 
     def __call__(self, kinks):
         """The :class:`Ties` of ``kinks`` (``(index, minus, plus, ok)``: the ``ok`` ones)."""
         shape = self.s.arr.shape
         flat = [int(np.ravel_multi_index(i, shape)) for i, *_, ok in kinks
                 if ok and int(np.ravel_multi_index(i, shape)) in self.supports]
-        groups = tie_groups(flat, self.supports)
+        joined, unmeasured = self._partners(flat) if flat else ({}, 0)
+        supports = {**self.supports, **joined}
+        flat += sorted(joined)
+        groups = tie_groups(flat, supports)
         skipped = max(0, len(groups) - MAX_GROUPS)
         if skipped:
             rng = np.random.default_rng([self.seed, 17])
             keep = np.sort(rng.choice(len(groups), size=MAX_GROUPS, replace=False))
             groups = [groups[k] for k in keep]
-        return Ties(tuple(self._check(g) for g in groups), skipped)
+        grouped = {int(e) for g in groups for e in g}
+        return Ties(tuple(self._check(g) for g in groups), skipped,
+                    len(grouped & set(joined)), unmeasured)
+
+    def _partners(self, flat):
+        """``({element: support}, unmeasured)``: the kinks' tied partners not found at a
+        kink (module notes)."""
+        s, n_out = self.s, self.out0.size
+        covered = [self.supports[e] for e in flat]
+        if any(c is None or len(c) >= n_out for c in covered):
+            return {}, 0  # dense: every kink shares an output already
+        union = np.unique(np.concatenate(covered))
+        u = np.zeros(n_out, dtype=self.out0.dtype)
+        u[union] = np.asarray(self.dout).reshape(-1)[union]
+        fed = np.flatnonzero(np.asarray(self.vjp(u)).reshape(-1))
+        known = set(flat) | set(self.smooth)
+        candidates = np.array([e for e in fed.tolist() if e not in known], dtype=np.intp)
+        unmeasured = max(0, len(candidates) - MAX_JOINED)
+        if unmeasured:
+            rng = np.random.default_rng([self.seed, 19])
+            candidates = np.sort(rng.choice(candidates, size=MAX_JOINED, replace=False))
+        if not len(candidates):
+            return {}, unmeasured
+        tied, found = self._one_sided(candidates)
+        return {int(e): sup for e, sup, t in zip(candidates, found, tied)
+                if t and sup is not None and np.intersect1d(sup, union).size}, unmeasured
+
+    def _one_sided(self, elements):
+        """``(tied, supports)``: where the one-sided differences of ``elements`` at their
+        refinement steps disagree beyond the noise with the analytic value inside their
+        hull, and the outputs each changed (two forward calls per element)."""
+        s = self.s
+        sink = Reduce(self.dout, len(elements), 1, out0=self.out0, one_sided=True,
+                      noise_w=s.noise.weights, supports=True)
+        span = differences(s.evaluate, ElementMoves(s.arr, elements, s.refine_steps),
+                           [(1.0, -1.0)], sink, self.out0)[:, 0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plus = np.where(span > 0, 2.0 * sink.P[:, 0] / span, 0.0)
+            minus = np.where(span > 0, 2.0 * sink.M[:, 0] / span, 0.0)
+        h = s.refine_steps[elements]
+        sigma = s.noise.of_support(sink.noise)
+        side = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
+        central = (plus + minus) / 2.0
+        _, allowed = self.rule.apply(central, rounding_error(
+            sigma, h, methods.get("central").gain))
+        g = self.analytic.reshape(-1)[elements].astype(np.float64)
+        tol = allowed + side
+        inside = (g >= np.minimum(plus, minus) - tol) & (g <= np.maximum(plus, minus) + tol)
+        return gap_seen(np.abs(plus - minus), side) & inside & (span > 0), sink.supports
 
     def _level(self, w, scale):
         """``(D, A, gap, side, sigma)`` along ``w``, in units of ``scale``."""

@@ -23,7 +23,10 @@ refiner -- and :func:`decide` turns it into one
 4. **verdict**: ``FAIL`` if any item fails; else ``INCONCLUSIVE`` when the
    check could not have caught an error of practical size -- nothing could
    be checked, the numerical gradient is indistinguishable from zero, more
-   than ``max_kink_fraction`` of the items sit at kinks, or the resolution
+   than ``max_kink_fraction`` of the items sit at kinks (not counting the members
+   of tie groups verified along their direction, :attr:`gradcheck.engine.ties.
+   Ties.verified`: each within its one-sided hull and the group's sum checked,
+   all a generalized gradient must satisfy there), or the resolution
    (the largest tolerance, as a single-element error) is coarser than
    ``min_resolution`` times the gradient's scale, or (last) only a sample of
    the elements was checked (:func:`sampled_only`); else ``PASS``.
@@ -69,7 +72,7 @@ class Policy:
         gradient's scale is INCONCLUSIVE.
     max_kink_fraction : float
         A target with more than this fraction of its items at kinks is
-        INCONCLUSIVE.
+        INCONCLUSIVE (members of verified tie groups count as checked).
     expect_zero : bool
         The caller says this target's gradient is zero for every input (a
         bias before a train-mode batch normalisation).
@@ -395,7 +398,8 @@ def _verdict(comp, st, checked, scale, resolution, policy):
             f"{scale:.2g} <= its tolerance): a wrong backward of this size would pass. Use "
             "another input or dout (a batch of N >= 2 for batch statistics), or declare it "
             "with expect_zero if the gradient is zero by the layer's structure")
-    at_kinks = len({i for i, *_, ok in st.kinks if ok})
+    verified = set() if st.ties is None else st.ties.verified
+    at_kinks = len({i for i, *_, ok in st.kinks if ok} - verified)
     # in elements: a Jacobian's items are its entries, every element has a column of them
     size = {"projection": max(n, int(np.prod(comp.shape))),
             "jacobian": int(np.prod(comp.shape))}.get(comp.strategy, n)
@@ -404,8 +408,10 @@ def _verdict(comp, st, checked, scale, resolution, policy):
         return "INCONCLUSIVE", (
             f"{at_kinks + coarse} of {size} elements sit at kinks or could only be resolved "
             "coarsely there, where only the hull of the one-sided derivatives (or a loose "
-            "tolerance) was checked: use an input away from kinks (ReLU at 0, ties in max "
-            "pooling)")
+            "tolerance) was checked" + (f" ({len(verified)} more in tie groups verified along "
+                                        "their direction count as checked)" if verified
+                                        else "")
+            + ": use an input away from kinks (ReLU at 0, ties in max pooling)")
     relative = resolution / scale if scale > 0 else np.inf
     if relative > policy.min_resolution:
         return "INCONCLUSIVE", (
@@ -528,9 +534,9 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
 def _ties_note(st):
     """What the kinks' finding says was and was not ruled out at the ties."""
     note = "" if st.ties is None else st.ties.note()
-    grouped = 0 if st.ties is None else sum(len(t.members) for t in st.ties.groups
-                                            if t.smooth)
-    rest = sum(ok for *_, ok in st.kinks) - grouped
+    grouped = set() if st.ties is None else {m for t in st.ties.groups if t.smooth
+                                             for m in t.members}
+    rest = len({i for i, *_, ok in st.kinks if ok} - grouped)  # partners joined are no kinks
     if not note:
         return ("A gradient split wrongly between tied elements (a max-pool tie) lies "
                 "inside each element's hull and is not caught here")
