@@ -361,8 +361,9 @@ def constant_factor(result):
     """``c`` when a failing target's analytic gradient is ``c`` times its numerical one at
     every checked element (within each element's tolerance scaled by ``|c|``), else None.
 
-    Only elements whose numerical value is above ten tolerances take part (at least two);
-    a Jacobian (entries, not a gradient) or a vanished gradient gives None.
+    ``c`` is read from the elements whose numerical value is above ten tolerances (at
+    least two) and must then hold at every checked element; a Jacobian (entries, not a
+    gradient) or a vanished gradient gives None.
 
     Parameters
     ----------
@@ -379,14 +380,17 @@ def constant_factor(result):
     num = np.asarray(result.numerical, dtype=np.float64).reshape(-1)
     ana = np.asarray(result.analytic, dtype=np.float64).reshape(-1)
     tol = np.asarray(result.tolerances, dtype=np.float64).reshape(-1)
-    use = np.isfinite(num) & np.isfinite(ana) & np.isfinite(tol) & (np.abs(num) > 10 * tol)
+    checked = np.isfinite(num) & np.isfinite(ana) & np.isfinite(tol)
+    use = checked & (np.abs(num) > 10 * tol)
     if use.sum() < 2:
         return None
     c = float(np.median(ana[use] / num[use]))
     if c == 0 or abs(c - 1) < 1e-3:
         return None
-    err = np.abs(ana[use] - c * num[use])
-    return c if bool(np.all(err <= max(1.0, abs(c)) * tol[use])) else None
+    # every checked element, the small ones too (a dead unit's 0 against a nonzero analytic
+    # value is another error beside the factor)
+    err = np.abs(ana[checked] - c * num[checked])
+    return c if bool(np.all(err <= max(1.0, abs(c)) * tol[checked])) else None
 
 
 def _factor_hint(result, input_shape):

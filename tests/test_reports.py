@@ -301,6 +301,27 @@ def test_a_gradient_off_by_a_constant_factor_gets_the_factor_hint(fault, target,
     assert [r.name for r in report.results if constant_factor(r) is not None] == [target]
 
 
+def test_a_factor_beside_another_error_is_no_constant_factor():
+    """A ReLU whose backward halves the gradient AND uses a wrong threshold: the live
+    units are off by 1/2, the dead ones (numerical 0) get a nonzero gradient: no hint
+    that the formula is right up to a factor."""
+    from gradcheck.render import constant_factor
+
+    class HalvedShifted:
+        def forward(self, x):
+            self.x = x
+            return np.maximum(x, 0)
+
+        def backward(self, dout):
+            return 0.5 * dout * (self.x > -0.5)
+
+    x = np.random.default_rng(3).normal(size=(6, 5))
+    x[np.abs(x) < 0.05] = 0.3  # no element near the kink
+    report = check_layer(HalvedShifted(), x)
+    assert report.result("x").verdict == "FAIL" and constant_factor(report.result("x")) is None
+    assert "is a constant" not in " ".join(str(report).split())
+
+
 def test_a_wrong_term_is_no_constant_factor():
     """A backward wrong by a term that varies over the elements gets no factor hint."""
     from gradcheck.render import constant_factor
