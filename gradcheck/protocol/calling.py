@@ -37,13 +37,14 @@ from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolE
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
                                         keepdims_of, missing_arguments, unpassed_error)
 from gradcheck.protocol.discovery import (DATA_NAMES, grad_candidates, kept_input_gradient,
-                                          layer_method, lookup)
+                                          layer_method, lookup, resolve)
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.signatures import (positional_parameters, signature, source_of,
                                            unwrapped)
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_attribute, learning_rate_parameter,
-                                       optimizer_paths, rate_held, stepped_arrays)
+                                       optimizer_paths, rate_candidates, rate_held,
+                                       read_by_forward, stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "Context", "cache_parameter", "ctx_inputs", "takes_ctx",
            "is_several", "forward_names", "is_index_input",
@@ -685,7 +686,7 @@ class CallLayer:
         #: ``self.learning_rate``), and its value: set to :attr:`rate` around every backward
         #: call once backward is found to step with it (find_steps), put back after each
         self.lr_attr = learning_rate_attribute(layer)
-        self.own_rate = vars(layer)[self.lr_attr] if self.lr_attr is not None else None
+        self.own_rate = resolve(layer, self.lr_attr) if self.lr_attr is not None else None
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: how much backward's dx changed with the rate, the arrays it changes by amounts
         #: that depend on the rate but not in proportion to it (find_steps)
@@ -1167,6 +1168,9 @@ class CallLayer:
             return out
 
         self.step_calls = (1, 2)
+        if self.lr is None and not self._rate_not_read(forward):
+            self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
+            return
         try:
             steps = stepped_arrays(
                 self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
@@ -1175,7 +1179,7 @@ class CallLayer:
             self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
             return
         self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
-        self.step_calls = (steps.forwards, 2)
+        self.step_calls = (self.step_calls[0] - 1 + steps.forwards, 2)
         if self.lr is not None and not self.stepped and not self.lr_unscaled \
                 and self.rate_given is None:
             default = _default_of(layer_method(self.layer, "backward"), self.lr[0])
@@ -1188,6 +1192,22 @@ class CallLayer:
                     f"returned gradient changes with it (by up to "
                     f"{steps.unstepped_change:.3g} between {self.lr[0]}={LEARNING_RATE:g} "
                     f"and {2 * LEARNING_RATE:g})"))
+
+    def _rate_not_read(self, forward):
+        """Keep as :attr:`lr_attr` the first rate the layer holds
+        (:func:`~gradcheck.protocol.update.rate_candidates`) that ``forward`` does not read
+        (:func:`~gradcheck.protocol.update.read_by_forward`, 2 forward calls each: a leaky
+        ReLU's ``alpha`` is no learning rate); ``False`` when there is none."""
+        tried = 0
+        for path in rate_candidates(self.layer):
+            tried += 1
+            if not read_by_forward(self.layer, path, forward):
+                self.lr_attr, self.own_rate = path, resolve(self.layer, path)
+                break
+        else:
+            self.lr_attr = self.own_rate = None
+        self.step_calls = (self.step_calls[0] + 2 * tried, self.step_calls[1])
+        return self.lr_attr is not None
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``

@@ -57,7 +57,8 @@ __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path",
            "plain_held", "grad_key", "gradient_methods", "with_gradient_method",
            "gradient_method_note",
            "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS",
-           "said_names", "shaped_like", "pair_by_shape"]
+           "said_names", "shaped_like", "pair_by_shape", "FAILING_NOTES", "STEPPED_REASON",
+           "stepped_without_rate"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -1787,6 +1788,7 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
                             passed=(dout, dx))
 
         found = with_gradient_method(adapter, walk(), walk)
+        stepped_without_rate(adapter, x, after_forward, found)
         left = left_floating(layer, found)
         _drop_derived(found, derived_in_place(adapter, x, snapshot, after_forward,
                                               list(found.params)))
@@ -1798,6 +1800,70 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
     finally:
         snapshot.restore_all()
     return found
+
+
+#: The note kinds of a discovery that make the report fail (:func:`stepped_without_rate`,
+#: several gradient methods none of which was called: an ambiguity the user resolves).
+FAILING_NOTES = ("backward-steps", "gradient-method-ambiguous")
+
+#: Why an array backward steps without a known rate is not checked.
+STEPPED_REASON = ("stepped by backward, no learning rate found to read its gradient from the "
+                  "step (backward-steps finding)")
+
+
+def _changed_by_backward(layer, after_forward):
+    """``{path: value}`` of the floating arrays (held after forward, in ``after_forward``)
+    that the discovery's backward rebound or changed in place."""
+    out = {}
+    for s in after_forward.slots:
+        if s.kind != "array" or not s.path or s.saved.dtype.kind != "f":
+            continue
+        now = resolve(layer, s.path)
+        if isinstance(now, np.ndarray) and now.shape == s.saved.shape \
+                and not np.array_equal(now, s.saved, equal_nan=True):
+            out[s.path] = now.copy()
+    return out
+
+
+def stepped_without_rate(adapter, x, after_forward, found):
+    """The arrays forward reads that backward changed, with no learning rate to read their
+    step from (``self.W -= self.mu * g``, a rate under a name the check does not know):
+    taken out of ``found``'s parameters and warnings, listed as not checked
+    (:data:`STEPPED_REASON`), and a failing ``backward-steps`` note naming them and how to
+    name the rate. Never a silent "cache". Two forward calls, and one per array backward
+    changed, from ``after_forward``, only when backward changed some; the layer is left as
+    backward left it.
+    """
+    from gradcheck.protocol.state import StateSnapshot
+    from gradcheck.protocol.update import LR_ATTRIBUTES, _read_by_forward
+
+    changed = _changed_by_backward(adapter.layer, after_forward)
+    changed = {p: v for p, v in changed.items() if p not in found.params.values()}
+    if not changed:
+        return
+    after_backward = StateSnapshot(adapter.layer, include_global_rng=False)
+    try:
+        steps = _read_by_forward(adapter.layer, after_forward,
+                                 lambda: adapter.forward(x.copy()), changed)
+    finally:
+        after_backward.restore_all()
+    if not steps:
+        return
+    names = ", ".join(steps)
+    found.notes.append(("backward-steps", (
+        f"backward steps {names} (an SGD step inside backward?): it changes "
+        f"{'them' if len(steps) > 1 else 'it'} and forward reads "
+        f"{'them' if len(steps) > 1 else 'it'}, and no learning rate was found to read the "
+        f"gradient from the step, so {names} {'were' if len(steps) > 1 else 'was'} not "
+        f"checked: name its rate as the check knows it (an attribute self.learning_rate or "
+        f"self.lr holding a number, or a backward parameter learning_rate=/lr=; names of "
+        f"{', '.join(LR_ATTRIBUTES)}, in any case, digits and base_/initial_ affixes), or "
+        f"keep the gradients beside the parameters (d{steps[0].split('.')[-1]})")))
+    for path in steps:
+        found.params.pop(path, None)
+    found.floating[:] = [p for p in found.floating if p not in steps]
+    found.not_checked[:] = [(p, r) for p, r in found.not_checked if p not in steps] + [
+        (p, STEPPED_REASON) for p in steps]
 
 
 def with_gradient_method(adapter, found, walk):

@@ -119,6 +119,12 @@ def check_history(run, results, opts):
             "sequence-skipped", False, "sequence check skipped: the layer is not "
             "deterministic, so a second call cannot be compared with a first"))
         return
+    if any(f.kind == "backward-steps" for f in run.findings):
+        run.findings.append(Finding(
+            "sequence-skipped", False, "sequence check skipped: backward steps parameters "
+            "forward reads (backward-steps finding), so a second call runs on other "
+            "parameters and cannot be compared with a first"))
+        return
     if run.adapter.no_flush:
         run.findings.append(Finding(
             "sequence-skipped", False, "sequence check skipped: the layer's training step "
@@ -441,7 +447,9 @@ class _Sequence:
             if r.verdict == "FAIL":
                 what, recognised = _classify(self.g1.get(t), grads[t], located)
                 found.append((Finding("backward-history", True, "backward depends on history: "
-                                      + what.format(g=self._grad_name(t)) + why, t), recognised))
+                                      + what.format(g=self._grad_name(t)) + why
+                                      + _step_read_hint(self._grad_name(t), why), t),
+                              recognised))
         return found
 
     def _twice(self, again, flagged):
@@ -698,6 +706,17 @@ def _failing_elements(result):
     shape = result.shape
     return [(tuple(int(j) for j in np.unravel_index(int(i), shape)), float(num[i]),
              float(ana[i])) for i in bad]
+
+
+def _step_read_hint(grad_name, why):
+    """For a gradient read from backward's own SGD step (``step_grads[...]``) whose
+    second call reads state an earlier one wrote: the rate may be what moved."""
+    if "step_grads[" not in grad_name or not why:
+        return ""
+    return ("; this gradient is read from backward's own step as (before - after) / rate: a "
+            "rate backward computes from that state (a schedule, lr / (1 + decay * t)) "
+            "steps by another rate after the first call, and the gradient read is scaled by "
+            "it; check with the schedule off (decay 0) to tell the two apart")
 
 
 def _classify(first, second, located):
