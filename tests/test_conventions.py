@@ -3094,8 +3094,14 @@ def test_several_gradient_methods_are_named_and_none_is_called():
     report = check_layer(Two(), X)
     assert EPYNN_CALLS == [] and [r.name for r in report.results] == ["x"]
     text = " ".join(str(report).split())
-    assert "(calc_gradients, compute_gradients): none was called" in text, text
-    assert "gradient_method='calc_gradients'" in text
+    assert "(calc_gradients(), compute_gradients()): none was called" in text, text
+    assert "gradient_method='calc_gradients'" in text and "--gradient-method" in text
+    # an ambiguity the user resolves: not a PASS, the parameters listed as not checked
+    assert not report.passed
+    found = [f for f in report.findings if f.kind == "gradient-method-ambiguous"]
+    assert len(found) == 1 and found[0].failure, report.findings
+    from gradcheck.protocol.discovery import AMBIGUOUS_REASON
+    assert dict(report.not_checked)["p['W']"] == AMBIGUOUS_REASON, report.not_checked
     named = check_layer(Two(), X, gradient_method="calc_gradients")
     assert named.passed and [r.name for r in named.results] == ["x", "p['W']", "p['b']"]
     assert "gradients from calc_gradients() after backward" in str(named)
