@@ -1941,8 +1941,8 @@ def with_gradient_method(adapter, found, walk):
 
 #: Why the parameters left without a gradient are not checked when the layer has several
 #: gradient methods (:func:`_ambiguous_methods`).
-AMBIGUOUS_REASON = ("not checked: the layer has several gradient methods and none was called "
-                    "(gradient-method-ambiguous finding)")
+AMBIGUOUS_REASON = ("no gradient after backward, and the layer has several gradient methods: "
+                    "none was called (gradient-method-ambiguous finding)")
 
 
 def _ambiguous_methods(found, names):
