@@ -537,7 +537,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
     adapter.gradient_owner = layer  # its gradient method: the wrapped layer's
     if call.flag is None:
         adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
-    call.find_labels(adapter)
+    call.find_labels(adapter, wrt)
     if not several:
         returned = call.find_returned(adapter, seed)
         if returned:
