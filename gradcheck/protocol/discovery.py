@@ -1915,28 +1915,41 @@ def with_gradient_method(adapter, found, walk):
         return found
     adapter.gradient_method = names[0]
     try:
-        held = {p: resolve(adapter.layer, p) for p in found.floating}
-        held = {p: (a, a.copy()) for p, a in held.items() if isinstance(a, np.ndarray)}
-        adapter.compute_gradients()
-        adapter.gradient_method_keeps = tuple(put_back_changed(adapter.layer, held))
-        again = walk()
+        again = _first_call(adapter, found, walk)
     except LayerCallError as exc:
-        adapter.gradient_method = None
+        adapter.gradient_method, adapter.gradient_method_keeps = None, ()
         found.notes.append(("gradient-method", f"{exc} -- not called by the check"))
         return found
     new = [p for p in again.params if p not in found.params]
     if not new:
-        adapter.gradient_method = None
+        adapter.gradient_method, adapter.gradient_method_keeps = None, ()
         return found
     adapter.gradient_method_found = tuple(new)
     again.notes.append(("gradient-method", gradient_method_note(names[0], again, new)))
     if adapter.gradient_method_keeps:
-        kept = ", ".join(adapter.gradient_method_keeps)
-        again.notes.append(("gradient-method", (
-            f"{names[0]}() also changes {kept} (an update step inside it?): {kept} put back "
-            f"after every call of {names[0]}() by the check, as a step inside backward is "
-            "undone; the gradients it computes are checked from the parameters as they were")))
+        again.notes.append(("gradient-method", _stepping_method_note(
+            names[0], adapter.gradient_method_keeps)))
     return again
+
+
+def _first_call(adapter, found, walk):
+    """One call of the adapter's gradient method after the discovery's backward, then the
+    layer walked again (``walk()``); the arrays ``found`` has no gradient for that it
+    changes (an update inside it) are put back and kept in the adapter's
+    ``gradient_method_keeps`` (put back after every later call too)."""
+    held = {p: resolve(adapter.layer, p) for p in found.floating}
+    held = {p: (a, a.copy()) for p, a in held.items() if isinstance(a, np.ndarray)}
+    adapter.compute_gradients()
+    adapter.gradient_method_keeps = tuple(put_back_changed(adapter.layer, held))
+    return walk()
+
+
+def _stepping_method_note(name, keeps):
+    """The note of a gradient method ``name`` that also changes the parameters ``keeps``."""
+    kept = ", ".join(keeps)
+    return (f"{name}() also changes {kept} (an update step inside it?): {kept} put back "
+            f"after every call of {name}() by the check, as a step inside backward is "
+            "undone; the gradients it computes are checked from the parameters as they were")
 
 
 #: Why the parameters left without a gradient are not checked when the layer has several
