@@ -3351,3 +3351,25 @@ class MaskedMulFunction:
 
 class MaskedMulFunctionBroken(MaskedMulFunction):
     factor = 1.5
+
+
+class ScheduledRateDense(_RateFormDense):
+    """``lr = self.base_lr / (1 + self.decay * self.t); self.t += 1``: a decay schedule;
+    the second call of the sequence check steps with another rate (a warning, not a
+    history failure)."""
+
+    def __init__(self):
+        super().__init__()
+        self.base_lr, self.decay, self.t = 0.1, 0.01, 0
+
+    def rate(self):
+        return self.base_lr / (1 + self.decay * self.t)
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.t += 1
+        return dx
+
+
+class ScheduledRateDenseBroken(ScheduledRateDense):
+    wscale = 1.5

@@ -3716,3 +3716,17 @@ def test_gate_gradient_method_option_and_key(tmp_path, capsys, monkeypatch):
         'gradient_method = "compute_gradients"\n')
     monkeypatch.chdir(tmp_path)
     assert main(["-q"]) == 0
+
+
+def test_a_decaying_rate_schedule_is_a_warning_not_a_history_failure():
+    from conventions_layers import ScheduledRateDense, ScheduledRateDenseBroken
+
+    layer = ScheduledRateDense()
+    report = check_layer(layer, X)
+    assert report.passed and {r.name for r in report.results} == {"x", "W", "b"}, str(report)
+    found = [f for f in report.findings if f.kind == "backward-rate-schedule"]
+    assert len(found) == 1 and not found[0].failure, report.findings
+    assert "(W, b)" in found[0].message and "`t`" in found[0].message
+    assert layer.t == 0 and layer.base_lr == 0.1
+    broken = check_layer(ScheduledRateDenseBroken(), X)
+    assert broken.result("W").verdict == "FAIL", str(broken)
