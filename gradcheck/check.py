@@ -16,7 +16,7 @@ from gradcheck.protocol.calling import (cache_parameter, call_dout, floating_arr
 from gradcheck.protocol.regularization import describe as describe_regularization
 from gradcheck.protocol.update import (learning_rate_attribute, learning_rate_parameter,
                                        optimizer_paths)
-from gradcheck.protocol.discovery import (accumulating_buffers, discover_by_calling,
+from gradcheck.protocol.discovery import (FAILING_NOTES, accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
                                           lookup, prefer_views, release_forward, said_names,
                                           shaped_like, split_path)
@@ -537,7 +537,7 @@ def _wrap(layer, x, name, train_flg, params, wrt, expect_zero, findings, seed, i
     adapter.gradient_owner = layer  # its gradient method: the wrapped layer's
     if call.flag is None:
         adapter.flag_mode = None  # no train/eval switch: one mode, as the layer's own
-    call.find_labels(adapter)
+    call.find_labels(adapter, wrt)
     if not several:
         returned = call.find_returned(adapter, seed)
         if returned:
@@ -826,7 +826,7 @@ def _discovery_findings(found, apart):
     """What the report says of a discovery: its notes, the floating arrays held without a
     gradient (a warning), the gradients left ``None`` and the parameters whose gradient
     cannot be told by shape (failing); ``apart``: parameters found by other means."""
-    out = [Finding(kind, False, text) for kind, text in found.notes]
+    out = [Finding(kind, kind in FAILING_NOTES, text) for kind, text in found.notes]
     if not found.params and not apart and found.floating:
         out.append(Finding("no-parameters-found", False, _no_params(found)))
     elif found.floating:

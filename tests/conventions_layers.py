@@ -3160,3 +3160,216 @@ class TwoSquareShapeOnly:
         self.Wx_d = self.x.T @ dout
         self.Wh_d = np.tanh(self.x).T @ dout
         return dout @ self.Wx.T + (dout @ self.Wh.T) * (1 - np.tanh(self.x) ** 2)
+
+
+# -- a learning rate under other names and forms: learningRate, lr0, base_lr, a 0-d array, ------
+# -- config['learning_rate'] (the names normalised before they are matched) -------------------
+class _RateFormDense:
+    """A ``Dense`` whose backward applies its own SGD step with the rate :meth:`rate` reads
+    (held under a name or in a form each subclass sets): the step read as the gradient."""
+
+    wscale = 1.0
+
+    def __init__(self):
+        self.W, self.b = _w(3, 2), _w(2)
+
+    def rate(self):
+        raise NotImplementedError
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        dx = dout @ self.W.T
+        self.W = self.W - self.rate() * (self.x.T @ dout) * self.wscale
+        self.b = self.b - self.rate() * dout.sum(axis=0)
+        return dx
+
+
+class CamelRateDense(_RateFormDense):
+    """``self.learningRate`` (a Java-style port)."""
+
+    def __init__(self):
+        super().__init__()
+        self.learningRate = 0.1
+
+    def rate(self):
+        return self.learningRate
+
+
+class DigitRateDense(_RateFormDense):
+    """``self.lr0``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lr0 = 0.1
+
+    def rate(self):
+        return self.lr0
+
+
+class BaseRateDense(_RateFormDense):
+    """``self.base_lr`` (a schedule's base rate, used as it is)."""
+
+    def __init__(self):
+        super().__init__()
+        self.base_lr = 0.1
+
+    def rate(self):
+        return self.base_lr
+
+
+class ArrayRateDense(_RateFormDense):
+    """``self.lr = np.array(0.1)``: a 0-d floating array, set and put back as one."""
+
+    def __init__(self):
+        super().__init__()
+        self.lr = np.array(0.1)
+
+    def rate(self):
+        return self.lr
+
+
+class ConfigRateDense(_RateFormDense):
+    """``self.config = {"learning_rate": 0.1}``: the rate inside a dict attribute, the
+    weights stepped in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = {"learning_rate": 0.1, "momentum": 0.0}
+
+    def rate(self):
+        return self.config["learning_rate"]
+
+
+RATE_FORMS = (CamelRateDense, DigitRateDense, BaseRateDense, ArrayRateDense, ConfigRateDense)
+for _cls in RATE_FORMS:
+    _broken = type(_cls.__name__ + "Broken", (_cls,), {"wscale": 1.5})
+    globals()[_broken.__name__] = _broken
+    CASES[f"rate-form-{_cls.__name__}"] = (_cls, _broken, "W", ["x", "W", "b"])
+
+
+class UnknownRateDense(_RateFormDense):
+    """The rate under a name the check does not know (``self.mu``): W and b are stepped by
+    backward with no rate to read the step with -- a failing ``backward-steps`` finding,
+    never "caches"."""
+
+    def __init__(self):
+        super().__init__()
+        self.mu = 0.1
+
+    def rate(self):
+        return self.mu
+
+
+class UnknownRateDenseBroken(UnknownRateDense):
+    wscale = 1.5
+
+
+class LeakyReLUCountingSlope:
+    """A leaky ReLU whose backward also updates a statistic with its ``alpha``
+    (``self.stats -= alpha * count``): ``alpha`` scales that change, but forward reads it,
+    so it is no learning rate and is never set."""
+
+    factor = 1.0
+
+    def __init__(self, alpha=0.1):
+        self.alpha, self.stats = alpha, np.zeros(1)
+
+    def forward(self, x):
+        self.x = x
+        return np.where(x > 0, x, self.alpha * x)
+
+    def backward(self, dout):
+        self.stats -= self.alpha * np.array([float((self.x < 0).sum())])
+        return dout * np.where(self.x > 0, 1.0, self.alpha * self.factor)
+
+
+class LeakyReLUCountingSlopeBroken(LeakyReLUCountingSlope):
+    factor = 2.0
+
+
+
+
+# -- gradient methods: a finite-difference helper, one needing arguments, one that steps -------
+class EpyNNNumericalHelper(EpyNNDense):
+    """No analytic gradient method, but a finite-difference helper
+    (``compute_numerical_gradients``) that fills ``self.g`` right: never called (the
+    parameters are not checked), whatever its result."""
+
+    compute_gradients = None
+
+    def compute_numerical_gradients(self):
+        EPYNN_CALLS.append("compute_numerical_gradients")
+        EpyNNDense.compute_gradients(self)
+
+
+class EpyNNGradientsNeedScale(EpyNNDense):
+    """``compute_gradients(self, scale)``: needs an argument, so never called; the report
+    says why and what to do."""
+
+    def compute_gradients(self, scale):
+        EPYNN_CALLS.append("compute_gradients")
+        EpyNNDense.compute_gradients(self)
+
+
+class EpyNNGradientsAndStep(EpyNNDense):
+    """``compute_gradients()`` that also steps ``p['W']`` (an update inside it): the step
+    put back after every call, the gradients checked."""
+
+    def compute_gradients(self):
+        EpyNNDense.compute_gradients(self)
+        self.p['W'] -= 0.1 * self.g['dW']
+
+
+class EpyNNGradientsAndStepBroken(EpyNNGradientsAndStep):
+    factor = 1.01
+
+
+CASES["epynn-gradient-method-steps"] = (EpyNNGradientsAndStep, EpyNNGradientsAndStepBroken,
+                                        "p['W']", ["x", "p['W']", "p['b']"])
+
+
+# -- an autograd-style Function: backward returns None for a float input not differentiated ----
+class MaskedMulFunction:
+    """``torch.autograd.Function`` style: ``backward`` returns ``(grad_x, None)``; the
+    float ``mask`` is not differentiated (not a target)."""
+
+    factor = 1.0
+
+    @staticmethod
+    def forward(ctx, x, mask):
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @classmethod
+    def backward(cls, ctx, g):
+        mask, = ctx.saved_tensors
+        return g * mask * cls.factor, None
+
+
+class MaskedMulFunctionBroken(MaskedMulFunction):
+    factor = 1.5
+
+
+class ScheduledRateDense(_RateFormDense):
+    """``lr = self.base_lr / (1 + self.decay * self.t); self.t += 1``: a decay schedule;
+    the second call of the sequence check steps with another rate (a warning, not a
+    history failure)."""
+
+    def __init__(self):
+        super().__init__()
+        self.base_lr, self.decay, self.t = 0.1, 0.01, 0
+
+    def rate(self):
+        return self.base_lr / (1 + self.decay * self.t)
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.t += 1
+        return dx
+
+
+class ScheduledRateDenseBroken(ScheduledRateDense):
+    wscale = 1.5

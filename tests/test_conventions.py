@@ -3094,8 +3094,14 @@ def test_several_gradient_methods_are_named_and_none_is_called():
     report = check_layer(Two(), X)
     assert EPYNN_CALLS == [] and [r.name for r in report.results] == ["x"]
     text = " ".join(str(report).split())
-    assert "(calc_gradients, compute_gradients): none was called" in text, text
-    assert "gradient_method='calc_gradients'" in text
+    assert "(calc_gradients(), compute_gradients()): none was called" in text, text
+    assert "gradient_method='calc_gradients'" in text and "--gradient-method" in text
+    # an ambiguity the user resolves: not a PASS, the parameters listed as not checked
+    assert not report.passed
+    found = [f for f in report.findings if f.kind == "gradient-method-ambiguous"]
+    assert len(found) == 1 and found[0].failure, report.findings
+    from gradcheck.protocol.discovery import AMBIGUOUS_REASON
+    assert dict(report.not_checked)["p['W']"] == AMBIGUOUS_REASON, report.not_checked
     named = check_layer(Two(), X, gradient_method="calc_gradients")
     assert named.passed and [r.name for r in named.results] == ["x", "p['W']", "p['b']"]
     assert "gradients from calc_gradients() after backward" in str(named)
@@ -3548,3 +3554,179 @@ def test_gradients_are_taken_by_shape_within_their_own_layer_only(first, verdict
     assert "gradient-ambiguous" not in {f.kind for f in report.findings}, str(report)
     warned = [f.target for f in report.findings if f.kind == "no-gradient-found"]
     assert warned == ["blocks.1.K"], str(report)
+
+
+# -- rates under other names and forms; a number forward reads is no rate; a step without rate --
+from conventions_layers import (RATE_FORMS, ArrayRateDense, ConfigRateDense,  # noqa: E402
+                                ConfigRateDenseBroken, EpyNNGradientsAndStep,
+                                EpyNNGradientsNeedScale, EpyNNNumericalHelper,
+                                LeakyReLUCountingSlope, LeakyReLUCountingSlopeBroken,
+                                MaskedMulFunction,
+                                MaskedMulFunctionBroken, UnknownRateDense,
+                                UnknownRateDenseBroken)
+
+
+@pytest.mark.parametrize("name, normalised", [
+    ("learningRate", "learning_rate"), ("lr0", "lr"), ("base_lr", "lr"), ("initLR", "lr"),
+    ("initial_learning_rate", "learning_rate"), ("LR", "lr"), ("stepSize", "step_size"),
+    ("lr_decay", "lr_decay"), ("alpha", "alpha")])
+def test_rate_names_are_normalised_before_they_are_matched(name, normalised):
+    from gradcheck.protocol.update import rate_name
+
+    assert rate_name(name) == normalised
+
+
+@pytest.mark.parametrize("cls", RATE_FORMS)
+@pytest.mark.parametrize("sequence", [True, False])
+def test_a_rate_under_another_name_or_form_is_read_and_put_back_as_given(cls, sequence):
+    """learningRate, lr0, base_lr, a 0-d array, config['learning_rate']: the step read as
+    the gradient (the broken twin FAILs on W also with sequence=False), the rate put back
+    as the same object."""
+    layer = cls()
+    held = {k: v for k, v in vars(layer).items()}
+    rate = layer.rate()
+    report = check_layer(layer, X, sequence=sequence)
+    assert report.passed, str(report)
+    assert {r.name for r in report.results} == {"x", "W", "b"}
+    assert any(f.kind == "learning-rate" for f in report.findings), report.findings
+    assert all(vars(layer)[k] is v for k, v in held.items())
+    assert layer.rate() is rate or layer.rate() == rate
+    broken = check_layer(type(cls.__name__ + "B", (cls,), {"wscale": 1.5})(), X,
+                         sequence=sequence)
+    assert broken.result("W").verdict == "FAIL", str(broken)
+
+
+def test_a_0d_array_rate_is_set_as_a_0d_array_and_the_same_object_put_back():
+    from gradcheck.protocol.update import rate_held
+
+    layer = ArrayRateDense()
+    given = layer.lr
+    with rate_held(layer, "lr", 1.0):
+        assert isinstance(layer.lr, np.ndarray) and layer.lr.ndim == 0 and layer.lr == 1.0
+    assert layer.lr is given and given == 0.1
+
+
+def test_a_rate_in_a_dict_attribute_is_found_and_put_back():
+    from gradcheck.protocol.update import learning_rate_attribute
+
+    layer = ConfigRateDense()
+    assert learning_rate_attribute(layer) == "config['learning_rate']"
+    config = layer.config
+    check_layer(layer, X)
+    assert layer.config is config and config == {"learning_rate": 0.1, "momentum": 0.0}
+    text = " ".join(str(check_layer(ConfigRateDenseBroken(), X)).split())
+    assert "config['learning_rate']" in text, text
+
+
+def test_a_number_forward_reads_is_no_learning_rate():
+    """A leaky ReLU's alpha, which backward also uses to update a statistic: never set to
+    the check's rate (x PASSes), put back untouched."""
+    layer = LeakyReLUCountingSlope()
+    report = check_layer(layer, X)
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    assert "learning-rate" not in {f.kind for f in report.findings}
+    assert layer.alpha == 0.1 and np.all(layer.stats == 0)
+    broken = check_layer(LeakyReLUCountingSlopeBroken(), X)
+    assert broken.result("x").verdict == "FAIL", str(broken)
+
+
+@pytest.mark.parametrize("cls", [UnknownRateDense, UnknownRateDenseBroken])
+@pytest.mark.parametrize("sequence", [True, False])
+def test_a_step_inside_backward_without_a_known_rate_fails_naming_it(cls, sequence):
+    """``self.W = self.W - self.mu * g``: W and b are never reclassified as caches; a
+    failing backward-steps finding names them and how to name the rate (no misleading
+    backward-twice), the broken twin never PASSes silently."""
+    report = check_layer(cls(), X, sequence=sequence)
+    assert not report.passed
+    kinds = {f.kind for f in report.findings}
+    assert "backward-steps" in kinds and "backward-twice" not in kinds, str(report)
+    text = " ".join(str(report).split())
+    assert "backward steps W, b (an SGD step inside backward?): " in text, text
+    assert "name its rate" in text
+    from gradcheck.protocol.discovery import STEPPED_REASON
+    reasons = dict(report.not_checked)
+    assert reasons["W"] == STEPPED_REASON and reasons["b"] == STEPPED_REASON
+
+
+def test_a_finite_difference_helper_is_never_called_as_the_gradient_method():
+    EPYNN_CALLS.clear()
+    report = check_layer(EpyNNNumericalHelper(), X)
+    assert EPYNN_CALLS == [] and [r.name for r in report.results] == ["x"], str(report)
+    assert gradient_methods(EpyNNNumericalHelper()) == []
+
+
+def test_a_gradient_method_needing_arguments_is_warned_about():
+    EPYNN_CALLS.clear()
+    report = check_layer(EpyNNGradientsNeedScale(), X)
+    assert EPYNN_CALLS == [] and [r.name for r in report.results] == ["x"]
+    text = " ".join(" ".join(report.warnings).split())
+    assert "compute_gradients(scale)" in text and "needs arguments" in text, text
+    assert "cannot pass any" in text and "give them defaults" in text
+
+
+def test_a_gradient_method_that_also_steps_is_undone_and_named():
+    layer = EpyNNGradientsAndStep()
+    w = layer.p['W'].copy()
+    report = check_layer(layer, X)
+    assert report.passed, str(report)
+    text = " ".join(str(report).split())
+    assert "compute_gradients() also changes p['W']" in text, text
+    assert np.array_equal(layer.p['W'], w)
+
+
+def test_an_autograd_none_gradient_means_not_differentiated():
+    x, mask = X.copy(), np.random.default_rng(3).uniform(size=X.shape)
+    given = mask.copy()
+    for wrt in (None, ["x"]):
+        report = check_function(MaskedMulFunction.forward, MaskedMulFunction.backward, x, mask,
+                                wrt=wrt)
+        assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+        assert dict(report.not_checked)["mask"].startswith("not differentiated: backward "
+                                                           "returns None")
+        bad = check_function(MaskedMulFunctionBroken.forward,
+                             MaskedMulFunctionBroken.backward, x, mask, wrt=wrt)
+        assert bad.result("x").verdict == "FAIL"
+    assert np.array_equal(mask, given)
+    with pytest.raises(LayerProtocolError, match=r"returns None for the gradient of 'mask'"):
+        check_function(MaskedMulFunction.forward, MaskedMulFunction.backward, x, mask,
+                       wrt=["mask"])
+
+
+def test_gate_gradient_method_option_and_key(tmp_path, capsys, monkeypatch):
+    """Several candidate methods, none called: the gate fails; --gradient-method and the
+    gradient_method key name one."""
+    src = tmp_path / "epy_two.py"
+    src.write_text(
+        "import numpy as np\n"
+        "from conventions_layers import EpyNNDense\n"
+        "class Two(EpyNNDense):\n"
+        "    def calc_grads(self):\n"
+        "        EpyNNDense.compute_gradients(self)\n"
+        "        self.g['dW'] = 2 * self.g['dW']\n"
+        "def make():\n"
+        "    return Two(), np.random.default_rng(0).normal(size=(3, 3))\n")
+    assert main([f"{src}:make"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "gradient-method-ambiguous" in out and "--gradient-method" in out, out
+    assert main([f"{src}:make", "-q", "--gradient-method", "compute_gradients"]) == 0
+    assert main([f"{src}:make", "-q", "--gradient-method", "calc_grads"]) == 1
+    capsys.readouterr()
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.gradcheck]\ntargets = ["{src.name}:make"]\n'
+        'gradient_method = "compute_gradients"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["-q"]) == 0
+
+
+def test_a_decaying_rate_schedule_is_a_warning_not_a_history_failure():
+    from conventions_layers import ScheduledRateDense, ScheduledRateDenseBroken
+
+    layer = ScheduledRateDense()
+    report = check_layer(layer, X)
+    assert report.passed and {r.name for r in report.results} == {"x", "W", "b"}, str(report)
+    found = [f for f in report.findings if f.kind == "backward-rate-schedule"]
+    assert len(found) == 1 and not found[0].failure, report.findings
+    assert "(W, b)" in found[0].message and "`t`" in found[0].message
+    assert layer.t == 0 and layer.base_lr == 0.1
+    broken = check_layer(ScheduledRateDenseBroken(), X)
+    assert broken.result("W").verdict == "FAIL", str(broken)

@@ -18,6 +18,7 @@ from gradcheck.validate import METHODS, PRECISIONS, STRATEGIES
 
 __all__ = ["Option", "GATE_OPTIONS", "parse_method", "parse_strategy", "parse_precision", "parse_count",
            "parse_fraction", "parse_inconclusive", "parse_names", "parse_params",
+           "parse_gradient_method",
            "parse_seed", "parse_tolerance", "parse_step", "parse_shape"]
 
 #: The exception every parser raises; argparse and pytest print it as a usage error.
@@ -195,6 +196,18 @@ def parse_params(value):
     return params
 
 
+def parse_gradient_method(value):
+    """The name of the layer's method that computes its parameter gradients after backward
+    (EpyNN's ``compute_gradients``): an identifier, without ``()``."""
+    name = str(value).strip()
+    if name.endswith("()"):
+        name = name[:-2]
+    if not name.isidentifier():
+        raise OptionError(f"expected the name of a method of the layer (compute_gradients); "
+                          f"got {value!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class Option:
     """One option of a check, as the CLI, the plugin and the config file spell it."""
@@ -236,6 +249,10 @@ GATE_OPTIONS = (
     Option("params", parse_params, "NAME=GRAD[,...]",
            "the parameters and the attributes holding their gradients, for names the "
            "discovery does not know (W=dW,gamma=gamma_grad); default: discovered"),
+    Option("gradient_method", parse_gradient_method, "NAME",
+           "the layer's method that computes the parameter gradients after backward, called "
+           "after every backward (EpyNN's compute_gradients); default: the one method whose "
+           "name says so, none when there are several (then the parameters are not checked)"),
     Option("wrt", parse_names, "NAME[,NAME...]",
            "check only these targets (x, W, blocks.0.b, ...); default: every input and "
            "parameter"),

@@ -15,8 +15,8 @@ import numpy as np
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, assign, discover,
                                           kept_input_gradient, layer_method, lookup,
-                                          method_name, plain_forward, plain_held, resolve,
-                                          zero_buffers)
+                                          method_name, plain_forward, plain_held,
+                                          put_back_changed, resolve, zero_buffers)
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 from gradcheck.protocol.signatures import only_var_args, signature, signature_text
 from gradcheck.protocol.state import _bitwise_equal
@@ -387,6 +387,9 @@ class LayerAdapter:
         self.gradient_method_found = ()
         #: the layer it is called on (the wrapped layer of a CallLayer)
         self.gradient_owner = layer
+        #: the parameters (paths under :attr:`layer`) the gradient method also changes (an
+        #: update inside ``compute_gradients()``): put back after every call of it
+        self.gradient_method_keeps = ()
         #: whether x is a target (``wrt`` without it: a backward that returns no dx, a
         #: model's first layer's, is accepted, zeros standing for it), and whether one did
         self.dx_wanted, self.dx_missing = True, False
@@ -576,7 +579,8 @@ class LayerAdapter:
 
     def compute_gradients(self):
         """Call the layer's :attr:`gradient_method` (after a backward, as the training loop
-        does before its update).
+        does before its update); the parameters it also changes
+        (:attr:`gradient_method_keeps`) are put back.
 
         Raises
         ------
@@ -584,8 +588,11 @@ class LayerAdapter:
             The method raised.
         """
         name = self.gradient_method
+        held = {p: resolve(self.layer, p) for p in self.gradient_method_keeps}
+        held = {p: (a, a.copy()) for p, a in held.items() if isinstance(a, np.ndarray)}
         try:
             getattr(self.gradient_owner, name)()
+            put_back_changed(self.layer, held)
         except GradCheckInputError:
             raise
         except (Exception, SystemExit) as exc:

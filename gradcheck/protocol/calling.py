@@ -37,13 +37,14 @@ from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolE
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
                                         keepdims_of, missing_arguments, unpassed_error)
 from gradcheck.protocol.discovery import (DATA_NAMES, grad_candidates, kept_input_gradient,
-                                          layer_method, lookup)
+                                          layer_method, lookup, resolve)
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.signatures import (positional_parameters, signature, source_of,
                                            unwrapped)
 from gradcheck.protocol.update import (LEARNING_RATE, StepReader, UpdateRecorder,
                                        learning_rate_attribute, learning_rate_parameter,
-                                       optimizer_paths, rate_held, stepped_arrays)
+                                       optimizer_paths, rate_candidates, rate_held,
+                                       read_by_forward, stepped_arrays)
 
 __all__ = ["CallLayer", "FunctionPair", "Context", "cache_parameter", "ctx_inputs", "takes_ctx",
            "is_several", "forward_names", "is_index_input",
@@ -101,6 +102,8 @@ _LABELS = ("not differentiated: labels, passed to backward again (a loss's "
            "backward(dvalues, labels))")
 _LABELS_BY_NAME = ("not differentiated: labels (by its name; backward returns no gradient "
                    "for it)")
+_NONE_GRADIENT = ("not differentiated: backward returns None for its gradient (autograd "
+                  "style)")
 _MODEL_INPUT = ("not differentiated: the model's input (loss returns gradients for "
                 "model.params only)")
 
@@ -276,6 +279,18 @@ def returned_names(fn, count):
         names = tuple(_value_name(e) for e in elts)
         found = names if found is None else tuple(map(_agree, found, names))
     return tuple(None if n is _CONFLICT else n for n in found) if found else (None,) * count
+
+
+def _returns_none(fn):
+    """Whether ``fn``'s source returns a tuple or list holding a literal ``None``
+    (``return grad_x, None``: an input not differentiated, autograd style), or may (its
+    source cannot be read: defined in ``exec``'d code, a notebook cell without it)."""
+    tree = _source_tree(fn) if fn is not None else None
+    if tree is None:
+        return fn is not None
+    return any(isinstance(node.value, (ast.Tuple, ast.List)) and any(
+        isinstance(e, ast.Constant) and e.value is None for e in node.value.elts)
+        for node in _own_returns(tree))
 
 
 #: Two return statements naming one value differently: it is named by neither.
@@ -685,7 +700,7 @@ class CallLayer:
         #: ``self.learning_rate``), and its value: set to :attr:`rate` around every backward
         #: call once backward is found to step with it (find_steps), put back after each
         self.lr_attr = learning_rate_attribute(layer)
-        self.own_rate = vars(layer)[self.lr_attr] if self.lr_attr is not None else None
+        self.own_rate = resolve(layer, self.lr_attr) if self.lr_attr is not None else None
         self.stepped = ()  # the arrays backward steps itself (find_steps)
         #: how much backward's dx changed with the rate, the arrays it changes by amounts
         #: that depend on the rate but not in proportion to it (find_steps)
@@ -1167,6 +1182,9 @@ class CallLayer:
             return out
 
         self.step_calls = (1, 2)
+        if self.lr is None and not self._rate_not_read(forward):
+            self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
+            return
         try:
             steps = stepped_arrays(
                 self.layer, lambda lr: self._call_backward(self.split(held["dout"]), lr),
@@ -1175,7 +1193,7 @@ class CallLayer:
             self.stepped, self.lr_dx_change, self.lr_unscaled = (), None, ()
             return
         self.stepped, self.lr_dx_change, self.lr_unscaled = steps[:3]
-        self.step_calls = (steps.forwards, 2)
+        self.step_calls = (self.step_calls[0] - 1 + steps.forwards, 2)
         if self.lr is not None and not self.stepped and not self.lr_unscaled \
                 and self.rate_given is None:
             default = _default_of(layer_method(self.layer, "backward"), self.lr[0])
@@ -1188,6 +1206,22 @@ class CallLayer:
                     f"returned gradient changes with it (by up to "
                     f"{steps.unstepped_change:.3g} between {self.lr[0]}={LEARNING_RATE:g} "
                     f"and {2 * LEARNING_RATE:g})"))
+
+    def _rate_not_read(self, forward):
+        """Keep as :attr:`lr_attr` the first rate the layer holds
+        (:func:`~gradcheck.protocol.update.rate_candidates`) that ``forward`` does not read
+        (:func:`~gradcheck.protocol.update.read_by_forward`, 2 forward calls each: a leaky
+        ReLU's ``alpha`` is no learning rate); ``False`` when there is none."""
+        tried = 0
+        for path in rate_candidates(self.layer):
+            tried += 1
+            if not read_by_forward(self.layer, path, forward):
+                self.lr_attr, self.own_rate = path, resolve(self.layer, path)
+                break
+        else:
+            self.lr_attr = self.own_rate = None
+        self.step_calls = (self.step_calls[0] + 2 * tried, self.step_calls[1])
+        return self.lr_attr is not None
 
     def find_updates(self, train_flg, seed):
         """Find the parameters whose gradient backward passes to an optimizer's ``update``
@@ -1330,17 +1364,23 @@ class CallLayer:
             + (f" (or {len(self.names)}, one per input)" if self.skipped else ""),
             layer=self._gradcheck_name)
 
-    def find_labels(self, adapter):
+    def find_labels(self, adapter, wrt=None):
         """Take as labels the inputs named so (``t``, ``y_true``: :data:`DATA_NAMES`, at any
         position) that ``backward`` returns no gradient for: ``backward(dout) -> dx``
         beside ``forward(x, t)`` with float (one-hot) labels, or beside Keras's
-        ``forward(y_true, y_pred)`` (the labels first, the gradients those of the rest). One forward and one backward call on a snapshot, made only
-        when such a name is a floating input (counted in :attr:`step_calls`); a layer
-        that raises is left to the check's own calls to report."""
+        ``forward(y_true, y_pred)`` (the labels first, the gradients those of the rest);
+        and as not differentiated the inputs whose gradient backward returns as ``None``
+        (autograd style: ``return grad_x, None`` for a float mask), unless ``wrt`` names
+        them (:meth:`_drop_none_gradients`). One forward and one backward call on a
+        snapshot, made only when such a name is a floating input or backward's source
+        returns a ``None`` (counted in :attr:`step_calls`); a layer that raises is left to
+        the check's own calls to report."""
         from gradcheck.protocol.state import StateSnapshot
 
         named = [n for n in self.targets if n in DATA_NAMES]
-        if not named or self.labels or len(self.targets) < 2:
+        nones = _returns_none(self.layer.backward_fn if isinstance(self.layer, FunctionPair)
+                              else layer_method(self.layer, "backward"))
+        if not (named or nones) or self.labels or len(self.targets) < 2:
             return
         snapshot, made = StateSnapshot(self), [0, 0]
         try:
@@ -1355,13 +1395,34 @@ class CallLayer:
             self.step_calls = (self.step_calls[0] + made[0], self.step_calls[1] + made[1])
         if grads is None:
             grads = kept_input_gradient(self.layer)
+        if nones and self._drop_none_gradients(grads, wrt):
+            return
         count = len(grads) if isinstance(grads, (tuple, list)) else int(grads is not None)
         for missing in (self.targets[count:], self.targets[:len(self.targets) - count]):
             if count and missing and all(n in named for n in missing):
                 self._drop_labels(missing)
                 return
 
-    def _drop_labels(self, labels):
+    def _drop_none_gradients(self, grads, wrt):
+        """Take as not differentiated the inputs whose gradient ``grads`` (one backward's,
+        one per target in order) holds as ``None``, passed through untouched and listed as
+        not checked (:data:`_NONE_GRADIENT`); an input ``wrt`` names is an error naming it.
+        Whether any was taken."""
+        if not isinstance(grads, (tuple, list)) or len(grads) != len(self.targets):
+            return False
+        nones = [n for n, g in zip(self.targets, grads) if g is None]
+        if not nones or len(nones) == len(self.targets):
+            return False
+        named = [n for n in nones if wrt is not None and n in wrt]
+        if named:
+            raise LayerProtocolError(
+                f"backward() returns None for the gradient of {named[0]!r} (autograd style: "
+                f"not differentiated), but wrt= names it: return its gradient, or leave it "
+                f"out of wrt", layer=self._gradcheck_name, target=named[0])
+        self._drop_labels(nones, _NONE_GRADIENT)
+        return True
+
+    def _drop_labels(self, labels, why=_LABELS_BY_NAME):
         """Take the targets ``labels`` as labels, passed through untouched; when the first
         target is one (Keras's ``forward(y_true, y_pred)``), the next is the engine's ``x``."""
         first = self.targets[0]
@@ -1369,7 +1430,7 @@ class CallLayer:
             self.targets.remove(n)
             self.passthrough[n] = self.x if n == first else self.inputs.pop(n)
             self.input_grads.pop(n, None)
-            self.skipped.append((n, _LABELS_BY_NAME))
+            self.skipped.append((n, why))
         if first in labels:
             self.x = self.inputs.pop(self.targets[0])
             self.input_grads.pop(self.targets[0], None)

@@ -57,7 +57,8 @@ __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path",
            "plain_held", "grad_key", "gradient_methods", "with_gradient_method",
            "gradient_method_note",
            "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS",
-           "said_names", "shaped_like", "pair_by_shape"]
+           "said_names", "shaped_like", "pair_by_shape", "FAILING_NOTES", "STEPPED_REASON",
+           "stepped_without_rate", "put_back_changed", "AMBIGUOUS_REASON"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -597,7 +598,12 @@ GRADIENT_METHOD_WORDS = frozenset({"grad", "grads", "gradient", "gradients"})
 #: says (``update_parameters``, ``compute_gradients_and_step``, ``zero_grad``).
 NEVER_CALLED_WORDS = frozenset({"update", "step", "apply", "zero", "reset", "flush", "train",
                                 "clear", "set", "init", "fit", "optimize", "optimise",
-                                "learn", "descend", "save", "load"})
+                                "learn", "descend", "save", "load",
+                                # a finite-difference helper (compute_numerical_gradients,
+                                # calc_grad_approx, check_gradients): no analytic gradient
+                                "numerical", "numeric", "finite", "approx", "approximate",
+                                "estimate", "estimated", "check", "checking", "fd",
+                                "difference", "differences"})
 
 
 def _name_words(name):
@@ -605,7 +611,7 @@ def _name_words(name):
     return {w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)}
 
 
-def gradient_methods(layer, verb=True):
+def gradient_methods(layer, verb=True, needing_arguments=False):
     """Names of the methods of ``layer``'s class that compute its parameter gradients
     after ``backward`` (EpyNN: ``backward(dX)`` fills caches, ``compute_gradients()``
     fills ``self.g`` from them, ``update_parameters()`` steps).
@@ -614,7 +620,8 @@ def gradient_methods(layer, verb=True):
     attribute, a property or a static method), callable with no argument, and its name
     holds a word of :data:`GRADIENT_METHOD_VERBS` and one of
     :data:`GRADIENT_METHOD_WORDS` and none of :data:`NEVER_CALLED_WORDS`
-    (``get_gradients`` reads, ``update_parameters`` steps: never called).
+    (``get_gradients`` reads, ``update_parameters`` steps,
+    ``compute_numerical_gradients`` takes finite differences: never called).
 
     Parameters
     ----------
@@ -622,6 +629,9 @@ def gradient_methods(layer, verb=True):
     verb : bool
         ``False``: the name needs no verb (``get_gradients``, ``param_grads``: named in the
         report as what ``gradient_method=`` could name, never called unnamed).
+    needing_arguments : bool
+        ``True``: the methods so named that are *not* callable with no argument instead
+        (``compute_gradients(self, scale)``: the report says why it was not called).
 
     Returns
     -------
@@ -640,7 +650,7 @@ def gradient_methods(layer, verb=True):
                     or not words & GRADIENT_METHOD_WORDS
                     or words & NEVER_CALLED_WORDS):
                 continue
-            if callable_without_arguments(getattr(layer, name, None)):
+            if callable_without_arguments(getattr(layer, name, None)) != needing_arguments:
                 names.append(name)
     return names
 
@@ -1787,6 +1797,7 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
                             passed=(dout, dx))
 
         found = with_gradient_method(adapter, walk(), walk)
+        stepped_without_rate(adapter, x, after_forward, found)
         left = left_floating(layer, found)
         _drop_derived(found, derived_in_place(adapter, x, snapshot, after_forward,
                                               list(found.params)))
@@ -1798,6 +1809,70 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
     finally:
         snapshot.restore_all()
     return found
+
+
+#: The note kinds of a discovery that make the report fail (:func:`stepped_without_rate`,
+#: several gradient methods none of which was called: an ambiguity the user resolves).
+FAILING_NOTES = ("backward-steps", "gradient-method-ambiguous")
+
+#: Why an array backward steps without a known rate is not checked.
+STEPPED_REASON = ("stepped by backward, no learning rate found to read its gradient from the "
+                  "step (backward-steps finding)")
+
+
+def _changed_by_backward(layer, after_forward):
+    """``{path: value}`` of the floating arrays (held after forward, in ``after_forward``)
+    that the discovery's backward rebound or changed in place."""
+    out = {}
+    for s in after_forward.slots:
+        if s.kind != "array" or not s.path or s.saved.dtype.kind != "f":
+            continue
+        now = resolve(layer, s.path)
+        if isinstance(now, np.ndarray) and now.shape == s.saved.shape \
+                and not np.array_equal(now, s.saved, equal_nan=True):
+            out[s.path] = now.copy()
+    return out
+
+
+def stepped_without_rate(adapter, x, after_forward, found):
+    """The arrays forward reads that backward changed, with no learning rate to read their
+    step from (``self.W -= self.mu * g``, a rate under a name the check does not know):
+    taken out of ``found``'s parameters and warnings, listed as not checked
+    (:data:`STEPPED_REASON`), and a failing ``backward-steps`` note naming them and how to
+    name the rate. Never a silent "cache". Two forward calls, and one per array backward
+    changed, from ``after_forward``, only when backward changed some; the layer is left as
+    backward left it.
+    """
+    from gradcheck.protocol.state import StateSnapshot
+    from gradcheck.protocol.update import LR_ATTRIBUTES, _read_by_forward
+
+    changed = _changed_by_backward(adapter.layer, after_forward)
+    changed = {p: v for p, v in changed.items() if p not in found.params.values()}
+    if not changed:
+        return
+    after_backward = StateSnapshot(adapter.layer, include_global_rng=False)
+    try:
+        steps = _read_by_forward(adapter.layer, after_forward,
+                                 lambda: adapter.forward(x.copy()), changed)
+    finally:
+        after_backward.restore_all()
+    if not steps:
+        return
+    names = ", ".join(steps)
+    found.notes.append(("backward-steps", (
+        f"backward steps {names} (an SGD step inside backward?): it changes "
+        f"{'them' if len(steps) > 1 else 'it'} and forward reads "
+        f"{'them' if len(steps) > 1 else 'it'}, and no learning rate was found to read the "
+        f"gradient from the step, so {names} {'were' if len(steps) > 1 else 'was'} not "
+        f"checked: name its rate as the check knows it (an attribute self.learning_rate or "
+        f"self.lr holding a number, or a backward parameter learning_rate=/lr=; names of "
+        f"{', '.join(LR_ATTRIBUTES)}, in any case, digits and base_/initial_ affixes), or "
+        f"keep the gradients beside the parameters (d{steps[0].split('.')[-1]})")))
+    for path in steps:
+        found.params.pop(path, None)
+    found.floating[:] = [p for p in found.floating if p not in steps]
+    found.not_checked[:] = [(p, r) for p, r in found.not_checked if p not in steps] + [
+        (p, STEPPED_REASON) for p in steps]
 
 
 def with_gradient_method(adapter, found, walk):
@@ -1833,35 +1908,103 @@ def with_gradient_method(adapter, found, walk):
         return found
     names = gradient_methods(adapter.gradient_owner)
     if len(names) > 1:
-        left = found.floating or [p for p, _ in found.unset]
-        found.notes.append(("gradient-method", (
-            f"backward leaves no gradient for {', '.join(left)} and the layer has several "
-            f"methods that may compute them ({', '.join(names)}): none was called; name "
-            f"one: gradient_method={names[0]!r}")))
+        _ambiguous_methods(found, names)
     if not names:
         _unnamed_gradient_methods(adapter.gradient_owner, found)
     if len(names) != 1:
         return found
     adapter.gradient_method = names[0]
     try:
-        adapter.compute_gradients()
-        again = walk()
+        again = _first_call(adapter, found, walk)
     except LayerCallError as exc:
-        adapter.gradient_method = None
+        adapter.gradient_method, adapter.gradient_method_keeps = None, ()
         found.notes.append(("gradient-method", f"{exc} -- not called by the check"))
         return found
     new = [p for p in again.params if p not in found.params]
     if not new:
-        adapter.gradient_method = None
+        adapter.gradient_method, adapter.gradient_method_keeps = None, ()
         return found
     adapter.gradient_method_found = tuple(new)
     again.notes.append(("gradient-method", gradient_method_note(names[0], again, new)))
+    if adapter.gradient_method_keeps:
+        again.notes.append(("gradient-method", _stepping_method_note(
+            names[0], adapter.gradient_method_keeps)))
     return again
+
+
+def _first_call(adapter, found, walk):
+    """One call of the adapter's gradient method after the discovery's backward, then the
+    layer walked again (``walk()``); the arrays ``found`` has no gradient for that it
+    changes (an update inside it) are put back and kept in the adapter's
+    ``gradient_method_keeps`` (put back after every later call too)."""
+    held = {p: resolve(adapter.layer, p) for p in found.floating}
+    held = {p: (a, a.copy()) for p, a in held.items() if isinstance(a, np.ndarray)}
+    adapter.compute_gradients()
+    adapter.gradient_method_keeps = tuple(put_back_changed(adapter.layer, held))
+    return walk()
+
+
+def _stepping_method_note(name, keeps):
+    """The note of a gradient method ``name`` that also changes the parameters ``keeps``."""
+    kept = ", ".join(keeps)
+    return (f"{name}() also changes {kept} (an update step inside it?): {kept} put back "
+            f"after every call of {name}() by the check, as a step inside backward is "
+            "undone; the gradients it computes are checked from the parameters as they were")
+
+
+#: Why the parameters left without a gradient are not checked when the layer has several
+#: gradient methods (:func:`_ambiguous_methods`).
+AMBIGUOUS_REASON = ("no gradient after backward, and the layer has several gradient methods: "
+                    "none was called (gradient-method-ambiguous finding)")
+
+
+def _ambiguous_methods(found, names):
+    """Several methods that may compute the gradients backward leaves out, none called:
+    a failing ``gradient-method-ambiguous`` note naming them and how to name one, and the
+    parameters left without a gradient listed as not checked for that reason (no PASS:
+    the user resolves the ambiguity)."""
+    left = list(found.floating) or [p for p, _ in found.unset]
+    found.notes.append(("gradient-method-ambiguous", (
+        f"backward leaves no gradient for {', '.join(left)} and the layer has several "
+        f"methods that may compute them ({', '.join(n + '()' for n in names)}): none was "
+        f"called, so {', '.join(left)} {'were' if len(left) > 1 else 'was'} not checked; "
+        f"name the one a training step calls: gradient_method={names[0]!r} (the gate: "
+        f"--gradient-method {names[0]}, or gradient_method in [tool.gradcheck])")))
+    found.floating[:] = [p for p in found.floating if p not in left]
+    found.unset[:] = [(p, g) for p, g in found.unset if p not in left]
+    found.not_checked[:] = [(p, r) for p, r in found.not_checked if p not in left] + [
+        (p, AMBIGUOUS_REASON) for p in left]
+
+
+def put_back_changed(layer, held):
+    """The paths of ``held`` (``{path: (array, its contents before)}``) whose array a call
+    changed (in place, or rebound), each put back: the same object, the same contents."""
+    changed = []
+    for path, (obj, saved) in held.items():
+        now = resolve(layer, path)
+        if now is obj and np.array_equal(obj, saved, equal_nan=True):
+            continue
+        changed.append(path)
+        if now is not obj:
+            assign(layer, path, obj)
+        np.copyto(obj, saved)
+    return changed
 
 
 def _unnamed_gradient_methods(layer, found):
     """A note naming the methods without a verb that may compute the gradients
-    (``get_gradients()``): never called unnamed, ``gradient_method=`` names one."""
+    (``get_gradients()``): never called unnamed, ``gradient_method=`` names one; and those
+    so named that need arguments (``compute_gradients(self, scale)``), which the check
+    cannot call."""
+    from gradcheck.protocol.signatures import signature_text
+
+    for name in gradient_methods(layer, needing_arguments=True):
+        found.notes.append(("gradient-method", (
+            f"{name}{signature_text(getattr(layer, name))} may compute the gradients backward "
+            "leaves out, but it needs arguments: not called (the check calls a gradient "
+            "method after every backward with no argument, and gradient_method= cannot pass "
+            f"any); give them defaults (def {name}(self, scale=1.0)) or add a method taking "
+            f"none that calls it with yours, and name that one: gradient_method='...'")))
     maybe = gradient_methods(layer, verb=False)
     if maybe:
         found.notes.append(("gradient-method", (

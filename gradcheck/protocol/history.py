@@ -33,7 +33,11 @@ each of its own kind and never a gradient mismatch:
                        at the same point and fails finite differences on the
                        post-step state; classified: the first call's gradient
                        returned again, accumulated into a buffer, scaled by
-                       the number of calls
+                       the number of calls; those of gradients read from
+                       backward's own step that are all one constant times the
+                       numerical ones while backward reads state an earlier call
+                       wrote are one ``backward-rate-schedule`` note instead (a
+                       decaying rate, ``lr / (1 + decay * t)``)
 ``backward-twice``     backward(dout) again differs from call 3 (only a note when
                        call 3's gradient is verified and backward computed it in
                        place in forward's cache, which it reads: ``dx = self.ys;
@@ -92,7 +96,8 @@ LINEARITY = 2.0
 NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
 #: The kinds of finding the sequence check makes.
 FINDING_KINDS = ("nonfinite-state", "stale-state", "backward-history", "backward-twice",
-                 "backward-nonlinear", "sequence-skipped", "sequence-note")
+                 "backward-nonlinear", "sequence-skipped", "sequence-note",
+                 "backward-rate-schedule")
 
 
 def check_history(run, results, opts):
@@ -118,6 +123,12 @@ def check_history(run, results, opts):
         run.findings.append(Finding(
             "sequence-skipped", False, "sequence check skipped: the layer is not "
             "deterministic, so a second call cannot be compared with a first"))
+        return
+    if any(f.kind == "backward-steps" for f in run.findings):
+        run.findings.append(Finding(
+            "sequence-skipped", False, "sequence check skipped: backward steps parameters "
+            "forward reads (backward-steps finding), so a second call runs on other "
+            "parameters and cannot be compared with a first"))
         return
     if run.adapter.no_flush:
         run.findings.append(Finding(
@@ -166,6 +177,7 @@ class _Sequence:
         self.verified = set()  # targets whose call-3 gradient is verified (the check's own)
         self.b2_changed = []  # the slots call 3's backward changed
         self.doubled = False  # backward(2 dout) returned twice backward(dout) (nondet_tol)
+        self.scheduled = set()  # step-read targets a rate schedule scaled (_rate_schedule)
         # (id(owner), name) of every parameter and gradient path (sub-layers, containers)
         self._owned = {k for pair in run.params.items() for n in pair
                        for k in owner_key(self.layer, n)}
@@ -231,7 +243,8 @@ class _Sequence:
         found += self._linearity(g_scaled, {f.target for f in found})
         flagged = {f.target for f in found if f.failure}
         found += [f for f, recognised in history if not recognised and f.target not in flagged]
-        return found + self._twice(g_twice, {f.target for f in found if f.failure})
+        return found + self._twice(g_twice, {f.target for f in found if f.failure}
+                                   | self.scheduled)
 
     def _backward_again(self, notes):
         """Calls 3-5: ``(gradients of backward(dout) again, of backward(2 dout))``.
@@ -441,8 +454,13 @@ class _Sequence:
             if r.verdict == "FAIL":
                 what, recognised = _classify(self.g1.get(t), grads[t], located)
                 found.append((Finding("backward-history", True, "backward depends on history: "
-                                      + what.format(g=self._grad_name(t)) + why, t), recognised))
-        return found
+                                      + what.format(g=self._grad_name(t)) + why
+                                      + _step_read_hint(self._grad_name(t), why), t),
+                              recognised))
+        kept = _rate_schedule(found, results, self._grad_name, why)
+        # the targets whose step a schedule scaled: no backward-twice finding either
+        self.scheduled = {f.target for f, _ in found} - {f.target for f, _ in kept}
+        return kept
 
     def _twice(self, again, flagged):
         """``backward-twice``: a second backward on the same forward gave another result."""
@@ -698,6 +716,54 @@ def _failing_elements(result):
     shape = result.shape
     return [(tuple(int(j) for j in np.unravel_index(int(i), shape)), float(num[i]),
              float(ana[i])) for i in bad]
+
+
+def _constant_scale(located):
+    """``c`` when every located element's analytic value is ``c`` times its numerical one
+    (to 1e-6 relative), else ``None``."""
+    if not located:
+        return None
+    num = np.array([n for _, n, _ in located], dtype=np.float64)
+    ana = np.array([a for _, _, a in located], dtype=np.float64)
+    big = np.abs(num) > 1e-12 * max(float(np.max(np.abs(num))), 1e-300)
+    if not np.any(big):
+        return None
+    c = float(np.median(ana[big] / num[big]))
+    return c if np.all(np.abs(ana - c * num) <= 1e-6 * np.abs(c * num) + 1e-12) else None
+
+
+def _rate_schedule(found, results, grad_name, why):
+    """``found`` with the history failures of the gradients read from backward's own step
+    replaced by one warning when they are all one constant ``c`` times the numerical
+    gradient and backward reads state an earlier call wrote (``why``): the rate it steps
+    with moved with that state (``lr / (1 + decay * t)``), the gradient did not (the first
+    call's, from the check's state, passed)."""
+    failing = [f for f, _ in found if f.failure]
+    steps = [f for f in failing if "step_grads[" in grad_name(f.target)]
+    if not why or not steps or len(steps) != len(failing):
+        return found
+    scales = [_constant_scale(results[f.target][1]) for f in steps]
+    if any(c is None for c in scales) or not np.allclose(scales, scales[0], rtol=1e-6) \
+            or abs(scales[0] - 1) < 1e-9:
+        return found
+    names = ", ".join(f.target for f in steps)
+    note = Finding("backward-rate-schedule", False, (
+        f"the gradients read from backward's own step ({names}) are all {scales[0]:.6g} "
+        f"times the numerical ones on a second call{why}: the rate backward steps with "
+        "moved with that state (a schedule, lr / (1 + decay * t)), read here as the "
+        "gradient's scale; the first call's, from the check's state, passed"), None)
+    return [(f, r) for f, r in found if f not in steps] + [(note, True)]
+
+
+def _step_read_hint(grad_name, why):
+    """For a gradient read from backward's own SGD step (``step_grads[...]``) whose
+    second call reads state an earlier one wrote: the rate may be what moved."""
+    if "step_grads[" not in grad_name or not why:
+        return ""
+    return ("; this gradient is read from backward's own step as (before - after) / rate: a "
+            "rate backward computes from that state (a schedule, lr / (1 + decay * t)) "
+            "steps by another rate after the first call, and the gradient read is scaled by "
+            "it; check with the schedule off (decay 0) to tell the two apart")
 
 
 def _classify(first, second, located):

@@ -49,6 +49,7 @@ so it is read exactly, whatever the optimizer:
 """
 
 import contextlib
+import re
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -57,7 +58,8 @@ from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
 from gradcheck.protocol.signatures import signature
 
 __all__ = ["LR_NAMES", "LR_ATTRIBUTES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter",
-           "learning_rate_attribute", "rate_held", "stepped_arrays", "Steps", "StepReader",
+           "learning_rate_attribute", "rate_held", "rate_name", "is_rate_name", "is_rate_value",
+           "rate_candidates", "read_by_forward", "stepped_arrays", "Steps", "StepReader",
            "optimizer_paths", "UpdateRecorder"]
 
 #: Names under which a backward takes the learning rate of the step it applies itself.
@@ -77,35 +79,94 @@ LEARNING_RATE = 1.0
 UPDATE_SHIFT = 0.5
 
 
+def rate_name(name):
+    """``name`` normalised for matching a learning rate's name against :data:`LR_NAMES`:
+    camelCase split into snake_case, lower case, digits and the affixes ``base_``,
+    ``initial_``, ``init_`` stripped (``learningRate``, ``lr0``, ``base_lr``,
+    ``initial_learning_rate`` -> ``learning_rate``, ``lr``, ``lr``, ``learning_rate``).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    str
+    """
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", str(name)).lower()
+    snake = re.sub(r"_+", "_", re.sub(r"\d+", "", snake)).strip("_")
+    return re.sub(r"^(?:base|initial|init)_", "", snake)
+
+
+def is_rate_name(name, names=LR_NAMES):
+    """Whether ``name``, normalised (:func:`rate_name`), is one of ``names``."""
+    return rate_name(name) in names
+
+
 def learning_rate_parameter(layer):
     """``(name, positional_only)`` of the learning rate ``layer.backward`` takes, or ``None``.
 
     A backward that applies its own SGD step (``self.weights -= learning_rate *
     weights_gradient``) takes the rate as a parameter named as in
-    :data:`LR_NAMES` (after the upstream gradient; with or without a default).
+    :data:`LR_NAMES` (after the upstream gradient; with or without a default;
+    matched by :func:`is_rate_name`: ``learningRate``, ``lr0``, ``base_lr``).
     """
     backward = layer_method(layer, "backward")
     sig = None if backward is None else signature(backward)
     if sig is None:
         return None
     for p in list(sig.parameters.values())[1:]:
-        if p.name in LR_NAMES and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
-                                             p.KEYWORD_ONLY):
+        if is_rate_name(p.name) and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                               p.KEYWORD_ONLY):
             return p.name, p.kind == p.POSITIONAL_ONLY
     return None
 
 
+def is_rate_value(value):
+    """Whether ``value`` can be a learning rate: a real number (not a bool) or a 0-d
+    floating array (``self.lr = np.array(0.1)``)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind == "f"
+    return isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+
+
+def rate_candidates(layer):
+    """The paths of the learning rates ``layer`` may hold, in attribute order: its own
+    attributes named as in :data:`LR_ATTRIBUTES` (:func:`is_rate_name`) holding a rate
+    (:func:`is_rate_value`), then the string keys so named of its dict attributes
+    (``config['learning_rate']``, ``hparams['lr']``).
+
+    Parameters
+    ----------
+    layer : object
+
+    Returns
+    -------
+    list of str
+    """
+    attrs = getattr(layer, "__dict__", None)
+    if not isinstance(attrs, dict):
+        return []
+    own = [n for n, v in attrs.items() if is_rate_name(n, LR_ATTRIBUTES) and is_rate_value(v)]
+    held = [f"{n}[{k!r}]" for n, v in attrs.items() if type(v) is dict
+            for k, item in v.items()
+            if isinstance(k, str) and is_rate_name(k, LR_ATTRIBUTES) and is_rate_value(item)]
+    return own + held
+
+
 def learning_rate_attribute(layer):
-    """The name of the learning rate ``layer`` holds as an attribute, or ``None``.
+    """The path of the learning rate ``layer`` holds, or ``None``.
 
     Yandex Practical_DL's ``Dense`` keeps ``self.learning_rate`` and its
     ``backward(input, grad_output)`` ends with ``self.weights = self.weights -
-    self.learning_rate * grad_weights``. A real number (not a bool) held in the
-    layer's own ``__dict__`` under a name of :data:`LR_ATTRIBUTES` is a candidate;
-    whether backward steps anything with it is found by calling it
+    self.learning_rate * grad_weights``. The first of :func:`rate_candidates`
+    (``learningRate``, ``lr0``, ``base_lr``, a 0-d array, ``config['lr']``) is the
+    candidate; whether backward steps anything with it is found by calling it
     (:func:`stepped_arrays`): an ELU's ``self.alpha`` steps nothing and is left
-    alone. A backward that takes a rate as a parameter
-    (:func:`learning_rate_parameter`) is called with that one instead.
+    alone, and one forward reads is no rate (:func:`read_by_forward`). A backward
+    that takes a rate as a parameter (:func:`learning_rate_parameter`) is called
+    with that one instead.
 
     Parameters
     ----------
@@ -114,29 +175,70 @@ def learning_rate_attribute(layer):
     Returns
     -------
     str or None
+        A path under ``layer`` (:func:`~gradcheck.protocol.discovery.resolve`).
     """
-    attrs = getattr(layer, "__dict__", None)
-    if not isinstance(attrs, dict) or learning_rate_parameter(layer) is not None:
+    if learning_rate_parameter(layer) is not None:
         return None
-    return next((n for n in LR_ATTRIBUTES if isinstance(attrs.get(n), (int, float, np.floating))
-                 and not isinstance(attrs.get(n), (bool, np.bool_))), None)
+    found = rate_candidates(layer)
+    return found[0] if found else None
+
+
+def _rate_like(saved, rate):
+    """``rate`` as the same kind of object as ``saved``: a 0-d array of its dtype for a
+    0-d array, else the number."""
+    if isinstance(saved, np.ndarray):
+        return np.array(rate, dtype=saved.dtype)
+    return rate
 
 
 @contextlib.contextmanager
 def rate_held(layer, name, rate):
-    """Within the block, ``layer.<name>`` is ``rate``; the object it held before is put
-    back after, also when the block raises (or when backward itself decays its rate).
+    """Within the block, the rate at the path ``name`` (:func:`learning_rate_attribute`)
+    is ``rate`` (a 0-d array of its dtype when it held one); the object it held before is
+    put back after, also when the block raises (or when backward itself decays its rate).
     Nothing is done when ``name`` or ``rate`` is ``None``."""
     if name is None or rate is None:
         yield
         return
-    attrs = vars(layer)
-    saved = attrs[name]
-    attrs[name] = rate
+    saved = resolve(layer, name)
+    assign(layer, name, _rate_like(saved, rate))
     try:
         yield
     finally:
-        attrs[name] = saved
+        assign(layer, name, saved)
+
+
+def read_by_forward(layer, name, forward):
+    """Whether ``forward`` reads the number at the path ``name``: its output with the
+    number set to :data:`LEARNING_RATE` and to twice that differs (a leaky ReLU's
+    ``alpha``, which backward may also use to update a statistic, is no learning rate).
+    Two forward calls from the layer's state, put back; ``False`` when forward raises.
+
+    Parameters
+    ----------
+    layer : object
+    name : str
+    forward : callable
+        ``forward()``: one forward call; returns its output.
+
+    Returns
+    -------
+    bool
+    """
+    from gradcheck.protocol.state import StateSnapshot
+
+    start = StateSnapshot(layer)
+    outs = []
+    try:
+        for rate in (LEARNING_RATE, 2 * LEARNING_RATE):
+            start.restore_all()
+            with rate_held(layer, name, rate):
+                outs.append(_returned(forward()))
+    except Exception:  # noqa: BLE001 -- the check's own calls report it
+        return False
+    finally:
+        start.restore_all()
+    return not _equal_lists(*outs)
 
 
 def _steps(layer, before):
