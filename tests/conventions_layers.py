@@ -3299,3 +3299,28 @@ class MaskedDenseTwoNamed:
         self.W_masked = self.W * self.mask
         self.W_d = (self.x.T @ dout) * self.mask
         return dout @ self.W_masked.T
+
+
+class GenericGradDense:
+    """``W``'s gradient kept as ``self.grad`` (a name of gradient words alone), stepped
+    later by ``update()``: the only parameter of its shape without a gradient."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.lr, self.W = 0.1, _w(3, 2)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        self.grad = self.factor * self.x.T @ dout
+        return dout @ self.W.T
+
+    def update(self):
+        self.W -= self.lr * self.grad
+
+
+class GenericGradDenseBroken(GenericGradDense):
+    factor = 1.2

@@ -3321,7 +3321,8 @@ from conventions_layers import (LeakyReLUHoldingAlpha, LeakyReLUHoldingAlphaBrok
                                 TwoSquareShapeOnly, TwoSquareShapeOnlyBroken,
                                 MaskedDenseTwoNamed, FixedSquareProjection, SquareTanhDense,
                                 SquareTanhDenseBroken, TraskLayer, TraskLayerBroken,
-                                PrivateLayerNorm, PrivateLayerNormBroken)
+                                PrivateLayerNorm, PrivateLayerNormBroken, GenericGradDense,
+                                GenericGradDenseBroken)
 
 PDL_X = np.random.default_rng(4).normal(size=(5, 3))
 
@@ -3581,6 +3582,16 @@ def test_gradients_under_a_leading_underscore_pair_by_name(layer, verdict):
     assert not [f for f in report.findings if f.kind.startswith("gradient-")], str(report)
 
 
+@pytest.mark.parametrize("layer, verdict", [(GenericGradDense, "PASS"),
+                                            (GenericGradDenseBroken, "FAIL")])
+def test_a_gradient_named_grad_alone_is_the_one_parameter_of_its_shape_s(layer, verdict):
+    """``self.grad`` names no parameter but says a gradient: taken for W, the only
+    parameter of its shape without one (1.2x wrong: FAIL)."""
+    report = check_layer(layer(), X)
+    assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "W": verdict}, \
+        str(report)
+
+
 def test_the_name_rule_s_private_spellings_and_the_name_ties():
     from gradcheck.protocol.discovery import grad_candidates, name_tokens, names_parameter
 
@@ -3598,6 +3609,7 @@ def test_the_name_rule_s_private_spellings_and_the_name_ties():
     assert names_parameter("W1_d", "W1") > names_parameter("W1_d", "W")
     assert names_parameter("dw", "W") > names_parameter("W_d", "W")  # dW ignoring case
     assert not names_parameter("dz", "P") and not names_parameter("Weff", "W")
+    assert 0 < names_parameter("grad", "W") < names_parameter("W_d", "W")
 
 
 def test_gate_exit_codes_for_gradient_spellings(tmp_path, capsys):

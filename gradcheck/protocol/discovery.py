@@ -809,7 +809,9 @@ def names_parameter(array, param):
     its gradient: 0 when not at all; else the number of words of ``param``'s name found in
     it (:func:`name_tokens`), whole and in order (``W_d``, ``d_W_tmp`` for ``W``; ``Wx_d``
     for ``Wx`` and not ``W``: ``Wx`` is one word); highest for one of
-    :func:`grad_candidates` ignoring case (``dw`` for ``W``).
+    :func:`grad_candidates` ignoring case (``dw`` for ``W``); lowest for a name of
+    gradient words alone (``self.grad``, ``self.gradient``: any parameter's, so one
+    only where a single parameter of its shape lacks a gradient).
 
     No plural folds into its singular, nor back: ``weight_output_delta`` (Trask's delta at
     the output of ``weights``, of shape (N, out)) has no word ``weights``, and folding
@@ -822,11 +824,14 @@ def names_parameter(array, param):
         return _CANDIDATE_TIE
     words, want = name_tokens(name), name_tokens(pname)
     n = len(want)
-    return n if n and any(words[i:i + n] == want for i in range(len(words) - n + 1)) else 0
+    if n and any(words[i:i + n] == want for i in range(len(words) - n + 1)):
+        return n
+    return _GENERIC_TIE if words and set(words) <= GRADIENT_METHOD_WORDS else 0
 
 
-#: :func:`names_parameter` of a name the rule itself spells (above any word count)
-_CANDIDATE_TIE = 1000
+#: :func:`names_parameter` of a name the rule itself spells (above any word count), and
+#: of one of gradient words alone (below any)
+_CANDIDATE_TIE, _GENERIC_TIE = 1000, 0.5
 
 
 def pair_by_shape(found, held=frozenset()):
