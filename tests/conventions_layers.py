@@ -3324,3 +3324,29 @@ class GenericGradDense:
 
 class GenericGradDenseBroken(GenericGradDense):
     factor = 1.2
+
+
+class LossAndProbs:
+    """Anhuynh2404/Feature_Detection_and_Description ``ResNet/loss.py``: ``forward(logits,
+    labels) -> (loss, probs)``, ``backward(probs, labels)`` the gradient of the mean loss
+    from the probabilities forward returned."""
+
+    scale = 1.0
+
+    def forward(self, logits, labels):
+        m = logits.shape[0]
+        exps = np.exp(logits - np.max(logits, axis=1, keepdims=True))
+        probs = exps / np.sum(exps, axis=1, keepdims=True)
+        return np.sum(-np.log(probs[range(m), labels])) / m, probs
+
+    def backward(self, probs, labels):
+        m = probs.shape[0]
+        grad = probs.copy()
+        grad[range(m), labels] -= 1
+        return grad / m * self.scale
+
+
+class LossAndProbsBroken(LossAndProbs):
+    """The mean's ``1 / m`` left out."""
+
+    scale = 5.0

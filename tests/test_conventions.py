@@ -3322,7 +3322,7 @@ from conventions_layers import (LeakyReLUHoldingAlpha, LeakyReLUHoldingAlphaBrok
                                 MaskedDenseTwoNamed, FixedSquareProjection, SquareTanhDense,
                                 SquareTanhDenseBroken, TraskLayer, TraskLayerBroken,
                                 PrivateLayerNorm, PrivateLayerNormBroken, GenericGradDense,
-                                GenericGradDenseBroken)
+                                GenericGradDenseBroken, LossAndProbs, LossAndProbsBroken)
 
 PDL_X = np.random.default_rng(4).normal(size=(5, 3))
 
@@ -3678,3 +3678,29 @@ def test_gradients_are_taken_by_shape_within_their_own_layer_only(first, verdict
     assert "gradient-ambiguous" not in {f.kind for f in report.findings}, str(report)
     warned = [f.target for f in report.findings if f.kind == "no-gradient-found"]
     assert warned == ["blocks.1.K"], str(report)
+
+
+@pytest.mark.parametrize("layer, verdict", [(LossAndProbs, "PASS"),
+                                            (LossAndProbsBroken, "FAIL")])
+def test_a_loss_returning_its_probabilities_beside_it_is_checked_on_the_loss(layer, verdict):
+    """``forward(logits, labels) -> (loss, probs)``, ``backward(probs, labels)``: the check
+    is of the loss (the two outputs were flattened together, ``shape (21,)``, before), and
+    backward is given the probabilities forward returned; a missing ``1 / m`` FAILs."""
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(5, 4)), rng.integers(0, 4, size=5)
+    report = check_layer(layer(), (logits, labels))
+    assert {r.name: r.verdict for r in report.results} == {"logits": verdict}, str(report)
+    assert "forward returns a scalar loss and 1 more output(s) ((5, 4))" in " ".join(
+        str(report).split())
+
+
+def test_a_loss_returning_two_arrays_says_what_forward_returned():
+    class TwoArrays(LossAndProbs):
+        def forward(self, logits, labels):
+            return np.ones((5, 3)), logits
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(LayerProtocolError, match=(
+            r"forward returned a tuple of shapes \(5, 3\), \(5, 4\); .*or a scalar loss "
+            r"first and its prediction \(of the input's shape \(5, 4\)\) after it")):
+        check_layer(TwoArrays(), (rng.normal(size=(5, 4)), rng.integers(0, 4, size=5)))
