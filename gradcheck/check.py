@@ -19,7 +19,7 @@ from gradcheck.protocol.update import (learning_rate_attribute, learning_rate_pa
 from gradcheck.protocol.discovery import (FAILING_NOTES, accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
                                           lookup, prefer_views, release_forward, said_names,
-                                          shaped_like, split_path)
+                                          names_parameter, split_path)
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
@@ -901,29 +901,43 @@ def _created(layer, found):
 
 
 def _guess_grad(found, path):
-    """The attribute backward was seen to write that looks like ``path``'s gradient: one
-    named like it (``dw`` for ``W``), else the only one of its shape; or ``None``."""
-    names = {c.lower() for c in grad_candidates(path)}
-    named = [p for p, _ in found.backward_floats if p.lower() in names]
-    if len(named) == 1:
-        return named[0]
-    shaped = shaped_like(found, path)
-    return shaped[0] if len(shaped) == 1 else None
+    """The attribute backward was seen to write that is named like ``path``'s gradient
+    (``dw`` for ``W``: :func:`~gradcheck.protocol.discovery.names_parameter`), when there
+    is one; ``None`` otherwise -- an array of its shape alone is no gradient
+    (:func:`_unnamed`)."""
+    named = [p for p, _ in found.backward_floats if names_parameter(p, path)
+             and p not in found.params.values()]
+    return named[0] if len(named) == 1 else None
+
+
+def _unnamed(found, path):
+    """The clause of a warning on ``path`` for the arrays backward wrote of its shape that
+    no name ties to it (:attr:`~gradcheck.protocol.discovery.Discovery.unnamed`), or
+    ``""``."""
+    arrays = found.unnamed.get(path)
+    if not arrays:
+        return ""
+    one = len(arrays) == 1
+    return (f" backward wrote {', '.join(arrays)} of {path}'s shape (no name ties "
+            f"{'it' if one else 'them'} to {path}): if {'it' if one else 'one'} is {path}'s "
+            f"gradient, name it: params={{{path!r}: '<name>'}}.")
 
 
 def _ambiguous(found, path, written, rivals):
     """The failing finding of a parameter without a gradient by name for which backward
-    wrote arrays of its shape that cannot be told apart (:func:`~gradcheck.protocol.
-    discovery.pair_by_shape`): never a silent PASS on the input alone."""
+    wrote several arrays of its shape naming it (or one naming others too: ``rivals``;
+    :func:`~gradcheck.protocol.discovery.pair_by_shape`): never a silent PASS on the input
+    alone. The advice lists the candidates and names none of them."""
     shape = found.shapes.get(path)
-    also = (f"; {', '.join(rivals)} {'has' if len(rivals) == 1 else 'have'} the same shape"
-            if rivals else "")
+    also = (f"; {' and '.join(written)} name{'s' if len(written) == 1 else ''} "
+            f"{', '.join(rivals)} too" if rivals else "")
     return (f"{path} ({shape}) has no gradient under the names looked for "
             f"({said_names(grad_candidates(path))}), and backward wrote "
-            f"{', '.join(written)} of its shape{also}: which one is its gradient cannot be "
-            f"told, so it was NOT checked and the check cannot pass. Name it "
-            f"{grad_candidates(path)[0]}, or pass params={{{path!r}: {written[0]!r}, ...}} "
-            "(or params= without it if it is not trainable)")
+            f"{', '.join(written)} of its shape, named like it{also}: which one is its "
+            f"gradient cannot be told, so it was NOT checked and the check cannot pass. "
+            f"Name it {grad_candidates(path)[0]}, or pass params={{{path!r}: "
+            f"'<its gradient: one of {', '.join(written)}>', ...}} (or params= without it "
+            "if it is not trainable)")
 
 
 def _no_grad(found, path):
@@ -932,7 +946,7 @@ def _no_grad(found, path):
     return (f"{path} is a floating array the layer holds, but no gradient was found for it "
             f"(looked for {said_names(grad_candidates(path))}){seen}: it was NOT checked. If "
             f"it is trainable, name it: params={{{path!r}: "
-            f"{(grad or '<attribute holding its gradient>')!r}, ...}}")
+            f"{(grad or '<attribute holding its gradient>')!r}, ...}}{_unnamed(found, path)}")
 
 
 def _unset(found, path, grad):
@@ -952,7 +966,8 @@ def _no_params(found):
     return (f"the layer holds floating arrays ({names}) but no parameter gradient was found "
             f"for them (looked for {said_names(grad_candidates(first))}, params/grads, "
             f"parameters/gradients); only the input was checked. If they are trainable, name "
-            f"them: params={{{first!r}: {grad!r}}}")
+            f"them: params={{{first!r}: {grad!r}}}."
+            + "".join(_unnamed(found, p) for p in found.floating))
 
 
 def _checked_names(layer, name, params, wrt, call):

@@ -3146,8 +3146,10 @@ class FixedProjectionKeepsDx:
 
 
 class TwoSquareShapeOnly:
-    """``Wx`` and ``Wh`` of one shape, their gradients under names no rule pairs: which
-    array is whose gradient cannot be told (no twin: it never PASSes)."""
+    """``Wx`` and ``Wh`` of one shape, their gradients under names no rule pairs
+    (``Wx_d``, ``Wh_d``): each told by the parameter's name in it."""
+
+    factor = 1.0
 
     def __init__(self):
         self.Wx, self.Wh = _w(3, 3), _w(3, 3)
@@ -3158,7 +3160,7 @@ class TwoSquareShapeOnly:
 
     def backward(self, dout):
         self.Wx_d = self.x.T @ dout
-        self.Wh_d = np.tanh(self.x).T @ dout
+        self.Wh_d = self.factor * np.tanh(self.x).T @ dout
         return dout @ self.Wx.T + (dout @ self.Wh.T) * (1 - np.tanh(self.x) ** 2)
 
 
@@ -3373,3 +3375,191 @@ class ScheduledRateDense(_RateFormDense):
 
 class ScheduledRateDenseBroken(ScheduledRateDense):
     wscale = 1.5
+
+
+class TwoSquareShapeOnlyBroken(TwoSquareShapeOnly):
+    factor = 1.5
+
+
+class TraskLayer:
+    """josefK128/synthgradients ``trask_SG_code/layer_class.py`` (Trask's synthetic
+    gradients post), sigmoid as there: backward keeps ``weight_output_delta`` (N, out), the
+    delta at the weights' output; ``update(alpha)`` steps the weights (in, out) from it
+    later. At N == in it has the weights' shape, and is not their gradient."""
+
+    def __init__(self, input_dim, output_dim, seed=0):
+        rng = np.random.default_rng(seed)
+        self.weights = (rng.normal(size=(input_dim, output_dim)) * 0.2) - 0.1
+
+    @staticmethod
+    def nonlin(x):
+        return 1 / (1 + np.exp(-x))
+
+    @staticmethod
+    def nonlin_deriv(out):
+        return out * (1 - out)
+
+    def forward(self, input):
+        self.input = input
+        self.output = self.nonlin(self.input.dot(self.weights))
+        return self.output
+
+    def backward(self, output_delta):
+        self.weight_output_delta = output_delta * self.nonlin_deriv(self.output)
+        return self.weight_output_delta.dot(self.weights.T)
+
+    def update(self, alpha=0.1):
+        self.weights -= self.input.T.dot(self.weight_output_delta) * alpha
+
+
+class TraskLayerBroken(TraskLayer):
+    """The sigmoid's derivative left out of the input's gradient."""
+
+    def backward(self, output_delta):
+        self.weight_output_delta = output_delta * self.nonlin_deriv(self.output)
+        return output_delta.dot(self.weights.T)
+
+
+class PrivateLayerNorm:
+    """A LayerNorm keeping its gradients under a leading underscore (``_dgamma``,
+    ``_dbeta``), stepped by ``update(lr)`` (a third-party ``layer_norm.py``)."""
+
+    factor = 1.0
+
+    def __init__(self, d_model=6, eps=1e-6, seed=0):
+        rng = np.random.default_rng(seed)
+        self.eps = eps
+        self.gamma, self.beta = rng.uniform(0.5, 1.5, d_model), rng.normal(size=d_model)
+        self._dgamma, self._dbeta = np.zeros(d_model), np.zeros(d_model)
+
+    def forward(self, x):
+        self._mu = x.mean(axis=-1, keepdims=True)
+        self._var = x.var(axis=-1, keepdims=True)
+        self._x_norm = (x - self._mu) / np.sqrt(self._var + self.eps)
+        return self.gamma * self._x_norm + self.beta
+
+    def backward(self, dout):
+        n = dout.shape[-1]
+        axes = tuple(range(dout.ndim - 1))
+        self._dgamma = self.factor * (dout * self._x_norm).sum(axis=axes)
+        self._dbeta = dout.sum(axis=axes)
+        dx_norm = dout * self.gamma
+        return (1.0 / n) / np.sqrt(self._var + self.eps) * (
+            n * dx_norm - dx_norm.sum(axis=-1, keepdims=True)
+            - self._x_norm * (dx_norm * self._x_norm).sum(axis=-1, keepdims=True))
+
+    def update(self, lr):
+        self.gamma -= lr * self._dgamma
+        self.beta -= lr * self._dbeta
+
+
+class PrivateLayerNormBroken(PrivateLayerNorm):
+    factor = 1.3
+
+
+class FixedSquareProjection:
+    """A fixed (non-trainable) square projection ``P`` then tanh; backward keeps one cache
+    ``dz`` of the pre-activation's gradient: at a square input it has ``P``'s shape."""
+
+    def __init__(self):
+        self.P = _w(3, 3)
+
+    def forward(self, x):
+        self.x = x
+        self.y = np.tanh(x @ self.P)
+        return self.y
+
+    def backward(self, dout):
+        self.dz = dout * (1 - self.y ** 2)
+        return self.dz @ self.P.T
+
+
+class SquareTanhDense(FixedSquareProjection):
+    """``P`` trainable, its gradient ``P_d`` (a name no rule pairs), beside the ``dz``
+    cache and the output ``y`` recomputed, of its shape: ``P_d`` alone names it."""
+
+    factor = 1.0
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.P)
+
+    def backward(self, dout):
+        self.y = np.tanh(self.x @ self.P)
+        self.dz = dout * (1 - self.y ** 2)
+        self.P_d = self.factor * self.x.T @ self.dz
+        return self.dz @ self.P.T
+
+
+class SquareTanhDenseBroken(SquareTanhDense):
+    factor = 1.5
+
+
+class MaskedDenseTwoNamed:
+    """``W`` masked by a fixed ``mask``; backward writes two arrays of W's shape named
+    like it, ``W_masked`` (a cache) and ``W_d`` (its gradient): which one is it? (no
+    twin: it never PASSes)."""
+
+    def __init__(self):
+        self.W = _w(3, 2)
+        self.mask = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+
+    def forward(self, x):
+        self.x = x
+        return x @ (self.W * self.mask)
+
+    def backward(self, dout):
+        self.W_masked = self.W * self.mask
+        self.W_d = (self.x.T @ dout) * self.mask
+        return dout @ self.W_masked.T
+
+
+class GenericGradDense:
+    """``W``'s gradient kept as ``self.grad`` (a name of gradient words alone), stepped
+    later by ``update()``: the only parameter of its shape without a gradient."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.lr, self.W = 0.1, _w(3, 2)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W
+
+    def backward(self, dout):
+        self.grad = self.factor * self.x.T @ dout
+        return dout @ self.W.T
+
+    def update(self):
+        self.W -= self.lr * self.grad
+
+
+class GenericGradDenseBroken(GenericGradDense):
+    factor = 1.2
+
+
+class LossAndProbs:
+    """Anhuynh2404/Feature_Detection_and_Description ``ResNet/loss.py``: ``forward(logits,
+    labels) -> (loss, probs)``, ``backward(probs, labels)`` the gradient of the mean loss
+    from the probabilities forward returned."""
+
+    scale = 1.0
+
+    def forward(self, logits, labels):
+        m = logits.shape[0]
+        exps = np.exp(logits - np.max(logits, axis=1, keepdims=True))
+        probs = exps / np.sum(exps, axis=1, keepdims=True)
+        return np.sum(-np.log(probs[range(m), labels])) / m, probs
+
+    def backward(self, probs, labels):
+        m = probs.shape[0]
+        grad = probs.copy()
+        grad[range(m), labels] -= 1
+        return grad / m * self.scale
+
+
+class LossAndProbsBroken(LossAndProbs):
+    """The mean's ``1 / m`` left out."""
+
+    scale = 5.0

@@ -331,21 +331,22 @@ class OwnGradNameByShape(OwnGradName):
         return dout * self.kernel
 
 
-class TwoKernelsByShape(OwnGradName):
-    """Two kernels of one shape, gradients under names no rule pairs: which is whose?"""
-
-    def __init__(self):
-        super().__init__()
-        self.kernel2 = np.linspace(1.0, 2.0, 3)
-
-    def forward(self, x):
-        self.x = x
-        return x * self.kernel * self.kernel2
+class KernelTwoNamedByShape(OwnGradName):
+    """Two arrays of the kernel's shape named like it (``kernel_g``, ``kernel_scaled``):
+    which is its gradient?"""
 
     def backward(self, dout):
-        self.kernel_g = np.sum(dout * self.x * self.kernel2, axis=0)
-        self.kernel2_g = np.sum(dout * self.x * self.kernel, axis=0)
-        return dout * self.kernel * self.kernel2
+        self.kernel_scaled = 2.0 * self.kernel
+        self.kernel_g = np.sum(dout * self.x, axis=0)
+        return dout * self.kernel
+
+
+class KernelCacheByShape(OwnGradName):
+    """A fixed kernel; backward keeps a cache of its shape (``colsum``) no name ties to it."""
+
+    def backward(self, dout):
+        self.colsum = np.sum(dout, axis=0)
+        return dout * self.kernel
 
 
 class ScaleAndKernel(Scale):
@@ -429,7 +430,8 @@ TRIGGERS = {
     "no-parameter-found": _call(OwnGradName()),
     "gradient-not-found-beside-parameter": _call(ScaleAndKernel()),
     "gradient-by-shape": _call(OwnGradNameByShape()),
-    "gradient-ambiguous": _call(TwoKernelsByShape()),
+    "gradient-ambiguous": _call(KernelTwoNamedByShape()),
+    "gradient-unnamed": _call(KernelCacheByShape()),
     "param-grad-zeroed-in-forward": _call(ZeroedInForward()),
     "state-beside-gradient": _call(Recurrent()),
     "function-not-callable": lambda tmp_path: check_function(1, None, X),

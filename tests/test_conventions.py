@@ -3324,7 +3324,11 @@ from conventions_layers import (LeakyReLUHoldingAlpha, LeakyReLUHoldingAlphaBrok
                                 PracticalDLDenseInPlaceBroken, ShapeOnlyDense,
                                 FixedProjectionKeepsDx,
                                 ShapeOnlyDenseBroken, SpelledDense, SpelledDenseBroken,
-                                TwoSquareShapeOnly)
+                                TwoSquareShapeOnly, TwoSquareShapeOnlyBroken,
+                                MaskedDenseTwoNamed, FixedSquareProjection, SquareTanhDense,
+                                SquareTanhDenseBroken, TraskLayer, TraskLayerBroken,
+                                PrivateLayerNorm, PrivateLayerNormBroken, GenericGradDense,
+                                GenericGradDenseBroken, LossAndProbs, LossAndProbsBroken)
 
 PDL_X = np.random.default_rng(4).normal(size=(5, 3))
 
@@ -3490,32 +3494,158 @@ def test_arrays_holding_backward_s_dx_or_dout_are_never_a_gradient_by_shape():
     assert "P: no gradient" in str(report)
 
 
-def test_gradients_that_cannot_be_told_apart_by_shape_fail_naming_the_parameters():
-    """``Wx``, ``Wh`` of one shape, backward writes ``Wx_d``, ``Wh_d``: never a PASS on x
-    alone; a failing finding for each names the arrays and how to name them."""
+def test_gradients_of_one_shape_are_told_apart_by_the_parameter_s_name_in_theirs():
+    """``Wx``, ``Wh`` of one shape, backward writes ``Wx_d``, ``Wh_d``. This was a failing
+    ``gradient-ambiguous`` finding while any array of the shape was a candidate; now an
+    array is one only with the parameter's name in its own (``Wx_d`` holds the word
+    ``Wx``, not ``Wh``), so each pairs with its own: checked, a wrong ``Wh_d`` FAILs on
+    ``Wh`` alone."""
     report = check_layer(TwoSquareShapeOnly(), X)
+    assert {r.name: r.verdict for r in report.results} == {
+        "x": "PASS", "Wx": "PASS", "Wh": "PASS"}, str(report)
+    notes = " ".join(" ".join(f.message.split()) for f in report.findings
+                     if f.kind == "gradient-by-shape")
+    assert "so Wx_d was checked as its gradient" in notes, notes
+    assert "so Wh_d was checked as its gradient" in notes, notes
+    bad = check_layer(TwoSquareShapeOnlyBroken(), X)
+    assert {r.name: r.verdict for r in bad.results} == {
+        "x": "PASS", "Wx": "PASS", "Wh": "FAIL"}, str(bad)
+
+
+def test_several_arrays_named_like_a_parameter_fail_listing_them_and_naming_none():
+    """``W_masked`` (a cache) and ``W_d`` (the gradient), both of W's shape and both with
+    ``W`` in their names: the gradient is very likely among them, so never a PASS on x
+    alone; the advice lists the candidates and names neither as the gradient."""
+    report = check_layer(MaskedDenseTwoNamed(), X)
     assert not report.passed and [r.name for r in report.results] == ["x"], str(report)
-    found = {f.target: f for f in report.findings if f.kind == "gradient-ambiguous"}
-    assert set(found) == {"Wx", "Wh"} and all(f.failure for f in found.values())
-    assert "backward wrote Wx_d, Wh_d of its shape" in found["Wx"].message
-    assert "Wh has the same shape" in found["Wx"].message
-    assert "params={'Wx': 'Wx_d', ...}" in found["Wx"].message
-    named = check_layer(TwoSquareShapeOnly(), X, params={"Wx": "Wx_d", "Wh": "Wh_d"})
+    found = [f for f in report.findings if f.kind == "gradient-ambiguous"]
+    assert len(found) == 1 and found[0].failure and found[0].target == "W", str(report)
+    text = " ".join(found[0].message.split())
+    assert "backward wrote W_masked, W_d of its shape, named like it" in text, text
+    assert "params={'W': '<its gradient: one of W_masked, W_d>', ...}" in text, text
+    assert "params={'W': 'W_masked'" not in text and "params={'W': 'W_d'" not in text
+    named = check_layer(MaskedDenseTwoNamed(), X, params={"W": "W_d"})
     assert named.passed, str(named)
 
 
+def test_an_array_of_a_parameter_s_shape_without_its_name_is_never_its_gradient():
+    """A fixed square projection ``P`` whose backward keeps a ``dz`` cache of P's shape:
+    ``P`` is not checked (listed, a non-failing warning naming ``dz`` as an array of its
+    shape no name ties to it, the advice a placeholder), the layer PASSes on x."""
+    x = np.random.default_rng(1).normal(size=(3, 3))
+    report = check_layer(FixedSquareProjection(), x)
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    assert not [f for f in report.findings if f.kind in ("gradient-by-shape",
+                                                         "gradient-ambiguous")]
+    text = " ".join(str(report).split())
+    assert "P: no gradient" in text, text
+    assert ("backward wrote dz of P's shape (no name ties it to P): if it is P's gradient, "
+            "name it: params={'P': '<name>'}") in text, text
+    assert "params={'P': 'dz'}" not in text
+
+
+@pytest.mark.parametrize("layer, verdict", [(SquareTanhDense, "PASS"),
+                                            (SquareTanhDenseBroken, "FAIL")])
+def test_the_array_named_like_a_parameter_is_taken_beside_caches_of_its_shape(layer, verdict):
+    """``P_d`` beside the ``y`` and ``dz`` caches, all of P's shape (a square input): only
+    ``P_d`` holds ``P``'s name, so it is P's gradient (1.5x wrong: FAIL); the caches are
+    neither candidates nor said once P has its gradient."""
+    x = np.random.default_rng(1).normal(size=(3, 3))
+    report = check_layer(layer(), x)
+    assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "P": verdict}, \
+        str(report)
+    assert "gradient-ambiguous" not in {f.kind for f in report.findings}
+    assert "no name ties" not in " ".join(str(report).split())
+
+
+@pytest.mark.parametrize("batch, inputs", [(4, 4), (10, 4)])
+def test_trask_s_layer_passes_whatever_the_batch(batch, inputs):
+    """josefK128/synthgradients' ``Layer``: ``weight_output_delta`` (N, out) has the
+    weights' shape (in, out) when N == in, and is not their gradient (``update`` makes it
+    from it): never taken as it (no word ``weights`` in it: plurals are not folded), the
+    weights listed not checked; the broken twin FAILs on x."""
+    x = np.random.default_rng(3).normal(size=(batch, inputs))
+    report = check_layer(TraskLayer(inputs, 3), x)
+    assert report.passed and [r.name for r in report.results] == ["x"], str(report)
+    text = " ".join(str(report).split())
+    assert "weights: no gradient" in text, text
+    assert ("backward wrote weight_output_delta of weights's shape" in text) == (
+        batch == inputs), text
+    bad = check_layer(TraskLayerBroken(inputs, 3), x)
+    assert {r.name: r.verdict for r in bad.results} == {"x": "FAIL"}, str(bad)
+
+
+@pytest.mark.parametrize("layer, verdict", [(PrivateLayerNorm, "PASS"),
+                                            (PrivateLayerNormBroken, "FAIL")])
+def test_gradients_under_a_leading_underscore_pair_by_name(layer, verdict):
+    """``_dgamma``, ``_dbeta`` of one shape: private spellings of the name rule, paired by
+    name (before: both of the shape of both parameters, a failing ``gradient-ambiguous``
+    finding on a correct LayerNorm); a 1.3x ``_dgamma`` FAILs on gamma alone."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 6))
+    report = check_layer(layer(), x)
+    assert {r.name: r.verdict for r in report.results} == {
+        "x": "PASS", "gamma": verdict, "beta": "PASS"}, str(report)
+    assert not [f for f in report.findings if f.kind.startswith("gradient-")], str(report)
+
+
+@pytest.mark.parametrize("layer, verdict", [(GenericGradDense, "PASS"),
+                                            (GenericGradDenseBroken, "FAIL")])
+def test_a_gradient_named_grad_alone_is_the_one_parameter_of_its_shape_s(layer, verdict):
+    """``self.grad`` names no parameter but says a gradient: taken for W, the only
+    parameter of its shape without one (1.2x wrong: FAIL)."""
+    report = check_layer(layer(), X)
+    assert {r.name: r.verdict for r in report.results} == {"x": "PASS", "W": verdict}, \
+        str(report)
+
+
+def test_the_name_rule_s_private_spellings_and_the_name_ties():
+    from gradcheck.protocol.discovery import grad_candidates, name_tokens, names_parameter
+
+    names = grad_candidates("gamma")
+    assert names[:6] == ["dgamma", "d_gamma", "gamma_grad", "grad_gamma", "dLdgamma",
+                         "gradGamma"]
+    for g in ("_dgamma", "_gamma_grad", "_grad_gamma", "_gradGamma"):
+        assert g in names
+    assert "_dW" in grad_candidates("_W") and "W_d" not in grad_candidates("W")
+    assert name_tokens("Wx_d") == ["wx", "d"] and name_tokens("kernel2_g") == [
+        "kernel", "2", "g"]
+    assert names_parameter("W_d", "W") and names_parameter("d_W_tmp", "W")
+    assert names_parameter("Wx_d", "Wx") and not names_parameter("Wx_d", "W")
+    assert not names_parameter("weight_output_delta", "weights")
+    assert names_parameter("W1_d", "W1") > names_parameter("W1_d", "W")
+    assert names_parameter("dw", "W") > names_parameter("W_d", "W")  # dW ignoring case
+    assert not names_parameter("dz", "P") and not names_parameter("Weff", "W")
+    assert 0 < names_parameter("grad", "W") < names_parameter("W_d", "W")
+
+
 def test_gate_exit_codes_for_gradient_spellings(tmp_path, capsys):
+    """The ambiguous layer is now one with two arrays named like W (``W_masked``, ``W_d``):
+    ``Wx_d``/``Wh_d`` pair by name since arrays without the parameter's name stopped
+    being candidates."""
     src = tmp_path / "spelled.py"
     src.write_text(
         "import numpy as np\n"
-        "from conventions_layers import SpelledDense, SpelledDenseBroken, TwoSquareShapeOnly\n"
+        "from conventions_layers import (SpelledDense, SpelledDenseBroken,\n"
+        "    MaskedDenseTwoNamed, TraskLayer, PrivateLayerNorm, PrivateLayerNormBroken,\n"
+        "    FixedSquareProjection, TwoSquareShapeOnly, TwoSquareShapeOnlyBroken)\n"
         "X = np.random.default_rng(1).normal(size=(5, 3))\n"
+        "S = np.random.default_rng(1).normal(size=(3, 3))\n"
+        "N = np.random.default_rng(0).normal(size=(2, 3, 6))\n"
         "def make():\n    return SpelledDense('W', 'W_gradient'), X\n"
         "def make_broken():\n    return SpelledDenseBroken('W', 'W_gradient'), X\n"
-        "def make_ambiguous():\n    return TwoSquareShapeOnly(), X\n")
-    assert main([f"{src}:make", "-q"]) == 0
-    assert main([f"{src}:make_broken", "-q"]) == 1
-    assert main([f"{src}:make_ambiguous", "-q"]) == 1
+        "def make_ambiguous():\n    return MaskedDenseTwoNamed(), X\n"
+        "def make_two():\n    return TwoSquareShapeOnly(), S\n"
+        "def make_two_broken():\n    return TwoSquareShapeOnlyBroken(), S\n"
+        "def make_trask():\n    return TraskLayer(4, 3), np.ones((4, 4)) * 0.3\n"
+        "def make_norm():\n    return PrivateLayerNorm(), N\n"
+        "def make_norm_broken():\n    return PrivateLayerNormBroken(), N\n"
+        "def make_fixed():\n    return FixedSquareProjection(), S\n")
+    codes = {name: main([f"{src}:{name}", "-q"]) for name in (
+        "make", "make_broken", "make_ambiguous", "make_two", "make_two_broken", "make_trask",
+        "make_norm", "make_norm_broken", "make_fixed")}
+    assert codes == {"make": 0, "make_broken": 1, "make_ambiguous": 1, "make_two": 0,
+                     "make_two_broken": 1, "make_trask": 0, "make_norm": 0,
+                     "make_norm_broken": 1, "make_fixed": 0}, codes
     capsys.readouterr()
 
 
@@ -3730,3 +3860,29 @@ def test_a_decaying_rate_schedule_is_a_warning_not_a_history_failure():
     assert layer.t == 0 and layer.base_lr == 0.1
     broken = check_layer(ScheduledRateDenseBroken(), X)
     assert broken.result("W").verdict == "FAIL", str(broken)
+
+
+@pytest.mark.parametrize("layer, verdict", [(LossAndProbs, "PASS"),
+                                            (LossAndProbsBroken, "FAIL")])
+def test_a_loss_returning_its_probabilities_beside_it_is_checked_on_the_loss(layer, verdict):
+    """``forward(logits, labels) -> (loss, probs)``, ``backward(probs, labels)``: the check
+    is of the loss (the two outputs were flattened together, ``shape (21,)``, before), and
+    backward is given the probabilities forward returned; a missing ``1 / m`` FAILs."""
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(5, 4)), rng.integers(0, 4, size=5)
+    report = check_layer(layer(), (logits, labels))
+    assert {r.name: r.verdict for r in report.results} == {"logits": verdict}, str(report)
+    assert "forward returns a scalar loss and 1 more output(s) ((5, 4))" in " ".join(
+        str(report).split())
+
+
+def test_a_loss_returning_two_arrays_says_what_forward_returned():
+    class TwoArrays(LossAndProbs):
+        def forward(self, logits, labels):
+            return np.ones((5, 3)), logits
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(LayerProtocolError, match=(
+            r"forward returned a tuple of shapes \(5, 3\), \(5, 4\); .*or a scalar loss "
+            r"first and its prediction \(of the input's shape \(5, 4\)\) after it")):
+        check_layer(TwoArrays(), (rng.normal(size=(5, 4)), rng.integers(0, 4, size=5)))

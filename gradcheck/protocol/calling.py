@@ -898,13 +898,22 @@ class CallLayer:
                     self.out_shapes, self.dropped_outputs = None, []
                     return out[0]
             arrays = [np.asarray(o) for o in out]
-            taken = self.douts_taken(len(arrays), keyed=self.out_keys is not None)
+            taken = (1 if self._loss_and_prediction(arrays) else
+                     self.douts_taken(len(arrays), keyed=self.out_keys is not None))
             self.dropped_outputs = [(i, a.shape) for i, a in enumerate(arrays) if i >= taken]
             arrays = arrays[:taken]
             self.out_shapes = [a.shape for a in arrays]
             return np.concatenate([a.reshape(-1) for a in arrays]) if arrays else np.zeros(0)
         self.out_shapes, self.dropped_outputs, self.cache_outputs = None, [], []
         return out
+
+    def _loss_and_prediction(self, arrays):
+        """Whether forward's outputs are a loss whose backward takes the labels, returned
+        first as a scalar, beside its prediction (``return loss, probs`` of a
+        ``backward(probs, labels)``): the check is of the loss, and the prediction is what
+        backward is given (:meth:`_loss_backward`), not an output."""
+        return bool(self.labels) and len(arrays) > 1 and arrays[0].size == 1 and any(
+            a.shape == np.shape(self.last_x) for a in arrays[1:])
 
     def split(self, dout):
         """The packed upstream gradient as one array per output ``backward`` takes."""
@@ -1074,6 +1083,9 @@ class CallLayer:
         x = self.last_x
         kept = lookup(self.layer, "output")
         first = kept if isinstance(kept, np.ndarray) and kept.shape == np.shape(x) else x
+        if isinstance(self.last_out, (tuple, list)) and self.dropped_outputs:
+            first = next((o for o in self.last_out[1:] if np.shape(o) == np.shape(x)),
+                         first)  # (loss, probs): backward(probs, y)
         grads = self._call_backward((first,) + tuple(self.passthrough[n] for n in self.labels))
         if grads is None:
             grads = kept_input_gradient(self.layer)
@@ -1091,10 +1103,21 @@ class CallLayer:
         n = len(x)
         if d.shape != (n,):
             raise LayerProtocolError(
-                f"forward returned shape {d.shape}; a loss whose backward takes the labels "
-                f"({', '.join(self.labels)}) must return a scalar or one loss per sample "
-                f"({n},)", layer=self._gradcheck_name, target=self.display("x"))
+                f"forward returned {self._returned()}; a loss whose backward takes the "
+                f"labels ({', '.join(self.labels)}) must return a scalar or one loss per "
+                f"sample ({n},), or a scalar loss first and its prediction (of the input's "
+                f"shape {np.shape(x)}) after it, which backward is given",
+                layer=self._gradcheck_name, target=self.display("x"))
         return grads * (n * d).reshape((n,) + (1,) * (grads.ndim - 1))
+
+    def _returned(self):
+        """What the last ``forward`` returned, as a message says it: ``shape (5, 4)``, or
+        ``a tuple of shapes (), (5, 4)``."""
+        out = self.last_out
+        if isinstance(out, (tuple, list)):
+            shapes = ", ".join(str(np.shape(o)) for o in out)
+            return f"a {type(out).__name__} of shapes {shapes}"
+        return f"shape {np.shape(out)}"
 
     def _call_backward(self, douts, lr=None):
         """``layer.backward(*douts)``; a backward that takes a learning rate gets
@@ -1826,7 +1849,13 @@ def call_dout(call, adapter, xw, dout, dout_w, findings):
         if dropped and shapes is not None and len(dout) == len(shapes) + len(dropped):
             dout = tuple(dout)[:len(shapes)]  # backward takes no gradient for the others
         return call.pack(dout, shapes)
-    if dropped:
+    if dropped and call.labels:
+        findings.append(Finding("outputs-without-gradient", False, (
+            f"forward returns a scalar loss and {len(dropped)} more output(s) "
+            f"({', '.join(str(shape) for _, shape in dropped)}), backward takes the "
+            f"prediction and the labels: the check is of the loss, and backward is given "
+            "forward's output of the input's shape (its prediction) as training does")))
+    elif dropped:
         rest = ", ".join(f"output {i} {shape}" for i, shape in dropped)
         findings.append(Finding("outputs-without-gradient", False, (
             f"forward returns {len(shapes) + len(dropped)} outputs, backward "

@@ -58,7 +58,8 @@ __all__ = ["resolve", "assign", "lookup", "key_path", "attr_path", "split_path",
            "gradient_method_note",
            "GRADIENT_METHOD_VERBS", "GRADIENT_METHOD_WORDS", "NEVER_CALLED_WORDS",
            "said_names", "shaped_like", "pair_by_shape", "FAILING_NOTES", "STEPPED_REASON",
-           "stepped_without_rate", "put_back_changed", "AMBIGUOUS_REASON"]
+           "stepped_without_rate", "put_back_changed", "AMBIGUOUS_REASON", "names_parameter",
+           "name_tokens"]
 
 #: Attribute names of data a layer holds, never trainable: no "no parameter found" warning.
 DATA_NAMES = ("t", "y", "label", "labels", "target", "targets", "y_true", "mask")
@@ -528,6 +529,12 @@ def grad_candidates(name):
     ``g['dW']``: :func:`grad_key`) and, for a path, its last step: ``blocks.0.W`` ->
     ``blocks.0.dW``; a dict entry ``p['W']`` -> ``dp['W']``, ``p_grad['W']``, ... and
     ``<dict>['dW']`` (the entry's own gradient name in another dict).
+
+    Each spelling also private, after the public ones: a leading underscore (``_dgamma``,
+    ``_gamma_grad``, ``_grad_W``); a private parameter ``_W`` also by its bare name
+    (``_dW``). An unknown affix on the parameter's name (``W_d``, ``Wx_d``) is no
+    spelling here: the rule pairs by name alone, and ``b_d`` may be a decoder's bias; it is
+    evidence only for an array of the parameter's shape (:func:`names_parameter`).
     """
     if name.endswith("]"):
         start = _subscript_start(name)
@@ -539,6 +546,15 @@ def grad_candidates(name):
     if "." in name:
         head, _, last = name.rpartition(".")
         return [f"{head}.{c}" for c in grad_candidates(last)]
+    public = _public_grad_names(name)
+    bare = name.lstrip("_")
+    private = ["_" + c for c in public] + (
+        ["_" + c for c in _public_grad_names(bare)] if bare and bare != name else [])
+    return list(dict.fromkeys(public + private))
+
+
+def _public_grad_names(name):
+    """:func:`grad_candidates` of an attribute name, without the private spellings."""
     return ["d" + name, "d_" + name, name + "_grad", "grad_" + name, "dLd" + name,
             torch7_grad_name(name), *[f.format(name) for f in _MORE_GRAD_NAMES]]
 
@@ -547,18 +563,29 @@ def grad_candidates(name):
 #: ``dLdW``, ``gradW``: ``W_gradient``, ``weights_gradient``, ``gW``, ``delta_W``,
 #: ``W_delta``, ``nabla_W``, ``dL_dW``, ``dJ_dW``, ``dEdW``, ``Wgrad``. A suffix as short
 #: as ``W_d`` or ``W_g`` is no name rule (``b_d``: a decoder's bias, ``W_g``: a gate's
-#: weights); an array backward writes of an unpaired parameter's shape is taken by shape
-#: instead (:func:`pair_by_shape`).
+#: weights); an array backward writes of an unpaired parameter's shape, its name holding
+#: the parameter's, is taken by shape instead (:func:`pair_by_shape`).
 _MORE_GRAD_NAMES = ("{}_gradient", "g{}", "delta_{}", "{}_delta", "nabla_{}", "dL_d{}",
                     "dJ_d{}", "dEd{}", "{}grad")
 
 
 def said_names(names, shown=6):
     """Gradient names tried, as a message says them: the first ``shown``, then how many
-    more of :func:`grad_candidates` (a dict entry's ``<dict>['dW']`` always said)."""
-    head = list(names[:shown]) + [n for n in names[shown:] if n.startswith("<dict>")]
-    more = len(names) - len(head)
-    return ", ".join(head) + (f" and {more} more spellings" if more > 0 else "")
+    more of :func:`grad_candidates` (a dict entry's ``<dict>['dW']`` always said), the
+    private spellings (``_dW`` beside ``dW``) said once for all."""
+    every = set(names)
+    public = [n for n in names if _unprivate(n) not in every]
+    head = list(public[:shown]) + [n for n in public[shown:] if n.startswith("<dict>")]
+    more = len(public) - len(head)
+    private = " (each also with a leading _)" if len(public) < len(names) else ""
+    return ", ".join(head) + (f" and {more} more spellings" if more > 0 else "") + private
+
+
+def _unprivate(name):
+    """``name`` without the leading ``_`` of its last step (``blocks.0._dW`` ->
+    ``blocks.0.dW``), or ``None`` when it has none."""
+    head, dot, leaf = name.rpartition(".")
+    return head + dot + leaf[1:] if leaf.startswith("_") else None
 
 
 def _subscript_start(path):
@@ -607,8 +634,8 @@ NEVER_CALLED_WORDS = frozenset({"update", "step", "apply", "zero", "reset", "flu
 
 
 def _name_words(name):
-    """The lower-case words of a snake_case or camelCase name."""
-    return {w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)}
+    """The lower-case words of a snake_case or camelCase name, as a set."""
+    return set(name_tokens(name))
 
 
 def gradient_methods(layer, verb=True, needing_arguments=False):
@@ -752,6 +779,10 @@ class Discovery:
     #: without one (rivals) share (:func:`pair_by_shape`): no gradient can be told, and
     #: the check must not PASS
     ambiguous: list = field(default_factory=list)
+    #: ``{param: [arrays]}``: parameters without a gradient for which backward wrote
+    #: floating arrays of their shape whose names do not tie them to it (a cache ``dz``):
+    #: never taken as its gradient, said in a warning (:func:`pair_by_shape`)
+    unnamed: dict = field(default_factory=dict)
 
 
 def _holder(path):
@@ -769,39 +800,111 @@ def shaped_like(found, path):
             if shape is not None and s == shape and _holder(w) == holder]
 
 
+def name_tokens(name):
+    """The words of a name, lower-case, in order: split at ``_``, digits (each run of
+    digits a word) and camelCase boundaries (``"Wx_d"`` -> ``["wx", "d"]``,
+    ``"kernel2_g"`` -> ``["kernel", "2", "g"]``, ``"gradWeight"`` -> ``["grad",
+    "weight"]``)."""
+    return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)]
+
+
+def _leaf(path):
+    """The name a path ends in: its last attribute or string key (``"blocks.0.W"`` ->
+    ``"W"``, ``"p['W']"`` -> ``"W"``)."""
+    steps = _steps(path)
+    return str(steps[-1][1]) if steps else path
+
+
+def names_parameter(array, param):
+    """How strongly the name of ``array`` (a path) ties it to the parameter ``param`` as
+    its gradient: 0 when not at all; else the number of words of ``param``'s name found in
+    it (:func:`name_tokens`), whole and in order (``W_d``, ``d_W_tmp`` for ``W``; ``Wx_d``
+    for ``Wx`` and not ``W``: ``Wx`` is one word); highest for one of
+    :func:`grad_candidates` ignoring case (``dw`` for ``W``); lowest for a name of
+    gradient words alone (``self.grad``, ``self.gradient``: any parameter's, so one
+    only where a single parameter of its shape lacks a gradient).
+
+    No plural folds into its singular, nor back: ``weight_output_delta`` (Trask's delta at
+    the output of ``weights``, of shape (N, out)) has no word ``weights``, and folding
+    would take it as ``weights``' gradient whenever N equals the input width. A gradient
+    spelled with the other number (``weight_d`` for ``weights``) is left unpaired and said
+    (:attr:`Discovery.unnamed`), never checked against the wrong array.
+    """
+    name, pname = _leaf(array), _leaf(param)
+    if name.lower() in {c.lower() for c in grad_candidates(pname)}:
+        return _CANDIDATE_TIE
+    words, want = name_tokens(name), name_tokens(pname)
+    n = len(want)
+    if n and any(words[i:i + n] == want for i in range(len(words) - n + 1)):
+        return n
+    return _GENERIC_TIE if words and set(words) <= GRADIENT_METHOD_WORDS else 0
+
+
+#: :func:`names_parameter` of a name the rule itself spells (above any word count), and
+#: of one of gradient words alone (below any)
+_CANDIDATE_TIE, _GENERIC_TIE = 1000, 0.5
+
+
 def pair_by_shape(found, held=frozenset()):
     """Take as the gradient of a parameter without one by name the one floating array
-    ``backward`` wrote of exactly its shape (``W`` beside ``W_d``), when no other
-    parameter without a gradient has that shape; list the rest in :attr:`~Discovery.
-    ambiguous`. ``found`` is updated in place, a note for each pair.
+    ``backward`` wrote of exactly its shape whose name ties it to the parameter
+    (:func:`names_parameter`: ``W_d`` beside ``W``). ``found`` is updated in place, a note
+    for each pair.
 
-    A cache backward writes (``self.dout``) pairs only with an array of its shape that no
-    name rule pairs: arrays forward writes (state, a hidden state), running statistics
-    and masks (by name) and the input are never candidates (:attr:`Discovery.floating`);
-    neither are the arrays of ``held``, which hold backward's ``dout`` or ``dx``
-    (:func:`_holding`).
+    An array of the shape without the name (a cache ``dz``, Trask's
+    ``weight_output_delta``) is never taken: it is listed in :attr:`~Discovery.unnamed`
+    (a warning; the parameter stays not checked). An array naming several parameters
+    goes to the one whose name it holds most of (``W1_d``: ``W1`` before ``W``). Several
+    arrays naming one parameter (the gradient very likely among them), or one naming
+    several equally: :attr:`~Discovery.ambiguous` (failing). Arrays forward writes,
+    running statistics, masks, the input (:attr:`Discovery.floating` holds none of
+    them), the gradients already paired and the arrays of ``held`` (backward's ``dout``
+    or ``dx``: :func:`_holding`) are never candidates.
     """
     unpaired = [p for p in found.floating if p not in found.params]
+    taken = set(found.params.values()) | set(held)
+    owners = _name_owners(found, unpaired, taken)
     for path in unpaired:
-        written = [w for w in shaped_like(found, path) if w not in held]
-        if not written:
+        written = [w for w in shaped_like(found, path) if w not in taken]
+        named = [w for w in written if path in owners.get(w, ())]
+        if not named:
+            if written:
+                found.unnamed[path] = written
             continue
-        rivals = [q for q in unpaired if found.shapes.get(q) == found.shapes.get(path)
-                  and _holder(q) == _holder(path)]
-        if len(written) > 1 or len(rivals) > 1:
-            found.ambiguous.append((path, written, [q for q in rivals if q != path]))
-            found.floating.remove(path)
-            continue
-        grad = written[0]
-        found.params[path] = grad
         found.floating.remove(path)
-        found.not_checked = [(p, why) for p, why in found.not_checked if p not in (path, grad)]
-        names = grad_candidates(path)
-        found.notes.append(("gradient-by-shape", (
-            f"{path} has no gradient under the names looked for ({said_names(names)}); "
-            f"backward wrote {grad}, the only floating array of its shape "
-            f"{found.shapes[path]}, so {grad} was checked as its gradient (name it "
-            f"{names[0]}, or pass params={{{path!r}: {grad!r}}}, to say so)")))
+        rivals = [q for w in named for q in owners[w] if q != path]
+        if len(named) > 1 or rivals:
+            found.ambiguous.append((path, named, list(dict.fromkeys(rivals))))
+            continue
+        _take_by_shape(found, path, named[0])
+
+
+def _name_owners(found, unpaired, taken):
+    """``{array: [parameters]}``: for each floating array backward wrote (not in
+    ``taken``), the parameters of its shape in its layer its name ties it to most strongly
+    (:func:`names_parameter`; several only on a tie)."""
+    owners = {}
+    for w, shape in found.backward_floats:
+        if w in taken:
+            continue
+        scores = {p: names_parameter(w, p) for p in unpaired
+                  if found.shapes.get(p) == shape and _holder(p) == _holder(w)}
+        best = max(scores.values(), default=0)
+        if best:
+            owners[w] = [p for p, s in scores.items() if s == best]
+    return owners
+
+
+def _take_by_shape(found, path, grad):
+    """``grad`` checked as ``path``'s gradient (:func:`pair_by_shape`), and the note."""
+    found.params[path] = grad
+    found.not_checked = [(p, why) for p, why in found.not_checked if p not in (path, grad)]
+    names = grad_candidates(path)
+    found.notes.append(("gradient-by-shape", (
+        f"{path} has no gradient under the names looked for ({said_names(names)}); "
+        f"backward wrote {grad}, the only floating array of its shape "
+        f"{found.shapes[path]} whose name ties it to {_leaf(path)}, so {grad} was checked as its "
+        f"gradient (name it {names[0]}, or pass params={{{path!r}: {grad!r}}}, to say so)")))
 
 
 def rebound(snapshot):
