@@ -3563,3 +3563,27 @@ class LossAndProbsBroken(LossAndProbs):
     """The mean's ``1 / m`` left out."""
 
     scale = 5.0
+
+
+class RecomputedCache:
+    """Backward recomputes ``self.z`` beside its gradient ``self.dz`` (a cache, neither a
+    parameter nor read by forward): before and after a training step left one."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.W = _w(3, 2)
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.W)
+
+    def backward(self, dout):
+        self.z = self.x @ self.W
+        self.dz = dout * (1 - np.tanh(self.z) ** 2)
+        self.dW = self.factor * self.x.T @ self.dz
+        return self.dz @ self.W.T
+
+
+class RecomputedCacheBroken(RecomputedCache):
+    factor = 1.5

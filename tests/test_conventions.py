@@ -3886,3 +3886,24 @@ def test_a_loss_returning_two_arrays_says_what_forward_returned():
             r"forward returned a tuple of shapes \(5, 3\), \(5, 4\); .*or a scalar loss "
             r"first and its prediction \(of the input's shape \(5, 4\)\) after it")):
         check_layer(TwoArrays(), (rng.normal(size=(5, 4)), rng.integers(0, 4, size=5)))
+
+
+@pytest.mark.parametrize("stepped", [False, True])
+def test_a_cache_backward_recomputes_beside_its_dz_is_no_parameter(stepped):
+    """``self.z = x @ W`` recomputed in backward beside ``self.dz``: created by backward on
+    a fresh layer, rebound after a training step; never taken for a parameter (it crashed
+    fresh, and FAILed after a step); the broken dW still FAILs."""
+    from conventions_layers import RecomputedCache, RecomputedCacheBroken
+
+    x = np.random.default_rng(1).normal(size=(4, 3))
+    layers = []
+    for cls in (RecomputedCache, RecomputedCacheBroken):
+        layer = cls()
+        if stepped:
+            layer.forward(x)
+            layer.backward(np.ones((4, 2)))
+        layers.append(layer)
+    good, bad = (check_layer(layer, x) for layer in layers)
+    assert {r.name: r.verdict for r in good.results} == {"x": "PASS", "W": "PASS"}, str(good)
+    assert "z: written by backward" in " ".join(str(good).split())
+    assert {r.name: r.verdict for r in bad.results} == {"x": "PASS", "W": "FAIL"}, str(bad)

@@ -783,6 +783,9 @@ class Discovery:
     #: floating arrays of their shape whose names do not tie them to it (a cache ``dz``):
     #: never taken as its gradient, said in a warning (:func:`pair_by_shape`)
     unnamed: dict = field(default_factory=dict)
+    #: parameters ``backward`` rebinds (taken for one for the gradient beside them: an
+    #: update, a defensive copy), to be confirmed as read by forward (:func:`_drop_unread`)
+    rebound_by_backward: list = field(default_factory=list)
 
 
 def _holder(path):
@@ -907,6 +910,25 @@ def _take_by_shape(found, path, grad):
         f"gradient (name it {names[0]}, or pass params={{{path!r}: {grad!r}}}, to say so)")))
 
 
+def created(snapshot):
+    """``{(id(obj), name)}`` of the attributes set since ``snapshot`` that it held absent
+    or as ``None`` (created, not rebound).
+
+    Parameters
+    ----------
+    snapshot : gradcheck.protocol.state.StateSnapshot
+    """
+    from gradcheck.protocol.state import _slot_values
+
+    keys = set()
+    for s in snapshot.changed():
+        if s.kind in ("attrs", "slots"):
+            cur = s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)
+            keys.update((id(s.obj), n) for n in cur
+                        if s.saved[1].get(n) is None and cur[n] is not None)
+    return keys
+
+
 def rebound(snapshot):
     """``{(id(container), key)}`` of every attribute, dict entry or list slot rebound,
     added or removed since ``snapshot`` (not arrays changed in place).
@@ -941,6 +963,8 @@ class _Walk:
         self.written, self.inputs, self.exclude = written, inputs, set(exclude)
         self.found = Discovery()
         self.written_backward = frozenset()
+        #: what backward created (absent or None after forward): a cache, never a parameter
+        self.created_backward = frozenset()
         self.seen_params = {}  # id(param) -> path
         self.seen_grads = {}  # path -> the gradient objects summed for it
         self.seen_layers = set()
@@ -1083,9 +1107,13 @@ class _Walk:
             return
         reason = self._classify(obj, name, value, path)
         if reason in ("integer", "boolean", _BACKWARD) and any(
-                attrs.get(c) is not None and c in attrs for c in tried):
+                attrs.get(c) is not None and c in attrs for c in tried) and not (
+                reason is _BACKWARD and (id(obj), name) in self.created_backward):
             # a gradient beside it: meant as a parameter (an integer one the check refuses;
-            # one backward rebinds -- a defensive copy, an update -- is still one)
+            # one backward rebinds -- a defensive copy, an update -- is still one; one
+            # backward creates, a `z` recomputed beside its `dz`, is a cache)
+            if reason is _BACKWARD:
+                self.found.rebound_by_backward.append(path)
             reason = None
         if reason is None:
             for cand in tried:
@@ -1370,7 +1398,7 @@ def _item(container, key):
 
 
 def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward=frozenset(),
-             passed=()):
+             passed=(), created_backward=frozenset()):
     """Parameters, gradients and what was not checked, after one ``backward``.
 
     Parameters
@@ -1389,6 +1417,9 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     passed : iterable of ndarray
         What ``backward`` was given and returned (``dout``, ``dx``): an array backward
         keeps that holds one of them is never a parameter's gradient by shape.
+    created_backward : set of (int, key)
+        What ``backward`` created (:func:`created`): a cache even beside a name of its
+        gradient (``z`` recomputed beside ``dz``).
 
     Returns
     -------
@@ -1396,6 +1427,7 @@ def discover(layer, written=frozenset(), inputs=(), exclude=(), written_backward
     """
     walk = _Walk(written, {id(a): a for a in inputs}, exclude)
     walk.written_backward = written_backward
+    walk.created_backward = created_backward
     walk.layer(layer, "")
     walk.finish()
     _merge_views(layer, walk.found)
@@ -1830,6 +1862,28 @@ def written_buffers(adapter, x, dout, snapshot, found, left):
     found.not_checked[:] = [(p, why.get(p, r)) for p, r in found.not_checked]
 
 
+#: Why an array backward rebinds beside its gradient's name is not checked when forward
+#: does not read it (:func:`_drop_unread`).
+UNREAD = ("written by backward and not read by forward (moving it leaves forward's output "
+          "unchanged) -> a cache, not a parameter")
+
+
+def _drop_unread(adapter, x, snapshot, out, found):
+    """Take out of ``found``'s parameters those backward rebinds that forward does not
+    read: a cache ``z`` recomputed in backward beside its ``dz``, after a training step
+    left one (a parameter backward rebinds, an update, changes forward's output when
+    moved). One forward call per such array, from ``snapshot``; none for other layers."""
+    out = np.asarray(out)
+    for path in [p for p in found.rebound_by_backward if p in found.params]:
+        snapshot.restore_all()
+        if not move_params(adapter.layer, [path], np.random.default_rng(0), 0.01):
+            continue
+        moved = np.asarray(adapter.forward(x.copy()))
+        if moved.shape == out.shape and np.array_equal(moved, out, equal_nan=True):
+            found.params.pop(path)
+            found.not_checked.append((path, UNREAD))
+
+
 def _drop_derived(found, derived):
     """Take the :func:`derived_in_place` arrays out of ``found``'s parameters, listed as
     not checked with :data:`DERIVED`."""
@@ -1880,6 +1934,7 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         written = _written_in_train_mode(adapter, x, snapshot)
         xc = x.copy()
         out = adapter.forward(xc)
+        out_copy = np.array(out, copy=True)
         written = written | rebound(snapshot)
         after_forward = StateSnapshot(layer, include_global_rng=False)
         if dout is None:
@@ -1897,7 +1952,7 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         def walk():
             return discover(layer, written, inputs=(xc, *inputs), exclude=exclude,
                             written_backward=rebound(after_forward) - written,
-                            passed=(dout, dx))
+                            passed=(dout, dx), created_backward=created(after_forward))
 
         found = with_gradient_method(adapter, walk(), walk)
         stepped_without_rate(adapter, x, after_forward, found)
@@ -1905,6 +1960,7 @@ def discover_by_calling(adapter, x, dout, seed, exclude=(), inputs=(), strict=Fa
         _drop_derived(found, derived_in_place(adapter, x, snapshot, after_forward,
                                               list(found.params)))
         written_buffers(adapter, x, dout, snapshot, found, left)
+        _drop_unread(adapter, x, snapshot, out_copy, found)
     except GradCheckInputError as exc:
         if strict or isinstance(exc, LayerCallError):  # the layer's own error: never eaten
             raise
