@@ -9,6 +9,7 @@ those elements; they are then judged as at any kink.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import gradcheck.engine.methods as methods
 import gradcheck.engine.projection as projection
@@ -127,3 +128,21 @@ def test_two_sided_methods_are_not_screened(monkeypatch):
         m.setattr(projection, "left_screen", never)
         for method in ("central", "central4", "richardson"):
             assert check_function(smooth, smooth_backward, x, method=method).passed
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), shift=st.sampled_from([0.0, 0.5, 1.0]),
+       strategy=st.sampled_from(STRATEGIES))
+def test_maxpool_over_relu_outputs_under_forward_differences(seed, shift, strategy):
+    """As under central differences (``tests/test_ties.py``): the double-counting backward
+    FAILs whenever a window is tied; the split and the first argmax never FAIL."""
+    x = np.maximum(0, np.random.default_rng(seed).normal(size=(2, 2, 6, 6)) - shift)
+    xr = x.reshape(2, 2, 3, 2, 3, 2)
+    tied = int(np.sum(np.sum(xr == xr.max(axis=(3, 5), keepdims=True), axis=(3, 5)) > 1))
+    bad = check_function(pool_forward, pool_backward_all_ties, x, POOL, method="forward",
+                         strategy=strategy)
+    assert (bad.result("x").verdict == "FAIL") == (tied > 0), str(bad)
+    for backward in (pool_backward_split, pool_backward_first):
+        report = check_function(pool_forward, backward, x, POOL, method="forward",
+                                strategy=strategy)
+        assert report.result("x").verdict != "FAIL", str(report)

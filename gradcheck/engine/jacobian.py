@@ -121,7 +121,6 @@ def _suspects(flat, Ja, J):
     not zero. Where both are, the analytic value 0 is the right-hand derivative: a kink
     there has 0 in its hull, and no gradient flows through the entry to a tie group, so
     refining it would only list it."""
-
     if flat is None:
         return None
     outs, cols = np.nonzero((Ja[:, flat] != 0) | (J[:, flat] != 0))
