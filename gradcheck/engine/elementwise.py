@@ -24,7 +24,7 @@ from gradcheck.engine.tolerances import analytic_floor, rounding_error, rules
 from gradcheck.engine.verdict import Comparison
 from gradcheck.errors import GradCheckInputError
 
-__all__ = ["prepare", "rebind", "compare"]
+__all__ = ["prepare", "rebind", "compare", "one_sided_screen"]
 
 
 #: The step tuning's calls time a forward call when it made at least this many.
@@ -222,6 +222,8 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
         out["analytic"] = ana.reshape(arr.shape)
         return out
 
+    flat, screened = one_sided_screen(problem, target, opts, s)
+    suspects = None if flat is None else np.flatnonzero(np.isin(idx, flat))
     refiner = StepSearch(s.evaluate, arr, idx, s.refine_steps, problem.dout, problem.out0,
                          s.noise, seed=opts.seed)
     ties = TieCheck(s, problem.dout, problem.out0, ana.reshape(arr.shape), rule,
@@ -231,9 +233,27 @@ def compare(problem, target, opts, idx=None, strategy="elementwise", setup=None,
         method=method.name, numerical=num, analytic=ana[idx], rounding=rounding,
         estimate=est, rule=rule,
         own_rule=own, skipped=skipped, steps=h, index=_index_fn(idx, arr.shape),
-        noise=s.noise, refiner=refiner, ties=ties, full=full, reason=s.reason(),
+        noise=s.noise, refiner=refiner, ties=ties, full=full, reason=s.reason() + screened,
         refined_rounding=REFINED_GAIN * sigma / s.refine_steps[idx],
-        checked_fraction=len(idx) / n if n else 1.0)
+        checked_fraction=len(idx) / n if n else 1.0, suspects=suspects)
+
+
+def one_sided_screen(problem, target, opts, s):
+    """``(elements, reason)``: the flat elements at kinks a one-sided method cannot see
+    (:func:`gradcheck.engine.projection.left_screen`), for the comparison's ``suspects``,
+    and what the report says of the screen (``(None, "")`` for a method that looks at
+    both sides)."""
+    if not s.method.one_sided:
+        return None, ""
+    from gradcheck.engine.projection import left_screen
+
+    flat = left_screen(problem, target, opts, s)
+    count = s.left_screened[2]
+    found = (f"they disagreed: {len(flat)} element(s) found by bisection, refined here"
+             if len(flat) else "they agreed")
+    return flat, (f"; method {s.method.name!r} is one-sided: {count} random projections "
+                  "moving every element to the left (x - h v) screened for kinks it cannot "
+                  f"see; {found}")
 
 
 def _differences(problem, s, idx):

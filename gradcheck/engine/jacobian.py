@@ -19,7 +19,7 @@ for every tied element of a max lies in each entry's hull, their sum does not.
 
 import numpy as np
 
-from gradcheck.engine.elementwise import prepare
+from gradcheck.engine.elementwise import one_sided_screen, prepare
 from gradcheck.engine.perturb import Columns, ElementMoves, differences
 from gradcheck.engine.refine import (REFINED_GAIN, Refined, level_factor, search,
                                      widen_nearby)
@@ -95,6 +95,7 @@ def _compare(problem, target, opts, Ja):
                       floor=floor)
 
     refiner = _ColumnRefiner(s, problem, Ja)
+    flat, screened = one_sided_screen(problem, target, opts, s)
     return Comparison(
         name=target.name, shape=arr.shape, dtype=str(arr.dtype), strategy="jacobian",
         method=method.name, numerical=value, analytic=Ja.reshape(-1), rounding=rounding,
@@ -107,10 +108,23 @@ def _compare(problem, target, opts, Ja):
                          "estimates": st.bound.reshape(m, n)},
         extra={"worst_output_index": lambda r: tuple(
             int(j) for j in np.unravel_index(int(r) // n, problem.out_shape))},
-        reason=s.reason() + "; per entry: the noise of its own output",
+        reason=s.reason() + "; per entry: the noise of its own output" + screened,
+        suspects=_suspects(flat, Ja, value.reshape(m, n)),
         # an entry outside its first tolerance is judged on its refined one: the resolution
         # promises that for every entry (as for elements)
         refined_rounding=REFINED_GAIN * sigma / np.tile(s.refine_steps, m))
+
+
+def _suspects(flat, Ja, J):
+    """The entries to refine of a one-sided method's screened elements ``flat`` (``None``:
+    not screened): those of their columns where the analytic or the numerical Jacobian is
+    not zero. Where both are, the analytic value 0 is the right-hand derivative: a kink
+    there has 0 in its hull, and no gradient flows through the entry to a tie group, so
+    refining it would only list it."""
+    if flat is None:
+        return None
+    outs, cols = np.nonzero((Ja[:, flat] != 0) | (J[:, flat] != 0))
+    return np.sort(outs * Ja.shape[1] + flat[cols])
 
 
 class _ColumnRefiner:

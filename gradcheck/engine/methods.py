@@ -101,6 +101,17 @@ class Method:
         return sum(1 + (b != 0) for _, b in self.pairs)
 
     @property
+    def one_sided(self):
+        """Whether no pair looks at ``x - h`` (every offset ``>= 0``: ``forward``).
+
+        Such a method sees only the right-hand derivative: at a kink where the analytic
+        value equals it (ReLU with ``relu'(0) = 1``, a max-pool backward that gives every
+        tied element the whole ``dout``) nothing fails, so the other side is screened
+        (:func:`gradcheck.engine.projection.left_screen`).
+        """
+        return all(a >= 0 and b >= 0 for a, b in self.pairs)
+
+    @property
     def spans(self):
         """``a - b`` of every pair: the denominator of ``D_k`` in units of ``h``."""
         return tuple(a - b for a, b in self.pairs)

@@ -50,10 +50,14 @@ from gradcheck.engine.tolerances import (ROUNDING_SAFETY, analytic_floor, direct
                                          rules)
 from gradcheck.engine.verdict import Comparison
 
-__all__ = ["comparisons", "directional", "MAX_LOCATED"]
+__all__ = ["comparisons", "directional", "left_screen", "MAX_LOCATED", "LEFT_PROBES"]
 
 #: Bisection stops after locating this many wrong elements per target.
 MAX_LOCATED = 16
+
+#: Probes of the left-hand screen of a one-sided method (:func:`left_screen`): one forward
+#: call each at a smooth point.
+LEFT_PROBES = 2
 
 #: Rounds of localisation of a failing probe (each leaves out what the last explained).
 LOCALISE_ROUNDS = 3
@@ -79,7 +83,7 @@ def comparisons(problem, opts, strategy):
         yield target, _compare(problem, target, opts, probes)
 
 
-def directional(problem, target, opts, u, grads, setup, count=1, spread=False):
+def directional(problem, target, opts, u, grads, setup, count=1, spread=False, left=False):
     """The :class:`Comparison` of ``count`` probes along random ±1 directions, upstream ``u``.
 
     ``setup`` brings the target's measured noise and steps (of the main check), so
@@ -94,21 +98,75 @@ def directional(problem, target, opts, u, grads, setup, count=1, spread=False):
     only on the difference of two elements -- then cancel only when the two
     magnitudes nearly agree (probability about ``2 * resolution / |e|`` a probe,
     against 1/2 with ±1 entries), for a resolution at most twice as coarse (the
-    smallest magnitude is in the stated one).
+    smallest magnitude is in the stated one). With ``left``, every entry is negative:
+    a one-sided method's steps then all go to ``x - h |v|`` (:func:`left_screen`).
     """
-    return _compare(problem, target, opts, [(u, grads)] * count, setup=setup, spread=spread)
+    return _compare(problem, target, opts, [(u, grads)] * count, setup=setup, spread=spread,
+                    left=left)
+
+
+def left_screen(problem, target, opts, setup, count=LEFT_PROBES):
+    """The elements at kinks that a one-sided method cannot see, by projections on the left.
+
+    A one-sided method (:attr:`gradcheck.engine.methods.Method.one_sided`) takes every
+    element's derivative from the right: at a kink where the analytic value equals
+    it -- ``relu'(0) = 1``, a max-pool backward that gives every tied element the whole
+    ``dout`` (the right-hand derivative of each, alone) -- nothing fails, so nothing is
+    refined and no kink (nor tie) is looked at. ``count`` projections along directions
+    that move *every* element to the left, ``x - h v`` (``v`` random magnitudes in
+    ``[1/2, 1]`` times the steps; :func:`directional` with ``left``), are compared with
+    the analytic projection at the target's tolerance: one forward call each. A probe
+    that disagrees is refined and bisected into elements by the projections' refiner
+    (:class:`_ProbeRefiner`: a step search along it, then the halves that fail or cross
+    a kink); the elements it finds, at kinks or wrong, are returned, for the main
+    check to refine and judge like any element failing there (hull, tie groups, the
+    kink fraction). All entries of a direction have one sign, so the errors of kinks
+    of one kind (each left-hand derivative below the analytic value) add up and never
+    cancel.
+
+    Parameters
+    ----------
+    problem : gradcheck.protocol.problem.Problem
+    target : gradcheck.protocol.problem.Target
+    opts : gradcheck.check.Options
+    setup : gradcheck.engine.elementwise.Setup
+        The main check's (its noise and steps); the result is kept on it, per problem.
+    count : int
+
+    Returns
+    -------
+    ndarray of int
+        Flat indices, sorted.
+    """
+    kept = getattr(setup, "left_screened", None)
+    if kept is not None and kept[0] is problem:
+        return kept[1]
+    comp = directional(problem, target, opts, problem.dout, problem.analytic, setup,
+                       count=count, spread=True, left=True)
+    _, allowed = comp.rule.apply(comp.numerical, comp.rounding, comp.estimate)
+    rows = np.flatnonzero(np.abs(comp.numerical - comp.analytic) > allowed)
+    found = set()
+    if len(rows):
+        r = comp.refiner.refine(rows, comp.analytic[rows])
+        found = {i for kinks in r.elements for i, *_ in kinks} | {i for i, *_ in r.located}
+    flat = np.array(sorted(int(np.ravel_multi_index(i, setup.arr.shape)) for i in found),
+                    dtype=int)
+    setup.left_screened = (problem, flat, count)
+    return flat
 
 
 class _Directional:
     """Directional differences of one target, with their analytic counterparts."""
 
-    def __init__(self, problem, setup, probes, seed, spread=False):
+    def __init__(self, problem, setup, probes, seed, spread=False, left=False):
         self.problem, self.s, self.probes = problem, setup, probes
         arr = setup.arr
         rng = np.random.default_rng([seed, 3, zlib.crc32(setup.target.name.encode())])
         self.v = rng.choice([-1.0, 1.0], size=(len(probes),) + arr.shape)
         if spread:  # random magnitudes in [1/2, 1] (see :func:`directional`)
             self.v *= rng.uniform(0.5, 1.0, size=self.v.shape)
+        if left:  # every element moved to the left (:func:`left_screen`)
+            self.v = -np.abs(self.v)
         self.h = setup.steps.reshape(arr.shape)
         out0 = problem.out0.astype(np.float64)
         base = scaled_norm(out0 * problem.dout)
@@ -269,9 +327,9 @@ class _ProbeRefiner:
                 float(r.step[0]), kinks, [], ana_masked)
 
 
-def _compare(problem, target, opts, probes, setup=None, spread=False):
+def _compare(problem, target, opts, probes, setup=None, spread=False, left=False):
     s = setup or prepare(problem, target, opts)
-    d = _Directional(problem, s, probes, opts.seed, spread)
+    d = _Directional(problem, s, probes, opts.seed, spread, left)
     k = len(probes)
     num, ana, est = (np.array(v) for v in zip(*(d.value(p) for p in range(k))))
     rounding = np.array([s.method.gain * d.level[p] for p in range(k)])

@@ -12,7 +12,8 @@ refiner -- and :func:`decide` turns it into one
    item's own error estimates; a NaN analytic value always fails);
 2. **refine**: failing items are recomputed by the strategy's refiner (a step
    search, :mod:`gradcheck.engine.refine`) and judged again by the same rule
-   with their refined error estimates;
+   with their refined error estimates; so are the items a screen found at kinks
+   the method cannot see (``suspects``: a one-sided method's), passing or not;
 3. **kinks**: an item still failing at a kink is *judged*: its analytic value
    must lie in the hull of the one-sided derivatives, plus its tolerance; if
    it does, the item is excluded from the verdict and listed with both
@@ -108,7 +109,10 @@ class Comparison:
     the share of the target's elements the items see (below 1: a random sample, blind
     to an error in the others). ``ties``: ``ties(kinks) -> Ties``, the tie groups of the
     kinks found, checked along their common directions (:mod:`gradcheck.engine.ties`;
-    ``None``: not checked).
+    ``None``: not checked). ``suspects``: items refined whether they fail or not -- the
+    elements a screen found at kinks the method cannot see (a one-sided method, whose
+    value there may equal the analytic one: :func:`gradcheck.engine.projection.
+    left_screen`); their refinement judges them as any item failing first.
     """
 
     name: str
@@ -144,6 +148,7 @@ class Comparison:
         return float(np.max(np.abs(numerical[mask]), initial=0.0))
     extra: dict = field(default_factory=dict)
     own_rule: Optional[object] = None
+    suspects: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -217,6 +222,16 @@ _ITEM_FIELDS = ("num", "rounding", "estimate", "allowed", "failing", "refined", 
 #: gradient's scale) are refined too: near a kink a wide stencil passes with a large
 #: estimate of its own error, and would leave the target inconclusive.
 LOOSE = 0.1
+
+
+def _refine_suspects(comp, st):
+    """Refine the :attr:`Comparison.suspects` not refined yet, passing or not."""
+    if comp.refiner is None or comp.suspects is None or not np.isfinite(st.ana).all():
+        return
+    rows = np.asarray(comp.suspects, dtype=int)
+    rows = rows[~st.refined[rows]][:MAX_REFINED]
+    if len(rows):
+        _refine_rows(comp, st, rows)
 
 
 def _refine_loose(comp, st, policy):
@@ -303,6 +318,7 @@ def _judged(comp, policy, findings):
     resolution, verdict, why)``, the notes appended to ``findings``."""
     st = _judge(comp)
     _refine(comp, st)
+    _refine_suspects(comp, st)
     _refine_loose(comp, st, policy)
     if comp.ties is not None and any(ok for *_, ok in st.kinks):
         st.ties = comp.ties(st.kinks)
