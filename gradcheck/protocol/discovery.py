@@ -910,6 +910,17 @@ def _take_by_shape(found, path, grad):
         f"gradient (name it {names[0]}, or pass params={{{path!r}: {grad!r}}}, to say so)")))
 
 
+def _attributes_changed(snapshot):
+    """``(obj, current, saved)`` attribute dicts (``__dict__`` or slots) of the objects
+    whose attributes changed since ``snapshot``."""
+    from gradcheck.protocol.state import _slot_values
+
+    for s in snapshot.changed():
+        if s.kind in ("attrs", "slots"):
+            yield s.obj, (s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)), \
+                s.saved[1]
+
+
 def created(snapshot):
     """``{(id(obj), name)}`` of the attributes set since ``snapshot`` that it held absent
     or as ``None`` (created, not rebound).
@@ -918,15 +929,8 @@ def created(snapshot):
     ----------
     snapshot : gradcheck.protocol.state.StateSnapshot
     """
-    from gradcheck.protocol.state import _slot_values
-
-    keys = set()
-    for s in snapshot.changed():
-        if s.kind in ("attrs", "slots"):
-            cur = s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)
-            keys.update((id(s.obj), n) for n in cur
-                        if s.saved[1].get(n) is None and cur[n] is not None)
-    return keys
+    return {(id(obj), n) for obj, cur, saved in _attributes_changed(snapshot) for n in cur
+            if saved.get(n) is None and cur[n] is not None}
 
 
 def rebound(snapshot):
@@ -937,16 +941,11 @@ def rebound(snapshot):
     ----------
     snapshot : gradcheck.protocol.state.StateSnapshot
     """
-    from gradcheck.protocol.state import _slot_values
-
-    keys = set()
+    keys = {(id(obj), n) for obj, cur, saved in _attributes_changed(snapshot)
+            for n in cur.keys() | saved.keys() if cur.get(n, _MISSING) is not saved.get(
+                n, _MISSING)}
     for s in snapshot.changed():
-        if s.kind in ("attrs", "slots"):
-            cur = s.obj.__dict__ if s.kind == "attrs" else _slot_values(s.obj)
-            saved = s.saved[1]
-            keys.update((id(s.obj), n) for n in cur.keys() | saved.keys()
-                        if cur.get(n, _MISSING) is not saved.get(n, _MISSING))
-        elif s.kind == "dict":
+        if s.kind == "dict":
             keys.update((id(s.obj), k) for k in s.obj.keys() | s.saved.keys()
                         if s.obj.get(k, _MISSING) is not s.saved.get(k, _MISSING))
         elif s.kind == "list":
