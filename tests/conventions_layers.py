@@ -3587,3 +3587,28 @@ class RecomputedCache:
 
 class RecomputedCacheBroken(RecomputedCache):
     factor = 1.5
+
+
+class CopiedZeroBias:
+    """Backward rebinds ``self.b = self.b.copy()`` (a defensive copy) beside ``db``, the
+    bias all zeros: forward reads it, so it is a parameter (moved by a factor it would
+    not move, and was dropped as a cache)."""
+
+    factor = 1.0
+
+    def __init__(self):
+        self.W, self.b = _w(3, 2), np.zeros(2)
+
+    def forward(self, x):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = self.factor * dout.sum(axis=0)
+        self.b = self.b.copy()
+        return dout @ self.W.T
+
+
+class CopiedZeroBiasBroken(CopiedZeroBias):
+    factor = 3.0

@@ -3822,6 +3822,27 @@ def test_an_autograd_none_gradient_means_not_differentiated():
                        wrt=["mask"])
 
 
+def test_a_none_for_a_floating_input_that_is_no_mask_is_an_error_not_a_pass():
+    """``backward`` returning ``(dx, dw, None)`` beside a bias ``b`` (a forgotten gradient)
+    is never "not differentiated": an error naming ``b`` unless wrt= leaves it out."""
+    from gradcheck.errors import LayerProtocolError
+
+    rng = np.random.default_rng(5)
+    x, w, b = rng.normal(size=(4, 3)), rng.normal(size=(3, 2)), rng.normal(size=2)
+
+    def forward(x, w, b):
+        return x @ w + b, (x, w)
+
+    def backward(dout, cache):
+        x, w = cache
+        return dout @ w.T, x.T @ dout, None
+
+    with pytest.raises(LayerProtocolError, match=r"floating input 'b'"):
+        check_function(forward, backward, x, w, b)
+    report = check_function(forward, backward, x, w, b, wrt=["x", "w"])
+    assert report.passed and [r.name for r in report.results] == ["x", "w"], str(report)
+
+
 def test_gate_gradient_method_option_and_key(tmp_path, capsys, monkeypatch):
     """Several candidate methods, none called: the gate fails; --gradient-method and the
     gradient_method key name one."""
@@ -3848,17 +3869,22 @@ def test_gate_gradient_method_option_and_key(tmp_path, capsys, monkeypatch):
     assert main(["-q"]) == 0
 
 
-def test_a_decaying_rate_schedule_is_a_warning_not_a_history_failure():
+def test_a_decaying_rate_schedule_fails_the_sequence_check_with_the_schedule_hint():
+    """``lr = self.base_lr / (1 + self.decay * self.t)``: the step-read gradient is scaled on
+    the second call, which a counter in the gradient (a history bug) does alike from
+    outside: a failure, never a note, whose message names the schedule as one cause; the
+    pure check passes (sequence=False); the state is put back."""
     from conventions_layers import ScheduledRateDense, ScheduledRateDenseBroken
 
     layer = ScheduledRateDense()
     report = check_layer(layer, X)
-    assert report.passed and {r.name for r in report.results} == {"x", "W", "b"}, str(report)
-    found = [f for f in report.findings if f.kind == "backward-rate-schedule"]
-    assert len(found) == 1 and not found[0].failure, report.findings
-    assert "(W, b)" in found[0].message and "`t`" in found[0].message
+    assert not report.passed, str(report)
+    found = [f for f in report.findings if f.kind == "backward-history"]
+    assert found and all(f.failure for f in found), report.findings
+    assert "schedule" in " ".join(f.message for f in found)
     assert layer.t == 0 and layer.base_lr == 0.1
-    broken = check_layer(ScheduledRateDenseBroken(), X)
+    assert check_layer(ScheduledRateDense(), X, sequence=False).passed
+    broken = check_layer(ScheduledRateDenseBroken(), X, sequence=False)
     assert broken.result("W").verdict == "FAIL", str(broken)
 
 
@@ -3907,3 +3933,15 @@ def test_a_cache_backward_recomputes_beside_its_dz_is_no_parameter(stepped):
     assert {r.name: r.verdict for r in good.results} == {"x": "PASS", "W": "PASS"}, str(good)
     assert "z: written by backward" in " ".join(str(good).split())
     assert {r.name: r.verdict for r in bad.results} == {"x": "PASS", "W": "FAIL"}, str(bad)
+
+
+def test_a_zero_bias_backward_rebinds_is_still_a_parameter():
+    """A defensive ``self.b = self.b.copy()`` in backward beside ``db``, ``b`` all zeros:
+    checked (a wrong db FAILs), never dropped as a cache forward does not read."""
+    from conventions_layers import CopiedZeroBias, CopiedZeroBiasBroken
+
+    x = np.random.default_rng(1).normal(size=(4, 3))
+    good, bad = check_layer(CopiedZeroBias(), x), check_layer(CopiedZeroBiasBroken(), x)
+    assert {r.name: r.verdict for r in good.results} == {
+        "x": "PASS", "W": "PASS", "b": "PASS"}, str(good)
+    assert bad.result("b").verdict == "FAIL", str(bad)

@@ -1442,6 +1442,16 @@ class CallLayer:
                 f"backward() returns None for the gradient of {named[0]!r} (autograd style: "
                 f"not differentiated), but wrt= names it: return its gradient, or leave it "
                 f"out of wrt", layer=self._gradcheck_name, target=named[0])
+        # a None for a floating input is "not differentiated" only for data by its name (a
+        # mask, labels) or an input wrt= leaves out: a forgotten gradient (`return dx, dw,
+        # None` beside a bias) is never taken for one
+        unsaid = [n for n in nones if n not in DATA_NAMES and wrt is None]
+        if unsaid:
+            raise LayerProtocolError(
+                f"backward() returns None for the gradient of the floating input "
+                f"{unsaid[0]!r}: return its gradient, or, if it is not differentiated (a "
+                f"constant, a mask), leave it out of wrt (wrt=[...] naming the others)",
+                layer=self._gradcheck_name, target=unsaid[0])
         self._drop_labels(nones, _NONE_GRADIENT)
         return True
 

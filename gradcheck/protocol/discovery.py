@@ -1875,8 +1875,13 @@ def _drop_unread(adapter, x, snapshot, out, found):
     out = np.asarray(out)
     for path in [p for p in found.rebound_by_backward if p in found.params]:
         snapshot.restore_all()
-        if not move_params(adapter.layer, [path], np.random.default_rng(0), 0.01):
+        arr = resolve(adapter.layer, path)
+        if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.size
+                and arr.flags.writeable):
             continue
+        # moved by an amount, not a factor: a bias of zeros moves too
+        signs = np.random.default_rng(0).choice(np.array([-1.0, 1.0]), size=arr.shape)
+        arr += (0.01 * max(1.0, float(np.max(np.abs(arr)))) * signs).astype(arr.dtype)
         moved = np.asarray(adapter.forward(x.copy()))
         if moved.shape == out.shape and np.array_equal(moved, out, equal_nan=True):
             found.params.pop(path)

@@ -33,11 +33,9 @@ each of its own kind and never a gradient mismatch:
                        at the same point and fails finite differences on the
                        post-step state; classified: the first call's gradient
                        returned again, accumulated into a buffer, scaled by
-                       the number of calls; those of gradients read from
-                       backward's own step that are all one constant times the
-                       numerical ones while backward reads state an earlier call
-                       wrote are one ``backward-rate-schedule`` note instead (a
-                       decaying rate, ``lr / (1 + decay * t)``)
+                       the number of calls (a gradient read from backward's own
+                       step: its message says a decaying rate, ``lr / (1 + decay
+                       * t)``, is one cause)
 ``backward-twice``     backward(dout) again differs from call 3 (only a note when
                        call 3's gradient is verified and backward computed it in
                        place in forward's cache, which it reads: ``dx = self.ys;
@@ -96,8 +94,7 @@ LINEARITY = 2.0
 NONDETERMINISTIC = ("forward-nondeterministic", "backward-nondeterministic")
 #: The kinds of finding the sequence check makes.
 FINDING_KINDS = ("nonfinite-state", "stale-state", "backward-history", "backward-twice",
-                 "backward-nonlinear", "sequence-skipped", "sequence-note",
-                 "backward-rate-schedule")
+                 "backward-nonlinear", "sequence-skipped", "sequence-note")
 
 
 def check_history(run, results, opts):
@@ -177,7 +174,6 @@ class _Sequence:
         self.verified = set()  # targets whose call-3 gradient is verified (the check's own)
         self.b2_changed = []  # the slots call 3's backward changed
         self.doubled = False  # backward(2 dout) returned twice backward(dout) (nondet_tol)
-        self.scheduled = set()  # step-read targets a rate schedule scaled (_rate_schedule)
         # (id(owner), name) of every parameter and gradient path (sub-layers, containers)
         self._owned = {k for pair in run.params.items() for n in pair
                        for k in owner_key(self.layer, n)}
@@ -243,8 +239,7 @@ class _Sequence:
         found += self._linearity(g_scaled, {f.target for f in found})
         flagged = {f.target for f in found if f.failure}
         found += [f for f, recognised in history if not recognised and f.target not in flagged]
-        return found + self._twice(g_twice, {f.target for f in found if f.failure}
-                                   | self.scheduled)
+        return found + self._twice(g_twice, {f.target for f in found if f.failure})
 
     def _backward_again(self, notes):
         """Calls 3-5: ``(gradients of backward(dout) again, of backward(2 dout))``.
@@ -457,10 +452,10 @@ class _Sequence:
                                       + what.format(g=self._grad_name(t)) + why
                                       + _step_read_hint(self._grad_name(t), why), t),
                               recognised))
-        kept = _rate_schedule(found, results, self._grad_name, why)
-        # the targets whose step a schedule scaled: no backward-twice finding either
-        self.scheduled = {f.target for f, _ in found} - {f.target for f, _ in kept}
-        return kept
+        # a gradient read from backward's own step that is scaled on the second call stays
+        # a failure (a counter in the gradient looks the same as a decaying rate from
+        # outside); its message says a rate schedule is one cause (_step_read_hint)
+        return found
 
     def _twice(self, again, flagged):
         """``backward-twice``: a second backward on the same forward gave another result."""
@@ -716,43 +711,6 @@ def _failing_elements(result):
     shape = result.shape
     return [(tuple(int(j) for j in np.unravel_index(int(i), shape)), float(num[i]),
              float(ana[i])) for i in bad]
-
-
-def _constant_scale(located):
-    """``c`` when every located element's analytic value is ``c`` times its numerical one
-    (to 1e-6 relative), else ``None``."""
-    if not located:
-        return None
-    num = np.array([n for _, n, _ in located], dtype=np.float64)
-    ana = np.array([a for _, _, a in located], dtype=np.float64)
-    big = np.abs(num) > 1e-12 * max(float(np.max(np.abs(num))), 1e-300)
-    if not np.any(big):
-        return None
-    c = float(np.median(ana[big] / num[big]))
-    return c if np.all(np.abs(ana - c * num) <= 1e-6 * np.abs(c * num) + 1e-12) else None
-
-
-def _rate_schedule(found, results, grad_name, why):
-    """``found`` with the history failures of the gradients read from backward's own step
-    replaced by one warning when they are all one constant ``c`` times the numerical
-    gradient and backward reads state an earlier call wrote (``why``): the rate it steps
-    with moved with that state (``lr / (1 + decay * t)``), the gradient did not (the first
-    call's, from the check's state, passed)."""
-    failing = [f for f, _ in found if f.failure]
-    steps = [f for f in failing if "step_grads[" in grad_name(f.target)]
-    if not why or not steps or len(steps) != len(failing):
-        return found
-    scales = [_constant_scale(results[f.target][1]) for f in steps]
-    if any(c is None for c in scales) or not np.allclose(scales, scales[0], rtol=1e-6) \
-            or abs(scales[0] - 1) < 1e-9:
-        return found
-    names = ", ".join(f.target for f in steps)
-    note = Finding("backward-rate-schedule", False, (
-        f"the gradients read from backward's own step ({names}) are all {scales[0]:.6g} "
-        f"times the numerical ones on a second call{why}: the rate backward steps with "
-        "moved with that state (a schedule, lr / (1 + decay * t)), read here as the "
-        "gradient's scale; the first call's, from the check's state, passed"), None)
-    return [(f, r) for f, r in found if f not in steps] + [(note, True)]
 
 
 def _step_read_hint(grad_name, why):
