@@ -146,3 +146,36 @@ def test_maxpool_over_relu_outputs_under_forward_differences(seed, shift, strate
         report = check_function(pool_forward, backward, x, POOL, method="forward",
                                 strategy=strategy)
         assert report.result("x").verdict != "FAIL", str(report)
+
+
+def test_every_suspect_of_the_left_screen_is_refined_past_the_refinement_cap():
+    """300 ReLU elements at 0 (``relu'(0) = 1``: they pass forward differences) and, past
+    them in flat order, 10 two-way max ties whose backward gives each tied element the
+    whole dout: more suspects than MAX_REFINED; the ties among the last are grouped and
+    FAIL (they were left unrefined and counted as checked)."""
+    from gradcheck import check_function
+    from gradcheck.engine.verdict import MAX_REFINED
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 16)) + 3.0
+    x[:, :3] = 0.0
+    x[90:, 4] = x[90:, 3]
+
+    def forward(x):
+        out = np.concatenate([np.maximum(x[:, :3], 0), x[:, 3:5].max(1, keepdims=True),
+                              x[:, 5:] ** 2], 1)
+        return out, x
+
+    def backward(dout, x):
+        dx = np.zeros_like(x)
+        dx[:, :3] = dout[:, :3] * (x[:, :3] >= 0)
+        tied = x[:, 3:5] == x[:, 3:5].max(1, keepdims=True)
+        dx[:, 3:5] = tied * dout[:, 3:4]
+        dx[:, 5:] = 2 * x[:, 5:] * dout[:, 4:]
+        return dx
+
+    assert 3 * 100 > MAX_REFINED
+    report = check_function(forward, backward, x, method="forward", strategy="elementwise",
+                            sequence=False)
+    assert report.result("x").verdict == "FAIL", str(report)
+    assert sum(f.kind == "tie-gradient" for f in report.findings) == 10

@@ -225,11 +225,13 @@ LOOSE = 0.1
 
 
 def _refine_suspects(comp, st):
-    """Refine the :attr:`Comparison.suspects` not refined yet, passing or not."""
+    """Refine the :attr:`Comparison.suspects` not refined yet, passing or not: every one
+    (no :data:`MAX_REFINED` cap: a suspect left unrefined would count as checked, and a
+    tie among those past the cap was never grouped)."""
     if comp.refiner is None or comp.suspects is None or not np.isfinite(st.ana).all():
         return
     rows = np.asarray(comp.suspects, dtype=int)
-    rows = rows[~st.refined[rows]][:MAX_REFINED]
+    rows = rows[~st.refined[rows]]
     if len(rows):
         _refine_rows(comp, st, rows)
 

@@ -592,13 +592,14 @@ class LayerAdapter:
         held = {p: (a, a.copy()) for p, a in held.items() if isinstance(a, np.ndarray)}
         try:
             getattr(self.gradient_owner, name)()
-            put_back_changed(self.layer, held)
         except GradCheckInputError:
             raise
         except (Exception, SystemExit) as exc:
             raise LayerCallError(
                 f"{name}() (called after backward to compute the parameter gradients) raised "
                 f"{type(exc).__name__}: {exc}", layer=self.name, target="parameters") from exc
+        finally:  # also when it raised after a step
+            put_back_changed(self.layer, held)
 
 
 def _ctx_hint(cls):

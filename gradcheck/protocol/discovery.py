@@ -2150,7 +2150,8 @@ def put_back_changed(layer, held):
         changed.append(path)
         if now is not obj:
             assign(layer, path, obj)
-        np.copyto(obj, saved)
+        if not np.array_equal(obj, saved, equal_nan=True):  # a read-only one rebound only
+            np.copyto(obj, saved)
     return changed
 
 

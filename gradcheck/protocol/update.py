@@ -212,7 +212,9 @@ def read_by_forward(layer, name, forward):
     """Whether ``forward`` reads the number at the path ``name``: its output with the
     number set to :data:`LEARNING_RATE` and to twice that differs (a leaky ReLU's
     ``alpha``, which backward may also use to update a statistic, is no learning rate).
-    Two forward calls from the layer's state, put back; ``False`` when forward raises.
+    Two forward calls from the layer's state, put back; ``True`` when forward raises with
+    it so set (``assert 0 <= alpha < 1``: forward reads it; the check's own calls report
+    an error forward raises anyway).
 
     Parameters
     ----------
@@ -235,7 +237,7 @@ def read_by_forward(layer, name, forward):
             with rate_held(layer, name, rate):
                 outs.append(_returned(forward()))
     except Exception:  # noqa: BLE001 -- the check's own calls report it
-        return False
+        return True
     finally:
         start.restore_all()
     return not _equal_lists(*outs)
