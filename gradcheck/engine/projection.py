@@ -46,8 +46,8 @@ from gradcheck.engine.perturb import DirectionMoves, Reduce, along, differences
 from gradcheck.engine.refine import (REFINED_GAIN, level_factor, Refined, StepSearch, at_kink,
                                      gap_seen, search)
 from gradcheck.engine.ties import TieCheck
-from gradcheck.engine.tolerances import (ROUNDING_SAFETY, analytic_floor, direction_floor, rms,
-                                         rules)
+from gradcheck.engine.tolerances import (analytic_floor, direction_floor, one_sided_allowance,
+                                         rms, rules)
 from gradcheck.engine.verdict import Comparison
 
 __all__ = ["comparisons", "directional", "left_screen", "MAX_LOCATED", "LEFT_PROBES"]
@@ -305,7 +305,7 @@ class _ProbeRefiner:
 
         def gap_and_noise(level):
             _, plus, minus, sigma, h = level
-            return np.abs(plus - minus), ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
+            return np.abs(plus - minus), one_sided_allowance(sigma, h)
         levels = [gap_and_noise(at(1))]
         if not gap_seen(*levels[0])[0]:
             return False

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck.engine.perturb import ElementMoves, Reduce, differences
-from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, ROUNDING_SAFETY
+from gradcheck.engine.tolerances import ESTIMATE_WEIGHT, ROUNDING_SAFETY, one_sided_allowance
 
 __all__ = ["Refined", "StepSearch", "search", "widen_nearby", "level_factor", "LEVELS",
            "RATIO", "FIRST_TRIPLE_GAIN", "REFINED_GAIN", "gap_seen", "at_kink"]
@@ -288,7 +288,7 @@ def search(level, analytic, nearby=None, calls=lambda: 0, element=None):
         D, Dp, Dm, sigma, h = level(k)
         Ds.append(D)
         gaps.append(np.abs(Dp - Dm))
-        side_noise = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
+        side_noise = one_sided_allowance(sigma, h)
         side_noises.append(side_noise)
         last = _keep_one_sided(last, Dp, Dm, side_noise, gap_seen(gaps[-1], side_noise))
         if k >= 2:

@@ -76,7 +76,8 @@ import numpy as np
 from gradcheck.engine import methods
 from gradcheck.engine.perturb import ElementMoves, Reduce, along, differences
 from gradcheck.engine.refine import RATIO, at_kink, gap_seen
-from gradcheck.engine.tolerances import ROUNDING_SAFETY, direction_floor, rounding_error
+from gradcheck.engine.tolerances import (ROUNDING_SAFETY, direction_floor, one_sided_allowance,
+                                         rounding_error)
 
 __all__ = ["Tie", "Ties", "TieCheck", "tie_groups", "MAX_GROUPS", "MAX_JOINED"]
 
@@ -328,7 +329,7 @@ class TieCheck:
             minus = np.where(span > 0, 2.0 * sink.M[:, 0] / span, 0.0)
         h = s.refine_steps[elements]
         sigma = s.noise.of_support(sink.noise)
-        side = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
+        side = one_sided_allowance(sigma, h)
         central = (plus + minus) / 2.0
         _, allowed = self.rule.apply(central, rounding_error(
             sigma, h, methods.get("central").gain))
@@ -343,7 +344,7 @@ class TieCheck:
         central, plus, minus, projected, share = along(
             s.evaluate, s.arr, w, self.dout, self.out0, self.analytic, s.noise.weights)
         sigma = float(s.noise.of_support(np.array([share]))[0])
-        side = ROUNDING_SAFETY * np.sqrt(2.0) * sigma / scale
+        side = one_sided_allowance(sigma, scale)
         return central / scale, projected / scale, abs(plus - minus) / scale, side, sigma
 
     def _check(self, group):

@@ -126,6 +126,26 @@ def rms(values):
     return s * math.sqrt(float(np.add.reduce(w * w)) / v.size)
 
 
+def one_sided_allowance(sigma, h):
+    """What a gap between two one-sided differences may be from rounding alone:
+    ``ROUNDING_SAFETY * sqrt(2) * sigma / h`` (each side's rounding ``sigma / h``,
+    independent). The one rule for telling a kink from noise (refinement, projections,
+    tie groups).
+
+    Parameters
+    ----------
+    sigma : float or ndarray
+        Noise of the reduced output difference.
+    h : float or ndarray
+        The step (or the direction's scale).
+
+    Returns
+    -------
+    float or ndarray
+    """
+    return ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
+
+
 def rounding_error(sigma, h, gain):
     """One standard deviation of a derivative's rounding error: ``gain * sigma / h``."""
     with np.errstate(divide="ignore", invalid="ignore"):

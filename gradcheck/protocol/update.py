@@ -49,7 +49,6 @@ so it is read exactly, whatever the optimizer:
 """
 
 import contextlib
-import re
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -93,9 +92,12 @@ def rate_name(name):
     -------
     str
     """
-    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", str(name)).lower()
-    snake = re.sub(r"_+", "_", re.sub(r"\d+", "", snake)).strip("_")
-    return re.sub(r"^(?:base|initial|init)_", "", snake)
+    from gradcheck.protocol.discovery import name_tokens
+
+    words = [w for w in name_tokens(str(name)) if not w.isdigit()]
+    if len(words) > 1 and words[0] in ("base", "initial", "init"):
+        words = words[1:]
+    return "_".join(words)
 
 
 def is_rate_name(name, names=LR_NAMES):
