@@ -242,7 +242,19 @@ def one_sided_screen(problem, target, opts, s):
     """``(elements, reason)``: the flat elements at kinks a one-sided method cannot see
     (:func:`gradcheck.engine.projection.left_screen`), for the comparison's ``suspects``,
     and what the report says of the screen (``(None, "")`` for a method that looks at
-    both sides)."""
+    both sides).
+
+    Parameters
+    ----------
+    problem : gradcheck.protocol.problem.Problem
+    target : gradcheck.protocol.problem.Target
+    opts : gradcheck.check.Options
+    s : Setup
+
+    Returns
+    -------
+    tuple of (ndarray of int or None, str)
+    """
     if not s.method.one_sided:
         return None, ""
     from gradcheck.engine.projection import left_screen

@@ -321,7 +321,19 @@ SEEN = 2.0
 
 
 def gap_seen(gap, noise):
-    """Where a one-sided gap ``|D+ - D-|`` stands above its noise (the one rule for kinks)."""
+    """Where a one-sided gap ``|D+ - D-|`` stands above its noise (the one rule for kinks).
+
+    Parameters
+    ----------
+    gap : ndarray of float64
+    noise : ndarray of float64
+        The gap's allowance from rounding (:func:`~gradcheck.engine.tolerances.
+        one_sided_allowance`).
+
+    Returns
+    -------
+    ndarray of bool
+    """
     return gap > SEEN * noise
 
 
@@ -412,7 +424,17 @@ def at_kink(gaps, noises):
     anywhere in the search (a kink closer than the smallest step shows it at every level; one
     a little farther shows it until the step gets below its distance).
 
-    ``gaps``, ``noises``: per level, arrays of shape (r,); returns bool of shape (r,)."""
+    ``gaps``, ``noises``: per level, arrays of shape (r,); returns bool of shape (r,).
+
+    Parameters
+    ----------
+    gaps, noises : sequence of ndarray of float64, shape (r,)
+        Per level of the search.
+
+    Returns
+    -------
+    ndarray of bool, shape (r,)
+    """
     G = np.stack(gaps, axis=1)
     if G.shape[1] < 2:
         return np.zeros(G.shape[0], dtype=bool)

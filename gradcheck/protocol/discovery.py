@@ -572,7 +572,19 @@ _MORE_GRAD_NAMES = ("{}_gradient", "g{}", "delta_{}", "{}_delta", "nabla_{}", "d
 def said_names(names, shown=6):
     """Gradient names tried, as a message says them: the first ``shown``, then how many
     more of :func:`grad_candidates` (a dict entry's ``<dict>['dW']`` always said), the
-    private spellings (``_dW`` beside ``dW``) said once for all."""
+    private spellings (``_dW`` beside ``dW``) said once for all.
+
+    Parameters
+    ----------
+    names : list of str
+        The gradient names tried, :func:`grad_candidates`' order.
+    shown : int
+        How many to say by name.
+
+    Returns
+    -------
+    str
+    """
     every = set(names)
     public = [n for n in names if _unprivate(n) not in every]
     head = list(public[:shown]) + [n for n in public[shown:] if n.startswith("<dict>")]
@@ -602,7 +614,19 @@ def grad_key(grads, key):
     """The key of ``key``'s gradient in the dict ``grads``: ``key`` itself (``params['W']``
     beside ``grads['W']``), else the first of its gradient names there
     (:func:`grad_candidates`: EpyNN's ``p['W']`` beside ``g['dW']``); ``key`` when
-    neither is there."""
+    neither is there.
+
+    Parameters
+    ----------
+    grads : dict
+        The gradient dict.
+    key : hashable
+        A key of the parameter dict.
+
+    Returns
+    -------
+    hashable
+    """
     if not isinstance(grads, dict) or not isinstance(key, str) or key in grads:
         return key
     return next((c for c in grad_candidates(key) if c in grads), key)
@@ -797,7 +821,18 @@ def _holder(path):
 def shaped_like(found, path):
     """The floating attributes ``backward`` wrote (created or rebound) on the layer holding
     ``path``, an array held without a gradient, whose shape is that of ``path``
-    (:attr:`Discovery.shapes`)."""
+    (:attr:`Discovery.shapes`).
+
+    Parameters
+    ----------
+    found : Discovery
+    path : str
+        A floating array held without a gradient.
+
+    Returns
+    -------
+    list of str
+    """
     shape, holder = found.shapes.get(path), _holder(path)
     return [w for w, s in found.backward_floats
             if shape is not None and s == shape and _holder(w) == holder]
@@ -807,7 +842,16 @@ def name_tokens(name):
     """The words of a name, lower-case, in order: split at ``_``, digits (each run of
     digits a word) and camelCase boundaries (``"Wx_d"`` -> ``["wx", "d"]``,
     ``"kernel2_g"`` -> ``["kernel", "2", "g"]``, ``"gradWeight"`` -> ``["grad",
-    "weight"]``)."""
+    "weight"]``).
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    list of str
+    """
     return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", name)]
 
 
@@ -832,6 +876,18 @@ def names_parameter(array, param):
     would take it as ``weights``' gradient whenever N equals the input width. A gradient
     spelled with the other number (``weight_d`` for ``weights``) is left unpaired and said
     (:attr:`Discovery.unnamed`), never checked against the wrong array.
+
+    Parameters
+    ----------
+    array : str
+        The path of an array backward wrote.
+    param : str
+        The path of a parameter without a gradient by name.
+
+    Returns
+    -------
+    int
+        0 for no tie; larger for a stronger one.
     """
     name, pname = _leaf(array), _leaf(param)
     if name.lower() in {c.lower() for c in grad_candidates(pname)}:
@@ -863,6 +919,13 @@ def pair_by_shape(found, held=frozenset()):
     running statistics, masks, the input (:attr:`Discovery.floating` holds none of
     them), the gradients already paired and the arrays of ``held`` (backward's ``dout``
     or ``dx``: :func:`_holding`) are never candidates.
+
+    Parameters
+    ----------
+    found : Discovery
+        Updated in place.
+    held : collection of str
+        Paths of arrays that hold backward's ``dout`` or ``dx`` (:func:`_holding`).
     """
     unpaired = [p for p in found.floating if p not in found.params]
     taken = set(found.params.values()) | set(held)
@@ -1758,9 +1821,11 @@ def derived_in_place(adapter, x, snapshot, after_forward, paths):
     return [p for p in candidates if _written_over(adapter, x, snapshot, [p], saved[p])]
 
 
-def move_params(layer, paths, rng, step):
+def move_params(layer, paths, rng, step, absolute=False):
     """``p *= 1 +- step`` (random signs) in place for the floating, writeable arrays at
-    ``paths``, once per memory block: relative, so no element changes sign.
+    ``paths``, once per memory block: relative, so no element changes sign; with
+    ``absolute``, ``p += +- step * max(1, max|p|)`` instead (an array of zeros moves too:
+    for the probes that ask whether forward reads or writes an array).
 
     Parameters
     ----------
@@ -1768,6 +1833,7 @@ def move_params(layer, paths, rng, step):
     paths : iterable of str
     rng : numpy.random.Generator
     step : float
+    absolute : bool
 
     Returns
     -------
@@ -1783,14 +1849,17 @@ def move_params(layer, paths, rng, step):
         if any(np.may_share_memory(arr, d) for d in done):
             continue
         signs = rng.choice(np.array([-1.0, 1.0]), size=arr.shape)
-        arr *= (1.0 + step * signs).astype(arr.dtype)
+        if absolute:
+            arr += (step * max(1.0, float(np.max(np.abs(arr)))) * signs).astype(arr.dtype)
+        else:
+            arr *= (1.0 + step * signs).astype(arr.dtype)
         done.append(arr)
     return saved
 
 
 def _written_over(adapter, x, snapshot, paths, expected=None):
     """The arrays of ``paths`` that one forward call, from ``snapshot`` with all of them
-    moved by ``1 +- 0.01`` (:func:`move_params`, as the sequence check moves parameters),
+    moved by ``+- 0.01 max(1, max|p|)`` (:func:`move_params`, by an amount: zeros move too),
     writes over in place (to ``expected`` when given). The layer's own error is raised,
     never eaten."""
     moved = _moved(adapter.layer, snapshot, paths)
@@ -1800,10 +1869,11 @@ def _written_over(adapter, x, snapshot, paths, expected=None):
 
 def _moved(layer, snapshot, paths):
     """``{path: (array, its moved value)}``: the layer put back to ``snapshot``, then the
-    arrays at ``paths`` moved by ``1 +- 0.01`` (:func:`move_params`)."""
+    arrays at ``paths`` moved by ``+- 0.01 max(1, max|p|)`` (:func:`move_params`, by an
+    amount: a buffer of zeros moves too)."""
     snapshot.restore_all()
     return {p: (resolve(layer, p), resolve(layer, p).copy())
-            for p in move_params(layer, paths, np.random.default_rng(0), 0.01)}
+            for p in move_params(layer, paths, np.random.default_rng(0), 0.01, absolute=True)}
 
 
 def _changed(layer, moved, expected=None):
@@ -1816,7 +1886,17 @@ def _changed(layer, moved, expected=None):
 
 def left_floating(layer, found):
     """``{path: copy}`` of the floating arrays ``found`` has no gradient for, as the
-    discovery's backward left them (for :func:`written_buffers`)."""
+    discovery's backward left them (for :func:`written_buffers`).
+
+    Parameters
+    ----------
+    layer : object
+    found : Discovery
+
+    Returns
+    -------
+    dict of str to ndarray
+    """
     arrays = {p: resolve(layer, p) for p in found.floating}
     return {p: a.copy() for p, a in arrays.items() if isinstance(a, np.ndarray)}
 
@@ -1875,13 +1955,11 @@ def _drop_unread(adapter, x, snapshot, out, found):
     out = np.asarray(out)
     for path in [p for p in found.rebound_by_backward if p in found.params]:
         snapshot.restore_all()
-        arr = resolve(adapter.layer, path)
-        if not (isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and arr.size
-                and arr.flags.writeable):
-            continue
         # moved by an amount, not a factor: a bias of zeros moves too
-        signs = np.random.default_rng(0).choice(np.array([-1.0, 1.0]), size=arr.shape)
-        arr += (0.01 * max(1.0, float(np.max(np.abs(arr)))) * signs).astype(arr.dtype)
+        arr = resolve(adapter.layer, path)
+        if not (isinstance(arr, np.ndarray) and arr.size and move_params(
+                adapter.layer, [path], np.random.default_rng(0), 0.01, absolute=True)):
+            continue
         moved = np.asarray(adapter.forward(x.copy()))
         if moved.shape == out.shape and np.array_equal(moved, out, equal_nan=True):
             found.params.pop(path)
@@ -2005,6 +2083,16 @@ def stepped_without_rate(adapter, x, after_forward, found):
     name the rate. Never a silent "cache". Two forward calls, and one per array backward
     changed, from ``after_forward``, only when backward changed some; the layer is left as
     backward left it.
+
+    Parameters
+    ----------
+    adapter : gradcheck.protocol.adapter.LayerAdapter
+    x : ndarray
+        The working input (the layer gets a copy).
+    after_forward : gradcheck.protocol.state.StateSnapshot
+        The layer's state after the discovery's forward call.
+    found : Discovery
+        Updated in place.
     """
     from gradcheck.protocol.state import StateSnapshot
     from gradcheck.protocol.update import LR_ATTRIBUTES, _read_by_forward
@@ -2141,7 +2229,17 @@ def _ambiguous_methods(found, names):
 
 def put_back_changed(layer, held):
     """The paths of ``held`` (``{path: (array, its contents before)}``) whose array a call
-    changed (in place, or rebound), each put back: the same object, the same contents."""
+    changed (in place, or rebound), each put back: the same object, the same contents.
+
+    Parameters
+    ----------
+    layer : object
+    held : dict of str to (ndarray, ndarray)
+
+    Returns
+    -------
+    list of str
+    """
     changed = []
     for path, (obj, saved) in held.items():
         now = resolve(layer, path)
@@ -2181,7 +2279,22 @@ def _unnamed_gradient_methods(layer, found):
 def gradient_method_note(name, found, paths, found_by_name=True):
     """What the report says of the gradient method ``name`` the check calls after every
     backward: the gradients of ``paths`` it computes (``found.params``), and why it was
-    called (found by its name, or named by ``gradient_method=``)."""
+    called (found by its name, or named by ``gradient_method=``).
+
+    Parameters
+    ----------
+    name : str
+        The method's name.
+    found : Discovery
+    paths : iterable of str
+        The parameters whose gradients it computes.
+    found_by_name : bool
+        Found by its name (else named by ``gradient_method=``).
+
+    Returns
+    -------
+    str
+    """
     grads = ", ".join(f"{p} <- {found.params[p]}" for p in paths)
     why = ("backward itself leaves none; the check calls it after every backward, as a "
            "training loop does before its update (a method that updates, steps or resets "

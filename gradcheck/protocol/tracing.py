@@ -142,7 +142,16 @@ class AccessTracer:
                 object.__setattr__(obj, "__class__", cls)
 
     def traced(self, phase):
-        """Whether calls were traced under the name ``phase``."""
+        """Whether calls were traced under the name ``phase``.
+
+        Parameters
+        ----------
+        phase : str
+
+        Returns
+        -------
+        bool
+        """
         return phase in self._events
 
     def first_reads(self, phase):

@@ -101,7 +101,17 @@ def rate_name(name):
 
 
 def is_rate_name(name, names=LR_NAMES):
-    """Whether ``name``, normalised (:func:`rate_name`), is one of ``names``."""
+    """Whether ``name``, normalised (:func:`rate_name`), is one of ``names``.
+
+    Parameters
+    ----------
+    name : str
+    names : collection of str
+
+    Returns
+    -------
+    bool
+    """
     return rate_name(name) in names
 
 
@@ -198,7 +208,19 @@ def rate_held(layer, name, rate):
     """Within the block, the rate at the path ``name`` (:func:`learning_rate_attribute`)
     is ``rate`` (a 0-d array of its dtype when it held one); the object it held before is
     put back after, also when the block raises (or when backward itself decays its rate).
-    Nothing is done when ``name`` or ``rate`` is ``None``."""
+    Nothing is done when ``name`` or ``rate`` is ``None``.
+
+    Parameters
+    ----------
+    layer : object
+    name : str or None
+        The rate's path (an attribute, or a key of a dict attribute).
+    rate : float or None
+
+    Yields
+    ------
+    None
+    """
     if name is None or rate is None:
         yield
         return
