@@ -46,8 +46,8 @@ from gradcheck.engine.perturb import DirectionMoves, Reduce, along, differences
 from gradcheck.engine.refine import (REFINED_GAIN, level_factor, Refined, StepSearch, at_kink,
                                      gap_seen, search)
 from gradcheck.engine.ties import TieCheck
-from gradcheck.engine.tolerances import (analytic_floor, direction_floor, one_sided_allowance,
-                                         rms, rules)
+from gradcheck.engine.tolerances import (analytic_floor, direction_floor, in_hull,
+                                         one_sided_allowance, rms, rules)
 from gradcheck.engine.verdict import Comparison
 
 __all__ = ["comparisons", "directional", "left_screen", "MAX_LOCATED", "LEFT_PROBES"]
@@ -411,7 +411,7 @@ def _bisect(problem, s, d, p, exclude=(), crosses=None, supports=None):
                 continue
             if r.kink[0]:
                 tol = allowed[0] + float(r.hull_noise[0])
-                ok = bool(r.lower[0] - tol <= g[block[0]] <= r.upper[0] + tol)
+                ok = bool(in_hull(g[block[0]], r.lower[0], r.upper[0], tol))
                 kinks.append((index, float(r.minus[0]), float(r.plus[0]), ok))
                 if ok:
                     continue

@@ -76,8 +76,8 @@ import numpy as np
 from gradcheck.engine import methods
 from gradcheck.engine.perturb import ElementMoves, Reduce, along, differences
 from gradcheck.engine.refine import RATIO, at_kink, gap_seen
-from gradcheck.engine.tolerances import (ROUNDING_SAFETY, direction_floor, one_sided_allowance,
-                                         rounding_error)
+from gradcheck.engine.tolerances import (ROUNDING_SAFETY, direction_floor, in_hull,
+                                         one_sided_allowance, rounding_error)
 
 __all__ = ["Tie", "Ties", "TieCheck", "tie_groups", "MAX_GROUPS", "MAX_JOINED"]
 
@@ -335,7 +335,7 @@ class TieCheck:
             sigma, h, methods.get("central").gain))
         g = self.analytic.reshape(-1)[elements].astype(np.float64)
         tol = allowed + side
-        inside = (g >= np.minimum(plus, minus) - tol) & (g <= np.maximum(plus, minus) + tol)
+        inside = in_hull(g, np.minimum(plus, minus), np.maximum(plus, minus), tol)
         return gap_seen(np.abs(plus - minus), side) & inside & (span > 0), sink.supports
 
     def _level(self, w, scale):

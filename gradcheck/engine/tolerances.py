@@ -146,6 +146,22 @@ def one_sided_allowance(sigma, h):
     return ROUNDING_SAFETY * np.sqrt(2.0) * sigma / h
 
 
+def in_hull(value, lower, upper, tol):
+    """Where an analytic ``value`` at a kink lies within the hull of the one-sided
+    derivatives ``[lower, upper]`` widened by ``tol`` on each side: the one test of a value
+    at a kink (refinement, projection probes, tie-group partners).
+
+    Parameters
+    ----------
+    value, lower, upper, tol : float or ndarray
+
+    Returns
+    -------
+    bool or ndarray of bool
+    """
+    return (value >= lower - tol) & (value <= upper + tol)
+
+
 def rounding_error(sigma, h, gain):
     """One standard deviation of a derivative's rounding error: ``gain * sigma / h``."""
     with np.errstate(divide="ignore", invalid="ignore"):

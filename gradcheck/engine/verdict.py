@@ -43,7 +43,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from gradcheck.engine.tolerances import MARGINAL
+from gradcheck.engine.tolerances import MARGINAL, in_hull
 from gradcheck.report import Finding, TargetResult
 
 __all__ = ["Policy", "Comparison", "decide", "verdict_of", "MAX_REFINED", "FIRST_REFINED",
@@ -264,7 +264,7 @@ def _refine_rows(comp, st, rows):
     st.failing[rows] = _diff(st.num[rows], ana) > st.allowed[rows]
     at_kink = r.kink & st.failing[rows]
     tol = st.allowed[rows] + (0.0 if r.hull_noise is None else r.hull_noise)
-    inside = at_kink & (ana >= r.lower - tol) & (ana <= r.upper + tol)
+    inside = at_kink & in_hull(ana, r.lower, r.upper, tol)
     st.kink_ok[rows[inside]] = True
     st.failing[rows[inside]] = False
     if r.elements is not None:  # kinks of elements found inside the items
