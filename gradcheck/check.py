@@ -18,8 +18,9 @@ from gradcheck.protocol.update import (learning_rate_attribute, learning_rate_pa
                                        optimizer_paths)
 from gradcheck.protocol.discovery import (FAILING_NOTES, accumulating_buffers, discover_by_calling,
                                           flush_accumulated, grad_candidates, layer_method,
-                                          lookup, prefer_views, release_forward, said_names,
-                                          names_parameter, split_path)
+                                          prefer_views, release_forward, said_names,
+                                          names_parameter)
+from gradcheck.protocol.paths import lookup, split_path
 from gradcheck.protocol.problem import Problem
 from gradcheck.protocol.stale import unwritten_read
 from gradcheck.protocol.state import StateSnapshot, one_scan_per_check
@@ -459,7 +460,8 @@ def _zero_state(layer, results, not_checked, call, kept=()):
     ``problem.kept_state``), so the user knows what to change.
     """
     from gradcheck.engine.verdict import vanished as vanished_targets
-    from gradcheck.protocol.discovery import STATE_REASON, resolve
+    from gradcheck.protocol.discovery import STATE_REASON
+    from gradcheck.protocol.paths import resolve
 
     vanished = vanished_targets(results)
     if not vanished:

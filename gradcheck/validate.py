@@ -126,7 +126,7 @@ def check_gradient_method(name, layer, gradient_method):
     """
     if gradient_method is None:
         return None
-    from gradcheck.protocol.discovery import lookup
+    from gradcheck.protocol.paths import lookup
     from gradcheck.protocol.signatures import callable_without_arguments, signature_text
 
     if not isinstance(gradient_method, str):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gradcheck import check_layer
-from gradcheck.protocol.discovery import assign, resolve
+from gradcheck.protocol.paths import assign, resolve
 
 from conventions_layers import (CASES, AccumulatingDense, ListWeights, RecurrentStep, Swish,
                                MisnamedDense, TiedAttributes, TiedAutoencoder,
@@ -2043,7 +2043,7 @@ def test_a_key_path_resolves_back_to_its_key(key):
     """Whatever a dict's key (ints, text with dots, brackets, quotes, '+', '@', escapes,
     tuples of them), the path the discovery names it by resolves to its value and assigns
     it, and a sub-layer under it has its own prefix."""
-    from gradcheck.protocol.discovery import key_path
+    from gradcheck.protocol.paths import key_path
 
     class Node:
         pass

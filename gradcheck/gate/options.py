@@ -137,8 +137,8 @@ def parse_inconclusive(value):
 
 def _split(value, sep):
     """``value`` split at ``sep`` outside brackets (a report's ``blocks[(0, 'a')].W`` holds a
-    comma: :func:`gradcheck.protocol.discovery.split_path`)."""
-    from gradcheck.protocol.discovery import split_path
+    comma: :func:`gradcheck.protocol.paths.split_path`)."""
+    from gradcheck.protocol.paths import split_path
 
     return split_path(str(value), sep)
 
@@ -146,7 +146,7 @@ def _split(value, sep):
 def _is_name(name):
     """A target name as the report writes it: identifiers joined by dots, each optionally
     followed by ``[key]`` subscripts (anything inside the brackets)."""
-    from gradcheck.protocol.discovery import _bracket_end
+    from gradcheck.protocol.paths import _bracket_end
 
     outside, i = [], 0
     while i < len(name):

@@ -13,10 +13,11 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
-from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, assign, discover,
-                                          kept_input_gradient, layer_method, lookup,
-                                          method_name, plain_forward, plain_held,
-                                          put_back_changed, resolve, zero_buffers)
+from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, discover,
+                                          kept_input_gradient, layer_method, method_name,
+                                          plain_forward, plain_held, put_back_changed,
+                                          zero_buffers)
+from gradcheck.protocol.paths import assign, lookup, resolve
 from gradcheck.protocol.regularization import penalty_gradients, subtract_penalty
 from gradcheck.protocol.signatures import only_var_args, signature, signature_text
 from gradcheck.protocol.state import _bitwise_equal
@@ -736,7 +737,7 @@ def _same_at_every_lookup(layer, name="forward"):
 
 def get_attr(layer, name, default=None):
     """``layer.name``, ``layer.attr[key]`` for ``attr['key']``, a dotted path ``blocks.0.W``
-    (see :func:`gradcheck.protocol.discovery.resolve`)."""
+    (see :func:`gradcheck.protocol.paths.resolve`)."""
     return resolve(layer, name, default)
 
 

@@ -37,7 +37,8 @@ from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolE
 from gradcheck.protocol.adapter import (SWITCH_NAMES, call_without_dout, flag_name, flag_value,
                                         keepdims_of, missing_arguments, unpassed_error)
 from gradcheck.protocol.discovery import (DATA_NAMES, grad_candidates, kept_input_gradient,
-                                          layer_method, lookup, resolve)
+                                          layer_method)
+from gradcheck.protocol.paths import lookup, resolve
 from gradcheck.protocol.regularization import subtract_penalty
 from gradcheck.protocol.signatures import (positional_parameters, signature, source_of,
                                            unwrapped)
@@ -1327,7 +1328,7 @@ class CallLayer:
         LayerProtocolError
             A returned gradient matches no parameter by shape.
         """
-        from gradcheck.protocol.discovery import attributes
+        from gradcheck.protocol.paths import attributes
         from gradcheck.protocol.problem import default_dout
         from gradcheck.protocol.state import StateSnapshot
 

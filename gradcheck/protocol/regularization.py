@@ -19,7 +19,7 @@ wrong regularization term still FAILs as the parameter's gradient.
 
 import numpy as np
 
-from gradcheck.protocol.discovery import lookup
+from gradcheck.protocol.paths import lookup
 
 __all__ = ["REGULARIZERS", "coefficient_names", "penalty_gradients", "subtract_penalty",
            "describe"]

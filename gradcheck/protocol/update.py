@@ -53,7 +53,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from gradcheck.protocol.discovery import assign, is_layer, layer_method, resolve
+from gradcheck.protocol.discovery import is_layer, layer_method
+from gradcheck.protocol.paths import assign, resolve
 from gradcheck.protocol.signatures import signature
 
 __all__ = ["LR_NAMES", "LR_ATTRIBUTES", "LEARNING_RATE", "UPDATE_SHIFT", "learning_rate_parameter",
@@ -187,7 +188,7 @@ def learning_rate_attribute(layer):
     Returns
     -------
     str or None
-        A path under ``layer`` (:func:`~gradcheck.protocol.discovery.resolve`).
+        A path under ``layer`` (:func:`~gradcheck.protocol.paths.resolve`).
     """
     if learning_rate_parameter(layer) is not None:
         return None
