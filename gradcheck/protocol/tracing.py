@@ -40,17 +40,21 @@ def _tracing_class(cls, tracer):
     slots = frozenset(slot_names(cls))
 
     def __getattribute__(self, name):
-        if tracer.phase is not None and name[:2] != "__" and _is_instance_attr(self, name, slots):
-            tracer.record(self, name, "r")
+        events = tracer.events
+        if events is not None and name[:2] != "__":
+            key = (id(self), name)
+            if key not in events[1] and _is_instance_attr(self, name, slots):  # read once
+                events[0].setdefault(key, "r")
+                events[1].add(key)
         return get(self, name)
 
     def __setattr__(self, name, value):
-        if tracer.phase is not None:
+        if tracer.events is not None:
             tracer.record(self, name, "w")
         set_(self, name, value)
 
     def __delattr__(self, name):
-        if tracer.phase is not None:
+        if tracer.events is not None:
             tracer.record(self, name, "w")
         delete(self, name)
 
@@ -96,6 +100,7 @@ class AccessTracer:
 
     def __init__(self, objects):
         self.phase = None
+        self.events = None  # the current phase's (first, reads, writes), while tracing
         self.paths = {}
         self.untraced = []
         self._swaps = []
@@ -120,7 +125,7 @@ class AccessTracer:
 
     def record(self, obj, name, kind):
         """Note one access (``kind`` ``"r"`` or ``"w"``) in the current phase."""
-        first, reads, writes = self._events[self.phase]
+        first, reads, writes = self.events
         key = (id(obj), name)
         first.setdefault(key, kind)
         (reads if kind == "r" else writes).add(key)
@@ -134,10 +139,10 @@ class AccessTracer:
             for obj, cls, tracing in self._swaps:
                 object.__setattr__(obj, "__class__", tracing)
                 swapped.append((obj, cls))
-            self.phase = phase
+            self.phase, self.events = phase, self._events[phase]
             yield self
         finally:
-            self.phase = None
+            self.phase, self.events = None, None
             for obj, cls in swapped:
                 object.__setattr__(obj, "__class__", cls)
 
