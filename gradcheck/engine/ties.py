@@ -74,7 +74,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gradcheck.engine import methods
-from gradcheck.engine.perturb import ElementMoves, Reduce, along, differences
+from gradcheck.engine.perturb import DirectionMoves, ElementMoves, Reduce, differences
 from gradcheck.engine.refine import RATIO, at_kink, gap_seen
 from gradcheck.engine.tolerances import (ROUNDING_SAFETY, direction_floor, in_hull,
                                          one_sided_allowance, rounding_error)
@@ -205,6 +205,63 @@ class Ties:
             parts.append(f"{self.unmeasured} element(s) sharing an output with a kink not "
                          f"looked at as tied partners (at most {MAX_JOINED}, sampled)")
         return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level of differences along some directions, per direction, over its scale:
+    central ``D``, analytic ``A``, one-sided ``plus`` and ``minus``, their noise allowance
+    ``side``, the noise ``sigma``, the ``scale`` and the outputs changed (``supports``)."""
+
+    D: np.ndarray
+    A: np.ndarray
+    plus: np.ndarray
+    minus: np.ndarray
+    side: np.ndarray
+    sigma: np.ndarray
+    scale: np.ndarray
+    supports: list
+
+    @property
+    def gap(self):
+        return np.abs(self.plus - self.minus)
+
+    def row(self, r):
+        """The level of direction ``r`` alone (scalars)."""
+        return _Row(float(self.D[r]), float(self.A[r]), float(self.plus[r]),
+                    float(self.minus[r]), float(self.gap[r]), float(self.side[r]),
+                    float(self.sigma[r]), float(self.scale[r]), self.supports[r])
+
+
+@dataclass(frozen=True)
+class _Row:
+    """:class:`_Level` of one direction."""
+
+    D: float
+    A: float
+    plus: float
+    minus: float
+    gap: float
+    side: float
+    sigma: float
+    scale: float
+    support: object
+
+
+@dataclass(frozen=True)
+class _Along:
+    """A group's differences along its direction, judged: central ``D`` and analytic ``A``
+    over its mean step, the hull ``[lower, upper]`` of its one-sided derivatives, the
+    tolerance ``tol`` of ``|D - A|`` (and of ``A`` about the hull), whether it is smooth
+    there and the outputs its first move changed."""
+
+    D: float
+    A: float
+    lower: float
+    upper: float
+    tol: float
+    smooth: bool
+    support: object
 
 
 def tie_groups(elements, supports):
@@ -338,38 +395,60 @@ class TieCheck:
         inside = in_hull(g, np.minimum(plus, minus), np.maximum(plus, minus), tol)
         return gap_seen(np.abs(plus - minus), side) & inside & (span > 0), sink.supports
 
-    def _level(self, w, scale):
-        """``(D, A, gap, side, sigma)`` along ``w``, in units of ``scale``."""
+    def _levels(self, W, scales):
+        """One level of the differences along the rows of ``W`` (two forward calls each), in
+        units of ``scales``: a :class:`_Level` of arrays, one entry per row."""
         s = self.s
-        central, plus, minus, projected, share = along(
-            s.evaluate, s.arr, w, self.dout, self.out0, self.analytic, s.noise.weights)
-        sigma = float(s.noise.of_support(np.array([share]))[0])
-        side = one_sided_allowance(sigma, scale)
-        return central / scale, projected / scale, abs(plus - minus) / scale, side, sigma
+        m = len(W)
+        analytic = np.broadcast_to(np.asarray(self.analytic), W.shape)
+        moves = DirectionMoves(s.arr, W, analytic=analytic)
+        sink = Reduce(self.dout, m, 1, out0=self.out0, one_sided=True,
+                      noise_w=s.noise.weights, supports=True)
+        differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.out0)
+        share = sink.noise if sink.noise is not None else np.zeros(m)
+        sigma = s.noise.of_support(share)
+        projected = np.array([moves.A[r, (1.0, -1.0)] / 2.0 for r in range(m)])
+        return _Level(sink.R[:, 0].real / 2.0 / scales, projected / scales,
+                      sink.P[:, 0] / scales, sink.M[:, 0] / scales,
+                      one_sided_allowance(sigma, scales), sigma, scales, sink.supports)
+
+    def _measure(self, groups):
+        """The :class:`_Along` of each group (flat elements) along ``w = sum h_i e_i``, over
+        its mean step: two forward calls a group, two more where its one-sided gap is seen
+        (the level at a quarter of the step, for :func:`gradcheck.engine.refine.at_kink`)."""
+        s = self.s
+        hs = [s.refine_steps[g] for g in groups]
+        means = np.array([float(np.mean(h)) for h in hs])
+        W = np.zeros((len(groups), s.arr.size))
+        for r, (g, h) in enumerate(zip(groups, hs)):
+            W[r, g] = h
+        W = W.reshape((len(groups),) + s.arr.shape)
+        first = self._levels(W, means)
+        seen = np.flatnonzero(gap_seen(first.gap, first.side))
+        second = self._levels(W[seen] / RATIO, means[seen] / RATIO) if len(seen) else None
+        where = {int(r): k for k, r in enumerate(seen)}
+        return [self._along(group, hs[r], [first.row(r)] + (
+            [second.row(where[r])] if r in where else [])) for r, group in enumerate(groups)]
+
+    def _along(self, group, h, levels):
+        """The :class:`_Along` of one group from its levels (the last one judges)."""
+        smooth = not bool(at_kink([np.array([lv.gap]) for lv in levels],
+                                  [np.array([lv.side]) for lv in levels])[0])
+        last, mean = levels[-1], float(np.mean(h))
+        estimate = abs(levels[0].D - last.D) / (RATIO ** 2 - 1) if len(levels) > 1 else 0.0
+        rule = replace(self.rule, floor=direction_floor(self.rule.floor, h) / mean)
+        rounding = rounding_error(last.sigma, last.scale, methods.get("central").gain)
+        _, allowed = rule.apply(np.array([last.D]), np.array([rounding]), np.array([estimate]))
+        tol = float(allowed[0]) + float(last.side) + self._stored(group, h, mean)
+        return _Along(float(last.D), float(last.A), float(min(last.plus, last.minus)),
+                      float(max(last.plus, last.minus)), tol, smooth, levels[0].support)
 
     def _check(self, group):
         """The :class:`Tie` of one group (two forward calls, four when the gap is seen)."""
-        s = self.s
-        h = s.refine_steps[group]
-        mean = float(np.mean(h))
-        w = np.zeros(s.arr.size)
-        w[group] = h
-        w = w.reshape(s.arr.shape)
-        levels = [self._level(w, mean)]
-        if gap_seen(levels[0][2], levels[0][3]):
-            levels.append(self._level(w / RATIO, mean / RATIO))
-        smooth = not bool(at_kink([np.array([lv[2]]) for lv in levels],
-                                  [np.array([lv[3]]) for lv in levels])[0])
-        D, A, _, side, sigma = levels[-1]
-        scale = mean / RATIO ** (len(levels) - 1)
-        estimate = abs(levels[0][0] - D) / (RATIO ** 2 - 1) if len(levels) > 1 else 0.0
-        rule = replace(self.rule, floor=direction_floor(self.rule.floor, h) / mean)
-        rounding = rounding_error(sigma, scale, methods.get("central").gain)
-        _, allowed = rule.apply(np.array([D]), np.array([rounding]), np.array([estimate]))
-        members = tuple(tuple(int(j) for j in np.unravel_index(int(e), s.arr.shape))
+        a = self._measure([group])[0]
+        members = tuple(tuple(int(j) for j in np.unravel_index(int(e), self.s.arr.shape))
                         for e in group)
-        return Tie(members, float(D), float(A),
-                   float(allowed[0]) + float(side) + self._stored(group, h, mean), smooth)
+        return Tie(members, a.D, a.A, a.tol, a.smooth)
 
     def _stored(self, group, h, mean):
         """``ROUNDING_SAFETY`` times the rounding of the group's analytic values as stored
