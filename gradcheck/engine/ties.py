@@ -495,8 +495,8 @@ class TieCheck:
             return {}
         singles = sorted({m for p in pairs for m in p})
         rows = [np.array([m]) for m in singles] + [np.array(p) for p in pairs]
-        levels = self._probe(rows)
         at = {m: k for k, m in enumerate(singles)}
+        levels = self._probe(rows, at, pairs)
         excess = [self._excess(lv, at, pairs) for lv in levels]
         steady = at_kink([g for g, _ in excess], [n for _, n in excess])
         g = self.analytic.reshape(-1).astype(np.float64)
@@ -511,9 +511,10 @@ class TieCheck:
                         self.paired[m] = _union(self.paired.get(m, ()), support)
         return found
 
-    def _probe(self, rows):
-        """The levels along ``rows`` (groups of flat elements, over their mean steps): one,
-        and a second at a quarter of the step when the first sees a pair's excess."""
+    def _probe(self, rows, at, pairs):
+        """The levels along ``rows`` (the single elements ``at``, then the ``pairs``; over
+        their mean steps): one, and a second at a quarter of the step when the first sees a
+        pair's excess (two forward calls a row each)."""
         s = self.s
         hs = [s.refine_steps[r] for r in rows]
         means = np.array([float(np.mean(h)) for h in hs])
@@ -522,9 +523,6 @@ class TieCheck:
             W[k, r] = h
         W = W.reshape((len(rows),) + s.arr.shape)
         first = self._levels(W, means)
-        singles = sum(len(r) == 1 for r in rows)
-        at = {int(r[0]): k for k, r in enumerate(rows[:singles])}
-        pairs = [tuple(int(m) for m in r) for r in rows[singles:]]
         gap, noise = self._excess(first, at, pairs)
         if not gap_seen(gap, noise).any():
             return [first]
@@ -568,7 +566,7 @@ class TieCheck:
         if self.s.arr.dtype.kind not in "f":
             return []
         values = self.s.arr.reshape(-1)
-        pairs = []
+        pairs, beyond = [], set()
         for e in elements:
             equal = np.flatnonzero(values == values[e])
             equal = equal[equal != e]
@@ -580,7 +578,8 @@ class TieCheck:
                 if len(pairs) < MAX_PAIRS:
                     pairs.append(pair)
                 else:
-                    self.unprobed += 1
+                    beyond.add(pair)
+        self.unprobed = len(beyond)
         return pairs
 
     def _levels(self, W, scales):
