@@ -15,7 +15,7 @@ import gradcheck.engine.elementwise as elementwise
 import gradcheck.engine.jacobian as jacobian
 import gradcheck.engine.projection as projection
 import gradcheck.engine.ties as ties
-from gradcheck import check_function
+from gradcheck import check_function, check_layer
 from gradcheck.engine.ties import tie_groups
 
 POOL = {"pool_height": 2, "pool_width": 2, "stride": 2}
@@ -401,3 +401,156 @@ def test_lone_kinks_and_groups_not_smooth_still_count_at_kinks():
     report = check_function(forward, backward, x, strategy="elementwise")
     assert report.result("x").verdict == "INCONCLUSIVE", str(report)
     assert "count as checked" not in str(report)
+
+
+class Median:
+    """Median over the last axis (odd count); backward to the element ``argsort`` picks, as
+    torch does."""
+
+    def forward(self, x):
+        self.x = x
+        return np.median(x, axis=-1)
+
+    def backward(self, dout):
+        pick = np.argsort(self.x, axis=-1)[..., self.x.shape[-1] // 2]
+        dx = np.zeros_like(self.x)
+        np.put_along_axis(dx, pick[..., None], dout[..., None], axis=-1)
+        return dx
+
+
+class MedianSplit(Median):
+    """``dout / k`` to each of the ``k`` elements equal to the median."""
+
+    def backward(self, dout):
+        mask = self.x == np.median(self.x, axis=-1, keepdims=True)
+        return mask * (dout[..., None] / mask.sum(axis=-1, keepdims=True))
+
+
+class MedianAllTied(Median):
+    """Wrong: the whole dout to every element equal to the median (3 dout in all)."""
+
+    def backward(self, dout):
+        return (self.x == np.median(self.x, axis=-1, keepdims=True)) * dout[..., None]
+
+
+class MedianTwoMinusOne(Median):
+    """Wrong: ``2 dout`` and ``-dout`` to two of three tied elements (the sum is right)."""
+
+    def backward(self, dout):
+        dx = Median.backward(self, dout)
+        for r, row in enumerate(self.x):
+            tied = np.flatnonzero(row == np.median(row))
+            if len(tied) == 3:
+                dx[r] = 0.0
+                dx[r, tied[0]], dx[r, tied[1]] = 2 * dout[r], -dout[r]
+        return dx
+
+
+def median_tie(seed=0):
+    """(4, 5), row 1 ``[-1, 0.3, 1, 0.3, 0.3]``: the median a three-way tie inside the tied
+    block (moving one tied element alone leaves it at 0.3 on both sides)."""
+    x = np.random.default_rng(seed).standard_normal((4, 5))
+    x[1] = [-1.0, 0.3, 1.0, 0.3, 0.3]
+    return x
+
+
+def text(report):
+    return " ".join(str(report).split())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("layer", [Median, MedianSplit])
+def test_a_median_tie_no_single_element_shows_passes_a_valid_subgradient(layer, seed):
+    """Both were a false FAIL (numerical 0 against dout, dout/3): found along pairs of equal
+    elements, each within its pair's hull [0, dout], the group of three verified along its
+    direction."""
+    report = check_layer(layer(), median_tie(seed), seed=seed)
+    assert report.result("x").verdict == "PASS", str(report)
+    said = text(report)
+    assert "3 element(s) at a tie no single element shows" in said
+    assert "1 tie group(s) of 3 elements checked along their common direction" in said
+    assert "the 3 element(s) of the passing groups count as checked" in said
+
+
+def test_a_median_tie_counted_once_per_tied_element_fails_at_its_group():
+    report = check_layer(MedianAllTied(), median_tie())
+    assert report.result("x").verdict == "FAIL", str(report)
+    (failed,) = finding(report, "tie-gradient")
+    assert "at a tie of 3 elements ((1, 1), (1, 3), (1, 4))" in failed.message
+    assert "3 times as much: a gradient counted once per tied element?" in failed.message
+
+
+def test_a_median_tie_split_outside_the_pair_hulls_fails():
+    """2 dout and -dout: the sum is dout, but neither lies in [0, dout]."""
+    report = check_layer(MedianTwoMinusOne(), median_tie())
+    r = report.result("x")
+    assert r.verdict == "FAIL" and r.worst_index in {(1, 1), (1, 3)}, str(report)
+
+
+def test_equal_elements_of_a_smooth_layer_are_not_taken_for_a_tie():
+    """A wrong gradient at exactly equal inputs of a smooth function: each pair's derivative
+    is the sum of its elements' own (its excess shrinks with the step), so nothing is
+    excused."""
+    x = np.random.default_rng(5).normal(size=(3, 4))
+    x[0, 1] = x[2, 2] = x[1, 3] = 0.7
+
+    def backward(dout, x):
+        return smooth_backward(dout, x) + (x == 0.7) * dout
+
+    report = check_function(smooth, backward, x, strategy="elementwise")
+    assert report.result("x").verdict == "FAIL", str(report)
+    assert "no single element shows" not in text(report)
+
+
+def test_pairs_beyond_max_pairs_are_not_probed_and_said(monkeypatch):
+    """One pair probed of the three: its two elements are found, the third still fails."""
+    monkeypatch.setattr(ties, "MAX_PAIRS", 1)
+    report = check_layer(MedianSplit(), median_tie())
+    assert report.result("x").verdict == "FAIL", str(report)
+    assert "2 pair(s) of exactly equal elements not probed (at most 1 a target)" in text(
+        report)
+
+
+def _affine():
+    from gradcheck.layers import Affine
+    rng = np.random.default_rng(6)
+    return Affine(rng.normal(size=(6, 5)), rng.normal(size=5))
+
+
+def _relu_at_zero():
+    from gradcheck.layers import Relu
+    x = np.random.default_rng(7).normal(size=(4, 6))
+    x[1, 2] = x[3, 3] = 0.0
+    return Relu(), x
+
+
+class WrongRelu:
+    """Fails, with no two inputs equal."""
+
+    def forward(self, x):
+        self.x = x
+        return np.maximum(x, 0)
+
+    def backward(self, dout):
+        return 1.5 * dout * (self.x > 0)
+
+
+@pytest.mark.parametrize("case", ["relu", "maxpool", "affine", "wrong_relu"])
+def test_no_forward_call_more_without_failing_elements_of_equal_value(monkeypatch, case):
+    """A ReLU at 0, max pooling over ties, an affine layer, a failing layer without equal
+    inputs: no pair is probed and the calls are those made without the pair lookup."""
+    from gradcheck.engine import verdict
+    from gradcheck.layers import Pooling
+    layer, x = {"relu": _relu_at_zero,
+                "maxpool": lambda: (Pooling(2, 2, 2), relu_pooled_input()),
+                "affine": lambda: (_affine(), np.random.default_rng(8).normal(size=(4, 6))),
+                "wrong_relu": lambda: (WrongRelu(),
+                                       np.random.default_rng(9).normal(size=(4, 6)))}[case]()
+    with monkeypatch.context() as m:
+        m.setattr(ties.TieCheck, "_probe", never)
+        report = check_layer(layer, x)
+    monkeypatch.setattr(verdict, "_unseen_ties", lambda comp, st: None)
+    without = check_layer(layer, x)
+    assert report.result("x").verdict == without.result("x").verdict
+    assert report.forward_calls == without.forward_calls, str(report)
+    assert report.backward_calls == without.backward_calls

@@ -42,7 +42,40 @@ its ``0`` lies outside the hull of a tied element and it was flagged); a kink
 whose support is dense (every output, or more than
 :attr:`gradcheck.engine.perturb.Reduce.SUPPORT_MAX`) puts every kink in one
 group already and is not looked around; a tie none of whose elements is found at a
-kink (``dout/2`` to each of three tied elements, ``1.5 dout`` in all) is not seen.
+kink, alone or along a pair (below), is not seen: ``dout/2`` to each of three tied
+elements of a max (``1.5 dout`` in all) passes element by element.
+
+Ties no single element shows. At a tie of an order statistic inside the tied block (a
+median of ``[-1, a, a, a, 1]``) moving one tied element alone does not move the output on
+either side (``median(a + t, a, a) = a`` for both signs of ``t``): its one-sided
+differences are both ``0``, no kink is seen, and a valid subgradient (``dout`` to the
+element ``argsort`` picks, or ``dout/3`` to each) FAILs against ``0``. The median is not
+Clarke regular there: along a pair the derivative is not the sum of its elements' own
+(``median(a + t, a + t, a) = a + t``: ``dout`` where each alone gives ``0``), and a smooth
+pair's derivative need not equal the pair's analytic sum for every subgradient (``2/3
+dout`` for the even split). So, for an element failing with no kink seen (elementwise,
+sampled or grouped items, :meth:`TieCheck.unseen`), the elements of *exactly* its value
+are paired with it (the nearest :data:`MAX_PARTNERS` by flat index, at most
+:data:`MAX_PAIRS` pairs a target), and each element and each pair is moved by its
+refinement steps: a pair is at a tie when its central derivative's excess over the sum of
+its elements' own stands above their noise and does not shrink at a quarter of the step
+(:func:`gradcheck.engine.refine.at_kink` on the excess: curvature makes a smooth pair's
+excess fall as the step squared). Such a pair gives the element the hull of its own
+one-sided derivatives and of the pair's less its partner's (``[0, dout]`` at the median);
+an element within the hull of every such pair of its own (plus the pair's tolerance, as
+the group check derives it, and the partner's) is at a kink, inside, and joins one tie
+group with those partners (their output support: the outputs the pair's move changed),
+which the group check verifies along the whole group's direction (the median moves by
+``t`` on both sides: the group's sum must be ``dout``; ``dout`` to each of three tied
+elements fails there, ``2 dout`` and ``-dout`` outside the hull). Cost: two forward calls
+per element and per pair probed, twice that when some pair's excess is seen; none when no
+failing element has an element of exactly its value (every check of a layer without
+failures or without such ties makes the calls it made before). Limits: a tie of values
+only nearly equal is not paired; the hull is the pair's, not the generalized gradient's
+(a wrong split whose values lie each in ``[0, dout]`` and whose sum is right passes, as at
+a max); the projection and Jacobian strategies do not pair (their items are not single
+elements), nor does the grouped strategy's projection screen, which falls back to the
+elementwise check at such a tie.
 
 Check. Along ``w = sum_{i in S} h_i e_i`` (the group's refinement steps) at ``t =
 +-1``, two forward calls give the central difference and both one-sided ones;
@@ -74,12 +107,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gradcheck.engine import methods
-from gradcheck.engine.perturb import ElementMoves, Reduce, along, differences
+from gradcheck.engine.perturb import DirectionMoves, ElementMoves, Reduce, differences
 from gradcheck.engine.refine import RATIO, at_kink, gap_seen
 from gradcheck.engine.tolerances import (ROUNDING_SAFETY, direction_floor, in_hull,
                                          one_sided_allowance, rounding_error)
 
-__all__ = ["Tie", "Ties", "TieCheck", "tie_groups", "MAX_GROUPS", "MAX_JOINED"]
+__all__ = ["Tie", "Ties", "TieCheck", "tie_groups", "MAX_GROUPS", "MAX_JOINED", "MAX_PARTNERS",
+           "MAX_PAIRS"]
 
 #: Tie groups checked at most per target (a random sample beyond).
 MAX_GROUPS = 64
@@ -87,6 +121,15 @@ MAX_GROUPS = 64
 #: Elements measured at most per target for partners of the kinks not found at one (module
 #: notes; a random sample beyond).
 MAX_JOINED = 64
+
+#: Partners probed at most per failing element for a tie it does not show alone (module
+#: notes, "Ties no single element shows"): the elements of exactly its value nearest to it
+#: by flat index.
+MAX_PARTNERS = 4
+
+#: Pair directions probed at most per target for those ties (two forward calls each, four
+#: where the pair's gap is seen); the pairs beyond are not probed (said in the note).
+MAX_PAIRS = 16
 
 
 @dataclass(frozen=True)
@@ -155,12 +198,19 @@ class Ties:
         Elements not found at a kink that joined a group (partners; module notes).
     unmeasured : int
         Elements sharing an output with a kink beyond :data:`MAX_JOINED`, not measured.
+    paired : int
+        Elements of a tie no single element shows, found along pairs of equal elements
+        (:meth:`TieCheck.unseen`), in the groups.
+    unprobed : int
+        Pairs of equal elements beyond :data:`MAX_PAIRS`, not probed.
     """
 
     groups: tuple
     skipped: int = 0
     joined: int = 0
     unmeasured: int = 0
+    paired: int = 0
+    unprobed: int = 0
 
     @property
     def failed(self):
@@ -198,6 +248,15 @@ class Ties:
         if self.joined:
             parts.append(f"{self.joined} element(s) whose central difference lies mid-hull "
                          "(never found at a kink) joined their tie's group")
+        if self.paired:
+            parts.append(f"{self.paired} element(s) at a tie no single element shows (moving "
+                         "one alone leaves the output unchanged on both sides, as at a tie of "
+                         "a median) found along pairs of exactly equal elements (the pair's "
+                         "derivative is not the sum of its elements', at two steps), each "
+                         "within the hull its pairs give it, joined their tie's group")
+        if self.unprobed:
+            parts.append(f"{self.unprobed} pair(s) of exactly equal elements not probed (at "
+                         f"most {MAX_PAIRS} a target)")
         if self.skipped:
             parts.append(f"{self.skipped} more group(s) not checked (at most {MAX_GROUPS}, "
                          "sampled)")
@@ -205,6 +264,63 @@ class Ties:
             parts.append(f"{self.unmeasured} element(s) sharing an output with a kink not "
                          f"looked at as tied partners (at most {MAX_JOINED}, sampled)")
         return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level of differences along some directions, per direction, over its scale:
+    central ``D``, analytic ``A``, one-sided ``plus`` and ``minus``, their noise allowance
+    ``side``, the noise ``sigma``, the ``scale`` and the outputs changed (``supports``)."""
+
+    D: np.ndarray
+    A: np.ndarray
+    plus: np.ndarray
+    minus: np.ndarray
+    side: np.ndarray
+    sigma: np.ndarray
+    scale: np.ndarray
+    supports: list
+
+    @property
+    def gap(self):
+        return np.abs(self.plus - self.minus)
+
+    def row(self, r):
+        """The level of direction ``r`` alone (scalars)."""
+        return _Row(float(self.D[r]), float(self.A[r]), float(self.plus[r]),
+                    float(self.minus[r]), float(self.gap[r]), float(self.side[r]),
+                    float(self.sigma[r]), float(self.scale[r]), self.supports[r])
+
+
+@dataclass(frozen=True)
+class _Row:
+    """:class:`_Level` of one direction."""
+
+    D: float
+    A: float
+    plus: float
+    minus: float
+    gap: float
+    side: float
+    sigma: float
+    scale: float
+    support: object
+
+
+@dataclass(frozen=True)
+class _Along:
+    """A group's differences along its direction, judged: central ``D`` and analytic ``A``
+    over its mean step, the hull ``[lower, upper]`` of its one-sided derivatives, the
+    tolerance ``tol`` of ``|D - A|`` (and of ``A`` about the hull), whether it is smooth
+    there and the outputs its first move changed."""
+
+    D: float
+    A: float
+    lower: float
+    upper: float
+    tol: float
+    smooth: bool
+    support: object
 
 
 def tie_groups(elements, supports):
@@ -247,6 +363,13 @@ def tie_groups(elements, supports):
     return sorted(found, key=lambda g: int(g[0]))
 
 
+def _union(a, b):
+    """The union of two output supports (``None``: dense)."""
+    if a is None or b is None:
+        return None
+    return np.union1d(np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp))
+
+
 class TieCheck:
     """Checks the tie groups of a target's kinks (see the module notes).
 
@@ -273,14 +396,17 @@ class TieCheck:
         self.s, self.dout, self.out0, self.analytic = setup, dout, out0, analytic
         self.rule, self.supports, self.seed, self.smooth = rule, supports, seed, smooth
         self.vjp = vjp or (lambda u: setup.problem.vjp(u)[setup.target.name])
+        self.paired, self.unprobed = {}, 0  # filled by unseen
 
     def __call__(self, kinks):
         """The :class:`Ties` of ``kinks`` (``(index, minus, plus, ok)``: the ``ok`` ones)."""
         shape = self.s.arr.shape
-        flat = [int(np.ravel_multi_index(i, shape)) for i, *_, ok in kinks
-                if ok and int(np.ravel_multi_index(i, shape)) in self.supports]
-        joined, unmeasured = self._partners(flat) if flat else ({}, 0)
-        supports = {**self.supports, **joined}
+        known = {**self.supports, **self.paired}  # elements paired at an unseen tie: theirs
+        flat = sorted({int(np.ravel_multi_index(i, shape)) for i, *_, ok in kinks
+                       if ok and int(np.ravel_multi_index(i, shape)) in known}
+                      | set(self.paired))
+        joined, unmeasured = self._partners(flat, known) if flat else ({}, 0)
+        supports = {**known, **joined}
         flat += sorted(joined)
         groups = tie_groups(flat, supports)
         skipped = max(0, len(groups) - MAX_GROUPS)
@@ -290,13 +416,14 @@ class TieCheck:
             groups = [groups[k] for k in keep]
         grouped = {int(e) for g in groups for e in g}
         return Ties(tuple(self._check(g) for g in groups), skipped,
-                    len(grouped & set(joined)), unmeasured)
+                    len(grouped & set(joined)), unmeasured,
+                    len(grouped & set(self.paired)), self.unprobed)
 
-    def _partners(self, flat):
+    def _partners(self, flat, supports):
         """``({element: support}, unmeasured)``: the kinks' tied partners not found at a
-        kink (module notes)."""
+        kink (module notes); ``supports``: those of ``flat``."""
         s, n_out = self.s, self.out0.size
-        covered = [self.supports[e] for e in flat]
+        covered = [supports[e] for e in flat]
         if any(c is None or len(c) >= n_out for c in covered):
             return {}, 0  # dense: every kink shares an output already
         union = np.unique(np.concatenate(covered))
@@ -338,38 +465,177 @@ class TieCheck:
         inside = in_hull(g, np.minimum(plus, minus), np.maximum(plus, minus), tol)
         return gap_seen(np.abs(plus - minus), side) & inside & (span > 0), sink.supports
 
-    def _level(self, w, scale):
-        """``(D, A, gap, side, sigma)`` along ``w``, in units of ``scale``."""
+    def unseen(self, elements):
+        """The failing ``elements`` at a tie none of them shows alone, found along pairs.
+
+        Each element (flat, failing with no kink seen) is paired with the elements of
+        exactly its value nearest to it (at most :data:`MAX_PARTNERS`; at most
+        :data:`MAX_PAIRS` pairs a target). Along a pair of a smooth function the derivative
+        is the sum of its elements' own; at a tie of an order statistic it is not (module
+        notes, "Ties no single element shows"). An element with a pair whose excess over
+        that sum stands above the noise and does not shrink at a quarter of the step
+        (:func:`gradcheck.engine.refine.at_kink` on the excess), and whose analytic value lies
+        within the hull each such pair gives it, is at a kink, inside; it and those partners
+        join one tie group, checked along its direction as any.
+
+        Parameters
+        ----------
+        elements : sequence of int
+            Flat indices of the failing elements not found at a kink.
+
+        Returns
+        -------
+        dict
+            ``{element: (lower, upper)}``: the hull of its first such pair, for the elements
+            found (no forward call when none has an element of exactly its value).
+        """
+        elements = sorted({int(e) for e in elements})
+        pairs = self._pairs(elements)
+        if not pairs:
+            return {}
+        singles = sorted({m for p in pairs for m in p})
+        rows = [np.array([m]) for m in singles] + [np.array(p) for p in pairs]
+        at = {m: k for k, m in enumerate(singles)}
+        levels = self._probe(rows, at, pairs)
+        excess = [self._excess(lv, at, pairs) for lv in levels]
+        steady = at_kink([g for g, _ in excess], [n for _, n in excess])
+        g = self.analytic.reshape(-1).astype(np.float64)
+        found = {}
+        for e in elements:
+            hulls = [(p, self._hull(levels, rows, at, p, e)) for k, p in enumerate(pairs)
+                     if steady[k] and e in p]
+            if hulls and all(in_hull(g[e], lo, hi, tol) for _, (lo, hi, tol, _) in hulls):
+                found[e] = hulls[0][1][:2]
+                for p, (*_, support) in hulls:
+                    for m in p:
+                        self.paired[m] = _union(self.paired.get(m, ()), support)
+        return found
+
+    def _probe(self, rows, at, pairs):
+        """The levels along ``rows`` (the single elements ``at``, then the ``pairs``; over
+        their mean steps): one, and a second at a quarter of the step when the first sees a
+        pair's excess (two forward calls a row each)."""
         s = self.s
-        central, plus, minus, projected, share = along(
-            s.evaluate, s.arr, w, self.dout, self.out0, self.analytic, s.noise.weights)
-        sigma = float(s.noise.of_support(np.array([share]))[0])
-        side = one_sided_allowance(sigma, scale)
-        return central / scale, projected / scale, abs(plus - minus) / scale, side, sigma
+        hs = [s.refine_steps[r] for r in rows]
+        means = np.array([float(np.mean(h)) for h in hs])
+        W = np.zeros((len(rows), s.arr.size))
+        for k, (r, h) in enumerate(zip(rows, hs)):
+            W[k, r] = h
+        W = W.reshape((len(rows),) + s.arr.shape)
+        first = self._levels(W, means)
+        gap, noise = self._excess(first, at, pairs)
+        if not gap_seen(gap, noise).any():
+            return [first]
+        return [first, self._levels(W / RATIO, means / RATIO)]
+
+    def _excess(self, level, at, pairs):
+        """``(gap, noise)`` per pair: how far its central derivative stands from the sum of
+        its elements' own (over the pair's mean step), and the noise allowance of that."""
+        off = len(at)
+        gap, noise = np.zeros(len(pairs)), np.zeros(len(pairs))
+        for k, (a, b) in enumerate(pairs):
+            i, j, r = at[a], at[b], off + k
+            pair = level.D[r] * level.scale[r]
+            gap[k] = abs(pair - level.D[i] * level.scale[i] - level.D[j] * level.scale[j]) \
+                / level.scale[r]
+            noise[k] = level.side[r] + level.side[i] + level.side[j]
+        return gap, noise
+
+    def _hull(self, levels, rows, at, pair, e):
+        """``(lower, upper, tol, support)``: the hull ``pair`` gives element ``e``'s value --
+        its own one-sided derivatives and those of the pair less its partner's (the
+        partner's share of the pair's move), at the last level -- the tolerance (the pair's
+        and the partner's, as the group check derives them) and the pair's outputs."""
+        (j,) = [m for m in pair if m != e]
+        r = len(at) + [tuple(int(m) for m in x) for x in rows[len(at):]].index(pair)
+        a, own, other = (self._along(rows[k], self.s.refine_steps[rows[k]],
+                                     [lv.row(k) for lv in levels])
+                         for k in (r, at[e], at[j]))
+        last = levels[-1]
+        he, hj, hp = last.scale[at[e]], last.scale[at[j]], last.scale[r]
+        sides = [last.plus, last.minus]
+        values = [v[at[e]] for v in sides] + [
+            (v[r] * hp - v[at[j]] * hj) / he for v in sides]
+        return (float(min(values)), float(max(values)), a.tol * hp / he + other.tol * hj / he
+                + own.tol, a.support)
+
+    def _pairs(self, elements):
+        """The pairs (sorted flat index pairs) of ``elements`` with the elements of exactly
+        their value nearest by flat index; those beyond the budget counted in
+        :attr:`unprobed`."""
+        if self.s.arr.dtype.kind not in "f":
+            return []
+        values = self.s.arr.reshape(-1)
+        pairs, beyond = [], set()
+        for e in elements:
+            equal = np.flatnonzero(values == values[e])
+            equal = equal[equal != e]
+            near = equal[np.argsort(np.abs(equal - e), kind="stable")][:MAX_PARTNERS]
+            for j in near.tolist():
+                pair = (min(e, j), max(e, j))
+                if pair in pairs:
+                    continue
+                if len(pairs) < MAX_PAIRS:
+                    pairs.append(pair)
+                else:
+                    beyond.add(pair)
+        self.unprobed = len(beyond)
+        return pairs
+
+    def _levels(self, W, scales):
+        """One level of the differences along the rows of ``W`` (two forward calls each), in
+        units of ``scales``: a :class:`_Level` of arrays, one entry per row."""
+        s = self.s
+        m = len(W)
+        analytic = np.broadcast_to(np.asarray(self.analytic), W.shape)
+        moves = DirectionMoves(s.arr, W, analytic=analytic)
+        sink = Reduce(self.dout, m, 1, out0=self.out0, one_sided=True,
+                      noise_w=s.noise.weights, supports=True)
+        differences(s.evaluate, moves, [(1.0, -1.0)], sink, self.out0)
+        share = sink.noise if sink.noise is not None else np.zeros(m)
+        sigma = s.noise.of_support(share)
+        projected = np.array([moves.A[r, (1.0, -1.0)] / 2.0 for r in range(m)])
+        return _Level(sink.R[:, 0].real / 2.0 / scales, projected / scales,
+                      sink.P[:, 0] / scales, sink.M[:, 0] / scales,
+                      one_sided_allowance(sigma, scales), sigma, scales, sink.supports)
+
+    def _measure(self, groups):
+        """The :class:`_Along` of each group (flat elements) along ``w = sum h_i e_i``, over
+        its mean step: two forward calls a group, two more where its one-sided gap is seen
+        (the level at a quarter of the step, for :func:`gradcheck.engine.refine.at_kink`)."""
+        s = self.s
+        hs = [s.refine_steps[g] for g in groups]
+        means = np.array([float(np.mean(h)) for h in hs])
+        W = np.zeros((len(groups), s.arr.size))
+        for r, (g, h) in enumerate(zip(groups, hs)):
+            W[r, g] = h
+        W = W.reshape((len(groups),) + s.arr.shape)
+        first = self._levels(W, means)
+        seen = np.flatnonzero(gap_seen(first.gap, first.side))
+        second = self._levels(W[seen] / RATIO, means[seen] / RATIO) if len(seen) else None
+        where = {int(r): k for k, r in enumerate(seen)}
+        return [self._along(group, hs[r], [first.row(r)] + (
+            [second.row(where[r])] if r in where else [])) for r, group in enumerate(groups)]
+
+    def _along(self, group, h, levels):
+        """The :class:`_Along` of one group from its levels (the last one judges)."""
+        smooth = not bool(at_kink([np.array([lv.gap]) for lv in levels],
+                                  [np.array([lv.side]) for lv in levels])[0])
+        last, mean = levels[-1], float(np.mean(h))
+        estimate = abs(levels[0].D - last.D) / (RATIO ** 2 - 1) if len(levels) > 1 else 0.0
+        rule = replace(self.rule, floor=direction_floor(self.rule.floor, h) / mean)
+        rounding = rounding_error(last.sigma, last.scale, methods.get("central").gain)
+        _, allowed = rule.apply(np.array([last.D]), np.array([rounding]), np.array([estimate]))
+        tol = float(allowed[0]) + float(last.side) + self._stored(group, h, mean)
+        return _Along(float(last.D), float(last.A), float(min(last.plus, last.minus)),
+                      float(max(last.plus, last.minus)), tol, smooth, levels[0].support)
 
     def _check(self, group):
         """The :class:`Tie` of one group (two forward calls, four when the gap is seen)."""
-        s = self.s
-        h = s.refine_steps[group]
-        mean = float(np.mean(h))
-        w = np.zeros(s.arr.size)
-        w[group] = h
-        w = w.reshape(s.arr.shape)
-        levels = [self._level(w, mean)]
-        if gap_seen(levels[0][2], levels[0][3]):
-            levels.append(self._level(w / RATIO, mean / RATIO))
-        smooth = not bool(at_kink([np.array([lv[2]]) for lv in levels],
-                                  [np.array([lv[3]]) for lv in levels])[0])
-        D, A, _, side, sigma = levels[-1]
-        scale = mean / RATIO ** (len(levels) - 1)
-        estimate = abs(levels[0][0] - D) / (RATIO ** 2 - 1) if len(levels) > 1 else 0.0
-        rule = replace(self.rule, floor=direction_floor(self.rule.floor, h) / mean)
-        rounding = rounding_error(sigma, scale, methods.get("central").gain)
-        _, allowed = rule.apply(np.array([D]), np.array([rounding]), np.array([estimate]))
-        members = tuple(tuple(int(j) for j in np.unravel_index(int(e), s.arr.shape))
+        a = self._measure([group])[0]
+        members = tuple(tuple(int(j) for j in np.unravel_index(int(e), self.s.arr.shape))
                         for e in group)
-        return Tie(members, float(D), float(A),
-                   float(allowed[0]) + float(side) + self._stored(group, h, mean), smooth)
+        return Tie(members, a.D, a.A, a.tol, a.smooth)
 
     def _stored(self, group, h, mean):
         """``ROUNDING_SAFETY`` times the rounding of the group's analytic values as stored

@@ -20,7 +20,10 @@ refiner -- and :func:`decide` turns it into one
    one-sided values; elements at a kink they share (a tie) are then checked
    together, along the direction that moves them all, where the function is
    differentiable (:mod:`gradcheck.engine.ties`): a group whose gradient does
-   not sum to the derivative along it fails the target;
+   not sum to the derivative along it fails the target; an element still failing with
+   no kink seen, whose moving alone leaves the output unchanged at a tie (a median's),
+   is looked at along pairs with the elements of exactly its value first
+   (:meth:`gradcheck.engine.ties.TieCheck.unseen`: elementwise items only);
 4. **verdict**: ``FAIL`` if any item fails; else ``INCONCLUSIVE`` when the
    check could not have caught an error of practical size -- nothing could
    be checked, the numerical gradient is indistinguishable from zero, more
@@ -281,6 +284,31 @@ def _refine_rows(comp, st, rows):
     st.located.extend(r.located)
 
 
+#: The strategies whose items are the target's elements (a failing item is one element).
+ELEMENT_STRATEGIES = ("elementwise", "sampled", "grouped")
+
+
+def _unseen_ties(comp, st):
+    """Failing elements with no kink seen, at a tie they do not show alone (a median's):
+    those the tie check finds at a kink along pairs of equal elements, inside the pairs'
+    hulls (:meth:`gradcheck.engine.ties.TieCheck.unseen`), are at a kink, inside; their
+    groups are then checked as any tie's. No forward call when no failing element has an
+    element of exactly its value."""
+    unseen = getattr(comp.ties, "unseen", None)
+    if unseen is None or comp.strategy not in ELEMENT_STRATEGIES or not st.failing.any() \
+            or not np.isfinite(st.ana).all():
+        return
+    kinked = {k[0] for k in st.kinks}
+    rows = [int(r) for r in np.flatnonzero(st.failing) if comp.index(int(r)) not in kinked]
+    flat = {int(np.ravel_multi_index(comp.index(r), comp.shape)): r for r in rows}
+    if not flat:
+        return
+    for e, (lower, upper) in unseen(sorted(flat)).items():
+        r = flat[e]
+        st.failing[r], st.kink_ok[r] = False, True
+        st.kinks.append((comp.index(r), float(lower), float(upper), True))
+
+
 def decide(comp, policy, findings):
     """Judge, refine, look at kinks and decide one target (see the module notes).
 
@@ -322,6 +350,7 @@ def _judged(comp, policy, findings):
     _refine(comp, st)
     _refine_suspects(comp, st)
     _refine_loose(comp, st, policy)
+    _unseen_ties(comp, st)
     if comp.ties is not None and any(ok for *_, ok in st.kinks):
         st.ties = comp.ties(st.kinks)
     checked = ~comp.skipped & ~st.kink_ok
