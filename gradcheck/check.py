@@ -200,8 +200,8 @@ def check_layer(layer, x, *, train_flg=True, wrt=None, params=None, dout=None,
         within the stated resolution, instead of being INCONCLUSIVE.
     sequence : bool, default True
         Also run the sequence check (:mod:`gradcheck.protocol.history`): the
-        layer called as a training loop calls it, a step then a second input
-        without restoring in between, ``backward`` twice and with ``2 * dout``;
+        layer called as a training loop calls it, a step at another input then
+        the check's own again without restoring in between, ``backward`` twice and with ``2 * dout``;
         backwards that depend on history, read state left over from an
         earlier call or leave NaN state are findings of their own. ``False``
         skips it.
@@ -805,7 +805,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             findings.append(Finding("created-by-forward", False, (
                 f"{', '.join(created)} {'do' if len(created) > 1 else 'does'} not exist "
                 "before the first forward (None): the check made one forward call (on another "
-                "input of x's shape: its batch reversed, or x scaled by 1 +- 0.01) to create "
+                "input of x's shape: its batch reversed and scaled by 0.99 to 1) to create "
                 f"{'them' if len(created) > 1 else 'it'} and checked the layer from there; "
                 "the layer is put back as it was given")))
         if found is not None:

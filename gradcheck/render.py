@@ -344,6 +344,9 @@ def detail_lines(report, *, only_failing=False):
             "worst index and both values point at the wrong term")
     elif verdict == "FAIL" and factors:
         lines.extend(factors)
+    elif verdict == "FAIL" and not failed:  # a finding failed the check, not a gradient
+        lines.append("hint: the FAILURE lines above say what failed; the rows are the "
+                     "gradient check's own, at the check's state, and passed")
     elif verdict == "FAIL":
         lines.append("hint: the worst index and both values point at the wrong term; "
                      "rerun with method='richardson' to rule out numerical error, or "

@@ -236,6 +236,35 @@ def test_a_fresh_seed_batchnorm_in_eval_mode_says_backward_reads_what_only_train
     assert isinstance(info.value.__cause__, AttributeError) and not hasattr(bn, "xn")
 
 
+class BookDropout:
+    """Deep Learning from Scratch's ``Dropout``: ``self.mask = None`` until a train-mode
+    forward sets it, which its eval-mode backward reads."""
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            self.mask = np.random.rand(*x.shape) > 0.5
+            return x * self.mask
+        return x * 0.5
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def test_a_fresh_layer_in_eval_mode_names_the_none_cache_backward_reads():
+    """The backward's TypeError on ``None`` names the attribute that is ``None`` until a
+    train-mode forward sets it, as the AttributeError of an unset one does."""
+    with pytest.raises(LayerCallError) as info:
+        check_layer(BookDropout(), np.ones((3, 4)), train_flg=False)
+    assert str(info.value).endswith(
+        "(backward reads `mask`, None until a train-mode forward sets it; this eval-mode "
+        "forward does not: an eval-mode backward that depends on the last train-mode "
+        "forward's cache)")
+    assert isinstance(info.value.__cause__, TypeError)
+
+
 def test_a_backward_reading_what_no_forward_writes_names_it_without_a_mode():
     """A layer with one mode: the AttributeError names the attribute, no mode; a name no
     method ever assigns (a typo: self._gard, np.dott) gets no such explanation."""

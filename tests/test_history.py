@@ -205,7 +205,8 @@ def test_the_second_call_at_the_checks_point_costs_no_finite_differences():
     """A correct layer: its second call reproduces the verified output and gradient, so the
     sequence check makes its two calls and nothing more, a dropout layer too (its generator
     is back at the check's state); a layer whose function moves with its state (running
-    statistics after a train-mode first call) adds one projection (2 calls) per target."""
+    statistics after a train-mode first call) adds one projection (2 calls) per target,
+    and in eval mode the validation forward before the train step (1 call)."""
     def extra(layer, x):
         base = check_layer(layer, x, sequence=False)
         full = check_layer(layer, x)
@@ -216,7 +217,7 @@ def test_the_second_call_at_the_checks_point_costs_no_finite_differences():
     base = check_layer(_bn(False), X, train_flg=False, sequence=False)
     full = check_layer(_bn(False), X, train_flg=False)
     assert full.passed and not history(full), str(full)
-    assert full.forward_calls - base.forward_calls == 2 + 2 * 3
+    assert full.forward_calls - base.forward_calls == 3 + 2 * 3
 
 
 class CountsForwardCalls:
@@ -256,6 +257,81 @@ class ConstructionCache:
         return dout.copy() if self.train else dout * self.inv0
 
 
+class ConstructionCacheAttribute(ConstructionCache):
+    """The same, its mode held as an attribute (PyTorch's ``self.training``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.training = True
+
+    def forward(self, x):
+        return ConstructionCache.forward(self, x, self.training)
+
+
+class TimeDropout:
+    """Deep Learning from Scratch 2's ``TimeDropout``: its mode an attribute ``train_flg``,
+    its eval-mode backward reading the mask of the last train-mode forward."""
+
+    def __init__(self):
+        self.mask, self.train_flg = None, True
+
+    def forward(self, xs):
+        if self.train_flg:
+            self.mask = (np.random.rand(*xs.shape) > 0.5).astype(np.float32) * 2.0
+            return xs * self.mask
+        return xs
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+class CountsEvalCalls(CountsForwardCalls):
+    """Counts only its eval-mode forward calls; backward scales ``dx`` by that count."""
+
+    def forward(self, x, train_flg=True):
+        self.calls += not train_flg
+        self.used = self.running.copy()
+        return x * self.used
+
+
+class LazyEvalCache(ConstructionCache):
+    """Eval backward uses ``1 / sqrt(running_var)`` cached at the first eval-mode forward
+    and never refreshed when training moves the running variance."""
+
+    def __init__(self):
+        super().__init__()
+        self.inv0 = None
+
+    def forward(self, x, train_flg=True):
+        if not train_flg and self.inv0 is None:
+            self.inv0 = 1.0 / np.sqrt(self.running_var)
+        return super().forward(x, train_flg)
+
+
+@pytest.mark.parametrize("cls", [CountsEvalCalls, LazyEvalCache])
+def test_an_eval_check_validates_before_the_train_step(cls):
+    """Validate, train, validate: an eval-mode forward before the train step, so a count
+    of eval calls, or a cache the first eval forward makes, has moved at the second call."""
+    finding = only_finding(check_layer(cls(), X, train_flg=False), "backward-history")
+    assert finding.target == "x"
+
+
+def test_a_mode_held_as_an_attribute_gets_a_train_step_before_an_eval_check():
+    """``self.training`` / ``self.train_flg`` set for the train-mode first call and put back
+    by the step: the eval backward is checked after a training step, as with a switch."""
+    finding = only_finding(check_layer(ConstructionCacheAttribute(), X, train_flg=False),
+                           "backward-history")
+    assert finding.target == "x"
+    layer = TimeDropout()
+    np.random.seed(4)
+    layer.forward(X)
+    report = check_layer(layer, X, train_flg=False)
+    assert [(f.kind, f.message) for f in history(report)] == [("stale-state", (
+        "backward reads `mask`, which this eval-mode forward did not write: it is left over "
+        "from an earlier train-mode forward"))]
+    assert layer.train_flg is True
+
+
 @pytest.mark.parametrize("cls", [CountsForwardCalls, ConstructionCache])
 def test_an_eval_backward_wrong_after_a_train_step_fails(cls):
     """The eval-mode second call runs on the running statistics the train step moved, and
@@ -264,6 +340,75 @@ def test_an_eval_backward_wrong_after_a_train_step_fails(cls):
     back to skip those calls would pass both)."""
     finding = only_finding(check_layer(cls(), X, train_flg=False), "backward-history")
     assert finding.target == "x"
+
+
+class PreviousBatchStd:
+    """Train-mode normalisation whose backward uses the previous forward's batch std."""
+
+    def __init__(self):
+        self.prev = None
+
+    def forward(self, x):
+        inv = 1.0 / np.sqrt(x.var(axis=0) + 1e-5)
+        self.xn, self.inv = (x - x.mean(axis=0)) * inv, inv if self.prev is None else self.prev
+        self.prev = inv
+        return self.xn
+
+    def backward(self, dout):
+        n = len(dout)
+        return self.inv / n * (n * dout - dout.sum(axis=0) - self.xn * (dout * self.xn).sum(axis=0))
+
+
+class StaleBias(Affine):
+    """Backward uses the bias its first forward ever saw (a bias of zeros, as initialised)."""
+
+    def __init__(self):
+        super().__init__()
+        self.b, self.b_first = np.zeros(2), None
+
+    def forward(self, x, train_flg=True):
+        if self.b_first is None:
+            self.b_first = self.b.copy()
+        self.x = x
+        return np.tanh(x @ self.W + self.b)
+
+    def backward(self, dout):
+        da = dout * (1 - np.tanh(self.x @ self.W + self.b_first) ** 2)
+        self.dW, self.db = self.x.T @ da, da.sum(axis=0)
+        return da @ self.W.T
+
+
+@pytest.mark.parametrize("cls", [PreviousBatchStd, StaleBias])
+def test_the_first_call_moves_batch_statistics_and_a_bias_of_zeros(cls):
+    """The first call's input is not a permutation of the batch (whose mean and variance
+    are the check's own) and its move of the parameters moves zeros too: a backward
+    reading the previous batch's std, or the bias of the first forward, fails."""
+    report = check_layer(cls(), X)
+    assert not report.passed and "backward-history" in [f.kind for f in history(report)]
+
+
+class MomentumGradient(Affine):
+    """Returns a momentum buffer as its weight gradient: ``v = 0.9 v + dW; dW = v``."""
+
+    def __init__(self):
+        super().__init__()
+        self.v = np.zeros_like(self.W)
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.v = 0.9 * self.v + self.dW
+        self.dW = self.v
+        return dx
+
+
+def test_a_term_carried_from_an_earlier_backward_is_history_not_nonlinearity():
+    """``backward(2 dout) != 2 backward(dout)`` through a buffer an earlier backward wrote
+    is a history bug, named by the buffer, not a nonlinear backward."""
+    report = check_layer(MomentumGradient(), X)
+    finding = only_finding(report, "backward-history")
+    assert finding.target == "W" and finding.message.endswith(
+        "a term that does not scale with dout: it reads `v`, which an earlier backward wrote "
+        "(a momentum or accumulation buffer, a gradient carried over from the last call)")
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
@@ -304,7 +449,7 @@ def test_the_readme_shows_the_seeds_finding_and_the_cost_it_states():
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"FAILURE: {SEED_MESSAGE}" in readme
     assert ("BatchNormalization on (32, 64), 2 forward and 3 backward calls in train mode "
-            "(8 forward in eval mode, whose running statistics the training step moved) next "
+            "(9 forward in eval mode, whose running statistics the training step moved) next "
             "to 118 forward calls of the default check" in readme)
     rng = np.random.default_rng(0)
     layer = BatchNormalization(rng.uniform(0.5, 1.5, 64), rng.normal(size=64))
@@ -315,7 +460,7 @@ def test_the_readme_shows_the_seeds_finding_and_the_cost_it_states():
                       check_layer(layer, x, train_flg=train_flg))
         costs.append((full.forward_calls - base.forward_calls,
                       full.backward_calls - base.backward_calls, base.forward_calls))
-    assert costs[0] == (2, 3, 118) and costs[1][:2] == (8, 3)
+    assert costs[0] == (2, 3, 118) and costs[1][:2] == (9, 3)
 
 
 def test_the_seeds_factory_as_the_cli_uses_it():
@@ -419,7 +564,9 @@ def test_a_recurrent_cell_that_keeps_a_stale_h_prev_fails_the_sequence_check():
     finding = only_finding(check_layer(RecurrentCell(stale=True), X), "backward-history")
     assert finding.target == "Wh" and finding.message == (
         "backward depends on history: the second call's dWh fails the finite-difference "
-        "check at a second input, although a first call passes")
+        "check at the check's own input and parameters after a training step moved the state "
+        "(element (1, 1): numerical -2.04493, analytic 2.31665), although the check's own "
+        "call passes")
 
 
 class LossIgnoringDout:
@@ -717,7 +864,7 @@ def test_a_gradient_that_vanished_at_the_check_is_verified_at_the_second_call(un
     assert history.failure and history.target == "Wh" and not report.passed
     assert history.message.startswith("dWh is wrong at a second state: zero at the check's "
                                       "point")
-    assert "although a first call passes" not in history.message
+    assert "although the check's own call passes" not in history.message
     right = check_layer(ZeroStateGradRNN(bad=False, unset=unset), x, inconclusive="pass")
     assert right.passed and not [f for f in right.findings if f.failure]
     (note,) = [f for f in right.findings if f.kind == "sequence-note"]

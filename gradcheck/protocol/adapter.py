@@ -103,8 +103,9 @@ def switch_mode(layer, adapter, train_flg):
 
     A layer that holds its mode as an attribute named as in :data:`SWITCH_NAMES`
     (``self.training``, PyTorch style; ``self.is_test``) gets it set for ``train_flg``
-    (the caller puts it back with :func:`switch_back`). A layer with neither has one mode:
-    asking for eval mode there is worth a warning, since nothing changes.
+    (the caller puts it back with :func:`switch_back`), and ``adapter.mode_holder`` names
+    it (for the sequence check's train-mode first call). A layer with neither has one
+    mode: asking for eval mode there is worth a warning, since nothing changes.
 
     Parameters
     ----------
@@ -121,8 +122,8 @@ def switch_mode(layer, adapter, train_flg):
     """
     if adapter.flag_mode is not None:
         return None, None
-    attr = next((n for n in SWITCH_NAMES
-                 if isinstance(lookup(layer, n), (bool, np.bool_))), None)
+    attr = mode_attribute(layer)
+    adapter.mode_holder = None if attr is None else (layer, attr)
     if attr is not None:
         before, value = getattr(layer, attr), flag_value(attr, train_flg)
         if bool(before) == value:
@@ -141,6 +142,22 @@ def switch_mode(layer, adapter, train_flg):
             f"; forward's `{mode}` parameter is not taken for one: pass the mode as an input, "
             f"check_layer(layer, {{'x': x, {mode!r}: ...}})" if mode else
             "; a mode inside an input (CS231n's bn_param['mode']) is set there"))
+
+
+def mode_attribute(layer):
+    """The attribute of :data:`SWITCH_NAMES` holding a boolean (``self.training``), the
+    mode of a layer whose ``forward`` takes no switch, or ``None``.
+
+    Parameters
+    ----------
+    layer : object
+
+    Returns
+    -------
+    str or None
+    """
+    return next((n for n in SWITCH_NAMES if isinstance(lookup(layer, n), (bool, np.bool_))),
+                None)
 
 
 def switch_back(switched):
@@ -370,6 +387,9 @@ class LayerAdapter:
         self._probe, self.flag_refused = only_var_args(forward), None
         self.forward_calls = 0
         self.backward_calls = 0
+        #: ``(object, attribute)`` holding the mode of a forward without a switch
+        #: (``self.training``), once :func:`switch_mode` has looked; else ``None``
+        self.mode_holder = None
         #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
         self.accumulating = accumulating_buffers(layer)
         #: the layer's ``flush_gradients()`` breaks its backward: the sequence check does

@@ -1562,9 +1562,10 @@ def derived_in_place(adapter, x, snapshot, after_forward, paths):
 
 def move_params(layer, paths, rng, step, absolute=False):
     """``p *= 1 +- step`` (random signs) in place for the floating, writeable arrays at
-    ``paths``, once per memory block: relative, so no element changes sign; with
-    ``absolute``, ``p += +- step * max(1, max|p|)`` instead (an array of zeros moves too:
-    for the probes that ask whether forward reads or writes an array).
+    ``paths``, once per memory block: relative, so no element changes sign, and an
+    element that is exactly zero (a bias initialised to zeros) moves to ``+step * max(1,
+    max|p|)``, so it moves too; with ``absolute``, ``p += +- step * max(1, max|p|)``
+    instead (for the probes that ask whether forward reads or writes an array).
 
     Parameters
     ----------
@@ -1588,10 +1589,13 @@ def move_params(layer, paths, rng, step, absolute=False):
         if any(np.may_share_memory(arr, d) for d in done):
             continue
         signs = np.where(rng.random(arr.shape) < 0.5, -1.0, 1.0)  # 3x faster than choice
+        scale = step * max(1.0, float(np.max(np.abs(arr)))) if arr.size else step
         if absolute:
-            arr += (step * max(1.0, float(np.max(np.abs(arr)))) * signs).astype(arr.dtype)
+            arr += (scale * signs).astype(arr.dtype)
         else:
+            zeros = arr == 0
             arr *= (1.0 + step * signs).astype(arr.dtype)
+            arr[zeros] = scale
         done.append(arr)
     return saved
 

@@ -7,11 +7,16 @@ therefore also runs the layer the way a training loop does, from the check's
 working state and restoring nothing in between:
 
 1. ``forward(x1)``, ``backward(d1)`` at parameters moved by ``1 +- 0.01``
-   (random signs), ``x1`` being ``x`` with its first (batch) axis reversed
-   and ``d1`` a random upstream gradient, with the generators a forward draws
+   (random signs; zeros by ``+0.01``), ``x1`` being ``x`` with its first (batch)
+   axis reversed and scaled by ``[0.99, 1]`` (:func:`first_input`) and ``d1`` a
+   random upstream gradient, with the generators a forward draws
    from one draw ahead of the check's state (another dropout mask); in train
-   mode when the check is in eval mode and ``forward`` takes ``train_flg`` (a
-   training step before evaluation);
+   mode when the check is in eval mode and ``forward`` takes ``train_flg`` or the
+   layer holds its mode as an attribute (``self.training``, set for the call
+   and put back by the step): a training step before evaluation, and after one
+   eval-mode forward at ``x1`` (validate, train, validate: a cache an eval
+   forward computes once and never refreshes, a count of eval calls, is stale
+   or moved at call 3);
 2. an optimizer step that puts every parameter, and every generator, back to
    the check's value (the second call draws the check's mask);
 3. ``forward(x)`` in the check's mode and ``backward(dout)``: the check's own
@@ -65,7 +70,8 @@ noise measured there: half those where the gradient moved most from the
 verified one, half at random (:func:`_verify_second_call`).
 
 Cost: 2 forward and 3 backward calls and 2 state snapshots (2 more backward
-calls when a finding of call 4 is told apart); 2 more forward calls per target
+calls when a finding of call 4 is told apart); in eval mode after a training
+step, one more forward call (the validation before it) and 2 more forward calls per target
 when the output moved with the state (running statistics, a kept hidden state;
 not a dropout mask, drawn again from the check's state)
 (``benchmarks/bench_sequence.py``).
@@ -78,7 +84,7 @@ import numpy as np
 
 from gradcheck.engine.verdict import sampled_only, vanished
 from gradcheck.errors import GradCheckInputError, LayerCallError, intermittent_error
-from gradcheck.protocol.adapter import get_attr, get_grad
+from gradcheck.protocol.adapter import flag_value, get_attr, get_grad
 from gradcheck.protocol.discovery import flush_accumulated, move_params, owner_key
 from gradcheck.protocol.problem import _close
 from gradcheck.protocol.stale import Leftovers, stale_message
@@ -161,7 +167,9 @@ class _Sequence:
 
     def __init__(self, run, results):
         self.run, self.layer = run, run.layer
-        self.modes = run.adapter.flag_mode is not None
+        # a mode held as an attribute (self.training) is set for call 1, back in the step
+        self.holder, self.mode_value = run.adapter.mode_holder, None
+        self.modes = run.adapter.flag_mode is not None or self.holder is not None
         self.train_step = True if self.modes else run.adapter.train_flg
         self.judged = [r.name for r in results if r.passed]
         # INCONCLUSIVE only because the gradient vanished at the check's point (a kept
@@ -181,7 +189,11 @@ class _Sequence:
     # -- calls ---------------------------------------------------------------
     def forward(self, x, train, phase=None):
         adapter = self.run.adapter
-        if train != adapter.train_flg:
+        if train != adapter.train_flg and self.holder is not None:
+            obj, attr = self.holder
+            self.mode_value = getattr(obj, attr)  # the check's, put back by _step_back
+            setattr(obj, attr, flag_value(attr, train))
+        elif train != adapter.train_flg:
             adapter = adapter.in_mode(train)
         with self.tracer.trace(phase) if phase else contextlib.nullcontext():
             out = np.array(adapter.forward(x.copy()), copy=True)
@@ -236,7 +248,7 @@ class _Sequence:
         # dout (which also fails finite differences with another dout), else the rest
         history = self._history(leftovers.backward)
         found = notes + [f for f, recognised in history if recognised]
-        found += self._linearity(g_scaled, {f.target for f in found})
+        found += self._linearity(g_scaled, {f.target for f in found}, leftovers.backward)
         flagged = {f.target for f in found if f.failure}
         found += [f for f, recognised in history if not recognised and f.target not in flagged]
         return found + self._twice(g_twice, {f.target for f in found if f.failure})
@@ -302,6 +314,8 @@ class _Sequence:
         s0.restore_all()
         s0.advance(run.dirty)  # another dropout mask than the check's and the second call's
         self.p0 = move_params(self.layer, run.params, self.rng, LEARNING_RATE)
+        if self.train_step != run.adapter.train_flg:  # validate, train, validate
+            self.forward(x1, run.adapter.train_flg)
         out1 = self.forward(x1, self.train_step, "f1")
         self.written["f1"] = s0.written()
         dout = run.dout.reshape(run.out_shape)
@@ -334,6 +348,8 @@ class _Sequence:
         second call draws the check's dropout mask, so a layer whose function moves only
         with its draws is at the check's own point."""
         self.flushed = flush_accumulated(self.layer)  # never reached with adapter.no_flush
+        if self.mode_value is not None:  # the mode attribute back to the check's mode
+            setattr(*self.holder, self.mode_value)
         for p, saved in self.p0.items():
             arr = get_attr(self.layer, p)
             if isinstance(arr, np.ndarray) and arr.shape == saved.shape and arr.flags.writeable:
@@ -399,8 +415,8 @@ class _Sequence:
         if not np.isfinite(self.out2).all():
             return [Finding("nonfinite-state", True, (
                 f"after one {self.mode(self.train_step)}forward/backward and a parameter "
-                "update, forward returns NaN or inf on a second input; the sequence check "
-                "stopped there"))]
+                "update, forward returns NaN or inf at the check's own input; the sequence "
+                "check stopped there"))]
         return []
 
     def _grad_name(self, t):
@@ -520,11 +536,14 @@ class _Sequence:
         return [] if others or any(s.owner is None for s in self.b2_changed
                                    if s.kind not in ("attrs", "slots")) else cache
 
-    def _linearity(self, scaled, flagged):
+    def _linearity(self, scaled, flagged, own=()):
         """``backward-nonlinear``: ``backward(2 dout) != 2 backward(dout)``; a note only for
         a scalar output whose backward ignores dout (measured by the check,
         ``problem.ignores_dout``: a terminal loss), a failure for one that uses it
-        otherwise than linearly (``g * dout**2``, ``g / dout``: right at ``dout = 1`` only)."""
+        otherwise than linearly (``g * dout**2``, ``g / dout``: right at ``dout = 1`` only).
+        A ``backward-history`` failure instead when backward reads attributes an earlier
+        backward wrote (``own``: a momentum buffer ``v = 0.9 v + g``, a ``dh`` carried
+        from the last call), the term of the gradient that does not scale with dout."""
         lenient = self.out2.size == 1 and _ignores_dout(self.run)
         flagged = set(flagged) | {f.target for f in self.run.findings
                                   if f.kind == "backward-nonlinear"}  # the check's own
@@ -536,6 +555,13 @@ class _Sequence:
             if self.doubled and np.isfinite(a).all():  # within 2 nondet_tol of 2 a: linear
                 continue
             finding = nonlinear_finding(self.run, t, a, b, LINEARITY, self.out2.dtype, lenient)
+            if finding is not None and own and finding.failure:
+                listed = ", ".join(f"`{n}`" for n in own)
+                finding = replace(finding, kind="backward-history", message=(
+                    "backward depends on history: " + finding.message.split(": ", 1)[1]
+                    + f", a term that does not scale with dout: it reads {listed}, which an "
+                    "earlier backward wrote (a momentum or accumulation buffer, a gradient "
+                    "carried over from the last call)"))
             if finding is not None:
                 found.append(finding)
         return found
@@ -742,25 +768,30 @@ def _classify(first, second, located):
                     "first call's {g} plus its own"), True
         if close(ana, 2.0 * num):
             return "{g} is scaled by the number of calls: 2x on the second call", True
-    return ("the second call's {g} fails the finite-difference check at a second input, "
-            "although a first call passes"), False
+    worst = ""
+    if located:
+        index, num, ana = max(located, key=lambda e: abs(e[1] - e[2]))
+        worst = f" (element {index}: numerical {num:.6g}, analytic {ana:.6g})"
+    return ("the second call's {g} fails the finite-difference check at the check's own "
+            "input and parameters after a training step moved the state" + worst
+            + ", although the check's own call passes"), False
 
 
 def first_input(x, rng):
-    """The first call's input: ``x`` with its batch reversed, else scaled by ``1 +- 0.01``.
+    """The first call's input: ``x`` with its batch reversed and, when floating, every
+    element scaled by a factor in ``[0.99, 1]`` (random).
 
-    Also the input of the forward call that creates parameters made by the first
-    forward (:func:`gradcheck.check.check_layer`): not the check's own ``x``, so a
-    forward that caches its first input is seen by the check.
+    Reversed, so a forward that caches its first input is seen; scaled, so its batch
+    statistics differ too (a batch reversed has the same mean and variance: a backward
+    reading the previous batch's statistics would pass), towards zero, so the input stays
+    where ``x`` lies (positive, in ``[0, 1]``, zeros where ``x`` has them). Also the input
+    of the forward call that creates parameters made by the first forward
+    (:func:`gradcheck.check.check_layer`).
     """
-    if x.ndim and len(x) > 1:
-        x1 = np.ascontiguousarray(x[::-1])
-        if not np.array_equal(x1, x):
-            return x1
+    x1 = np.ascontiguousarray(x[::-1]) if x.ndim and len(x) > 1 else x.copy()
     if x.dtype.kind in "fc":
-        signs = rng.choice(np.array([-1.0, 1.0]), size=x.shape)
-        return (x * (1.0 + LEARNING_RATE * signs)).astype(x.dtype, copy=False)
-    return x.copy()
+        x1 = (x1 * (1.0 - LEARNING_RATE * rng.random(x.shape))).astype(x.dtype, copy=False)
+    return x1
 
 
 def _same(a, b):

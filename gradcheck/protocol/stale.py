@@ -161,6 +161,9 @@ def unwritten_read(exc, layer, adapter, x):
 
     cause = exc.__cause__
     name, obj = getattr(cause, "name", None), getattr(cause, "obj", None)
+    if isinstance(exc, LayerCallError) and isinstance(cause, TypeError) and "NoneType" in str(
+            cause):
+        return _none_read(exc, layer, adapter, x)
     if not (isinstance(exc, LayerCallError) and isinstance(cause, AttributeError) and name
             and obj is not None):
         return exc
@@ -181,6 +184,41 @@ def unwritten_read(exc, layer, adapter, x):
                  f"the last {other}forward's cache")
     return LayerCallError(f"{str(exc).split(': ', 1)[-1]} ({text})", layer=exc.layer,
                           target=exc.target)  # the index is in the message already
+
+
+def _none_read(exc, layer, adapter, x):
+    """``exc``, a backward's TypeError on ``None``, said again with the attributes of
+    ``layer`` that are ``None`` here and that the other mode's forward sets (the book's
+    ``Dropout`` checked in eval mode on a fresh instance: ``self.mask = None`` from
+    ``__init__``, set by a train-mode forward only); ``exc`` itself when none is."""
+    from gradcheck.errors import LayerCallError
+
+    text = str(exc).split(": ", 1)[-1]
+    if adapter.flag_mode is None or not text.startswith("backward()"):
+        return exc
+    read = _loaded_names(getattr(type(layer), "backward", None))
+    unset = [n for n, v in getattr(layer, "__dict__", {}).items()
+             if v is None and n in read and _stored_by_class(type(layer), n)]
+    names = [n for n in unset if _other_mode_writes(layer, adapter, x, layer, n, set_=True)]
+    if not names:
+        return exc
+    mode, other = ("train-mode ", "eval-mode ") if adapter.train_flg else (
+        "eval-mode ", "train-mode ")
+    listed = ", ".join(f"`{n}`" for n in names)
+    return LayerCallError(
+        f"{text} (backward reads {listed}, None until {'an' if other[0] == 'e' else 'a'} "
+        f"{other}forward sets {'them' if len(names) > 1 else 'it'}; this {mode}forward does "
+        f"not: {'an' if mode[0] == 'e' else 'a'} {mode}backward that depends on the last "
+        f"{other}forward's cache)", layer=exc.layer, target=exc.target)
+
+
+def _loaded_names(fn):
+    """The attribute names ``fn``'s own code reads (``LOAD_ATTR``), or none."""
+    import dis
+
+    code = getattr(fn, "__code__", None)
+    return set() if code is None else {i.argval for i in dis.get_instructions(code)
+                                       if i.opname in ("LOAD_ATTR", "LOAD_METHOD")}
 
 
 def _misspelt(exc, obj, name, instance):
@@ -231,15 +269,17 @@ def _stored_by_class(klass, name):
     return name in _stored_names(klass)
 
 
-def _other_mode_writes(layer, adapter, x, obj, name):
+def _other_mode_writes(layer, adapter, x, obj, name, set_=False):
     """Whether ``forward(x)`` in the mode ``adapter`` is not in leaves ``obj.<name>`` set
-    (the layer's state put back afterwards)."""
+    (with ``set_``: not ``None``; the layer's state put back afterwards)."""
     from gradcheck.protocol.adapter import LayerAdapter
     from gradcheck.protocol.state import StateSnapshot
 
     snapshot = StateSnapshot(layer)
     try:
         LayerAdapter(layer, not adapter.train_flg).raw_forward(np.array(x, copy=True))
+        if set_:
+            return getattr(obj, name, None) is not None
         return name in getattr(obj, "__dict__", {}) or name in slot_names(type(obj))
     except Exception:  # noqa: BLE001 -- the other mode's own error: not known then
         return False
