@@ -515,13 +515,7 @@ class TieCheck:
         """The levels along ``rows`` (the single elements ``at``, then the ``pairs``; over
         their mean steps): one, and a second at a quarter of the step when the first sees a
         pair's excess (two forward calls a row each)."""
-        s = self.s
-        hs = [s.refine_steps[r] for r in rows]
-        means = np.array([float(np.mean(h)) for h in hs])
-        W = np.zeros((len(rows), s.arr.size))
-        for k, (r, h) in enumerate(zip(rows, hs)):
-            W[k, r] = h
-        W = W.reshape((len(rows),) + s.arr.shape)
+        W, means, _ = self._directions(rows)
         first = self._levels(W, means)
         gap, noise = self._excess(first, at, pairs)
         if not gap_seen(gap, noise).any():
@@ -599,17 +593,22 @@ class TieCheck:
                       sink.P[:, 0] / scales, sink.M[:, 0] / scales,
                       one_sided_allowance(sigma, scales), sigma, scales, sink.supports)
 
+    def _directions(self, rows):
+        """``(W, means, hs)``: per row (flat elements), the direction ``sum h_i e_i`` of the
+        elements' refinement steps, shaped as the target, its mean step and the steps."""
+        s = self.s
+        hs = [s.refine_steps[r] for r in rows]
+        W = np.zeros((len(rows), s.arr.size))
+        for k, (r, h) in enumerate(zip(rows, hs)):
+            W[k, r] = h
+        means = np.array([float(np.mean(h)) for h in hs])
+        return W.reshape((len(rows),) + s.arr.shape), means, hs
+
     def _measure(self, groups):
         """The :class:`_Along` of each group (flat elements) along ``w = sum h_i e_i``, over
         its mean step: two forward calls a group, two more where its one-sided gap is seen
         (the level at a quarter of the step, for :func:`gradcheck.engine.refine.at_kink`)."""
-        s = self.s
-        hs = [s.refine_steps[g] for g in groups]
-        means = np.array([float(np.mean(h)) for h in hs])
-        W = np.zeros((len(groups), s.arr.size))
-        for r, (g, h) in enumerate(zip(groups, hs)):
-            W[r, g] = h
-        W = W.reshape((len(groups),) + s.arr.shape)
+        W, means, hs = self._directions(groups)
         first = self._levels(W, means)
         seen = np.flatnonzero(gap_seen(first.gap, first.side))
         second = self._levels(W[seen] / RATIO, means[seen] / RATIO) if len(seen) else None
