@@ -920,8 +920,9 @@ def _unnamed(found, path):
     if not arrays:
         return ""
     one = len(arrays) == 1
-    return (f" backward wrote {', '.join(arrays)} of {path}'s shape (no name ties "
-            f"{'it' if one else 'them'} to {path}): if {'it' if one else 'one'} is {path}'s "
+    owner = f"{path}'" if path.endswith("s") else f"{path}'s"  # weights', W's
+    return (f" backward wrote {', '.join(arrays)} of {owner} shape (no name ties "
+            f"{'it' if one else 'them'} to {path}): if {'it' if one else 'one'} is {owner} "
             f"gradient, name it: params={{{path!r}: '<name>'}}.")
 
 

@@ -3569,7 +3569,7 @@ def test_trask_s_layer_passes_whatever_the_batch(batch, inputs):
     assert report.passed and [r.name for r in report.results] == ["x"], str(report)
     text = " ".join(str(report).split())
     assert "weights: no gradient" in text, text
-    assert ("backward wrote weight_output_delta of weights's shape" in text) == (
+    assert ("backward wrote weight_output_delta of weights' shape" in text) == (
         batch == inputs), text
     bad = check_layer(TraskLayerBroken(inputs, 3), x)
     assert {r.name: r.verdict for r in bad.results} == {"x": "FAIL"}, str(bad)

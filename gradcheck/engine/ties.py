@@ -422,7 +422,7 @@ class TieCheck:
     def _partners(self, flat, supports):
         """``({element: support}, unmeasured)``: the kinks' tied partners not found at a
         kink (module notes); ``supports``: those of ``flat``."""
-        s, n_out = self.s, self.out0.size
+        n_out = self.out0.size
         covered = [supports[e] for e in flat]
         if any(c is None or len(c) >= n_out for c in covered):
             return {}, 0  # dense: every kink shares an output already
