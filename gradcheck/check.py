@@ -805,7 +805,7 @@ def _parameters(layer, adapter, original, xw, dout, params, seed, findings, excl
             findings.append(Finding("created-by-forward", False, (
                 f"{', '.join(created)} {'do' if len(created) > 1 else 'does'} not exist "
                 "before the first forward (None): the check made one forward call (on another "
-                "input of x's shape: its batch reversed and scaled by 0.99 to 1) to create "
+                "input of x's shape: its batch reversed, one row repeated) to create "
                 f"{'them' if len(created) > 1 else 'it'} and checked the layer from there; "
                 "the layer is put back as it was given")))
         if found is not None:

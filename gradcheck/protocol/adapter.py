@@ -14,7 +14,8 @@ import numpy as np
 
 from gradcheck.errors import GradCheckInputError, LayerCallError, LayerProtocolError
 from gradcheck.protocol.discovery import (METHOD_NAMES, accumulating_buffers, discover,
-                                          kept_input_gradient, layer_method, method_name,
+                                          kept_input_gradient, layer_method, layer_tree,
+                                          method_name,
                                           plain_forward, plain_held, put_back_changed,
                                           zero_buffers)
 from gradcheck.protocol.paths import assign, lookup, resolve
@@ -102,10 +103,12 @@ def switch_mode(layer, adapter, train_flg):
     """Put a layer whose ``forward`` takes no train/eval switch in the mode asked for.
 
     A layer that holds its mode as an attribute named as in :data:`SWITCH_NAMES`
-    (``self.training``, PyTorch style; ``self.is_test``) gets it set for ``train_flg``
-    (the caller puts it back with :func:`switch_back`), and ``adapter.mode_holder`` names
-    it (for the sequence check's train-mode first call). A layer with neither has one
-    mode: asking for eval mode there is worth a warning, since nothing changes.
+    (``self.training``, PyTorch style; ``self.is_test``), or whose sub-layers do (a
+    module tree: each child reads its own, as ``torch.nn.Module.train()`` sets them all),
+    gets every one set for ``train_flg`` (the caller puts them back with
+    :func:`switch_back`), and ``adapter.mode_holders`` lists them (for the sequence
+    check's train-mode first call). A layer with neither has one mode: asking for eval
+    mode there is worth a warning, since nothing changes.
 
     Parameters
     ----------
@@ -116,22 +119,23 @@ def switch_mode(layer, adapter, train_flg):
 
     Returns
     -------
-    (switched, text) : (tuple or None, str or None)
-        ``(layer, attribute, value before)`` when an attribute was set; the text of
-        a note (or warning) for the report.
+    (switched, text) : (list or None, str or None)
+        ``[(object, attribute, value before)]`` of the attributes set (``None`` when none
+        was); the text of a note (or warning) for the report.
     """
     if adapter.flag_mode is not None:
         return None, None
-    attr = mode_attribute(layer)
-    adapter.mode_holder = None if attr is None else (layer, attr)
-    if attr is not None:
-        before, value = getattr(layer, attr), flag_value(attr, train_flg)
-        if bool(before) == value:
-            return None, None
-        setattr(layer, attr, value)
-        return (layer, attr, before), (
-            f"forward takes no train/eval switch; the layer holds it as `{attr}`, set to "
-            f"{value} for the check (put back afterwards)")
+    holders = mode_holders(layer)
+    adapter.mode_holders = holders
+    if holders:
+        switched = []
+        for obj, attr in holders:
+            before, value = getattr(obj, attr), flag_value(attr, train_flg)
+            if bool(before) != value:
+                setattr(obj, attr, value)
+                switched.append((obj, attr, before))
+        return (switched, _switched_text(layer, holders, train_flg)) if switched else (
+            None, None)
     if train_flg:
         return None, None
     mode = _mode_parameter(layer_method(layer, "forward"))
@@ -142,6 +146,21 @@ def switch_mode(layer, adapter, train_flg):
             f"; forward's `{mode}` parameter is not taken for one: pass the mode as an input, "
             f"check_layer(layer, {{'x': x, {mode!r}: ...}})" if mode else
             "; a mode inside an input (CS231n's bn_param['mode']) is set there"))
+
+
+def _switched_text(layer, holders, train_flg):
+    """The ``mode-switch`` note: which attributes hold the mode, set for the check."""
+    names = sorted({attr for _, attr in holders})
+    own = holders[0][0] is layer
+    subs = len(holders) - own
+    where = (f"the layer holds it as `{names[0]}`" if own else
+             f"its sub-layers hold it as {', '.join(f'`{n}`' for n in names)}")
+    if own and subs:
+        where += f" (and {subs} of its sub-layers too)"
+    value = (f"set to {flag_value(names[0], train_flg)}" if len(names) == 1 else
+             f"set for {'train' if train_flg else 'eval'} mode")
+    return (f"forward takes no train/eval switch; {where}, {value} for the check (put "
+            "back afterwards)")
 
 
 def mode_attribute(layer):
@@ -160,11 +179,27 @@ def mode_attribute(layer):
                 None)
 
 
+def mode_holders(layer):
+    """``[(object, attribute)]``: the layer and its sub-layers
+    (:func:`~gradcheck.protocol.discovery.layer_tree`) that hold a mode attribute
+    (:func:`mode_attribute`), the layer first.
+
+    Parameters
+    ----------
+    layer : object
+
+    Returns
+    -------
+    list of (object, str)
+    """
+    return [(obj, attr) for obj, _ in layer_tree(layer) for attr in [mode_attribute(obj)]
+            if attr is not None]
+
+
 def switch_back(switched):
-    """Undo :func:`switch_mode`."""
-    if switched is not None:
-        layer, attr, before = switched
-        setattr(layer, attr, before)
+    """Undo :func:`switch_mode` (the attributes put back in reverse order)."""
+    for obj, attr, before in reversed(switched or ()):
+        setattr(obj, attr, before)
 
 
 def _mode_parameter(forward):
@@ -387,9 +422,10 @@ class LayerAdapter:
         self._probe, self.flag_refused = only_var_args(forward), None
         self.forward_calls = 0
         self.backward_calls = 0
-        #: ``(object, attribute)`` holding the mode of a forward without a switch
-        #: (``self.training``), once :func:`switch_mode` has looked; else ``None``
-        self.mode_holder = None
+        #: ``[(object, attribute)]`` holding the mode of a forward without a switch
+        #: (``self.training``, in the layer and its sub-layers), once :func:`switch_mode`
+        #: has looked
+        self.mode_holders = []
         #: accumulating gradient buffers (``gradients[...] +=``), zeroed before every backward
         self.accumulating = accumulating_buffers(layer)
         #: the layer's ``flush_gradients()`` breaks its backward: the sequence check does

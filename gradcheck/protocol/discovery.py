@@ -1381,7 +1381,7 @@ def _same_gradient(layer, grad, view, base_grad, base):
     return bool(np.array_equal(_memory_order(b, bg)[view_index(v, b)], g))
 
 
-def _layer_tree(layer):
+def layer_tree(layer):
     """``[(obj, prefix)]``: the layer and its sub-layers (attributes, and layers in lists,
     tuples and dicts of them), each once, with the path prefix it is found under."""
     found, seen = [], set()
@@ -1431,7 +1431,7 @@ def accumulating_buffers(layer):
     list of str
     """
     paths = []
-    for obj, prefix in _layer_tree(layer):
+    for obj, prefix in layer_tree(layer):
         if _accumulating(obj):
             paths += [f"{prefix}gradients[{k!r}]" for k, v in obj.gradients.items()
                       if isinstance(v, np.ndarray)]
@@ -1447,7 +1447,7 @@ def accumulating_buffers(layer):
 def _accumulating_layers(layer):
     """The layer and its sub-layers of the accumulating convention (numpy-ml's
     ``LayerBase``: ``parameters``/``gradients`` dicts and a ``flush_gradients()``)."""
-    return [obj for obj, _ in _layer_tree(layer)
+    return [obj for obj, _ in layer_tree(layer)
             if _accumulating(obj) and callable(getattr(obj, "flush_gradients", None))]
 
 

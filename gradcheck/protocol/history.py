@@ -8,8 +8,8 @@ working state and restoring nothing in between:
 
 1. ``forward(x1)``, ``backward(d1)`` at parameters moved by ``1 +- 0.01``
    (random signs; zeros by ``+0.01``), ``x1`` being ``x`` with its first (batch)
-   axis reversed and scaled by ``[0.99, 1]`` (:func:`first_input`) and ``d1`` a
-   random upstream gradient, with the generators a forward draws
+   axis reversed and one row repeated, other batch statistics (:func:`first_input`),
+   and ``d1`` a random upstream gradient, with the generators a forward draws
    from one draw ahead of the check's state (another dropout mask); in train
    mode when the check is in eval mode and ``forward`` takes ``train_flg`` or the
    layer holds its mode as an attribute (``self.training``, set for the call
@@ -68,6 +68,11 @@ noise and steps (2 forward calls), and a target that does not pass it, or one
 whose output was unchanged but its gradient not, by a few elements with the
 noise measured there: half those where the gradient moved most from the
 verified one, half at random (:func:`_verify_second_call`).
+
+Not seen: a backward using a copy of a parameter made before the check (``self.WT =
+W.T.copy()`` in ``__init__``): the step puts the parameters back, so call 3 is at the
+check's parameters, where the copy is right (verifying it at moved parameters would cost
+a projection per target on every layer).
 
 Cost: 2 forward and 3 backward calls and 2 state snapshots (2 more backward
 calls when a finding of call 4 is told apart); in eval mode after a training
@@ -168,8 +173,8 @@ class _Sequence:
     def __init__(self, run, results):
         self.run, self.layer = run, run.layer
         # a mode held as an attribute (self.training) is set for call 1, back in the step
-        self.holder, self.mode_value = run.adapter.mode_holder, None
-        self.modes = run.adapter.flag_mode is not None or self.holder is not None
+        self.holders, self.mode_values = run.adapter.mode_holders, None
+        self.modes = run.adapter.flag_mode is not None or bool(self.holders)
         self.train_step = True if self.modes else run.adapter.train_flg
         self.judged = [r.name for r in results if r.passed]
         # INCONCLUSIVE only because the gradient vanished at the check's point (a kept
@@ -189,10 +194,11 @@ class _Sequence:
     # -- calls ---------------------------------------------------------------
     def forward(self, x, train, phase=None):
         adapter = self.run.adapter
-        if train != adapter.train_flg and self.holder is not None:
-            obj, attr = self.holder
-            self.mode_value = getattr(obj, attr)  # the check's, put back by _step_back
-            setattr(obj, attr, flag_value(attr, train))
+        if train != adapter.train_flg and self.holders:
+            # the check's values, put back by _step_back
+            self.mode_values = [getattr(obj, attr) for obj, attr in self.holders]
+            for obj, attr in self.holders:
+                setattr(obj, attr, flag_value(attr, train))
         elif train != adapter.train_flg:
             adapter = adapter.in_mode(train)
         with self.tracer.trace(phase) if phase else contextlib.nullcontext():
@@ -348,8 +354,8 @@ class _Sequence:
         second call draws the check's dropout mask, so a layer whose function moves only
         with its draws is at the check's own point."""
         self.flushed = flush_accumulated(self.layer)  # never reached with adapter.no_flush
-        if self.mode_value is not None:  # the mode attribute back to the check's mode
-            setattr(*self.holder, self.mode_value)
+        for (obj, attr), value in zip(self.holders, self.mode_values or ()):
+            setattr(obj, attr, value)  # the mode attributes back to the check's mode
         for p, saved in self.p0.items():
             arr = get_attr(self.layer, p)
             if isinstance(arr, np.ndarray) and arr.shape == saved.shape and arr.flags.writeable:
@@ -778,20 +784,28 @@ def _classify(first, second, located):
 
 
 def first_input(x, rng):
-    """The first call's input: ``x`` with its batch reversed and, when floating, every
-    element scaled by a factor in ``[0.99, 1]`` (random).
+    """The first call's input: ``x`` with its batch reversed and, for a batch of three or
+    more, its first row (``x``'s last) replaced by a copy of its second; else (a batch of
+    one, or one its reversal leaves as it is) ``x`` scaled by ``1 +- 0.01``.
 
-    Reversed, so a forward that caches its first input is seen; scaled, so its batch
-    statistics differ too (a batch reversed has the same mean and variance: a backward
-    reading the previous batch's statistics would pass), towards zero, so the input stays
-    where ``x`` lies (positive, in ``[0, 1]``, zeros where ``x`` has them). Also the input
-    of the forward call that creates parameters made by the first forward
-    (:func:`gradcheck.check.check_layer`).
+    Every row is one of ``x``'s, so an input whose rows must be probabilities, one-hot
+    or labels stays valid, while the batch statistics differ from ``x``'s (a batch only
+    reversed has ``x``'s own mean and variance: a backward reading the previous batch's
+    would pass); a batch of two is only reversed. Also the input of the forward call
+    that creates parameters made by the first forward (:func:`gradcheck.check.check_layer`):
+    not the check's own ``x``, so a forward that caches its first input is seen.
     """
-    x1 = np.ascontiguousarray(x[::-1]) if x.ndim and len(x) > 1 else x.copy()
+    if x.ndim and len(x) > 1:
+        order = np.arange(len(x))[::-1].copy()
+        if len(x) > 2:
+            order[0] = order[1]
+        x1 = np.ascontiguousarray(x[order])
+        if not np.array_equal(x1, x):
+            return x1
     if x.dtype.kind in "fc":
-        x1 = (x1 * (1.0 - LEARNING_RATE * rng.random(x.shape))).astype(x.dtype, copy=False)
-    return x1
+        signs = rng.choice(np.array([-1.0, 1.0]), size=x.shape)
+        return (x * (1.0 + LEARNING_RATE * signs)).astype(x.dtype, copy=False)
+    return x.copy()
 
 
 def _same(a, b):
