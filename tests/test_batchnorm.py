@@ -253,11 +253,24 @@ class BookDropout:
         return dout * self.mask
 
 
-def test_a_fresh_layer_in_eval_mode_names_the_none_cache_backward_reads():
+class AttributeModeDropout(BookDropout):
+    """The same, its mode held as ``self.train_flg`` (the second book's ``TimeDropout``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_flg = True
+
+    def forward(self, x):
+        return BookDropout.forward(self, x, self.train_flg)
+
+
+@pytest.mark.parametrize("cls", [BookDropout, AttributeModeDropout])
+def test_a_fresh_layer_in_eval_mode_names_the_none_cache_backward_reads(cls):
     """The backward's TypeError on ``None`` names the attribute that is ``None`` until a
-    train-mode forward sets it, as the AttributeError of an unset one does."""
+    train-mode forward sets it, as the AttributeError of an unset one does; with the mode
+    a switch of ``forward`` or an attribute."""
     with pytest.raises(LayerCallError) as info:
-        check_layer(BookDropout(), np.ones((3, 4)), train_flg=False)
+        check_layer(cls(), np.ones((3, 4)), train_flg=False)
     assert str(info.value).endswith(
         "(backward reads `mask`, None until a train-mode forward sets it; this eval-mode "
         "forward does not: an eval-mode backward that depends on the last train-mode "

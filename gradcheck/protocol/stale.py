@@ -172,8 +172,8 @@ def unwritten_read(exc, layer, adapter, x):
         return _misspelt(exc, obj, name, instance)  # np.dott, self._gard
     if not str(exc).split(": ", 1)[-1].startswith("backward()"):
         return exc
-    mode = ("train-mode " if adapter.train_flg else "eval-mode ") if (
-        adapter.flag_mode is not None) else ""
+    mode = ("train-mode " if adapter.train_flg else "eval-mode ") if _has_modes(adapter) \
+        else ""
     text = f"backward reads {name!r}, which this {mode}forward does not write"
     if mode and _other_mode_writes(layer, adapter, x, obj, name):
         other = "eval-mode " if adapter.train_flg else "train-mode "
@@ -194,7 +194,7 @@ def _none_read(exc, layer, adapter, x):
     from gradcheck.errors import LayerCallError
 
     text = str(exc).split(": ", 1)[-1]
-    if adapter.flag_mode is None or not text.startswith("backward()"):
+    if not _has_modes(adapter) or not text.startswith("backward()"):
         return exc
     read = _loaded_names(getattr(type(layer), "backward", None))
     unset = [n for n, v in getattr(layer, "__dict__", {}).items()
@@ -210,6 +210,12 @@ def _none_read(exc, layer, adapter, x):
         f"{other}forward sets {'them' if len(names) > 1 else 'it'}; this {mode}forward does "
         f"not: {'an' if mode[0] == 'e' else 'a'} {mode}backward that depends on the last "
         f"{other}forward's cache)", layer=exc.layer, target=exc.target)
+
+
+def _has_modes(adapter):
+    """Whether the layer has a train and an eval mode: a switch ``forward`` takes, or an
+    attribute it (or a sub-layer) holds it in."""
+    return adapter.flag_mode is not None or bool(adapter.mode_holders)
 
 
 def _loaded_names(fn):
@@ -272,11 +278,13 @@ def _stored_by_class(klass, name):
 def _other_mode_writes(layer, adapter, x, obj, name, set_=False):
     """Whether ``forward(x)`` in the mode ``adapter`` is not in leaves ``obj.<name>`` set
     (with ``set_``: not ``None``; the layer's state put back afterwards)."""
-    from gradcheck.protocol.adapter import LayerAdapter
+    from gradcheck.protocol.adapter import LayerAdapter, flag_value
     from gradcheck.protocol.state import StateSnapshot
 
     snapshot = StateSnapshot(layer)
     try:
+        for holder, attr in adapter.mode_holders:  # a mode held as an attribute
+            setattr(holder, attr, flag_value(attr, not adapter.train_flg))
         LayerAdapter(layer, not adapter.train_flg).raw_forward(np.array(x, copy=True))
         if set_:
             return getattr(obj, name, None) is not None
