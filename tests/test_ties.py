@@ -554,3 +554,38 @@ def test_no_forward_call_more_without_failing_elements_of_equal_value(monkeypatc
     assert report.result("x").verdict == without.result("x").verdict
     assert report.forward_calls == without.forward_calls, str(report)
     assert report.backward_calls == without.backward_calls
+
+
+class StableSort:
+    """Sorts each row; backward scatters ``dout`` back through the stable argsort (every
+    numpy sort or top-k layer's backward); ``scale`` multiplies one column's gradient."""
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def forward(self, x):
+        self.order = np.argsort(x, axis=1, kind="stable")
+        return np.take_along_axis(x, self.order, 1)
+
+    def backward(self, dout):
+        dx = np.zeros_like(dout)
+        np.put_along_axis(dx, self.order, dout, 1)
+        dx[:, 1] *= self.scale
+        return dx
+
+
+def _three_way_ties():
+    x = np.random.default_rng(10).normal(size=(10, 8))
+    x[:, 1:3] = x[:, [0]]
+    return x
+
+
+@pytest.mark.parametrize("strategy", ["auto", "elementwise"])
+def test_a_sorts_middle_tied_slot_is_a_valid_subgradient(strategy):
+    """At a three-way tie of a sort, the stable argsort gives the middle element the middle
+    slot's dout, which moving it alone never reaches (its one-sided derivatives are the
+    bottom and top slots'): the pairs with its equal partners give it that value, so it
+    passes; doubling that element's gradient still fails."""
+    x = _three_way_ties()
+    assert check_layer(StableSort(), x, strategy=strategy).passed
+    assert check_layer(StableSort(scale=2.0), x, strategy=strategy).result("x").verdict == "FAIL"

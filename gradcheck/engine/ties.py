@@ -53,8 +53,12 @@ element ``argsort`` picks, or ``dout/3`` to each) FAILs against ``0``. The media
 Clarke regular there: along a pair the derivative is not the sum of its elements' own
 (``median(a + t, a + t, a) = a + t``: ``dout`` where each alone gives ``0``), and a smooth
 pair's derivative need not equal the pair's analytic sum for every subgradient (``2/3
-dout`` for the even split). So, for an element failing with no kink seen (elementwise,
-sampled or grouped items, :meth:`TieCheck.unseen`), the elements of *exactly* its value
+dout`` for the even split). A sort's middle tied element is the other case: moving it
+alone takes it to the bottom or the top slot, so its one-sided derivatives are those slots'
+``dout`` and the middle slot's (what the stable ``argsort`` backward gives it) may lie
+outside them, though it is a valid subgradient. So, for an element failing with no kink
+seen, or at a kink outside its own one-sided derivatives (elementwise, sampled or grouped
+items, :meth:`TieCheck.unseen`), the elements of *exactly* its value
 are paired with it (the nearest :data:`MAX_PARTNERS` by flat index, at most
 :data:`MAX_PAIRS` pairs a target), and each element and each pair is moved by its
 refinement steps: a pair is at a tie when its central derivative's excess over the sum of

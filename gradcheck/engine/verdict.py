@@ -289,23 +289,26 @@ ELEMENT_STRATEGIES = ("elementwise", "sampled", "grouped")
 
 
 def _unseen_ties(comp, st):
-    """Failing elements with no kink seen, at a tie they do not show alone (a median's):
-    those the tie check finds at a kink along pairs of equal elements, inside the pairs'
-    hulls (:meth:`gradcheck.engine.ties.TieCheck.unseen`), are at a kink, inside; their
-    groups are then checked as any tie's. No forward call when no failing element has an
+    """Failing elements at a tie they do not show alone: with no kink seen (a median's),
+    or at a kink outside their own one-sided derivatives (a sort's middle slot, which
+    moving one tied element alone never reaches): those the tie check finds at a kink
+    along pairs of equal elements, inside the pairs' hulls
+    (:meth:`gradcheck.engine.ties.TieCheck.unseen`), are at a kink, inside; their groups
+    are then checked as any tie's. No forward call when no failing element has an
     element of exactly its value."""
     unseen = getattr(comp.ties, "unseen", None)
     if unseen is None or comp.strategy not in ELEMENT_STRATEGIES or not st.failing.any() \
             or not np.isfinite(st.ana).all():
         return
-    kinked = {k[0] for k in st.kinks}
-    rows = [int(r) for r in np.flatnonzero(st.failing) if comp.index(int(r)) not in kinked]
+    inside = {k[0] for k in st.kinks if k[3]}
+    rows = [int(r) for r in np.flatnonzero(st.failing) if comp.index(int(r)) not in inside]
     flat = {int(np.ravel_multi_index(comp.index(r), comp.shape)): r for r in rows}
     if not flat:
         return
     for e, (lower, upper) in unseen(sorted(flat)).items():
         r = flat[e]
         st.failing[r], st.kink_ok[r] = False, True
+        st.kinks[:] = [k for k in st.kinks if k[0] != comp.index(r)]
         st.kinks.append((comp.index(r), float(lower), float(upper), True))
 
 
