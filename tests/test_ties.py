@@ -589,3 +589,18 @@ def test_a_sorts_middle_tied_slot_is_a_valid_subgradient(strategy):
     x = _three_way_ties()
     assert check_layer(StableSort(), x, strategy=strategy).passed
     assert check_layer(StableSort(scale=2.0), x, strategy=strategy).result("x").verdict == "FAIL"
+
+
+def test_the_pair_budget_goes_round_robin_over_the_failing_elements():
+    """Ten rows of a median's three-way tie: every row's failing pick gets its nearest
+    partner before any gets a second, so all pass (the first rows took the whole budget
+    before)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for ties in [3] * 10 + [1, 1]:  # 27 values a row, 3 equal to its median; 2 rows untied
+        below = -np.cumsum(rng.uniform(0.1, 1, (27 - ties) // 2))
+        above = np.cumsum(rng.uniform(0.1, 1, 27 - ties - len(below)))
+        rows.append(rng.permutation(np.concatenate([np.zeros(ties), below, above])
+                                    + rng.normal()))
+    report = check_layer(Median(), np.array(rows))
+    assert report.passed, str(report)

@@ -58,9 +58,9 @@ alone takes it to the bottom or the top slot, so its one-sided derivatives are t
 ``dout`` and the middle slot's (what the stable ``argsort`` backward gives it) may lie
 outside them, though it is a valid subgradient. So, for an element failing with no kink
 seen, or at a kink outside its own one-sided derivatives (elementwise, sampled or grouped
-items, :meth:`TieCheck.unseen`), the elements of *exactly* its value
-are paired with it (the nearest :data:`MAX_PARTNERS` by flat index, at most
-:data:`MAX_PAIRS` pairs a target), and each element and each pair is moved by its
+items, :meth:`TieCheck.unseen`), the elements of *exactly* its value are paired with it
+(the nearest :data:`MAX_PARTNERS` by flat index, at most :data:`MAX_PAIRS` pairs a target,
+every element's nearest first), and each element and each pair is moved by its
 refinement steps: a pair is at a tie when its central derivative's excess over the sum of
 its elements' own stands above their noise and does not shrink at a quarter of the step
 (:func:`gradcheck.engine.refine.at_kink` on the excess: curvature makes a smooth pair's
@@ -132,8 +132,10 @@ MAX_JOINED = 64
 MAX_PARTNERS = 4
 
 #: Pair directions probed at most per target for those ties (two forward calls each, four
-#: where the pair's gap is seen); the pairs beyond are not probed (said in the note).
-MAX_PAIRS = 16
+#: where the pair's gap is seen), taken round-robin (every failing element's nearest
+#: partner first, then the second nearest, ...); the pairs beyond are not probed (said in
+#: the note).
+MAX_PAIRS = 256
 
 
 @dataclass(frozen=True)
@@ -564,14 +566,19 @@ class TieCheck:
         if self.s.arr.dtype.kind not in "f":
             return []
         values = self.s.arr.reshape(-1)
-        pairs, beyond = [], set()
+        near = {}
         for e in elements:
             equal = np.flatnonzero(values == values[e])
             equal = equal[equal != e]
-            near = equal[np.argsort(np.abs(equal - e), kind="stable")][:MAX_PARTNERS]
-            for j in near.tolist():
+            near[e] = equal[np.argsort(np.abs(equal - e), kind="stable")][:MAX_PARTNERS]
+        pairs, beyond = [], set()
+        for rank in range(MAX_PARTNERS):  # round-robin: every element's nearest first
+            for e in elements:
+                if rank >= len(near[e]):
+                    continue
+                j = int(near[e][rank])
                 pair = (min(e, j), max(e, j))
-                if pair in pairs:
+                if pair in pairs or pair in beyond:
                     continue
                 if len(pairs) < MAX_PAIRS:
                     pairs.append(pair)
