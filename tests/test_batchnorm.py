@@ -278,6 +278,16 @@ def test_a_fresh_layer_in_eval_mode_names_the_none_cache_backward_reads(cls):
     assert isinstance(info.value.__cause__, TypeError)
 
 
+def test_a_none_cache_inside_a_network_is_named_by_its_path():
+    from gradcheck.layers import Affine, Sequential
+
+    net = Sequential(Affine(np.ones((4, 3)), np.zeros(3)), BookDropout())
+    with pytest.raises(LayerCallError) as info:
+        check_layer(net, np.ones((3, 4)), train_flg=False)
+    assert "(backward reads `layers[1].mask`, None until a train-mode forward sets it;" in str(
+        info.value)
+
+
 def test_a_backward_reading_what_no_forward_writes_names_it_without_a_mode():
     """A layer with one mode: the AttributeError names the attribute, no mode; a name no
     method ever assigns (a typo: self._gard, np.dott) gets no such explanation."""

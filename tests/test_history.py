@@ -412,6 +412,31 @@ def test_a_module_tree_is_switched_and_stepped_child_by_child(evaluated):
     assert tree.training is not evaluated and tree.children[0].training is not evaluated
 
 
+def test_a_sub_layer_holding_its_own_mode_is_switched_under_a_forward_switch():
+    """``Sequential.forward(x, train_flg)`` does not reach a child whose mode is its own
+    attribute (TimeDropout's ``self.train_flg``): the child is set for the check too."""
+    from gradcheck.layers import Affine as RefAffine, Sequential as RefSequential
+
+    class Seen(TimeDropout):
+        def forward(self, xs):
+            modes.append(self.train_flg)
+            return super().forward(xs)
+
+        def backward(self, dout):
+            return dout * self.mask if self.train_flg else dout.copy()
+
+    modes = []
+    rng = np.random.default_rng(0)
+    net = RefSequential(RefAffine(rng.normal(size=(3, 2)), np.zeros(2)), Seen())
+    report = check_layer(net, X, train_flg=False)
+    assert report.passed, str(report)
+    assert modes.count(False) > modes.count(True) > 0  # the check's calls, the train step
+    assert [f.message for f in report.findings if f.kind == "mode-switch"] == [
+        "forward takes the train/eval switch, but 1 of its sub-layers holds it as "
+        "`train_flg`, set to False for the check (put back afterwards)"]
+    assert net.layers[1].train_flg is True
+
+
 @pytest.mark.parametrize("cls", [CountsForwardCalls, ConstructionCache])
 def test_an_eval_backward_wrong_after_a_train_step_fails(cls):
     """The eval-mode second call runs on the running statistics the train step moved, and

@@ -123,9 +123,9 @@ def switch_mode(layer, adapter, train_flg):
         ``[(object, attribute, value before)]`` of the attributes set (``None`` when none
         was); the text of a note (or warning) for the report.
     """
-    if adapter.flag_mode is not None:
-        return None, None
     holders = mode_holders(layer)
+    if adapter.flag_mode is not None:  # the switch reaches the layer; its sub-layers' own
+        holders = [(obj, attr) for obj, attr in holders if obj is not layer]
     adapter.mode_holders = holders
     if holders:
         switched = []
@@ -134,9 +134,10 @@ def switch_mode(layer, adapter, train_flg):
             if bool(before) != value:
                 setattr(obj, attr, value)
                 switched.append((obj, attr, before))
-        return (switched, _switched_text(layer, holders, train_flg)) if switched else (
+        return (switched, _switched_text(layer, holders, train_flg,
+                                         adapter.flag_mode is not None)) if switched else (
             None, None)
-    if train_flg:
+    if adapter.flag_mode is not None or train_flg:
         return None, None
     mode = _mode_parameter(layer_method(layer, "forward"))
     return None, (
@@ -148,19 +149,22 @@ def switch_mode(layer, adapter, train_flg):
             "; a mode inside an input (CS231n's bn_param['mode']) is set there"))
 
 
-def _switched_text(layer, holders, train_flg):
-    """The ``mode-switch`` note: which attributes hold the mode, set for the check."""
+def _switched_text(layer, holders, train_flg, flag=False):
+    """The ``mode-switch`` note: which attributes hold the mode, set for the check
+    (``flag``: the layer's forward takes the switch, its sub-layers hold their own)."""
     names = sorted({attr for _, attr in holders})
     own = holders[0][0] is layer
     subs = len(holders) - own
     where = (f"the layer holds it as `{names[0]}`" if own else
-             f"its sub-layers hold it as {', '.join(f'`{n}`' for n in names)}")
+             f"{subs} of its sub-layers hold{'s' if subs == 1 else ''} it as "
+             f"{', '.join(f'`{n}`' for n in names)}")
     if own and subs:
         where += f" (and {subs} of its sub-layers too)"
     value = (f"set to {flag_value(names[0], train_flg)}" if len(names) == 1 else
              f"set for {'train' if train_flg else 'eval'} mode")
-    return (f"forward takes no train/eval switch; {where}, {value} for the check (put "
-            "back afterwards)")
+    start = ("forward takes the train/eval switch, but" if flag else
+             "forward takes no train/eval switch;")
+    return f"{start} {where}, {value} for the check (put back afterwards)"
 
 
 def mode_attribute(layer):

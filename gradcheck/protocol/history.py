@@ -199,7 +199,7 @@ class _Sequence:
             self.mode_values = [getattr(obj, attr) for obj, attr in self.holders]
             for obj, attr in self.holders:
                 setattr(obj, attr, flag_value(attr, train))
-        elif train != adapter.train_flg:
+        if train != adapter.train_flg and adapter.flag_mode is not None:
             adapter = adapter.in_mode(train)
         with self.tracer.trace(phase) if phase else contextlib.nullcontext():
             out = np.array(adapter.forward(x.copy()), copy=True)

@@ -196,10 +196,19 @@ def _none_read(exc, layer, adapter, x):
     text = str(exc).split(": ", 1)[-1]
     if not _has_modes(adapter) or not text.startswith("backward()"):
         return exc
-    read = _loaded_names(getattr(type(layer), "backward", None))
-    unset = [n for n, v in getattr(layer, "__dict__", {}).items()
-             if v is None and n in read and _stored_by_class(type(layer), n)]
-    names = [n for n in unset if _other_mode_writes(layer, adapter, x, layer, n, set_=True)]
+    from gradcheck.protocol.state import StateSnapshot
+
+    unset = [(obj, f"{path}." if path else "", n)
+             for obj, path in StateSnapshot(layer, include_global_rng=False).objects
+             for read in [_loaded_names(getattr(type(obj), "backward", None))]
+             for n, v in getattr(obj, "__dict__", {}).items()
+             if v is None and n in read and _stored_by_class(type(obj), n)]
+    if not unset:
+        return exc
+    other, this = (_left_none(layer, adapter, x, train) for train in (
+        not adapter.train_flg, adapter.train_flg))
+    names = [prefix + n for obj, prefix, n in unset
+             if (id(obj), n) not in other and (id(obj), n) in this]
     if not names:
         return exc
     mode, other = ("train-mode ", "eval-mode ") if adapter.train_flg else (
@@ -275,9 +284,37 @@ def _stored_by_class(klass, name):
     return name in _stored_names(klass)
 
 
-def _other_mode_writes(layer, adapter, x, obj, name, set_=False):
+def _left_none(layer, adapter, x, train_flg):
+    """``{(id(obj), name)}``: the attributes of the layer and its sub-layers that are
+    ``None`` after ``forward(x)`` in the mode ``train_flg`` (the layer's state put back
+    afterwards; everything, when that forward raises: nothing known)."""
+    from gradcheck.protocol.adapter import LayerAdapter, flag_value
+    from gradcheck.protocol.state import StateSnapshot
+
+    snapshot = StateSnapshot(layer)
+    try:
+        for holder, attr in adapter.mode_holders:  # a mode held as an attribute
+            setattr(holder, attr, flag_value(attr, train_flg))
+        LayerAdapter(layer, train_flg).raw_forward(np.array(x, copy=True))
+        return {(id(obj), n) for obj, _ in snapshot.objects
+                for n, v in getattr(obj, "__dict__", {}).items() if v is None}
+    except Exception:  # noqa: BLE001 -- that mode's own error: not known then
+        return _EVERYTHING
+    finally:
+        snapshot.restore_all()
+
+
+class _Everything:
+    def __contains__(self, key):
+        return True
+
+
+_EVERYTHING = _Everything()
+
+
+def _other_mode_writes(layer, adapter, x, obj, name):
     """Whether ``forward(x)`` in the mode ``adapter`` is not in leaves ``obj.<name>`` set
-    (with ``set_``: not ``None``; the layer's state put back afterwards)."""
+    (the layer's state put back afterwards)."""
     from gradcheck.protocol.adapter import LayerAdapter, flag_value
     from gradcheck.protocol.state import StateSnapshot
 
@@ -286,8 +323,6 @@ def _other_mode_writes(layer, adapter, x, obj, name, set_=False):
         for holder, attr in adapter.mode_holders:  # a mode held as an attribute
             setattr(holder, attr, flag_value(attr, not adapter.train_flg))
         LayerAdapter(layer, not adapter.train_flg).raw_forward(np.array(x, copy=True))
-        if set_:
-            return getattr(obj, name, None) is not None
         return name in getattr(obj, "__dict__", {}) or name in slot_names(type(obj))
     except Exception:  # noqa: BLE001 -- the other mode's own error: not known then
         return False
