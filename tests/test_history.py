@@ -437,6 +437,31 @@ def test_a_sub_layer_holding_its_own_mode_is_switched_under_a_forward_switch():
     assert net.layers[1].train_flg is True
 
 
+class DxOncePerForward(Affine):
+    """Computes ``dx`` at the first backward after a forward and returns it to every later
+    one, whatever its dout (wrong for a layer whose output feeds two consumers)."""
+
+    def forward(self, x, train_flg=True):
+        self.dx = None
+        return super().forward(x)
+
+    def backward(self, dout):
+        dx = super().backward(dout)  # dW and db for this dout
+        if self.dx is None:
+            self.dx = dx
+        return self.dx
+
+
+def test_a_second_backward_that_ignores_its_dout_fails():
+    """``backward(2 dout)`` right after ``backward(dout)`` on one forward returned the first
+    call's ``dx``: each alone is right, the pair is not."""
+    finding = only_finding(check_layer(DxOncePerForward(), X), "backward-twice")
+    assert finding.target == "x" and finding.message.startswith(
+        "a second backward on the same forward, with twice its dout, returned a dx that is "
+        "not twice the first") and finding.message.endswith(
+        "though each alone is: it changes `dx`, which it reads")
+
+
 @pytest.mark.parametrize("cls", [CountsForwardCalls, ConstructionCache])
 def test_an_eval_backward_wrong_after_a_train_step_fails(cls):
     """The eval-mode second call runs on the running statistics the train step moved, and

@@ -257,7 +257,8 @@ class _Sequence:
         found += self._linearity(g_scaled, {f.target for f in found}, leftovers.backward)
         flagged = {f.target for f in found if f.failure}
         found += [f for f, recognised in history if not recognised and f.target not in flagged]
-        return found + self._twice(g_twice, {f.target for f in found if f.failure})
+        found += self._twice(g_twice, {f.target for f in found if f.failure})
+        return found + self._second_dout({f.target for f in found})
 
     def _backward_again(self, notes):
         """Calls 3-5: ``(gradients of backward(dout) again, of backward(2 dout))``.
@@ -280,6 +281,7 @@ class _Sequence:
                     scaled[t], LINEARITY * self.g2[t], tol) for t in self.judged):
                 self.doubled = True
                 return dict(self.g2), scaled
+            self.sequential = scaled  # backward(2 dout) right after backward(dout)
         except LayerCallError:
             pass  # made apart below, where its note is written
         self.after.restore_all()
@@ -507,6 +509,28 @@ class _Sequence:
                 f"backward called twice after one forward returned another {self._grad_name(t)} "
                 f"the second time (max difference {_max_diff(a, b):.3g}){doubled}"
                 f"{self._twice_why()}"), t))
+        return found
+
+    def _second_dout(self, flagged):
+        """``backward-twice``: ``backward(2 dout)`` right after ``backward(dout)`` on the same
+        forward is not twice the first, though each alone is (a ``dx`` computed once per
+        forward and returned to every later backward, whatever its dout: a layer whose
+        output feeds two consumers gets its second gradient wrong)."""
+        found, seq = [], getattr(self, "sequential", None)
+        for t in self.judged if seq is not None else ():
+            a, b = self.g2.get(t), seq.get(t)
+            if t in flagged or a is None or b is None or _close(
+                    b, LINEARITY * a, LINEARITY * self.run.opts.nondet_tol):
+                continue
+            cache = self._forward_cache_written() if t in self.verified else []
+            name = self._grad_name(t)
+            found.append(Finding("backward-twice", not cache, (
+                f"a second backward on the same forward, with twice its dout, returned a "
+                f"{name} that is not twice the first (max difference "
+                f"{_max_diff(LINEARITY * a, b):.3g}), though each alone is"
+                + (f"; backward writes into forward's cache "
+                   f"{', '.join(f'`{n}`' for n in cache)}: right once per forward" if cache
+                   else self._twice_why())), t))
         return found
 
     def _twice_why(self):
