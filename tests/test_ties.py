@@ -604,3 +604,24 @@ def test_the_pair_budget_goes_round_robin_over_the_failing_elements():
                                     + rng.normal()))
     report = check_layer(Median(), np.array(rows))
     assert report.passed, str(report)
+
+
+def test_a_median_tied_in_every_row_passes_on_its_verified_groups():
+    """Every untied element's gradient is zero: the tie groups' verified sums are what the
+    check saw move, so the verdict is a PASS (not 'indistinguishable from zero'), and the
+    scale its resolution is stated against is theirs."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(4):
+        below, above = -np.cumsum(rng.uniform(0.1, 1, 12)), np.cumsum(rng.uniform(0.1, 1, 12))
+        rows.append(rng.permutation(np.concatenate([np.zeros(3), below, above]) + rng.normal()))
+    report = check_layer(Median(), np.array(rows))
+    assert report.passed, str(report)
+    assert check_layer(MedianAllTied(), np.array(rows)).result("x").verdict == "FAIL"
+
+
+def test_an_element_excused_by_its_tie_group_outside_its_one_sided_values_says_so():
+    x = np.array([[0.1, 0.5, 0.5, 0.5, 0.9]])
+    report = check_layer(StableSort(), x, dout=np.array([[1.0, -0.5, 2.0, 0.7, 0.3]]))
+    assert report.passed, str(report)
+    assert "(analytic 2 outside them: its tie group's sum verified)" in text(report)
