@@ -162,8 +162,10 @@ def check_history(run, results, opts):
 def _in_sequence(exc):
     """The layer's error on a call of the sequence, saying where it came from."""
     text = str(exc).split(": ", 1)[-1] if exc.layer else str(exc)
-    return type(exc)(f"{text} (in the sequence check, a second forward/backward without "
-                     "restoring the state; sequence=False skips it)",
+    return type(exc)(f"{text} (in the sequence check: forward/backward calls as a training "
+                     "loop makes them, without restoring the state in between -- the first "
+                     "at another input, one row repeated, and parameters moved by a factor "
+                     "1 +- 0.01; sequence=False skips it)",
                      layer=exc.layer, target=exc.target)
 
 
