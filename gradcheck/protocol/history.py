@@ -517,12 +517,14 @@ class _Sequence:
         """``backward-twice``: ``backward(2 dout)`` right after ``backward(dout)`` on the same
         forward is not twice the first, though each alone is (a ``dx`` computed once per
         forward and returned to every later backward, whatever its dout: a layer whose
-        output feeds two consumers gets its second gradient wrong)."""
+        output feeds two consumers gets its second gradient wrong), beyond the linearity
+        check's tolerance (:func:`nonlinear_finding`: a gradient read from an SGD step is
+        linear to its rounding only)."""
         found, seq = [], getattr(self, "sequential", None)
         for t in self.judged if seq is not None else ():
             a, b = self.g2.get(t), seq.get(t)
-            if t in flagged or a is None or b is None or _close(
-                    b, LINEARITY * a, LINEARITY * self.run.opts.nondet_tol):
+            if t in flagged or a is None or b is None or nonlinear_finding(
+                    self.run, t, a, b, LINEARITY, self.out2.dtype) is None:  # its tolerance
                 continue
             cache = self._forward_cache_written() if t in self.verified else []
             name = self._grad_name(t)
