@@ -284,27 +284,37 @@ def _stored_by_class(klass, name):
     return name in _stored_names(klass)
 
 
-def _left_none(layer, adapter, x, train_flg):
-    """``{(id(obj), name)}``: the attributes of the layer and its sub-layers that are
-    ``None`` after ``forward(x)`` in the mode ``train_flg`` (the layer's state put back
-    afterwards; everything, when that forward raises: nothing known)."""
+def _forward_in_mode(layer, adapter, x, train_flg, read, failed):
+    """``read()`` after ``forward(x)`` in the mode ``train_flg`` (a mode attribute the
+    layer or a sub-layer holds set for it), the layer's state put back afterwards;
+    ``failed`` when that forward raises (its own error: nothing known then)."""
     from gradcheck.protocol.adapter import LayerAdapter, flag_value
     from gradcheck.protocol.state import StateSnapshot
 
     snapshot = StateSnapshot(layer)
     try:
-        for holder, attr in adapter.mode_holders:  # a mode held as an attribute
+        for holder, attr in adapter.mode_holders:
             setattr(holder, attr, flag_value(attr, train_flg))
         LayerAdapter(layer, train_flg).raw_forward(np.array(x, copy=True))
-        return {(id(obj), n) for obj, _ in snapshot.objects
-                for n, v in getattr(obj, "__dict__", {}).items() if v is None}
+        return read(snapshot)
     except Exception:  # noqa: BLE001 -- that mode's own error: not known then
-        return _EVERYTHING
+        return failed
     finally:
         snapshot.restore_all()
 
 
+def _left_none(layer, adapter, x, train_flg):
+    """``{(id(obj), name)}``: the attributes of the layer and its sub-layers that are
+    ``None`` after ``forward(x)`` in the mode ``train_flg`` (everything, when that forward
+    raises)."""
+    return _forward_in_mode(layer, adapter, x, train_flg, lambda snapshot: {
+        (id(obj), n) for obj, _ in snapshot.objects
+        for n, v in getattr(obj, "__dict__", {}).items() if v is None}, _EVERYTHING)
+
+
 class _Everything:
+    """Contains every key: what is known of a forward that raised (nothing)."""
+
     def __contains__(self, key):
         return True
 
@@ -315,16 +325,5 @@ _EVERYTHING = _Everything()
 def _other_mode_writes(layer, adapter, x, obj, name):
     """Whether ``forward(x)`` in the mode ``adapter`` is not in leaves ``obj.<name>`` set
     (the layer's state put back afterwards)."""
-    from gradcheck.protocol.adapter import LayerAdapter, flag_value
-    from gradcheck.protocol.state import StateSnapshot
-
-    snapshot = StateSnapshot(layer)
-    try:
-        for holder, attr in adapter.mode_holders:  # a mode held as an attribute
-            setattr(holder, attr, flag_value(attr, not adapter.train_flg))
-        LayerAdapter(layer, not adapter.train_flg).raw_forward(np.array(x, copy=True))
-        return name in getattr(obj, "__dict__", {}) or name in slot_names(type(obj))
-    except Exception:  # noqa: BLE001 -- the other mode's own error: not known then
-        return False
-    finally:
-        snapshot.restore_all()
+    return _forward_in_mode(layer, adapter, x, not adapter.train_flg, lambda _: (
+        name in getattr(obj, "__dict__", {}) or name in slot_names(type(obj))), False)
