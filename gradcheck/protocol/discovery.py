@@ -1382,8 +1382,18 @@ def _same_gradient(layer, grad, view, base_grad, base):
 
 
 def layer_tree(layer):
-    """``[(obj, prefix)]``: the layer and its sub-layers (attributes, and layers in lists,
-    tuples and dicts of them), each once, with the path prefix it is found under."""
+    """The layer and its sub-layers (attributes, and layers in lists, tuples and dicts of
+    them), each once, with the path prefix it is found under.
+
+    Parameters
+    ----------
+    layer : object
+
+    Returns
+    -------
+    list of (object, str)
+        ``(obj, prefix)``, the layer first (prefix ``""``; ``"layers.0."`` below it).
+    """
     found, seen = [], set()
 
     def visit(obj, prefix):
