@@ -415,3 +415,31 @@ def test_every_mutant_fails_under_the_grouped_strategy(name, train_flg):
     from mutants.test_mutants import check_mutant
 
     check_mutant(name, train_flg, "central", "grouped")
+
+
+class LoudTanh:
+    """``tanh(x)`` with one output a 1e8 times the rest: a projection of the whole target
+    moves that output too, so its resolution is far coarser than the elements'."""
+
+    def forward(self, x):
+        self.x = x
+        out = np.tanh(x)
+        out[0, 0] *= 1e8
+        return out
+
+    def backward(self, dout):
+        dx = dout * (1 - np.tanh(self.x) ** 2)
+        dx[0, 0] *= 1e8
+        return dx
+
+
+def test_a_grouped_pass_states_the_resolution_of_the_projections_behind_it():
+    """A contribution misattributed inside a group is seen by the backing projections alone:
+    a grouped PASS takes their resolution when it is coarser and says so."""
+    x = np.random.default_rng(2).normal(size=(4, 8))
+    auto = check_layer(LoudTanh(), x, sequence=False).result("x")
+    black = check_layer(LoudTanh(), x, sequence=False, strategy="elementwise").result("x")
+    assert auto.passed and auto.strategy == "grouped"
+    assert "backed by 1 random projection(s) of the whole target" in auto.tolerance_reason
+    assert "(the resolution stated)" in auto.tolerance_reason
+    assert auto.resolution > black.resolution  # the elements' largest tolerance (the loud one)

@@ -30,9 +30,10 @@ The guarantee. A grouped PASS is reported only when all of these hold:
    ``k`` = :data:`SINGLE_GROUP_PROJECTIONS` for a target checked
    in one group, else from :data:`MIN_PROJECTIONS` to
    :data:`MAX_PROJECTIONS`) agree with the analytic gradient, black-box
-   along the direction (no structure assumed): they PASS, or are
-   INCONCLUSIVE only because their resolution is coarser than
-   ``min_resolution``.
+   along the direction (no structure assumed): they PASS (INCONCLUSIVE, too
+   coarse to tell, is no backing: the target goes black-box). Their resolution
+   is the target's stated one when coarser than its elements' (said in its
+   reason): a misattributed contribution is caught by them alone.
 
 A failure of 1-3, or projections that FAIL or are inconclusive for another
 reason (kinks the grouped check did not see, a vanishing numerical value),
@@ -255,15 +256,36 @@ def check_target(problem, target, opts, strategy, policy):
             f"{len(witness.disagree)} element(s) (first {where}) disagreed with its grouped "
             "value; checked one element at a time"))
     if result.verdict == "PASS":
-        bad = _second_line(problem, target, opts, policy, s)
+        bad, backing = _second_line(problem, target, opts, policy, s)
         if bad:
             return _black_box(problem, target, opts, policy, s, (
                 f"{name!r}: the grouped check passed but {bad}; checked one element at a "
                 "time"))
+        result = _backed(result, backing)
     problem.findings.extend(notes)
     result = replace(result, tolerance_reason=result.tolerance_reason + "; " + _saved(
         problem, s, before))
     return result
+
+
+def _backed(result, backing):
+    """A grouped PASS with what its projections rule out: a contribution credited to the
+    wrong one of two elements of a group (a structure the probes did not see) is caught
+    only above the projections' resolution, which becomes the target's when coarser."""
+    k, res = backing
+    resolution = max(result.resolution, res.resolution)
+    scale = result.resolution / result.relative_resolution if result.relative_resolution \
+        else 0.0
+    return replace(result, resolution=resolution,
+                   relative_resolution=resolution / scale if scale > 0 else float("inf"),
+                   tolerance_reason=result.tolerance_reason + (
+                       f"; backed by {k} random projection(s) of the whole target, resolution "
+                       f"{res.resolution:.2g}: a contribution credited to the wrong one of two "
+                       "elements of a group (a coupling the probes did not see) is not ruled "
+                       f"out below it, and above it is missed with probability about (2 x "
+                       f"{res.resolution:.2g} / |error|)^{k}" + (
+                           " (the resolution stated)" if res.resolution > result.resolution
+                           else "")))
 
 
 def _violated(st, name, exc):
@@ -273,8 +295,8 @@ def _violated(st, name, exc):
 
 
 def _second_line(problem, target, opts, policy, s):
-    """What the random projections of the whole target found against the grouped PASS
-    (empty when they agree)."""
+    """``(what the random projections of the whole target found against the grouped PASS,
+    (their count, their result))``: ``("", ...)`` when they pass."""
     from gradcheck.engine.projection import directional
 
     groups = len(s.structure.groups)
@@ -283,15 +305,16 @@ def _second_line(problem, target, opts, policy, s):
     comp = directional(problem, target, opts, problem.dout, problem.analytic, s, count=k,
                        spread=True)
     res = decide(comp, policy, [])
-    if res.verdict == "PASS" or (res.verdict == "INCONCLUSIVE" and not res.vacuous and not
-                                 res.excluded and res.relative_resolution > policy.min_resolution):
-        return ""  # agreed, or too coarse to tell (a limit of sensitivity, not a disagreement)
+    if res.verdict == "PASS":
+        return "", (k, res)
     if res.verdict == "FAIL":
         return (f"{k} random projections of the whole target disagreed with the analytic "
                 f"gradient (worst {res.worst_numerical:.6g} numerically against "
-                f"{res.worst_analytic:.6g})")
+                f"{res.worst_analytic:.6g})"), None
+    # too coarse to tell is no backing either: a misattributed contribution of any size
+    # below that resolution would pass (one output a 1e8 times the rest)
     return (f"{k} random projections of the whole target were inconclusive where the grouped "
-            f"check was not ({res.inconclusive.split(':')[0]})")
+            f"check was not ({res.inconclusive.split(':')[0]})"), None
 
 
 def _saved(problem, s, before):

@@ -559,9 +559,10 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
         ana = _analytic_at(comp, st, [k[0] for k in st.kinks[:10]])
         shown = [f"{i}: one-sided {lo:.6g} / {hi:.6g}" + (
             " (outside)" if not ok else
-            f" (analytic {ana[i]:.6g} outside them: its tie group's sum verified)"
-            if i in grouped and i in ana and not lo <= ana[i] <= hi else "")
-            for i, lo, hi, ok in st.kinks[:10]]
+            f" (analytic {ana[i][0]:.6g} outside them: its tie group's sum verified)"
+            if i in grouped and i in ana and not min(lo, hi) - ana[i][1] <= ana[i][0]
+            <= max(lo, hi) + ana[i][1]
+            else "") for i, lo, hi, ok in st.kinks[:10]]
         inside = sum(ok for *_, ok in st.kinks)
         outside = len(st.kinks) - inside
         findings.append(Finding(
@@ -592,9 +593,9 @@ def _notes(comp, st, checked, verdict, why, scale, findings):
 
 
 def _analytic_at(comp, st, indices):
-    """``{index: analytic value}`` of the items at the given element indices."""
+    """``{index: (analytic value, its tolerance)}`` of the items at the given indices."""
     wanted = set(indices)
-    return {i: float(st.ana[r]) for r in range(len(st.ana))
+    return {i: (float(st.ana[r]), float(st.allowed[r])) for r in range(len(st.ana))
             for i in [comp.index(r)] if i in wanted}
 
 
