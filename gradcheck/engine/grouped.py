@@ -323,7 +323,9 @@ def _saved(problem, s, before):
     st, name, n = s.structure, s.target.name, s.arr.size
     used = problem.adapter.forward_calls - before
     black = s.noise.calls + 2 * s.method.calls * min(SAMPLE, n) + s.method.calls * n
+    saved = (f"{black - used} saved" if used <= black else
+             f"{used - black} more than that: the refinement at kinks and ties")
     return (f"grouped: {st.describe(name).split(': ', 1)[1]}; checked in {used} forward calls "
-            f"in all, about {black} one element at a time ({black - used} saved; {st.calls} "
-            f"probe(s), {s.method.calls * len(st.groups)} grouped, the rest noise, step "
-            "tuning, refinement and random projections)")
+            f"in all, about {black} one element at a time ({saved}; "
+            f"{st.calls} probe(s), {s.method.calls * len(st.groups)} grouped, the rest noise, "
+            "step tuning, refinement and random projections)")
