@@ -177,10 +177,7 @@ def unwritten_read(exc, layer, adapter, x):
     text = f"backward reads {name!r}, which this {mode}forward does not write"
     if mode and _other_mode_writes(layer, adapter, x, obj, name):
         other = "eval-mode " if adapter.train_flg else "train-mode "
-        def a(word):
-            return "an" if word[0] == "e" else "a"
-
-        text += (f" ({a(other)} {other}forward does): {a(mode)} {mode}backward that depends on "
+        text += (f" ({_a(other)} {other}forward does): {_a(mode)} {mode}backward that depends on "
                  f"the last {other}forward's cache")
     return LayerCallError(f"{str(exc).split(': ', 1)[-1]} ({text})", layer=exc.layer,
                           target=exc.target)  # the index is in the message already
@@ -215,10 +212,15 @@ def _none_read(exc, layer, adapter, x):
         "eval-mode ", "train-mode ")
     listed = ", ".join(f"`{n}`" for n in names)
     return LayerCallError(
-        f"{text} (backward reads {listed}, None until {'an' if other[0] == 'e' else 'a'} "
+        f"{text} (backward reads {listed}, None until {_a(other)} "
         f"{other}forward sets {'them' if len(names) > 1 else 'it'}; this {mode}forward does "
-        f"not: {'an' if mode[0] == 'e' else 'a'} {mode}backward that depends on the last "
+        f"not: {_a(mode)} {mode}backward that depends on the last "
         f"{other}forward's cache)", layer=exc.layer, target=exc.target)
+
+
+def _a(mode):
+    """The article before ``"train-mode "`` / ``"eval-mode "``."""
+    return "an" if mode[0] == "e" else "a"
 
 
 def _has_modes(adapter):
